@@ -1,0 +1,120 @@
+"""The ASGI application: routers, DRF-shaped error bodies, health and metrics."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from sqlalchemy import text
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from payops import logging as payops_logging
+from payops.config import Settings, get_settings
+from payops.context import AppContext
+from payops.domain import messages
+from payops.errors import ApiError
+from payops.inquiry.endpoints import router as inquiry_router
+from payops.operations.endpoints import router as operations_router
+
+log = logging.getLogger("payops.http")
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.ctx = AppContext.build(settings)
+        try:
+            yield
+        finally:
+            await app.state.ctx.aclose()
+
+    app = FastAPI(
+        title="PayOps",
+        version="0.1.0",
+        description="Payment operations, wire-compatible with Ottu's Operations API.",
+        lifespan=lifespan,
+    )
+    registry = CollectorRegistry()
+    requests_total = Counter(
+        "payops_http_requests_total", "HTTP requests", ["route", "method", "status"],
+        registry=registry,
+    )
+    latency = Histogram("payops_http_request_seconds", "HTTP latency", ["route"], registry=registry)
+    app.state.metrics = registry
+
+    @app.middleware("http")
+    async def observe(request: Request, call_next):  # type: ignore[no-untyped-def]
+        token = payops_logging.request_id.set(
+            request.headers.get("x-request-id", "")[:64] or secrets.token_hex(8)
+        )
+        started = time.perf_counter()
+        try:
+            response = await call_next(request)
+        finally:
+            payops_logging.request_id.reset(token)
+        route = getattr(request.scope.get("route"), "path", "unmatched")
+        elapsed = time.perf_counter() - started
+        requests_total.labels(route, request.method, str(response.status_code)).inc()
+        latency.labels(route).observe(elapsed)
+        log.info("request", extra={"method": request.method, "path": route,
+                                   "status": response.status_code,
+                                   "duration_ms": round(elapsed * 1000, 1)})
+        return response
+
+    @app.exception_handler(ApiError)
+    async def api_error(_: Request, exc: ApiError) -> JSONResponse:
+        return JSONResponse(exc.body, status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 404:
+            detail = messages.NOT_FOUND
+        elif exc.status_code == 405:
+            detail = messages.METHOD_NOT_ALLOWED.format(method=request.method)
+        else:
+            detail = str(exc.detail)
+        return JSONResponse({"detail": detail}, status_code=exc.status_code,
+                            headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+        errors: dict[str, list[str]] = {}
+        for error in exc.errors():
+            field = str(error["loc"][-1]) if error.get("loc") else "non_field_errors"
+            errors.setdefault(field, []).append(str(error.get("msg", "Invalid value.")))
+        return JSONResponse(errors, status_code=400)
+
+    @app.exception_handler(Exception)
+    async def unexpected(_: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error: %s", type(exc).__name__)
+        return JSONResponse({"detail": "A server error occurred."}, status_code=500)
+
+    @app.get("/healthz", tags=["operability"])
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["operability"], responses={503: {"description": "database down"}})
+    async def readyz(request: Request) -> JSONResponse:
+        try:
+            async with request.app.state.ctx.db.read() as session:
+                await session.execute(text("SELECT 1"))
+        except Exception:
+            return JSONResponse({"status": "unavailable"}, status_code=503)
+        return JSONResponse({"status": "ok"})
+
+    @app.get("/metrics", tags=["operability"], response_class=Response)
+    async def metrics() -> Response:
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+    app.include_router(operations_router)
+    app.include_router(inquiry_router)
+    return app

@@ -1,0 +1,425 @@
+"""The ``payops`` command line: database, server, users, API keys, gateways, transactions."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta, timezone
+from typing import Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy import select
+
+from payops.auth import repository as auth_repo
+from payops.auth.permissions import ALL_PERMISSIONS
+from payops.auth.secrets import hash_password, new_api_key
+from payops.config import Settings, get_settings
+from payops.context import AppContext
+from payops.db.migrate import upgrade
+from payops.db.models import ApiKey, User, UserPermission
+from payops.gateways import repository as gateway_repo
+from payops.gateways.service import GatewayConfigError, add_gateway
+from payops.money import AmountError, format_minor, parse_amount
+from payops.transactions import repository as txn_repo
+from payops.transactions.presenters import child_state
+from payops.transactions.service import TransactionError, new_parent, pay_with_sandbox
+
+# Locals in tracebacks could hold passwords or keys: never print them.
+app = typer.Typer(help="PayOps: payment operations for your gateways.", no_args_is_help=True,
+                  pretty_exceptions_show_locals=False)
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+user_app = typer.Typer(help="Dashboard/API users (Basic auth).", no_args_is_help=True)
+apikey_app = typer.Typer(help="API keys (Api-Key auth).", no_args_is_help=True)
+gateway_app = typer.Typer(help="Gateway configurations (MIDs).", no_args_is_help=True)
+txn_app = typer.Typer(help="Transactions.", no_args_is_help=True)
+for sub, name in ((db_app, "db"), (user_app, "user"), (apikey_app, "apikey"),
+                  (gateway_app, "gateway"), (txn_app, "txn")):
+    app.add_typer(sub, name=name)
+
+console = Console()
+err = Console(stderr=True)
+T = TypeVar("T")
+
+
+def _fail(message: str) -> None:
+    err.print(f"[red]error:[/red] {message}")
+    raise typer.Exit(code=1)
+
+
+def _run(work: Callable[[AppContext], Awaitable[T]]) -> T:
+    settings = get_settings()
+
+    async def main() -> T:
+        ctx = AppContext.build(settings)
+        try:
+            return await work(ctx)
+        finally:
+            await ctx.aclose()
+
+    return asyncio.run(main())
+
+
+def _migrate(settings: Settings) -> None:
+    settings.ensure_data_dir()
+    upgrade(settings.effective_database_url)
+
+
+# -- db / serve -----------------------------------------------------------------------------
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Create or migrate the schema to the latest version."""
+    settings = get_settings()
+    _migrate(settings)
+    console.print(f"database at [bold]{_safe_url(settings.effective_database_url)}[/bold] is up to date")
+
+
+def _safe_url(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+@app.command()
+def serve(
+    host: str = typer.Option(None, help="Bind address (default PAYOPS_HOST or 127.0.0.1)"),
+    port: int = typer.Option(None, help="Port (default PAYOPS_PORT or 8000)"),
+    migrate: bool = typer.Option(True, help="Apply migrations before starting"),
+) -> None:
+    """Run the HTTP API."""
+    import uvicorn
+
+    from payops import logging as payops_logging
+    from payops.api.app import create_app
+
+    settings = get_settings()
+    if migrate:
+        _migrate(settings)
+    payops_logging.configure(settings.log_level)
+    uvicorn.run(create_app(settings), host=host or settings.host, port=port or settings.port,
+                log_level="warning", access_log=False)
+
+
+# -- users ------------------------------------------------------------------------------------
+
+@user_app.command("create")
+def user_create(
+    username: str,
+    password: str = typer.Option(..., prompt=True, hide_input=True, confirmation_prompt=True),
+    superuser: bool = typer.Option(False, help="Holds every permission"),
+    permission: list[str] = typer.Option([], "--permission", "-p", help="Permission code; repeat"),
+    first_name: str = "", last_name: str = "", email: str = "", phone: str = "",
+) -> None:
+    """Create a user with an argon2id-hashed password."""
+    unknown = set(permission) - ALL_PERMISSIONS
+    if unknown:
+        _fail(f"unknown permission(s): {', '.join(sorted(unknown))}; "
+              f"known: {', '.join(sorted(ALL_PERMISSIONS))}")
+    if len(password) < 8:
+        _fail("the password must have at least 8 characters")
+
+    async def work(ctx: AppContext) -> None:
+        async with ctx.db.write() as session:
+            if await auth_repo.user_by_username(session, username):
+                _fail(f"user {username!r} exists")
+            session.add(User(
+                username=username, password_hash=hash_password(password), is_superuser=superuser,
+                first_name=first_name, last_name=last_name, email=email, phone=phone,
+                permissions=[UserPermission(code=code) for code in sorted(set(permission))],
+            ))
+    _run(work)
+    console.print(f"created user [bold]{username}[/bold]")
+
+
+@user_app.command("list")
+def user_list() -> None:
+    """List users and their permissions."""
+    async def work(ctx: AppContext) -> list[User]:
+        async with ctx.db.read() as session:
+            return await auth_repo.list_users(session)
+    table = Table("username", "superuser", "active", "permissions")
+    for user in _run(work):
+        table.add_row(user.username, "yes" if user.is_superuser else "no",
+                      "yes" if user.is_active else "no",
+                      ", ".join(sorted(p.code for p in user.permissions)) or "-")
+    console.print(table)
+
+
+@user_app.command("grant")
+def user_grant(
+    username: str,
+    permissions: list[str] = typer.Argument(..., help="Permission codes, e.g. payment.refund"),
+    revoke: bool = typer.Option(False, help="Take the permissions away instead"),
+) -> None:
+    """Grant (or with --revoke, remove) permission codes."""
+    unknown = set(permissions) - ALL_PERMISSIONS
+    if unknown:
+        _fail(f"unknown permission(s): {', '.join(sorted(unknown))}")
+
+    async def work(ctx: AppContext) -> list[str]:
+        async with ctx.db.write() as session:
+            user = await auth_repo.user_by_username(session, username)
+            if user is None:
+                _fail(f"no user {username!r}")
+            assert user is not None
+            held = {p.code: p for p in user.permissions}
+            for code in permissions:
+                if revoke and code in held:
+                    user.permissions.remove(held[code])
+                elif not revoke and code not in held:
+                    user.permissions.append(UserPermission(code=code))
+            await session.flush()
+            return sorted(p.code for p in user.permissions)
+    now_held = _run(work)
+    console.print(f"{username}: {', '.join(now_held) or 'no permissions'}")
+
+
+# -- API keys ---------------------------------------------------------------------------------
+
+@apikey_app.command("create")
+def apikey_create(
+    name: str,
+    expires_in_days: int = typer.Option(0, help="0 = never expires"),
+) -> None:
+    """Create an API key; the key is shown once and stored only as a hash."""
+    if len(name) > 50:
+        _fail("the name may have at most 50 characters")
+    key, prefix, secret_hash = new_api_key()
+
+    async def work(ctx: AppContext) -> None:
+        async with ctx.db.write() as session:
+            expires = (datetime.now(timezone.utc) + timedelta(days=expires_in_days)
+                       if expires_in_days > 0 else None)
+            session.add(ApiKey(prefix=prefix, secret_hash=secret_hash, name=name,
+                               expires_at=expires))
+    _run(work)
+    console.print(f"API key [bold]{name}[/bold] (prefix {prefix}), shown only now:")
+    print(key)
+
+
+@apikey_app.command("revoke")
+def apikey_revoke(prefix: str) -> None:
+    """Revoke an API key by its prefix (the part before the dot)."""
+    async def work(ctx: AppContext) -> bool:
+        async with ctx.db.write() as session:
+            key = await auth_repo.api_key_by_prefix(session, prefix.split(".")[0])
+            if key is None:
+                return False
+            key.revoked_at = key.revoked_at or datetime.now(timezone.utc)
+            return True
+    if not _run(work):
+        _fail(f"no API key with prefix {prefix!r}")
+    console.print(f"revoked API key {prefix.split('.')[0]}")
+
+
+@apikey_app.command("list")
+def apikey_list() -> None:
+    """List API keys (never their secrets)."""
+    async def work(ctx: AppContext) -> list[ApiKey]:
+        async with ctx.db.read() as session:
+            return await auth_repo.list_api_keys(session)
+    table = Table("prefix", "name", "created", "expires", "revoked")
+    for key in _run(work):
+        table.add_row(key.prefix, key.name, str(key.created_at)[:19],
+                      str(key.expires_at)[:19] if key.expires_at else "-",
+                      str(key.revoked_at)[:19] if key.revoked_at else "-")
+    console.print(table)
+
+
+# -- gateways ---------------------------------------------------------------------------------
+
+@gateway_app.command("add")
+def gateway_add(
+    connector: str = typer.Argument(..., help="Connector: sandbox"),
+    code: str = typer.Option(..., "--code", help="pg_code, unique"),
+    mode: str = typer.Option("purchase", help="purchase or authorize"),
+    currency: str = typer.Option(..., help="Default currency, e.g. KWD"),
+    accept: list[str] = typer.Option([], "--accept", help="Another accepted currency; repeat"),
+    operations: list[str] = typer.Option(
+        [], "--operation", help="Enable only these operations; repeat (default: all supported)"),
+    production: bool = typer.Option(False, help="Use the gateway's production host"),
+    single_attempt: bool = typer.Option(False, help="A failed attempt fails the transaction"),
+    credentials: str = typer.Option("{}", help="Gateway credentials as JSON (stored encrypted)"),
+) -> None:
+    """Add a gateway configuration."""
+    try:
+        creds = json.loads(credentials)
+    except ValueError:
+        _fail("--credentials must be a JSON object")
+    if not isinstance(creds, dict):
+        _fail("--credentials must be a JSON object")
+
+    async def work(ctx: AppContext) -> None:
+        async with ctx.db.write() as session:
+            await add_gateway(
+                session, ctx.settings, pg_code=code, connector=connector, operation_mode=mode,
+                default_currency=currency, accepted_currencies=list(accept),
+                is_sandbox=not production, credentials=creds,
+                enabled_operations=list(operations) or None, multi_attempt=not single_attempt,
+            )
+    try:
+        _run(work)
+    except (GatewayConfigError, ValueError) as exc:
+        _fail(str(exc))
+    console.print(f"added gateway [bold]{code}[/bold] ({connector}, {mode}, {currency.upper()})")
+
+
+@gateway_app.command("list")
+def gateway_list() -> None:
+    """List gateway configurations (credentials are never shown)."""
+    async def work(ctx: AppContext) -> list[Any]:
+        async with ctx.db.read() as session:
+            return await gateway_repo.list_all(session)
+    table = Table("pg_code", "connector", "mode", "currency", "accepts", "operations", "sandbox")
+    for gw in _run(work):
+        table.add_row(gw.pg_code, gw.connector, gw.operation_mode, gw.default_currency,
+                      ", ".join(gw.accepted_currencies), ", ".join(gw.enabled_operations),
+                      "yes" if gw.is_sandbox else "no")
+    console.print(table)
+
+
+# -- transactions -----------------------------------------------------------------------------
+
+@txn_app.command("create")
+def txn_create(
+    amount: str = typer.Option(..., help="Decimal amount, e.g. 25.000"),
+    currency: str = typer.Option(..., help="Currency code, e.g. KWD"),
+    pg_code: str = typer.Option(..., "--pg-code", help="Sandbox gateway configuration to pay at"),
+    order_no: str = typer.Option(None, help="Merchant order number (default: generated)"),
+    card: str = typer.Option("4111111111111111", help="Sandbox test card to pay with"),
+    fee: str = typer.Option(None, help="Fee the customer pays on top"),
+    webhook_url: str = typer.Option("", help="Merchant webhook URL for this transaction"),
+    print_field: str = typer.Option(None, "--print", help="Print only this field (for scripts)"),
+) -> None:
+    """Create a transaction and pay it at a sandbox gateway with a test card."""
+    try:
+        minor = parse_amount(amount, currency)
+        fee_minor = parse_amount(fee, currency) if fee else 0
+    except (AmountError, ValueError) as exc:
+        _fail(f"amount: {exc}")
+    order = order_no or f"demo-{secrets.token_hex(4)}"
+
+    async def work(ctx: AppContext) -> dict[str, Any]:
+        async with ctx.db.write() as session:
+            gateway = await gateway_repo.get_by_code(session, pg_code)
+            if gateway is None or gateway.connector != "sandbox":
+                _fail(f"no sandbox gateway configuration {pg_code!r}")
+            if await txn_repo.find_parent(session, order_no=order, include_deleted=True):
+                _fail(f"order number {order!r} is taken")
+            parent = new_parent(amount=minor, currency_code=currency, pg_codes=[pg_code],
+                                order_no=order, fee=fee_minor, webhook_url=webhook_url)
+            session.add(parent)
+            await session.flush()
+            parent_id = parent.id
+        try:
+            parent = await pay_with_sandbox(ctx.db, ctx.settings, parent_id, gateway, card)
+        except TransactionError as exc:
+            _fail(str(exc))
+        return {"order_no": parent.order_no, "session_id": parent.session_id,
+                "state": parent.state, "amount": format_minor(parent.amount, parent.currency_code),
+                "currency_code": parent.currency_code, "pg_code": pg_code}
+    result = _run(work)
+    if print_field:
+        print(result.get(print_field, ""))
+    else:
+        console.print_json(json.dumps(result))
+
+
+@txn_app.command("show")
+def txn_show(
+    order_no: str = typer.Argument(None, help="Order number"),
+    session_id: str = typer.Option(None, help="Look up by session id instead"),
+) -> None:
+    """Show a transaction with its attempts and child transactions."""
+    if not order_no and not session_id:
+        _fail("give an order number or --session-id")
+
+    async def work(ctx: AppContext) -> tuple[Any, list[Any], list[Any]]:
+        async with ctx.db.read() as session:
+            parent = await txn_repo.find_parent(session, order_no=order_no if not session_id else None,
+                                                session_id=session_id, include_deleted=True)
+            if parent is None:
+                _fail("no such transaction")
+            return (parent, await txn_repo.attempts(session, parent.id),
+                    await txn_repo.operations(session, parent.id))
+    parent, attempts, operations = _run(work)
+    ccy = parent.currency_code
+    money = lambda v: format_minor(v, ccy)  # noqa: E731
+    summary = Table(show_header=False, title=f"transaction {parent.order_no or parent.session_id}")
+    for label, value in (
+        ("session_id", parent.session_id), ("order_no", parent.order_no or ""),
+        ("state", parent.state + (" (deleted)" if parent.deleted_at else "")),
+        ("amount", f"{money(parent.amount)} {ccy}"), ("fee", money(parent.fee)),
+        ("gateway", parent.gateway_config.pg_code if parent.gateway_config else "-"),
+        ("mode", parent.operation_mode or "-"),
+        ("authorized", money(parent.authorized_total)), ("paid", money(parent.paid_total)),
+        ("captured", money(parent.captured)), ("refunded", money(parent.refunded)),
+        ("voided", money(parent.voided)),
+    ):
+        summary.add_row(label, value)
+    console.print(summary)
+    table = Table("attempt", "state", "amount", "gateway", "message", title="payment attempts")
+    for attempt in attempts:
+        table.add_row(attempt.reference_number, attempt.state, money(attempt.amount),
+                      attempt.gateway_config.pg_code, attempt.message)
+    console.print(table)
+    table = Table("reference", "operation", "state", "child state", "amount", "child session_id",
+                  "created", title="operations (child transactions)")
+    for op in operations:
+        table.add_row(op.reference_number, op.operation, op.state, child_state(op) or "-",
+                      money(op.amount), op.child_session_id, str(op.created_at)[:19])
+    console.print(table)
+
+
+# -- demo -------------------------------------------------------------------------------------
+
+DEMO_USER = "demo"
+DEMO_GATEWAYS = (("sandbox-kwd", "purchase", "KWD"), ("sandbox-auth-kwd", "authorize", "KWD"),
+                 ("sandbox-usd", "purchase", "USD"))
+
+
+@app.command()
+def demo() -> None:
+    """Prepare a playground: migrate, demo user, API key and sandbox gateways; print them."""
+    settings = get_settings()
+    _migrate(settings)
+    password = secrets.token_urlsafe(12)
+    key, prefix, secret_hash = new_api_key()
+
+    async def work(ctx: AppContext) -> None:
+        async with ctx.db.write() as session:
+            user = await auth_repo.user_by_username(session, DEMO_USER)
+            if user is None:
+                session.add(User(username=DEMO_USER, password_hash=hash_password(password),
+                                 is_superuser=True, first_name="Demo", last_name="Merchant"))
+            else:
+                user.password_hash = hash_password(password)
+            session.add(ApiKey(prefix=prefix, secret_hash=secret_hash,
+                               name=f"demo-{datetime.now(timezone.utc):%Y%m%d%H%M%S}"))
+            existing = {gw.pg_code for gw in await gateway_repo.list_all(session)}
+            for code, mode, currency in DEMO_GATEWAYS:
+                if code not in existing:
+                    await add_gateway(session, ctx.settings, pg_code=code, connector="sandbox",
+                                      operation_mode=mode, default_currency=currency)
+    _run(work)
+    table = Table(show_header=False, title="PayOps demo (sandbox only)")
+    table.add_row("server", f"http://{settings.host}:{settings.port}")
+    table.add_row("Basic user", DEMO_USER)
+    table.add_row("password", password)
+    table.add_row("API key", key)
+    table.add_row("gateways", ", ".join(code for code, _, _ in DEMO_GATEWAYS))
+    console.print(table)
+    env_file = settings.data_dir / "demo.env"
+    env_file.write_text(
+        f"PAYOPS_DEMO_USER={DEMO_USER}\nPAYOPS_DEMO_PASSWORD={password}\nPAYOPS_DEMO_API_KEY={key}\n"
+    )
+    env_file.chmod(0o600)
+    console.print(f"(also written to {env_file} for the README walk-through)")
+
+
+if __name__ == "__main__":
+    app()

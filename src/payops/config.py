@@ -1,0 +1,64 @@
+"""Runtime settings, read from the environment (prefix ``PAYOPS_``) or a ``.env`` file."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_DATA_DIR = Path(".payops")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="PAYOPS_", env_file=".env", extra="ignore")
+
+    data_dir: Path = DEFAULT_DATA_DIR
+    # Empty means the embedded SQLite file ``<data_dir>/payops.sqlite3``.
+    database_url: str = ""
+    # Fernet key protecting gateway credentials at rest. Generated into the data dir when empty.
+    secret_key: str = ""
+    host: str = "127.0.0.1"
+    port: int = 8000
+
+    sandbox_queue_seconds: float = 5.0
+    sandbox_latency_ms: int = 0
+    # The sandbox gateway's own ledger: it plays a remote system, so it keeps its own store.
+    sandbox_ledger_path: Path | None = None
+
+    gateway_timeout_seconds: float = 30.0
+    max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    auth_cache_seconds: float = 60.0
+    auth_failure_limit: int = 10
+    auth_failure_window_seconds: float = 300.0
+    log_level: str = "INFO"
+    # Test-only crash hook (see docs/recovery.md); unset in production.
+    crash_point: str = ""
+
+    @field_validator("data_dir", mode="before")
+    @classmethod
+    def _expand(cls, value: object) -> object:
+        return Path(str(value)).expanduser() if value else DEFAULT_DATA_DIR
+
+    @property
+    def effective_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'payops.sqlite3').resolve()}"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.effective_database_url.startswith("sqlite")
+
+    @property
+    def effective_sandbox_ledger(self) -> Path:
+        return self.sandbox_ledger_path or (self.data_dir / "sandbox-gateway.sqlite3")
+
+    def ensure_data_dir(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,92 @@
+"""The one small interface every gateway connector implements.
+
+A connector speaks one gateway's protocol and returns a normalised GatewayResult. It never touches
+PayOps's database and never raises for a gateway problem: timeouts, resets, 5xx and unparsable
+replies come back as ``Outcome.UNKNOWN`` so the caller can leave the operation for reconciliation.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any, ClassVar
+
+
+class Outcome(str, Enum):
+    SUCCESS = "success"
+    FAILED = "failed"
+    PENDING = "pending"  # accepted but not final (a queued refund, a payment still processing)
+    UNKNOWN = "unknown"  # we cannot tell whether the gateway acted
+
+
+@dataclass(frozen=True)
+class GatewayResult:
+    outcome: Outcome
+    raw: dict[str, Any] = field(default_factory=dict)
+    pg_params: dict[str, Any] = field(default_factory=dict)
+    message: str = ""
+    gateway_refs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class PaymentRef:
+    """What the gateway knows of a customer's payment attempt."""
+
+    reference_number: str
+    amount: int
+    currency_code: str
+    operation_mode: str
+    gateway_refs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class OperationRequest:
+    operation: str  # capture | refund | void
+    reference_number: str
+    amount: int
+    currency_code: str
+    payment: PaymentRef
+
+
+@dataclass(frozen=True)
+class ConnectorConfig:
+    pg_code: str
+    is_sandbox: bool
+    credentials: dict[str, Any]
+    timeout_seconds: float = 30.0
+    # Process settings, for connectors whose behaviour the deployment tunes (the sandbox).
+    settings: Any = None
+
+
+class Connector(ABC):
+    name: ClassVar[str]
+    # Operations this connector can perform: a subset of capture, refund, void, inquiry.
+    capabilities: ClassVar[frozenset[str]]
+
+    def __init__(self, config: ConnectorConfig) -> None:
+        self.config = config
+
+    async def run(self, request: OperationRequest) -> GatewayResult:
+        handler = {"capture": self.capture, "refund": self.refund, "void": self.void}
+        return await handler[request.operation](request)
+
+    @abstractmethod
+    async def capture(self, request: OperationRequest) -> GatewayResult: ...
+
+    @abstractmethod
+    async def refund(self, request: OperationRequest) -> GatewayResult: ...
+
+    @abstractmethod
+    async def void(self, request: OperationRequest) -> GatewayResult: ...
+
+    @abstractmethod
+    async def inquire_payment(self, payment: PaymentRef) -> GatewayResult:
+        """What happened to this payment attempt? (a late success on a pending/failed payment)"""
+
+    @abstractmethod
+    async def inquire_operation(self, request: OperationRequest) -> GatewayResult:
+        """What happened to the operation sent under this reference? (for reconciliation)"""
+
+    async def aclose(self) -> None:
+        return None

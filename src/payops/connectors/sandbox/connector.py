@@ -1,0 +1,190 @@
+"""The built-in sandbox gateway (decisions §8): deterministic, no network.
+
+Operation outcomes are chosen by the last three digits of the amount in minor units, so they work
+in every currency: 991 declined, 992 refund queued, 993 done but the reply is lost (timeout),
+994 timeout with nothing done, 995 HTTP 500 with nothing done; anything else succeeds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from typing import Any, ClassVar
+
+from payops.config import Settings, get_settings
+from payops.connectors.base import (
+    Connector,
+    ConnectorConfig,
+    GatewayResult,
+    OperationRequest,
+    Outcome,
+    PaymentRef,
+)
+from payops.connectors.sandbox.ledger import LedgerRefusal, SandboxLedger
+from payops.money import format_minor
+
+TRIGGER_DECLINE = 991
+TRIGGER_QUEUE = 992
+TRIGGER_DONE_THEN_TIMEOUT = 993
+TRIGGER_TIMEOUT = 994
+TRIGGER_SERVER_ERROR = 995
+
+CARD_SUCCESS = "4111111111111111"
+CARD_DECLINED = "4000000000000002"
+CARD_PENDING = "4000000000000259"
+TEST_CARDS = {CARD_SUCCESS: "success", CARD_DECLINED: "declined", CARD_PENDING: "pending"}
+
+
+def trigger(amount_minor: int) -> int:
+    return amount_minor % 1000
+
+
+class SandboxConnector(Connector):
+    name: ClassVar[str] = "sandbox"
+    capabilities: ClassVar[frozenset[str]] = frozenset({"capture", "refund", "void", "inquiry"})
+
+    def __init__(self, config: ConnectorConfig) -> None:
+        super().__init__(config)
+        settings: Settings = config.settings or get_settings()
+        self.ledger = SandboxLedger(settings.effective_sandbox_ledger)
+        self.queue_seconds = settings.sandbox_queue_seconds
+        self.latency = settings.sandbox_latency_ms / 1000
+
+    async def _delay(self) -> None:
+        if self.latency:
+            await asyncio.sleep(self.latency)
+
+    # -- payments (used by the hosted page and `payops txn create`) --------------------------
+    async def pay(self, payment: PaymentRef, card_number: str) -> GatewayResult:
+        await self._delay()
+        behaviour = TEST_CARDS.get(card_number, "declined")
+        status = {"success": "success", "pending": "pending", "declined": "declined"}[behaviour]
+        row = await asyncio.to_thread(
+            self.ledger.record_payment,
+            payment.reference_number, payment.amount, payment.currency_code,
+            payment.operation_mode, status, card_number[-4:],
+        )
+        if status == "pending":
+            return GatewayResult(Outcome.PENDING, self._payment_reply(row, "PENDING"),
+                                 self._payment_params(row), "Payment is being processed")
+        return self._payment_result(row)
+
+    async def inquire_payment(self, payment: PaymentRef) -> GatewayResult:
+        await self._delay()
+        row = await asyncio.to_thread(self.ledger.payment, payment.reference_number)
+        if row is None:
+            return GatewayResult(Outcome.FAILED, {"result": "NOT_FOUND"}, {},
+                                 "No payment with this reference")
+        return self._payment_result(row)
+
+    def _payment_result(self, row: dict[str, Any]) -> GatewayResult:
+        # A "pending" card settles successfully: only an inquiry reveals it.
+        if row["status"] in ("success", "pending"):
+            return GatewayResult(Outcome.SUCCESS, self._payment_reply(row, "SUCCESS"),
+                                 self._payment_params(row), "Approved",
+                                 {"transaction_id": row["reference"]})
+        return GatewayResult(Outcome.FAILED, self._payment_reply(row, "DECLINED"),
+                             self._payment_params(row), "Card declined")
+
+    def _payment_reply(self, row: dict[str, Any], result: str) -> dict[str, Any]:
+        return {
+            "result": result,
+            "reference": row["reference"],
+            "amount": format_minor(row["amount"], row["currency"]),
+            "currency": row["currency"],
+            "mode": row["mode"],
+        }
+
+    @staticmethod
+    def _payment_params(row: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "card_number": f"************{row['card_last4']}" if row["card_last4"] else "",
+            "card_type": "VISA",
+            "ref": row["reference"],
+            "transaction_id": row["reference"],
+            "result": row["status"],
+        }
+
+    # -- operations -------------------------------------------------------------------------
+    async def capture(self, request: OperationRequest) -> GatewayResult:
+        return await self._operate(request)
+
+    async def refund(self, request: OperationRequest) -> GatewayResult:
+        return await self._operate(request)
+
+    async def void(self, request: OperationRequest) -> GatewayResult:
+        return await self._operate(request)
+
+    async def _operate(self, request: OperationRequest) -> GatewayResult:
+        await self._delay()
+        code = trigger(request.amount)
+        if code == TRIGGER_DECLINE:
+            return GatewayResult(
+                Outcome.FAILED,
+                {"result": "DECLINED", "reference": request.reference_number,
+                 "message": "Declined by the sandbox issuer"},
+                {"result": "declined", "ref": request.reference_number},
+                "Declined by the sandbox issuer",
+            )
+        if code in (TRIGGER_TIMEOUT, TRIGGER_SERVER_ERROR):
+            reply = ({"error": "timeout"} if code == TRIGGER_TIMEOUT
+                     else {"status_code": 500, "body": "Internal Server Error"})
+            return GatewayResult(Outcome.UNKNOWN, reply, {}, "The sandbox gateway did not answer")
+        queued = request.operation == "refund" and code == TRIGGER_QUEUE
+        try:
+            row = await asyncio.to_thread(
+                self.ledger.perform,
+                reference=request.reference_number,
+                payment_reference=request.payment.reference_number,
+                operation=request.operation,
+                amount=request.amount,
+                currency=request.currency_code,
+                status="queued" if queued else "done",
+                transaction_id=secrets.token_hex(8),
+            )
+        except LedgerRefusal as refusal:
+            return GatewayResult(
+                Outcome.FAILED,
+                {"result": "ERROR", "reference": request.reference_number, "message": str(refusal)},
+                {"result": "error", "ref": request.reference_number},
+                str(refusal),
+            )
+        if code == TRIGGER_DONE_THEN_TIMEOUT:
+            return GatewayResult(Outcome.UNKNOWN, {"error": "timeout"}, {},
+                                 "The sandbox gateway did not answer")
+        return self._operation_result(row)
+
+    async def inquire_operation(self, request: OperationRequest) -> GatewayResult:
+        await self._delay()
+        row = await asyncio.to_thread(self.ledger.operation, request.reference_number)
+        if row is None:
+            return GatewayResult(
+                Outcome.FAILED,
+                {"result": "NOT_FOUND", "reference": request.reference_number},
+                {"result": "not_found", "ref": request.reference_number},
+                "No operation with this reference",
+            )
+        return self._operation_result(row)
+
+    def _operation_result(self, row: dict[str, Any]) -> GatewayResult:
+        status = row["status"]
+        if status == "queued" and time.time() - row["created"] >= self.queue_seconds:
+            status = "done"
+        raw = {
+            "result": "SUCCESS" if status == "done" else "QUEUED",
+            "reference": row["reference"],
+            "transaction_id": row["transaction_id"],
+            "operation": row["operation"],
+            "amount": format_minor(row["amount"], row["currency"]),
+            "currency": row["currency"],
+        }
+        params = {
+            "ref": row["reference"],
+            "transaction_id": row["transaction_id"],
+            "result": "success" if status == "done" else "queued",
+        }
+        outcome = Outcome.SUCCESS if status == "done" else Outcome.PENDING
+        message = "Approved" if status == "done" else "Refund queued"
+        return GatewayResult(outcome, raw, params, message,
+                             {"transaction_id": row["transaction_id"]})

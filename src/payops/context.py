@@ -1,0 +1,37 @@
+"""What a request handler or CLI command needs: settings, database, authenticator."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+from payops.auth.service import Authenticator
+from payops.config import Settings
+from payops.db import Database
+
+
+@dataclass
+class AppContext:
+    settings: Settings
+    db: Database
+    authenticator: Authenticator
+    # Gateway calls run as tasks shielded from client disconnects; keep them referenced.
+    background: set[asyncio.Task[object]] = field(default_factory=set)
+
+    @classmethod
+    def build(cls, settings: Settings) -> AppContext:
+        settings.ensure_data_dir()
+        return cls(
+            settings=settings,
+            db=Database(settings.effective_database_url),
+            authenticator=Authenticator(
+                cache_seconds=settings.auth_cache_seconds,
+                failure_limit=settings.auth_failure_limit,
+                failure_window=settings.auth_failure_window_seconds,
+            ),
+        )
+
+    async def aclose(self) -> None:
+        if self.background:
+            await asyncio.gather(*self.background, return_exceptions=True)
+        await self.db.dispose()

@@ -1,0 +1,3 @@
+from payops.db.engine import Database
+
+__all__ = ["Database"]

@@ -1,0 +1,277 @@
+"""Storage schema. Amounts are integer minor units (BIGINT); the currency gives their exponent."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.types import TypeDecorator
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on both SQLite (which drops tzinfo) and PostgreSQL."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime")
+        return value.astimezone(timezone.utc)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value
+
+
+Money = BigInteger()
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    username: Mapped[str] = mapped_column(String(150), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    first_name: Mapped[str] = mapped_column(String(150), default="")
+    last_name: Mapped[str] = mapped_column(String(150), default="")
+    email: Mapped[str] = mapped_column(String(254), default="")
+    phone: Mapped[str] = mapped_column(String(32), default="")
+    is_superuser: Mapped[bool] = mapped_column(Boolean, default=False)
+    is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    permissions: Mapped[list[UserPermission]] = relationship(
+        back_populates="user", cascade="all, delete-orphan", lazy="selectin"
+    )
+
+
+class UserPermission(Base):
+    __tablename__ = "user_permissions"
+    __table_args__ = (UniqueConstraint("user_id", "code"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    code: Mapped[str] = mapped_column(String(64))
+
+    user: Mapped[User] = relationship(back_populates="permissions")
+
+
+class ApiKey(Base):
+    __tablename__ = "api_keys"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    prefix: Mapped[str] = mapped_column(String(16), unique=True)
+    secret_hash: Mapped[str] = mapped_column(String(128))
+    name: Mapped[str] = mapped_column(String(50))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class GatewayConfig(Base):
+    """A merchant account ("MID") at one gateway."""
+
+    __tablename__ = "gateway_configs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    pg_code: Mapped[str] = mapped_column(String(64), unique=True)
+    connector: Mapped[str] = mapped_column(String(32))
+    operation_mode: Mapped[str] = mapped_column(String(16))  # purchase | authorize
+    default_currency: Mapped[str] = mapped_column(String(3))
+    accepted_currencies: Mapped[list[str]] = mapped_column(JSON, default=list)
+    is_sandbox: Mapped[bool] = mapped_column(Boolean, default=True)
+    is_enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    credentials_encrypted: Mapped[str] = mapped_column(Text, default="")
+    enabled_operations: Mapped[list[str]] = mapped_column(JSON, default=list)
+    multi_attempt: Mapped[bool] = mapped_column(Boolean, default=True)
+    inquiry_window_minutes: Mapped[int] = mapped_column(Integer, default=0)
+    webhook_secret_encrypted: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class PaymentTransaction(Base):
+    """The parent transaction: what the customer was asked to pay and its running totals."""
+
+    __tablename__ = "payment_transactions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    session_id: Mapped[str] = mapped_column(String(40), unique=True)
+    order_no: Mapped[str | None] = mapped_column(String(128), unique=True, nullable=True)
+    type: Mapped[str] = mapped_column(String(32), default="e_commerce")
+    payment_type: Mapped[str] = mapped_column(String(16), default="one_off")
+    state: Mapped[str] = mapped_column(String(16), index=True)
+    currency_code: Mapped[str] = mapped_column(String(3))
+    amount: Mapped[int] = mapped_column(Money)
+    fee: Mapped[int] = mapped_column(Money, default=0)
+    # Set by the successful attempt: "purchase" → paid_total, "authorize" → authorized_total.
+    operation_mode: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    paid_total: Mapped[int] = mapped_column(Money, default=0)
+    authorized_total: Mapped[int] = mapped_column(Money, default=0)
+    captured: Mapped[int] = mapped_column(Money, default=0)
+    refunded: Mapped[int] = mapped_column(Money, default=0)
+    voided: Mapped[int] = mapped_column(Money, default=0)
+    # The gateway configuration that took the payment (null until an attempt succeeds).
+    gateway_config_id: Mapped[int | None] = mapped_column(
+        ForeignKey("gateway_configs.id"), nullable=True
+    )
+    pg_codes: Mapped[list[str]] = mapped_column(JSON, default=list)
+    customer: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    extra: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    webhook_url: Mapped[str] = mapped_column(String(200), default="")
+    redirect_url: Mapped[str] = mapped_column(String(200), default="")
+    language: Mapped[str] = mapped_column(String(8), default="en")
+    message: Mapped[str] = mapped_column(Text, default="")
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    gateway_config: Mapped[GatewayConfig | None] = relationship(lazy="selectin")
+
+
+class PaymentAttempt(Base):
+    """One try by the customer to pay, at one gateway."""
+
+    __tablename__ = "payment_attempts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    transaction_id: Mapped[int] = mapped_column(
+        ForeignKey("payment_transactions.id", ondelete="CASCADE"), index=True
+    )
+    gateway_config_id: Mapped[int] = mapped_column(ForeignKey("gateway_configs.id"))
+    reference_number: Mapped[str] = mapped_column(String(20), unique=True)
+    state: Mapped[str] = mapped_column(String(16))  # pending|success|failed|canceled|error
+    operation_mode: Mapped[str] = mapped_column(String(16))
+    amount: Mapped[int] = mapped_column(Money)
+    currency_code: Mapped[str] = mapped_column(String(3))
+    # The gateway's own identifiers for this payment (order id, payment id, track id, ...).
+    gateway_refs: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    pg_response: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    pg_params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    message: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    gateway_config: Mapped[GatewayConfig] = relationship(lazy="selectin")
+
+
+class Operation(Base):
+    """An external operation (capture/refund/void): intent first, settled after the gateway answers.
+
+    A settled success is the child transaction of the Ottu model, with its own ``child_session_id``.
+    """
+
+    __tablename__ = "operations"
+    __table_args__ = (
+        # A Tracking-Key is held by at most one live (not failed) operation of a parent.
+        Index(
+            "uq_operations_live_tracking_key",
+            "transaction_id",
+            "tracking_key",
+            unique=True,
+            sqlite_where=text("tracking_key IS NOT NULL AND state NOT IN ('failed', 'rejected')"),
+            postgresql_where=text("tracking_key IS NOT NULL AND state NOT IN ('failed', 'rejected')"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    transaction_id: Mapped[int] = mapped_column(
+        ForeignKey("payment_transactions.id", ondelete="CASCADE"), index=True
+    )
+    gateway_config_id: Mapped[int] = mapped_column(ForeignKey("gateway_configs.id"))
+    operation: Mapped[str] = mapped_column(String(16))  # capture | refund | void
+    # processing → succeeded | queued | failed | rejected | needs_review
+    state: Mapped[str] = mapped_column(String(16), index=True)
+    amount: Mapped[int] = mapped_column(Money)
+    currency_code: Mapped[str] = mapped_column(String(3))
+    reference_number: Mapped[str] = mapped_column(String(20), unique=True)
+    child_session_id: Mapped[str] = mapped_column(String(40), unique=True)
+    tracking_key: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    source: Mapped[str] = mapped_column(String(8), default="input")
+    initiator: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    pg_response: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    pg_params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    message: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    settled_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    gateway_config: Mapped[GatewayConfig] = relationship(lazy="selectin")
+
+
+class AuditEntry(Base):
+    """Who did what to which transaction, whatever the outcome."""
+
+    __tablename__ = "audit_trail"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    actor_type: Mapped[str] = mapped_column(String(16))  # user | api_key | cli | system
+    actor: Mapped[str] = mapped_column(String(150))
+    action: Mapped[str] = mapped_column(String(32))
+    transaction_id: Mapped[int | None] = mapped_column(Integer, nullable=True, index=True)
+    session_id: Mapped[str] = mapped_column(String(40), default="")
+    order_no: Mapped[str] = mapped_column(String(128), default="")
+    result: Mapped[str] = mapped_column(String(16))
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class OutboxEvent(Base):
+    """A merchant notification written in the transaction that caused it; delivered later."""
+
+    __tablename__ = "outbox_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    event_id: Mapped[str] = mapped_column(String(40), unique=True)
+    kind: Mapped[str] = mapped_column(String(32))  # payment | operation | disclosure
+    transaction_id: Mapped[int | None] = mapped_column(Integer, nullable=True, index=True)
+    target_url: Mapped[str] = mapped_column(String(2048))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    state: Mapped[str] = mapped_column(String(16), default="pending", index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class MerchantSetting(Base):
+    """Small key/value store for merchant-wide settings (HMAC key, operations webhook URL)."""
+
+    __tablename__ = "merchant_settings"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)

@@ -1,0 +1,34 @@
+"""Every client-visible message, defined once (texts fixed by the Ottu contract and decisions §4)."""
+
+ORDER_NOT_FOUND = "Order number does not exist"
+SESSION_NOT_FOUND = "Session does not exist"
+NO_ATTEMPTS = "No payment attempts for order {order_no}"
+NO_DISCLOSURE_URL = "No disclosure url found for order {order_no}"
+NOT_ALLOWED = "Operation is not allowed"
+NOT_SUPPORTED = "Operation is not supported by the payment gateway"
+EXCEEDS = "Amount exceeds the {kind} amount ({amount} {currency})"
+FOREIGN_CURRENCY = "Operations are not available for payments made in a foreign currency"
+GATEWAY_UNCONFIRMED = "The payment gateway did not confirm the operation; it will be reconciled"
+GATEWAY_DECLINED = "The payment gateway declined the operation"
+TRACKING_IN_PROGRESS = "An operation with this Tracking-Key is in progress"
+DONE = "Operation done successfully"
+
+FIELD_REQUIRED = "This field is required."
+INVALID_CHOICE = '"{value}" is not a valid choice.'
+NOT_A_STRING = "Not a valid string."
+MAX_LENGTH = "Ensure this field has no more than {n} characters."
+INVALID_JSON = "JSON parse error - {error}"
+NOT_AN_OBJECT = "Invalid data. Expected a dictionary, but got {kind}."
+INVALID_CHARACTERS = "This field may not contain control characters."
+
+AUTH_MISSING = "Authentication credentials were not provided."
+AUTH_INVALID_BASIC = "Invalid username/password."
+AUTH_INVALID_BASIC_HEADER = "Invalid basic header. Credentials not correctly base64 encoded."
+AUTH_INVALID_KEY = "Invalid API key."
+AUTH_INACTIVE = "User inactive or deleted."
+PERMISSION_DENIED = "You do not have permission to perform this action."
+NOT_FOUND = "Not found."
+METHOD_NOT_ALLOWED = 'Method "{method}" not allowed.'
+UNSUPPORTED_MEDIA = 'Unsupported media type "{media_type}" in request.'
+TOO_LARGE = "Request body is too large."
+THROTTLED = "Request was throttled. Expected available in {seconds} seconds."

@@ -1,0 +1,16 @@
+"""SQL for gateway configurations."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from payops.db.models import GatewayConfig
+
+
+async def get_by_code(session: AsyncSession, pg_code: str) -> GatewayConfig | None:
+    return await session.scalar(select(GatewayConfig).where(GatewayConfig.pg_code == pg_code))
+
+
+async def list_all(session: AsyncSession) -> list[GatewayConfig]:
+    return list(await session.scalars(select(GatewayConfig).order_by(GatewayConfig.pg_code)))

@@ -1,0 +1,102 @@
+"""Gateway configurations ("MIDs"): creation with encrypted credentials, and connectors for them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from payops.config import Settings
+from payops.connectors.base import Connector, ConnectorConfig
+from payops.connectors.registry import build_connector, connector_class
+from payops.db.models import GatewayConfig
+from payops.domain.rules import GatewayFacts
+from payops.gateways import repository
+from payops.gateways.crypto import SecretBox, load_or_create_key
+from payops.money import is_known_currency
+
+OPERATION_MODES = ("purchase", "authorize")
+
+
+class GatewayConfigError(ValueError):
+    pass
+
+
+def secret_box(settings: Settings) -> SecretBox:
+    return SecretBox(load_or_create_key(settings))
+
+
+async def add_gateway(
+    session: AsyncSession,
+    settings: Settings,
+    *,
+    pg_code: str,
+    connector: str,
+    operation_mode: str,
+    default_currency: str,
+    accepted_currencies: list[str] | None = None,
+    is_sandbox: bool = True,
+    credentials: dict[str, Any] | None = None,
+    enabled_operations: list[str] | None = None,
+    multi_attempt: bool = True,
+    inquiry_window_minutes: int = 0,
+    webhook_secret: str = "",
+) -> GatewayConfig:
+    cls = connector_class(connector)
+    if operation_mode not in OPERATION_MODES:
+        raise GatewayConfigError(f"operation mode must be one of {', '.join(OPERATION_MODES)}")
+    default_currency = default_currency.upper()
+    accepted = sorted({c.upper() for c in (accepted_currencies or [])} | {default_currency})
+    for code in accepted:
+        if not is_known_currency(code):
+            raise GatewayConfigError(f"unknown currency {code}")
+    if enabled_operations is None:
+        enabled = sorted(cls.capabilities)
+    else:
+        enabled = sorted(set(enabled_operations))
+        unsupported = set(enabled) - cls.capabilities
+        if unsupported:
+            raise GatewayConfigError(
+                f"{connector} cannot perform: {', '.join(sorted(unsupported))}"
+            )
+    if await repository.get_by_code(session, pg_code):
+        raise GatewayConfigError(f"a gateway configuration with code {pg_code!r} exists")
+    box = secret_box(settings)
+    config = GatewayConfig(
+        pg_code=pg_code,
+        connector=connector,
+        operation_mode=operation_mode,
+        default_currency=default_currency,
+        accepted_currencies=accepted,
+        is_sandbox=is_sandbox,
+        credentials_encrypted=box.seal(credentials or {}),
+        enabled_operations=enabled,
+        multi_attempt=multi_attempt,
+        inquiry_window_minutes=inquiry_window_minutes,
+        webhook_secret_encrypted=box.seal({"secret": webhook_secret}) if webhook_secret else "",
+    )
+    session.add(config)
+    await session.flush()
+    return config
+
+
+def supported_operations(config: GatewayConfig) -> frozenset[str]:
+    """What this MID may do: enabled by the merchant and possible for the connector."""
+    return frozenset(config.enabled_operations) & connector_class(config.connector).capabilities
+
+
+def gateway_facts(config: GatewayConfig) -> GatewayFacts:
+    return GatewayFacts(supported_operations(config), config.default_currency)
+
+
+def connector_for(config: GatewayConfig, settings: Settings) -> Connector:
+    return build_connector(
+        config.connector,
+        ConnectorConfig(
+            pg_code=config.pg_code,
+            is_sandbox=config.is_sandbox,
+            credentials=secret_box(settings).open(config.credentials_encrypted),
+            timeout_seconds=settings.gateway_timeout_seconds,
+            settings=settings,
+        ),
+    )

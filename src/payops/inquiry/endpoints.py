@@ -1,0 +1,47 @@
+"""v1 inquiry endpoint: ``POST /b/pbl/v1/inquiry/{order_no}`` (with or without the slash)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+
+from payops.api.dependencies import authenticate, get_context, require_permission
+from payops.api.requests import identifier, read_object
+from payops.auth.permissions import OPERATION_PERMISSIONS
+from payops.auth.service import Principal
+from payops.inquiry import schemas
+from payops.inquiry.service import inquire
+from payops.operations.schemas import Detail
+from payops.operations.service import Lookup
+
+router = APIRouter(tags=["inquiry"])
+
+INQUIRY_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"description": "The payment body (same as the payment webhook)"},
+    400: {"model": schemas.InquiryFailure}, 401: {"model": Detail}, 403: {"model": Detail},
+    404: {"model": schemas.InquiryFailure}, 413: {"model": Detail}, 415: {"model": Detail},
+}
+
+
+async def v1_inquiry(
+    order_no: str, request: Request, principal: Principal = Depends(authenticate)
+) -> dict[str, Any]:
+    ctx = get_context(request)
+    order = identifier("order_no", order_no)
+    body = await read_object(request, ctx.settings.max_body_bytes)
+    disclose, disclosure_url = schemas.parse_v1_inquiry(body)
+    require_permission(principal, OPERATION_PERMISSIONS["inquiry"])
+    return await inquire(
+        ctx, principal, Lookup(order_no=order), disclose=disclose, disclosure_url=disclosure_url
+    )
+
+
+for path, name in (("/b/pbl/v1/inquiry/{order_no}", "v1_inquiry"),
+                   ("/b/pbl/v1/inquiry/{order_no}/", "v1_inquiry_slash")):
+    router.add_api_route(
+        path, v1_inquiry, methods=["POST"], operation_id=name, responses=INQUIRY_RESPONSES,
+        openapi_extra={"requestBody": {"required": False, "content": {"application/json": {
+            "schema": schemas.V1InquiryRequest.model_json_schema()}}}},
+        summary="Inquire a transaction's payment status by order number",
+    )

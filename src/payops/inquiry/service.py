@@ -1,0 +1,130 @@
+"""Payment status inquiry (PSQ): answer from storage for paid/authorized transactions, ask the
+gateways for the inquirable states and apply a late success, optionally disclose the result."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from payops import audit
+from payops.auth.service import Principal
+from payops.connectors.base import GatewayResult, Outcome
+from payops.context import AppContext
+from payops.db.models import PaymentAttempt
+from payops.domain import messages
+from payops.domain.rules import InquiryPath, RuleViolation, inquiry_path
+from payops.errors import ApiError, InquiryFailed
+from payops.gateways.service import connector_for, supported_operations
+from payops.operations.service import Lookup
+from payops.transactions import repository
+from payops.transactions.presenters import payment_body
+from payops.transactions.service import apply_attempt_result, payment_ref
+from payops.webhooks import outbox
+
+log = logging.getLogger(__name__)
+
+
+class InquiryNotFound(ApiError):
+    status_code = 404
+
+    def __init__(self, detail: str) -> None:
+        super().__init__({"detail": detail, "result": "failed"})
+
+
+async def inquire(
+    ctx: AppContext,
+    principal: Principal,
+    lookup: Lookup,
+    *,
+    disclose: bool = False,
+    disclosure_url: str | None = None,
+) -> dict[str, Any]:
+    try:
+        return await _inquire(ctx, principal, lookup, disclose, disclosure_url)
+    except ApiError as error:
+        async with ctx.db.write() as session:
+            parent = await repository.find_parent(
+                session, order_no=lookup.order_no, session_id=lookup.session_id
+            )
+            audit.record(session, principal, "inquiry", "refused", parent,
+                         order_no=lookup.label, status=error.status_code, body=error.body)
+        raise
+
+
+async def _inquire(
+    ctx: AppContext,
+    principal: Principal,
+    lookup: Lookup,
+    disclose: bool,
+    disclosure_url: str | None,
+) -> dict[str, Any]:
+    async with ctx.db.read() as session:
+        parent = await repository.find_parent(
+            session, order_no=lookup.order_no, session_id=lookup.session_id
+        )
+        if parent is None:
+            raise InquiryNotFound(lookup.not_found_message)
+        order_label = parent.order_no or parent.session_id
+        target = (disclosure_url or parent.webhook_url) if disclose else ""
+        if disclose and not target:
+            raise InquiryFailed(messages.NO_DISCLOSURE_URL.format(order_no=order_label))
+        try:
+            path = inquiry_path(parent.state)
+        except RuleViolation as violation:
+            raise InquiryFailed(violation.message) from None
+        attempts = await repository.attempts(session, parent.id)
+        if not attempts:
+            raise InquiryFailed(messages.NO_ATTEMPTS.format(order_no=order_label))
+        parent_id = parent.id
+    if path == InquiryPath.GATEWAY:
+        await _ask_gateways(ctx, parent_id, attempts)
+    async with ctx.db.write() as session:
+        parent = await repository.lock_parent_by_id(session, parent_id)
+        key = await outbox.merchant_setting(session, outbox.HMAC_KEY_SETTING)
+        body = payment_body(
+            parent,
+            await repository.attempts(session, parent_id),
+            await repository.operations(session, parent_id),
+            key,
+        )
+        if disclose:
+            outbox.enqueue(session, kind="disclosure", target_url=target, payload=body,
+                           transaction_id=parent_id)
+        audit.record(session, principal, "inquiry", "success", parent, path=path.value,
+                     disclosed_to=target)
+    return body
+
+
+async def _ask_gateways(ctx: AppContext, parent_id: int, attempts: list[PaymentAttempt]) -> None:
+    """Ask each attempted gateway that supports inquiry, newest attempt first; stop at a success."""
+    for attempt in attempts:
+        gateway = attempt.gateway_config
+        if "inquiry" not in supported_operations(gateway):
+            continue
+        result = await _inquire_attempt(ctx, attempt)
+        if result.outcome not in (Outcome.SUCCESS, Outcome.FAILED):
+            continue
+        async with ctx.db.write() as session:
+            parent = await repository.lock_parent_by_id(session, parent_id)
+            stored = await session.get(PaymentAttempt, attempt.id)
+            if stored is None:
+                return
+            await apply_attempt_result(session, parent, stored, result)
+        if result.outcome == Outcome.SUCCESS:
+            return
+
+
+async def _inquire_attempt(ctx: AppContext, attempt: PaymentAttempt) -> GatewayResult:
+    connector = connector_for(attempt.gateway_config, ctx.settings)
+    try:
+        return await asyncio.wait_for(
+            connector.inquire_payment(payment_ref(attempt)),
+            timeout=ctx.settings.gateway_timeout_seconds,
+        )
+    except Exception as exc:
+        log.warning("inquiry for attempt %s failed: %s", attempt.reference_number,
+                    type(exc).__name__)
+        return GatewayResult(Outcome.UNKNOWN, {"error": type(exc).__name__})
+    finally:
+        await connector.aclose()

@@ -1,0 +1,59 @@
+"""v1 operation endpoint: ``POST /b/pbl/v1/operation/{order_no}`` (with or without the slash)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Header, Request
+
+from payops.api.dependencies import authenticate, get_context, require_permission
+from payops.api.requests import identifier, read_object
+from payops.auth.permissions import OPERATION_PERMISSIONS
+from payops.auth.service import Principal
+from payops.operations import schemas
+from payops.operations.service import Lookup, run_operation
+
+router = APIRouter(tags=["operations"])
+
+OPERATION_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "capture/refund/void: ExternalOperation; cancel: InternalOperation",
+        "content": {"application/json": {"schema": {"anyOf": [
+            schemas.ExternalOperationResponse.model_json_schema(ref_template="{model}"),
+            schemas.InternalOperationResponse.model_json_schema(),
+        ]}}},
+    },
+    400: {"model": schemas.OperationFailure,
+          "description": "Refused by the rules or declined by the gateway, or field errors"},
+    401: {"model": schemas.Detail}, 403: {"model": schemas.Detail},
+    409: {"model": schemas.OperationFailure, "description": "Tracking-Key still in progress"},
+    413: {"model": schemas.Detail}, 415: {"model": schemas.Detail},
+    504: {"model": schemas.OperationPending,
+          "description": "The gateway did not confirm; the operation will be reconciled"},
+}
+
+
+async def v1_operation(
+    order_no: str,
+    request: Request,
+    principal: Principal = Depends(authenticate),
+    tracking_key: str | None = Header(default=None, alias="Tracking-Key"),
+) -> dict[str, Any]:
+    ctx = get_context(request)
+    order = identifier("order_no", order_no)
+    body = await read_object(request, ctx.settings.max_body_bytes)
+    operation, amount = schemas.parse_v1_operation(body)
+    require_permission(principal, OPERATION_PERMISSIONS[operation])
+    return await run_operation(
+        ctx, principal, Lookup(order_no=order), operation, amount, schemas.tracking_key(tracking_key)
+    )
+
+
+for path, name in (("/b/pbl/v1/operation/{order_no}", "v1_operation"),
+                   ("/b/pbl/v1/operation/{order_no}/", "v1_operation_slash")):
+    router.add_api_route(
+        path, v1_operation, methods=["POST"], operation_id=name, responses=OPERATION_RESPONSES,
+        openapi_extra={"requestBody": {"content": {"application/json": {
+            "schema": schemas.V1OperationRequest.model_json_schema()}}}},
+        summary="Capture, refund, void or cancel a transaction by order number",
+    )

@@ -1,0 +1,311 @@
+"""Capture, refund, void, cancel, expire and delete on a parent transaction.
+
+External operations follow decisions §5: the intent is committed under the parent's lock after the
+rules (with in-flight reservations) pass; the gateway is called outside any DB transaction; the
+result is settled in a second transaction. An outcome nobody can confirm stays ``processing`` for
+the reconciler, and the client hears 504, never success and never failure.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from payops import audit
+from payops.auth.service import Principal
+from payops.connectors.base import GatewayResult, OperationRequest, Outcome
+from payops.context import AppContext
+from payops.db.models import Operation, PaymentAttempt, PaymentTransaction
+from payops.domain import messages
+from payops.domain.rules import (
+    DeleteKind,
+    RuleViolation,
+    Totals,
+    check_external,
+    check_internal,
+)
+from payops.errors import (
+    ApiError,
+    GatewayUnconfirmed,
+    OperationFailed,
+    TrackingKeyInProgress,
+    field_error,
+)
+from payops.gateways.service import connector_for, gateway_facts
+from payops.ids import new_reference_number, new_session_id
+from payops.money import AmountError, parse_amount
+from payops.transactions import repository
+from payops.transactions.presenters import operation_body, payment_body
+from payops.transactions.service import payment_ref
+from payops.webhooks import outbox
+
+log = logging.getLogger(__name__)
+
+UNSETTLED = ("processing", "needs_review")
+
+
+@dataclass(frozen=True)
+class Lookup:
+    """How the client named the parent transaction."""
+
+    order_no: str | None = None
+    session_id: str | None = None
+
+    @property
+    def not_found_message(self) -> str:
+        return messages.SESSION_NOT_FOUND if self.session_id is not None else messages.ORDER_NOT_FOUND
+
+    @property
+    def label(self) -> str:
+        return self.session_id or self.order_no or ""
+
+
+async def find_or_fail(
+    session: AsyncSession, lookup: Lookup, operation: str, *, for_update: bool = False
+) -> PaymentTransaction:
+    parent = await repository.find_parent(
+        session, order_no=lookup.order_no, session_id=lookup.session_id, for_update=for_update
+    )
+    if parent is None:
+        raise OperationFailed(lookup.not_found_message, operation)
+    return parent
+
+
+async def totals_of(session: AsyncSession, parent: PaymentTransaction) -> Totals:
+    held = await repository.reservations(session, parent.id)
+    return Totals(
+        state=parent.state,
+        currency_code=parent.currency_code,
+        operation_mode=parent.operation_mode,
+        amount=parent.amount,
+        fee=parent.fee,
+        captured=parent.captured,
+        refunded=parent.refunded,
+        voided=parent.voided,
+        reserved_capture=held["capture"],
+        reserved_refund=held["refund"],
+        void_in_flight=held["void_count"] > 0,
+    )
+
+
+async def _successful_attempt(
+    session: AsyncSession, parent: PaymentTransaction
+) -> PaymentAttempt | None:
+    for attempt in await repository.attempts(session, parent.id):
+        if attempt.state == "success" and attempt.gateway_config_id == parent.gateway_config_id:
+            return attempt
+    return None
+
+
+async def _audit_refusal(
+    ctx: AppContext, principal: Principal, operation: str, lookup: Lookup, error: ApiError
+) -> None:
+    async with ctx.db.write() as session:
+        parent = await repository.find_parent(
+            session, order_no=lookup.order_no, session_id=lookup.session_id
+        )
+        audit.record(session, principal, operation, "refused", parent,
+                     order_no=lookup.label, status=error.status_code, body=error.body)
+
+
+async def run_operation(
+    ctx: AppContext,
+    principal: Principal,
+    lookup: Lookup,
+    operation: str,
+    raw_amount: Any = None,
+    tracking_key: str | None = None,
+) -> dict[str, Any]:
+    try:
+        if operation in ("capture", "refund", "void"):
+            return await _run_external(ctx, principal, lookup, operation, raw_amount, tracking_key)
+        return await _run_internal(ctx, principal, lookup, operation)
+    except (OperationFailed, TrackingKeyInProgress) as error:
+        await _audit_refusal(ctx, principal, operation, lookup, error)
+        raise
+
+
+# -- external operations ------------------------------------------------------------------------
+
+async def _run_external(
+    ctx: AppContext,
+    principal: Principal,
+    lookup: Lookup,
+    operation: str,
+    raw_amount: Any,
+    tracking_key: str | None,
+) -> dict[str, Any]:
+    async with ctx.db.write() as session:
+        parent = await find_or_fail(session, lookup, operation, for_update=True)
+        if tracking_key:
+            prior = await repository.operation_by_tracking_key(session, parent.id, tracking_key)
+            if prior is not None:
+                if prior.state in UNSETTLED:
+                    raise TrackingKeyInProgress()
+                key = await outbox.merchant_setting(session, outbox.HMAC_KEY_SETTING)
+                return operation_body(prior, parent, key)
+        requested = None
+        if raw_amount is not None and operation != "void":
+            try:
+                requested = parse_amount(raw_amount, parent.currency_code)
+            except AmountError as exc:
+                raise field_error("amount", str(exc)) from None
+        gateway = parent.gateway_config
+        attempt = await _successful_attempt(session, parent)
+        if gateway is None or attempt is None:
+            raise OperationFailed(messages.NOT_ALLOWED, operation)
+        try:
+            amount = check_external(
+                operation, await totals_of(session, parent), gateway_facts(gateway), requested
+            )
+        except RuleViolation as violation:
+            raise OperationFailed(violation.message, operation) from None
+        intent = Operation(
+            transaction_id=parent.id,
+            gateway_config_id=gateway.id,
+            operation=operation,
+            state="processing",
+            amount=amount,
+            currency_code=parent.currency_code,
+            reference_number=new_reference_number(),
+            child_session_id=new_session_id(),
+            tracking_key=tracking_key,
+            source="input",
+            initiator=principal.initiator,
+        )
+        session.add(intent)
+        await session.flush()
+        audit.record(session, principal, operation, "intent", parent,
+                     reference_number=intent.reference_number, amount=amount)
+        request = OperationRequest(
+            operation=operation,
+            reference_number=intent.reference_number,
+            amount=amount,
+            currency_code=parent.currency_code,
+            payment=payment_ref(attempt),
+        )
+        operation_id = intent.id
+    # The intent is committed. From here a crash leaves a `processing` row for the reconciler.
+    task = asyncio.create_task(_call_and_settle(ctx, gateway, operation_id, request))
+    ctx.background.add(task)
+    task.add_done_callback(ctx.background.discard)
+    settled, parent, key = await asyncio.shield(task)
+    return _answer(settled, parent, key)
+
+
+async def _call_and_settle(
+    ctx: AppContext, gateway: Any, operation_id: int, request: OperationRequest
+) -> tuple[Operation, PaymentTransaction, str]:
+    result = await call_gateway(ctx, gateway, request)
+    async with ctx.db.write() as session:
+        settled, parent = await settle(session, operation_id, result)
+        key = await outbox.merchant_setting(session, outbox.HMAC_KEY_SETTING)
+        return settled, parent, key
+
+
+async def call_gateway(ctx: AppContext, gateway: Any, request: OperationRequest) -> GatewayResult:
+    connector = connector_for(gateway, ctx.settings)
+    try:
+        return await asyncio.wait_for(
+            connector.run(request), timeout=ctx.settings.gateway_timeout_seconds
+        )
+    except Exception as exc:  # a connector bug or timeout must never look like an answer
+        log.warning("gateway call for %s ended without an answer: %s",
+                    request.reference_number, type(exc).__name__)
+        return GatewayResult(Outcome.UNKNOWN, {"error": type(exc).__name__}, {},
+                             messages.GATEWAY_UNCONFIRMED)
+    finally:
+        await connector.aclose()
+
+
+async def settle(
+    session: AsyncSession, operation_id: int, result: GatewayResult
+) -> tuple[Operation, PaymentTransaction]:
+    """Apply a gateway's answer to a processing (or queued) operation, exactly once."""
+    op = await session.get(Operation, operation_id)
+    assert op is not None
+    # Lock order everywhere: parent, then operation.
+    parent = await repository.lock_parent_by_id(session, op.transaction_id)
+    op = await repository.lock_operation(session, operation_id)
+    if op.state not in ("processing", "queued", "needs_review"):
+        return op, parent  # already settled by someone else (a reconciler, a retry)
+    before = op.state
+    op.pg_response = result.raw
+    op.pg_params = result.pg_params
+    op.message = result.message
+    if result.outcome == Outcome.SUCCESS:
+        op.state = "succeeded"
+        if op.operation == "capture":
+            parent.captured += op.amount
+        elif op.operation == "refund":
+            parent.refunded += op.amount
+        else:
+            parent.voided += op.amount
+    elif result.outcome == Outcome.PENDING and op.operation == "refund":
+        op.state = "queued"
+    elif result.outcome == Outcome.FAILED:
+        op.state = "rejected" if before == "queued" else "failed"
+    if op.state != before:
+        op.settled_at = datetime.now(timezone.utc)
+        if op.state in ("succeeded", "queued", "rejected"):
+            await _notify_operation(session, op, parent)
+    return op, parent
+
+
+async def _notify_operation(session: AsyncSession, op: Operation, parent: PaymentTransaction) -> None:
+    key = await outbox.merchant_setting(session, outbox.HMAC_KEY_SETTING)
+    operations_url = await outbox.merchant_setting(session, outbox.OPERATIONS_URL_SETTING)
+    body = operation_body(op, parent, key)
+    for target in {parent.webhook_url, operations_url} - {""}:
+        outbox.enqueue(session, kind="operation", target_url=target, payload=body,
+                       transaction_id=parent.id)
+
+
+def _answer(op: Operation, parent: PaymentTransaction, hmac_key: str) -> dict[str, Any]:
+    if op.state in ("succeeded", "queued"):
+        return operation_body(op, parent, hmac_key)
+    if op.state in ("failed", "rejected"):
+        raise OperationFailed(
+            op.message or messages.GATEWAY_DECLINED, op.operation, pg_response=op.pg_response or {}
+        )
+    raise GatewayUnconfirmed(op.operation, op.reference_number)
+
+
+# -- internal operations ------------------------------------------------------------------------
+
+DONE_BODY = {"detail": messages.DONE, "message": messages.DONE, "result": "success"}
+
+
+async def _run_internal(
+    ctx: AppContext, principal: Principal, lookup: Lookup, operation: str
+) -> dict[str, Any]:
+    async with ctx.db.write() as session:
+        parent = await find_or_fail(session, lookup, operation, for_update=True)
+        try:
+            outcome = check_internal(operation, parent.state)
+        except RuleViolation as violation:
+            raise OperationFailed(violation.message, operation) from None
+        audit.record(session, principal, operation, "success", parent,
+                     previous_state=parent.state, outcome=str(outcome))
+        if outcome == DeleteKind.SOFT:
+            parent.deleted_at = datetime.now(timezone.utc)
+        elif outcome == DeleteKind.HARD:
+            await session.delete(parent)
+        else:
+            parent.state = outcome
+            if parent.webhook_url:
+                key = await outbox.merchant_setting(session, outbox.HMAC_KEY_SETTING)
+                outbox.enqueue(
+                    session, kind="payment", target_url=parent.webhook_url,
+                    payload=payment_body(
+                        parent, await repository.attempts(session, parent.id),
+                        await repository.operations(session, parent.id), key,
+                    ),
+                    transaction_id=parent.id,
+                )
+    return {**DONE_BODY, "operation": operation}

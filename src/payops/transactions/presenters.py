@@ -1,0 +1,177 @@
+"""Wire shapes built from stored rows: the payment body (inquiry / payment webhook, spec §4.4),
+the ExternalOperation body (spec §4.3) and child transactions. Amounts leave as strings with the
+currency's exact decimals."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from payops.db.models import Operation, PaymentAttempt, PaymentTransaction
+from payops.money import format_minor
+from payops.webhooks.signing import sign
+
+CUSTOMER_FIELDS = (
+    "customer_id", "customer_email", "customer_first_name", "customer_last_name",
+    "customer_phone", "customer_birthdate", "customer_address_line1", "customer_address_line2",
+    "customer_address_city", "customer_address_state", "customer_address_country",
+    "customer_address_postal_code",
+)
+PG_PARAM_KEYS = (
+    "auth_code", "card_type", "card_holder", "cardholder_email", "card_expiry_month",
+    "card_expiry_year", "full_card_expiry", "card_number", "card_issuer", "ref", "result",
+    "track_id", "post_date", "transaction_id", "payment_id", "pg_message", "receipt_no",
+    "transaction_no", "decision", "card_expiry", "card_details", "dcc_payer_amount",
+    "dcc_payer_currency", "dcc_payer_exchange_rate", "rrn",
+)
+PARENT_RESULT = {
+    "paid": "success", "authorized": "success", "cod": "cod", "created": "pending",
+    "pending": "pending", "attempted": "failed", "failed": "failed", "expired": "failed",
+    "invalided": "failed", "canceled": "canceled",
+}
+CHILD_STATE = {
+    ("capture", "succeeded"): "paid",
+    ("refund", "succeeded"): "refunded",
+    ("refund", "queued"): "refund_queued",
+    ("refund", "rejected"): "refund_rejected",
+    ("void", "succeeded"): "voided",
+}
+OPERATION_RESULT = {"succeeded": "success", "queued": "queued", "rejected": "rejected"}
+
+
+def timestamp(moment: datetime | None = None) -> str:
+    return (moment or datetime.now(timezone.utc)).astimezone(timezone.utc).strftime(
+        "%Y-%m-%d %H:%M:%S"
+    )
+
+
+def normalised_pg_params(params: dict[str, Any]) -> dict[str, Any]:
+    return {key: params.get(key) for key in PG_PARAM_KEYS if params.get(key) not in (None, "")}
+
+
+def child_state(operation: Operation) -> str | None:
+    return CHILD_STATE.get((operation.operation, operation.state))
+
+
+def child_transaction(operation: Operation, parent: PaymentTransaction) -> dict[str, Any]:
+    return {
+        "amount": format_minor(operation.amount, operation.currency_code),
+        "currency_code": operation.currency_code,
+        "order_no": parent.order_no or "",
+        "session_id": operation.child_session_id,
+        "state": child_state(operation),
+        "operation": operation.operation,
+        "reference_number": operation.reference_number,
+        "created": timestamp(operation.created_at),
+    }
+
+
+def operation_body(
+    operation: Operation, parent: PaymentTransaction, hmac_key: str
+) -> dict[str, Any]:
+    """ExternalOperation for a settled (succeeded / queued / rejected) operation."""
+    gateway = operation.gateway_config
+    currency = parent.currency_code
+    body: dict[str, Any] = {
+        "amount": format_minor(operation.amount, currency),
+        "session_id": parent.session_id,
+        "order_no": parent.order_no or "",
+        "initiator": operation.initiator or {},
+        "is_sandbox": gateway.is_sandbox,
+        "operation": operation.operation,
+        "pg_code": gateway.pg_code,
+        "gateway_name": gateway.connector,
+        "gateway_account": gateway.pg_code,
+        "pg_response": operation.pg_response or {},
+        "pg_params": normalised_pg_params(operation.pg_params or {}),
+        "reference_number": operation.reference_number,
+        "source": operation.source,
+        "success": operation.state in ("succeeded", "queued"),
+        "result": OPERATION_RESULT.get(operation.state, "failed"),
+        "state": child_state(operation),
+        "currency_code": currency,
+        "amount_details": {
+            "currency_code": currency,
+            "amount": format_minor(operation.amount, currency),
+            "total": format_minor(operation.amount, currency),
+            "fee": format_minor(0, currency),
+        },
+        "remaining_amount": format_minor(remaining_operable(parent, operation.operation), currency),
+        "timestamp_utc": timestamp(operation.settled_at),
+        "txn": child_transaction(operation, parent),
+        "extra": parent.extra or {},
+    }
+    body["signature"] = sign(body, hmac_key)
+    return body
+
+
+def remaining_operable(parent: PaymentTransaction, operation: str) -> int:
+    """What is left after settled operations (for the informational remaining_amount)."""
+    if operation == "capture":
+        return max(parent.amount + parent.fee - parent.captured, 0) if not parent.voided else 0
+    if operation == "refund":
+        base = parent.amount if parent.state == "paid" else min(parent.captured, parent.amount)
+        return max(base - parent.refunded, 0)
+    return 0
+
+
+def payment_body(
+    parent: PaymentTransaction,
+    attempts: list[PaymentAttempt],
+    operations: list[Operation],
+    hmac_key: str,
+) -> dict[str, Any]:
+    """The inquiry response, which is also the payment webhook body (spec §4.4)."""
+    currency = parent.currency_code
+    latest = attempts[0] if attempts else None
+    gateway = parent.gateway_config or (latest.gateway_config if latest else None)
+    settled = parent.amount if parent.state in ("paid", "authorized") else 0
+    paid_amount = (
+        parent.paid_total if parent.state == "paid" else parent.captured
+    ) if parent.state in ("paid", "authorized") else 0
+    customer = parent.customer or {}
+    body: dict[str, Any] = {
+        "agreement": {},
+        "amount": format_minor(parent.amount, currency),
+        "amount_details": {
+            "currency_code": currency,
+            "amount": format_minor(parent.amount, currency),
+            "total": format_minor(parent.amount + parent.fee, currency),
+            "fee": format_minor(parent.fee, currency),
+        },
+        "card_acceptance_criteria": {},
+        "currency_code": currency,
+        **{name: customer.get(name, "") for name in CUSTOMER_FIELDS},
+        "extra": parent.extra or {},
+        "fee": f"{format_minor(parent.fee, currency)} {currency}",
+        "gateway_account": gateway.pg_code if gateway else "",
+        "gateway_name": gateway.connector if gateway else "",
+        "gateway_response": (latest.pg_response if latest else {}) or {},
+        "initiator": {},
+        "is_sandbox": gateway.is_sandbox if gateway else True,
+        "message": (latest.message if latest else parent.message) or "",
+        "order_no": parent.order_no,
+        "paid_amount": format_minor(paid_amount, currency),
+        "payment_type": parent.payment_type,
+        "pg_params": normalised_pg_params((latest.pg_params if latest else {}) or {}),
+        "reference_number": latest.reference_number if latest else "",
+        "captured_amount": format_minor(parent.captured, currency),
+        "refunded_amount": format_minor(parent.refunded, currency),
+        "voided_amount": format_minor(parent.voided, currency),
+        "remaining_amount": format_minor(parent.amount - settled, currency),
+        "settled_amount": format_minor(settled, currency),
+        "result": PARENT_RESULT.get(parent.state, "pending"),
+        "session_id": parent.session_id,
+        "state": parent.state,
+        "timestamp_utc": timestamp(),
+        "transactions": [
+            child_transaction(op, parent) for op in operations if child_state(op) is not None
+        ],
+        "total_authorized_amount": format_minor(parent.authorized_total, currency),
+        "total_paid_amount": format_minor(parent.paid_total, currency),
+        "total_captured_amount": format_minor(parent.captured, currency),
+        "total_refunded_amount": format_minor(parent.refunded, currency),
+        "total_voided_amount": format_minor(parent.voided, currency),
+    }
+    body["signature"] = sign(body, hmac_key)
+    return body

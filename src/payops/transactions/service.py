@@ -1,0 +1,156 @@
+"""Creating parent transactions and recording customers' payment attempts."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from payops.config import Settings
+from payops.connectors.base import GatewayResult, Outcome, PaymentRef
+from payops.db import Database
+from payops.db.models import GatewayConfig, PaymentAttempt, PaymentTransaction
+from payops.domain.rules import state_after_attempt
+from payops.gateways.service import connector_for
+from payops.ids import new_reference_number, new_session_id
+from payops.transactions import repository
+from payops.transactions.presenters import payment_body
+from payops.webhooks import outbox
+
+DEFAULT_LIFETIME = timedelta(hours=24)
+ATTEMPT_STATE = {
+    Outcome.SUCCESS: "success", Outcome.FAILED: "failed", Outcome.PENDING: "pending",
+    Outcome.UNKNOWN: "pending",
+}
+
+
+class TransactionError(ValueError):
+    pass
+
+
+def new_parent(
+    *,
+    amount: int,
+    currency_code: str,
+    pg_codes: list[str],
+    order_no: str | None = None,
+    fee: int = 0,
+    customer: dict[str, Any] | None = None,
+    extra: dict[str, Any] | None = None,
+    webhook_url: str = "",
+    redirect_url: str = "",
+    lifetime: timedelta = DEFAULT_LIFETIME,
+    type_: str = "e_commerce",
+) -> PaymentTransaction:
+    return PaymentTransaction(
+        session_id=new_session_id(),
+        order_no=order_no,
+        type=type_,
+        state="created",
+        currency_code=currency_code.upper(),
+        amount=amount,
+        fee=fee,
+        pg_codes=pg_codes,
+        customer=customer or {},
+        extra=extra or {},
+        webhook_url=webhook_url,
+        redirect_url=redirect_url,
+        expires_at=datetime.now(timezone.utc) + lifetime,
+    )
+
+
+def payment_ref(attempt: PaymentAttempt) -> PaymentRef:
+    return PaymentRef(
+        reference_number=attempt.reference_number,
+        amount=attempt.amount,
+        currency_code=attempt.currency_code,
+        operation_mode=attempt.operation_mode,
+        gateway_refs=attempt.gateway_refs or {},
+    )
+
+
+async def start_attempt(
+    db: Database, parent_id: int, gateway: GatewayConfig
+) -> PaymentAttempt:
+    async with db.write() as session:
+        parent = await repository.lock_parent_by_id(session, parent_id)
+        if parent.state not in ("created", "pending", "attempted"):
+            raise TransactionError(f"a {parent.state} transaction takes no new payment attempt")
+        if parent.currency_code not in gateway.accepted_currencies:
+            raise TransactionError(f"{gateway.pg_code} does not accept {parent.currency_code}")
+        attempt = PaymentAttempt(
+            transaction_id=parent.id,
+            gateway_config_id=gateway.id,
+            reference_number=new_reference_number(),
+            state="pending",
+            operation_mode=gateway.operation_mode,
+            amount=parent.amount + parent.fee,
+            currency_code=parent.currency_code,
+        )
+        session.add(attempt)
+        parent.state = "pending"
+        await session.flush()
+        await session.refresh(attempt, ["gateway_config"])
+        return attempt
+
+
+async def apply_attempt_result(
+    session: AsyncSession,
+    parent: PaymentTransaction,
+    attempt: PaymentAttempt,
+    result: GatewayResult,
+) -> bool:
+    """Record what the gateway said of an attempt; returns True if the parent's state changed.
+
+    A late success is applied to a parent that is still able to acknowledge a payment
+    (created, pending, attempted, failed, expired), never over a final decision.
+    """
+    attempt.pg_response = result.raw
+    attempt.pg_params = result.pg_params
+    attempt.message = result.message
+    attempt.gateway_refs = {**(attempt.gateway_refs or {}), **result.gateway_refs}
+    new_attempt_state = ATTEMPT_STATE[result.outcome]
+    if attempt.state != "success":
+        attempt.state = new_attempt_state
+    gateway = attempt.gateway_config
+    before = parent.state
+    if result.outcome == Outcome.SUCCESS:
+        if parent.state in ("created", "pending", "attempted", "failed", "expired"):
+            parent.state = state_after_attempt("success", gateway.operation_mode, gateway.multi_attempt)
+            parent.operation_mode = gateway.operation_mode
+            parent.gateway_config_id = gateway.id
+            parent.gateway_config = gateway
+            total = parent.amount + parent.fee
+            if gateway.operation_mode == "authorize":
+                parent.authorized_total = total
+            else:
+                parent.paid_total = total
+    elif result.outcome == Outcome.FAILED and parent.state in ("created", "pending"):
+        parent.state = state_after_attempt("failed", gateway.operation_mode, gateway.multi_attempt)
+    parent.message = result.message
+    changed = parent.state != before
+    if changed and parent.webhook_url:
+        key = await outbox.merchant_setting(session, outbox.HMAC_KEY_SETTING)
+        attempts = await repository.attempts(session, parent.id)
+        operations = await repository.operations(session, parent.id)
+        outbox.enqueue(
+            session, kind="payment", target_url=parent.webhook_url,
+            payload=payment_body(parent, attempts, operations, key), transaction_id=parent.id,
+        )
+    return changed
+
+
+async def pay_with_sandbox(
+    db: Database, settings: Settings, parent_id: int, gateway: GatewayConfig, card_number: str
+) -> PaymentTransaction:
+    """One customer attempt at the sandbox gateway (hosted page and `payops txn create`)."""
+    attempt = await start_attempt(db, parent_id, gateway)
+    connector = connector_for(gateway, settings)
+    result = await connector.pay(payment_ref(attempt), card_number)  # type: ignore[attr-defined]
+    async with db.write() as session:
+        parent = await repository.lock_parent_by_id(session, parent_id)
+        stored = await session.get(PaymentAttempt, attempt.id)
+        assert stored is not None
+        await apply_attempt_result(session, parent, stored, result)
+        return parent

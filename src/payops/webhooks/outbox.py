@@ -1,0 +1,41 @@
+"""Merchant notifications are written here, in the same DB transaction as the change they report."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from payops.db.models import MerchantSetting, OutboxEvent
+from payops.ids import new_event_id
+
+HMAC_KEY_SETTING = "webhook_hmac_key"
+OPERATIONS_URL_SETTING = "operations_webhook_url"
+
+
+async def merchant_setting(session: AsyncSession, key: str) -> str:
+    value = await session.scalar(select(MerchantSetting.value).where(MerchantSetting.key == key))
+    return value or ""
+
+
+async def set_merchant_setting(session: AsyncSession, key: str, value: str) -> None:
+    row = await session.get(MerchantSetting, key)
+    if row is None:
+        session.add(MerchantSetting(key=key, value=value))
+    else:
+        row.value = value
+
+
+def enqueue(
+    session: AsyncSession, *, kind: str, target_url: str, payload: dict[str, Any],
+    transaction_id: int | None,
+) -> OutboxEvent | None:
+    if not target_url:
+        return None
+    event = OutboxEvent(
+        event_id=new_event_id(), kind=kind, target_url=target_url, payload=payload,
+        transaction_id=transaction_id,
+    )
+    session.add(event)
+    return event
