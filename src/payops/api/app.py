@@ -53,22 +53,23 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.middleware("http")
     async def observe(request: Request, call_next):  # type: ignore[no-untyped-def]
-        token = payops_logging.request_id.set(
-            request.headers.get("x-request-id", "")[:64] or secrets.token_hex(8)
-        )
+        incoming = request.headers.get("x-request-id", "")
+        rid = incoming if incoming.isalnum() and len(incoming) <= 64 else secrets.token_hex(8)
+        token = payops_logging.request_id.set(rid)
         started = time.perf_counter()
         try:
             response = await call_next(request)
+            route = getattr(request.scope.get("route"), "path", "unmatched")
+            elapsed = time.perf_counter() - started
+            requests_total.labels(route, request.method, str(response.status_code)).inc()
+            latency.labels(route).observe(elapsed)
+            log.info("request", extra={"method": request.method, "path": route,
+                                       "status": response.status_code,
+                                       "duration_ms": round(elapsed * 1000, 1)})
+            response.headers["X-Request-ID"] = rid
+            return response
         finally:
             payops_logging.request_id.reset(token)
-        route = getattr(request.scope.get("route"), "path", "unmatched")
-        elapsed = time.perf_counter() - started
-        requests_total.labels(route, request.method, str(response.status_code)).inc()
-        latency.labels(route).observe(elapsed)
-        log.info("request", extra={"method": request.method, "path": route,
-                                   "status": response.status_code,
-                                   "duration_ms": round(elapsed * 1000, 1)})
-        return response
 
     @app.exception_handler(ApiError)
     async def api_error(_: Request, exc: ApiError) -> JSONResponse:

@@ -1,0 +1,148 @@
+"""Seeding and inspection helpers shared by the API tests (they use the service layer, the same
+code the CLI runs)."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+from sqlalchemy import func, select
+
+from payops.auth.secrets import hash_password, new_api_key
+from payops.context import AppContext
+from payops.db.models import (
+    ApiKey,
+    AuditEntry,
+    Operation,
+    OutboxEvent,
+    PaymentAttempt,
+    PaymentTransaction,
+    User,
+    UserPermission,
+)
+from payops.gateways.service import add_gateway
+from payops.money import parse_amount
+from payops.transactions import repository
+from payops.transactions.service import new_parent, pay_with_sandbox
+from payops.webhooks import outbox
+
+SUCCESS_CARD = "4111111111111111"
+DECLINED_CARD = "4000000000000002"
+PENDING_CARD = "4000000000000259"
+
+
+class Seed:
+    def __init__(self, ctx: AppContext) -> None:
+        self.ctx = ctx
+        self._gateways: dict[str, Any] = {}
+
+    async def user(
+        self, username: str = "merchant", password: str = "correct horse battery",
+        permissions: list[str] | tuple[str, ...] = (), superuser: bool = False,
+        active: bool = True,
+    ) -> dict[str, str]:
+        async with self.ctx.db.write() as session:
+            session.add(User(
+                username=username, password_hash=hash_password(password), is_superuser=superuser,
+                is_active=active, first_name="Mer", last_name="Chant", email="m@example.com",
+                permissions=[UserPermission(code=code) for code in permissions],
+            ))
+        token = base64.b64encode(f"{username}:{password}".encode()).decode()
+        return {"Authorization": f"Basic {token}"}
+
+    async def superuser(self, username: str = "admin") -> dict[str, str]:
+        return await self.user(username, superuser=True)
+
+    async def api_key(self, **fields: Any) -> dict[str, str]:
+        key, prefix, secret_hash = new_api_key()
+        async with self.ctx.db.write() as session:
+            session.add(ApiKey(prefix=prefix, secret_hash=secret_hash, name="test", **fields))
+        return {"Authorization": f"Api-Key {key}"}
+
+    async def gateway(
+        self, code: str = "sandbox-kwd", mode: str = "purchase", currency: str = "KWD",
+        **options: Any,
+    ) -> Any:
+        if code in self._gateways:
+            return self._gateways[code]
+        async with self.ctx.db.write() as session:
+            config = await add_gateway(
+                session, self.ctx.settings, pg_code=code, connector="sandbox",
+                operation_mode=mode, default_currency=currency, **options,
+            )
+        self._gateways[code] = config
+        return config
+
+    async def transaction(
+        self, amount: str = "100.000", currency: str = "KWD", *, order_no: str | None = "ORD-1",
+        mode: str = "purchase", gateway_code: str | None = None, gateway_currency: str | None = None,
+        card: str | None = SUCCESS_CARD, fee: str | None = None, webhook_url: str = "",
+        **gateway_options: Any,
+    ) -> PaymentTransaction:
+        """A parent transaction, paid at a sandbox gateway with ``card`` (None: never attempted)."""
+        gw_currency = gateway_currency or currency
+        code = gateway_code or f"sandbox-{mode}-{gw_currency.lower()}"
+        gateway = await self.gateway(code, mode, gw_currency, **gateway_options)
+        async with self.ctx.db.write() as session:
+            parent = new_parent(
+                amount=parse_amount(amount, currency), currency_code=currency, pg_codes=[code],
+                order_no=order_no, fee=parse_amount(fee, currency) if fee else 0,
+                webhook_url=webhook_url,
+            )
+            session.add(parent)
+            await session.flush()
+            parent_id = parent.id
+        if card is not None:
+            return await pay_with_sandbox(self.ctx.db, self.ctx.settings, parent_id, gateway, card)
+        return await self.parent(parent_id)
+
+    async def parent(self, parent_id: int) -> PaymentTransaction:
+        async with self.ctx.db.read() as session:
+            return await session.get_one(PaymentTransaction, parent_id)
+
+    async def set_state(self, order_no: str, state: str) -> None:
+        async with self.ctx.db.write() as session:
+            parent = await repository.find_parent(session, order_no=order_no)
+            assert parent is not None
+            parent.state = state
+
+    async def set_hmac_key(self, key: str) -> None:
+        async with self.ctx.db.write() as session:
+            await outbox.set_merchant_setting(session, outbox.HMAC_KEY_SETTING, key)
+
+    async def snapshot(self) -> dict[str, Any]:
+        """Every stored transaction, attempt and operation, for "nothing changed" assertions."""
+        async with self.ctx.db.read() as session:
+            def rows(model: Any) -> Any:
+                return session.execute(select(model.__table__).order_by(model.__table__.c.id))
+
+            return {
+                "transactions": [tuple(r) for r in await rows(PaymentTransaction)],
+                "attempts": [tuple(r) for r in await rows(PaymentAttempt)],
+                "operations": [tuple(r) for r in await rows(Operation)],
+                "outbox": [tuple(r) for r in await rows(OutboxEvent)],
+            }
+
+    async def operations(self, order_no: str = "ORD-1") -> list[Operation]:
+        async with self.ctx.db.read() as session:
+            parent = await repository.find_parent(session, order_no=order_no, include_deleted=True)
+            assert parent is not None
+            return await repository.operations(session, parent.id)
+
+    async def find(self, order_no: str = "ORD-1", include_deleted: bool = True) -> PaymentTransaction | None:
+        async with self.ctx.db.read() as session:
+            return await repository.find_parent(
+                session, order_no=order_no, include_deleted=include_deleted
+            )
+
+    async def outbox(self) -> list[OutboxEvent]:
+        async with self.ctx.db.read() as session:
+            return list(await session.scalars(select(OutboxEvent).order_by(OutboxEvent.id)))
+
+    async def audit(self) -> list[AuditEntry]:
+        async with self.ctx.db.read() as session:
+            return list(await session.scalars(select(AuditEntry).order_by(AuditEntry.id)))
+
+    async def count(self, model: Any) -> int:
+        async with self.ctx.db.read() as session:
+            return int(await session.scalar(select(func.count()).select_from(model)) or 0)
