@@ -27,6 +27,7 @@ from payops.money import AmountError, format_minor, parse_amount
 from payops.transactions import repository as txn_repo
 from payops.transactions.presenters import child_state
 from payops.transactions.service import TransactionError, new_parent, pay_with_sandbox
+from payops.webhooks import outbox
 
 # Locals in tracebacks could hold passwords or keys: never print them.
 app = typer.Typer(help="PayOps: payment operations for your gateways.", no_args_is_help=True,
@@ -389,6 +390,7 @@ def demo() -> None:
     _migrate(settings)
     password = secrets.token_urlsafe(12)
     key, prefix, secret_hash = new_api_key()
+    hmac_key: list[str] = []
 
     async def work(ctx: AppContext) -> None:
         async with ctx.db.write() as session:
@@ -400,6 +402,10 @@ def demo() -> None:
                 user.password_hash = hash_password(password)
             session.add(ApiKey(prefix=prefix, secret_hash=secret_hash,
                                name=f"demo-{datetime.now(timezone.utc):%Y%m%d%H%M%S}"))
+            if not await outbox.merchant_setting(session, outbox.HMAC_KEY_SETTING):
+                await outbox.set_merchant_setting(
+                    session, outbox.HMAC_KEY_SETTING, secrets.token_urlsafe(24))
+            hmac_key.append(await outbox.merchant_setting(session, outbox.HMAC_KEY_SETTING))
             existing = {gw.pg_code for gw in await gateway_repo.list_all(session)}
             for code, mode, currency in DEMO_GATEWAYS:
                 if code not in existing:
@@ -411,6 +417,7 @@ def demo() -> None:
     table.add_row("Basic user", DEMO_USER)
     table.add_row("password", password)
     table.add_row("API key", key)
+    table.add_row("webhook HMAC key", hmac_key[0])
     table.add_row("gateways", ", ".join(code for code, _, _ in DEMO_GATEWAYS))
     console.print(table)
     env_file = settings.data_dir / "demo.env"
