@@ -111,6 +111,9 @@ def make_settings(tmp_path: Path, database_url: str, **overrides: Any) -> Settin
         "gateway_timeout_seconds": 5.0,
         "auth_cache_seconds": 60.0,
         "auth_failure_limit": 10,
+        # Tests run the reconciler explicitly, so a background pass never races their asserts.
+        "reconcile_interval_seconds": 0,
+        "reconcile_after_seconds": 0,
     }
     values.update(overrides)
     return Settings(**values)

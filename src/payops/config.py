@@ -33,7 +33,15 @@ class Settings(BaseSettings):
     auth_failure_limit: int = 10
     auth_failure_window_seconds: float = 300.0
     log_level: str = "INFO"
-    # Test-only crash hook (see docs/recovery.md); unset in production.
+
+    # Reconciler: how often `payops serve` runs it (0 = never), how old a `processing` operation
+    # must be before the gateway is asked, how many unanswered asks lead to `needs_review`.
+    reconcile_interval_seconds: float = 30.0
+    reconcile_after_seconds: float = 60.0
+    reconcile_max_attempts: int = 10
+    reconcile_lease_seconds: float = 120.0
+
+    # Test-only crash hook (docs/operations-model.md): the process SIGKILLs itself at this point.
     crash_point: str = ""
 
     @field_validator("data_dir", mode="before")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 import time
@@ -21,6 +22,7 @@ from payops.context import AppContext
 from payops.domain import messages
 from payops.errors import ApiError
 from payops.inquiry.endpoints import router as inquiry_router
+from payops.operations import reconciler
 from payops.operations.endpoints import router as operations_router
 
 log = logging.getLogger("payops.http")
@@ -32,9 +34,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.ctx = AppContext.build(settings)
+        loops = []
+        if settings.reconcile_interval_seconds > 0:
+            loops.append(asyncio.create_task(reconciler.run_forever(app.state.ctx)))
         try:
             yield
         finally:
+            for loop in loops:
+                loop.cancel()
+            await asyncio.gather(*loops, return_exceptions=True)
             await app.state.ctx.aclose()
 
     app = FastAPI(

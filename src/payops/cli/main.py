@@ -20,7 +20,7 @@ from payops.auth.secrets import hash_password, new_api_key
 from payops.config import Settings, get_settings
 from payops.context import AppContext
 from payops.db.migrate import upgrade
-from payops.db.models import ApiKey, User, UserPermission
+from payops.db.models import ApiKey, Operation, PaymentTransaction, User, UserPermission
 from payops.gateways import repository as gateway_repo
 from payops.gateways.service import GatewayConfigError, add_gateway
 from payops.money import AmountError, format_minor, parse_amount
@@ -31,14 +31,15 @@ from payops.webhooks import outbox
 
 # Locals in tracebacks could hold passwords or keys: never print them.
 app = typer.Typer(help="PayOps: payment operations for your gateways.", no_args_is_help=True,
-                  pretty_exceptions_show_locals=False)
+                  pretty_exceptions_show_locals=False, pretty_exceptions_enable=False)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 user_app = typer.Typer(help="Dashboard/API users (Basic auth).", no_args_is_help=True)
 apikey_app = typer.Typer(help="API keys (Api-Key auth).", no_args_is_help=True)
 gateway_app = typer.Typer(help="Gateway configurations (MIDs).", no_args_is_help=True)
 txn_app = typer.Typer(help="Transactions.", no_args_is_help=True)
+ops_app = typer.Typer(help="Operations (child transactions) and their states.", no_args_is_help=True)
 for sub, name in ((db_app, "db"), (user_app, "user"), (apikey_app, "apikey"),
-                  (gateway_app, "gateway"), (txn_app, "txn")):
+                  (gateway_app, "gateway"), (txn_app, "txn"), (ops_app, "ops")):
     app.add_typer(sub, name=name)
 
 console = Console()
@@ -373,6 +374,80 @@ def txn_show(
     for op in operations:
         table.add_row(op.reference_number, op.operation, op.state, child_state(op) or "-",
                       money(op.amount), op.child_session_id, str(op.created_at)[:19])
+    console.print(table)
+
+
+# -- operations and reconciliation -------------------------------------------------------------
+
+OPERATION_STATES = ("processing", "queued", "needs_review", "succeeded", "failed", "rejected")
+
+
+@ops_app.command("list")
+def ops_list(
+    state: list[str] = typer.Option(
+        ["processing", "needs_review"], "--state", help="State to show; repeat"),
+    limit: int = typer.Option(200, help="At most this many rows"),
+) -> None:
+    """List operations by state (default: the unresolved ones)."""
+    unknown = set(state) - set(OPERATION_STATES)
+    if unknown:
+        _fail(f"unknown state(s): {', '.join(sorted(unknown))}; known: {', '.join(OPERATION_STATES)}")
+
+    async def work(ctx: AppContext) -> list[tuple[Any, Any]]:
+        async with ctx.db.read() as session:
+            rows = await session.execute(
+                select(Operation, PaymentTransaction)
+                .join(PaymentTransaction, PaymentTransaction.id == Operation.transaction_id)
+                .where(Operation.state.in_(state))
+                .order_by(Operation.created_at).limit(limit)
+            )
+            return [tuple(row) for row in rows]
+    table = Table("reference", "order_no", "operation", "state", "amount", "gateway", "asked",
+                  "created", title=f"operations: {', '.join(state)}")
+    rows = _run(work)
+    for op, parent in rows:
+        table.add_row(op.reference_number, parent.order_no or parent.session_id, op.operation,
+                      op.state, f"{format_minor(op.amount, op.currency_code)} {op.currency_code}",
+                      op.gateway_config.pg_code, str(op.reconcile_attempts),
+                      str(op.created_at)[:19])
+    console.print(table)
+    console.print(f"{len(rows)} operation(s)")
+
+
+@app.command()
+def reconcile(
+    older_than: float = typer.Option(
+        None, help="Ask about processing operations older than this many seconds "
+        "(default PAYOPS_RECONCILE_AFTER_SECONDS)"),
+) -> None:
+    """Settle open operations now by asking their gateways (safe beside a running server)."""
+    from rich.progress import Progress
+
+    from payops.operations.reconciler import reconcile_once
+
+    settings = get_settings()
+    if older_than is not None:
+        settings = settings.model_copy(update={"reconcile_after_seconds": older_than})
+
+    async def work(ctx: AppContext) -> Any:
+        with Progress(console=err, transient=True) as progress:
+            task = progress.add_task("reconciling", total=None)
+
+            def advance(done: int, total: int) -> None:
+                progress.update(task, completed=done, total=total)
+            return await reconcile_once(ctx, on_progress=advance)
+
+    async def main() -> Any:
+        ctx = AppContext.build(settings)
+        try:
+            return await work(ctx)
+        finally:
+            await ctx.aclose()
+    summary = asyncio.run(main())
+    table = Table("outcome", "operations", title="reconciliation")
+    for outcome, count in sorted(summary.outcomes.items()):
+        table.add_row(outcome, str(count))
+    table.add_row("total examined", str(summary.examined))
     console.print(table)
 
 

@@ -230,6 +230,10 @@ class Operation(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     settled_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+    # Reconciliation: how often the gateway was asked, and until when a reconciler holds the row
+    # (a lease, so several reconcilers never ask about one operation at once).
+    reconcile_attempts: Mapped[int] = mapped_column(Integer, default=0)
+    claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
     gateway_config: Mapped[GatewayConfig] = relationship(lazy="selectin")
 

@@ -18,10 +18,7 @@ router = APIRouter(tags=["operations"])
 OPERATION_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {
         "description": "capture/refund/void: ExternalOperation; cancel: InternalOperation",
-        "content": {"application/json": {"schema": {"anyOf": [
-            schemas.ExternalOperationResponse.model_json_schema(ref_template="{model}"),
-            schemas.InternalOperationResponse.model_json_schema(),
-        ]}}},
+        "model": schemas.ExternalOperationResponse | schemas.InternalOperationResponse,
     },
     400: {"model": schemas.OperationFailure,
           "description": "Refused by the rules or declined by the gateway, or field errors"},

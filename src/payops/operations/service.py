@@ -16,7 +16,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from payops import audit
+from payops import audit, crashpoints
 from payops.auth.service import Principal
 from payops.connectors.base import GatewayResult, OperationRequest, Outcome
 from payops.context import AppContext
@@ -201,11 +201,14 @@ async def _run_external(
 async def _call_and_settle(
     ctx: AppContext, gateway: Any, operation_id: int, request: OperationRequest
 ) -> tuple[Operation, PaymentTransaction, str]:
+    crashpoints.reach(crashpoints.AFTER_INTENT)
     result = await call_gateway(ctx, gateway, request)
+    crashpoints.reach(crashpoints.AFTER_GATEWAY)
     async with ctx.db.write() as session:
         settled, parent = await settle(session, operation_id, result)
         key = await outbox.merchant_setting(session, outbox.HMAC_KEY_SETTING)
-        return settled, parent, key
+    crashpoints.reach(crashpoints.AFTER_SETTLE)
+    return settled, parent, key
 
 
 async def call_gateway(ctx: AppContext, gateway: Any, request: OperationRequest) -> GatewayResult:
@@ -234,6 +237,7 @@ async def settle(
     op = await repository.lock_operation(session, operation_id)
     if op.state not in ("processing", "queued", "needs_review"):
         return op, parent  # already settled by someone else (a reconciler, a retry)
+    op.claimed_until = None
     before = op.state
     op.pg_response = result.raw
     op.pg_params = result.pg_params

@@ -163,6 +163,8 @@ def upgrade() -> None:
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('settled_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('reconcile_attempts', sa.Integer(), nullable=False),
+    sa.Column('claimed_until', sa.DateTime(timezone=True), nullable=True),
     sa.ForeignKeyConstraint(['gateway_config_id'], ['gateway_configs.id'], name=op.f('fk_operations_gateway_config_id_gateway_configs')),
     sa.ForeignKeyConstraint(['transaction_id'], ['payment_transactions.id'], name=op.f('fk_operations_transaction_id_payment_transactions'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_operations')),

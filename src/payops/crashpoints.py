@@ -1,0 +1,20 @@
+"""Crash points for the crash-recovery tests.
+
+``PAYOPS_CRASH_POINT=<name>`` makes the process kill itself (SIGKILL: no cleanup, no flush) when
+execution reaches that point. Unset, as in every real deployment, each call is a no-op.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+
+AFTER_INTENT = "after_intent"  # intent committed, gateway not yet called
+AFTER_GATEWAY = "after_gateway"  # gateway answered, nothing settled yet
+AFTER_SETTLE = "after_settle"  # settled and committed, client not yet answered
+POINTS = (AFTER_INTENT, AFTER_GATEWAY, AFTER_SETTLE)
+
+
+def reach(point: str) -> None:
+    if os.environ.get("PAYOPS_CRASH_POINT") == point:
+        os.kill(os.getpid(), signal.SIGKILL)

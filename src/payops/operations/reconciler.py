@@ -1,0 +1,176 @@
+"""Settles operations whose outcome is open by asking the gateway about their reference.
+
+A ``processing`` operation (the gateway did not confirm, or the process died mid-operation) is
+asked about once it is older than ``reconcile_after_seconds``; a ``queued`` refund is followed
+until it is final. Several reconcilers may run at once (server processes, ``payops reconcile``):
+each claims an operation with a conditional UPDATE on its lease column before asking, so no
+operation is asked about, or settled, twice at the same time. Answers that settle nothing are
+retried with backoff; after ``reconcile_max_attempts`` the operation becomes ``needs_review``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+
+from sqlalchemy import and_, or_, select, update
+
+from payops.connectors.base import GatewayResult, OperationRequest, Outcome
+from payops.context import AppContext
+from payops.db.models import Operation, PaymentAttempt
+from payops.gateways.service import connector_for, supported_operations
+from payops.operations.service import settle
+from payops.transactions.service import payment_ref
+
+log = logging.getLogger(__name__)
+
+OPEN_STATES = ("processing", "queued")
+
+
+@dataclass
+class ReconcileSummary:
+    examined: int = 0
+    outcomes: Counter[str] = field(default_factory=Counter)
+
+    def add(self, outcome: str) -> None:
+        self.examined += 1
+        self.outcomes[outcome] += 1
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+async def candidates(ctx: AppContext, limit: int) -> list[int]:
+    now = _now()
+    threshold = now - timedelta(seconds=ctx.settings.reconcile_after_seconds)
+    async with ctx.db.read() as session:
+        rows = await session.scalars(
+            select(Operation.id)
+            .where(
+                or_(
+                    and_(Operation.state == "processing", Operation.created_at <= threshold),
+                    Operation.state == "queued",
+                ),
+                or_(Operation.claimed_until.is_(None), Operation.claimed_until <= now),
+            )
+            .order_by(Operation.created_at)
+            .limit(limit)
+        )
+        return list(rows)
+
+
+async def claim(ctx: AppContext, operation_id: int) -> bool:
+    """Take the lease on one operation; False if another reconciler holds it or it settled."""
+    now = _now()
+    async with ctx.db.write() as session:
+        result = await session.execute(
+            update(Operation)
+            .where(
+                Operation.id == operation_id,
+                Operation.state.in_(OPEN_STATES),
+                or_(Operation.claimed_until.is_(None), Operation.claimed_until <= now),
+            )
+            .values(claimed_until=now + timedelta(seconds=ctx.settings.reconcile_lease_seconds))
+        )
+        return result.rowcount == 1
+
+
+async def _request_for(ctx: AppContext, operation_id: int) -> tuple[Operation, OperationRequest | None]:
+    async with ctx.db.read() as session:
+        op = await session.get_one(Operation, operation_id)
+        attempt = await session.scalar(
+            select(PaymentAttempt)
+            .where(PaymentAttempt.transaction_id == op.transaction_id,
+                   PaymentAttempt.state == "success",
+                   PaymentAttempt.gateway_config_id == op.gateway_config_id)
+            .order_by(PaymentAttempt.id.desc())
+        )
+        if attempt is None:
+            return op, None
+        return op, OperationRequest(
+            operation=op.operation, reference_number=op.reference_number, amount=op.amount,
+            currency_code=op.currency_code, payment=payment_ref(attempt),
+        )
+
+
+async def _ask(ctx: AppContext, op: Operation, request: OperationRequest) -> GatewayResult:
+    connector = connector_for(op.gateway_config, ctx.settings)
+    try:
+        return await asyncio.wait_for(connector.inquire_operation(request),
+                                      timeout=ctx.settings.gateway_timeout_seconds)
+    except Exception as exc:
+        log.warning("reconciliation inquiry for %s got no answer: %s", op.reference_number,
+                    type(exc).__name__)
+        return GatewayResult(Outcome.UNKNOWN, {"error": type(exc).__name__})
+    finally:
+        await connector.aclose()
+
+
+async def _unresolved(ctx: AppContext, operation_id: int, *, review: bool) -> str:
+    """Record an ask that settled nothing: back off, or hand the operation to a human."""
+    async with ctx.db.write() as session:
+        op = await session.get_one(Operation, operation_id, with_for_update=True,
+                                   populate_existing=True)
+        if op.state not in OPEN_STATES:
+            return op.state
+        op.reconcile_attempts += 1
+        if op.state == "processing" and (
+            review or op.reconcile_attempts >= ctx.settings.reconcile_max_attempts
+        ):
+            op.state = "needs_review"
+            op.claimed_until = None
+            log.warning("operation %s needs review", op.reference_number)
+            return "needs_review"
+        backoff = min(ctx.settings.reconcile_after_seconds * 2 ** min(op.reconcile_attempts, 10),
+                      3600.0)
+        op.claimed_until = _now() + timedelta(seconds=backoff)
+        return "still_open"
+
+
+async def reconcile_operation(ctx: AppContext, operation_id: int) -> str:
+    """Ask the gateway about one claimed operation and settle it; returns what happened."""
+    op, request = await _request_for(ctx, operation_id)
+    if request is None or "inquiry" not in supported_operations(op.gateway_config):
+        return await _unresolved(ctx, operation_id, review=True)
+    result = await _ask(ctx, op, request)
+    if result.outcome in (Outcome.SUCCESS, Outcome.FAILED) or (
+        result.outcome == Outcome.PENDING and op.operation == "refund" and op.state == "processing"
+    ):
+        async with ctx.db.write() as session:
+            settled, _ = await settle(session, operation_id, result)
+            return settled.state
+    return await _unresolved(ctx, operation_id, review=False)
+
+
+async def reconcile_once(
+    ctx: AppContext, *, limit: int = 500,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> ReconcileSummary:
+    summary = ReconcileSummary()
+    ids = await candidates(ctx, limit)
+    for index, operation_id in enumerate(ids, start=1):
+        if await claim(ctx, operation_id):
+            summary.add(await reconcile_operation(ctx, operation_id))
+        if on_progress:
+            on_progress(index, len(ids))
+    return summary
+
+
+async def run_forever(ctx: AppContext) -> None:
+    """The loop inside `payops serve`."""
+    interval = ctx.settings.reconcile_interval_seconds
+    while True:
+        try:
+            summary = await reconcile_once(ctx)
+            if summary.examined:
+                log.info("reconciled %d operations: %s", summary.examined, dict(summary.outcomes))
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("reconciliation pass failed")
+        await asyncio.sleep(interval)
