@@ -236,7 +236,7 @@ def apikey_list() -> None:
 
 @gateway_app.command("add")
 def gateway_add(
-    connector: str = typer.Argument(..., help="Connector: sandbox"),
+    connector: str = typer.Argument(..., help="Connector: sandbox, mpgs, tabby, ngenius, myfatoorah"),
     code: str = typer.Option(..., "--code", help="pg_code, unique"),
     mode: str = typer.Option("purchase", help="purchase or authorize"),
     currency: str = typer.Option(..., help="Default currency, e.g. KWD"),
@@ -246,6 +246,9 @@ def gateway_add(
     production: bool = typer.Option(False, help="Use the gateway's production host"),
     single_attempt: bool = typer.Option(False, help="A failed attempt fails the transaction"),
     credentials: str = typer.Option("{}", help="Gateway credentials as JSON (stored encrypted)"),
+    option: list[str] = typer.Option(
+        [], "--option", help="Non-secret setting KEY=VALUE, e.g. timeout_seconds=20; repeat"),
+    webhook_secret: str = typer.Option("", help="Secret for the gateway's incoming webhooks"),
 ) -> None:
     """Add a gateway configuration."""
     try:
@@ -254,6 +257,12 @@ def gateway_add(
         _fail("--credentials must be a JSON object")
     if not isinstance(creds, dict):
         _fail("--credentials must be a JSON object")
+    options: dict[str, Any] = {}
+    for item in option:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            _fail(f"--option takes KEY=VALUE, got {item!r}")
+        options[key] = value
 
     async def work(ctx: AppContext) -> None:
         async with ctx.db.write() as session:
@@ -262,6 +271,7 @@ def gateway_add(
                 default_currency=currency, accepted_currencies=list(accept),
                 is_sandbox=not production, credentials=creds,
                 enabled_operations=list(operations) or None, multi_attempt=not single_attempt,
+                options=options, webhook_secret=webhook_secret,
             )
     try:
         _run(work)

@@ -13,6 +13,11 @@ from enum import Enum
 from typing import Any, ClassVar
 
 
+# The caller's hard stop beyond a connector's own timeout: a connector that hangs past its
+# configured timeout is treated as an unknown outcome, never waited on forever.
+CALL_MARGIN_SECONDS = 5.0
+
+
 class Outcome(str, Enum):
     SUCCESS = "success"
     FAILED = "failed"
@@ -55,6 +60,9 @@ class ConnectorConfig:
     is_sandbox: bool
     credentials: dict[str, Any]
     timeout_seconds: float = 30.0
+    # Non-secret settings of the configuration (e.g. ``base_url`` to override the gateway host,
+    # ``timeout_seconds``), as given to ``payops gateway add --option``.
+    options: dict[str, Any] = field(default_factory=dict)
     # Process settings, for connectors whose behaviour the deployment tunes (the sandbox).
     settings: Any = None
 
@@ -63,6 +71,8 @@ class Connector(ABC):
     name: ClassVar[str]
     # Operations this connector can perform: a subset of capture, refund, void, inquiry.
     capabilities: ClassVar[frozenset[str]]
+    # Credential keys a configuration of this connector must provide (checked at `gateway add`).
+    required_credentials: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, config: ConnectorConfig) -> None:
         self.config = config

@@ -117,6 +117,8 @@ class GatewayConfig(Base):
     is_sandbox: Mapped[bool] = mapped_column(Boolean, default=True)
     is_enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     credentials_encrypted: Mapped[str] = mapped_column(Text, default="")
+    # Non-secret connector settings: base_url override, timeout_seconds, ...
+    options: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     enabled_operations: Mapped[list[str]] = mapped_column(JSON, default=list)
     multi_attempt: Mapped[bool] = mapped_column(Boolean, default=True)
     inquiry_window_minutes: Mapped[int] = mapped_column(Integer, default=0)

@@ -41,8 +41,12 @@ async def add_gateway(
     multi_attempt: bool = True,
     inquiry_window_minutes: int = 0,
     webhook_secret: str = "",
+    options: dict[str, Any] | None = None,
 ) -> GatewayConfig:
     cls = connector_class(connector)
+    missing = [key for key in cls.required_credentials if not (credentials or {}).get(key)]
+    if missing:
+        raise GatewayConfigError(f"{connector} needs credentials: {', '.join(missing)}")
     if operation_mode not in OPERATION_MODES:
         raise GatewayConfigError(f"operation mode must be one of {', '.join(OPERATION_MODES)}")
     default_currency = default_currency.upper()
@@ -70,6 +74,7 @@ async def add_gateway(
         accepted_currencies=accepted,
         is_sandbox=is_sandbox,
         credentials_encrypted=box.seal(credentials or {}),
+        options=options or {},
         enabled_operations=enabled,
         multi_attempt=multi_attempt,
         inquiry_window_minutes=inquiry_window_minutes,
@@ -96,7 +101,10 @@ def connector_for(config: GatewayConfig, settings: Settings) -> Connector:
             pg_code=config.pg_code,
             is_sandbox=config.is_sandbox,
             credentials=secret_box(settings).open(config.credentials_encrypted),
-            timeout_seconds=settings.gateway_timeout_seconds,
+            timeout_seconds=float(
+                (config.options or {}).get("timeout_seconds", settings.gateway_timeout_seconds)
+            ),
+            options=dict(config.options or {}),
             settings=settings,
         ),
     )

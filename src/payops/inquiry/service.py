@@ -9,7 +9,7 @@ from typing import Any
 
 from payops import audit
 from payops.auth.service import Principal
-from payops.connectors.base import GatewayResult, Outcome
+from payops.connectors.base import CALL_MARGIN_SECONDS, GatewayResult, Outcome
 from payops.context import AppContext
 from payops.db.models import PaymentAttempt
 from payops.domain import messages
@@ -120,7 +120,7 @@ async def _inquire_attempt(ctx: AppContext, attempt: PaymentAttempt) -> GatewayR
     try:
         return await asyncio.wait_for(
             connector.inquire_payment(payment_ref(attempt)),
-            timeout=ctx.settings.gateway_timeout_seconds,
+            timeout=connector.config.timeout_seconds + CALL_MARGIN_SECONDS,
         )
     except Exception as exc:
         log.warning("inquiry for attempt %s failed: %s", attempt.reference_number,

@@ -19,7 +19,7 @@ from datetime import datetime, timedelta, timezone
 
 from sqlalchemy import and_, or_, select, update
 
-from payops.connectors.base import GatewayResult, OperationRequest, Outcome
+from payops.connectors.base import CALL_MARGIN_SECONDS, GatewayResult, OperationRequest, Outcome
 from payops.context import AppContext
 from payops.db.models import Operation, PaymentAttempt
 from payops.gateways.service import connector_for, supported_operations
@@ -102,7 +102,7 @@ async def _ask(ctx: AppContext, op: Operation, request: OperationRequest) -> Gat
     connector = connector_for(op.gateway_config, ctx.settings)
     try:
         return await asyncio.wait_for(connector.inquire_operation(request),
-                                      timeout=ctx.settings.gateway_timeout_seconds)
+                                      timeout=connector.config.timeout_seconds + CALL_MARGIN_SECONDS)
     except Exception as exc:
         log.warning("reconciliation inquiry for %s got no answer: %s", op.reference_number,
                     type(exc).__name__)

@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from payops import audit, crashpoints
 from payops.auth.service import Principal
-from payops.connectors.base import GatewayResult, OperationRequest, Outcome
+from payops.connectors.base import CALL_MARGIN_SECONDS, GatewayResult, OperationRequest, Outcome
 from payops.context import AppContext
 from payops.db.models import Operation, PaymentAttempt, PaymentTransaction
 from payops.domain import messages
@@ -215,7 +215,7 @@ async def call_gateway(ctx: AppContext, gateway: Any, request: OperationRequest)
     connector = connector_for(gateway, ctx.settings)
     try:
         return await asyncio.wait_for(
-            connector.run(request), timeout=ctx.settings.gateway_timeout_seconds
+            connector.run(request), timeout=connector.config.timeout_seconds + CALL_MARGIN_SECONDS
         )
     except Exception as exc:  # a connector bug or timeout must never look like an answer
         log.warning("gateway call for %s ended without an answer: %s",

@@ -55,6 +55,7 @@ def upgrade() -> None:
     sa.Column('is_sandbox', sa.Boolean(), nullable=False),
     sa.Column('is_enabled', sa.Boolean(), nullable=False),
     sa.Column('credentials_encrypted', sa.Text(), nullable=False),
+    sa.Column('options', sa.JSON(), nullable=False),
     sa.Column('enabled_operations', sa.JSON(), nullable=False),
     sa.Column('multi_attempt', sa.Boolean(), nullable=False),
     sa.Column('inquiry_window_minutes', sa.Integer(), nullable=False),
