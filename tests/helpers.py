@@ -23,7 +23,7 @@ from payops.db.models import (
 from payops.gateways.service import add_gateway
 from payops.money import parse_amount
 from payops.transactions import repository
-from payops.transactions.service import new_parent, pay_with_sandbox
+from payops.transactions.service import import_transaction, new_parent, pay_with_sandbox
 from payops.webhooks import outbox
 
 SUCCESS_CARD = "4111111111111111"
@@ -95,6 +95,25 @@ class Seed:
         if card is not None:
             return await pay_with_sandbox(self.ctx.db, self.ctx.settings, parent_id, gateway, card)
         return await self.parent(parent_id)
+
+    async def imported(
+        self, *, connector: str, code: str, amount: str, currency: str, state: str = "paid",
+        gateway_refs: dict[str, Any], credentials: dict[str, Any], options: dict[str, Any],
+        order_no: str | None = "ORD-1", mode: str | None = None, **gateway_options: Any,
+    ) -> PaymentTransaction:
+        """A payment taken at a real gateway (``payops txn import``), on a new configuration."""
+        async with self.ctx.db.write() as session:
+            gateway = await add_gateway(
+                session, self.ctx.settings, pg_code=code, connector=connector,
+                operation_mode=mode or ("authorize" if state == "authorized" else "purchase"),
+                default_currency=currency, credentials=credentials, options=options,
+                **gateway_options,
+            )
+            parent = await import_transaction(
+                session, gateway=gateway, amount=parse_amount(amount, currency),
+                currency_code=currency, state=state, gateway_refs=gateway_refs, order_no=order_no,
+            )
+            return parent
 
     async def parent(self, parent_id: int) -> PaymentTransaction:
         async with self.ctx.db.read() as session:

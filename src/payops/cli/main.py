@@ -26,7 +26,12 @@ from payops.gateways.service import GatewayConfigError, add_gateway
 from payops.money import AmountError, format_minor, parse_amount
 from payops.transactions import repository as txn_repo
 from payops.transactions.presenters import child_state
-from payops.transactions.service import TransactionError, new_parent, pay_with_sandbox
+from payops.transactions.service import (
+    TransactionError,
+    import_transaction,
+    new_parent,
+    pay_with_sandbox,
+)
 from payops.webhooks import outbox
 
 # Locals in tracebacks could hold passwords or keys: never print them.
@@ -334,6 +339,52 @@ def txn_create(
         return {"order_no": parent.order_no, "session_id": parent.session_id,
                 "state": parent.state, "amount": format_minor(parent.amount, parent.currency_code),
                 "currency_code": parent.currency_code, "pg_code": pg_code}
+    result = _run(work)
+    if print_field:
+        print(result.get(print_field, ""))
+    else:
+        console.print_json(json.dumps(result))
+
+
+@txn_app.command("import")
+def txn_import(
+    pg_code: str = typer.Option(..., "--pg-code", help="Gateway configuration that took the payment"),
+    amount: str = typer.Option(..., help="Amount paid or authorized, e.g. 25.000"),
+    currency: str = typer.Option(..., help="Currency code"),
+    state: str = typer.Option("paid", help="paid or authorized"),
+    ref: list[str] = typer.Option(
+        ..., "--ref", help="Gateway reference KEY=VALUE (e.g. order_id=ORD-7, payment_id=…); repeat"),
+    order_no: str = typer.Option(None, help="Merchant order number"),
+    print_field: str = typer.Option(None, "--print", help="Print only this field (for scripts)"),
+) -> None:
+    """Register a payment taken through a gateway outside PayOps, so it can be operated on."""
+    try:
+        minor = parse_amount(amount, currency)
+    except (AmountError, ValueError) as exc:
+        _fail(f"amount: {exc}")
+    refs: dict[str, str] = {}
+    for item in ref:
+        key, sep, value = item.partition("=")
+        if not sep or not key or not value:
+            _fail(f"--ref takes KEY=VALUE, got {item!r}")
+        refs[key] = value
+
+    async def work(ctx: AppContext) -> dict[str, Any]:
+        async with ctx.db.write() as session:
+            gateway = await gateway_repo.get_by_code(session, pg_code)
+            if gateway is None:
+                _fail(f"no gateway configuration {pg_code!r}")
+            if order_no and await txn_repo.find_parent(session, order_no=order_no,
+                                                       include_deleted=True):
+                _fail(f"order number {order_no!r} is taken")
+            try:
+                parent = await import_transaction(
+                    session, gateway=gateway, amount=minor, currency_code=currency, state=state,
+                    gateway_refs=refs, order_no=order_no)
+            except TransactionError as exc:
+                _fail(str(exc))
+            return {"order_no": parent.order_no, "session_id": parent.session_id,
+                    "state": parent.state, "pg_code": pg_code}
     result = _run(work)
     if print_field:
         print(result.get(print_field, ""))

@@ -154,3 +154,54 @@ async def pay_with_sandbox(
         assert stored is not None
         await apply_attempt_result(session, parent, stored, result)
         return parent
+
+
+IMPORTABLE_STATES = ("paid", "authorized")
+
+
+async def import_transaction(
+    session: AsyncSession,
+    *,
+    gateway: GatewayConfig,
+    amount: int,
+    currency_code: str,
+    state: str,
+    gateway_refs: dict[str, Any],
+    order_no: str | None = None,
+    reference_number: str | None = None,
+) -> PaymentTransaction:
+    """Register a payment taken at a real gateway outside PayOps (decisions §9).
+
+    The gateway's own identifiers (``gateway_refs``: MPGS order id, Tabby payment id, ...) are
+    what the connector uses to operate on it later.
+    """
+    if state not in IMPORTABLE_STATES:
+        raise TransactionError(f"state must be one of {', '.join(IMPORTABLE_STATES)}")
+    mode = "authorize" if state == "authorized" else "purchase"
+    if currency_code.upper() not in gateway.accepted_currencies:
+        raise TransactionError(f"{gateway.pg_code} does not accept {currency_code.upper()}")
+    parent = new_parent(amount=amount, currency_code=currency_code, pg_codes=[gateway.pg_code],
+                        order_no=order_no)
+    parent.state = state
+    parent.operation_mode = mode
+    parent.gateway_config_id = gateway.id
+    if mode == "authorize":
+        parent.authorized_total = amount
+    else:
+        parent.paid_total = amount
+    session.add(parent)
+    await session.flush()
+    session.add(PaymentAttempt(
+        transaction_id=parent.id,
+        gateway_config_id=gateway.id,
+        reference_number=reference_number or new_reference_number(),
+        state="success",
+        operation_mode=mode,
+        amount=amount,
+        currency_code=parent.currency_code,
+        gateway_refs=gateway_refs,
+        message="Imported",
+    ))
+    await session.flush()
+    await session.refresh(parent, ["gateway_config"])
+    return parent
