@@ -113,7 +113,10 @@ def make_settings(tmp_path: Path, database_url: str, **overrides: Any) -> Settin
         "auth_failure_limit": 10,
         # Tests run the reconciler explicitly, so a background pass never races their asserts.
         "reconcile_interval_seconds": 0,
+        "expiry_interval_seconds": 0,
         "reconcile_after_seconds": 0,
+        # Throttling has its own tests; elsewhere it would only make inquiries order-dependent.
+        "inquiry_throttle": False,
     }
     values.update(overrides)
     return Settings(**values)

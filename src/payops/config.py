@@ -21,6 +21,10 @@ class Settings(BaseSettings):
     secret_key: str = ""
     host: str = "127.0.0.1"
     port: int = 8000
+    # Public base URL for checkout links (e.g. https://pay.example.com); default: the request's.
+    public_url: str = ""
+    # How often `payops serve` expires sessions past their expiration_time (0 = never).
+    expiry_interval_seconds: float = 30.0
 
     sandbox_queue_seconds: float = 5.0
     sandbox_latency_ms: int = 0
@@ -33,6 +37,13 @@ class Settings(BaseSettings):
     auth_failure_limit: int = 10
     auth_failure_window_seconds: float = 300.0
     log_level: str = "INFO"
+
+    # Inquiry throttling (decisions §4, spec §6.6): only inquiries that would call a gateway count.
+    inquiry_throttle: bool = True
+    inquiry_throttle_initial_delay_seconds: float = 600.0
+    inquiry_throttle_gap_seconds: float = 1800.0
+    inquiry_throttle_daily_max: int = 3
+    inquiry_throttle_global_per_minute: int = 30
 
     # Reconciler: how often `payops serve` runs it (0 = never), how old a `processing` operation
     # must be before the gateway is asked, how many unanswered asks lead to `needs_review`.

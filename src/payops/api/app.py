@@ -19,7 +19,11 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from payops import logging as payops_logging
 from payops.config import Settings, get_settings
 from payops.context import AppContext
+from payops.checkout.endpoints import router as checkout_router
+from payops.checkout.hosted import router as hosted_router
+from payops.transactions import expiry
 from payops.domain import messages
+from payops.gateways.endpoints import router as payment_methods_router
 from payops.errors import ApiError
 from payops.inquiry.endpoints import router as inquiry_router
 from payops.operations import reconciler
@@ -37,6 +41,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         loops = []
         if settings.reconcile_interval_seconds > 0:
             loops.append(asyncio.create_task(reconciler.run_forever(app.state.ctx)))
+        if settings.expiry_interval_seconds > 0:
+            loops.append(asyncio.create_task(expiry.run_forever(app.state.ctx)))
         try:
             yield
         finally:
@@ -124,6 +130,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def metrics() -> Response:
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
+    app.include_router(checkout_router)
+    app.include_router(hosted_router)
+    app.include_router(payment_methods_router)
     app.include_router(operations_router)
     app.include_router(inquiry_router)
     return app

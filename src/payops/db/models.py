@@ -274,6 +274,18 @@ class OutboxEvent(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
+class GatewayInquiry(Base):
+    """An inquiry that asked a gateway about a transaction: the basis of inquiry throttling."""
+
+    __tablename__ = "gateway_inquiries"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    transaction_id: Mapped[int] = mapped_column(
+        ForeignKey("payment_transactions.id", ondelete="CASCADE"), index=True
+    )
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+
+
 class MerchantSetting(Base):
     """Small key/value store for merchant-wide settings (HMAC key, operations webhook URL)."""
 

@@ -12,6 +12,8 @@ GATEWAY_UNCONFIRMED = "The payment gateway did not confirm the operation; it wil
 GATEWAY_DECLINED = "The payment gateway declined the operation"
 TRACKING_IN_PROGRESS = "An operation with this Tracking-Key is in progress"
 DONE = "Operation done successfully"
+WALLET_UNAVAILABLE = "Refunds to a wallet are not available"
+LOOKUP_MISMATCH = "session_id and order_no refer to different transactions"
 
 FIELD_REQUIRED = "This field is required."
 INVALID_CHOICE = '"{value}" is not a valid choice.'

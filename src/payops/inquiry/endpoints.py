@@ -45,3 +45,23 @@ for path, name in (("/b/pbl/v1/inquiry/{order_no}", "v1_inquiry"),
             "schema": schemas.V1InquiryRequest.model_json_schema()}}}},
         summary="Inquire a transaction's payment status by order number",
     )
+
+
+async def v2_inquiry(request: Request, principal: Principal = Depends(authenticate)) -> dict[str, Any]:
+    ctx = get_context(request)
+    body = await read_object(request, ctx.settings.max_body_bytes)
+    session_id, order_no, disclose, target = schemas.parse_v2_inquiry(body)
+    require_permission(principal, OPERATION_PERMISSIONS["inquiry"])
+    return await inquire(
+        ctx, principal, Lookup(order_no=order_no, session_id=session_id), disclose=disclose,
+        disclosure_url=target,
+    )
+
+
+for path, name in (("/b/pbl/v2/inquiry/", "v2_inquiry"), ("/b/pbl/v2/inquiry", "v2_inquiry_no_slash")):
+    router.add_api_route(
+        path, v2_inquiry, methods=["POST"], operation_id=name, responses=INQUIRY_RESPONSES,
+        openapi_extra={"requestBody": {"content": {"application/json": {
+            "schema": schemas.V2InquiryRequest.model_json_schema()}}}},
+        summary="Inquire a transaction's payment status by session_id or order_no",
+    )

@@ -5,17 +5,22 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
+from datetime import datetime, timedelta, timezone
 from typing import Any
+
+from sqlalchemy import select
 
 from payops import audit
 from payops.auth.service import Principal
 from payops.connectors.base import CALL_MARGIN_SECONDS, GatewayResult, Outcome
 from payops.context import AppContext
-from payops.db.models import PaymentAttempt
+from payops.db.models import GatewayInquiry, PaymentAttempt
 from payops.domain import messages
 from payops.domain.rules import InquiryPath, RuleViolation, inquiry_path
-from payops.errors import ApiError, InquiryFailed
+from payops.errors import ApiError, InquiryFailed, Throttled
 from payops.gateways.service import connector_for, supported_operations
+from payops.inquiry.throttle import ThrottlePolicy, seconds_to_wait
 from payops.operations.service import Lookup
 from payops.transactions import repository
 from payops.transactions.presenters import payment_body
@@ -65,6 +70,8 @@ async def _inquire(
         )
         if parent is None:
             raise InquiryNotFound(lookup.not_found_message)
+        if lookup.names_other_than(parent):
+            raise InquiryFailed(messages.LOOKUP_MISMATCH)
         order_label = parent.order_no or parent.session_id
         target = (disclosure_url or parent.webhook_url) if disclose else ""
         if disclose and not target:
@@ -78,6 +85,7 @@ async def _inquire(
             raise InquiryFailed(messages.NO_ATTEMPTS.format(order_no=order_label))
         parent_id = parent.id
     if path == InquiryPath.GATEWAY:
+        await _admit(ctx, parent_id)
         await _ask_gateways(ctx, parent_id, attempts)
     async with ctx.db.write() as session:
         parent = await repository.lock_parent_by_id(session, parent_id)
@@ -94,6 +102,33 @@ async def _inquire(
         audit.record(session, principal, "inquiry", "success", parent, path=path.value,
                      disclosed_to=target)
     return body
+
+
+async def _admit(ctx: AppContext, parent_id: int) -> None:
+    """Apply inquiry throttling and record this gateway inquiry (decisions §4)."""
+    settings = ctx.settings
+    if not settings.inquiry_throttle:
+        return
+    policy = ThrottlePolicy(
+        initial_delay=timedelta(seconds=settings.inquiry_throttle_initial_delay_seconds),
+        gap=timedelta(seconds=settings.inquiry_throttle_gap_seconds),
+        daily_max=settings.inquiry_throttle_daily_max,
+        global_per_minute=settings.inquiry_throttle_global_per_minute,
+    )
+    now = datetime.now(timezone.utc)
+    async with ctx.db.write() as session:
+        parent = await repository.lock_parent_by_id(session, parent_id)
+        served = await session.scalars(
+            select(GatewayInquiry.at).where(GatewayInquiry.transaction_id == parent_id,
+                                            GatewayInquiry.at > now - timedelta(days=1)))
+        recent = await session.scalars(
+            select(GatewayInquiry.at).where(GatewayInquiry.at > now - timedelta(minutes=1)))
+        wait = seconds_to_wait(policy, now=now, created_at=parent.created_at,
+                               served_for_transaction=list(served),
+                               served_last_minute_all=list(recent))
+        if wait > 0:
+            raise Throttled(math.ceil(wait))
+        session.add(GatewayInquiry(transaction_id=parent_id, at=now))
 
 
 async def _ask_gateways(ctx: AppContext, parent_id: int, attempts: list[PaymentAttempt]) -> None:

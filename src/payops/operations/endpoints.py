@@ -10,6 +10,8 @@ from payops.api.dependencies import authenticate, get_context, require_permissio
 from payops.api.requests import identifier, read_object
 from payops.auth.permissions import OPERATION_PERMISSIONS
 from payops.auth.service import Principal
+from payops.domain import messages
+from payops.errors import OperationFailed
 from payops.operations import schemas
 from payops.operations.service import Lookup, run_operation
 
@@ -53,4 +55,31 @@ for path, name in (("/b/pbl/v1/operation/{order_no}", "v1_operation"),
         openapi_extra={"requestBody": {"content": {"application/json": {
             "schema": schemas.V1OperationRequest.model_json_schema()}}}},
         summary="Capture, refund, void or cancel a transaction by order number",
+    )
+
+
+async def v2_operation(
+    request: Request,
+    principal: Principal = Depends(authenticate),
+    tracking_key: str | None = Header(default=None, alias="Tracking-Key"),
+) -> dict[str, Any]:
+    ctx = get_context(request)
+    body = await read_object(request, ctx.settings.max_body_bytes)
+    operation, amount, session_id, order_no = schemas.parse_v2_operation(body)
+    require_permission(principal, OPERATION_PERMISSIONS[operation])
+    if body.get("destination") == "wallet" and operation == "refund":
+        raise OperationFailed(messages.WALLET_UNAVAILABLE, operation)
+    return await run_operation(
+        ctx, principal, Lookup(order_no=order_no, session_id=session_id), operation, amount,
+        schemas.tracking_key(tracking_key),
+    )
+
+
+for path, name in (("/b/pbl/v2/operation/", "v2_operation"),
+                   ("/b/pbl/v2/operation", "v2_operation_no_slash")):
+    router.add_api_route(
+        path, v2_operation, methods=["POST"], operation_id=name, responses=OPERATION_RESPONSES,
+        openapi_extra={"requestBody": {"content": {"application/json": {
+            "schema": schemas.V2OperationRequest.model_json_schema()}}}},
+        summary="Run any of the six operations on a transaction named by session_id or order_no",
     )

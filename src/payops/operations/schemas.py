@@ -7,9 +7,14 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from payops.api.requests import choice, identifier
-from payops.errors import field_error
+from payops.errors import FieldErrors, field_error
 
 V1_OPERATIONS = ("capture", "refund", "void", "cancel")
+V2_OPERATIONS = ("delete", "cancel", "expire", "refund", "capture", "void")
+DESTINATIONS = ("pg", "wallet")
+LOOKUP_REQUIRED = (
+    "You must provide either `session_id` or `order_no` to identify the PaymentTransaction."
+)
 TRACKING_KEY_MAX = 255
 
 
@@ -73,8 +78,38 @@ class Detail(BaseModel):
     detail: str
 
 
+class V2OperationRequest(BaseModel):
+    operation: str = Field(description="delete, cancel, expire, refund, capture or void")
+    session_id: str | None = Field(default=None, max_length=128)
+    order_no: str | None = Field(default=None, max_length=128)
+    amount: str | None = Field(default=None, description="Decimal string; capture/refund only")
+    extra: dict[str, Any] | None = None
+    destination: str | None = Field(default=None, description="pg (default) or wallet; refund only")
+
+
+def parse_lookup(body: dict[str, Any]) -> tuple[str | None, str | None]:
+    session_id = identifier("session_id", body.get("session_id"), required=False)
+    order_no = identifier("order_no", body.get("order_no"), required=False)
+    if session_id is None and order_no is None:
+        raise FieldErrors({"non_field_errors": [LOOKUP_REQUIRED]})
+    return session_id, order_no
+
+
+def parse_v2_operation(body: dict[str, Any]) -> tuple[str, Any, str | None, str | None]:
+    operation, amount = parse_operation(body, V2_OPERATIONS)
+    session_id, order_no = parse_lookup(body)
+    destination = body.get("destination")
+    if destination not in (None, ""):
+        choice("destination", destination, DESTINATIONS)
+    return operation, amount, session_id, order_no
+
+
 def parse_v1_operation(body: dict[str, Any]) -> tuple[str, Any]:
-    operation = choice("operation", body.get("operation"), V1_OPERATIONS)
+    return parse_operation(body, V1_OPERATIONS)
+
+
+def parse_operation(body: dict[str, Any], choices: tuple[str, ...]) -> tuple[str, Any]:
+    operation = choice("operation", body.get("operation"), choices)
     amount = body.get("amount")
     if amount in (None, ""):
         amount = None

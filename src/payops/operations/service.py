@@ -60,6 +60,14 @@ class Lookup:
     def not_found_message(self) -> str:
         return messages.SESSION_NOT_FOUND if self.session_id is not None else messages.ORDER_NOT_FOUND
 
+    def names_other_than(self, parent: PaymentTransaction) -> bool:
+        """Both identifiers given (the SDK sends both) but the order_no is not this parent's."""
+        return (
+            self.session_id is not None
+            and self.order_no is not None
+            and parent.order_no != self.order_no
+        )
+
     @property
     def label(self) -> str:
         return self.session_id or self.order_no or ""
@@ -73,6 +81,8 @@ async def find_or_fail(
     )
     if parent is None:
         raise OperationFailed(lookup.not_found_message, operation)
+    if lookup.names_other_than(parent):
+        raise OperationFailed(messages.LOOKUP_MISMATCH, operation)
     return parent
 
 

@@ -145,6 +145,17 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id', name=op.f('pk_user_permissions')),
     sa.UniqueConstraint('user_id', 'code', name=op.f('uq_user_permissions_user_id'))
     )
+    op.create_table('gateway_inquiries',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('transaction_id', sa.Integer(), nullable=False),
+    sa.Column('at', sa.DateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['transaction_id'], ['payment_transactions.id'], name=op.f('fk_gateway_inquiries_transaction_id_payment_transactions'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_gateway_inquiries'))
+    )
+    with op.batch_alter_table('gateway_inquiries', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_gateway_inquiries_at'), ['at'], unique=False)
+        batch_op.create_index(batch_op.f('ix_gateway_inquiries_transaction_id'), ['transaction_id'], unique=False)
+
     op.create_table('operations',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('transaction_id', sa.Integer(), nullable=False),
@@ -219,6 +230,11 @@ def downgrade() -> None:
     with op.batch_alter_table('payment_transactions', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_payment_transactions_state'))
 
+    with op.batch_alter_table('gateway_inquiries', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_gateway_inquiries_transaction_id'))
+        batch_op.drop_index(batch_op.f('ix_gateway_inquiries_at'))
+
+    op.drop_table('gateway_inquiries')
     op.drop_table('payment_transactions')
     op.drop_table('users')
     with op.batch_alter_table('outbox_events', schema=None) as batch_op:

@@ -1,0 +1,188 @@
+"""The hosted sandbox checkout page at a session's ``checkout_url`` (decisions §8).
+
+One HTML form, posted back to its own URL. It accepts only the sandbox's test cards; any other
+number is refused as invalid without recording an attempt. Card data is never stored or logged:
+only the last four digits reach the sandbox's ledger.
+"""
+
+from __future__ import annotations
+
+import html
+from datetime import datetime, timezone
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+
+from payops.api.dependencies import get_context
+from payops.api.requests import read_limited
+from payops.checkout.service import enabled_gateways
+from payops.connectors.sandbox.connector import TEST_CARDS
+from payops.money import format_minor
+from payops.transactions import repository
+from payops.transactions.expiry import expire_if_due
+from payops.transactions.service import TransactionError, pay_with_sandbox
+
+router = APIRouter(include_in_schema=False)
+PAYABLE = ("created", "pending", "attempted")
+HEADERS = {
+    "Cache-Control": "no-store",
+    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+}
+FORM_LIMIT = 16_384
+
+
+def luhn_ok(number: str) -> bool:
+    total = 0
+    for index, char in enumerate(reversed(number)):
+        digit = int(char)
+        if index % 2:
+            digit *= 2
+            if digit > 9:
+                digit -= 9
+        total += digit
+    return total % 10 == 0
+
+
+def card_errors(form: dict[str, str], now: datetime) -> dict[str, str]:
+    errors: dict[str, str] = {}
+    number = form.get("card_number", "").replace(" ", "").replace("-", "")
+    if not (number.isascii() and number.isdigit() and 12 <= len(number) <= 19 and luhn_ok(number)
+            and number in TEST_CARDS):
+        errors["card_number"] = "Enter a valid card number (use one of the sandbox test cards)."
+    expiry = form.get("expiry", "").strip()
+    try:
+        month, year = expiry.split("/")
+        month_i, year_i = int(month), 2000 + int(year)
+        if not (len(month) == 2 and len(year) == 2 and 1 <= month_i <= 12):
+            raise ValueError
+        if (year_i, month_i) < (now.year, now.month):
+            errors["expiry"] = "The card has expired."
+    except ValueError:
+        errors["expiry"] = "Enter the expiry as MM/YY."
+    cvv = form.get("cvv", "")
+    if not (cvv.isascii() and cvv.isdigit() and len(cvv) == 3):
+        errors["cvv"] = "Enter the 3-digit security code."
+    if not form.get("cardholder_name", "").strip():
+        errors["cardholder_name"] = "Enter the name on the card."
+    return errors
+
+
+def _page(title: str, body: str, status: int = 200) -> HTMLResponse:
+    document = f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{html.escape(title)} · PayOps sandbox checkout</title>
+<style>body{{font-family:system-ui,sans-serif;max-width:32rem;margin:2rem auto;padding:0 1rem}}
+label{{display:block;margin-top:1rem;font-weight:600}}input,select{{font-size:1rem;padding:.4rem;width:100%}}
+.error{{color:#a00}}button{{margin-top:1.5rem;font-size:1rem;padding:.6rem 1.2rem}}</style>
+</head><body><main>{body}</main></body></html>"""
+    return HTMLResponse(document, status_code=status, headers=HEADERS)
+
+
+def _field(name: str, label: str, errors: dict[str, str], value: str = "", **attrs: str) -> str:
+    error = errors.get(name)
+    extra = " ".join(f'{k.replace("_", "-")}="{html.escape(v)}"' for k, v in attrs.items())
+    described = f' aria-describedby="{name}-error" aria-invalid="true"' if error else ""
+    message = f'<p class="error" id="{name}-error">{html.escape(error)}</p>' if error else ""
+    return (f'<label for="{name}">{label}</label>'
+            f'<input id="{name}" name="{name}" value="{html.escape(value)}" required {extra}{described}>'
+            f"{message}")
+
+
+def _form(parent, gateways: list[str], errors: dict[str, str], form: dict[str, str],
+          notice: str = "") -> HTMLResponse:  # type: ignore[no-untyped-def]
+    amount = format_minor(parent.amount + parent.fee, parent.currency_code)
+    choose = ""
+    if len(gateways) > 1:
+        options = "".join(f'<option value="{html.escape(c)}">{html.escape(c)}</option>'
+                          for c in gateways)
+        choose = f'<label for="pg_code">Payment method</label><select id="pg_code" name="pg_code">{options}</select>'
+    elif gateways:
+        choose = f'<input type="hidden" name="pg_code" value="{html.escape(gateways[0])}">'
+    summary = (f'<p role="alert" class="error">{html.escape(notice)}</p>' if notice else "")
+    body = f"""<h1>Pay {amount} {parent.currency_code}</h1>
+<p>Order {html.escape(parent.order_no or parent.session_id)}. This is a sandbox: use a test card.</p>
+{summary}
+<form method="post" novalidate>
+{choose}
+{_field("card_number", "Card number", errors, form.get("card_number", ""), inputmode="numeric", autocomplete="cc-number")}
+{_field("expiry", "Expiry (MM/YY)", errors, form.get("expiry", ""), autocomplete="cc-exp", placeholder="MM/YY")}
+{_field("cvv", "Security code (CVV)", errors, "", inputmode="numeric", autocomplete="cc-csc")}
+{_field("cardholder_name", "Name on card", errors, form.get("cardholder_name", ""), autocomplete="cc-name")}
+<button type="submit">Pay {amount} {parent.currency_code}</button>
+</form>"""
+    return _page("Pay", body, 400 if errors else 200)
+
+
+def _redirect_target(redirect_url: str, params: dict[str, str]) -> str:
+    parts = urlsplit(redirect_url)
+    query = parse_qsl(parts.query, keep_blank_values=True) + list(params.items())
+    return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+async def _load(request: Request, session_id: str):  # type: ignore[no-untyped-def]
+    ctx = get_context(request)
+    if not (len(session_id) == 40 and all(c in "0123456789abcdef" for c in session_id)):
+        return None, []
+    await expire_if_due(ctx, session_id)
+    async with ctx.db.read() as session:
+        parent = await repository.find_parent(session, session_id=session_id)
+        if parent is None:
+            return None, []
+        gateways = await enabled_gateways(session)
+        sandbox_codes = [code for code in parent.pg_codes
+                         if (gw := gateways.get(code)) is not None and gw.connector == "sandbox"
+                         and parent.currency_code in gw.accepted_currencies]
+        return parent, [gateways[c] for c in sandbox_codes]
+
+
+@router.get("/checkout/{session_id}")
+async def show(session_id: str, request: Request) -> Response:
+    parent, gateways = await _load(request, session_id)
+    if parent is None:
+        return _page("Not found", "<h1>This payment link does not exist.</h1>", 404)
+    if parent.state not in PAYABLE:
+        return _page("Closed", f"<h1>This payment is {html.escape(parent.state)}.</h1>", 410
+                     if parent.state in ("expired", "canceled") else 200)
+    return _form(parent, [g.pg_code for g in gateways], {}, {})
+
+
+@router.post("/checkout/{session_id}")
+async def pay(session_id: str, request: Request) -> Response:
+    ctx = get_context(request)
+    parent, gateways = await _load(request, session_id)
+    if parent is None:
+        return _page("Not found", "<h1>This payment link does not exist.</h1>", 404)
+    if parent.state not in PAYABLE:
+        return _page("Closed", f"<h1>This payment is {html.escape(parent.state)}.</h1>", 409)
+    raw = await read_limited(request, FORM_LIMIT)
+    form = dict(parse_qsl(raw.decode("utf-8", "replace"), keep_blank_values=True))
+    errors = card_errors(form, datetime.now(timezone.utc))
+    by_code = {g.pg_code: g for g in gateways}
+    gateway = by_code.get(form.get("pg_code", "")) or (gateways[0] if len(gateways) == 1 else None)
+    if gateway is None:
+        errors["pg_code"] = "Choose a payment method."
+    if errors:
+        return _form(parent, list(by_code), errors, form, "Please correct the highlighted fields.")
+    card = form["card_number"].replace(" ", "").replace("-", "")
+    try:
+        parent = await pay_with_sandbox(ctx.db, ctx.settings, parent.id, gateway, card)
+    except TransactionError as exc:
+        return _page("Not possible", f"<h1>{html.escape(str(exc))}</h1>", 409)
+    async with ctx.db.read() as session:
+        attempts = await repository.attempts(session, parent.id)
+    reference = attempts[0].reference_number if attempts else ""
+    if parent.state == "pending":
+        return _page("Processing", "<h1>Your payment is being processed.</h1>"
+                     "<p>You will be told the result once the bank confirms it.</p>", 202)
+    if parent.redirect_url:
+        target = _redirect_target(parent.redirect_url, {
+            "session_id": parent.session_id, "order_no": parent.order_no or "",
+            "reference_number": reference})
+        return RedirectResponse(target, status_code=303, headers=HEADERS)
+    outcome = {"paid": "Payment successful", "authorized": "Payment authorized"}.get(
+        parent.state, "Payment declined")
+    return _page(outcome, f"<h1>{outcome}</h1><p>Reference {html.escape(reference)}.</p>")

@@ -1,0 +1,220 @@
+"""Validation of Checkout API bodies, reporting every field error at once in DRF's shape."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from payops.api.requests import has_control_characters, url
+from payops.domain import messages
+from payops.errors import FieldErrors
+from payops.money import AmountError, is_known_currency, parse_amount
+
+TYPES = ("e_commerce", "payment_request")
+LANGUAGES = ("en", "ar")
+PAYMENT_TYPES = ("one_off",)
+CUSTOMER_LIMITS = {
+    "customer_id": 64, "customer_first_name": 64, "customer_last_name": 64,
+    "customer_phone": 32, "customer_email": 128,
+}
+ADDRESS_LIMITS = {"line1": 255, "line2": 255, "city": 40, "state": 40, "country": 2,
+                  "postal_code": 12}
+EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+DURATION = re.compile(r"^(?:(?P<days>\d+) )?(?P<h>\d{1,2}):(?P<m>\d{2}):(?P<s>\d{2})$")
+INVALID_DURATION = (
+    "Duration has wrong format. Use one of these formats instead: [DD] [HH:[MM:]]ss[.uuuuuu]."
+)
+MAX_LIFETIME = timedelta(days=365)
+
+
+class CheckoutRequest(BaseModel):
+    """Documented request fields (for OpenAPI); validation is done by ``validate_checkout``."""
+
+    type: str = Field(description="e_commerce or payment_request")
+    amount: str = Field(description="Decimal string with at most the currency's decimals")
+    currency_code: str
+    pg_codes: list[str]
+    order_no: str | None = Field(default=None, max_length=128)
+    customer_id: str | None = None
+    customer_email: str | None = None
+    customer_first_name: str | None = None
+    customer_last_name: str | None = None
+    customer_phone: str | None = None
+    billing_address: dict[str, str] | None = None
+    extra: dict[str, Any] | None = None
+    expiration_time: str | None = Field(default=None, description='"HH:MM:SS" or "D HH:MM:SS"')
+    webhook_url: str | None = None
+    redirect_url: str | None = None
+    language: str | None = None
+    payment_type: str | None = None
+
+
+@dataclass
+class CheckoutFields:
+    """What a valid body sets; absent keys were not given."""
+
+    values: dict[str, Any]
+
+
+def format_duration(value: timedelta) -> str:
+    seconds = int(value.total_seconds())
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    clock = f"{hours:02d}:{minutes:02d}:{secs:02d}"
+    return f"{days} {clock}" if days else clock
+
+
+def _text(errors: dict[str, Any], name: str, value: Any, limit: int) -> str | None:
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        errors[name] = [messages.NOT_A_STRING]
+        return None
+    if len(value) > limit:
+        errors[name] = [messages.MAX_LENGTH.format(n=limit)]
+        return None
+    if has_control_characters(value):
+        errors[name] = [messages.INVALID_CHARACTERS]
+        return None
+    return value
+
+
+def _url(errors: dict[str, Any], name: str, value: Any) -> str | None:
+    try:
+        return url(name, value)
+    except FieldErrors as exc:
+        errors.update(exc.body)  # type: ignore[arg-type]
+        return None
+
+
+def validate_checkout(
+    body: dict[str, Any], *, partial: bool, enabled_gateways: dict[str, Any],
+    current_currency: str | None = None,
+) -> dict[str, Any]:
+    """Validated values for create (partial=False, PUT) or PATCH (partial=True)."""
+    errors: dict[str, Any] = {}
+    out: dict[str, Any] = {}
+
+    def required(name: str) -> bool:
+        present = body.get(name) not in (None, "", [])
+        if not present and not partial:
+            errors[name] = [messages.FIELD_REQUIRED]
+        return present
+
+    if required("type"):
+        if body["type"] not in TYPES:
+            errors["type"] = [messages.INVALID_CHOICE.format(value=str(body["type"])[:64])]
+        else:
+            out["type"] = body["type"]
+
+    currency = None
+    if required("currency_code"):
+        raw = body["currency_code"]
+        if not isinstance(raw, str) or not is_known_currency(raw):
+            errors["currency_code"] = [f'"{str(raw)[:16]}" is not a valid currency code.']
+        else:
+            currency = out["currency_code"] = raw.upper()
+
+    gateways: list[Any] = []
+    if required("pg_codes"):
+        codes = body["pg_codes"]
+        if not isinstance(codes, list) or not all(isinstance(c, str) for c in codes):
+            errors["pg_codes"] = ['Expected a list of items but got type "%s".'
+                                  % type(codes).__name__]
+        else:
+            unknown = [c for c in codes if c not in enabled_gateways]
+            if unknown:
+                errors["pg_codes"] = [f'Payment gateway code "{c[:64]}" does not exist or is disabled.'
+                                      for c in unknown]
+            else:
+                out["pg_codes"] = list(dict.fromkeys(codes))
+                gateways = [enabled_gateways[c] for c in out["pg_codes"]]
+
+    effective_currency = currency or current_currency
+    if effective_currency and gateways and not any(
+        effective_currency in g.accepted_currencies for g in gateways
+    ):
+        errors.setdefault("currency_code", []).append(
+            f"None of the payment gateways in pg_codes accepts {effective_currency}."
+        )
+
+    if required("amount"):
+        if effective_currency is None:
+            if "currency_code" not in errors:
+                errors["amount"] = ["The amount needs a valid currency_code."]
+        else:
+            try:
+                out["amount"] = parse_amount(body["amount"], effective_currency)
+            except AmountError as exc:
+                errors["amount"] = [str(exc)]
+
+    if "order_no" in body:
+        out["order_no"] = _text(errors, "order_no", body["order_no"], 128)
+
+    for name, limit in CUSTOMER_LIMITS.items():
+        if name in body:
+            value = _text(errors, name, body[name], limit)
+            if name == "customer_email" and value and not EMAIL.match(value):
+                errors[name] = ["Enter a valid email address."]
+            elif name not in errors:
+                out[name] = value or ""
+
+    if body.get("billing_address") not in (None, {}):
+        address = body["billing_address"]
+        if not isinstance(address, dict):
+            errors["billing_address"] = {"non_field_errors": [
+                messages.NOT_AN_OBJECT.format(kind=type(address).__name__)]}
+        else:
+            nested: dict[str, Any] = {}
+            clean = {key: _text(nested, key, address.get(key), limit) or ""
+                     for key, limit in ADDRESS_LIMITS.items()}
+            if clean["country"] and not re.fullmatch(r"[A-Za-z]{2}", clean["country"]):
+                nested["country"] = ["Enter a two-letter country code."]
+            if nested:
+                errors["billing_address"] = nested
+            else:
+                out["billing_address"] = clean
+
+    if "extra" in body and body["extra"] is not None:
+        if not isinstance(body["extra"], dict):
+            errors["extra"] = [messages.NOT_AN_OBJECT.format(kind=type(body["extra"]).__name__)]
+        else:
+            out["extra"] = body["extra"]
+
+    if body.get("expiration_time") not in (None, ""):
+        raw = body["expiration_time"]
+        match = DURATION.match(raw) if isinstance(raw, str) else None
+        lifetime = None
+        if match:
+            lifetime = timedelta(days=int(match["days"] or 0), hours=int(match["h"]),
+                                 minutes=int(match["m"]), seconds=int(match["s"]))
+        if lifetime is None or not timedelta(0) < lifetime <= MAX_LIFETIME:
+            errors["expiration_time"] = [INVALID_DURATION]
+        else:
+            out["expiration_time"] = lifetime
+
+    for name in ("webhook_url", "redirect_url"):
+        if name in body:
+            value = _url(errors, name, body[name])
+            if name not in errors:
+                out[name] = value or ""
+
+    if body.get("language") not in (None, ""):
+        if body["language"] not in LANGUAGES:
+            errors["language"] = [messages.INVALID_CHOICE.format(value=str(body["language"])[:16])]
+        else:
+            out["language"] = body["language"]
+
+    if body.get("payment_type") not in (None, ""):
+        if body["payment_type"] not in PAYMENT_TYPES:
+            errors["payment_type"] = [
+                messages.INVALID_CHOICE.format(value=str(body["payment_type"])[:32])]
+
+    if errors:
+        raise FieldErrors(errors)
+    return out

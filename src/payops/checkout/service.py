@@ -1,0 +1,174 @@
+"""Checkout API: payment sessions that a customer pays on the hosted page."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from payops import audit
+from payops.auth.service import Principal
+from payops.checkout.schemas import format_duration, validate_checkout
+from payops.context import AppContext
+from payops.db.models import GatewayConfig, PaymentTransaction
+from payops.errors import DetailError, FieldErrors, NotFound
+from payops.money import format_minor
+from payops.transactions import repository
+from payops.transactions.presenters import child_state, child_transaction
+from payops.transactions.service import DEFAULT_LIFETIME, new_parent
+
+CHANGEABLE_STATES = ("created", "pending", "attempted")
+ORDER_NO_TAKEN = "Payment transaction with this order number already exists."
+ADDRESS_TO_CUSTOMER = {
+    "line1": "customer_address_line1", "line2": "customer_address_line2",
+    "city": "customer_address_city", "state": "customer_address_state",
+    "country": "customer_address_country", "postal_code": "customer_address_postal_code",
+}
+CUSTOMER_KEYS = ("customer_id", "customer_email", "customer_first_name", "customer_last_name",
+                 "customer_phone")
+
+
+async def enabled_gateways(session: AsyncSession) -> dict[str, GatewayConfig]:
+    rows = await session.scalars(select(GatewayConfig).where(GatewayConfig.is_enabled.is_(True)))
+    return {gw.pg_code: gw for gw in rows}
+
+
+def checkout_url(base_url: str, session_id: str) -> str:
+    return f"{base_url.rstrip('/')}/checkout/{session_id}"
+
+
+def _apply(parent: PaymentTransaction, values: dict[str, Any]) -> None:
+    customer = dict(parent.customer or {})
+    for key in CUSTOMER_KEYS:
+        if key in values:
+            customer[key] = values[key]
+    if "billing_address" in values:
+        for key, target in ADDRESS_TO_CUSTOMER.items():
+            customer[target] = values["billing_address"].get(key, "")
+    parent.customer = customer
+    for key in ("type", "currency_code", "pg_codes", "extra", "webhook_url", "redirect_url",
+                "language", "amount"):
+        if key in values:
+            setattr(parent, key, values[key])
+    if "order_no" in values:
+        parent.order_no = values["order_no"] or None
+    if "expiration_time" in values:
+        parent.expires_at = parent.created_at + values["expiration_time"]
+
+
+async def _order_no_free(session: AsyncSession, order_no: str | None, parent_id: int | None) -> None:
+    if not order_no:
+        return
+    other = await repository.find_parent(session, order_no=order_no, include_deleted=True)
+    if other is not None and other.id != parent_id:
+        raise FieldErrors({"order_no": [ORDER_NO_TAKEN]})
+
+
+async def create(ctx: AppContext, principal: Principal, body: dict[str, Any], base_url: str
+                 ) -> dict[str, Any]:
+    async with ctx.db.write() as session:
+        gateways = await enabled_gateways(session)
+        values = validate_checkout(body, partial=False, enabled_gateways=gateways)
+        await _order_no_free(session, values.get("order_no"), None)
+        parent = new_parent(amount=values["amount"], currency_code=values["currency_code"],
+                            pg_codes=values["pg_codes"],
+                            lifetime=values.get("expiration_time", DEFAULT_LIFETIME))
+        parent.created_at = datetime.now(timezone.utc)
+        _apply(parent, values)
+        session.add(parent)
+        await session.flush()
+        audit.record(session, principal, "checkout.create", "success", parent)
+        return await checkout_body(session, parent, gateways, base_url)
+
+
+async def _get(session: AsyncSession, session_id: str, *, for_update: bool = False
+               ) -> PaymentTransaction:
+    parent = await repository.find_parent(session, session_id=session_id, for_update=for_update)
+    if parent is None:
+        raise NotFound()
+    return parent
+
+
+async def retrieve(ctx: AppContext, session_id: str, base_url: str) -> dict[str, Any]:
+    async with ctx.db.read() as session:
+        parent = await _get(session, session_id)
+        return await checkout_body(session, parent, await enabled_gateways(session), base_url)
+
+
+async def update(ctx: AppContext, principal: Principal, session_id: str, body: dict[str, Any],
+                 base_url: str, *, partial: bool) -> dict[str, Any]:
+    async with ctx.db.write() as session:
+        parent = await _get(session, session_id, for_update=True)
+        if parent.state not in CHANGEABLE_STATES:
+            raise DetailError(f"A transaction in state {parent.state} cannot be changed.", 400)
+        gateways = await enabled_gateways(session)
+        values = validate_checkout(body, partial=partial, enabled_gateways=gateways,
+                                   current_currency=parent.currency_code)
+        if "currency_code" in values and "amount" not in values:
+            raise FieldErrors({"amount": ["Send the amount again when the currency changes."]})
+        if "pg_codes" not in values and "currency_code" in values and not any(
+            values["currency_code"] in gw.accepted_currencies
+            for code, gw in gateways.items() if code in parent.pg_codes
+        ):
+            raise FieldErrors({"currency_code": [
+                f"None of the payment gateways in pg_codes accepts {values['currency_code']}."]})
+        await _order_no_free(session, values.get("order_no"), parent.id)
+        _apply(parent, values)
+        audit.record(session, principal, "checkout.update", "success", parent,
+                     fields=sorted(values))
+        return await checkout_body(session, parent, gateways, base_url)
+
+
+async def checkout_body(session: AsyncSession, parent: PaymentTransaction,
+                        gateways: dict[str, GatewayConfig], base_url: str) -> dict[str, Any]:
+    currency = parent.currency_code
+    money = lambda v: format_minor(v, currency)  # noqa: E731
+    url = checkout_url(base_url, parent.session_id)
+    customer = parent.customer or {}
+    operations = await repository.operations(session, parent.id)
+    lifetime = (parent.expires_at - parent.created_at) if parent.expires_at else DEFAULT_LIFETIME
+    methods = [
+        {
+            "code": code, "name": gw.pg_code, "pg": gw.connector,
+            "type": "sandbox" if gw.is_sandbox else "production",
+            "amount": money(parent.amount), "currency_code": currency, "fee": money(parent.fee),
+            "fee_description": "", "icon": "", "flow": "redirect", "redirect_url": url,
+            "operation": gw.operation_mode,
+        }
+        for code in parent.pg_codes if (gw := gateways.get(code)) is not None
+    ]
+    return {
+        "session_id": parent.session_id,
+        "checkout_url": url,
+        "checkout_short_url": url,
+        "state": parent.state,
+        "type": parent.type,
+        "payment_type": parent.payment_type,
+        "amount": money(parent.amount),
+        "currency_code": currency,
+        "fee": money(parent.fee),
+        "amount_details": {"currency_code": currency, "amount": money(parent.amount),
+                           "total": money(parent.amount + parent.fee), "fee": money(parent.fee)},
+        "paid_amount": money(parent.paid_total if parent.state == "paid" else parent.captured),
+        "captured_amount": money(parent.captured),
+        "refunded_amount": money(parent.refunded),
+        "voided_amount": money(parent.voided),
+        "operation": parent.operation_mode or (methods[0]["operation"] if methods else "purchase"),
+        "pg_codes": list(parent.pg_codes),
+        "payment_methods": methods,
+        "order_no": parent.order_no,
+        **{key: customer.get(key, "") for key in CUSTOMER_KEYS},
+        "billing_address": {key: customer.get(target, "")
+                            for key, target in ADDRESS_TO_CUSTOMER.items()},
+        "extra": parent.extra or {},
+        "expiration_time": format_duration(lifetime),
+        "expires_at": parent.expires_at.isoformat() if parent.expires_at else None,
+        "webhook_url": parent.webhook_url,
+        "redirect_url": parent.redirect_url,
+        "language": parent.language,
+        "transactions": [child_transaction(op, parent) for op in operations
+                         if child_state(op) is not None],
+        "created": parent.created_at.isoformat(),
+    }

@@ -1,0 +1,375 @@
+"""Mastercard Payment Gateway Services: capture, refund, void and status inquiry.
+
+Protocol (REST-JSON, ``/api/rest/version/{N}/merchant/{merchantId}/…``):
+- capture / refund / void are new transactions on the payment's order, created with
+  ``PUT …/order/{orderId}/transaction/{transactionId}`` and ``apiOperation`` CAPTURE / REFUND / VOID;
+- the transaction id is PayOps's ``reference_number``: chosen by us, unique within the order, the
+  gateway's idempotency key (an identical resend is not processed twice) and the handle an
+  inquiry uses afterwards;
+- inquiries are ``GET …/order/{orderId}/transaction/{transactionId}`` (Retrieve Transaction) and
+  ``GET …/order/{orderId}`` (Retrieve Order, with every transaction of the order);
+- HTTP Basic authentication, user ``merchant.{merchantId}``, password the API password.
+
+Configuration:
+- credentials: ``merchant_id``, ``api_password`` (the webhook secret is the configuration's own
+  webhook secret, see ``webhooks.py``);
+- options: ``base_url`` (full URL, wins over everything; tests use it), ``host`` (the regional or
+  bank-branded gateway host, e.g. ``eu-gateway.mastercard.com``), ``api_version`` (default 100),
+  ``timeout_seconds``;
+- payment references (``PaymentRef.gateway_refs``): ``order_id`` (the MPGS order id; defaults to
+  the attempt's reference number) and ``transaction_id`` (the authorization's transaction id, the
+  target of a void; looked up on the order when absent).
+
+The connector never raises: transport errors, timeouts, 5xx and unparsable replies are
+``Outcome.UNKNOWN``. It logs method, path and status only, never headers, bodies or credentials.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, ClassVar
+from urllib.parse import quote
+
+import httpx
+
+from payops.connectors.base import (
+    CALL_MARGIN_SECONDS,
+    Connector,
+    ConnectorConfig,
+    GatewayResult,
+    OperationRequest,
+    Outcome,
+    PaymentRef,
+)
+from payops.connectors.mpgs import transformers as t
+
+log = logging.getLogger(__name__)
+
+SANDBOX_HOST = "mtf.gateway.mastercard.com"
+# MPGS has no single production host: it is regional (ap-/eu-/na-gateway) or bank-branded.
+# Set ``options.host`` for production; this default is only a fallback.
+PRODUCTION_HOST = "ap-gateway.mastercard.com"
+DEFAULT_API_VERSION = "100"
+CONTENT_TYPE = "application/json;charset=UTF-8"
+
+
+@dataclass(frozen=True)
+class Reply:
+    """One HTTP exchange: ``failure`` names a transport problem (no status, no body)."""
+
+    status: int | None = None
+    body: dict[str, Any] | None = None
+    failure: str | None = None
+
+    @property
+    def answered(self) -> bool:
+        return self.failure is None and self.status is not None
+
+
+class MpgsConnector(Connector):
+    name: ClassVar[str] = "mpgs"
+    capabilities: ClassVar[frozenset[str]] = frozenset({"capture", "refund", "void", "inquiry"})
+    required_credentials: ClassVar[tuple[str, ...]] = ("merchant_id", "api_password")
+
+    def __init__(self, config: ConnectorConfig) -> None:
+        super().__init__(config)
+        self._client: httpx.AsyncClient | None = None
+
+    # -- configuration --------------------------------------------------------------------------
+    @property
+    def base_url(self) -> str:
+        options = self.config.options or {}
+        if options.get("base_url"):
+            return str(options["base_url"]).rstrip("/")
+        host = str(options.get("host") or (SANDBOX_HOST if self.config.is_sandbox else PRODUCTION_HOST))
+        if "://" not in host:
+            host = f"https://{host}"
+        return host.rstrip("/")
+
+    @property
+    def api_version(self) -> str:
+        return str((self.config.options or {}).get("api_version") or DEFAULT_API_VERSION)
+
+    @property
+    def merchant_id(self) -> str:
+        return str(self.config.credentials.get("merchant_id") or "")
+
+    def _merchant_path(self) -> str:
+        return (f"/api/rest/version/{quote(self.api_version, safe='')}"
+                f"/merchant/{quote(self.merchant_id, safe='')}")
+
+    def _order_path(self, order_id: str) -> str:
+        return f"{self._merchant_path()}/order/{quote(order_id, safe='')}"
+
+    def _transaction_path(self, order_id: str, transaction_id: str) -> str:
+        return f"{self._order_path(order_id)}/transaction/{quote(transaction_id, safe='')}"
+
+    @staticmethod
+    def order_id(payment: PaymentRef) -> str:
+        refs = payment.gateway_refs or {}
+        return str(refs.get("order_id") or payment.reference_number)
+
+    # -- the one send-and-parse point -----------------------------------------------------------
+    def _http(self) -> httpx.AsyncClient:
+        if self._client is None:
+            self._client = httpx.AsyncClient(
+                base_url=self.base_url,
+                timeout=httpx.Timeout(self.config.timeout_seconds),
+                follow_redirects=False,
+                auth=httpx.BasicAuth(
+                    f"merchant.{self.merchant_id}",
+                    str(self.config.credentials.get("api_password") or ""),
+                ),
+                headers={"Accept": "application/json"},
+            )
+        return self._client
+
+    async def _send(self, method: str, path: str, body: dict[str, Any] | None = None) -> Reply:
+        content = None
+        headers: dict[str, str] = {}
+        if body is not None:
+            content = json.dumps(body, separators=(",", ":")).encode()
+            headers["Content-Type"] = CONTENT_TYPE
+        try:
+            response = await self._http().request(method, path, content=content, headers=headers)
+        except httpx.TimeoutException as exc:
+            log.warning("mpgs %s %s: %s", method, path, type(exc).__name__)
+            return Reply(failure=f"timeout ({type(exc).__name__})")
+        except httpx.HTTPError as exc:
+            log.warning("mpgs %s %s: %s", method, path, type(exc).__name__)
+            return Reply(failure=f"transport error ({type(exc).__name__})")
+        parsed = t.decode_json(response.content)
+        log.debug("mpgs %s %s -> %s %s", method, path, response.status_code,
+                  parsed.get("result") if parsed else "unparsable")
+        return Reply(status=response.status_code, body=parsed)
+
+    async def _guarded(self, work: Callable[[], Awaitable[GatewayResult]]) -> GatewayResult:
+        """Run one connector call within its time budget; never raise."""
+        budget = self.config.timeout_seconds + CALL_MARGIN_SECONDS / 2
+        try:
+            async with asyncio.timeout(budget):
+                return await work()
+        except TimeoutError:
+            return _unknown({"error": "timeout"}, "MPGS did not answer in time")
+        except Exception as exc:  # noqa: BLE001 - a connector must never raise
+            log.warning("mpgs call failed: %s", type(exc).__name__)
+            return _unknown({"error": type(exc).__name__}, "MPGS call failed")
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            client, self._client = self._client, None
+            await client.aclose()
+
+    # -- operations -----------------------------------------------------------------------------
+    async def capture(self, request: OperationRequest) -> GatewayResult:
+        body = t.capture_body(request.amount, request.currency_code, request.reference_number)
+        return await self._guarded(lambda: self._operate(request, body))
+
+    async def refund(self, request: OperationRequest) -> GatewayResult:
+        body = t.refund_body(request.amount, request.currency_code, request.reference_number)
+        return await self._guarded(lambda: self._operate(request, body))
+
+    async def void(self, request: OperationRequest) -> GatewayResult:
+        return await self._guarded(lambda: self._void(request))
+
+    async def _void(self, request: OperationRequest) -> GatewayResult:
+        order_id = self.order_id(request.payment)
+        target = (request.payment.gateway_refs or {}).get("transaction_id")
+        if not target:
+            target = await self._authorization_id(order_id)
+        if not target:
+            # Nothing was sent, so nothing was voided.
+            return GatewayResult(
+                Outcome.FAILED, {"error": "authorization not found", "order_id": order_id},
+                {"ref": order_id},
+                f"No approved authorization found on MPGS order {order_id} to void",
+            )
+        body = t.void_body(str(target), request.reference_number)
+        return await self._operate(request, body)
+
+    async def _authorization_id(self, order_id: str) -> str | None:
+        reply = await self._send("GET", self._order_path(order_id))
+        order = t.parse_order(reply.body) if reply.answered and reply.body else None
+        if order is None or reply.status is None or not 200 <= reply.status < 300:
+            return None
+        for entry in reversed(order.transaction):
+            txn = entry.transaction
+            if (txn is not None and txn.id and (txn.type or "").upper() == "AUTHORIZATION"
+                    and t.transaction_outcome(entry.result, entry.gateway_code) == Outcome.SUCCESS):
+                return txn.id
+        return None
+
+    async def _operate(self, request: OperationRequest, body: t.OperationBody) -> GatewayResult:
+        order_id = self.order_id(request.payment)
+        path = self._transaction_path(order_id, request.reference_number)
+        reply = await self._send("PUT", path, body.wire())
+        return self._transaction_result(request, order_id, reply)
+
+    # -- turning a reply into a GatewayResult ---------------------------------------------------
+    def _transaction_result(
+        self, request: OperationRequest, order_id: str, reply: Reply
+    ) -> GatewayResult:
+        if not reply.answered:
+            return _unknown({"error": reply.failure}, f"MPGS did not answer: {reply.failure}")
+        status = reply.status or 0
+        raw = _raw(reply)
+        if status >= 500:
+            return _unknown(raw, f"MPGS answered HTTP {status}")
+        if reply.body is None:
+            return _unknown(raw, f"MPGS answered HTTP {status} with an unreadable body")
+        parsed = t.parse_transaction(reply.body)
+        if parsed is None:
+            return _unknown(raw, "MPGS reply does not have the documented shape")
+        if not 200 <= status < 300:
+            outcome = t.error_outcome(parsed.error.cause if parsed.error else None)
+            return GatewayResult(outcome, raw, {"ref": order_id, "result": "ERROR"},
+                                 t.error_message(parsed.error))
+        return self._decide(request, order_id, parsed, raw)
+
+    def _decide(
+        self, request: OperationRequest, order_id: str, parsed: t.TransactionReply,
+        raw: dict[str, Any],
+    ) -> GatewayResult:
+        outcome = t.transaction_outcome(
+            parsed.result, parsed.gateway_code, parsed.error.cause if parsed.error else None
+        )
+        message = t.reply_message(parsed)
+        params = t.transaction_params(parsed, order_id)
+        txn = parsed.transaction
+        if outcome in (Outcome.SUCCESS, Outcome.PENDING) and parsed.error is None:
+            mismatch = self._mismatch(request, txn)
+            if mismatch:
+                # The gateway says yes to something other than what we sent: a human decides.
+                log.warning("mpgs reply for %s does not match the request: %s",
+                            request.reference_number, mismatch)
+                return GatewayResult(Outcome.UNKNOWN, raw, params,
+                                     f"MPGS reply does not match the operation: {mismatch}")
+        refs = {"order_id": order_id}
+        if txn is not None and txn.id:
+            refs["operation_transaction_id"] = txn.id
+        return GatewayResult(outcome, raw, params, message, refs)
+
+    @staticmethod
+    def _mismatch(request: OperationRequest, txn: t.TransactionInfo | None) -> str:
+        if txn is None:
+            return "no transaction in the reply"
+        if txn.id is not None and txn.id != request.reference_number:
+            return f"transaction id {txn.id!r}"
+        if not t.type_matches(request.operation, txn.type):
+            return f"transaction type {txn.type!r}"
+        if request.operation == "void":
+            return ""
+        if txn.currency is not None and txn.currency.upper() != request.currency_code.upper():
+            return f"currency {txn.currency!r}"
+        if txn.amount is not None and t.minor_units(txn.amount, request.currency_code) != request.amount:
+            return f"amount {txn.amount}"
+        return ""
+
+    # -- inquiries ------------------------------------------------------------------------------
+    async def inquire_operation(self, request: OperationRequest) -> GatewayResult:
+        return await self._guarded(lambda: self._inquire_operation(request))
+
+    async def _inquire_operation(self, request: OperationRequest) -> GatewayResult:
+        order_id = self.order_id(request.payment)
+        reference = request.reference_number
+        reply = await self._send("GET", self._transaction_path(order_id, reference))
+        if not reply.answered:
+            return _unknown({"error": reply.failure}, f"MPGS did not answer: {reply.failure}")
+        status = reply.status or 0
+        parsed = t.parse_transaction(reply.body) if reply.body is not None else None
+        if 200 <= status < 300 and parsed is not None and parsed.transaction is not None:
+            return self._decide(request, order_id, parsed, _raw(reply))
+        if (400 <= status < 500 and parsed is not None and parsed.error is not None
+                and (parsed.error.cause or "").upper() == "INVALID_REQUEST"):
+            # Most likely "no such transaction"; confirm on the order before saying "not done".
+            return await self._confirm_absent(request, order_id, _raw(reply))
+        return _unknown(_raw(reply), "MPGS could not say what happened to the operation")
+
+    async def _confirm_absent(
+        self, request: OperationRequest, order_id: str, first: dict[str, Any]
+    ) -> GatewayResult:
+        reply = await self._send("GET", self._order_path(order_id))
+        status = reply.status or 0
+        order = t.parse_order(reply.body) if reply.answered and reply.body is not None else None
+        if (order is None or not 200 <= status < 300 or order.error is not None
+                or (order.result or "").upper() == "ERROR" or order.id != order_id):
+            return _unknown({"transaction": first, "order": _raw(reply)},
+                            "MPGS could not say what happened to the operation")
+        entry = order.find(request.reference_number)
+        if entry is not None:
+            return self._decide(request, order_id, entry, t.safe_raw(reply.body))
+        return GatewayResult(
+            Outcome.FAILED,
+            {"transaction": first, "order_status": order.status,
+             "transactions": [e.transaction.id for e in order.transaction if e.transaction]},
+            {"ref": order_id, "result": "NOT_FOUND"},
+            f"MPGS has no transaction {request.reference_number} on order {order_id}",
+        )
+
+    async def inquire_payment(self, payment: PaymentRef) -> GatewayResult:
+        return await self._guarded(lambda: self._inquire_payment(payment))
+
+    async def _inquire_payment(self, payment: PaymentRef) -> GatewayResult:
+        order_id = self.order_id(payment)
+        reply = await self._send("GET", self._order_path(order_id))
+        if not reply.answered:
+            return _unknown({"error": reply.failure}, f"MPGS did not answer: {reply.failure}")
+        status = reply.status or 0
+        raw = _raw(reply)
+        if status >= 500 or reply.body is None:
+            return _unknown(raw, f"MPGS answered HTTP {status} without a usable body")
+        order = t.parse_order(reply.body)
+        if order is None:
+            return _unknown(raw, "MPGS reply does not have the documented shape")
+        if not 200 <= status < 300 or order.error is not None:
+            cause = (order.error.cause if order.error else "") or ""
+            if 400 <= status < 500 and cause.upper() == "INVALID_REQUEST":
+                # No such order (yet): the payer may not have submitted; not a final "no".
+                return GatewayResult(Outcome.PENDING, raw, {"ref": order_id},
+                                     t.error_message(order.error))
+            return _unknown(raw, t.error_message(order.error))
+        if order.currency and order.currency.upper() != payment.currency_code.upper():
+            return _unknown(raw, f"MPGS order {order_id} is in {order.currency}, "
+                                 f"not {payment.currency_code}")
+        outcome = t.order_outcome(order.status, payment.operation_mode)
+        payment_txn = self._payment_transaction(order, payment)
+        params = t.transaction_params(payment_txn, order_id) if payment_txn else {"ref": order_id}
+        params["result"] = order.status or params.get("result")
+        refs = {"order_id": order_id}
+        if payment_txn is not None and payment_txn.transaction and payment_txn.transaction.id:
+            refs["transaction_id"] = payment_txn.transaction.id
+        return GatewayResult(outcome, raw, params, f"MPGS order status {order.status or 'unknown'}",
+                             refs)
+
+    @staticmethod
+    def _payment_transaction(order: t.OrderReply, payment: PaymentRef) -> t.TransactionReply | None:
+        known = (payment.gateway_refs or {}).get("transaction_id")
+        if known:
+            found = order.find(str(known))
+            if found is not None:
+                return found
+        for entry in order.transaction:
+            txn = entry.transaction
+            if txn is not None and (txn.type or "").upper() in ("AUTHORIZATION", "PAYMENT"):
+                if t.transaction_outcome(entry.result, entry.gateway_code) == Outcome.SUCCESS:
+                    return entry
+        return None
+
+
+def _raw(reply: Reply) -> dict[str, Any]:
+    if reply.failure is not None:
+        return {"error": reply.failure}
+    if reply.body is None:
+        return {"http_status": reply.status, "error": "unparsable reply"}
+    raw = t.safe_raw(reply.body)
+    if reply.status is not None and not 200 <= reply.status < 300:
+        raw = {**raw, "http_status": reply.status}
+    return raw
+
+
+def _unknown(raw: dict[str, Any], message: str) -> GatewayResult:
+    return GatewayResult(Outcome.UNKNOWN, raw, {}, message)

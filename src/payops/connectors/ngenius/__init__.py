@@ -1,0 +1,1 @@
+"""Network International N-Genius Online connector (capture, refund, void, inquiry)."""

@@ -1,0 +1,363 @@
+"""N-Genius Online wire shapes (pydantic), amount conversion and status maps.
+
+N-Genius is a HAL API: an order (``reference``) embeds ``payment[]``; each payment embeds its
+``cnp:capture[]`` and ``cnp:refund[]`` children. Amounts are ``{"currencyCode", "value"}`` with
+``value`` an integer in minor units. Nothing here performs I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from decimal import Decimal
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError
+
+from payops import money
+from payops.connectors.base import Outcome
+
+# Media types of the two N-Genius APIs (identity and payment).
+IDENTITY_MEDIA_TYPE = "application/vnd.ni-identity.v1+json"
+PAYMENT_MEDIA_TYPE = "application/vnd.ni-payment.v2+json"
+
+CAPTURES = "cnp:capture"
+REFUNDS = "cnp:refund"
+CANCEL = "cnp:cancel"
+
+
+class AmountNotRepresentable(ValueError):
+    """A PayOps amount that the gateway's unit for this currency cannot express exactly."""
+
+
+# -- amounts --------------------------------------------------------------------------------------
+
+def gateway_exponent(currency_code: str, overrides: Mapping[str, Any] | None = None) -> int:
+    """Decimals N-Genius uses for a currency: ISO 4217 unless the configuration says otherwise."""
+    code = currency_code.upper()
+    iso = money.exponent(code)
+    if overrides and code in overrides:
+        return int(overrides[code])
+    return iso
+
+
+def to_gateway_value(minor: int, currency_code: str,
+                     overrides: Mapping[str, Any] | None = None) -> int:
+    """PayOps minor units → N-Genius ``amount.value`` (an integer in the gateway's minor unit)."""
+    target = gateway_exponent(currency_code, overrides)
+    if target == money.exponent(currency_code):
+        return int(minor)
+    scaled = money.to_decimal(minor, currency_code).scaleb(target)
+    if scaled != scaled.to_integral_value():
+        raise AmountNotRepresentable(
+            f"{money.format_minor(minor, currency_code)} {currency_code.upper()} has more decimals "
+            f"than N-Genius accepts ({target})"
+        )
+    return int(scaled)
+
+
+def from_gateway_value(value: int, currency_code: str,
+                       overrides: Mapping[str, Any] | None = None) -> int:
+    """N-Genius ``amount.value`` → PayOps minor units (exact; refuses what cannot be represented)."""
+    source = gateway_exponent(currency_code, overrides)
+    iso = money.exponent(currency_code)
+    if source == iso:
+        return int(value)
+    return money.from_decimal(Decimal(int(value)).scaleb(-source), currency_code)
+
+
+# -- requests -------------------------------------------------------------------------------------
+
+class Amount(BaseModel):
+    model_config = ConfigDict(populate_by_name=True, extra="allow")
+
+    currency_code: str = Field(alias="currencyCode", min_length=3, max_length=3)
+    value: StrictInt = Field(ge=0)
+
+
+class AmountRequest(BaseModel):
+    """Body of a capture and of a refund."""
+
+    amount: Amount
+
+    def wire(self) -> dict[str, Any]:
+        return self.model_dump(by_alias=True, include={"amount": {"currency_code", "value"}})
+
+
+def amount_request(minor: int, currency_code: str,
+                   overrides: Mapping[str, Any] | None = None) -> AmountRequest:
+    return AmountRequest(amount=Amount(
+        currencyCode=currency_code.upper(),
+        value=to_gateway_value(minor, currency_code, overrides),
+    ))
+
+
+# -- responses ------------------------------------------------------------------------------------
+
+class _Loose(BaseModel):
+    model_config = ConfigDict(populate_by_name=True, extra="allow")
+
+
+class Link(_Loose):
+    href: str = ""
+
+
+class TokenResponse(_Loose):
+    access_token: str = Field(min_length=1)
+    expires_in: int = 300
+    token_type: str = "bearer"
+
+
+class ErrorItem(_Loose):
+    message: str | None = None
+    localized_message: str | None = Field(default=None, alias="localizedMessage")
+    error_code: str | None = Field(default=None, alias="errorCode")
+    domain: str | None = None
+
+
+class ErrorBody(_Loose):
+    message: str | None = None
+    code: int | None = None
+    errors: list[ErrorItem] = Field(default_factory=list)
+
+    def text(self) -> str:
+        for item in self.errors:
+            if item.message:
+                return item.message
+            if item.localized_message:
+                return item.localized_message
+        return self.message or ""
+
+
+class Child(_Loose):
+    """A capture or a refund embedded in a payment."""
+
+    id_: str | None = Field(default=None, alias="_id")
+    state: str = ""
+    amount: Amount | None = None
+    links: dict[str, Any] = Field(default_factory=dict, alias="_links")
+
+    def href(self, rel: str = "self") -> str:
+        link = self.links.get(rel)
+        return link.get("href", "") if isinstance(link, dict) else ""
+
+    @property
+    def ref(self) -> str:
+        """The child's own id: the last segment of its self link (or of its ``_id`` urn)."""
+        href = self.href("self").rstrip("/")
+        if href:
+            return href.rsplit("/", 1)[-1]
+        return (self.id_ or "").rsplit(":", 1)[-1]
+
+
+class Payment(_Loose):
+    id_: str = Field(alias="_id", min_length=1)
+    reference: str | None = None
+    state: str = ""
+    amount: Amount | None = None
+    links: dict[str, Any] = Field(default_factory=dict, alias="_links")
+    embedded: dict[str, Any] = Field(default_factory=dict, alias="_embedded")
+    payment_method: dict[str, Any] = Field(default_factory=dict, alias="paymentMethod")
+    auth_response: dict[str, Any] = Field(default_factory=dict, alias="authResponse")
+
+    @property
+    def ref(self) -> str:
+        return self.reference or self.id_.rsplit(":", 1)[-1]
+
+    def href(self, rel: str) -> str:
+        link = self.links.get(rel)
+        return link.get("href", "") if isinstance(link, dict) else ""
+
+    def children(self, rel: str) -> list[Child]:
+        items = self.embedded.get(rel) or []
+        return [Child.model_validate(item) for item in items if isinstance(item, dict)]
+
+    @property
+    def captures(self) -> list[Child]:
+        return self.children(CAPTURES)
+
+    @property
+    def refunds(self) -> list[Child]:
+        return self.children(REFUNDS)
+
+
+class Order(_Loose):
+    id_: str = Field(alias="_id", min_length=1)
+    reference: str | None = None
+    action: str | None = None
+    amount: Amount | None = None
+    embedded: dict[str, Any] = Field(default_factory=dict, alias="_embedded")
+
+    @property
+    def payments(self) -> list[Payment]:
+        items = self.embedded.get("payment") or []
+        return [Payment.model_validate(item) for item in items if isinstance(item, dict)]
+
+
+def parse(model: type[BaseModel], body: Any) -> Any:
+    """Validate a decoded body; None when it does not have the model's shape."""
+    if not isinstance(body, dict):
+        return None
+    try:
+        return model.model_validate(body)
+    except ValidationError:
+        return None
+
+
+def error_message(body: Any) -> str:
+    parsed = parse(ErrorBody, body)
+    return parsed.text() if parsed is not None else ""
+
+
+# -- status maps ----------------------------------------------------------------------------------
+# Every payment state the documentation lists. Anything else is treated as still in progress.
+
+PAYMENT_STATES: dict[str, Outcome] = {
+    # the customer's payment went through (later refunds do not undo that)
+    "AUTHORISED": Outcome.SUCCESS,
+    "CAPTURED": Outcome.SUCCESS,
+    "PARTIALLY_CAPTURED": Outcome.SUCCESS,
+    "PURCHASED": Outcome.SUCCESS,
+    "PARTIALLY_REFUNDED": Outcome.SUCCESS,
+    "REFUNDED": Outcome.SUCCESS,
+    # final without money held
+    "REVERSED": Outcome.FAILED,
+    "FAILED": Outcome.FAILED,
+    "DECLINED": Outcome.FAILED,
+    "CANCELLED": Outcome.FAILED,
+    # the customer may still finish
+    "STARTED": Outcome.PENDING,
+    "AWAIT_3DS": Outcome.PENDING,
+    "AWAIT3DS": Outcome.PENDING,
+    "PENDING": Outcome.PENDING,
+}
+
+# Capture / refund child states: SUCCESS; REQUESTED (asynchronous refund, settles overnight);
+# failure states (the documentation does not enumerate them: these are the ones we map).
+CHILD_STATES: dict[str, Outcome] = {
+    "SUCCESS": Outcome.SUCCESS,
+    "REQUESTED": Outcome.PENDING,
+    "PENDING": Outcome.PENDING,
+    "FAILED": Outcome.FAILED,
+    "DECLINED": Outcome.FAILED,
+    "CANCELLED": Outcome.FAILED,
+    "REJECTED": Outcome.FAILED,
+}
+
+# What a payment state says about a void (authorisation reversal) sent for it.
+VOID_STATES: dict[str, Outcome] = {
+    "REVERSED": Outcome.SUCCESS,
+    # states in which the reversal certainly did not happen
+    "AUTHORISED": Outcome.FAILED,
+    "CAPTURED": Outcome.FAILED,
+    "PARTIALLY_CAPTURED": Outcome.FAILED,
+    "PURCHASED": Outcome.FAILED,
+    "PARTIALLY_REFUNDED": Outcome.FAILED,
+    "REFUNDED": Outcome.FAILED,
+    "FAILED": Outcome.FAILED,
+    "DECLINED": Outcome.FAILED,
+    "CANCELLED": Outcome.FAILED,
+    "STARTED": Outcome.FAILED,
+    "AWAIT_3DS": Outcome.FAILED,
+    "AWAIT3DS": Outcome.FAILED,
+    "PENDING": Outcome.FAILED,
+}
+
+# Webhook ``eventName`` values (from a secondary source; VERIFY) → what they say of the event.
+EVENT_OUTCOMES: dict[str, Outcome] = {
+    "AUTHORISED": Outcome.SUCCESS,
+    "PURCHASED": Outcome.SUCCESS,
+    "CAPTURED": Outcome.SUCCESS,
+    "PARTIALLY_CAPTURED": Outcome.SUCCESS,
+    "REFUNDED": Outcome.SUCCESS,
+    "PARTIALLY_REFUNDED": Outcome.SUCCESS,
+    "FULL_AUTH_REVERSED": Outcome.SUCCESS,
+    "PURCHASE_REVERSED": Outcome.SUCCESS,
+    "REFUND_REQUESTED": Outcome.PENDING,
+    "DECLINED": Outcome.FAILED,
+    "AUTHORISATION_FAILED": Outcome.FAILED,
+    "PURCHASE_DECLINED": Outcome.FAILED,
+    "PURCHASE_FAILED": Outcome.FAILED,
+    "CAPTURE_FAILED": Outcome.FAILED,
+    "REFUND_FAILED": Outcome.FAILED,
+    "CAPTURE_VOIDED": Outcome.FAILED,
+    "REFUND_VOIDED": Outcome.FAILED,
+    "CANCELLED": Outcome.FAILED,
+    "ORDER_CLOSED": Outcome.PENDING,
+}
+
+
+def payment_outcome(state: str | None) -> Outcome:
+    return PAYMENT_STATES.get((state or "").upper(), Outcome.PENDING)
+
+
+def child_outcome(state: str | None) -> Outcome:
+    return CHILD_STATES.get((state or "").upper(), Outcome.PENDING)
+
+
+def void_outcome(state: str | None) -> Outcome:
+    return VOID_STATES.get((state or "").upper(), Outcome.PENDING)
+
+
+def event_outcome(event_name: str | None) -> Outcome:
+    return EVENT_OUTCOMES.get((event_name or "").upper(), Outcome.PENDING)
+
+
+# -- what PayOps keeps of a reply -----------------------------------------------------------------
+
+_SECRET_KEYS = frozenset({
+    "access_token", "refresh_token", "cardtoken", "cvv", "csc", "securitycode", "password",
+    "authorization",
+})
+
+
+def _mask_pan(value: Any) -> Any:
+    if not isinstance(value, str):
+        return value
+    digits = [c for c in value if c.isdigit()]
+    last4 = "".join(digits[-4:])
+    return f"************{last4}" if last4 else "************"
+
+
+def sanitise(value: Any) -> Any:
+    """A copy of a gateway body fit for storage and for the merchant: no tokens, no CVV, and a
+    card number reduced to its last four digits."""
+    if isinstance(value, dict):
+        clean: dict[str, Any] = {}
+        for key, item in value.items():
+            lowered = str(key).lower()
+            if lowered in _SECRET_KEYS:
+                continue
+            if lowered in ("pan", "maskedpan", "cardnumber"):
+                clean[key] = _mask_pan(item)
+            else:
+                clean[key] = sanitise(item)
+        return clean
+    if isinstance(value, list):
+        return [sanitise(item) for item in value]
+    return value
+
+
+def payment_params(payment: Payment | None, *, order_reference: str = "",
+                   child: Child | None = None, message: str = "") -> dict[str, Any]:
+    """The normalised ``pg_params`` (keys of transactions.presenters.PG_PARAM_KEYS)."""
+    params: dict[str, Any] = {"ref": order_reference, "pg_message": message}
+    if payment is not None:
+        method = payment.payment_method or {}
+        auth = payment.auth_response or {}
+        params.update({
+            "payment_id": payment.ref,
+            "card_type": method.get("name"),
+            "card_holder": method.get("cardholderName"),
+            "card_number": _mask_pan(method["pan"]) if method.get("pan") else None,
+            "auth_code": auth.get("authorizationCode"),
+            "rrn": auth.get("rrn"),
+            "result": payment.state.lower() if payment.state else None,
+        })
+        expiry = method.get("expiry")
+        if isinstance(expiry, str) and len(expiry) == 7 and expiry[4] == "-":
+            params["card_expiry_year"] = expiry[:4]
+            params["card_expiry_month"] = expiry[5:]
+    if child is not None:
+        params["transaction_id"] = child.ref
+        params["result"] = child.state.lower() if child.state else params.get("result")
+    return {key: value for key, value in params.items() if value not in (None, "")}

@@ -1,0 +1,71 @@
+"""Automatic expiry: sessions still created/pending/attempted at their expiration_time become
+``expired`` without anyone asking (decisions §9)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import datetime, timezone
+
+from sqlalchemy import select
+
+from payops.context import AppContext
+from payops.db.models import PaymentTransaction
+from payops.domain.rules import EXPIRABLE
+from payops.transactions import repository
+from payops.transactions.presenters import payment_body
+from payops.webhooks import outbox
+
+log = logging.getLogger(__name__)
+
+
+async def _expire(ctx: AppContext, parent_id: int) -> bool:
+    async with ctx.db.write() as session:
+        parent = await repository.lock_parent_by_id(session, parent_id)
+        now = datetime.now(timezone.utc)
+        if parent.state not in EXPIRABLE or parent.expires_at is None or parent.expires_at > now:
+            return False
+        parent.state = "expired"
+        if parent.webhook_url:
+            key = await outbox.merchant_setting(session, outbox.HMAC_KEY_SETTING)
+            outbox.enqueue(
+                session, kind="payment", target_url=parent.webhook_url,
+                payload=payment_body(parent, await repository.attempts(session, parent.id),
+                                     await repository.operations(session, parent.id), key),
+                transaction_id=parent.id,
+            )
+        return True
+
+
+async def expire_due(ctx: AppContext, limit: int = 500) -> int:
+    now = datetime.now(timezone.utc)
+    async with ctx.db.read() as session:
+        ids = list(await session.scalars(
+            select(PaymentTransaction.id)
+            .where(PaymentTransaction.state.in_(EXPIRABLE), PaymentTransaction.expires_at <= now,
+                   PaymentTransaction.deleted_at.is_(None))
+            .limit(limit)))
+    return sum([await _expire(ctx, parent_id) for parent_id in ids])
+
+
+async def expire_if_due(ctx: AppContext, session_id: str) -> None:
+    async with ctx.db.read() as session:
+        parent = await repository.find_parent(session, session_id=session_id)
+        due = (parent is not None and parent.state in EXPIRABLE and parent.expires_at is not None
+               and parent.expires_at <= datetime.now(timezone.utc))
+        parent_id = parent.id if parent is not None else None
+    if due and parent_id is not None:
+        await _expire(ctx, parent_id)
+
+
+async def run_forever(ctx: AppContext) -> None:
+    while True:
+        try:
+            count = await expire_due(ctx)
+            if count:
+                log.info("expired %d sessions", count)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("expiry pass failed")
+        await asyncio.sleep(ctx.settings.expiry_interval_seconds)
