@@ -52,6 +52,15 @@ class Settings(BaseSettings):
     reconcile_max_attempts: int = 10
     reconcile_lease_seconds: float = 120.0
 
+    # Outgoing webhooks (decisions §10).
+    webhook_interval_seconds: float = 5.0  # how often `payops serve` drains the outbox (0 = never)
+    webhook_timeout_seconds: float = 15.0
+    webhook_max_attempts: int = 10
+    webhook_backoff_base_seconds: float = 30.0
+    webhook_backoff_factor: float = 3.0
+    webhook_backoff_cap_seconds: float = 8 * 3600.0
+    webhook_allow_private: bool = False  # allow loopback/private/link-local targets (tests, LANs)
+
     # Test-only crash hook (docs/operations-model.md): the process SIGKILLs itself at this point.
     crash_point: str = ""
 

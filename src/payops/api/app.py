@@ -22,6 +22,7 @@ from payops.context import AppContext
 from payops.checkout.endpoints import router as checkout_router
 from payops.checkout.hosted import router as hosted_router
 from payops.transactions import expiry
+from payops.webhooks import delivery
 from payops.domain import messages
 from payops.gateways.endpoints import router as payment_methods_router
 from payops.errors import ApiError
@@ -41,6 +42,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         loops = []
         if settings.reconcile_interval_seconds > 0:
             loops.append(asyncio.create_task(reconciler.run_forever(app.state.ctx)))
+        if settings.webhook_interval_seconds > 0:
+            loops.append(asyncio.create_task(delivery.run_forever(app.state.ctx)))
         if settings.expiry_interval_seconds > 0:
             loops.append(asyncio.create_task(expiry.run_forever(app.state.ctx)))
         try:

@@ -56,6 +56,8 @@ async def read_object(request: Request, max_bytes: int) -> dict[str, Any]:
             data = json.loads(raw, parse_float=Decimal, parse_constant=_reject_constant)
         except (ValueError, UnicodeDecodeError) as exc:
             raise DetailError(messages.INVALID_JSON.format(error=exc), 400) from None
+        except RecursionError:
+            raise DetailError(messages.INVALID_JSON.format(error="nested too deeply"), 400) from None
     elif media == FORM_TYPE:
         try:
             data = dict(parse_qsl(raw.decode("utf-8"), keep_blank_values=True))

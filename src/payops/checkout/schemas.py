@@ -144,7 +144,9 @@ def validate_checkout(
         )
 
     if required("amount"):
-        if effective_currency is None:
+        if not isinstance(body["amount"], str):
+            errors["amount"] = [messages.AMOUNT_NOT_STRING]
+        elif effective_currency is None:
             if "currency_code" not in errors:
                 errors["amount"] = ["The amount needs a valid currency_code."]
         else:

@@ -20,7 +20,14 @@ from payops.auth.secrets import hash_password, new_api_key
 from payops.config import Settings, get_settings
 from payops.context import AppContext
 from payops.db.migrate import upgrade
-from payops.db.models import ApiKey, Operation, PaymentTransaction, User, UserPermission
+from payops.db.models import (
+    ApiKey,
+    Operation,
+    OutboxEvent,
+    PaymentTransaction,
+    User,
+    UserPermission,
+)
 from payops.gateways import repository as gateway_repo
 from payops.gateways.service import GatewayConfigError, add_gateway
 from payops.money import AmountError, format_minor, parse_amount
@@ -43,8 +50,13 @@ apikey_app = typer.Typer(help="API keys (Api-Key auth).", no_args_is_help=True)
 gateway_app = typer.Typer(help="Gateway configurations (MIDs).", no_args_is_help=True)
 txn_app = typer.Typer(help="Transactions.", no_args_is_help=True)
 ops_app = typer.Typer(help="Operations (child transactions) and their states.", no_args_is_help=True)
+webhook_app = typer.Typer(help="Webhook settings: HMAC key, operations URL.", no_args_is_help=True)
+webhook_key_app = typer.Typer(help="The merchant's webhook HMAC key.", no_args_is_help=True)
+webhooks_app = typer.Typer(help="Outgoing webhook events and their delivery.", no_args_is_help=True)
+webhook_app.add_typer(webhook_key_app, name="key")
 for sub, name in ((db_app, "db"), (user_app, "user"), (apikey_app, "apikey"),
-                  (gateway_app, "gateway"), (txn_app, "txn"), (ops_app, "ops")):
+                  (gateway_app, "gateway"), (txn_app, "txn"), (ops_app, "ops"),
+                  (webhook_app, "webhook"), (webhooks_app, "webhooks")):
     app.add_typer(sub, name=name)
 
 console = Console()
@@ -510,6 +522,109 @@ def reconcile(
         table.add_row(outcome, str(count))
     table.add_row("total examined", str(summary.examined))
     console.print(table)
+
+
+# -- webhooks ---------------------------------------------------------------------------------
+
+def _set_setting(key: str, value: str) -> None:
+    async def work(ctx: AppContext) -> None:
+        async with ctx.db.write() as session:
+            await outbox.set_merchant_setting(session, key, value)
+    _run(work)
+
+
+@webhook_key_app.command("set")
+def webhook_key_set(
+    key: str = typer.Option(..., prompt=True, hide_input=True, help="The HMAC key"),
+) -> None:
+    """Set the HMAC key that signs webhooks and API responses (spec §7.3)."""
+    if len(key) < 8:
+        _fail("the key must have at least 8 characters")
+    _set_setting(outbox.HMAC_KEY_SETTING, key)
+    console.print("webhook HMAC key set")
+
+
+@webhook_key_app.command("rotate")
+def webhook_key_rotate() -> None:
+    """Generate a new HMAC key; undelivered events are signed with it when sent."""
+    key = secrets.token_urlsafe(32)
+    _set_setting(outbox.HMAC_KEY_SETTING, key)
+    console.print("new webhook HMAC key, shown only now:")
+    print(key)
+
+
+@webhook_app.command("operations-url")
+def webhook_operations_url(url: str = typer.Argument(..., help="URL, or '' to clear")) -> None:
+    """Set the merchant-wide URL that receives every operation webhook."""
+    from payops.api.requests import url as valid_url
+    from payops.errors import FieldErrors
+
+    try:
+        checked = valid_url("operations_url", url, max_length=2048) or ""
+    except FieldErrors:
+        _fail("enter an http(s) URL")
+    _set_setting(outbox.OPERATIONS_URL_SETTING, checked)
+    console.print(f"operations webhook URL: {checked or '(none)'}")
+
+
+@webhooks_app.command("deliver")
+def webhooks_deliver() -> None:
+    """Send every due webhook event now (one pass), beside or instead of `payops serve`."""
+    from payops.webhooks.delivery import deliver_due
+
+    async def work(ctx: AppContext) -> dict[str, int]:
+        total: dict[str, int] = {}
+        while True:
+            outcomes = await deliver_due(ctx)
+            if not outcomes:
+                return total
+            for state, count in outcomes.items():
+                total[state] = total.get(state, 0) + count
+    outcomes = _run(work)
+    table = Table("outcome", "events", title="webhook delivery")
+    for state, count in sorted(outcomes.items()):
+        table.add_row(state, str(count))
+    console.print(table)
+
+
+@webhooks_app.command("list")
+def webhooks_list(
+    failed: bool = typer.Option(False, "--failed", help="Only events that failed for good"),
+    limit: int = typer.Option(100, help="At most this many rows"),
+) -> None:
+    """List webhook events with their delivery state and last error."""
+    async def work(ctx: AppContext) -> list[OutboxEvent]:
+        async with ctx.db.read() as session:
+            query = select(OutboxEvent).order_by(OutboxEvent.id.desc()).limit(limit)
+            if failed:
+                query = query.where(OutboxEvent.state == "failed")
+            return list(await session.scalars(query))
+    table = Table("id", "event id", "kind", "state", "tries", "target", "last error", "created")
+    for event in _run(work):
+        table.add_row(str(event.id), event.event_id, event.kind, event.state, str(event.attempts),
+                      event.target_url[:60], event.last_error[:40], str(event.created_at)[:19])
+    console.print(table)
+
+
+@webhooks_app.command("retry")
+def webhooks_retry(event: int = typer.Argument(..., help="Event id (the number in `list`)")) -> None:
+    """Send a failed (or pending) event again, starting a fresh series of tries."""
+    async def work(ctx: AppContext) -> str | None:
+        async with ctx.db.write() as session:
+            row = await session.get(OutboxEvent, event)
+            if row is None:
+                return None
+            if row.state == "delivered":
+                return "delivered"
+            row.state, row.attempts = "pending", 0
+            row.next_attempt_at = datetime.now(timezone.utc)
+            return "pending"
+    state = _run(work)
+    if state is None:
+        _fail(f"no webhook event {event}")
+    if state == "delivered":
+        _fail(f"event {event} was delivered already")
+    console.print(f"event {event} queued for delivery")
 
 
 # -- demo -------------------------------------------------------------------------------------

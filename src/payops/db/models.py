@@ -268,10 +268,31 @@ class OutboxEvent(Base):
     transaction_id: Mapped[int | None] = mapped_column(Integer, nullable=True, index=True)
     target_url: Mapped[str] = mapped_column(String(2048))
     payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    # pending → delivered | failed
     state: Mapped[str] = mapped_column(String(16), default="pending", index=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
-    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # Also the delivery lease: a worker that takes an event moves this past the send's timeout.
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    last_error: Mapped[str] = mapped_column(String(255), default="")
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class WebhookAttempt(Base):
+    """One try at delivering an outbox event: what the receiver answered, and how fast."""
+
+    __tablename__ = "webhook_attempts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    event_id: Mapped[int] = mapped_column(
+        ForeignKey("outbox_events.id", ondelete="CASCADE"), index=True
+    )
+    attempt: Mapped[int] = mapped_column(Integer)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    status_code: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    latency_ms: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str] = mapped_column(String(255), default="")
+    response_excerpt: Mapped[str] = mapped_column(Text, default="")
 
 
 class GatewayInquiry(Base):

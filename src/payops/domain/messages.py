@@ -21,6 +21,7 @@ NOT_A_STRING = "Not a valid string."
 MAX_LENGTH = "Ensure this field has no more than {n} characters."
 INVALID_JSON = "JSON parse error - {error}"
 NOT_AN_OBJECT = "Invalid data. Expected a dictionary, but got {kind}."
+AMOUNT_NOT_STRING = 'Send the amount as a decimal string, e.g. "10.000".'
 INVALID_CHARACTERS = "This field may not contain control characters."
 
 AUTH_MISSING = "Authentication credentials were not provided."

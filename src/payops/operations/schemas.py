@@ -7,6 +7,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from payops.api.requests import choice, identifier
+from payops.domain import messages
 from payops.errors import FieldErrors, field_error
 
 V1_OPERATIONS = ("capture", "refund", "void", "cancel")
@@ -113,8 +114,10 @@ def parse_operation(body: dict[str, Any], choices: tuple[str, ...]) -> tuple[str
     amount = body.get("amount")
     if amount in (None, ""):
         amount = None
-    elif isinstance(amount, (bool, list, dict)):
-        raise field_error("amount", "A valid number is required.")
+    elif not isinstance(amount, str):
+        # The contract carries amounts as decimal strings (decisions §3); a JSON number is
+        # refused rather than guessed at.
+        raise field_error("amount", messages.AMOUNT_NOT_STRING)
     return operation, amount
 
 

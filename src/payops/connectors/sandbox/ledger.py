@@ -116,7 +116,8 @@ class SandboxLedger:
         conn: sqlite3.Connection, payment: sqlite3.Row | None, operation: str, amount: int,
         currency: str,
     ) -> None:
-        if payment is None or payment["status"] != "success":
+        # A "pending" card payment settles successfully: it only answers late.
+        if payment is None or payment["status"] not in ("success", "pending"):
             raise LedgerRefusal("No successful payment with this reference")
         if currency != payment["currency"]:
             raise LedgerRefusal("Currency does not match the payment")

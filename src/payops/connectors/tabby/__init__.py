@@ -1,1 +1,1 @@
-"""Tabby (buy now, pay later): capture, refund, void (close) and inquiry over Tabby's payments API."""
+"""Tabby (buy now, pay later): capture, refund, void (close) and inquiry."""

@@ -101,8 +101,10 @@ def parse_notification(body: bytes | str) -> TabbyNotification:
         raise TabbyWebhookError("notification has no payment id")
     if not isinstance(status, str) or not status.strip():
         raise TabbyWebhookError("notification has no status")
-    captures = payload.get("captures") or []
-    refunds = payload.get("refunds") or []
+    captures = payload.get("captures")
+    refunds = payload.get("refunds")
+    captures = [] if captures is None else captures
+    refunds = [] if refunds is None else refunds
     if not isinstance(captures, list) or not isinstance(refunds, list):
         raise TabbyWebhookError("notification captures/refunds are not lists")
     order = payload.get("order") if isinstance(payload.get("order"), dict) else {}

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-25 23:50:14.358523
+Create Date: 2026-11-25
 """
 
 from alembic import op
@@ -79,11 +79,14 @@ def upgrade() -> None:
     sa.Column('state', sa.String(length=16), nullable=False),
     sa.Column('attempts', sa.Integer(), nullable=False),
     sa.Column('next_attempt_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('last_error', sa.String(length=255), nullable=False),
+    sa.Column('delivered_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_outbox_events')),
     sa.UniqueConstraint('event_id', name=op.f('uq_outbox_events_event_id'))
     )
     with op.batch_alter_table('outbox_events', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_outbox_events_next_attempt_at'), ['next_attempt_at'], unique=False)
         batch_op.create_index(batch_op.f('ix_outbox_events_state'), ['state'], unique=False)
         batch_op.create_index(batch_op.f('ix_outbox_events_transaction_id'), ['transaction_id'], unique=False)
 
@@ -145,6 +148,21 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id', name=op.f('pk_user_permissions')),
     sa.UniqueConstraint('user_id', 'code', name=op.f('uq_user_permissions_user_id'))
     )
+    op.create_table('webhook_attempts',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('event_id', sa.Integer(), nullable=False),
+    sa.Column('attempt', sa.Integer(), nullable=False),
+    sa.Column('at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('status_code', sa.Integer(), nullable=True),
+    sa.Column('latency_ms', sa.Integer(), nullable=False),
+    sa.Column('error', sa.String(length=255), nullable=False),
+    sa.Column('response_excerpt', sa.Text(), nullable=False),
+    sa.ForeignKeyConstraint(['event_id'], ['outbox_events.id'], name=op.f('fk_webhook_attempts_event_id_outbox_events'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_webhook_attempts'))
+    )
+    with op.batch_alter_table('webhook_attempts', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_webhook_attempts_event_id'), ['event_id'], unique=False)
+
     op.create_table('gateway_inquiries',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('transaction_id', sa.Integer(), nullable=False),
@@ -226,20 +244,25 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_operations_state'))
 
     op.drop_table('operations')
-    op.drop_table('user_permissions')
-    with op.batch_alter_table('payment_transactions', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_payment_transactions_state'))
-
     with op.batch_alter_table('gateway_inquiries', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_gateway_inquiries_transaction_id'))
         batch_op.drop_index(batch_op.f('ix_gateway_inquiries_at'))
 
     op.drop_table('gateway_inquiries')
+    with op.batch_alter_table('webhook_attempts', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_webhook_attempts_event_id'))
+
+    op.drop_table('webhook_attempts')
+    op.drop_table('user_permissions')
+    with op.batch_alter_table('payment_transactions', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_payment_transactions_state'))
+
     op.drop_table('payment_transactions')
     op.drop_table('users')
     with op.batch_alter_table('outbox_events', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_outbox_events_transaction_id'))
         batch_op.drop_index(batch_op.f('ix_outbox_events_state'))
+        batch_op.drop_index(batch_op.f('ix_outbox_events_next_attempt_at'))
 
     op.drop_table('outbox_events')
     op.drop_table('merchant_settings')
