@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
 from typing import Any
 
 from sqlalchemy import select
@@ -75,7 +74,6 @@ async def create(ctx: AppContext, principal: Principal, body: dict[str, Any], ba
         parent = new_parent(amount=values["amount"], currency_code=values["currency_code"],
                             pg_codes=values["pg_codes"],
                             lifetime=values.get("expiration_time", DEFAULT_LIFETIME))
-        parent.created_at = datetime.now(timezone.utc)
         _apply(parent, values)
         session.add(parent)
         await session.flush()

@@ -2,20 +2,31 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from payops.config import Settings
-from payops.connectors.base import Connector, ConnectorConfig
+from payops.connectors.base import (
+    CALL_MARGIN_SECONDS,
+    Connector,
+    ConnectorConfig,
+    GatewayResult,
+    Outcome,
+)
 from payops.connectors.registry import build_connector, connector_class
 from payops.db.models import GatewayConfig
+from payops.domain import messages
 from payops.domain.rules import GatewayFacts
 from payops.gateways import repository
 from payops.gateways.crypto import SecretBox, load_or_create_key
 from payops.money import is_known_currency
 
 OPERATION_MODES = ("purchase", "authorize")
+log = logging.getLogger(__name__)
 
 
 class GatewayConfigError(ValueError):
@@ -108,3 +119,26 @@ def connector_for(config: GatewayConfig, settings: Settings) -> Connector:
             settings=settings,
         ),
     )
+
+
+async def ask_gateway(
+    config: GatewayConfig,
+    settings: Settings,
+    call: Callable[[Connector], Awaitable[GatewayResult]],
+    label: str,
+) -> GatewayResult:
+    """Run one connector call with a hard deadline. Anything but an answer — a timeout, a
+    connector bug, credentials that no longer decrypt — is an unknown outcome, never a result."""
+    connector: Connector | None = None
+    try:
+        connector = connector_for(config, settings)
+        return await asyncio.wait_for(
+            call(connector), timeout=connector.config.timeout_seconds + CALL_MARGIN_SECONDS
+        )
+    except Exception as exc:
+        log.warning("gateway call for %s ended without an answer: %s", label, type(exc).__name__)
+        return GatewayResult(Outcome.UNKNOWN, {"error": type(exc).__name__}, {},
+                             messages.GATEWAY_UNCONFIRMED)
+    finally:
+        if connector is not None:
+            await connector.aclose()

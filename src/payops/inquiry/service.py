@@ -3,7 +3,6 @@ gateways for the inquirable states and apply a late success, optionally disclose
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import math
 from datetime import datetime, timedelta, timezone
@@ -13,13 +12,13 @@ from sqlalchemy import select
 
 from payops import audit
 from payops.auth.service import Principal
-from payops.connectors.base import CALL_MARGIN_SECONDS, GatewayResult, Outcome
+from payops.connectors.base import GatewayResult, Outcome
 from payops.context import AppContext
 from payops.db.models import GatewayInquiry, PaymentAttempt
 from payops.domain import messages
 from payops.domain.rules import InquiryPath, RuleViolation, inquiry_path
 from payops.errors import ApiError, InquiryFailed, Throttled
-from payops.gateways.service import connector_for, supported_operations
+from payops.gateways.service import ask_gateway, supported_operations
 from payops.inquiry.throttle import ThrottlePolicy, seconds_to_wait
 from payops.operations.service import Lookup
 from payops.transactions import repository
@@ -151,15 +150,6 @@ async def _ask_gateways(ctx: AppContext, parent_id: int, attempts: list[PaymentA
 
 
 async def _inquire_attempt(ctx: AppContext, attempt: PaymentAttempt) -> GatewayResult:
-    connector = connector_for(attempt.gateway_config, ctx.settings)
-    try:
-        return await asyncio.wait_for(
-            connector.inquire_payment(payment_ref(attempt)),
-            timeout=connector.config.timeout_seconds + CALL_MARGIN_SECONDS,
-        )
-    except Exception as exc:
-        log.warning("inquiry for attempt %s failed: %s", attempt.reference_number,
-                    type(exc).__name__)
-        return GatewayResult(Outcome.UNKNOWN, {"error": type(exc).__name__})
-    finally:
-        await connector.aclose()
+    return await ask_gateway(attempt.gateway_config, ctx.settings,
+                             lambda c: c.inquire_payment(payment_ref(attempt)),
+                             attempt.reference_number)

@@ -19,10 +19,10 @@ from datetime import datetime, timedelta, timezone
 
 from sqlalchemy import and_, or_, select, update
 
-from payops.connectors.base import CALL_MARGIN_SECONDS, GatewayResult, OperationRequest, Outcome
+from payops.connectors.base import GatewayResult, OperationRequest, Outcome
 from payops.context import AppContext
 from payops.db.models import Operation, PaymentAttempt
-from payops.gateways.service import connector_for, supported_operations
+from payops.gateways.service import ask_gateway, supported_operations
 from payops.operations.service import settle
 from payops.transactions.service import payment_ref
 
@@ -99,16 +99,8 @@ async def _request_for(ctx: AppContext, operation_id: int) -> tuple[Operation, O
 
 
 async def _ask(ctx: AppContext, op: Operation, request: OperationRequest) -> GatewayResult:
-    connector = connector_for(op.gateway_config, ctx.settings)
-    try:
-        return await asyncio.wait_for(connector.inquire_operation(request),
-                                      timeout=connector.config.timeout_seconds + CALL_MARGIN_SECONDS)
-    except Exception as exc:
-        log.warning("reconciliation inquiry for %s got no answer: %s", op.reference_number,
-                    type(exc).__name__)
-        return GatewayResult(Outcome.UNKNOWN, {"error": type(exc).__name__})
-    finally:
-        await connector.aclose()
+    return await ask_gateway(op.gateway_config, ctx.settings,
+                             lambda c: c.inquire_operation(request), op.reference_number)
 
 
 async def _unresolved(ctx: AppContext, operation_id: int, *, review: bool) -> str:

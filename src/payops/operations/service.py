@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from payops import audit, crashpoints
 from payops.auth.service import Principal
-from payops.connectors.base import CALL_MARGIN_SECONDS, GatewayResult, OperationRequest, Outcome
+from payops.connectors.base import GatewayResult, OperationRequest, Outcome
 from payops.context import AppContext
 from payops.db.models import Operation, PaymentAttempt, PaymentTransaction
 from payops.domain import messages
@@ -36,7 +36,7 @@ from payops.errors import (
     TrackingKeyInProgress,
     field_error,
 )
-from payops.gateways.service import connector_for, gateway_facts
+from payops.gateways.service import ask_gateway, gateway_facts
 from payops.ids import new_reference_number, new_session_id
 from payops.money import AmountError, parse_amount
 from payops.transactions import repository
@@ -222,18 +222,8 @@ async def _call_and_settle(
 
 
 async def call_gateway(ctx: AppContext, gateway: Any, request: OperationRequest) -> GatewayResult:
-    connector = connector_for(gateway, ctx.settings)
-    try:
-        return await asyncio.wait_for(
-            connector.run(request), timeout=connector.config.timeout_seconds + CALL_MARGIN_SECONDS
-        )
-    except Exception as exc:  # a connector bug or timeout must never look like an answer
-        log.warning("gateway call for %s ended without an answer: %s",
-                    request.reference_number, type(exc).__name__)
-        return GatewayResult(Outcome.UNKNOWN, {"error": type(exc).__name__}, {},
-                             messages.GATEWAY_UNCONFIRMED)
-    finally:
-        await connector.aclose()
+    return await ask_gateway(gateway, ctx.settings, lambda c: c.run(request),
+                             request.reference_number)
 
 
 async def settle(

@@ -43,7 +43,9 @@ def new_parent(
     lifetime: timedelta = DEFAULT_LIFETIME,
     type_: str = "e_commerce",
 ) -> PaymentTransaction:
+    now = datetime.now(timezone.utc)
     return PaymentTransaction(
+        created_at=now,
         session_id=new_session_id(),
         order_no=order_no,
         type=type_,
@@ -56,7 +58,7 @@ def new_parent(
         extra=extra or {},
         webhook_url=webhook_url,
         redirect_url=redirect_url,
-        expires_at=datetime.now(timezone.utc) + lifetime,
+        expires_at=now + lifetime,
     )
 
 

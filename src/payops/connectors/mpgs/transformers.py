@@ -29,7 +29,7 @@ from payops.money import AmountError, UnknownCurrency, format_minor, from_decima
 
 
 class _Wire(BaseModel):
-    model_config = ConfigDict(populate_by_name=True, extra="ignore")
+    model_config = ConfigDict(populate_by_name=True, extra="ignore", coerce_numbers_to_str=True)
 
 
 class RequestTransaction(_Wire):
@@ -212,7 +212,22 @@ _SENSITIVE_KEYS = frozenset({
     "securitycode", "cvv", "cvc", "cvv2", "pin", "track1", "track2", "trackdata", "password",
     "apipassword", "authorization",
 })
-_PAN = re.compile(r"[0-9]{12,19}")
+_PAN = re.compile(r"[0-9]{13,19}")
+
+
+def _luhn(digits: str) -> bool:
+    total = 0
+    for index, char in enumerate(reversed(digits)):
+        value = int(char)
+        if index % 2:
+            value = value * 2 - 9 if value > 4 else value * 2
+        total += value
+    return total % 10 == 0
+
+
+def looks_like_pan(value: str) -> bool:
+    """A full card number: 13-19 digits passing the Luhn check (RRNs have 12 digits)."""
+    return bool(_PAN.fullmatch(value)) and _luhn(value)
 
 
 def mask_pan(value: str) -> str:
@@ -231,7 +246,7 @@ def safe_raw(value: Any) -> Any:
         return [safe_raw(item) for item in value]
     if isinstance(value, Decimal):
         return str(value)
-    if isinstance(value, str) and _PAN.fullmatch(value):
+    if isinstance(value, str) and looks_like_pan(value):
         return mask_pan(value)
     return value
 
@@ -427,7 +442,7 @@ def card_params(source: SourceOfFunds | None) -> dict[str, Any]:
     if card is None:
         return {}
     number = card.number or ""
-    if _PAN.fullmatch(number):
+    if number.isdigit() and len(number) >= 10:  # never hand on an unmasked card number
         number = mask_pan(number)
     params: dict[str, Any] = {"card_number": number, "card_type": card.brand or card.scheme}
     if card.expiry is not None:

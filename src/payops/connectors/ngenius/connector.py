@@ -1,6 +1,6 @@
 """Network International N-Genius Online: capture, refund, void and inquiry.
 
-Protocol (docs/…/gateways-mpgs-ngenius-tabby-myfatoorah.md §2):
+Protocol (gateway notes, gateways-mpgs-ngenius-tabby-myfatoorah.md §2):
 
 - Auth in two steps. ``POST /identity/auth/access-token`` with ``Authorization: Basic <api key>``
   (the key as issued) and ``Content-Type: application/vnd.ni-identity.v1+json``, empty body, gives a
@@ -286,6 +286,14 @@ class NgeniusConnector(Connector):
 
     # -- addressing ---------------------------------------------------------------------------------
 
+    @staticmethod
+    def _ref(payment: PaymentRef, kind: str) -> str | None:
+        """A gateway reference of the imported payment: ``order_reference`` (also accepted as
+        ``order_id``) or ``payment_reference`` (``payment_id``)."""
+        refs = payment.gateway_refs
+        value = refs.get(f"{kind}_reference") or refs.get(f"{kind}_id")
+        return str(value) if value else None
+
     def _outlet(self, payment: PaymentRef) -> str:
         outlet = payment.gateway_refs.get("outlet_reference") or self.config.credentials.get(
             "outlet_reference")
@@ -295,7 +303,7 @@ class NgeniusConnector(Connector):
         return str(outlet)
 
     def _order_path(self, payment: PaymentRef) -> str:
-        order = payment.gateway_refs.get("order_reference")
+        order = self._ref(payment, "order")
         if not order:
             raise _NotSent("The payment has no N-Genius order_reference",
                            {"error": "missing gateway reference"})
@@ -343,7 +351,7 @@ class NgeniusConnector(Connector):
                  **({"body": t.sanitise(reply.body)} if isinstance(reply.body, dict) else {}),
                  **({"error": reply.problem} if reply.problem else {})},
             )
-        payment = self._pick_payment(order, request.payment.gateway_refs.get("payment_reference"))
+        payment = self._pick_payment(order, self._ref(request.payment, "payment"))
         if payment is None:
             raise _NotSent("N-Genius has no such payment on this order",
                            {"stage": "order-lookup", "order": t.sanitise(order.model_dump(
@@ -383,9 +391,9 @@ class NgeniusConnector(Connector):
     async def _capture(self, request: OperationRequest, deadline: _Deadline) -> GatewayResult:
         value = self._value(request)
         body = t.amount_request(request.amount, request.currency_code, self.exponents).wire()
-        payment_reference = request.payment.gateway_refs.get("payment_reference")
+        payment_reference = self._ref(request.payment, "payment")
         if payment_reference:
-            target = f"{self._payment_path(request.payment, str(payment_reference))}/captures"
+            target = f"{self._payment_path(request.payment, payment_reference)}/captures"
         else:
             _, payment = await self._payment_for_operation(request, deadline)
             target = self._same_origin(payment.href(t.CAPTURES)) or (
@@ -399,9 +407,11 @@ class NgeniusConnector(Connector):
         _, payment = await self._payment_for_operation(request, deadline)
         payment_path = self._payment_path(request.payment, payment.ref)
         captures = [c for c in payment.captures if t.child_outcome(c.state) == Outcome.SUCCESS]
-        if not captures:
+        own_link = self._same_origin(payment.href(t.REFUNDS))
+        if not captures or (own_link and payment.state.upper() in ("PURCHASED",
+                                                                   "PARTIALLY_REFUNDED")):
             # single-stage PURCHASE: refund through the payment's own link
-            target = self._same_origin(payment.href(t.REFUNDS)) or f"{payment_path}/refund"
+            target = own_link or f"{payment_path}/refund"
             return self._result(request, await self._call("POST", target, deadline, body), value)
         # Refunds are made against one capture. Newest first, among those large enough; a 4xx
         # refusal means nothing was done, so the next capture may be tried.
@@ -433,9 +443,9 @@ class NgeniusConnector(Connector):
         return f"{payment_path}/captures/{quote(capture.ref, safe='')}/refund"
 
     async def _void(self, request: OperationRequest, deadline: _Deadline) -> GatewayResult:
-        payment_reference = request.payment.gateway_refs.get("payment_reference")
+        payment_reference = self._ref(request.payment, "payment")
         if payment_reference:
-            target = f"{self._payment_path(request.payment, str(payment_reference))}/cancel"
+            target = f"{self._payment_path(request.payment, payment_reference)}/cancel"
         else:
             _, payment = await self._payment_for_operation(request, deadline)
             target = self._same_origin(payment.href(t.CANCEL)) or (
@@ -445,7 +455,7 @@ class NgeniusConnector(Connector):
 
     def _result(self, request: OperationRequest, reply: _Reply, value: int | None) -> GatewayResult:
         """Read the answer to a capture, refund or void."""
-        order_reference = str(request.payment.gateway_refs.get("order_reference", ""))
+        order_reference = self._ref(request.payment, "order") or ""
         kind = request.operation
         if reply.status is None and not reply.delivered:
             message = f"N-Genius could not be reached ({reply.problem}); nothing was sent"
@@ -511,14 +521,14 @@ class NgeniusConnector(Connector):
         except Exception as exc:  # noqa: BLE001
             return GatewayResult(Outcome.UNKNOWN, {"error": type(exc).__name__}, {},
                                  "The N-Genius inquiry ended without a readable answer")
-        order_reference = str(payment.gateway_refs.get("order_reference", ""))
+        order_reference = self._ref(payment, "order") or ""
         if order is None:
             if reply.status == 404:
                 message = t.error_message(reply.body) or "N-Genius has no such order"
                 return GatewayResult(Outcome.FAILED, t.sanitise(reply.body) if isinstance(
                     reply.body, dict) else {"status": 404}, {"ref": order_reference}, message)
             return self._unreadable(reply, "inquiry")
-        chosen = self._pick_payment(order, payment.gateway_refs.get("payment_reference"))
+        chosen = self._pick_payment(order, self._ref(payment, "payment"))
         raw = t.sanitise(order.model_dump(by_alias=True))
         if chosen is None:
             return GatewayResult(Outcome.PENDING, raw, {"ref": order_reference},
@@ -552,9 +562,9 @@ class NgeniusConnector(Connector):
                                  "The N-Genius inquiry ended without a readable answer")
         if order is None:
             return self._unreadable(reply, "inquiry")
-        order_reference = str(request.payment.gateway_refs.get("order_reference", ""))
+        order_reference = self._ref(request.payment, "order") or ""
         raw = t.sanitise(order.model_dump(by_alias=True))
-        payment = self._pick_payment(order, request.payment.gateway_refs.get("payment_reference"))
+        payment = self._pick_payment(order, self._ref(request.payment, "payment"))
         if payment is None:
             return GatewayResult(Outcome.FAILED, raw, {"ref": order_reference},
                                  "N-Genius has no such payment: the operation was not performed")
