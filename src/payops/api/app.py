@@ -19,6 +19,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from payops import logging as payops_logging
 from payops.config import Settings, get_settings
 from payops.context import AppContext
+from payops.api import openapi
 from payops.checkout.endpoints import router as checkout_router
 from payops.checkout.hosted import router as hosted_router
 from payops.transactions import expiry
@@ -133,6 +134,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def metrics() -> Response:
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
+    openapi.install(app)
     app.include_router(checkout_router)
     app.include_router(hosted_router)
     app.include_router(payment_methods_router)

@@ -18,6 +18,7 @@ from payops.auth import repository as auth_repo
 from payops.auth.permissions import ALL_PERMISSIONS
 from payops.auth.secrets import hash_password, new_api_key
 from payops.config import Settings, get_settings
+from payops.connectors.sandbox.connector import TEST_CARDS
 from payops.context import AppContext
 from payops.db.migrate import upgrade
 from payops.db.models import (
@@ -331,12 +332,16 @@ def txn_create(
     except (AmountError, ValueError) as exc:
         _fail(f"amount: {exc}")
     order = order_no or f"demo-{secrets.token_hex(4)}"
+    if card.replace(" ", "") not in TEST_CARDS:
+        _fail(f"not a sandbox test card; use one of {', '.join(TEST_CARDS)}")
 
     async def work(ctx: AppContext) -> dict[str, Any]:
         async with ctx.db.write() as session:
             gateway = await gateway_repo.get_by_code(session, pg_code)
             if gateway is None or gateway.connector != "sandbox":
                 _fail(f"no sandbox gateway configuration {pg_code!r}")
+            if currency.upper() not in gateway.accepted_currencies:
+                _fail(f"{pg_code} does not accept {currency.upper()}")
             if await txn_repo.find_parent(session, order_no=order, include_deleted=True):
                 _fail(f"order number {order!r} is taken")
             parent = new_parent(amount=minor, currency_code=currency, pg_codes=[pg_code],
@@ -345,7 +350,8 @@ def txn_create(
             await session.flush()
             parent_id = parent.id
         try:
-            parent = await pay_with_sandbox(ctx.db, ctx.settings, parent_id, gateway, card)
+            parent = await pay_with_sandbox(ctx.db, ctx.settings, parent_id, gateway,
+                                            card.replace(" ", ""))
         except TransactionError as exc:
             _fail(str(exc))
         return {"order_no": parent.order_no, "session_id": parent.session_id,

@@ -65,7 +65,8 @@ class SandboxConnector(Connector):
             payment.reference_number, payment.amount, payment.currency_code,
             payment.operation_mode, status, card_number[-4:],
         )
-        if status == "pending":
+        # The ledger answers for a reference it already knows, whatever card came this time.
+        if row["status"] == "pending":
             return GatewayResult(Outcome.PENDING, self._payment_reply(row, "PENDING"),
                                  self._payment_params(row), "Payment is being processed")
         return self._payment_result(row)
@@ -144,6 +145,9 @@ class SandboxConnector(Connector):
                 transaction_id=secrets.token_hex(8),
             )
         except LedgerRefusal as refusal:
+            if code == TRIGGER_DONE_THEN_TIMEOUT:  # the refusal's reply is lost too
+                return GatewayResult(Outcome.UNKNOWN, {"error": "timeout"}, {},
+                                     "The sandbox gateway did not answer")
             return GatewayResult(
                 Outcome.FAILED,
                 {"result": "ERROR", "reference": request.reference_number, "message": str(refusal)},

@@ -1,0 +1,80 @@
+"""The published OpenAPI document: PayOps's real error bodies, not FastAPI's defaults.
+
+FastAPI documents a 422 validation error that PayOps never sends (field errors are DRF-shaped
+400s). This replaces it, and documents the answers every authenticated endpoint can give.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+
+DETAIL = {"type": "object", "required": ["detail"],
+          "properties": {"detail": {"type": "string"}}}
+FIELD_ERRORS = {
+    "type": "object",
+    "description": 'DRF field errors: {"field": ["message"]}, nested for nested objects',
+    "additionalProperties": {"anyOf": [
+        {"type": "array", "items": {"type": "string"}},
+        {"type": "object"},
+    ]},
+}
+COMMON_ERRORS = {
+    "401": "Missing or invalid credentials (with WWW-Authenticate)",
+    "403": "Authenticated but lacking the permission",
+    "404": "Not found",
+    "413": "Request body too large",
+    "415": "Unsupported media type",
+    "429": "Throttled (with Retry-After)",
+}
+
+
+def _json(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"application/json": {"schema": schema}}
+
+
+def install(app: FastAPI) -> None:
+    def build() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = get_openapi(title=app.title, version=app.version,
+                             description=app.description, routes=app.routes)
+        components = schema.setdefault("components", {})
+        schemas = components.setdefault("schemas", {})
+        schemas.pop("HTTPValidationError", None)
+        schemas.pop("ValidationError", None)
+        schemas["Detail"] = DETAIL
+        schemas["FieldErrors"] = FIELD_ERRORS
+        components["securitySchemes"] = {
+            "basicAuth": {"type": "http", "scheme": "basic"},
+            "apiKey": {"type": "apiKey", "in": "header", "name": "Authorization",
+                       "description": "Api-Key <prefix>.<secret>"},
+        }
+        for path, item in schema.get("paths", {}).items():
+            for method, operation in item.items():
+                responses = operation.setdefault("responses", {})
+                responses.pop("422", None)
+                if not path.startswith("/b/"):
+                    continue
+                operation["security"] = [{"basicAuth": []}, {"apiKey": []}]
+                existing_400 = responses.get("400", {}).get("content", {}).get(
+                    "application/json", {}).get("schema")
+                alternatives = [{"$ref": "#/components/schemas/FieldErrors"},
+                                {"$ref": "#/components/schemas/Detail"}]
+                if existing_400:
+                    alternatives.insert(0, existing_400)
+                responses["400"] = {
+                    "description": responses.get("400", {}).get(
+                        "description", "Field errors or a refused request"),
+                    "content": _json({"anyOf": alternatives}),
+                }
+                for code, description in COMMON_ERRORS.items():
+                    responses.setdefault(code, {"description": description})
+                    responses[code].setdefault("content",
+                                               _json({"$ref": "#/components/schemas/Detail"}))
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = build  # type: ignore[method-assign]

@@ -1,0 +1,470 @@
+"""MyFatoorah API v2 wire shapes (pydantic), exact-decimal JSON, status maps and error text.
+
+Every v2 call is a POST with a JSON body and answers the same envelope::
+
+    {"IsSuccess": true|false, "Message": "…", "ValidationErrors": [{"Name", "Error"}] | null,
+     "Data": {…}}
+
+Success is decided by ``IsSuccess``, never by the HTTP status. Amounts are decimal **major units**
+as JSON numbers (``105.033`` KWD), so requests are serialised from ``Decimal`` without ever going
+through a float, and replies are parsed with ``parse_float=Decimal``. Nothing here performs I/O.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from decimal import Decimal, InvalidOperation
+from typing import Annotated, Any, Literal, TypeVar
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, StrictBool, ValidationError
+
+from payops import money
+from payops.connectors.base import Outcome
+
+GET_PAYMENT_STATUS = "/v2/GetPaymentStatus"
+UPDATE_PAYMENT_STATUS = "/v2/UpdatePaymentStatus"
+MAKE_REFUND = "/v2/MakeRefund"
+GET_REFUND_STATUS = "/v2/GetRefundStatus"
+
+KEY_INVOICE_ID = "InvoiceId"
+KEY_PAYMENT_ID = "PaymentId"
+KEY_REFUND_ID = "RefundId"
+
+OPERATION_CAPTURE = "capture"
+OPERATION_RELEASE = "release"
+
+
+# -- JSON with exact decimals ---------------------------------------------------------------------
+
+_PLAIN_NUMBER = re.compile(r"-?[0-9]+(?:\.[0-9]+)?")
+
+
+def dumps(value: Any) -> str:
+    """JSON text in which every ``Decimal`` is written as the exact number literal it holds.
+
+    ``json.dumps`` cannot write a Decimal as a number, and a float would bring binary noise
+    (``105.033`` → ``105.03299999…``) or lose the currency's trailing zeros.
+    """
+    if isinstance(value, Decimal):
+        text = format(value, "f")
+        if not _PLAIN_NUMBER.fullmatch(text):
+            raise ValueError("only finite decimal amounts can be sent")
+        return text
+    if isinstance(value, float):
+        raise TypeError("floats are never sent to MyFatoorah; use Decimal")
+    if isinstance(value, Mapping):
+        items = (f"{json.dumps(str(key))}:{dumps(item)}" for key, item in value.items())
+        return "{" + ",".join(items) + "}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(dumps(item) for item in value) + "]"
+    return json.dumps(value, ensure_ascii=False)
+
+
+def loads(text: str) -> Any:
+    """Parse a reply; JSON numbers with a fraction become ``Decimal`` (never float)."""
+    return json.loads(text, parse_float=Decimal)
+
+
+# -- amounts --------------------------------------------------------------------------------------
+
+def to_amount(minor: int, currency_code: str) -> Decimal:
+    """PayOps minor units → the Decimal MyFatoorah's ``Amount`` carries (major units, exact)."""
+    return money.to_decimal(minor, currency_code)
+
+
+def to_minor(value: Decimal | None, currency_code: str) -> int | None:
+    """A reply's amount → minor units; None when absent or finer than the currency allows."""
+    if value is None:
+        return None
+    try:
+        return money.from_decimal(value, currency_code)
+    except (money.AmountError, InvalidOperation):
+        return None
+
+
+# -- requests -------------------------------------------------------------------------------------
+
+class GatewayRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    def body(self) -> dict[str, Any]:
+        """The JSON object to send (field names are MyFatoorah's, exactly)."""
+        return self.model_dump(exclude_none=True)
+
+
+class PaymentStatusRequest(GatewayRequest):
+    Key: str
+    KeyType: Literal["InvoiceId", "PaymentId", "CustomerReference"]
+
+
+class UpdatePaymentStatusRequest(GatewayRequest):
+    Operation: Literal["capture", "release"]
+    Amount: Decimal | None = None
+    Key: str
+    KeyType: Literal["InvoiceId", "PaymentId", "CustomerReference"]
+
+
+class MakeRefundRequest(GatewayRequest):
+    KeyType: Literal["InvoiceId", "PaymentId"]
+    Key: str
+    Amount: Decimal
+    Comment: str
+    ServiceChargeOnCustomer: bool = False
+    RefundChargeOnCustomer: bool = False
+    ExternalIdentifier: str
+
+
+class RefundStatusRequest(GatewayRequest):
+    KeyType: Literal["InvoiceId", "RefundReference", "RefundId"]
+    Key: str
+
+
+# -- replies --------------------------------------------------------------------------------------
+
+def _text(value: Any) -> Any:
+    """Identifiers arrive as numbers or strings; keep them as text."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, (int, Decimal)):
+        return str(value)
+    return value
+
+
+def _decimal(value: Any) -> Any:
+    """Amounts arrive as JSON numbers (parsed to Decimal/int) or, in places, numeric strings."""
+    if value is None or isinstance(value, Decimal):
+        return value
+    if isinstance(value, bool):
+        raise ValueError("not an amount")
+    if isinstance(value, int):
+        return Decimal(value)
+    if isinstance(value, str) and _PLAIN_NUMBER.fullmatch(value.strip().replace(",", "")):
+        return Decimal(value.strip().replace(",", ""))
+    if isinstance(value, str) and not value.strip():
+        return None
+    raise ValueError("not an amount")
+
+
+Text = Annotated[str | None, BeforeValidator(_text)]
+Money = Annotated[Decimal | None, BeforeValidator(_decimal)]
+
+
+class _Reply(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class FieldError(_Reply):
+    Name: Text = None
+    Error: Text = None
+
+
+class Envelope(_Reply):
+    IsSuccess: StrictBool
+    Message: Text = None
+    ValidationErrors: list[FieldError] | None = None
+    FieldsErrors: list[FieldError] | None = None
+    Data: Any = None
+
+    def error_message(self) -> str:
+        """The gateway's own words for a refusal, read the way MyFatoorah's libraries read them."""
+        errors = self.ValidationErrors or self.FieldsErrors or []
+        parts = []
+        for item in errors:
+            name, error = (item.Name or "").strip(), (item.Error or "").strip()
+            if name and error:
+                parts.append(f"{name}: {error}")
+            elif error or name:
+                parts.append(error or name)
+        if parts:
+            return ", ".join(parts)
+        if isinstance(self.Data, Mapping):
+            nested = self.Data.get("ErrorMessage")
+            if isinstance(nested, str) and nested.strip():
+                return nested.strip()
+        return (self.Message or "").strip()
+
+
+class InvoiceTransaction(_Reply):
+    TransactionDate: Text = None
+    PaymentGateway: Text = None
+    ReferenceId: Text = None
+    TrackId: Text = None
+    TransactionId: Text = None
+    PaymentId: Text = None
+    AuthorizationId: Text = None
+    TransactionStatus: Text = None
+    TransationValue: Money = None  # sic: MyFatoorah's spelling
+    PaidCurrency: Text = None
+    Currency: Text = None
+    Error: Text = None
+    ErrorCode: Text = None
+    CardNumber: Text = None
+
+    @property
+    def status(self) -> str:
+        return normalise(self.TransactionStatus)
+
+
+class PaymentStatus(_Reply):
+    """``Data`` of GetPaymentStatus (and of UpdatePaymentStatus, which answers the same object)."""
+
+    InvoiceId: Text = None
+    InvoiceStatus: Text = None
+    InvoiceReference: Text = None
+    CustomerReference: Text = None
+    InvoiceValue: Money = None
+    InvoiceDisplayValue: Text = None
+    InvoiceTransactions: list[InvoiceTransaction] | None = None
+
+    @property
+    def status(self) -> str:
+        return normalise(self.InvoiceStatus)
+
+    @property
+    def transactions(self) -> list[InvoiceTransaction]:
+        return list(self.InvoiceTransactions or [])
+
+    def with_status(self, *statuses: str) -> list[InvoiceTransaction]:
+        return [t for t in self.transactions if t.status in statuses]
+
+    @property
+    def captured(self) -> bool:
+        """Money taken: the invoice is Paid, which MyFatoorah says means a ``Succss`` transaction."""
+        return self.status == "paid" and bool(self.with_status(*SUCCESS_STATUSES))
+
+    @property
+    def released(self) -> bool:
+        """An authorization given back: a ``Canceled`` transaction next to the ``Authorize`` one."""
+        return (not self.with_status(*SUCCESS_STATUSES) and bool(self.with_status("authorize"))
+                and bool(self.with_status("canceled")))
+
+    @property
+    def authorized(self) -> bool:
+        """An authorization still held: neither captured nor released."""
+        return (bool(self.with_status("authorize")) and not self.with_status(*SUCCESS_STATUSES)
+                and not self.with_status("canceled") and self.status != "canceled")
+
+    def latest(self, *statuses: str) -> InvoiceTransaction | None:
+        found = self.with_status(*statuses) if statuses else self.transactions
+        return found[-1] if found else None
+
+
+class RefundCreated(_Reply):
+    """``Data`` of MakeRefund."""
+
+    Key: Text = None
+    RefundId: Text = None
+    RefundReference: Text = None
+    RefundInvoiceId: Text = None
+    Amount: Money = None
+    Comment: Text = None
+    ExternalIdentifier: Text = None
+
+
+class RefundStatusEntry(_Reply):
+    RefundId: Text = None
+    RefundStatus: Text = None
+    InvoiceId: Text = None
+    Amount: Money = None
+    RefundReference: Text = None
+    ExternalIdentifier: Text = None
+    RRN: Text = None
+    RefundAmount: Money = None
+    BaseCurrency: Text = None
+
+    @property
+    def status(self) -> str:
+        return normalise(self.RefundStatus)
+
+    @property
+    def value(self) -> Decimal | None:
+        return self.Amount if self.Amount is not None else self.RefundAmount
+
+
+class RefundStatusList(_Reply):
+    """``Data`` of GetRefundStatus."""
+
+    RefundStatusResult: list[RefundStatusEntry] | None = None
+
+    @property
+    def refunds(self) -> list[RefundStatusEntry]:
+        return list(self.RefundStatusResult or [])
+
+    def by_external_identifier(self, reference: str) -> list[RefundStatusEntry]:
+        return [r for r in self.refunds if (r.ExternalIdentifier or "") == reference]
+
+
+M = TypeVar("M", bound=_Reply)
+
+
+def parse_envelope(body: Any) -> Envelope | None:
+    if not isinstance(body, Mapping):
+        return None
+    try:
+        return Envelope.model_validate(body)
+    except ValidationError:
+        return None
+
+
+def parse_data(model: type[M], data: Any) -> M | None:
+    if not isinstance(data, Mapping):
+        return None
+    try:
+        return model.model_validate(data)
+    except ValidationError:
+        return None
+
+
+# -- statuses -------------------------------------------------------------------------------------
+
+def normalise(status: str | None) -> str:
+    """Statuses are compared case-insensitively (``Paid``/``PAID``, ``InProgress``/``INPROGRESS``)."""
+    return (status or "").strip().replace("_", "").replace(" ", "").lower()
+
+
+# The API's own (misspelled) ``Succss``; the correct spelling and v3's upper case are accepted too,
+# should MyFatoorah ever fix it.
+SUCCESS_STATUSES = ("succss", "success")
+
+# What an invoice status says of the customer's payment (GetPaymentStatus ``InvoiceStatus``).
+# ``Authorize`` appears in the Authorize-Capture guide for an authorized invoice.
+INVOICE_STATUS_OUTCOME: dict[str, Outcome] = {
+    "paid": Outcome.SUCCESS,
+    "pending": Outcome.PENDING,
+    "authorize": Outcome.SUCCESS,
+    "canceled": Outcome.FAILED,
+}
+
+# What one payment transaction's status says (``InvoiceTransactions[].TransactionStatus``).
+TRANSACTION_STATUS_OUTCOME: dict[str, Outcome] = {
+    "inprogress": Outcome.PENDING,
+    "succss": Outcome.SUCCESS,
+    "success": Outcome.SUCCESS,
+    "authorize": Outcome.SUCCESS,
+    "failed": Outcome.FAILED,
+    "canceled": Outcome.FAILED,
+}
+
+# What a refund's status says (GetRefundStatus ``RefundStatus``; webhooks use upper case).
+REFUND_STATUS_OUTCOME: dict[str, Outcome] = {
+    "refunded": Outcome.SUCCESS,
+    "pending": Outcome.PENDING,
+    "canceled": Outcome.FAILED,
+}
+
+
+def status_outcome(table: Mapping[str, Outcome], status: str | None) -> Outcome:
+    """An answer the map does not know is "not final yet" (PENDING), never a success."""
+    return table.get(normalise(status), Outcome.PENDING)
+
+
+def payment_outcome(payment: PaymentStatus, operation_mode: str) -> tuple[Outcome, str]:
+    """What GetPaymentStatus says of the customer's payment, with a short reason."""
+    status = payment.status
+    if status not in INVOICE_STATUS_OUTCOME:
+        return Outcome.PENDING, f"MyFatoorah invoice status {payment.InvoiceStatus!r} is not final"
+    if payment.captured:
+        return Outcome.SUCCESS, "Paid"
+    if status == "paid":
+        # "Paid" without a successful transaction contradicts the documented rule: wait.
+        return Outcome.PENDING, "MyFatoorah shows the invoice paid without a successful transaction"
+    if payment.authorized:
+        if operation_mode == "authorize":
+            return Outcome.SUCCESS, "Authorized"
+        return Outcome.PENDING, "The payment is only authorized"
+    if status == "canceled":
+        return Outcome.FAILED, "The MyFatoorah invoice is canceled"
+    if payment.released:
+        return Outcome.FAILED, "The authorization was released"
+    outcomes = [status_outcome(TRANSACTION_STATUS_OUTCOME, t.TransactionStatus)
+                for t in payment.transactions]
+    if not outcomes or Outcome.PENDING in outcomes:
+        return Outcome.PENDING, "Payment in progress"
+    if all(outcome == Outcome.FAILED for outcome in outcomes):
+        last = payment.latest()
+        reason = (last.Error or "").strip() if last else ""
+        return Outcome.FAILED, reason or "Payment failed"
+    return Outcome.PENDING, "Payment not final"
+
+
+# MyFatoorah's documented ``ErrorCode`` values for failed transactions.
+ERROR_CODES = {
+    "MF001": "3DS authentication failed",
+    "MF002": "Declined by the issuer",
+    "MF003": "Blocked by the gateway",
+    "MF004": "Insufficient funds",
+    "MF005": "Session timed out",
+    "MF006": "Transaction cancelled",
+    "MF007": "Card expired",
+    "MF008": "The issuer did not respond",
+    "MF009": "Denied by risk",
+    "MF010": "Wrong CVV",
+    "MF020": "Unspecified failure",
+}
+
+
+# -- what may be kept and shown -------------------------------------------------------------------
+
+_CARD_KEYS = {"cardnumber", "card_number", "pan", "cardno"}
+_DIGIT_RUN = re.compile(r"[0-9]{12,19}")
+
+
+def mask_card(value: Any) -> Any:
+    """Keep at most the first six and last four digits of a card number."""
+    if not isinstance(value, str):
+        return value
+    digits = re.sub(r"[\s-]", "", value)
+    if _DIGIT_RUN.fullmatch(digits):
+        return f"{digits[:6]}{'x' * (len(digits) - 10)}{digits[-4:]}"
+    return value
+
+
+def scrub(value: Any) -> Any:
+    """A reply as it may be stored: card numbers masked wherever they appear."""
+    if isinstance(value, Mapping):
+        return {key: (mask_card(item) if str(key).lower() in _CARD_KEYS else scrub(item))
+                for key, item in value.items()}
+    if isinstance(value, list):
+        return [scrub(item) for item in value]
+    return value
+
+
+def jsonable(value: Any) -> Any:
+    """Decimals → their exact text, so a parsed reply can be stored as JSON without floats."""
+    if isinstance(value, Decimal):
+        return format(value, "f")
+    if isinstance(value, Mapping):
+        return {str(key): jsonable(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [jsonable(item) for item in value]
+    return value
+
+
+def transaction_params(
+    transaction: InvoiceTransaction | None, reference: str, result: str, message: str
+) -> dict[str, Any]:
+    """Normalised ``pg_params`` (keys of transactions.presenters.PG_PARAM_KEYS)."""
+    params: dict[str, Any] = {"ref": reference, "result": result, "pg_message": message}
+    if transaction is not None:
+        params.update({
+            "payment_id": transaction.PaymentId,
+            "transaction_id": transaction.TransactionId,
+            "auth_code": transaction.AuthorizationId,
+            "rrn": transaction.ReferenceId,
+            "track_id": transaction.TrackId,
+            "card_type": transaction.PaymentGateway,
+            "card_number": mask_card(transaction.CardNumber),
+            "post_date": transaction.TransactionDate,
+        })
+    return {key: value for key, value in params.items() if value not in (None, "")}
+
+
+def refund_params(
+    reference: str, result: str, message: str, *, refund_id: str | None = None,
+    refund_reference: str | None = None, rrn: str | None = None,
+) -> dict[str, Any]:
+    params = {"ref": reference, "result": result, "pg_message": message,
+              "transaction_id": refund_id, "receipt_no": refund_reference, "rrn": rrn}
+    return {key: value for key, value in params.items() if value not in (None, "")}
