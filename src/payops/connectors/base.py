@@ -52,6 +52,8 @@ class OperationRequest:
     amount: int
     currency_code: str
     payment: PaymentRef
+    # What the gateway told us about this operation before (for inquiries and reconciliation).
+    gateway_refs: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,8 @@ class ConnectorConfig:
     # Non-secret settings of the configuration (e.g. ``base_url`` to override the gateway host,
     # ``timeout_seconds``), as given to ``payops gateway add --option``.
     options: dict[str, Any] = field(default_factory=dict)
+    # Secret the gateway signs or tags its incoming notifications with (decrypted).
+    webhook_secret: str = ""
     # Process settings, for connectors whose behaviour the deployment tunes (the sandbox).
     settings: Any = None
 

@@ -228,6 +228,8 @@ class Operation(Base):
     initiator: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     pg_response: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     pg_params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # The gateway's own identifiers for this operation (capture id, refund id, ...).
+    gateway_refs: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     message: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     settled_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)

@@ -106,16 +106,18 @@ def gateway_facts(config: GatewayConfig) -> GatewayFacts:
 
 
 def connector_for(config: GatewayConfig, settings: Settings) -> Connector:
+    box = secret_box(settings)
     return build_connector(
         config.connector,
         ConnectorConfig(
             pg_code=config.pg_code,
             is_sandbox=config.is_sandbox,
-            credentials=secret_box(settings).open(config.credentials_encrypted),
+            credentials=box.open(config.credentials_encrypted),
             timeout_seconds=float(
                 (config.options or {}).get("timeout_seconds", settings.gateway_timeout_seconds)
             ),
             options=dict(config.options or {}),
+            webhook_secret=str(box.open(config.webhook_secret_encrypted).get("secret", "")),
             settings=settings,
         ),
     )

@@ -95,6 +95,7 @@ async def _request_for(ctx: AppContext, operation_id: int) -> tuple[Operation, O
         return op, OperationRequest(
             operation=op.operation, reference_number=op.reference_number, amount=op.amount,
             currency_code=op.currency_code, payment=payment_ref(attempt),
+            gateway_refs=dict(op.gateway_refs or {}),
         )
 
 
@@ -103,14 +104,21 @@ async def _ask(ctx: AppContext, op: Operation, request: OperationRequest) -> Gat
                              lambda c: c.inquire_operation(request), op.reference_number)
 
 
-async def _unresolved(ctx: AppContext, operation_id: int, *, review: bool) -> str:
-    """Record an ask that settled nothing: back off, or hand the operation to a human."""
+async def _unresolved(
+    ctx: AppContext, operation_id: int, *, review: bool, counts: bool = True
+) -> str:
+    """Record an ask that settled nothing: back off, or hand the operation to a human.
+
+    ``counts`` is False when the gateway said the operation is still in progress: that is an
+    answer, so it does not move the operation towards review; only silence does.
+    """
     async with ctx.db.write() as session:
         op = await session.get_one(Operation, operation_id, with_for_update=True,
                                    populate_existing=True)
         if op.state not in OPEN_STATES:
             return op.state
-        op.reconcile_attempts += 1
+        if counts:
+            op.reconcile_attempts += 1
         if op.state == "processing" and (
             review or op.reconcile_attempts >= ctx.settings.reconcile_max_attempts
         ):
@@ -136,7 +144,8 @@ async def reconcile_operation(ctx: AppContext, operation_id: int) -> str:
         async with ctx.db.write() as session:
             settled, _ = await settle(session, operation_id, result)
             return settled.state
-    return await _unresolved(ctx, operation_id, review=False)
+    return await _unresolved(ctx, operation_id, review=False,
+                             counts=result.outcome != Outcome.PENDING)
 
 
 async def reconcile_once(

@@ -241,6 +241,7 @@ async def settle(
     before = op.state
     op.pg_response = result.raw
     op.pg_params = result.pg_params
+    op.gateway_refs = {**(op.gateway_refs or {}), **result.gateway_refs}
     op.message = result.message
     if result.outcome == Outcome.SUCCESS:
         op.state = "succeeded"
