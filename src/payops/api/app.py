@@ -26,6 +26,7 @@ from payops.transactions import expiry
 from payops.webhooks import delivery
 from payops.domain import messages
 from payops.gateways.endpoints import router as payment_methods_router
+from payops.gateways.notifications import router as notifications_router
 from payops.errors import ApiError
 from payops.inquiry.endpoints import router as inquiry_router
 from payops.operations import reconciler
@@ -138,6 +139,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(checkout_router)
     app.include_router(hosted_router)
     app.include_router(payment_methods_router)
+    app.include_router(notifications_router)
     app.include_router(operations_router)
     app.include_router(inquiry_router)
     return app

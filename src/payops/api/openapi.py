@@ -58,7 +58,8 @@ def install(app: FastAPI) -> None:
                 responses.pop("422", None)
                 if not path.startswith("/b/"):
                     continue
-                operation["security"] = [{"basicAuth": []}, {"apiKey": []}]
+                if not path.startswith("/b/pg/notifications/"):  # gateways sign those instead
+                    operation["security"] = [{"basicAuth": []}, {"apiKey": []}]
                 existing_400 = responses.get("400", {}).get("content", {}).get(
                     "application/json", {}).get("schema")
                 alternatives = [{"$ref": "#/components/schemas/FieldErrors"},

@@ -8,10 +8,10 @@ replies come back as ``Outcome.UNKNOWN`` so the caller can leave the operation f
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, ClassVar
-
 
 # The caller's hard stop beyond a connector's own timeout: a connector that hangs past its
 # configured timeout is treated as an unknown outcome, never waited on forever.
@@ -54,6 +54,21 @@ class OperationRequest:
     payment: PaymentRef
     # What the gateway told us about this operation before (for inquiries and reconciliation).
     gateway_refs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Notification:
+    """What an authentic incoming gateway notification is about. It is only a hint: PayOps
+    confirms it by inquiry before changing anything."""
+
+    # A reference PayOps sent to the gateway (an operation's or an attempt's reference_number).
+    reference: str | None = None
+    # The gateway's own identifiers of the payment (matched against stored gateway_refs).
+    gateway_refs: dict[str, Any] = field(default_factory=dict)
+
+
+class NotificationRejected(ValueError):
+    """Not authentic, or unreadable. The message is safe to log."""
 
 
 @dataclass(frozen=True)
@@ -101,6 +116,12 @@ class Connector(ABC):
     @abstractmethod
     async def inquire_operation(self, request: OperationRequest) -> GatewayResult:
         """What happened to the operation sent under this reference? (for reconciliation)"""
+
+    def parse_notification(self, headers: Mapping[str, str], body: bytes) -> Notification:
+        """Verify an incoming notification with ``config.webhook_secret`` and say what it is
+        about; raise NotificationRejected when it is not authentic. Gateways that send no
+        notifications keep this default."""
+        raise NotImplementedError
 
     async def aclose(self) -> None:
         return None

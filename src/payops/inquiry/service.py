@@ -130,6 +130,13 @@ async def _admit(ctx: AppContext, parent_id: int) -> None:
         session.add(GatewayInquiry(transaction_id=parent_id, at=now))
 
 
+async def ask_gateways_about(ctx: AppContext, parent_id: int) -> None:
+    """Ask the gateways about a transaction's attempts now (a gateway notified us)."""
+    async with ctx.db.read() as session:
+        attempts = await repository.attempts(session, parent_id)
+    await _ask_gateways(ctx, parent_id, attempts)
+
+
 async def _ask_gateways(ctx: AppContext, parent_id: int, attempts: list[PaymentAttempt]) -> None:
     """Ask each attempted gateway that supports inquiry, newest attempt first; stop at a success."""
     for attempt in attempts:

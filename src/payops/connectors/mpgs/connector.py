@@ -30,7 +30,7 @@ import asyncio
 import json
 import logging
 import ssl
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, ClassVar
@@ -43,11 +43,14 @@ from payops.connectors.base import (
     Connector,
     ConnectorConfig,
     GatewayResult,
+    Notification,
+    NotificationRejected,
     OperationRequest,
     Outcome,
     PaymentRef,
 )
 from payops.connectors.mpgs import transformers as t
+from payops.connectors.mpgs import webhooks
 
 log = logging.getLogger(__name__)
 
@@ -172,6 +175,15 @@ class MpgsConnector(Connector):
         if self._client is not None:
             client, self._client = self._client, None
             await client.aclose()
+
+    def parse_notification(self, headers: Mapping[str, str], body: bytes) -> Notification:
+        try:
+            notice = webhooks.verify_and_parse(headers, body, self.config.webhook_secret,
+                                               merchant_id=self.merchant_id)
+            order_id, _ = webhooks.notification_key(body)
+        except webhooks.InvalidNotification as exc:
+            raise NotificationRejected(str(exc)) from None
+        return Notification(reference=notice.reference, gateway_refs={"order_id": order_id})
 
     # -- operations -----------------------------------------------------------------------------
     async def capture(self, request: OperationRequest) -> GatewayResult:

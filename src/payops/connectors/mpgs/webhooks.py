@@ -16,7 +16,11 @@ from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 from payops.connectors.base import Outcome
-from payops.connectors.mpgs.transformers import decode_json, parse_transaction, transaction_outcome
+from payops.connectors.mpgs.transformers import (
+    decode_json,
+    parse_transaction,
+    transaction_outcome,
+)
 
 SECRET_HEADER = "X-Notification-Secret"
 ID_HEADER = "X-Notification-Id"

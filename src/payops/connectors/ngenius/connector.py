@@ -557,10 +557,12 @@ class NgeniusConnector(Connector):
         recognised among the payment's children by kind, amount and currency:
         none → FAILED (not performed); exactly one → its state (SUCCESS, REQUESTED → PENDING,
         failure → FAILED); several → UNKNOWN (a person must decide; the reconciler ends with
-        ``needs_review``). If the request carries ``known_gateway_ids`` (ids of children that
-        already belong to other PayOps operations), those children are left out first, which
-        removes the ambiguity of an earlier operation with the same amount. A void is judged
-        from the payment state (REVERSED or not).
+        ``needs_review``). When an earlier answer already named the child
+        (``request.gateway_refs["capture_reference"/"refund_reference"]``, e.g. a queued refund),
+        that child is looked up by id instead. If the request carries ``known_gateway_ids`` (ids
+        of children that belong to other PayOps operations; not yet provided by PayOps), those are
+        left out first, which removes the ambiguity of an earlier operation with the same amount.
+        A void is judged from the payment state (REVERSED or not).
         """
         deadline = _Deadline(self.timeout)
         try:
@@ -590,11 +592,20 @@ class NgeniusConnector(Connector):
             return GatewayResult(Outcome.FAILED, raw, {},
                                  "The amount cannot be expressed at N-Genius; it was not sent")
         children = payment.captures if request.operation == "capture" else payment.refunds
-        matches = [c for c in children if self._same_amount(c, value, request)]
-        known = getattr(request, "known_gateway_ids", None)
-        if known is not None:
-            matches = [c for c in matches if c.ref not in known]
         kind = request.operation
+        # An earlier answer may have named the child already (a queued refund, a capture whose
+        # settlement crashed): then it is looked up by its id, with no guessing.
+        own = (getattr(request, "gateway_refs", None) or {}).get(f"{kind}_reference")
+        if own:
+            matches = [c for c in children if c.ref == str(own)]
+            if not matches:
+                return GatewayResult(Outcome.UNKNOWN, raw, {"ref": order_reference},
+                                     f"N-Genius no longer shows {kind} {own}")
+        else:
+            matches = [c for c in children if self._same_amount(c, value, request)]
+            known = getattr(request, "known_gateway_ids", None)
+            if known is not None:
+                matches = [c for c in matches if c.ref not in known]
         if not matches:
             return GatewayResult(Outcome.FAILED, raw, {"ref": order_reference},
                                  f"N-Genius shows no {kind} of this amount: it was not performed")

@@ -32,6 +32,7 @@ import json
 import logging
 import ssl
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import lru_cache
@@ -44,10 +45,13 @@ from payops.connectors.base import (
     Connector,
     ConnectorConfig,
     GatewayResult,
+    Notification,
+    NotificationRejected,
     OperationRequest,
     Outcome,
     PaymentRef,
 )
+from payops.connectors.tabby import webhooks
 from payops.connectors.tabby.transformers import (
     FALLBACK_MESSAGES,
     Movement,
@@ -207,6 +211,16 @@ class TabbyConnector(Connector):
         if self._client is not None:
             await self._client.aclose()
             self._client = None
+
+    def parse_notification(self, headers: Mapping[str, str], body: bytes) -> Notification:
+        header = str(self.config.options.get("webhook_header") or webhooks.DEFAULT_HEADER_NAME)
+        if not webhooks.verify_notification(headers, self.config.webhook_secret, header):
+            raise NotificationRejected("notification is not authentic")
+        try:
+            notice = webhooks.parse_notification(body)
+        except webhooks.TabbyWebhookError as exc:
+            raise NotificationRejected(str(exc)) from None
+        return Notification(gateway_refs={"payment_id": notice.payment_id})
 
     # -- helpers ----------------------------------------------------------------------------
     @staticmethod
