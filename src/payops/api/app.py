@@ -23,6 +23,7 @@ from payops.api import openapi
 from payops.checkout.endpoints import router as checkout_router
 from payops.checkout.hosted import router as hosted_router
 from payops.transactions import expiry
+from payops.transactions.endpoints import router as import_router
 from payops.webhooks import delivery
 from payops.domain import messages
 from payops.gateways.endpoints import router as payment_methods_router
@@ -140,6 +141,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(hosted_router)
     app.include_router(payment_methods_router)
     app.include_router(notifications_router)
+    app.include_router(import_router)
     app.include_router(operations_router)
     app.include_router(inquiry_router)
     return app

@@ -55,7 +55,8 @@ async def read_object(request: Request, max_bytes: int) -> dict[str, Any]:
         try:
             data = json.loads(raw, parse_float=Decimal, parse_constant=_reject_constant)
         except (ValueError, UnicodeDecodeError) as exc:
-            raise DetailError(messages.INVALID_JSON.format(error=exc), 400) from None
+            reason = "number too large" if "int_max_str_digits" in str(exc) else exc
+            raise DetailError(messages.INVALID_JSON.format(error=reason), 400) from None
         except RecursionError:
             raise DetailError(messages.INVALID_JSON.format(error="nested too deeply"), 400) from None
     elif media == FORM_TYPE:

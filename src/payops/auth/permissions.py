@@ -10,4 +10,7 @@ OPERATION_PERMISSIONS = {
     "inquiry": "payment.inquiry",
 }
 CHECKOUT_PERMISSIONS = ("checkout.create", "checkout.change", "checkout.view")
-ALL_PERMISSIONS = frozenset(OPERATION_PERMISSIONS.values()) | frozenset(CHECKOUT_PERMISSIONS)
+# PayOps's own: registering a payment taken at a gateway outside PayOps (decisions §9).
+IMPORT_PERMISSION = "payment.import"
+ALL_PERMISSIONS = (frozenset(OPERATION_PERMISSIONS.values()) | frozenset(CHECKOUT_PERMISSIONS)
+                   | {IMPORT_PERMISSION})

@@ -61,6 +61,13 @@ class FailureThrottle:
             if len(entries) >= self.limit:
                 raise Throttled(int(entries[0] + self.window - now) + 1)
 
+    def forgive(self, *keys: str) -> None:
+        """Take back the failure counted in advance for an attempt that succeeded."""
+        for key in keys:
+            entries = self._failures.get(key)
+            if entries:
+                entries.pop()
+
     def fail(self, *keys: str) -> None:
         now = time.monotonic()
         for key in keys:
@@ -93,8 +100,10 @@ class Authenticator:
         raise AuthenticationFailed(messages.AUTH_MISSING)
 
     async def _basic(self, session: AsyncSession, credential: str, client: str) -> Principal:
-        if not credential or " " in credential:
-            raise AuthenticationFailed(messages.AUTH_INVALID_BASIC_HEADER)
+        if not credential:
+            raise AuthenticationFailed(messages.AUTH_BASIC_NO_CREDENTIALS)
+        if " " in credential:
+            raise AuthenticationFailed(messages.AUTH_BASIC_SPACES)
         try:
             decoded = base64.b64decode(credential, validate=True).decode("utf-8")
         except (binascii.Error, UnicodeDecodeError):
@@ -110,13 +119,16 @@ class Authenticator:
             user = await repository.user_by_id(session, cached[0])
         if user is None:
             self.throttle.check(*keys)
+            # Count the attempt as failed before the (slow, awaited) check, so parallel guesses
+            # cannot all pass the limit; a success takes it back.
+            self.throttle.fail(*keys)
             user = await repository.user_by_username(session, username)
             ok = await asyncio.to_thread(
                 verify_password, user.password_hash if user else None, password
             )
             if not ok or user is None:
-                self.throttle.fail(*keys)
                 raise AuthenticationFailed(messages.AUTH_INVALID_BASIC)
+            self.throttle.forgive(*keys)
             if len(self._verified) > 10_000:
                 self._verified.clear()
             self._verified[fingerprint] = (user.id, time.monotonic() + self.cache_seconds)

@@ -54,6 +54,9 @@ class OperationRequest:
     payment: PaymentRef
     # What the gateway told us about this operation before (for inquiries and reconciliation).
     gateway_refs: dict[str, Any] = field(default_factory=dict)
+    # Gateway ids that belong to this payment's *other* operations: a gateway without merchant
+    # references (N-Genius) must not mistake one of those for this operation when reconciling.
+    known_gateway_ids: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)

@@ -92,10 +92,13 @@ async def _request_for(ctx: AppContext, operation_id: int) -> tuple[Operation, O
         )
         if attempt is None:
             return op, None
+        others = await session.scalars(select(Operation.gateway_refs).where(
+            Operation.transaction_id == op.transaction_id, Operation.id != op.id))
+        known = frozenset(str(value) for refs in others for value in (refs or {}).values())
         return op, OperationRequest(
             operation=op.operation, reference_number=op.reference_number, amount=op.amount,
             currency_code=op.currency_code, payment=payment_ref(attempt),
-            gateway_refs=dict(op.gateway_refs or {}),
+            gateway_refs=dict(op.gateway_refs or {}), known_gateway_ids=known,
         )
 
 

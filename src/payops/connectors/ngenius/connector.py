@@ -34,6 +34,7 @@ import logging
 import ssl
 import time
 import weakref
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, ClassVar
@@ -46,11 +47,14 @@ from payops.connectors.base import (
     Connector,
     ConnectorConfig,
     GatewayResult,
+    Notification,
+    NotificationRejected,
     OperationRequest,
     Outcome,
     PaymentRef,
 )
 from payops.connectors.ngenius import transformers as t
+from payops.connectors.ngenius import webhooks
 from payops.money import UnknownCurrency, format_minor
 
 log = logging.getLogger(__name__)
@@ -298,10 +302,9 @@ class NgeniusConnector(Connector):
 
     @staticmethod
     def _ref(payment: PaymentRef, kind: str) -> str | None:
-        """A gateway reference of the imported payment: ``order_reference`` (also accepted as
-        ``order_id``) or ``payment_reference`` (``payment_id``)."""
-        refs = payment.gateway_refs
-        value = refs.get(f"{kind}_reference") or refs.get(f"{kind}_id")
+        """A gateway reference of the imported payment: ``order_reference`` (required) or
+        ``payment_reference`` (optional: without it the order's paid payment is used)."""
+        value = payment.gateway_refs.get(f"{kind}_reference")
         return str(value) if value else None
 
     def _outlet(self, payment: PaymentRef) -> str:
@@ -519,6 +522,20 @@ class NgeniusConnector(Connector):
     def _same_amount(child: t.Child, value: int | None, request: OperationRequest) -> bool:
         return (child.amount is not None and child.amount.value == value
                 and child.amount.currency_code.upper() == request.currency_code.upper())
+
+    # -- incoming notifications ---------------------------------------------------------------------
+
+    def parse_notification(self, headers: Mapping[str, str], body: bytes) -> Notification:
+        """N-Genius tags its webhooks with the static custom header configured in its portal
+        (name: option ``webhook_header``; value: the configuration's webhook secret). The order
+        reference it names is matched against the stored ``order_reference``."""
+        header = str(self.config.options.get("webhook_header") or webhooks.DEFAULT_HEADER_NAME)
+        try:
+            event = webhooks.verify_and_parse(headers, body, secret=self.config.webhook_secret,
+                                              header_name=header)
+        except webhooks.WebhookError as exc:
+            raise NotificationRejected(str(exc)) from None
+        return Notification(gateway_refs={"order_reference": event.reference})
 
     # -- inquiries ----------------------------------------------------------------------------------
 
