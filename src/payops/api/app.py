@@ -8,6 +8,7 @@ import secrets
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -16,6 +17,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, H
 from sqlalchemy import text
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from payops import background
 from payops import logging as payops_logging
 from payops.config import Settings, get_settings
 from payops.context import AppContext
@@ -36,19 +38,29 @@ from payops.operations.endpoints import router as operations_router
 log = logging.getLogger("payops.http")
 
 
+async def _summary(pass_: Any) -> dict[str, int]:
+    summary = await pass_
+    return dict(summary.outcomes)
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.ctx = AppContext.build(settings)
-        loops = []
-        if settings.reconcile_interval_seconds > 0:
-            loops.append(asyncio.create_task(reconciler.run_forever(app.state.ctx)))
-        if settings.webhook_interval_seconds > 0:
-            loops.append(asyncio.create_task(delivery.run_forever(app.state.ctx)))
-        if settings.expiry_interval_seconds > 0:
-            loops.append(asyncio.create_task(expiry.run_forever(app.state.ctx)))
+        ctx = app.state.ctx
+        loops = [
+            asyncio.create_task(background.every(interval, name, work))
+            for interval, name, work in (
+                (settings.reconcile_interval_seconds, "reconciliation",
+                 lambda: _summary(reconciler.reconcile_once(ctx))),
+                (settings.webhook_interval_seconds, "webhook delivery",
+                 lambda: delivery.deliver_due(ctx)),
+                (settings.expiry_interval_seconds, "expiry", lambda: expiry.expire_due(ctx)),
+            )
+            if interval > 0
+        ]
         try:
             yield
         finally:

@@ -10,7 +10,6 @@ retried with backoff; after ``reconcile_max_attempts`` the operation becomes ``n
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections import Counter
 from collections.abc import Callable
@@ -163,18 +162,3 @@ async def reconcile_once(
         if on_progress:
             on_progress(index, len(ids))
     return summary
-
-
-async def run_forever(ctx: AppContext) -> None:
-    """The loop inside `payops serve`."""
-    interval = ctx.settings.reconcile_interval_seconds
-    while True:
-        try:
-            summary = await reconcile_once(ctx)
-            if summary.examined:
-                log.info("reconciled %d operations: %s", summary.examined, dict(summary.outcomes))
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("reconciliation pass failed")
-        await asyncio.sleep(interval)

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from datetime import datetime, timezone
 
@@ -56,16 +55,3 @@ async def expire_if_due(ctx: AppContext, session_id: str) -> None:
         parent_id = parent.id if parent is not None else None
     if due and parent_id is not None:
         await _expire(ctx, parent_id)
-
-
-async def run_forever(ctx: AppContext) -> None:
-    while True:
-        try:
-            count = await expire_due(ctx)
-            if count:
-                log.info("expired %d sessions", count)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("expiry pass failed")
-        await asyncio.sleep(ctx.settings.expiry_interval_seconds)

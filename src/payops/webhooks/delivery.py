@@ -182,16 +182,3 @@ async def deliver_due(ctx: AppContext, limit: int = 100) -> dict[str, int]:
             state = await deliver_event(ctx, event_id)
             outcomes[state] = outcomes.get(state, 0) + 1
     return outcomes
-
-
-async def run_forever(ctx: AppContext) -> None:
-    while True:
-        try:
-            outcomes = await deliver_due(ctx)
-            if outcomes:
-                log.info("webhook delivery pass: %s", outcomes)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("webhook delivery pass failed")
-        await asyncio.sleep(ctx.settings.webhook_interval_seconds)
