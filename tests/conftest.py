@@ -18,18 +18,19 @@ from typing import Any
 
 import httpx
 import pytest
+from argon2 import PasswordHasher
 from asgi_lifespan import LifespanManager
 from cryptography.fernet import Fernet
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
+import payops.auth.secrets as auth_secrets
 from payops.api.app import create_app
 from payops.config import Settings
 from payops.context import AppContext
 from payops.db.migrate import upgrade
 from payops.db.models import Base
-
 from tests.helpers import Seed
 
 PG_ADMIN_URL = os.environ.get(
@@ -38,6 +39,14 @@ PG_ADMIN_URL = os.environ.get(
 IN_CI = os.environ.get("CI", "").lower() == "true"
 BACKENDS = [b.strip() for b in os.environ.get("PAYOPS_TEST_BACKENDS", "sqlite,postgresql").split(",")
             if b.strip()]
+
+
+@pytest.fixture(autouse=True)
+def cheap_argon2id(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Real argon2id hashing and verification, with the cheapest parameters: the production
+    cost (tens of ms per hash, far more on a busy 2-core CI box) buys nothing in tests."""
+    monkeypatch.setattr(auth_secrets, "_hasher",
+                        PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
 
 
 async def _pg_admin(statements: list[str]) -> None:
@@ -114,6 +123,8 @@ def make_settings(tmp_path: Path, database_url: str, **overrides: Any) -> Settin
         # Tests run the reconciler explicitly, so a background pass never races their asserts.
         "reconcile_interval_seconds": 0,
         "expiry_interval_seconds": 0,
+        "webhook_interval_seconds": 0,
+        "webhook_allow_private": True,
         "reconcile_after_seconds": 0,
         # Throttling has its own tests; elsewhere it would only make inquiries order-dependent.
         "inquiry_throttle": False,

@@ -38,7 +38,8 @@ class Principal:
         return self.name
 
 
-CLI_PRINCIPAL = Principal("cli", "cli", ALL_PERMISSIONS)
+# The actor of what PayOps records on its own: settling an operation with the gateway's answer.
+SETTLEMENT = Principal("system", "settlement", frozenset())
 
 
 class FailureThrottle:

@@ -99,6 +99,11 @@ class Connector(ABC):
     def __init__(self, config: ConnectorConfig) -> None:
         self.config = config
 
+    @classmethod
+    def default_operations(cls, operation_mode: str) -> frozenset[str]:
+        """What a new configuration enables when the merchant names nothing (`gateway add`)."""
+        return cls.capabilities
+
     async def run(self, request: OperationRequest) -> GatewayResult:
         handler = {"capture": self.capture, "refund": self.refund, "void": self.void}
         return await handler[request.operation](request)

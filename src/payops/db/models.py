@@ -230,6 +230,8 @@ class Operation(Base):
     pg_params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     # The gateway's own identifiers for this operation (capture id, refund id, ...).
     gateway_refs: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # The response as settled, returned verbatim to a retry with the same Tracking-Key.
+    response: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     message: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     settled_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)

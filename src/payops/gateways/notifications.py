@@ -56,7 +56,10 @@ async def _matching_parents(ctx: AppContext, gateway_id: int, notice: Notificati
                 .order_by(PaymentAttempt.id.desc()).limit(10_000))
             for parent_id, refs, reference in rows:
                 known = {**(refs or {}), "order_id": (refs or {}).get("order_id", reference)}
-                if all(str(known.get(k)) == str(v) for k, v in notice.gateway_refs.items()):
+                # Any one shared identifier is enough: gateways name a payment by whichever
+                # id the event is about (invoice id, payment id, order id).
+                if any(k in known and str(known[k]) == str(v)
+                       for k, v in notice.gateway_refs.items() if v):
                     parents.add(parent_id)
     return parents
 

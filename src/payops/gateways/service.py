@@ -66,7 +66,7 @@ async def add_gateway(
         if not is_known_currency(code):
             raise GatewayConfigError(f"unknown currency {code}")
     if enabled_operations is None:
-        enabled = sorted(cls.capabilities)
+        enabled = sorted(cls.default_operations(operation_mode))
     else:
         enabled = sorted(set(enabled_operations))
         unsupported = set(enabled) - cls.capabilities
@@ -105,6 +105,15 @@ def gateway_facts(config: GatewayConfig) -> GatewayFacts:
     return GatewayFacts(supported_operations(config), config.default_currency)
 
 
+def timeout_seconds(config: GatewayConfig, settings: Settings) -> float:
+    return float((config.options or {}).get("timeout_seconds", settings.gateway_timeout_seconds))
+
+
+def call_budget_seconds(config: GatewayConfig, settings: Settings) -> float:
+    """The longest one connector call may take before PayOps stops waiting for it."""
+    return timeout_seconds(config, settings) + CALL_MARGIN_SECONDS
+
+
 def connector_for(config: GatewayConfig, settings: Settings) -> Connector:
     box = secret_box(settings)
     return build_connector(
@@ -113,9 +122,7 @@ def connector_for(config: GatewayConfig, settings: Settings) -> Connector:
             pg_code=config.pg_code,
             is_sandbox=config.is_sandbox,
             credentials=box.open(config.credentials_encrypted),
-            timeout_seconds=float(
-                (config.options or {}).get("timeout_seconds", settings.gateway_timeout_seconds)
-            ),
+            timeout_seconds=timeout_seconds(config, settings),
             options=dict(config.options or {}),
             webhook_secret=str(box.open(config.webhook_secret_encrypted).get("secret", "")),
             settings=settings,

@@ -11,13 +11,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from payops import audit, crashpoints
-from payops.auth.service import Principal
+from payops.auth.service import SETTLEMENT, Principal
 from payops.connectors.base import GatewayResult, OperationRequest, Outcome
 from payops.context import AppContext
 from payops.db.models import Operation, PaymentAttempt, PaymentTransaction
@@ -36,7 +36,7 @@ from payops.errors import (
     TrackingKeyInProgress,
     field_error,
 )
-from payops.gateways.service import ask_gateway, gateway_facts
+from payops.gateways.service import ask_gateway, call_budget_seconds, gateway_facts
 from payops.ids import new_reference_number, new_session_id
 from payops.money import AmountError, parse_amount
 from payops.transactions import repository
@@ -157,6 +157,8 @@ async def _run_external(
             if prior is not None:
                 if prior.state in UNSETTLED:
                     raise TrackingKeyInProgress()
+                if prior.response:
+                    return prior.response
                 key = await outbox.merchant_setting(session, outbox.HMAC_KEY_SETTING)
                 return operation_body(prior, parent, key)
         requested = None
@@ -187,6 +189,10 @@ async def _run_external(
             tracking_key=tracking_key,
             source="input",
             initiator=principal.initiator,
+            # The in-flight call holds the reconciliation lease, so no reconciler asks the
+            # gateway about it before this call has had its full time; settle() releases it.
+            claimed_until=datetime.now(timezone.utc)
+            + timedelta(seconds=call_budget_seconds(gateway, ctx.settings)),
         )
         session.add(intent)
         await session.flush()
@@ -257,15 +263,19 @@ async def settle(
         op.state = "rejected" if before == "queued" else "failed"
     if op.state != before:
         op.settled_at = datetime.now(timezone.utc)
+        audit.record(session, SETTLEMENT, op.operation, op.state, parent,
+                     reference_number=op.reference_number, amount=op.amount)
         if op.state in ("succeeded", "queued", "rejected"):
-            await _notify_operation(session, op, parent)
+            key = await outbox.merchant_setting(session, outbox.HMAC_KEY_SETTING)
+            op.response = operation_body(op, parent, key)
+            await _notify_operation(session, parent, op.response)
     return op, parent
 
 
-async def _notify_operation(session: AsyncSession, op: Operation, parent: PaymentTransaction) -> None:
-    key = await outbox.merchant_setting(session, outbox.HMAC_KEY_SETTING)
+async def _notify_operation(
+    session: AsyncSession, parent: PaymentTransaction, body: dict[str, Any]
+) -> None:
     operations_url = await outbox.merchant_setting(session, outbox.OPERATIONS_URL_SETTING)
-    body = operation_body(op, parent, key)
     for target in {parent.webhook_url, operations_url} - {""}:
         outbox.enqueue(session, kind="operation", target_url=target, payload=body,
                        transaction_id=parent.id)

@@ -29,10 +29,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import ssl
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any, ClassVar
 from urllib.parse import quote
 
@@ -49,6 +47,7 @@ from payops.connectors.base import (
     Outcome,
     PaymentRef,
 )
+from payops.connectors.http import shared_tls_context
 from payops.connectors.mpgs import transformers as t
 from payops.connectors.mpgs import webhooks
 
@@ -60,12 +59,6 @@ SANDBOX_HOST = "mtf.gateway.mastercard.com"
 PRODUCTION_HOST = "ap-gateway.mastercard.com"
 DEFAULT_API_VERSION = "100"
 CONTENT_TYPE = "application/json;charset=UTF-8"
-
-
-@lru_cache(maxsize=1)
-def _tls() -> ssl.SSLContext:
-    """One verifying TLS context for every client (building one costs tens of milliseconds)."""
-    return httpx.create_ssl_context()
 
 
 @dataclass(frozen=True)
@@ -131,7 +124,7 @@ class MpgsConnector(Connector):
                 base_url=self.base_url,
                 timeout=httpx.Timeout(self.config.timeout_seconds),
                 follow_redirects=False,
-                verify=_tls(),
+                verify=shared_tls_context(),
                 auth=httpx.BasicAuth(
                     f"merchant.{self.merchant_id}",
                     str(self.config.credentials.get("api_password") or ""),

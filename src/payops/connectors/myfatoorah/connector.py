@@ -1,5 +1,5 @@
-"""MyFatoorah API v2 connector: refund and inquiry; capture and release (void) on accounts that have
-MyFatoorah's Authorize-Capture feature.
+r"""MyFatoorah API v2 connector: refund and inquiry; capture and release (void) on accounts that
+have MyFatoorah's Authorize-Capture feature.
 
 Protocol (docs.myfatoorah.com, summarised in the gateway protocols spec, section 4):
 
@@ -31,14 +31,23 @@ Protocol (docs.myfatoorah.com, summarised in the gateway protocols spec, section
   answers from it instead of creating a second refund; ``inquire_operation`` uses the same list.
   Capture and release need no key: the gateway accepts only one of them per invoice.
 - Inquiry: ``POST /v2/GetPaymentStatus`` ``{"Key", "KeyType"}``.
+- Notifications: webhooks V1 and V2 signed with ``MyFatoorah-Signature`` (HMAC-SHA256 with the
+  configuration's webhook secret, ``--webhook-secret``); see ``webhooks.py``.
 
 Payment references (``gateway_refs`` of the imported payment): ``invoice_id`` (MyFatoorah's
 InvoiceId, preferred) or ``payment_id`` (a PaymentId; the connector then looks the invoice up).
 
-Configuration: ``payops gateway add myfatoorah --code … --credentials '{"api_token": "…"}'
---option country=KWT``. A purchase-mode account should enable only what it can do:
-``--operation refund --operation inquiry``; an account with Authorize-Capture, in authorize
-mode, may also enable ``capture`` and ``void``.
+Configuration::
+
+    payops gateway add myfatoorah --code myfatoorah-kwd --mode purchase --currency KWD \
+      --credentials '{"api_token": "…"}' --option country=KWT --production \
+      --operation refund --operation inquiry --webhook-secret '…'
+
+A purchase-mode account should enable only what it can do (``--operation refund --operation
+inquiry``; without ``--operation`` every capability is enabled). An account with MyFatoorah's
+Authorize-Capture feature, in ``--mode authorize``, may also enable ``capture`` and ``void``.
+``--option auto_refund=true`` for an account with Auto Refund. Without ``--production`` the
+configuration uses the test host and ``country`` is not needed.
 
 A connector never raises for a gateway problem: transport errors, timeouts, 5xx and unparsable
 replies come back as ``Outcome.UNKNOWN``. The API token is only ever put in the Authorization
@@ -48,23 +57,25 @@ header; it is never logged nor kept in a result.
 from __future__ import annotations
 
 import logging
-import ssl
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any, ClassVar, Literal
 
-import certifi
 import httpx
 
 from payops.connectors.base import (
     Connector,
     ConnectorConfig,
     GatewayResult,
+    Notification,
+    NotificationRejected,
     OperationRequest,
     Outcome,
     PaymentRef,
 )
+from payops.connectors.http import shared_tls_context
+from payops.connectors.myfatoorah import webhooks
 from payops.connectors.myfatoorah.transformers import (
     ERROR_CODES,
     GET_PAYMENT_STATUS,
@@ -101,7 +112,7 @@ from payops.connectors.myfatoorah.transformers import (
     to_minor,
     transaction_params,
 )
-from payops.money import format_minor
+from payops.money import format_minor, is_known_currency
 
 log = logging.getLogger(__name__)
 
@@ -125,13 +136,6 @@ MSG_BAD_TOKEN = "MyFatoorah rejected the API token"
 MSG_NO_KEY = "No MyFatoorah invoice id or payment id is recorded for this payment"
 MSG_NO_TOKEN = "The MyFatoorah API token is not configured"
 MSG_REFUND_QUEUED = "Refund request created; MyFatoorah will review and execute it"
-
-
-@lru_cache(maxsize=1)
-def _tls_context() -> ssl.SSLContext:
-    """One verifying TLS context shared by every call: building one loads the CA bundle
-    (~0.3 s), and PayOps builds a connector per gateway call."""
-    return ssl.create_default_context(cafile=certifi.where())
 
 
 @dataclass(frozen=True)
@@ -208,6 +212,13 @@ class MyFatoorahConnector(Connector):
     capabilities: ClassVar[frozenset[str]] = frozenset({"capture", "refund", "void", "inquiry"})
     required_credentials: ClassVar[tuple[str, ...]] = ("api_token",)
 
+    @classmethod
+    def default_operations(cls, operation_mode: str) -> frozenset[str]:
+        # Capture and release exist only for accounts with Authorize-Capture enabled.
+        if operation_mode == "authorize":
+            return cls.capabilities
+        return frozenset({"refund", "inquiry"})
+
     def __init__(self, config: ConnectorConfig) -> None:
         # Never raises: configuration problems are reported as a result at call time.
         super().__init__(config)
@@ -251,7 +262,7 @@ class MyFatoorahConnector(Connector):
             self._client = httpx.AsyncClient(
                 timeout=httpx.Timeout(self.config.timeout_seconds),
                 follow_redirects=False,
-                verify=_tls_context(),
+                verify=shared_tls_context(),
             )
         return self._client
 
@@ -293,6 +304,20 @@ class MyFatoorahConnector(Connector):
             await self._client.aclose()
             self._client = None
 
+    # -- incoming notifications -------------------------------------------------------------
+    def parse_notification(self, headers: Mapping[str, str], body: bytes) -> Notification:
+        """A webhook signed with the configuration's webhook secret (``MyFatoorah-Signature``,
+        see ``webhooks.py``): a refund names PayOps's reference (its ExternalIdentifier), and
+        every event names the invoice."""
+        if not webhooks.verify_signature(body, headers, self.config.webhook_secret):
+            raise NotificationRejected("notification is not authentic")
+        try:
+            notice = webhooks.parse_notification(body, headers)
+        except webhooks.MyFatoorahWebhookError as exc:
+            raise NotificationRejected(str(exc)) from None
+        refs = {"invoice_id": notice.invoice_id} if notice.invoice_id else {}
+        return Notification(reference=notice.reference, gateway_refs=refs)
+
     # -- results ----------------------------------------------------------------------------
     @staticmethod
     def _result(outcome: Outcome, raw: dict[str, Any], params: dict[str, Any], message: str,
@@ -323,6 +348,11 @@ class MyFatoorahConnector(Connector):
         message = problem or MSG_NO_KEY
         outcome = Outcome.UNKNOWN if inquiry else Outcome.FAILED
         return None, self._simple(outcome, {"error": message}, reference, message)
+
+    def _unsupported_currency(self, request: OperationRequest) -> GatewayResult:
+        message = f"Currency {request.currency_code!r} cannot be sent to MyFatoorah"
+        return self._simple(Outcome.FAILED, {"error": message}, request.reference_number,
+                            message)
 
     @staticmethod
     def _payment_key(payment: PaymentRef) -> tuple[str, str] | None:
@@ -362,6 +392,8 @@ class MyFatoorahConnector(Connector):
         if refused is not None:
             return refused
         assert key is not None
+        if not is_known_currency(request.currency_code):
+            return self._unsupported_currency(request)
         # Release returns the whole authorization; its Amount must then equal the invoice value,
         # which is what PayOps voids (the authorized total).
         payload = UpdatePaymentStatusRequest(
@@ -394,7 +426,10 @@ class MyFatoorahConnector(Connector):
             transaction = payment.latest(*SUCCESS_STATUSES)
             refs["payment_id"] = transaction.PaymentId if transaction else None
             captured = to_minor(payment.InvoiceValue, currency)
-            if captured == request.amount:
+            # After a partial capture InvoiceValue becomes the captured amount; the new Succss
+            # transaction carries it too, so either one confirms this capture.
+            taken = to_minor(transaction.TransationValue, currency) if transaction else None
+            if request.amount in (captured, taken):
                 return self._result(Outcome.SUCCESS, raw, transaction_params(
                     transaction, reference, "success", "Captured"), "Captured", refs)
             shown = (format_minor(captured, currency) if captured is not None
@@ -453,12 +488,16 @@ class MyFatoorahConnector(Connector):
         if refused is not None:
             return refused
         assert key is not None
+        if not is_known_currency(request.currency_code):
+            return self._unsupported_currency(request)
         invoice_id = await self._invoice_id(request.payment)
         if invoice_id:
             # MyFatoorah has no idempotency key: look for a refund already carrying this
             # reference before creating one. Best effort: an unreadable list does not stop us.
             answer = await self._call(GET_REFUND_STATUS, RefundStatusRequest(
                 KeyType=KEY_INVOICE_ID, Key=invoice_id))
+            # GUESS: an invoice without refunds is listed as an empty RefundStatusResult; any
+            # other answer only skips this check.
             listed = parse_data(RefundStatusList, answer.data) if answer.kind == "ok" else None
             if listed is not None and listed.by_external_identifier(reference):
                 log.info("myfatoorah refund %s already exists; not sent again", reference)
@@ -514,6 +553,10 @@ class MyFatoorahConnector(Connector):
         reference = request.reference_number
         refs = {"invoice_id": invoice_id}
         entries = listed.by_external_identifier(reference)
+        known_id = _ref(request.gateway_refs or {}, "refund_id")
+        if known_id and len(entries) != 1:
+            # The refund id MyFatoorah gave when the refund was created settles it.
+            entries = [r for r in listed.refunds if r.RefundId == known_id]
         if not entries:
             message = f"MyFatoorah has no refund with reference {reference}"
             return self._result(Outcome.FAILED, raw, refund_params(

@@ -32,6 +32,8 @@ KEY_INVOICE_ID = "InvoiceId"
 KEY_PAYMENT_ID = "PaymentId"
 KEY_REFUND_ID = "RefundId"
 
+# GUESS: the spec's example sends lower case ("capture"); MyFatoorah's reference table writes
+# "Capture"/"Release". The API is .NET and matches these case-insensitively elsewhere (KeyType).
 OPERATION_CAPTURE = "capture"
 OPERATION_RELEASE = "release"
 
@@ -231,9 +233,11 @@ class PaymentStatus(_Reply):
 
     @property
     def captured(self) -> bool:
-        """Money taken: the invoice is Paid, which MyFatoorah says means a ``Succss`` transaction."""
+        """Money taken: the invoice is Paid, which means a ``Succss`` transaction."""
         return self.status == "paid" and bool(self.with_status(*SUCCESS_STATUSES))
 
+    # GUESS: v2 shows an authorized invoice as Pending with an ``Authorize`` transaction (as v3
+    # does); an ``InvoiceStatus`` of ``Authorize`` is understood too.
     @property
     def released(self) -> bool:
         """An authorization given back: a ``Canceled`` transaction next to the ``Authorize`` one."""
@@ -320,7 +324,7 @@ def parse_data(model: type[M], data: Any) -> M | None:
 # -- statuses -------------------------------------------------------------------------------------
 
 def normalise(status: str | None) -> str:
-    """Statuses are compared case-insensitively (``Paid``/``PAID``, ``InProgress``/``INPROGRESS``)."""
+    """Statuses compare case-insensitively (``Paid``/``PAID``, ``InProgress``/``INPROGRESS``)."""
     return (status or "").strip().replace("_", "").replace(" ", "").lower()
 
 

@@ -144,7 +144,7 @@ def detect_version(payload: Mapping[str, Any], header_value: str | None = None) 
 def _render(value: Any) -> str:
     if value is None:
         return ""
-    if isinstance(value, bool):
+    if isinstance(value, bool):  # GUESS: no signed field is a boolean in the documented models
         return "true" if value else "false"
     if isinstance(value, str):  # JsonNumber included: its literal text
         return value
@@ -250,6 +250,7 @@ def parse_notification(
             status = (_text(_path(data, "Refund.Status")) or "").upper()
             return MyFatoorahNotification(
                 "v2", "refund", status, status_outcome(REFUND_STATUS_OUTCOME, status),
+                # GUESS: where the echoed ExternalIdentifier sits in a V2 refund event
                 _text(_path(data, "Refund.ExternalIdentifier"))
                 or _text(data.get("ExternalIdentifier")),
                 invoice_id=_text(_path(data, "ReferencedInvoice.Id"))

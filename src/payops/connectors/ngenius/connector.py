@@ -31,12 +31,10 @@ import asyncio
 import hashlib
 import json
 import logging
-import ssl
 import time
 import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any, ClassVar
 from urllib.parse import quote, urlsplit
 
@@ -53,6 +51,7 @@ from payops.connectors.base import (
     Outcome,
     PaymentRef,
 )
+from payops.connectors.http import shared_tls_context
 from payops.connectors.ngenius import transformers as t
 from payops.connectors.ngenius import webhooks
 from payops.money import UnknownCurrency, format_minor
@@ -151,13 +150,6 @@ class _Deadline:
         return max(min(self.timeout, self.ends - time.monotonic()), 0.001)
 
 
-@lru_cache(maxsize=1)
-def _tls_context() -> ssl.SSLContext:
-    """One verifying TLS context for every connector: building it (and loading the CA bundle)
-    costs tens of milliseconds, and PayOps builds a connector per call."""
-    return httpx.create_ssl_context(trust_env=False)
-
-
 def _json_or_none(response: httpx.Response) -> tuple[Any, bool]:
     if not response.content:
         return None, True
@@ -190,7 +182,7 @@ class NgeniusConnector(Connector):
         if self._client is None:
             self._client = httpx.AsyncClient(
                 timeout=httpx.Timeout(self.timeout), follow_redirects=False, trust_env=False,
-                verify=_tls_context(),
+                verify=shared_tls_context(),
             )
         return self._client
 

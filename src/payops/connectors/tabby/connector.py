@@ -30,12 +30,10 @@ from __future__ import annotations
 
 import json
 import logging
-import ssl
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from functools import lru_cache
 from typing import Any, ClassVar
 from urllib.parse import quote
 
@@ -51,6 +49,7 @@ from payops.connectors.base import (
     Outcome,
     PaymentRef,
 )
+from payops.connectors.http import shared_tls_context
 from payops.connectors.tabby import webhooks
 from payops.connectors.tabby.transformers import (
     FALLBACK_MESSAGES,
@@ -77,12 +76,6 @@ USER_AGENT = "PayOps-Tabby/1"
 MSG_NO_ANSWER = "Tabby did not answer"
 MSG_UNPARSABLE = "Tabby's reply could not be read"
 MSG_NO_PAYMENT_ID = "No Tabby payment id is recorded for this payment"
-
-
-@lru_cache(maxsize=1)
-def _tls_context() -> ssl.SSLContext:
-    """One verifying TLS context for every call: building one loads the CA bundle (~0.3 s)."""
-    return httpx.create_ssl_context()
 
 
 @dataclass(frozen=True)
@@ -168,7 +161,7 @@ class TabbyConnector(Connector):
             self._client = httpx.AsyncClient(
                 timeout=httpx.Timeout(self.config.timeout_seconds),
                 follow_redirects=False,
-                verify=_tls_context(),
+                verify=shared_tls_context(),
             )
         return self._client
 

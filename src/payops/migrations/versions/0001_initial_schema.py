@@ -190,6 +190,7 @@ def upgrade() -> None:
     sa.Column('pg_response', sa.JSON(), nullable=False),
     sa.Column('pg_params', sa.JSON(), nullable=False),
     sa.Column('gateway_refs', sa.JSON(), nullable=False),
+    sa.Column('response', sa.JSON(), nullable=True),
     sa.Column('message', sa.Text(), nullable=False),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('settled_at', sa.DateTime(timezone=True), nullable=True),

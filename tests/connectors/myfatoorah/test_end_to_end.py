@@ -1,0 +1,348 @@
+"""MyFatoorah through PayOps's HTTP API (``POST /b/pbl/v1/operation/{order_no}``) against the fake
+MyFatoorah, on SQLite and PostgreSQL (the ``backend`` fixture)."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+from typing import Any
+
+import httpx
+import pytest
+
+from payops.context import AppContext
+from payops.operations.reconciler import reconcile_once
+
+from tests.connectors.myfatoorah import fake_server
+from tests.connectors.myfatoorah.fake_server import (
+    TEST_API_TOKEN,
+    FakeMyFatoorah,
+    already_updated_response,
+    declined_response,
+    refund_exceeds_response,
+)
+from tests.helpers import Seed
+
+fake_myfatoorah = fake_server.fake_myfatoorah  # the fake's fixture, used by this module
+
+UNCONFIRMED = "The payment gateway did not confirm the operation; it will be reconciled"
+NOT_SUPPORTED = "Operation is not supported by the payment gateway"
+QUEUED = "Refund request created; MyFatoorah will review and execute it"
+TIMEOUT = 0.5
+
+
+@pytest.fixture
+def settings_overrides() -> dict[str, Any]:
+    # A generous default gateway timeout, so a loaded test machine never turns a healthy call
+    # into an unknown outcome; the timeout tests set their own short one per configuration.
+    return {"gateway_timeout_seconds": 20.0}
+
+
+@pytest.fixture
+async def auth(seed: Seed) -> dict[str, str]:
+    return await seed.api_key()  # sha256-hashed: no argon2 cost per test
+
+
+async def myfatoorah_payment(
+    seed: Seed, fake: FakeMyFatoorah, *, state: str = "paid", amount: str = "100.000",
+    currency: str = "KWD", timeout: float | None = None, options: dict[str, Any] | None = None,
+    **gateway: Any,
+) -> str:
+    """An invoice at the fake, imported into PayOps as order ORD-1; returns its InvoiceId."""
+    invoice_id = fake.add_invoice(amount, currency, state=state)
+    settings: dict[str, Any] = {"base_url": fake.url, "country": "KWT", **(options or {})}
+    if timeout is not None:
+        settings["timeout_seconds"] = timeout
+    await seed.imported(
+        connector="myfatoorah", code=f"myfatoorah-{currency.lower()}", amount=amount,
+        currency=currency, state=state, gateway_refs={"invoice_id": invoice_id},
+        credentials={"api_token": TEST_API_TOKEN}, options=settings, **gateway,
+    )
+    return invoice_id
+
+
+async def post_op(client: httpx.AsyncClient, auth: dict[str, str], operation: str,
+                  amount: str | None = None) -> httpx.Response:
+    body: dict[str, Any] = {"operation": operation}
+    if amount is not None:
+        body["amount"] = amount
+    return await client.post("/b/pbl/v1/operation/ORD-1", json=body, headers=auth)
+
+
+def assert_operation(response: httpx.Response, operation: str, amount: str, state: str) -> dict:
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["operation"] == operation
+    assert body["amount"] == amount
+    assert body["success"] is True
+    assert body["gateway_name"] == "myfatoorah"
+    assert body["txn"]["state"] == state
+    assert body["txn"]["amount"] == amount
+    assert TEST_API_TOKEN not in response.text
+    return body
+
+
+async def totals(seed: Seed) -> tuple[int, int, int]:
+    parent = await seed.find("ORD-1")
+    assert parent is not None
+    return parent.captured, parent.refunded, parent.voided
+
+
+async def states(seed: Seed) -> list[str]:
+    return [op.state for op in await seed.operations()]
+
+
+# -- refunds --------------------------------------------------------------------------------------
+
+async def test_refunds_are_queued_until_myfatoorah_decides(
+    client: httpx.AsyncClient, seed: Seed, auth: dict[str, str], ctx: AppContext,
+    fake_myfatoorah: FakeMyFatoorah,
+) -> None:
+    invoice = await myfatoorah_payment(seed, fake_myfatoorah, enabled_operations=["refund",
+                                                                                 "inquiry"])
+    body = assert_operation(await post_op(client, auth, "refund", "30.000"), "refund", "30.000",
+                            "refund_queued")
+    assert body["result"] == "queued"
+    assert body["pg_params"]["pg_message"] == QUEUED
+    assert body["pg_response"]["Message"] == "Refund Created Successfully!"
+    sent = fake_myfatoorah.requests_to("/v2/MakeRefund")[0]
+    assert sent.json["ExternalIdentifier"] == body["reference_number"]
+    assert b'"Amount":30.000,' in sent.body
+
+    await reconcile_once(ctx)
+    assert await states(seed) == ["queued"]  # MyFatoorah's finance team has not acted yet
+
+    fake_myfatoorah.settle_refund(invoice, "Refunded")
+    await reconcile_once(ctx)
+    assert await states(seed) == ["succeeded"]
+    assert await totals(seed) == (0, 30_000, 0)
+
+    # the rest (amount omitted), which MyFatoorah then rejects
+    rest = assert_operation(await post_op(client, auth, "refund"), "refund", "70.000",
+                            "refund_queued")
+    fake_myfatoorah.settle_refund(invoice, "Canceled",
+                                  external_identifier=rest["reference_number"])
+    await reconcile_once(ctx)
+    assert await states(seed) == ["succeeded", "rejected"]
+    assert await totals(seed) == (0, 30_000, 0)
+
+
+async def test_an_auto_refund_account_refunds_at_once(
+    client: httpx.AsyncClient, seed: Seed, auth: dict[str, str], fake_myfatoorah: FakeMyFatoorah
+) -> None:
+    fake_myfatoorah.auto_refund = True
+    await myfatoorah_payment(seed, fake_myfatoorah, amount="80.00", currency="SAR",
+                             options={"auto_refund": "true"})
+    assert_operation(await post_op(client, auth, "refund", "12.50"), "refund", "12.50",
+                     "refunded")
+    assert await totals(seed) == (0, 1_250, 0)
+
+
+async def test_a_gateway_refusal_is_400_with_its_message(
+    client: httpx.AsyncClient, seed: Seed, auth: dict[str, str], fake_myfatoorah: FakeMyFatoorah
+) -> None:
+    invoice = await myfatoorah_payment(seed, fake_myfatoorah)
+    fake_myfatoorah.fail_next("decline", endpoint="/v2/MakeRefund",
+                              message="Refunds are disabled for this account")
+    declined = await post_op(client, auth, "refund", "10.000")
+    assert declined.status_code == 400
+    message = "Refunds are disabled for this account"
+    assert declined.json() == {"detail": message, "operation": "refund", "result": "failed",
+                               "pg_response": declined_response(message)}
+
+    # a refund made in MyFatoorah's portal leaves less than PayOps believes
+    fake_myfatoorah.add_refund(invoice, "95.000")
+    exceeds = await post_op(client, auth, "refund", "10.000")
+    assert exceeds.status_code == 400
+    assert exceeds.json() == {"detail": refund_exceeds_response()["Message"],
+                              "operation": "refund", "result": "failed",
+                              "pg_response": refund_exceeds_response()}
+    assert await states(seed) == ["failed", "failed"]
+    assert await totals(seed) == (0, 0, 0)
+    assert TEST_API_TOKEN not in declined.text + exceeds.text
+
+
+# -- capture and release (Authorize-Capture accounts) ---------------------------------------------
+
+async def test_capture_then_refund(
+    client: httpx.AsyncClient, seed: Seed, auth: dict[str, str], ctx: AppContext,
+    fake_myfatoorah: FakeMyFatoorah,
+) -> None:
+    invoice = await myfatoorah_payment(seed, fake_myfatoorah, state="authorized")
+    body = assert_operation(await post_op(client, auth, "capture", "40.000"), "capture",
+                            "40.000", "paid")
+    assert fake_myfatoorah.requests[-1].json["Operation"] == "capture"
+    assert body["pg_response"]["Data"]["InvoiceStatus"] == "Paid"
+    assert body["pg_params"]["payment_id"] == fake_myfatoorah.invoice(invoice)[
+        "InvoiceTransactions"][-1]["PaymentId"]
+    assert body["remaining_amount"] == "60.000"
+
+    # PayOps would let the rest be captured; MyFatoorah takes one capture per invoice
+    second = await post_op(client, auth, "capture", "10.000")
+    assert second.status_code == 400
+    assert second.json()["detail"] == already_updated_response()["Message"]
+
+    assert_operation(await post_op(client, auth, "refund", "15.000"), "refund", "15.000",
+                     "refund_queued")
+    fake_myfatoorah.settle_refund(invoice, "Refunded")
+    await reconcile_once(ctx)
+    assert await states(seed) == ["succeeded", "failed", "succeeded"]
+    assert await totals(seed) == (40_000, 15_000, 0)
+
+
+async def test_void_releases_the_authorization(
+    client: httpx.AsyncClient, seed: Seed, auth: dict[str, str], fake_myfatoorah: FakeMyFatoorah
+) -> None:
+    invoice = await myfatoorah_payment(seed, fake_myfatoorah, state="authorized",
+                                       amount="75.50", currency="SAR")
+    body = assert_operation(await post_op(client, auth, "void"), "void", "75.50", "voided")
+    assert fake_myfatoorah.requests[-1].json["Operation"] == "release"
+    assert b'"Amount":75.50,' in fake_myfatoorah.requests[-1].body
+    assert fake_myfatoorah.invoice(invoice)["InvoiceTransactions"][-1]["Error"] == \
+        "Transaction Released"
+    assert body["pg_params"]["result"] == "success"
+    assert await totals(seed) == (0, 0, 7_550)
+    refused = await post_op(client, auth, "capture", "1.00")
+    assert refused.status_code == 400
+    assert refused.json()["detail"] == "Operation is not allowed"
+
+
+# -- unknown outcomes and reconciliation ----------------------------------------------------------
+
+@pytest.mark.parametrize(
+    ("performed", "final"), [(True, "queued"), (False, "failed")], ids=["done", "not-done"])
+async def test_a_refund_timeout_is_504_then_reconciled_to_myfatoorahs_truth(
+    client: httpx.AsyncClient, seed: Seed, auth: dict[str, str], ctx: AppContext,
+    fake_myfatoorah: FakeMyFatoorah, performed: bool, final: str,
+) -> None:
+    fake_myfatoorah.hang_seconds = 1.5
+    invoice = await myfatoorah_payment(seed, fake_myfatoorah, timeout=TIMEOUT)
+    fake_myfatoorah.fail_next("timeout", endpoint="/v2/MakeRefund", apply=performed)
+
+    response = await post_op(client, auth, "refund", "10.000")
+
+    assert response.status_code == 504
+    [operation] = await seed.operations()
+    assert response.json() == {"detail": UNCONFIRMED, "operation": "refund", "result": "pending",
+                               "reference_number": operation.reference_number}
+    assert operation.state == "processing"
+    assert len(fake_myfatoorah.refunds(invoice)) == (1 if performed else 0)
+
+    summary = await reconcile_once(ctx)
+    assert summary.examined == 1
+    assert await states(seed) == [final]
+    assert fake_myfatoorah.requests[-1].path == "/v2/GetRefundStatus"
+    if performed:  # the refund exists but awaits review: queued, then final once executed
+        fake_myfatoorah.settle_refund(invoice, "Refunded")
+        await reconcile_once(ctx)
+        assert await states(seed) == ["succeeded"]
+    assert await totals(seed) == (0, 10_000 if performed else 0, 0)
+
+
+async def test_a_lost_capture_is_reconciled(
+    client: httpx.AsyncClient, seed: Seed, auth: dict[str, str], ctx: AppContext,
+    fake_myfatoorah: FakeMyFatoorah,
+) -> None:
+    await myfatoorah_payment(seed, fake_myfatoorah, state="authorized", timeout=TIMEOUT)
+    fake_myfatoorah.fail_next("500", endpoint="/v2/UpdatePaymentStatus", apply=True)
+    response = await post_op(client, auth, "capture", "100.000")
+    assert response.status_code == 504
+    assert response.json()["result"] == "pending"
+    assert await states(seed) == ["processing"]
+    await reconcile_once(ctx)
+    assert await states(seed) == ["succeeded"]
+    assert await totals(seed) == (100_000, 0, 0)
+
+
+# -- capability -----------------------------------------------------------------------------------
+
+async def test_an_operation_not_enabled_for_the_configuration_is_not_supported(
+    client: httpx.AsyncClient, seed: Seed, auth: dict[str, str], fake_myfatoorah: FakeMyFatoorah
+) -> None:
+    """An account without Authorize-Capture: configured with refund and inquiry only."""
+    await myfatoorah_payment(seed, fake_myfatoorah, state="authorized",
+                             enabled_operations=["refund", "inquiry"])
+    for operation, amount in (("capture", "10.000"), ("void", None)):
+        response = await post_op(client, auth, operation, amount)
+        assert response.status_code == 400
+        assert response.json() == {"detail": NOT_SUPPORTED, "operation": operation,
+                                   "result": "failed"}
+    assert fake_myfatoorah.requests == []
+
+
+# -- notifications (POST /b/pg/notifications/{pg_code}) -----------------------------------------
+
+WEBHOOK_SECRET = "mf-webhook-secret-for-tests"
+
+
+def signed_refund_event(reference: str, invoice: str, refund_id: int, status: str,
+                        amount: str, secret: str = WEBHOOK_SECRET) -> tuple[bytes, dict[str, str]]:
+    """A V2 REFUND_STATUS_CHANGED event, signed as the webhook documentation describes."""
+    body = ('{"Event":{"Code":2,"Name":"REFUND_STATUS_CHANGED","CountryIsoCode":"KWT",'
+            '"CreationDate":"2025-01-26T12:07:15Z","Reference":"WH-9"},'
+            f'"Data":{{"Refund":{{"Id":{refund_id},"Status":"{status}",'
+            f'"ExternalIdentifier":{json.dumps(reference)}}},'
+            f'"Amount":{{"BaseCurrency":"KWD","ValueInBaseCurrency":{amount}}},'
+            f'"ReferencedInvoice":{{"Id":"{invoice}"}}}}}}')
+    canonical = (f"Refund.Id={refund_id},Refund.Status={status},"
+                 f"Amount.ValueInBaseCurrency={amount},ReferencedInvoice.Id={invoice}")
+    signature = base64.b64encode(hmac.new(secret.encode(), canonical.encode(),
+                                          hashlib.sha256).digest()).decode()
+    return body.encode(), {"MyFatoorah-Signature": signature,
+                           "myfatoorah-webhook-version": "v2",
+                           "Content-Type": "application/json"}
+
+
+async def test_a_signed_refund_notification_settles_the_queued_refund(
+    client: httpx.AsyncClient, seed: Seed, auth: dict[str, str], fake_myfatoorah: FakeMyFatoorah
+) -> None:
+    invoice = await myfatoorah_payment(seed, fake_myfatoorah, webhook_secret=WEBHOOK_SECRET)
+    body = assert_operation(await post_op(client, auth, "refund", "20.000"), "refund", "20.000",
+                            "refund_queued")
+    reference = body["reference_number"]
+    refund_id = fake_myfatoorah.refunds(invoice)[0]["RefundId"]
+
+    forged, headers = signed_refund_event(reference, invoice, refund_id, "REFUNDED", "20.000",
+                                          secret="not-the-secret")
+    refused = await client.post("/b/pg/notifications/myfatoorah-kwd", content=forged,
+                                headers=headers)
+    assert refused.status_code == 401
+    assert await states(seed) == ["queued"]
+
+    # A genuine event is only a hint: PayOps asks MyFatoorah, which has not executed it yet.
+    event, headers = signed_refund_event(reference, invoice, refund_id, "REFUNDED", "20.000")
+    early = await client.post("/b/pg/notifications/myfatoorah-kwd", content=event,
+                              headers=headers)
+    assert early.status_code == 200
+    assert await states(seed) == ["queued"]
+
+    fake_myfatoorah.settle_refund(invoice, "Refunded")
+    done = await client.post("/b/pg/notifications/myfatoorah-kwd", content=event,
+                             headers=headers)
+    assert done.status_code == 200
+    assert await states(seed) == ["succeeded"]
+    assert await totals(seed) == (0, 20_000, 0)
+
+
+# -- credentials ----------------------------------------------------------------------------------
+
+async def test_credentials_never_appear_in_responses(
+    client: httpx.AsyncClient, seed: Seed, auth: dict[str, str], fake_myfatoorah: FakeMyFatoorah
+) -> None:
+    fake_myfatoorah.hang_seconds = 1.5
+    await myfatoorah_payment(seed, fake_myfatoorah, timeout=TIMEOUT)
+    responses = [
+        await post_op(client, auth, "refund", "1.000"),
+        await post_op(client, auth, "capture", "1.000"),             # not allowed: paid
+        await client.post("/b/pbl/v1/inquiry/ORD-1", headers=auth),
+    ]
+    fake_myfatoorah.fail_next("timeout", endpoint="/v2/MakeRefund")
+    responses.append(await post_op(client, auth, "refund", "2.000"))
+    fake_myfatoorah.fail_next("decline", endpoint="/v2/MakeRefund")
+    responses.append(await post_op(client, auth, "refund", "3.000"))
+    assert [r.status_code for r in responses] == [200, 400, 200, 504, 400]
+    for response in responses:
+        assert TEST_API_TOKEN not in response.text
+        assert "Bearer" not in response.text
