@@ -70,6 +70,16 @@ class Notification:
     gateway_refs: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class GatewayOperation:
+    """A capture, refund or void as the gateway's own books show it."""
+
+    operation: str  # capture | refund | void
+    amount: int  # minor units
+    outcome: Outcome
+    gateway_id: str  # the gateway's id of this operation
+
+
 class NotificationRejected(ValueError):
     """Not authentic, or unreadable. The message is safe to log."""
 
@@ -130,6 +140,12 @@ class Connector(ABC):
         about; raise NotificationRejected when it is not authentic. Gateways that send no
         notifications keep this default."""
         raise NotImplementedError
+
+    async def list_operations(self, payment: PaymentRef) -> list[GatewayOperation] | None:
+        """Every capture/refund/void the gateway holds for this payment, including those done on
+        the gateway's own dashboard; None when the gateway cannot list them (or did not answer).
+        """
+        return None
 
     async def aclose(self) -> None:
         return None

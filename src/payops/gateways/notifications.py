@@ -26,6 +26,7 @@ from payops.gateways import repository
 from payops.gateways.service import connector_for
 from payops.inquiry.service import ask_gateways_about
 from payops.operations import reconciler
+from payops.operations.service import record_gateway_side_operations
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["gateway notifications"])
@@ -77,6 +78,8 @@ async def _confirm(ctx: AppContext, parent_id: int) -> None:
             await reconciler.reconcile_operation(ctx, operation_id)
     if state in INQUIRABLE:
         await ask_gateways_about(ctx, parent_id)
+    else:
+        await record_gateway_side_operations(ctx, parent_id)
 
 
 async def receive(pg_code: str, request: Request) -> JSONResponse:

@@ -14,8 +14,10 @@ from payops.connectors.base import (
     CALL_MARGIN_SECONDS,
     Connector,
     ConnectorConfig,
+    GatewayOperation,
     GatewayResult,
     Outcome,
+    PaymentRef,
 )
 from payops.connectors.registry import build_connector, connector_class
 from payops.db.models import GatewayConfig
@@ -148,6 +150,23 @@ async def ask_gateway(
         log.warning("gateway call for %s ended without an answer: %s", label, type(exc).__name__)
         return GatewayResult(Outcome.UNKNOWN, {"error": type(exc).__name__}, {},
                              messages.GATEWAY_UNCONFIRMED)
+    finally:
+        if connector is not None:
+            await connector.aclose()
+
+
+async def ask_gateway_for_operations(
+    config: GatewayConfig, settings: Settings, payment: PaymentRef
+) -> list[GatewayOperation] | None:
+    """The gateway's own list of operations on a payment; None when it cannot tell."""
+    connector: Connector | None = None
+    try:
+        connector = connector_for(config, settings)
+        return await asyncio.wait_for(connector.list_operations(payment),
+                                      timeout=connector.config.timeout_seconds + CALL_MARGIN_SECONDS)
+    except Exception as exc:
+        log.warning("listing operations at %s failed: %s", config.pg_code, type(exc).__name__)
+        return None
     finally:
         if connector is not None:
             await connector.aclose()

@@ -36,7 +36,12 @@ from payops.errors import (
     TrackingKeyInProgress,
     field_error,
 )
-from payops.gateways.service import ask_gateway, call_budget_seconds, gateway_facts
+from payops.gateways.service import (
+    ask_gateway,
+    ask_gateway_for_operations,
+    call_budget_seconds,
+    gateway_facts,
+)
 from payops.ids import new_reference_number, new_session_id
 from payops.money import AmountError, parse_amount
 from payops.transactions import repository
@@ -289,6 +294,59 @@ def _answer(op: Operation, parent: PaymentTransaction, hmac_key: str) -> dict[st
             op.message or messages.GATEWAY_DECLINED, op.operation, pg_response=op.pg_response or {}
         )
     raise GatewayUnconfirmed(op.operation, op.reference_number)
+
+
+# -- operations done on the gateway's own dashboard ---------------------------------------------
+
+async def record_gateway_side_operations(ctx: AppContext, parent_id: int) -> int:
+    """Record, with ``source: "pg"``, the successful operations the gateway's books show for this
+    payment that PayOps did not send (done on the gateway's dashboard). Returns how many."""
+    async with ctx.db.read() as session:
+        parent = await session.get(PaymentTransaction, parent_id)
+        attempt = await _successful_attempt(session, parent) if parent else None
+        if parent is None or attempt is None or parent.gateway_config is None:
+            return 0
+        gateway = parent.gateway_config
+    listed = await ask_gateway_for_operations(gateway, ctx.settings, payment_ref(attempt))
+    if not listed:
+        return 0
+    recorded = 0
+    async with ctx.db.write() as session:
+        parent = await repository.lock_parent_by_id(session, parent_id)
+        known = {str(v) for v in (attempt.gateway_refs or {}).values()}
+        for op in await repository.operations(session, parent_id):
+            known.add(op.reference_number)
+            known.update(str(v) for v in (op.gateway_refs or {}).values())
+        key = await outbox.merchant_setting(session, outbox.HMAC_KEY_SETTING)
+        for seen in listed:
+            if seen.outcome != Outcome.SUCCESS or seen.gateway_id in known:
+                continue
+            known.add(seen.gateway_id)
+            op = Operation(
+                transaction_id=parent.id, gateway_config_id=gateway.id,
+                operation=seen.operation, state="succeeded", amount=seen.amount,
+                currency_code=parent.currency_code, reference_number=new_reference_number(),
+                child_session_id=new_session_id(), source="pg", initiator={},
+                gateway_refs={"gateway_id": seen.gateway_id},
+                message="Performed on the gateway's dashboard",
+                settled_at=datetime.now(timezone.utc),
+            )
+            session.add(op)
+            if seen.operation == "capture":
+                parent.captured += seen.amount
+            elif seen.operation == "refund":
+                parent.refunded += seen.amount
+            else:
+                parent.voided += seen.amount
+            await session.flush()
+            await session.refresh(op, ["gateway_config"])
+            op.response = operation_body(op, parent, key)
+            await _notify_operation(session, parent, op.response)
+            audit.record(session, SETTLEMENT, seen.operation, "recorded", parent,
+                         reference_number=op.reference_number, gateway_id=seen.gateway_id,
+                         amount=seen.amount, source="pg")
+            recorded += 1
+    return recorded
 
 
 # -- internal operations ------------------------------------------------------------------------

@@ -40,6 +40,7 @@ from payops.connectors.base import (
     CALL_MARGIN_SECONDS,
     Connector,
     ConnectorConfig,
+    GatewayOperation,
     GatewayResult,
     Notification,
     NotificationRejected,
@@ -50,6 +51,7 @@ from payops.connectors.base import (
 from payops.connectors.http import shared_tls_context
 from payops.connectors.mpgs import transformers as t
 from payops.connectors.mpgs import webhooks
+from payops.money import AmountError, UnknownCurrency, from_decimal
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +60,8 @@ SANDBOX_HOST = "mtf.gateway.mastercard.com"
 # Set ``options.host`` for production; this default is only a fallback.
 PRODUCTION_HOST = "ap-gateway.mastercard.com"
 DEFAULT_API_VERSION = "100"
+# Order transaction types that are operations on the payment (a void of the authorization only).
+OPERATION_TYPES = {"CAPTURE": "capture", "REFUND": "refund", "VOID_AUTHORIZATION": "void"}
 CONTENT_TYPE = "application/json;charset=UTF-8"
 
 
@@ -326,6 +330,37 @@ class MpgsConnector(Connector):
 
     async def inquire_payment(self, payment: PaymentRef) -> GatewayResult:
         return await self._guarded(lambda: self._inquire_payment(payment))
+
+    async def list_operations(self, payment: PaymentRef) -> list[GatewayOperation] | None:
+        try:
+            reply = await asyncio.wait_for(
+                self._send("GET", self._order_path(self.order_id(payment))),
+                self.config.timeout_seconds + CALL_MARGIN_SECONDS / 2)
+        except Exception as exc:  # noqa: BLE001 - a connector must never raise
+            log.warning("mpgs order listing failed: %s", type(exc).__name__)
+            return None
+        if not reply.answered or reply.body is None or not 200 <= (reply.status or 0) < 300:
+            return None
+        order = t.parse_order(reply.body)
+        if order is None or order.error is not None:
+            return None
+        listed = []
+        for entry in order.transaction:
+            txn = entry.transaction
+            kind = OPERATION_TYPES.get((txn.type or "").upper()) if txn else None
+            if txn is None or kind is None or not txn.id or txn.amount is None:
+                continue
+            currency = txn.currency or payment.currency_code
+            if currency.upper() != payment.currency_code.upper():
+                continue
+            try:
+                amount = from_decimal(txn.amount, currency)
+            except (AmountError, UnknownCurrency):
+                continue
+            outcome = t.transaction_outcome(entry.result, entry.gateway_code,
+                                            entry.error.cause if entry.error else None)
+            listed.append(GatewayOperation(kind, amount, outcome, txn.id))
+        return listed
 
     async def _inquire_payment(self, payment: PaymentRef) -> GatewayResult:
         order_id = self.order_id(payment)
