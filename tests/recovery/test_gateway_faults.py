@@ -59,9 +59,9 @@ from tests.helpers import Seed
 ORDER = "ORD-1"
 PATH = f"/b/pbl/v1/operation/{ORDER}"
 UNCONFIRMED = "The payment gateway did not confirm the operation; it will be reconciled"
-CLIENT_TIMEOUT = 0.5  # the connector's HTTP timeout for each connect / read / write
-OPERATION_DEADLINE = 1.0  # settings.gateway_timeout_seconds: the connector's budget for a call
-HANG_SECONDS = 3.0  # how long a "timeout" fault sits on the request
+CLIENT_TIMEOUT = 1.0  # the connector's HTTP timeout for each connect / read / write
+OPERATION_DEADLINE = 2.0  # settings.gateway_timeout_seconds: the connector's budget for a call
+HANG_SECONDS = 4.0  # how long a "timeout" fault sits on the request
 FAULTS = ("timeout", "reset", "http500", "malformed", "slow")
 
 

@@ -15,6 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from sqlalchemy import text
+from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from payops import background
@@ -125,6 +126,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             field = str(error["loc"][-1]) if error.get("loc") else "non_field_errors"
             errors.setdefault(field, []).append(str(error.get("msg", "Invalid value.")))
         return JSONResponse(errors, status_code=400)
+
+    @app.exception_handler(SQLAlchemyTimeout)
+    async def database_busy(_: Request, exc: SQLAlchemyTimeout) -> JSONResponse:
+        # Every pooled connection is in use: an overload, not a fault. Nothing was changed.
+        log.warning("database pool exhausted")
+        return JSONResponse({"detail": messages.BUSY}, status_code=503,
+                            headers={"Retry-After": "1"})
 
     @app.exception_handler(Exception)
     async def unexpected(_: Request, exc: Exception) -> JSONResponse:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
+import sys
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta, timezone
 from typing import Any, TypeVar
@@ -60,7 +61,9 @@ for sub, name in ((db_app, "db"), (user_app, "user"), (apikey_app, "apikey"),
                   (webhook_app, "webhook"), (webhooks_app, "webhooks")):
     app.add_typer(sub, name=name)
 
-console = Console()
+# Piped or captured output gets full-width tables: a reference number cut to "GU9U4…" is useless
+# to an operator's script.
+console = Console(width=None if sys.stdout.isatty() else 200)
 err = Console(stderr=True)
 T = TypeVar("T")
 

@@ -8,6 +8,7 @@ lets run beside a writer.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -29,8 +30,9 @@ def _sqlite_pragmas(engine: AsyncEngine, *, immediate: bool) -> None:
         # Let SQLAlchemy's "begin" event decide how a transaction starts.
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
+        # busy_timeout first: switching to WAL itself may have to wait for another connection.
         cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()
@@ -45,7 +47,7 @@ class Database:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
         if self.is_sqlite:
-            self.write_engine = create_async_engine(url, echo=echo)
+            self.write_engine = create_async_engine(url, echo=echo, pool_size=5, max_overflow=10)
             self.read_engine = create_async_engine(url, echo=echo)
             _sqlite_pragmas(self.write_engine, immediate=True)
             _sqlite_pragmas(self.read_engine, immediate=False)
@@ -54,6 +56,11 @@ class Database:
                 url, echo=echo, pool_size=20, max_overflow=20, pool_pre_ping=True
             )
             self.read_engine = self.write_engine
+        # Operations' intent transactions queue on the parent's lock while holding a pooled
+        # connection; they may use only part of the pool, so settlements (which complete
+        # operations already sent to a gateway) always find a connection.
+        capacity = 15 if self.is_sqlite else 40
+        self.intent_slots = asyncio.Semaphore(capacity * 2 // 3)
         self._write = async_sessionmaker(self.write_engine, expire_on_commit=False)
         self._read = async_sessionmaker(self.read_engine, expire_on_commit=False)
 

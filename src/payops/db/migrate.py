@@ -5,8 +5,11 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import sqlite3
+
 from alembic import command
 from alembic.config import Config
+from sqlalchemy.engine import make_url
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 
@@ -20,6 +23,17 @@ def alembic_config(url: str) -> Config:
 
 def upgrade(url: str, revision: str = "head") -> None:
     command.upgrade(alembic_config(url), revision)
+    _use_wal(url)
+
+
+def _use_wal(url: str) -> None:
+    """Put an SQLite file in WAL mode once, here, rather than racing to do it from the first
+    connections of a starting server."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or not parsed.database:
+        return
+    with sqlite3.connect(parsed.database, timeout=60) as conn:
+        conn.execute("PRAGMA journal_mode=WAL")
 
 
 def downgrade(url: str, revision: str) -> None:

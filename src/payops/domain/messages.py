@@ -36,4 +36,5 @@ NOT_FOUND = "Not found."
 METHOD_NOT_ALLOWED = 'Method "{method}" not allowed.'
 UNSUPPORTED_MEDIA = 'Unsupported media type "{media_type}" in request.'
 TOO_LARGE = "Request body is too large."
+BUSY = "The service is busy; try again shortly."
 THROTTLED = "Request was throttled. Expected available in {seconds} seconds."

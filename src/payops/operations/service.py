@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from payops import audit, crashpoints
@@ -155,7 +156,7 @@ async def _run_external(
     raw_amount: Any,
     tracking_key: str | None,
 ) -> dict[str, Any]:
-    async with ctx.db.write() as session:
+    async with ctx.db.intent_slots, ctx.db.write() as session:
         parent = await find_or_fail(session, lookup, operation, for_update=True)
         if tracking_key:
             prior = await repository.operation_by_tracking_key(session, parent.id, tracking_key)
@@ -225,9 +226,15 @@ async def _call_and_settle(
     crashpoints.reach(crashpoints.AFTER_INTENT)
     result = await call_gateway(ctx, gateway, request)
     crashpoints.reach(crashpoints.AFTER_GATEWAY)
-    async with ctx.db.write() as session:
-        settled, parent = await settle(session, operation_id, result)
-        key = await outbox.merchant_setting(session, outbox.HMAC_KEY_SETTING)
+    try:
+        async with ctx.db.write() as session:
+            settled, parent = await settle(session, operation_id, result)
+            key = await outbox.merchant_setting(session, outbox.HMAC_KEY_SETTING)
+    except SQLAlchemyError as exc:
+        # The gateway has answered but the answer could not be recorded: the operation stays
+        # processing under its lease and the reconciler will learn the truth from the gateway.
+        log.error("settling %s failed: %s", request.reference_number, type(exc).__name__)
+        raise GatewayUnconfirmed(request.operation, request.reference_number) from None
     crashpoints.reach(crashpoints.AFTER_SETTLE)
     return settled, parent, key
 
