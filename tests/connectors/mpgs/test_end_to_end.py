@@ -259,3 +259,23 @@ async def test_operation_not_enabled_is_not_supported(
         assert response.json() == {"detail": NOT_SUPPORTED, "operation": operation,
                                    "result": "failed"}
     assert mpgs_fake.requests == []
+
+
+async def test_v2_operations_by_session_id(
+    client: httpx.AsyncClient, seed: Seed, auth: dict[str, str],
+    mpgs_fake: FakeMpgs,  # noqa: F811
+) -> None:
+    await mpgs_payment(seed, mpgs_fake, state="authorized")
+    parent = await seed.find("ORD-1")
+    assert parent is not None
+    for operation, amount, state in (("capture", "60.000", "paid"), ("refund", "10.000", "refunded")):
+        response = await client.post("/b/pbl/v2/operation/", headers=auth, json={
+            "operation": operation, "session_id": parent.session_id, "amount": amount})
+        assert_operation(response, operation, amount, state)
+    inquiry = await client.post("/b/pbl/v2/inquiry/", headers=auth,
+                                json={"session_id": parent.session_id})
+    assert inquiry.status_code == 200
+    body = inquiry.json()
+    assert (body["state"], body["captured_amount"], body["refunded_amount"]) == (
+        "authorized", "60.000", "10.000")
+    assert body["gateway_name"] == "mpgs"
