@@ -86,6 +86,14 @@ def _run(work: Callable[[AppContext], Awaitable[T]]) -> T:
     return asyncio.run(main())
 
 
+def _emit(result: dict[str, Any], print_field: str | None) -> None:
+    """A command's result as JSON, or one field of it alone (for shell scripts)."""
+    if print_field:
+        print(result.get(print_field, ""))
+    else:
+        console.print_json(json.dumps(result))
+
+
 def _migrate(settings: Settings) -> None:
     settings.ensure_data_dir()
     upgrade(settings.effective_database_url)
@@ -360,11 +368,7 @@ def txn_create(
         return {"order_no": parent.order_no, "session_id": parent.session_id,
                 "state": parent.state, "amount": format_minor(parent.amount, parent.currency_code),
                 "currency_code": parent.currency_code, "pg_code": pg_code}
-    result = _run(work)
-    if print_field:
-        print(result.get(print_field, ""))
-    else:
-        console.print_json(json.dumps(result))
+    _emit(_run(work), print_field)
 
 
 @txn_app.command("import")
@@ -406,11 +410,7 @@ def txn_import(
                 _fail(str(exc))
             return {"order_no": parent.order_no, "session_id": parent.session_id,
                     "state": parent.state, "pg_code": pg_code}
-    result = _run(work)
-    if print_field:
-        print(result.get(print_field, ""))
-    else:
-        console.print_json(json.dumps(result))
+    _emit(_run(work), print_field)
 
 
 @txn_app.command("show")

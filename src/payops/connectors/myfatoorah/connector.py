@@ -67,6 +67,7 @@ import httpx
 from payops.connectors.base import (
     Connector,
     ConnectorConfig,
+    GatewayOperation,
     GatewayResult,
     Notification,
     NotificationRejected,
@@ -588,6 +589,64 @@ class MyFatoorahConnector(Connector):
         result = {Outcome.SUCCESS: "success", Outcome.FAILED: "canceled"}.get(outcome, "queued")
         return self._result(outcome, raw, refund_params(reference, result, message, **ids),
                             message, refs)
+
+    # -- the gateway's own books -------------------------------------------------------------
+    async def list_operations(self, payment: PaymentRef) -> list[GatewayOperation] | None:
+        """The invoice's refunds (GetRefundStatus, portal ones included), each identified by its
+        ``RefundId`` — the ``refund_id`` kept in gateway_refs. For an authorized payment
+        (Authorize-Capture) also its capture (the ``Succss`` transaction) or release (the
+        ``Canceled`` transaction), identified by that transaction's ``PaymentId`` — the
+        ``payment_id`` kept in gateway_refs. A purchase's ``Succss`` transaction is the payment
+        itself and is not listed. None when the invoice or its refunds cannot be read."""
+        try:
+            if self._configuration_problem() is not None or self._payment_key(payment) is None:
+                return None
+            currency = payment.currency_code
+            if not is_known_currency(currency):
+                return None
+            listed: list[GatewayOperation] = []
+            if payment.operation_mode == "authorize":
+                key = self._payment_key(payment)
+                assert key is not None
+                answer = await self._call(GET_PAYMENT_STATUS,
+                                          PaymentStatusRequest(Key=key[0], KeyType=key[1]))
+                found = parse_data(PaymentStatus, answer.data) if answer.kind == "ok" else None
+                if found is None:
+                    return None
+                if found.captured:
+                    transaction = found.latest(*SUCCESS_STATUSES)
+                    amount = (to_minor(transaction.TransationValue, currency) if transaction
+                              else None)
+                    if amount is None:
+                        amount = to_minor(found.InvoiceValue, currency)
+                    if transaction is not None and transaction.PaymentId and amount:
+                        listed.append(GatewayOperation("capture", amount, Outcome.SUCCESS,
+                                                       transaction.PaymentId))
+                elif found.released:
+                    transaction = found.latest("canceled")
+                    if transaction is not None and transaction.PaymentId:
+                        listed.append(GatewayOperation("void", payment.amount, Outcome.SUCCESS,
+                                                       transaction.PaymentId))
+            invoice_id = await self._invoice_id(payment)
+            if invoice_id is None:
+                return None
+            answer = await self._call(GET_REFUND_STATUS, RefundStatusRequest(
+                KeyType=KEY_INVOICE_ID, Key=invoice_id))
+            refunds = parse_data(RefundStatusList, answer.data) if answer.kind == "ok" else None
+            if refunds is None:
+                return None
+            for entry in refunds.refunds:
+                if entry.BaseCurrency and entry.BaseCurrency.upper() != currency.upper():
+                    continue
+                amount = to_minor(entry.value, currency)
+                if not entry.RefundId or amount is None or amount <= 0:
+                    continue
+                outcome = status_outcome(REFUND_STATUS_OUTCOME, entry.RefundStatus)
+                listed.append(GatewayOperation("refund", amount, outcome, entry.RefundId))
+            return listed
+        except Exception as exc:  # noqa: BLE001 - a connector must never raise
+            log.warning("myfatoorah operation listing failed: %s", type(exc).__name__)
+            return None
 
     # -- inquiry ----------------------------------------------------------------------------
     async def inquire_payment(self, payment: PaymentRef) -> GatewayResult:

@@ -44,6 +44,7 @@ from payops.connectors.base import (
     CALL_MARGIN_SECONDS,
     Connector,
     ConnectorConfig,
+    GatewayOperation,
     GatewayResult,
     Notification,
     NotificationRejected,
@@ -54,7 +55,7 @@ from payops.connectors.base import (
 from payops.connectors.http import shared_tls_context
 from payops.connectors.ngenius import transformers as t
 from payops.connectors.ngenius import webhooks
-from payops.money import UnknownCurrency, format_minor
+from payops.money import AmountError, UnknownCurrency, format_minor
 
 log = logging.getLogger(__name__)
 
@@ -628,6 +629,50 @@ class NgeniusConnector(Connector):
         refs[f"{kind}_reference"] = child.ref
         return GatewayResult(outcome, raw, t.payment_params(
             payment, order_reference=order_reference, child=child, message=message), message, refs)
+
+    # -- the gateway's own books ---------------------------------------------------------------------
+
+    async def list_operations(self, payment: PaymentRef) -> list[GatewayOperation] | None:
+        """The captures and refunds embedded in the order's payment (dashboard ones included),
+        each identified by its child id — the ``capture_reference`` / ``refund_reference`` kept in
+        gateway_refs — and a void (a REVERSED payment) identified by the payment reference. For a
+        payment taken as a purchase (imported "paid") any captures are what made it paid, so
+        only refunds are listed. None when the order cannot be read."""
+        deadline = _Deadline(self.timeout)
+        try:
+            order, _reply = await self._order(payment, deadline)
+            if order is None:
+                return None
+            chosen = self._pick_payment(order, self._ref(payment, "payment"))
+            if chosen is None:
+                return None
+            currency = payment.currency_code
+            listed: list[GatewayOperation] = []
+            kinds: list[tuple[str, list[t.Child]]] = [("refund", chosen.refunds)]
+            if payment.operation_mode == "authorize":
+                kinds.insert(0, ("capture", chosen.captures))
+            for kind, children in kinds:
+                for child in children:
+                    if not child.ref or child.amount is None:
+                        continue
+                    if child.amount.currency_code.upper() != currency.upper():
+                        continue
+                    try:
+                        amount = t.from_gateway_value(child.amount.value, currency, self.exponents)
+                    except (AmountError, UnknownCurrency, t.AmountNotRepresentable):
+                        continue
+                    if amount <= 0:
+                        continue
+                    listed.append(GatewayOperation(kind, amount, t.child_outcome(child.state),
+                                                   child.ref))
+            if (payment.operation_mode == "authorize" and chosen.state.upper() == "REVERSED"
+                    and not chosen.captures and chosen.ref):
+                listed.append(GatewayOperation("void", payment.amount, Outcome.SUCCESS,
+                                               chosen.ref))
+            return listed
+        except Exception as exc:  # noqa: BLE001 - a connector must never raise
+            log.warning("ngenius operation listing failed: %s", type(exc).__name__)
+            return None
 
     @staticmethod
     def _unreadable(reply: _Reply, what: str) -> GatewayResult:

@@ -42,6 +42,7 @@ import httpx
 from payops.connectors.base import (
     Connector,
     ConnectorConfig,
+    GatewayOperation,
     GatewayResult,
     Notification,
     NotificationRejected,
@@ -461,6 +462,46 @@ class TabbyConnector(Connector):
         message = f"Tabby payment status {payment.status} is not understood"
         return GatewayResult(Outcome.PENDING, raw,
                              self._params(payment, reference, "pending", message), message)
+
+
+    # -- the gateway's own books -------------------------------------------------------------
+    async def list_operations(self, payment: PaymentRef) -> list[GatewayOperation] | None:
+        """The captures and refunds Tabby lists on the payment, dashboard ones included. Each is
+        identified by its entry id, the ``capture_id`` / ``refund_id`` kept in gateway_refs. A
+        close (void) has no entry of its own and is not listed. For a payment taken as a purchase
+        (imported "paid") the captures are what made it paid, so only refunds are listed."""
+        try:
+            if self._configuration_problem(payment.currency_code):
+                return None
+            payment_id = self._payment_id(payment)
+            if payment_id is None:
+                return None
+            reply = await self._send("GET", payment.currency_code, self._path(payment_id))
+            if reply.status_code != 200:
+                return None
+            found = parse_payment(reply.body)
+            if found is None:
+                return None
+            if found.currency and found.currency.upper() != payment.currency_code.upper():
+                return None
+            listed: list[GatewayOperation] = []
+            movements: list[tuple[str, list[Movement]]] = [("refund", found.refunds)]
+            if payment.operation_mode == "authorize":
+                movements.insert(0, ("capture", found.captures))
+            for kind, entries in movements:
+                for entry in entries:
+                    amount = amount_minor(entry.amount, payment.currency_code)
+                    if not entry.id or amount is None or amount <= 0:
+                        continue
+                    outcome = Outcome.SUCCESS
+                    if kind == "refund" and self._delayed_refunds() and not self._delay_passed(
+                            entry):
+                        outcome = Outcome.PENDING
+                    listed.append(GatewayOperation(kind, amount, outcome, entry.id))
+            return listed
+        except Exception as exc:  # noqa: BLE001 - a connector must never raise
+            log.warning("tabby operation listing failed: %s", type(exc).__name__)
+            return None
 
 
 def _parse_time(value: str | None) -> datetime | None:
