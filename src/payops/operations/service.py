@@ -320,8 +320,13 @@ async def record_gateway_side_operations(ctx: AppContext, parent_id: int) -> int
     recorded = 0
     async with ctx.db.write() as session:
         parent = await repository.lock_parent_by_id(session, parent_id)
+        ours = await repository.operations(session, parent_id)
+        if any(op.state in repository.RESERVING_STATES for op in ours):
+            # One of our own operations is unresolved: its gateway entry would look foreign.
+            # Record nothing until the reconciler has settled it.
+            return 0
         known = {str(v) for v in (attempt.gateway_refs or {}).values()}
-        for op in await repository.operations(session, parent_id):
+        for op in ours:
             known.add(op.reference_number)
             known.update(str(v) for v in (op.gateway_refs or {}).values())
         key = await outbox.merchant_setting(session, outbox.HMAC_KEY_SETTING)
