@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -29,6 +29,7 @@ from payops.money import is_known_currency
 
 OPERATION_MODES = ("purchase", "authorize")
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class GatewayConfigError(ValueError):
@@ -132,14 +133,15 @@ def connector_for(config: GatewayConfig, settings: Settings) -> Connector:
     )
 
 
-async def ask_gateway(
+async def _call_connector(
     config: GatewayConfig,
     settings: Settings,
-    call: Callable[[Connector], Awaitable[GatewayResult]],
+    call: Callable[[Connector], Awaitable[T]],
     label: str,
-) -> GatewayResult:
-    """Run one connector call with a hard deadline. Anything but an answer — a timeout, a
-    connector bug, credentials that no longer decrypt — is an unknown outcome, never a result."""
+    fallback: Callable[[Exception], T],
+) -> T:
+    """Run one connector call with a hard deadline; anything but an answer — a timeout, a
+    connector bug, credentials that no longer decrypt — becomes ``fallback``, never a result."""
     connector: Connector | None = None
     try:
         connector = connector_for(config, settings)
@@ -148,25 +150,29 @@ async def ask_gateway(
         )
     except Exception as exc:
         log.warning("gateway call for %s ended without an answer: %s", label, type(exc).__name__)
-        return GatewayResult(Outcome.UNKNOWN, {"error": type(exc).__name__}, {},
-                             messages.GATEWAY_UNCONFIRMED)
+        return fallback(exc)
     finally:
         if connector is not None:
             await connector.aclose()
+
+
+async def ask_gateway(
+    config: GatewayConfig,
+    settings: Settings,
+    call: Callable[[Connector], Awaitable[GatewayResult]],
+    label: str,
+) -> GatewayResult:
+    """One connector call whose failure is an unknown outcome."""
+    return await _call_connector(
+        config, settings, call, label,
+        lambda exc: GatewayResult(Outcome.UNKNOWN, {"error": type(exc).__name__}, {},
+                                  messages.GATEWAY_UNCONFIRMED),
+    )
 
 
 async def ask_gateway_for_operations(
     config: GatewayConfig, settings: Settings, payment: PaymentRef
 ) -> list[GatewayOperation] | None:
     """The gateway's own list of operations on a payment; None when it cannot tell."""
-    connector: Connector | None = None
-    try:
-        connector = connector_for(config, settings)
-        return await asyncio.wait_for(connector.list_operations(payment),
-                                      timeout=connector.config.timeout_seconds + CALL_MARGIN_SECONDS)
-    except Exception as exc:
-        log.warning("listing operations at %s failed: %s", config.pg_code, type(exc).__name__)
-        return None
-    finally:
-        if connector is not None:
-            await connector.aclose()
+    return await _call_connector(config, settings, lambda c: c.list_operations(payment),
+                                 config.pg_code, lambda exc: None)

@@ -20,9 +20,10 @@ from sqlalchemy import and_, or_, select, update
 
 from payops.connectors.base import GatewayResult, OperationRequest, Outcome
 from payops.context import AppContext
-from payops.db.models import Operation, PaymentAttempt
+from payops.db.models import Operation
 from payops.gateways.service import ask_gateway, supported_operations
 from payops.operations.service import settle
+from payops.transactions import repository
 from payops.transactions.service import payment_ref
 
 log = logging.getLogger(__name__)
@@ -82,13 +83,8 @@ async def claim(ctx: AppContext, operation_id: int) -> bool:
 async def _request_for(ctx: AppContext, operation_id: int) -> tuple[Operation, OperationRequest | None]:
     async with ctx.db.read() as session:
         op = await session.get_one(Operation, operation_id)
-        attempt = await session.scalar(
-            select(PaymentAttempt)
-            .where(PaymentAttempt.transaction_id == op.transaction_id,
-                   PaymentAttempt.state == "success",
-                   PaymentAttempt.gateway_config_id == op.gateway_config_id)
-            .order_by(PaymentAttempt.id.desc())
-        )
+        attempt = await repository.successful_attempt(session, op.transaction_id,
+                                                      op.gateway_config_id)
         if attempt is None:
             return op, None
         others = await session.scalars(select(Operation.gateway_refs).where(

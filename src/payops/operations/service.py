@@ -21,7 +21,7 @@ from payops import audit, crashpoints
 from payops.auth.service import SETTLEMENT, Principal
 from payops.connectors.base import GatewayResult, OperationRequest, Outcome
 from payops.context import AppContext
-from payops.db.models import Operation, PaymentAttempt, PaymentTransaction
+from payops.db.models import Operation, PaymentTransaction
 from payops.domain import messages
 from payops.domain.rules import (
     DeleteKind,
@@ -109,15 +109,6 @@ async def totals_of(session: AsyncSession, parent: PaymentTransaction) -> Totals
     )
 
 
-async def _successful_attempt(
-    session: AsyncSession, parent: PaymentTransaction
-) -> PaymentAttempt | None:
-    for attempt in await repository.attempts(session, parent.id):
-        if attempt.state == "success" and attempt.gateway_config_id == parent.gateway_config_id:
-            return attempt
-    return None
-
-
 async def _audit_refusal(
     ctx: AppContext, principal: Principal, operation: str, lookup: Lookup, error: ApiError
 ) -> None:
@@ -174,7 +165,7 @@ async def _run_external(
             except AmountError as exc:
                 raise field_error("amount", str(exc)) from None
         gateway = parent.gateway_config
-        attempt = await _successful_attempt(session, parent)
+        attempt = await repository.successful_attempt(session, parent.id, parent.gateway_config_id)
         if gateway is None or attempt is None:
             raise OperationFailed(messages.NOT_ALLOWED, operation)
         try:
@@ -310,7 +301,8 @@ async def record_gateway_side_operations(ctx: AppContext, parent_id: int) -> int
     payment that PayOps did not send (done on the gateway's dashboard). Returns how many."""
     async with ctx.db.read() as session:
         parent = await session.get(PaymentTransaction, parent_id)
-        attempt = await _successful_attempt(session, parent) if parent else None
+        attempt = (await repository.successful_attempt(session, parent.id, parent.gateway_config_id)
+                   if parent else None)
         if parent is None or attempt is None or parent.gateway_config is None:
             return 0
         gateway = parent.gateway_config

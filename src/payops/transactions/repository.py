@@ -70,6 +70,19 @@ async def attempts(session: AsyncSession, parent_id: int) -> list[PaymentAttempt
     )
 
 
+async def successful_attempt(
+    session: AsyncSession, parent_id: int, gateway_config_id: int | None
+) -> PaymentAttempt | None:
+    """The attempt that took the payment at this gateway (the newest, should there be several)."""
+    return await session.scalar(
+        select(PaymentAttempt)
+        .where(PaymentAttempt.transaction_id == parent_id,
+               PaymentAttempt.state == "success",
+               PaymentAttempt.gateway_config_id == gateway_config_id)
+        .order_by(PaymentAttempt.id.desc())
+    )
+
+
 async def operations(session: AsyncSession, parent_id: int) -> list[Operation]:
     return list(
         await session.scalars(
