@@ -59,6 +59,9 @@ class Settings(BaseSettings):
     webhook_backoff_base_seconds: float = 30.0
     webhook_backoff_factor: float = 3.0
     webhook_backoff_cap_seconds: float = 8 * 3600.0
+    # The hosted page tries the payment webhook before redirecting the customer, for at most
+    # this long (decisions §10: at most 10 s; larger values are capped).
+    webhook_redirect_deadline_seconds: float = 10.0
     webhook_allow_private: bool = False  # allow loopback/private/link-local targets (tests, LANs)
 
     # Test-only crash hook (docs/operations-model.md): the process SIGKILLs itself at this point.

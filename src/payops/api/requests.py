@@ -4,7 +4,10 @@ size, with DRF's error bodies. JSON numbers keep their exact literal (``parse_fl
 from __future__ import annotations
 
 import json
+import re
 import unicodedata
+from collections.abc import Iterable
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -17,6 +20,98 @@ from payops.errors import DetailError, FieldErrors, field_error
 JSON_TYPES = ("application/json",)
 FORM_TYPE = "application/x-www-form-urlencoded"
 MULTIPART_TYPE = "multipart/form-data"
+# Ottu's limit for redirect_url, webhook_url and disclosure_url.
+URL_MAX_LENGTH = 2000
+
+
+@dataclass(frozen=True)
+class FormShape:
+    """How an endpoint's fields read from a form or multipart body, as DRF's fields do.
+
+    ``lists``: list fields, given as repeated keys (``pg_codes=a&pg_codes=b``) or indexed keys
+    (``pg_codes[0]=a``); a single key is a one-item list. ``json``: JSON or object fields, whose
+    plain key holds JSON text (DRF's JSONField) and which may also be sent as nested keys
+    (``extra.key=v``, ``extra[key]=v``). Every other field is a scalar: the last value wins, and a
+    blank value stays an empty string.
+    """
+
+    lists: frozenset[str] = frozenset()
+    json: frozenset[str] = frozenset()
+
+
+NO_SHAPE = FormShape()
+_KEY_ROOT = re.compile(r"^([^.\[\]]+)((?:\[[^\[\]]*\]|\.[^.\[\]]+|(?<=\])[^.\[\]]+)*)$")
+_KEY_PART = re.compile(r"\[([^\[\]]*)\]|\.([^.\[\]]+)|([^.\[\]]+)")
+
+
+def _split_key(key: str) -> tuple[str, list[str]]:
+    """``a[b][0]`` / ``a.b.0`` / ``a[0]b`` → ("a", ["b", "0"] ...); a plain key has no path."""
+    match = _KEY_ROOT.match(key)
+    if match is None or not match.group(2):
+        return key, []
+    path = [part.group(part.lastindex or 1) or "" for part in _KEY_PART.finditer(match.group(2))]
+    return match.group(1), path
+
+
+def _listify(node: Any) -> Any:
+    if isinstance(node, dict):
+        node = {key: _listify(value) for key, value in node.items()}
+        if node and all(key.isdigit() for key in node):
+            return [node[key] for key in sorted(node, key=int)]
+    return node
+
+
+def _nest(parts: list[tuple[list[str], str]]) -> Any:
+    root: dict[str, Any] = {}
+    for path, value in parts:
+        node = root
+        for depth, segment in enumerate(path):
+            if segment == "":  # "name[]": the next item
+                segment = str(len(node))
+            if depth == len(path) - 1:
+                node[segment] = value
+            else:
+                if not isinstance(node.get(segment), dict):
+                    node[segment] = {}
+                node = node[segment]
+    return _listify(root)
+
+
+def _json_text(name: str, text: str) -> Any:
+    if text == "":
+        return ""
+    try:
+        return json.loads(text, parse_float=Decimal, parse_constant=_reject_constant)
+    except (ValueError, RecursionError):
+        raise FieldErrors({name: [messages.INVALID_JSON_VALUE]}) from None
+
+
+def fold_form(pairs: Iterable[tuple[str, str]], shape: FormShape = NO_SHAPE) -> dict[str, Any]:
+    """A form's key/value pairs as the object DRF's serializer fields would read from them."""
+    plain: dict[str, list[str]] = {}
+    nested: dict[str, list[tuple[list[str], str]]] = {}
+    order: dict[str, None] = {}
+    for key, value in pairs:
+        root, path = _split_key(key)
+        order.setdefault(root)
+        if path:
+            nested.setdefault(root, []).append((path, value))
+        else:
+            plain.setdefault(root, []).append(value)
+    data: dict[str, Any] = {}
+    for name in order:
+        values = plain.get(name, [])
+        if name in shape.lists:
+            data[name] = values if values else _nest(nested[name])
+            if isinstance(data[name], dict):  # name[]=a style keys only
+                data[name] = list(data[name].values())
+        elif values and name in shape.json:
+            data[name] = _json_text(name, values[-1])
+        elif values:
+            data[name] = values[-1]
+        else:
+            data[name] = _nest(nested[name])
+    return data
 
 
 def _reject_constant(name: str) -> Any:
@@ -45,8 +140,11 @@ async def read_limited(request: Request, max_bytes: int) -> bytes:
     return b"".join(chunks)
 
 
-async def read_object(request: Request, max_bytes: int) -> dict[str, Any]:
-    """The request body as a dict; an empty body is an empty dict."""
+async def read_object(
+    request: Request, max_bytes: int, shape: FormShape = NO_SHAPE
+) -> dict[str, Any]:
+    """The request body as a dict; an empty body is an empty dict. Form and multipart bodies are
+    folded as DRF reads them (``fold_form``); a file part is refused, naming its field."""
     raw = await read_limited(request, max_bytes)
     media = media_type(request)
     if not raw.strip():
@@ -61,16 +159,24 @@ async def read_object(request: Request, max_bytes: int) -> dict[str, Any]:
             raise DetailError(messages.INVALID_JSON.format(error="nested too deeply"), 400) from None
     elif media == FORM_TYPE:
         try:
-            data = dict(parse_qsl(raw.decode("utf-8"), keep_blank_values=True))
+            pairs = parse_qsl(raw.decode("utf-8"), keep_blank_values=True)
         except UnicodeDecodeError:
             raise DetailError("Form data is not valid UTF-8.", 400) from None
+        data = fold_form(pairs, shape)
     elif media == MULTIPART_TYPE:
         request._body = raw  # let Starlette's form parser read what we already bounded
         try:
             form = await request.form()
         except Exception:
             raise DetailError("Multipart form parse error.", 400) from None
-        data = {key: value for key, value in form.items() if isinstance(value, str)}
+        try:
+            files = sorted({key for key, value in form.multi_items() if not isinstance(value, str)})
+            if files:
+                raise FieldErrors({key: [messages.ATTACHMENT_UNSUPPORTED if key == "attachment"
+                                         else messages.FILE_UNSUPPORTED] for key in files})
+            data = fold_form([(k, v) for k, v in form.multi_items() if isinstance(v, str)], shape)
+        finally:
+            await form.close()
     else:
         raise DetailError(messages.UNSUPPORTED_MEDIA.format(media_type=media), 415)
     if not isinstance(data, dict):
@@ -124,7 +230,7 @@ def boolean(name: str, value: Any) -> bool:
     raise field_error(name, "Must be a valid boolean.")
 
 
-def url(name: str, value: Any, *, max_length: int = 200) -> str | None:
+def url(name: str, value: Any, *, max_length: int = URL_MAX_LENGTH) -> str | None:
     if value is None or value == "":
         return None
     if not isinstance(value, str):

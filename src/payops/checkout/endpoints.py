@@ -15,7 +15,7 @@ from payops.api.dependencies import authenticate, get_context, require_permissio
 from payops.api.requests import identifier, read_object
 from payops.auth.service import Principal
 from payops.checkout import service
-from payops.checkout.schemas import CheckoutRequest
+from payops.checkout.schemas import CHECKOUT_FORM, CheckoutRequest
 from payops.operations.schemas import Detail
 
 router = APIRouter(tags=["checkout"])
@@ -43,7 +43,7 @@ async def create_session(request: Request, principal: Principal = Depends(authen
                          ) -> JSONResponse:
     require_permission(principal, "checkout.create")
     ctx = get_context(request)
-    body = await read_object(request, ctx.settings.max_body_bytes)
+    body = await read_object(request, ctx.settings.max_body_bytes, CHECKOUT_FORM)
     return JSONResponse(await service.create(ctx, principal, body, base_url(request)),
                         status_code=201)
 
@@ -63,7 +63,7 @@ async def _update(session_id: str, request: Request, principal: Principal, parti
     ctx = get_context(request)
     sid = identifier("session_id", session_id)
     assert sid is not None
-    body = await read_object(request, ctx.settings.max_body_bytes)
+    body = await read_object(request, ctx.settings.max_body_bytes, CHECKOUT_FORM)
     return await service.update(ctx, principal, sid, body, base_url(request), partial=partial)
 
 

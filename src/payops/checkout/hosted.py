@@ -22,6 +22,7 @@ from payops.money import format_minor
 from payops.transactions import repository
 from payops.transactions.expiry import expire_if_due
 from payops.transactions.service import TransactionError, pay_with_sandbox
+from payops.webhooks.before_redirect import try_payment_webhook
 
 router = APIRouter(include_in_schema=False)
 PAYABLE = ("created", "pending", "attempted")
@@ -178,7 +179,12 @@ async def pay(session_id: str, request: Request) -> Response:
     if parent.state == "pending":
         return _page("Processing", "<h1>Your payment is being processed.</h1>"
                      "<p>You will be told the result once the bank confirms it.</p>", 202)
-    if parent.redirect_url:
+    # Ottu's order: the payment webhook first; only its 200 sends the customer on (§10).
+    redirect = bool(parent.redirect_url)
+    if parent.webhook_url:
+        answer = await try_payment_webhook(ctx, parent.id, parent.webhook_url)
+        redirect = redirect and answer == 200
+    if redirect:
         target = _redirect_target(parent.redirect_url, {
             "session_id": parent.session_id, "order_no": parent.order_no or "",
             "reference_number": reference})

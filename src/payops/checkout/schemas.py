@@ -9,9 +9,10 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from payops.api.requests import has_control_characters, url
+from payops.api.requests import FormShape, has_control_characters, url
 from payops.domain import messages
 from payops.errors import FieldErrors
+from payops.gateways.service import takes_payments
 from payops.money import AmountError, is_known_currency, parse_amount
 
 TYPES = ("e_commerce", "payment_request")
@@ -29,6 +30,34 @@ INVALID_DURATION = (
     "Duration has wrong format. Use one of these formats instead: [DD] [HH:[MM:]]ss[.uuuuuu]."
 )
 MAX_LIFETIME = timedelta(days=365)
+
+# Fields that ask PayOps to do something it does not do: refused when their value asks for it.
+UNSUPPORTED_FEATURES = (
+    "notifications", "email_recipients", "generate_qr_code", "shortify_checkout_url",
+    "shortify_attachment_url", "attachment", "attachment_upload_url", "payment_instrument",
+    "loyalty", "include_sdk_setup_preload", "preload_checkout_page", "branding_options",
+    "agreement",
+)
+# Descriptive fields: stored as given and echoed in the checkout body.
+DESCRIPTIVE_LIMITS = {"vendor_name": 64, "product_type": 128, "unit_code": 64,
+                      "customer_phone_2": 16}
+SHIPPING_LIMITS = {"line1": 128, "line2": 128, "city": 40, "state": 40, "country": 2,
+                   "postal_code": 12, "first_name": 64, "last_name": 64, "email": 128,
+                   "phone": 16}
+SHIPPING_REQUIRED = ("line1", "city", "country", "first_name", "last_name", "email", "phone")
+DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+INVALID_DATE = "Date has wrong format. Use one of these formats instead: YYYY-MM-DD."
+INVALID_DATETIME = ("Datetime has wrong format. Use one of these formats instead: "
+                    "YYYY-MM-DDThh:mm[:ss[.uuuuuu]][+HH:MM|-HH:MM|Z].")
+FALSE_WORDS = frozenset({"false", "False", "FALSE", "0", "no", "off", "n", "f", "null"})
+# How the checkout fields read from a form or multipart body (DRF: ListField, JSONField and
+# nested serializers).
+CHECKOUT_FORM = FormShape(
+    lists=frozenset({"pg_codes", "email_recipients"}),
+    json=frozenset({"extra", "billing_address", "shipping_address", "notifications",
+                    "agreement", "card_acceptance_criteria", "payment_instrument", "loyalty",
+                    "branding_options"}),
+)
 
 
 class CheckoutRequest(BaseModel):
@@ -51,6 +80,13 @@ class CheckoutRequest(BaseModel):
     redirect_url: str | None = None
     language: str | None = None
     payment_type: str | None = None
+    due_datetime: str | None = Field(default=None, description="ISO 8601 date-time; stored, echoed")
+    vendor_name: str | None = Field(default=None, max_length=64)
+    product_type: str | None = Field(default=None, max_length=128)
+    unit_code: str | None = Field(default=None, max_length=64)
+    customer_phone_2: str | None = Field(default=None, max_length=16)
+    customer_birthdate: str | None = Field(default=None, description="YYYY-MM-DD")
+    shipping_address: dict[str, str] | None = None
 
 
 @dataclass
@@ -92,6 +128,87 @@ def _url(errors: dict[str, Any], name: str, value: Any) -> str | None:
         return None
 
 
+def asks_for_feature(value: Any) -> bool:
+    """True, a non-empty object or list, or any other non-empty value ask for a feature;
+    false, null and empty values do not (forms send "false" / "0")."""
+    if value is None or value is False or value == "" or value == 0:
+        return False
+    if isinstance(value, str):
+        return value.strip() not in FALSE_WORDS
+    if isinstance(value, (dict, list)):
+        return bool(value)
+    return True
+
+
+def _unsupported_features(errors: dict[str, Any], body: dict[str, Any]) -> None:
+    for name in UNSUPPORTED_FEATURES:
+        if name in body and asks_for_feature(body[name]):
+            errors[name] = [messages.FEATURE_UNSUPPORTED.format(field=name)]
+
+
+def _descriptive(errors: dict[str, Any], body: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, limit in DESCRIPTIVE_LIMITS.items():
+        if name in body:
+            value = _text(errors, name, body[name], limit)
+            if name not in errors:
+                out[name] = value or ""
+    if "customer_birthdate" in body:
+        value = _text(errors, "customer_birthdate", body["customer_birthdate"], 10)
+        if value and not _valid_date(value):
+            errors["customer_birthdate"] = [INVALID_DATE]
+        elif "customer_birthdate" not in errors:
+            out["customer_birthdate"] = value or ""
+    if "due_datetime" in body:
+        value = _text(errors, "due_datetime", body["due_datetime"], 64)
+        if value and not _valid_datetime(value):
+            errors["due_datetime"] = [INVALID_DATETIME]
+        elif "due_datetime" not in errors:
+            out["due_datetime"] = value or ""
+    if "shipping_address" in body:
+        address = body["shipping_address"]
+        if address in (None, "", {}):
+            out["shipping_address"] = {}
+        elif not isinstance(address, dict):
+            errors["shipping_address"] = {"non_field_errors": [
+                messages.NOT_AN_OBJECT.format(kind=type(address).__name__)]}
+        else:
+            nested: dict[str, Any] = {}
+            clean = {key: _text(nested, key, address.get(key), limit) or ""
+                     for key, limit in SHIPPING_LIMITS.items()}
+            for key in SHIPPING_REQUIRED:
+                if not clean[key] and key not in nested:
+                    nested[key] = [messages.FIELD_REQUIRED]
+            if clean["country"] and not re.fullmatch(r"[A-Z]{2}", clean["country"]):
+                nested["country"] = [messages.INVALID_CHOICE.format(value=clean["country"])]
+            if clean["email"] and not EMAIL.match(clean["email"]):
+                nested["email"] = ["Enter a valid email address."]
+            if nested:
+                errors["shipping_address"] = nested
+            else:
+                out["shipping_address"] = clean
+    return out
+
+
+def _valid_date(value: str) -> bool:
+    from datetime import date
+
+    try:
+        return bool(DATE.match(value)) and date.fromisoformat(value) is not None
+    except ValueError:
+        return False
+
+
+def _valid_datetime(value: str) -> bool:
+    from datetime import datetime
+
+    try:
+        datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return False
+    return "T" in value or " " in value
+
+
 def validate_checkout(
     body: dict[str, Any], *, partial: bool, enabled_gateways: dict[str, Any],
     current_currency: str | None = None,
@@ -128,9 +245,14 @@ def validate_checkout(
                                   % type(codes).__name__]
         else:
             unknown = [c for c in codes if c not in enabled_gateways]
+            no_payments = [c for c in codes if c in enabled_gateways
+                           and not takes_payments(enabled_gateways[c])]
             if unknown:
                 errors["pg_codes"] = [f'Payment gateway code "{c[:64]}" does not exist or is disabled.'
                                       for c in unknown]
+            elif no_payments:
+                errors["pg_codes"] = [messages.TAKES_NO_PAYMENTS.format(pg_code=c)
+                                      for c in dict.fromkeys(no_payments)]
             else:
                 out["pg_codes"] = list(dict.fromkeys(codes))
                 gateways = [enabled_gateways[c] for c in out["pg_codes"]]
@@ -216,6 +338,9 @@ def validate_checkout(
         if body["payment_type"] not in PAYMENT_TYPES:
             errors["payment_type"] = [
                 messages.INVALID_CHOICE.format(value=str(body["payment_type"])[:32])]
+
+    _unsupported_features(errors, body)
+    out.update(_descriptive(errors, body))
 
     if errors:
         raise FieldErrors(errors)

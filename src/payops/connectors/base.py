@@ -103,6 +103,10 @@ class Connector(ABC):
     name: ClassVar[str]
     # Operations this connector can perform: a subset of capture, refund, void, inquiry.
     capabilities: ClassVar[frozenset[str]]
+    # Whether customers can pay through PayOps at this gateway (a hosted page or redirect flow).
+    # A gateway without it serves operations on payments registered with the import API only,
+    # and checkout sessions naming it are refused.
+    takes_payments: ClassVar[bool] = False
     # Credential keys a configuration of this connector must provide (checked at `gateway add`).
     required_credentials: ClassVar[tuple[str, ...]] = ()
 

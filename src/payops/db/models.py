@@ -154,8 +154,11 @@ class PaymentTransaction(Base):
     pg_codes: Mapped[list[str]] = mapped_column(JSON, default=list)
     customer: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     extra: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-    webhook_url: Mapped[str] = mapped_column(String(200), default="")
-    redirect_url: Mapped[str] = mapped_column(String(200), default="")
+    webhook_url: Mapped[str] = mapped_column(String(2000), default="")
+    redirect_url: Mapped[str] = mapped_column(String(2000), default="")
+    # Descriptive checkout fields stored as given and echoed (vendor_name, due_datetime,
+    # shipping_address, ...); null on rows written before they were kept.
+    details: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     language: Mapped[str] = mapped_column(String(8), default="en")
     message: Mapped[str] = mapped_column(Text, default="")
     expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)

@@ -38,3 +38,15 @@ UNSUPPORTED_MEDIA = 'Unsupported media type "{media_type}" in request.'
 TOO_LARGE = "Request body is too large."
 BUSY = "The service is busy; try again shortly."
 THROTTLED = "Request was throttled. Expected available in {seconds} seconds."
+
+# Form and multipart bodies, unsupported Checkout features (issue 16)
+INVALID_JSON_VALUE = "Value must be valid JSON."
+ATTACHMENT_UNSUPPORTED = (
+    "Attachments are not supported: PayOps stores no files. Send the request without the file."
+)
+FILE_UNSUPPORTED = "File uploads are not accepted here."
+FEATURE_UNSUPPORTED = "PayOps does not support {field}; send it empty, false or not at all."
+TAKES_NO_PAYMENTS = (
+    'Payment gateway "{pg_code}" takes no payments through PayOps. Register a payment taken at '
+    "it with the import API (payops txn import) and run operations on it."
+)

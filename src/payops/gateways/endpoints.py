@@ -8,12 +8,12 @@ from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel
 
 from payops.api.dependencies import authenticate, get_context, require_permission
-from payops.api.requests import boolean, choice, read_object
+from payops.api.requests import FormShape, boolean, choice, read_object
 from payops.auth.service import Principal
 from payops.checkout.endpoints import can_view
 from payops.checkout.service import enabled_gateways
 from payops.errors import field_error
-from payops.gateways.service import supported_operations
+from payops.gateways.service import supported_operations, takes_payments
 from payops.operations.schemas import Detail
 
 router = APIRouter(tags=["payment methods"])
@@ -42,7 +42,8 @@ async def payment_methods(request: Request, principal: Principal = Depends(authe
     if not can_view(principal):
         require_permission(principal, "checkout.view")
     ctx = get_context(request)
-    body = await read_object(request, ctx.settings.max_body_bytes)
+    body = await read_object(request, ctx.settings.max_body_bytes,
+                             FormShape(lists=frozenset({"currencies", "pg_names"})))
     kind = choice("type", body["type"], ("sandbox", "production")) if body.get("type") else None
     operation = (choice("operation", body["operation"], ("purchase", "authorize"))
                  if body.get("operation") else None)
@@ -69,6 +70,9 @@ async def payment_methods(request: Request, principal: Principal = Depends(authe
             "operations": sorted(supported_operations(gw) - {"inquiry"}),
             "is_tokenizable": False, "auto_debit_enabled": False, "payment_services": [],
             "tags": [],
+            # Whether customers can pay at it through PayOps (a checkout session may name it);
+            # payments taken elsewhere are registered with the import API.
+            "takes_payments": takes_payments(gw),
         })
     return {"payment_methods": methods, "customer_payment_methods": []}
 

@@ -104,6 +104,14 @@ def supported_operations(config: GatewayConfig) -> frozenset[str]:
     return frozenset(config.enabled_operations) & connector_class(config.connector).capabilities
 
 
+def takes_payments(config: GatewayConfig) -> bool:
+    """Can a customer pay at this gateway through PayOps (a checkout session may name it)?"""
+    try:
+        return connector_class(config.connector).takes_payments
+    except ValueError:
+        return False
+
+
 def gateway_facts(config: GatewayConfig) -> GatewayFacts:
     return GatewayFacts(supported_operations(config), config.default_currency)
 

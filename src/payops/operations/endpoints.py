@@ -40,7 +40,7 @@ async def v1_operation(
 ) -> dict[str, Any]:
     ctx = get_context(request)
     order = identifier("order_no", order_no)
-    body = await read_object(request, ctx.settings.max_body_bytes)
+    body = await read_object(request, ctx.settings.max_body_bytes, schemas.OPERATION_FORM)
     operation, amount = schemas.parse_v1_operation(body)
     require_permission(principal, OPERATION_PERMISSIONS[operation])
     return await run_operation(
@@ -64,7 +64,7 @@ async def v2_operation(
     tracking_key: str | None = Header(default=None, alias="Tracking-Key"),
 ) -> dict[str, Any]:
     ctx = get_context(request)
-    body = await read_object(request, ctx.settings.max_body_bytes)
+    body = await read_object(request, ctx.settings.max_body_bytes, schemas.OPERATION_FORM)
     operation, amount, session_id, order_no = schemas.parse_v2_operation(body)
     require_permission(principal, OPERATION_PERMISSIONS[operation])
     if body.get("destination") == "wallet" and operation == "refund":

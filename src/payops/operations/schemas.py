@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from payops.api.requests import choice, identifier
+from payops.api.requests import FormShape, choice, identifier
 from payops.domain import messages
 from payops.errors import FieldErrors, field_error
 
@@ -17,6 +17,8 @@ LOOKUP_REQUIRED = (
     "You must provide either `session_id` or `order_no` to identify the PaymentTransaction."
 )
 TRACKING_KEY_MAX = 255
+# Form and multipart operation bodies: ``extra`` is a JSON field (JSON text or nested keys).
+OPERATION_FORM = FormShape(json=frozenset({"extra"}))
 
 
 class V1OperationRequest(BaseModel):

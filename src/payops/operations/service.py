@@ -154,8 +154,9 @@ async def _run_external(
             if prior is not None:
                 if prior.state in UNSETTLED:
                     raise TrackingKeyInProgress()
-                if prior.response:
-                    return prior.response
+                # Rebuilt, not the stored copy: the replay shows the operation's latest state
+                # in exactly the ExternalOperation shape (rows stored by older versions carried
+                # more fields).
                 key = await outbox.merchant_setting(session, outbox.HMAC_KEY_SETTING)
                 return operation_body(prior, parent, key)
         requested = None

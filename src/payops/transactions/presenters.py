@@ -66,10 +66,25 @@ def child_transaction(operation: Operation, parent: PaymentTransaction) -> dict[
     }
 
 
+def operation_txn(operation: Operation, parent: PaymentTransaction) -> dict[str, Any]:
+    """The child transaction inside an ExternalOperation body: exactly Ottu's five keys."""
+    return {
+        "amount": format_minor(operation.amount, operation.currency_code),
+        "currency_code": operation.currency_code,
+        "order_no": parent.order_no or "",
+        "session_id": operation.child_session_id,
+        "state": child_state(operation),
+    }
+
+
 def operation_body(
     operation: Operation, parent: PaymentTransaction, hmac_key: str
 ) -> dict[str, Any]:
-    """ExternalOperation for a settled (succeeded / queued / rejected) operation."""
+    """ExternalOperation (spec §4.3, decisions §13) for a settled (succeeded / queued / rejected)
+    operation: exactly Ottu's fields. The operation's state lives only in ``txn``: payment and
+    operation webhooks reach the same URL, and a receiver reading a top-level ``state`` must
+    only ever see the payment's. The signature covers the signed fields present here:
+    amount, order_no, reference_number, result."""
     gateway = operation.gateway_config
     currency = parent.currency_code
     body: dict[str, Any] = {
@@ -80,25 +95,14 @@ def operation_body(
         "is_sandbox": gateway.is_sandbox,
         "operation": operation.operation,
         "pg_code": gateway.pg_code,
-        "gateway_name": gateway.connector,
-        "gateway_account": gateway.pg_code,
         "pg_response": operation.pg_response or {},
         "pg_params": normalised_pg_params(operation.pg_params or {}),
         "reference_number": operation.reference_number,
         "source": operation.source,
         "success": operation.state in ("succeeded", "queued"),
         "result": OPERATION_RESULT.get(operation.state, "failed"),
-        "state": child_state(operation),
-        "currency_code": currency,
-        "amount_details": {
-            "currency_code": currency,
-            "amount": format_minor(operation.amount, currency),
-            "total": format_minor(operation.amount, currency),
-            "fee": format_minor(0, currency),
-        },
-        "remaining_amount": format_minor(remaining_operable(parent, operation.operation), currency),
         "timestamp_utc": timestamp(operation.settled_at),
-        "txn": child_transaction(operation, parent),
+        "txn": operation_txn(operation, parent),
         "extra": parent.extra or {},
     }
     body["signature"] = sign(body, hmac_key)

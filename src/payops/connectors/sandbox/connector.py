@@ -43,6 +43,7 @@ def trigger(amount_minor: int) -> int:
 class SandboxConnector(Connector):
     name: ClassVar[str] = "sandbox"
     capabilities: ClassVar[frozenset[str]] = frozenset({"capture", "refund", "void", "inquiry"})
+    takes_payments: ClassVar[bool] = True  # the hosted sandbox page
 
     def __init__(self, config: ConnectorConfig) -> None:
         super().__init__(config)
