@@ -163,7 +163,10 @@ async def test_payment_and_operation_webhooks_reach_the_transaction_url(
         await asyncio.sleep(ctx.settings.sandbox_queue_seconds)
         await reconcile_once(ctx)  # the queued refund becomes final: another operation webhook
         await drain(ctx)
-    kinds = [(r.headers["x-payops-event-kind"], r.body.get("state"), r.body.get("result"))
+    # An operation's state is only inside txn (issue 16); the payment's is at the top level.
+    kinds = [(r.headers["x-payops-event-kind"],
+              r.body["txn"]["state"] if "txn" in r.body else r.body.get("state"),
+              r.body.get("result"))
              for r in receiver.delivered]
     assert kinds == [("payment", "paid", "success"), ("operation", "refund_queued", "queued"),
                      ("operation", "refunded", "success")]
