@@ -270,3 +270,50 @@ async def test_urls_up_to_2000_characters(client: httpx.AsyncClient, auth: dict[
         "disclose_to_merchant": True, "disclosure_url": long_url(2000)})
     assert inquiry.status_code == 200, inquiry.text
     assert inquiry.json()["session_id"] == parent.session_id
+
+
+# -- operation bodies: exactly Ottu's ExternalOperation ------------------------------------------
+
+EXTERNAL_OPERATION = {"amount", "session_id", "order_no", "initiator", "is_sandbox", "operation",
+                      "pg_code", "pg_response", "pg_params", "reference_number", "source",
+                      "success", "result", "signature", "timestamp_utc", "txn", "extra"}
+# The field list of Ottu's PHP/.NET/Ruby snippets, walked in this order, unsorted.
+SNIPPET_FIELDS = ("amount", "currency_code", "customer_first_name", "customer_last_name",
+                  "customer_email", "customer_phone", "customer_address_line1",
+                  "customer_address_line2", "customer_address_city", "customer_address_state",
+                  "customer_address_country", "customer_address_postal_code", "gateway_name",
+                  "gateway_account", "order_no", "reference_number", "result", "state")
+
+
+def snippet_signature(body: dict[str, object], key: str) -> str:
+    import hashlib
+    import hmac
+
+    message = "".join(f"{name}{body[name]}" for name in SNIPPET_FIELDS
+                      if body.get(name) not in (None, ""))
+    return hmac.new(key.encode(), message.encode(), hashlib.sha256).hexdigest()
+
+
+async def test_operation_response_webhook_and_replay_are_exact(
+    client: httpx.AsyncClient, seed: Seed
+) -> None:
+    auth = await seed.api_key()
+    await seed.set_hmac_key("hmac-1")
+    parent = await seed.transaction("20.000", order_no="EX-1", webhook_url="https://m.example/h")
+    response = await client.post("/b/pbl/v2/operation/", headers={**auth, "Tracking-Key": "t-1"},
+                                 json={"operation": "refund", "session_id": parent.session_id,
+                                       "amount": "4.000"})
+    assert response.status_code == 200, response.text
+    replay = await client.post("/b/pbl/v2/operation/", headers={**auth, "Tracking-Key": "t-1"},
+                               json={"operation": "refund", "session_id": parent.session_id,
+                                     "amount": "4.000"})
+    assert replay.status_code == 200
+    [webhook] = [e.payload for e in await seed.outbox() if e.kind == "operation"]
+    for body in (response.json(), replay.json(), webhook):
+        assert set(body) == EXTERNAL_OPERATION
+        assert set(body["txn"]) == {"amount", "currency_code", "order_no", "session_id", "state"}
+        assert body["txn"]["state"] == "refunded" and body["amount"] == "4.000"
+        # Only amount, order_no, reference_number and result are signed; a verifier walking
+        # Ottu's field list unsorted (the PHP/.NET/Ruby snippets) agrees with the sorted one.
+        assert body["signature"] == snippet_signature(body, "hmac-1")
+    assert replay.json()["reference_number"] == response.json()["reference_number"]
