@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -191,8 +191,6 @@ def _descriptive(errors: dict[str, Any], body: dict[str, Any]) -> dict[str, Any]
 
 
 def _valid_date(value: str) -> bool:
-    from datetime import date
-
     try:
         return bool(DATE.match(value)) and date.fromisoformat(value) is not None
     except ValueError:
@@ -200,8 +198,6 @@ def _valid_date(value: str) -> bool:
 
 
 def _valid_datetime(value: str) -> bool:
-    from datetime import datetime
-
     try:
         datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:

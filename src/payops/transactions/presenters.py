@@ -109,16 +109,6 @@ def operation_body(
     return body
 
 
-def remaining_operable(parent: PaymentTransaction, operation: str) -> int:
-    """What is left after settled operations (for the informational remaining_amount)."""
-    if operation == "capture":
-        return max(parent.amount + parent.fee - parent.captured, 0) if not parent.voided else 0
-    if operation == "refund":
-        base = parent.amount if parent.state == "paid" else min(parent.captured, parent.amount)
-        return max(base - parent.refunded, 0)
-    return 0
-
-
 def payment_body(
     parent: PaymentTransaction,
     attempts: list[PaymentAttempt],
