@@ -317,3 +317,14 @@ async def test_operation_response_webhook_and_replay_are_exact(
         # Ottu's field list unsorted (the PHP/.NET/Ruby snippets) agrees with the sorted one.
         assert body["signature"] == snippet_signature(body, "hmac-1")
     assert replay.json()["reference_number"] == response.json()["reference_number"]
+
+
+async def test_form_keys_nested_absurdly_deep_are_a_field_error(
+    client: httpx.AsyncClient, auth: dict[str, str], seed: Seed
+) -> None:
+    key = "extra" + "[a]" * 5000
+    response = await client.post(URL, data={**FORM, "pg_codes": "sandbox-kwd", key: "x"},
+                                 headers=auth)
+    assert response.status_code == 400
+    assert response.json() == {"extra": ["Nested more than 32 levels deep."]}
+    assert (await seed.snapshot())["transactions"] == []

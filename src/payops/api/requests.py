@@ -40,6 +40,8 @@ class FormShape:
 
 
 NO_SHAPE = FormShape()
+# Deepest nesting a form key may express (``a[b][c]…``); decisions §13 caps JSON at 32 too.
+MAX_FORM_DEPTH = 32
 _KEY_ROOT = re.compile(r"^([^.\[\]]+)((?:\[[^\[\]]*\]|\.[^.\[\]]+|(?<=\])[^.\[\]]+)*)$")
 _KEY_PART = re.compile(r"\[([^\[\]]*)\]|\.([^.\[\]]+)|([^.\[\]]+)")
 
@@ -93,6 +95,8 @@ def fold_form(pairs: Iterable[tuple[str, str]], shape: FormShape = NO_SHAPE) -> 
     order: dict[str, None] = {}
     for key, value in pairs:
         root, path = _split_key(key)
+        if len(path) > MAX_FORM_DEPTH:
+            raise FieldErrors({root[:64]: [messages.FORM_TOO_DEEP.format(n=MAX_FORM_DEPTH)]})
         order.setdefault(root)
         if path:
             nested.setdefault(root, []).append((path, value))

@@ -45,6 +45,7 @@ ATTACHMENT_UNSUPPORTED = (
     "Attachments are not supported: PayOps stores no files. Send the request without the file."
 )
 FILE_UNSUPPORTED = "File uploads are not accepted here."
+FORM_TOO_DEEP = "Nested more than {n} levels deep."
 FEATURE_UNSUPPORTED = "PayOps does not support {field}; send it empty, false or not at all."
 TAKES_NO_PAYMENTS = (
     'Payment gateway "{pg_code}" takes no payments through PayOps. Register a payment taken at '
