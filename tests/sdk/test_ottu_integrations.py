@@ -124,9 +124,19 @@ def test_sdk_multipart_checkout_reads_every_field_and_refuses_the_attachment(
     # (two pg_codes, no "Expected a list"), and the file is refused, naming it: never dropped.
     assert not result["success"] and result["status_code"] == 400
     assert list(result["error"]) == ["attachment"]
-    # Without the attachment, the same call creates the session with both gateways.
+    # The SDK's own multipart transport (what checkout(attachment=…) sends), with a JSON part
+    # in place of the file: the session is created with both gateways.
+    payload = {"type": "e_commerce", "amount": "12.000", "currency_code": "KWD",
+               "pg_codes": ["sandbox-kwd", "sandbox-auth-kwd"], "payment_type": "one_off",
+               "order_no": "MP-1", "customer_email": "customer@example.com"}
+    sent = ottu.send_request(path="/b/checkout/v1/pymt-txn/", method="POST", data=payload,
+                             files={"extra": (None, '{"invoice": "INV-7"}', "application/json")})
+    assert sent.success and sent.status_code == 201, sent.error
+    assert sent.response["pg_codes"] == ["sandbox-kwd", "sandbox-auth-kwd"]
+    assert sent.response["extra"] == {"invoice": "INV-7"}
+    # And the SDK's JSON path, as ever.
     created = ottu.checkout(txn_type=TxnType.E_COMMERCE, amount="12.000", currency_code="KWD",
-                            pg_codes=["sandbox-kwd", "sandbox-auth-kwd"], order_no="MP-1",
+                            pg_codes=["sandbox-kwd", "sandbox-auth-kwd"], order_no="MP-2",
                             customer_email="customer@example.com")
     assert created["success"] and created["status_code"] == 201
     assert created["response"]["pg_codes"] == ["sandbox-kwd", "sandbox-auth-kwd"]
