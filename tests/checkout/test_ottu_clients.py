@@ -186,7 +186,7 @@ async def test_feature_fields_that_ask_for_nothing_are_accepted(
                                  headers=auth)
     assert response.status_code == 201, response.text
     form = await client.post(URL, data={**FORM, "pg_codes": "sandbox-kwd",
-                                        "generate_qr_code": "false",
+                                        "generate_qr_code": "false", "email_recipients": "",
                                         "include_sdk_setup_preload": "0"}, headers=auth)
     assert form.status_code == 201, form.text
     asked = await client.post(URL, data={**FORM, "pg_codes": "sandbox-kwd",

@@ -135,7 +135,9 @@ def asks_for_feature(value: Any) -> bool:
         return False
     if isinstance(value, str):
         return value.strip() not in FALSE_WORDS
-    if isinstance(value, (dict, list)):
+    if isinstance(value, list):  # a blank form field reads as [""]
+        return any(asks_for_feature(item) for item in value)
+    if isinstance(value, dict):
         return bool(value)
     return True
 
