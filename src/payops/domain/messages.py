@@ -38,3 +38,8 @@ UNSUPPORTED_MEDIA = 'Unsupported media type "{media_type}" in request.'
 TOO_LARGE = "Request body is too large."
 BUSY = "The service is busy; try again shortly."
 THROTTLED = "Request was throttled. Expected available in {seconds} seconds."
+
+# User accounts (auth/accounts.py; the CLI shows them too).
+USER_NOT_FOUND = "No user named {username!r}"
+PASSWORD_TOO_SHORT = "The password must have at least {n} characters"
+PASSWORD_TOO_LONG = "The password may have at most {n} bytes"
