@@ -118,8 +118,7 @@ class FailureThrottle:
 
     async def forgive(self, reservation: Reservation) -> None:
         async with self.db.write() as session:
-            for key, window_ends_ms in reservation.counted:
-                await repository.uncount_failure(session, key, window_ends_ms)
+            await repository.uncount_failures(session, reservation.counted)
 
     def failed(self, reservation: Reservation, username: str, *, known_user: bool) -> None:
         """The reserved attempt did fail: alert once when one username reaches the threshold."""
