@@ -18,11 +18,16 @@ from typing import Any
 
 import httpx
 import pytest
+from argon2 import PasswordHasher
 
 from payops.config import Settings
+from payops.context import AppContext
+from payops.db.models import User
 from tests.api.test_auth_limits import assert_throttled, basic, client_from
 from tests.helpers import Seed
-from tests.live import free_port
+from tests.live import free_port, run_with_context
+
+CHEAP = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
 
 URL = "/b/pbl/v1/inquiry/ORD-1"
 
@@ -121,6 +126,16 @@ def test_payops_serve_trusts_forwarded_for_only_from_listed_proxies(
     settings: Settings, tmp_path: Path
 ) -> None:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+
+    async def add_users(ctx: AppContext) -> None:
+        # Known users with a cheap argon2id hash (the server verifies with the hash's own
+        # parameters), so each wrong guess is quick; unknown ones would cost production argon2id.
+        await Seed(ctx).transaction(order_no="ORD-1")
+        async with ctx.db.write() as session:
+            session.add_all(User(username=name, password_hash=CHEAP.hash("right password"))
+                            for name in [f"u{n}" for n in range(7)] + [f"v{n}" for n in range(10)])
+
+    run_with_context(settings, add_users)
     limit = {"PAYOPS_AUTH_ADDRESS_FAILURE_LIMIT": "5"}
     with payops_serve(settings, **limit) as first, payops_serve(settings, **limit) as second:
         # Loopback is no proxy by default: made-up X-Forwarded-For values from 127.0.0.1 are all
@@ -133,3 +148,13 @@ def test_payops_serve_trusts_forwarded_for_only_from_listed_proxies(
         statuses = [live_guess(behind_proxy, f"v{n}", f"198.51.100.{n}") for n in range(7)]
         assert statuses == [401] * 7, statuses
         assert live_guess(behind_proxy, "v9", "127.0.0.1") == 429  # loopback itself is spent
+
+
+@pytest.mark.parametrize("settings_overrides", [{"auth_address_failure_limit": 3}])
+async def test_ipv6_clients_are_counted_by_their_64_bit_prefix(app: Any, seed: Seed) -> None:
+    # One host usually holds a whole /64: hopping within it must not reset the count.
+    await seed.transaction(order_no="ORD-1")
+    for n in range(3):
+        assert await guess(app, f"2001:db8:1:2::{n + 1}", f"a{n}") == 401
+    assert await guess(app, "2001:db8:1:2:ffff::9", "a9") == 429
+    assert await guess(app, "2001:db8:1:3::1", "a9") == 401  # the next /64 is someone else

@@ -38,6 +38,18 @@ def _insert_for(session: AsyncSession) -> Any:
     return postgresql.insert if dialect == "postgresql" else sqlite.insert
 
 
+async def current_failures(
+    session: AsyncSession, keys: list[str], now_ms: int
+) -> dict[str, tuple[int, int]]:
+    """Failures and window end of each key whose window is still open."""
+    table = AuthFailureCounter.__table__
+    rows = await session.execute(
+        select(table.c.key, table.c.failures, table.c.window_ends_ms)
+        .where(table.c.key.in_(keys), table.c.window_ends_ms > now_ms)
+    )
+    return {key: (int(failures), int(ends)) for key, failures, ends in rows}
+
+
 async def count_failure(
     session: AsyncSession, key: str, now_ms: int, window_ms: int
 ) -> tuple[int, int]:
