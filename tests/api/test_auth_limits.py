@@ -328,3 +328,46 @@ async def test_password_verifications_beyond_the_queue_are_refused_while_keys_ar
     assert await metric(app, "payops_auth_password_verifications_refused_total") == 1.0
     assert (await metric(app, running), await metric(app, queued)) == (0.0, 0.0)
     assert (await post(app, "192.0.2.91", fresh)).status_code == 200
+
+
+@pytest.mark.parametrize("settings_overrides", [{
+    "auth_verify_concurrency": 1, "auth_verify_queue": 0,
+}])
+async def test_one_credential_arriving_many_times_at_once_is_verified_once(
+    app: Any, seed: Seed, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    hasher = GatedHasher()
+    monkeypatch.setattr(auth_secrets, "_hasher", hasher)
+    await seed.transaction(order_no="ORD-1")
+    merchant = await seed.user("merchant", PASSWORD, superuser=True)
+    other = await seed.user("other", PASSWORD, superuser=True)
+    running = 'payops_auth_password_verifications{state="running"}'
+
+    async def slot_taken() -> None:
+        deadline = asyncio.get_running_loop().time() + 60
+        while await metric(app, running) != 1.0 and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.02)
+        assert await metric(app, running) == 1.0
+
+    # A client starting eight requests at once, before its password is cached: the only slot
+    # verifies it once and all eight share the answer; a different credential finds no slot.
+    hasher.open.clear()
+    try:
+        burst = [asyncio.create_task(post(app, "192.0.2.120", merchant)) for _ in range(8)]
+        await slot_taken()
+        refused = await asyncio.wait_for(post(app, "192.0.2.122", other), timeout=10)
+        assert refused.status_code == 503, refused.text
+    finally:
+        hasher.open.set()
+    assert [r.status_code for r in await asyncio.gather(*burst)] == [200] * 8
+
+    # The same wrong guess sent five times at once is one guess: one verification, one failure.
+    hasher.open.clear()
+    try:
+        guesses = [asyncio.create_task(post(app, "192.0.2.121", basic("merchant", "wrong")))
+                   for _ in range(5)]
+        await slot_taken()
+    finally:
+        hasher.open.set()
+    assert [r.status_code for r in await asyncio.gather(*guesses)] == [401] * 5
+    assert await metric(app, 'payops_auth_failures_total{scheme="basic"}') == 1.0
