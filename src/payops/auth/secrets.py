@@ -15,15 +15,22 @@ from functools import lru_cache
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
+# Credentials longer than these are refused before any work (no hashing, no lookup, no counter):
+# a username column holds 150 characters, and no one types a password of more than 4 KiB.
+MAX_USERNAME_LENGTH = 150
+MAX_PASSWORD_BYTES = 4096
+MIN_PASSWORD_LENGTH = 8
+
 _hasher = PasswordHasher()  # argon2id with the library's recommended parameters
 _ALPHABET = string.ascii_letters + string.digits
 
 
 @lru_cache(maxsize=1)
 def _dummy_hash() -> str:
-    """Verified against when a username is unknown, so both paths cost one argon2 verification.
-    Made on first use: every `payops` process start would otherwise pay for it."""
-    return PasswordHasher().hash(secrets.token_urlsafe(16))
+    """Verified against when a username is unknown, so both paths cost one argon2 verification
+    (with the parameters real hashes get). Made on first use: every `payops` process start would
+    otherwise pay for it."""
+    return _hasher.hash(secrets.token_urlsafe(16))
 
 
 def hash_password(password: str) -> str:

@@ -51,3 +51,7 @@ TAKES_NO_PAYMENTS = (
     'Payment gateway "{pg_code}" takes no payments through PayOps. Register a payment taken at '
     "it with the import API (payops txn import) and run operations on it."
 )
+# User accounts (auth/accounts.py; the CLI shows them too).
+USER_NOT_FOUND = "No user named {username!r}"
+PASSWORD_TOO_SHORT = "The password must have at least {n} characters"
+PASSWORD_TOO_LONG = "The password may have at most {n} bytes"
