@@ -38,3 +38,20 @@ UNSUPPORTED_MEDIA = 'Unsupported media type "{media_type}" in request.'
 TOO_LARGE = "Request body is too large."
 BUSY = "The service is busy; try again shortly."
 THROTTLED = "Request was throttled. Expected available in {seconds} seconds."
+
+# Checkout sessions and their payment attempts (decisions §13).
+PAYMENT_TERMS_LOCKED = (
+    "amount, currency_code and pg_codes cannot be changed: a payment attempt on this session "
+    "may still succeed."
+)
+ATTEMPT_AMOUNT_MISMATCH = (
+    "The gateway confirmed {confirmed} for an attempt of {asked} {asked_currency}; "
+    "an operator must review it."
+)
+EXTRA_TOO_DEEP = "Ensure this field is nested no more than {n} levels deep."
+EXTRA_TOO_LARGE = "Ensure this field is no larger than {n} bytes as JSON."
+EXTRA_BAD_NUMBER = (
+    "Numbers must be finite, have at most {digits} digits and an exponent within ±{exponent}."
+)
+DURATION_TOO_LONG = "Ensure this value is at most {days} days."
+SERVER_ERROR = "A server error occurred."
