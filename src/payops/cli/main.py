@@ -126,13 +126,16 @@ def serve(
 
     from payops import logging as payops_logging
     from payops.api.app import create_app
+    from payops.api.server import server_config
 
     settings = get_settings()
     if migrate:
         _migrate(settings)
     payops_logging.configure(settings.log_level)
-    uvicorn.run(create_app(settings), host=host or settings.host, port=port or settings.port,
-                log_level="warning", access_log=False)
+    # h11 with a 16 KiB limit on the request line and headers (docs/decisions.md).
+    uvicorn.Server(server_config(create_app(settings), host=host or settings.host,
+                                 port=port or settings.port, log_level="warning",
+                                 access_log=False)).run()
 
 
 # -- users ------------------------------------------------------------------------------------
