@@ -46,7 +46,7 @@ def _holds_exact_number(value: Any) -> bool:
     pending = [value]
     while pending:
         item = pending.pop()
-        if isinstance(item, JsonNumber):
+        if isinstance(item, (JsonNumber, Decimal)):
             return True
         if isinstance(item, dict):
             pending.extend(item.values())
@@ -62,6 +62,10 @@ def _encode(value: Any, out: list[str]) -> None:
         out.append(json.dumps(value))
     elif isinstance(value, JsonNumber):
         out.append(value.text)
+    elif isinstance(value, Decimal):
+        if not value.is_finite():
+            raise ValueError(f"Out of range decimal values are not JSON compliant: {value}")
+        out.append(str(value))
     elif isinstance(value, (int, float)):
         out.append(json.dumps(value, allow_nan=False))
     elif isinstance(value, dict):
@@ -86,7 +90,7 @@ def _encode(value: Any, out: list[str]) -> None:
 
 
 def dumps(value: Any) -> str:
-    """Compact JSON; a JsonNumber is written as its exact text."""
+    """Compact JSON; a JsonNumber (or a Decimal) is written as its exact text."""
     if not _holds_exact_number(value):
         return json.dumps(value, **_COMPACT)  # type: ignore[arg-type]
     out: list[str] = []

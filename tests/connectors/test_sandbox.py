@@ -184,6 +184,8 @@ async def test_pay_success_card(sandbox: SandboxConnector, mode: str) -> None:
         payment_params(ref, "success", "1111"),
         "Approved",
         {"transaction_id": ref},
+        amount=25_000,  # what the sandbox charged, as a gateway's reply says (decisions §13)
+        currency_code="KWD",
     )
 
 
