@@ -194,6 +194,11 @@ async def test_a_confirmation_for_another_amount_waits_for_review(
         await session.execute(update(PaymentTransaction).values(
             expires_at=datetime.now(timezone.utc) - timedelta(minutes=1)))
     assert await expire_due(seed.ctx) == 0
+    for operation in ("expire", "cancel"):
+        refused = await client.post("/b/pbl/v2/operation/", headers=auth,
+                                    json={"operation": operation, "order_no": "ODD-1"})
+        assert refused.status_code == 400, refused.text
+        assert refused.json()["detail"] == messages.NOT_ALLOWED
     parent = await seed.find("ODD-1")
     assert parent is not None and (parent.state, parent.amount, parent.paid_total) == (
         "pending", 1000, 0)

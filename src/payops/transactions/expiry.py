@@ -25,7 +25,9 @@ async def _expire(ctx: AppContext, parent_id: int) -> bool:
         now = datetime.now(timezone.utc)
         if parent.state not in EXPIRABLE or parent.expires_at is None or parent.expires_at > now:
             return False
-        if await _in_review(session, parent_id):
+        # A charge confirmed for another amount waits for an operator; expiring the session
+        # would hide a payment the customer may have made (decisions §13).
+        if await repository.attempt_in_review(session, parent_id):
             return False
         parent.state = "expired"
         if parent.webhook_url:
@@ -42,14 +44,6 @@ async def _expire(ctx: AppContext, parent_id: int) -> bool:
 def _attempt_in_review():  # type: ignore[no-untyped-def]
     return exists().where(PaymentAttempt.transaction_id == PaymentTransaction.id,
                           PaymentAttempt.state == ATTEMPT_IN_REVIEW)
-
-
-async def _in_review(session, parent_id: int) -> bool:  # type: ignore[no-untyped-def]
-    # A charge confirmed for another amount waits for an operator; expiring the session
-    # would hide a payment the customer may have made (decisions §13).
-    return bool(await session.scalar(
-        select(PaymentAttempt.id).where(PaymentAttempt.transaction_id == parent_id,
-                                        PaymentAttempt.state == ATTEMPT_IN_REVIEW).limit(1)))
 
 
 async def expire_due(ctx: AppContext, limit: int = 500) -> int:

@@ -85,6 +85,16 @@ async def blocking_attempt(session: AsyncSession, parent_id: int) -> PaymentAtte
     )
 
 
+async def attempt_in_review(session: AsyncSession, parent_id: int) -> bool:
+    """Has the gateway confirmed another amount than an attempt asked for? Such a parent waits
+    for an operator: it is not expired, canceled or charged again (decisions §13)."""
+    return bool(await session.scalar(
+        select(PaymentAttempt.id)
+        .where(PaymentAttempt.transaction_id == parent_id, PaymentAttempt.state == "needs_review")
+        .limit(1)
+    ))
+
+
 async def successful_attempt(
     session: AsyncSession, parent_id: int, gateway_config_id: int | None
 ) -> PaymentAttempt | None:
