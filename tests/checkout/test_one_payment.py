@@ -204,6 +204,14 @@ async def test_a_confirmation_for_another_amount_waits_for_review(
         "pending", 1000, 0)
     assert len(ledger_rows(settings, "payments")) == 1
 
+    # Asking again changes nothing while the gateway still says 0.900; its answer for the
+    # amount asked settles the attempt as a normal success.
+    assert (await client.post("/b/pbl/v1/inquiry/ODD-1", headers=auth)).json()["state"] == "pending"
+    assert [a.state for a in await attempts(seed)] == ["needs_review"]
+    set_ledger_amount(settings, 1000)
+    settled = await client.post("/b/pbl/v1/inquiry/ODD-1", headers=auth)
+    assert (settled.json()["state"], settled.json()["paid_amount"]) == ("paid", "1.000")
+
 
 async def test_after_a_decline_terms_stay_fixed_but_the_customer_may_try_again(
         client: httpx.AsyncClient, seed: Seed) -> None:

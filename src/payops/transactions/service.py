@@ -132,6 +132,8 @@ async def apply_attempt_result(
     gateway confirmed it. A gateway confirming another amount or currency puts the attempt in
     review and changes nothing else (decisions §13).
     """
+    if attempt.state == ATTEMPT_IN_REVIEW and result.outcome != Outcome.SUCCESS:
+        return False  # only a success for the amount asked ends a review on its own
     attempt.pg_response = result.raw
     attempt.pg_params = result.pg_params
     attempt.message = result.message
@@ -146,8 +148,6 @@ async def apply_attempt_result(
         log.warning("payment attempt %s confirmed for another amount; it needs review",
                     attempt.reference_number)
         return False
-    if attempt.state == ATTEMPT_IN_REVIEW and result.outcome != Outcome.SUCCESS:
-        return False  # only a success for the amount asked ends a review on its own
     new_attempt_state = ATTEMPT_STATE[result.outcome]
     if attempt.state != "success":
         attempt.state = new_attempt_state
