@@ -14,6 +14,7 @@ from typing import TypeVar
 import uvicorn
 
 from payops.api.app import create_app
+from payops.api.server import server_config
 from payops.config import Settings
 from payops.context import AppContext
 
@@ -30,8 +31,9 @@ def free_port() -> int:
 def live_server(settings: Settings) -> Iterator[str]:
     port = free_port()
     settings = settings.model_copy(update={"public_url": f"http://127.0.0.1:{port}"})
-    server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port,
-                                           log_level="warning", lifespan="on"))
+    # The configuration `payops serve` runs with (h11, header limit).
+    server = uvicorn.Server(server_config(create_app(settings), host="127.0.0.1", port=port,
+                                          log_level="warning", lifespan="on"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30

@@ -184,7 +184,22 @@ async def test_pay_success_card(sandbox: SandboxConnector, mode: str) -> None:
         payment_params(ref, "success", "1111"),
         "Approved",
         {"transaction_id": ref},
+        amount=25_000,  # what the sandbox charged, as a gateway's reply says (decisions §13)
+        currency_code="KWD",
     )
+
+
+async def test_a_repeated_attempt_reference_is_the_same_attempt(
+        sandbox: SandboxConnector, sandbox_settings: Settings) -> None:
+    """Like a real gateway, the sandbox charges once per attempt reference: a repeat (another
+    card, another amount) answers with the first attempt, reporting what it charged."""
+    first = payment(25_000)
+    again = PaymentRef(reference_number=first.reference_number, amount=90_000,
+                       currency_code="KWD", operation_mode="purchase")
+    answers = [await sandbox.pay(first, SUCCESS_CARD), await sandbox.pay(again, DECLINED_CARD)]
+    assert [(a.outcome, a.amount) for a in answers] == [(Outcome.SUCCESS, 25_000)] * 2
+    with sqlite3.connect(sandbox_settings.effective_sandbox_ledger) as conn:
+        assert conn.execute("SELECT count(*) FROM payments").fetchone() == (1,)
 
 
 async def test_pay_declined_card(sandbox: SandboxConnector) -> None:

@@ -84,6 +84,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         registry=registry,
     )
     latency = Histogram("payops_http_request_seconds", "HTTP latency", ["route"], registry=registry)
+    server_errors = Counter(
+        "payops_http_server_errors_total", "HTTP 5xx answers (unexpected errors included)",
+        ["route", "status"], registry=registry,
+    )
     app.state.metrics = registry
     auth_metrics = AuthMetrics(registry)
 
@@ -94,10 +98,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         token = payops_logging.request_id.set(rid)
         started = time.perf_counter()
         try:
-            response = await call_next(request)
+            try:
+                response = await call_next(request)
+            except Exception as exc:  # noqa: BLE001 - answered here, so it is logged only here
+                # One log line with the request id; the client's 500 carries the same id.
+                log.exception("unhandled error: %s", type(exc).__name__)
+                response = JSONResponse({"detail": messages.SERVER_ERROR}, status_code=500)
             route = getattr(request.scope.get("route"), "path", "unmatched")
             elapsed = time.perf_counter() - started
             requests_total.labels(route, request.method, str(response.status_code)).inc()
+            if response.status_code >= 500:
+                server_errors.labels(route, str(response.status_code)).inc()
             latency.labels(route).observe(elapsed)
             log.info("request", extra={"method": request.method, "path": route,
                                        "status": response.status_code,
@@ -145,7 +156,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.exception_handler(Exception)
     async def unexpected(_: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error: %s", type(exc).__name__)
-        return JSONResponse({"detail": "A server error occurred."}, status_code=500)
+        return JSONResponse({"detail": messages.SERVER_ERROR}, status_code=500)
 
     @app.get("/healthz", tags=["operability"])
     async def healthz() -> dict[str, str]:

@@ -9,10 +9,11 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from payops.api.dependencies import authenticate, get_context, require_permission
 from payops.api.requests import identifier, read_object
+from payops.api.responses import ExactJSONResponse
 from payops.auth.service import Principal
 from payops.checkout import service
 from payops.checkout.schemas import CHECKOUT_FORM, CheckoutRequest
@@ -44,36 +45,37 @@ async def create_session(request: Request, principal: Principal = Depends(authen
     require_permission(principal, "checkout.create")
     ctx = get_context(request)
     body = await read_object(request, ctx.settings.max_body_bytes, CHECKOUT_FORM)
-    return JSONResponse(await service.create(ctx, principal, body, base_url(request)),
-                        status_code=201)
+    return ExactJSONResponse(await service.create(ctx, principal, body, base_url(request)),
+                             status_code=201)
 
 
 async def retrieve_session(session_id: str, request: Request,
-                           principal: Principal = Depends(authenticate)) -> dict[str, Any]:
+                           principal: Principal = Depends(authenticate)) -> Response:
     if not can_view(principal):
         require_permission(principal, "checkout.view")
     sid = identifier("session_id", session_id)
     assert sid is not None
-    return await service.retrieve(get_context(request), sid, base_url(request))
+    return ExactJSONResponse(await service.retrieve(get_context(request), sid, base_url(request)))
 
 
 async def _update(session_id: str, request: Request, principal: Principal, partial: bool
-                  ) -> dict[str, Any]:
+                  ) -> Response:
     require_permission(principal, "checkout.change")
     ctx = get_context(request)
     sid = identifier("session_id", session_id)
     assert sid is not None
     body = await read_object(request, ctx.settings.max_body_bytes, CHECKOUT_FORM)
-    return await service.update(ctx, principal, sid, body, base_url(request), partial=partial)
+    return ExactJSONResponse(
+        await service.update(ctx, principal, sid, body, base_url(request), partial=partial))
 
 
 async def patch_session(session_id: str, request: Request,
-                        principal: Principal = Depends(authenticate)) -> dict[str, Any]:
+                        principal: Principal = Depends(authenticate)) -> Response:
     return await _update(session_id, request, principal, partial=True)
 
 
 async def put_session(session_id: str, request: Request,
-                      principal: Principal = Depends(authenticate)) -> dict[str, Any]:
+                      principal: Principal = Depends(authenticate)) -> Response:
     return await _update(session_id, request, principal, partial=False)
 
 

@@ -21,7 +21,7 @@ from payops.connectors.sandbox.connector import TEST_CARDS
 from payops.money import format_minor
 from payops.transactions import repository
 from payops.transactions.expiry import expire_if_due
-from payops.transactions.service import TransactionError, pay_with_sandbox
+from payops.transactions.service import NoNewAttempt, TransactionError, pay_with_sandbox
 from payops.webhooks.before_redirect import try_payment_webhook
 
 router = APIRouter(include_in_schema=False)
@@ -83,8 +83,11 @@ label{{display:block;margin-top:1rem;font-weight:600}}input,select{{font-size:1r
     return HTMLResponse(document, status_code=status, headers=HEADERS)
 
 
-def _field(name: str, label: str, errors: dict[str, str], value: str = "", **attrs: str) -> str:
+def _field(name: str, label: str, errors: dict[str, str], value: str = "", note: str = "",
+           **attrs: str) -> str:
     error = errors.get(name)
+    if error and note:
+        error = f"{error} {note}"
     extra = " ".join(f'{k.replace("_", "-")}="{html.escape(v)}"' for k, v in attrs.items())
     described = f' aria-describedby="{name}-error" aria-invalid="true"' if error else ""
     message = f'<p class="error" id="{name}-error">{html.escape(error)}</p>' if error else ""
@@ -109,13 +112,43 @@ def _form(parent, gateways: list[str], errors: dict[str, str], form: dict[str, s
 {summary}
 <form method="post" novalidate>
 {choose}
-{_field("card_number", "Card number", errors, form.get("card_number", ""), inputmode="numeric", autocomplete="cc-number")}
+{_field("card_number", "Card number", errors, "", _card_note(form), inputmode="numeric", autocomplete="cc-number")}
 {_field("expiry", "Expiry (MM/YY)", errors, form.get("expiry", ""), autocomplete="cc-exp", placeholder="MM/YY")}
 {_field("cvv", "Security code (CVV)", errors, "", inputmode="numeric", autocomplete="cc-csc")}
 {_field("cardholder_name", "Name on card", errors, form.get("cardholder_name", ""), autocomplete="cc-name")}
 <button type="submit">Pay {amount} {parent.currency_code}</button>
 </form>"""
     return _page("Pay", body, 400 if errors else 200)
+
+
+def _card_note(form: dict[str, str]) -> str:
+    # A card number is never sent back into the page (it would sit in the browser's history and
+    # any proxy's cache): at most its last four digits, to help the customer.
+    digits = "".join(ch for ch in form.get("card_number", "") if ch.isascii() and ch.isdigit())
+    return f"(You entered a number ending in {digits[-4:]}.)" if len(digits) >= 8 else ""
+
+
+async def _settled_page(request: Request, parent) -> Response | None:  # type: ignore[no-untyped-def]
+    """The session's current result when it takes no new payment: paid, or an attempt whose
+    outcome is still open. A repeated submission gets this page and starts no charge."""
+    ctx = get_context(request)
+    async with ctx.db.read() as session:
+        current = await repository.find_parent(session, session_id=parent.session_id)
+        attempts = await repository.attempts(session, parent.id)
+    if current is None:
+        return None
+    if current.state in ("paid", "authorized"):
+        reference = next((a.reference_number for a in attempts if a.state == "success"), "")
+        outcome = "Payment successful" if current.state == "paid" else "Payment authorized"
+        return _page(outcome, f"<h1>{outcome}</h1><p>Reference {html.escape(reference)}.</p>")
+    if current.state in PAYABLE and any(a.state in ("pending", "needs_review") for a in attempts):
+        return _processing_page()
+    return None
+
+
+def _processing_page() -> HTMLResponse:
+    return _page("Processing", "<h1>Your payment is being processed.</h1>"
+                 "<p>You will be told the result once the bank confirms it.</p>", 202)
 
 
 def _redirect_target(redirect_url: str, params: dict[str, str]) -> str:
@@ -145,6 +178,8 @@ async def show(session_id: str, request: Request) -> Response:
     parent, gateways = await _load(request, session_id)
     if parent is None:
         return _page("Not found", "<h1>This payment link does not exist.</h1>", 404)
+    if (settled := await _settled_page(request, parent)) is not None:
+        return settled
     if parent.state not in PAYABLE:
         return _page("Closed", f"<h1>This payment is {html.escape(parent.state)}.</h1>", 410
                      if parent.state in ("expired", "canceled") else 200)
@@ -157,6 +192,8 @@ async def pay(session_id: str, request: Request) -> Response:
     parent, gateways = await _load(request, session_id)
     if parent is None:
         return _page("Not found", "<h1>This payment link does not exist.</h1>", 404)
+    if (settled := await _settled_page(request, parent)) is not None:
+        return settled
     if parent.state not in PAYABLE:
         return _page("Closed", f"<h1>This payment is {html.escape(parent.state)}.</h1>", 409)
     raw = await read_limited(request, FORM_LIMIT)
@@ -171,14 +208,17 @@ async def pay(session_id: str, request: Request) -> Response:
     card = form["card_number"].replace(" ", "").replace("-", "")
     try:
         parent = await pay_with_sandbox(ctx.db, ctx.settings, parent.id, gateway, card)
+    except NoNewAttempt:
+        # Another submission got there first (a double click, a second tab): show its result.
+        settled = await _settled_page(request, parent)
+        return settled or _page("Closed", "<h1>This payment can no longer be made.</h1>", 409)
     except TransactionError as exc:
         return _page("Not possible", f"<h1>{html.escape(str(exc))}</h1>", 409)
     async with ctx.db.read() as session:
         attempts = await repository.attempts(session, parent.id)
     reference = attempts[0].reference_number if attempts else ""
     if parent.state == "pending":
-        return _page("Processing", "<h1>Your payment is being processed.</h1>"
-                     "<p>You will be told the result once the bank confirms it.</p>", 202)
+        return _processing_page()
     # Ottu's order: the payment webhook first; only its 200 sends the customer on (§10).
     redirect = bool(parent.redirect_url)
     if parent.webhook_url:

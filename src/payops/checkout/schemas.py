@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from pydantic import BaseModel, Field
 
+from payops import exact_json
 from payops.api.requests import FormShape, has_control_characters, url
 from payops.domain import messages
 from payops.errors import FieldErrors
+from payops.exact_json import JsonNumber
 from payops.gateways.service import takes_payments
 from payops.money import AmountError, is_known_currency, parse_amount
 
@@ -25,11 +29,17 @@ CUSTOMER_LIMITS = {
 ADDRESS_LIMITS = {"line1": 255, "line2": 255, "city": 40, "state": 40, "country": 2,
                   "postal_code": 12}
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-DURATION = re.compile(r"^(?:(?P<days>\d+) )?(?P<h>\d{1,2}):(?P<m>\d{2}):(?P<s>\d{2})$")
+DURATION = re.compile(r"^(?:(?P<days>[0-9]+) )?(?P<h>[0-9]{1,2}):(?P<m>[0-9]{2}):(?P<s>[0-9]{2})$")
 INVALID_DURATION = (
     "Duration has wrong format. Use one of these formats instead: [DD] [HH:[MM:]]ss[.uuuuuu]."
 )
 MAX_LIFETIME = timedelta(days=365)
+TOO_LONG = messages.DURATION_TOO_LONG.format(days=MAX_LIFETIME.days)
+EXTRA_MAX_DEPTH = 32
+EXTRA_MAX_BYTES = 65_536
+EXTRA_MAX_DIGITS = 100
+EXTRA_MAX_EXPONENT = 308
+BAD_NUMBER = messages.EXTRA_BAD_NUMBER.format(digits=EXTRA_MAX_DIGITS, exponent=EXTRA_MAX_EXPONENT)
 
 # Fields that ask PayOps to do something it does not do: refused when their value asks for it.
 UNSUPPORTED_FEATURES = (
@@ -103,6 +113,47 @@ def format_duration(value: timedelta) -> str:
     minutes, secs = divmod(rest, 60)
     clock = f"{hours:02d}:{minutes:02d}:{secs:02d}"
     return f"{days} {clock}" if days else clock
+
+
+def _exact_number(value: Decimal) -> JsonNumber:
+    digits = value.as_tuple().digits
+    if (not value.is_finite() or len(digits) > EXTRA_MAX_DIGITS
+            or not -EXTRA_MAX_EXPONENT <= value.adjusted() <= EXTRA_MAX_EXPONENT):
+        raise ValueError(BAD_NUMBER)
+    number = JsonNumber.from_decimal(value)
+    if not math.isfinite(number):  # 9.9e308: within the exponent, beyond what a double holds
+        raise ValueError(BAD_NUMBER)
+    return number
+
+
+def _clean_value(value: Any, depth: int) -> Any:
+    if isinstance(value, (dict, list)):
+        if depth > EXTRA_MAX_DEPTH:
+            raise ValueError(messages.EXTRA_TOO_DEEP.format(n=EXTRA_MAX_DEPTH))
+        if isinstance(value, dict):
+            return {key: _clean_value(item, depth + 1) for key, item in value.items()}
+        return [_clean_value(item, depth + 1) for item in value]
+    if value is None or isinstance(value, (str, bool)):
+        return value
+    if isinstance(value, int):
+        if abs(value) >= 10 ** EXTRA_MAX_DIGITS:
+            raise ValueError(BAD_NUMBER)
+        return value
+    if isinstance(value, Decimal):
+        return _exact_number(value)
+    if isinstance(value, float):
+        return _exact_number(Decimal(repr(value)))
+    raise ValueError(messages.NOT_AN_OBJECT.format(kind=type(value).__name__))
+
+
+def clean_extra(extra: dict[str, Any]) -> dict[str, Any]:
+    """The merchant's ``extra`` as it will be stored and echoed, or ValueError with the reason
+    (decisions §13): any JSON value, numbers exact (integers of any size up to the digit limit,
+    decimals as sent), nested at most 32 levels, at most 64 KiB as JSON."""
+    clean = _clean_value(extra, 1)
+    if len(exact_json.dumps(clean).encode("utf-8")) > EXTRA_MAX_BYTES:
+        raise ValueError(messages.EXTRA_TOO_LARGE.format(n=EXTRA_MAX_BYTES))
+    return clean  # type: ignore[no-any-return]
 
 
 def _text(errors: dict[str, Any], name: str, value: Any, limit: int) -> str | None:
@@ -306,19 +357,29 @@ def validate_checkout(
         if not isinstance(body["extra"], dict):
             errors["extra"] = [messages.NOT_AN_OBJECT.format(kind=type(body["extra"]).__name__)]
         else:
-            out["extra"] = body["extra"]
+            try:
+                out["extra"] = clean_extra(body["extra"])
+            except ValueError as exc:
+                errors["extra"] = [str(exc)]
 
     if body.get("expiration_time") not in (None, ""):
         raw = body["expiration_time"]
         match = DURATION.match(raw) if isinstance(raw, str) else None
-        lifetime = None
-        if match:
+        if match is None:
+            errors["expiration_time"] = [INVALID_DURATION]
+        # A day count of thousands of digits would overflow timedelta (or int()) before any
+        # range check: anything longer than MAX_LIFETIME's own digits is too long already.
+        elif len(match["days"] or "") > len(str(MAX_LIFETIME.days)):
+            errors["expiration_time"] = [TOO_LONG]
+        else:
             lifetime = timedelta(days=int(match["days"] or 0), hours=int(match["h"]),
                                  minutes=int(match["m"]), seconds=int(match["s"]))
-        if lifetime is None or not timedelta(0) < lifetime <= MAX_LIFETIME:
-            errors["expiration_time"] = [INVALID_DURATION]
-        else:
-            out["expiration_time"] = lifetime
+            if lifetime <= timedelta(0):
+                errors["expiration_time"] = [INVALID_DURATION]
+            elif lifetime > MAX_LIFETIME:
+                errors["expiration_time"] = [TOO_LONG]
+            else:
+                out["expiration_time"] = lifetime
 
     for name in ("webhook_url", "redirect_url"):
         if name in body:

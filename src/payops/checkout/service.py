@@ -12,6 +12,8 @@ from payops.auth.service import Principal
 from payops.checkout.schemas import format_duration, validate_checkout
 from payops.context import AppContext
 from payops.db.models import GatewayConfig, PaymentTransaction
+from payops.domain import messages
+from payops.domain.rules import payment_terms_locked
 from payops.errors import DetailError, FieldErrors, NotFound
 from payops.money import format_minor
 from payops.transactions import repository
@@ -110,6 +112,12 @@ async def update(ctx: AppContext, principal: Principal, session_id: str, body: d
         gateways = await enabled_gateways(session)
         values = validate_checkout(body, partial=partial, enabled_gateways=gateways,
                                    current_currency=parent.currency_code)
+        changed_terms = [name for name, current in (
+            ("amount", parent.amount), ("currency_code", parent.currency_code),
+            ("pg_codes", list(parent.pg_codes))) if name in values and values[name] != current]
+        if changed_terms and payment_terms_locked(
+                parent.state, [a.state for a in await repository.attempts(session, parent.id)]):
+            raise DetailError(messages.PAYMENT_TERMS_LOCKED, 400)
         if "currency_code" in values and "amount" not in values:
             raise FieldErrors({"amount": ["Send the amount again when the currency changes."]})
         if "pg_codes" not in values and "currency_code" in values and not any(

@@ -135,16 +135,19 @@ def serve(
 
     from payops import logging as payops_logging
     from payops.api.app import create_app
+    from payops.api.server import server_config
 
     settings = get_settings()
     if migrate:
         _migrate(settings)
     payops_logging.configure(settings.log_level)
-    # Forwarded headers only from PAYOPS_TRUSTED_PROXIES (uvicorn alone would trust 127.0.0.1).
+    # h11 with a 16 KiB limit on the request line and headers (docs/decisions.md); forwarded
+    # headers only from PAYOPS_TRUSTED_PROXIES (uvicorn alone would trust 127.0.0.1).
     trusted = settings.trusted_proxy_list
-    uvicorn.run(create_app(settings), host=host or settings.host, port=port or settings.port,
-                log_level="warning", access_log=False,
-                proxy_headers=bool(trusted), forwarded_allow_ips=trusted or None)
+    uvicorn.Server(server_config(create_app(settings), host=host or settings.host,
+                                 port=port or settings.port, log_level="warning",
+                                 access_log=False, proxy_headers=bool(trusted),
+                                 forwarded_allow_ips=trusted or None)).run()
 
 
 # -- users ------------------------------------------------------------------------------------

@@ -32,6 +32,10 @@ class GatewayResult:
     pg_params: dict[str, Any] = field(default_factory=dict)
     message: str = ""
     gateway_refs: dict[str, Any] = field(default_factory=dict)
+    # What the gateway says it charged (minor units) and in which currency, when its reply says;
+    # None when it does not. A payment's success is applied for this amount (decisions §13).
+    amount: int | None = None
+    currency_code: str | None = None
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,8 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from payops import exact_json
+
 SQLITE_BUSY_TIMEOUT_MS = 60_000
 
 
@@ -46,14 +48,19 @@ class Database:
     def __init__(self, url: str, *, echo: bool = False) -> None:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
+        # hide_parameters: statement parameters (customer data, card-holder names, payloads)
+        # never reach an exception message or a log line. JSON columns keep exact numbers.
+        options: dict[str, Any] = {"echo": echo, "hide_parameters": True,
+                                   "json_serializer": exact_json.dumps,
+                                   "json_deserializer": exact_json.loads}
         if self.is_sqlite:
-            self.write_engine = create_async_engine(url, echo=echo, pool_size=5, max_overflow=10)
-            self.read_engine = create_async_engine(url, echo=echo)
+            self.write_engine = create_async_engine(url, pool_size=5, max_overflow=10, **options)
+            self.read_engine = create_async_engine(url, **options)
             _sqlite_pragmas(self.write_engine, immediate=True)
             _sqlite_pragmas(self.read_engine, immediate=False)
         else:
             self.write_engine = create_async_engine(
-                url, echo=echo, pool_size=20, max_overflow=20, pool_pre_ping=True
+                url, pool_size=20, max_overflow=20, pool_pre_ping=True, **options
             )
             self.read_engine = self.write_engine
         # Operations' intent transactions queue on the parent's lock while holding a pooled

@@ -199,9 +199,13 @@ class PaymentAttempt(Base):
     )
     gateway_config_id: Mapped[int] = mapped_column(ForeignKey("gateway_configs.id"))
     reference_number: Mapped[str] = mapped_column(String(20), unique=True)
-    state: Mapped[str] = mapped_column(String(16))  # pending|success|failed|canceled|error
+    # pending|success|failed|canceled|error|needs_review (the gateway confirmed another amount)
+    state: Mapped[str] = mapped_column(String(16))
     operation_mode: Mapped[str] = mapped_column(String(16))
+    # The total asked of the customer (the parent's amount + fee when the attempt started) and
+    # the fee within it: a success makes them the parent's amount and fee (decisions §13).
     amount: Mapped[int] = mapped_column(Money)
+    fee: Mapped[int] = mapped_column(Money, default=0)
     currency_code: Mapped[str] = mapped_column(String(3))
     # The gateway's own identifiers for this payment (order id, payment id, track id, ...).
     gateway_refs: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)

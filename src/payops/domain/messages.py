@@ -55,3 +55,19 @@ TAKES_NO_PAYMENTS = (
 USER_NOT_FOUND = "No user named {username!r}"
 PASSWORD_TOO_SHORT = "The password must have at least {n} characters"
 PASSWORD_TOO_LONG = "The password may have at most {n} bytes"
+# Checkout sessions and their payment attempts (decisions §13).
+PAYMENT_TERMS_LOCKED = (
+    "amount, currency_code and pg_codes cannot be changed: a payment attempt on this session "
+    "may still succeed."
+)
+ATTEMPT_AMOUNT_MISMATCH = (
+    "The gateway confirmed {confirmed} for an attempt of {asked} {asked_currency}; "
+    "an operator must review it."
+)
+EXTRA_TOO_DEEP = "Ensure this field is nested no more than {n} levels deep."
+EXTRA_TOO_LARGE = "Ensure this field is no larger than {n} bytes as JSON."
+EXTRA_BAD_NUMBER = (
+    "Numbers must be finite, have at most {digits} digits and an exponent within ±{exponent}."
+)
+DURATION_TOO_LONG = "Ensure this value is at most {days} days."
+SERVER_ERROR = "A server error occurred."

@@ -169,3 +169,15 @@ def state_after_attempt(attempt_result: str, operation_mode: str, multi_attempt:
     if attempt_result == "canceled":
         return "attempted" if multi_attempt else "expired"
     return "attempted" if multi_attempt else "failed"
+
+
+LATE_SUCCESS_STATES = frozenset({"created", "pending", "attempted", "failed", "expired"})
+
+
+def payment_terms_locked(state: str, attempt_states: list[str]) -> bool:
+    """May an attempt on this parent still succeed? Then its amount, currency and gateways are
+    fixed (decisions §13): a pending attempt, or any attempt on a parent that still takes a late
+    success (§4)."""
+    if "pending" in attempt_states or "needs_review" in attempt_states:
+        return True
+    return state in LATE_SUCCESS_STATES and bool(attempt_states)

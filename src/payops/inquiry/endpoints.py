@@ -5,9 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
+from fastapi.responses import Response
 
 from payops.api.dependencies import authenticate, get_context, require_permission
 from payops.api.requests import identifier, read_object
+from payops.api.responses import ExactJSONResponse
 from payops.auth.permissions import OPERATION_PERMISSIONS
 from payops.auth.service import Principal
 from payops.inquiry import schemas
@@ -26,15 +28,15 @@ INQUIRY_RESPONSES: dict[int | str, dict[str, Any]] = {
 
 async def v1_inquiry(
     order_no: str, request: Request, principal: Principal = Depends(authenticate)
-) -> dict[str, Any]:
+) -> Response:
     ctx = get_context(request)
     order = identifier("order_no", order_no)
     body = await read_object(request, ctx.settings.max_body_bytes)
     disclose, disclosure_url = schemas.parse_v1_inquiry(body)
     require_permission(principal, OPERATION_PERMISSIONS["inquiry"])
-    return await inquire(
+    return ExactJSONResponse(await inquire(
         ctx, principal, Lookup(order_no=order), disclose=disclose, disclosure_url=disclosure_url
-    )
+    ))
 
 
 for path, name in (("/b/pbl/v1/inquiry/{order_no}", "v1_inquiry"),
@@ -47,15 +49,15 @@ for path, name in (("/b/pbl/v1/inquiry/{order_no}", "v1_inquiry"),
     )
 
 
-async def v2_inquiry(request: Request, principal: Principal = Depends(authenticate)) -> dict[str, Any]:
+async def v2_inquiry(request: Request, principal: Principal = Depends(authenticate)) -> Response:
     ctx = get_context(request)
     body = await read_object(request, ctx.settings.max_body_bytes)
     session_id, order_no, disclose, target = schemas.parse_v2_inquiry(body)
     require_permission(principal, OPERATION_PERMISSIONS["inquiry"])
-    return await inquire(
+    return ExactJSONResponse(await inquire(
         ctx, principal, Lookup(order_no=order_no, session_id=session_id), disclose=disclose,
         disclosure_url=target,
-    )
+    ))
 
 
 for path, name in (("/b/pbl/v2/inquiry/", "v2_inquiry"), ("/b/pbl/v2/inquiry", "v2_inquiry_no_slash")):

@@ -5,9 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Depends, Header, Request
+from fastapi.responses import Response
 
 from payops.api.dependencies import authenticate, get_context, require_permission
 from payops.api.requests import identifier, read_object
+from payops.api.responses import ExactJSONResponse
 from payops.auth.permissions import OPERATION_PERMISSIONS
 from payops.auth.service import Principal
 from payops.domain import messages
@@ -37,15 +39,15 @@ async def v1_operation(
     request: Request,
     principal: Principal = Depends(authenticate),
     tracking_key: str | None = Header(default=None, alias="Tracking-Key"),
-) -> dict[str, Any]:
+) -> Response:
     ctx = get_context(request)
     order = identifier("order_no", order_no)
     body = await read_object(request, ctx.settings.max_body_bytes, schemas.OPERATION_FORM)
     operation, amount = schemas.parse_v1_operation(body)
     require_permission(principal, OPERATION_PERMISSIONS[operation])
-    return await run_operation(
+    return ExactJSONResponse(await run_operation(
         ctx, principal, Lookup(order_no=order), operation, amount, schemas.tracking_key(tracking_key)
-    )
+    ))
 
 
 for path, name in (("/b/pbl/v1/operation/{order_no}", "v1_operation"),
@@ -62,17 +64,17 @@ async def v2_operation(
     request: Request,
     principal: Principal = Depends(authenticate),
     tracking_key: str | None = Header(default=None, alias="Tracking-Key"),
-) -> dict[str, Any]:
+) -> Response:
     ctx = get_context(request)
     body = await read_object(request, ctx.settings.max_body_bytes, schemas.OPERATION_FORM)
     operation, amount, session_id, order_no = schemas.parse_v2_operation(body)
     require_permission(principal, OPERATION_PERMISSIONS[operation])
     if body.get("destination") == "wallet" and operation == "refund":
         raise OperationFailed(messages.WALLET_UNAVAILABLE, operation)
-    return await run_operation(
+    return ExactJSONResponse(await run_operation(
         ctx, principal, Lookup(order_no=order_no, session_id=session_id), operation, amount,
         schemas.tracking_key(tracking_key),
-    )
+    ))
 
 
 for path, name in (("/b/pbl/v2/operation/", "v2_operation"),

@@ -366,6 +366,9 @@ async def _run_internal(
         parent = await find_or_fail(session, lookup, operation, for_update=True)
         try:
             outcome = check_internal(operation, parent.state)
+            if operation in ("cancel", "expire") and await repository.attempt_in_review(
+                    session, parent.id):
+                raise RuleViolation(messages.NOT_ALLOWED)  # an operator decides first (§13)
         except RuleViolation as violation:
             raise OperationFailed(violation.message, operation) from None
         audit.record(session, principal, operation, "success", parent,

@@ -6,13 +6,14 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timezone
 
-from sqlalchemy import select
+from sqlalchemy import exists, select
 
 from payops.context import AppContext
-from payops.db.models import PaymentTransaction
+from payops.db.models import PaymentAttempt, PaymentTransaction
 from payops.domain.rules import EXPIRABLE
 from payops.transactions import repository
 from payops.transactions.presenters import payment_body
+from payops.transactions.service import ATTEMPT_IN_REVIEW
 from payops.webhooks import outbox
 
 log = logging.getLogger(__name__)
@@ -23,6 +24,10 @@ async def _expire(ctx: AppContext, parent_id: int) -> bool:
         parent = await repository.lock_parent_by_id(session, parent_id)
         now = datetime.now(timezone.utc)
         if parent.state not in EXPIRABLE or parent.expires_at is None or parent.expires_at > now:
+            return False
+        # A charge confirmed for another amount waits for an operator; expiring the session
+        # would hide a payment the customer may have made (decisions §13).
+        if await repository.attempt_in_review(session, parent_id):
             return False
         parent.state = "expired"
         if parent.webhook_url:
@@ -36,13 +41,18 @@ async def _expire(ctx: AppContext, parent_id: int) -> bool:
         return True
 
 
+def _attempt_in_review():  # type: ignore[no-untyped-def]
+    return exists().where(PaymentAttempt.transaction_id == PaymentTransaction.id,
+                          PaymentAttempt.state == ATTEMPT_IN_REVIEW)
+
+
 async def expire_due(ctx: AppContext, limit: int = 500) -> int:
     now = datetime.now(timezone.utc)
     async with ctx.db.read() as session:
         ids = list(await session.scalars(
             select(PaymentTransaction.id)
             .where(PaymentTransaction.state.in_(EXPIRABLE), PaymentTransaction.expires_at <= now,
-                   PaymentTransaction.deleted_at.is_(None))
+                   PaymentTransaction.deleted_at.is_(None), ~_attempt_in_review())
             .limit(limit)))
     return sum([await _expire(ctx, parent_id) for parent_id in ids])
 

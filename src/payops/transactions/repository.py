@@ -70,6 +70,31 @@ async def attempts(session: AsyncSession, parent_id: int) -> list[PaymentAttempt
     )
 
 
+# A session takes no new attempt while one of these exists (decisions §13): a charge in flight,
+# a payment taken, or a confirmed amount that differs from the one asked and awaits an operator.
+BLOCKING_ATTEMPT_STATES = ("pending", "success", "needs_review")
+
+
+async def blocking_attempt(session: AsyncSession, parent_id: int) -> PaymentAttempt | None:
+    return await session.scalar(
+        select(PaymentAttempt)
+        .where(PaymentAttempt.transaction_id == parent_id,
+               PaymentAttempt.state.in_(BLOCKING_ATTEMPT_STATES))
+        .order_by(PaymentAttempt.id.desc())
+        .limit(1)
+    )
+
+
+async def attempt_in_review(session: AsyncSession, parent_id: int) -> bool:
+    """Has the gateway confirmed another amount than an attempt asked for? Such a parent waits
+    for an operator: it is not expired, canceled or charged again (decisions §13)."""
+    return bool(await session.scalar(
+        select(PaymentAttempt.id)
+        .where(PaymentAttempt.transaction_id == parent_id, PaymentAttempt.state == "needs_review")
+        .limit(1)
+    ))
+
+
 async def successful_attempt(
     session: AsyncSession, parent_id: int, gateway_config_id: int | None
 ) -> PaymentAttempt | None:

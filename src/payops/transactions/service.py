@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -11,22 +12,37 @@ from payops.config import Settings
 from payops.connectors.base import GatewayResult, Outcome, PaymentRef
 from payops.db import Database
 from payops.db.models import GatewayConfig, PaymentAttempt, PaymentTransaction
+from payops.domain import messages
 from payops.domain.rules import state_after_attempt
 from payops.gateways.service import connector_for
 from payops.ids import new_reference_number, new_session_id
+from payops.money import format_minor
 from payops.transactions import repository
 from payops.transactions.presenters import payment_body
 from payops.webhooks import outbox
 
+log = logging.getLogger(__name__)
+
 DEFAULT_LIFETIME = timedelta(hours=24)
+ATTEMPT_IN_REVIEW = "needs_review"
 ATTEMPT_STATE = {
     Outcome.SUCCESS: "success", Outcome.FAILED: "failed", Outcome.PENDING: "pending",
     Outcome.UNKNOWN: "pending",
 }
 
 
+PAYABLE_STATES = ("created", "pending", "attempted")
+# States in which a parent still acknowledges a payment the gateway confirms late (decisions §4).
+LATE_SUCCESS_STATES = ("created", "pending", "attempted", "failed", "expired")
+
+
 class TransactionError(ValueError):
     pass
+
+
+class NoNewAttempt(TransactionError):
+    """The session is closed, already paid, or has an attempt whose outcome is still open: a new
+    attempt could charge the customer twice (decisions §13)."""
 
 
 def new_parent(
@@ -77,8 +93,12 @@ async def start_attempt(
 ) -> PaymentAttempt:
     async with db.write() as session:
         parent = await repository.lock_parent_by_id(session, parent_id)
-        if parent.state not in ("created", "pending", "attempted"):
-            raise TransactionError(f"a {parent.state} transaction takes no new payment attempt")
+        if parent.state not in PAYABLE_STATES:
+            raise NoNewAttempt(f"a {parent.state} transaction takes no new payment attempt")
+        # Checked under the parent's lock, so concurrent submissions start one charge at most.
+        blocking = await repository.blocking_attempt(session, parent.id)
+        if blocking is not None:
+            raise NoNewAttempt(f"the transaction has a {blocking.state} payment attempt")
         if parent.currency_code not in gateway.accepted_currencies:
             raise TransactionError(f"{gateway.pg_code} does not accept {parent.currency_code}")
         attempt = PaymentAttempt(
@@ -88,6 +108,7 @@ async def start_attempt(
             state="pending",
             operation_mode=gateway.operation_mode,
             amount=parent.amount + parent.fee,
+            fee=parent.fee,
             currency_code=parent.currency_code,
         )
         session.add(attempt)
@@ -106,24 +127,43 @@ async def apply_attempt_result(
     """Record what the gateway said of an attempt; returns True if the parent's state changed.
 
     A late success is applied to a parent that is still able to acknowledge a payment
-    (created, pending, attempted, failed, expired), never over a final decision.
+    (created, pending, attempted, failed, expired), never over a final decision. The parent's
+    amount and fee become what the attempt charged: the amount the attempt asked for, as the
+    gateway confirmed it. A gateway confirming another amount or currency puts the attempt in
+    review and changes nothing else (decisions §13).
     """
+    if attempt.state == ATTEMPT_IN_REVIEW and result.outcome != Outcome.SUCCESS:
+        return False  # only a success for the amount asked ends a review on its own
     attempt.pg_response = result.raw
     attempt.pg_params = result.pg_params
     attempt.message = result.message
     attempt.gateway_refs = {**(attempt.gateway_refs or {}), **result.gateway_refs}
+    if result.outcome == Outcome.SUCCESS and attempt.state != "success" and not _confirms(
+            attempt, result):
+        attempt.state = ATTEMPT_IN_REVIEW
+        attempt.message = messages.ATTEMPT_AMOUNT_MISMATCH.format(
+            asked=format_minor(attempt.amount, attempt.currency_code),
+            asked_currency=attempt.currency_code,
+            confirmed=_confirmed_text(result))
+        log.warning("payment attempt %s confirmed for another amount; it needs review",
+                    attempt.reference_number)
+        return False
     new_attempt_state = ATTEMPT_STATE[result.outcome]
     if attempt.state != "success":
         attempt.state = new_attempt_state
     gateway = attempt.gateway_config
     before = parent.state
     if result.outcome == Outcome.SUCCESS:
-        if parent.state in ("created", "pending", "attempted", "failed", "expired"):
+        if parent.state in LATE_SUCCESS_STATES:
             parent.state = state_after_attempt("success", gateway.operation_mode, gateway.multi_attempt)
             parent.operation_mode = gateway.operation_mode
             parent.gateway_config_id = gateway.id
             parent.gateway_config = gateway
-            total = parent.amount + parent.fee
+            # What was charged, never what a later change to the session says.
+            parent.currency_code = attempt.currency_code
+            parent.amount = attempt.amount - attempt.fee
+            parent.fee = attempt.fee
+            total = attempt.amount
             if gateway.operation_mode == "authorize":
                 parent.authorized_total = total
             else:
@@ -141,6 +181,25 @@ async def apply_attempt_result(
             payload=payment_body(parent, attempts, operations, key), transaction_id=parent.id,
         )
     return changed
+
+
+def _confirms(attempt: PaymentAttempt, result: GatewayResult) -> bool:
+    """Does the gateway's confirmation match what the attempt asked for? A gateway that does not
+    report the amount (or currency) confirms the one asked."""
+    amount_ok = result.amount is None or result.amount == attempt.amount
+    currency_ok = (result.currency_code is None
+                   or result.currency_code.upper() == attempt.currency_code.upper())
+    return amount_ok and currency_ok
+
+
+def _confirmed_text(result: GatewayResult) -> str:
+    currency = (result.currency_code or "").upper()
+    if result.amount is None:
+        return f"? {currency}".strip()
+    try:
+        return f"{format_minor(result.amount, currency)} {currency}"
+    except Exception:  # noqa: BLE001 - an unknown currency code from the gateway
+        return f"{result.amount} (minor units) {currency}"
 
 
 async def pay_with_sandbox(

@@ -22,6 +22,7 @@ import httpx
 from sqlalchemy import and_, exists, select, update
 from sqlalchemy.orm import aliased
 
+from payops import exact_json
 from payops.context import AppContext
 from payops.db.models import OutboxEvent, WebhookAttempt
 from payops.webhooks import outbox
@@ -118,8 +119,10 @@ async def send(ctx: AppContext, event: OutboxEvent, body: dict[str, object]) -> 
     try:
         async with httpx.AsyncClient(timeout=timeout, follow_redirects=False,
                                      trust_env=False) as client:
-            request = client.build_request("POST", target.url, json=body, headers=headers,
-                                           extensions=extensions)
+            # exact_json: a merchant's extra decimals go out as they were accepted.
+            request = client.build_request("POST", target.url,
+                                           content=exact_json.dumps(body).encode("utf-8"),
+                                           headers=headers, extensions=extensions)
             response = await asyncio.wait_for(
                 client.send(request, stream=True), ctx.settings.webhook_timeout_seconds
             )

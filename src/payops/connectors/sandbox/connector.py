@@ -85,7 +85,8 @@ class SandboxConnector(Connector):
         if row["status"] in ("success", "pending"):
             return GatewayResult(Outcome.SUCCESS, self._payment_reply(row, "SUCCESS"),
                                  self._payment_params(row), "Approved",
-                                 {"transaction_id": row["reference"]})
+                                 {"transaction_id": row["reference"]},
+                                 amount=row["amount"], currency_code=row["currency"])
         return GatewayResult(Outcome.FAILED, self._payment_reply(row, "DECLINED"),
                              self._payment_params(row), "Card declined")
 

@@ -1,0 +1,98 @@
+"""JSON whose numbers keep their exact value (decisions §13: a merchant's ``extra``).
+
+Python's json module reads ``1.50`` as the float 1.5 and cannot write a number from its text. A
+merchant's ``extra`` must come back as sent, so a non-integer number is held as a
+:class:`JsonNumber`: a float (every piece of code that handles floats keeps working, and the
+standard json module still writes its value) that remembers its decimal text, which
+:func:`dumps` writes as is. Integers are Python ints, exact at any size.
+
+The database engines read and write JSON columns with :func:`loads` / :func:`dumps`, and the API
+answers with :class:`payops.api.responses.ExactJSONResponse`, so such numbers survive storage and
+come back exactly as they were accepted.
+"""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from typing import Any
+
+_COMPACT = {"ensure_ascii": False, "allow_nan": False, "separators": (",", ":")}
+
+
+class JsonNumber(float):
+    """A JSON number that is not an integer, with the decimal text it was accepted as."""
+
+    text: str
+
+    def __new__(cls, text: str) -> JsonNumber:
+        number = super().__new__(cls, text)
+        number.text = text
+        return number
+
+    @classmethod
+    def from_decimal(cls, value: Decimal) -> JsonNumber:
+        return cls(str(value))
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (JsonNumber, (self.text,))
+
+
+def loads(text: str | bytes) -> Any:
+    return json.loads(text, parse_float=JsonNumber)
+
+
+def _holds_exact_number(value: Any) -> bool:
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, (JsonNumber, Decimal)):
+            return True
+        if isinstance(item, dict):
+            pending.extend(item.values())
+        elif isinstance(item, (list, tuple)):
+            pending.extend(item)
+    return False
+
+
+def _encode(value: Any, out: list[str]) -> None:
+    if isinstance(value, str):
+        out.append(json.dumps(value, ensure_ascii=False))
+    elif value is None or value is True or value is False:
+        out.append(json.dumps(value))
+    elif isinstance(value, JsonNumber):
+        out.append(value.text)
+    elif isinstance(value, Decimal):
+        if not value.is_finite():
+            raise ValueError(f"Out of range decimal values are not JSON compliant: {value}")
+        out.append(str(value))
+    elif isinstance(value, (int, float)):
+        out.append(json.dumps(value, allow_nan=False))
+    elif isinstance(value, dict):
+        out.append("{")
+        for index, (key, item) in enumerate(value.items()):
+            if index:
+                out.append(",")
+            out.append(json.dumps(key if isinstance(key, str) else json.dumps(key),
+                                  ensure_ascii=False))
+            out.append(":")
+            _encode(item, out)
+        out.append("}")
+    elif isinstance(value, (list, tuple)):
+        out.append("[")
+        for index, item in enumerate(value):
+            if index:
+                out.append(",")
+            _encode(item, out)
+        out.append("]")
+    else:
+        raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+def dumps(value: Any) -> str:
+    """Compact JSON; a JsonNumber (or a Decimal) is written as its exact text."""
+    if not _holds_exact_number(value):
+        return json.dumps(value, **_COMPACT)  # type: ignore[arg-type]
+    out: list[str] = []
+    _encode(value, out)
+    return "".join(out)
