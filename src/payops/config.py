@@ -54,7 +54,10 @@ class Settings(BaseSettings):
 
     # Outgoing webhooks (decisions §10).
     webhook_interval_seconds: float = 5.0  # how often `payops serve` drains the outbox (0 = never)
-    webhook_timeout_seconds: float = 15.0
+    # The whole of one send (DNS, connect, request, full answer); the lease is this plus 30 s.
+    webhook_timeout_seconds: float = Field(default=15.0, gt=0)
+    # Events of different transactions sent at once by one delivery pass (per process).
+    webhook_concurrency: int = Field(default=8, ge=1)
     webhook_max_attempts: int = 10
     webhook_backoff_base_seconds: float = 30.0
     webhook_backoff_factor: float = 3.0

@@ -17,6 +17,7 @@ from payops.auth.service import Principal
 from payops.checkout import service
 from payops.checkout.schemas import CheckoutRequest
 from payops.operations.schemas import Detail
+from payops.webhooks.targets import refuse_private_fields
 
 router = APIRouter(tags=["checkout"])
 COMMON: dict[int | str, dict[str, Any]] = {
@@ -44,6 +45,8 @@ async def create_session(request: Request, principal: Principal = Depends(authen
     require_permission(principal, "checkout.create")
     ctx = get_context(request)
     body = await read_object(request, ctx.settings.max_body_bytes)
+    await refuse_private_fields(body, ("webhook_url",),
+                                allow_private=ctx.settings.webhook_allow_private)
     return JSONResponse(await service.create(ctx, principal, body, base_url(request)),
                         status_code=201)
 
@@ -64,6 +67,8 @@ async def _update(session_id: str, request: Request, principal: Principal, parti
     sid = identifier("session_id", session_id)
     assert sid is not None
     body = await read_object(request, ctx.settings.max_body_bytes)
+    await refuse_private_fields(body, ("webhook_url",),
+                                allow_private=ctx.settings.webhook_allow_private)
     return await service.update(ctx, principal, sid, body, base_url(request), partial=partial)
 
 
