@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from payops.auth.service import Authenticator
 from payops.config import Settings
 from payops.db import Database
+from payops.gateways.crypto import SecretBox, load_or_create_key
+from payops.webhooks.outbox import SECRET_BOX
 
 
 @dataclass
@@ -23,7 +25,8 @@ class AppContext:
         settings.ensure_data_dir()
         return cls(
             settings=settings,
-            db=Database(settings.effective_database_url),
+            db=Database(settings.effective_database_url,
+                        info={SECRET_BOX: SecretBox(load_or_create_key(settings))}),
             authenticator=Authenticator(
                 cache_seconds=settings.auth_cache_seconds,
                 failure_limit=settings.auth_failure_limit,

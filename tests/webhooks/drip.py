@@ -88,6 +88,8 @@ def dripping(receiver: DripReceiver) -> Iterator[DripReceiver]:
     def handle(conn: socket.socket) -> None:
         with conn:
             headers = _read_request(conn)
+            if "x-payops-event-id" not in headers:
+                return  # the sender gave up before its request was complete
             record = Connection(headers.get("x-payops-event-id", ""),
                                 headers.get("x-payops-attempt", ""), time.monotonic())
             with receiver.lock:

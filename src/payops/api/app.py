@@ -18,7 +18,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from payops import background
+from payops import background, stored_secrets
 from payops import logging as payops_logging
 from payops.config import Settings, get_settings
 from payops.context import AppContext
@@ -51,6 +51,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.ctx = AppContext.build(settings)
         ctx = app.state.ctx
+        try:
+            # A wrong PAYOPS_SECRET_KEY stops the start with one line, not later as timeouts.
+            await stored_secrets.startup(ctx)
+        except Exception:
+            await ctx.aclose()
+            raise
         loops = [
             asyncio.create_task(background.every(interval, name, work))
             for interval, name, work in (

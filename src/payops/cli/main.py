@@ -55,10 +55,11 @@ ops_app = typer.Typer(help="Operations (child transactions) and their states.", 
 webhook_app = typer.Typer(help="Webhook settings: HMAC key, operations URL.", no_args_is_help=True)
 webhook_key_app = typer.Typer(help="The merchant's webhook HMAC key.", no_args_is_help=True)
 webhooks_app = typer.Typer(help="Outgoing webhook events and their delivery.", no_args_is_help=True)
+secret_app = typer.Typer(help="The secret key that encrypts stored secrets.", no_args_is_help=True)
 webhook_app.add_typer(webhook_key_app, name="key")
 for sub, name in ((db_app, "db"), (user_app, "user"), (apikey_app, "apikey"),
                   (gateway_app, "gateway"), (txn_app, "txn"), (ops_app, "ops"),
-                  (webhook_app, "webhook"), (webhooks_app, "webhooks")):
+                  (webhook_app, "webhook"), (webhooks_app, "webhooks"), (secret_app, "secret")):
     app.add_typer(sub, name=name)
 
 # Piped or captured output gets full-width tables: a reference number cut to "GU9U4…" is useless
@@ -130,9 +131,48 @@ def serve(
     settings = get_settings()
     if migrate:
         _migrate(settings)
+    _check_secrets()
     payops_logging.configure(settings.log_level)
     uvicorn.run(create_app(settings), host=host or settings.host, port=port or settings.port,
                 log_level="warning", access_log=False)
+
+
+def _check_secrets() -> None:
+    """Stop with one line when PAYOPS_SECRET_KEY does not open the stored secrets."""
+    from payops import stored_secrets
+    from payops.gateways.crypto import SecretKeyMismatch
+
+    try:
+        _run(stored_secrets.startup)
+    except SecretKeyMismatch as exc:
+        _fail(str(exc))
+    except ValueError as exc:  # not a Fernet key at all
+        _fail(f"PAYOPS_SECRET_KEY is not a valid Fernet key: {exc}")
+
+
+# -- secret key -------------------------------------------------------------------------------
+
+@secret_app.command("rotate")
+def secret_rotate() -> None:
+    """Re-encrypt every stored secret under the first key of PAYOPS_SECRET_KEY."""
+    from payops import stored_secrets
+    from payops.gateways.crypto import SecretKeyMismatch
+
+    try:
+        summary = _run(stored_secrets.rotate)
+    except SecretKeyMismatch as exc:
+        _fail(str(exc))
+    console.print(f"re-encrypted {summary.gateway_secrets} gateway secret(s) and "
+                  f"{summary.settings} setting(s) under the first key; older keys can now be "
+                  "removed from PAYOPS_SECRET_KEY")
+
+
+@secret_app.command("new-key")
+def secret_new_key() -> None:
+    """Print a new Fernet key (put it first in PAYOPS_SECRET_KEY, then run `secret rotate`)."""
+    from cryptography.fernet import Fernet
+
+    print(Fernet.generate_key().decode())
 
 
 # -- users ------------------------------------------------------------------------------------
