@@ -25,6 +25,8 @@ class Settings(BaseSettings):
     port: int = 8000
     # Public base URL for checkout links (e.g. https://pay.example.com); default: the request's.
     public_url: str = ""
+    # Bearer token that /metrics requires; empty = /metrics is not served (404).
+    metrics_token: str = ""
     # How often `payops serve` expires sessions past their expiration_time (0 = never).
     expiry_interval_seconds: float = 30.0
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
 import secrets
 import time
@@ -10,7 +11,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
@@ -42,6 +43,21 @@ log = logging.getLogger("payops.http")
 async def _summary(pass_: Any) -> dict[str, int]:
     summary = await pass_
     return dict(summary.outcomes)
+
+
+def metrics_access(request: Request) -> None:
+    """/metrics shows business volumes: served only to ``Authorization: Bearer
+    <PAYOPS_METRICS_TOKEN>``, and not at all (404) while no token is configured."""
+    expected = request.app.state.ctx.settings.metrics_token
+    if not expected:
+        raise StarletteHTTPException(404)
+    scheme, _, given = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not given:
+        raise StarletteHTTPException(401, messages.AUTH_MISSING,
+                                     headers={"WWW-Authenticate": 'Bearer realm="metrics"'})
+    if not hmac.compare_digest(given.strip().encode(), expected.encode()):
+        raise StarletteHTTPException(401, messages.METRICS_TOKEN_INVALID,
+                                     headers={"WWW-Authenticate": 'Bearer realm="metrics"'})
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -158,7 +174,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             return JSONResponse({"status": "unavailable"}, status_code=503)
         return JSONResponse({"status": "ok"})
 
-    @app.get("/metrics", tags=["operability"], response_class=Response)
+    @app.get("/metrics", tags=["operability"], response_class=Response,
+             dependencies=[Depends(metrics_access)],
+             responses={401: {"description": "missing or wrong Bearer token"},
+                        404: {"description": "PAYOPS_METRICS_TOKEN is not set"}})
     async def metrics() -> Response:
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 

@@ -32,6 +32,7 @@ AUTH_INVALID_BASIC_HEADER = "Invalid basic header. Credentials not correctly bas
 AUTH_BASIC_NO_CREDENTIALS = "Invalid basic header. No credentials provided."
 AUTH_BASIC_SPACES = "Invalid basic header. Credentials string should not contain spaces."
 AUTH_INVALID_KEY = "Invalid API key."
+METRICS_TOKEN_INVALID = "Invalid metrics token."
 AUTH_INACTIVE = "User inactive or deleted."
 PERMISSION_DENIED = "You do not have permission to perform this action."
 NOT_FOUND = "Not found."
