@@ -129,12 +129,39 @@ def serve(
     from payops.api.app import create_app
 
     settings = get_settings()
+    _require_public_url(settings, host or settings.host)
     if migrate:
         _migrate(settings)
     _check_secrets()
     payops_logging.configure(settings.log_level)
     uvicorn.run(create_app(settings), host=host or settings.host, port=port or settings.port,
                 log_level="warning", access_log=False)
+
+
+def is_loopback_host(host: str) -> bool:
+    import ipaddress
+
+    if host.lower() in ("localhost", "localhost."):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a name: it may well be reachable from outside
+
+
+def _require_public_url(settings: Settings, host: str) -> None:
+    """Without PAYOPS_PUBLIC_URL, checkout links are built from the request's Host header, which
+    a client chooses. That is harmless only when nobody but this machine can reach the server:
+    so a non-loopback bind address, or trusting a reverse proxy, needs the URL set."""
+    if settings.public_url:
+        return
+    if not is_loopback_host(host):
+        _fail(f"set PAYOPS_PUBLIC_URL (e.g. https://pay.example.com) to serve on {host}: "
+              "without it checkout links follow the client's Host header")
+    # PAYOPS_TRUSTED_PROXIES (authentication settings) puts a proxy in front: same rule.
+    if getattr(settings, "trusted_proxies", None):
+        _fail("set PAYOPS_PUBLIC_URL (e.g. https://pay.example.com) when trusting a proxy "
+              "(PAYOPS_TRUSTED_PROXIES): without it checkout links follow the Host header")
 
 
 def _check_secrets() -> None:
