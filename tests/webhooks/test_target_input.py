@@ -107,3 +107,15 @@ async def test_allow_private_accepts_internal_targets(
     response = await client.post(
         CHECKOUT, json={**VALID, "webhook_url": "http://127.0.0.1:9/hook"}, headers=auth)
     assert response.status_code == 201, response.text
+
+
+def test_cli_operations_url_refuses_an_internal_target(tmp_path: Any, database_url: str) -> None:
+    from cryptography.fernet import Fernet
+
+    from tests.test_cli import Cli
+
+    cli = Cli(tmp_path / "data", database_url, Fernet.generate_key().decode())
+    cli.ok("db", "upgrade")
+    cli.fails("webhook", "operations-url", "http://169.254.169.254/latest", match="link-local")
+    cli.env["PAYOPS_WEBHOOK_ALLOW_PRIVATE"] = "true"
+    cli.ok("webhook", "operations-url", "http://127.0.0.1:9/hook")

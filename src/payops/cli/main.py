@@ -635,10 +635,18 @@ def webhook_operations_url(url: str = typer.Argument(..., help="URL, or '' to cl
     from payops.api.requests import url as valid_url
     from payops.errors import FieldErrors
 
+    from payops.webhooks.targets import refuse_private_fields
+
     try:
         checked = valid_url("operations_url", url, max_length=2048) or ""
     except FieldErrors:
         _fail("enter an http(s) URL")
+    try:
+        asyncio.run(refuse_private_fields({"url": checked}, ("url",), allow_private=get_settings(
+        ).webhook_allow_private))
+    except FieldErrors:
+        _fail("the URL's host is a loopback, private, link-local or metadata address "
+              "(allowed only with PAYOPS_WEBHOOK_ALLOW_PRIVATE=true)")
     _set_setting(outbox.OPERATIONS_URL_SETTING, checked)
     console.print(f"operations webhook URL: {checked or '(none)'}")
 
