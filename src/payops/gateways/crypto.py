@@ -37,9 +37,21 @@ def load_or_create_key(settings: Settings) -> bytes:
         return path.read_bytes().strip()
     settings.ensure_data_dir()
     key = Fernet.generate_key()
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(key)
+    # Written whole to a private temporary file, then linked into place: processes starting
+    # together never see a half-written key, and exactly one key wins.
+    temporary = path.with_name(f".{KEY_FILE}.{os.getpid()}.{os.urandom(4).hex()}")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(key)
+            handle.flush()
+            os.fsync(handle.fileno())
+        try:
+            os.link(temporary, path)
+        except FileExistsError:
+            return path.read_bytes().strip()
+    finally:
+        temporary.unlink(missing_ok=True)
     return key
 
 
