@@ -43,8 +43,9 @@ def redact(value: Any, fields: frozenset[str]) -> Any:
 
 
 def redact_result(result: GatewayResult, fields: frozenset[str]) -> GatewayResult:
-    """The result with personal fields redacted from what is stored and shown of the reply."""
+    """The result with personal fields redacted from the reply as stored (``pg_response``).
+    ``pg_params`` are left alone: they are the Ottu contract's normalised fields, built by the
+    connector (card numbers already masked there)."""
     if not fields:
         return result
-    return replace(result, raw=redact(result.raw, fields),
-                   pg_params=redact(result.pg_params, fields))
+    return replace(result, raw=redact(result.raw, fields))
