@@ -33,6 +33,7 @@ from payops.domain import messages
 from payops.gateways.endpoints import router as payment_methods_router
 from payops.gateways.notifications import router as notifications_router
 from payops.errors import ApiError
+from payops.gateways.crypto import SecretKeyMismatch
 from payops.inquiry.endpoints import router as inquiry_router
 from payops.operations import reconciler
 from payops.operations.endpoints import router as operations_router
@@ -70,9 +71,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             # A wrong PAYOPS_SECRET_KEY stops the start with one line, not later as timeouts.
             await stored_secrets.startup(ctx)
-        except Exception:
+        except SecretKeyMismatch:
             await ctx.aclose()
             raise
+        except Exception as exc:
+            # The database is not reachable (or not migrated) yet: start anyway, as before;
+            # /readyz reports it, and `payops serve` has checked the key before starting.
+            log.warning("stored secrets not checked at start-up: %s", type(exc).__name__)
         loops = [
             asyncio.create_task(background.every(interval, name, work))
             for interval, name, work in (
