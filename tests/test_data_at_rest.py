@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from asgi_lifespan import LifespanManager
 from cryptography.fernet import Fernet
@@ -174,3 +175,18 @@ def test_a_wrong_secret_key_stops_the_application_start(cli: Cli) -> None:
         asyncio.run(start())
     # With the right key the same database starts.
     assert cli.http(lambda client: client.get("/readyz")).json() == {"status": "ok"}
+
+
+def test_the_app_still_starts_before_the_database_is_migrated(tmp_path: Path) -> None:
+    from tests.conftest import make_settings
+
+    settings = make_settings(tmp_path, f"sqlite+aiosqlite:///{tmp_path / 'empty.sqlite3'}")
+
+    async def start() -> int:
+        application = create_app(settings)
+        async with LifespanManager(application):
+            transport = httpx.ASGITransport(app=application)
+            async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+                return (await client.get("/healthz")).status_code
+
+    assert asyncio.run(start()) == 200
