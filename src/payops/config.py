@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import ipaddress
+import os
 from functools import lru_cache
 from pathlib import Path
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
 
 DEFAULT_DATA_DIR = Path(".payops")
 
@@ -24,6 +26,8 @@ class Settings(BaseSettings):
     port: int = 8000
     # Public base URL for checkout links (e.g. https://pay.example.com); default: the request's.
     public_url: str = ""
+    # Bearer token that /metrics requires; empty = /metrics is not served (404).
+    metrics_token: str = ""
     # How often `payops serve` expires sessions past their expiration_time (0 = never).
     expiry_interval_seconds: float = 30.0
 
@@ -67,7 +71,10 @@ class Settings(BaseSettings):
 
     # Outgoing webhooks (decisions §10).
     webhook_interval_seconds: float = 5.0  # how often `payops serve` drains the outbox (0 = never)
-    webhook_timeout_seconds: float = 15.0
+    # The whole of one send (DNS, connect, request, full answer); the lease is this plus 30 s.
+    webhook_timeout_seconds: float = Field(default=15.0, gt=0)
+    # Events of different transactions sent at once by one delivery pass (per process).
+    webhook_concurrency: int = Field(default=8, ge=1)
     webhook_max_attempts: int = 10
     webhook_backoff_base_seconds: float = 30.0
     webhook_backoff_factor: float = 3.0
@@ -115,7 +122,39 @@ class Settings(BaseSettings):
         return self.sandbox_ledger_path or (self.data_dir / "sandbox-gateway.sqlite3")
 
     def ensure_data_dir(self) -> None:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        """The data dir (0700) and, for the embedded database, its SQLite file (0600): they
+        hold the secret key, the database and the sandbox ledger, readable by no other user."""
+        private_directory(self.data_dir)
+        if self.is_sqlite:
+            database = make_url(self.effective_database_url).database
+            if database and database != ":memory:" and not database.startswith("file:"):
+                private_file(Path(database))
+
+
+def private_directory(path: Path) -> None:
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    _tighten(path, 0o700)
+
+
+def private_file(path: Path) -> None:
+    """Create ``path`` (and its parent folder) if missing with mode 0600, or tighten it to 0600;
+    SQLite gives its -wal and -shm files the database file's mode."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+    except OSError:
+        return  # not ours to create (read-only mount, ...); SQLite will say what is wrong
+    for member in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        if member.exists():
+            _tighten(member, 0o600)
+
+
+def _tighten(path: Path, mode: int) -> None:
+    try:
+        if path.stat().st_mode & 0o777 & ~mode:
+            path.chmod(mode)
+    except OSError:
+        pass  # owned by another user (a shared mount): leave it to the operator
 
 
 def _split(value: str) -> list[str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
 import secrets
 import time
@@ -10,7 +11,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
@@ -19,7 +20,7 @@ from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
-from payops import background
+from payops import background, stored_secrets
 from payops import logging as payops_logging
 from payops.auth.metrics import AuthMetrics
 from payops.config import Settings, get_settings
@@ -34,6 +35,7 @@ from payops.domain import messages
 from payops.gateways.endpoints import router as payment_methods_router
 from payops.gateways.notifications import router as notifications_router
 from payops.errors import ApiError
+from payops.gateways.crypto import SecretKeyMismatch
 from payops.inquiry.endpoints import router as inquiry_router
 from payops.operations import reconciler
 from payops.operations.endpoints import router as operations_router
@@ -46,6 +48,21 @@ async def _summary(pass_: Any) -> dict[str, int]:
     return dict(summary.outcomes)
 
 
+def metrics_access(request: Request) -> None:
+    """/metrics shows business volumes: served only to ``Authorization: Bearer
+    <PAYOPS_METRICS_TOKEN>``, and not at all (404) while no token is configured."""
+    expected = request.app.state.ctx.settings.metrics_token
+    if not expected:
+        raise StarletteHTTPException(404)
+    scheme, _, given = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not given:
+        raise StarletteHTTPException(401, messages.AUTH_MISSING,
+                                     headers={"WWW-Authenticate": 'Bearer realm="metrics"'})
+    if not hmac.compare_digest(given.strip().encode(), expected.encode()):
+        raise StarletteHTTPException(401, messages.METRICS_TOKEN_INVALID,
+                                     headers={"WWW-Authenticate": 'Bearer realm="metrics"'})
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
 
@@ -53,6 +70,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.ctx = AppContext.build(settings, auth_metrics=auth_metrics)
         ctx = app.state.ctx
+        try:
+            # A wrong PAYOPS_SECRET_KEY stops the start with one line, not later as timeouts.
+            await stored_secrets.startup(ctx)
+        except SecretKeyMismatch:
+            await ctx.aclose()
+            raise
+        except Exception as exc:
+            # The database is not reachable (or not migrated) yet: start anyway, as before;
+            # /readyz reports it, and `payops serve` has checked the key before starting.
+            log.warning("stored secrets not checked at start-up: %s", type(exc).__name__)
         loops = [
             asyncio.create_task(background.every(interval, name, work))
             for interval, name, work in (
@@ -171,7 +198,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             return JSONResponse({"status": "unavailable"}, status_code=503)
         return JSONResponse({"status": "ok"})
 
-    @app.get("/metrics", tags=["operability"], response_class=Response)
+    @app.get("/metrics", tags=["operability"], response_class=Response,
+             dependencies=[Depends(metrics_access)],
+             responses={401: {"description": "missing or wrong Bearer token"},
+                        404: {"description": "PAYOPS_METRICS_TOKEN is not set"}})
     async def metrics() -> Response:
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 

@@ -18,6 +18,7 @@ from payops.auth.service import Principal
 from payops.checkout import service
 from payops.checkout.schemas import CHECKOUT_FORM, CheckoutRequest
 from payops.operations.schemas import Detail
+from payops.webhooks.targets import refuse_private_fields
 
 router = APIRouter(tags=["checkout"])
 COMMON: dict[int | str, dict[str, Any]] = {
@@ -45,6 +46,8 @@ async def create_session(request: Request, principal: Principal = Depends(authen
     require_permission(principal, "checkout.create")
     ctx = get_context(request)
     body = await read_object(request, ctx.settings.max_body_bytes, CHECKOUT_FORM)
+    await refuse_private_fields(body, ("webhook_url",),
+                                allow_private=ctx.settings.webhook_allow_private)
     return ExactJSONResponse(await service.create(ctx, principal, body, base_url(request)),
                              status_code=201)
 
@@ -65,6 +68,8 @@ async def _update(session_id: str, request: Request, principal: Principal, parti
     sid = identifier("session_id", session_id)
     assert sid is not None
     body = await read_object(request, ctx.settings.max_body_bytes, CHECKOUT_FORM)
+    await refuse_private_fields(body, ("webhook_url",),
+                                allow_private=ctx.settings.webhook_allow_private)
     return ExactJSONResponse(
         await service.update(ctx, principal, sid, body, base_url(request), partial=partial))
 

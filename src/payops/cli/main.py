@@ -64,10 +64,11 @@ ops_app = typer.Typer(help="Operations (child transactions) and their states.", 
 webhook_app = typer.Typer(help="Webhook settings: HMAC key, operations URL.", no_args_is_help=True)
 webhook_key_app = typer.Typer(help="The merchant's webhook HMAC key.", no_args_is_help=True)
 webhooks_app = typer.Typer(help="Outgoing webhook events and their delivery.", no_args_is_help=True)
+secret_app = typer.Typer(help="The secret key that encrypts stored secrets.", no_args_is_help=True)
 webhook_app.add_typer(webhook_key_app, name="key")
 for sub, name in ((db_app, "db"), (user_app, "user"), (apikey_app, "apikey"),
                   (gateway_app, "gateway"), (txn_app, "txn"), (ops_app, "ops"),
-                  (webhook_app, "webhook"), (webhooks_app, "webhooks")):
+                  (webhook_app, "webhook"), (webhooks_app, "webhooks"), (secret_app, "secret")):
     app.add_typer(sub, name=name)
 
 # Piped or captured output gets full-width tables: a reference number cut to "GU9U4…" is useless
@@ -138,8 +139,10 @@ def serve(
     from payops.api.server import server_config
 
     settings = get_settings()
+    _require_public_url(settings, host or settings.host)
     if migrate:
         _migrate(settings)
+    _check_secrets()
     payops_logging.configure(settings.log_level)
     # h11 with a 16 KiB limit on the request line and headers (docs/decisions.md); forwarded
     # headers only from PAYOPS_TRUSTED_PROXIES (uvicorn alone would trust 127.0.0.1).
@@ -148,6 +151,70 @@ def serve(
                                  port=port or settings.port, log_level="warning",
                                  access_log=False, proxy_headers=bool(trusted),
                                  forwarded_allow_ips=trusted or None)).run()
+
+
+def is_loopback_host(host: str) -> bool:
+    import ipaddress
+
+    if host.lower() in ("localhost", "localhost."):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a name: it may well be reachable from outside
+
+
+def _require_public_url(settings: Settings, host: str) -> None:
+    """Without PAYOPS_PUBLIC_URL, checkout links are built from the request's Host header, which
+    a client chooses. That is harmless only when nobody but this machine can reach the server:
+    so a non-loopback bind address, or trusting a reverse proxy, needs the URL set."""
+    if settings.public_url:
+        return
+    if not is_loopback_host(host):
+        _fail(f"set PAYOPS_PUBLIC_URL (e.g. https://pay.example.com) to serve on {host}: "
+              "without it checkout links follow the client's Host header")
+    # PAYOPS_TRUSTED_PROXIES (authentication settings) puts a proxy in front: same rule.
+    if settings.trusted_proxy_list:
+        _fail("set PAYOPS_PUBLIC_URL (e.g. https://pay.example.com) when trusting a proxy "
+              "(PAYOPS_TRUSTED_PROXIES): without it checkout links follow the Host header")
+
+
+def _check_secrets() -> None:
+    """Stop with one line when PAYOPS_SECRET_KEY does not open the stored secrets."""
+    from payops import stored_secrets
+    from payops.gateways.crypto import SecretKeyMismatch
+
+    try:
+        _run(stored_secrets.startup)
+    except SecretKeyMismatch as exc:
+        _fail(str(exc))
+    except ValueError as exc:  # not a Fernet key at all
+        _fail(f"PAYOPS_SECRET_KEY is not a valid Fernet key: {exc}")
+
+
+# -- secret key -------------------------------------------------------------------------------
+
+@secret_app.command("rotate")
+def secret_rotate() -> None:
+    """Re-encrypt every stored secret under the first key of PAYOPS_SECRET_KEY."""
+    from payops import stored_secrets
+    from payops.gateways.crypto import SecretKeyMismatch
+
+    try:
+        summary = _run(stored_secrets.rotate)
+    except SecretKeyMismatch as exc:
+        _fail(str(exc))
+    console.print(f"re-encrypted {summary.gateway_secrets} gateway secret(s) and "
+                  f"{summary.settings} setting(s) under the first key; older keys can now be "
+                  "removed from PAYOPS_SECRET_KEY")
+
+
+@secret_app.command("new-key")
+def secret_new_key() -> None:
+    """Print a new Fernet key (put it first in PAYOPS_SECRET_KEY, then run `secret rotate`)."""
+    from cryptography.fernet import Fernet
+
+    print(Fernet.generate_key().decode())
 
 
 # -- users ------------------------------------------------------------------------------------
@@ -635,10 +702,18 @@ def webhook_operations_url(url: str = typer.Argument(..., help="URL, or '' to cl
     from payops.api.requests import url as valid_url
     from payops.errors import FieldErrors
 
+    from payops.webhooks.targets import refuse_private_fields
+
     try:
         checked = valid_url("operations_url", url, max_length=2048) or ""
     except FieldErrors:
         _fail("enter an http(s) URL")
+    try:
+        asyncio.run(refuse_private_fields({"url": checked}, ("url",), allow_private=get_settings(
+        ).webhook_allow_private))
+    except FieldErrors:
+        _fail("the URL's host is a loopback, private, link-local or metadata address "
+              "(allowed only with PAYOPS_WEBHOOK_ALLOW_PRIVATE=true)")
     _set_setting(outbox.OPERATIONS_URL_SETTING, checked)
     console.print(f"operations webhook URL: {checked or '(none)'}")
 

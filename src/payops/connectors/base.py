@@ -113,6 +113,10 @@ class Connector(ABC):
     takes_payments: ClassVar[bool] = False
     # Credential keys a configuration of this connector must provide (checked at `gateway add`).
     required_credentials: ClassVar[tuple[str, ...]] = ()
+    # Keys of the gateway's replies that carry buyer personal data: redacted, at any depth,
+    # before a reply is stored or shown (connectors/redaction.py). Ids, statuses, amounts, codes
+    # and messages are evidence and are never listed here.
+    personal_fields: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, config: ConnectorConfig) -> None:
         self.config = config

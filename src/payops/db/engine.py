@@ -45,7 +45,8 @@ def _sqlite_pragmas(engine: AsyncEngine, *, immediate: bool) -> None:
 
 
 class Database:
-    def __init__(self, url: str, *, echo: bool = False) -> None:
+    def __init__(self, url: str, *, echo: bool = False,
+                 info: dict[str, Any] | None = None) -> None:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
         # hide_parameters: statement parameters (customer data, card-holder names, payloads)
@@ -68,8 +69,9 @@ class Database:
         # operations already sent to a gateway) always find a connection.
         capacity = 15 if self.is_sqlite else 40
         self.intent_slots = asyncio.Semaphore(capacity * 2 // 3)
-        self._write = async_sessionmaker(self.write_engine, expire_on_commit=False)
-        self._read = async_sessionmaker(self.read_engine, expire_on_commit=False)
+        # ``info`` reaches every session as ``session.info`` (the secret box for stored secrets).
+        self._write = async_sessionmaker(self.write_engine, expire_on_commit=False, info=info)
+        self._read = async_sessionmaker(self.read_engine, expire_on_commit=False, info=info)
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncSession]:

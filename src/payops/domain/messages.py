@@ -23,6 +23,8 @@ INVALID_JSON = "JSON parse error - {error}"
 NOT_AN_OBJECT = "Invalid data. Expected a dictionary, but got {kind}."
 AMOUNT_NOT_STRING = 'Send the amount as a decimal string, e.g. "10.000".'
 INVALID_CHARACTERS = "This field may not contain control characters."
+PRIVATE_TARGET = ("Enter a URL whose host is a public address; loopback, private, link-local and "
+                  "metadata addresses are not allowed.")
 
 AUTH_MISSING = "Authentication credentials were not provided."
 AUTH_INVALID_BASIC = "Invalid username/password."
@@ -30,6 +32,7 @@ AUTH_INVALID_BASIC_HEADER = "Invalid basic header. Credentials not correctly bas
 AUTH_BASIC_NO_CREDENTIALS = "Invalid basic header. No credentials provided."
 AUTH_BASIC_SPACES = "Invalid basic header. Credentials string should not contain spaces."
 AUTH_INVALID_KEY = "Invalid API key."
+METRICS_TOKEN_INVALID = "Invalid metrics token."
 AUTH_INACTIVE = "User inactive or deleted."
 PERMISSION_DENIED = "You do not have permission to perform this action."
 NOT_FOUND = "Not found."

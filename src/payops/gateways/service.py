@@ -19,6 +19,7 @@ from payops.connectors.base import (
     Outcome,
     PaymentRef,
 )
+from payops.connectors.redaction import redact_result
 from payops.connectors.registry import build_connector, connector_class
 from payops.db.models import GatewayConfig
 from payops.domain import messages
@@ -170,12 +171,18 @@ async def ask_gateway(
     call: Callable[[Connector], Awaitable[GatewayResult]],
     label: str,
 ) -> GatewayResult:
-    """One connector call whose failure is an unknown outcome."""
-    return await _call_connector(
+    """One connector call whose failure is an unknown outcome. Every gateway answer PayOps
+    stores passes here, so this is where buyer personal data leaves the reply."""
+    result = await _call_connector(
         config, settings, call, label,
         lambda exc: GatewayResult(Outcome.UNKNOWN, {"error": type(exc).__name__}, {},
                                   messages.GATEWAY_UNCONFIRMED),
     )
+    return without_personal_data(config, result)
+
+
+def without_personal_data(config: GatewayConfig, result: GatewayResult) -> GatewayResult:
+    return redact_result(result, connector_class(config.connector).personal_fields)
 
 
 async def ask_gateway_for_operations(

@@ -16,6 +16,7 @@ from payops.inquiry import schemas
 from payops.inquiry.service import inquire
 from payops.operations.schemas import Detail
 from payops.operations.service import Lookup
+from payops.webhooks.targets import refuse_private_fields
 
 router = APIRouter(tags=["inquiry"])
 
@@ -34,6 +35,8 @@ async def v1_inquiry(
     body = await read_object(request, ctx.settings.max_body_bytes)
     disclose, disclosure_url = schemas.parse_v1_inquiry(body)
     require_permission(principal, OPERATION_PERMISSIONS["inquiry"])
+    await refuse_private_fields(body, ("disclosure_url",),
+                                allow_private=ctx.settings.webhook_allow_private)
     return ExactJSONResponse(await inquire(
         ctx, principal, Lookup(order_no=order), disclose=disclose, disclosure_url=disclosure_url
     ))
@@ -54,6 +57,8 @@ async def v2_inquiry(request: Request, principal: Principal = Depends(authentica
     body = await read_object(request, ctx.settings.max_body_bytes)
     session_id, order_no, disclose, target = schemas.parse_v2_inquiry(body)
     require_permission(principal, OPERATION_PERMISSIONS["inquiry"])
+    await refuse_private_fields(body, ("webhook_url", "disclosure_url"),
+                                allow_private=ctx.settings.webhook_allow_private)
     return ExactJSONResponse(await inquire(
         ctx, principal, Lookup(order_no=order_no, session_id=session_id), disclose=disclose,
         disclosure_url=target,

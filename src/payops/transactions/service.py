@@ -14,7 +14,7 @@ from payops.db import Database
 from payops.db.models import GatewayConfig, PaymentAttempt, PaymentTransaction
 from payops.domain import messages
 from payops.domain.rules import state_after_attempt
-from payops.gateways.service import connector_for
+from payops.gateways.service import connector_for, without_personal_data
 from payops.ids import new_reference_number, new_session_id
 from payops.money import format_minor
 from payops.transactions import repository
@@ -208,7 +208,8 @@ async def pay_with_sandbox(
     """One customer attempt at the sandbox gateway (hosted page and `payops txn create`)."""
     attempt = await start_attempt(db, parent_id, gateway)
     connector = connector_for(gateway, settings)
-    result = await connector.pay(payment_ref(attempt), card_number)  # type: ignore[attr-defined]
+    result = without_personal_data(
+        gateway, await connector.pay(payment_ref(attempt), card_number))  # type: ignore[attr-defined]
     async with db.write() as session:
         parent = await repository.lock_parent_by_id(session, parent_id)
         stored = await session.get(PaymentAttempt, attempt.id)

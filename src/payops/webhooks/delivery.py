@@ -7,6 +7,13 @@ Workers take an event by moving its ``next_attempt_at`` forward with a condition
 lease), so several workers or server processes never send one event at the same time. Events of
 one transaction go out in the order they were written: an event waits while an older one of the
 same transaction is still pending.
+
+Each send has one total deadline (DNS, connect, request and the whole answer together), and the
+lease outlasts it by ``LEASE_MARGIN_SECONDS``: a receiver that drips its answer a byte at a time
+loses the connection at the deadline and can never keep an event past its lease, so no second
+worker sends it while the first is still sending. A pass sends the events of different
+transactions concurrently (at most ``PAYOPS_WEBHOOK_CONCURRENCY`` at once); only the oldest
+pending event of each transaction is ever due, which keeps each transaction's order.
 """
 
 from __future__ import annotations
@@ -27,13 +34,15 @@ from payops.context import AppContext
 from payops.db.models import OutboxEvent, WebhookAttempt
 from payops.webhooks import outbox
 from payops.webhooks.signing import sign
-from payops.webhooks.targets import TargetRefused, resolve
+from payops.webhooks.targets import TargetRefused, TargetUnresolved, resolve
 
 log = logging.getLogger(__name__)
 
 RESPONSE_EXCERPT_BYTES = 2048
 RETRYABLE_STATUS = frozenset({408, 429})
 USER_AGENT = "PayOps-Webhooks/0.1"
+# What the lease adds to the send deadline: room for reading the event and recording the try.
+LEASE_MARGIN_SECONDS = 30.0
 
 
 @dataclass(frozen=True)
@@ -87,25 +96,57 @@ async def due_events(ctx: AppContext, limit: int) -> list[int]:
         return list(rows)
 
 
-async def claim(ctx: AppContext, event_id: int) -> bool:
+def lease_seconds(ctx: AppContext) -> float:
+    return ctx.settings.webhook_timeout_seconds + LEASE_MARGIN_SECONDS
+
+
+async def claim(ctx: AppContext, event_id: int) -> float | None:
+    """Take the event for one send; returns the monotonic time by which the send must end (well
+    inside the lease), or None when another worker holds it or it is not due."""
+    started = time.monotonic()
     now = _now()
-    lease = timedelta(seconds=ctx.settings.webhook_timeout_seconds * 2 + 30)
     async with ctx.db.write() as session:
         result = await session.execute(
             update(OutboxEvent)
             .where(OutboxEvent.id == event_id, OutboxEvent.state == "pending",
                    OutboxEvent.next_attempt_at <= now)
-            .values(next_attempt_at=now + lease)
+            .values(next_attempt_at=now + timedelta(seconds=lease_seconds(ctx)))
         )
-        return result.rowcount == 1
+        if result.rowcount != 1:
+            return None
+    # Measured from before the UPDATE: waiting for the write lock eats into the budget, never
+    # into the margin that protects the lease.
+    return started + ctx.settings.webhook_timeout_seconds
 
 
-async def send(ctx: AppContext, event: OutboxEvent, body: dict[str, object]) -> SendResult:
+async def send(ctx: AppContext, event: OutboxEvent, body: dict[str, object],
+               deadline: float | None = None) -> SendResult:
+    """One POST; everything (resolution, connection, request, the whole answer) ends by
+    ``deadline`` (monotonic; default: the webhook timeout from now)."""
     started = time.perf_counter()
+    if deadline is None:
+        deadline = time.monotonic() + ctx.settings.webhook_timeout_seconds
+    budget = deadline - time.monotonic()
+    if budget <= 0:
+        return SendResult(None, 0, "deadline passed before sending", "")
+    try:
+        async with asyncio.timeout(budget):
+            return await _post(ctx, event, body, started)
+    except TimeoutError:
+        latency = int((time.perf_counter() - started) * 1000)
+        return SendResult(None, latency, "timeout: no complete answer before the deadline", "")
+
+
+async def _post(ctx: AppContext, event: OutboxEvent, body: dict[str, object],
+                started: float) -> SendResult:
     try:
         target = await resolve(event.target_url, allow_private=ctx.settings.webhook_allow_private)
     except TargetRefused as refusal:
         return SendResult(None, 0, f"refused: {refusal}"[:255], "")
+    except TargetUnresolved as failure:
+        # DNS fails for ordinary reasons (an outage, a record not yet published): retry.
+        latency = int((time.perf_counter() - started) * 1000)
+        return SendResult(None, latency, f"dns: {failure}"[:255], "")
     headers = {
         "Host": target.host_header,
         "User-Agent": USER_AGENT,
@@ -115,6 +156,7 @@ async def send(ctx: AppContext, event: OutboxEvent, body: dict[str, object]) -> 
         "X-PayOps-Attempt": str(event.attempts + 1),
     }
     extensions = {"sni_hostname": target.sni_hostname} if target.sni_hostname else {}
+    # The per-read timeout is only a backstop; the caller's total deadline is what bounds a send.
     timeout = httpx.Timeout(ctx.settings.webhook_timeout_seconds)
     try:
         async with httpx.AsyncClient(timeout=timeout, follow_redirects=False,
@@ -123,9 +165,7 @@ async def send(ctx: AppContext, event: OutboxEvent, body: dict[str, object]) -> 
             request = client.build_request("POST", target.url,
                                            content=exact_json.dumps(body).encode("utf-8"),
                                            headers=headers, extensions=extensions)
-            response = await asyncio.wait_for(
-                client.send(request, stream=True), ctx.settings.webhook_timeout_seconds
-            )
+            response = await client.send(request, stream=True)
             try:
                 excerpt = b""
                 async for chunk in response.aiter_bytes():
@@ -137,12 +177,12 @@ async def send(ctx: AppContext, event: OutboxEvent, body: dict[str, object]) -> 
         latency = int((time.perf_counter() - started) * 1000)
         return SendResult(response.status_code, latency, "",
                           excerpt[:RESPONSE_EXCERPT_BYTES].decode("utf-8", "replace"))
-    except (httpx.HTTPError, asyncio.TimeoutError, OSError) as exc:
+    except (httpx.HTTPError, OSError) as exc:
         latency = int((time.perf_counter() - started) * 1000)
         return SendResult(None, latency, type(exc).__name__, "")
 
 
-async def deliver_event(ctx: AppContext, event_id: int) -> str:
+async def deliver_event(ctx: AppContext, event_id: int, deadline: float | None = None) -> str:
     """Send one claimed event once and record the try; returns its state afterwards."""
     async with ctx.db.read() as session:
         event = await session.get_one(OutboxEvent, event_id)
@@ -151,7 +191,7 @@ async def deliver_event(ctx: AppContext, event_id: int) -> str:
     body = dict(event.payload)
     body.pop("signature", None)
     body["signature"] = sign(body, key)
-    result = await send(ctx, event, body)
+    result = await send(ctx, event, body, deadline)
     settings = ctx.settings
     async with ctx.db.write() as session:
         stored = await session.get_one(OutboxEvent, event_id, with_for_update=True,
@@ -179,9 +219,23 @@ async def deliver_event(ctx: AppContext, event_id: int) -> str:
 
 
 async def deliver_due(ctx: AppContext, limit: int = 100) -> dict[str, int]:
+    """One pass: every due event (at most ``limit``), sent concurrently by a bounded pool. Each
+    transaction has at most one due event, so concurrency never reorders a transaction's events."""
     outcomes: dict[str, int] = {}
-    for event_id in await due_events(ctx, limit):
-        if await claim(ctx, event_id):
-            state = await deliver_event(ctx, event_id)
+    pool = asyncio.Semaphore(max(1, ctx.settings.webhook_concurrency))
+
+    async def one(event_id: int) -> None:
+        async with pool:
+            deadline = await claim(ctx, event_id)
+            if deadline is None:
+                return
+            state = await deliver_event(ctx, event_id, deadline)
             outcomes[state] = outcomes.get(state, 0) + 1
+
+    results = await asyncio.gather(*(one(event_id) for event_id in await due_events(ctx, limit)),
+                                   return_exceptions=True)
+    for failure in results:
+        if isinstance(failure, BaseException):
+            # A try that could not be recorded stays leased and is sent again after the lease.
+            log.error("webhook delivery task failed: %r", failure)
     return outcomes

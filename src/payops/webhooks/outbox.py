@@ -8,18 +8,34 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from payops.db.models import MerchantSetting, OutboxEvent
+from payops.gateways.crypto import SecretBox
 from payops.ids import new_event_id
 
 HMAC_KEY_SETTING = "webhook_hmac_key"
 OPERATIONS_URL_SETTING = "operations_webhook_url"
+# Settings stored encrypted with the secret key (like gateway credentials).
+SECRET_SETTINGS = frozenset({HMAC_KEY_SETTING})
+# Where a session finds the SecretBox (``session.info``, set by AppContext for every session).
+SECRET_BOX = "secret_box"
+
+
+def secret_box(session: AsyncSession) -> SecretBox:
+    box = session.info.get(SECRET_BOX)
+    if box is None:
+        raise RuntimeError("this database session has no secret box to protect stored secrets")
+    return box
 
 
 async def merchant_setting(session: AsyncSession, key: str) -> str:
     value = await session.scalar(select(MerchantSetting.value).where(MerchantSetting.key == key))
+    if value and key in SECRET_SETTINGS:
+        return secret_box(session).open_text(value)
     return value or ""
 
 
 async def set_merchant_setting(session: AsyncSession, key: str, value: str) -> None:
+    if value and key in SECRET_SETTINGS:
+        value = secret_box(session).seal_text(value)
     row = await session.get(MerchantSetting, key)
     if row is None:
         session.add(MerchantSetting(key=key, value=value))

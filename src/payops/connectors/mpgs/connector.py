@@ -51,6 +51,7 @@ from payops.connectors.base import (
 from payops.connectors.http import shared_tls_context
 from payops.connectors.mpgs import transformers as t
 from payops.connectors.mpgs import webhooks
+from payops.connectors.redaction import field_set
 from payops.money import AmountError, UnknownCurrency, from_decimal
 
 log = logging.getLogger(__name__)
@@ -82,6 +83,12 @@ class MpgsConnector(Connector):
     name: ClassVar[str] = "mpgs"
     capabilities: ClassVar[frozenset[str]] = frozenset({"capture", "refund", "void", "inquiry"})
     required_credentials: ClassVar[tuple[str, ...]] = ("merchant_id", "api_password")
+    # Customer contact details, addresses, the device (IP address) and the card beyond its
+    # masked number (holder name, expiry).
+    personal_fields: ClassVar[frozenset[str]] = field_set((
+        "customer", "billing", "shipping", "device", "email", "phone", "mobilePhone",
+        "firstName", "lastName", "nameOnCard", "expiry", "ipAddress",
+    ))
 
     def __init__(self, config: ConnectorConfig) -> None:
         super().__init__(config)

@@ -113,6 +113,7 @@ from payops.connectors.myfatoorah.transformers import (
     to_minor,
     transaction_params,
 )
+from payops.connectors.redaction import field_set
 from payops.money import format_minor, is_known_currency
 
 log = logging.getLogger(__name__)
@@ -212,6 +213,12 @@ class MyFatoorahConnector(Connector):
     name: ClassVar[str] = "myfatoorah"
     capabilities: ClassVar[frozenset[str]] = frozenset({"capture", "refund", "void", "inquiry"})
     required_credentials: ClassVar[tuple[str, ...]] = ("api_token",)
+    # The customer's name, contacts, civil id and address, and the payer's IP address.
+    # ("ExpiryDate" is the invoice's, not the card's, and stays.)
+    personal_fields: ClassVar[frozenset[str]] = field_set((
+        "CustomerName", "CustomerEmail", "CustomerMobile", "CustomerCivilId", "CustomerAddress",
+        "IpAddress", "CardHolderName",
+    ))
 
     @classmethod
     def default_operations(cls, operation_mode: str) -> frozenset[str]:

@@ -55,6 +55,7 @@ from payops.connectors.base import (
 from payops.connectors.http import shared_tls_context
 from payops.connectors.ngenius import transformers as t
 from payops.connectors.ngenius import webhooks
+from payops.connectors.redaction import field_set
 from payops.money import AmountError, UnknownCurrency, format_minor
 
 log = logging.getLogger(__name__)
@@ -164,6 +165,11 @@ class NgeniusConnector(Connector):
     name: ClassVar[str] = "ngenius"
     capabilities: ClassVar[frozenset[str]] = frozenset({"capture", "refund", "void", "inquiry"})
     required_credentials: ClassVar[tuple[str, ...]] = ("api_key", "outlet_reference")
+    # The payer's contact details and addresses, and the card beyond its masked number.
+    personal_fields: ClassVar[frozenset[str]] = field_set((
+        "emailAddress", "billingAddress", "shippingAddress", "phoneNumber", "cardholderName",
+        "expiry", "customerIp", "ipAddress", "payer",
+    ))
 
     def __init__(self, config: ConnectorConfig) -> None:
         super().__init__(config)

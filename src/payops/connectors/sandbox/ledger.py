@@ -13,6 +13,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from payops.config import private_file
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS payments (
     reference TEXT PRIMARY KEY, amount INTEGER NOT NULL, currency TEXT NOT NULL,
@@ -33,7 +35,7 @@ class LedgerRefusal(Exception):
 class SandboxLedger:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        private_file(self.path)  # 0600, like the PayOps database beside it
         with self._connect() as conn:
             conn.executescript(_SCHEMA)
 

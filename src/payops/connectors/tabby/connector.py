@@ -51,6 +51,7 @@ from payops.connectors.base import (
     PaymentRef,
 )
 from payops.connectors.http import shared_tls_context
+from payops.connectors.redaction import field_set
 from payops.connectors.tabby import webhooks
 from payops.connectors.tabby.transformers import (
     FALLBACK_MESSAGES,
@@ -107,6 +108,11 @@ class TabbyConnector(Connector):
     name: ClassVar[str] = "tabby"
     capabilities: ClassVar[frozenset[str]] = frozenset({"capture", "refund", "void", "inquiry"})
     required_credentials: ClassVar[tuple[str, ...]] = ("secret_key",)
+    # The buyer, their addresses and purchase history, echoed in every payment reply.
+    personal_fields: ClassVar[frozenset[str]] = field_set((
+        "buyer", "buyer_history", "order_history", "shipping_address", "address", "customer",
+        "email", "phone", "dob", "attachment",
+    ))
 
     def __init__(self, config: ConnectorConfig) -> None:
         # Never raises: configuration problems are reported as a FAILED result at call time.
