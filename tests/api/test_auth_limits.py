@@ -75,8 +75,13 @@ def assert_throttled(response: httpx.Response, window: float = 300) -> None:
 
 async def metric(app: Any, sample: str) -> float:
     """One sample of the app's /metrics, e.g. 'payops_auth_username_alerts_total'."""
+    settings = app.state.ctx.settings
+    settings.metrics_token = settings.metrics_token or "metrics-reader"  # /metrics needs a token
     async with client_from(app, "127.0.0.1") as http:
-        text = (await http.get("/metrics")).text
+        response = await http.get("/metrics",
+                                  headers={"Authorization": f"Bearer {settings.metrics_token}"})
+        assert response.status_code == 200, response.text
+        text = response.text
     for line in text.splitlines():
         if line.startswith(sample + " "):
             return float(line.rsplit(" ", 1)[1])

@@ -202,7 +202,8 @@ class _Capture(logging.Handler):
 
 
 async def test_an_unexpected_error_is_counted_logged_once_and_carries_the_request_id(
-        client: httpx.AsyncClient, auth: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+        client: httpx.AsyncClient, auth: dict[str, str], monkeypatch: pytest.MonkeyPatch,
+        app: Any) -> None:
     async def broken(*_: Any, **__: Any) -> Any:
         raise RuntimeError("customer 4111111111111111 broke it")
 
@@ -220,7 +221,9 @@ async def test_an_unexpected_error_is_counted_logged_once_and_carries_the_reques
     assert "4111111111111111" not in response.text
     tracebacks = [line for line in capture.lines if line[2]]
     assert len(tracebacks) == 1 and tracebacks[0][1] == "probe42", capture.lines
-    metrics = (await client.get("/metrics")).text
+    app.state.ctx.settings.metrics_token = "metrics-reader"  # /metrics needs it
+    metrics = (await client.get("/metrics",
+                                headers={"Authorization": "Bearer metrics-reader"})).text
     assert ('payops_http_server_errors_total{route="/b/checkout/v1/pymt-txn/{session_id}",'
             'status="500"} 1.0') in metrics
     assert ('payops_http_requests_total{method="GET",route="/b/checkout/v1/pymt-txn/{session_id}",'
