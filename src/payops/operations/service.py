@@ -285,7 +285,8 @@ async def settle(
             alerts.report_contradiction(session, op, parent, result)
         return op, parent
     op.claimed_until = None
-    op.resolution = resolution
+    if resolution is not None:
+        op.resolution = resolution
     before = op.state
     op.pg_response = result.raw
     op.pg_params = result.pg_params
