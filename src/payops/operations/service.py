@@ -48,8 +48,8 @@ from payops.gateways.service import (
     gateway_facts,
 )
 from payops.ids import new_reference_number, new_session_id
-from payops.operations import alerts
 from payops.money import AmountError, format_minor, parse_amount
+from payops.operations import alerts
 from payops.transactions import repository
 from payops.transactions.presenters import operation_body, payment_body
 from payops.transactions.service import payment_ref
