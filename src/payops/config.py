@@ -77,6 +77,17 @@ class Settings(BaseSettings):
     def _expand(cls, value: object) -> object:
         return Path(str(value)).expanduser() if value else DEFAULT_DATA_DIR
 
+    @field_validator("queued_review_after", mode="before")
+    @classmethod
+    def _seconds(cls, value: object) -> object:
+        # A plain number of seconds from the environment ("604800"), or ISO 8601 ("P7D").
+        if isinstance(value, str):
+            try:
+                return timedelta(seconds=float(value))
+            except (ValueError, OverflowError):
+                return value
+        return value
+
     @property
     def effective_database_url(self) -> str:
         if self.database_url:

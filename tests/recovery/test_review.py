@@ -385,3 +385,12 @@ async def test_review_queue_includes_old_processing_operations_on_request(
         response = await client.get(f"{queue}?include_processing_older_than={bad}", headers=admin)
         assert response.status_code == 400, (bad, response.text)
         assert list(response.json()) == ["include_processing_older_than"]
+
+
+def test_queued_review_after_reads_seconds_or_iso_8601(monkeypatch: pytest.MonkeyPatch) -> None:
+    for text, expected in (("604800", timedelta(days=7)), ("P7D", timedelta(days=7)),
+                           ("90.5", timedelta(seconds=90.5))):
+        monkeypatch.setenv("PAYOPS_QUEUED_REVIEW_AFTER", text)
+        assert Settings().queued_review_after == expected
+    monkeypatch.delenv("PAYOPS_QUEUED_REVIEW_AFTER")
+    assert Settings().queued_review_after == timedelta(days=7)
