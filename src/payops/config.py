@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+from datetime import timedelta
 from functools import lru_cache
 from pathlib import Path
 
@@ -68,6 +69,13 @@ class Settings(BaseSettings):
     reconcile_after_seconds: float = 60.0
     reconcile_max_attempts: int = 10
     reconcile_lease_seconds: float = 120.0
+    # A queued refund with no final answer after this long goes to needs_review (decisions §13);
+    # seconds or ISO 8601 ("P7D").
+    queued_review_after: timedelta = timedelta(days=7)
+
+    # Origins (scheme://host[:port], comma-separated) whose cross-site requests the
+    # authenticated API accepts (decisions §13); empty: none.
+    allowed_origins: str = ""
 
     # Outgoing webhooks (decisions §10).
     webhook_interval_seconds: float = 5.0  # how often `payops serve` drains the outbox (0 = never)
@@ -106,6 +114,17 @@ class Settings(BaseSettings):
     @property
     def trusted_proxy_list(self) -> list[str]:
         return _split(self.trusted_proxies)
+
+    @field_validator("queued_review_after", mode="before")
+    @classmethod
+    def _seconds(cls, value: object) -> object:
+        # A plain number of seconds from the environment ("604800"), or ISO 8601 ("P7D").
+        if isinstance(value, str):
+            try:
+                return timedelta(seconds=float(value))
+            except (ValueError, OverflowError):
+                return value
+        return value
 
     @property
     def effective_database_url(self) -> str:

@@ -12,5 +12,12 @@ OPERATION_PERMISSIONS = {
 CHECKOUT_PERMISSIONS = ("checkout.create", "checkout.change", "checkout.view")
 # PayOps's own: registering a payment taken at a gateway outside PayOps (decisions §9).
 IMPORT_PERMISSION = "payment.import"
+# PayOps's own: settling an operation in needs_review by an operator's decision (decisions §13).
+RESOLVE_PERMISSION = "payment.resolve"
 ALL_PERMISSIONS = (frozenset(OPERATION_PERMISSIONS.values()) | frozenset(CHECKOUT_PERMISSIONS)
-                   | {IMPORT_PERMISSION})
+                   | {IMPORT_PERMISSION, RESOLVE_PERMISSION})
+# What an API key holds, listed explicitly: the merchant-integration permissions (decisions §11),
+# never an operator's decision or a dashboard code (a key sits in a merchant's server; resolving
+# needs a named person).
+API_KEY_PERMISSIONS = (frozenset(OPERATION_PERMISSIONS.values()) | frozenset(CHECKOUT_PERMISSIONS)
+                       | {IMPORT_PERMISSION})

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from payops.auth import repository
 from payops.auth.metrics import AuthMetrics
-from payops.auth.permissions import ALL_PERMISSIONS
+from payops.auth.permissions import ALL_PERMISSIONS, API_KEY_PERMISSIONS
 from payops.auth.throttle import FailureThrottle
 from payops.auth.secrets import (
     MAX_PASSWORD_BYTES,
@@ -262,7 +262,7 @@ class Authenticator:
                 await self.throttle.count_key_failure(client)  # 429 past the address limit
             raise AuthenticationFailed(messages.AUTH_INVALID_KEY)
         # A valid key is never throttled: it costs one indexed lookup and one SHA-256.
-        return Principal("api_key", f"api_key:{key.prefix}", ALL_PERMISSIONS, {})
+        return Principal("api_key", f"api_key:{key.prefix}", API_KEY_PERMISSIONS, {})
 
 
 def _user_principal(

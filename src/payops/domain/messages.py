@@ -11,6 +11,7 @@ FOREIGN_CURRENCY = "Operations are not available for payments made in a foreign 
 GATEWAY_UNCONFIRMED = "The payment gateway did not confirm the operation; it will be reconciled"
 GATEWAY_DECLINED = "The payment gateway declined the operation"
 TRACKING_IN_PROGRESS = "An operation with this Tracking-Key is in progress"
+TRACKING_KEY_MISMATCH = "This Tracking-Key was used for a different request"
 DONE = "Operation done successfully"
 WALLET_UNAVAILABLE = "Refunds to a wallet are not available"
 LOOKUP_MISMATCH = "session_id and order_no refer to different transactions"
@@ -21,6 +22,8 @@ NOT_A_STRING = "Not a valid string."
 MAX_LENGTH = "Ensure this field has no more than {n} characters."
 INVALID_JSON = "JSON parse error - {error}"
 NOT_AN_OBJECT = "Invalid data. Expected a dictionary, but got {kind}."
+AMOUNT_BLANK = "A valid number is required."
+AMOUNT_NULL = "This field may not be null."
 AMOUNT_NOT_STRING = 'Send the amount as a decimal string, e.g. "10.000".'
 INVALID_CHARACTERS = "This field may not contain control characters."
 PRIVATE_TARGET = ("Enter a URL whose host is a public address; loopback, private, link-local and "
@@ -40,6 +43,24 @@ METHOD_NOT_ALLOWED = 'Method "{method}" not allowed.'
 UNSUPPORTED_MEDIA = 'Unsupported media type "{media_type}" in request.'
 TOO_LARGE = "Request body is too large."
 BUSY = "The service is busy; try again shortly."
+DATABASE_UNAVAILABLE = "The service cannot reach its database; try again shortly."
+CROSS_SITE_REFUSED = "CSRF Failed: Origin checking failed - {origin} does not match any trusted origins."
+CROSS_SITE_NO_ORIGIN = "CSRF Failed: Cross-site request refused."
+
+# Operator review of stuck operations (operations/review.py).
+REVIEW_UNKNOWN = "Operation not found."
+REVIEW_NOT_IN_REVIEW = "Operation {reference} is {state}, not needs_review: only an operation in review can be resolved"
+REVIEW_ALREADY_RESOLVED = "Operation {reference} was already resolved as {outcome} by {actor}"
+REVIEW_NOT_OPEN = "Operation {reference} is {state}: only processing, queued or needs_review operations can be rechecked"
+REVIEW_IN_FLIGHT = "Operation {reference} is being settled right now; try again shortly"
+REVIEW_BAD_OUTCOME = "outcome must be succeeded or failed"
+REVIEW_REASON_REQUIRED = "A reason is required"
+REVIEW_AGE_RANGE = "Ensure this value is between 0 and {n}."
+REVIEW_NO_ANSWER = "The gateway gave no final answer; the operation is unchanged"
+REVIEW_CANNOT_ASK = "The gateway of operation {reference} cannot be asked about it; resolve it after checking the gateway's dashboard"
+REVIEW_CONTRADICTED = "The gateway now answers {outcome}, contradicting the resolution; nothing was changed and an alert was raised"
+REVIEW_RESOLUTION_STANDS = "The gateway answers {outcome}; the resolution stands"
+REVIEW_RESOLVED_MESSAGE = "Resolved as {outcome} by an operator"
 THROTTLED = "Request was throttled. Expected available in {seconds} seconds."
 
 # Form and multipart bodies, unsupported Checkout features (issue 16)
