@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from functools import lru_cache
 from pathlib import Path
 
@@ -51,6 +52,13 @@ class Settings(BaseSettings):
     reconcile_after_seconds: float = 60.0
     reconcile_max_attempts: int = 10
     reconcile_lease_seconds: float = 120.0
+    # A queued refund with no final answer after this long goes to needs_review (decisions §13);
+    # seconds or ISO 8601 ("P7D").
+    queued_review_after: timedelta = timedelta(days=7)
+
+    # Origins (scheme://host[:port], comma-separated) whose cross-site requests the
+    # authenticated API accepts (decisions §13); empty: none.
+    allowed_origins: str = ""
 
     # Outgoing webhooks (decisions §10).
     webhook_interval_seconds: float = 5.0  # how often `payops serve` drains the outbox (0 = never)

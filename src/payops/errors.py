@@ -76,6 +76,23 @@ class TrackingKeyInProgress(ApiError):
         )
 
 
+class TrackingKeyMismatch(ApiError):
+    """The Tracking-Key is bound to a different operation or amount (decisions §13)."""
+
+    status_code = 409
+
+    def __init__(self) -> None:
+        super().__init__(
+            {"detail": messages.TRACKING_KEY_MISMATCH, "operation": "operation_tracking",
+             "result": "failed"}
+        )
+
+
+class DatabaseUnavailable(DetailError):
+    def __init__(self, retry_after: int = 5) -> None:
+        super().__init__(messages.DATABASE_UNAVAILABLE, 503, {"Retry-After": str(retry_after)})
+
+
 class GatewayUnconfirmed(ApiError):
     status_code = 504
 

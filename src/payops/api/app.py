@@ -14,7 +14,6 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
-from sqlalchemy import text
 from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -33,8 +32,12 @@ from payops.gateways.endpoints import router as payment_methods_router
 from payops.gateways.notifications import router as notifications_router
 from payops.errors import ApiError
 from payops.inquiry.endpoints import router as inquiry_router
-from payops.operations import reconciler
+from payops.db.engine import DATABASE_UNAVAILABLE
+from payops.errors import DatabaseUnavailable
+from payops.operations import alerts, reconciler
 from payops.operations.endpoints import router as operations_router
+from payops.operations.review_endpoints import router as review_router
+from payops.api.cross_site import CrossSiteGuard
 
 log = logging.getLogger("payops.http")
 
@@ -82,7 +85,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         registry=registry,
     )
     latency = Histogram("payops_http_request_seconds", "HTTP latency", ["route"], registry=registry)
+    registry.register(alerts.CONTRADICTED_RESOLUTIONS)
     app.state.metrics = registry
+
+    # Inside `observe` (counted and logged with a request id), before routing and
+    # authentication: a cross-site request is refused before any work (decisions §13).
+    app.add_middleware(CrossSiteGuard, settings=settings)
 
     @app.middleware("http")
     async def observe(request: Request, call_next):  # type: ignore[no-untyped-def]
@@ -134,6 +142,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return JSONResponse({"detail": messages.BUSY}, status_code=503,
                             headers={"Retry-After": "1"})
 
+    async def database_unavailable(_: Request, exc: Exception) -> JSONResponse:
+        # The database is down or refuses writes. Nothing was done (a settle that fails after
+        # the gateway call answers 504 pending instead, in the operation service).
+        log.error("database unavailable: %s", type(exc).__name__)
+        error = DatabaseUnavailable()
+        return JSONResponse(error.body, status_code=error.status_code, headers=error.headers)
+
+    for error_type in DATABASE_UNAVAILABLE:
+        app.add_exception_handler(error_type, database_unavailable)
+
     @app.exception_handler(Exception)
     async def unexpected(_: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error: %s", type(exc).__name__)
@@ -146,8 +164,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.get("/readyz", tags=["operability"], responses={503: {"description": "database down"}})
     async def readyz(request: Request) -> JSONResponse:
         try:
-            async with request.app.state.ctx.db.read() as session:
-                await session.execute(text("SELECT 1"))
+            # Ready means able to record an operation: a reachable database that refuses
+            # writes (a read-only SQLite file, a standby) is not ready.
+            await request.app.state.ctx.db.can_write()
         except Exception:
             return JSONResponse({"status": "unavailable"}, status_code=503)
         return JSONResponse({"status": "ok"})
@@ -163,5 +182,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(notifications_router)
     app.include_router(import_router)
     app.include_router(operations_router)
+    app.include_router(review_router)
     app.include_router(inquiry_router)
     return app

@@ -12,8 +12,13 @@ OPERATION_PERMISSIONS = {
 CHECKOUT_PERMISSIONS = ("checkout.create", "checkout.change", "checkout.view")
 # PayOps's own: registering a payment taken at a gateway outside PayOps (decisions §9).
 IMPORT_PERMISSION = "payment.import"
+# PayOps's own: settling an operation in needs_review by an operator's decision (decisions §13).
+RESOLVE_PERMISSION = "payment.resolve"
 ALL_PERMISSIONS = (frozenset(OPERATION_PERMISSIONS.values()) | frozenset(CHECKOUT_PERMISSIONS)
-                   | {IMPORT_PERMISSION})
+                   | {IMPORT_PERMISSION, RESOLVE_PERMISSION})
+# What an API key holds: every merchant-integration permission, never an operator's decision
+# (a key sits in a merchant's server; resolving needs a named person).
+API_KEY_PERMISSIONS = ALL_PERMISSIONS - {RESOLVE_PERMISSION}
 
 # The dashboard's administration pages (issue 15). Superusers hold them; API keys never do: a key
 # is for payment traffic, and an administrator is a person signed in to the dashboard.

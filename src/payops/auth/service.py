@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from payops.auth import repository
-from payops.auth.permissions import ALL_PERMISSIONS
+from payops.auth.permissions import ALL_PERMISSIONS, API_KEY_PERMISSIONS
 from payops.auth.secrets import api_secret_matches, verify_password
 from payops.domain import messages
 from payops.errors import AuthenticationFailed, Throttled
@@ -158,4 +158,4 @@ class Authenticator:
         ):
             self.throttle.fail(*keys)
             raise AuthenticationFailed(messages.AUTH_INVALID_KEY)
-        return Principal("api_key", f"api_key:{key.prefix}", ALL_PERMISSIONS, {})
+        return Principal("api_key", f"api_key:{key.prefix}", API_KEY_PERMISSIONS, {})

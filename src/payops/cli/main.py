@@ -496,6 +496,66 @@ def ops_list(
     console.print(f"{len(rows)} operation(s)")
 
 
+def _operator(name: str | None) -> Any:
+    """The CLI's actor: the operator named with --operator, recorded with the OS user."""
+    import getpass
+
+    from payops.auth.permissions import ALL_PERMISSIONS as every
+    from payops.auth.service import Principal
+
+    try:
+        os_user = getpass.getuser()
+    except (KeyError, OSError):
+        os_user = "unknown"
+    label = f"{name} (os user {os_user})" if name else f"cli (os user {os_user})"
+    initiator = {"os_user": os_user, **({"operator": name} if name else {})}
+    return Principal("cli", label[:150], frozenset(every), initiator)
+
+
+def _review_call(work: Callable[[AppContext], Awaitable[dict[str, Any]]]) -> None:
+    from payops.errors import ApiError
+
+    try:
+        result = _run(work)
+    except ApiError as exc:
+        body = exc.body if isinstance(exc.body, dict) else {}
+        _fail(str(body.get("detail", exc.body)))
+        return
+    _emit(result, None)
+
+
+@ops_app.command("recheck")
+def ops_recheck(reference: str = typer.Argument(..., help="The operation's reference_number")) -> None:
+    """Ask the gateway about an open (processing, queued, needs_review) operation now and settle
+    it; for a resolved one, check that the gateway agrees (an alert is raised if not)."""
+    from payops.operations.review import recheck_operation
+
+    _review_call(lambda ctx: recheck_operation(ctx, reference, _operator(None)))
+
+
+@ops_app.command("resolve")
+def ops_resolve(
+    reference: str = typer.Argument(..., help="The operation's reference_number"),
+    outcome: str = typer.Option(..., "--outcome", help="succeeded or failed, as the gateway's "
+                                "own dashboard shows it"),
+    reason: str = typer.Option(..., "--reason", help="Why: what you checked"),
+    evidence: str = typer.Option("", "--evidence", help="e.g. the gateway's transaction id"),
+    operator: str = typer.Option(..., "--operator", help="Your name (recorded with the OS user)"),
+) -> None:
+    """Settle an operation in needs_review with an operator's decision (audited)."""
+    from payops.operations.review import OUTCOMES, resolve_operation
+
+    if outcome not in OUTCOMES:
+        _fail(f"--outcome must be one of {', '.join(OUTCOMES)}")
+    if not operator.strip():
+        _fail("--operator must name you")
+    if not reason.strip():
+        _fail("--reason is required")
+    _review_call(lambda ctx: resolve_operation(
+        ctx, reference, outcome=outcome, reason=reason, evidence=evidence,
+        actor=_operator(operator.strip())))
+
+
 @app.command()
 def reconcile(
     older_than: float = typer.Option(

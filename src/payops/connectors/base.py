@@ -105,9 +105,18 @@ class Connector(ABC):
     capabilities: ClassVar[frozenset[str]]
     # Credential keys a configuration of this connector must provide (checked at `gateway add`).
     required_credentials: ClassVar[tuple[str, ...]] = ()
+    # Whether the gateway documents a final status for a refund it queued. Where it does not,
+    # nothing will ever finish a queued refund, so the reconciler hands it to an operator
+    # (needs_review) at once instead of after PAYOPS_QUEUED_REVIEW_AFTER (decisions §13).
+    documents_refund_status: ClassVar[bool] = True
 
     def __init__(self, config: ConnectorConfig) -> None:
         self.config = config
+
+    @classmethod
+    def reports_refund_status(cls, options: Mapping[str, Any]) -> bool:
+        """``documents_refund_status`` for one configuration (its non-secret options)."""
+        return cls.documents_refund_status
 
     @classmethod
     def default_operations(cls, operation_mode: str) -> frozenset[str]:

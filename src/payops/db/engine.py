@@ -13,7 +13,9 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from sqlalchemy import event
+import asyncpg
+from sqlalchemy import event, text
+from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -22,6 +24,13 @@ from sqlalchemy.ext.asyncio import (
 )
 
 SQLITE_BUSY_TIMEOUT_MS = 60_000
+
+# What a database that is down, unreachable or refusing writes raises. asyncpg's connect failures
+# reach us unwrapped (ConnectionRefusedError and other OSErrors), not as SQLAlchemy errors.
+DATABASE_UNAVAILABLE: tuple[type[BaseException], ...] = (
+    OperationalError, InterfaceError, DisconnectionError, OSError,
+    asyncpg.InterfaceError, asyncpg.PostgresConnectionError, asyncpg.CannotConnectNowError,
+)
 
 
 def _sqlite_pragmas(engine: AsyncEngine, *, immediate: bool) -> None:
@@ -74,6 +83,18 @@ class Database:
     async def read(self) -> AsyncIterator[AsyncSession]:
         async with self._read() as session, session.begin():
             yield session
+
+    async def can_write(self) -> bool:
+        """Whether a write transaction can start and write now (for /readyz): a reachable but
+        read-only database (a read-only SQLite file, a standby) is not ready. Nothing is changed:
+        the probe updates no row and is rolled back."""
+        async with self._write() as session:
+            try:
+                await session.execute(text(
+                    "UPDATE alembic_version SET version_num = version_num WHERE 1 = 0"))
+            finally:
+                await session.rollback()
+        return True
 
     async def dispose(self) -> None:
         await self.write_engine.dispose()

@@ -240,6 +240,13 @@ class Operation(Base):
     # (a lease, so several reconcilers never ask about one operation at once).
     reconcile_attempts: Mapped[int] = mapped_column(Integer, default=0)
     claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # What the request that first used the Tracking-Key asked for ("refund:5.000",
+    # "capture:absent"): a key replays only a request with the same fingerprint (decisions §13).
+    request_fingerprint: Mapped[str | None] = mapped_column(String(80), nullable=True)
+    # When the gateway queued this refund (the queued-review clock; kept through needs_review).
+    queued_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # An operator's decision on a needs_review operation: outcome, reason, evidence, who, when.
+    resolution: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
 
     gateway_config: Mapped[GatewayConfig] = relationship(lazy="selectin")
 

@@ -14,6 +14,7 @@ import logging
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 from datetime import datetime, timedelta, timezone
 
 from sqlalchemy import and_, or_, select, update
@@ -21,6 +22,7 @@ from sqlalchemy import and_, or_, select, update
 from payops.connectors.base import GatewayResult, OperationRequest, Outcome
 from payops.context import AppContext
 from payops.db.models import Operation
+from payops.connectors.registry import connector_class
 from payops.gateways.service import ask_gateway, supported_operations
 from payops.operations.service import settle
 from payops.transactions import repository
@@ -117,6 +119,8 @@ async def _unresolved(
             return op.state
         if counts:
             op.reconcile_attempts += 1
+        if op.state == "queued" and review:
+            return await _queued_to_review(session, op)  # its gateway cannot be asked
         if op.state == "processing" and (
             review or op.reconcile_attempts >= ctx.settings.reconcile_max_attempts
         ):
@@ -141,9 +145,38 @@ async def reconcile_operation(ctx: AppContext, operation_id: int) -> str:
     ):
         async with ctx.db.write() as session:
             settled, _ = await settle(session, operation_id, result)
+            if settled.state == "queued" and not _waits_for_refund_status(ctx, settled):
+                return await _queued_to_review(session, settled)
             return settled.state
+    if op.state == "queued" and not _waits_for_refund_status(ctx, op):
+        async with ctx.db.write() as session:
+            queued = await session.get_one(Operation, operation_id, with_for_update=True,
+                                           populate_existing=True)
+            return await _queued_to_review(session, queued)
     return await _unresolved(ctx, operation_id, review=False,
                              counts=result.outcome != Outcome.PENDING)
+
+
+def _waits_for_refund_status(ctx: AppContext, op: Operation) -> bool:
+    """Is a queued refund still worth waiting for? Not when its gateway documents no refund
+    status (nothing will ever finish it), nor after PAYOPS_QUEUED_REVIEW_AFTER."""
+    config = op.gateway_config
+    if not connector_class(config.connector).reports_refund_status(config.options or {}):
+        return False
+    queued_at = op.queued_at or op.settled_at or op.created_at
+    return _now() - queued_at < ctx.settings.queued_review_after
+
+
+async def _queued_to_review(session: Any, op: Operation) -> str:
+    """A queued refund without a final answer goes to an operator. It stays reserved, and its
+    child stays ``refund_queued`` (``queued_at`` is kept), until resolved."""
+    if op.state != "queued":
+        return op.state
+    op.state = "needs_review"
+    op.queued_at = op.queued_at or op.settled_at or op.created_at
+    op.claimed_until = None
+    log.warning("queued refund %s needs review", op.reference_number)
+    return "needs_review"
 
 
 async def reconcile_once(

@@ -18,9 +18,11 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from payops import audit, crashpoints
+from payops.auth.permissions import OPERATION_PERMISSIONS
 from payops.auth.service import SETTLEMENT, Principal
 from payops.connectors.base import GatewayResult, OperationRequest, Outcome
 from payops.context import AppContext
+from payops.db.engine import DATABASE_UNAVAILABLE
 from payops.db.models import Operation, PaymentTransaction
 from payops.domain import messages
 from payops.domain.rules import (
@@ -34,7 +36,9 @@ from payops.errors import (
     ApiError,
     GatewayUnconfirmed,
     OperationFailed,
+    PermissionDenied,
     TrackingKeyInProgress,
+    TrackingKeyMismatch,
     field_error,
 )
 from payops.gateways.service import (
@@ -44,7 +48,8 @@ from payops.gateways.service import (
     gateway_facts,
 )
 from payops.ids import new_reference_number, new_session_id
-from payops.money import AmountError, parse_amount
+from payops.operations import alerts
+from payops.money import AmountError, format_minor, parse_amount
 from payops.transactions import repository
 from payops.transactions.presenters import operation_body, payment_body
 from payops.transactions.service import payment_ref
@@ -132,7 +137,7 @@ async def run_operation(
         if operation in ("capture", "refund", "void"):
             return await _run_external(ctx, principal, lookup, operation, raw_amount, tracking_key)
         return await _run_internal(ctx, principal, lookup, operation)
-    except (OperationFailed, TrackingKeyInProgress) as error:
+    except (OperationFailed, TrackingKeyInProgress, TrackingKeyMismatch) as error:
         await _audit_refusal(ctx, principal, operation, lookup, error)
         raise
 
@@ -149,21 +154,21 @@ async def _run_external(
 ) -> dict[str, Any]:
     async with ctx.db.intent_slots, ctx.db.write() as session:
         parent = await find_or_fail(session, lookup, operation, for_update=True)
-        if tracking_key:
-            prior = await repository.operation_by_tracking_key(session, parent.id, tracking_key)
-            if prior is not None:
-                if prior.state in UNSETTLED:
-                    raise TrackingKeyInProgress()
-                if prior.response:
-                    return prior.response
-                key = await outbox.merchant_setting(session, outbox.HMAC_KEY_SETTING)
-                return operation_body(prior, parent, key)
         requested = None
         if raw_amount is not None and operation != "void":
             try:
                 requested = parse_amount(raw_amount, parent.currency_code)
             except AmountError as exc:
                 raise field_error("amount", str(exc)) from None
+        fingerprint = request_fingerprint(operation, requested, parent.currency_code)
+        if tracking_key:
+            prior = await repository.operation_by_tracking_key(session, parent.id, tracking_key)
+            if prior is not None:
+                _check_replay(prior, fingerprint, principal)
+                if prior.response:
+                    return prior.response
+                key = await outbox.merchant_setting(session, outbox.HMAC_KEY_SETTING)
+                return operation_body(prior, parent, key)
         gateway = parent.gateway_config
         attempt = await repository.successful_attempt(session, parent.id, parent.gateway_config_id)
         if gateway is None or attempt is None:
@@ -184,6 +189,7 @@ async def _run_external(
             reference_number=new_reference_number(),
             child_session_id=new_session_id(),
             tracking_key=tracking_key,
+            request_fingerprint=fingerprint if tracking_key else None,
             source="input",
             initiator=principal.initiator,
             # The in-flight call holds the reconciliation lease, so no reconciler asks the
@@ -211,6 +217,29 @@ async def _run_external(
     return _answer(settled, parent, key)
 
 
+def request_fingerprint(operation: str, requested: int | None, currency_code: str) -> str:
+    """What a Tracking-Key is bound to: the operation and the amount as requested, normalised to
+    the currency's decimals ("refund:5.000"), or "absent" when the request named no amount."""
+    shown = "absent" if requested is None else format_minor(requested, currency_code)
+    return f"{operation}:{shown}"
+
+
+def _check_replay(prior: Operation, fingerprint: str, principal: Principal) -> None:
+    """May this request get the stored result of the operation that holds its Tracking-Key?"""
+    if prior.request_fingerprint is not None:
+        mismatch = prior.request_fingerprint != fingerprint
+    else:  # stored before fingerprints existed: matched on the operation alone
+        mismatch = not fingerprint.startswith(f"{prior.operation}:")
+    if mismatch:
+        raise TrackingKeyMismatch()
+    if prior.state in UNSETTLED:
+        raise TrackingKeyInProgress()
+    # The fingerprint names the operation, whose permission the endpoint checked; kept explicit
+    # so a replay can never show one operation's result to a caller without its permission.
+    if not principal.can(OPERATION_PERMISSIONS[prior.operation]):
+        raise PermissionDenied()
+
+
 async def _call_and_settle(
     ctx: AppContext, gateway: Any, operation_id: int, request: OperationRequest
 ) -> tuple[Operation, PaymentTransaction, str]:
@@ -221,9 +250,10 @@ async def _call_and_settle(
         async with ctx.db.write() as session:
             settled, parent = await settle(session, operation_id, result)
             key = await outbox.merchant_setting(session, outbox.HMAC_KEY_SETTING)
-    except SQLAlchemyError as exc:
-        # The gateway has answered but the answer could not be recorded: the operation stays
-        # processing under its lease and the reconciler will learn the truth from the gateway.
+    except (SQLAlchemyError, *DATABASE_UNAVAILABLE) as exc:
+        # The gateway has answered but the answer could not be recorded (the database is down:
+        # asyncpg raises OSErrors, not SQLAlchemy errors): the operation stays processing under
+        # its lease and the reconciler will learn the truth from the gateway.
         log.error("settling %s failed: %s", request.reference_number, type(exc).__name__)
         raise GatewayUnconfirmed(request.operation, request.reference_number) from None
     crashpoints.reach(crashpoints.AFTER_SETTLE)
@@ -236,17 +266,26 @@ async def call_gateway(ctx: AppContext, gateway: Any, request: OperationRequest)
 
 
 async def settle(
-    session: AsyncSession, operation_id: int, result: GatewayResult
+    session: AsyncSession, operation_id: int, result: GatewayResult,
+    *, resolution: dict[str, Any] | None = None,
 ) -> tuple[Operation, PaymentTransaction]:
-    """Apply a gateway's answer to a processing (or queued) operation, exactly once."""
+    """Apply a gateway's answer to a processing (or queued) operation, exactly once.
+
+    ``resolution`` is an operator's decision on a needs_review operation (operations/review.py),
+    applied exactly as the gateway's answer would be and kept with the operation."""
     op = await session.get(Operation, operation_id)
     assert op is not None
     # Lock order everywhere: parent, then operation.
     parent = await repository.lock_parent_by_id(session, op.transaction_id)
     op = await repository.lock_operation(session, operation_id)
     if op.state not in ("processing", "queued", "needs_review"):
-        return op, parent  # already settled by someone else (a reconciler, a retry)
+        # Already settled by someone else (a reconciler, a retry). An answer that contradicts
+        # an operator's resolution changes nothing, but a human must hear of it.
+        if op.resolution and resolution is None:
+            alerts.report_contradiction(session, op, parent, result)
+        return op, parent
     op.claimed_until = None
+    op.resolution = resolution
     before = op.state
     op.pg_response = result.raw
     op.pg_params = result.pg_params
@@ -262,8 +301,12 @@ async def settle(
             parent.voided += op.amount
     elif result.outcome == Outcome.PENDING and op.operation == "refund":
         op.state = "queued"
+        op.queued_at = op.queued_at or datetime.now(timezone.utc)
     elif result.outcome == Outcome.FAILED:
-        op.state = "rejected" if before == "queued" else "failed"
+        # A refund the gateway had queued, or one an operator resolved as failed, is "rejected":
+        # the merchant was told of it (queued), so it hears the end too.
+        was_accepted = before == "queued" or op.queued_at is not None or resolution is not None
+        op.state = "rejected" if op.operation == "refund" and was_accepted else "failed"
     if op.state != before:
         op.settled_at = datetime.now(timezone.utc)
         audit.record(session, SETTLEMENT, op.operation, op.state, parent,

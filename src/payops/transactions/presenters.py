@@ -50,6 +50,8 @@ def normalised_pg_params(params: dict[str, Any]) -> dict[str, Any]:
 
 
 def child_state(operation: Operation) -> str | None:
+    if operation.state == "needs_review" and operation.queued_at is not None:
+        return "refund_queued"  # a queued refund waiting for an operator is still queued
     return CHILD_STATE.get((operation.operation, operation.state))
 
 

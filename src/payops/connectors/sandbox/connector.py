@@ -44,6 +44,11 @@ class SandboxConnector(Connector):
     name: ClassVar[str] = "sandbox"
     capabilities: ClassVar[frozenset[str]] = frozenset({"capture", "refund", "void", "inquiry"})
 
+    @classmethod
+    def reports_refund_status(cls, options: Any) -> bool:
+        # `--option refund_status=false` plays a gateway that documents no refund status.
+        return str(options.get("refund_status", "true")).lower() not in ("false", "0", "no")
+
     def __init__(self, config: ConnectorConfig) -> None:
         super().__init__(config)
         settings: Settings = config.settings or get_settings()

@@ -1,0 +1,93 @@
+"""Operator review over HTTP (for the dashboard): ``/b/payops/v1/operations/…``.
+
+Every route needs ``payment.resolve``, which API keys never hold: a decision about money that a
+gateway did not confirm belongs to a named person (decisions §13).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+from pydantic import BaseModel, Field
+
+from payops.api.dependencies import authenticate, get_context, require_permission
+from payops.api.requests import choice, identifier, read_object
+from payops.auth.permissions import RESOLVE_PERMISSION
+from payops.auth.service import Principal
+from payops.domain import messages
+from payops.errors import field_error
+from payops.operations import review
+from payops.operations.schemas import Detail
+
+router = APIRouter(tags=["operator review"])
+TEXT_MAX = 2000
+
+
+class ResolveRequest(BaseModel):
+    outcome: str = Field(description="succeeded or failed")
+    reason: str = Field(description="Why (what the gateway's dashboard shows)")
+    evidence: str = Field(default="", description="e.g. the gateway's transaction id, a screenshot name")
+
+
+class ReviewFailure(BaseModel):
+    detail: str
+    result: str
+
+
+RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: {"model": ReviewFailure}, 401: {"model": Detail}, 403: {"model": Detail},
+    404: {"model": ReviewFailure},
+}
+
+
+def _text(name: str, value: Any, *, required: bool) -> str:
+    if value is None or (isinstance(value, str) and not value.strip()):
+        if required:
+            raise field_error(name, messages.FIELD_REQUIRED)
+        return ""
+    if not isinstance(value, str):
+        raise field_error(name, messages.NOT_A_STRING)
+    if len(value) > TEXT_MAX:
+        raise field_error(name, messages.MAX_LENGTH.format(n=TEXT_MAX))
+    return value
+
+
+@router.get("/b/payops/v1/operations/review", responses=RESPONSES,
+            summary="Operations waiting for an operator (needs_review), oldest first")
+async def review_queue(
+    request: Request, include_processing_older_than: float | None = None,
+    principal: Principal = Depends(authenticate),
+) -> dict[str, Any]:
+    require_permission(principal, RESOLVE_PERMISSION)
+    results = await review.review_queue(
+        get_context(request), include_processing_older_than=include_processing_older_than)
+    return {"count": len(results), "results": results}
+
+
+@router.post("/b/payops/v1/operations/{reference_number}/recheck", responses=RESPONSES,
+             summary="Ask the gateway about an open operation now and settle it")
+async def recheck(
+    reference_number: str, request: Request, principal: Principal = Depends(authenticate),
+) -> dict[str, Any]:
+    reference = identifier("reference_number", reference_number, max_length=20)
+    require_permission(principal, RESOLVE_PERMISSION)
+    return await review.recheck_operation(get_context(request), reference or "", principal)
+
+
+@router.post("/b/payops/v1/operations/{reference_number}/resolve", responses=RESPONSES,
+             openapi_extra={"requestBody": {"content": {"application/json": {
+                 "schema": ResolveRequest.model_json_schema()}}}},
+             summary="Settle an operation in needs_review with an operator's decision")
+async def resolve(
+    reference_number: str, request: Request, principal: Principal = Depends(authenticate),
+) -> dict[str, Any]:
+    ctx = get_context(request)
+    reference = identifier("reference_number", reference_number, max_length=20)
+    require_permission(principal, RESOLVE_PERMISSION)
+    body = await read_object(request, ctx.settings.max_body_bytes)
+    outcome = choice("outcome", body.get("outcome"), review.OUTCOMES)
+    reason = _text("reason", body.get("reason"), required=True)
+    evidence = _text("evidence", body.get("evidence"), required=False)
+    return await review.resolve_operation(ctx, reference or "", outcome=outcome, reason=reason,
+                                          evidence=evidence, actor=principal)
