@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from datetime import timedelta
 from functools import lru_cache
 from pathlib import Path
@@ -35,8 +36,20 @@ class Settings(BaseSettings):
     gateway_timeout_seconds: float = 30.0
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
     auth_cache_seconds: float = 60.0
-    auth_failure_limit: int = 10
-    auth_failure_window_seconds: float = 300.0
+    # Failed-login throttle (docs/security.md), shared by every server process through the database.
+    auth_failure_limit: int = Field(default=10, ge=1)  # per (username, client address)
+    auth_failure_window_seconds: float = Field(default=300.0, gt=0)
+    auth_address_failure_limit: int = Field(default=100, ge=1)  # per client address
+    # Failures for one username from any address that raise an alert (log + metric); never a lockout.
+    auth_username_alert_threshold: int = Field(default=50, ge=1)
+    auth_throttle_max_entries: int = Field(default=100_000, ge=10)
+    auth_throttle_sweep_seconds: float = Field(default=10.0, ge=0)  # 0: after every failure
+    # Password verifications (argon2id) running at once per process, and waiting beyond those.
+    auth_verify_concurrency: int = Field(default=2, ge=1)
+    auth_verify_queue: int = Field(default=8, ge=0)
+    # Proxies whose X-Forwarded-For / X-Forwarded-Proto are believed: IPs or CIDRs, comma-separated.
+    # Empty (the default): the TCP peer is the client, whatever the headers say.
+    trusted_proxies: str = ""
     log_level: str = "INFO"
 
     # Inquiry throttling (decisions §4, spec §6.6): only inquiries that would call a gateway count.
@@ -82,6 +95,21 @@ class Settings(BaseSettings):
     def _expand(cls, value: object) -> object:
         return Path(str(value)).expanduser() if value else DEFAULT_DATA_DIR
 
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies(cls, value: str) -> str:
+        for item in _split(value):
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(
+                    f"PAYOPS_TRUSTED_PROXIES: {item!r} is not an IP address or network") from None
+        return value
+
+    @property
+    def trusted_proxy_list(self) -> list[str]:
+        return _split(self.trusted_proxies)
+
     @property
     def effective_database_url(self) -> str:
         if self.database_url:
@@ -98,6 +126,10 @@ class Settings(BaseSettings):
 
     def ensure_data_dir(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
+
+
+def _split(value: str) -> list[str]:
+    return [item.strip() for item in value.split(",") if item.strip()]
 
 
 @lru_cache

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 
+from payops.auth.metrics import AuthMetrics
 from payops.auth.service import Authenticator
 from payops.config import Settings
 from payops.db import Database
@@ -19,17 +20,11 @@ class AppContext:
     background: set[asyncio.Task[object]] = field(default_factory=set)
 
     @classmethod
-    def build(cls, settings: Settings) -> AppContext:
+    def build(cls, settings: Settings, *, auth_metrics: AuthMetrics | None = None) -> AppContext:
         settings.ensure_data_dir()
-        return cls(
-            settings=settings,
-            db=Database(settings.effective_database_url),
-            authenticator=Authenticator(
-                cache_seconds=settings.auth_cache_seconds,
-                failure_limit=settings.auth_failure_limit,
-                failure_window=settings.auth_failure_window_seconds,
-            ),
-        )
+        db = Database(settings.effective_database_url)
+        return cls(settings=settings, db=db,
+                   authenticator=Authenticator(settings, db, auth_metrics))
 
     async def aclose(self) -> None:
         if self.background:

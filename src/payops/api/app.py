@@ -16,9 +16,11 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from payops import background
 from payops import logging as payops_logging
+from payops.auth.metrics import AuthMetrics
 from payops.config import Settings, get_settings
 from payops.context import AppContext
 from payops.api import openapi
@@ -52,7 +54,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.ctx = AppContext.build(settings)
+        app.state.ctx = AppContext.build(settings, auth_metrics=auth_metrics)
         ctx = app.state.ctx
         loops = [
             asyncio.create_task(background.every(interval, name, work))
@@ -87,6 +89,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     latency = Histogram("payops_http_request_seconds", "HTTP latency", ["route"], registry=registry)
     registry.register(alerts.CONTRADICTED_RESOLUTIONS)
     app.state.metrics = registry
+    auth_metrics = AuthMetrics(registry)
 
     # Inside `observe` (counted and logged with a request id), before routing and
     # authentication: a cross-site request is refused before any work (decisions §13).
@@ -111,6 +114,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             return response
         finally:
             payops_logging.request_id.reset(token)
+
+    if settings.trusted_proxy_list:
+        # The client address (failed-login counters) and scheme come from X-Forwarded-For and
+        # X-Forwarded-Proto only when the peer is a listed proxy; added last, so it runs first.
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.trusted_proxy_list)
 
     @app.exception_handler(ApiError)
     async def api_error(_: Request, exc: ApiError) -> JSONResponse:

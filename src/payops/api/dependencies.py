@@ -15,11 +15,12 @@ def get_context(request: Request) -> AppContext:
 
 async def authenticate(request: Request) -> Principal:
     ctx = get_context(request)
+    # The client address is the TCP peer, or what a proxy in PAYOPS_TRUSTED_PROXIES forwarded
+    # (the app's ProxyHeadersMiddleware and `payops serve` apply that setting; docs/security.md).
     client = request.client.host if request.client else "unknown"
-    async with ctx.db.read() as session:
-        return await ctx.authenticator.authenticate(
-            session, request.headers.get("authorization"), client
-        )
+    # No database session is held here: the authenticator opens short ones itself, so logins
+    # waiting for a password verification never hold pooled connections.
+    return await ctx.authenticator.authenticate(request.headers.get("authorization"), client)
 
 
 def require_permission(principal: Principal, permission: str) -> None:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from typing import Any
+
+from sqlalchemy import case, delete, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from payops.db.models import ApiKey, User
+from payops.db.models import ApiKey, AuthFailureCounter, User
 
 
 async def user_by_username(session: AsyncSession, username: str) -> User | None:
@@ -26,3 +29,64 @@ async def api_key_by_prefix(session: AsyncSession, prefix: str) -> ApiKey | None
 
 async def list_api_keys(session: AsyncSession) -> list[ApiKey]:
     return list(await session.scalars(select(ApiKey).order_by(ApiKey.created_at)))
+
+
+# -- failed-login counters (auth/throttle.py) -------------------------------------------------
+
+def _insert_for(session: AsyncSession) -> Any:
+    dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
+    return postgresql.insert if dialect == "postgresql" else sqlite.insert
+
+
+async def count_failure(
+    session: AsyncSession, key: str, now_ms: int, window_ms: int
+) -> tuple[int, int]:
+    """One more failure for ``key`` in one atomic statement; a passed window starts a new one.
+    Returns the failures in the window, this one included, and when the window ends."""
+    table = AuthFailureCounter.__table__
+    passed = table.c.window_ends_ms <= now_ms
+    statement = (
+        _insert_for(session)(table)
+        .values(key=key, failures=1, window_ends_ms=now_ms + window_ms)
+        .on_conflict_do_update(
+            index_elements=[table.c.key],
+            set_={
+                # Both expressions read the row as it was before this update.
+                "failures": case((passed, 1), else_=table.c.failures + 1),
+                "window_ends_ms": case((passed, now_ms + window_ms), else_=table.c.window_ends_ms),
+            },
+        )
+        .returning(table.c.failures, table.c.window_ends_ms)
+    )
+    failures, window_ends_ms = (await session.execute(statement)).one()
+    return int(failures), int(window_ends_ms)
+
+
+async def uncount_failure(session: AsyncSession, key: str, window_ends_ms: int) -> None:
+    """Take back a failure counted in advance, if its window is still the current one."""
+    table = AuthFailureCounter.__table__
+    await session.execute(
+        update(table)
+        .where(table.c.key == key, table.c.window_ends_ms == window_ends_ms, table.c.failures > 0)
+        .values(failures=table.c.failures - 1)
+    )
+
+
+async def sweep_failures(session: AsyncSession, now_ms: int, max_entries: int) -> int:
+    """Delete counters whose window has passed, then the oldest beyond ``max_entries`` (never
+    all of them: a flood of new keys must not reset everyone's counters). Returns rows deleted."""
+    table = AuthFailureCounter.__table__
+    deleted = (await session.execute(delete(table).where(table.c.window_ends_ms <= now_ms))).rowcount
+    count = int(await session.scalar(select(func.count()).select_from(table)) or 0)
+    if count > max_entries:
+        oldest = (
+            select(table.c.key)
+            .order_by(table.c.window_ends_ms, table.c.key)
+            .limit(count - max_entries)
+        )
+        deleted += (await session.execute(delete(table).where(table.c.key.in_(oldest)))).rowcount
+    return int(deleted or 0)
+
+
+async def failure_count(session: AsyncSession) -> int:
+    return int(await session.scalar(select(func.count()).select_from(AuthFailureCounter)) or 0)

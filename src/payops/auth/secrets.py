@@ -15,6 +15,12 @@ from functools import lru_cache
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
+# Credentials longer than these are refused before any work (no hashing, no lookup, no counter):
+# a username column holds 150 characters, and no one types a password of more than 4 KiB.
+MAX_USERNAME_LENGTH = 150
+MAX_PASSWORD_BYTES = 4096
+MIN_PASSWORD_LENGTH = 8
+
 _hasher = PasswordHasher()  # argon2id with the library's recommended parameters
 _ALPHABET = string.ascii_letters + string.digits
 

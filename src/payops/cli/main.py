@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import getpass
 import json
 import secrets
 import sys
@@ -16,8 +17,10 @@ from rich.table import Table
 from sqlalchemy import select
 
 from payops.auth import repository as auth_repo
+from payops.auth.accounts import AccountError, bump_credentials_version, set_active, set_password
 from payops.auth.permissions import ALL_PERMISSIONS
 from payops.auth.secrets import hash_password, new_api_key
+from payops.auth.service import Principal
 from payops.config import Settings, get_settings
 from payops.connectors.sandbox.connector import TEST_CARDS
 from payops.context import AppContext
@@ -131,8 +134,11 @@ def serve(
     if migrate:
         _migrate(settings)
     payops_logging.configure(settings.log_level)
+    # Forwarded headers only from PAYOPS_TRUSTED_PROXIES (uvicorn alone would trust 127.0.0.1).
+    trusted = settings.trusted_proxy_list
     uvicorn.run(create_app(settings), host=host or settings.host, port=port or settings.port,
-                log_level="warning", access_log=False)
+                log_level="warning", access_log=False,
+                proxy_headers=bool(trusted), forwarded_allow_ips=trusted or None)
 
 
 # -- users ------------------------------------------------------------------------------------
@@ -203,10 +209,60 @@ def user_grant(
                     user.permissions.remove(held[code])
                 elif not revoke and code not in held:
                     user.permissions.append(UserPermission(code=code))
+            bump_credentials_version(user)  # cached logins pick up the new permissions
             await session.flush()
             return sorted(p.code for p in user.permissions)
     now_held = _run(work)
     console.print(f"{username}: {', '.join(now_held) or 'no permissions'}")
+
+
+def _cli_actor() -> Principal:
+    """Who ran a CLI command, for the audit trail: the operating-system account."""
+    try:
+        name = getpass.getuser()
+    except (KeyError, OSError):
+        name = "unknown"
+    return Principal("cli", f"cli:{name}"[:150], ALL_PERMISSIONS)
+
+
+def _account_change(work: Callable[[AppContext], Awaitable[None]]) -> None:
+    try:
+        _run(work)
+    except AccountError as exc:
+        _fail(str(exc.body.get("detail", exc)) if isinstance(exc.body, dict) else str(exc))
+
+
+@user_app.command("deactivate")
+def user_deactivate(username: str) -> None:
+    """Deactivate a user: every login, cached or not, is refused at once in every process."""
+    actor = _cli_actor()
+    _account_change(lambda ctx: set_active(ctx, username, False, actor=actor))
+    console.print(f"deactivated user [bold]{username}[/bold]")
+
+
+@user_app.command("activate")
+def user_activate(username: str) -> None:
+    """Activate a user again."""
+    actor = _cli_actor()
+    _account_change(lambda ctx: set_active(ctx, username, True, actor=actor))
+    console.print(f"activated user [bold]{username}[/bold]")
+
+
+@user_app.command("set-password")
+def user_set_password(
+    username: str,
+    password_stdin: bool = typer.Option(
+        False, "--password-stdin", help="Read the password from the first line of stdin (scripts)"),
+) -> None:
+    """Change a user's password; asked at a hidden prompt (or read from stdin), never taken as an
+    argument, so it stays out of shell history and process lists. Cached logins end at once."""
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = typer.prompt("New password", hide_input=True, confirmation_prompt=True)
+    actor = _cli_actor()
+    _account_change(lambda ctx: set_password(ctx, username, password, actor=actor))
+    console.print(f"changed the password of user [bold]{username}[/bold]")
 
 
 # -- API keys ---------------------------------------------------------------------------------

@@ -74,6 +74,10 @@ class User(Base):
     is_superuser: Mapped[bool] = mapped_column(Boolean, default=False)
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # Bumped by every change to what the user's credentials grant (password, active, permissions):
+    # each process's verified-password cache remembers the version it verified, so a change ends
+    # cached logins at once in every process (decisions §11).
+    credentials_version: Mapped[int] = mapped_column(Integer, default=1, server_default=text("1"))
 
     permissions: Mapped[list[UserPermission]] = relationship(
         back_populates="user", cascade="all, delete-orphan", lazy="selectin"
@@ -89,6 +93,21 @@ class UserPermission(Base):
     code: Mapped[str] = mapped_column(String(64))
 
     user: Mapped[User] = relationship(back_populates="permissions")
+
+
+class AuthFailureCounter(Base):
+    """Failed logins in the current window for one throttle key, shared by every server process.
+
+    Keys (``auth/throttle.py``): ``pair:<username digest>@<address>``, ``addr:<address>`` and
+    ``user:<username digest>``; the digest is keyed, so the table never holds a typed username.
+    Times are epoch milliseconds of the server clock.
+    """
+
+    __tablename__ = "auth_failures"
+
+    key: Mapped[str] = mapped_column(String(128), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer)
+    window_ends_ms: Mapped[int] = mapped_column(BigInteger, index=True)
 
 
 class ApiKey(Base):

@@ -58,3 +58,8 @@ REVIEW_CONTRADICTED = "The gateway now answers {outcome}, contradicting the reso
 REVIEW_RESOLUTION_STANDS = "The gateway answers {outcome}; the resolution stands"
 REVIEW_RESOLVED_MESSAGE = "Resolved as {outcome} by an operator"
 THROTTLED = "Request was throttled. Expected available in {seconds} seconds."
+
+# User accounts (auth/accounts.py; the CLI shows them too).
+USER_NOT_FOUND = "No user named {username!r}"
+PASSWORD_TOO_SHORT = "The password must have at least {n} characters"
+PASSWORD_TOO_LONG = "The password may have at most {n} bytes"
