@@ -6,79 +6,23 @@ from __future__ import annotations
 import secrets
 from datetime import date
 from typing import Any
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 
 from payops.api.dependencies import get_context
-from payops.api.requests import read_limited
 from payops.auth.permissions import OPERATION_PERMISSIONS
 from payops.dashboard import repository, review, service, sessions
-from payops.dashboard.rendering import PAGE_HEADERS, render
-from payops.dashboard.service import DashboardError, Forbidden, PageNotFound, require
-from payops.dashboard.sessions import Visitor
+from payops.dashboard.rendering import render
+from payops.dashboard.service import DashboardError, PageNotFound, require
+from payops.dashboard.web import posted, read_form, redirect, safe_next, signed_in
+from payops.db.models import OutboxEvent
 from payops.domain.rules import PARENT_STATES
-from payops.errors import DetailError
 
 router = APIRouter(prefix="/dashboard", include_in_schema=False)
-FORM_LIMIT = 65_536
 VIEW_PAYMENTS = OPERATION_PERMISSIONS["inquiry"]
 OPERATION_STATES = ("processing", "queued", "needs_review", "succeeded", "failed", "rejected")
-
-
-class SignInNeeded(Exception):
-    def __init__(self, next_path: str) -> None:
-        super().__init__(next_path)
-        self.next_path = next_path
-
-
-class Form:
-    """A submitted urlencoded form; fields may repeat (checkboxes)."""
-
-    def __init__(self, pairs: list[tuple[str, str]]) -> None:
-        self.pairs = pairs
-
-    def get(self, name: str, default: str = "") -> str:
-        for key, value in self.pairs:
-            if key == name:
-                return value
-        return default
-
-    def all(self, name: str) -> list[str]:
-        return [value for key, value in self.pairs if key == name]
-
-
-async def read_form(request: Request) -> Form:
-    try:
-        raw = await read_limited(request, FORM_LIMIT)
-    except DetailError as exc:
-        raise DashboardError(str(exc.body.get("detail", "Bad request.")) if isinstance(
-            exc.body, dict) else "Bad request.", exc.status_code) from None
-    return Form(parse_qsl(raw.decode("utf-8", "replace"), keep_blank_values=True))
-
-
-async def signed_in(request: Request) -> Visitor:
-    visitor = await sessions.current_visitor(get_context(request), request)
-    if visitor is None:
-        raise SignInNeeded(request.url.path + (f"?{request.url.query}" if request.url.query else ""))
-    return visitor
-
-
-async def posted(request: Request) -> tuple[Visitor, Form]:
-    """A signed-in user's form submission with a valid CSRF token."""
-    visitor = await signed_in(request)
-    form = await read_form(request)
-    if not sessions.tokens_match(visitor.csrf_token, form.get("csrf_token")):
-        raise DashboardError("The form's security token is missing or out of date. "
-                             "Go back, reload the page and try again.", 403)
-    return visitor, form
-
-
-def redirect(path: str, **params: str) -> RedirectResponse:
-    query = urlencode({k: v for k, v in params.items() if v})
-    return RedirectResponse(path + (f"?{query}" if query else ""), status_code=303,
-                            headers=PAGE_HEADERS)
 
 
 def _int(value: str | None) -> int | None:
@@ -94,13 +38,6 @@ def _date(value: str | None) -> date | None:
         return date.fromisoformat(value) if value else None
     except ValueError:
         return None
-
-
-def safe_next(value: str) -> str:
-    """Only a path inside the dashboard: never an open redirect."""
-    if value.startswith("/dashboard") and not value.startswith("//") and "\\" not in value:
-        return value
-    return "/dashboard"
 
 
 # -- sign in / out ---------------------------------------------------------------------------
@@ -126,14 +63,14 @@ async def login(request: Request) -> Response:
     try:
         token, user = await sessions.sign_in(ctx, username, form.get("password"), address)
     except sessions.SignInRefused as refusal:
-        await review.audit_sign_in(ctx, username, address, "refused")
+        await service.audit_sign_in(ctx, username, address, "refused")
         fresh = secrets.token_urlsafe(32)
         response = render(request, None, "login.html", status_code=refusal.status_code,
                           error=refusal.message, login_csrf=fresh, next=next_path,
                           username=username)
         sessions.set_login_csrf_cookie(response, request, fresh)
         return response
-    await review.audit_sign_in(ctx, user.username, address, "success")
+    await service.audit_sign_in(ctx, user.username, address, "success")
     response = redirect(next_path)
     sessions.set_session_cookie(response, request, token)
     response.delete_cookie(sessions.LOGIN_CSRF_COOKIE, path="/dashboard")
@@ -296,8 +233,6 @@ async def webhook(request: Request, event_id: int) -> Response:
     require(visitor, VIEW_PAYMENTS)
     ctx = get_context(request)
     async with ctx.db.read() as session:
-        from payops.db.models import OutboxEvent
-
         event = await session.get(OutboxEvent, event_id)
         if event is None:
             raise PageNotFound("No such webhook event.")
@@ -426,8 +361,7 @@ async def user(request: Request, username: str, saved: str = "") -> Response:
     row = await service.get_user(get_context(request), username)
     return render(request, visitor, "user.html", user=row, saved=saved,
                   grantable=service.grantable_by(visitor),
-                  held={p.code for p in row.permissions},
-                  accounts=review.accounts_available())
+                  held={p.code for p in row.permissions})
 
 
 @router.post("/users/{username}/permissions")
@@ -438,7 +372,28 @@ async def user_permissions(request: Request, username: str) -> Response:
     return redirect(f"/dashboard/users/{username}", saved="permissions")
 
 
-router.include_router(review.accounts_router)
+@router.post("/users/{username}/active")
+async def user_active(request: Request, username: str) -> Response:
+    visitor, form = await posted(request)
+    active = form.get("active") == "yes"
+    await service.set_user_active(get_context(request), visitor, username, active)
+    return redirect(f"/dashboard/users/{username}", saved="activated" if active else "deactivated")
+
+
+@router.post("/users/{username}/password")
+async def user_password(request: Request, username: str) -> Response:
+    visitor, form = await posted(request)
+    ctx = get_context(request)
+    try:
+        await service.reset_password(ctx, visitor, username, form.get("password"))
+    except DashboardError as error:
+        if error.status_code != 400:
+            raise
+        row = await service.get_user(ctx, username)
+        return render(request, visitor, "user.html", user=row, saved="", status_code=400,
+                      grantable=service.grantable_by(visitor), error=error.message,
+                      held={p.code for p in row.permissions})
+    return redirect(f"/dashboard/users/{username}", saved="password")
 
 
 # -- audit -----------------------------------------------------------------------------------
@@ -453,10 +408,4 @@ async def audit_log(request: Request, actor: str = "", action: str = "") -> Resp
             session, actor[:150], action[:32], _int(request.query_params.get("before")))
     params: dict[str, Any] = {"actor": actor, "action": action}
     return render(request, visitor, "audit.html", rows=rows, actor=actor, action=action,
-                  summary=service.audit_summary,
                   next_page=urlencode({**params, "before": cursor}) if cursor else "")
-
-
-def error_page(request: Request, visitor: Visitor | None, error: DashboardError) -> HTMLResponse:
-    return render(request, visitor, "error.html", status_code=error.status_code,
-                  message=error.message)

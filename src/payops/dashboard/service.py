@@ -9,7 +9,7 @@ import io
 import json
 import re
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from typing import Any
@@ -17,13 +17,15 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from payops import audit
+from payops.auth import accounts
 from payops.auth import repository as auth_repo
 from payops.auth.permissions import OPERATION_PERMISSIONS
 from payops.auth.secrets import hash_password, new_api_key
+from payops.auth.service import Principal
 from payops.connectors.registry import connector_class
 from payops.context import AppContext
 from payops.dashboard import repository
-from payops.dashboard.sessions import Visitor, end_sessions_of, superuser_permissions
+from payops.dashboard.sessions import Visitor, superuser_permissions
 from payops.db.models import (
     ApiKey,
     AuditEntry,
@@ -370,7 +372,6 @@ async def retry_event(ctx: AppContext, visitor: Visitor, event_id: int) -> str:
 # -- users -------------------------------------------------------------------------------------
 
 USERNAME = re.compile(r"^[A-Za-z0-9_.@+-]{1,150}$")
-PASSWORD_MIN = 8
 
 
 def grantable_by(visitor: Visitor) -> list[str]:
@@ -384,8 +385,11 @@ async def create_user(ctx: AppContext, visitor: Visitor, *, username: str, passw
     username = username.strip()
     if not USERNAME.match(username):
         raise DashboardError("A username has 1 to 150 letters, digits or . @ + - _.")
-    if len(password) < PASSWORD_MIN:
-        raise DashboardError(f"The password must have at least {PASSWORD_MIN} characters.")
+    try:
+        accounts.check_new_password(password)
+    except accounts.AccountError as error:
+        raise DashboardError(str(error.body.get("detail", "")) if isinstance(
+            error.body, dict) else "Choose another password.") from None
     if superuser and not visitor.is_superuser:
         raise Forbidden("Only a superuser can create a superuser.")
     codes = sorted(set(permissions))
@@ -428,8 +432,8 @@ async def set_permissions(ctx: AppContext, visitor: Visitor, username: str,
             user.permissions.remove(held[code])
         for code in granted:
             user.permissions.append(UserPermission(code=code))
-        if hasattr(user, "credentials_version") and (granted or revoked):
-            user.credentials_version = (user.credentials_version or 0) + 1
+        if granted or revoked:
+            accounts.bump_credentials_version(user)
         if granted:
             record(session, visitor, "user.grant", "success", None, username=username,
                    permissions=granted)
@@ -558,12 +562,40 @@ async def update_gateway(ctx: AppContext, visitor: Visitor, pg_code: str, *, ena
 
 # -- audit -------------------------------------------------------------------------------------
 
-def audit_summary(entry: AuditEntry) -> str:
-    details = dict(entry.details or {})
-    for noisy in ("body", "via"):
-        details.pop(noisy, None)
-    return ", ".join(f"{k}={v}" for k, v in details.items() if v not in ("", None, [], {}))
+async def audit_sign_in(ctx: AppContext, username: str, address: str, result: str) -> None:
+    async with ctx.db.write() as session:
+        audit.record(session, Principal("user", username[:150], frozenset()), "dashboard.sign_in",
+                     result, None, address=address, via="dashboard")
 
 
-async def end_user_sessions(ctx: AppContext, user: User) -> None:
-    await end_sessions_of(ctx, user.id)
+async def set_user_active(ctx: AppContext, visitor: Visitor, username: str, active: bool) -> None:
+    """Deactivate (or activate again) through the account service; a deactivated user's
+    sessions end at once (their credentials version changes)."""
+    require(visitor, "admin.users")
+    async with ctx.db.read() as session:
+        await _managed_user(session, visitor, username)
+    if not active and username == visitor.username:
+        raise DashboardError("You cannot deactivate your own account.", 409)
+    await _account_change(accounts.set_active(ctx, username, active, actor=visitor.principal))
+    async with ctx.db.write() as session:
+        record(session, visitor, "dashboard.user.activate" if active
+               else "dashboard.user.deactivate", "success", None, username=username)
+
+
+async def reset_password(ctx: AppContext, visitor: Visitor, username: str, password: str) -> None:
+    require(visitor, "admin.users")
+    async with ctx.db.read() as session:
+        await _managed_user(session, visitor, username)
+    await _account_change(accounts.set_password(ctx, username, password,
+                                                actor=visitor.principal))
+    async with ctx.db.write() as session:
+        record(session, visitor, "dashboard.user.set_password", "success", None,
+               username=username)
+
+
+async def _account_change(change: Awaitable[None]) -> None:
+    try:
+        await change
+    except accounts.AccountError as error:
+        body = error.body if isinstance(error.body, dict) else {}
+        raise DashboardError(str(body.get("detail", "Not possible.")), error.status_code) from None

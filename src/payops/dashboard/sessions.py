@@ -24,7 +24,7 @@ from payops.auth.permissions import ADMIN_PERMISSIONS, ALL_PERMISSIONS
 from payops.auth.service import Principal
 from payops.context import AppContext
 from payops.db.models import DashboardSession, User
-from payops.errors import AuthenticationFailed, Throttled
+from payops.errors import AuthenticationFailed, DetailError
 
 SESSION_COOKIE = "payops_session"
 LOGIN_CSRF_COOKIE = "payops_login_csrf"
@@ -34,11 +34,7 @@ TOUCH_EVERY = timedelta(seconds=60)
 
 def superuser_permissions() -> frozenset[str]:
     """Everything a superuser holds in the dashboard: every payment and administration code."""
-    from payops.auth import permissions
-
-    extra = {value for name, value in vars(permissions).items()
-             if name.endswith("_PERMISSION") and isinstance(value, str)}
-    return frozenset(ALL_PERMISSIONS | ADMIN_PERMISSIONS | extra)
+    return ALL_PERMISSIONS | ADMIN_PERMISSIONS
 
 
 def user_permissions(user: User) -> frozenset[str]:
@@ -57,8 +53,7 @@ def principal_for(user: User) -> Principal:
 
 
 def credentials_version(user: User) -> int:
-    # users.credentials_version arrives with the account-management work; until then it is 0.
-    return int(getattr(user, "credentials_version", 0) or 0)
+    return int(user.credentials_version or 0)
 
 
 def token_hash(token: str) -> str:
@@ -105,14 +100,13 @@ async def sign_in(ctx: AppContext, username: str, password: str, address: str) -
     and open a session. Returns the cookie token and the user."""
     basic = base64.b64encode(f"{username}:{password}".encode()).decode()
     try:
-        async with ctx.db.read() as session:
-            principal = await ctx.authenticator.authenticate(session, f"Basic {basic}", address)
-    except Throttled as exc:
-        raise SignInRefused(
-            f"Too many failed sign-ins. Try again in {exc.headers.get('Retry-After', '60')} "
-            "seconds.", 429) from None
+        principal = await ctx.authenticator.authenticate(f"Basic {basic}", address)
     except AuthenticationFailed:
         raise SignInRefused("Invalid username or password, or the account is inactive.") from None
+    except DetailError as error:  # throttled (429) or too busy verifying passwords (503)
+        seconds = error.headers.get("Retry-After", "60")
+        raise SignInRefused(f"Sign-in is not possible now. Try again in {seconds} seconds.",
+                            error.status_code) from None
     token = secrets.token_urlsafe(32)
     now = datetime.now(timezone.utc)
     async with ctx.db.write() as session:

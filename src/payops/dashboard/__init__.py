@@ -1,0 +1,45 @@
+"""The back office: a server-rendered web dashboard at ``/dashboard`` (issue 15)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import FastAPI, Request
+from fastapi.responses import Response
+from starlette.staticfiles import StaticFiles
+
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+
+
+def install(app: FastAPI) -> None:
+    """Add the dashboard's pages, its static files and its error pages to the API app."""
+    from payops.dashboard.endpoints import router
+    from payops.dashboard.rendering import PAGE_HEADERS, render
+    from payops.dashboard.service import DashboardError
+    from payops.dashboard.sessions import current_visitor
+    from payops.dashboard.web import SignInNeeded, redirect
+
+    @app.exception_handler(SignInNeeded)
+    async def sign_in_needed(request: Request, exc: SignInNeeded) -> Response:
+        if request.method == "GET":
+            return redirect("/dashboard/login", next=exc.next_path)
+        return redirect("/dashboard/login")
+
+    @app.exception_handler(DashboardError)
+    async def dashboard_error(request: Request, exc: DashboardError) -> Response:
+        visitor = await current_visitor(request.app.state.ctx, request)
+        return render(request, visitor, "error.html", status_code=exc.status_code,
+                      message=exc.message)
+
+    @app.middleware("http")
+    async def dashboard_headers(request: Request, call_next):  # type: ignore[no-untyped-def]
+        response = await call_next(request)
+        if request.url.path.startswith("/dashboard"):
+            static = request.url.path.startswith("/dashboard/static/")
+            for name, value in PAGE_HEADERS.items():
+                if not (static and name == "Cache-Control"):
+                    response.headers.setdefault(name, value)
+        return response
+
+    app.include_router(router)
+    app.mount("/dashboard/static", StaticFiles(directory=STATIC_DIR), name="dashboard-static")
