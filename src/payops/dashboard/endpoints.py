@@ -14,7 +14,7 @@ from fastapi.responses import Response, StreamingResponse
 from payops.api.dependencies import get_context
 from payops.auth.permissions import OPERATION_PERMISSIONS
 from payops.dashboard import repository, review, service, sessions
-from payops.dashboard.rendering import render
+from payops.dashboard.rendering import PAGE_HEADERS, render
 from payops.dashboard.service import DashboardError, PageNotFound, require
 from payops.dashboard.web import posted, read_form, redirect, safe_next, signed_in
 from payops.db.models import OutboxEvent
@@ -290,7 +290,7 @@ async def gateway_update(request: Request, pg_code: str) -> Response:
         row = await service.get_gateway(ctx, pg_code)
         return render(request, visitor, "gateway.html", gateway=row,
                       capabilities=service.gateway_capabilities(row), error=error.message,
-                      status_code=400)
+                      saved=False, status_code=400)
     return redirect(f"/dashboard/gateways/{pg_code}", saved="1")
 
 

@@ -77,6 +77,7 @@ def render(request: Request, visitor: Any, template: str, *, status_code: int = 
     defaults: dict[str, Any] = {"error": "", "notice": ""}
     page = environment.get_template(template).render(
         **{**defaults, **context}, visitor=visitor, nav=nav, path=request.url.path,
+        status_code=status_code,
         csrf_token=visitor.csrf_token if visitor is not None else "",
     )
     return HTMLResponse(page, status_code=status_code, headers=PAGE_HEADERS)

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 
 revision = '0008'
-down_revision = '0001'
+down_revision = '0004'  # chained here only so merged branches run; the lead re-chains
 branch_labels = None
 depends_on = None
 
