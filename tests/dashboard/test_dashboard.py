@@ -738,3 +738,18 @@ async def test_no_page_references_an_outside_url_and_each_is_locked_down(
             if 'type="hidden"' in tag or 'type="checkbox"' in tag or 'type="radio"' in tag:
                 continue
             assert 'id="' in tag, (path, tag)
+
+
+def test_the_cli_grants_the_dashboard_codes(database_url: str, tmp_path: Any) -> None:
+    from cryptography.fernet import Fernet
+
+    from tests.test_cli import Cli
+
+    cli = Cli(tmp_path / "data", database_url, Fernet.generate_key().decode())
+    created = cli("user", "create", "alice", "-p", "admin.users", "-p", "audit.view",
+                  input=f"{PASSWORD}\n{PASSWORD}\n")
+    assert created.exit_code == 0, created.output
+    granted = cli("user", "grant", "alice", "admin.gateways")
+    assert granted.exit_code == 0, granted.output
+    assert "admin.gateways, admin.users, audit.view" in granted.output
+    assert cli("user", "grant", "alice", "admin.everything").exit_code == 1

@@ -18,7 +18,7 @@ from sqlalchemy import select
 
 from payops.auth import repository as auth_repo
 from payops.auth.accounts import AccountError, bump_credentials_version, set_active, set_password
-from payops.auth.permissions import ALL_PERMISSIONS
+from payops.auth.permissions import ALL_PERMISSIONS, GRANTABLE_PERMISSIONS
 from payops.auth.secrets import hash_password, new_api_key
 from payops.auth.service import Principal
 from payops.config import Settings, get_settings
@@ -152,10 +152,10 @@ def user_create(
     first_name: str = "", last_name: str = "", email: str = "", phone: str = "",
 ) -> None:
     """Create a user with an argon2id-hashed password."""
-    unknown = set(permission) - ALL_PERMISSIONS
+    unknown = set(permission) - GRANTABLE_PERMISSIONS
     if unknown:
         _fail(f"unknown permission(s): {', '.join(sorted(unknown))}; "
-              f"known: {', '.join(sorted(ALL_PERMISSIONS))}")
+              f"known: {', '.join(sorted(GRANTABLE_PERMISSIONS))}")
     if len(password) < 8:
         _fail("the password must have at least 8 characters")
 
@@ -193,7 +193,7 @@ def user_grant(
     revoke: bool = typer.Option(False, help="Take the permissions away instead"),
 ) -> None:
     """Grant (or with --revoke, remove) permission codes."""
-    unknown = set(permissions) - ALL_PERMISSIONS
+    unknown = set(permissions) - GRANTABLE_PERMISSIONS
     if unknown:
         _fail(f"unknown permission(s): {', '.join(sorted(unknown))}")
 
@@ -790,6 +790,8 @@ def demo() -> None:
     _run(work)
     table = Table(show_header=False, title="PayOps demo (sandbox only)")
     table.add_row("server", f"http://{settings.host}:{settings.port}")
+    table.add_row("dashboard", f"http://{settings.host}:{settings.port}/dashboard "
+                  f"(sign in as {DEMO_USER})")
     table.add_row("Basic user", DEMO_USER)
     table.add_row("password", password)
     table.add_row("API key", key)

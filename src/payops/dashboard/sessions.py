@@ -20,7 +20,7 @@ from fastapi import Request
 from fastapi.responses import Response
 from sqlalchemy import delete, select
 
-from payops.auth.permissions import ADMIN_PERMISSIONS, ALL_PERMISSIONS
+from payops.auth.permissions import GRANTABLE_PERMISSIONS
 from payops.auth.service import Principal
 from payops.context import AppContext
 from payops.db.models import DashboardSession, User
@@ -34,7 +34,7 @@ TOUCH_EVERY = timedelta(seconds=60)
 
 def superuser_permissions() -> frozenset[str]:
     """Everything a superuser holds in the dashboard: every payment and administration code."""
-    return ALL_PERMISSIONS | ADMIN_PERMISSIONS
+    return GRANTABLE_PERMISSIONS
 
 
 def user_permissions(user: User) -> frozenset[str]:
