@@ -29,7 +29,7 @@ from tests.helpers import Seed
 from tests.live import live_server, run_with_context
 from tests.webhooks.receiver import Receiver, receiving
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("browser")]
 PASSWORD = "correct horse battery"
 CHROMIUM_CANDIDATES = ("chromium", "chromium-browser", "google-chrome")
 

@@ -70,6 +70,9 @@ async def test_sign_in_sets_a_strict_http_only_cookie_and_sign_out_ends_the_sess
     assert "payops_session" not in client.cookies
     response = await op.sign_in("alice")
     assert response.status_code == 303 and response.headers["location"] == "/dashboard"
+    first_token = client.cookies["payops_session"]
+    assert (await op.sign_in("alice")).status_code == 303
+    assert client.cookies["payops_session"] != first_token, "a new session at every sign-in"
     cookie = response.headers["set-cookie"]
     assert "payops_session=" in cookie and "HttpOnly" in cookie
     assert "SameSite=strict" in cookie and "Path=/dashboard" in cookie
@@ -383,6 +386,11 @@ async def test_cancel_of_an_unpaid_transaction(operator_for: Any, seed: Any) -> 
                              {"reason": "duplicate order", "tracking_key": key})
     assert response.status_code == 303
     assert (await seed.find("ORD-C")).state == "canceled"
+    page = await op.get(response.headers["location"])
+    assert "Operation done successfully" in page.text and "canceled" in page.text
+    forged = await op.get(f"/dashboard/transactions/{parent.session_id}",
+                          params={"notice": "Call 555-0100 to confirm"})
+    assert "555-0100" not in forged.text
 
 
 async def test_detail_shows_timeline_attempts_webhooks_and_audit(

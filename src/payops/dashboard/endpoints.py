@@ -18,6 +18,7 @@ from payops.dashboard.rendering import PAGE_HEADERS, render
 from payops.dashboard.service import DashboardError, PageNotFound, require
 from payops.dashboard.web import posted, read_form, redirect, safe_next, signed_in
 from payops.db.models import OutboxEvent
+from payops.domain.messages import DONE as DONE_MESSAGE
 from payops.domain.rules import PARENT_STATES
 
 router = APIRouter(prefix="/dashboard", include_in_schema=False)
@@ -71,6 +72,9 @@ async def login(request: Request) -> Response:
         sessions.set_login_csrf_cookie(response, request, fresh)
         return response
     await service.audit_sign_in(ctx, user.username, address, "success")
+    earlier = request.cookies.get(sessions.SESSION_COOKIE)
+    if earlier:  # a fresh session at every sign-in; the one this browser had ends
+        await sessions.end_session(ctx, sessions.token_hash(earlier))
     response = redirect(next_path)
     sessions.set_session_cookie(response, request, token)
     response.delete_cookie(sessions.LOGIN_CSRF_COOKIE, path="/dashboard")
@@ -147,7 +151,8 @@ async def transactions_csv(request: Request) -> Response:
 
 
 @router.get("/transactions/{session_id}")
-async def transaction(request: Request, session_id: str, done: str = "") -> Response:
+async def transaction(request: Request, session_id: str, done: str = "",
+                      notice: str = "") -> Response:
     visitor = await signed_in(request)
     require(visitor, VIEW_PAYMENTS)
     ctx = get_context(request)
@@ -158,7 +163,11 @@ async def transaction(request: Request, session_id: str, done: str = "") -> Resp
             op = await repository.operation_by_reference(session, done[:20])
         if op is not None and op.transaction_id == view.parent.id:
             just_done = op
-    return render(request, visitor, "transaction.html", view=view, just_done=just_done)
+    # Only the service's own fixed messages come back here (cancel's "Operation done
+    # successfully"); anything else in the link is not shown.
+    shown = notice if notice in (DONE_MESSAGE,) else ""
+    return render(request, visitor, "transaction.html", view=view, just_done=just_done,
+                  notice=shown)
 
 
 @router.get("/transactions/{session_id}/{operation}")
@@ -193,7 +202,8 @@ async def run_operation(request: Request, session_id: str, operation: str) -> Re
             raise
         outcome = service.OperationOutcome(False, error.message, status_code=400)
     if outcome.ok or outcome.status_code == 504:
-        return redirect(f"/dashboard/transactions/{session_id}", done=outcome.reference_number)
+        return redirect(f"/dashboard/transactions/{session_id}", done=outcome.reference_number,
+                        notice="" if outcome.reference_number else outcome.message)
     view = await service.transaction_view(ctx, visitor, session_id)
     allowed = next((a for a in view.allowed if a.operation == operation), None)
     if allowed is None:
