@@ -300,14 +300,13 @@ async def test_unknown_order_is_404(
     assert response.json() == failure(ORDER_NOT_FOUND)
 
 
-@pytest.mark.parametrize("state", ["created", "canceled"])
+@pytest.mark.parametrize("state", ["canceled", "invalided"])
 async def test_state_without_inquiry_is_refused(
     client: httpx.AsyncClient, seed: Seed, auth: dict[str, str], gateway_inquiries: list[str],
     state: str,
 ) -> None:
-    await seed.transaction("100.000", card=None)
-    if state != "created":
-        await seed.set_state("ORD-1", state)
+    await seed.transaction("100.000", card=DECLINED_CARD)  # one attempt, declined
+    await seed.set_state("ORD-1", state)
     before = await seed.snapshot()
 
     response = await inquire(client, auth, json={})
@@ -316,6 +315,30 @@ async def test_state_without_inquiry_is_refused(
     assert response.json() == failure(NOT_ALLOWED)
     assert await seed.snapshot() == before
     assert gateway_inquiries == []
+
+
+@pytest.mark.parametrize("disclose", [False, True])
+async def test_checks_run_in_the_documented_order(
+    client: httpx.AsyncClient, seed: Seed, auth: dict[str, str], gateway_inquiries: list[str],
+    disclose: bool,
+) -> None:
+    """decisions §13: unknown order → no attempts → disclosure without URL → state. A session
+    created but never paid has no attempts, whatever else is wrong with the request."""
+    await seed.transaction("100.000", card=None)  # created, never attempted
+    before = await seed.snapshot()
+
+    response = await inquire(client, auth, json={"disclose_to_merchant": disclose})
+
+    assert response.status_code == 400
+    assert response.json() == failure("No payment attempts for order ORD-1")
+    assert await seed.snapshot() == before
+    assert gateway_inquiries == []
+
+    # With an attempt, disclosure without a URL comes before the state check.
+    await seed.transaction("100.000", order_no="ORD-2", card=DECLINED_CARD)
+    await seed.set_state("ORD-2", "canceled")
+    response = await inquire(client, auth, "ORD-2", json={"disclose_to_merchant": True})
+    assert response.json() == failure("No disclosure url found for order ORD-2")
 
 
 async def test_pending_transaction_without_attempts(

@@ -30,6 +30,8 @@ FOREIGN_CURRENCY = "Operations are not available for payments made in a foreign 
 ORDER_NOT_FOUND = "Order number does not exist"
 UNCONFIRMED = "The payment gateway did not confirm the operation; it will be reconciled"
 TRACKING_IN_PROGRESS = "An operation with this Tracking-Key is in progress"
+TRACKING_MISMATCH = {"detail": "This Tracking-Key was used for a different request",
+                     "operation": "operation_tracking", "result": "failed"}
 SANDBOX_DECLINE = "Declined by the sandbox issuer"
 
 # ExternalOperation: the keys the spec marks required (ottu-api.md §4.3).
@@ -681,9 +683,11 @@ async def test_queued_refund_answers_200_refund_queued_and_stays_reserved(
     assert full.status_code == 400
     assert full.json() == failure(exceeds("refundable", "99.008", "KWD"), "refund")
 
-    replay = await post_op(client, auth, "refund", "5.000", tracking_key="queued-1")
+    replay = await post_op(client, auth, "refund", "0.992", tracking_key="queued-1")
     assert replay.status_code == 200, replay.text
     assert replay.json() == body
+    other = await post_op(client, auth, "refund", "5.000", tracking_key="queued-1")
+    assert (other.status_code, other.json()) == (409, TRACKING_MISMATCH)
     assert gateway_calls == [("refund", 992)]
 
 
@@ -725,10 +729,11 @@ async def test_tracking_key_replays_the_stored_response_without_a_gateway_call(
     first = await post_op(client, auth, "refund", "10.000", tracking_key="key-1")
     assert first.status_code == 200, first.text
 
+    # The same request, the amount written in any way that normalises to the same value.
     replays = [
         await post_op(client, auth, "refund", "10.000", tracking_key="key-1"),
-        await post_op(client, auth, "refund", "50.000", tracking_key="key-1", slash=True),
-        await post_op(client, auth, "refund", tracking_key="key-1"),
+        await post_op(client, auth, "refund", "10", tracking_key="key-1", slash=True),
+        await post_op(client, auth, "refund", "10.0", tracking_key="key-1"),
     ]
 
     for replay in replays:
@@ -753,19 +758,55 @@ async def test_tracking_key_replay_is_the_stored_response_after_later_operations
     assert replay.json() == first.json()
 
 
-async def test_tracking_key_replay_ignores_a_different_operation(
+async def test_tracking_key_is_bound_to_the_operation_and_amount(
     client: httpx.AsyncClient, seed: Seed, auth: dict[str, str], gateway_calls: list[Any]
 ) -> None:
+    """decisions §13: a different operation or amount under a used key → 409, nothing sent."""
     await seed.transaction("100.000", "KWD", mode="authorize")
     first = await post_op(client, auth, "capture", "10.000", tracking_key="key-1")
     assert first.status_code == 200, first.text
+    before = await seed.snapshot()
 
-    replay = await post_op(client, auth, "void", tracking_key="key-1")
-
-    assert replay.status_code == 200, replay.text
-    assert replay.json() == first.json()
+    for operation, amount in (("void", None), ("capture", "20.000"), ("capture", None),
+                              ("refund", "10.000"), ("capture", "10.001")):
+        response = await post_op(client, auth, operation, amount, tracking_key="key-1")
+        assert (response.status_code, response.json()) == (409, TRACKING_MISMATCH), (
+            operation, amount, response.text)
+    assert await seed.snapshot() == before
     assert gateway_calls == [("capture", 10_000)]
     assert await totals(seed) == (10_000, 0, 0)
+
+
+async def test_tracking_key_without_amount_matches_only_without_amount(
+    client: httpx.AsyncClient, seed: Seed, auth: dict[str, str], gateway_calls: list[Any]
+) -> None:
+    await seed.transaction("100.000", "KWD")
+    everything = await post_op(client, auth, "refund", tracking_key="all")
+    assert everything.status_code == 200 and everything.json()["amount"] == "100.000"
+    replay = await post_op(client, auth, "refund", tracking_key="all")
+    assert replay.status_code == 200 and replay.json() == everything.json()
+    explicit = await post_op(client, auth, "refund", "100.000", tracking_key="all")
+    assert (explicit.status_code, explicit.json()) == (409, TRACKING_MISMATCH)
+    assert gateway_calls == [("refund", 100_000)]
+
+
+async def test_tracking_key_replay_never_shows_another_operation_to_its_caller(
+    client: httpx.AsyncClient, seed: Seed, auth: dict[str, str], gateway_calls: list[Any]
+) -> None:
+    """A user who may only capture, sending a refund's key, gets no refund body back."""
+    await seed.transaction("100.000", "KWD", mode="authorize")
+    assert (await post_op(client, auth, "capture", "50.000")).status_code == 200
+    refund = await post_op(client, auth, "refund", "5.000", tracking_key="key-r")
+    assert refund.status_code == 200, refund.text
+    capturer = await seed.user("capturer", permissions=["payment.capture"])
+
+    response = await post_op(client, capturer, "capture", "5.000", tracking_key="key-r")
+
+    assert (response.status_code, response.json()) == (409, TRACKING_MISMATCH)
+    assert refund.json()["reference_number"] not in response.text
+    refused = await post_op(client, capturer, "refund", "5.000", tracking_key="key-r")
+    assert refused.status_code == 403  # and no replay without payment.refund
+    assert gateway_calls == [("capture", 50_000), ("refund", 5_000)]
 
 
 async def test_tracking_key_of_a_failed_operation_is_free_to_reuse(
@@ -807,11 +848,13 @@ async def test_tracking_key_of_an_operation_in_progress_is_409(
     assert pending.status_code == 504
     before = await seed.snapshot()
 
-    again = await post_op(client, auth, "refund", "5.000", tracking_key="key-1")
+    again = await post_op(client, auth, "refund", f"0.{trigger}", tracking_key="key-1")
 
     assert again.status_code == 409
     assert again.json() == {"detail": TRACKING_IN_PROGRESS, "operation": "operation_tracking",
                             "result": "failed"}
+    other = await post_op(client, auth, "refund", "5.000", tracking_key="key-1")
+    assert (other.status_code, other.json()) == (409, TRACKING_MISMATCH)
     assert await seed.snapshot() == before
     assert gateway_calls == [("refund", int(trigger))]
 

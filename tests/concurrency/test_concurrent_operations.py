@@ -271,9 +271,11 @@ async def test_concurrent_same_tracking_key_runs_once(
     await check_books(ctx, seed, "ORD-T")
     assert [ref for _, ref, _ in gateway_calls] == [op.reference_number]
 
-    # Once settled, the same key answers from storage: same operation, no new gateway call,
-    # whatever the new body says.
-    retry = await post_op(client, auth, "ORD-T", "refund", "2.000", tracking_key="TK-1")
+    # Once settled, the same key answers from storage: same operation, no new gateway call;
+    # a different amount under it is refused (decisions §13).
+    other = await post_op(client, auth, "ORD-T", "refund", "2.000", tracking_key="TK-1")
+    assert other.status_code == 409, other.text
+    retry = await post_op(client, auth, "ORD-T", "refund", "1.000", tracking_key="TK-1")
     assert retry.status_code == 200, retry.text
     assert retry.json()["reference_number"] == op.reference_number
     assert retry.json()["amount"] == "1.000"

@@ -57,6 +57,11 @@ TRACKING_IN_PROGRESS = {
     "operation": "operation_tracking",
     "result": "failed",
 }
+TRACKING_MISMATCH = {
+    "detail": "This Tracking-Key was used for a different request",
+    "operation": "operation_tracking",
+    "result": "failed",
+}
 OPEN = ("processing", "queued", "needs_review")
 UNSETTLED = ("processing", "needs_review")
 TRIGGERS = (991, 992, 993, 994, 995)
@@ -69,6 +74,11 @@ STEPS = 20
 
 def kwd(minor: int) -> str:
     return format_minor(minor, CURRENCY)
+
+
+def fingerprint(operation: str, amount: int | None) -> str:
+    """What a Tracking-Key is bound to (decisions §13); void ignores the amount."""
+    return f"{operation}:{'absent' if amount is None or operation == 'void' else kwd(amount)}"
 
 
 # Amounts in minor units: plain ones, and ones ending in a sandbox trigger (…991 … …995).
@@ -295,7 +305,7 @@ class OperationsMachine(RuleBasedStateMachine):
             assert op.state in ("succeeded", "queued"), op.state
             assert body["amount"] == kwd(op.amount)
         elif status == 409:
-            assert body == TRACKING_IN_PROGRESS
+            assert body in (TRACKING_IN_PROGRESS, TRACKING_MISMATCH), body
         else:
             assert body["result"] == "failed" and body["operation"] == operation, body
 
@@ -311,10 +321,12 @@ class OperationsMachine(RuleBasedStateMachine):
                    if o.id not in {b.id for b in before.operations}]
 
         prior = before.by_key(key) if key else None
-        if prior is not None:  # decisions §6: replay or "in progress", never a second operation
-            assert new_ops == []
+        if prior is not None:  # decisions §6, §13: replay, mismatch or "in progress", never a
+            assert new_ops == []  # second operation
             assert after.ledger.keys() == before.ledger.keys()
-            if prior.state in UNSETTLED:
+            if prior.request_fingerprint != fingerprint(operation, amount):
+                assert (response.status_code, body) == (409, TRACKING_MISMATCH), body
+            elif prior.state in UNSETTLED:
                 assert response.status_code == 409, (response.status_code, body)
             else:
                 assert response.status_code == 200, (response.status_code, body)

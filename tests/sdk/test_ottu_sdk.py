@@ -93,10 +93,13 @@ def test_purchase_refund_inquiry_with_api_key(server: tuple[str, dict[str, Any]]
     assert [t["state"] for t in ottu.session.transactions] == ["refunded"]
 
     first = ottu.session.refund(amount="1.000", tracking_key="refund-1")
-    again = ottu.session.refund(amount="9.000", tracking_key="refund-1")
+    again = ottu.session.refund(amount="1.000", tracking_key="refund-1")
     assert first["success"] and again["success"]
     assert again["response"]["reference_number"] == first["response"]["reference_number"]
     assert again["response"]["amount"] == "1.000"
+    assert ottu.session.refunded_amount == "6.000"
+    other = ottu.session.refund(amount="9.000", tracking_key="refund-1")
+    assert not other["success"] and other["status_code"] == 409
     assert ottu.session.refunded_amount == "6.000"
 
     over = ottu.session.refund(amount="50.000")

@@ -16,9 +16,11 @@ IMPORT_PERMISSION = "payment.import"
 RESOLVE_PERMISSION = "payment.resolve"
 ALL_PERMISSIONS = (frozenset(OPERATION_PERMISSIONS.values()) | frozenset(CHECKOUT_PERMISSIONS)
                    | {IMPORT_PERMISSION, RESOLVE_PERMISSION})
-# What an API key holds: every merchant-integration permission, never an operator's decision
-# (a key sits in a merchant's server; resolving needs a named person).
-API_KEY_PERMISSIONS = ALL_PERMISSIONS - {RESOLVE_PERMISSION}
+# What an API key holds, listed explicitly: the merchant-integration permissions (decisions §11),
+# never an operator's decision or a dashboard code (a key sits in a merchant's server; resolving
+# needs a named person).
+API_KEY_PERMISSIONS = (frozenset(OPERATION_PERMISSIONS.values()) | frozenset(CHECKOUT_PERMISSIONS)
+                       | {IMPORT_PERMISSION})
 
 # The dashboard's administration pages (issue 15). Superusers hold them; API keys never do: a key
 # is for payment traffic, and an administrator is a person signed in to the dashboard.

@@ -71,7 +71,12 @@ async def _inquire(
             raise InquiryNotFound(lookup.not_found_message)
         if lookup.names_other_than(parent):
             raise InquiryFailed(messages.LOOKUP_MISMATCH)
+        # The order of Ottu's v1 documentation (decisions §13): unknown order → no attempts →
+        # disclosure without URL → state not inquirable.
         order_label = parent.order_no or parent.session_id
+        attempts = await repository.attempts(session, parent.id)
+        if not attempts:
+            raise InquiryFailed(messages.NO_ATTEMPTS.format(order_no=order_label))
         target = (disclosure_url or parent.webhook_url) if disclose else ""
         if disclose and not target:
             raise InquiryFailed(messages.NO_DISCLOSURE_URL.format(order_no=order_label))
@@ -79,9 +84,6 @@ async def _inquire(
             path = inquiry_path(parent.state)
         except RuleViolation as violation:
             raise InquiryFailed(violation.message) from None
-        attempts = await repository.attempts(session, parent.id)
-        if not attempts:
-            raise InquiryFailed(messages.NO_ATTEMPTS.format(order_no=order_label))
         parent_id = parent.id
     if path == InquiryPath.GATEWAY:
         await _admit(ctx, parent_id)

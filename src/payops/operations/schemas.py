@@ -109,12 +109,22 @@ def parse_v1_operation(body: dict[str, Any]) -> tuple[str, Any]:
     return parse_operation(body, V1_OPERATIONS)
 
 
+# Operations that take an amount; on the others `amount` is ignored whatever it holds (§13).
+AMOUNT_OPERATIONS = ("capture", "refund")
+
+
 def parse_operation(body: dict[str, Any], choices: tuple[str, ...]) -> tuple[str, Any]:
     operation = choice("operation", body.get("operation"), choices)
-    amount = body.get("amount")
-    if amount in (None, ""):
-        amount = None
-    elif not isinstance(amount, str):
+    if operation not in AMOUNT_OPERATIONS or "amount" not in body:
+        # Only an absent amount means "all that remains" (decisions §13).
+        return operation, None
+    amount = body["amount"]
+    if amount is None:
+        raise field_error("amount", messages.AMOUNT_NULL)
+    if isinstance(amount, str) and not amount.strip():
+        # A blank string (an empty form field `amount=`) is no number, never "everything".
+        raise field_error("amount", messages.AMOUNT_BLANK)
+    if not isinstance(amount, str):
         # The contract carries amounts as decimal strings (decisions §3); a JSON number is
         # refused rather than guessed at.
         raise field_error("amount", messages.AMOUNT_NOT_STRING)
