@@ -28,7 +28,8 @@ COMMON_ERRORS = {
     "413": "Request body too large",
     "415": "Unsupported media type",
     "429": "Throttled (with Retry-After)",
-    "503": "Overloaded: every database connection is busy (with Retry-After)",
+    "503": "Overloaded: every database connection or password-verification slot is busy "
+           "(with Retry-After)",
 }
 
 

@@ -38,6 +38,18 @@ def _insert_for(session: AsyncSession) -> Any:
     return postgresql.insert if dialect == "postgresql" else sqlite.insert
 
 
+async def current_failures(
+    session: AsyncSession, keys: list[str], now_ms: int
+) -> dict[str, tuple[int, int]]:
+    """Failures and window end of each key whose window is still open."""
+    table = AuthFailureCounter.__table__
+    rows = await session.execute(
+        select(table.c.key, table.c.failures, table.c.window_ends_ms)
+        .where(table.c.key.in_(keys), table.c.window_ends_ms > now_ms)
+    )
+    return {key: (int(failures), int(ends)) for key, failures, ends in rows}
+
+
 async def count_failure(
     session: AsyncSession, key: str, now_ms: int, window_ms: int
 ) -> tuple[int, int]:
@@ -62,13 +74,19 @@ async def count_failure(
     return int(failures), int(window_ends_ms)
 
 
-async def uncount_failure(session: AsyncSession, key: str, window_ends_ms: int) -> None:
-    """Take back a failure counted in advance, if its window is still the current one."""
+async def uncount_failures(session: AsyncSession, counted: list[tuple[str, int]]) -> None:
+    """Take back failures counted in advance (key, window end), where that window is still the
+    current one; a counter back at zero is deleted, so successful logins leave no rows behind."""
     table = AuthFailureCounter.__table__
+    for key, window_ends_ms in counted:
+        await session.execute(
+            update(table)
+            .where(table.c.key == key, table.c.window_ends_ms == window_ends_ms,
+                   table.c.failures > 0)
+            .values(failures=table.c.failures - 1)
+        )
     await session.execute(
-        update(table)
-        .where(table.c.key == key, table.c.window_ends_ms == window_ends_ms, table.c.failures > 0)
-        .values(failures=table.c.failures - 1)
+        delete(table).where(table.c.key.in_([key for key, _ in counted]), table.c.failures <= 0)
     )
 
 

@@ -27,9 +27,10 @@ _ALPHABET = string.ascii_letters + string.digits
 
 @lru_cache(maxsize=1)
 def _dummy_hash() -> str:
-    """Verified against when a username is unknown, so both paths cost one argon2 verification.
-    Made on first use: every `payops` process start would otherwise pay for it."""
-    return PasswordHasher().hash(secrets.token_urlsafe(16))
+    """Verified against when a username is unknown, so both paths cost one argon2 verification
+    (with the parameters real hashes get). Made on first use: every `payops` process start would
+    otherwise pay for it."""
+    return _hasher.hash(secrets.token_urlsafe(16))
 
 
 def hash_password(password: str) -> str:

@@ -116,8 +116,8 @@ class VerifiedCache:
 
 
 class VerificationGate:
-    """Bounds the argon2id verifications of one process: ``concurrency`` run, ``queue`` wait,
-    the next is refused at once (503), so a flood of bad logins cannot starve API keys and
+    """Bounds the argon2id verifications of one process: ``concurrency`` run, up to ``queue`` more
+    wait, the next is refused at once (503), so a flood of bad logins cannot starve API keys and
     cached users of CPU."""
 
     def __init__(self, concurrency: int, queue: int, metrics: AuthMetrics) -> None:
@@ -134,23 +134,29 @@ class VerificationGate:
             self._refused.inc()
             raise DetailError(messages.BUSY, 503, {"Retry-After": "1"})
         self.admitted += 1
-        self._queued.inc()
         try:
             yield
         finally:
             self.admitted -= 1
-            self._queued.dec()
 
-    @asynccontextmanager
-    async def slot(self) -> AsyncIterator[None]:
-        async with self._slots:
+    async def verify(self, password_hash: str | None, password: str) -> bool:
+        self._queued.inc()
+        try:
+            await self._slots.acquire()
+        finally:
             self._queued.dec()
-            self._running.inc()
-            try:
-                yield
-            finally:
-                self._running.dec()
-                self._queued.inc()
+        self._running.inc()
+        verification = asyncio.ensure_future(
+            asyncio.to_thread(verify_password, password_hash, password))
+
+        def release(_: object) -> None:
+            # Only when the thread is done: a client that hangs up must not free the slot
+            # while its verification still burns CPU.
+            self._running.dec()
+            self._slots.release()
+
+        verification.add_done_callback(release)
+        return await asyncio.shield(verification)
 
 
 class Authenticator:
@@ -204,10 +210,7 @@ class Authenticator:
             reservation = await self.throttle.reserve_login(username, client)
             async with self.db.read() as session:
                 user = await repository.user_by_username(session, username)
-            async with self.gate.slot():
-                ok = await asyncio.to_thread(
-                    verify_password, user.password_hash if user else None, password
-                )
+            ok = await self.gate.verify(user.password_hash if user else None, password)
         if not ok or user is None:
             self.metrics.failures.labels("basic").inc()
             self.throttle.failed(reservation, username, known_user=user is not None)

@@ -25,6 +25,7 @@ import logging
 import math
 import time
 from dataclasses import dataclass, field
+from typing import NoReturn
 
 from payops.auth import repository
 from payops.auth.metrics import AuthMetrics
@@ -95,6 +96,13 @@ class FailureThrottle:
         self, limited: list[tuple[str, int, str]], alert_key: str | None = None
     ) -> Reservation:
         now_ms = int(time.time() * 1000)
+        # A read first: a flood against a spent counter is answered without taking a write lock.
+        async with self.db.read() as session:
+            current = await repository.current_failures(session, [k for k, _, _ in limited], now_ms)
+        spent = [(current[key][1], scope) for key, limit, scope in limited
+                 if key in current and current[key][0] >= limit]
+        if spent:
+            self._refuse(max(spent), now_ms)
         reservation = Reservation()
         async with self.db.write() as session:
             refused: list[tuple[int, str]] = []
@@ -106,9 +114,7 @@ class FailureThrottle:
                     refused.append((window_ends_ms, scope))
             if refused:
                 # Raising rolls the transaction back: a refused attempt counts nothing.
-                window_ends_ms, scope = max(refused)
-                self.metrics.throttled.labels(scope).inc()
-                raise Throttled(math.ceil((window_ends_ms - now_ms) / 1000))
+                self._refuse(max(refused), now_ms)
             if alert_key is not None:
                 reservation.username_failures, window_ends_ms = await repository.count_failure(
                     session, alert_key, now_ms, self.window_ms)
@@ -116,10 +122,14 @@ class FailureThrottle:
         await self._sweep_if_due(now_ms)
         return reservation
 
+    def _refuse(self, spent: tuple[int, str], now_ms: int) -> NoReturn:
+        window_ends_ms, scope = spent
+        self.metrics.throttled.labels(scope).inc()
+        raise Throttled(math.ceil((window_ends_ms - now_ms) / 1000))
+
     async def forgive(self, reservation: Reservation) -> None:
         async with self.db.write() as session:
-            for key, window_ends_ms in reservation.counted:
-                await repository.uncount_failure(session, key, window_ends_ms)
+            await repository.uncount_failures(session, reservation.counted)
 
     def failed(self, reservation: Reservation, username: str, *, known_user: bool) -> None:
         """The reserved attempt did fail: alert once when one username reaches the threshold."""
