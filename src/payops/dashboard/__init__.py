@@ -12,9 +12,11 @@ STATIC_DIR = Path(__file__).resolve().parent / "static"
 
 
 def install(app: FastAPI) -> None:
-    """Add the dashboard's pages, its static files and its error pages to the API app."""
+    """Add the dashboard's pages, its static files and its error pages to the API app.
+    Every page sets its own security headers (``rendering.PAGE_HEADERS``), so the API's
+    requests pay for no extra middleware."""
     from payops.dashboard.endpoints import router
-    from payops.dashboard.rendering import PAGE_HEADERS, render
+    from payops.dashboard.rendering import render
     from payops.dashboard.service import DashboardError
     from payops.dashboard.sessions import current_visitor
     from payops.dashboard.web import SignInNeeded, redirect
@@ -30,16 +32,6 @@ def install(app: FastAPI) -> None:
         visitor = await current_visitor(request.app.state.ctx, request)
         return render(request, visitor, "error.html", status_code=exc.status_code,
                       message=exc.message)
-
-    @app.middleware("http")
-    async def dashboard_headers(request: Request, call_next):  # type: ignore[no-untyped-def]
-        response = await call_next(request)
-        if request.url.path.startswith("/dashboard"):
-            static = request.url.path.startswith("/dashboard/static/")
-            for name, value in PAGE_HEADERS.items():
-                if not (static and name == "Cache-Control"):
-                    response.headers.setdefault(name, value)
-        return response
 
     app.include_router(router)
     app.mount("/dashboard/static", StaticFiles(directory=STATIC_DIR), name="dashboard-static")
