@@ -761,3 +761,22 @@ def test_the_cli_grants_the_dashboard_codes(database_url: str, tmp_path: Any) ->
     assert granted.exit_code == 0, granted.output
     assert "admin.gateways, admin.users, audit.view" in granted.output
     assert cli("user", "grant", "alice", "admin.everything").exit_code == 1
+
+
+async def test_a_declined_or_unconfirmed_refund_is_told_as_such(
+    operator_for: Any, seed: Any,
+) -> None:
+    parent = await seed.transaction("100.000", order_no="ORD-D")
+    op = await operator_for(["payment.inquiry", "payment.refund"])
+    declined = await refund(op, parent.session_id, "0.991")  # the sandbox declines …991
+    assert declined.status_code == 400
+    assert 'role="alert"' in declined.text and "Confirm refund" in declined.text
+    unconfirmed = await refund(op, parent.session_id, "0.994")  # …994: no answer
+    assert unconfirmed.status_code == 303
+    page = (await op.get(unconfirmed.headers["location"])).text
+    assert "processing" in page and "it will be reconciled" in page
+    states = sorted(o.state for o in await seed.operations("ORD-D"))
+    assert states == ["failed", "processing"]
+    assert (await seed.find("ORD-D")).refunded == 0
+    results = [(a.action, a.result) for a in await seed.audit() if a.action == "dashboard.refund"]
+    assert results == [("dashboard.refund", "refused"), ("dashboard.refund", "pending")]
