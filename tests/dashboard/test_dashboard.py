@@ -11,13 +11,11 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import httpx
-import pytest
 from sqlalchemy import select, update
 
 from payops.auth.permissions import ADMIN_PERMISSIONS, ALL_PERMISSIONS
 from payops.db.models import (
     ApiKey,
-    AuditEntry,
     DashboardSession,
     GatewayConfig,
     Operation,

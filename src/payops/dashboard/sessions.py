@@ -18,7 +18,7 @@ from datetime import datetime, timedelta, timezone
 
 from fastapi import Request
 from fastapi.responses import Response
-from sqlalchemy import delete, select
+from sqlalchemy import delete
 
 from payops.auth.permissions import GRANTABLE_PERMISSIONS
 from payops.auth.service import Principal
@@ -152,18 +152,6 @@ async def current_visitor(ctx: AppContext, request: Request) -> Visitor | None:
 async def end_session(ctx: AppContext, key: str) -> None:
     async with ctx.db.write() as session:
         await session.execute(delete(DashboardSession).where(DashboardSession.token_hash == key))
-
-
-async def end_sessions_of(ctx: AppContext, user_id: int) -> None:
-    async with ctx.db.write() as session:
-        await session.execute(delete(DashboardSession).where(DashboardSession.user_id == user_id))
-
-
-async def active_session_count(ctx: AppContext, user_id: int) -> int:
-    async with ctx.db.read() as session:
-        rows = await session.scalars(select(DashboardSession.token_hash).where(
-            DashboardSession.user_id == user_id))
-        return len(list(rows))
 
 
 def tokens_match(expected: str, given: str | None) -> bool:
