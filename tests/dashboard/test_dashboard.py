@@ -16,6 +16,7 @@ from sqlalchemy import select, update
 from payops.auth.permissions import ADMIN_PERMISSIONS, ALL_PERMISSIONS
 from payops.db.models import (
     ApiKey,
+    AuditEntry,
     DashboardSession,
     GatewayConfig,
     Operation,
@@ -759,6 +760,28 @@ def test_the_cli_grants_the_dashboard_codes(database_url: str, tmp_path: Any) ->
     assert granted.exit_code == 0, granted.output
     assert "admin.gateways, admin.users, audit.view" in granted.output
     assert cli("user", "grant", "alice", "admin.everything").exit_code == 1
+    # Administration from the command line is audited too, with the OS account as the actor.
+    assert cli("apikey", "create", "shop").exit_code == 0
+    added = cli("gateway", "add", "sandbox", "--code", "gw-1", "--currency", "KWD",
+                "--credentials", '{"secret": "do-not-log"}')
+    assert added.exit_code == 0, added.output
+
+    async def rows() -> list[tuple[str, str, str]]:
+        from sqlalchemy.ext.asyncio import create_async_engine
+
+        engine = create_async_engine(database_url)
+        try:
+            async with engine.connect() as conn:
+                result = await conn.execute(select(
+                    AuditEntry.action, AuditEntry.actor_type, AuditEntry.details))
+                return [(a, t, str(d)) for a, t, d in result]
+        finally:
+            await engine.dispose()
+    audited = asyncio.run(rows())
+    assert [(a, t) for a, t, _ in audited] == [
+        ("user.create", "cli"), ("user.grant", "cli"), ("api_key.create", "cli"),
+        ("gateway.add", "cli")]
+    assert "do-not-log" not in audited[-1][2] and "secret" in audited[-1][2]
 
 
 async def test_a_declined_or_unconfirmed_refund_is_told_as_such(

@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy import select
 
+from payops import audit
 from payops.auth import repository as auth_repo
 from payops.auth.accounts import AccountError, bump_credentials_version, set_active, set_password
 from payops.auth.permissions import ALL_PERMISSIONS, GRANTABLE_PERMISSIONS
@@ -168,6 +169,8 @@ def user_create(
                 first_name=first_name, last_name=last_name, email=email, phone=phone,
                 permissions=[UserPermission(code=code) for code in sorted(set(permission))],
             ))
+            audit.record(session, _cli_actor(), "user.create", "success", username=username,
+                         superuser=superuser, permissions=sorted(set(permission)))
     _run(work)
     console.print(f"created user [bold]{username}[/bold]")
 
@@ -210,6 +213,8 @@ def user_grant(
                 elif not revoke and code not in held:
                     user.permissions.append(UserPermission(code=code))
             bump_credentials_version(user)  # cached logins pick up the new permissions
+            audit.record(session, _cli_actor(), "user.revoke" if revoke else "user.grant",
+                         "success", username=username, permissions=sorted(set(permissions)))
             await session.flush()
             return sorted(p.code for p in user.permissions)
     now_held = _run(work)
@@ -283,6 +288,8 @@ def apikey_create(
                        if expires_in_days > 0 else None)
             session.add(ApiKey(prefix=prefix, secret_hash=secret_hash, name=name,
                                expires_at=expires))
+            audit.record(session, _cli_actor(), "api_key.create", "success", prefix=prefix,
+                         name=name, expires_in_days=expires_in_days)
     _run(work)
     console.print(f"API key [bold]{name}[/bold] (prefix {prefix}), shown only now:")
     print(key)
@@ -296,7 +303,10 @@ def apikey_revoke(prefix: str) -> None:
             key = await auth_repo.api_key_by_prefix(session, prefix.split(".")[0])
             if key is None:
                 return False
-            key.revoked_at = key.revoked_at or datetime.now(timezone.utc)
+            if key.revoked_at is None:
+                key.revoked_at = datetime.now(timezone.utc)
+                audit.record(session, _cli_actor(), "api_key.revoke", "success",
+                             prefix=key.prefix, name=key.name)
             return True
     if not _run(work):
         _fail(f"no API key with prefix {prefix!r}")
@@ -358,6 +368,9 @@ def gateway_add(
                 enabled_operations=list(operations) or None, multi_attempt=not single_attempt,
                 options=options, webhook_secret=webhook_secret,
             )
+            # The names of the credential fields only, never their values.
+            audit.record(session, _cli_actor(), "gateway.add", "success", pg_code=code,
+                         connector=connector, credentials=sorted(creds))
     try:
         _run(work)
     except (GatewayConfigError, ValueError) as exc:
