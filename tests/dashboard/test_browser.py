@@ -231,14 +231,14 @@ def test_resolve_a_review_item(browser: Any, settings: Settings, shots: Any) -> 
 
 
 def test_retry_a_webhook(browser: Any, settings: Settings, shots: Any) -> None:
-    with receiving(Receiver(script=[503], default=200)) as receiver:
+    with receiving(Receiver(script=[410], default=200)) as receiver:
         async def seed(s: Seed, ctx: AppContext) -> int:
             await s.superuser("admin")
             parent = await s.transaction("100.000", order_no="ORDER-HOOK")
             async with ctx.db.write() as session:
                 event = OutboxEvent(event_id="evt-browser", kind="payment",
                                     target_url=receiver.url, state="failed", attempts=10,
-                                    last_error="HTTP 503",
+                                    last_error="HTTP 500",
                                     payload={"order_no": "ORDER-HOOK", "state": "paid"},
                                     transaction_id=parent.id)
                 session.add(event)
@@ -251,9 +251,9 @@ def test_retry_a_webhook(browser: Any, settings: Settings, shots: Any) -> None:
             page.get_by_role("link", name="Webhooks").click()
             shots(page, "07-webhooks")
             page.get_by_role("link", name=f"#{event_id}").click()
-            page.get_by_role("button", name="Retry now").click()  # answered 503: pending again
-            page.wait_for_url(f"**/dashboard/webhooks/{event_id}?retried=*")
-            assert "503" in page.locator("table").inner_text()
+            page.get_by_role("button", name="Retry now").click()  # answered 410: failed again
+            page.wait_for_url(f"**/dashboard/webhooks/{event_id}?retried=failed")
+            assert "410" in page.locator("table").inner_text()
             page.get_by_role("button", name="Retry now").click()
             page.wait_for_url(f"**/dashboard/webhooks/{event_id}?retried=delivered")
             assert page.get_by_role("heading", name=f"Webhook event #{event_id}").inner_text(

@@ -586,10 +586,15 @@ async def test_retry_now_sends_a_failed_event_again(operator_for: Any, seed: Any
             session.add(event)
             await session.flush()
             event_id = event.id
+        # A pending event may be in a worker's hands: it is not retried by hand.
+        assert (await op.post(f"/dashboard/webhooks/{event_id}/retry")).status_code == 409
+        assert "Retry now" not in (await op.get(f"/dashboard/webhooks/{event_id}")).text
+        async with seed.ctx.db.write() as session:
+            await session.execute(update(OutboxEvent).values(state="failed", attempts=10))
         response = await op.post(f"/dashboard/webhooks/{event_id}/retry")
         assert response.status_code == 303
         page = (await op.get(f"/dashboard/webhooks/{event_id}")).text
-        assert "failed" in page and "410" in page
+        assert "failed" in page and "410" in page and "Retry now" in page
         response = await op.post(f"/dashboard/webhooks/{event_id}/retry")
         assert response.status_code == 303
     page = (await op.get(f"/dashboard/webhooks/{event_id}")).text

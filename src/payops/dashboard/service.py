@@ -351,8 +351,10 @@ def bar_chart(days: list[date], counts: list[int], width: int = 560,
 # -- webhooks ----------------------------------------------------------------------------------
 
 async def retry_event(ctx: AppContext, visitor: Visitor, event_id: int) -> str:
-    """Start a fresh series of tries for a failed or pending event and make the first now.
-    The delivery lease is taken as the worker takes it, so the event is never sent twice at once."""
+    """Start a fresh series of tries for an event that failed for good, and make the first now.
+    Only failed events: a pending one may be in a worker's hands right now (its lease and its
+    backoff share ``next_attempt_at``), and it is retried on its own schedule anyway. The
+    delivery lease is taken as a worker takes it, so the event is never sent twice at once."""
     now = datetime.now(timezone.utc)
     async with ctx.db.write() as session:
         event = await session.get(OutboxEvent, event_id, with_for_update=True)
@@ -360,6 +362,9 @@ async def retry_event(ctx: AppContext, visitor: Visitor, event_id: int) -> str:
             raise PageNotFound("No such webhook event.")
         if event.state == "delivered":
             raise DashboardError("This event was delivered already.", 409)
+        if event.state != "failed":
+            raise DashboardError("This event is still being tried on its own schedule; it can "
+                                 "be retried by hand once it has failed.", 409)
         previous = event.state
         event.state, event.attempts, event.next_attempt_at = "pending", 0, now
         record(session, visitor, "webhook.retry", "requested", None,
