@@ -515,6 +515,12 @@ async def test_home_counts_and_links_to_the_lists(operator_for: Any, seed: Any) 
     listed = (await op.get(link.replace("&amp;", "&"))).text
     assert ">P1</a>" in listed and ">P2</a>" not in listed
     assert "<svg" in page and 'class="bar"' in page
+    assert 'href="/dashboard/webhooks?state=failed"' in page
+    assert 'href="/dashboard/review"' not in page  # no payment.resolve: counts without links
+    bare = await operator_for([])
+    page = (await bare.get("/dashboard")).text
+    assert "/dashboard/transactions" not in page and "/dashboard/webhooks" not in page
+    assert 'class="n">2</span> paid' in page
 
 
 # -- needs review --------------------------------------------------------------------------------
