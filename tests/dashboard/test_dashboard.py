@@ -737,6 +737,9 @@ async def test_no_page_references_an_outside_url_and_each_is_locked_down(
     paths = ["/dashboard/login"] + [template.format(**world) for method, template, _, _ in CASES
                                     if method == "GET" and not template.endswith(".csv")]
     paths += ["/dashboard", f"/dashboard/transactions/{world['paid']}"]
+    missing = await admin.get("/dashboard/no-such-page")
+    assert missing.status_code == 404 and "no such page" in missing.text
+    assert missing.headers["x-frame-options"] == "DENY"
     stylesheet = await client.get("/dashboard/static/dashboard.css")
     assert stylesheet.status_code == 200 and "url(" not in stylesheet.text
     for path in paths:
