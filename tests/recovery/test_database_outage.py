@@ -84,8 +84,8 @@ async def proxied_pg(postgres_url: str, tmp_path: Path) -> AsyncIterator[tuple[A
     await proxy.start()
     through_proxy = url.set(host="127.0.0.1", port=proxy.port).render_as_string(
         hide_password=False)
-    # The sandbox takes 1.5 s per call: time to cut the database during a refund's gateway call.
-    settings = make_settings(tmp_path, through_proxy, sandbox_latency_ms=1500)
+    # The sandbox takes 3 s per call: time to cut the database during a refund's gateway call.
+    settings = make_settings(tmp_path, through_proxy, sandbox_latency_ms=3000)
     application = create_app(settings)
     try:
         async with LifespanManager(application):
@@ -109,8 +109,14 @@ async def test_outage_during_the_gateway_call_answers_504_then_503_then_reconcil
         refund = asyncio.create_task(client.post(
             PATH, json={"operation": "refund", "amount": "10.000"},
             headers={**auth, "Tracking-Key": "outage-1"}))
-        await asyncio.sleep(0.7)  # the intent is committed; the gateway is being called
+        # Cut once the intent is committed, while the gateway is being called.
+        for _ in range(200):
+            if await seed.operations(ORDER) or refund.done():
+                break
+            await asyncio.sleep(0.02)
         assert not refund.done()
+        [intent] = await seed.operations(ORDER)
+        assert intent.state == "processing"
         await proxy.cut()
 
         response = await refund

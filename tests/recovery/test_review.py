@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -24,6 +25,7 @@ from payops.operations.reconciler import reconcile_once
 from payops.transactions import repository
 from payops.transactions.presenters import child_state
 
+from tests.connectors.mpgs.fake_server import mpgs_fake  # noqa: F401 - a fixture
 from tests.helpers import Seed
 
 ORDER = "ORD-1"
@@ -329,3 +331,32 @@ async def test_cli_recheck_and_resolve_record_the_operator(
         payops, "ops", "resolve", reference, "--outcome", "failed", "--reason", "x",
         "--operator", "Eve")
     assert code == 1 and "already resolved as succeeded" in err
+
+
+async def test_gateway_notification_contradicting_a_resolution_raises_the_alert(
+    client: httpx.AsyncClient, seed: Seed, ctx: AppContext, settings: Settings,
+    mpgs_fake: Any,  # noqa: F811
+) -> None:
+    """MPGS queues a refund; it goes to review; the operator resolves it as failed; later MPGS
+    approves it and notifies PayOps. Nothing changes, and the alert is raised."""
+    from tests.connectors.mpgs.test_notifications import (
+        SECRET, URL, notification, queued_refund,
+    )
+
+    admin = await seed.superuser()
+    reference = await queued_refund(client, seed, mpgs_fake, admin)
+    settings.queued_review_after = timedelta(seconds=0)
+    assert dict((await reconcile_once(ctx)).outcomes) == {"needs_review": 1}
+    resolved = await client.post(review_path(reference, "resolve"), headers=admin,
+                                 json={"outcome": "failed", "reason": "MPGS shows it pending"})
+    assert resolved.status_code == 200 and resolved.json()["state"] == "rejected", resolved.text
+    before = await seed.snapshot()
+
+    mpgs_fake.settle_pending("MPGS-ORD-9", reference)
+    notified = await client.post(URL, json=notification(reference),
+                                 headers={"X-Notification-Secret": SECRET})
+    assert notified.status_code == 200, notified.text
+    assert await seed.snapshot() == before
+    [alert] = [a for a in await seed.audit() if a.action == "contradiction"]
+    assert (alert.details["reference_number"], alert.details["gateway_outcome"]) == (
+        reference, "success")

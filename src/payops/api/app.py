@@ -14,6 +14,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
@@ -159,6 +160,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     for error_type in DATABASE_UNAVAILABLE:
         app.add_exception_handler(error_type, database_unavailable)
+
+    @app.exception_handler(DBAPIError)
+    async def database_error(request: Request, exc: DBAPIError) -> JSONResponse:
+        # A connection lost mid-statement arrives as a plain DBAPIError (asyncpg's
+        # ConnectionDoesNotExistError); SQLAlchemy marks it invalidated. Anything else is a bug.
+        if exc.connection_invalidated or isinstance(exc.orig, DATABASE_UNAVAILABLE) or isinstance(
+                getattr(exc.orig, "__cause__", None), DATABASE_UNAVAILABLE):
+            return await database_unavailable(request, exc)
+        return await unexpected(request, exc)
 
     @app.exception_handler(Exception)
     async def unexpected(_: Request, exc: Exception) -> JSONResponse:

@@ -25,7 +25,7 @@ from payops.errors import NotFound
 from payops.gateways import repository
 from payops.gateways.service import connector_for
 from payops.inquiry.service import ask_gateways_about
-from payops.operations import reconciler
+from payops.operations import reconciler, review
 from payops.operations.service import record_gateway_side_operations
 
 log = logging.getLogger(__name__)
@@ -76,6 +76,9 @@ async def _confirm(ctx: AppContext, parent_id: int) -> None:
     for operation_id in open_ops:
         if await reconciler.claim(ctx, operation_id):
             await reconciler.reconcile_operation(ctx, operation_id)
+    # A later answer about an operation an operator resolved changes nothing, but an answer
+    # that contradicts the resolution raises the alert (decisions §13).
+    await review.verify_resolutions(ctx, parent_id)
     if state in INQUIRABLE:
         await ask_gateways_about(ctx, parent_id)
     else:

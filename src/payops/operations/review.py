@@ -24,7 +24,7 @@ from typing import Any
 from sqlalchemy import and_, or_, select, update
 
 from payops import audit
-from payops.auth.service import Principal
+from payops.auth.service import SETTLEMENT, Principal
 from payops.connectors.base import GatewayResult, Outcome
 from payops.context import AppContext
 from payops.db.models import Operation, PaymentTransaction
@@ -160,7 +160,8 @@ async def recheck_operation(
     if request is None or "inquiry" not in supported_operations(op.gateway_config):
         raise ReviewRefused(messages.REVIEW_CANNOT_ASK.format(reference=reference_number))
     if op.state not in RECHECKABLE:
-        return await _verify_resolution(ctx, op, request, actor)
+        _, answer = await _verify_resolution(ctx, op, request, actor)
+        return answer
     if not await _claim(ctx, op):
         raise ReviewRefused(messages.REVIEW_IN_FLIGHT.format(reference=reference_number))
     message: str | None = None
@@ -185,7 +186,7 @@ async def recheck_operation(
 
 async def _verify_resolution(
     ctx: AppContext, op: Operation, request: Any, actor: Principal
-) -> dict[str, Any]:
+) -> tuple[bool, dict[str, Any]]:
     """Ask the gateway about an operation an operator resolved: nothing changes; an answer that
     contradicts the resolution raises the alert."""
     result = await reconciler._ask(ctx, op, request)
@@ -198,7 +199,23 @@ async def _verify_resolution(
                      gateway_outcome=result.outcome.value, contradicts_resolution=contradicted)
     message = (messages.REVIEW_CONTRADICTED if contradicted
                else messages.REVIEW_RESOLUTION_STANDS).format(outcome=result.outcome.value)
-    return await _current(ctx, op.id, message)
+    return contradicted, await _current(ctx, op.id, message)
+
+
+async def verify_resolutions(ctx: AppContext, parent_id: int) -> int:
+    """Ask the gateway again about every operation on this payment that an operator resolved
+    (after a gateway notification about it). Changes nothing; returns how many answers
+    contradicted their resolution (each raised the alert)."""
+    async with ctx.db.read() as session:
+        resolved = [op for op in await repository.operations(session, parent_id)
+                    if op.resolution and op.state not in RECHECKABLE]
+    contradicted = 0
+    for op in resolved:
+        _, request = await reconciler._request_for(ctx, op.id)
+        if request is None or "inquiry" not in supported_operations(op.gateway_config):
+            continue
+        contradicted += (await _verify_resolution(ctx, op, request, SETTLEMENT))[0]
+    return contradicted
 
 
 # -- resolve ------------------------------------------------------------------------------------

@@ -48,8 +48,8 @@ from payops.gateways.service import (
     gateway_facts,
 )
 from payops.ids import new_reference_number, new_session_id
-from payops.operations import alerts
 from payops.money import AmountError, format_minor, parse_amount
+from payops.operations import alerts
 from payops.transactions import repository
 from payops.transactions.presenters import operation_body, payment_body
 from payops.transactions.service import payment_ref
@@ -285,7 +285,8 @@ async def settle(
             alerts.report_contradiction(session, op, parent, result)
         return op, parent
     op.claimed_until = None
-    op.resolution = resolution
+    if resolution is not None:
+        op.resolution = resolution
     before = op.state
     op.pg_response = result.raw
     op.pg_params = result.pg_params
