@@ -116,6 +116,9 @@ async def test_set_password_from_stdin_and_what_it_refuses(
         (("user", "deactivate", "ghost"), None, "No user named 'ghost'"),
         (("user", "activate", "ghost"), None, "No user named 'ghost'"),
     ]
+    # `user create` keeps to the same policy: a password logins would refuse unread is refused.
+    refusals.append((("user", "create", "longpw"), "x" * 4097 + "\n" + "x" * 4097 + "\n",
+                     "at most 4096 bytes"))
     for args, stdin, message in refusals:
         result = await asyncio.to_thread(cli, *args, input=stdin)
         assert result.exit_code == 1 and message in result.stderr, (args, result.output)

@@ -225,16 +225,17 @@ async def test_counters_are_shared_between_processes(
 # -- the counter table stays small -----------------------------------------------------------------
 
 @pytest.mark.parametrize("settings_overrides", [{
-    "auth_failure_window_seconds": 1.0, "auth_throttle_sweep_seconds": 0,
+    "auth_failure_window_seconds": 3.0, "auth_failure_limit": 2, "auth_throttle_sweep_seconds": 0,
 }])
 async def test_counters_whose_window_has_passed_are_evicted(app: Any, seed: Seed) -> None:
     await seed.transaction(order_no="ORD-1")
     right = await seed.user("merchant", PASSWORD, superuser=True)
-    for attempt in range(seed.ctx.settings.auth_failure_limit):
+    started = asyncio.get_running_loop().time()
+    for attempt in range(2):
         assert (await post(app, "192.0.2.70", basic("merchant", f"g{attempt}"))).status_code == 401
-    assert_throttled(await post(app, "192.0.2.70", right), window=1)
+    assert_throttled(await post(app, "192.0.2.70", right), window=3)
     assert await counters(seed) == 3  # the pair, the address and the username
-    await asyncio.sleep(1.2)
+    await asyncio.sleep(max(0.0, started + 3.2 - asyncio.get_running_loop().time()))
     # The next failure (anyone's, any process's) sweeps what has expired.
     assert (await post(app, "192.0.2.71", basic("someone", "else"))).status_code == 401
     assert await counters(seed) == 3  # only someone@192.0.2.71's three
@@ -305,10 +306,11 @@ async def test_password_verifications_beyond_the_queue_are_refused_while_keys_ar
                  for n in range(4)]
         running, queued = 'payops_auth_password_verifications{state="running"}', \
             'payops_auth_password_verifications{state="queued"}'
-        for _ in range(500):
+        deadline = asyncio.get_running_loop().time() + 60
+        while asyncio.get_running_loop().time() < deadline:
             if (await metric(app, running), await metric(app, queued)) == (2.0, 2.0):
                 break
-            await asyncio.sleep(0.01)
+            await asyncio.sleep(0.02)
         assert (await metric(app, running), await metric(app, queued)) == (2.0, 2.0)
 
         # Login number five is refused at once, without a verification or a counted failure...
@@ -326,3 +328,46 @@ async def test_password_verifications_beyond_the_queue_are_refused_while_keys_ar
     assert await metric(app, "payops_auth_password_verifications_refused_total") == 1.0
     assert (await metric(app, running), await metric(app, queued)) == (0.0, 0.0)
     assert (await post(app, "192.0.2.91", fresh)).status_code == 200
+
+
+@pytest.mark.parametrize("settings_overrides", [{
+    "auth_verify_concurrency": 1, "auth_verify_queue": 0,
+}])
+async def test_one_credential_arriving_many_times_at_once_is_verified_once(
+    app: Any, seed: Seed, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    hasher = GatedHasher()
+    monkeypatch.setattr(auth_secrets, "_hasher", hasher)
+    await seed.transaction(order_no="ORD-1")
+    merchant = await seed.user("merchant", PASSWORD, superuser=True)
+    other = await seed.user("other", PASSWORD, superuser=True)
+    running = 'payops_auth_password_verifications{state="running"}'
+
+    async def slot_taken() -> None:
+        deadline = asyncio.get_running_loop().time() + 60
+        while await metric(app, running) != 1.0 and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.02)
+        assert await metric(app, running) == 1.0
+
+    # A client starting eight requests at once, before its password is cached: the only slot
+    # verifies it once and all eight share the answer; a different credential finds no slot.
+    hasher.open.clear()
+    try:
+        burst = [asyncio.create_task(post(app, "192.0.2.120", merchant)) for _ in range(8)]
+        await slot_taken()
+        refused = await asyncio.wait_for(post(app, "192.0.2.122", other), timeout=10)
+        assert refused.status_code == 503, refused.text
+    finally:
+        hasher.open.set()
+    assert [r.status_code for r in await asyncio.gather(*burst)] == [200] * 8
+
+    # The same wrong guess sent five times at once is one guess: one verification, one failure.
+    hasher.open.clear()
+    try:
+        guesses = [asyncio.create_task(post(app, "192.0.2.121", basic("merchant", "wrong")))
+                   for _ in range(5)]
+        await slot_taken()
+    finally:
+        hasher.open.set()
+    assert [r.status_code for r in await asyncio.gather(*guesses)] == [401] * 5
+    assert await metric(app, 'payops_auth_failures_total{scheme="basic"}') == 1.0

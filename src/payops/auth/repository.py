@@ -92,19 +92,20 @@ async def uncount_failures(session: AsyncSession, counted: list[tuple[str, int]]
 
 async def sweep_failures(session: AsyncSession, now_ms: int, max_entries: int) -> int:
     """Delete counters whose window has passed, then the oldest beyond ``max_entries`` (never
-    all of them: a flood of new keys must not reset everyone's counters). Returns rows deleted."""
+    all of them: a flood of new keys must not reset everyone's counters). Returns rows deleted.
+    Rows a login is updating right now are skipped (PostgreSQL ``SKIP LOCKED``), so the sweep
+    never waits for, or deadlocks with, a login; SQLite serialises writers anyway."""
     table = AuthFailureCounter.__table__
-    deleted = (await session.execute(delete(table).where(table.c.window_ends_ms <= now_ms))).rowcount
+    expired = (select(table.c.key).where(table.c.window_ends_ms <= now_ms)
+               .with_for_update(skip_locked=True))
+    deleted = (await session.execute(delete(table).where(table.c.key.in_(expired)))).rowcount
     count = int(await session.scalar(select(func.count()).select_from(table)) or 0)
     if count > max_entries:
         oldest = (
             select(table.c.key)
             .order_by(table.c.window_ends_ms, table.c.key)
             .limit(count - max_entries)
+            .with_for_update(skip_locked=True)
         )
         deleted += (await session.execute(delete(table).where(table.c.key.in_(oldest)))).rowcount
     return int(deleted or 0)
-
-
-async def failure_count(session: AsyncSession) -> int:
-    return int(await session.scalar(select(func.count()).select_from(AuthFailureCounter)) or 0)

@@ -167,6 +167,7 @@ class Authenticator:
         self.throttle = FailureThrottle(settings, db, self.metrics)
         self.gate = VerificationGate(
             settings.auth_verify_concurrency, settings.auth_verify_queue, self.metrics)
+        self._in_flight: dict[bytes, asyncio.Future[User]] = {}
 
     async def authenticate(self, authorization: str | None, client: str) -> Principal:
         if not authorization:
@@ -206,6 +207,31 @@ class Authenticator:
                 return _user_principal(user)
             self.cache.discard(fingerprint)
 
+        # The same credential arriving several times at once (a client starting many requests
+        # cold) is verified once: the others wait for that answer and share it, 401 or 429
+        # included, without a queue place, a counted failure or a verification of their own.
+        while (leader := self._in_flight.get(fingerprint)) is not None:
+            await asyncio.wait([leader])
+            if not leader.cancelled():  # a cancelled leader (client gone): try again
+                return _user_principal(leader.result())
+        outcome: asyncio.Future[User] = asyncio.get_running_loop().create_future()
+        self._in_flight[fingerprint] = outcome
+        try:
+            user = await self._verify(username, password, client)
+            outcome.set_result(user)
+        except Exception as exc:
+            outcome.set_exception(exc)
+            outcome.exception()  # retrieved: no "never retrieved" warning without followers
+            raise
+        except BaseException:  # cancelled (the client went away) or the process is stopping
+            outcome.cancel()
+            raise
+        finally:
+            del self._in_flight[fingerprint]
+        return _user_principal(user, remember=(self.cache, fingerprint))
+
+    async def _verify(self, username: str, password: str, client: str) -> User:
+        """The slow path: count the attempt in advance, verify within the gate, settle the count."""
         async with self.gate.admit():
             reservation = await self.throttle.reserve_login(username, client)
             async with self.db.read() as session:
@@ -216,7 +242,7 @@ class Authenticator:
             self.throttle.failed(reservation, username, known_user=user is not None)
             raise AuthenticationFailed(messages.AUTH_INVALID_BASIC)
         await self.throttle.forgive(reservation)
-        return _user_principal(user, remember=(self.cache, fingerprint))
+        return user
 
     async def _api_key(self, credential: str, client: str) -> Principal:
         prefix, sep, secret = credential.partition(".")

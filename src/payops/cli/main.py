@@ -18,7 +18,13 @@ from sqlalchemy import select
 
 from payops import audit
 from payops.auth import repository as auth_repo
-from payops.auth.accounts import AccountError, bump_credentials_version, set_active, set_password
+from payops.auth.accounts import (
+    AccountError,
+    bump_credentials_version,
+    check_new_password,
+    set_active,
+    set_password,
+)
 from payops.auth.permissions import ALL_PERMISSIONS, GRANTABLE_PERMISSIONS
 from payops.auth.secrets import hash_password, new_api_key
 from payops.auth.service import Principal
@@ -157,8 +163,10 @@ def user_create(
     if unknown:
         _fail(f"unknown permission(s): {', '.join(sorted(unknown))}; "
               f"known: {', '.join(sorted(GRANTABLE_PERMISSIONS))}")
-    if len(password) < 8:
-        _fail("the password must have at least 8 characters")
+    try:
+        check_new_password(password)  # at least 8 characters, at most what logins accept
+    except AccountError as exc:
+        _fail(str(exc.body["detail"]) if isinstance(exc.body, dict) else str(exc))
 
     async def work(ctx: AppContext) -> None:
         async with ctx.db.write() as session:
@@ -234,7 +242,7 @@ def _account_change(work: Callable[[AppContext], Awaitable[None]]) -> None:
     try:
         _run(work)
     except AccountError as exc:
-        _fail(str(exc.body.get("detail", exc)) if isinstance(exc.body, dict) else str(exc))
+        _fail(str(exc.body["detail"]) if isinstance(exc.body, dict) else str(exc))
 
 
 @user_app.command("deactivate")
