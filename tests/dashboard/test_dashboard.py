@@ -815,3 +815,18 @@ async def test_a_declined_or_unconfirmed_refund_is_told_as_such(
     assert (await seed.find("ORD-D")).refunded == 0
     results = [(a.action, a.result) for a in await seed.audit() if a.action == "dashboard.refund"]
     assert results == [("dashboard.refund", "refused"), ("dashboard.refund", "pending")]
+
+
+async def test_repeated_wrong_passwords_are_throttled_like_the_api(
+    client: httpx.AsyncClient, seed: Any, ctx: Any,
+) -> None:
+    await seed.user("alice", PASSWORD)
+    op = Operator(client)
+    statuses = [(await op.sign_in("alice", f"guess {n}")).status_code
+                for n in range(ctx.settings.auth_failure_limit + 2)]
+    assert statuses[0] == 400 and statuses[-1] == 429, statuses
+    refused = await op.sign_in("alice")  # even the right password waits now
+    assert refused.status_code == 429 and "Try again in" in refused.text
+    assert "payops_session" not in client.cookies
+    audited = [a.result for a in await seed.audit() if a.action == "dashboard.sign_in"]
+    assert audited and set(audited) == {"refused"}
