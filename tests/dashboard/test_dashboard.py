@@ -829,4 +829,4 @@ async def test_repeated_wrong_passwords_are_throttled_like_the_api(
     assert refused.status_code == 429 and "Try again in" in refused.text
     assert "payops_session" not in client.cookies
     audited = [a.result for a in await seed.audit() if a.action == "dashboard.sign_in"]
-    assert audited and set(audited) == {"refused"}
+    assert audited == ["refused"] * statuses.count(400), "throttled tries are not written"

@@ -64,7 +64,8 @@ async def login(request: Request) -> Response:
     try:
         token, user = await sessions.sign_in(ctx, username, form.get("password"), address)
     except sessions.SignInRefused as refusal:
-        await service.audit_sign_in(ctx, username, address, "refused")
+        if refusal.status_code == 400:  # a wrong password; throttled tries cost no write
+            await service.audit_sign_in(ctx, username, address, "refused")
         fresh = secrets.token_urlsafe(32)
         response = render(request, None, "login.html", status_code=refusal.status_code,
                           error=refusal.message, login_csrf=fresh, next=next_path,
