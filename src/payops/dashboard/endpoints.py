@@ -129,9 +129,11 @@ async def transactions(request: Request) -> Response:
     async with ctx.db.read() as session:
         rows, cursor = await repository.transactions_page(
             session, flt, _int(request.query_params.get("before")))
-        gateways = await repository.gateway_codes(session)
-        currencies = await repository.currencies(session)
-    codes = {g.id: g.pg_code for g in await service.list_gateways(ctx)}
+        configured = await repository.gateways(session)
+    codes = {g.id: g.pg_code for g in configured}
+    gateways = sorted(codes.values())
+    currencies = sorted({code for g in configured
+                         for code in (*g.accepted_currencies, g.default_currency)})
     params = flt.as_params()
     return render(request, visitor, "transactions.html", rows=rows, flt=flt, states=PARENT_STATES,
                   gateways=gateways, currencies=currencies, codes=codes,

@@ -106,16 +106,8 @@ async def transactions_page(
     return rows, (rows[-1].id if more and rows else None)
 
 
-async def gateway_codes(session: AsyncSession) -> list[str]:
-    return list(await session.scalars(select(GatewayConfig.pg_code).order_by(GatewayConfig.pg_code)))
-
-
-async def currencies(session: AsyncSession) -> list[str]:
-    codes: set[str] = set()
-    for gateway in await session.scalars(select(GatewayConfig)):
-        codes.update(gateway.accepted_currencies or [])
-        codes.add(gateway.default_currency)
-    return sorted(codes)
+async def gateways(session: AsyncSession) -> list[GatewayConfig]:
+    return list(await session.scalars(select(GatewayConfig).order_by(GatewayConfig.pg_code)))
 
 
 async def parent_by_session_id(session: AsyncSession, session_id: str) -> PaymentTransaction | None:
