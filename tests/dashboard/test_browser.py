@@ -259,5 +259,6 @@ def test_retry_a_webhook(browser: Any, settings: Settings, shots: Any) -> None:
             assert page.get_by_role("heading", name=f"Webhook event #{event_id}").inner_text(
                 ).endswith("delivered")
             assert page.get_by_role("button", name="Retry now").count() == 0
+            shots(page, "12-webhook")
             assert page.problems == [], page.problems
     assert len(receiver.delivered) == 1
