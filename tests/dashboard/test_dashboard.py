@@ -197,6 +197,8 @@ CASES: list[tuple[str, str, dict[str, str], str]] = [
      {"amount": "1.000", "reason": "r", "tracking_key": "dash-" + "b" * 32}, "payment.refund"),
     ("POST", "/dashboard/transactions/{sid}/void",
      {"reason": "r", "tracking_key": "dash-" + "c" * 32}, "payment.void"),
+    ("POST", "/dashboard/transactions/{sid}/cancel",
+     {"reason": "r", "tracking_key": "dash-" + "d" * 32}, "payment.cancel"),
     ("GET", "/dashboard/review", {}, "payment.resolve"),
     ("POST", "/dashboard/review/NOSUCHREFERENCE1/recheck", {}, "payment.resolve"),
     ("POST", "/dashboard/review/NOSUCHREFERENCE1/resolve",
