@@ -6,7 +6,7 @@ from __future__ import annotations
 import secrets
 from datetime import date
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response, StreamingResponse
@@ -304,7 +304,7 @@ async def gateway_update(request: Request, pg_code: str) -> Response:
         return render(request, visitor, "gateway.html", gateway=row,
                       capabilities=service.gateway_capabilities(row), error=error.message,
                       saved=False, status_code=400)
-    return redirect(f"/dashboard/gateways/{pg_code}", saved="1")
+    return redirect(f"/dashboard/gateways/{quote(pg_code, safe='')}", saved="1")
 
 
 # -- API keys --------------------------------------------------------------------------------
@@ -364,7 +364,8 @@ async def user_create(request: Request) -> Response:
         return render(request, visitor, "users.html", rows=rows, status_code=error.status_code,
                       grantable=service.grantable_by(visitor), error=error.message,
                       username=form.get("username"), email=form.get("email"))
-    return redirect(f"/dashboard/users/{form.get('username').strip()}", saved="created")
+    return redirect(f"/dashboard/users/{quote(form.get('username').strip(), safe='')}",
+                    saved="created")
 
 
 @router.get("/users/{username}")
@@ -382,7 +383,7 @@ async def user_permissions(request: Request, username: str) -> Response:
     visitor, form = await posted(request)
     await service.set_permissions(get_context(request), visitor, username,
                                   form.all("permission"))
-    return redirect(f"/dashboard/users/{username}", saved="permissions")
+    return redirect(f"/dashboard/users/{quote(username, safe='')}", saved="permissions")
 
 
 @router.post("/users/{username}/active")
@@ -390,7 +391,8 @@ async def user_active(request: Request, username: str) -> Response:
     visitor, form = await posted(request)
     active = form.get("active") == "yes"
     await service.set_user_active(get_context(request), visitor, username, active)
-    return redirect(f"/dashboard/users/{username}", saved="activated" if active else "deactivated")
+    return redirect(f"/dashboard/users/{quote(username, safe='')}",
+                    saved="activated" if active else "deactivated")
 
 
 @router.post("/users/{username}/password")
@@ -406,7 +408,7 @@ async def user_password(request: Request, username: str) -> Response:
         return render(request, visitor, "user.html", user=row, saved="", status_code=400,
                       grantable=service.grantable_by(visitor), error=error.message,
                       held={p.code for p in row.permissions})
-    return redirect(f"/dashboard/users/{username}", saved="password")
+    return redirect(f"/dashboard/users/{quote(username, safe='')}", saved="password")
 
 
 # -- audit -----------------------------------------------------------------------------------

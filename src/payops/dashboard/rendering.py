@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 from fastapi import Request
 from fastapi.responses import HTMLResponse
@@ -65,6 +65,8 @@ def _details(entry: Any) -> str:
 
 
 environment.filters["when"] = _when
+# One path segment: a name with "/" or "?" still names one user or gateway.
+environment.filters["segment"] = lambda value: quote(str(value), safe="")
 environment.filters["details"] = _details
 environment.globals["query"] = _query
 environment.globals["money"] = format_minor

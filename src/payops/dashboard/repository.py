@@ -80,7 +80,8 @@ def transactions_query(flt: TransactionFilter) -> Select[tuple[PaymentTransactio
     if flt.date_from:
         query = query.where(PaymentTransaction.created_at >= day_start(flt.date_from))
     if flt.date_to:
-        query = query.where(PaymentTransaction.created_at < day_start(flt.date_to + timedelta(days=1)))
+        day_after = day_start(flt.date_to + timedelta(days=1))
+        query = query.where(PaymentTransaction.created_at < day_after)
     if flt.operation:
         condition = [Operation.transaction_id == PaymentTransaction.id,
                      Operation.operation == flt.operation]

@@ -556,7 +556,8 @@ async def update_gateway(ctx: AppContext, visitor: Visitor, pg_code: str, *, ena
                 raise DashboardError("Credentials must be a JSON object.")
             missing = [k for k in cls.required_credentials if not values.get(k)]
             if missing:
-                raise DashboardError(f"{gateway.connector} needs credentials: {', '.join(missing)}.")
+                raise DashboardError(
+                    f"{gateway.connector} needs credentials: {', '.join(missing)}.")
             gateway.credentials_encrypted = secret_box(ctx.settings).seal(values)
             # Only the names of the fields, never their values.
             changes["credentials_replaced"] = sorted(values)
