@@ -198,7 +198,8 @@ async def test_queued_refund_goes_to_review_after_the_setting(
     settings.sandbox_queue_seconds = 60
     key = await seed.api_key()
     await seed.transaction("100.000", order_no=ORDER)
-    queued = await client.post(PATH, json={"operation": "refund", "amount": "10.992"}, headers=key)
+    queued = await client.post(PATH, json={"operation": "refund", "amount": "10.992"},
+                               headers={**key, "Tracking-Key": "q-1"})
     assert queued.status_code == 200 and queued.json()["result"] == "queued", queued.text
     # With the default (7 days) a pass leaves it queued.
     assert settings.queued_review_after == timedelta(days=7)
@@ -213,6 +214,10 @@ async def test_queued_refund_goes_to_review_after_the_setting(
     assert (op.state, child_state(op)) == ("needs_review", "refund_queued")
     assert await refunded_and_reserved(ctx) == (0, 10_992)
     assert (await reconcile_once(ctx)).examined == 0
+    # To the merchant it is still the queued refund: a retry with its key replays it.
+    replay = await client.post(PATH, json={"operation": "refund", "amount": "10.992"},
+                               headers={**key, "Tracking-Key": "q-1"})
+    assert replay.status_code == 200 and replay.json() == queued.json(), replay.text
 
     admin = await seed.superuser()
     resolved = await client.post(review_path(op.reference_number, "resolve"), headers=admin,

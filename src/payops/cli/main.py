@@ -602,12 +602,15 @@ def _review_call(work: Callable[[AppContext], Awaitable[dict[str, Any]]]) -> Non
 
 
 @ops_app.command("recheck")
-def ops_recheck(reference: str = typer.Argument(..., help="The operation's reference_number")) -> None:
+def ops_recheck(
+    reference: str = typer.Argument(..., help="The operation's reference_number"),
+    operator: str = typer.Option("", "--operator", help="Your name, for the audit trail"),
+) -> None:
     """Ask the gateway about an open (processing, queued, needs_review) operation now and settle
     it; for a resolved one, check that the gateway agrees (an alert is raised if not)."""
     from payops.operations.review import recheck_operation
 
-    _review_call(lambda ctx: recheck_operation(ctx, reference, _operator(None)))
+    _review_call(lambda ctx: recheck_operation(ctx, reference, _operator(operator.strip() or None)))
 
 
 @ops_app.command("resolve")

@@ -232,7 +232,8 @@ def _check_replay(prior: Operation, fingerprint: str, principal: Principal) -> N
         mismatch = not fingerprint.startswith(f"{prior.operation}:")
     if mismatch:
         raise TrackingKeyMismatch()
-    if prior.state in UNSETTLED:
+    # A queued refund waiting for an operator is still "queued" to the merchant: it replays.
+    if prior.state in UNSETTLED and not (prior.state == "needs_review" and prior.response):
         raise TrackingKeyInProgress()
     # The fingerprint names the operation, whose permission the endpoint checked; kept explicit
     # so a replay can never show one operation's result to a caller without its permission.
