@@ -832,3 +832,23 @@ async def test_repeated_wrong_passwords_are_throttled_like_the_api(
     assert "payops_session" not in client.cookies
     audited = [a.result for a in await seed.audit() if a.action == "dashboard.sign_in"]
     assert audited == ["refused"] * statuses.count(400), "throttled tries are not written"
+
+
+async def test_review_lists_old_processing_operations_with_only_ask_now(
+    operator_for: Any, seed: Any, client: httpx.AsyncClient,
+) -> None:
+    await seed.transaction("100.000", order_no="ORD-P")
+    await seed.user("api-p", PASSWORD, permissions=["payment.refund"])
+    answer = await client.post("/b/pbl/v1/operation/ORD-P", headers=basic("api-p", PASSWORD),
+                               json={"operation": "refund", "amount": "0.994"})
+    assert answer.status_code == 504
+    (processing,) = await seed.operations("ORD-P")
+    op = await operator_for(["payment.resolve"])
+    page = (await op.get("/dashboard/review")).text
+    reference = processing.reference_number
+    assert f"/dashboard/review/{reference}/recheck" in page
+    assert f"/dashboard/review/{reference}/resolve" not in page
+    refused = await op.post(f"/dashboard/review/{reference}/resolve",
+                            {"outcome": "succeeded", "reason": "looks fine"})
+    assert refused.status_code == 400  # only needs_review operations are resolved
+    assert (await seed.operations("ORD-P"))[0].state == "processing"
