@@ -369,8 +369,9 @@ async def retry_event(ctx: AppContext, visitor: Visitor, event_id: int) -> str:
         event.state, event.attempts, event.next_attempt_at = "pending", 0, now
         record(session, visitor, "webhook.retry", "requested", None,
                order_no="", event_id=event.event_id, previous_state=previous)
-    if not await delivery.claim(ctx, event_id):
-        return "pending"  # a worker has it right now
+    claimed = await delivery.claim(ctx, event_id)
+    if not claimed:
+        return "pending"  # a worker took it first; it is being sent
     return await delivery.deliver_event(ctx, event_id)
 
 
