@@ -365,3 +365,23 @@ async def test_gateway_notification_contradicting_a_resolution_raises_the_alert(
     [alert] = [a for a in await seed.audit() if a.action == "contradiction"]
     assert (alert.details["reference_number"], alert.details["gateway_outcome"]) == (
         reference, "success")
+
+
+async def test_review_queue_includes_old_processing_operations_on_request(
+    client: httpx.AsyncClient, seed: Seed,
+) -> None:
+    key = await seed.api_key()
+    admin = await seed.superuser()
+    await seed.transaction("100.000", order_no=ORDER)
+    pending = await client.post(PATH, json={"operation": "refund", "amount": "10.994"},
+                                headers=key)
+    assert pending.status_code == 504, pending.text
+    queue = "/b/payops/v1/operations/review"
+    assert (await client.get(queue, headers=admin)).json()["count"] == 0
+    listed = (await client.get(f"{queue}?include_processing_older_than=0", headers=admin)).json()
+    assert [(r["reference_number"], r["state"]) for r in listed["results"]] == [
+        (pending.json()["reference_number"], "processing")]
+    for bad in ("nan", "-1", "1e300", "inf", "x"):
+        response = await client.get(f"{queue}?include_processing_older_than={bad}", headers=admin)
+        assert response.status_code == 400, (bad, response.text)
+        assert list(response.json()) == ["include_processing_older_than"]

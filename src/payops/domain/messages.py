@@ -52,6 +52,7 @@ REVIEW_NOT_OPEN = "Operation {reference} is {state}: only processing, queued or 
 REVIEW_IN_FLIGHT = "Operation {reference} is being settled right now; try again shortly"
 REVIEW_BAD_OUTCOME = "outcome must be succeeded or failed"
 REVIEW_REASON_REQUIRED = "A reason is required"
+REVIEW_AGE_RANGE = "Ensure this value is between 0 and {n}."
 REVIEW_NO_ANSWER = "The gateway gave no final answer; the operation is unchanged"
 REVIEW_CANNOT_ASK = "The gateway of operation {reference} cannot be asked about it; resolve it after checking the gateway's dashboard"
 REVIEW_CONTRADICTED = "The gateway now answers {outcome}, contradicting the resolution; nothing was changed and an alert was raised"

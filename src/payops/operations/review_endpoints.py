@@ -22,6 +22,7 @@ from payops.operations.schemas import Detail
 
 router = APIRouter(tags=["operator review"])
 TEXT_MAX = 2000
+MAX_AGE_SECONDS = 10 * 365 * 86400
 
 
 class ResolveRequest(BaseModel):
@@ -60,6 +61,10 @@ async def review_queue(
     principal: Principal = Depends(authenticate),
 ) -> dict[str, Any]:
     require_permission(principal, RESOLVE_PERMISSION)
+    if include_processing_older_than is not None and not (
+            0 <= include_processing_older_than <= MAX_AGE_SECONDS):  # also refuses nan
+        raise field_error("include_processing_older_than",
+                          messages.REVIEW_AGE_RANGE.format(n=MAX_AGE_SECONDS))
     results = await review.review_queue(
         get_context(request), include_processing_older_than=include_processing_older_than)
     return {"count": len(results), "results": results}
