@@ -92,6 +92,11 @@ class Settings(BaseSettings):
     webhook_redirect_deadline_seconds: float = 10.0
     webhook_allow_private: bool = False  # allow loopback/private/link-local targets (tests, LANs)
 
+    # Dashboard (issue 15): a session ends after this long without a request, and in any case
+    # this long after sign-in.
+    dashboard_idle_minutes: float = 30.0
+    dashboard_session_hours: float = 12.0
+
     # Test-only crash hook (docs/operations-model.md): the process SIGKILLs itself at this point.
     crash_point: str = ""
 

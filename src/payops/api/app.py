@@ -20,7 +20,7 @@ from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
-from payops import background, stored_secrets
+from payops import background, dashboard, stored_secrets
 from payops import logging as payops_logging
 from payops.auth.metrics import AuthMetrics
 from payops.config import Settings, get_settings
@@ -243,4 +243,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(operations_router)
     app.include_router(review_router)
     app.include_router(inquiry_router)
+    dashboard.install(app)
     return app

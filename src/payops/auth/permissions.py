@@ -21,3 +21,9 @@ ALL_PERMISSIONS = (frozenset(OPERATION_PERMISSIONS.values()) | frozenset(CHECKOU
 # needs a named person).
 API_KEY_PERMISSIONS = (frozenset(OPERATION_PERMISSIONS.values()) | frozenset(CHECKOUT_PERMISSIONS)
                        | {IMPORT_PERMISSION})
+
+# The dashboard's administration pages (issue 15). Superusers hold them; API keys never do: a key
+# is for payment traffic, and an administrator is a person signed in to the dashboard.
+ADMIN_PERMISSIONS = frozenset({"admin.users", "admin.gateways", "admin.api_keys", "audit.view"})
+# Every code a user can be given (CLI `user create/grant`, the dashboard's users page).
+GRANTABLE_PERMISSIONS = ALL_PERMISSIONS | ADMIN_PERMISSIONS

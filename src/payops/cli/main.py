@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy import select
 
+from payops import audit
 from payops.auth import repository as auth_repo
 from payops.auth.accounts import (
     AccountError,
@@ -24,7 +25,7 @@ from payops.auth.accounts import (
     set_active,
     set_password,
 )
-from payops.auth.permissions import ALL_PERMISSIONS
+from payops.auth.permissions import ALL_PERMISSIONS, GRANTABLE_PERMISSIONS
 from payops.auth.secrets import hash_password, new_api_key
 from payops.auth.service import Principal
 from payops.config import Settings, get_settings
@@ -228,10 +229,10 @@ def user_create(
     first_name: str = "", last_name: str = "", email: str = "", phone: str = "",
 ) -> None:
     """Create a user with an argon2id-hashed password."""
-    unknown = set(permission) - ALL_PERMISSIONS
+    unknown = set(permission) - GRANTABLE_PERMISSIONS
     if unknown:
         _fail(f"unknown permission(s): {', '.join(sorted(unknown))}; "
-              f"known: {', '.join(sorted(ALL_PERMISSIONS))}")
+              f"known: {', '.join(sorted(GRANTABLE_PERMISSIONS))}")
     try:
         check_new_password(password)  # at least 8 characters, at most what logins accept
     except AccountError as exc:
@@ -246,6 +247,8 @@ def user_create(
                 first_name=first_name, last_name=last_name, email=email, phone=phone,
                 permissions=[UserPermission(code=code) for code in sorted(set(permission))],
             ))
+            audit.record(session, _cli_actor(), "user.create", "success", username=username,
+                         superuser=superuser, permissions=sorted(set(permission)))
     _run(work)
     console.print(f"created user [bold]{username}[/bold]")
 
@@ -271,7 +274,7 @@ def user_grant(
     revoke: bool = typer.Option(False, help="Take the permissions away instead"),
 ) -> None:
     """Grant (or with --revoke, remove) permission codes."""
-    unknown = set(permissions) - ALL_PERMISSIONS
+    unknown = set(permissions) - GRANTABLE_PERMISSIONS
     if unknown:
         _fail(f"unknown permission(s): {', '.join(sorted(unknown))}")
 
@@ -288,6 +291,8 @@ def user_grant(
                 elif not revoke and code not in held:
                     user.permissions.append(UserPermission(code=code))
             bump_credentials_version(user)  # cached logins pick up the new permissions
+            audit.record(session, _cli_actor(), "user.revoke" if revoke else "user.grant",
+                         "success", username=username, permissions=sorted(set(permissions)))
             await session.flush()
             return sorted(p.code for p in user.permissions)
     now_held = _run(work)
@@ -361,6 +366,8 @@ def apikey_create(
                        if expires_in_days > 0 else None)
             session.add(ApiKey(prefix=prefix, secret_hash=secret_hash, name=name,
                                expires_at=expires))
+            audit.record(session, _cli_actor(), "api_key.create", "success", prefix=prefix,
+                         name=name, expires_in_days=expires_in_days)
     _run(work)
     console.print(f"API key [bold]{name}[/bold] (prefix {prefix}), shown only now:")
     print(key)
@@ -374,7 +381,10 @@ def apikey_revoke(prefix: str) -> None:
             key = await auth_repo.api_key_by_prefix(session, prefix.split(".")[0])
             if key is None:
                 return False
-            key.revoked_at = key.revoked_at or datetime.now(timezone.utc)
+            if key.revoked_at is None:
+                key.revoked_at = datetime.now(timezone.utc)
+                audit.record(session, _cli_actor(), "api_key.revoke", "success",
+                             prefix=key.prefix, name=key.name)
             return True
     if not _run(work):
         _fail(f"no API key with prefix {prefix!r}")
@@ -436,6 +446,9 @@ def gateway_add(
                 enabled_operations=list(operations) or None, multi_attempt=not single_attempt,
                 options=options, webhook_secret=webhook_secret,
             )
+            # The names of the credential fields only, never their values.
+            audit.record(session, _cli_actor(), "gateway.add", "success", pg_code=code,
+                         connector=connector, credentials=sorted(creds))
     try:
         _run(work)
     except (GatewayConfigError, ValueError) as exc:
@@ -879,6 +892,8 @@ def demo() -> None:
     _run(work)
     table = Table(show_header=False, title="PayOps demo (sandbox only)")
     table.add_row("server", f"http://{settings.host}:{settings.port}")
+    table.add_row("dashboard", f"http://{settings.host}:{settings.port}/dashboard "
+                  f"(sign in as {DEMO_USER})")
     table.add_row("Basic user", DEMO_USER)
     table.add_row("password", password)
     table.add_row("API key", key)

@@ -351,3 +351,32 @@ class MerchantSetting(Base):
 
     key: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[str] = mapped_column(Text)
+
+
+class DashboardSession(Base):
+    """A signed-in dashboard user (issue 15). The cookie holds a random token; only its SHA-256
+    is stored, so a copy of the database cannot be replayed as a session."""
+
+    __tablename__ = "dashboard_sessions"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    # The user's credentials version at sign-in: a password change or deactivation ends the session.
+    credentials_version: Mapped[int] = mapped_column(Integer, default=0)
+    client_address: Mapped[str] = mapped_column(String(64), default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+
+
+# Dashboard lists (issue 15): newest first by id, filtered by one column, stay index-only at a
+# million rows; the home counters and the chart count by creation time.
+Index("ix_payment_transactions_created_at", PaymentTransaction.created_at)
+Index("ix_payment_transactions_state_id", PaymentTransaction.state, PaymentTransaction.id)
+Index("ix_payment_transactions_gateway_config_id_id", PaymentTransaction.gateway_config_id,
+      PaymentTransaction.id)
+Index("ix_payment_transactions_currency_code_id", PaymentTransaction.currency_code,
+      PaymentTransaction.id)
+Index("ix_operations_created_at", Operation.created_at)
+Index("ix_outbox_events_state_id", OutboxEvent.state, OutboxEvent.id)

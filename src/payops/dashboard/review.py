@@ -1,0 +1,74 @@
+"""The needs-review page: operations in ``processing`` past the reconcile threshold (ask the
+gateway now) and in ``needs_review`` (ask now, or resolve as succeeded / failed with a reason).
+Both actions are the operator-review service's (``operations.review``), as the API's are."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+
+from payops.api.dependencies import get_context
+from payops.auth.permissions import RESOLVE_PERMISSION
+from payops.dashboard.rendering import render
+from payops.dashboard.service import DashboardError, record, require
+from payops.dashboard.web import posted, redirect, signed_in
+from payops.errors import ApiError
+from payops.operations import review
+
+router = APIRouter()
+
+
+def _message(error: ApiError) -> str:
+    body = error.body if isinstance(error.body, dict) else {}
+    return str(body.get("detail", "The request was refused."))
+
+
+@router.get("/review")
+async def review_page(request: Request, done: str = "", outcome: str = "") -> Response:
+    visitor = await signed_in(request)
+    require(visitor, RESOLVE_PERMISSION)
+    ctx = get_context(request)
+    queue = await review.review_queue(
+        ctx, include_processing_older_than=ctx.settings.reconcile_after_seconds)
+    return render(request, visitor, "review.html", queue=queue, done=done[:20],
+                  outcome=outcome[:200])
+
+
+@router.post("/review/{reference_number}/recheck")
+async def recheck(request: Request, reference_number: str) -> Response:
+    visitor, _ = await posted(request)
+    require(visitor, RESOLVE_PERMISSION)
+    ctx = get_context(request)
+    try:
+        after = await review.recheck_operation(ctx, reference_number, visitor.principal)
+    except ApiError as error:
+        raise DashboardError(_message(error), error.status_code) from None
+    async with ctx.db.write() as session:
+        record(session, visitor, "dashboard.recheck", after["state"], None,
+               order_no=after.get("order_no", ""), reference_number=reference_number)
+    return redirect("/dashboard/review", done=reference_number,
+                    outcome=f"{after['state']}: {after.get('message') or ''}".strip(": "))
+
+
+@router.post("/review/{reference_number}/resolve")
+async def resolve(request: Request, reference_number: str) -> Response:
+    visitor, form = await posted(request)
+    require(visitor, RESOLVE_PERMISSION)
+    ctx = get_context(request)
+    outcome, reason = form.get("outcome"), form.get("reason").strip()
+    if outcome not in review.OUTCOMES:
+        raise DashboardError("Choose whether the operation succeeded or failed.")
+    if not reason:
+        raise DashboardError("Give a reason: it is kept with the resolution and in the audit log.")
+    try:
+        after = await review.resolve_operation(
+            ctx, reference_number, outcome=outcome, reason=reason,
+            evidence=form.get("evidence"), actor=visitor.principal)
+    except ApiError as error:
+        raise DashboardError(_message(error), error.status_code) from None
+    async with ctx.db.write() as session:
+        record(session, visitor, "dashboard.resolve", outcome, None,
+               order_no=after.get("order_no", ""), reference_number=reference_number,
+               reason=reason)
+    return redirect("/dashboard/review", done=reference_number,
+                    outcome=f"resolved as {outcome}; now {after['state']}")
