@@ -144,7 +144,8 @@ def test_payops_serve_trusts_forwarded_for_only_from_listed_proxies(
                     for n in range(7)]
         assert statuses == [401] * 5 + [429] * 2, statuses
     # Listed as a proxy, loopback's X-Forwarded-For names the client: each is counted on its own.
-    with payops_serve(settings, PAYOPS_TRUSTED_PROXIES="127.0.0.1", **limit) as behind_proxy:
+    with payops_serve(settings, PAYOPS_TRUSTED_PROXIES="127.0.0.1",
+                      PAYOPS_PUBLIC_URL="https://pay.example.com", **limit) as behind_proxy:
         statuses = [live_guess(behind_proxy, f"v{n}", f"198.51.100.{n}") for n in range(7)]
         assert statuses == [401] * 7, statuses
         assert live_guess(behind_proxy, "v9", "127.0.0.1") == 429  # loopback itself is spent

@@ -329,7 +329,7 @@ async def test_a_dashboard_refund_settles_exactly_like_the_api(
     assert [e.kind for e in api_events] == [e.kind for e in dash_events] == ["payment", "operation"]
     assert set(api_events[1].payload) == set(dash_events[1].payload)
     assert dash_events[1].payload["amount"] == "12.500"
-    assert dash_events[1].payload["state"] == "refunded"
+    assert dash_events[1].payload["txn"]["state"] == "refunded"
     audit = await seed.audit()
     api_actions = [(a.action, a.result) for a in audit if a.transaction_id == api_parent.id]
     dash_rows = [a for a in audit if a.transaction_id == dash_parent.id]

@@ -284,14 +284,16 @@ async def test_contradicting_gateway_answer_changes_nothing_and_alerts(
                 return float(line.split()[-1])
         return 0.0
 
-    counted = alerts((await client.get("/metrics")).text)
+    settings.metrics_token = "metrics-reader"  # /metrics is served only with its token
+    metrics_auth = {"Authorization": "Bearer metrics-reader"}
+    counted = alerts((await client.get("/metrics", headers=metrics_auth)).text)
     gateway_finishes_queued_refunds(settings)  # the gateway now says the refund was done
     response = await client.post(review_path(reference, "recheck"), headers=admin)
     assert response.status_code == 200, response.text
     assert response.json()["state"] == "rejected"
     assert "contradicting the resolution" in response.json()["message"]
     assert await seed.snapshot() == before  # no totals, operation or webhook changed
-    assert alerts((await client.get("/metrics")).text) == counted + 1
+    assert alerts((await client.get("/metrics", headers=metrics_auth)).text) == counted + 1
     [entry] = [a for a in await seed.audit() if a.action == "contradiction"]
     assert (entry.result, entry.details["resolved_as"], entry.details["gateway_outcome"]) == (
         "alert", "failed", "success")
