@@ -23,8 +23,8 @@ from payops.connectors.base import (
     Outcome,
     PaymentRef,
 )
-from payops.connectors.mpgs import transformers as t
 from payops.connectors.kit import Reply
+from payops.connectors.mpgs import transformers as t
 from payops.connectors.mpgs.connector import MpgsConnector
 from payops.connectors.mpgs.decisions import transaction_result
 from payops.connectors.mpgs.webhooks import (
@@ -37,7 +37,6 @@ from payops.connectors.mpgs.webhooks import (
 )
 from payops.connectors.registry import build_connector, connector_class
 from payops.ids import new_reference_number
-
 from tests.connectors.mpgs.fake_server import (
     API_PASSWORD,
     FULL_CARD,

@@ -50,7 +50,7 @@ from typing import Any, ClassVar
 
 import pytest
 
-from tests.fakes.base import Answer, Fault, FakeGateway, RecordedRequest
+from tests.fakes.base import Answer, FakeGateway, Fault, RecordedRequest
 
 TEST_API_TOKEN = "mf-test-7Kq2VfX9LrT4nBw8ZsY3cJd6HgP1aE5uQm0oWiRx"  # made up here
 WRONG_API_TOKEN = "wrong-token-0000"

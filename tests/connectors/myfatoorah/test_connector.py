@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
+from payops.connectors import kit
 from payops.connectors.base import (
     ConnectorConfig,
     GatewayResult,
@@ -24,7 +25,6 @@ from payops.connectors.base import (
     Outcome,
     PaymentRef,
 )
-from payops.connectors import kit
 from payops.connectors.myfatoorah import transformers
 from payops.connectors.myfatoorah.connector import MyFatoorahConnector
 from payops.connectors.myfatoorah.webhooks import (
@@ -34,7 +34,6 @@ from payops.connectors.myfatoorah.webhooks import (
     verify_signature,
 )
 from payops.connectors.registry import connector_class
-
 from tests.connectors.myfatoorah import fake_server
 from tests.connectors.myfatoorah.fake_server import (
     MASKED_CARD,

@@ -33,7 +33,6 @@ from payops.connectors.tabby.webhooks import (
     verify_notification,
 )
 from payops.ids import new_reference_number
-
 from tests.connectors.tabby import fake_server
 from tests.connectors.tabby.fake_server import (
     LIVE_SECRET_KEY,
