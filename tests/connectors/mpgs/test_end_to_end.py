@@ -188,7 +188,7 @@ async def test_timeout_is_504_then_reconciled_to_the_gateway_truth(
     mpgs_fake: FakeMpgs, perform: bool, final_state: str, captured: int,  # noqa: F811
 ) -> None:
     await mpgs_payment(seed, mpgs_fake, timeout=TIMEOUT)
-    mpgs_fake.fail_next("timeout", perform=perform)
+    mpgs_fake.fail_next("timeout", apply=perform)
 
     response = await post_op(client, auth, "capture", "30.000")
 
@@ -217,7 +217,7 @@ async def test_lost_reply_is_504_then_reconciled(
     mpgs_fake: FakeMpgs, kind: str,  # noqa: F811
 ) -> None:
     await mpgs_payment(seed, mpgs_fake, state="paid", timeout=TIMEOUT)
-    mpgs_fake.fail_next(kind, perform=True)
+    mpgs_fake.fail_next(kind, apply=True)
     response = await post_op(client, auth, "refund", "1.000")
     assert response.status_code == 504
     assert response.json()["result"] == "pending"
@@ -232,7 +232,7 @@ async def test_pending_refund_is_queued_then_settled(
     mpgs_fake: FakeMpgs,  # noqa: F811
 ) -> None:
     await mpgs_payment(seed, mpgs_fake, state="paid")
-    mpgs_fake.fail_next("pending")
+    mpgs_fake.fail_next("queue")
 
     body = assert_operation(await post_op(client, auth, "refund", "5.000"),
                             "refund", "5.000", "refund_queued")
