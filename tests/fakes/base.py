@@ -127,6 +127,12 @@ class FakeGateway:
     def queue_answer(self, fault: Fault, request: RecordedRequest) -> Answer:
         raise AssertionError(f"{type(self).__name__} has no queued answer")
 
+    def server_error_answer(self, request: RecordedRequest) -> Answer:
+        return Answer(500, self.server_error_body, self.server_error_content_type)
+
+    def malformed_answer(self, request: RecordedRequest) -> Answer:
+        return Answer(self.malformed_status, self.malformed_body, self.malformed_content_type)
+
     def extra_fault(self, fault: Fault, request: RecordedRequest) -> Answer | None:
         """Answer a protocol-only fault kind; None resets the connection."""
         raise AssertionError(f"unknown fault {fault.kind!r}")
@@ -172,7 +178,7 @@ class FakeGateway:
         class Handler(_Handler):
             gateway = fake
 
-        self.stopping.clear()
+        self.stopping = threading.Event()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
         host, port = self._server.server_address[:2]
@@ -181,6 +187,11 @@ class FakeGateway:
                                         kwargs={"poll_interval": 0.05}, daemon=True)
         self._thread.start()
         return self
+
+    def release_hanging(self) -> None:
+        """End every request still hanging on a ``timeout`` fault (between tests)."""
+        self.stopping.set()
+        self.stopping = threading.Event()
 
     def stop(self) -> None:
         self.stopping.set()
@@ -287,15 +298,14 @@ class _Handler(BaseHTTPRequestHandler):
         fake = self.gateway
         kind = fault.kind
         if kind == "timeout":
-            fake.stopping.wait(fake.hang_seconds)
+            fake.stopping.wait(fake.hang_seconds)  # the event of this moment (release_hanging)
             self._reset()
         elif kind == "reset":
             self._reset()
         elif kind == "500":
-            self._reply(Answer(500, fake.server_error_body, fake.server_error_content_type))
+            self._reply(fake.server_error_answer(request))
         elif kind == "malformed":
-            self._reply(Answer(fake.malformed_status, fake.malformed_body,
-                               fake.malformed_content_type))
+            self._reply(fake.malformed_answer(request))
         elif kind == "slow":
             fake.stopping.wait(fake.slow_seconds)
             self._reply(answer or fake.answer(request))

@@ -181,7 +181,7 @@ async def test_refund_requested_is_queued_then_reconciled(
     ctx: AppContext,
 ) -> None:
     await ngenius_payment(seed, fake, state="paid")
-    fake.inject("refund", "pending")
+    fake.inject("refund", "queue")
     reply = await post_op(client, auth, "refund", "10.00")
     assert reply.status_code == 200, reply.text
     assert reply.json()["txn"]["state"] == "refund_queued"
@@ -205,7 +205,7 @@ async def test_webhook_prompts_a_confirming_inquiry(
     queued refund has settled. A webhook without the secret header changes nothing."""
     secret = "whk_5c1f0e7a9b3d4e2f8a6c0b1d7e9f2a4c"
     order_ref, _ = await ngenius_payment(seed, fake, state="paid", webhook_secret=secret)
-    fake.inject("refund", "pending")
+    fake.inject("refund", "queue")
     assert (await post_op(client, auth, "refund", "10.00")).json()["txn"]["state"] == (
         "refund_queued")
     fake.settle_requested_refunds()
