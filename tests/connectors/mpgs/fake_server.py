@@ -38,7 +38,7 @@ from typing import Any, ClassVar
 
 import pytest
 
-from tests.fakes.base import Answer, Fault, FakeGateway, RecordedRequest
+from tests.fakes.base import Answer, FakeGateway, Fault, RecordedRequest
 
 MERCHANT_ID = "TESTMERCH01"
 API_PASSWORD = "mpgs-api-password-9f2c71d0"

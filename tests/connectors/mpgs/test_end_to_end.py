@@ -12,6 +12,7 @@ import pytest
 
 from payops.context import AppContext
 from payops.operations.reconciler import reconcile_once
+from tests import e2e
 from tests.connectors.mpgs.fake_server import (  # noqa: F401 - mpgs_fake is a fixture
     API_PASSWORD,
     MERCHANT_ID,
@@ -50,25 +51,13 @@ async def mpgs_payment(seed: Seed, fake: FakeMpgs, *, state: str = "authorized",
 
 async def post_op(client: httpx.AsyncClient, auth: dict[str, str], operation: str,
                   amount: str | None = None) -> httpx.Response:
-    body: dict[str, Any] = {"operation": operation}
-    if amount is not None:
-        body["amount"] = amount
-    response = await client.post("/b/pbl/v1/operation/ORD-1", json=body, headers=auth)
-    assert API_PASSWORD not in response.text
-    assert BASIC_TOKEN not in response.text
-    return response
+    return await e2e.post_op(client, auth, operation, amount,
+                             never_shown=(API_PASSWORD, BASIC_TOKEN))
 
 
 def assert_operation(response: httpx.Response, operation: str, amount: str, state: str
                      ) -> dict[str, Any]:
-    assert response.status_code == 200, response.text
-    body = response.json()
-    assert body["operation"] == operation
-    assert body["amount"] == amount
-    assert body["success"] is True
-    assert body["pg_code"] and "gateway_name" not in body  # exactly ExternalOperation
-    assert body["txn"]["state"] == state
-    assert body["txn"]["amount"] == amount
+    body = e2e.assert_operation(response, operation, amount, state)
     assert body["pg_params"]["transaction_id"] == body["reference_number"]
     assert body["pg_params"]["ref"] == MPGS_ORDER
     assert body["pg_response"]["transaction"]["id"] == body["reference_number"]

@@ -47,7 +47,7 @@ from typing import Any, ClassVar
 
 import pytest
 
-from tests.fakes.base import Answer, Fault, FakeGateway, RecordedRequest
+from tests.fakes.base import Answer, FakeGateway, Fault, RecordedRequest
 
 API_KEY = "TjJ2ZkZha2VTZXJ2aWNlQWNjb3VudDpub3QtYS1yZWFsLWtleS1iNjRkMmY5Yg=="
 OUTLET = "5edab6d7-5946-43f4-b8c7-06b29c272bdd"

@@ -28,6 +28,7 @@ from tests.connectors.ngenius.fake_server import (
     ngenius_server,  # noqa: F401
     order_status_response,
 )
+from tests.e2e import post_op
 from tests.helpers import Seed
 
 UNCONFIRMED = "The payment gateway did not confirm the operation; it will be reconciled"
@@ -83,14 +84,6 @@ async def prewarm(fake: FakeNgenius, order_ref: str) -> None:
                                               {"order_reference": order_ref}))
     finally:
         await conn.aclose()
-
-
-async def post_op(client: httpx.AsyncClient, auth: dict[str, str], operation: str,
-                  amount: str | None = None) -> httpx.Response:
-    body: dict[str, Any] = {"operation": operation}
-    if amount is not None:
-        body["amount"] = amount
-    return await client.post("/b/pbl/v1/operation/ORD-1", json=body, headers=auth)
 
 
 # -- successes -------------------------------------------------------------------------------------
