@@ -13,22 +13,22 @@ import httpx
 import pytest
 
 from payops.connectors.base import ConnectorConfig
-from payops.connectors.ngenius import connector as ngenius_module
+from payops.connectors.ngenius import tokens as token_cache
 from payops.connectors.ngenius.connector import NgeniusConnector
 from payops.context import AppContext
 from payops.money import parse_amount
 from payops.operations.reconciler import reconcile_once
-
 from tests.connectors.ngenius.fake_server import (
     API_KEY,
     CARD_TOKEN,
     OUTLET,
     FakeNgenius,
     declined_response,
-    order_status_response,
     ngenius_fake,  # noqa: F401 - fixtures
     ngenius_server,  # noqa: F401
+    order_status_response,
 )
+from tests.e2e import post_op
 from tests.helpers import Seed
 
 UNCONFIRMED = "The payment gateway did not confirm the operation; it will be reconciled"
@@ -39,7 +39,7 @@ CREDENTIALS = {"api_key": API_KEY, "outlet_reference": OUTLET}
 
 @pytest.fixture(autouse=True)
 def _fresh_token_cache() -> None:
-    ngenius_module.clear_token_cache()
+    token_cache.clear_token_cache()
 
 
 @pytest.fixture
@@ -84,14 +84,6 @@ async def prewarm(fake: FakeNgenius, order_ref: str) -> None:
                                               {"order_reference": order_ref}))
     finally:
         await conn.aclose()
-
-
-async def post_op(client: httpx.AsyncClient, auth: dict[str, str], operation: str,
-                  amount: str | None = None) -> httpx.Response:
-    body: dict[str, Any] = {"operation": operation}
-    if amount is not None:
-        body["amount"] = amount
-    return await client.post("/b/pbl/v1/operation/ORD-1", json=body, headers=auth)
 
 
 # -- successes -------------------------------------------------------------------------------------
@@ -182,7 +174,7 @@ async def test_refund_requested_is_queued_then_reconciled(
     ctx: AppContext,
 ) -> None:
     await ngenius_payment(seed, fake, state="paid")
-    fake.inject("refund", "pending")
+    fake.inject("refund", "queue")
     reply = await post_op(client, auth, "refund", "10.00")
     assert reply.status_code == 200, reply.text
     assert reply.json()["txn"]["state"] == "refund_queued"
@@ -206,7 +198,7 @@ async def test_webhook_prompts_a_confirming_inquiry(
     queued refund has settled. A webhook without the secret header changes nothing."""
     secret = "whk_5c1f0e7a9b3d4e2f8a6c0b1d7e9f2a4c"
     order_ref, _ = await ngenius_payment(seed, fake, state="paid", webhook_secret=secret)
-    fake.inject("refund", "pending")
+    fake.inject("refund", "queue")
     assert (await post_op(client, auth, "refund", "10.00")).json()["txn"]["state"] == (
         "refund_queued")
     fake.settle_requested_refunds()
