@@ -117,9 +117,18 @@ class Connector(ABC):
     # before a reply is stored or shown (connectors/redaction.py). Ids, statuses, amounts, codes
     # and messages are evidence and are never listed here.
     personal_fields: ClassVar[frozenset[str]] = frozenset()
+    # Whether the gateway documents a final status for a refund it queued. Where it does not,
+    # nothing will ever finish a queued refund, so the reconciler hands it to an operator
+    # (needs_review) at once instead of after PAYOPS_QUEUED_REVIEW_AFTER (decisions §13).
+    documents_refund_status: ClassVar[bool] = True
 
     def __init__(self, config: ConnectorConfig) -> None:
         self.config = config
+
+    @classmethod
+    def reports_refund_status(cls, options: Mapping[str, Any]) -> bool:
+        """``documents_refund_status`` for one configuration (its non-secret options)."""
+        return cls.documents_refund_status
 
     @classmethod
     def default_operations(cls, operation_mode: str) -> frozenset[str]:

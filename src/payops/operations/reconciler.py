@@ -19,6 +19,7 @@ from datetime import datetime, timedelta, timezone
 from sqlalchemy import and_, or_, select, update
 
 from payops.connectors.base import GatewayResult, OperationRequest, Outcome
+from payops.connectors.registry import connector_class
 from payops.context import AppContext
 from payops.db.models import Operation
 from payops.gateways.service import ask_gateway, supported_operations
@@ -136,6 +137,11 @@ async def reconcile_operation(ctx: AppContext, operation_id: int) -> str:
     if request is None or "inquiry" not in supported_operations(op.gateway_config):
         return await _unresolved(ctx, operation_id, review=True)
     result = await _ask(ctx, op, request)
+    if (result.outcome == Outcome.UNKNOWN and op.operation == "refund"
+            and op.state == "processing" and not _documents_refund_status(op)):
+        # A refund whose reply was lost at a gateway that cannot be asked about refunds (KNET,
+        # QPay): waiting and asking again cannot tell, and resending could refund twice.
+        return await _unresolved(ctx, operation_id, review=True)
     if result.outcome in (Outcome.SUCCESS, Outcome.FAILED) or (
         result.outcome == Outcome.PENDING and op.operation == "refund" and op.state == "processing"
     ):
@@ -144,6 +150,11 @@ async def reconcile_operation(ctx: AppContext, operation_id: int) -> str:
             return settled.state
     return await _unresolved(ctx, operation_id, review=False,
                              counts=result.outcome != Outcome.PENDING)
+
+
+def _documents_refund_status(op: Operation) -> bool:
+    config = op.gateway_config
+    return connector_class(config.connector).reports_refund_status(config.options or {})
 
 
 async def reconcile_once(
