@@ -91,8 +91,10 @@ class FakeGateway:
     EXTRA_FAULTS: ClassVar[tuple[str, ...]] = ()
     hang_seconds: float = 2.0
     slow_seconds: float = 0.3
-    malformed_body: ClassVar[str] = '{"truncated": '
+    malformed_body: ClassVar[str | bytes] = '{"truncated": '
     malformed_content_type: ClassVar[str] = JSON
+    server_error_body: ClassVar[Any] = SERVER_ERROR_PAGE
+    server_error_content_type: ClassVar[str] = "text/html"
 
     def __init__(self) -> None:
         self.requests: list[RecordedRequest] = []
@@ -145,10 +147,14 @@ class FakeGateway:
                     if (path is None or r.path == path) and (method is None or r.method == method)
                     and (suffix is None or r.path.endswith(suffix))]
 
+    def fault_matches(self, fault: Fault, method: str, path: str) -> bool:
+        """Whether ``fault`` is for this request (a protocol may read ``suffix`` its own way)."""
+        return fault.matches(method, path)
+
     def take_fault(self, method: str, path: str) -> Fault | None:
         with self.lock:
             for index, fault in enumerate(self.faults):
-                if fault.matches(method, path):
+                if self.fault_matches(fault, method, path):
                     fault.times -= 1
                     if fault.times <= 0:
                         self.faults.pop(index)
@@ -261,7 +267,7 @@ class _Handler(BaseHTTPRequestHandler):
         elif kind == "reset":
             self._reset()
         elif kind == "500":
-            self._reply(Answer(500, SERVER_ERROR_PAGE, "text/html"))
+            self._reply(Answer(500, fake.server_error_body, fake.server_error_content_type))
         elif kind == "malformed":
             self._reply(Answer(200, fake.malformed_body, fake.malformed_content_type))
         elif kind == "slow":

@@ -12,7 +12,6 @@ import pytest
 
 from payops.context import AppContext
 from payops.operations.reconciler import reconcile_once
-
 from tests.connectors.mpgs.fake_server import (  # noqa: F401 - mpgs_fake is a fixture
     API_PASSWORD,
     MERCHANT_ID,

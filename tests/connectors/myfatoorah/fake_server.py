@@ -42,17 +42,15 @@ from __future__ import annotations
 
 import itertools
 import json
-import socket
-import struct
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
+
+from tests.fakes.base import Answer, FakeGateway, Fault, RecordedRequest
 
 TEST_API_TOKEN = "mf-test-7Kq2VfX9LrT4nBw8ZsY3cJd6HgP1aE5uQm0oWiRx"  # made up here
 WRONG_API_TOKEN = "wrong-token-0000"
@@ -63,7 +61,6 @@ DECIMALS = {"KWD": 3, "BHD": 3, "OMR": 3, "JOD": 3, "SAR": 2, "AED": 2, "QAR": 2
             "USD": 2}
 LOCAL_CURRENCY = {"KWD": "KD", "SAR": "SR", "BHD": "BD", "QAR": "QR", "OMR": "RO", "JOD": "JD"}
 MASKED_CARD = "450875xxxxxx1019"
-FAULTS = ("timeout", "reset", "500", "malformed", "decline", "blocked")
 
 
 # -- JSON with exact numbers ----------------------------------------------------------------------
@@ -253,55 +250,21 @@ class FakeInvoice:
         }
 
 
-@dataclass
-class RecordedRequest:
-    method: str
-    path: str
-    headers: dict[str, str]
-    body: bytes
+class FakeMyFatoorah(FakeGateway):
+    """State and behaviour of the fake; ``url`` is where it listens. Faults: the common ones
+    (tests/fakes/base.py) and ``blocked`` (the WAF's 403 HTML page)."""
 
-    @property
-    def json(self) -> Any:
-        """The body as sent, numbers kept exact (Decimal for fractions, int otherwise)."""
-        return json.loads(self.body, parse_float=Decimal) if self.body else None
-
-    def header(self, name: str) -> str | None:
-        for key, value in self.headers.items():
-            if key.lower() == name.lower():
-                return value
-        return None
-
-
-@dataclass
-class Fault:
-    kind: str
-    endpoint: str | None
-    apply: bool
-    message: str = ""
-    status: int = 400
-
-    def matches(self, path: str) -> bool:
-        return self.endpoint is None or path == self.endpoint
-
-
-class FakeMyFatoorah:
-    """State and behaviour of the fake; ``url`` is where it listens."""
+    EXTRA_FAULTS: ClassVar[tuple[str, ...]] = ("blocked",)
+    malformed_body = MALFORMED_TEXT
 
     def __init__(self) -> None:
+        super().__init__()
         self.tokens = {TEST_API_TOKEN}
         self.invoices: dict[int, FakeInvoice] = {}
-        self.requests: list[RecordedRequest] = []
-        self.faults: list[Fault] = []
         self.auto_refund = False
-        self.hang_seconds = 2.0
-        self.lock = threading.RLock()
-        self.stopping = threading.Event()
-        self.url = ""
         self._ids = itertools.count(6_424_001)
         self._refund_ids = itertools.count(28_401)
         self._payment_ids = itertools.count(100_202_409_798_688_317)
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
 
     # -- control: invoices ------------------------------------------------------------------
     def _transaction(self, invoice: FakeInvoice, status: str, value: Decimal, *,
@@ -418,47 +381,22 @@ class FakeMyFatoorah:
 
     # -- control: faults and records --------------------------------------------------------
     def fail_next(self, kind: str, *, endpoint: str | None = None, apply: bool = False,
-                  message: str = "", status: int = 400) -> None:
+                  message: str = "", status: int = 400, **more: Any) -> None:
         """The next request to ``endpoint`` (any when None) meets ``kind``. ``decline`` answers
         ``IsSuccess: false`` with ``message`` and HTTP ``status``."""
-        assert kind in FAULTS, kind
         assert endpoint is None or endpoint in ENDPOINTS, endpoint
-        with self.lock:
-            self.faults.append(Fault(kind, endpoint, apply, message, status))
+        super().fail_next(kind, path=endpoint, apply=apply, message=message, status=status,
+                          **more)
 
-    def requests_to(self, endpoint: str) -> list[RecordedRequest]:
-        with self.lock:
-            return [r for r in self.requests if r.path == endpoint]
+    def encode(self, value: Any) -> bytes:
+        return encode(value).encode()
 
-    # -- lifecycle --------------------------------------------------------------------------
-    def start(self) -> None:
-        fake = self
+    def decline_answer(self, fault: Fault, request: RecordedRequest) -> Answer:
+        return Answer(fault.status or 400, declined_response(fault.message) if fault.message
+                      else declined_response())
 
-        class Handler(_Handler):
-            gateway = fake
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        host, port = self._server.server_address[:2]
-        self.url = f"http://{host}:{port}"
-        self._thread = threading.Thread(target=self._server.serve_forever,
-                                        kwargs={"poll_interval": 0.05}, daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self.stopping.set()
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-
-    def _take_fault(self, path: str) -> Fault | None:
-        with self.lock:
-            for index, fault in enumerate(self.faults):
-                if fault.matches(path):
-                    return self.faults.pop(index)
-        return None
+    def extra_fault(self, fault: Fault, request: RecordedRequest) -> Answer | None:
+        return Answer(403, BLOCKED_HTML, "text/html")  # blocked
 
     # -- protocol ---------------------------------------------------------------------------
     def handle(self, method: str, path: str, headers: dict[str, str],
@@ -621,93 +559,6 @@ class FakeMyFatoorah:
         return 400, invalid_key_response()
 
 
-class _Handler(BaseHTTPRequestHandler):
-    gateway: FakeMyFatoorah
-    protocol_version = "HTTP/1.0"
-
-    def setup(self) -> None:
-        super().setup()
-        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
-        return None
-
-    def do_GET(self) -> None:  # noqa: N802 - stdlib naming
-        self._serve("GET")
-
-    def do_POST(self) -> None:  # noqa: N802
-        self._serve("POST")
-
-    def do_PUT(self) -> None:  # noqa: N802
-        self._serve("PUT")
-
-    def _serve(self, method: str) -> None:
-        fake = self.gateway
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length else b""
-        path = self.path.split("?", 1)[0]
-        headers = dict(self.headers.items())
-        with fake.lock:
-            fake.requests.append(RecordedRequest(method, path, headers, body))
-        fault = fake._take_fault(path)
-        if fault is not None and not fault.apply:
-            self._fault(fault)
-            return
-        status, reply = fake.handle(method, path, headers, body)
-        if fault is not None:
-            self._fault(fault)
-            return
-        self._reply(status, reply)
-
-    def _fault(self, fault: Fault) -> None:
-        if fault.kind == "timeout":
-            self.gateway.stopping.wait(self.gateway.hang_seconds)
-            self._reset()
-        elif fault.kind == "reset":
-            self._reset()
-        elif fault.kind == "500":
-            self._reply(500, SERVER_ERROR_TEXT, content_type="text/html")
-        elif fault.kind == "malformed":
-            self._reply(200, MALFORMED_TEXT, content_type="application/json; charset=utf-8")
-        elif fault.kind == "decline":
-            self._reply(fault.status, declined_response(fault.message) if fault.message
-                        else declined_response())
-        elif fault.kind == "blocked":
-            self._reply(403, BLOCKED_HTML, content_type="text/html")
-
-    def _reset(self) -> None:
-        try:
-            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
-                                       struct.pack("ii", 1, 0))
-            self.connection.close()
-        except OSError:
-            pass
-        self.close_connection = True
-
-    def _reply(self, status: int, reply: Any, content_type: str | None = None) -> None:
-        if reply is None:
-            data, kind = b"", content_type or "application/json; charset=utf-8"
-        elif isinstance(reply, (dict, list)):
-            data = encode(reply).encode()
-            kind = content_type or "application/json; charset=utf-8"
-        else:
-            data = str(reply).encode()
-            kind = content_type or "text/plain; charset=utf-8"
-        try:
-            self.send_response(status)
-            self.send_header("Content-Type", kind)
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-        except OSError:
-            pass
-
-
 @pytest.fixture
 def fake_myfatoorah() -> Iterator[FakeMyFatoorah]:
-    fake = FakeMyFatoorah()
-    fake.start()
-    try:
-        yield fake
-    finally:
-        fake.stop()
+    yield from FakeMyFatoorah().serving()

@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
+from payops.connectors import kit
 from payops.connectors.base import (
     ConnectorConfig,
     GatewayResult,
@@ -33,7 +34,6 @@ from payops.connectors.myfatoorah.webhooks import (
     verify_signature,
 )
 from payops.connectors.registry import connector_class
-
 from tests.connectors.myfatoorah import fake_server
 from tests.connectors.myfatoorah.fake_server import (
     MASKED_CARD,
@@ -715,14 +715,14 @@ def test_status_maps_cover_the_documented_statuses() -> None:
 
 def test_amounts_are_written_exactly_and_never_as_floats() -> None:
     body = {"Amount": transformers.to_amount(105_033, "KWD"), "Key": "1", "Flag": False}
-    assert transformers.dumps(body) == '{"Amount":105.033,"Key":"1","Flag":false}'
-    assert transformers.dumps({"Amount": transformers.to_amount(1_000, "SAR")}) == \
-        '{"Amount":10.00}'
+    assert kit.encode_json(body) == b'{"Amount":105.033,"Key":"1","Flag":false}'
+    assert kit.encode_json({"Amount": transformers.to_amount(1_000, "SAR")}) == \
+        b'{"Amount":10.00}'
     with pytest.raises(TypeError):
-        transformers.dumps({"Amount": 1.5})
+        kit.encode_json({"Amount": 1.5})
     assert transformers.to_minor(Decimal("12.345"), "KWD") == 12_345
     assert transformers.to_minor(Decimal("12.3456"), "KWD") is None
-    assert transformers.loads('{"InvoiceValue": 0.1}')["InvoiceValue"] == Decimal("0.1")
+    assert kit.decode_json('{"InvoiceValue": 0.1}')["InvoiceValue"] == Decimal("0.1")
 
 
 async def test_the_fake_enforces_the_protocol(fake_myfatoorah: FakeMyFatoorah) -> None:

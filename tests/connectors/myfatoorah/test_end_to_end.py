@@ -14,7 +14,6 @@ import pytest
 
 from payops.context import AppContext
 from payops.operations.reconciler import reconcile_once
-
 from tests.connectors.myfatoorah import fake_server
 from tests.connectors.myfatoorah.fake_server import (
     TEST_API_TOKEN,

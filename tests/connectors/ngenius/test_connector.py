@@ -26,9 +26,10 @@ from payops.connectors.base import (
     Outcome,
     PaymentRef,
 )
-from payops.connectors.ngenius import connector as ngenius_module
+from payops.connectors.ngenius import tokens as token_cache
 from payops.connectors.ngenius import transformers as t
-from payops.connectors.ngenius.connector import NgeniusConnector, token_cache_key
+from payops.connectors.ngenius.connector import NgeniusConnector
+from payops.connectors.ngenius.tokens import token_cache_key
 from payops.connectors.ngenius.webhooks import (
     WebhookError,
     parse_event,
@@ -37,7 +38,6 @@ from payops.connectors.ngenius.webhooks import (
     verify_webhook,
 )
 from payops.connectors.registry import build_connector, connector_class
-
 from tests.connectors.ngenius.fake_server import (
     API_KEY,
     CARD_TOKEN,
@@ -63,7 +63,7 @@ PAYMENT = "application/vnd.ni-payment.v2+json"
 
 @pytest.fixture(autouse=True)
 def _fresh_token_cache() -> None:
-    ngenius_module.clear_token_cache()
+    token_cache.clear_token_cache()
 
 
 @pytest.fixture
@@ -125,7 +125,7 @@ def payment_path(fake: FakeNgenius, payment: PaymentRef) -> str:
 def expected_raw(fake: FakeNgenius, payment: PaymentRef, canned: Any = successful_capture_response
                  ) -> dict[str, Any]:
     order = fake.orders[payment.gateway_refs["order_reference"]]
-    return t.sanitise(canned(fake.url, order, fake.payment(order.ref)))
+    return t.REDACTION.scrub(canned(fake.url, order, fake.payment(order.ref)))
 
 
 def issued_token(fake: FakeNgenius) -> str:
@@ -475,7 +475,7 @@ async def test_faults_are_unknown(fake: FakeNgenius, fault: str, kind: str, perf
     assert result.outcome == Outcome.UNKNOWN
     assert time.monotonic() - started < SHORT + 2
     assert result.pg_params == {}
-    expected = {"timeout": {"error": "timeout"}, "reset": {"error": "reset"},
+    expected = {"timeout": {"error": "timeout"}, "reset": {"error": "connection_error"},
                 "500": {"status": 500, "error": "unparsable"}, "malformed": {"status": 201 if kind != "void" else 200,
                                                       "error": "unparsable"}}[fault]
     assert result.raw == expected
@@ -550,7 +550,7 @@ async def test_token_is_cached_across_connector_instances(fake: FakeNgenius) -> 
     tokens = {call.headers["authorization"] for call in fake.calls("POST", "/captures")}
     assert tokens == {f"Bearer {issued_token(fake)}"}
     # the cache is keyed by host and a hash of the key, never the key itself
-    keys = list(ngenius_module._TOKENS)
+    keys = token_cache.cached_keys()
     assert keys == [token_cache_key(fake.url, API_KEY)]
     assert keys[0][1] == hashlib.sha256(API_KEY.encode()).hexdigest()
     assert API_KEY not in repr(keys)
@@ -831,7 +831,7 @@ async def test_inquire_payment(fake: FakeNgenius, action: str, state: str | None
     result = await run(conn, conn.inquire_payment(payment))
     assert result.outcome == outcome
     order = fake.orders[payment.gateway_refs["order_reference"]]
-    assert result.raw == t.sanitise(order_status_response(fake.url, order))
+    assert result.raw == t.REDACTION.scrub(order_status_response(fake.url, order))
     pay = fake.payment(order.ref)
     assert result.gateway_refs == {"order_reference": order.ref, "payment_reference": pay.ref}
     assert result.pg_params["payment_id"] == pay.ref

@@ -6,7 +6,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from payops.connectors.ngenius import connector as ngenius_module
+from payops.connectors.ngenius import tokens as token_cache
 from payops.money import parse_amount
 from tests.connectors.ngenius.fake_server import (
     API_KEY,
@@ -24,7 +24,7 @@ CREDENTIALS = {"api_key": API_KEY, "outlet_reference": OUTLET}
 
 @pytest.fixture(autouse=True)
 def _fresh_token_cache() -> None:
-    ngenius_module.clear_token_cache()
+    token_cache.clear_token_cache()
 
 
 @pytest.fixture

@@ -13,21 +13,20 @@ import httpx
 import pytest
 
 from payops.connectors.base import ConnectorConfig
-from payops.connectors.ngenius import connector as ngenius_module
+from payops.connectors.ngenius import tokens as token_cache
 from payops.connectors.ngenius.connector import NgeniusConnector
 from payops.context import AppContext
 from payops.money import parse_amount
 from payops.operations.reconciler import reconcile_once
-
 from tests.connectors.ngenius.fake_server import (
     API_KEY,
     CARD_TOKEN,
     OUTLET,
     FakeNgenius,
     declined_response,
-    order_status_response,
     ngenius_fake,  # noqa: F401 - fixtures
     ngenius_server,  # noqa: F401
+    order_status_response,
 )
 from tests.helpers import Seed
 
@@ -39,7 +38,7 @@ CREDENTIALS = {"api_key": API_KEY, "outlet_reference": OUTLET}
 
 @pytest.fixture(autouse=True)
 def _fresh_token_cache() -> None:
-    ngenius_module.clear_token_cache()
+    token_cache.clear_token_cache()
 
 
 @pytest.fixture

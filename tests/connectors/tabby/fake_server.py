@@ -34,18 +34,16 @@ from __future__ import annotations
 
 import json
 import re
-import socket
-import struct
-import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
+
+from tests.fakes.base import Answer, Fault, FakeGateway, RecordedRequest
 
 TEST_SECRET_KEY = "sk_test_4f1c2a9e-7d55-4b1a-9c33-5e0e7b1d2f60"
 OTHER_MERCHANT_KEY = "sk_test_0b7e6d55-1111-4c2b-8f00-aa55aa55aa55"
@@ -57,7 +55,6 @@ PAYMENT_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-
 ROUTE = re.compile(r"^/api/v2/payments/(?P<id>[^/]+)(?P<action>/captures|/refunds|/close)?$")
 AMOUNT = re.compile(r"^[0-9]+(?:\.(?P<frac>[0-9]+))?$")
 
-FAULTS = ("timeout", "reset", "500", "malformed", "throttle", "decline")
 
 
 # -- canned replies ---------------------------------------------------------------------------
@@ -198,57 +195,21 @@ class FakePayment:
         }
 
 
-@dataclass
-class RecordedRequest:
-    method: str
-    path: str
-    headers: dict[str, str]
-    body: bytes
+class FakeTabby(FakeGateway):
+    """State and behaviour of the fake; ``url`` is where it listens. Faults: the common ones
+    (tests/fakes/base.py) and ``throttle`` (429)."""
 
-    @property
-    def json(self) -> Any:
-        return json.loads(self.body) if self.body else None
-
-    def header(self, name: str) -> str | None:
-        for key, value in self.headers.items():
-            if key.lower() == name.lower():
-                return value
-        return None
-
-
-@dataclass
-class Fault:
-    kind: str
-    method: str | None
-    suffix: str | None
-    apply: bool
-    message: str = ""
-
-    def matches(self, method: str, path: str) -> bool:
-        if self.method and self.method != method:
-            return False
-        if self.suffix is not None:
-            action = ROUTE.match(path)
-            tail = (action.group("action") or "") if action else None
-            return tail == self.suffix
-        return True
-
-
-class FakeTabby:
-    """State and behaviour of the fake; ``url`` is where it listens."""
+    EXTRA_FAULTS: ClassVar[tuple[str, ...]] = ("throttle",)
+    malformed_body = MALFORMED_TEXT
+    malformed_content_type = "application/json"
+    server_error_body = SERVER_ERROR_TEXT
+    server_error_content_type = "text/plain; charset=utf-8"
 
     def __init__(self) -> None:
+        super().__init__()
         self.secret_keys = {TEST_SECRET_KEY, OTHER_MERCHANT_KEY, LIVE_SECRET_KEY}
         self.payments: dict[str, FakePayment] = {}
-        self.requests: list[RecordedRequest] = []
-        self.faults: list[Fault] = []
         self.delayed_refunds = False
-        self.hang_seconds = 2.0
-        self.lock = threading.RLock()
-        self.stopping = threading.Event()
-        self.url = ""
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
 
     # -- control ----------------------------------------------------------------------------
     def add_payment(
@@ -297,49 +258,32 @@ class FakeTabby:
             payment = self.payments[payment_id]
             payment.refunds = [r for r in payment.refunds if r["reference_id"] != reference_id]
 
-    def fail_next(self, kind: str, *, method: str | None = None, suffix: str | None = None,
-                  apply: bool = False, message: str = "") -> None:
-        """The next matching request meets ``kind``; ``suffix`` is "" (the payment itself),
-        "/captures", "/refunds" or "/close"."""
-        assert kind in FAULTS, kind
-        with self.lock:
-            self.faults.append(Fault(kind, method, suffix, apply, message))
+    def fault_matches(self, fault: Fault, method: str, path: str) -> bool:
+        """``suffix`` names the action: "" (the payment itself), "/captures", "/refunds" or
+        "/close"."""
+        if fault.method and fault.method != method:
+            return False
+        if fault.suffix is not None:
+            action = ROUTE.match(path)
+            return ((action.group("action") or "") if action else None) == fault.suffix
+        return True
 
-    def requests_to(self, suffix: str, method: str = "POST") -> list[RecordedRequest]:
+    def decline_answer(self, fault: Fault, request: RecordedRequest) -> Answer:
+        return Answer(fault.status or 400, declined_response(fault.message) if fault.message
+                      else declined_response())
+
+    def extra_fault(self, fault: Fault, request: RecordedRequest) -> Answer | None:
+        return Answer(429, throttled_response())  # throttle
+
+    def encode(self, value: Any) -> bytes:
+        return json.dumps(value).encode()
+
+    def requests_to(self, suffix: str, method: str = "POST",  # type: ignore[override]
+                    **_: Any) -> list[RecordedRequest]:
         return [r for r in self.requests if r.method == method and
                 (ROUTE.match(r.path) and (ROUTE.match(r.path).group("action") or "") == suffix)]
 
-    # -- lifecycle --------------------------------------------------------------------------
-    def start(self) -> None:
-        fake = self
-
-        class Handler(_Handler):
-            tabby = fake
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        host, port = self._server.server_address[:2]
-        self.url = f"http://{host}:{port}"
-        self._thread = threading.Thread(target=self._server.serve_forever,
-                                        kwargs={"poll_interval": 0.05}, daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self.stopping.set()
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-
     # -- protocol ---------------------------------------------------------------------------
-    def _take_fault(self, method: str, path: str) -> Fault | None:
-        with self.lock:
-            for index, fault in enumerate(self.faults):
-                if fault.matches(method, path):
-                    return self.faults.pop(index)
-        return None
-
     @staticmethod
     def _movement(payment: FakePayment, amount: Decimal, reference: str) -> dict[str, Any]:
         zero = payment.fmt(Decimal(0))
@@ -457,92 +401,6 @@ class FakeTabby:
         return 200, payment.as_json()
 
 
-class _Handler(BaseHTTPRequestHandler):
-    tabby: FakeTabby
-    protocol_version = "HTTP/1.0"
-
-    def setup(self) -> None:
-        super().setup()
-        # Headers and body leave in separate writes: without this, Nagle + delayed ACK add ~40 ms.
-        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
-        return None
-
-    def do_GET(self) -> None:  # noqa: N802 - stdlib naming
-        self._serve("GET")
-
-    def do_POST(self) -> None:  # noqa: N802
-        self._serve("POST")
-
-    def do_PUT(self) -> None:  # noqa: N802
-        self._serve("PUT")
-
-    def _serve(self, method: str) -> None:
-        fake = self.tabby
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length else b""
-        path = self.path.split("?", 1)[0]
-        headers = {k: v for k, v in self.headers.items()}
-        with fake.lock:
-            fake.requests.append(RecordedRequest(method, path, headers, body))
-        fault = fake._take_fault(method, path)
-        if fault is not None and not fault.apply:
-            self._fault(fault)
-            return
-        status, reply = fake.handle(method, path, headers, body)
-        if fault is not None:
-            self._fault(fault)
-            return
-        self._reply(status, reply)
-
-    def _fault(self, fault: Fault) -> None:
-        if fault.kind == "timeout":
-            self.tabby.stopping.wait(self.tabby.hang_seconds)
-            self._reset()
-        elif fault.kind == "reset":
-            self._reset()
-        elif fault.kind == "500":
-            self._reply(500, SERVER_ERROR_TEXT)
-        elif fault.kind == "malformed":
-            self._reply(200, MALFORMED_TEXT, content_type="application/json")
-        elif fault.kind == "throttle":
-            self._reply(429, throttled_response())
-        elif fault.kind == "decline":
-            self._reply(400, declined_response(fault.message) if fault.message
-                        else declined_response())
-
-    def _reset(self) -> None:
-        try:
-            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
-                                       struct.pack("ii", 1, 0))
-            self.connection.close()
-        except OSError:
-            pass
-        self.close_connection = True
-
-    def _reply(self, status: int, reply: Any, content_type: str | None = None) -> None:
-        if isinstance(reply, (dict, list)):
-            data = json.dumps(reply).encode()
-            kind = content_type or "application/json"
-        else:
-            data = str(reply).encode()
-            kind = content_type or "text/plain; charset=utf-8"
-        try:
-            self.send_response(status)
-            self.send_header("Content-Type", kind)
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-        except OSError:
-            pass
-
-
 @pytest.fixture
 def fake_tabby() -> Iterator[FakeTabby]:
-    fake = FakeTabby()
-    fake.start()
-    try:
-        yield fake
-    finally:
-        fake.stop()
+    yield from FakeTabby().serving()

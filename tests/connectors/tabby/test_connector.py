@@ -33,7 +33,6 @@ from payops.connectors.tabby.webhooks import (
     verify_notification,
 )
 from payops.ids import new_reference_number
-
 from tests.connectors.tabby import fake_server
 from tests.connectors.tabby.fake_server import (
     LIVE_SECRET_KEY,
@@ -566,8 +565,8 @@ async def test_a_reply_without_the_capture_is_unknown(fake_tabby: FakeTabby) -> 
     connector = connector_for(fake_tabby)
 
     async def send(*args: Any, **kwargs: Any) -> Any:
-        from payops.connectors.tabby.connector import _Reply
-        return _Reply(200, fake_tabby.payment(payment_id))
+        from payops.connectors.kit import Reply
+        return Reply(200, fake_tabby.payment(payment_id))
 
     connector._send = send  # type: ignore[method-assign]
     result = await run(connector, op("capture", payment_id, 10_000))

@@ -10,7 +10,6 @@ import pytest
 
 from payops.context import AppContext
 from payops.operations.reconciler import reconcile_once
-
 from tests.connectors.tabby import fake_server
 from tests.connectors.tabby.fake_server import (
     TEST_SECRET_KEY,

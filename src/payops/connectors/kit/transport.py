@@ -275,19 +275,12 @@ class GatewayClient:
 
         Body: ``json`` (written with :func:`encode_json`), ``form`` (url-encoded), ``xml`` (text)
         or ``content`` (bytes as given); ``content_type`` overrides the matching media type."""
-        sent_headers = dict(headers or {})
-        body: bytes | None = content
-        media = content_type
-        if json is not None:
-            body, media = encode_json(json), content_type or "application/json"
-        elif form is not None:
-            body = urlencode({k: "" if v is None else str(v) for k, v in form.items()}).encode()
-            media = content_type or "application/x-www-form-urlencoded"
-        elif xml is not None:
-            body = xml.encode() if isinstance(xml, str) else xml
-            media = content_type or "application/xml"
-        if media:
-            sent_headers["Content-Type"] = media
+        try:
+            body, sent_headers = _body(json, form, xml, content, content_type, headers)
+        except (TypeError, ValueError) as exc:
+            log.warning("%s %s %s: body not encoded (%s)", self.label, method, target,
+                        type(exc).__name__)
+            return Reply(None, fault=Fault.NOT_SENT)
         url = self.url(target)
         path = urlsplit(url).path
         timeout = httpx.Timeout(deadline.next_timeout()) if deadline else None
@@ -316,6 +309,25 @@ class GatewayClient:
         log.debug("%s %s %s -> %s in %d ms", self.label, method, path, response.status_code,
                   int((time.monotonic() - started) * 1000))
         return decode_reply(response.status_code, response.content, decode, response.headers)
+
+
+def _body(json: Any, form: Mapping[str, Any] | None, xml: str | bytes | None,
+          content: bytes | None, content_type: str,
+          headers: Mapping[str, str] | None) -> tuple[bytes | None, dict[str, str]]:
+    sent_headers = dict(headers or {})
+    body: bytes | None = content
+    media = content_type
+    if json is not None:
+        body, media = encode_json(json), content_type or "application/json"
+    elif form is not None:
+        body = urlencode({k: "" if v is None else str(v) for k, v in form.items()}).encode()
+        media = content_type or "application/x-www-form-urlencoded"
+    elif xml is not None:
+        body = xml.encode() if isinstance(xml, str) else xml
+        media = content_type or "application/xml"
+    if media:
+        sent_headers["Content-Type"] = media
+    return body, sent_headers
 
 
 def decode_reply(status: int, content: bytes, decode: Decode = "json",

@@ -26,16 +26,15 @@ The connector never raises: transport errors, timeouts, 5xx and unparsable repli
 
 from __future__ import annotations
 
-import asyncio
-import json
 import logging
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any, ClassVar
 from urllib.parse import quote
 
 import httpx
 
+from payops.connectors import kit
 from payops.connectors.base import (
     CALL_MARGIN_SECONDS,
     Connector,
@@ -48,10 +47,17 @@ from payops.connectors.base import (
     Outcome,
     PaymentRef,
 )
-from payops.connectors.http import shared_tls_context
+from payops.connectors.kit import Reply
 from payops.connectors.mpgs import transformers as t
 from payops.connectors.mpgs import webhooks
-from payops.connectors.redaction import field_set
+from payops.connectors.mpgs.decisions import (
+    decide,
+    no_answer,
+    raw_of,
+    transaction_result,
+    unknown,
+)
+from payops.connectors.mpgs.transformers import REDACTION
 from payops.money import AmountError, UnknownCurrency, from_decimal
 
 log = logging.getLogger(__name__)
@@ -66,33 +72,25 @@ OPERATION_TYPES = {"CAPTURE": "capture", "REFUND": "refund", "VOID_AUTHORIZATION
 CONTENT_TYPE = "application/json;charset=UTF-8"
 
 
-@dataclass(frozen=True)
-class Reply:
-    """One HTTP exchange: ``failure`` names a transport problem (no status, no body)."""
-
-    status: int | None = None
-    body: dict[str, Any] | None = None
-    failure: str | None = None
-
-    @property
-    def answered(self) -> bool:
-        return self.failure is None and self.status is not None
-
-
 class MpgsConnector(Connector):
     name: ClassVar[str] = "mpgs"
     capabilities: ClassVar[frozenset[str]] = frozenset({"capture", "refund", "void", "inquiry"})
     required_credentials: ClassVar[tuple[str, ...]] = ("merchant_id", "api_password")
     # Customer contact details, addresses, the device (IP address) and the card beyond its
     # masked number (holder name, expiry).
-    personal_fields: ClassVar[frozenset[str]] = field_set((
+    personal_fields: ClassVar[frozenset[str]] = kit.field_set((
         "customer", "billing", "shipping", "device", "email", "phone", "mobilePhone",
         "firstName", "lastName", "nameOnCard", "expiry", "ipAddress",
     ))
 
     def __init__(self, config: ConnectorConfig) -> None:
         super().__init__(config)
-        self._client: httpx.AsyncClient | None = None
+        self.client = kit.GatewayClient(
+            "mpgs", base_url=self.base_url, timeout=config.timeout_seconds,
+            headers={"Accept": "application/json"},
+            auth=httpx.BasicAuth(f"merchant.{self.merchant_id}",
+                                 kit.credential(config, "api_password")),
+        )
 
     # -- configuration --------------------------------------------------------------------------
     @property
@@ -111,7 +109,7 @@ class MpgsConnector(Connector):
 
     @property
     def merchant_id(self) -> str:
-        return str(self.config.credentials.get("merchant_id") or "")
+        return kit.credential(self.config, "merchant_id")
 
     def _merchant_path(self) -> str:
         return (f"/api/rest/version/{quote(self.api_version, safe='')}"
@@ -129,56 +127,22 @@ class MpgsConnector(Connector):
         return str(refs.get("order_id") or payment.reference_number)
 
     # -- the one send-and-parse point -----------------------------------------------------------
-    def _http(self) -> httpx.AsyncClient:
-        if self._client is None:
-            self._client = httpx.AsyncClient(
-                base_url=self.base_url,
-                timeout=httpx.Timeout(self.config.timeout_seconds),
-                follow_redirects=False,
-                verify=shared_tls_context(),
-                auth=httpx.BasicAuth(
-                    f"merchant.{self.merchant_id}",
-                    str(self.config.credentials.get("api_password") or ""),
-                ),
-                headers={"Accept": "application/json"},
-            )
-        return self._client
-
     async def _send(self, method: str, path: str, body: dict[str, Any] | None = None) -> Reply:
-        content = None
-        headers: dict[str, str] = {}
-        if body is not None:
-            content = json.dumps(body, separators=(",", ":")).encode()
-            headers["Content-Type"] = CONTENT_TYPE
-        try:
-            response = await self._http().request(method, path, content=content, headers=headers)
-        except httpx.TimeoutException as exc:
-            log.warning("mpgs %s %s: %s", method, path, type(exc).__name__)
-            return Reply(failure=f"timeout ({type(exc).__name__})")
-        except httpx.HTTPError as exc:
-            log.warning("mpgs %s %s: %s", method, path, type(exc).__name__)
-            return Reply(failure=f"transport error ({type(exc).__name__})")
-        parsed = t.decode_json(response.content)
-        log.debug("mpgs %s %s -> %s %s", method, path, response.status_code,
-                  parsed.get("result") if parsed else "unparsable")
-        return Reply(status=response.status_code, body=parsed)
+        reply = await self.client.request(method, path, json=body, content_type=CONTENT_TYPE)
+        if reply.answered and not isinstance(reply.body, dict):
+            # Anything that is not a JSON object (HTML error pages, truncated bodies) is unread.
+            reply = replace(reply, body=None, decoded=reply.body is None and reply.decoded)
+        return reply
 
-    async def _guarded(self, work: Callable[[], Awaitable[GatewayResult]]) -> GatewayResult:
+    async def _guarded(self, work: Any) -> GatewayResult:
         """Run one connector call within its time budget; never raise."""
-        budget = self.config.timeout_seconds + CALL_MARGIN_SECONDS / 2
-        try:
-            async with asyncio.timeout(budget):
-                return await work()
-        except TimeoutError:
-            return _unknown({"error": "timeout"}, "MPGS did not answer in time")
-        except Exception as exc:  # noqa: BLE001 - a connector must never raise
-            log.warning("mpgs call failed: %s", type(exc).__name__)
-            return _unknown({"error": type(exc).__name__}, "MPGS call failed")
+        return await kit.guarded(
+            work, budget=self.config.timeout_seconds + CALL_MARGIN_SECONDS / 2,
+            on_timeout=lambda: unknown({"error": "timeout"}, "MPGS did not answer in time"),
+            on_error=lambda exc: unknown({"error": type(exc).__name__}, "MPGS call failed"))
 
     async def aclose(self) -> None:
-        if self._client is not None:
-            client, self._client = self._client, None
-            await client.aclose()
+        await self.client.aclose()
 
     def parse_notification(self, headers: Mapping[str, str], body: bytes) -> Notification:
         try:
@@ -232,68 +196,9 @@ class MpgsConnector(Connector):
         order_id = self.order_id(request.payment)
         path = self._transaction_path(order_id, request.reference_number)
         reply = await self._send("PUT", path, body.wire())
-        return self._transaction_result(request, order_id, reply)
+        return transaction_result(request, order_id, reply)
 
     # -- turning a reply into a GatewayResult ---------------------------------------------------
-    def _transaction_result(
-        self, request: OperationRequest, order_id: str, reply: Reply
-    ) -> GatewayResult:
-        if not reply.answered:
-            return _unknown({"error": reply.failure}, f"MPGS did not answer: {reply.failure}")
-        status = reply.status or 0
-        raw = _raw(reply)
-        if status >= 500:
-            return _unknown(raw, f"MPGS answered HTTP {status}")
-        if reply.body is None:
-            return _unknown(raw, f"MPGS answered HTTP {status} with an unreadable body")
-        parsed = t.parse_transaction(reply.body)
-        if parsed is None:
-            return _unknown(raw, "MPGS reply does not have the documented shape")
-        if not 200 <= status < 300:
-            outcome = t.error_outcome(parsed.error.cause if parsed.error else None)
-            return GatewayResult(outcome, raw, {"ref": order_id, "result": "ERROR"},
-                                 t.error_message(parsed.error))
-        return self._decide(request, order_id, parsed, raw)
-
-    def _decide(
-        self, request: OperationRequest, order_id: str, parsed: t.TransactionReply,
-        raw: dict[str, Any],
-    ) -> GatewayResult:
-        outcome = t.transaction_outcome(
-            parsed.result, parsed.gateway_code, parsed.error.cause if parsed.error else None
-        )
-        message = t.reply_message(parsed)
-        params = t.transaction_params(parsed, order_id)
-        txn = parsed.transaction
-        if outcome in (Outcome.SUCCESS, Outcome.PENDING) and parsed.error is None:
-            mismatch = self._mismatch(request, txn)
-            if mismatch:
-                # The gateway says yes to something other than what we sent: a human decides.
-                log.warning("mpgs reply for %s does not match the request: %s",
-                            request.reference_number, mismatch)
-                return GatewayResult(Outcome.UNKNOWN, raw, params,
-                                     f"MPGS reply does not match the operation: {mismatch}")
-        refs = {"order_id": order_id}
-        if txn is not None and txn.id:
-            refs["operation_transaction_id"] = txn.id
-        return GatewayResult(outcome, raw, params, message, refs)
-
-    @staticmethod
-    def _mismatch(request: OperationRequest, txn: t.TransactionInfo | None) -> str:
-        if txn is None:
-            return "no transaction in the reply"
-        if txn.id is not None and txn.id != request.reference_number:
-            return f"transaction id {txn.id!r}"
-        if not t.type_matches(request.operation, txn.type):
-            return f"transaction type {txn.type!r}"
-        if request.operation == "void":
-            return ""
-        if txn.currency is not None and txn.currency.upper() != request.currency_code.upper():
-            return f"currency {txn.currency!r}"
-        if txn.amount is not None and t.minor_units(txn.amount, request.currency_code) != request.amount:
-            return f"amount {txn.amount}"
-        return ""
-
     # -- inquiries ------------------------------------------------------------------------------
     async def inquire_operation(self, request: OperationRequest) -> GatewayResult:
         return await self._guarded(lambda: self._inquire_operation(request))
@@ -303,16 +208,16 @@ class MpgsConnector(Connector):
         reference = request.reference_number
         reply = await self._send("GET", self._transaction_path(order_id, reference))
         if not reply.answered:
-            return _unknown({"error": reply.failure}, f"MPGS did not answer: {reply.failure}")
+            return no_answer(reply)
         status = reply.status or 0
         parsed = t.parse_transaction(reply.body) if reply.body is not None else None
         if 200 <= status < 300 and parsed is not None and parsed.transaction is not None:
-            return self._decide(request, order_id, parsed, _raw(reply))
+            return decide(request, order_id, parsed, raw_of(reply))
         if (400 <= status < 500 and parsed is not None and parsed.error is not None
                 and (parsed.error.cause or "").upper() == "INVALID_REQUEST"):
             # Most likely "no such transaction"; confirm on the order before saying "not done".
-            return await self._confirm_absent(request, order_id, _raw(reply))
-        return _unknown(_raw(reply), "MPGS could not say what happened to the operation")
+            return await self._confirm_absent(request, order_id, raw_of(reply))
+        return unknown(raw_of(reply), "MPGS could not say what happened to the operation")
 
     async def _confirm_absent(
         self, request: OperationRequest, order_id: str, first: dict[str, Any]
@@ -322,11 +227,11 @@ class MpgsConnector(Connector):
         order = t.parse_order(reply.body) if reply.answered and reply.body is not None else None
         if (order is None or not 200 <= status < 300 or order.error is not None
                 or (order.result or "").upper() == "ERROR" or order.id != order_id):
-            return _unknown({"transaction": first, "order": _raw(reply)},
+            return unknown({"transaction": first, "order": raw_of(reply)},
                             "MPGS could not say what happened to the operation")
         entry = order.find(request.reference_number)
         if entry is not None:
-            return self._decide(request, order_id, entry, t.safe_raw(reply.body))
+            return decide(request, order_id, entry, REDACTION.scrub(reply.body))
         return GatewayResult(
             Outcome.FAILED,
             {"transaction": first, "order_status": order.status,
@@ -340,9 +245,11 @@ class MpgsConnector(Connector):
 
     async def list_operations(self, payment: PaymentRef) -> list[GatewayOperation] | None:
         try:
-            reply = await asyncio.wait_for(
-                self._send("GET", self._order_path(self.order_id(payment))),
-                self.config.timeout_seconds + CALL_MARGIN_SECONDS / 2)
+            deadline = kit.Deadline(self.config.timeout_seconds, CALL_MARGIN_SECONDS / 2)
+            reply = await self.client.request("GET", self._order_path(self.order_id(payment)),
+                                              deadline=deadline)
+            if reply.answered and not isinstance(reply.body, dict):
+                reply = replace(reply, body=None)
         except Exception as exc:  # noqa: BLE001 - a connector must never raise
             log.warning("mpgs order listing failed: %s", type(exc).__name__)
             return None
@@ -373,23 +280,23 @@ class MpgsConnector(Connector):
         order_id = self.order_id(payment)
         reply = await self._send("GET", self._order_path(order_id))
         if not reply.answered:
-            return _unknown({"error": reply.failure}, f"MPGS did not answer: {reply.failure}")
+            return no_answer(reply)
         status = reply.status or 0
-        raw = _raw(reply)
+        raw = raw_of(reply)
         if status >= 500 or reply.body is None:
-            return _unknown(raw, f"MPGS answered HTTP {status} without a usable body")
+            return unknown(raw, f"MPGS answered HTTP {status} without a usable body")
         order = t.parse_order(reply.body)
         if order is None:
-            return _unknown(raw, "MPGS reply does not have the documented shape")
+            return unknown(raw, "MPGS reply does not have the documented shape")
         if not 200 <= status < 300 or order.error is not None:
             cause = (order.error.cause if order.error else "") or ""
             if 400 <= status < 500 and cause.upper() == "INVALID_REQUEST":
                 # No such order (yet): the payer may not have submitted; not a final "no".
                 return GatewayResult(Outcome.PENDING, raw, {"ref": order_id},
                                      t.error_message(order.error))
-            return _unknown(raw, t.error_message(order.error))
+            return unknown(raw, t.error_message(order.error))
         if order.currency and order.currency.upper() != payment.currency_code.upper():
-            return _unknown(raw, f"MPGS order {order_id} is in {order.currency}, "
+            return unknown(raw, f"MPGS order {order_id} is in {order.currency}, "
                                  f"not {payment.currency_code}")
         outcome = t.order_outcome(order.status, payment.operation_mode)
         payment_txn = self._payment_transaction(order, payment)
@@ -415,17 +322,3 @@ class MpgsConnector(Connector):
                     return entry
         return None
 
-
-def _raw(reply: Reply) -> dict[str, Any]:
-    if reply.failure is not None:
-        return {"error": reply.failure}
-    if reply.body is None:
-        return {"http_status": reply.status, "error": "unparsable reply"}
-    raw = t.safe_raw(reply.body)
-    if reply.status is not None and not 200 <= reply.status < 300:
-        raw = {**raw, "http_status": reply.status}
-    return raw
-
-
-def _unknown(raw: dict[str, Any], message: str) -> GatewayResult:
-    return GatewayResult(Outcome.UNKNOWN, raw, {}, message)

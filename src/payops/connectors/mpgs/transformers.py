@@ -15,14 +15,14 @@ contradicts itself), never to SUCCESS.
 
 from __future__ import annotations
 
-import json
-import re
 from decimal import Decimal
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from payops.connectors.base import Outcome
+from payops.connectors.kit import decode_json as kit_decode_json
+from payops.connectors.kit import redaction
 from payops.money import AmountError, UnknownCurrency, format_minor, from_decimal
 
 # -- requests -----------------------------------------------------------------------------------
@@ -192,63 +192,28 @@ def parse_order(body: dict[str, Any]) -> OrderReply | None:
         return None
 
 
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"non-finite number {name} in reply")
-
-
 def decode_json(content: bytes) -> dict[str, Any] | None:
     """Parse a reply body: JSON numbers become ``Decimal`` (never float); anything that is not a
     JSON object (HTML error pages, truncated bodies, NaN) is ``None``."""
     try:
-        value = json.loads(content, parse_float=Decimal, parse_constant=_reject_constant)
-    except (ValueError, UnicodeDecodeError, RecursionError):
+        value = kit_decode_json(content)
+    except ValueError:
         return None
     return value if isinstance(value, dict) else None
 
 
 # -- what is kept as the raw reply: JSON-safe, without card data -------------------------------
 
-_SENSITIVE_KEYS = frozenset({
+# Secrets dropped, and full card numbers (Luhn-valid 13-19 digits) masked wherever they appear.
+REDACTION = redaction(drop=(
     "securitycode", "cvv", "cvc", "cvv2", "pin", "track1", "track2", "trackdata", "password",
     "apipassword", "authorization",
-})
-_PAN = re.compile(r"[0-9]{13,19}")
-
-
-def _luhn(digits: str) -> bool:
-    total = 0
-    for index, char in enumerate(reversed(digits)):
-        value = int(char)
-        if index % 2:
-            value = value * 2 - 9 if value > 4 else value * 2
-        total += value
-    return total % 10 == 0
-
-
-def looks_like_pan(value: str) -> bool:
-    """A full card number: 13-19 digits passing the Luhn check (RRNs have 12 digits)."""
-    return bool(_PAN.fullmatch(value)) and _luhn(value)
+), mask_pan_strings=True)
+safe_raw = REDACTION.scrub
 
 
 def mask_pan(value: str) -> str:
     return f"{value[:6]}{'x' * (len(value) - 10)}{value[-4:]}"
-
-
-def safe_raw(value: Any) -> Any:
-    """The reply as stored in ``GatewayResult.raw``: Decimals as their exact text, security codes
-    dropped, anything that looks like a full card number masked to first six / last four."""
-    if isinstance(value, dict):
-        return {
-            str(key): safe_raw(item) for key, item in value.items()
-            if str(key).lower() not in _SENSITIVE_KEYS
-        }
-    if isinstance(value, list):
-        return [safe_raw(item) for item in value]
-    if isinstance(value, Decimal):
-        return str(value)
-    if isinstance(value, str) and looks_like_pan(value):
-        return mask_pan(value)
-    return value
 
 
 # -- statuses → Outcome -------------------------------------------------------------------------

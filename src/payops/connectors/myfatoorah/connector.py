@@ -57,13 +57,10 @@ header; it is never logged nor kept in a result.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
-import httpx
-
+from payops.connectors import kit
 from payops.connectors.base import (
     Connector,
     ConnectorConfig,
@@ -75,13 +72,24 @@ from payops.connectors.base import (
     Outcome,
     PaymentRef,
 )
-from payops.connectors.http import shared_tls_context
 from payops.connectors.myfatoorah import webhooks
+from payops.connectors.myfatoorah.decisions import (
+    MSG_REFUND_QUEUED,
+    MSG_UNPARSABLE,
+    Answer,
+    classify,
+    judge_capture,
+    judge_refund_entry,
+    judge_refunds,
+    judge_release,
+    not_ok,
+    result,
+    simple,
+)
 from payops.connectors.myfatoorah.transformers import (
     ERROR_CODES,
     GET_PAYMENT_STATUS,
     GET_REFUND_STATUS,
-    INVOICE_STATUS_OUTCOME,
     KEY_INVOICE_ID,
     KEY_PAYMENT_ID,
     KEY_REFUND_ID,
@@ -96,25 +104,18 @@ from payops.connectors.myfatoorah.transformers import (
     PaymentStatus,
     PaymentStatusRequest,
     RefundCreated,
-    RefundStatusEntry,
     RefundStatusList,
     RefundStatusRequest,
     UpdatePaymentStatusRequest,
-    dumps,
-    jsonable,
-    loads,
     parse_data,
-    parse_envelope,
     payment_outcome,
     refund_params,
-    scrub,
     status_outcome,
     to_amount,
     to_minor,
     transaction_params,
 )
-from payops.connectors.redaction import field_set
-from payops.money import format_minor, is_known_currency
+from payops.money import is_known_currency
 
 log = logging.getLogger(__name__)
 
@@ -130,83 +131,9 @@ LIVE_HOSTS = {
     "EGY": "https://api-eg.myfatoorah.com",
 }
 USER_AGENT = "PayOps-MyFatoorah/1"
-RAW_TEXT_LIMIT = 500
 
-MSG_NO_ANSWER = "MyFatoorah did not answer"
-MSG_UNPARSABLE = "MyFatoorah's reply could not be read"
-MSG_BAD_TOKEN = "MyFatoorah rejected the API token"
 MSG_NO_KEY = "No MyFatoorah invoice id or payment id is recorded for this payment"
 MSG_NO_TOKEN = "The MyFatoorah API token is not configured"
-MSG_REFUND_QUEUED = "Refund request created; MyFatoorah will review and execute it"
-
-
-@dataclass(frozen=True)
-class _Reply:
-    """One HTTP exchange, parsed. ``status_code`` is None when no reply arrived."""
-
-    status_code: int | None
-    body: Any = None      # parsed JSON (numbers with a fraction as Decimal), or None
-    text: str = ""        # the body as text when it was not JSON
-    fault: str = ""       # timeout | connection_error | transport_error
-
-    def raw(self) -> dict[str, Any]:
-        """What is kept as the gateway's reply (pg_response): JSON-safe, card numbers masked."""
-        if self.status_code is None:
-            return {"error": self.fault}
-        if isinstance(self.body, dict):
-            return scrub(jsonable(self.body))
-        if self.body is not None:
-            return {"status_code": self.status_code, "body": scrub(jsonable(self.body))}
-        return {"status_code": self.status_code, "body": self.text[:RAW_TEXT_LIMIT]}
-
-
-@dataclass(frozen=True)
-class _Answer:
-    """A reply classified once: ``ok`` (IsSuccess true), ``refused`` (nothing was done) or
-    ``unknown`` (we cannot tell whether MyFatoorah acted)."""
-
-    kind: Literal["ok", "refused", "unknown"]
-    raw: dict[str, Any]
-    message: str = ""
-    data: Any = None
-
-
-def _classify(reply: _Reply) -> _Answer:
-    if reply.status_code is None:
-        return _Answer("unknown", reply.raw(), MSG_NO_ANSWER)
-    code = reply.status_code
-    if code >= 500 or code == 408:
-        return _Answer("unknown", reply.raw(), f"MyFatoorah answered HTTP {code}")
-    envelope = parse_envelope(reply.body)
-    if envelope is not None:
-        if envelope.IsSuccess:
-            return _Answer("ok", reply.raw(), envelope.Message or "", envelope.Data)
-        return _Answer("refused", reply.raw(),
-                       envelope.error_message() or f"MyFatoorah refused the request (HTTP {code})")
-    if code < 400:
-        # A 2xx (or 3xx) that is not the envelope: whatever happened cannot be read.
-        return _Answer("unknown", reply.raw(), MSG_UNPARSABLE)
-    if code == 401:
-        return _Answer("refused", reply.raw(), MSG_BAD_TOKEN)
-    message = ""
-    if isinstance(reply.body, dict) and isinstance(reply.body.get("Message"), str):
-        message = reply.body["Message"].strip()
-    return _Answer("refused", reply.raw(),
-                   message or f"MyFatoorah refused the request (HTTP {code})")
-
-
-def _flag(value: Any) -> bool:
-    if isinstance(value, str):
-        return value.strip().lower() in ("1", "true", "yes", "on")
-    return bool(value)
-
-
-def _ref(refs: dict[str, Any], name: str) -> str | None:
-    value = refs.get(name)
-    if isinstance(value, bool) or value is None:
-        return None
-    text = str(value).strip()
-    return text or None
 
 
 class MyFatoorahConnector(Connector):
@@ -215,7 +142,7 @@ class MyFatoorahConnector(Connector):
     required_credentials: ClassVar[tuple[str, ...]] = ("api_token",)
     # The customer's name, contacts, civil id and address, and the payer's IP address.
     # ("ExpiryDate" is the invoice's, not the card's, and stays.)
-    personal_fields: ClassVar[frozenset[str]] = field_set((
+    personal_fields: ClassVar[frozenset[str]] = kit.field_set((
         "CustomerName", "CustomerEmail", "CustomerMobile", "CustomerCivilId", "CustomerAddress",
         "IpAddress", "CardHolderName",
     ))
@@ -230,28 +157,21 @@ class MyFatoorahConnector(Connector):
     def __init__(self, config: ConnectorConfig) -> None:
         # Never raises: configuration problems are reported as a result at call time.
         super().__init__(config)
-        self._client: httpx.AsyncClient | None = None
+        self.client = kit.GatewayClient("myfatoorah", base_url=self._base_url() or "",
+                                        timeout=config.timeout_seconds)
 
     # -- configuration ----------------------------------------------------------------------
     @property
     def _token(self) -> str:
-        value = (self.config.credentials or {}).get("api_token")
-        return value.strip() if isinstance(value, str) else ""
-
-    def _options(self) -> dict[str, Any]:
-        return self.config.options or {}
+        return kit.credential(self.config, "api_token", strip=True)
 
     def _country(self) -> str:
-        value = self._options().get("country") or (self.config.credentials or {}).get("country")
-        return str(value or "").strip().upper()
+        return (kit.text_option(self.config, "country")
+                or kit.credential(self.config, "country", strip=True)).upper()
 
     def _base_url(self) -> str | None:
-        override = self._options().get("base_url")
-        if override:
-            return str(override).rstrip("/")
-        if self.config.is_sandbox:
-            return TEST_HOST
-        return LIVE_HOSTS.get(self._country())
+        live = TEST_HOST if self.config.is_sandbox else LIVE_HOSTS.get(self._country())
+        return kit.base_url(self.config, live)
 
     def _configuration_problem(self) -> str | None:
         if not self._token:
@@ -262,55 +182,17 @@ class MyFatoorahConnector(Connector):
         return None
 
     def _auto_refund(self) -> bool:
-        return _flag(self._options().get("auto_refund", False))
+        return kit.flag_option(self.config, "auto_refund")
 
     # -- the one send-and-parse point -------------------------------------------------------
-    def _http(self) -> httpx.AsyncClient:
-        if self._client is None:
-            self._client = httpx.AsyncClient(
-                timeout=httpx.Timeout(self.config.timeout_seconds),
-                follow_redirects=False,
-                verify=shared_tls_context(),
-            )
-        return self._client
-
-    async def _send(self, path: str, payload: GatewayRequest) -> _Reply:
-        headers = {
-            "Authorization": f"Bearer {self._token}",
-            "Content-Type": "application/json",
-            "Accept": "application/json",
-            "User-Agent": USER_AGENT,
-        }
-        started = time.monotonic()
-        try:
-            content = dumps(payload.body()).encode()
-            response = await self._http().post(f"{self._base_url()}{path}", headers=headers,
-                                               content=content)
-            text = response.text
-        except httpx.TimeoutException as exc:
-            log.warning("myfatoorah POST %s: no answer (%s)", path, type(exc).__name__)
-            return _Reply(None, fault="timeout")
-        except httpx.TransportError as exc:
-            log.warning("myfatoorah POST %s: transport error (%s)", path, type(exc).__name__)
-            return _Reply(None, fault="connection_error")
-        except Exception as exc:  # noqa: BLE001 - a connector never raises for the gateway
-            log.warning("myfatoorah POST %s: failed (%s)", path, type(exc).__name__)
-            return _Reply(None, fault="transport_error")
-        elapsed_ms = int((time.monotonic() - started) * 1000)
-        log.debug("myfatoorah POST %s -> %s in %d ms", path, response.status_code, elapsed_ms)
-        try:
-            parsed = loads(text) if text.strip() else None
-        except ValueError:
-            parsed = None
-        return _Reply(response.status_code, parsed, "" if parsed is not None else text)
-
-    async def _call(self, path: str, payload: GatewayRequest) -> _Answer:
-        return _classify(await self._send(path, payload))
+    async def _call(self, path: str, payload: GatewayRequest) -> Answer:
+        headers = {"Authorization": f"Bearer {self._token}", "Accept": "application/json",
+                   "User-Agent": USER_AGENT}
+        return classify(await self.client.request("POST", path, json=payload.body(),
+                                                  headers=headers))
 
     async def aclose(self) -> None:
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
+        await self.client.aclose()
 
     # -- incoming notifications -------------------------------------------------------------
     def parse_notification(self, headers: Mapping[str, str], body: bytes) -> Notification:
@@ -327,25 +209,6 @@ class MyFatoorahConnector(Connector):
         return Notification(reference=notice.reference, gateway_refs=refs)
 
     # -- results ----------------------------------------------------------------------------
-    @staticmethod
-    def _result(outcome: Outcome, raw: dict[str, Any], params: dict[str, Any], message: str,
-                refs: dict[str, Any] | None = None) -> GatewayResult:
-        return GatewayResult(outcome, raw, params, message,
-                             {k: v for k, v in (refs or {}).items() if v not in (None, "")})
-
-    def _simple(self, outcome: Outcome, raw: dict[str, Any], reference: str,
-                message: str) -> GatewayResult:
-        result = {Outcome.FAILED: "declined", Outcome.UNKNOWN: "unknown"}.get(
-            outcome, outcome.value)
-        return self._result(outcome, raw,
-                            {"ref": reference, "result": result, "pg_message": message}, message)
-
-    def _not_ok(self, answer: _Answer, reference: str, *, inquiry: bool = False) -> GatewayResult:
-        """A refused or unreadable reply. A refused inquiry says nothing about the payment."""
-        if answer.kind == "refused" and not inquiry:
-            return self._simple(Outcome.FAILED, answer.raw, reference, answer.message)
-        return self._simple(Outcome.UNKNOWN, answer.raw, reference, answer.message)
-
     def _precheck(self, payment: PaymentRef, reference: str,
                   *, inquiry: bool) -> tuple[tuple[str, str] | None, GatewayResult | None]:
         """The key to send, or the result of a request that cannot be sent at all."""
@@ -355,20 +218,20 @@ class MyFatoorahConnector(Connector):
             return key, None
         message = problem or MSG_NO_KEY
         outcome = Outcome.UNKNOWN if inquiry else Outcome.FAILED
-        return None, self._simple(outcome, {"error": message}, reference, message)
+        return None, simple(outcome, {"error": message}, reference, message)
 
     def _unsupported_currency(self, request: OperationRequest) -> GatewayResult:
         message = f"Currency {request.currency_code!r} cannot be sent to MyFatoorah"
-        return self._simple(Outcome.FAILED, {"error": message}, request.reference_number,
+        return simple(Outcome.FAILED, {"error": message}, request.reference_number,
                             message)
 
     @staticmethod
     def _payment_key(payment: PaymentRef) -> tuple[str, str] | None:
         refs = payment.gateway_refs or {}
-        invoice_id = _ref(refs, "invoice_id")
+        invoice_id = kit.ref(refs, "invoice_id")
         if invoice_id:
             return invoice_id, KEY_INVOICE_ID
-        payment_id = _ref(refs, "payment_id")
+        payment_id = kit.ref(refs, "payment_id")
         if payment_id:
             return payment_id, KEY_PAYMENT_ID
         return None
@@ -376,10 +239,10 @@ class MyFatoorahConnector(Connector):
     async def _invoice_id(self, payment: PaymentRef) -> str | None:
         """The invoice id (GetRefundStatus takes no PaymentId): recorded, or looked up."""
         refs = payment.gateway_refs or {}
-        invoice_id = _ref(refs, "invoice_id")
+        invoice_id = kit.ref(refs, "invoice_id")
         if invoice_id:
             return invoice_id
-        payment_id = _ref(refs, "payment_id")
+        payment_id = kit.ref(refs, "payment_id")
         if not payment_id:
             return None
         answer = await self._call(GET_PAYMENT_STATUS,
@@ -410,84 +273,14 @@ class MyFatoorahConnector(Connector):
         )
         answer = await self._call(UPDATE_PAYMENT_STATUS, payload)
         if answer.kind != "ok":
-            return self._not_ok(answer, reference)
+            return not_ok(answer, reference)
         payment = parse_data(PaymentStatus, answer.data)
         if payment is None:
             # IsSuccess said yes, but the invoice cannot be read: let the reconciler confirm.
-            return self._simple(Outcome.UNKNOWN, answer.raw, reference, MSG_UNPARSABLE)
+            return simple(Outcome.UNKNOWN, answer.raw, reference, MSG_UNPARSABLE)
         if operation == OPERATION_CAPTURE:
-            return self._judge_capture(request, payment, answer.raw, inquiry=False)
-        return self._judge_release(request, payment, answer.raw, inquiry=False)
-
-    def _judge_capture(self, request: OperationRequest, payment: PaymentStatus,
-                       raw: dict[str, Any], *, inquiry: bool) -> GatewayResult:
-        reference = request.reference_number
-        currency = request.currency_code
-        refs = {"invoice_id": payment.InvoiceId}
-        if payment.status not in INVOICE_STATUS_OUTCOME:
-            message = f"MyFatoorah invoice status {payment.InvoiceStatus!r} is not understood"
-            outcome = Outcome.PENDING if inquiry else Outcome.UNKNOWN
-            return self._result(outcome, raw, transaction_params(
-                payment.latest(), reference, "pending" if inquiry else "unknown", message),
-                message, refs)
-        if payment.captured:
-            transaction = payment.latest(*SUCCESS_STATUSES)
-            refs["payment_id"] = transaction.PaymentId if transaction else None
-            captured = to_minor(payment.InvoiceValue, currency)
-            # After a partial capture InvoiceValue becomes the captured amount; the new Succss
-            # transaction carries it too, so either one confirms this capture.
-            taken = to_minor(transaction.TransationValue, currency) if transaction else None
-            if request.amount in (captured, taken):
-                return self._result(Outcome.SUCCESS, raw, transaction_params(
-                    transaction, reference, "success", "Captured"), "Captured", refs)
-            shown = (format_minor(captured, currency) if captured is not None
-                     else str(payment.InvoiceValue))
-            message = (f"MyFatoorah shows {shown} {currency} captured, not "
-                       f"{format_minor(request.amount, currency)}")
-            # One capture per invoice: another amount captured means this capture was not it.
-            outcome = Outcome.FAILED if inquiry else Outcome.UNKNOWN
-            return self._result(outcome, raw, transaction_params(
-                transaction, reference, "mismatch", message), message, refs)
-        if not inquiry:
-            message = "MyFatoorah accepted the capture but does not show the invoice paid"
-            return self._result(Outcome.UNKNOWN, raw, transaction_params(
-                payment.latest(), reference, "unknown", message), message, refs)
-        if payment.released:
-            message = "The authorization was released; nothing was captured"
-        elif payment.authorized:
-            message = "Not captured: the authorization is still held at MyFatoorah"
-        else:
-            message = f"Not captured: the MyFatoorah invoice is {payment.InvoiceStatus}"
-        return self._result(Outcome.FAILED, raw, transaction_params(
-            payment.latest(), reference, "not_captured", message), message, refs)
-
-    def _judge_release(self, request: OperationRequest, payment: PaymentStatus,
-                       raw: dict[str, Any], *, inquiry: bool) -> GatewayResult:
-        reference = request.reference_number
-        refs = {"invoice_id": payment.InvoiceId}
-        if payment.status not in INVOICE_STATUS_OUTCOME:
-            message = f"MyFatoorah invoice status {payment.InvoiceStatus!r} is not understood"
-            outcome = Outcome.PENDING if inquiry else Outcome.UNKNOWN
-            return self._result(outcome, raw, transaction_params(
-                payment.latest(), reference, "pending" if inquiry else "unknown", message),
-                message, refs)
-        if payment.released:
-            transaction = payment.latest("canceled")
-            refs["payment_id"] = transaction.PaymentId if transaction else None
-            return self._result(Outcome.SUCCESS, raw, transaction_params(
-                transaction, reference, "success", "Released"), "Released", refs)
-        if not inquiry:
-            message = "MyFatoorah accepted the release but does not show it"
-            return self._result(Outcome.UNKNOWN, raw, transaction_params(
-                payment.latest(), reference, "unknown", message), message, refs)
-        if payment.captured:
-            message = "Not released: the invoice was captured"
-        elif payment.authorized:
-            message = "Not released: the authorization is still held at MyFatoorah"
-        else:
-            message = f"Not released: the MyFatoorah invoice is {payment.InvoiceStatus}"
-        return self._result(Outcome.FAILED, raw, transaction_params(
-            payment.latest(), reference, "not_released", message), message, refs)
+            return judge_capture(request, payment, answer.raw, inquiry=False)
+        return judge_release(request, payment, answer.raw, inquiry=False)
 
     # -- refund -----------------------------------------------------------------------------
     async def refund(self, request: OperationRequest) -> GatewayResult:
@@ -509,7 +302,7 @@ class MyFatoorahConnector(Connector):
             listed = parse_data(RefundStatusList, answer.data) if answer.kind == "ok" else None
             if listed is not None and listed.by_external_identifier(reference):
                 log.info("myfatoorah refund %s already exists; not sent again", reference)
-                return self._judge_refunds(request, listed, answer.raw, invoice_id)
+                return judge_refunds(request, listed, answer.raw, invoice_id)
             key = (invoice_id, KEY_INVOICE_ID)
         payload = MakeRefundRequest(
             KeyType=key[1], Key=key[0], Amount=to_amount(request.amount, request.currency_code),
@@ -518,7 +311,7 @@ class MyFatoorahConnector(Connector):
         )
         answer = await self._call(MAKE_REFUND, payload)
         if answer.kind != "ok":
-            return self._not_ok(answer, reference)
+            return not_ok(answer, reference)
         created = parse_data(RefundCreated, answer.data)
         refs = {"invoice_id": invoice_id or (created.RefundInvoiceId if created else None)}
         if created is not None:
@@ -527,7 +320,7 @@ class MyFatoorahConnector(Connector):
             if created.Amount is not None and recorded != request.amount:
                 message = (f"MyFatoorah recorded a different amount ({created.Amount}) "
                            "for this refund")
-                return self._result(Outcome.UNKNOWN, answer.raw, refund_params(
+                return result(Outcome.UNKNOWN, answer.raw, refund_params(
                     reference, "mismatch", message, refund_id=created.RefundId,
                     refund_reference=created.RefundReference), message, refs)
             if self._auto_refund() and created.RefundId:
@@ -536,7 +329,7 @@ class MyFatoorahConnector(Connector):
                     return settled
         # IsSuccess: the refund request exists (even if Data could not be read); it is final
         # only once MyFatoorah executes it.
-        return self._result(Outcome.PENDING, answer.raw, refund_params(
+        return result(Outcome.PENDING, answer.raw, refund_params(
             reference, "queued", MSG_REFUND_QUEUED,
             refund_id=created.RefundId if created else None,
             refund_reference=created.RefundReference if created else None),
@@ -554,48 +347,7 @@ class MyFatoorahConnector(Connector):
         if len(entries) != 1 or status_outcome(REFUND_STATUS_OUTCOME,
                                                entries[0].RefundStatus) != Outcome.SUCCESS:
             return None
-        return self._judge_refund_entry(request, entries[0], answer.raw, refs)
-
-    def _judge_refunds(self, request: OperationRequest, listed: RefundStatusList,
-                       raw: dict[str, Any], invoice_id: str) -> GatewayResult:
-        reference = request.reference_number
-        refs = {"invoice_id": invoice_id}
-        entries = listed.by_external_identifier(reference)
-        known_id = _ref(request.gateway_refs or {}, "refund_id")
-        if known_id and len(entries) != 1:
-            # The refund id MyFatoorah gave when the refund was created settles it.
-            entries = [r for r in listed.refunds if r.RefundId == known_id]
-        if not entries:
-            message = f"MyFatoorah has no refund with reference {reference}"
-            return self._result(Outcome.FAILED, raw, refund_params(
-                reference, "not_found", message), message, refs)
-        if len(entries) > 1:
-            message = f"MyFatoorah lists {len(entries)} refunds with reference {reference}"
-            return self._result(Outcome.UNKNOWN, raw, refund_params(
-                reference, "duplicate", message), message, refs)
-        return self._judge_refund_entry(request, entries[0], raw, refs)
-
-    def _judge_refund_entry(self, request: OperationRequest, entry: RefundStatusEntry,
-                            raw: dict[str, Any], refs: dict[str, Any]) -> GatewayResult:
-        reference = request.reference_number
-        refs = {**refs, "refund_id": entry.RefundId, "refund_reference": entry.RefundReference}
-        ids = {"refund_id": entry.RefundId, "refund_reference": entry.RefundReference,
-               "rrn": entry.RRN}
-        recorded = to_minor(entry.value, request.currency_code)
-        if entry.value is not None and recorded != request.amount:
-            message = f"MyFatoorah recorded a different amount ({entry.value}) for this refund"
-            return self._result(Outcome.UNKNOWN, raw,
-                                refund_params(reference, "mismatch", message, **ids),
-                                message, refs)
-        outcome = status_outcome(REFUND_STATUS_OUTCOME, entry.RefundStatus)
-        message = {
-            Outcome.SUCCESS: "Refunded",
-            Outcome.FAILED: "MyFatoorah canceled the refund",
-        }.get(outcome, MSG_REFUND_QUEUED if entry.status == "pending"
-              else f"MyFatoorah refund status {entry.RefundStatus!r} is not final")
-        result = {Outcome.SUCCESS: "success", Outcome.FAILED: "canceled"}.get(outcome, "queued")
-        return self._result(outcome, raw, refund_params(reference, result, message, **ids),
-                            message, refs)
+        return judge_refund_entry(request, entries[0], answer.raw, refs)
 
     # -- the gateway's own books -------------------------------------------------------------
     async def list_operations(self, payment: PaymentRef) -> list[GatewayOperation] | None:
@@ -665,10 +417,10 @@ class MyFatoorahConnector(Connector):
         answer = await self._call(GET_PAYMENT_STATUS,
                                   PaymentStatusRequest(Key=key[0], KeyType=key[1]))
         if answer.kind != "ok":
-            return self._not_ok(answer, reference, inquiry=True)
+            return not_ok(answer, reference, inquiry=True)
         found = parse_data(PaymentStatus, answer.data)
         if found is None:
-            return self._simple(Outcome.UNKNOWN, answer.raw, reference, MSG_UNPARSABLE)
+            return simple(Outcome.UNKNOWN, answer.raw, reference, MSG_UNPARSABLE)
         outcome, message = payment_outcome(found, payment.operation_mode)
         transaction = (found.latest(*SUCCESS_STATUSES) or found.latest("authorize")
                        or found.latest())
@@ -677,7 +429,7 @@ class MyFatoorahConnector(Connector):
                 transaction.ErrorCode.upper(), message)
         refs = {"invoice_id": found.InvoiceId,
                 "payment_id": transaction.PaymentId if transaction else None}
-        return self._result(outcome, answer.raw, transaction_params(
+        return result(outcome, answer.raw, transaction_params(
             transaction, reference, found.status or "unknown", message), message, refs)
 
     async def inquire_operation(self, request: OperationRequest) -> GatewayResult:
@@ -690,22 +442,22 @@ class MyFatoorahConnector(Connector):
             invoice_id = await self._invoice_id(request.payment)
             if invoice_id is None:
                 message = "The MyFatoorah invoice of this payment could not be found"
-                return self._simple(Outcome.UNKNOWN, {"error": message}, reference, message)
+                return simple(Outcome.UNKNOWN, {"error": message}, reference, message)
             answer = await self._call(GET_REFUND_STATUS, RefundStatusRequest(
                 KeyType=KEY_INVOICE_ID, Key=invoice_id))
             if answer.kind != "ok":
-                return self._not_ok(answer, reference, inquiry=True)
+                return not_ok(answer, reference, inquiry=True)
             listed = parse_data(RefundStatusList, answer.data)
             if listed is None:
-                return self._simple(Outcome.UNKNOWN, answer.raw, reference, MSG_UNPARSABLE)
-            return self._judge_refunds(request, listed, answer.raw, invoice_id)
+                return simple(Outcome.UNKNOWN, answer.raw, reference, MSG_UNPARSABLE)
+            return judge_refunds(request, listed, answer.raw, invoice_id)
         answer = await self._call(GET_PAYMENT_STATUS,
                                   PaymentStatusRequest(Key=key[0], KeyType=key[1]))
         if answer.kind != "ok":
-            return self._not_ok(answer, reference, inquiry=True)
+            return not_ok(answer, reference, inquiry=True)
         payment = parse_data(PaymentStatus, answer.data)
         if payment is None:
-            return self._simple(Outcome.UNKNOWN, answer.raw, reference, MSG_UNPARSABLE)
+            return simple(Outcome.UNKNOWN, answer.raw, reference, MSG_UNPARSABLE)
         if request.operation == "capture":
-            return self._judge_capture(request, payment, answer.raw, inquiry=True)
-        return self._judge_release(request, payment, answer.raw, inquiry=True)
+            return judge_capture(request, payment, answer.raw, inquiry=True)
+        return judge_release(request, payment, answer.raw, inquiry=True)

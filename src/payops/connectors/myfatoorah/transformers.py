@@ -12,7 +12,6 @@ through a float, and replies are parsed with ``parse_float=Decimal``. Nothing he
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
@@ -22,6 +21,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, StrictBool, Validat
 
 from payops import money
 from payops.connectors.base import Outcome
+from payops.connectors.kit import mask_first6_last4
 
 GET_PAYMENT_STATUS = "/v2/GetPaymentStatus"
 UPDATE_PAYMENT_STATUS = "/v2/UpdatePaymentStatus"
@@ -41,32 +41,6 @@ OPERATION_RELEASE = "release"
 # -- JSON with exact decimals ---------------------------------------------------------------------
 
 _PLAIN_NUMBER = re.compile(r"-?[0-9]+(?:\.[0-9]+)?")
-
-
-def dumps(value: Any) -> str:
-    """JSON text in which every ``Decimal`` is written as the exact number literal it holds.
-
-    ``json.dumps`` cannot write a Decimal as a number, and a float would bring binary noise
-    (``105.033`` → ``105.03299999…``) or lose the currency's trailing zeros.
-    """
-    if isinstance(value, Decimal):
-        text = format(value, "f")
-        if not _PLAIN_NUMBER.fullmatch(text):
-            raise ValueError("only finite decimal amounts can be sent")
-        return text
-    if isinstance(value, float):
-        raise TypeError("floats are never sent to MyFatoorah; use Decimal")
-    if isinstance(value, Mapping):
-        items = (f"{json.dumps(str(key))}:{dumps(item)}" for key, item in value.items())
-        return "{" + ",".join(items) + "}"
-    if isinstance(value, (list, tuple)):
-        return "[" + ",".join(dumps(item) for item in value) + "]"
-    return json.dumps(value, ensure_ascii=False)
-
-
-def loads(text: str) -> Any:
-    """Parse a reply; JSON numbers with a fraction become ``Decimal`` (never float)."""
-    return json.loads(text, parse_float=Decimal)
 
 
 # -- amounts --------------------------------------------------------------------------------------
@@ -411,41 +385,6 @@ ERROR_CODES = {
 
 # -- what may be kept and shown -------------------------------------------------------------------
 
-_CARD_KEYS = {"cardnumber", "card_number", "pan", "cardno"}
-_DIGIT_RUN = re.compile(r"[0-9]{12,19}")
-
-
-def mask_card(value: Any) -> Any:
-    """Keep at most the first six and last four digits of a card number."""
-    if not isinstance(value, str):
-        return value
-    digits = re.sub(r"[\s-]", "", value)
-    if _DIGIT_RUN.fullmatch(digits):
-        return f"{digits[:6]}{'x' * (len(digits) - 10)}{digits[-4:]}"
-    return value
-
-
-def scrub(value: Any) -> Any:
-    """A reply as it may be stored: card numbers masked wherever they appear."""
-    if isinstance(value, Mapping):
-        return {key: (mask_card(item) if str(key).lower() in _CARD_KEYS else scrub(item))
-                for key, item in value.items()}
-    if isinstance(value, list):
-        return [scrub(item) for item in value]
-    return value
-
-
-def jsonable(value: Any) -> Any:
-    """Decimals → their exact text, so a parsed reply can be stored as JSON without floats."""
-    if isinstance(value, Decimal):
-        return format(value, "f")
-    if isinstance(value, Mapping):
-        return {str(key): jsonable(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [jsonable(item) for item in value]
-    return value
-
-
 def transaction_params(
     transaction: InvoiceTransaction | None, reference: str, result: str, message: str
 ) -> dict[str, Any]:
@@ -459,7 +398,7 @@ def transaction_params(
             "rrn": transaction.ReferenceId,
             "track_id": transaction.TrackId,
             "card_type": transaction.PaymentGateway,
-            "card_number": mask_card(transaction.CardNumber),
+            "card_number": mask_first6_last4(transaction.CardNumber),
             "post_date": transaction.TransactionDate,
         })
     return {key: value for key, value in params.items() if value not in (None, "")}

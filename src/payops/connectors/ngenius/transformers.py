@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError
 
 from payops import money
 from payops.connectors.base import Outcome
+from payops.connectors.kit import mask_last4, redaction
 
 # Media types of the two N-Genius APIs (identity and payment).
 IDENTITY_MEDIA_TYPE = "application/vnd.ni-identity.v1+json"
@@ -304,37 +305,12 @@ def event_outcome(event_name: str | None) -> Outcome:
 
 # -- what PayOps keeps of a reply -----------------------------------------------------------------
 
-_SECRET_KEYS = frozenset({
-    "access_token", "refresh_token", "cardtoken", "cvv", "csc", "securitycode", "password",
-    "authorization",
-})
-
-
-def _mask_pan(value: Any) -> Any:
-    if not isinstance(value, str):
-        return value
-    digits = [c for c in value if c.isdigit()]
-    last4 = "".join(digits[-4:])
-    return f"************{last4}" if last4 else "************"
-
-
-def sanitise(value: Any) -> Any:
-    """A copy of a gateway body fit for storage and for the merchant: no tokens, no CVV, and a
-    card number reduced to its last four digits."""
-    if isinstance(value, dict):
-        clean: dict[str, Any] = {}
-        for key, item in value.items():
-            lowered = str(key).lower()
-            if lowered in _SECRET_KEYS:
-                continue
-            if lowered in ("pan", "maskedpan", "cardnumber"):
-                clean[key] = _mask_pan(item)
-            else:
-                clean[key] = sanitise(item)
-        return clean
-    if isinstance(value, list):
-        return [sanitise(item) for item in value]
-    return value
+# What is kept of a reply: no tokens, no CVV, and a card number reduced to its last four digits.
+REDACTION = redaction(
+    drop=("access_token", "refresh_token", "cardtoken", "cvv", "csc", "securitycode", "password",
+          "authorization"),
+    card_keys=("pan", "maskedpan", "cardnumber"), mask=mask_last4,
+)
 
 
 def payment_params(payment: Payment | None, *, order_reference: str = "",
@@ -348,7 +324,7 @@ def payment_params(payment: Payment | None, *, order_reference: str = "",
             "payment_id": payment.ref,
             "card_type": method.get("name"),
             "card_holder": method.get("cardholderName"),
-            "card_number": _mask_pan(method["pan"]) if method.get("pan") else None,
+            "card_number": mask_last4(method["pan"]) if method.get("pan") else None,
             "auth_code": auth.get("authorizationCode"),
             "rrn": auth.get("rrn"),
             "result": payment.state.lower() if payment.state else None,
