@@ -399,7 +399,7 @@ def apikey_list() -> None:
 
 @gateway_app.command("add")
 def gateway_add(
-    connector: str = typer.Argument(..., help="Connector: sandbox, mpgs, tabby, ngenius, myfatoorah"),
+    connector: str = typer.Argument(..., help="Connector: sandbox, mpgs, tabby, ngenius, myfatoorah, knet, payu_india, qpay"),
     code: str = typer.Option(..., "--code", help="pg_code, unique"),
     mode: str = typer.Option("purchase", help="purchase or authorize"),
     currency: str = typer.Option(..., help="Default currency, e.g. KWD"),
