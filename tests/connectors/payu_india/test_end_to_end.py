@@ -142,3 +142,25 @@ async def test_refusals_and_a_lost_reply(
     assert len(fake_payu.actions(mihpayid)) == 1
     parent = await seed.find("ORD-1")
     assert parent is not None and parent.refunded == 0
+
+
+async def test_the_unsigned_refund_callback_is_only_a_hint(
+    client: httpx.AsyncClient, seed: Seed, auth: dict[str, str], fake_payu: FakePayu,
+) -> None:
+    mihpayid = await payu_payment(seed, fake_payu)
+    queued = await post_op(client, auth, "refund", "40.00")
+    reference = queued.json()["reference_number"]
+    [action] = fake_payu.actions(mihpayid)
+    callback = {"mihpayid": mihpayid, "request_id": action.request_id, "token": reference,
+                "amt": "40.00", "status": "success", "action": "refund", "key": MERCHANT_KEY}
+    # Anyone can post this: PayOps asks PayU, which still says QUEUED, so nothing changes.
+    answer = await client.post("/b/pg/notifications/payu-inr", json=callback)
+    assert answer.status_code == 200
+    assert await states(seed) == ["queued"]
+    fake_payu.settle_action(action.request_id, "SUCCESS")
+    await client.post("/b/pg/notifications/payu-inr", json=callback)
+    assert await states(seed) == ["succeeded"]
+    parent = await seed.find("ORD-1")
+    assert parent is not None and parent.refunded == 4_000
+    refused = await client.post("/b/pg/notifications/payu-inr", content=b"garbage")
+    assert refused.status_code == 401
