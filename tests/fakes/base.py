@@ -39,16 +39,6 @@ JSON = "application/json; charset=utf-8"
 
 
 @dataclass
-class Answer:
-    """What the fake replies: a status and a body (dict/list → JSON, str/bytes as given,
-    None → empty)."""
-
-    status: int
-    body: Any = None
-    content_type: str | None = None
-
-
-@dataclass
 class RecordedRequest:
     method: str
     path: str
@@ -85,6 +75,19 @@ class Fault:
                 and (self.suffix is None or path.endswith(self.suffix)))
 
 
+@dataclass
+class Answer:
+    """What the fake replies: a status and a body (dict/list → JSON, str/bytes as given,
+    None → empty)."""
+
+    status: int
+    body: Any = None
+    content_type: str | None = None
+    # A fault the protocol itself decided to apply (a fake that consumes its faults only for
+    # requests it accepts): met after this answer's state change when ``fault.apply``.
+    fault: Fault | None = None
+
+
 class FakeGateway:
     """State, faults and lifecycle; ``url`` is where it listens once started."""
 
@@ -93,6 +96,7 @@ class FakeGateway:
     slow_seconds: float = 0.3
     malformed_body: ClassVar[str | bytes] = '{"truncated": '
     malformed_content_type: ClassVar[str] = JSON
+    malformed_status: ClassVar[int] = 200
     server_error_body: ClassVar[Any] = SERVER_ERROR_PAGE
     server_error_content_type: ClassVar[str] = "text/html"
 
@@ -122,6 +126,12 @@ class FakeGateway:
 
     def queue_answer(self, fault: Fault, request: RecordedRequest) -> Answer:
         raise AssertionError(f"{type(self).__name__} has no queued answer")
+
+    def server_error_answer(self, request: RecordedRequest) -> Answer:
+        return Answer(500, self.server_error_body, self.server_error_content_type)
+
+    def malformed_answer(self, request: RecordedRequest) -> Answer:
+        return Answer(self.malformed_status, self.malformed_body, self.malformed_content_type)
 
     def extra_fault(self, fault: Fault, request: RecordedRequest) -> Answer | None:
         """Answer a protocol-only fault kind; None resets the connection."""
@@ -168,7 +178,7 @@ class FakeGateway:
         class Handler(_Handler):
             gateway = fake
 
-        self.stopping.clear()
+        self.stopping = threading.Event()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
         host, port = self._server.server_address[:2]
@@ -177,6 +187,11 @@ class FakeGateway:
                                         kwargs={"poll_interval": 0.05}, daemon=True)
         self._thread.start()
         return self
+
+    def release_hanging(self) -> None:
+        """End every request still hanging on a ``timeout`` fault (between tests)."""
+        self.stopping.set()
+        self.stopping = threading.Event()
 
     def stop(self) -> None:
         self.stopping.set()
@@ -201,6 +216,26 @@ class FakeGateway:
             yield self
         finally:
             self.stop()
+
+
+class _Headers(dict[str, str]):
+    """Request headers as sent, looked up without regard to case."""
+
+    def _key(self, name: object) -> object:
+        if isinstance(name, str):
+            for key in self.keys():
+                if key.lower() == name.lower():
+                    return key
+        return name
+
+    def __getitem__(self, name: str) -> str:
+        return super().__getitem__(self._key(name))  # type: ignore[arg-type]
+
+    def __contains__(self, name: object) -> bool:
+        return super().__contains__(self._key(name))
+
+    def get(self, name: str, default: Any = None) -> Any:  # type: ignore[override]
+        return super().get(self._key(name), default)  # type: ignore[arg-type]
 
 
 def _encode(value: Any) -> str:
@@ -245,7 +280,7 @@ class _Handler(BaseHTTPRequestHandler):
         body = self.rfile.read(length) if length else b""
         path, _, query = self.path.partition("?")
         headers = dict(self.headers.items())
-        request = RecordedRequest(method, path, headers, body, query)
+        request = RecordedRequest(method, path, _Headers(headers), body, query)
         with fake.lock:
             fake.requests.append(request)
         fault = fake.take_fault(method, path)
@@ -253,6 +288,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._fault(fault, request, None)
             return
         answer = fake.answer(request)
+        fault = fault or answer.fault
         if fault is not None:
             self._fault(fault, request, answer)
             return
@@ -262,14 +298,14 @@ class _Handler(BaseHTTPRequestHandler):
         fake = self.gateway
         kind = fault.kind
         if kind == "timeout":
-            fake.stopping.wait(fake.hang_seconds)
+            fake.stopping.wait(fake.hang_seconds)  # the event of this moment (release_hanging)
             self._reset()
         elif kind == "reset":
             self._reset()
         elif kind == "500":
-            self._reply(Answer(500, fake.server_error_body, fake.server_error_content_type))
+            self._reply(fake.server_error_answer(request))
         elif kind == "malformed":
-            self._reply(Answer(200, fake.malformed_body, fake.malformed_content_type))
+            self._reply(fake.malformed_answer(request))
         elif kind == "slow":
             fake.stopping.wait(fake.slow_seconds)
             self._reply(answer or fake.answer(request))

@@ -30,17 +30,15 @@ from __future__ import annotations
 import base64
 import json
 import re
-import socket
-import struct
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from decimal import Decimal, InvalidOperation
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
+
+from tests.fakes.base import Answer, FakeGateway, Fault, RecordedRequest
 
 MERCHANT_ID = "TESTMERCH01"
 API_PASSWORD = "mpgs-api-password-9f2c71d0"
@@ -68,8 +66,9 @@ TRANSACTION_FIELDS = {
 }
 ORDER_FIELDS = {"notificationUrl"}
 
-FAULTS = ("decline", "pending", "result_unknown", "timeout", "reset", "server_error",
-          "server_busy", "malformed")
+# Faults that answer in the protocol (the transaction is recorded with this result).
+RESULT_FAULTS = ("decline", "queue", "result_unknown")
+MALFORMED_BODY = b'{"result":"SUCCESS","response":{"gatewayCode":"APPR'
 
 
 # -- canned replies -----------------------------------------------------------------------------
@@ -290,64 +289,26 @@ class FakeOrder:
         }
 
 
-@dataclass
-class RecordedRequest:
-    method: str
-    path: str
-    headers: dict[str, str]
-    body: bytes
+class FakeMpgs(FakeGateway):
+    """Faults: the common ones (tests/fakes/base.py; ``decline`` and ``queue`` record a FAILURE
+    or PENDING transaction) and ``result_unknown`` (an UNKNOWN transaction) and ``server_busy``
+    (503). A fault is met only by a request the gateway accepts (after validation)."""
 
-    @property
-    def json(self) -> Any:
-        return json.loads(self.body) if self.body else None
+    EXTRA_FAULTS: ClassVar[tuple[str, ...]] = ("result_unknown", "server_busy")
+    malformed_body = MALFORMED_BODY
+    malformed_content_type = "text/html"
+    malformed_status = 201
+    server_error_content_type = "application/json;charset=UTF-8"
 
-
-@dataclass
-class Fault:
-    kind: str
-    method: str
-    perform: bool
-    path_suffix: str = ""  # only requests whose path ends with this
-
-
-class FakeMpgs:
     def __init__(self, merchant_id: str = MERCHANT_ID, api_password: str = API_PASSWORD,
                  *, hold_seconds: float = 3.0) -> None:
+        super().__init__()
         self.merchants = {merchant_id: api_password}
         self.merchant_id = merchant_id
         self.api_password = api_password
         self.orders: dict[str, FakeOrder] = {}
-        self.requests: list[RecordedRequest] = []
-        self.faults: list[Fault] = []
-        self.hold_seconds = hold_seconds
+        self.hang_seconds = hold_seconds
         self.leak_card_data = False  # misbehave: echo a full card number and security code
-        self.lock = threading.RLock()
-        self.release = threading.Event()
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
-
-    # -- lifecycle ------------------------------------------------------------------------------
-    def start(self) -> FakeMpgs:
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True,
-                                        name="fake-mpgs")
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self.release.set()
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-
-    @property
-    def url(self) -> str:
-        assert self._server is not None
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
 
     # -- test controls --------------------------------------------------------------------------
     def add_order(self, order_id: str, amount: str, currency: str, *, mode: str = "authorize",
@@ -361,11 +322,18 @@ class FakeMpgs:
             self.orders[order_id] = order
         return order
 
-    def fail_next(self, kind: str, *, method: str = "PUT", perform: bool = False,
-                  path_suffix: str = "") -> None:
-        assert kind in FAULTS, kind
-        with self.lock:
-            self.faults.append(Fault(kind, method, perform, path_suffix))
+    def fail_next(self, kind: str, *, method: str | None = "PUT", **more: Any) -> None:
+        super().fail_next(kind, method=method, **more)
+
+    @property
+    def server_error_body(self) -> Any:  # type: ignore[override]
+        return server_failed_response()
+
+    def extra_fault(self, fault: Fault, request: RecordedRequest) -> Answer | None:
+        return Answer(503, server_busy_response())  # server_busy
+
+    def encode(self, value: Any) -> bytes:
+        return render(value)
 
     def settle_pending(self, order_id: str, transaction_id: str, approve: bool = True) -> None:
         with self.lock:
@@ -388,12 +356,11 @@ class FakeMpgs:
         return f"Basic {token}"
 
     # -- request handling (called from the server threads) --------------------------------------
+    def take_fault(self, method: str, path: str) -> Fault | None:
+        return None  # faults are met inside the protocol, by accepted requests only
+
     def _take_fault(self, method: str, path: str) -> Fault | None:
-        with self.lock:
-            for index, fault in enumerate(self.faults):
-                if fault.method == method and path.endswith(fault.path_suffix):
-                    return self.faults.pop(index)
-        return None
+        return super().take_fault(method, path.split("?", 1)[0])
 
     def _authenticate(self, merchant: str, header: str | None) -> bool:
         if not header or not header.startswith("Basic "):
@@ -405,8 +372,16 @@ class FakeMpgs:
         expected = self.merchants.get(merchant)
         return expected is not None and user == f"merchant.{merchant}" and password == expected
 
-    def handle(self, method: str, path: str, headers: dict[str, str], body: bytes
-               ) -> tuple[int, Any, Fault | None]:
+    def handle(self, method: str, path: str, headers: dict[str, str], body: bytes) -> Answer:
+        headers = {k.lower(): v for k, v in headers.items()}
+        status, reply, fault = self._handle(method, path, headers, body)
+        content_type = "text/html" if isinstance(reply, bytes) else "application/json;charset=UTF-8"
+        if fault is not None and fault.kind in RESULT_FAULTS:
+            fault = None  # answered in the protocol
+        return Answer(status, reply, content_type, fault)
+
+    def _handle(self, method: str, path: str, headers: dict[str, str], body: bytes
+                ) -> tuple[int, Any, Fault | None]:
         """(status, reply, fault) for one request; a reply of bytes is sent as is."""
         match = PATH.match(path.split("?", 1)[0])
         if match is None:
@@ -420,7 +395,7 @@ class FakeMpgs:
         order_id, txn_id = match["order"], match["txn"]
         if method == "GET":
             fault = self._take_fault("GET", path)
-            if fault is not None and fault.kind not in ("decline", "pending", "result_unknown"):
+            if fault is not None and fault.kind not in RESULT_FAULTS:
                 return 0, None, fault
             return (*self._retrieve(merchant, order_id, txn_id, version), None)
         if method != "PUT" or txn_id is None:
@@ -500,13 +475,12 @@ class FakeMpgs:
         if refusal is not None:
             return 400, refusal, None
         fault = self._take_fault("PUT", path)
-        if fault is not None and fault.kind in ("timeout", "reset", "server_error", "server_busy",
-                                                "malformed") and not fault.perform:
+        if fault is not None and fault.kind not in RESULT_FAULTS and not fault.apply:
             return 0, None, fault
         result, code = "SUCCESS", "APPROVED"
         if fault is not None and fault.kind == "decline":
             result, code = "FAILURE", "DECLINED"
-        elif fault is not None and fault.kind == "pending":
+        elif fault is not None and fault.kind == "queue":
             result, code = "PENDING", "SUBMITTED"
         elif fault is not None and fault.kind == "result_unknown":
             result, code = "UNKNOWN", "TIMED_OUT"
@@ -627,63 +601,6 @@ class FakeMpgs:
         return stored
 
 
-def _handler_for(fake: FakeMpgs) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - quiet
-            return None
-
-        def _serve(self) -> None:
-            length = int(self.headers.get("Content-Length") or 0)
-            body = self.rfile.read(length) if length else b""
-            headers = {k.lower(): v for k, v in self.headers.items()}
-            fake.requests.append(RecordedRequest(self.command, self.path, headers, body))
-            status, reply, fault = fake.handle(self.command, self.path, headers, body)
-            kind = fault.kind if fault is not None else None
-            if kind == "timeout":
-                fake.release.wait(fake.hold_seconds)
-                self.close_connection = True
-                return
-            if kind == "reset":
-                self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
-                                           struct.pack("ii", 1, 0))
-                self.connection.close()
-                self.close_connection = True
-                return
-            if kind == "server_error":
-                status, reply = 500, server_failed_response()
-            elif kind == "server_busy":
-                status, reply = 503, server_busy_response()
-            elif kind == "malformed":
-                status, reply = 201, b'{"result":"SUCCESS","response":{"gatewayCode":"APPR'
-            self._reply(status, reply)
-
-        def _reply(self, status: int, reply: Any) -> None:
-            is_json = not isinstance(reply, bytes)
-            payload = render(reply) if is_json else reply
-            try:
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json;charset=UTF-8" if is_json
-                                 else "text/html")
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-            except OSError:
-                self.close_connection = True
-
-        do_GET = _serve
-        do_PUT = _serve
-        do_POST = _serve
-        do_DELETE = _serve
-
-    return Handler
-
-
 @pytest.fixture
 def mpgs_fake() -> Iterator[FakeMpgs]:
-    fake = FakeMpgs().start()
-    try:
-        yield fake
-    finally:
-        fake.stop()
+    yield from FakeMpgs().serving()

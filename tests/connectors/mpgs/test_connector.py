@@ -347,7 +347,7 @@ async def test_refund_after_partial_capture_is_limited_to_the_capture(
 
 async def test_pending_refund_then_inquiry(mpgs_fake: FakeMpgs, mpgs: MpgsConnector) -> None:  # noqa: F811
     paid(mpgs_fake)
-    mpgs_fake.fail_next("pending")
+    mpgs_fake.fail_next("queue")
     request = op("refund", 5_000, payment(mode="purchase"))
     result = await mpgs.refund(request)
     assert result.outcome == Outcome.PENDING
@@ -367,7 +367,7 @@ async def test_pending_refund_then_inquiry(mpgs_fake: FakeMpgs, mpgs: MpgsConnec
 
 async def test_pending_refund_rejected_later(mpgs_fake: FakeMpgs, mpgs: MpgsConnector) -> None:  # noqa: F811
     paid(mpgs_fake)
-    mpgs_fake.fail_next("pending")
+    mpgs_fake.fail_next("queue")
     request = op("refund", 5_000, payment(mode="purchase"))
     assert (await mpgs.refund(request)).outcome == Outcome.PENDING
     mpgs_fake.settle_pending(ORDER, request.reference_number, approve=False)
@@ -468,11 +468,11 @@ async def test_same_id_with_another_body_is_refused(
 # -- faults: the outcome is unknown, never an exception -----------------------------------------
 
 @pytest.mark.parametrize("perform", [False, True])
-@pytest.mark.parametrize("kind", ["timeout", "reset", "server_error", "server_busy", "malformed"])
+@pytest.mark.parametrize("kind", ["timeout", "reset", "500", "server_busy", "malformed"])
 async def test_faults_are_unknown(mpgs_fake: FakeMpgs, impatient: MpgsConnector, kind: str,  # noqa: F811
                                  perform: bool) -> None:
     authorized(mpgs_fake)
-    mpgs_fake.fail_next(kind, perform=perform)
+    mpgs_fake.fail_next(kind, apply=perform)
     request = op("capture", 10_000)
     result = await impatient.capture(request)
     assert result.outcome == Outcome.UNKNOWN
@@ -483,7 +483,7 @@ async def test_faults_are_unknown(mpgs_fake: FakeMpgs, impatient: MpgsConnector,
 
 async def test_fault_replies_are_kept(mpgs_fake: FakeMpgs, impatient: MpgsConnector) -> None:  # noqa: F811
     authorized(mpgs_fake)
-    mpgs_fake.fail_next("server_error")
+    mpgs_fake.fail_next("500")
     result = await impatient.capture(op("capture", 10_000))
     assert result.raw == {"error": {"cause": "SERVER_FAILED",
                                     "explanation": "An internal error occurred; retry later."},
@@ -521,12 +521,12 @@ async def test_unreachable_gateway_is_unknown() -> None:
 
 # -- inquire_operation: done / not done / pending ----------------------------------------------
 
-@pytest.mark.parametrize("kind", ["timeout", "reset", "server_error", "malformed"])
+@pytest.mark.parametrize("kind", ["timeout", "reset", "500", "malformed"])
 async def test_inquiry_finds_an_operation_whose_reply_was_lost(
     mpgs_fake: FakeMpgs, impatient: MpgsConnector, kind: str,  # noqa: F811
 ) -> None:
     authorized(mpgs_fake)
-    mpgs_fake.fail_next(kind, perform=True)
+    mpgs_fake.fail_next(kind, apply=True)
     request = op("capture", 25_000)
     assert (await impatient.capture(request)).outcome == Outcome.UNKNOWN
 
@@ -551,7 +551,7 @@ async def test_inquiry_of_an_operation_never_performed(
         paid(mpgs_fake)
     else:
         authorized(mpgs_fake)
-    mpgs_fake.fail_next("timeout", perform=False)
+    mpgs_fake.fail_next("timeout", apply=False)
     request = op(operation, 25_000)
     assert (await impatient.run(request)).outcome == Outcome.UNKNOWN
 
@@ -584,7 +584,7 @@ async def test_inquiry_of_a_void(mpgs_fake: FakeMpgs, mpgs: MpgsConnector) -> No
     assert result.raw["transaction"]["type"] == "VOID_AUTHORIZATION"
 
 
-@pytest.mark.parametrize("kind", ["timeout", "reset", "server_error", "server_busy", "malformed"])
+@pytest.mark.parametrize("kind", ["timeout", "reset", "500", "server_busy", "malformed"])
 async def test_inquiry_that_gets_no_answer_is_unknown(
     mpgs_fake: FakeMpgs, impatient: MpgsConnector, kind: str,  # noqa: F811
 ) -> None:
@@ -601,7 +601,7 @@ async def test_inquiry_that_cannot_confirm_absence_is_unknown(
     authorized(mpgs_fake)
     request = op("capture", 1_000)  # never sent: Retrieve Transaction says "not found"
     # ... and the Retrieve Order that would confirm it fails: the outcome stays open.
-    mpgs_fake.fail_next("server_busy", method="GET", path_suffix=f"/order/{ORDER}")
+    mpgs_fake.fail_next("server_busy", method="GET", suffix=f"/order/{ORDER}")
     result = await impatient.inquire_operation(request)
     assert result.outcome == Outcome.UNKNOWN
 
@@ -675,7 +675,7 @@ async def test_inquire_payment_order_id_defaults_to_the_reference(
 
 async def test_inquire_payment_without_answer(mpgs_fake: FakeMpgs, impatient: MpgsConnector) -> None:  # noqa: F811
     authorized(mpgs_fake)
-    mpgs_fake.fail_next("server_error", method="GET")
+    mpgs_fake.fail_next("500", method="GET")
     assert (await impatient.inquire_payment(payment())).outcome == Outcome.UNKNOWN
     mpgs_fake.fail_next("timeout", method="GET")
     assert (await impatient.inquire_payment(payment())).outcome == Outcome.UNKNOWN

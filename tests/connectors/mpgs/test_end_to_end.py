@@ -12,6 +12,7 @@ import pytest
 
 from payops.context import AppContext
 from payops.operations.reconciler import reconcile_once
+from tests import e2e
 from tests.connectors.mpgs.fake_server import (  # noqa: F401 - mpgs_fake is a fixture
     API_PASSWORD,
     MERCHANT_ID,
@@ -50,25 +51,13 @@ async def mpgs_payment(seed: Seed, fake: FakeMpgs, *, state: str = "authorized",
 
 async def post_op(client: httpx.AsyncClient, auth: dict[str, str], operation: str,
                   amount: str | None = None) -> httpx.Response:
-    body: dict[str, Any] = {"operation": operation}
-    if amount is not None:
-        body["amount"] = amount
-    response = await client.post("/b/pbl/v1/operation/ORD-1", json=body, headers=auth)
-    assert API_PASSWORD not in response.text
-    assert BASIC_TOKEN not in response.text
-    return response
+    return await e2e.post_op(client, auth, operation, amount,
+                             never_shown=(API_PASSWORD, BASIC_TOKEN))
 
 
 def assert_operation(response: httpx.Response, operation: str, amount: str, state: str
                      ) -> dict[str, Any]:
-    assert response.status_code == 200, response.text
-    body = response.json()
-    assert body["operation"] == operation
-    assert body["amount"] == amount
-    assert body["success"] is True
-    assert body["pg_code"] and "gateway_name" not in body  # exactly ExternalOperation
-    assert body["txn"]["state"] == state
-    assert body["txn"]["amount"] == amount
+    body = e2e.assert_operation(response, operation, amount, state)
     assert body["pg_params"]["transaction_id"] == body["reference_number"]
     assert body["pg_params"]["ref"] == MPGS_ORDER
     assert body["pg_response"]["transaction"]["id"] == body["reference_number"]
@@ -188,7 +177,7 @@ async def test_timeout_is_504_then_reconciled_to_the_gateway_truth(
     mpgs_fake: FakeMpgs, perform: bool, final_state: str, captured: int,  # noqa: F811
 ) -> None:
     await mpgs_payment(seed, mpgs_fake, timeout=TIMEOUT)
-    mpgs_fake.fail_next("timeout", perform=perform)
+    mpgs_fake.fail_next("timeout", apply=perform)
 
     response = await post_op(client, auth, "capture", "30.000")
 
@@ -217,7 +206,7 @@ async def test_lost_reply_is_504_then_reconciled(
     mpgs_fake: FakeMpgs, kind: str,  # noqa: F811
 ) -> None:
     await mpgs_payment(seed, mpgs_fake, state="paid", timeout=TIMEOUT)
-    mpgs_fake.fail_next(kind, perform=True)
+    mpgs_fake.fail_next(kind, apply=True)
     response = await post_op(client, auth, "refund", "1.000")
     assert response.status_code == 504
     assert response.json()["result"] == "pending"
@@ -232,7 +221,7 @@ async def test_pending_refund_is_queued_then_settled(
     mpgs_fake: FakeMpgs,  # noqa: F811
 ) -> None:
     await mpgs_payment(seed, mpgs_fake, state="paid")
-    mpgs_fake.fail_next("pending")
+    mpgs_fake.fail_next("queue")
 
     body = assert_operation(await post_op(client, auth, "refund", "5.000"),
                             "refund", "5.000", "refund_queued")

@@ -38,7 +38,7 @@ async def queued_refund(client: httpx.AsyncClient, seed: Seed, fake: FakeMpgs,
         credentials={"merchant_id": MERCHANT_ID, "api_password": API_PASSWORD},
         options={"base_url": fake.url, "timeout_seconds": 5}, webhook_secret=SECRET,
     )
-    fake.fail_next("pending")
+    fake.fail_next("queue")
     response = await client.post("/b/pbl/v1/operation/ORD-1",
                                  json={"operation": "refund", "amount": "5.000"}, headers=auth)
     assert response.status_code == 200 and response.json()["txn"]["state"] == "refund_queued"

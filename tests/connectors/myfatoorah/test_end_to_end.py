@@ -22,6 +22,8 @@ from tests.connectors.myfatoorah.fake_server import (
     declined_response,
     refund_exceeds_response,
 )
+from tests.e2e import assert_operation as _assert_operation
+from tests.e2e import post_op
 from tests.helpers import Seed
 
 fake_myfatoorah = fake_server.fake_myfatoorah  # the fake's fixture, used by this module
@@ -44,6 +46,11 @@ async def auth(seed: Seed) -> dict[str, str]:
     return await seed.api_key()  # sha256-hashed: no argon2 cost per test
 
 
+def assert_operation(response: httpx.Response, operation: str, amount: str, state: str
+                     ) -> dict[str, Any]:
+    return _assert_operation(response, operation, amount, state, never_shown=(TEST_API_TOKEN,))
+
+
 async def myfatoorah_payment(
     seed: Seed, fake: FakeMyFatoorah, *, state: str = "paid", amount: str = "100.000",
     currency: str = "KWD", timeout: float | None = None, options: dict[str, Any] | None = None,
@@ -60,27 +67,6 @@ async def myfatoorah_payment(
         credentials={"api_token": TEST_API_TOKEN}, options=settings, **gateway,
     )
     return invoice_id
-
-
-async def post_op(client: httpx.AsyncClient, auth: dict[str, str], operation: str,
-                  amount: str | None = None) -> httpx.Response:
-    body: dict[str, Any] = {"operation": operation}
-    if amount is not None:
-        body["amount"] = amount
-    return await client.post("/b/pbl/v1/operation/ORD-1", json=body, headers=auth)
-
-
-def assert_operation(response: httpx.Response, operation: str, amount: str, state: str) -> dict:
-    assert response.status_code == 200, response.text
-    body = response.json()
-    assert body["operation"] == operation
-    assert body["amount"] == amount
-    assert body["success"] is True
-    assert body["pg_code"] and "gateway_name" not in body  # exactly ExternalOperation
-    assert body["txn"]["state"] == state
-    assert body["txn"]["amount"] == amount
-    assert TEST_API_TOKEN not in response.text
-    return body
 
 
 async def totals(seed: Seed) -> tuple[int, int, int]:

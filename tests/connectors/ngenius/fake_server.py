@@ -19,7 +19,9 @@ Errors use the documented shape ``{"message", "code", "errors": [{"message", "lo
 "errorCode", "domain"}]}``. Successful captures, refunds and voids answer the payment object; the
 order inquiry answers the order with ``_embedded.payment[]``.
 
-A test steers it with ``inject(route, kind, perform=…)``: route is ``token``, ``order``,
+The server plumbing and the fault words are the fake-gateway base's (tests/fakes/base.py); a
+fault is met only by a request that passed the bearer check. A test steers it with
+``inject(route, kind, perform=…)``: route is ``token``, ``order``,
 ``capture``, ``refund`` or ``void``; kind is ``timeout`` (hang), ``reset`` (TCP RST), ``500``,
 ``malformed`` (truncated JSON with 2xx), ``decline`` (4xx with errors[]), ``child_failed`` (2xx, the
 new capture/refund in state FAILED) or ``pending`` (refund in state REQUESTED). ``perform=True``
@@ -37,25 +39,19 @@ payment's ``cnp:refund`` link.
 
 from __future__ import annotations
 
-import asyncio
 import json
+import re
 import secrets
-import socket
-import struct
-import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
-import uvicorn
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+
+from tests.fakes.base import Answer, FakeGateway, Fault, RecordedRequest
 
 API_KEY = "TjJ2ZkZha2VTZXJ2aWNlQWNjb3VudDpub3QtYS1yZWFsLWtleS1iNjRkMmY5Yg=="
 OUTLET = "5edab6d7-5946-43f4-b8c7-06b29c272bdd"
@@ -67,6 +63,7 @@ MASKED_PAN = "411111******1111"
 SERVER_ERROR_BODY = b"<html><body><h1>500 Internal Server Error</h1></body></html>"
 MALFORMED_BODY = b'{"_id": "urn:payment:'
 TRANSPORT_FAULTS = ("timeout", "reset", "500", "malformed")
+JSON = "application/json"
 
 
 # -- canned replies --------------------------------------------------------------------------------
@@ -165,23 +162,12 @@ class FakeOrder:
 
 
 @dataclass
-class Fault:
-    route: str
-    kind: str
-    perform: bool = False
-    times: int = 1
+class _Call:
+    """One request as the protocol code reads it."""
 
-
-@dataclass
-class Recorded:
     method: str
-    path: str
-    headers: dict[str, str]
-    body: bytes
-
-    @property
-    def json(self) -> Any:
-        return json.loads(self.body) if self.body else None
+    headers: dict[str, str]  # lower-case names
+    path_params: dict[str, str]
 
 
 # -- rendering (the documented shapes) ---------------------------------------------------------------
@@ -284,24 +270,26 @@ class GatewayRefusal(Exception):
         self.body = body
 
 
-class FakeNgenius:
+class FakeNgenius(FakeGateway):
+    EXTRA_FAULTS: ClassVar[tuple[str, ...]] = ("child_failed",)
+    server_error_body = SERVER_ERROR_BODY
+
     def __init__(self, *, api_key: str = API_KEY, outlet: str = OUTLET) -> None:
-        self.url = ""
-        self._lock = threading.Lock()
-        self._generation = 0  # bumped by reset(): hanging handlers of earlier tests give up
+        super().__init__()
+        self._lock = self.lock
         self.reset(api_key=api_key, outlet=outlet)
 
     def reset(self, *, api_key: str = API_KEY, outlet: str = OUTLET) -> None:
         """Forget everything (orders, tokens, recorded requests, faults) for the next test."""
+        self.release_hanging()  # requests of earlier tests still hanging give up
         with self._lock:
-            self._generation += 1
             self.api_key = api_key
             self.outlet = outlet
             self.token_lifetime = 300
             self.hang_seconds = 3.0
             self.orders: dict[str, FakeOrder] = {}
             self.tokens: dict[str, float] = {}  # token → monotonic expiry
-            self.requests: list[Recorded] = []
+            self.requests: list[RecordedRequest] = []
             self.faults: list[Fault] = []
 
     # -- control ------------------------------------------------------------------------------------
@@ -325,8 +313,9 @@ class FakeNgenius:
         return next(p for p in order.payments if payment_ref in (None, p.ref))
 
     def inject(self, route: str, kind: str, *, perform: bool = False, times: int = 1) -> None:
-        with self._lock:
-            self.faults.append(Fault(route, kind, perform, times))
+        """The next ``times`` requests to ``route`` (token, order, capture, refund, void) meet
+        ``kind``; ``perform`` moves the money first."""
+        self.fail_next(kind, path=route, apply=perform, times=times)
 
     def expire_tokens(self) -> None:
         with self._lock:
@@ -342,47 +331,29 @@ class FakeNgenius:
                         if refund.state == "REQUESTED":
                             refund.state = "SUCCESS"
 
-    def calls(self, method: str | None = None, suffix: str = "") -> list[Recorded]:
+    def calls(self, method: str | None = None, suffix: str = "") -> list[RecordedRequest]:
         return [r for r in self.requests
                 if (method is None or r.method == method) and r.path.endswith(suffix)]
 
-    def operations(self) -> list[Recorded]:
+    def operations(self) -> list[RecordedRequest]:
         """Every request other than the token exchange and order inquiries."""
         return [r for r in self.requests if r.method in ("POST", "PUT", "DELETE")
                 and not r.path.startswith("/identity/")]
 
     # -- helpers ------------------------------------------------------------------------------------
+    def take_fault(self, method: str, path: str) -> Fault | None:
+        return None  # faults are met inside the protocol, after the bearer check
+
     def _take_fault(self, route: str) -> Fault | None:
-        with self._lock:
-            for fault in self.faults:
-                if fault.route == route and fault.times > 0:
-                    fault.times -= 1
-                    if fault.times == 0:
-                        self.faults.remove(fault)
-                    return fault
-        return None
+        return super().take_fault("", route)  # a fault's ``path`` is the route name
 
-    async def _misbehave(self, fault: Fault, request: Request, good: Response | None) -> Response:
-        if fault.kind == "timeout":
-            ends, generation = time.monotonic() + self.hang_seconds, self._generation
-            while time.monotonic() < ends and generation == self._generation:
-                await asyncio.sleep(0.02)
-            return good or Response(status_code=504)
-        if fault.kind == "reset":
-            transport = request.scope.get("fake.transport")
-            if transport is not None:
-                sock = transport.get_extra_info("socket")
-                if sock is not None:
-                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-                transport.abort()
-                await asyncio.sleep(0.05)
-            return Response(status_code=500)
-        if fault.kind == "500":
-            return Response(SERVER_ERROR_BODY, status_code=500, media_type="text/html")
-        return Response(MALFORMED_BODY, status_code=201 if request.method == "POST" else 200,
-                        media_type=PAYMENT_TYPE)
+    def fault_matches(self, fault: Fault, method: str, path: str) -> bool:
+        return fault.path == path
 
-    def _check_bearer(self, request: Request, *, with_media_types: bool) -> None:
+    def malformed_answer(self, request: RecordedRequest) -> Answer:
+        return Answer(201 if request.method == "POST" else 200, MALFORMED_BODY, PAYMENT_TYPE)
+
+    def _check_bearer(self, request: _Call, *, with_media_types: bool) -> None:
         header = request.headers.get("authorization", "")
         token = header[len("Bearer "):] if header.startswith("Bearer ") else ""
         with self._lock:
@@ -399,7 +370,7 @@ class FakeNgenius:
                 raise GatewayRefusal(406, error_response(
                     406, f"Accept must include {PAYMENT_TYPE}", "notAcceptable"))
 
-    def _find(self, request: Request) -> tuple[FakeOrder, FakePayment | None]:
+    def _find(self, request: _Call) -> tuple[FakeOrder, FakePayment | None]:
         order = self.orders.get(request.path_params["order"])
         if order is None or order.outlet != self.outlet:
             raise GatewayRefusal(404, error_response(404, "Order not found", "orderNotFound"))
@@ -440,67 +411,54 @@ class FakeNgenius:
         payment.state = "REFUNDED" if payment.refunded() >= base else "PARTIALLY_REFUNDED"
 
     # -- routes -------------------------------------------------------------------------------------
-    async def _record(self, request: Request) -> bytes:
-        body = await request.body()
-        with self._lock:
-            self.requests.append(Recorded(request.method, request.url.path,
-                                          {k.lower(): v for k, v in request.headers.items()}, body))
-        return body
-
-    async def token(self, request: Request) -> Response:
-        body = await self._record(request)
+    def token(self, request: _Call, body: bytes) -> Answer:
         fault = self._take_fault("token")
         if fault is not None and fault.kind in TRANSPORT_FAULTS:
-            return await self._misbehave(fault, request, None)
+            return Answer(0, fault=fault)
         if request.headers.get("content-type", "").split(";")[0].strip() != IDENTITY_TYPE:
-            return JSONResponse(error_response(415, f"Content-Type must be {IDENTITY_TYPE}",
-                                               "unsupportedMediaType", "identity"), 415)
+            return Answer(415, error_response(415, f"Content-Type must be {IDENTITY_TYPE}",
+                                              "unsupportedMediaType", "identity"), JSON)
         if request.headers.get("authorization") != f"Basic {self.api_key}":
-            return JSONResponse(invalid_credentials_response(), 401)
+            return Answer(401, invalid_credentials_response(), JSON)
         if body:
-            return JSONResponse(error_response(400, "The request body must be empty",
-                                               "invalidRequest", "identity"), 400)
+            return Answer(400, error_response(400, "The request body must be empty",
+                                              "invalidRequest", "identity"), JSON)
         token = secrets.token_urlsafe(32)
         with self._lock:
             self.tokens[token] = time.monotonic() + self.token_lifetime
-        return JSONResponse(access_token_response(token, self.token_lifetime), 200)
+        return Answer(200, access_token_response(token, self.token_lifetime), JSON)
 
-    async def order(self, request: Request) -> Response:
-        await self._record(request)
+    def order(self, request: _Call, body: bytes) -> Answer:
         try:
             self._check_bearer(request, with_media_types=False)
             fault = self._take_fault("order")
             if fault is not None and fault.kind in TRANSPORT_FAULTS:
-                return await self._misbehave(fault, request, None)
+                return Answer(0, fault=fault)
             order, _ = self._find(request)
         except GatewayRefusal as refusal:
-            return JSONResponse(refusal.body, refusal.status)
-        return JSONResponse(order_status_response(self.url, order), 200, media_type=PAYMENT_TYPE)
+            return Answer(refusal.status, refusal.body, JSON)
+        return Answer(200, order_status_response(self.url, order), PAYMENT_TYPE)
 
-    async def _operation(self, request: Request, route: str, perform: Any) -> Response:
-        body = await self._record(request)
+    def _operation(self, request: _Call, body: bytes, route: str, perform: Any) -> Answer:
         try:
             self._check_bearer(request, with_media_types=True)
             fault = self._take_fault(route)
-            if fault is not None and fault.kind in TRANSPORT_FAULTS and not fault.perform:
-                return await self._misbehave(fault, request, None)
+            if fault is not None and fault.kind in TRANSPORT_FAULTS and not fault.apply:
+                return Answer(0, fault=fault)
             if fault is not None and fault.kind == "decline":
-                return JSONResponse(declined_response(route), 400)
+                return Answer(400, declined_response(route), JSON)
             order, payment = self._find(request)
             assert payment is not None
             with self._lock:
                 perform(request, body, payment, fault.kind if fault else "")
             status = 201 if request.method == "POST" else 200
-            good = JSONResponse(payment_json(self.url, order, payment), status,
-                                media_type=PAYMENT_TYPE)
-            if fault is not None and fault.kind in TRANSPORT_FAULTS:
-                return await self._misbehave(fault, request, good)
-            return good
+            return Answer(status, payment_json(self.url, order, payment), PAYMENT_TYPE,
+                          fault if fault is not None and fault.kind in TRANSPORT_FAULTS else None)
         except GatewayRefusal as refusal:
-            return JSONResponse(refusal.body, refusal.status)
+            return Answer(refusal.status, refusal.body, JSON)
 
-    async def capture(self, request: Request) -> Response:
-        def perform(request: Request, body: bytes, payment: FakePayment, kind: str) -> None:
+    def capture(self, request: _Call, body: bytes) -> Answer:
+        def perform(request: _Call, body: bytes, payment: FakePayment, kind: str) -> None:
             value = self._amount(body, payment)
             if payment.action != "AUTH" or payment.state not in (
                     "AUTHORISED", "PARTIALLY_CAPTURED", "PARTIALLY_REFUNDED"):
@@ -520,10 +478,10 @@ class FakeNgenius:
                 self._refund_state(payment)
             payment.updated = _now()
 
-        return await self._operation(request, "capture", perform)
+        return self._operation(request, body, "capture", perform)
 
-    async def refund_capture(self, request: Request) -> Response:
-        def perform(request: Request, body: bytes, payment: FakePayment, kind: str) -> None:
+    def refund_capture(self, request: _Call, body: bytes) -> Answer:
+        def perform(request: _Call, body: bytes, payment: FakePayment, kind: str) -> None:
             value = self._amount(body, payment)
             capture_ref = request.path_params["capture"]
             if capture_ref == PURCHASE_CAPTURE and payment.action == "PURCHASE":
@@ -541,7 +499,7 @@ class FakeNgenius:
                     400, "The refund amount exceeds the captured amount", "amountExceeded"))
             self._add_refund(payment, value, kind, capture.ref)
 
-        return await self._operation(request, "refund", perform)
+        return self._operation(request, body, "refund", perform)
 
     def _refund_purchase(self, body: bytes, payment: FakePayment, kind: str) -> None:
         value = self._amount(body, payment)
@@ -556,15 +514,15 @@ class FakeNgenius:
 
     def _add_refund(self, payment: FakePayment, value: int, kind: str,
                     capture_ref: str | None) -> None:
-        state = {"pending": "REQUESTED", "child_failed": "FAILED"}.get(kind, "SUCCESS")
+        state = {"queue": "REQUESTED", "child_failed": "FAILED"}.get(kind, "SUCCESS")
         payment.refunds.append(Child(str(uuid.uuid4()), "refund", value, payment.currency, state,
                                      capture_ref))
         if state != "FAILED":
             self._refund_state(payment)
         payment.updated = _now()
 
-    async def cancel(self, request: Request) -> Response:
-        def perform(request: Request, body: bytes, payment: FakePayment, kind: str) -> None:
+    def cancel(self, request: _Call, body: bytes) -> Answer:
+        def perform(request: _Call, body: bytes, payment: FakePayment, kind: str) -> None:
             if body:
                 raise GatewayRefusal(400, error_response(
                     400, "A reversal takes no request body", "invalidRequest"))
@@ -576,87 +534,44 @@ class FakeNgenius:
             payment.state = "REVERSED"
             payment.updated = _now()
 
-        return await self._operation(request, "void", perform)
+        return self._operation(request, body, "void", perform)
 
-    async def not_found(self, request: Request) -> Response:
-        await self._record(request)
-        return JSONResponse(error_response(404, "No such resource", "notFound"), 404)
+    def not_found(self, request: _Call, body: bytes) -> Answer:
+        return Answer(404, error_response(404, "No such resource", "notFound"), JSON)
 
-    def app(self) -> Any:
-        base = "/transactions/outlets/{outlet}/orders/{order}"
-        payment = base + "/payments/{payment}"
-        routes = [
-            Route("/identity/auth/access-token", self.token, methods=["POST"]),
-            Route(base, self.order, methods=["GET"]),
-            Route(payment + "/captures", self.capture, methods=["POST"]),
-            Route(payment + "/captures/{capture}/refund", self.refund_capture, methods=["POST"]),
-            Route(payment + "/cancel", self.cancel, methods=["PUT"]),
-            Route("/{rest:path}", self.not_found, methods=["GET", "POST", "PUT", "DELETE"]),
+    def routes(self) -> list[tuple[str, re.Pattern[str], Callable[[_Call, bytes], Answer]]]:
+        base = r"/transactions/outlets/(?P<outlet>[^/]+)/orders/(?P<order>[^/]+)"
+        payment = base + r"/payments/(?P<payment>[^/]+)"
+        return [
+            ("POST", re.compile(r"/identity/auth/access-token"), self.token),
+            ("GET", re.compile(base), self.order),
+            ("POST", re.compile(payment + "/captures"), self.capture),
+            ("POST", re.compile(payment + r"/captures/(?P<capture>[^/]+)/refund"),
+             self.refund_capture),
+            ("PUT", re.compile(payment + "/cancel"), self.cancel),
         ]
-        starlette = Starlette(routes=routes)
 
-        async def asgi(scope: dict[str, Any], receive: Any, send: Any) -> None:
-            # uvicorn's send is a bound method of the connection's request cycle; its transport
-            # lets the fake reset the connection.
-            if scope["type"] == "http":
-                scope["fake.transport"] = getattr(getattr(send, "__self__", None), "transport",
-                                                  None)
-            await starlette(scope, receive, send)
-
-        return asgi
-
-
-class FakeServer:
-    """Serves a FakeNgenius with uvicorn in a background thread on a free loopback port."""
-
-    def __init__(self, fake: FakeNgenius) -> None:
-        self.fake = fake
-        self.server: uvicorn.Server | None = None
-        self.thread: threading.Thread | None = None
-
-    def start(self) -> None:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-        self.fake.url = f"http://127.0.0.1:{port}"
-        config = uvicorn.Config(self.fake.app(), http="h11", lifespan="off", log_level="warning",
-                                access_log=False, timeout_graceful_shutdown=1)
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [sock]},
-                                       daemon=True)
-        self.thread.start()
-        deadline = time.monotonic() + 10
-        while not self.server.started:
-            if time.monotonic() > deadline or not self.thread.is_alive():
-                raise RuntimeError("the fake N-Genius server did not start")
-            time.sleep(0.01)
-
-    def stop(self) -> None:
-        self.fake.reset()
-        if self.server is not None:
-            self.server.should_exit = True
-        if self.thread is not None:
-            self.thread.join(timeout=10)
+    def handle(self, method: str, path: str, headers: dict[str, str], body: bytes) -> Answer:
+        path = path.split("?", 1)[0]
+        lower = {k.lower(): v for k, v in headers.items()}
+        for verb, pattern, route in self.routes():
+            match = pattern.fullmatch(path)
+            if match is not None and verb == method:
+                return route(_Call(method, lower, match.groupdict()), body)
+        return self.not_found(_Call(method, lower, {}), body)
 
 
 @pytest.fixture(scope="session")
-def ngenius_server() -> Iterator[FakeServer]:
+def ngenius_server() -> Iterator[FakeNgenius]:
     """One fake gateway for the session, on a free 127.0.0.1 port."""
-    server = FakeServer(FakeNgenius())
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
+    yield from FakeNgenius().serving()
 
 
 @pytest.fixture
-def ngenius_fake(ngenius_server: FakeServer) -> Iterator[FakeNgenius]:
+def ngenius_fake(ngenius_server: FakeNgenius) -> Iterator[FakeNgenius]:
     """The fake gateway, with no orders, tokens, recorded requests or faults."""
-    fake = ngenius_server.fake
-    fake.reset()
+    ngenius_server.reset()
     try:
-        yield fake
+        yield ngenius_server
     finally:
-        fake.reset()  # also ends any request still hanging
+        ngenius_server.reset()  # also ends any request still hanging

@@ -420,7 +420,7 @@ async def test_refund_no_single_capture_covers_the_amount(fake: FakeNgenius) -> 
 
 async def test_refund_requested_is_pending_until_settlement(fake: FakeNgenius) -> None:
     payment = paid(fake, "PURCHASE", 5000)
-    fake.inject("refund", "pending")
+    fake.inject("refund", "queue")
     conn = connector(fake)
     result = await run(conn, conn.refund(op("refund", 2000, payment)))
     assert result.outcome == Outcome.PENDING
@@ -754,7 +754,7 @@ async def test_inquire_operation_refund_pending_and_failed(fake: FakeNgenius) ->
     fake.inject("refund", "child_failed")
     conn = connector(fake)
     await run(conn, conn.refund(op("refund", 1000, payment)))
-    fake.inject("refund", "pending")
+    fake.inject("refund", "queue")
     conn = connector(fake)
     await run(conn, conn.refund(op("refund", 2000, payment)))
     conn = connector(fake)
@@ -805,7 +805,7 @@ async def test_inquire_operation_uses_the_child_an_earlier_answer_named(fake: Fa
     payment = paid(fake, "PURCHASE", 9000)
     answers = []
     for _ in range(2):
-        fake.inject("refund", "pending")
+        fake.inject("refund", "queue")
         conn = connector(fake)
         answers.append(await run(conn, conn.refund(op("refund", 2000, payment))))
     first_ref = answers[0].gateway_refs["refund_reference"]

@@ -28,6 +28,7 @@ from tests.connectors.ngenius.fake_server import (
     ngenius_server,  # noqa: F401
     order_status_response,
 )
+from tests.e2e import post_op
 from tests.helpers import Seed
 
 UNCONFIRMED = "The payment gateway did not confirm the operation; it will be reconciled"
@@ -83,14 +84,6 @@ async def prewarm(fake: FakeNgenius, order_ref: str) -> None:
                                               {"order_reference": order_ref}))
     finally:
         await conn.aclose()
-
-
-async def post_op(client: httpx.AsyncClient, auth: dict[str, str], operation: str,
-                  amount: str | None = None) -> httpx.Response:
-    body: dict[str, Any] = {"operation": operation}
-    if amount is not None:
-        body["amount"] = amount
-    return await client.post("/b/pbl/v1/operation/ORD-1", json=body, headers=auth)
 
 
 # -- successes -------------------------------------------------------------------------------------
@@ -181,7 +174,7 @@ async def test_refund_requested_is_queued_then_reconciled(
     ctx: AppContext,
 ) -> None:
     await ngenius_payment(seed, fake, state="paid")
-    fake.inject("refund", "pending")
+    fake.inject("refund", "queue")
     reply = await post_op(client, auth, "refund", "10.00")
     assert reply.status_code == 200, reply.text
     assert reply.json()["txn"]["state"] == "refund_queued"
@@ -205,7 +198,7 @@ async def test_webhook_prompts_a_confirming_inquiry(
     queued refund has settled. A webhook without the secret header changes nothing."""
     secret = "whk_5c1f0e7a9b3d4e2f8a6c0b1d7e9f2a4c"
     order_ref, _ = await ngenius_payment(seed, fake, state="paid", webhook_secret=secret)
-    fake.inject("refund", "pending")
+    fake.inject("refund", "queue")
     assert (await post_op(client, auth, "refund", "10.00")).json()["txn"]["state"] == (
         "refund_queued")
     fake.settle_requested_refunds()

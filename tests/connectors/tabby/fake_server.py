@@ -43,7 +43,7 @@ from typing import Any, ClassVar
 
 import pytest
 
-from tests.fakes.base import Answer, Fault, FakeGateway, RecordedRequest
+from tests.fakes.base import Answer, FakeGateway, Fault, RecordedRequest
 
 TEST_SECRET_KEY = "sk_test_4f1c2a9e-7d55-4b1a-9c33-5e0e7b1d2f60"
 OTHER_MERCHANT_KEY = "sk_test_0b7e6d55-1111-4c2b-8f00-aa55aa55aa55"

@@ -17,6 +17,8 @@ from tests.connectors.tabby.fake_server import (
     disputed_response,
     refund_not_closed_response,
 )
+from tests.e2e import assert_operation as _assert_operation
+from tests.e2e import post_op
 from tests.helpers import Seed
 
 fake_tabby = fake_server.fake_tabby  # the fake's fixture, used by this module
@@ -29,6 +31,11 @@ TIMEOUT = 0.5
 @pytest.fixture
 async def auth(seed: Seed) -> dict[str, str]:
     return await seed.api_key()  # sha256-hashed: no argon2 cost per test
+
+
+def assert_operation(response: httpx.Response, operation: str, amount: str, state: str
+                     ) -> dict[str, Any]:
+    return _assert_operation(response, operation, amount, state, never_shown=(TEST_SECRET_KEY,))
 
 
 async def tabby_payment(
@@ -50,27 +57,6 @@ async def tabby_payment(
         credentials={"secret_key": TEST_SECRET_KEY}, options=settings, **gateway,
     )
     return payment_id
-
-
-async def post_op(client: httpx.AsyncClient, auth: dict[str, str], operation: str,
-                  amount: str | None = None) -> httpx.Response:
-    body: dict[str, Any] = {"operation": operation}
-    if amount is not None:
-        body["amount"] = amount
-    return await client.post("/b/pbl/v1/operation/ORD-1", json=body, headers=auth)
-
-
-def assert_operation(response: httpx.Response, operation: str, amount: str, state: str) -> dict:
-    assert response.status_code == 200, response.text
-    body = response.json()
-    assert body["operation"] == operation
-    assert body["amount"] == amount
-    assert body["success"] is True
-    assert body["pg_code"] and "gateway_name" not in body  # exactly ExternalOperation
-    assert body["txn"]["state"] == state
-    assert body["txn"]["amount"] == amount
-    assert TEST_SECRET_KEY not in response.text
-    return body
 
 
 async def totals(seed: Seed) -> tuple[int, int, int]:

@@ -15,7 +15,8 @@ from payops.webhooks import outbox
 from payops.webhooks.delivery import deliver_due
 from tests.connectors.tabby import fake_server
 from tests.connectors.tabby.fake_server import FakeTabby
-from tests.connectors.tabby.test_end_to_end import post_op, tabby_payment
+from tests.connectors.tabby.test_end_to_end import tabby_payment
+from tests.e2e import post_op
 from tests.helpers import Seed
 from tests.webhooks.receiver import Receiver, receiving
 
