@@ -15,6 +15,7 @@ from payops.operations.reconciler import reconcile_once
 
 from tests.connectors.knet import fake_server
 from tests.connectors.knet.fake_server import TRANPORTAL_ID, TRANPORTAL_PASSWORD, FakeKnet
+from tests.e2e import post_op
 from tests.helpers import Seed
 
 fake_knet = fake_server.fake_knet
@@ -46,13 +47,6 @@ async def knet_payment(seed: Seed, fake: FakeKnet, *, amount: str = "25.000",
         options=options)
     return payment_id
 
-
-async def post_op(client: httpx.AsyncClient, auth: dict[str, str], operation: str,
-                  amount: str | None = None) -> httpx.Response:
-    body: dict[str, Any] = {"operation": operation}
-    if amount is not None:
-        body["amount"] = amount
-    return await client.post("/b/pbl/v1/operation/ORD-1", json=body, headers=auth)
 
 
 async def test_refunds_v1_and_v2(client: httpx.AsyncClient, seed: Seed, auth: dict[str, str],

@@ -15,6 +15,7 @@ from payops.operations.reconciler import reconcile_once
 
 from tests.connectors.payu_india import fake_server
 from tests.connectors.payu_india.fake_server import MERCHANT_KEY, SALT, FakePayu
+from tests.e2e import post_op
 from tests.helpers import Seed
 
 fake_payu = fake_server.fake_payu
@@ -45,13 +46,6 @@ async def payu_payment(seed: Seed, fake: FakePayu, *, state: str = "paid",
         credentials={"merchant_key": MERCHANT_KEY, "salt": SALT}, options=options)
     return mihpayid
 
-
-async def post_op(client: httpx.AsyncClient, auth: dict[str, str], operation: str,
-                  amount: str | None = None) -> httpx.Response:
-    body: dict[str, Any] = {"operation": operation}
-    if amount is not None:
-        body["amount"] = amount
-    return await client.post("/b/pbl/v1/operation/ORD-1", json=body, headers=auth)
 
 
 async def states(seed: Seed) -> list[str]:

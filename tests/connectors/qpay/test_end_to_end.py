@@ -15,6 +15,7 @@ from payops.operations.reconciler import reconcile_once
 
 from tests.connectors.qpay import fake_server
 from tests.connectors.qpay.fake_server import BANK_ID, MERCHANT_ID, SECRET, FakeQpay
+from tests.e2e import post_op
 from tests.helpers import Seed
 
 fake_qpay = fake_server.fake_qpay
@@ -44,13 +45,6 @@ async def qpay_payment(seed: Seed, fake: FakeQpay, *, amount: str = "200.00",
         credentials={"merchant_id": MERCHANT_ID, "bank_id": BANK_ID, "secret_key": SECRET},
         options=settings)
 
-
-async def post_op(client: httpx.AsyncClient, auth: dict[str, str], operation: str,
-                  amount: str | None = None) -> httpx.Response:
-    body: dict[str, Any] = {"operation": operation}
-    if amount is not None:
-        body["amount"] = amount
-    return await client.post("/b/pbl/v1/operation/ORD-1", json=body, headers=auth)
 
 
 async def states(seed: Seed) -> list[str]:
