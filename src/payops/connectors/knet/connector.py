@@ -157,8 +157,8 @@ class KnetConnector(Connector):
         reply = await self.client.request(
             "POST", PIPE_PATH, xml=self._body(t.ACTION_INQUIRY, amount, target), decode="text")
         if reply.status is None:
-            return kit.unknown(f"KNET did not answer ({(reply.fault or kit.Fault.TRANSPORT).value})",
-                               reply.raw())
+            fault = (reply.fault or kit.Fault.TRANSPORT).value
+            return kit.unknown(f"KNET did not answer ({fault})", reply.raw())
         parsed = t.parse_reply((reply.text or str(reply.body or "")).encode())
         if parsed is None or not reply.ok:
             return kit.unknown(f"KNET answered HTTP {reply.status} without a usable reply",
