@@ -11,6 +11,8 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 
+from payops.masked import MaskedStr
+
 DEFAULT_DATA_DIR = Path(".payops")
 
 
@@ -19,15 +21,16 @@ class Settings(BaseSettings):
 
     data_dir: Path = DEFAULT_DATA_DIR
     # Empty means the embedded SQLite file ``<data_dir>/payops.sqlite3``.
-    database_url: str = ""
+    # Holds the database password: masked in ``repr`` (payops.masked), like every secret here.
+    database_url: MaskedStr = ""
     # Fernet key protecting gateway credentials at rest. Generated into the data dir when empty.
-    secret_key: str = ""
+    secret_key: MaskedStr = ""
     host: str = "127.0.0.1"
     port: int = 8000
     # Public base URL for checkout links (e.g. https://pay.example.com); default: the request's.
     public_url: str = ""
     # Bearer token that /metrics requires; empty = /metrics is not served (404).
-    metrics_token: str = ""
+    metrics_token: MaskedStr = ""
     # How often `payops serve` expires sessions past their expiration_time (0 = never).
     expiry_interval_seconds: float = 30.0
 

@@ -9,7 +9,7 @@ from payops.auth.metrics import AuthMetrics
 from payops.auth.service import Authenticator
 from payops.config import Settings
 from payops.db import Database
-from payops.gateways.crypto import SecretBox, load_or_create_key
+from payops.gateways.crypto import box_for
 from payops.webhooks.outbox import SECRET_BOX
 
 
@@ -25,7 +25,7 @@ class AppContext:
     def build(cls, settings: Settings, *, auth_metrics: AuthMetrics | None = None) -> AppContext:
         settings.ensure_data_dir()
         db = Database(settings.effective_database_url,
-                      info={SECRET_BOX: SecretBox(load_or_create_key(settings))})
+                      info={SECRET_BOX: box_for(settings)})
         return cls(settings=settings, db=db,
                    authenticator=Authenticator(settings, db, auth_metrics))
 

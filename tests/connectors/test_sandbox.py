@@ -96,7 +96,8 @@ def make_settings(data_dir: Path, **overrides: Any) -> Settings:
 
 def make_connector(settings: Settings, pg_code: str = "sandbox-kwd") -> SandboxConnector:
     return SandboxConnector(
-        ConnectorConfig(pg_code=pg_code, is_sandbox=True, credentials={}, settings=settings)
+        ConnectorConfig(pg_code=pg_code, is_sandbox=True, credentials={},
+                        deployment=SandboxConnector.deployment(settings))
     )
 
 
@@ -151,7 +152,8 @@ def test_registered_with_every_capability(sandbox_settings: Settings) -> None:
     assert SandboxConnector.name == "sandbox"
     assert SandboxConnector.capabilities == {"capture", "refund", "void", "inquiry"}
     assert connector_class("sandbox") is SandboxConnector
-    built = build_connector("sandbox", ConnectorConfig("x", True, {}, settings=sandbox_settings))
+    built = build_connector("sandbox", ConnectorConfig("x", True, {},
+                                                   deployment=SandboxConnector.deployment(sandbox_settings)))
     assert isinstance(built, SandboxConnector)
 
 
@@ -628,7 +630,8 @@ from payops.connectors.sandbox.connector import SandboxConnector
 
 args = json.loads(sys.argv[1])
 settings = Settings(data_dir=Path(args["data_dir"]), sandbox_queue_seconds=0.2)
-sandbox = SandboxConnector(ConnectorConfig("child", True, {}, settings=settings))
+sandbox = SandboxConnector(ConnectorConfig("child", True, {},
+                                           deployment=SandboxConnector.deployment(settings)))
 pay = PaymentRef(args["payment"], 25000, "KWD", "purchase")
 op = OperationRequest("refund", args["operation"], 10993, "KWD", pay)
 

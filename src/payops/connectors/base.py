@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, ClassVar
 
+from payops.masked import Credentials, Masked, masked
+
 # The caller's hard stop beyond a connector's own timeout: a connector that hangs past its
 # configured timeout is treated as an unknown outcome, never waited on forever.
 CALL_MARGIN_SECONDS = 5.0
@@ -90,17 +92,28 @@ class NotificationRejected(ValueError):
 
 @dataclass(frozen=True)
 class ConnectorConfig:
+    """What one connector is given: its configuration, never the process settings. Secrets are
+    masked in ``repr`` (``payops.masked``): ``repr(config)`` shows no credential."""
+
     pg_code: str
     is_sandbox: bool
-    credentials: dict[str, Any]
+    # Decrypted credentials; any mapping is turned into ``Credentials`` (masked values).
+    credentials: Mapping[str, Any]
     timeout_seconds: float = 30.0
     # Non-secret settings of the configuration (e.g. ``base_url`` to override the gateway host,
     # ``timeout_seconds``), as given to ``payops gateway add --option``.
     options: dict[str, Any] = field(default_factory=dict)
-    # Secret the gateway signs or tags its incoming notifications with (decrypted).
+    # Secret the gateway signs or tags its incoming notifications with (decrypted, masked).
     webhook_secret: str = ""
-    # Process settings, for connectors whose behaviour the deployment tunes (the sandbox).
-    settings: Any = None
+    # The few deployment settings a connector declares it needs (``Connector.deployment``),
+    # e.g. the sandbox's ledger path; empty for real gateways.
+    deployment: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.credentials, Credentials):
+            object.__setattr__(self, "credentials", Credentials(self.credentials))
+        if not isinstance(self.webhook_secret, Masked):
+            object.__setattr__(self, "webhook_secret", masked(self.webhook_secret or ""))
 
 
 class Connector(ABC):
@@ -129,6 +142,12 @@ class Connector(ABC):
     def reports_refund_status(cls, options: Mapping[str, Any]) -> bool:
         """``documents_refund_status`` for one configuration (its non-secret options)."""
         return cls.documents_refund_status
+
+    @classmethod
+    def deployment(cls, settings: Any) -> dict[str, Any]:
+        """The deployment settings this connector needs, taken from the process ``Settings``
+        (``ConnectorConfig.deployment``). Gateways reached over the network need none."""
+        return {}
 
     @classmethod
     def default_operations(cls, operation_mode: str) -> frozenset[str]:

@@ -9,6 +9,7 @@ under it, then drop the old key.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -60,6 +61,21 @@ def split_keys(raw: bytes) -> list[bytes]:
     if not keys:
         raise ValueError("no Fernet key configured")
     return keys
+
+
+_BOXES: dict[tuple[str, str], SecretBox] = {}
+
+
+def box_for(settings: Settings) -> SecretBox:
+    """The process's ``SecretBox`` for these settings' key: the key is read (from
+    ``PAYOPS_SECRET_KEY`` or the key file) the first time only, not on every gateway call. A
+    key change takes a restart, as rotation already does (docs/security.md)."""
+    fingerprint = (hashlib.sha256(str(settings.secret_key).encode()).hexdigest(),
+                   str(Path(settings.data_dir).resolve()))
+    box = _BOXES.get(fingerprint)
+    if box is None:
+        box = _BOXES[fingerprint] = SecretBox(load_or_create_key(settings))
+    return box
 
 
 class SecretBox:

@@ -25,7 +25,7 @@ from payops.db.models import GatewayConfig
 from payops.domain import messages
 from payops.domain.rules import GatewayFacts
 from payops.gateways import repository
-from payops.gateways.crypto import SecretBox, load_or_create_key
+from payops.gateways.crypto import SecretBox, box_for
 from payops.money import is_known_currency
 
 OPERATION_MODES = ("purchase", "authorize")
@@ -38,7 +38,7 @@ class GatewayConfigError(ValueError):
 
 
 def secret_box(settings: Settings) -> SecretBox:
-    return SecretBox(load_or_create_key(settings))
+    return box_for(settings)  # loaded once per process and key, not per gateway call
 
 
 async def add_gateway(
@@ -137,7 +137,7 @@ def connector_for(config: GatewayConfig, settings: Settings) -> Connector:
             timeout_seconds=timeout_seconds(config, settings),
             options=dict(config.options or {}),
             webhook_secret=str(box.open(config.webhook_secret_encrypted).get("secret", "")),
-            settings=settings,
+            deployment=connector_class(config.connector).deployment(settings),
         ),
     )
 

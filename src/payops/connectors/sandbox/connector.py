@@ -12,7 +12,7 @@ import secrets
 import time
 from typing import Any, ClassVar
 
-from payops.config import Settings, get_settings
+from payops.config import get_settings
 from payops.connectors.base import (
     Connector,
     ConnectorConfig,
@@ -48,12 +48,18 @@ class SandboxConnector(Connector):
     # redact, declared so that every connector states its choice.
     personal_fields: ClassVar[frozenset[str]] = frozenset()
 
+    @classmethod
+    def deployment(cls, settings: Any) -> dict[str, Any]:
+        return {"ledger_path": settings.effective_sandbox_ledger,
+                "queue_seconds": settings.sandbox_queue_seconds,
+                "latency_ms": settings.sandbox_latency_ms}
+
     def __init__(self, config: ConnectorConfig) -> None:
         super().__init__(config)
-        settings: Settings = config.settings or get_settings()
-        self.ledger = SandboxLedger(settings.effective_sandbox_ledger)
-        self.queue_seconds = settings.sandbox_queue_seconds
-        self.latency = settings.sandbox_latency_ms / 1000
+        deployment = config.deployment or self.deployment(get_settings())
+        self.ledger = SandboxLedger(deployment["ledger_path"])
+        self.queue_seconds = float(deployment["queue_seconds"])
+        self.latency = int(deployment["latency_ms"]) / 1000
 
     async def _delay(self) -> None:
         if self.latency:
