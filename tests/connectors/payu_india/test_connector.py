@@ -228,7 +228,7 @@ async def test_refusals_and_faults(fake_payu: FakePayu) -> None:
     assert five_minutes.outcome == Outcome.FAILED and "214" in five_minutes.message
     assert error.outcome == Outcome.UNKNOWN and garbled.outcome == Outcome.UNKNOWN
     assert no_id.outcome == Outcome.FAILED
-    assert forged.outcome != Outcome.SUCCESS
+    assert forged.outcome == Outcome.FAILED and "Invalid Hash" in forged.message
     assert fake_payu.actions(mihpayid) == []
 
 
