@@ -19,9 +19,9 @@ from payops.connectors.sandbox.connector import SandboxConnector
 from payops.db.models import Operation
 from payops.webhooks.signing import sign
 
+from tests.e2e import post_op
 from tests.helpers import DECLINED_CARD, PENDING_CARD, Seed
 
-PATHS = ("/b/pbl/v1/operation/{}", "/b/pbl/v1/operation/{}/")
 
 DONE = "Operation done successfully"
 NOT_ALLOWED = "Operation is not allowed"
@@ -43,23 +43,6 @@ TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}")
 
 
 # -- helpers ------------------------------------------------------------------------------------
-
-def op_path(order_no: str = "ORD-1", *, slash: bool = False) -> str:
-    return PATHS[slash].format(order_no)
-
-
-async def post_op(
-    client: httpx.AsyncClient, auth: dict[str, str], operation: str, amount: str | None = None, *,
-    order_no: str = "ORD-1", slash: bool = False, tracking_key: str | None = None,
-) -> httpx.Response:
-    body: dict[str, Any] = {"operation": operation}
-    if amount is not None:
-        body["amount"] = amount
-    headers = dict(auth)
-    if tracking_key is not None:
-        headers["Tracking-Key"] = tracking_key
-    return await client.post(op_path(order_no, slash=slash), json=body, headers=headers)
-
 
 def failure(detail: str, operation: str) -> dict[str, str]:
     return {"detail": detail, "operation": operation, "result": "failed"}

@@ -26,6 +26,7 @@ from payops.context import AppContext
 from payops.db.models import Operation
 from payops.operations.reconciler import reconcile_once
 from payops.transactions import repository
+from tests.e2e import post_op
 from tests.helpers import Seed
 
 # A guard against hangs (a deadlock must fail, not stall CI); each test takes a fraction of it.
@@ -48,19 +49,6 @@ def failure(detail: str, operation: str) -> dict[str, str]:
 
 def exceeds(kind: str, amount: str, currency: str = "KWD") -> str:
     return f"Amount exceeds the {kind} amount ({amount} {currency})"
-
-
-async def post_op(
-    client: httpx.AsyncClient, auth: dict[str, str], order_no: str, operation: str,
-    amount: str | None = None, tracking_key: str | None = None,
-) -> httpx.Response:
-    body: dict[str, Any] = {"operation": operation}
-    if amount is not None:
-        body["amount"] = amount
-    headers = dict(auth)
-    if tracking_key is not None:
-        headers["Tracking-Key"] = tracking_key
-    return await client.post(f"/b/pbl/v1/operation/{order_no}", json=body, headers=headers)
 
 
 def ledger_operations(ctx: AppContext, payment_reference: str) -> list[dict[str, Any]]:
@@ -153,7 +141,7 @@ async def test_concurrent_partial_refunds_never_over_refund(
 ) -> None:
     await seed.transaction("10.000", "KWD", order_no="ORD-R")
     responses = await asyncio.gather(
-        *(post_op(client, auth, "ORD-R", "refund", "0.070") for _ in range(200))
+        *(post_op(client, auth, "refund", "0.070", order_no="ORD-R") for _ in range(200))
     )
 
     statuses = Counter(r.status_code for r in responses)
@@ -183,7 +171,7 @@ async def test_concurrent_partial_captures_never_over_capture(
     # capturable = amount + fee = 10.250 → floor(10250 / 70) = 146 captures, 0.030 left over
     await seed.transaction("10.000", "KWD", order_no="ORD-C", mode="authorize", fee="0.250")
     responses = await asyncio.gather(
-        *(post_op(client, auth, "ORD-C", "capture", "0.070") for _ in range(200))
+        *(post_op(client, auth, "capture", "0.070", order_no="ORD-C") for _ in range(200))
     )
 
     statuses = Counter(r.status_code for r in responses)
@@ -212,8 +200,8 @@ async def test_void_racing_captures_never_both_succeed(
     for round_no, void_at in enumerate((0, 25, 50)):
         order_no = f"ORD-V{round_no}"
         await seed.transaction("10.000", "KWD", order_no=order_no, mode="authorize", fee="0.500")
-        requests = [post_op(client, auth, order_no, "capture", "0.070") for _ in range(50)]
-        requests.insert(void_at, post_op(client, auth, order_no, "void"))
+        requests = [post_op(client, auth, "capture", "0.070", order_no=order_no) for _ in range(50)]
+        requests.insert(void_at, post_op(client, auth, "void", order_no=order_no))
         responses = await asyncio.gather(*requests)
         void = responses.pop(void_at)
         captures = Counter(r.status_code for r in responses)
@@ -252,7 +240,8 @@ async def test_concurrent_same_tracking_key_runs_once(
     assert ctx.settings.sandbox_latency_ms == 300
     await seed.transaction("10.000", "KWD", order_no="ORD-T")
     responses = await asyncio.gather(
-        *(post_op(client, auth, "ORD-T", "refund", "1.000", tracking_key="TK-1") for _ in range(20))
+        *(post_op(client, auth, "refund", "1.000", tracking_key="TK-1", order_no="ORD-T")
+          for _ in range(20))
     )
 
     operations = await seed.operations("ORD-T")
@@ -273,7 +262,7 @@ async def test_concurrent_same_tracking_key_runs_once(
 
     # Once settled, the same key answers from storage: same operation, no new gateway call,
     # whatever the new body says.
-    retry = await post_op(client, auth, "ORD-T", "refund", "2.000", tracking_key="TK-1")
+    retry = await post_op(client, auth, "refund", "2.000", tracking_key="TK-1", order_no="ORD-T")
     assert retry.status_code == 200, retry.text
     assert retry.json()["reference_number"] == op.reference_number
     assert retry.json()["amount"] == "1.000"
@@ -294,7 +283,8 @@ async def test_concurrent_reconcilers_settle_each_operation_once(
     each other, then three reconciliation passes at once beside more refunds."""
     await seed.transaction("10.000", "KWD", order_no="ORD-Q")
     amounts = ["0.993", "0.994", "0.995", "0.992", "0.070"] * 6  # 30 asks for 12.132 in all
-    first = await asyncio.gather(*(post_op(client, auth, "ORD-Q", "refund", a) for a in amounts))
+    first = await asyncio.gather(*(post_op(client, auth, "refund", a, order_no="ORD-Q")
+                                   for a in amounts))
     for response in first:
         assert response.status_code in (200, 400, 504), response.text
         if response.status_code == 504:
@@ -309,7 +299,7 @@ async def test_concurrent_reconcilers_settle_each_operation_once(
 
     second = await asyncio.gather(
         reconcile_once(ctx), reconcile_once(ctx), reconcile_once(ctx),
-        *(post_op(client, auth, "ORD-Q", "refund", "0.070") for _ in range(10)),
+        *(post_op(client, auth, "refund", "0.070", order_no="ORD-Q") for _ in range(10)),
     )
     for response in second[3:]:
         assert response.status_code in (200, 400), response.text
@@ -362,7 +352,7 @@ async def test_settle_failure_after_gateway_call_answers_pending(
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False,
                                     client=("127.0.0.1", 40000))
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
-        response = await post_op(client, auth, "ORD-P", "refund", "1.000")
+        response = await post_op(client, auth, "refund", "1.000", order_no="ORD-P")
 
     (op,) = await seed.operations("ORD-P")
     assert [ref for _, ref, _ in gateway_calls] == [op.reference_number]  # the gateway acted

@@ -6,10 +6,19 @@ FastAPI documents a 422 validation error that PayOps never sends (field errors a
 
 from __future__ import annotations
 
+from importlib.resources import files
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.openapi.utils import get_openapi
+from fastapi.responses import HTMLResponse
+from fastapi.staticfiles import StaticFiles
+from starlette.requests import Request
+
+# Swagger UI and ReDoc, served from the installed ``fastapi-offline`` package (pinned in
+# pyproject.toml) instead of a CDN: /docs and /redoc work without internet access.
+DOCS_ASSETS_PATH = "/docs/assets"
 
 DETAIL = {"type": "object", "required": ["detail"],
           "properties": {"detail": {"type": "string"}}}
@@ -81,3 +90,33 @@ def install(app: FastAPI) -> None:
         return schema
 
     app.openapi = build  # type: ignore[method-assign]
+    install_docs(app)
+
+
+def install_docs(app: FastAPI) -> None:
+    """/docs (Swagger UI) and /redoc with their JavaScript, CSS and icon served by PayOps."""
+    app.router.routes[:] = [route for route in app.router.routes
+                            if getattr(route, "path", None) not in ("/docs", "/redoc")]
+    app.mount(DOCS_ASSETS_PATH, StaticFiles(directory=str(files("fastapi_offline") / "static")),
+              name="docs-assets")
+
+    def asset(request: Request, name: str) -> str:
+        return f"{request.scope.get('root_path', '')}{DOCS_ASSETS_PATH}/{name}"
+
+    @app.get("/docs", include_in_schema=False)
+    async def swagger_ui(request: Request) -> HTMLResponse:
+        root = request.scope.get("root_path", "")
+        return get_swagger_ui_html(
+            openapi_url=f"{root}{app.openapi_url}", title=f"{app.title} - Swagger UI",
+            oauth2_redirect_url=f"{root}{app.swagger_ui_oauth2_redirect_url}",
+            swagger_js_url=asset(request, "swagger-ui-bundle.js"),
+            swagger_css_url=asset(request, "swagger-ui.css"),
+            swagger_favicon_url=asset(request, "favicon.png"))
+
+    @app.get("/redoc", include_in_schema=False)
+    async def redoc(request: Request) -> HTMLResponse:
+        root = request.scope.get("root_path", "")
+        return get_redoc_html(
+            openapi_url=f"{root}{app.openapi_url}", title=f"{app.title} - ReDoc",
+            redoc_js_url=asset(request, "redoc.standalone.js"),
+            redoc_favicon_url=asset(request, "favicon.png"), with_google_fonts=False)

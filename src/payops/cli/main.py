@@ -28,6 +28,7 @@ from payops.auth.permissions import ALL_PERMISSIONS
 from payops.auth.secrets import hash_password, new_api_key
 from payops.auth.service import Principal
 from payops.config import Settings, get_settings
+from payops.connectors.registry import CONNECTORS
 from payops.connectors.sandbox.connector import TEST_CARDS
 from payops.context import AppContext
 from payops.db.migrate import upgrade
@@ -399,7 +400,7 @@ def apikey_list() -> None:
 
 @gateway_app.command("add")
 def gateway_add(
-    connector: str = typer.Argument(..., help="Connector: sandbox, mpgs, tabby, ngenius, myfatoorah, knet, payu_india, qpay"),
+    connector: str = typer.Argument(..., help=f"Connector: {', '.join(CONNECTORS)}"),
     code: str = typer.Option(..., "--code", help="pg_code, unique"),
     mode: str = typer.Option("purchase", help="purchase or authorize"),
     currency: str = typer.Option(..., help="Default currency, e.g. KWD"),

@@ -51,18 +51,22 @@ def refused(message: str, raw: dict[str, Any] | None = None,
 
 
 def mismatch(expected_amount: int, expected_currency: str, recorded_amount: int | None,
-             recorded_currency: str | None, *, gateway: str = "The gateway",
-             what: str = "this operation") -> str | None:
+             recorded_currency: str | None = None, *, gateway: str = "The gateway",
+             what: str = "this operation", shown: object = None) -> str | None:
     """Why what the gateway recorded is not what was asked, or None when it is (or when the
-    gateway did not say). Amounts are minor units of ``expected_currency``."""
+    gateway did not say). Amounts are minor units of ``expected_currency``. ``shown`` is the
+    amount as the gateway wrote it: when given, an amount that cannot be read in the currency
+    (``recorded_amount`` None) is a difference too, and the message quotes it."""
     if recorded_currency and recorded_currency.upper() != expected_currency.upper():
         return (f"{gateway} recorded a different currency ({recorded_currency.upper()}) "
                 f"for {what}")
-    if recorded_amount is not None and recorded_amount != expected_amount:
-        try:
-            shown = format_minor(recorded_amount, expected_currency)
-        except Exception:  # noqa: BLE001 - only the message is at stake
-            shown = str(recorded_amount)
+    unreadable = shown is not None and recorded_amount is None
+    if unreadable or (recorded_amount is not None and recorded_amount != expected_amount):
+        if shown is None:
+            try:
+                shown = format_minor(recorded_amount or 0, expected_currency)
+            except Exception:  # noqa: BLE001 - only the message is at stake
+                shown = recorded_amount
         return f"{gateway} recorded a different amount ({shown}) for {what}"
     return None
 

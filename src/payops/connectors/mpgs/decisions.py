@@ -61,7 +61,9 @@ def decide(request: OperationRequest, order_id: str, parsed: t.TransactionReply,
     refs = {"order_id": order_id}
     if txn is not None and txn.id:
         refs["operation_transaction_id"] = txn.id
-    return GatewayResult(outcome, raw, params, message, refs)
+    recorded = t.minor_units(txn.amount, request.currency_code) if txn is not None else None
+    return GatewayResult(outcome, raw, params, message, refs, amount=recorded,
+                         currency_code=(txn.currency if txn is not None else None))
 
 
 def mismatch(request: OperationRequest, txn: t.TransactionInfo | None) -> str:
@@ -73,11 +75,10 @@ def mismatch(request: OperationRequest, txn: t.TransactionInfo | None) -> str:
         return f"transaction type {txn.type!r}"
     if request.operation == "void":
         return ""
-    if txn.currency is not None and txn.currency.upper() != request.currency_code.upper():
-        return f"currency {txn.currency!r}"
-    if txn.amount is not None and t.minor_units(txn.amount, request.currency_code) != request.amount:
-        return f"amount {txn.amount}"
-    return ""
+    return kit.mismatch(request.amount, request.currency_code,
+                        t.minor_units(txn.amount, request.currency_code), txn.currency,
+                        gateway="MPGS", what=f"this {request.operation}",
+                        shown=txn.amount) or ""
 
 
 def raw_of(reply: Reply) -> dict[str, Any]:

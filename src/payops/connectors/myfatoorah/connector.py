@@ -329,12 +329,13 @@ class MyFatoorahConnector(Connector):
             refs.update(refund_id=created.RefundId, refund_reference=created.RefundReference,
                         refund_invoice_id=created.RefundInvoiceId)
             recorded = to_minor(created.Amount, request.currency_code)
-            if created.Amount is not None and recorded != request.amount:
-                message = (f"MyFatoorah recorded a different amount ({created.Amount}) "
-                           "for this refund")
+            different = kit.mismatch(request.amount, request.currency_code, recorded,
+                                     gateway="MyFatoorah", what="this refund",
+                                     shown=created.Amount)
+            if different:
                 return result(Outcome.UNKNOWN, answer.raw, refund_params(
-                    reference, "mismatch", message, refund_id=created.RefundId,
-                    refund_reference=created.RefundReference), message, refs)
+                    reference, "mismatch", different, refund_id=created.RefundId,
+                    refund_reference=created.RefundReference), different, refs)
             if self._auto_refund() and created.RefundId:
                 settled = await self._auto_refund_result(request, created.RefundId, refs)
                 if settled is not None:

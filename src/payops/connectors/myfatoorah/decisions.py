@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from payops.connectors import kit
 from payops.connectors.base import GatewayResult, OperationRequest, Outcome
 from payops.connectors.kit import Reply, redaction, ref, result
 from payops.connectors.myfatoorah.transformers import (
@@ -185,11 +186,11 @@ def judge_refund_entry(request: OperationRequest, entry: RefundStatusEntry,
     ids = {"refund_id": entry.RefundId, "refund_reference": entry.RefundReference,
            "rrn": entry.RRN}
     recorded = to_minor(entry.value, request.currency_code)
-    if entry.value is not None and recorded != request.amount:
-        message = f"MyFatoorah recorded a different amount ({entry.value}) for this refund"
-        return result(Outcome.UNKNOWN, raw,
-                            refund_params(reference, "mismatch", message, **ids),
-                            message, refs)
+    different = kit.mismatch(request.amount, request.currency_code, recorded,
+                             gateway="MyFatoorah", what="this refund", shown=entry.value)
+    if different:
+        return result(Outcome.UNKNOWN, raw, refund_params(reference, "mismatch", different, **ids),
+                      different, refs)
     outcome = status_outcome(REFUND_STATUS_OUTCOME, entry.RefundStatus)
     message = {
         Outcome.SUCCESS: "Refunded",

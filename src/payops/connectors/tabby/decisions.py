@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
+from payops.connectors import kit
 from payops.connectors.base import GatewayResult, OperationRequest, Outcome
 from payops.connectors.kit import Reply
 from payops.connectors.tabby.transformers import (
@@ -77,20 +78,21 @@ def movement_result(
         return GatewayResult(absent, raw,
                              params(payment, reference, absent.value, message), message)
     recorded = amount_minor(entry.amount, request.currency_code)
-    if recorded != request.amount:
-        message = f"Tabby recorded a different amount ({entry.amount}) for this {kind}"
+    message = kit.mismatch(request.amount, request.currency_code, recorded, gateway="Tabby",
+                           what=f"this {kind}", shown=str(entry.amount))
+    if message:
         return GatewayResult(Outcome.UNKNOWN, raw,
-                             params(payment, reference, "mismatch", message, entry),
-                             message)
+                             params(payment, reference, "mismatch", message, entry), message)
+    recorded_as = {"amount": recorded, "currency_code": request.currency_code}
     refs = {"payment_id": payment.id, f"{kind}_id": entry.id}
     if kind == "refund" and refund_delay is not None and not delay_passed(entry, refund_delay):
         message = "Refund scheduled by Tabby (Delayed Refunds)"
         return GatewayResult(Outcome.PENDING, raw,
                              params(payment, reference, "queued", message, entry),
-                             message, refs)
+                             message, refs, **recorded_as)
     return GatewayResult(Outcome.SUCCESS, raw,
                          params(payment, reference, "success", "Approved", entry),
-                         "Approved", refs)
+                         "Approved", refs, **recorded_as)
 
 
 def void_state(payment: TabbyPayment, raw: dict[str, Any],
