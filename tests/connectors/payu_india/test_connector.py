@@ -80,6 +80,7 @@ def test_action_status_maps_case_insensitively_defaulting_to_pending() -> None:
     assert actions is not None and [(a.request_id, a.token, a.amount) for a in actions] == [
         ("1378", "T1", "23.00")]
     assert t.parse_actions({"status": 0, "msg": "No action status found"}) == []
+    assert t.parse_actions({"status": 0, "msg": "Invalid Hash."}) is None  # says nothing
     assert t.parse_actions("junk") is None
 
 

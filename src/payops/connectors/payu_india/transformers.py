@@ -198,7 +198,9 @@ def parse_actions(body: Any) -> list[Action] | None:
         return None
     details = body.get("transaction_details")
     if str(body.get("status")) == "0" and not details:
-        return []
+        # Only PayU's "No action status found" means "none"; any other refusal (a bad hash, a
+        # wrong key) says nothing about the actions.
+        return [] if "no action" in str(body.get("msg") or "").lower() else None
     if not isinstance(details, dict):
         return None
     found = []
