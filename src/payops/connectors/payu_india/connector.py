@@ -45,15 +45,14 @@ from payops.connectors.base import (
     Outcome,
     PaymentRef,
 )
+from payops.connectors.payu_india import decisions
 from payops.connectors.payu_india import transformers as t
 
 SANDBOX_HOST = "https://test.payu.in"
 PRODUCTION_HOST = "https://info.payu.in"
 POSTSERVICE_PATH = "/merchant/postservice.php?form=2"
-# What the operation is called in PayU's action list.
 # Replies never hold the salt; a callback holds the merchant key, which is not kept either.
 SCRUB = kit.redaction(drop=("hash", "salt", "key"), card_keys=("card_no", "cardnum"))
-PAYU_ACTION = {"refund": ("refund",), "capture": ("capture",), "void": ("cancel", "refund")}
 
 
 class PayuIndiaConnector(Connector):
@@ -165,7 +164,7 @@ class PayuIndiaConnector(Connector):
             match = [a for a in actions if a.request_id == action_id]
             if not match:
                 return kit.unknown(f"PayU has no action {action_id}", self._raw(reply))
-            return self._judge(request, match[0], self._raw(reply), mihpayid)
+            return decisions.judge_action(request, match[0], self._raw(reply), mihpayid)
         if not mihpayid:
             return kit.unknown("The payment's mihpayid is not known; PayU cannot be asked")
         return await self._by_token(request, mihpayid)
@@ -183,24 +182,7 @@ class PayuIndiaConnector(Connector):
             # PayU never took it (the request was lost before PayU logged it).
             return kit.refused(f"PayU has no action with token {request.reference_number} on "
                                f"payment {mihpayid}", raw, {"ref": mihpayid})
-        return self._judge(request, mine[0], raw, mihpayid)
-
-    def _judge(self, request: OperationRequest, action: t.Action, raw: dict[str, Any],
-               mihpayid: str | None) -> GatewayResult:
-        if action.action and action.action not in PAYU_ACTION.get(request.operation, ()):
-            return kit.unknown(f"PayU action {action.request_id} is a {action.action}, not a "
-                               f"{request.operation}", raw)
-        outcome = t.action_outcome(action.status)
-        expected = request.payment.amount if request.operation == "void" else request.amount
-        recorded = t.to_minor(action.amount, request.currency_code)
-        if recorded is not None and recorded != expected and outcome != Outcome.FAILED:
-            return kit.unknown(f"PayU recorded a different amount ({action.amount}) for this "
-                               f"{request.operation}", raw)
-        refs = {"mihpayid": mihpayid, "request_id" if request.operation != "void"
-                else "txn_update_id": action.request_id}
-        params = {"ref": mihpayid, "result": action.status, "token": action.token}
-        return kit.result(outcome, raw, params, f"PayU action status {action.status or '?'}",
-                          refs)
+        return decisions.judge_action(request, mine[0], raw, mihpayid)
 
     async def inquire_payment(self, payment: PaymentRef) -> GatewayResult:
         return await self._call(lambda: self._inquire_payment(payment))
