@@ -17,8 +17,8 @@ protocol document (spec/gateway-protocol-check.md §6, K-064), not from the conn
   sample) while the credits stay within the payment (``IPAY0100137`` beyond).
 - The reply is an XML fragment **without a root element**.
 
-Faults (``fail_next``): the base vocabulary; ``decline`` answers ``NOT CAPTURED`` (or the ``!ERROR!``
-text given as ``message``); ``host_timeout`` answers ``!ERROR!-IPAY0100158-Host timeout``.
+Faults (``fail_next``): the base vocabulary; ``decline`` answers ``NOT CAPTURED`` (or the
+``!ERROR!`` text given as ``message``); ``host_timeout`` answers ``!ERROR!-IPAY0100158-Host timeout``.
 """
 
 from __future__ import annotations

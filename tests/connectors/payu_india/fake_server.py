@@ -6,13 +6,14 @@ connector.
   ``command``, ``var1``… and ``hash`` = sha512(``key|command|var1|salt``). An unknown key or a
   wrong hash is refused (``status 0``); the reply is JSON (``form=2``).
 - Ledger: payments by ``mihpayid`` (``captured`` or ``auth``) with their actions (``request_id``,
-  ``action``, ``token``, ``amt``, ``status``). Every action starts ``QUEUED``; a test settles it with
-  ``settle_action`` (SUCCESS / FAILURE), as PayU does later.
+  ``action``, ``token``, ``amt``, ``status``). Every action starts ``QUEUED``; a test settles it
+  with ``settle_action`` (SUCCESS / FAILURE), as PayU does later.
 - ``cancel_refund_transaction`` (var1 mihpayid, var2 token ≤ 23 characters, var3 amount with two
   decimals): a refund of a captured payment within what is left (partial allowed unless
   ``partial_refunds`` is off: 128), or the cancel of an ``auth`` payment for exactly the
   authorised amount (117 otherwise), answered with ``txn_update_id``. A token used before: 106.
-- ``capture_transaction``: ``auth`` payments only, once (109 for a second), amount ≤ authorised (303).
+- ``capture_transaction``: ``auth`` payments only, once (109 for a second), amount ≤ authorised
+  (303).
 - ``check_action_status``: by request id, or mihpayid + ``payuid``; ``{"status":0,"msg":"No action
   status found"}`` when nothing matches. ``verify_payment``: txnids joined by ``|``.
 
