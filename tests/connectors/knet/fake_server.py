@@ -18,7 +18,8 @@ protocol document (spec/gateway-protocol-check.md §6, K-064), not from the conn
 - The reply is an XML fragment **without a root element**.
 
 Faults (``fail_next``): the base vocabulary; ``decline`` answers ``NOT CAPTURED`` (or the
-``!ERROR!`` text given as ``message``); ``host_timeout`` answers ``!ERROR!-IPAY0100158-Host timeout``.
+``!ERROR!`` text given as ``message``); ``host_timeout`` answers
+``!ERROR!-IPAY0100158-Host timeout``. KNET answers every call at once, so it has no ``queue``.
 """
 
 from __future__ import annotations
