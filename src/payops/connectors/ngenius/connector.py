@@ -57,7 +57,7 @@ SANDBOX_HOSTS = {
 }
 LIVE_HOSTS = {
     "uae": "https://api-gateway.ngenius-payments.com",
-    "ksa": "https://api-gateway.ksa.ngenius-payments.com",  # VERIFY: inferred from the sandbox name
+    "ksa": "https://api-gateway.ksa.ngenius-payments.com",  # as in N-Genius's own SDK code
 }
 TOKEN_PATH = "/identity/auth/access-token"
 
