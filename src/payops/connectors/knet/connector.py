@@ -33,11 +33,10 @@ from payops.connectors.base import (
     ConnectorConfig,
     GatewayResult,
     OperationRequest,
-    Outcome,
     PaymentRef,
 )
+from payops.connectors.knet import decisions as decide
 from payops.connectors.knet import transformers as t
-from payops.money import AmountError, format_minor, from_decimal
 
 SANDBOX_HOST = "https://www.kpaytest.com.kw"
 PRODUCTION_HOST = "https://www.kpay.com.kw"
@@ -65,6 +64,10 @@ class KnetConnector(Connector):
 
     async def aclose(self) -> None:
         await self.client.aclose()
+
+    @property
+    def portal(self) -> str:
+        return PORTAL[self.config.is_sandbox]
 
     # -- addressing -------------------------------------------------------------------------
     @staticmethod
@@ -97,17 +100,6 @@ class KnetConnector(Connector):
     async def refund(self, request: OperationRequest) -> GatewayResult:
         return await self._call(lambda: self._refund(request))
 
-    def _review_note(self, request: OperationRequest, target: t.Target | None) -> str:
-        payment = request.payment
-        amount = format_minor(request.amount, request.currency_code)
-        return (f"KNET has no refund status inquiry, so PayOps never resends this refund. "
-                f"Check KNET's merchant portal ({PORTAL[self.config.is_sandbox]}) for a refund "
-                f"of {amount} {request.currency_code} on track id "
-                f"{target.trackid if target else self.track_id(payment)} / payment id "
-                f"{kit.ref(payment.gateway_refs, 'payment_id') or '(unknown)'} made after this "
-                f"operation was sent, then resolve operation {request.reference_number} "
-                f"(payops ops resolve).")
-
     async def _refund(self, request: OperationRequest) -> GatewayResult:
         try:
             target = self._target(request.payment)
@@ -116,33 +108,7 @@ class KnetConnector(Connector):
             return kit.not_sent(f"Not sent to KNET: {exc}")
         reply = await self.client.request(
             "POST", PIPE_PATH, xml=self._body(t.ACTION_REFUND, amount, target), decode="text")
-        refs = {"track_id": target.trackid, "payment_id": kit.ref(request.payment.gateway_refs,
-                                                                    "payment_id")}
-        if not reply.delivered:
-            return kit.not_sent("KNET could not be reached; nothing was sent",
-                                {"error": kit.Fault.NOT_SENT.value})
-        parsed = t.parse_reply(reply.text.encode() if reply.text else
-                               str(reply.body or "").encode())
-        if reply.status is None or reply.outcome_unknown or parsed is None:
-            if reply.status is not None and not reply.outcome_unknown and not reply.ok:
-                # A 4xx without KNET's reply format: the pipe refused the request itself.
-                return kit.refused(f"KNET refused the request (HTTP {reply.status})",
-                                   reply.raw(), {"trackid": target.trackid})
-            why = (reply.fault.value if reply.fault else
-                   f"HTTP {reply.status}" if parsed is None else "no answer")
-            return kit.unknown(f"KNET did not confirm the refund ({why}). "
-                               + self._review_note(request, target), reply.raw(),
-                               {"trackid": target.trackid}, refs)
-        outcome = t.refund_outcome(parsed)
-        message = t.reply_message(parsed)
-        if outcome == Outcome.UNKNOWN:
-            message = f"{message}. {self._review_note(request, target)}"
-        refs.update({"refund_payid": parsed.get("payid"), "refund_tranid": parsed.get("tranid"),
-                     "refund_ref": parsed.get("ref")})
-        found = kit.result(outcome, parsed.evidence(), t.pg_params(parsed, target), message, refs,
-                           amount=_minor(parsed), currency_code=t.CURRENCY
-                           if parsed.amount is not None else None)
-        return kit.check_recorded(found, request, gateway="KNET")
+        return decide.refund_result(request, reply, target, self.portal)
 
     # -- inquiries --------------------------------------------------------------------------
     async def inquire_payment(self, payment: PaymentRef) -> GatewayResult:
@@ -156,43 +122,16 @@ class KnetConnector(Connector):
             return kit.unknown(f"Cannot ask KNET: {exc}")
         reply = await self.client.request(
             "POST", PIPE_PATH, xml=self._body(t.ACTION_INQUIRY, amount, target), decode="text")
-        if reply.status is None:
-            fault = (reply.fault or kit.Fault.TRANSPORT).value
-            return kit.unknown(f"KNET did not answer ({fault})", reply.raw())
-        parsed = t.parse_reply((reply.text or str(reply.body or "")).encode())
-        if parsed is None or not reply.ok:
-            return kit.unknown(f"KNET answered HTTP {reply.status} without a usable reply",
-                               reply.raw())
-        outcome = t.inquiry_outcome(parsed)
-        refs = {"track_id": target.trackid, "payment_id": parsed.get("payid") or
-                kit.ref(payment.gateway_refs, "payment_id"), "tranid": parsed.get("tranid")}
-        recorded = _minor(parsed)
-        if outcome == Outcome.SUCCESS and parsed.get("trackid") and target.udf5 == t.BY_TRACK_ID \
-                and parsed.get("trackid") != target.trackid:
-            return kit.unknown(f"KNET answered about track id {parsed.get('trackid')!r}, not "
-                               f"{target.trackid!r}", parsed.evidence())
-        return kit.result(outcome, parsed.evidence(), t.pg_params(parsed, target),
-                          t.reply_message(parsed), refs, amount=recorded,
-                          currency_code=t.CURRENCY if recorded is not None else None)
+        return decide.inquiry_result(payment, reply, target)
 
     async def inquire_operation(self, request: OperationRequest) -> GatewayResult:
         # KNET can be asked about a payment, not about a refund: an action-8 inquiry by track id
         # returns the purchase. Nothing is sent; the operation goes to an operator.
-        target = None
         try:
-            target = self._target(request.payment)
+            track_id = self._target(request.payment).trackid
         except t.KnetFormatError:
-            pass
+            track_id = self.track_id(request.payment)
         return kit.unknown("KNET cannot say whether this refund happened. "
-                           + self._review_note(request, target),
+                           + decide.review_note(request, track_id, self.portal),
                            {"error": "no refund status inquiry at KNET"})
 
-
-def _minor(reply: t.KnetReply) -> int | None:
-    value = reply.amount
-    if value is None:
-        return None
-    try:
-        return from_decimal(value, t.CURRENCY)
-    except AmountError:
-        return None
