@@ -36,15 +36,14 @@ from payops.connectors.base import (
     ConnectorConfig,
     GatewayResult,
     OperationRequest,
-    Outcome,
     PaymentRef,
 )
+from payops.connectors.qpay import decisions as decide
 from payops.connectors.qpay import transformers as t
 
 SANDBOX_URL = "https://pguat.qcb.gov.qa/qcb-pg/api/gateway/2.0"
 PRODUCTION_URL = "https://pg-api.qpay.gov.qa/qcb-pg/api/gateway/2.0"
 GATEWAY_PATH = "/qcb-pg/api/gateway/2.0"
-SCRUB = kit.redaction(card_keys=("CardNumber",))
 
 
 class QpayConnector(Connector):
@@ -81,12 +80,6 @@ class QpayConnector(Connector):
         parsed = t.parse_reply(reply.body) if reply.ok and isinstance(reply.body, str) else None
         return reply, parsed
 
-    @staticmethod
-    def _raw(reply: kit.Reply, parsed: t.QpayReply | None) -> dict[str, Any]:
-        if parsed is not None:
-            return SCRUB.scrub(dict(parsed.fields))
-        return reply.raw()
-
     async def _call(self, work: Any) -> GatewayResult:
         return await kit.guarded(
             work, budget=self.config.timeout_seconds + 2.0,
@@ -96,19 +89,6 @@ class QpayConnector(Connector):
     @staticmethod
     def pun(payment: PaymentRef) -> str:
         return kit.ref(payment.gateway_refs, "pun") or payment.reference_number
-
-    def _unverified(self, reply: kit.Reply, parsed: t.QpayReply | None,
-                    what: str) -> GatewayResult | None:
-        """None when the reply is a signed QPay reply; else the unknown result saying why."""
-        raw = self._raw(reply, parsed)
-        if reply.status is None or reply.outcome_unknown:
-            return kit.unknown(f"QPay did not confirm the {what}", raw)
-        if parsed is None:
-            return kit.unknown(f"QPay answered HTTP {reply.status} without a readable reply", raw)
-        if not parsed.verified(self._secret):
-            return kit.unknown(f"QPay's reply to the {what} does not carry a valid SecureHash "
-                               "(check the secret key); it is not believed", raw)
-        return None
 
     # -- operations -------------------------------------------------------------------------
     async def capture(self, request: OperationRequest) -> GatewayResult:
@@ -137,23 +117,11 @@ class QpayConnector(Connector):
         if not reply.delivered:
             return kit.not_sent("QPay could not be reached; nothing was sent",
                                 {"error": kit.Fault.NOT_SENT.value})
-        problem = self._unverified(reply, parsed, "refund")
+        problem = decide.unverified(reply, parsed, "refund", self._secret)
         if problem is not None:
             return problem
         assert parsed is not None
-        raw = self._raw(reply, parsed)
-        outcome, message = t.refund_outcome(parsed)
-        refs = {"pun": original, "refund_pun": request.reference_number,
-                "confirmation_id": parsed.get("ConfirmationID_1"),
-                "refund_status": parsed.get("Status_1")}
-        params = {"ref": original, "result": parsed.get("Status_1")
-                  or parsed.get("EZConnectRequestStatus")}
-        if outcome in (Outcome.PENDING, Outcome.SUCCESS):
-            echoed = (parsed.get("PUN_1"), parsed.get("Amount_1"))
-            if echoed != (request.reference_number, str(request.amount)):
-                return kit.unknown(f"QPay's reply is about PUN {echoed[0]!r} for {echoed[1]!r}, "
-                                   "not this refund", raw, params, refs)
-        return kit.result(outcome, raw, params, message, refs)
+        return decide.refund_result(request, reply, parsed, original)
 
     # -- inquiries --------------------------------------------------------------------------
     async def inquire_payment(self, payment: PaymentRef) -> GatewayResult:
@@ -165,44 +133,20 @@ class QpayConnector(Connector):
     async def _inquire_payment(self, payment: PaymentRef) -> GatewayResult:
         pun = self.pun(payment)
         reply, parsed = await self._inquire(pun)
-        problem = self._unverified(reply, parsed, "inquiry")
+        problem = decide.unverified(reply, parsed, "inquiry", self._secret)
         if problem is not None:
             return problem
         assert parsed is not None
-        if parsed.get("Status") == "0000" and parsed.get("OriginalPUN") not in ("", pun):
-            return kit.unknown(f"QPay answered about PUN {parsed.get('OriginalPUN')!r}",
-                               self._raw(reply, parsed))
-        outcome = t.inquiry_outcome(parsed)
-        recorded = parsed.get("Amount").strip()
-        amount = int(recorded) if recorded.isdigit() and outcome == Outcome.SUCCESS else None
-        return kit.result(outcome, self._raw(reply, parsed),
-                          {"ref": pun, "result": parsed.get("OriginalStatus") or
-                           parsed.get("Status")},
-                          t.inquiry_message(parsed),
-                          {"pun": pun, "confirmation_id": parsed.get("OriginalConfirmationID")},
-                          amount=amount, currency_code=t.CURRENCY if amount is not None else None)
+        return decide.payment_result(pun, reply, parsed)
 
     async def inquire_operation(self, request: OperationRequest) -> GatewayResult:
         return await self._call(lambda: self._inquire_operation(request))
 
     async def _inquire_operation(self, request: OperationRequest) -> GatewayResult:
-        """QPay has no refund inquiry. Action 14 on the original payment can only say that no
-        refund can have happened (the payment failed or does not exist)."""
         pun = self.pun(request.payment)
         reply, parsed = await self._inquire(pun)
-        problem = self._unverified(reply, parsed, "inquiry")
+        problem = decide.unverified(reply, parsed, "inquiry", self._secret)
         if problem is not None:
             return problem
         assert parsed is not None
-        raw = self._raw(reply, parsed)
-        status, original = parsed.get("Status"), parsed.get("OriginalStatus")
-        if status == "8106" or (status == "0000" and original == "3000"):
-            return kit.refused(f"QPay shows no paid payment {pun} to refund "
-                               f"({t.inquiry_message(parsed)})", raw, {"ref": pun})
-        queued = kit.ref(request.gateway_refs, "refund_status") == "5002"
-        note = (f"QPay documents no refund status; the original payment {pun} reads "
-                f"{t.inquiry_message(parsed)}. Check refund PUN {request.reference_number} in "
-                "QPay's merchant portal and resolve the operation.")
-        if queued:
-            return kit.result(Outcome.PENDING, raw, {"ref": pun, "result": "5002"}, note)
-        return kit.unknown(note, raw, {"ref": pun})
+        return decide.refund_follow_up(request, reply, parsed, pun)
