@@ -181,8 +181,8 @@ class FakeGateway:
         self.stopping = threading.Event()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
-        host, port = self._server.server_address[:2]
-        self.url = f"http://{host}:{port}"
+        port = self._server.server_address[1]
+        self.url = f"http://127.0.0.1:{port}"
         self._thread = threading.Thread(target=self._server.serve_forever,
                                         kwargs={"poll_interval": 0.05}, daemon=True)
         self._thread.start()
@@ -221,21 +221,20 @@ class FakeGateway:
 class _Headers(dict[str, str]):
     """Request headers as sent, looked up without regard to case."""
 
-    def _key(self, name: object) -> object:
-        if isinstance(name, str):
-            for key in self.keys():
-                if key.lower() == name.lower():
-                    return key
+    def _key(self, name: str) -> str:
+        for key in self.keys():
+            if key.lower() == name.lower():
+                return key
         return name
 
     def __getitem__(self, name: str) -> str:
-        return super().__getitem__(self._key(name))  # type: ignore[arg-type]
+        return super().__getitem__(self._key(name))
 
     def __contains__(self, name: object) -> bool:
-        return super().__contains__(self._key(name))
+        return isinstance(name, str) and super().__contains__(self._key(name))
 
     def get(self, name: str, default: Any = None) -> Any:  # type: ignore[override]
-        return super().get(self._key(name), default)  # type: ignore[arg-type]
+        return super().get(self._key(name), default)
 
 
 def _encode(value: Any) -> str:

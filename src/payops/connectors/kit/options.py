@@ -55,8 +55,9 @@ def credential(config: ConnectorConfig, name: str, *, strip: bool = False) -> st
     """A credential as text; "" when missing or not text. Connectors read credentials only
     through this (they may be held as masked secrets, see ``ConnectorConfig``)."""
     value = (config.credentials or {}).get(name)
-    if hasattr(value, "get_secret_value"):
-        value = value.get_secret_value()
+    reveal = getattr(value, "get_secret_value", None)
+    if callable(reveal):
+        value = reveal()
     if not isinstance(value, str):
         return ""
     return value.strip() if strip else value

@@ -6,8 +6,9 @@ Protocol (gateway notes, gateways-mpgs-ngenius-tabby-myfatoorah.md §2):
   (the key as issued) and ``Content-Type: application/vnd.ni-identity.v1+json``, empty body, gives a
   bearer token that lives about five minutes. Every payment call then sends ``Authorization:
   Bearer …`` with the ``application/vnd.ni-payment.v2+json`` media type. PayOps builds a connector
-  per call, so tokens are cached at module level, keyed by (host, SHA-256 of the API key) — never
-  the key itself — refreshed before they expire, and re-issued once when a call answers 401.
+  per call, so tokens are cached per process (``tokens.py``), keyed by (host, SHA-256 of the API
+  key) — never the key itself — refreshed before they expire, and re-issued once when a call
+  answers 401.
 - Capture: ``POST …/orders/{order}/payments/{payment}/captures``; refund:
   ``POST …/payments/{payment}/captures/{capture}/refund`` (or the payment's own ``cnp:refund``
   link for a single-stage PURCHASE); void: ``PUT …/payments/{payment}/cancel`` with no body;

@@ -78,21 +78,21 @@ def movement_result(
         return GatewayResult(absent, raw,
                              params(payment, reference, absent.value, message), message)
     recorded = amount_minor(entry.amount, request.currency_code)
-    message = kit.mismatch(request.amount, request.currency_code, recorded, gateway="Tabby",
-                           what=f"this {kind}", shown=str(entry.amount))
-    if message:
+    different = kit.mismatch(request.amount, request.currency_code, recorded, gateway="Tabby",
+                             what=f"this {kind}", shown=str(entry.amount))
+    if different:
         return GatewayResult(Outcome.UNKNOWN, raw,
-                             params(payment, reference, "mismatch", message, entry), message)
-    recorded_as = {"amount": recorded, "currency_code": request.currency_code}
+                             params(payment, reference, "mismatch", different, entry), different)
     refs = {"payment_id": payment.id, f"{kind}_id": entry.id}
     if kind == "refund" and refund_delay is not None and not delay_passed(entry, refund_delay):
         message = "Refund scheduled by Tabby (Delayed Refunds)"
         return GatewayResult(Outcome.PENDING, raw,
                              params(payment, reference, "queued", message, entry),
-                             message, refs, **recorded_as)
+                             message, refs, amount=recorded,
+                             currency_code=request.currency_code)
     return GatewayResult(Outcome.SUCCESS, raw,
                          params(payment, reference, "success", "Approved", entry),
-                         "Approved", refs, **recorded_as)
+                         "Approved", refs, amount=recorded, currency_code=request.currency_code)
 
 
 def void_state(payment: TabbyPayment, raw: dict[str, Any],
