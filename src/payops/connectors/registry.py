@@ -15,6 +15,9 @@ CONNECTORS: dict[str, str | type[Connector]] = {
     "tabby": "payops.connectors.tabby.connector:TabbyConnector",
     "ngenius": "payops.connectors.ngenius.connector:NgeniusConnector",
     "myfatoorah": "payops.connectors.myfatoorah.connector:MyFatoorahConnector",
+    "knet": "payops.connectors.knet.connector:KnetConnector",
+    "payu_india": "payops.connectors.payu_india.connector:PayuIndiaConnector",
+    "qpay": "payops.connectors.qpay.connector:QpayConnector",
 }
 
 

@@ -62,6 +62,16 @@ async def _matching_parents(ctx: AppContext, gateway_id: int, notice: Notificati
                 if any(k in known and str(known[k]) == str(v)
                        for k, v in notice.gateway_refs.items() if v):
                     parents.add(parent_id)
+            # An event about one operation (a refund named by the gateway's own refund id) is
+            # matched against the ids earlier answers gave that operation.
+            ops = await session.execute(
+                select(Operation.transaction_id, Operation.gateway_refs)
+                .where(Operation.gateway_config_id == gateway_id)
+                .order_by(Operation.id.desc()).limit(10_000))
+            for parent_id, refs in ops:
+                if any(k.startswith("refund") and k in (refs or {}) and str(refs[k]) == str(v)
+                       for k, v in notice.gateway_refs.items() if v):
+                    parents.add(parent_id)
     return parents
 
 

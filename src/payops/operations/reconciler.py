@@ -20,6 +20,7 @@ from datetime import datetime, timedelta, timezone
 from sqlalchemy import and_, or_, select, update
 
 from payops.connectors.base import GatewayResult, OperationRequest, Outcome
+from payops.connectors.registry import connector_class
 from payops.context import AppContext
 from payops.db.models import Operation
 from payops.connectors.registry import connector_class
@@ -140,6 +141,11 @@ async def reconcile_operation(ctx: AppContext, operation_id: int) -> str:
     if request is None or "inquiry" not in supported_operations(op.gateway_config):
         return await _unresolved(ctx, operation_id, review=True)
     result = await _ask(ctx, op, request)
+    if (result.outcome == Outcome.UNKNOWN and op.operation == "refund"
+            and op.state == "processing" and not _documents_refund_status(op)):
+        # A refund whose reply was lost at a gateway that cannot be asked about refunds (KNET,
+        # QPay): waiting and asking again cannot tell, and resending could refund twice.
+        return await _unresolved(ctx, operation_id, review=True)
     if result.outcome in (Outcome.SUCCESS, Outcome.FAILED) or (
         result.outcome == Outcome.PENDING and op.operation == "refund" and op.state == "processing"
     ):
@@ -160,8 +166,7 @@ async def reconcile_operation(ctx: AppContext, operation_id: int) -> str:
 def _waits_for_refund_status(ctx: AppContext, op: Operation) -> bool:
     """Is a queued refund still worth waiting for? Not when its gateway documents no refund
     status (nothing will ever finish it), nor after PAYOPS_QUEUED_REVIEW_AFTER."""
-    config = op.gateway_config
-    if not connector_class(config.connector).reports_refund_status(config.options or {}):
+    if not _documents_refund_status(op):
         return False
     queued_at = op.queued_at or op.settled_at or op.created_at
     return _now() - queued_at < ctx.settings.queued_review_after
@@ -177,6 +182,11 @@ async def _queued_to_review(session: Any, op: Operation) -> str:
     op.claimed_until = None
     log.warning("queued refund %s needs review", op.reference_number)
     return "needs_review"
+
+
+def _documents_refund_status(op: Operation) -> bool:
+    config = op.gateway_config
+    return connector_class(config.connector).reports_refund_status(config.options or {})
 
 
 async def reconcile_once(

@@ -262,6 +262,9 @@ class FakeMyFatoorah(FakeGateway):
         self.tokens = {TEST_API_TOKEN}
         self.invoices: dict[int, FakeInvoice] = {}
         self.auto_refund = False
+        # Idempotency-Key on MakeRefund is honoured for Kuwait and Saudi accounts only.
+        self.honours_idempotency = True
+        self.idempotent_replies: dict[str, tuple[int, Any]] = {}
         self._ids = itertools.count(6_424_001)
         self._refund_ids = itertools.count(28_401)
         self._payment_ids = itertools.count(100_202_409_798_688_317)
@@ -425,7 +428,15 @@ class FakeMyFatoorah(FakeGateway):
             if path == "/v2/UpdatePaymentStatus":
                 return self._update_payment_status(data)
             if path == "/v2/MakeRefund":
-                return self._make_refund(data)
+                # Idempotency-Key (Kuwait and Saudi accounts): the same key answers the first
+                # reply again, without a second refund.
+                key = lower.get("idempotency-key")
+                if key and key in self.idempotent_replies:
+                    return self.idempotent_replies[key]
+                reply = self._make_refund(data)
+                if key and self.honours_idempotency and reply[0] == 200:
+                    self.idempotent_replies[key] = reply
+                return reply
             return self._get_refund_status(data)
 
     # validation helpers: each returns a problem (Name, Error) or None
@@ -532,7 +543,7 @@ class FakeMyFatoorah(FakeGateway):
             return 400, validation_error_response(*problems)
         if invoice is None:
             return 400, invalid_key_response()
-        if invoice.status != "Paid":
+        if invoice.status not in ("Paid", "DuplicatePayment"):
             return 400, refund_not_paid_response()
         assert amount is not None
         if amount > invoice.value - invoice.refunded:

@@ -174,7 +174,11 @@ async def test_refund_creates_a_refund_request_answered_as_queued(
         "transaction_id": str(refund["RefundId"]), "receipt_no": refund["RefundReference"],
     }
     assert result.gateway_refs == {"invoice_id": invoice, "refund_id": str(refund["RefundId"]),
-                                   "refund_reference": refund["RefundReference"]}
+                                   "refund_reference": refund["RefundReference"],
+                                   "refund_invoice_id": str(
+                                       fake_myfatoorah.invoices[int(invoice)].refunds[0]
+                                       .refund_invoice_id)}
+    assert created.header("Idempotency-Key") == request.reference_number
     assert result.raw["IsSuccess"] is True
     assert result.raw["Message"] == "Refund Created Successfully!"
     assert result.raw["Data"]["Amount"] == "25.500"  # kept exact, never a float
@@ -781,7 +785,7 @@ V2_REFUND = (
     '{"Event":{"Code":2,"Name":"REFUND_STATUS_CHANGED","CountryIsoCode":"KWT",'
     '"CreationDate":"2025-01-26T12:07:15Z","Reference":"WH-002"},'
     '"Data":{"Refund":{"Id":28401,"Reference":"2025028401","Status":"REFUNDED",'
-    '"ExternalIdentifier":"OPREF00000000042","RRN":"000000028401"},'
+    '"InvoiceId":6424077,"RRN":"000000028401"},'
     '"Amount":{"BaseCurrency":"KWD","ValueInBaseCurrency":40.500},'
     '"ReferencedInvoice":{"Id":"6424001","Reference":"2025006424"}}}'
 )
@@ -841,8 +845,8 @@ def test_webhook_alphabetical_order_is_not_v2_order() -> None:
 
 def test_webhook_parsing_gives_reference_and_status() -> None:
     refund = parse_notification(V2_REFUND)
-    assert (refund.reference, refund.status, refund.outcome) == (
-        "OPREF00000000042", "REFUNDED", Outcome.SUCCESS)
+    # A V2 refund event has no refund ExternalIdentifier: it is matched by Refund.Id.
+    assert (refund.reference, refund.status, refund.outcome) == (None, "REFUNDED", Outcome.SUCCESS)
     assert (refund.event, refund.invoice_id, refund.refund_id, refund.amount) == (
         "refund", "6424001", "28401", Decimal("40.500"))
     paid = verify_and_parse(V2_PAYMENT, {"MyFatoorah-Signature": sign(V2_PAYMENT_CANONICAL)},
@@ -860,6 +864,9 @@ def test_webhook_parsing_gives_reference_and_status() -> None:
         verify_and_parse(V2_REFUND, {"MyFatoorah-Signature": sign("x")}, SECRET)
     with pytest.raises(MyFatoorahWebhookError):
         parse_notification(V2_REFUND.replace('"Code":2', '"Code":3'))
+    # Refund.InvoiceId is the refund's own invoice: never taken for the payment's
+    orphan = parse_notification(V2_REFUND.replace('"ReferencedInvoice":{"Id":"6424001",', '"Other":{'))
+    assert orphan.invoice_id is None and orphan.refund_id == "28401"
 
 
 def test_the_connector_turns_a_signed_notification_into_a_hint() -> None:
@@ -868,10 +875,11 @@ def test_the_connector_turns_a_signed_notification_into_a_hint() -> None:
     headers = {"myfatoorah-signature": sign(V2_REFUND_CANONICAL),
                "myfatoorah-webhook-version": "v2"}
     assert connector.parse_notification(headers, V2_REFUND.encode()) == Notification(
-        reference="OPREF00000000042", gateway_refs={"invoice_id": "6424001"})
+        reference=None, gateway_refs={"invoice_id": "6424001", "refund_id": "28401"})
     v1 = connector.parse_notification({"MyFatoorah-Signature": sign(V1_REFUND_CANONICAL)},
                                       V1_REFUND.encode())
-    assert v1 == Notification(reference=None, gateway_refs={"invoice_id": "585757"})
+    assert v1 == Notification(reference=None, gateway_refs={"invoice_id": "585757",
+                                                            "refund_id": "2840"})
     with pytest.raises(NotificationRejected):
         connector.parse_notification({"myfatoorah-signature": sign("forged")}, V2_REFUND.encode())
     unsigned = MyFatoorahConnector(ConnectorConfig("mf", True, {"api_token": "t"}))
@@ -921,3 +929,43 @@ async def test_credentials_and_card_data_never_reach_logs_or_results(
     assert full_pan not in dumped
     assert results[3].pg_params["card_number"] == "450875xxxxxx1019"
     assert results[3].raw["Data"]["InvoiceTransactions"][0]["CardNumber"] == "450875xxxxxx1019"
+
+
+# -- protocol check fixes (gateway-protocol-check.md §4, §9) --------------------------------------
+
+async def test_a_duplicate_payment_invoice_is_paid(fake_myfatoorah: FakeMyFatoorah) -> None:
+    # Before: "DuplicatePayment" was not understood and the payment stayed pending forever.
+    invoice = fake_myfatoorah.add_invoice("12.000", "KWD")
+    fake_myfatoorah.set_invoice_status(invoice, "DuplicatePayment")
+    conn = connector_for(fake_myfatoorah)
+    try:
+        found = await conn.inquire_payment(payment(invoice, amount=12_000))
+    finally:
+        await conn.aclose()
+    assert found.outcome == Outcome.SUCCESS
+    refund = await run(connector_for(fake_myfatoorah),
+                       op("refund", payment(invoice, amount=12_000), 2_000))
+    assert refund.outcome == Outcome.PENDING
+
+
+async def test_make_refund_sends_an_idempotency_key_that_myfatoorah_honours(
+    fake_myfatoorah: FakeMyFatoorah,
+) -> None:
+    invoice = fake_myfatoorah.add_invoice("50.000", "KWD")
+    # Keyed by the payment id only and the invoice lookup fails: MakeRefund goes by PaymentId,
+    # and its refund's own invoice must not be taken for the payment's.
+    payment_id = fake_myfatoorah.payment_id(invoice)
+    pay = payment(None, amount=50_000, refs={"payment_id": payment_id})
+    request = op("refund", pay, 5_000)
+    fake_myfatoorah.fail_next("500", endpoint=GET_PAYMENT_STATUS)
+    first = await run(connector_for(fake_myfatoorah), request)
+    fake_myfatoorah.fail_next("500", endpoint=GET_PAYMENT_STATUS)
+    again = await run(connector_for(fake_myfatoorah), request)
+    sent = fake_myfatoorah.requests_to(MAKE_REFUND)
+    assert [r.header("Idempotency-Key") for r in sent] == [request.reference_number] * 2
+    assert len(fake_myfatoorah.refunds(invoice)) == 1  # the key kept the resend from refunding
+    refund_invoice = fake_myfatoorah.invoices[int(invoice)].refunds[0].refund_invoice_id
+    for result in (first, again):
+        assert result.outcome == Outcome.PENDING
+        assert result.gateway_refs.get("invoice_id") is None  # before: the RefundInvoiceId
+        assert result.gateway_refs["refund_invoice_id"] == str(refund_invoice)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import json
 from typing import Any
 
 import httpx
@@ -262,17 +261,20 @@ async def test_an_operation_not_enabled_for_the_configuration_is_not_supported(
 WEBHOOK_SECRET = "mf-webhook-secret-for-tests"
 
 
-def signed_refund_event(reference: str, invoice: str, refund_id: int, status: str,
+def signed_refund_event(reference: str, invoice: str | None, refund_id: int, status: str,
                         amount: str, secret: str = WEBHOOK_SECRET) -> tuple[bytes, dict[str, str]]:
-    """A V2 REFUND_STATUS_CHANGED event, signed as the webhook documentation describes."""
+    """A V2 REFUND_STATUS_CHANGED event, signed as the webhook documentation describes. It
+    carries no refund ExternalIdentifier (``reference`` is not in it); ``Refund.InvoiceId`` is the
+    refund's own invoice. ``invoice`` None: the event names no referenced invoice."""
+    referenced = f'{{"Id":"{invoice}"}}' if invoice is not None else "null"
     body = ('{"Event":{"Code":2,"Name":"REFUND_STATUS_CHANGED","CountryIsoCode":"KWT",'
             '"CreationDate":"2025-01-26T12:07:15Z","Reference":"WH-9"},'
-            f'"Data":{{"Refund":{{"Id":{refund_id},"Status":"{status}",'
-            f'"ExternalIdentifier":{json.dumps(reference)}}},'
+            f'"Data":{{"Refund":{{"Id":{refund_id},"Reference":"2025{refund_id}",'
+            f'"Status":"{status}","InvoiceId":9999001}},'
             f'"Amount":{{"BaseCurrency":"KWD","ValueInBaseCurrency":{amount}}},'
-            f'"ReferencedInvoice":{{"Id":"{invoice}"}}}}}}')
+            f'"ReferencedInvoice":{referenced}}}}}')
     canonical = (f"Refund.Id={refund_id},Refund.Status={status},"
-                 f"Amount.ValueInBaseCurrency={amount},ReferencedInvoice.Id={invoice}")
+                 f"Amount.ValueInBaseCurrency={amount},ReferencedInvoice.Id={invoice or ''}")
     signature = base64.b64encode(hmac.new(secret.encode(), canonical.encode(),
                                           hashlib.sha256).digest()).decode()
     return body.encode(), {"MyFatoorah-Signature": signature,
@@ -309,6 +311,23 @@ async def test_a_signed_refund_notification_settles_the_queued_refund(
     assert done.status_code == 200
     assert await states(seed) == ["succeeded"]
     assert await totals(seed) == (0, 20_000, 0)
+
+
+async def test_a_v2_refund_event_is_matched_by_its_refund_id(
+    client: httpx.AsyncClient, seed: Seed, auth: dict[str, str], fake_myfatoorah: FakeMyFatoorah
+) -> None:
+    invoice = await myfatoorah_payment(seed, fake_myfatoorah, webhook_secret=WEBHOOK_SECRET)
+    body = assert_operation(await post_op(client, auth, "refund", "15.000"), "refund", "15.000",
+                            "refund_queued")
+    refund_id = fake_myfatoorah.refunds(invoice)[0]["RefundId"]
+    fake_myfatoorah.settle_refund(invoice, "Refunded")
+    # No referenced invoice in the event: only Refund.Id (MakeRefund's RefundId) names ours.
+    event, headers = signed_refund_event(body["reference_number"], None, refund_id, "REFUNDED",
+                                         "15.000")
+    answer = await client.post("/b/pg/notifications/myfatoorah-kwd", content=event,
+                               headers=headers)
+    assert answer.status_code == 200
+    assert await states(seed) == ["succeeded"]
 
 
 # -- credentials ----------------------------------------------------------------------------------

@@ -28,9 +28,13 @@ new capture/refund in state FAILED) or ``pending`` (refund in state REQUESTED). 
 performs the operation before misbehaving (the reply is lost, the money moved).
 
 Protocol details the document leaves open, chosen here (VERIFY against the sandbox): the HTTP
-status of successes (201 for POSTs, 200 otherwise) and of business refusals (400); the
-payment-level refund path of a PURCHASE (``…/payments/{p}/refund``); child ``_id`` urns and
-``createdTime``; the ``errorCode`` values.
+status of successes (201 for POSTs, 200 otherwise) and of business refusals (400); where a
+PURCHASE payment's ``cnp:refund`` link points (``…/captures/sale/refund``: N-Genius's own plugin
+follows the payment's link or its first capture's, and no source shows a bare
+``…/payments/{p}/refund``, which this fake does not serve); child ``_id`` urns and
+``createdTime``; the ``errorCode`` values. A PURCHASE with no refund also offers ``cnp:cancel``
+(the purchase reversal, which sets REVERSED); ``FakePayment.refund_link = False`` withholds the
+payment's ``cnp:refund`` link.
 """
 
 from __future__ import annotations
@@ -104,6 +108,10 @@ def amount(value: int, currency: str) -> dict[str, Any]:
     return {"currencyCode": currency, "value": value}
 
 
+# The id in a PURCHASE payment's cnp:refund link (GUESS, see the module docstring).
+PURCHASE_CAPTURE = "sale"
+
+
 # -- state -----------------------------------------------------------------------------------------
 
 def _now() -> str:
@@ -131,6 +139,7 @@ class FakePayment:
     captures: list[Child] = field(default_factory=list)
     refunds: list[Child] = field(default_factory=list)
     saved_card: bool = True
+    refund_link: bool = True  # whether a PURCHASE offers its cnp:refund link
     updated: str = field(default_factory=_now)
 
     def captured(self) -> int:
@@ -195,10 +204,12 @@ def payment_json(base: str, order: FakeOrder, payment: FakePayment) -> dict[str,
     }
     if payment.action == "AUTH" and payment.state in ("AUTHORISED", "PARTIALLY_CAPTURED"):
         links["cnp:capture"] = {"href": f"{url}/captures"}
-    if payment.state == "AUTHORISED" and not payment.captures and not payment.refunds:
+    if payment.state in ("AUTHORISED", "PURCHASED") and not payment.captures \
+            and not payment.refunds:
         links["cnp:cancel"] = {"href": f"{url}/cancel"}
-    if payment.action == "PURCHASE" and payment.state in ("PURCHASED", "PARTIALLY_REFUNDED"):
-        links["cnp:refund"] = {"href": f"{url}/refund"}
+    if payment.action == "PURCHASE" and payment.state in ("PURCHASED", "PARTIALLY_REFUNDED") \
+            and payment.refund_link:
+        links["cnp:refund"] = {"href": f"{url}/captures/{PURCHASE_CAPTURE}/refund"}
     body: dict[str, Any] = {
         "_id": f"urn:payment:{payment.ref}",
         "_links": links,
@@ -473,6 +484,9 @@ class FakeNgenius(FakeGateway):
         def perform(request: _Call, body: bytes, payment: FakePayment, kind: str) -> None:
             value = self._amount(body, payment)
             capture_ref = request.path_params["capture"]
+            if capture_ref == PURCHASE_CAPTURE and payment.action == "PURCHASE":
+                self._refund_purchase(body, payment, kind)
+                return
             capture = next((c for c in payment.captures if c.ref == capture_ref), None)
             if capture is None:
                 raise GatewayRefusal(404, error_response(404, "Capture not found",
@@ -487,20 +501,16 @@ class FakeNgenius(FakeGateway):
 
         return self._operation(request, body, "refund", perform)
 
-    def refund_purchase(self, request: _Call, body: bytes) -> Answer:
-        def perform(request: _Call, body: bytes, payment: FakePayment, kind: str) -> None:
-            value = self._amount(body, payment)
-            if payment.action != "PURCHASE" or payment.state not in ("PURCHASED",
-                                                                     "PARTIALLY_REFUNDED"):
-                raise GatewayRefusal(400, error_response(
-                    400, f"A payment in state {payment.state} cannot be refunded this way",
-                    "invalidPaymentState"))
-            if payment.refunded() + value > payment.value:
-                raise GatewayRefusal(400, error_response(
-                    400, "The refund amount exceeds the purchased amount", "amountExceeded"))
-            self._add_refund(payment, value, kind, None)
-
-        return self._operation(request, body, "refund", perform)
+    def _refund_purchase(self, body: bytes, payment: FakePayment, kind: str) -> None:
+        value = self._amount(body, payment)
+        if payment.state not in ("PURCHASED", "PARTIALLY_REFUNDED"):
+            raise GatewayRefusal(400, error_response(
+                400, f"A payment in state {payment.state} cannot be refunded this way",
+                "invalidPaymentState"))
+        if payment.refunded() + value > payment.value:
+            raise GatewayRefusal(400, error_response(
+                400, "The refund amount exceeds the purchased amount", "amountExceeded"))
+        self._add_refund(payment, value, kind, None)
 
     def _add_refund(self, payment: FakePayment, value: int, kind: str,
                     capture_ref: str | None) -> None:
@@ -516,7 +526,8 @@ class FakeNgenius(FakeGateway):
             if body:
                 raise GatewayRefusal(400, error_response(
                     400, "A reversal takes no request body", "invalidRequest"))
-            if payment.state != "AUTHORISED" or payment.captures or payment.refunds:
+            if payment.state not in ("AUTHORISED", "PURCHASED") or payment.captures \
+                    or payment.refunds:
                 raise GatewayRefusal(400, error_response(
                     400, f"A payment in state {payment.state} with captures or refunds cannot be "
                          "reversed", "invalidPaymentState"))
@@ -537,7 +548,6 @@ class FakeNgenius(FakeGateway):
             ("POST", re.compile(payment + "/captures"), self.capture),
             ("POST", re.compile(payment + r"/captures/(?P<capture>[^/]+)/refund"),
              self.refund_capture),
-            ("POST", re.compile(payment + "/refund"), self.refund_purchase),
             ("PUT", re.compile(payment + "/cancel"), self.cancel),
         ]
 

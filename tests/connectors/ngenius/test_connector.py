@@ -322,9 +322,52 @@ async def test_refund_of_a_purchase_uses_the_payment_refund_link(fake: FakeNgeni
     result = await run(conn, conn.refund(op("refund", 5000, payment)))
     assert result.outcome == Outcome.SUCCESS
     assert fake.requests[-1].method == "POST"
-    assert fake.requests[-1].path == f"{payment_path(fake, payment)}/refund"
+    assert fake.requests[-1].path == f"{payment_path(fake, payment)}/captures/sale/refund"
     assert fake.requests[-1].json == {"amount": {"currencyCode": "AED", "value": 5000}}
     assert fake.payment(payment.gateway_refs["order_reference"]).state == "REFUNDED"
+
+
+async def test_without_a_refund_link_nothing_is_sent(fake: FakeNgenius) -> None:
+    # Before: the connector built an undocumented ``…/payments/{p}/refund`` and posted to it.
+    payment = paid(fake, "PURCHASE", 5000)
+    pay = fake.payment(payment.gateway_refs["order_reference"])
+    pay.refund_link = False
+    conn = connector(fake)
+    partial = await run(conn, conn.refund(op("refund", 2000, payment)))
+    assert partial.outcome == Outcome.FAILED
+    assert "no cnp:refund link" in partial.message and "full amount" in partial.message
+    assert fake.calls("POST", "/refund") == [] and fake.calls("PUT", "/cancel") == []
+    assert pay.state == "PURCHASED" and pay.refunds == []
+
+
+async def test_a_full_refund_without_a_refund_link_reverses_the_purchase(
+    fake: FakeNgenius,
+) -> None:
+    payment = paid(fake, "PURCHASE", 5000)
+    pay = fake.payment(payment.gateway_refs["order_reference"])
+    pay.refund_link = False
+    conn = connector(fake)
+    result = await run(conn, conn.refund(op("refund", 5000, payment)))
+    assert result.outcome == Outcome.SUCCESS, result.message
+    assert result.message == "Purchase reversed (full refund)"
+    [call] = fake.calls("PUT", "/cancel")
+    assert call.path == f"{payment_path(fake, payment)}/cancel" and call.body == b""
+    assert pay.state == "REVERSED"
+    # found again by inquiry after a lost reply: the payment's state, not a refund child
+    again = await run(conn, conn.inquire_operation(op("refund", 5000, payment)))
+    assert again.outcome == Outcome.SUCCESS and again.gateway_refs["reversal"] is True
+
+
+def test_event_names_and_china_union_pay_refund_ids() -> None:
+    from payops.connectors.ngenius import transformers as nt
+    for name in ("FULL_AUTH_REVERSAL_FAILED", "PURCHASE_REVERSAL_FAILED", "CAPTURE_VOID_FAILED",
+                 "REFUND_REQUEST_FAILED", "CANCELLATION_FAILED", "SOMETHING_NEW_FAILED"):
+        assert nt.event_outcome(name) == Outcome.FAILED
+    for name in ("CANCELLATION_REQUESTED", "PARTIAL_REFUND_REQUESTED", "REFUND_REQUESTED"):
+        assert nt.event_outcome(name) == Outcome.PENDING
+    cup = nt.Child.model_validate({"_id": "urn:tnx:ignored", "state": "REQUESTED", "_links": {
+        "cnp:china_union_pay_results": {"href": "https://x/refunds/7f3a-cup/cup-results"}}})
+    assert cup.ref == "7f3a-cup"
 
 
 async def test_refund_of_a_sale_refunds_its_capture(fake: FakeNgenius) -> None:

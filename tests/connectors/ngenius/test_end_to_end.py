@@ -137,7 +137,7 @@ async def test_refund_of_a_purchase(
                                                                          "refunded")
     call = fake.calls("POST", "/refund")[0]
     assert call.path == (f"/transactions/outlets/{OUTLET}/orders/{order_ref}/payments/"
-                         f"{payment_ref}/refund")
+                         f"{payment_ref}/captures/sale/refund")
     assert call.json == {"amount": {"currencyCode": "AED", "value": 2500}}
     assert fake.payment(order_ref).state == "PARTIALLY_REFUNDED"
     parent = await seed.find()

@@ -208,7 +208,7 @@ class PaymentStatus(_Reply):
     @property
     def captured(self) -> bool:
         """Money taken: the invoice is Paid, which means a ``Succss`` transaction."""
-        return self.status == "paid" and bool(self.with_status(*SUCCESS_STATUSES))
+        return self.status in PAID_STATUSES and bool(self.with_status(*SUCCESS_STATUSES))
 
     # GUESS: v2 shows an authorized invoice as Pending with an ``Authorize`` transaction (as v3
     # does); an ``InvoiceStatus`` of ``Authorize`` is understood too.
@@ -308,8 +308,12 @@ SUCCESS_STATUSES = ("succss", "success")
 
 # What an invoice status says of the customer's payment (GetPaymentStatus ``InvoiceStatus``).
 # ``Authorize`` appears in the Authorize-Capture guide for an authorized invoice.
+# ``DuplicatePayment``: the customer paid the invoice again; MyFatoorah's own library treats it
+# as paid, like ``Paid``.
+PAID_STATUSES = ("paid", "duplicatepayment")
 INVOICE_STATUS_OUTCOME: dict[str, Outcome] = {
     "paid": Outcome.SUCCESS,
+    "duplicatepayment": Outcome.SUCCESS,
     "pending": Outcome.PENDING,
     "authorize": Outcome.SUCCESS,
     "canceled": Outcome.FAILED,
@@ -345,7 +349,7 @@ def payment_outcome(payment: PaymentStatus, operation_mode: str) -> tuple[Outcom
         return Outcome.PENDING, f"MyFatoorah invoice status {payment.InvoiceStatus!r} is not final"
     if payment.captured:
         return Outcome.SUCCESS, "Paid"
-    if status == "paid":
+    if status in PAID_STATUSES:
         # "Paid" without a successful transaction contradicts the documented rule: wait.
         return Outcome.PENDING, "MyFatoorah shows the invoice paid without a successful transaction"
     if payment.authorized:

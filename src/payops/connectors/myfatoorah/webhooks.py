@@ -250,11 +250,11 @@ def parse_notification(
             status = (_text(_path(data, "Refund.Status")) or "").upper()
             return MyFatoorahNotification(
                 "v2", "refund", status, status_outcome(REFUND_STATUS_OUTCOME, status),
-                # GUESS: where the echoed ExternalIdentifier sits in a V2 refund event
-                _text(_path(data, "Refund.ExternalIdentifier"))
-                or _text(data.get("ExternalIdentifier")),
-                invoice_id=_text(_path(data, "ReferencedInvoice.Id"))
-                or _text(_path(data, "Refund.InvoiceId")),
+                # A V2 refund event carries no ExternalIdentifier of the refund (ReferencedInvoice's
+                # is the payment's): the refund is matched by Refund.Id, the refund_id MakeRefund
+                # returned. Refund.InvoiceId is the refund's own invoice, never the payment's.
+                None,
+                invoice_id=_text(_path(data, "ReferencedInvoice.Id")),
                 refund_id=_text(_path(data, "Refund.Id")),
                 refund_reference=_text(_path(data, "Refund.Reference")),
                 amount=_amount(_path(data, "Amount.ValueInBaseCurrency")), payload=payload)

@@ -58,7 +58,7 @@ SANDBOX_HOSTS = {
 }
 LIVE_HOSTS = {
     "uae": "https://api-gateway.ngenius-payments.com",
-    "ksa": "https://api-gateway.ksa.ngenius-payments.com",  # VERIFY: inferred from the sandbox name
+    "ksa": "https://api-gateway.ksa.ngenius-payments.com",  # as in N-Genius's own SDK code
 }
 TOKEN_PATH = "/identity/auth/access-token"
 
@@ -272,9 +272,23 @@ class NgeniusConnector(Connector):
         own_link = self._same_origin(payment.href(t.REFUNDS))
         if not captures or (own_link and payment.state.upper() in ("PURCHASED",
                                                                    "PARTIALLY_REFUNDED")):
-            # single-stage PURCHASE: refund through the payment's own link
-            target = own_link or f"{payment_path}/refund"
-            return decide.result(request, await self._call("POST", target, deadline, body), value)
+            # Single-stage PURCHASE: only through a link N-Genius offers. There is no documented
+            # payment-level refund path to build when it offers none.
+            if own_link:
+                return decide.result(request, await self._call("POST", own_link, deadline, body),
+                                     value)
+            cancel_link = self._same_origin(payment.href(t.CANCEL))
+            if cancel_link and decide.reverses_whole_purchase(request, payment, value):
+                # cnp:cancel reverses the whole purchase: one full refund, done when the payment
+                # reads REVERSED. Never for part of it.
+                reply = await self._call("PUT", cancel_link, deadline)
+                return decide.result(request, reply, value, reversal=True)
+            reason = ("N-Genius offered no cnp:refund link for this payment; nothing was sent")
+            if cancel_link:
+                reason += (" (its cnp:cancel reverses the whole purchase, so it is used only for a "
+                           "refund of the full amount with no other refund)")
+            raise _NotSent(reason, {"stage": "refund", "payment_state": payment.state,
+                                    "links": sorted(payment.links)})
         # Refunds are made against one capture. Newest first, among those large enough; a 4xx
         # refusal means nothing was done, so the next capture may be tried.
         candidates = [c for c in reversed(captures) if c.amount and c.amount.value >= value]
@@ -400,6 +414,14 @@ class NgeniusConnector(Connector):
         except (t.AmountNotRepresentable, UnknownCurrency):
             return GatewayResult(Outcome.FAILED, raw, {},
                                  "The amount cannot be expressed at N-Genius; it was not sent")
+        if (request.operation == "refund" and payment.state.upper() == "REVERSED"
+                and decide.reverses_whole_purchase(request, payment, value)):
+            # A full refund sent as the purchase's reversal (cnp:cancel) shows as the payment's
+            # state, not as a refund child.
+            message = "Purchase reversed (full refund)"
+            return GatewayResult(Outcome.SUCCESS, raw, t.payment_params(
+                payment, order_reference=order_reference, message=message), message,
+                {**refs, "reversal": True})
         return decide.match_operation(request, payment, value, raw, order_reference, refs)
 
     # -- the gateway's own books ---------------------------------------------------------------------

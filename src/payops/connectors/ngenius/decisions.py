@@ -29,8 +29,23 @@ def problem(reply: kit.Reply) -> str:
     return "" if reply.decoded else "unparsable"
 
 
-def result(request: OperationRequest, reply: kit.Reply, value: int | None) -> GatewayResult:
-    """Read the answer to a capture, refund or void."""
+def reverses_whole_purchase(request: OperationRequest, payment: t.Payment,
+                            value: int | None) -> bool:
+    """May this refund be sent as the purchase's reversal (``cnp:cancel``)? Only a refund of
+    the whole paid amount of a single-stage purchase that has no refund done or in flight at
+    N-Genius (PayOps refuses a full refund while any of its own refunds is reserved)."""
+    return (request.operation == "refund" and request.amount == request.payment.amount
+            and payment.amount is not None and value is not None
+            and payment.amount.value == value
+            and payment.amount.currency_code.upper() == request.currency_code.upper()
+            and not payment.captures
+            and not [r for r in payment.refunds if t.child_outcome(r.state) != Outcome.FAILED])
+
+
+def result(request: OperationRequest, reply: kit.Reply, value: int | None, *,
+           reversal: bool = False) -> GatewayResult:
+    """Read the answer to a capture, refund or void (``reversal``: a full refund sent as the
+    purchase's ``cnp:cancel``, judged like a void)."""
     order_reference = payment_ref(request.payment, "order") or ""
     kind = request.operation
     if reply.status is None and not reply.delivered:
@@ -60,10 +75,13 @@ def result(request: OperationRequest, reply: kit.Reply, value: int | None) -> Ga
         return GatewayResult(Outcome.UNKNOWN, raw, {},
                              f"N-Genius answered the {kind} without a payment object")
     refs = {"order_reference": order_reference, "payment_reference": payment.ref}
-    if kind == "void":
+    if kind == "void" or reversal:
         outcome = Outcome.SUCCESS if payment.state.upper() == "REVERSED" else Outcome.UNKNOWN
-        message = "Authorisation reversed" if outcome == Outcome.SUCCESS else (
-            f"N-Genius answered the void with payment state {payment.state or 'none'}")
+        done = "Purchase reversed (full refund)" if reversal else "Authorisation reversed"
+        message = done if outcome == Outcome.SUCCESS else (
+            f"N-Genius answered the {kind} with payment state {payment.state or 'none'}")
+        if reversal:
+            refs["reversal"] = True
         return GatewayResult(outcome, raw, t.payment_params(
             payment, order_reference=order_reference, message=message), message, refs)
     children = payment.captures if kind == "capture" else payment.refunds

@@ -24,6 +24,7 @@ PAYMENT_MEDIA_TYPE = "application/vnd.ni-payment.v2+json"
 CAPTURES = "cnp:capture"
 REFUNDS = "cnp:refund"
 CANCEL = "cnp:cancel"
+CHINA_UNION_PAY_RESULTS = "cnp:china_union_pay_results"
 
 
 class AmountNotRepresentable(ValueError):
@@ -143,10 +144,16 @@ class Child(_Loose):
 
     @property
     def ref(self) -> str:
-        """The child's own id: the last segment of its self link (or of its ``_id`` urn)."""
+        """The child's own id: the last segment of its self link; for a China UnionPay refund
+        still REQUESTED (no self link) the second-to-last segment of its
+        ``cnp:china_union_pay_results`` link, as N-Genius's own plugin reads it; else the
+        ``_id`` urn's last part."""
         href = self.href("self").rstrip("/")
         if href:
             return href.rsplit("/", 1)[-1]
+        cup = self.href(CHINA_UNION_PAY_RESULTS).rstrip("/").split("/")
+        if len(cup) >= 2 and cup[-2]:
+            return cup[-2]
         return (self.id_ or "").rsplit(":", 1)[-1]
 
 
@@ -284,6 +291,15 @@ EVENT_OUTCOMES: dict[str, Outcome] = {
     "REFUND_VOIDED": Outcome.FAILED,
     "CANCELLED": Outcome.FAILED,
     "ORDER_CLOSED": Outcome.PENDING,
+    # reversal, void, refund and cancellation failures and requests (protocol check §3)
+    "FULL_AUTH_REVERSAL_FAILED": Outcome.FAILED,
+    "PURCHASE_REVERSAL_FAILED": Outcome.FAILED,
+    "CAPTURE_VOID_FAILED": Outcome.FAILED,
+    "REFUND_REQUEST_FAILED": Outcome.FAILED,
+    "PARTIAL_REFUND_FAILED": Outcome.FAILED,
+    "CANCELLATION_FAILED": Outcome.FAILED,
+    "PARTIAL_REFUND_REQUESTED": Outcome.PENDING,
+    "CANCELLATION_REQUESTED": Outcome.PENDING,
 }
 
 
@@ -300,7 +316,12 @@ def void_outcome(state: str | None) -> Outcome:
 
 
 def event_outcome(event_name: str | None) -> Outcome:
-    return EVENT_OUTCOMES.get((event_name or "").upper(), Outcome.PENDING)
+    """Listed names as listed; any other ``…_FAILED`` is a failure and ``…_REQUESTED`` pending;
+    the rest pending (a notification is only a hint, confirmed by inquiry)."""
+    name = (event_name or "").upper()
+    if name in EVENT_OUTCOMES:
+        return EVENT_OUTCOMES[name]
+    return Outcome.FAILED if name.endswith("_FAILED") else Outcome.PENDING
 
 
 # -- what PayOps keeps of a reply -----------------------------------------------------------------

@@ -1,0 +1,152 @@
+"""QPay (Qatar, QCB EZ-Connect) connector: refund (Action 6) and inquiry (Action 14).
+
+Protocol: ``transformers.py`` (spec/gateway-protocol-check.md §8). QPay is a debit scheme,
+purchase only: no capture, no void.
+
+Configuration::
+
+    payops gateway add qpay --code qpay-qar --mode purchase --currency QAR \
+      --credentials '{"merchant_id": "…", "bank_id": "…", "secret_key": "…"}' [--production]
+
+- credentials: ``merchant_id``, ``bank_id`` (the acquirer's code) and ``secret_key`` (the
+  SecureHash secret);
+- options: ``base_url`` (tests), ``lang`` (``en``/``ar``, default ``en``), ``partial_refunds``
+  (default false: the public sources disagree on whether QPay takes partial refunds, so only a
+  refund of the whole payment is sent unless the acquirer confirms partial ones),
+  ``timeout_seconds``;
+- payment references: ``pun`` (the payment's PUN; defaults to the attempt's reference number).
+
+Every reply must carry a SecureHash that verifies with the secret; one that does not is never
+believed (the outcome stays open and an operator looks). An accepted refund answers 5002
+("pending") and QPay documents no way to learn its final state: the refund is ``refund_queued``,
+and the reconciler asks Action 14 about the original payment, which can only tell that nothing
+can have been refunded (the payment failed or does not exist); otherwise the queued-refund
+review rule hands it to an operator. A refund whose reply is lost is never resent (its own PUN
+would be a duplicate at best).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any, ClassVar
+
+from payops.connectors import kit
+from payops.connectors.base import (
+    Connector,
+    ConnectorConfig,
+    GatewayResult,
+    OperationRequest,
+    PaymentRef,
+)
+from payops.connectors.qpay import decisions as decide
+from payops.connectors.qpay import transformers as t
+
+SANDBOX_URL = "https://pguat.qcb.gov.qa/qcb-pg/api/gateway/2.0"
+PRODUCTION_URL = "https://pg-api.qpay.gov.qa/qcb-pg/api/gateway/2.0"
+GATEWAY_PATH = "/qcb-pg/api/gateway/2.0"
+
+
+class QpayConnector(Connector):
+    name: ClassVar[str] = "qpay"
+    capabilities: ClassVar[frozenset[str]] = frozenset({"refund", "inquiry"})
+    required_credentials: ClassVar[tuple[str, ...]] = ("merchant_id", "bank_id", "secret_key")
+    personal_fields: ClassVar[frozenset[str]] = kit.field_set(("CardHolderName", "NationalID",
+                                                               "CardExpiryDate"))
+    documents_refund_status: ClassVar[bool] = False
+
+    def __init__(self, config: ConnectorConfig) -> None:
+        super().__init__(config)
+        override = kit.base_url(config, None)
+        self.url = (override + GATEWAY_PATH) if override else (
+            SANDBOX_URL if config.is_sandbox else PRODUCTION_URL)
+        self.client = kit.GatewayClient("qpay", timeout=config.timeout_seconds)
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+
+    # -- plumbing ---------------------------------------------------------------------------
+    @property
+    def _secret(self) -> str:
+        return kit.credential(self.config, "secret_key")
+
+    def _identity(self) -> dict[str, str]:
+        return {"merchant_id": kit.credential(self.config, "merchant_id", strip=True),
+                "bank_id": kit.credential(self.config, "bank_id", strip=True),
+                "lang": kit.text_option(self.config, "lang", "en")}
+
+    async def _post(self, fields: dict[str, str]) -> tuple[kit.Reply, t.QpayReply | None]:
+        reply = await self.client.request("POST", self.url, form=t.signed(self._secret, fields),
+                                          decode="text")
+        parsed = t.parse_reply(reply.body) if reply.ok and isinstance(reply.body, str) else None
+        return reply, parsed
+
+    async def _call(self, work: Any) -> GatewayResult:
+        return await kit.guarded(
+            work, budget=self.config.timeout_seconds + 2.0,
+            on_timeout=lambda: kit.unknown("QPay did not answer in time", {"error": "timeout"}),
+            on_error=lambda exc: kit.unknown("QPay call failed", {"error": type(exc).__name__}))
+
+    @staticmethod
+    def pun(payment: PaymentRef) -> str:
+        return kit.ref(payment.gateway_refs, "pun") or payment.reference_number
+
+    # -- operations -------------------------------------------------------------------------
+    async def capture(self, request: OperationRequest) -> GatewayResult:
+        return kit.not_sent("QPay does not offer capture (purchase only)")
+
+    async def void(self, request: OperationRequest) -> GatewayResult:
+        return kit.not_sent("QPay does not offer void (purchase only)")
+
+    async def refund(self, request: OperationRequest) -> GatewayResult:
+        return await self._call(lambda: self._refund(request))
+
+    async def _refund(self, request: OperationRequest) -> GatewayResult:
+        if (not kit.flag_option(self.config, "partial_refunds")
+                and request.amount != request.payment.amount):
+            return kit.not_sent("QPay refunds are for the whole payment only on this "
+                                "configuration (option partial_refunds)")
+        original = self.pun(request.payment)
+        try:
+            fields = t.refund_fields(**self._identity(), amount_minor=request.amount,
+                                     currency_code=request.currency_code, original_pun=original,
+                                     refund_pun=request.reference_number,
+                                     moment=datetime.now(timezone.utc))
+        except t.QpayFormatError as exc:
+            return kit.not_sent(f"Not sent to QPay: {exc}")
+        reply, parsed = await self._post(fields)
+        if not reply.delivered:
+            return kit.not_sent("QPay could not be reached; nothing was sent",
+                                {"error": kit.Fault.NOT_SENT.value})
+        problem = decide.unverified(reply, parsed, "refund", self._secret)
+        if problem is not None:
+            return problem
+        assert parsed is not None
+        return decide.refund_result(request, reply, parsed, original)
+
+    # -- inquiries --------------------------------------------------------------------------
+    async def inquire_payment(self, payment: PaymentRef) -> GatewayResult:
+        return await self._call(lambda: self._inquire_payment(payment))
+
+    async def _inquire(self, pun: str) -> tuple[kit.Reply, t.QpayReply | None]:
+        return await self._post(t.inquiry_fields(**self._identity(), original_pun=pun))
+
+    async def _inquire_payment(self, payment: PaymentRef) -> GatewayResult:
+        pun = self.pun(payment)
+        reply, parsed = await self._inquire(pun)
+        problem = decide.unverified(reply, parsed, "inquiry", self._secret)
+        if problem is not None:
+            return problem
+        assert parsed is not None
+        return decide.payment_result(pun, reply, parsed)
+
+    async def inquire_operation(self, request: OperationRequest) -> GatewayResult:
+        return await self._call(lambda: self._inquire_operation(request))
+
+    async def _inquire_operation(self, request: OperationRequest) -> GatewayResult:
+        pun = self.pun(request.payment)
+        reply, parsed = await self._inquire(pun)
+        problem = decide.unverified(reply, parsed, "inquiry", self._secret)
+        if problem is not None:
+            return problem
+        assert parsed is not None
+        return decide.refund_follow_up(request, reply, parsed, pun)
