@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
 
@@ -17,6 +18,12 @@ class Settings(BaseSettings):
     data_dir: Path = DEFAULT_DATA_DIR
     # Empty means the embedded SQLite file ``<data_dir>/payops.sqlite3``.
     database_url: str = ""
+    # PostgreSQL connections all of this server's processes may hold together; each `payops serve`
+    # worker gets an equal share (docs/performance.md).
+    db_pool_total: int = Field(default=40, ge=2)
+    # Worker processes of `payops serve` (0: one per CPU core). `serve --workers` sets it for
+    # its workers, which size their pools from it.
+    workers: int = Field(default=0, ge=0)
     # Fernet key protecting gateway credentials at rest. Generated into the data dir when empty.
     secret_key: str = ""
     host: str = "127.0.0.1"
@@ -74,6 +81,16 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite+aiosqlite:///{(self.data_dir / 'payops.sqlite3').resolve()}"
+
+    @property
+    def effective_workers(self) -> int:
+        return self.workers or os.cpu_count() or 1
+
+    @property
+    def pool_share(self) -> int:
+        """This process's PostgreSQL connections: its worker's share of ``db_pool_total``
+        (the whole total for a process outside `payops serve`, which sets ``workers``)."""
+        return max(1, self.db_pool_total // (self.workers or 1))
 
     @property
     def is_sqlite(self) -> bool:

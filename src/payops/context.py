@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from payops.auth.service import Authenticator
 from payops.config import Settings
 from payops.db import Database
+from payops.gateways.cache import GatewayCache
+from payops.webhooks.outbox import MerchantSettingsCache
 
 
 @dataclass
@@ -17,13 +19,19 @@ class AppContext:
     authenticator: Authenticator
     # Gateway calls run as tasks shielded from client disconnects; keep them referenced.
     background: set[asyncio.Task[object]] = field(default_factory=set)
+    # Per-process caches on the operation path, checked against version columns (issue 11).
+    gateways: GatewayCache = field(init=False)
+    merchant_settings: MerchantSettingsCache = field(default_factory=MerchantSettingsCache)
+
+    def __post_init__(self) -> None:
+        self.gateways = GatewayCache(self.settings)
 
     @classmethod
     def build(cls, settings: Settings) -> AppContext:
         settings.ensure_data_dir()
         return cls(
             settings=settings,
-            db=Database(settings.effective_database_url),
+            db=Database(settings.effective_database_url, pool_size=settings.pool_share),
             authenticator=Authenticator(
                 cache_seconds=settings.auth_cache_seconds,
                 failure_limit=settings.auth_failure_limit,
@@ -34,4 +42,5 @@ class AppContext:
     async def aclose(self) -> None:
         if self.background:
             await asyncio.gather(*self.background, return_exceptions=True)
+        await self.gateways.aclose()
         await self.db.dispose()

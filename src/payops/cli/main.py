@@ -120,19 +120,35 @@ def serve(
     host: str = typer.Option(None, help="Bind address (default PAYOPS_HOST or 127.0.0.1)"),
     port: int = typer.Option(None, help="Port (default PAYOPS_PORT or 8000)"),
     migrate: bool = typer.Option(True, help="Apply migrations before starting"),
+    workers: int = typer.Option(None, min=1, help="Worker processes (default PAYOPS_WORKERS, "
+                                "or one per CPU core); each gets a share of PAYOPS_DB_POOL_TOTAL"),
 ) -> None:
-    """Run the HTTP API."""
+    """Run the HTTP API (and the background loops) in one or more worker processes."""
+    import os
+
     import uvicorn
 
-    from payops import logging as payops_logging
-    from payops.api.app import create_app
+    from payops.api import serving
 
     settings = get_settings()
+    count = workers or settings.effective_workers
+    try:
+        plan = serving.check_pool(settings, count)
+    except serving.ServeConfigError as exc:
+        _fail(str(exc))
     if migrate:
         _migrate(settings)
-    payops_logging.configure(settings.log_level)
-    uvicorn.run(create_app(settings), host=host or settings.host, port=port or settings.port,
-                log_level="warning", access_log=False)
+    # The workers read their settings from the environment: tell them how many they are.
+    os.environ["PAYOPS_WORKERS"] = str(count)
+    get_settings.cache_clear()
+    metrics_dir = serving.prepare_metrics_dir()
+    console.print(f"serving on http://{host or settings.host}:{port or settings.port} with {plan}")
+    try:
+        uvicorn.run("payops.api.serving:serve_app", factory=True, workers=count,
+                    host=host or settings.host, port=port or settings.port,
+                    log_level="warning", access_log=False)
+    finally:
+        serving.remove_metrics_dir(metrics_dir)
 
 
 # -- users ------------------------------------------------------------------------------------

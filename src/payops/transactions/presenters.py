@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
-from payops.db.models import Operation, PaymentAttempt, PaymentTransaction
+from payops.db.models import GatewayConfig, Operation, PaymentAttempt, PaymentTransaction
 from payops.money import format_minor
 from payops.webhooks.signing import sign
 
@@ -67,10 +67,12 @@ def child_transaction(operation: Operation, parent: PaymentTransaction) -> dict[
 
 
 def operation_body(
-    operation: Operation, parent: PaymentTransaction, hmac_key: str
+    operation: Operation, parent: PaymentTransaction, hmac_key: str,
+    gateway: GatewayConfig | None = None,
 ) -> dict[str, Any]:
-    """ExternalOperation for a settled (succeeded / queued / rejected) operation."""
-    gateway = operation.gateway_config
+    """ExternalOperation for a settled (succeeded / queued / rejected) operation. ``gateway`` is
+    the operation's configuration when the caller has it (the operation path's cache)."""
+    gateway = gateway or operation.gateway_config
     currency = parent.currency_code
     body: dict[str, Any] = {
         "amount": format_minor(operation.amount, currency),

@@ -47,7 +47,7 @@ class SandboxConnector(Connector):
     def __init__(self, config: ConnectorConfig) -> None:
         super().__init__(config)
         settings: Settings = config.settings or get_settings()
-        self.ledger = SandboxLedger(settings.effective_sandbox_ledger)
+        self.ledger = SandboxLedger.open(settings.effective_sandbox_ledger)
         self.queue_seconds = settings.sandbox_queue_seconds
         self.latency = settings.sandbox_latency_ms / 1000
 
