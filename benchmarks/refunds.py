@@ -102,20 +102,36 @@ class Load:
     max_ms: float = 0.0
     non2xx: int = 0
     client_errors: int = 0
+    server_cpu_ms: float = 0.0  # server CPU time (every process) per answered request
 
 
 @dataclass
 class Memory:
     label: str
     peaks_mib: list[float] = field(default_factory=list)
+    pid: int = 0
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process and its children so far."""
+    total = 0.0
+    for each in [pid, *_children(pid)]:
+        try:
+            fields = Path(f"/proc/{each}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        except (OSError, IndexError, ValueError):
+            pass
+    return total
 
 
 def wrk(name: str, url: str, orders_file: Path, key: str, clients: int, seconds: float,
-        timeout: float = 10.0) -> Load:
+        timeout: float = 10.0, server_pid: int = 0) -> Load:
     env = {**os.environ, "PAYOPS_BENCH_ORDERS": str(orders_file), "PAYOPS_BENCH_KEY": key}
     threads = 2 if clients >= 2 else 1
+    cpu_before = cpu_seconds(server_pid) if server_pid else 0.0
     out = run(["wrk", f"-t{threads}", f"-c{clients}", f"-d{max(1, round(seconds))}s",
                f"--timeout={int(timeout)}s", "-s", str(LUA), url], env=env)
+    cpu_used = cpu_seconds(server_pid) - cpu_before if server_pid else 0.0
     line = next(ln for ln in out.splitlines() if ln.startswith("WRKJSON "))
     data = json.loads(line[len("WRKJSON "):])
     seconds_taken = data["duration_us"] / 1e6
@@ -125,6 +141,7 @@ def wrk(name: str, url: str, orders_file: Path, key: str, clients: int, seconds:
         rate=data["requests"] / seconds_taken, mean_ms=data["mean_us"] / 1000,
         p50_ms=data["p50_us"] / 1000, p99_ms=data["p99_us"] / 1000, max_ms=data["max_us"] / 1000,
         non2xx=data["status"], client_errors=client_errors,
+        server_cpu_ms=cpu_used * 1000 / max(1, data["requests"]),
     )
 
 
@@ -153,19 +170,23 @@ def _rss_peak_mib(pid: int) -> float:
 @contextmanager
 def server(env: dict[str, str], workers: int, profile: Path | None = None) -> Iterator[tuple[str, Memory]]:
     port = free_port()
+    # The server logs every request (INFO): into a file, as an unread pipe would fill and stall it.
+    log_path = Path(env["PAYOPS_DATA_DIR"]) / f"serve-{port}.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    log_file = log_path.open("w")
     proc = subprocess.Popen(
         [str(BIN / "payops"), "serve", "--port", str(port),
          *(["--workers", str(workers)] if workers else [])],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        env=env, stdout=log_file, stderr=log_file, text=True,
     )
     url = f"http://127.0.0.1:{port}"
-    memory = Memory(f"{workers} worker(s)")
+    memory = Memory(f"{workers} worker(s)", pid=proc.pid)
     spies: list[subprocess.Popen[bytes]] = []
     try:
         deadline = time.monotonic() + 60
         while True:
             if proc.poll() is not None:
-                raise RuntimeError(f"payops serve exited: {proc.stderr.read() if proc.stderr else ''}")
+                raise RuntimeError(f"payops serve exited: {log_path.read_text()[-2000:]}")
             try:
                 if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
                     break
@@ -194,6 +215,7 @@ def server(env: dict[str, str], workers: int, profile: Path | None = None) -> It
             proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
             proc.kill()
+        log_file.close()
 
 
 # -- seeding and checking ------------------------------------------------------------------------
@@ -308,13 +330,13 @@ def main() -> None:
                 wrk("warm-up", url, orders_file, key, 16, 2)
                 if "pg64" in chosen:
                     loads["pg64"] = wrk("PostgreSQL, 64 clients, spread", url, orders_file, key,
-                                        64, args.duration)
+                                        64, args.duration, server_pid=memory.pid)
                 if "pg16" in chosen:
                     loads["pg16"] = wrk("PostgreSQL, 16 clients, spread", url, orders_file, key,
-                                        16, args.duration)
+                                        16, args.duration, server_pid=memory.pid)
                 if "hot" in chosen:
                     loads["hot"] = wrk("PostgreSQL, 64 clients, one order", url, hot_file, key,
-                                       64, max(5, args.duration * 2 / 3))
+                                       64, max(5, args.duration * 2 / 3), server_pid=memory.pid)
             memories.append(("PostgreSQL", memory))
             if "inflight" in chosen:
                 slow = {**env, "PAYOPS_SANDBOX_LATENCY_MS": "200"}
@@ -322,7 +344,7 @@ def main() -> None:
                     wrk("warm-up", url, orders_file, key, 16, 1)
                     loads["inflight"] = wrk("PostgreSQL, 1,000 in flight, gateway 200 ms", url,
                                             orders_file, key, 1000, max(8, args.duration * 2 / 3),
-                                            timeout=10)
+                                            timeout=10, server_pid=memory.pid)
                 memories.append(("PostgreSQL, 200 ms gateway", memory))
             checks.append(("PostgreSQL", *totals_agree(pg_url)))
             run(["dropdb", "-h", PG_HOST, "-U", PG_USER, "--if-exists", "--force", PAYOPS_DB])
@@ -335,7 +357,7 @@ def main() -> None:
             with server(env, args.workers, args.profile / "sqlite" if args.profile else None) as (url, memory):
                 wrk("warm-up", url, orders_file, key, 16, 2)
                 loads["sqlite16"] = wrk("SQLite, 16 clients, spread", url, orders_file, key, 16,
-                                        args.duration)
+                                        args.duration, server_pid=memory.pid)
             memories.append(("SQLite", memory))
             checks.append(("SQLite", *totals_agree(sqlite_url)))
     if "pgbench" in chosen:
@@ -350,7 +372,9 @@ def report(bench: dict[int, PgbenchResult], loads: dict[str, Load],
     ceiling = max((b.tps for b in bench.values()), default=0.0) / 2
     pg_latency = bench[16].latency_ms if 16 in bench else 0.0
     print()
-    print(f"machine: {os.cpu_count()} cores, {platform_line()}; payops serve --workers {workers}")
+    print(f"machine: {os.cpu_count()} cores, {platform_line()}; payops serve --workers {workers}; "
+          f"load average at the end {Path('/proc/loadavg').read_text().split()[0]} "
+          f"(other work on the machine shares its CPU)")
     for clients, result in sorted(bench.items()):
         print(f"pgbench -N scale 10, {clients} clients: {result.tps:,.0f} TPS, "
               f"mean latency {result.latency_ms:.2f} ms")
@@ -358,7 +382,7 @@ def report(bench: dict[int, PgbenchResult], loads: dict[str, Load],
         print(f"refund ceiling (best pgbench TPS / 2): {ceiling:,.0f} refunds/s")
     print()
     header = (f"{'load':<44} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'non-2xx':>8} "
-              f"{'errors':>7}  target → measured")
+              f"{'errors':>7} {'CPU ms/req':>10}  target → measured")
     print(header)
     print("-" * len(header))
 
@@ -367,7 +391,7 @@ def report(bench: dict[int, PgbenchResult], loads: dict[str, Load],
         if load is None:
             return
         print(f"{load.name:<44} {load.rate:>8,.0f} {load.p50_ms:>8.1f} {load.p99_ms:>8.1f} "
-              f"{load.non2xx:>8} {load.client_errors:>7}  {target}")
+              f"{load.non2xx:>8} {load.client_errors:>7} {load.server_cpu_ms:>10.1f}  {target}")
 
     def verdict(ok: bool) -> str:
         return "MET" if ok else "MISSED"

@@ -29,6 +29,7 @@ from payops.config import Settings, get_settings
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 # A worker's pool must hold at least one intent and one settlement at a time.
 MIN_POOL_SHARE = 2
+WORKER_HEALTHCHECK_SECONDS = 60
 
 
 class ServeConfigError(ValueError):

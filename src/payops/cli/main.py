@@ -146,7 +146,11 @@ def serve(
     try:
         uvicorn.run("payops.api.serving:serve_app", factory=True, workers=count,
                     host=host or settings.host, port=port or settings.port,
-                    log_level="warning", access_log=False)
+                    log_level="warning", access_log=False,
+                    # uvicorn replaces a worker that misses this deadline on a health check or
+                    # at start-up. Its 5 s default killed busy workers (and the requests they
+                    # held) on a loaded 2-core machine; a hung worker is still replaced.
+                    timeout_worker_healthcheck=serving.WORKER_HEALTHCHECK_SECONDS)
     finally:
         serving.remove_metrics_dir(metrics_dir)
 
