@@ -33,7 +33,9 @@ def counting(ctx: AppContext) -> Iterator[list[str]]:
     def count(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
         seen.append(" ".join(statement.split())[:160])
 
-    engines = {ctx.db.write_engine.sync_engine, ctx.db.read_engine.sync_engine}
+    engines = [ctx.db.write_engine.sync_engine]
+    if ctx.db.is_sqlite:  # PostgreSQL's read engine is the write engine's pool, autocommit
+        engines.append(ctx.db.read_engine.sync_engine)
     for engine in engines:
         event.listen(engine, "before_cursor_execute", count)
     try:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import secrets
-import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -19,11 +17,11 @@ from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from payops import background
-from payops import logging as payops_logging
 from payops.config import Settings, get_settings
 from payops.context import AppContext
 from payops.api import openapi
 from payops.api.metrics import exposition
+from payops.api.observe import ObserveRequests
 from payops.checkout.endpoints import router as checkout_router
 from payops.checkout.hosted import router as hosted_router
 from payops.transactions import expiry
@@ -85,25 +83,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     latency = Histogram("payops_http_request_seconds", "HTTP latency", ["route"], registry=registry)
     app.state.metrics = registry
 
-    @app.middleware("http")
-    async def observe(request: Request, call_next):  # type: ignore[no-untyped-def]
-        incoming = request.headers.get("x-request-id", "")
-        rid = incoming if incoming.isalnum() and len(incoming) <= 64 else secrets.token_hex(8)
-        token = payops_logging.request_id.set(rid)
-        started = time.perf_counter()
-        try:
-            response = await call_next(request)
-            route = getattr(request.scope.get("route"), "path", "unmatched")
-            elapsed = time.perf_counter() - started
-            requests_total.labels(route, request.method, str(response.status_code)).inc()
-            latency.labels(route).observe(elapsed)
-            log.info("request", extra={"method": request.method, "path": route,
-                                       "status": response.status_code,
-                                       "duration_ms": round(elapsed * 1000, 1)})
-            response.headers["X-Request-ID"] = rid
-            return response
-        finally:
-            payops_logging.request_id.reset(token)
+    app.add_middleware(ObserveRequests, requests_total=requests_total, latency=latency)
 
     @app.exception_handler(ApiError)
     async def api_error(_: Request, exc: ApiError) -> JSONResponse:
