@@ -291,7 +291,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--duration", type=float, default=15, help="seconds per load")
     parser.add_argument("--orders", type=int, default=120, help="paid orders refunds spread over")
-    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                        help="payops serve workers on PostgreSQL (0: omit the option)")
+    parser.add_argument("--sqlite-workers", type=int, default=1,
+                        help="payops serve workers on SQLite (one writer at a time: 1)")
     parser.add_argument("--only", default="", help="comma list: pgbench,pg64,pg16,hot,inflight,sqlite16")
     parser.add_argument("--profile", type=Path, default=None,
                         help="record a py-spy profile of every server process into this folder")
@@ -354,7 +357,8 @@ def main() -> None:
             env = backend_env(data, sqlite_url)
             key, orders = prepare(env, args.orders)
             orders_file.write_text("\n".join(orders) + "\n")
-            with server(env, args.workers, args.profile / "sqlite" if args.profile else None) as (url, memory):
+            with server(env, args.sqlite_workers,
+                        args.profile / "sqlite" if args.profile else None) as (url, memory):
                 wrk("warm-up", url, orders_file, key, 16, 2)
                 loads["sqlite16"] = wrk("SQLite, 16 clients, spread", url, orders_file, key, 16,
                                         args.duration, server_pid=memory.pid)
@@ -363,16 +367,18 @@ def main() -> None:
     if "pgbench" in chosen:
         run(["dropdb", "-h", PG_HOST, "-U", PG_USER, "--if-exists", PGBENCH_DB])
 
-    report(bench, loads, memories, checks, args.workers, time.monotonic() - started)
+    report(bench, loads, memories, checks, args.workers, args.sqlite_workers,
+           time.monotonic() - started)
 
 
 def report(bench: dict[int, PgbenchResult], loads: dict[str, Load],
            memories: list[tuple[str, Memory]], checks: list[tuple[str, bool, int]],
-           workers: int, elapsed: float) -> None:
+           workers: int, sqlite_workers: int, elapsed: float) -> None:
     ceiling = max((b.tps for b in bench.values()), default=0.0) / 2
     pg_latency = bench[16].latency_ms if 16 in bench else 0.0
     print()
-    print(f"machine: {os.cpu_count()} cores, {platform_line()}; payops serve --workers {workers}; "
+    print(f"machine: {os.cpu_count()} cores, {platform_line()}; payops serve --workers {workers} "
+          f"(PostgreSQL), {sqlite_workers} (SQLite); "
           f"load average at the end {Path('/proc/loadavg').read_text().split()[0]} "
           f"(other work on the machine shares its CPU)")
     for clients, result in sorted(bench.items()):

@@ -21,8 +21,8 @@ class Settings(BaseSettings):
     # PostgreSQL connections all of this server's processes may hold together; each `payops serve`
     # worker gets an equal share (docs/performance.md).
     db_pool_total: int = Field(default=40, ge=2)
-    # Worker processes of `payops serve` (0: one per CPU core). `serve --workers` sets it for
-    # its workers, which size their pools from it.
+    # Worker processes of `payops serve` (0: one per CPU core on PostgreSQL, one on SQLite).
+    # `serve --workers` sets it for its workers, which size their pools from it.
     workers: int = Field(default=0, ge=0)
     # Fernet key protecting gateway credentials at rest. Generated into the data dir when empty.
     secret_key: str = ""
@@ -84,7 +84,11 @@ class Settings(BaseSettings):
 
     @property
     def effective_workers(self) -> int:
-        return self.workers or os.cpu_count() or 1
+        """`payops serve`'s worker count: as set, else one per core on PostgreSQL and one on
+        SQLite (which takes one writer at a time: more processes only wait for each other)."""
+        if self.workers:
+            return self.workers
+        return 1 if self.is_sqlite else (os.cpu_count() or 1)
 
     @property
     def pool_share(self) -> int:

@@ -120,8 +120,9 @@ def serve(
     host: str = typer.Option(None, help="Bind address (default PAYOPS_HOST or 127.0.0.1)"),
     port: int = typer.Option(None, help="Port (default PAYOPS_PORT or 8000)"),
     migrate: bool = typer.Option(True, help="Apply migrations before starting"),
-    workers: int = typer.Option(None, min=1, help="Worker processes (default PAYOPS_WORKERS, "
-                                "or one per CPU core); each gets a share of PAYOPS_DB_POOL_TOTAL"),
+    workers: int = typer.Option(None, min=1, help="Worker processes (default PAYOPS_WORKERS, or "
+                                "one per CPU core on PostgreSQL and one on SQLite); each gets a "
+                                "share of PAYOPS_DB_POOL_TOTAL"),
 ) -> None:
     """Run the HTTP API (and the background loops) in one or more worker processes."""
     import os
