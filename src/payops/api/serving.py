@@ -14,8 +14,11 @@ merchant settings). Two things are divided or gathered here:
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import os
 import shutil
+import signal
+import sys
 import tempfile
 from pathlib import Path
 
@@ -36,11 +39,33 @@ class ServeConfigError(ValueError):
     pass
 
 
+SUPERVISOR_ENV = "PAYOPS_SERVE_SUPERVISOR_PID"
+
+
+def _end_with_supervisor() -> None:
+    """A worker of a supervisor that is killed outright (SIGKILL, OOM) would live on, holding
+    the port; ask Linux to send it SIGTERM (a graceful stop) when its supervisor dies."""
+    supervisor = os.environ.get(SUPERVISOR_ENV)
+    if not supervisor or not sys.platform.startswith("linux") or os.getppid() != int(supervisor):
+        return
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != int(supervisor):  # it died before the request took effect
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+PR_SET_PDEATHSIG = 1
+
+
 def serve_app() -> FastAPI:
     """The application factory each `payops serve` worker process imports."""
     from payops import logging as payops_logging
     from payops.api.app import create_app
 
+    _end_with_supervisor()
     settings = get_settings()
     payops_logging.configure(settings.log_level)
     return create_app(settings)

@@ -141,6 +141,8 @@ def serve(
         _migrate(settings)
     # The workers read their settings from the environment: tell them how many they are.
     os.environ["PAYOPS_WORKERS"] = str(count)
+    if count > 1:  # the workers end with this process (api/serving.py)
+        os.environ[serving.SUPERVISOR_ENV] = str(os.getpid())
     get_settings.cache_clear()
     metrics_dir = serving.prepare_metrics_dir()
     console.print(f"serving on http://{host or settings.host}:{port or settings.port} with {plan}")
