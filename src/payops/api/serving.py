@@ -92,7 +92,11 @@ def check_pool(settings: Settings, workers: int) -> str:
             f"PAYOPS_DB_POOL_TOTAL={settings.db_pool_total} gives {workers} workers fewer than "
             f"{MIN_POOL_SHARE} connections each; raise it or run fewer workers"
         )
-    limit, reserved = asyncio.run(_server_limits(settings.effective_database_url))
+    try:
+        limit, reserved = asyncio.run(_server_limits(settings.effective_database_url))
+    except Exception as exc:  # noqa: BLE001 - the server may come up later; /readyz tells
+        return (f"{workers} worker(s), {share} PostgreSQL connections each; max_connections not "
+                f"checked, the database did not answer ({type(exc).__name__})")
     if settings.db_pool_total > limit - reserved:
         raise ServeConfigError(
             f"PAYOPS_DB_POOL_TOTAL={settings.db_pool_total} is above what the PostgreSQL server "
