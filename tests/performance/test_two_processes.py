@@ -1,5 +1,6 @@
 """Scale-out proof (issue 11): two `payops serve` processes on one PostgreSQL database agree on
-money and on inquiry throttling, because both live in the database, not in a process."""
+money, on inquiry throttling and on configuration (their caches follow the database's versions),
+because all of it lives in the database, not in a process."""
 
 from __future__ import annotations
 
@@ -19,7 +20,9 @@ from sqlalchemy import func, select
 
 from payops.config import Settings
 from payops.context import AppContext
-from payops.db.models import GatewayInquiry, Operation
+from payops.db.models import GatewayConfig, GatewayInquiry, Operation
+from payops.webhooks import outbox
+from payops.webhooks.signing import sign
 from tests.conftest import _truncate, make_settings
 from tests.helpers import PENDING_CARD, Seed
 from tests.live import free_port, run_with_context
@@ -97,13 +100,30 @@ def test_two_processes_never_over_refund_one_order(pg_settings: Settings) -> Non
         return auth
 
     auth = run_with_context(pg_settings, seed)
+    refund = {"operation": "refund", "amount": "0.010"}
     for urls in _start_two(_env(pg_settings)):
         # 200 refunds of 0.070 on 10.000: exactly floor(10000 / 70) = 142 fit.
         responses = asyncio.run(_fire(
             [(urls[i % 2], "/b/pbl/v1/operation/ORD-2P", {"operation": "refund", "amount": "0.070"})
              for i in range(200)], auth))
 
-    statuses = Counter(r.status_code for r in responses)
+        # Both processes have cached the merchant settings and the gateway configuration. A
+        # change made elsewhere (here: a third process's context) applies in both at once.
+        run_with_context(pg_settings, _rotate_hmac_key)
+        signed = asyncio.run(_fire([(url, "/b/pbl/v1/operation/ORD-2P", refund) for url in urls],
+                                   auth))
+        assert [r.status_code for r in signed] == [200, 200], [r.text for r in signed]
+        for response in signed:
+            body = response.json()
+            assert body["signature"] == sign(
+                {k: v for k, v in body.items() if k != "signature"}, "rotated-key")
+        run_with_context(pg_settings, _disable_refunds)
+        refused = asyncio.run(_fire([(url, "/b/pbl/v1/operation/ORD-2P", refund) for url in urls],
+                                    auth))
+        assert [r.status_code for r in refused] == [400, 400], [r.text for r in refused]
+        responses += signed
+
+    statuses = Counter(r.status_code for r in responses[:200])
     assert statuses == {200: 142, 400: 58}, statuses
     served_by = Counter(r.url.port for r in responses if r.status_code == 200)
     assert len(served_by) == 2, served_by  # both processes accepted refunds
@@ -116,11 +136,23 @@ def test_two_processes_never_over_refund_one_order(pg_settings: Settings) -> Non
 
     refunded, operations = run_with_context(pg_settings, books)
     succeeded = [op for op in operations if op.state == "succeeded"]
-    assert refunded == 142 * 70 == sum(op.amount for op in succeeded)
-    assert len(succeeded) == 142
+    assert refunded == 142 * 70 + 2 * 10 == sum(op.amount for op in succeeded)
+    assert len(succeeded) == 144
     assert all(op.state in ("succeeded", "failed") for op in operations)
     references = sorted(r.json()["reference_number"] for r in responses if r.status_code == 200)
     assert references == sorted(op.reference_number for op in succeeded)
+
+
+async def _rotate_hmac_key(ctx: AppContext) -> None:
+    async with ctx.db.write() as session:
+        await outbox.set_merchant_setting(session, outbox.HMAC_KEY_SETTING, "rotated-key")
+
+
+async def _disable_refunds(ctx: AppContext) -> None:
+    async with ctx.db.write() as session:
+        config = await session.scalar(select(GatewayConfig))
+        assert config is not None
+        config.enabled_operations = [op for op in config.enabled_operations if op != "refund"]
 
 
 def _gateway_inquiries(settings: Settings) -> int:
