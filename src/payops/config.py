@@ -24,6 +24,13 @@ class Settings(BaseSettings):
     # Empty means the embedded SQLite file ``<data_dir>/payops.sqlite3``.
     # Holds the database password: masked in ``repr`` (payops.masked), like every secret here.
     database_url: MaskedStr = ""
+    database_url: str = ""
+    # PostgreSQL connections all of this server's processes may hold together; each `payops serve`
+    # worker gets an equal share (docs/performance.md).
+    db_pool_total: int = Field(default=40, ge=2)
+    # Worker processes of `payops serve` (0: one per CPU core on PostgreSQL, one on SQLite).
+    # `serve --workers` sets it for its workers, which size their pools from it.
+    workers: int = Field(default=0, ge=0)
     # Fernet key protecting gateway credentials at rest. Generated into the data dir when empty.
     secret_key: MaskedStr = ""
     host: str = "127.0.0.1"
@@ -139,6 +146,20 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite+aiosqlite:///{(self.data_dir / 'payops.sqlite3').resolve()}"
+
+    @property
+    def effective_workers(self) -> int:
+        """`payops serve`'s worker count: as set, else one per core on PostgreSQL and one on
+        SQLite (which takes one writer at a time: more processes only wait for each other)."""
+        if self.workers:
+            return self.workers
+        return 1 if self.is_sqlite else (os.cpu_count() or 1)
+
+    @property
+    def pool_share(self) -> int:
+        """This process's PostgreSQL connections: its worker's share of ``db_pool_total``
+        (the whole total for a process outside `payops serve`, which sets ``workers``)."""
+        return max(1, self.db_pool_total // (self.workers or 1))
 
     @property
     def is_sqlite(self) -> bool:

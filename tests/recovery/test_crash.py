@@ -90,7 +90,9 @@ class Servers:
         self.logs.append(log)
         with log.open("wb") as out:
             proc = subprocess.Popen(
-                [str(PAYOPS), "serve", "--port", str(port), "--no-migrate"],
+                # One process: the crash must take the whole server down (with several
+                # workers the supervisor would replace the killed one).
+                [str(PAYOPS), "serve", "--port", str(port), "--no-migrate", "--workers", "1"],
                 cwd=self.workdir, env=server_env(self.settings, **extra),
                 stdout=out, stderr=subprocess.STDOUT,
             )

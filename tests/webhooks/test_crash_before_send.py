@@ -32,8 +32,10 @@ def start(settings: Settings, port: int, **env: str) -> subprocess.Popen[str]:
         **env,
     })
     process = subprocess.Popen(
+        # One process, so that SIGKILL stops the whole server.
         [str(Path(sys.executable).parent / "payops"), "serve", "--port", str(port),
-         "--no-migrate"], env=environ, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+         "--no-migrate", "--workers", "1"], env=environ, stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
     while True:
         try:

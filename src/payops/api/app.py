@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
-import secrets
-import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -14,7 +12,7 @@ from typing import Any
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -26,6 +24,8 @@ from payops.auth.metrics import AuthMetrics
 from payops.config import Settings, get_settings
 from payops.context import AppContext
 from payops.api import openapi
+from payops.api.metrics import exposition
+from payops.api.observe import ObserveRequests
 from payops.checkout.endpoints import router as checkout_router
 from payops.checkout.hosted import router as hosted_router
 from payops.transactions import expiry
@@ -127,32 +127,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # authentication: a cross-site request is refused before any work (decisions §13).
     app.add_middleware(CrossSiteGuard, settings=settings)
 
-    @app.middleware("http")
-    async def observe(request: Request, call_next):  # type: ignore[no-untyped-def]
-        incoming = request.headers.get("x-request-id", "")
-        rid = incoming if incoming.isalnum() and len(incoming) <= 64 else secrets.token_hex(8)
-        token = payops_logging.request_id.set(rid)
-        started = time.perf_counter()
-        try:
-            try:
-                response = await call_next(request)
-            except Exception as exc:  # noqa: BLE001 - answered here, so it is logged only here
-                # One log line with the request id; the client's 500 carries the same id.
-                log.exception("unhandled error: %s", type(exc).__name__)
-                response = JSONResponse({"detail": messages.SERVER_ERROR}, status_code=500)
-            route = getattr(request.scope.get("route"), "path", "unmatched")
-            elapsed = time.perf_counter() - started
-            requests_total.labels(route, request.method, str(response.status_code)).inc()
-            if response.status_code >= 500:
-                server_errors.labels(route, str(response.status_code)).inc()
-            latency.labels(route).observe(elapsed)
-            log.info("request", extra={"method": request.method, "path": route,
-                                       "status": response.status_code,
-                                       "duration_ms": round(elapsed * 1000, 1)})
-            response.headers["X-Request-ID"] = rid
-            return response
-        finally:
-            payops_logging.request_id.reset(token)
+    app.add_middleware(ObserveRequests, requests_total=requests_total, latency=latency,
+                       server_errors=server_errors)
 
     if settings.trusted_proxy_list:
         # The client address (failed-login counters) and scheme come from X-Forwarded-For and
@@ -232,7 +208,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
              responses={401: {"description": "missing or wrong Bearer token"},
                         404: {"description": "PAYOPS_METRICS_TOKEN is not set"}})
     async def metrics() -> Response:
-        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+        return Response(exposition(registry), media_type=CONTENT_TYPE_LATEST)
 
     openapi.install(app)
     app.include_router(checkout_router)

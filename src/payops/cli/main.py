@@ -132,27 +132,50 @@ def serve(
     host: str = typer.Option(None, help="Bind address (default PAYOPS_HOST or 127.0.0.1)"),
     port: int = typer.Option(None, help="Port (default PAYOPS_PORT or 8000)"),
     migrate: bool = typer.Option(True, help="Apply migrations before starting"),
+    workers: int = typer.Option(None, min=1, help="Worker processes (default PAYOPS_WORKERS, or "
+                                "one per CPU core on PostgreSQL and one on SQLite); each gets a "
+                                "share of PAYOPS_DB_POOL_TOTAL"),
 ) -> None:
-    """Run the HTTP API."""
+    """Run the HTTP API (and the background loops) in one or more worker processes."""
+    import os
+
     import uvicorn
 
-    from payops import logging as payops_logging
-    from payops.api.app import create_app
-    from payops.api.server import server_config
+    from payops.api import serving
+    from payops.api.server import MAX_HEADER_BYTES, HeaderLimitedH11Protocol
 
     settings = get_settings()
     _require_public_url(settings, host or settings.host)
+    count = workers or settings.effective_workers
+    try:
+        plan = serving.check_pool(settings, count)
+    except serving.ServeConfigError as exc:
+        _fail(str(exc))
     if migrate:
         _migrate(settings)
     _check_secrets()
-    payops_logging.configure(settings.log_level)
-    # h11 with a 16 KiB limit on the request line and headers (docs/decisions.md); forwarded
-    # headers only from PAYOPS_TRUSTED_PROXIES (uvicorn alone would trust 127.0.0.1).
+    # The workers read their settings from the environment: tell them how many they are.
+    os.environ["PAYOPS_WORKERS"] = str(count)
+    if count > 1:  # the workers end with this process (api/serving.py)
+        os.environ[serving.SUPERVISOR_ENV] = str(os.getpid())
+    get_settings.cache_clear()
+    metrics_dir = serving.prepare_metrics_dir()
+    # Forwarded headers only from PAYOPS_TRUSTED_PROXIES (uvicorn alone would trust 127.0.0.1).
     trusted = settings.trusted_proxy_list
-    uvicorn.Server(server_config(create_app(settings), host=host or settings.host,
-                                 port=port or settings.port, log_level="warning",
-                                 access_log=False, proxy_headers=bool(trusted),
-                                 forwarded_allow_ips=trusted or None)).run()
+    console.print(f"serving on http://{host or settings.host}:{port or settings.port} with {plan}")
+    try:
+        uvicorn.run("payops.api.serving:serve_app", factory=True, workers=count,
+                    host=host or settings.host, port=port or settings.port,
+                    log_level="warning", access_log=False,
+                    # h11 with a 16 KiB limit on the request line and headers (decisions.md).
+                    http=HeaderLimitedH11Protocol, h11_max_incomplete_event_size=MAX_HEADER_BYTES,
+                    proxy_headers=bool(trusted), forwarded_allow_ips=trusted or None,
+                    # uvicorn replaces a worker that misses this deadline on a health check or
+                    # at start-up. Its 5 s default killed busy workers (and the requests they
+                    # held) on a loaded 2-core machine; a hung worker is still replaced.
+                    timeout_worker_healthcheck=serving.WORKER_HEALTHCHECK_SECONDS)
+    finally:
+        serving.remove_metrics_dir(metrics_dir)
 
 
 def is_loopback_host(host: str) -> bool:

@@ -143,6 +143,12 @@ class GatewayConfig(Base):
     inquiry_window_minutes: Mapped[int] = mapped_column(Integer, default=0)
     webhook_secret_encrypted: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # Bumped by the ORM on every UPDATE of the row: processes cache a configuration and its
+    # decrypted connector and rebuild them when the version they see changes (gateways/cache.py).
+    # Change configurations through the ORM (or bump this column yourself).
+    version: Mapped[int] = mapped_column(Integer, server_default=text("1"))
+
+    __mapper_args__ = {"version_id_col": version}
 
 
 class PaymentTransaction(Base):
@@ -235,6 +241,8 @@ class Operation(Base):
             sqlite_where=text("tracking_key IS NOT NULL AND state NOT IN ('failed', 'rejected')"),
             postgresql_where=text("tracking_key IS NOT NULL AND state NOT IN ('failed', 'rejected')"),
         ),
+        # Reservations: the open operations of one parent, however many it settled before.
+        Index("ix_operations_transaction_id_state", "transaction_id", "state"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -351,6 +359,11 @@ class MerchantSetting(Base):
 
     key: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[str] = mapped_column(Text)
+    # Bumped by the ORM on every UPDATE; the sum over all rows only grows (rows are never
+    # deleted), so processes caching the settings reload when it changes (webhooks/outbox.py).
+    version: Mapped[int] = mapped_column(Integer, server_default=text("1"))
+
+    __mapper_args__ = {"version_id_col": version}
 
 
 class DashboardSession(Base):

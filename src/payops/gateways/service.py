@@ -148,12 +148,15 @@ async def _call_connector(
     call: Callable[[Connector], Awaitable[T]],
     label: str,
     fallback: Callable[[Exception], T],
+    shared: Connector | None = None,
 ) -> T:
     """Run one connector call with a hard deadline; anything but an answer — a timeout, a
-    connector bug, credentials that no longer decrypt — becomes ``fallback``, never a result."""
-    connector: Connector | None = None
+    connector bug, credentials that no longer decrypt — becomes ``fallback``, never a result.
+    ``shared`` is a connector the process keeps (gateways/cache.py): used, not closed."""
+    connector: Connector | None = shared
     try:
-        connector = connector_for(config, settings)
+        if connector is None:
+            connector = connector_for(config, settings)
         return await asyncio.wait_for(
             call(connector), timeout=connector.config.timeout_seconds + CALL_MARGIN_SECONDS
         )
@@ -161,7 +164,7 @@ async def _call_connector(
         log.warning("gateway call for %s ended without an answer: %s", label, type(exc).__name__)
         return fallback(exc)
     finally:
-        if connector is not None:
+        if connector is not None and connector is not shared:
             await connector.aclose()
 
 
@@ -170,6 +173,7 @@ async def ask_gateway(
     settings: Settings,
     call: Callable[[Connector], Awaitable[GatewayResult]],
     label: str,
+    shared: Connector | None = None,
 ) -> GatewayResult:
     """One connector call whose failure is an unknown outcome. Every gateway answer PayOps
     stores passes here, so this is where buyer personal data leaves the reply."""
@@ -177,6 +181,7 @@ async def ask_gateway(
         config, settings, call, label,
         lambda exc: GatewayResult(Outcome.UNKNOWN, {"error": type(exc).__name__}, {},
                                   messages.GATEWAY_UNCONFIRMED),
+        shared,
     )
     return without_personal_data(config, result)
 

@@ -8,7 +8,7 @@ import math
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from payops import audit
 from payops.auth.service import Principal
@@ -27,6 +27,8 @@ from payops.transactions.service import apply_attempt_result, payment_ref
 from payops.webhooks import outbox
 
 log = logging.getLogger(__name__)
+# pg_advisory_xact_lock key serialising gateway-inquiry admissions (any 64-bit constant).
+GLOBAL_INQUIRY_LOCK = 0x7061796F7073_01
 
 
 class InquiryNotFound(ApiError):
@@ -119,6 +121,13 @@ async def _admit(ctx: AppContext, parent_id: int) -> None:
     now = datetime.now(timezone.utc)
     async with ctx.db.write() as session:
         parent = await repository.lock_parent_by_id(session, parent_id)
+        if not ctx.db.is_sqlite:
+            # The global per-minute limit counts every transaction's inquiries: admissions for
+            # different transactions (in any process) must take turns, or each sees the same
+            # count and all pass. Held to commit; always taken after the parent's lock.
+            # (SQLite write transactions take turns already.)
+            await session.execute(text("SELECT pg_advisory_xact_lock(:key)"),
+                                  {"key": GLOBAL_INQUIRY_LOCK})
         served = await session.scalars(
             select(GatewayInquiry.at).where(GatewayInquiry.transaction_id == parent_id,
                                             GatewayInquiry.at > now - timedelta(days=1)))

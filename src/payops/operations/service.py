@@ -20,10 +20,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from payops import audit, crashpoints
 from payops.auth.permissions import OPERATION_PERMISSIONS
 from payops.auth.service import SETTLEMENT, Principal
-from payops.connectors.base import GatewayResult, OperationRequest, Outcome
+from payops.connectors.base import Connector, GatewayResult, OperationRequest, Outcome
 from payops.context import AppContext
 from payops.db.engine import DATABASE_UNAVAILABLE
-from payops.db.models import Operation, PaymentTransaction
+from payops.db.models import GatewayConfig, Operation, PaymentTransaction
 from payops.domain import messages
 from payops.domain.rules import (
     DeleteKind,
@@ -41,6 +41,7 @@ from payops.errors import (
     TrackingKeyMismatch,
     field_error,
 )
+from payops.gateways.cache import CachedGateway
 from payops.gateways.service import (
     ask_gateway,
     ask_gateway_for_operations,
@@ -97,8 +98,11 @@ async def find_or_fail(
     return parent
 
 
-async def totals_of(session: AsyncSession, parent: PaymentTransaction) -> Totals:
-    held = await repository.reservations(session, parent.id)
+async def totals_of(
+    session: AsyncSession, parent: PaymentTransaction, held: dict[str, int] | None = None
+) -> Totals:
+    if held is None:
+        held = await repository.reservations(session, parent.id)
     return Totals(
         state=parent.state,
         currency_code=parent.currency_code,
@@ -153,7 +157,9 @@ async def _run_external(
     tracking_key: str | None,
 ) -> dict[str, Any]:
     async with ctx.db.intent_slots, ctx.db.write() as session:
-        parent = await find_or_fail(session, lookup, operation, for_update=True)
+        parent, gateway_version, settings_version = await _lock_for_operation(
+            session, lookup, operation
+        )
         requested = None
         if raw_amount is not None and operation != "void":
             try:
@@ -172,13 +178,18 @@ async def _run_external(
                 # more fields).
                 key = await outbox.merchant_setting(session, outbox.HMAC_KEY_SETTING)
                 return operation_body(prior, parent, key)
-        gateway = parent.gateway_config
-        attempt = await repository.successful_attempt(session, parent.id, parent.gateway_config_id)
-        if gateway is None or attempt is None:
+        cached = (await ctx.gateways.get(session, parent.gateway_config_id, gateway_version)
+                  if parent.gateway_config_id is not None else None)
+        attempt, held = await repository.successful_attempt_and_reservations(
+            session, parent.id, parent.gateway_config_id
+        )
+        if cached is None or attempt is None:
             raise OperationFailed(messages.NOT_ALLOWED, operation)
+        gateway = cached.config
         try:
             amount = check_external(
-                operation, await totals_of(session, parent), gateway_facts(gateway), requested
+                operation, await totals_of(session, parent, held), gateway_facts(gateway),
+                requested,
             )
         except RuleViolation as violation:
             raise OperationFailed(violation.message, operation) from None
@@ -201,9 +212,10 @@ async def _run_external(
             + timedelta(seconds=call_budget_seconds(gateway, ctx.settings)),
         )
         session.add(intent)
-        await session.flush()
+        # Both rows go in at commit (one flush), the reference number being chosen here.
         audit.record(session, principal, operation, "intent", parent,
                      reference_number=intent.reference_number, amount=amount)
+        await session.flush()
         request = OperationRequest(
             operation=operation,
             reference_number=intent.reference_number,
@@ -212,12 +224,28 @@ async def _run_external(
             payment=payment_ref(attempt),
         )
         operation_id = intent.id
+        parent_id = parent.id
     # The intent is committed. From here a crash leaves a `processing` row for the reconciler.
-    task = asyncio.create_task(_call_and_settle(ctx, gateway, operation_id, request))
+    task = asyncio.create_task(_call_and_settle(ctx, cached, operation_id, parent_id, request))
     ctx.background.add(task)
     task.add_done_callback(ctx.background.discard)
     settled, parent, key = await asyncio.shield(task)
-    return _answer(settled, parent, key)
+    return _answer(settled, parent, key, gateway)
+
+
+async def _lock_for_operation(
+    session: AsyncSession, lookup: Lookup, operation: str
+) -> tuple[PaymentTransaction, int | None, int]:
+    """``find_or_fail`` for the operation path: the locked parent with the versions of its
+    gateway configuration and of the merchant settings (for the process's caches)."""
+    found = await repository.lock_parent_for_operation(
+        session, order_no=lookup.order_no, session_id=lookup.session_id
+    )
+    if found is None:
+        raise OperationFailed(lookup.not_found_message, operation)
+    if lookup.names_other_than(found[0]):
+        raise OperationFailed(messages.LOOKUP_MISMATCH, operation)
+    return found
 
 
 def request_fingerprint(operation: str, requested: int | None, currency_code: str) -> str:
@@ -245,15 +273,19 @@ def _check_replay(prior: Operation, fingerprint: str, principal: Principal) -> N
 
 
 async def _call_and_settle(
-    ctx: AppContext, gateway: Any, operation_id: int, request: OperationRequest
+    ctx: AppContext, gateway: CachedGateway, operation_id: int, parent_id: int,
+    request: OperationRequest,
 ) -> tuple[Operation, PaymentTransaction, str]:
     crashpoints.reach(crashpoints.AFTER_INTENT)
-    result = await call_gateway(ctx, gateway, request)
+    result = await call_gateway(ctx, gateway.config, request, gateway.connector)
     crashpoints.reach(crashpoints.AFTER_GATEWAY)
     try:
         async with ctx.db.write() as session:
-            settled, parent = await settle(session, operation_id, result)
-            key = await outbox.merchant_setting(session, outbox.HMAC_KEY_SETTING)
+            settled, parent = await settle(session, operation_id, result, ctx=ctx,
+                                           parent_id=parent_id)
+            # settle() has just checked the cache against the database: no statement here.
+            key = (await ctx.merchant_settings.get(session, ctx.merchant_settings.version)).get(
+                outbox.HMAC_KEY_SETTING, "")
     except (SQLAlchemyError, *DATABASE_UNAVAILABLE) as exc:
         # The gateway has answered but the answer could not be recorded (the database is down:
         # asyncpg raises OSErrors, not SQLAlchemy errors): the operation stays processing under
@@ -264,24 +296,36 @@ async def _call_and_settle(
     return settled, parent, key
 
 
-async def call_gateway(ctx: AppContext, gateway: Any, request: OperationRequest) -> GatewayResult:
+async def call_gateway(
+    ctx: AppContext, gateway: Any, request: OperationRequest, connector: Connector | None = None
+) -> GatewayResult:
     return await ask_gateway(gateway, ctx.settings, lambda c: c.run(request),
-                             request.reference_number)
+                             request.reference_number, connector)
 
 
 async def settle(
-    session: AsyncSession, operation_id: int, result: GatewayResult,
-    *, resolution: dict[str, Any] | None = None,
+    session: AsyncSession, operation_id: int, result: GatewayResult, *,
+    resolution: dict[str, Any] | None = None,
+    ctx: AppContext | None = None, parent_id: int | None = None,
 ) -> tuple[Operation, PaymentTransaction]:
     """Apply a gateway's answer to a processing (or queued) operation, exactly once.
 
     ``resolution`` is an operator's decision on a needs_review operation (operations/review.py),
-    applied exactly as the gateway's answer would be and kept with the operation."""
-    op = await session.get(Operation, operation_id)
-    assert op is not None
+    applied exactly as the gateway's answer would be and kept with the operation. With ``ctx``
+    the gateway configuration and merchant settings come from the process's caches, checked
+    against the versions read with the parent's lock; with ``parent_id`` the operation is not
+    read before the locks are taken."""
+    if parent_id is None:
+        parent_id = await repository.operation_parent_id(session, operation_id)
     # Lock order everywhere: parent, then operation.
-    parent = await repository.lock_parent_by_id(session, op.transaction_id)
-    op = await repository.lock_operation(session, operation_id)
+    found = await repository.lock_parent_for_operation(session, parent_id=parent_id)
+    assert found is not None
+    parent, gateway_version, settings_version = found
+    op = await repository.lock_operation_row(session, operation_id)
+    if ctx is not None:
+        merchant = await ctx.merchant_settings.get(session, settings_version)
+    else:
+        merchant, _ = await outbox.all_merchant_settings(session)
     if op.state not in ("processing", "queued", "needs_review"):
         # Already settled by someone else (a reconciler, a retry). An answer that contradicts
         # an operator's resolution changes nothing, but a human must hear of it.
@@ -317,24 +361,35 @@ async def settle(
         audit.record(session, SETTLEMENT, op.operation, op.state, parent,
                      reference_number=op.reference_number, amount=op.amount)
         if op.state in ("succeeded", "queued", "rejected"):
-            key = await outbox.merchant_setting(session, outbox.HMAC_KEY_SETTING)
-            op.response = operation_body(op, parent, key)
-            await _notify_operation(session, parent, op.response)
+            cached = (await ctx.gateways.get(session, op.gateway_config_id, gateway_version
+                                             if op.gateway_config_id == parent.gateway_config_id
+                                             else None)
+                      if ctx is not None else None)
+            gateway = (cached.config if cached is not None
+                       else await session.get_one(GatewayConfig, op.gateway_config_id))
+            op.response = operation_body(op, parent, merchant.get(outbox.HMAC_KEY_SETTING, ""),
+                                         gateway)
+            await _notify_operation(session, parent, op.response,
+                                    merchant.get(outbox.OPERATIONS_URL_SETTING, ""))
     return op, parent
 
 
 async def _notify_operation(
-    session: AsyncSession, parent: PaymentTransaction, body: dict[str, Any]
+    session: AsyncSession, parent: PaymentTransaction, body: dict[str, Any],
+    operations_url: str | None = None,
 ) -> None:
-    operations_url = await outbox.merchant_setting(session, outbox.OPERATIONS_URL_SETTING)
+    if operations_url is None:
+        operations_url = await outbox.merchant_setting(session, outbox.OPERATIONS_URL_SETTING)
     for target in {parent.webhook_url, operations_url} - {""}:
         outbox.enqueue(session, kind="operation", target_url=target, payload=body,
                        transaction_id=parent.id)
 
 
-def _answer(op: Operation, parent: PaymentTransaction, hmac_key: str) -> dict[str, Any]:
+def _answer(
+    op: Operation, parent: PaymentTransaction, hmac_key: str, gateway: GatewayConfig | None = None
+) -> dict[str, Any]:
     if op.state in ("succeeded", "queued"):
-        return operation_body(op, parent, hmac_key)
+        return operation_body(op, parent, hmac_key, gateway)
     if op.state in ("failed", "rejected"):
         raise OperationFailed(
             op.message or messages.GATEWAY_DECLINED, op.operation, pg_response=op.pg_response or {}

@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
-from payops.db.models import Operation, PaymentAttempt, PaymentTransaction
+from payops.db.models import GatewayConfig, Operation, PaymentAttempt, PaymentTransaction
 from payops.money import format_minor
 from payops.webhooks.signing import sign
 
@@ -80,14 +80,15 @@ def operation_txn(operation: Operation, parent: PaymentTransaction) -> dict[str,
 
 
 def operation_body(
-    operation: Operation, parent: PaymentTransaction, hmac_key: str
+    operation: Operation, parent: PaymentTransaction, hmac_key: str,
+    gateway: GatewayConfig | None = None,
 ) -> dict[str, Any]:
     """ExternalOperation (spec §4.3, decisions §13) for a settled (succeeded / queued / rejected)
     operation: exactly Ottu's fields. The operation's state lives only in ``txn``: payment and
     operation webhooks reach the same URL, and a receiver reading a top-level ``state`` must
     only ever see the payment's. The signature covers the signed fields present here:
     amount, order_no, reference_number, result."""
-    gateway = operation.gateway_config
+    gateway = gateway or operation.gateway_config  # the operation path's cached configuration
     currency = parent.currency_code
     body: dict[str, Any] = {
         "amount": format_minor(operation.amount, currency),

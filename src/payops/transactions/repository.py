@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
-from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from functools import cache
+from typing import Any
 
-from payops.db.models import Operation, PaymentAttempt, PaymentTransaction
+from sqlalchemy import bindparam, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import raiseload
+
+from payops.db.models import GatewayConfig, Operation, PaymentAttempt, PaymentTransaction
+from payops.webhooks.outbox import settings_version
 
 RESERVING_STATES = ("processing", "queued", "needs_review")
 # A Tracking-Key whose operation ended in one of these may be used again (decisions §6).
@@ -140,3 +145,118 @@ async def lock_operation(session: AsyncSession, operation_id: int) -> Operation:
         .execution_options(populate_existing=True)
     )
     return (await session.scalars(query)).one()
+
+
+# -- the operation path: few statements, no relationship loading (issue 11) ---------------------
+# The statements are built once (bound parameters): constructing them cost more than compiling.
+
+@cache
+def _lock_parent_statement(by: str) -> Any:
+    gateway_version = (
+        select(GatewayConfig.version)
+        .where(GatewayConfig.id == PaymentTransaction.gateway_config_id)
+        .correlate(PaymentTransaction)
+        .scalar_subquery()
+    )
+    query = select(PaymentTransaction, gateway_version, settings_version()).options(
+        raiseload(PaymentTransaction.gateway_config)
+    )
+    column = {"parent_id": PaymentTransaction.id, "session_id": PaymentTransaction.session_id,
+              "order_no": PaymentTransaction.order_no}[by]
+    query = query.where(column == bindparam("key"))
+    if by != "parent_id":
+        query = query.where(PaymentTransaction.deleted_at.is_(None))
+    return query.with_for_update(of=PaymentTransaction).execution_options(populate_existing=True)
+
+
+async def lock_parent_for_operation(
+    session: AsyncSession,
+    *,
+    parent_id: int | None = None,
+    order_no: str | None = None,
+    session_id: str | None = None,
+) -> tuple[PaymentTransaction, int | None, int] | None:
+    """Lock the parent (by id, or a live one by session_id / order_no) and read, in the same
+    statement, the versions of its gateway configuration and of the merchant settings, so the
+    process's caches can be checked without a statement of their own. The relationship to the
+    configuration is not loaded: the caller takes it from the cache."""
+    if parent_id is not None:
+        by, key = "parent_id", parent_id
+    elif session_id is not None:
+        by, key = "session_id", session_id
+    elif order_no is not None:
+        by, key = "order_no", order_no
+    else:
+        raise ValueError("order_no or session_id is required")
+    row = (await session.execute(_lock_parent_statement(by), {"key": key})).first()
+    if row is None:
+        return None
+    parent, gateway_version, merchant_version = row
+    return parent, gateway_version, int(merchant_version)
+
+
+def _held(operation: str, *, count: bool = False) -> Any:
+    measure = func.count() if count else func.coalesce(func.sum(Operation.amount), 0)
+    return (
+        select(measure)
+        .where(Operation.transaction_id == PaymentAttempt.transaction_id,
+               Operation.state.in_(RESERVING_STATES), Operation.operation == operation)
+        .correlate(PaymentAttempt)
+        .scalar_subquery()
+    )
+
+
+@cache
+def _attempt_and_reservations_statement() -> Any:
+    return (
+        select(PaymentAttempt, _held("capture"), _held("refund"), _held("void"),
+               _held("void", count=True))
+        .options(raiseload(PaymentAttempt.gateway_config))
+        .where(PaymentAttempt.transaction_id == bindparam("parent_id"),
+               PaymentAttempt.state == "success",
+               PaymentAttempt.gateway_config_id == bindparam("gateway_config_id"))
+        .order_by(PaymentAttempt.id.desc())
+        .limit(1)
+    )
+
+
+async def successful_attempt_and_reservations(
+    session: AsyncSession, parent_id: int, gateway_config_id: int | None
+) -> tuple[PaymentAttempt | None, dict[str, int]]:
+    """``successful_attempt`` and ``reservations`` in one statement. Run it after the parent is
+    locked: on PostgreSQL the statement's snapshot then includes every operation committed by
+    the previous holder of the lock."""
+    if gateway_config_id is None:
+        return None, {"capture": 0, "refund": 0, "void": 0, "void_count": 0}
+    row = (await session.execute(
+        _attempt_and_reservations_statement(),
+        {"parent_id": parent_id, "gateway_config_id": gateway_config_id},
+    )).first()
+    if row is None:
+        return None, {"capture": 0, "refund": 0, "void": 0, "void_count": 0}
+    attempt, capture, refund, void, void_count = row
+    return attempt, {"capture": int(capture), "refund": int(refund), "void": int(void),
+                     "void_count": int(void_count)}
+
+
+@cache
+def _lock_operation_statement() -> Any:
+    return (
+        select(Operation)
+        .options(raiseload(Operation.gateway_config))
+        .where(Operation.id == bindparam("operation_id"))
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+
+
+async def lock_operation_row(session: AsyncSession, operation_id: int) -> Operation:
+    """``lock_operation`` without loading its gateway configuration."""
+    return (await session.scalars(_lock_operation_statement(),
+                                  {"operation_id": operation_id})).one()
+
+
+async def operation_parent_id(session: AsyncSession, operation_id: int) -> int:
+    return (await session.scalars(
+        select(Operation.transaction_id).where(Operation.id == operation_id)
+    )).one()

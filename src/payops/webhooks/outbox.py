@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import ScalarSelect, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from payops.db.models import MerchantSetting, OutboxEvent
@@ -31,6 +31,40 @@ async def merchant_setting(session: AsyncSession, key: str) -> str:
     if value and key in SECRET_SETTINGS:
         return secret_box(session).open_text(value)
     return value or ""
+
+
+def settings_version() -> ScalarSelect[int]:
+    """A scalar subquery that changes whenever a merchant setting does: every UPDATE bumps its
+    row's version and rows are never deleted, so the sum only grows. Operations read it with the
+    parent row, at no extra statement."""
+    return select(func.coalesce(func.sum(MerchantSetting.version), 0)).scalar_subquery()
+
+
+async def all_merchant_settings(session: AsyncSession) -> tuple[dict[str, str], int]:
+    """Every merchant setting and their version (as ``settings_version``), in one statement."""
+    rows = (await session.execute(
+        select(MerchantSetting.key, MerchantSetting.value, MerchantSetting.version)
+    )).all()
+    values = {key: value or "" for key, value, _ in rows}
+    for key in SECRET_SETTINGS & values.keys():
+        if values[key]:
+            values[key] = secret_box(session).open_text(values[key])
+    return values, sum(version for _, _, version in rows)
+
+
+class MerchantSettingsCache:
+    """The merchant settings as one process last read them (HMAC key, operations webhook URL),
+    reread when the version an operation's query saw differs, so a change made through any
+    process applies in every process from its next operation on."""
+
+    def __init__(self) -> None:
+        self._values: dict[str, str] = {}
+        self.version: int | None = None  # of the values held; None before the first read
+
+    async def get(self, session: AsyncSession, version: int | None) -> dict[str, str]:
+        if version is None or version != self.version:
+            self._values, self.version = await all_merchant_settings(session)
+        return self._values
 
 
 async def set_merchant_setting(session: AsyncSession, key: str, value: str) -> None:

@@ -62,7 +62,7 @@ class SandboxConnector(Connector):
     def __init__(self, config: ConnectorConfig) -> None:
         super().__init__(config)
         deployment = config.deployment or self.deployment(get_settings())
-        self.ledger = SandboxLedger(deployment["ledger_path"])
+        self.ledger = SandboxLedger.open(deployment["ledger_path"])
         self.queue_seconds = float(deployment["queue_seconds"])
         self.latency = int(deployment["latency_ms"]) / 1000
 

@@ -9,9 +9,13 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import threading
 import time
+from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from payops.config import private_file
 
@@ -25,6 +29,17 @@ CREATE TABLE IF NOT EXISTS operations (
     amount INTEGER NOT NULL, currency TEXT NOT NULL, status TEXT NOT NULL,
     transaction_id TEXT NOT NULL, created REAL NOT NULL
 );
+CREATE INDEX IF NOT EXISTS operations_by_payment ON operations (payment_reference);
+-- What each payment has had captured, refunded and voided, kept with every operation so the
+-- gateway's limits cost the same on a payment's first operation and on its ten-thousandth.
+CREATE TABLE IF NOT EXISTS totals (
+    payment_reference TEXT NOT NULL, operation TEXT NOT NULL, amount INTEGER NOT NULL,
+    PRIMARY KEY (payment_reference, operation)
+);
+"""
+_BACKFILL_TOTALS = """
+INSERT INTO totals (payment_reference, operation, amount)
+SELECT payment_reference, operation, SUM(amount) FROM operations GROUP BY 1, 2
 """
 
 
@@ -33,42 +48,102 @@ class LedgerRefusal(Exception):
 
 
 class SandboxLedger:
+    """One long-lived SQLite connection per ledger file and process (``SandboxLedger.open``),
+    used by one thread at a time. Opening the file, reading its schema and switching its journal
+    mode on every call cost more than the call itself. Several processes share the file through
+    SQLite's own write lock (WAL, busy timeout)."""
+
+    _open: ClassVar[OrderedDict[Path, SandboxLedger]] = OrderedDict()
+    _open_lock: ClassVar[threading.Lock] = threading.Lock()
+    # Tests build many apps, each with its own ledger file, in one process: keep only a few open.
+    MAX_OPEN: ClassVar[int] = 8
+
+    @classmethod
+    def open(cls, path: Path) -> SandboxLedger:
+        key = Path(path).resolve()
+        with cls._open_lock:
+            ledger = cls._open.get(key)
+            if ledger is None:
+                ledger = cls._open[key] = cls(key)
+                while len(cls._open) > cls.MAX_OPEN:
+                    cls._open.popitem(last=False)[1].close()
+            else:
+                cls._open.move_to_end(key)
+            return ledger
+
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
         private_file(self.path)  # 0600, like the PayOps database beside it
-        with self._connect() as conn:
-            conn.executescript(_SCHEMA)
+        self._lock = threading.Lock()
+        self._conn: sqlite3.Connection | None = None
+        with self._connection() as conn:
+            # One transaction, as several processes may open the same file at once.
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                had_totals = conn.execute(
+                    "SELECT 1 FROM sqlite_master WHERE type='table' AND name='totals'"
+                ).fetchone()
+                for statement in filter(str.strip, _SCHEMA.split(";")):
+                    conn.execute(statement)
+                if not had_totals:  # a ledger written before the totals table existed
+                    conn.execute(_BACKFILL_TOTALS)
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
 
-    def _connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(self.path, timeout=60, isolation_level=None)
-        conn.row_factory = sqlite3.Row
-        conn.execute("PRAGMA journal_mode=WAL")
-        return conn
+    @contextmanager
+    def _connection(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            if self._conn is None:
+                conn = sqlite3.connect(self.path, timeout=60, isolation_level=None,
+                                       check_same_thread=False)
+                conn.row_factory = sqlite3.Row
+                conn.execute("PRAGMA journal_mode=WAL")
+                # WAL with NORMAL survives a crash of the process; like PayOps's own embedded
+                # database, it trades the last commits on a power loss for no fsync per call.
+                conn.execute("PRAGMA synchronous=NORMAL")
+                self._conn = conn
+            yield self._conn
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
 
     def record_payment(
         self, reference: str, amount: int, currency: str, mode: str, status: str, card_last4: str
     ) -> dict[str, Any]:
-        with self._connect() as conn:
+        with self._connection() as conn:
             conn.execute("BEGIN IMMEDIATE")
-            row = conn.execute("SELECT * FROM payments WHERE reference=?", (reference,)).fetchone()
-            if row is None:
-                conn.execute(
-                    "INSERT INTO payments VALUES (?,?,?,?,?,?,?)",
-                    (reference, amount, currency, mode, status, card_last4, time.time()),
-                )
+            try:
                 row = conn.execute(
                     "SELECT * FROM payments WHERE reference=?", (reference,)
                 ).fetchone()
-            conn.execute("COMMIT")
-            return dict(row)
+                if row is None:
+                    conn.execute(
+                        "INSERT INTO payments VALUES (?,?,?,?,?,?,?)",
+                        (reference, amount, currency, mode, status, card_last4, time.time()),
+                    )
+                    row = conn.execute(
+                        "SELECT * FROM payments WHERE reference=?", (reference,)
+                    ).fetchone()
+                conn.execute("COMMIT")
+                return dict(row)
+            except BaseException:
+                # The connection outlives this call: never leave it inside a transaction.
+                conn.execute("ROLLBACK")
+                raise
 
     def payment(self, reference: str) -> dict[str, Any] | None:
-        with self._connect() as conn:
+        with self._connection() as conn:
             row = conn.execute("SELECT * FROM payments WHERE reference=?", (reference,)).fetchone()
             return dict(row) if row else None
 
     def operation(self, reference: str) -> dict[str, Any] | None:
-        with self._connect() as conn:
+        with self._connection() as conn:
             row = conn.execute(
                 "SELECT * FROM operations WHERE reference=?", (reference,)
             ).fetchone()
@@ -86,7 +161,7 @@ class SandboxLedger:
         transaction_id: str,
     ) -> dict[str, Any]:
         """Apply an operation once per reference, enforcing the gateway's own limits."""
-        with self._connect() as conn:
+        with self._connection() as conn:
             conn.execute("BEGIN IMMEDIATE")
             try:
                 existing = conn.execute(
@@ -103,6 +178,11 @@ class SandboxLedger:
                     "INSERT INTO operations VALUES (?,?,?,?,?,?,?,?)",
                     (reference, payment_reference, operation, amount, currency, status,
                      transaction_id, time.time()),
+                )
+                conn.execute(
+                    "INSERT INTO totals VALUES (?,?,?) ON CONFLICT (payment_reference, operation) "
+                    "DO UPDATE SET amount = amount + excluded.amount",
+                    (payment_reference, operation, amount),
                 )
                 row = conn.execute(
                     "SELECT * FROM operations WHERE reference=?", (reference,)
@@ -126,8 +206,7 @@ class SandboxLedger:
         done = {
             op: total or 0
             for op, total in conn.execute(
-                "SELECT operation, SUM(amount) FROM operations WHERE payment_reference=? "
-                "GROUP BY operation",
+                "SELECT operation, amount FROM totals WHERE payment_reference=?",
                 (payment["reference"],),
             )
         }

@@ -1,0 +1,114 @@
+"""The SQL one refund costs, counted with SQLAlchemy's ``before_cursor_execute`` event, so the
+operation path cannot silently grow statements again (issue 11).
+
+The ceilings are what the lean path needs (10 on PostgreSQL, 13 on SQLite); the path before
+issue 11 took 21 and 24 (relationship loads of the gateway configuration, a settings lookup per
+use, a separate reservations query, re-reading the operation before locking it). A change that
+needs more must say why here."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import httpx
+from sqlalchemy import event
+
+from payops.context import AppContext
+from tests.helpers import Seed
+
+# Statements of one partial refund through the API, caches warm, gateway answering success:
+# authentication (the API key), intent (lock the parent reading the cache versions, attempt and
+# reservations, insert operation, insert audit), settle (lock parent, lock operation, update
+# operation, update parent, insert audit). SQLite adds its three BEGINs (PostgreSQL's BEGIN and
+# every COMMIT do not pass through a cursor).
+CEILING = {"postgresql": 10, "sqlite": 13}
+
+
+@contextmanager
+def counting(ctx: AppContext) -> Iterator[list[str]]:
+    seen: list[str] = []
+
+    def count(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        seen.append(" ".join(statement.split())[:160])
+
+    engines = [ctx.db.write_engine.sync_engine]
+    if ctx.db.is_sqlite:  # PostgreSQL's read engine is the write engine's pool, autocommit
+        engines.append(ctx.db.read_engine.sync_engine)
+    for engine in engines:
+        event.listen(engine, "before_cursor_execute", count)
+    try:
+        yield seen
+    finally:
+        for engine in engines:
+            event.remove(engine, "before_cursor_execute", count)
+
+
+async def refund(client: httpx.AsyncClient, auth: dict[str, str], order_no: str) -> httpx.Response:
+    return await client.post(f"/b/pbl/v1/operation/{order_no}", headers=auth,
+                             json={"operation": "refund", "amount": "1.000"})
+
+
+async def test_one_refund_stays_within_its_statements(
+    client: httpx.AsyncClient, seed: Seed, ctx: AppContext, backend: str
+) -> None:
+    auth = await seed.api_key()
+    await seed.transaction("100.000", "KWD", order_no="ORD-S")
+    first = await refund(client, auth, "ORD-S")  # fills the caches: configuration, settings
+    assert first.status_code == 200, first.text
+
+    with counting(ctx) as statements:
+        second = await refund(client, auth, "ORD-S")
+
+    assert second.status_code == 200, second.text
+    assert second.json()["txn"]["state"] == "refunded"
+    assert (await seed.find("ORD-S")).refunded == 2000  # both refunds, in minor units
+    listing = "\n".join(statements)
+    assert len(statements) <= CEILING[backend], f"{len(statements)} statements:\n{listing}"
+    # No relationship loading on the path: the configuration comes from the process's cache.
+    assert not any("FROM gateway_configs" in s and "WHERE gateway_configs.id IN" in s
+                   for s in statements), listing
+
+
+async def test_a_changed_merchant_setting_is_used_at_once(
+    client: httpx.AsyncClient, seed: Seed, ctx: AppContext
+) -> None:
+    """The settings cache is checked against the version read with the parent: a key rotated
+    by another process (here: straight through the database) signs the very next refund."""
+    from payops.webhooks import outbox
+    from payops.webhooks.signing import sign
+
+    auth = await seed.api_key()
+    await seed.transaction("100.000", "KWD", order_no="ORD-K")
+    async with ctx.db.write() as session:
+        await outbox.set_merchant_setting(session, outbox.HMAC_KEY_SETTING, "first-key")
+    assert (await refund(client, auth, "ORD-K")).status_code == 200
+    async with ctx.db.write() as session:
+        await outbox.set_merchant_setting(session, outbox.HMAC_KEY_SETTING, "second-key")
+
+    body = (await refund(client, auth, "ORD-K")).json()
+    unsigned = {k: v for k, v in body.items() if k != "signature"}
+    assert body["signature"] == sign(unsigned, "second-key")
+
+
+async def test_a_changed_gateway_configuration_is_used_at_once(
+    client: httpx.AsyncClient, seed: Seed, ctx: AppContext
+) -> None:
+    """The cached configuration (and its connector) is rebuilt when the row's version moves:
+    refunds disabled on the MID by another process refuse the very next refund."""
+    from sqlalchemy import select
+
+    from payops.db.models import GatewayConfig
+
+    auth = await seed.api_key()
+    await seed.transaction("100.000", "KWD", order_no="ORD-G")
+    assert (await refund(client, auth, "ORD-G")).status_code == 200
+    async with ctx.db.write() as session:
+        config = await session.scalar(select(GatewayConfig))
+        config.enabled_operations = [op for op in config.enabled_operations if op != "refund"]
+
+    response = await refund(client, auth, "ORD-G")
+    assert response.status_code == 400, response.text
+    parent = await seed.find("ORD-G")
+    assert parent is not None and parent.refunded == 1000
