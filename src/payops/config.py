@@ -24,7 +24,6 @@ class Settings(BaseSettings):
     # Empty means the embedded SQLite file ``<data_dir>/payops.sqlite3``.
     # Holds the database password: masked in ``repr`` (payops.masked), like every secret here.
     database_url: MaskedStr = ""
-    database_url: str = ""
     # PostgreSQL connections all of this server's processes may hold together; each `payops serve`
     # worker gets an equal share (docs/performance.md).
     db_pool_total: int = Field(default=40, ge=2)

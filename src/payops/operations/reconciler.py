@@ -22,7 +22,7 @@ from sqlalchemy import and_, or_, select, update
 from payops.connectors.base import GatewayResult, OperationRequest, Outcome
 from payops.connectors.registry import connector_class
 from payops.context import AppContext
-from payops.db.models import Operation
+from payops.db.models import GatewayConfig, Operation
 from payops.connectors.registry import connector_class
 from payops.gateways.service import ask_gateway, supported_operations
 from payops.operations.service import settle
@@ -142,7 +142,7 @@ async def reconcile_operation(ctx: AppContext, operation_id: int) -> str:
         return await _unresolved(ctx, operation_id, review=True)
     result = await _ask(ctx, op, request)
     if (result.outcome == Outcome.UNKNOWN and op.operation == "refund"
-            and op.state == "processing" and not _documents_refund_status(op)):
+            and op.state == "processing" and not _documents_refund_status(op.gateway_config)):
         # A refund whose reply was lost at a gateway that cannot be asked about refunds (KNET,
         # QPay): waiting and asking again cannot tell, and resending could refund twice.
         return await _unresolved(ctx, operation_id, review=True)
@@ -151,10 +151,12 @@ async def reconcile_operation(ctx: AppContext, operation_id: int) -> str:
     ):
         async with ctx.db.write() as session:
             settled, _ = await settle(session, operation_id, result)
-            if settled.state == "queued" and not _waits_for_refund_status(ctx, settled):
+            # The settled row is locked without its relationships: the configuration is op's.
+            if settled.state == "queued" and not _waits_for_refund_status(
+                    ctx, settled, op.gateway_config):
                 return await _queued_to_review(session, settled)
             return settled.state
-    if op.state == "queued" and not _waits_for_refund_status(ctx, op):
+    if op.state == "queued" and not _waits_for_refund_status(ctx, op, op.gateway_config):
         async with ctx.db.write() as session:
             queued = await session.get_one(Operation, operation_id, with_for_update=True,
                                            populate_existing=True)
@@ -163,10 +165,10 @@ async def reconcile_operation(ctx: AppContext, operation_id: int) -> str:
                              counts=result.outcome != Outcome.PENDING)
 
 
-def _waits_for_refund_status(ctx: AppContext, op: Operation) -> bool:
+def _waits_for_refund_status(ctx: AppContext, op: Operation, config: GatewayConfig) -> bool:
     """Is a queued refund still worth waiting for? Not when its gateway documents no refund
     status (nothing will ever finish it), nor after PAYOPS_QUEUED_REVIEW_AFTER."""
-    if not _documents_refund_status(op):
+    if not _documents_refund_status(config):
         return False
     queued_at = op.queued_at or op.settled_at or op.created_at
     return _now() - queued_at < ctx.settings.queued_review_after
@@ -184,8 +186,7 @@ async def _queued_to_review(session: Any, op: Operation) -> str:
     return "needs_review"
 
 
-def _documents_refund_status(op: Operation) -> bool:
-    config = op.gateway_config
+def _documents_refund_status(config: GatewayConfig) -> bool:
     return connector_class(config.connector).reports_refund_status(config.options or {})
 
 
