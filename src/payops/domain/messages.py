@@ -26,6 +26,7 @@ AMOUNT_BLANK = "A valid number is required."
 AMOUNT_NULL = "This field may not be null."
 AMOUNT_NOT_STRING = 'Send the amount as a decimal string, e.g. "10.000".'
 INVALID_CHARACTERS = "This field may not contain control characters."
+URL_WITH_CREDENTIALS = "Enter a URL without a user name or password."
 PRIVATE_TARGET = ("Enter a URL whose host is a public address; loopback, private, link-local and "
                   "metadata addresses are not allowed.")
 
