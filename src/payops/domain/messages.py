@@ -17,6 +17,9 @@ WALLET_UNAVAILABLE = "Refunds to a wallet are not available"
 LOOKUP_MISMATCH = "session_id and order_no refer to different transactions"
 
 FIELD_REQUIRED = "This field is required."
+FIELD_NULL = "This field may not be null."
+FIELD_BLANK = "This field may not be blank."
+LIST_EMPTY = "This list may not be empty."
 INVALID_CHOICE = '"{value}" is not a valid choice.'
 NOT_A_STRING = "Not a valid string."
 MAX_LENGTH = "Ensure this field has no more than {n} characters."
