@@ -154,6 +154,19 @@ async def test_patch_with_a_blank_or_null_field_is_refused(
     assert await seed.snapshot() == before
 
 
+async def test_patch_resending_the_same_currency_needs_no_amount(
+        client: httpx.AsyncClient, auth: dict[str, str]) -> None:
+    # "Send the amount again when the currency changes" was said although it did not change.
+    sid = (await create(client, auth)).json()["session_id"]
+    for code in ("KWD", "kwd"):
+        same = await client.patch(f"{URL}{sid}", json={"currency_code": code}, headers=auth)
+        assert same.status_code == 200 and same.json()["currency_code"] == "KWD", same.text
+    other = await client.patch(f"{URL}{sid}", json={"currency_code": "USD",
+                                                    "pg_codes": ["sandbox-usd"]}, headers=auth)
+    assert (other.status_code, other.json()) == (
+        400, {"amount": ["Send the amount again when the currency changes."]})
+
+
 async def test_paid_session_cannot_be_changed(client: httpx.AsyncClient, auth: dict[str, str],
                                               seed: Seed) -> None:
     parent = await seed.transaction("10.000", gateway_code="sandbox-kwd")
