@@ -22,6 +22,7 @@ from payops.auth.accounts import (
     AccountError,
     bump_credentials_version,
     check_new_password,
+    check_new_username,
     set_active,
     set_password,
 )
@@ -235,6 +236,7 @@ def user_create(
         _fail(f"unknown permission(s): {', '.join(sorted(unknown))}; "
               f"known: {', '.join(sorted(GRANTABLE_PERMISSIONS))}")
     try:
+        check_new_username(username)  # one that Basic auth and the dashboard can sign in with
         check_new_password(password)  # at least 8 characters, at most what logins accept
     except AccountError as exc:
         _fail(str(exc.body["detail"]) if isinstance(exc.body, dict) else str(exc))

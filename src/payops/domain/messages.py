@@ -82,6 +82,7 @@ TAKES_NO_PAYMENTS = (
 # User accounts (auth/accounts.py; the CLI shows them too).
 USER_NOT_FOUND = "No user named {username!r}"
 PASSWORD_TOO_SHORT = "The password must have at least {n} characters"
+USERNAME_INVALID = "A username has 1 to {n} letters, digits or . @ + - _"
 PASSWORD_TOO_LONG = "The password may have at most {n} bytes"
 # Checkout sessions and their payment attempts (decisions §13).
 PAYMENT_TERMS_LOCKED = (
