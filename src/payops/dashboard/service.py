@@ -377,7 +377,6 @@ async def retry_event(ctx: AppContext, visitor: Visitor, event_id: int) -> str:
 
 # -- users -------------------------------------------------------------------------------------
 
-USERNAME = re.compile(r"^[A-Za-z0-9_.@+-]{1,150}$")
 
 
 def grantable_by(visitor: Visitor) -> list[str]:
@@ -389,7 +388,7 @@ async def create_user(ctx: AppContext, visitor: Visitor, *, username: str, passw
                       email: str, superuser: bool, permissions: list[str]) -> None:
     require(visitor, "admin.users")
     username = username.strip()
-    if not USERNAME.match(username):
+    if not accounts.USERNAME.fullmatch(username):
         raise DashboardError("A username has 1 to 150 letters, digits or . @ + - _.")
     try:
         accounts.check_new_password(password)
