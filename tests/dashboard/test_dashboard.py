@@ -663,6 +663,33 @@ async def test_users_create_grant_revoke_deactivate_and_reset_password(
         assert (action, "root", "127.0.0.1") in actions, action
 
 
+async def test_a_user_admin_cannot_take_over_a_user_holding_more(
+    operator_for: Any, seed: Any, app: Any,
+) -> None:
+    # admin.users alone once reset the password of a colleague holding payment.resolve and
+    # admin.api_keys; signing in as them was a grant of what the admin does not hold.
+    admin = await operator_for(["admin.users", "payment.refund"], username="dave")
+    await seed.user("bigger", "their own password",
+                    permissions=["payment.refund", "payment.resolve", "admin.api_keys"])
+    await seed.user("smaller", "their own password", permissions=["payment.refund"])
+    before = {a.id for a in await seed.audit()}
+    for path, form in (("/dashboard/users/bigger/password", {"password": "taken over!"}),
+                       ("/dashboard/users/bigger/active", {"active": "no"}),
+                       ("/dashboard/users/bigger/permissions",
+                        {"permission": ["payment.refund", "admin.users"]})):
+        response = await admin.post(path, form)
+        assert response.status_code == 403, (path, response.status_code)
+    assert [a for a in await seed.audit() if a.id not in before] == []
+    transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 41001))
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+        bigger = Operator(http)
+        assert (await bigger.sign_in("bigger", "taken over!")).status_code == 400
+        assert (await bigger.sign_in("bigger", "their own password")).status_code == 303
+    # Users whose permissions the admin holds are still managed as before.
+    response = await admin.post("/dashboard/users/smaller/password", {"password": "a new one!"})
+    assert response.status_code == 303
+
+
 async def test_api_keys_are_shown_once_and_revoked(
     operator_for: Any, seed: Any, client: httpx.AsyncClient,
 ) -> None:

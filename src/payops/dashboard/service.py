@@ -416,6 +416,11 @@ async def _managed_user(session: AsyncSession, visitor: Visitor, username: str) 
         raise PageNotFound("No such user.")
     if user.is_superuser and not visitor.is_superuser:
         raise Forbidden("Only a superuser can change a superuser.")
+    if not visitor.is_superuser and not {p.code for p in user.permissions} <= set(
+            grantable_by(visitor)):
+        # Otherwise an admin.users holder could reset the password of a colleague holding more
+        # (payment.resolve, admin.api_keys …) and sign in as them: a grant by another door.
+        raise Forbidden("You can only change users whose permissions you hold.")
     return user
 
 
