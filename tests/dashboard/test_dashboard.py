@@ -715,6 +715,29 @@ async def test_api_keys_are_shown_once_and_revoked(
     assert all(key.split(".")[1] not in str(a.details) for a in await seed.audit())
 
 
+async def test_hostile_ids_and_credentials_are_refused_not_500(
+    operator_for: Any, seed: Any, ctx: Any,
+) -> None:
+    # An event id beyond 64 bits reached the query, and deeply nested credentials JSON raised
+    # RecursionError: both answered 500.
+    await seed.gateway("sandbox-kwd")
+    admin = await operator_for(superuser=True)
+    for event_id in ("99999999999999999999999", "9223372036854775808", "0"):
+        for response in (await admin.get(f"/dashboard/webhooks/{event_id}"),
+                         await admin.post(f"/dashboard/webhooks/{event_id}/retry")):
+            assert 400 <= response.status_code < 500, (event_id, response.status_code)
+    async with ctx.db.read() as session:
+        before = (await session.scalar(select(GatewayConfig).where(
+            GatewayConfig.pg_code == "sandbox-kwd"))).credentials_encrypted
+    response = await admin.post("/dashboard/gateways/sandbox-kwd", {
+        "enabled": "on", "operation": ["refund"], "credentials": '{"a":' * 2000 + "1" + "}" * 2000})
+    assert response.status_code == 400 and "Credentials must be a JSON object." in response.text
+    async with ctx.db.read() as session:
+        after = (await session.scalar(select(GatewayConfig).where(
+            GatewayConfig.pg_code == "sandbox-kwd"))).credentials_encrypted
+    assert after == before
+
+
 async def test_gateways_enable_operations_and_credentials_never_shown(
     operator_for: Any, seed: Any, ctx: Any,
 ) -> None:

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import secrets
 from datetime import date
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import quote, urlencode
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Path, Request
 from fastapi.responses import Response, StreamingResponse
 
 from payops.api.dependencies import get_context
@@ -240,8 +240,12 @@ async def webhooks(request: Request, state: str = "") -> Response:
                   next_page=urlencode({"state": state, "before": cursor}) if cursor else "")
 
 
+# An id past the database's 64-bit integers once reached the query and answered 500.
+EventId = Annotated[int, Path(ge=1, le=2**63 - 1)]
+
+
 @router.get("/webhooks/{event_id}")
-async def webhook(request: Request, event_id: int) -> Response:
+async def webhook(request: Request, event_id: EventId) -> Response:
     visitor = await signed_in(request)
     require(visitor, VIEW_PAYMENTS)
     ctx = get_context(request)
@@ -257,7 +261,7 @@ async def webhook(request: Request, event_id: int) -> Response:
 
 
 @router.post("/webhooks/{event_id}/retry")
-async def webhook_retry(request: Request, event_id: int) -> Response:
+async def webhook_retry(request: Request, event_id: EventId) -> Response:
     visitor, _ = await posted(request)
     require(visitor, VIEW_PAYMENTS)
     state = await service.retry_event(get_context(request), visitor, event_id)

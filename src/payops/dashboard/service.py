@@ -555,7 +555,7 @@ async def update_gateway(ctx: AppContext, visitor: Visitor, pg_code: str, *, ena
         if credentials.strip():
             try:
                 values = json.loads(credentials)
-            except ValueError:
+            except (ValueError, RecursionError):  # RecursionError: nested too deeply (was a 500)
                 raise DashboardError("Credentials must be a JSON object.") from None
             if not isinstance(values, dict):
                 raise DashboardError("Credentials must be a JSON object.")
