@@ -34,11 +34,14 @@ def _int(value: str | None) -> int | None:
     return number if number > 0 else None
 
 
-def _date(value: str | None) -> date | None:
+def _date(value: str | None, *, until: bool = False) -> date | None:
     try:
-        return date.fromisoformat(value) if value else None
+        day = date.fromisoformat(value) if value else None
     except ValueError:
         return None
+    # "to 9999-12-31" bounds nothing; the day after it does not exist (OverflowError: a 500,
+    # and a CSV export cut off mid-stream).
+    return None if until and day == date.max else day
 
 
 # -- sign in / out ---------------------------------------------------------------------------
@@ -114,7 +117,7 @@ def transaction_filter(request: Request) -> repository.TransactionFilter:
         state=state if state in PARENT_STATES else "",
         gateway=q.get("gateway", "")[:64],
         currency=q.get("currency", "").upper()[:3],
-        date_from=_date(q.get("from")), date_to=_date(q.get("to")),
+        date_from=_date(q.get("from")), date_to=_date(q.get("to"), until=True),
         operation=operation if operation in ("capture", "refund", "void") else "",
         operation_state=op_state if op_state in OPERATION_STATES else "",
     )
