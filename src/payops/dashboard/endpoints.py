@@ -31,7 +31,8 @@ def _int(value: str | None) -> int | None:
         number = int(value or "")
     except ValueError:
         return None
-    return number if number > 0 else None
+    # A keyset cursor past the database's 64-bit ids reached the query (overflow: a 500).
+    return number if 0 < number < 2**63 else None
 
 
 def _date(value: str | None, *, until: bool = False) -> date | None:
