@@ -646,6 +646,9 @@ def ops_list(
     console.print(f"{len(rows)} operation(s)")
 
 
+OPERATOR_MAX = 100
+
+
 def _operator(name: str | None) -> Any:
     """The CLI's actor: the operator named with --operator, recorded with the OS user."""
     import getpass
@@ -702,8 +705,15 @@ def ops_resolve(
         _fail(f"--outcome must be one of {', '.join(OUTCOMES)}")
     if not operator.strip():
         _fail("--operator must name you")
+    if len(operator.strip()) > OPERATOR_MAX:
+        # The audit's actor column holds the name with the OS user; longer, the OS user was cut.
+        _fail(f"--operator may have at most {OPERATOR_MAX} characters")
     if not reason.strip():
         _fail("--reason is required")
+    from payops.operations.review_endpoints import TEXT_MAX
+    for name, text in (("--reason", reason), ("--evidence", evidence)):
+        if len(text) > TEXT_MAX:  # the API's limit: one rule for both doors
+            _fail(f"{name} may have at most {TEXT_MAX} characters")
     _review_call(lambda ctx: resolve_operation(
         ctx, reference, outcome=outcome, reason=reason, evidence=evidence,
         actor=_operator(operator.strip())))
