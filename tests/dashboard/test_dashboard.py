@@ -692,6 +692,9 @@ async def test_a_user_admin_cannot_take_over_a_user_holding_more(
     await seed.user("bigger", "their own password",
                     permissions=["payment.refund", "payment.resolve", "admin.api_keys"])
     await seed.user("smaller", "their own password", permissions=["payment.refund"])
+    page = (await admin.get("/dashboard/users/bigger")).text
+    assert "/dashboard/users/bigger/password" not in page and "/active" not in page
+    assert "/dashboard/users/smaller/password" in (await admin.get("/dashboard/users/smaller")).text
     before = {a.id for a in await seed.audit()}
     for path, form in (("/dashboard/users/bigger/password", {"password": "taken over!"}),
                        ("/dashboard/users/bigger/active", {"active": "no"}),
