@@ -128,3 +128,23 @@ async def test_set_password_from_stdin_and_what_it_refuses(
         actions = list(await session.scalars(
             select(AuditEntry.action).where(AuditEntry.action.like("user.%"))))
     assert actions == ["user.set_password"]
+
+
+async def test_user_create_refuses_a_username_no_login_could_use(
+    client: httpx.AsyncClient, seed: Seed, cli: Cli
+) -> None:
+    # Basic auth refuses usernames over 150 characters unread and splits at the first colon,
+    # and the dashboard strips spaces: such users were created but could never sign in.
+    await seed.transaction(order_no="ORD-1")
+    for name in ("u" * 151, "ops:team", "", " ops ", "ops team", "op\ts"):
+        result = await asyncio.to_thread(cli, "user", "create", name, "--superuser",
+                                         input=f"{NEW}\n{NEW}\n")
+        assert result.exit_code == 1 and "A username has 1 to 150" in result.stderr, (
+            name, result.output)
+    async with seed.ctx.db.read() as session:
+        assert list(await session.scalars(select(User.username))) == []
+    longest = "u" * 150
+    await asyncio.to_thread(cli.ok, "user", "create", longest, "--superuser",
+                            input=f"{NEW}\n{NEW}\n")
+    response = await client.post(URL, headers=basic(longest, NEW))
+    assert response.status_code == 200, response.text

@@ -146,6 +146,22 @@ async def test_basic_header_messages_follow_drf(client: httpx.AsyncClient, seed:
                   json={"operation": "refund"})
 
 
+async def test_basic_credentials_in_latin_1_are_read_as_drf_reads_them(
+        client: httpx.AsyncClient, seed: Seed) -> None:
+    # DRF decodes UTF-8 and falls back to latin-1; Python's requests sends str credentials as
+    # latin-1, so a non-ASCII password from such a client was refused as a malformed header.
+    auth = await seed.user("jos\u00e9", "p\u00e4ssw\u00f6rd", permissions=["payment.inquiry"])
+    utf8 = auth["Authorization"]
+    latin1 = "Basic " + base64.b64encode("jos\u00e9:p\u00e4ssw\u00f6rd".encode("latin-1")).decode()
+    await seed.transaction(order_no="ORD-1")
+    for header in (utf8, latin1):
+        response = await client.post("/b/pbl/v1/inquiry/ORD-1", headers={"Authorization": header})
+        assert response.status_code == 200, response.text
+    wrong = "Basic " + base64.b64encode("jos\u00e9:w\u00e4rong".encode("latin-1")).decode()
+    response = await client.post("/b/pbl/v1/inquiry/ORD-1", headers={"Authorization": wrong})
+    assert (response.status_code, response.json()) == (401, {"detail": "Invalid username/password."})
+
+
 async def test_inactive_user_is_401(client: httpx.AsyncClient, seed: Seed) -> None:
     await seed.transaction(order_no="ORD-1")
     inactive = await add_user(seed, "gone", superuser=True, active=False)

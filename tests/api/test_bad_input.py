@@ -174,6 +174,32 @@ async def test_body_that_is_not_a_json_object(expect: Expect) -> None:
     expect.check()
 
 
+# A number beyond Decimal's own exponent range and a lone UTF-16 surrogate: valid JSON text that
+# once escaped as a 500 (decimal.InvalidOperation while parsing; UnicodeEncodeError when an error
+# message echoed the string back).
+OUT_OF_RANGE_AND_SURROGATES = [
+    (b'{"operation": "refund", "amount": 1e99999999999999999999}', {"amount": [E_NOT_STRING]}),
+    (b'{"operation": "refund", "amount": -1E-99999999999999999999}', {"amount": [E_NOT_STRING]}),
+    (b'{"operation": "refund\\ud800", "amount": "1.000"}', None),
+    (b'{"operation": "refund", "amount": "1.000", "x\\udfff": 1}', None),
+]
+
+
+async def test_out_of_range_numbers_and_lone_surrogates_are_400(expect: Expect) -> None:
+    v2 = "/b/pbl/v2/operation/"
+    for raw, body in OUT_OF_RANGE_AND_SURROGATES:
+        matcher = body if body is not None else is_json_parse_error
+        await expect(f"v1 {raw!r}", "POST", OP, 400, matcher, content=raw, headers=JSON_CT)
+        await expect(f"v2 {raw!r}", "POST", v2, 400, matcher,
+                     content=raw[:-1] + b', "order_no": "ORD-1"}', headers=JSON_CT)
+    for url, raw in ((INQ, b'{"disclosure_url": "\\ud800"}'),
+                     ("/b/pbl/v2/inquiry/", b'{"order_no": 1e99999999999999999999}'),
+                     ("/b/pbl/v2/inquiry/", b'{"order_no": "ORD-\\ud800"}')):
+        await expect(f"{url} {raw!r}", "POST", url, 400, lambda got: isinstance(got, dict),
+                     content=raw, headers=JSON_CT)
+    expect.check()
+
+
 # -- the operation field --------------------------------------------------------------------------
 
 async def test_operation_missing_unknown_or_not_a_string(expect: Expect) -> None:

@@ -149,6 +149,35 @@ async def test_extra_refused_on_patch_changes_nothing(
     assert await seed.snapshot() == before
 
 
+async def test_numbers_beyond_decimal_range_and_lone_surrogates_are_400(
+        client: httpx.AsyncClient, auth: dict[str, str], seed: Seed) -> None:
+    """Valid JSON that once answered 500: an exponent beyond Decimal's range (InvalidOperation
+    while parsing) and a lone UTF-16 surrogate echoed back in an error message."""
+    huge = "1e99999999999999999999"
+    response = await client.post(URL, content=body_with_extra('{"n": ' + huge + "}"),
+                                 headers={**auth, **JSON_CT})
+    assert (response.status_code, response.json()) == (400, {"extra": [BAD_NUMBER]})
+    form = {**VALID, "pg_codes": "sandbox-kwd", "extra": '{"n": -' + huge + "}"}
+    response = await client.post(URL, data=form, headers=auth)
+    assert (response.status_code, response.json()) == (400, {"extra": [BAD_NUMBER]})
+    for field in ("type", "currency_code", "language", "order_no"):
+        raw = json.dumps(VALID)[:-1] + f', "{field}": "x\\ud800"}}'
+        response = await client.post(URL, content=raw.encode(), headers={**auth, **JSON_CT})
+        assert response.status_code == 400, (field, response.text[:200])
+    raw = json.dumps(VALID)[:-1] + ', "pg_codes": ["\\udfff"]}'
+    response = await client.post(URL, content=raw.encode(), headers={**auth, **JSON_CT})
+    assert response.status_code == 400, response.text[:200]
+    assert (await seed.snapshot())["transactions"] == []
+
+    sid = (await client.post(URL, json=VALID, headers=auth)).json()["session_id"]
+    before = await seed.snapshot()
+    for raw in ('{"extra": {"n": ' + huge + "}}", '{"language": "\\ud800"}'):
+        response = await client.patch(f"{URL}{sid}", content=raw.encode(),
+                                      headers={**auth, **JSON_CT})
+        assert response.status_code == 400, (raw, response.text[:200])
+    assert await seed.snapshot() == before
+
+
 @pytest.mark.parametrize("value", [
     "9999999999 00:00:00", "9" * 5000 + " 00:00:00", "366 00:00:00", "1000000000 00:00:00",
 ])

@@ -130,6 +130,43 @@ async def test_patch_and_put(client: httpx.AsyncClient, auth: dict[str, str], se
     assert bad.status_code == 400 and "amount" in bad.json()
 
 
+@pytest.mark.parametrize(("body", "errors"), [
+    ({"amount": ""}, {"amount": ["A valid number is required."]}),
+    ({"amount": "  "}, {"amount": ["A valid number is required."]}),
+    ({"amount": None}, {"amount": ["This field may not be null."]}),
+    ({"currency_code": None}, {"currency_code": ["This field may not be null."]}),
+    ({"type": ""}, {"type": ["This field may not be blank."]}),
+    ({"pg_codes": []}, {"pg_codes": ["This list may not be empty."]}),
+])
+async def test_patch_with_a_blank_or_null_field_is_refused(
+        client: httpx.AsyncClient, auth: dict[str, str], seed: Seed, body: dict[str, Any],
+        errors: dict[str, list[str]]) -> None:
+    # Only an absent key keeps the stored value; a blank one answered 200 and changed nothing,
+    # so a merchant's bug left the customer paying the old amount without a word.
+    sid = (await create(client, auth)).json()["session_id"]
+    before = await seed.snapshot()
+    response = await client.patch(f"{URL}{sid}", json=body, headers=auth)
+    assert (response.status_code, response.json()) == (400, errors)
+    form = await client.patch(f"{URL}{sid}", data={k: "" if v is None else v
+                                                   for k, v in body.items() if v != []},
+                              headers=auth)
+    assert form.status_code == 400 or body.get("pg_codes") == [], form.text
+    assert await seed.snapshot() == before
+
+
+async def test_patch_resending_the_same_currency_needs_no_amount(
+        client: httpx.AsyncClient, auth: dict[str, str]) -> None:
+    # "Send the amount again when the currency changes" was said although it did not change.
+    sid = (await create(client, auth)).json()["session_id"]
+    for code in ("KWD", "kwd"):
+        same = await client.patch(f"{URL}{sid}", json={"currency_code": code}, headers=auth)
+        assert same.status_code == 200 and same.json()["currency_code"] == "KWD", same.text
+    other = await client.patch(f"{URL}{sid}", json={"currency_code": "USD",
+                                                    "pg_codes": ["sandbox-usd"]}, headers=auth)
+    assert (other.status_code, other.json()) == (
+        400, {"amount": ["Send the amount again when the currency changes."]})
+
+
 async def test_paid_session_cannot_be_changed(client: httpx.AsyncClient, auth: dict[str, str],
                                               seed: Seed) -> None:
     parent = await seed.transaction("10.000", gateway_code="sandbox-kwd")

@@ -458,6 +458,26 @@ async def test_search_finds_by_each_identifier(operator_for: Any, seed: Any) -> 
         assert ">FIND-ME</a>" in page and ">OTHER</a>" not in page, query
 
 
+async def test_date_filters_and_cursors_at_their_limits_answer_not_500(
+    operator_for: Any, seed: Any,
+) -> None:
+    # "to=9999-12-31" asked for the day after it (OverflowError): the list answered 500 and the
+    # CSV export broke off mid-stream; a keyset cursor beyond 64 bits overflowed the query.
+    await seed.transaction("10.000", order_no="ORD-END")
+    op = await operator_for(["payment.inquiry", "audit.view"])
+    for path in ("/dashboard/transactions", "/dashboard/audit", "/dashboard/webhooks"):
+        for cursor in ("99999999999999999999", "9223372036854775808"):
+            page = await op.get(path, params={"before": cursor})
+            assert page.status_code == 200, (path, cursor, page.status_code)
+    for params in ({"to": "9999-12-31"}, {"from": "0001-01-01", "to": "9999-12-31"},
+                   {"from": "9999-12-31"}):
+        listing = await op.get("/dashboard/transactions", params=params)
+        assert listing.status_code == 200, (params, listing.status_code)
+        export = await op.get("/dashboard/transactions.csv", params=params)
+        assert export.status_code == 200, params
+        assert ("ORD-END" in export.text) == ("from" not in params or params["from"] < "2000"), params
+
+
 async def test_csv_export_matches_the_filter_and_escapes_formulas(
     operator_for: Any, seed: Any,
 ) -> None:
@@ -663,6 +683,36 @@ async def test_users_create_grant_revoke_deactivate_and_reset_password(
         assert (action, "root", "127.0.0.1") in actions, action
 
 
+async def test_a_user_admin_cannot_take_over_a_user_holding_more(
+    operator_for: Any, seed: Any, app: Any,
+) -> None:
+    # admin.users alone once reset the password of a colleague holding payment.resolve and
+    # admin.api_keys; signing in as them was a grant of what the admin does not hold.
+    admin = await operator_for(["admin.users", "payment.refund"], username="dave")
+    await seed.user("bigger", "their own password",
+                    permissions=["payment.refund", "payment.resolve", "admin.api_keys"])
+    await seed.user("smaller", "their own password", permissions=["payment.refund"])
+    page = (await admin.get("/dashboard/users/bigger")).text
+    assert "/dashboard/users/bigger/password" not in page and "/active" not in page
+    assert "/dashboard/users/smaller/password" in (await admin.get("/dashboard/users/smaller")).text
+    before = {a.id for a in await seed.audit()}
+    for path, form in (("/dashboard/users/bigger/password", {"password": "taken over!"}),
+                       ("/dashboard/users/bigger/active", {"active": "no"}),
+                       ("/dashboard/users/bigger/permissions",
+                        {"permission": ["payment.refund", "admin.users"]})):
+        response = await admin.post(path, form)
+        assert response.status_code == 403, (path, response.status_code)
+    assert [a for a in await seed.audit() if a.id not in before] == []
+    transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 41001))
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+        bigger = Operator(http)
+        assert (await bigger.sign_in("bigger", "taken over!")).status_code == 400
+        assert (await bigger.sign_in("bigger", "their own password")).status_code == 303
+    # Users whose permissions the admin holds are still managed as before.
+    response = await admin.post("/dashboard/users/smaller/password", {"password": "a new one!"})
+    assert response.status_code == 303
+
+
 async def test_api_keys_are_shown_once_and_revoked(
     operator_for: Any, seed: Any, client: httpx.AsyncClient,
 ) -> None:
@@ -686,6 +736,29 @@ async def test_api_keys_are_shown_once_and_revoked(
     actions = {(a.action, a.details.get("prefix")) for a in await seed.audit()}
     assert {("api_key.create", prefix), ("api_key.revoke", prefix)} <= actions
     assert all(key.split(".")[1] not in str(a.details) for a in await seed.audit())
+
+
+async def test_hostile_ids_and_credentials_are_refused_not_500(
+    operator_for: Any, seed: Any, ctx: Any,
+) -> None:
+    # An event id beyond 64 bits reached the query, and deeply nested credentials JSON raised
+    # RecursionError: both answered 500.
+    await seed.gateway("sandbox-kwd")
+    admin = await operator_for(superuser=True)
+    for event_id in ("99999999999999999999999", "9223372036854775808", "0"):
+        for response in (await admin.get(f"/dashboard/webhooks/{event_id}"),
+                         await admin.post(f"/dashboard/webhooks/{event_id}/retry")):
+            assert 400 <= response.status_code < 500, (event_id, response.status_code)
+    async with ctx.db.read() as session:
+        before = (await session.scalar(select(GatewayConfig).where(
+            GatewayConfig.pg_code == "sandbox-kwd"))).credentials_encrypted
+    response = await admin.post("/dashboard/gateways/sandbox-kwd", {
+        "enabled": "on", "operation": ["refund"], "credentials": '{"a":' * 2000 + "1" + "}" * 2000})
+    assert response.status_code == 400 and "Credentials must be a JSON object." in response.text
+    async with ctx.db.read() as session:
+        after = (await session.scalar(select(GatewayConfig).where(
+            GatewayConfig.pg_code == "sandbox-kwd"))).credentials_encrypted
+    assert after == before
 
 
 async def test_gateways_enable_operations_and_credentials_never_shown(

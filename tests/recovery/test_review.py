@@ -323,6 +323,16 @@ async def test_cli_recheck_and_resolve_record_the_operator(
         payops, "ops", "resolve", reference, "--outcome", "succeeded", "--reason", "seen")
     assert code != 0 and "--operator" in err
     assert (await only_operation(seed)).state == "needs_review"
+    # The API's limits hold at this door too; a name so long that the OS user would be cut
+    # from the audit's actor is refused.
+    for args, message in ((("--reason", "r" * 2001, "--operator", "Dana"), "--reason"),
+                          (("--reason", "seen", "--evidence", "e" * 2001, "--operator", "Dana"),
+                           "--evidence"),
+                          (("--reason", "seen", "--operator", "D" * 101), "--operator")):
+        code, _, err = await asyncio.to_thread(
+            payops, "ops", "resolve", reference, "--outcome", "succeeded", *args)
+        assert code == 1 and message in err and "at most" in err, err
+    assert (await only_operation(seed)).state == "needs_review"
     code, out, err = await asyncio.to_thread(
         payops, "ops", "resolve", reference, "--outcome", "succeeded", "--reason",
         "refund R-1 on the dashboard", "--evidence", "screenshot-1.png", "--operator", "Dana")

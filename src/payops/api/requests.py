@@ -8,7 +8,7 @@ import re
 import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -83,7 +83,7 @@ def _json_text(name: str, text: str) -> Any:
     if text == "":
         return ""
     try:
-        return json.loads(text, parse_float=Decimal, parse_constant=_reject_constant)
+        return _parse_json(text)
     except (ValueError, RecursionError):
         raise FieldErrors({name: [messages.INVALID_JSON_VALUE]}) from None
 
@@ -122,6 +122,40 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
+def _json_number(text: str) -> Decimal:
+    # Decimal refuses an exponent beyond its own range (1e99999999999999999999) with
+    # InvalidOperation, which json.loads lets escape (a 500). Such a number is read as an infinity:
+    # every field that takes numbers already refuses non-finite ones with its own field error.
+    try:
+        return Decimal(text)
+    except InvalidOperation:
+        return Decimal("-Infinity" if text.startswith("-") else "Infinity")
+
+
+def _refuse_lone_surrogates(data: Any) -> None:
+    """JSON may escape half of a UTF-16 pair (``"\\ud800"``); such a string cannot be stored or
+    written back as UTF-8 (it once answered 500 when an error message echoed it)."""
+    pending = [data]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                raise ValueError("lone surrogate in a string") from None
+        elif isinstance(item, dict):
+            pending.extend(item)
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+
+
+def _parse_json(text: str | bytes) -> Any:
+    data = json.loads(text, parse_float=_json_number, parse_constant=_reject_constant)
+    _refuse_lone_surrogates(data)
+    return data
+
+
 def media_type(request: Request) -> str:
     return request.headers.get("content-type", "").split(";")[0].strip().lower()
 
@@ -155,7 +189,7 @@ async def read_object(
         return {}
     if media in JSON_TYPES or media.endswith("+json"):
         try:
-            data = json.loads(raw, parse_float=Decimal, parse_constant=_reject_constant)
+            data = _parse_json(raw)
         except (ValueError, UnicodeDecodeError) as exc:
             reason = "number too large" if "int_max_str_digits" in str(exc) else exc
             raise DetailError(messages.INVALID_JSON.format(error=reason), 400) from None

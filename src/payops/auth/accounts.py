@@ -9,12 +9,18 @@ with the actor's name.
 from __future__ import annotations
 
 import asyncio
+import re
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from payops import audit
 from payops.auth import repository
-from payops.auth.secrets import MAX_PASSWORD_BYTES, MIN_PASSWORD_LENGTH, hash_password
+from payops.auth.secrets import (
+    MAX_PASSWORD_BYTES,
+    MAX_USERNAME_LENGTH,
+    MIN_PASSWORD_LENGTH,
+    hash_password,
+)
 from payops.auth.service import Principal
 from payops.context import AppContext
 from payops.db.models import User
@@ -28,6 +34,16 @@ class AccountError(ApiError):
     def __init__(self, detail: str, status_code: int = 400) -> None:
         super().__init__({"detail": detail})
         self.status_code = status_code
+
+
+# Django's usernames (Ottu's): letters, digits and . @ + - _, at most what logins accept. A name
+# with a colon, a space or more characters could be created but never sign in.
+USERNAME = re.compile(rf"[A-Za-z0-9_.@+-]{{1,{MAX_USERNAME_LENGTH}}}")
+
+
+def check_new_username(username: str) -> None:
+    if not USERNAME.fullmatch(username):
+        raise AccountError(messages.USERNAME_INVALID.format(n=MAX_USERNAME_LENGTH))
 
 
 def check_new_password(password: str) -> None:

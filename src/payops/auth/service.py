@@ -188,9 +188,14 @@ class Authenticator:
         if len(credential) > MAX_BASIC_CREDENTIAL_CHARS:
             raise AuthenticationFailed(messages.AUTH_INVALID_BASIC)
         try:
-            decoded = base64.b64decode(credential, validate=True).decode("utf-8")
-        except (binascii.Error, UnicodeDecodeError):
+            raw = base64.b64decode(credential, validate=True)
+        except binascii.Error:
             raise AuthenticationFailed(messages.AUTH_INVALID_BASIC_HEADER) from None
+        try:
+            decoded = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            # DRF's fallback: Python's requests (HTTPBasicAuth) sends str credentials as latin-1.
+            decoded = raw.decode("latin-1")
         username, sep, password = decoded.partition(":")
         if not sep:
             raise AuthenticationFailed(messages.AUTH_INVALID_BASIC_HEADER)

@@ -267,9 +267,18 @@ def validate_checkout(
     out: dict[str, Any] = {}
 
     def required(name: str) -> bool:
-        present = body.get(name) not in (None, "", [])
+        value = body.get(name)
+        present = value not in (None, "", [])
         if not present and not partial:
             errors[name] = [messages.FIELD_REQUIRED]
+        elif not present and name in body:
+            # PATCH: only an absent key keeps the stored value. A blank or null one is a
+            # mistake the merchant must hear of, not a silent no-op (the customer would pay
+            # the old amount).
+            errors[name] = [messages.FIELD_NULL if value is None
+                            else messages.AMOUNT_BLANK if name == "amount"
+                            else messages.LIST_EMPTY if value == []
+                            else messages.FIELD_BLANK]
         return present
 
     if required("type"):

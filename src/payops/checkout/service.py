@@ -118,7 +118,7 @@ async def update(ctx: AppContext, principal: Principal, session_id: str, body: d
         if changed_terms and payment_terms_locked(
                 parent.state, [a.state for a in await repository.attempts(session, parent.id)]):
             raise DetailError(messages.PAYMENT_TERMS_LOCKED, 400)
-        if "currency_code" in values and "amount" not in values:
+        if "currency_code" in changed_terms and "amount" not in values:
             raise FieldErrors({"amount": ["Send the amount again when the currency changes."]})
         if "pg_codes" not in values and "currency_code" in values and not any(
             values["currency_code"] in gw.accepted_currencies

@@ -22,6 +22,7 @@ from payops.auth.accounts import (
     AccountError,
     bump_credentials_version,
     check_new_password,
+    check_new_username,
     set_active,
     set_password,
 )
@@ -258,6 +259,7 @@ def user_create(
         _fail(f"unknown permission(s): {', '.join(sorted(unknown))}; "
               f"known: {', '.join(sorted(GRANTABLE_PERMISSIONS))}")
     try:
+        check_new_username(username)  # one that Basic auth and the dashboard can sign in with
         check_new_password(password)  # at least 8 characters, at most what logins accept
     except AccountError as exc:
         _fail(str(exc.body["detail"]) if isinstance(exc.body, dict) else str(exc))
@@ -667,6 +669,9 @@ def ops_list(
     console.print(f"{len(rows)} operation(s)")
 
 
+OPERATOR_MAX = 100
+
+
 def _operator(name: str | None) -> Any:
     """The CLI's actor: the operator named with --operator, recorded with the OS user."""
     import getpass
@@ -723,8 +728,15 @@ def ops_resolve(
         _fail(f"--outcome must be one of {', '.join(OUTCOMES)}")
     if not operator.strip():
         _fail("--operator must name you")
+    if len(operator.strip()) > OPERATOR_MAX:
+        # The audit's actor column holds the name with the OS user; longer, the OS user was cut.
+        _fail(f"--operator may have at most {OPERATOR_MAX} characters")
     if not reason.strip():
         _fail("--reason is required")
+    from payops.operations.review_endpoints import TEXT_MAX
+    for name, text in (("--reason", reason), ("--evidence", evidence)):
+        if len(text) > TEXT_MAX:  # the API's limit: one rule for both doors
+            _fail(f"{name} may have at most {TEXT_MAX} characters")
     _review_call(lambda ctx: resolve_operation(
         ctx, reference, outcome=outcome, reason=reason, evidence=evidence,
         actor=_operator(operator.strip())))

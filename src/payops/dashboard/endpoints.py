@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import secrets
 from datetime import date
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import quote, urlencode
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Path, Request
 from fastapi.responses import Response, StreamingResponse
 
 from payops.api.dependencies import get_context
@@ -31,14 +31,18 @@ def _int(value: str | None) -> int | None:
         number = int(value or "")
     except ValueError:
         return None
-    return number if number > 0 else None
+    # A keyset cursor past the database's 64-bit ids reached the query (overflow: a 500).
+    return number if 0 < number < 2**63 else None
 
 
-def _date(value: str | None) -> date | None:
+def _date(value: str | None, *, until: bool = False) -> date | None:
     try:
-        return date.fromisoformat(value) if value else None
+        day = date.fromisoformat(value) if value else None
     except ValueError:
         return None
+    # "to 9999-12-31" bounds nothing; the day after it does not exist (OverflowError: a 500,
+    # and a CSV export cut off mid-stream).
+    return None if until and day == date.max else day
 
 
 # -- sign in / out ---------------------------------------------------------------------------
@@ -114,7 +118,7 @@ def transaction_filter(request: Request) -> repository.TransactionFilter:
         state=state if state in PARENT_STATES else "",
         gateway=q.get("gateway", "")[:64],
         currency=q.get("currency", "").upper()[:3],
-        date_from=_date(q.get("from")), date_to=_date(q.get("to")),
+        date_from=_date(q.get("from")), date_to=_date(q.get("to"), until=True),
         operation=operation if operation in ("capture", "refund", "void") else "",
         operation_state=op_state if op_state in OPERATION_STATES else "",
     )
@@ -240,8 +244,12 @@ async def webhooks(request: Request, state: str = "") -> Response:
                   next_page=urlencode({"state": state, "before": cursor}) if cursor else "")
 
 
+# An id past the database's 64-bit integers once reached the query and answered 500.
+EventId = Annotated[int, Path(ge=1, le=2**63 - 1)]
+
+
 @router.get("/webhooks/{event_id}")
-async def webhook(request: Request, event_id: int) -> Response:
+async def webhook(request: Request, event_id: EventId) -> Response:
     visitor = await signed_in(request)
     require(visitor, VIEW_PAYMENTS)
     ctx = get_context(request)
@@ -257,7 +265,7 @@ async def webhook(request: Request, event_id: int) -> Response:
 
 
 @router.post("/webhooks/{event_id}/retry")
-async def webhook_retry(request: Request, event_id: int) -> Response:
+async def webhook_retry(request: Request, event_id: EventId) -> Response:
     visitor, _ = await posted(request)
     require(visitor, VIEW_PAYMENTS)
     state = await service.retry_event(get_context(request), visitor, event_id)

@@ -377,7 +377,6 @@ async def retry_event(ctx: AppContext, visitor: Visitor, event_id: int) -> str:
 
 # -- users -------------------------------------------------------------------------------------
 
-USERNAME = re.compile(r"^[A-Za-z0-9_.@+-]{1,150}$")
 
 
 def grantable_by(visitor: Visitor) -> list[str]:
@@ -389,7 +388,7 @@ async def create_user(ctx: AppContext, visitor: Visitor, *, username: str, passw
                       email: str, superuser: bool, permissions: list[str]) -> None:
     require(visitor, "admin.users")
     username = username.strip()
-    if not USERNAME.match(username):
+    if not accounts.USERNAME.fullmatch(username):
         raise DashboardError("A username has 1 to 150 letters, digits or . @ + - _.")
     try:
         accounts.check_new_password(password)
@@ -417,6 +416,11 @@ async def _managed_user(session: AsyncSession, visitor: Visitor, username: str) 
         raise PageNotFound("No such user.")
     if user.is_superuser and not visitor.is_superuser:
         raise Forbidden("Only a superuser can change a superuser.")
+    if not visitor.is_superuser and not {p.code for p in user.permissions} <= set(
+            grantable_by(visitor)):
+        # Otherwise an admin.users holder could reset the password of a colleague holding more
+        # (payment.resolve, admin.api_keys …) and sign in as them: a grant by another door.
+        raise Forbidden("You can only change users whose permissions you hold.")
     return user
 
 
@@ -551,7 +555,7 @@ async def update_gateway(ctx: AppContext, visitor: Visitor, pg_code: str, *, ena
         if credentials.strip():
             try:
                 values = json.loads(credentials)
-            except ValueError:
+            except (ValueError, RecursionError):  # RecursionError: nested too deeply (was a 500)
                 raise DashboardError("Credentials must be a JSON object.") from None
             if not isinstance(values, dict):
                 raise DashboardError("Credentials must be a JSON object.")

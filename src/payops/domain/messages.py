@@ -17,6 +17,9 @@ WALLET_UNAVAILABLE = "Refunds to a wallet are not available"
 LOOKUP_MISMATCH = "session_id and order_no refer to different transactions"
 
 FIELD_REQUIRED = "This field is required."
+FIELD_NULL = "This field may not be null."
+FIELD_BLANK = "This field may not be blank."
+LIST_EMPTY = "This list may not be empty."
 INVALID_CHOICE = '"{value}" is not a valid choice.'
 NOT_A_STRING = "Not a valid string."
 MAX_LENGTH = "Ensure this field has no more than {n} characters."
@@ -26,6 +29,7 @@ AMOUNT_BLANK = "A valid number is required."
 AMOUNT_NULL = "This field may not be null."
 AMOUNT_NOT_STRING = 'Send the amount as a decimal string, e.g. "10.000".'
 INVALID_CHARACTERS = "This field may not contain control characters."
+URL_WITH_CREDENTIALS = "Enter a URL without a user name or password."
 PRIVATE_TARGET = ("Enter a URL whose host is a public address; loopback, private, link-local and "
                   "metadata addresses are not allowed.")
 
@@ -78,6 +82,7 @@ TAKES_NO_PAYMENTS = (
 # User accounts (auth/accounts.py; the CLI shows them too).
 USER_NOT_FOUND = "No user named {username!r}"
 PASSWORD_TOO_SHORT = "The password must have at least {n} characters"
+USERNAME_INVALID = "A username has 1 to {n} letters, digits or . @ + - _"
 PASSWORD_TOO_LONG = "The password may have at most {n} bytes"
 # Checkout sessions and their payment attempts (decisions §13).
 PAYMENT_TERMS_LOCKED = (

@@ -25,6 +25,10 @@ class TargetRefused(ValueError):
     """Forbidden by the rules: never sent, the event fails for good."""
 
 
+class TargetHasCredentials(TargetRefused):
+    """A user name or password in the URL: never sent (it would travel in clear in logs)."""
+
+
 class TargetUnresolved(OSError):
     """The name did not resolve now; retried like a connection error."""
 
@@ -65,7 +69,7 @@ def _split(url: str) -> tuple[Any, str, int]:
     if parts.scheme not in ("http", "https") or not host:
         raise TargetRefused("only http and https targets are allowed")
     if parts.username or parts.password:
-        raise TargetRefused("credentials in the URL are not allowed")
+        raise TargetHasCredentials("credentials in the URL are not allowed")
     return parts, host, port
 
 
@@ -120,8 +124,6 @@ async def refuse_private_fields(body: dict[str, Any], names: tuple[str, ...], *,
                                 allow_private: bool) -> None:
     """A 400 field error for each of ``names`` in a request body whose URL is a target delivery
     would refuse. Runs after the syntax checks; values that are not URL strings are left to them."""
-    if allow_private:
-        return
     errors: dict[str, list[str]] = {}
     for name in names:
         value = body.get(name)
@@ -129,8 +131,15 @@ async def refuse_private_fields(body: dict[str, Any], names: tuple[str, ...], *,
             continue
         try:
             _split(value)
+        except TargetHasCredentials:
+            # Delivery refuses these for good, private or not; accepted here they were dropped
+            # silently at the first send.
+            errors[name] = [messages.URL_WITH_CREDENTIALS]
+            continue
         except TargetRefused:
             continue  # not a valid http(s) URL: the field's own validation says so
+        if allow_private:
+            continue
         try:
             await check_input(value, allow_private=False)
         except TargetRefused:

@@ -330,6 +330,21 @@ async def test_a_v2_refund_event_is_matched_by_its_refund_id(
     assert await states(seed) == ["succeeded"]
 
 
+async def test_a_notification_nested_too_deeply_is_refused_not_500(
+    client: httpx.AsyncClient, seed: Seed, fake_myfatoorah: FakeMyFatoorah
+) -> None:
+    # Read before the signature can be checked, so anyone could send it: it raised
+    # RecursionError (500) instead of being refused like any body that is not a notification.
+    await myfatoorah_payment(seed, fake_myfatoorah, webhook_secret=WEBHOOK_SECRET)
+    before = await states(seed)
+    for body in (b"[" * 5000 + b"]" * 5000, b'{"Data":' * 3000 + b"{}" + b"}" * 3000):
+        response = await client.post("/b/pg/notifications/myfatoorah-kwd", content=body,
+                                     headers={"MyFatoorah-Signature": "x",
+                                              "Content-Type": "application/json"})
+        assert response.status_code == 401, response.status_code
+    assert await states(seed) == before
+
+
 # -- credentials ----------------------------------------------------------------------------------
 
 async def test_credentials_never_appear_in_responses(

@@ -27,7 +27,7 @@ import ssl
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from enum import Enum
 from functools import lru_cache
 from typing import Any, Literal
@@ -71,8 +71,9 @@ def decode_json(content: bytes | str) -> Any:
     refused. Raises ValueError when the text is not JSON."""
     try:
         return json.loads(content, parse_float=Decimal, parse_constant=_reject_constant)
-    except (UnicodeDecodeError, RecursionError) as exc:
-        raise ValueError(str(exc)) from None
+    except (UnicodeDecodeError, RecursionError, InvalidOperation) as exc:
+        # InvalidOperation: an exponent beyond Decimal's range (1e99999999999999999999).
+        raise ValueError(str(exc) or type(exc).__name__) from None
 
 
 def encode_json(value: Any) -> bytes:

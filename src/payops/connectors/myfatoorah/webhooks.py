@@ -104,7 +104,7 @@ def load_body(body: bytes | str) -> dict[str, Any]:
         raise MyFatoorahWebhookError("notification body too large")
     try:
         payload = json.loads(body, parse_float=JsonNumber, parse_int=JsonNumber)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested too deeply (was a 500)
         raise MyFatoorahWebhookError("notification body is not JSON") from None
     if not isinstance(payload, dict) or not isinstance(payload.get("Data"), dict):
         raise MyFatoorahWebhookError("notification has no Data object")
