@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
@@ -54,30 +55,26 @@ def loads(text: str | bytes) -> Any:
     return json.loads(text, parse_float=JsonNumber)
 
 
-def _holds_float(value: Any) -> bool:
+def _holds(value: Any, found: Callable[[Any], bool]) -> bool:
+    """Whether any value inside ``value`` (dicts, lists and tuples, at any depth) is ``found``."""
     pending = [value]
     while pending:
         item = pending.pop()
-        if type(item) is float:
-            return True
-        if isinstance(item, dict):
-            pending.extend(item.values())
-        elif isinstance(item, list):
-            pending.extend(item)
-    return False
-
-
-def _holds_exact_number(value: Any) -> bool:
-    pending = [value]
-    while pending:
-        item = pending.pop()
-        if isinstance(item, (JsonNumber, Decimal)):
+        if found(item):
             return True
         if isinstance(item, dict):
             pending.extend(item.values())
         elif isinstance(item, (list, tuple)):
             pending.extend(item)
     return False
+
+
+def _holds_float(value: Any) -> bool:
+    return _holds(value, lambda item: type(item) is float)
+
+
+def _holds_exact_number(value: Any) -> bool:
+    return _holds(value, lambda item: isinstance(item, (JsonNumber, Decimal)))
 
 
 def _encode(value: Any, out: list[str]) -> None:
@@ -138,13 +135,4 @@ def dumps(value: Any) -> str:
 
 
 def _holds_non_finite(value: Any) -> bool:
-    pending = [value]
-    while pending:
-        item = pending.pop()
-        if isinstance(item, float) and not math.isfinite(item):
-            return True
-        if isinstance(item, dict):
-            pending.extend(item.values())
-        elif isinstance(item, (list, tuple)):
-            pending.extend(item)
-    return False
+    return _holds(value, lambda item: isinstance(item, float) and not math.isfinite(item))
