@@ -74,6 +74,10 @@ def _split(url: str) -> tuple[Any, str, int]:
 
 
 async def _addresses(host: str, port: int) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+    try:  # a literal address needs no resolver (nor a thread of the loop's busy executor)
+        return [ipaddress.ip_address(host.split("%")[0])]
+    except ValueError:
+        pass
     try:
         infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except OSError as exc:
