@@ -91,7 +91,8 @@ def test_three_simultaneous_submissions_start_one_charge(settings: Settings) -> 
         assert all(s in (200, 202) for s in statuses), [(r.status_code, r.text) for r in responses]
         assert sum("Payment successful" in r.text for r in responses) >= 1
         # Afterwards the page shows the result, and a further submission charges nothing.
-        again = httpx.post(created.json()["checkout_url"], data={**FORM, "card_number": SUCCESS_CARD})
+        again = httpx.post(created.json()["checkout_url"], timeout=30,
+                           data={**FORM, "card_number": SUCCESS_CARD})
         assert again.status_code == 200 and "Payment successful" in again.text
 
     async def stored(ctx: AppContext) -> tuple[int, str, int]:

@@ -157,7 +157,8 @@ def test_django_style_receiver_keeps_paid_after_a_partial_refund(
         key: session[key] for key in ("session_id", "type", "payment_type", "amount",
                                       "currency_code", "state")}
 
-    paid = httpx.post(session["checkout_url"], data=CARD, follow_redirects=False)
+    # The page may wait up to 10 s for the webhook (PAYOPS_WEBHOOK_REDIRECT_DEADLINE_SECONDS).
+    paid = httpx.post(session["checkout_url"], data=CARD, follow_redirects=False, timeout=30)
     # The payment webhook went first; its 200 sent the customer on to redirect_url.
     assert paid.status_code == 303 and paid.headers["location"].startswith(REDIRECT)
     stored = receiver.checkouts[session["session_id"]]

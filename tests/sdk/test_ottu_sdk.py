@@ -63,7 +63,7 @@ def pay(session: dict[str, Any], card: str = CARD["card_number"]) -> httpx.Respo
     page = httpx.get(session["checkout_url"])
     assert page.status_code == 200 and 'name="card_number"' in page.text
     return httpx.post(session["checkout_url"], data={**CARD, "card_number": card},
-                      follow_redirects=False)
+                      follow_redirects=False, timeout=30)
 
 
 def test_purchase_refund_inquiry_with_api_key(server: tuple[str, dict[str, Any]]) -> None:
