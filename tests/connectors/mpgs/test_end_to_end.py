@@ -3,6 +3,7 @@ gateway, on SQLite and PostgreSQL (the ``backend`` fixture)."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 from decimal import Decimal
 from typing import Any
@@ -187,6 +188,13 @@ async def test_timeout_is_504_then_reconciled_to_the_gateway_truth(
                                "reference_number": operation.reference_number}
     assert operation.state == "processing"
     assert await totals(seed) == (0, 0, 0)
+    # The client gave up after TIMEOUT; on a loaded machine the fake's thread may handle the
+    # request a moment later. Wait (bounded) until it has, so its books are the gateway's truth.
+    for _ in range(100):
+        if any(r.method == "PUT" for r in mpgs_fake.requests) and (
+                not perform or mpgs_fake.transaction(MPGS_ORDER, operation.reference_number)):
+            break
+        await asyncio.sleep(0.05)
     assert (mpgs_fake.transaction(MPGS_ORDER, operation.reference_number) is not None) is perform
 
     summary = await reconcile_once(ctx)
