@@ -11,6 +11,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import httpx
+import pytest
 from sqlalchemy import select, update
 
 from payops.auth.permissions import ADMIN_PERMISSIONS, ALL_PERMISSIONS
@@ -355,6 +356,25 @@ async def test_a_double_submitted_refund_moves_money_once(operator_for: Any, see
     assert len(operations) == 1 and operations[0].state == "succeeded"
     assert (await seed.find()).refunded == 30_000
     assert operations[0].reference_number in third.headers["location"]
+
+
+@pytest.mark.parametrize("settings_overrides", [{"sandbox_latency_ms": 600}])
+async def test_a_double_click_shows_the_first_submissions_operation(
+    operator_for: Any, seed: Any, settings_overrides: dict[str, Any]
+) -> None:
+    # The gateway is slow, so the second click arrives while the first is still running: it
+    # must land on the transaction page with that operation, never on an error page.
+    parent = await seed.transaction("100.000", order_no="ORD-1")
+    op = await operator_for(["payment.inquiry", "payment.refund"])
+    key, _ = await confirmation(op, parent.session_id, "refund")
+    first, second = await asyncio.gather(
+        refund(op, parent.session_id, "30.000", key=key),
+        refund(op, parent.session_id, "30.000", key=key))
+    [operation] = await seed.operations()
+    assert operation.state == "succeeded" and (await seed.find()).refunded == 30_000
+    for response in (first, second):
+        assert response.status_code == 303, response.text
+        assert f"done={operation.reference_number}" in response.headers["location"]
 
 
 async def test_capture_and_void_through_their_confirmations(operator_for: Any, seed: Any) -> None:

@@ -208,7 +208,7 @@ async def run_operation(request: Request, session_id: str, operation: str) -> Re
         if error.status_code != 400:
             raise
         outcome = service.OperationOutcome(False, error.message, status_code=400)
-    if outcome.ok or outcome.status_code == 504:
+    if outcome.ok or outcome.status_code == 504 or outcome.in_progress:
         return redirect(f"/dashboard/transactions/{session_id}", done=outcome.reference_number,
                         notice="" if outcome.reference_number else outcome.message)
     view = await service.transaction_view(ctx, visitor, session_id)

@@ -4,6 +4,7 @@ webhooks); administration changes are written here and audited with the actor an
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import json
@@ -44,7 +45,7 @@ from payops.domain.rules import (
     check_internal,
     refundable,
 )
-from payops.errors import ApiError
+from payops.errors import ApiError, TrackingKeyInProgress
 from payops.gateways import repository as gateway_repo
 from payops.gateways.service import gateway_facts, secret_box
 from payops.money import format_minor
@@ -194,6 +195,9 @@ class OperationOutcome:
     message: str
     reference_number: str = ""
     status_code: int = 200
+    # The same form (its Tracking-Key) was sent again while its operation was still running:
+    # a double click. The first submission's result is what the operator should see.
+    in_progress: bool = False
 
 
 def _refusal_message(error: ApiError) -> str:
@@ -231,7 +235,11 @@ async def operate(
         result = "pending" if error.status_code == 504 else "refused"
         reference = str(error.body.get("reference_number", "")) if isinstance(
             error.body, dict) else ""
-        outcome = OperationOutcome(False, message, reference, error.status_code)
+        in_progress = isinstance(error, TrackingKeyInProgress)
+        if in_progress:  # a double click: show the first submission's operation
+            reference = await _first_submission(ctx, session_id, tracking_key)
+        outcome = OperationOutcome(False, message, reference, error.status_code,
+                                   in_progress=in_progress)
     else:
         reference = str(body.get("reference_number", ""))
         result = "success"
@@ -242,6 +250,27 @@ async def operate(
                tracking_key=tracking_key, amount=raw_amount or "", reference_number=reference,
                status=outcome.status_code, message=outcome.message if not outcome.ok else "")
     return outcome
+
+
+async def _first_submission(ctx: AppContext, session_id: str, tracking_key: str) -> str:
+    """The reference of the operation an earlier submission of the same form started, once it
+    has left ``processing`` (or after a few seconds): its page then shows how it ended."""
+    reference = ""
+    for _ in range(FIRST_SUBMISSION_POLLS):
+        async with ctx.db.read() as session:
+            parent = await repository.parent_by_session_id(session, session_id)
+            op = (await txn_repo.operation_by_tracking_key(session, parent.id, tracking_key)
+                  if parent is not None else None)
+        if op is None:
+            return reference
+        reference = op.reference_number
+        if op.state != "processing":
+            return reference
+        await asyncio.sleep(0.1)
+    return reference
+
+
+FIRST_SUBMISSION_POLLS = 50  # at 0.1 s: wait at most about 5 s for the first submission
 
 
 # -- CSV export --------------------------------------------------------------------------------
