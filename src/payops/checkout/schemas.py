@@ -206,18 +206,16 @@ def _descriptive(errors: dict[str, Any], body: dict[str, Any]) -> dict[str, Any]
             value = _text(errors, name, body[name], limit)
             if name not in errors:
                 out[name] = value or ""
-    if "customer_birthdate" in body:
-        value = _text(errors, "customer_birthdate", body["customer_birthdate"], 10)
-        if value and not _valid_date(value):
-            errors["customer_birthdate"] = [INVALID_DATE]
-        elif "customer_birthdate" not in errors:
-            out["customer_birthdate"] = value or ""
-    if "due_datetime" in body:
-        value = _text(errors, "due_datetime", body["due_datetime"], 64)
-        if value and not _valid_datetime(value):
-            errors["due_datetime"] = [INVALID_DATETIME]
-        elif "due_datetime" not in errors:
-            out["due_datetime"] = value or ""
+    for name, limit, valid, invalid in (
+        ("customer_birthdate", 10, _valid_date, INVALID_DATE),
+        ("due_datetime", 64, _valid_datetime, INVALID_DATETIME),
+    ):
+        if name in body:
+            value = _text(errors, name, body[name], limit)
+            if value and not valid(value):
+                errors[name] = [invalid]
+            elif name not in errors:
+                out[name] = value or ""
     if "shipping_address" in body:
         address = body["shipping_address"]
         if address in (None, "", {}):
