@@ -10,6 +10,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from enum import Enum
 from typing import Any, ClassVar
 
@@ -38,6 +39,12 @@ class GatewayResult:
     # None when it does not. A payment's success is applied for this amount (decisions §13).
     amount: int | None = None
     currency_code: str | None = None
+    # For a payment (an attempt) only: what a FAILED outcome means when it is not a decline,
+    # "canceled" (the payer or merchant abandoned it) or "expired" (the gateway's window closed).
+    payment_state: str | None = None
+    # A SUCCESS an operator must still look at, e.g. MyFatoorah's DuplicatePayment (the customer
+    # paid twice): the attempt is applied as paid and also flagged for review with this reason.
+    review_reason: str = ""
 
 
 @dataclass(frozen=True)
@@ -84,6 +91,65 @@ class GatewayOperation:
     amount: int  # minor units
     outcome: Outcome
     gateway_id: str  # the gateway's id of this operation
+
+
+@dataclass(frozen=True)
+class CheckoutRequest:
+    """What PayOps asks of a gateway when a customer chooses it on PayOps's hosted page (the
+    attempt has been recorded before this is sent). Every URL is built from PAYOPS_PUBLIC_URL and
+    identifies the attempt by PayOps's own unguessable token in its path, never by a query
+    parameter; the gateway may append its own parameters to them."""
+
+    # The attempt: its reference is the merchant reference the gateway echoes (MPGS order.id,
+    # Tabby reference_id, N-Genius merchantOrderReference, MyFatoorah CustomerReference, KNET
+    # trackid, PayU txnid, QPay PUN). ``gateway_refs`` holds what an earlier start of this same
+    # attempt stored (empty on the first start).
+    payment: PaymentRef
+    # Where the browser comes back (GET query or POST form, both accepted).
+    return_url: str
+    # Where the gateway sends a payer who cancels, and one whose payment failed (PayOps's return
+    # endpoint with ``?outcome=cancel`` / ``?outcome=failure``: only a hint, never trusted).
+    cancel_url: str
+    failure_url: str
+    # Where a gateway that posts the result server-to-server before the browser returns (KNET's
+    # responseURL) posts it.
+    response_url: str
+    # The configuration's incoming-notification endpoint (/b/pg/notifications/{pg_code}).
+    notification_url: str
+    merchant_name: str = ""
+    description: str = ""
+    # What the session knows of the customer: email, first_name, last_name, phone (may be empty).
+    customer: Mapping[str, str] = field(default_factory=dict)
+    language: str = "en"
+    # When PayOps's session expires (the gateway's own window should not outlast it).
+    expires_at: datetime | None = None
+    # True when an earlier start of this attempt got no answer (a lost reply): a gateway that
+    # creates a new object per call (Tabby, N-Genius, MyFatoorah) must look the payment up by
+    # the attempt's reference first and reuse it rather than create a second one.
+    retry: bool = False
+
+
+@dataclass(frozen=True)
+class CheckoutStart:
+    """The gateway's answer to a CheckoutRequest: where to send the customer's browser.
+
+    ``outcome`` is SUCCESS when the browser can go (``method``/``url``/``fields``), FAILED when the
+    gateway refused (``message`` says why; the attempt fails and the customer may try again),
+    UNKNOWN when the reply was lost (the attempt stays open; a new start is sent with
+    ``retry=True``). ``gateway_refs`` are stored with the attempt before the browser is sent
+    (session id, order reference, payment id, invoice id ...). A key starting with ``secret_``
+    (MPGS's successIndicator) is kept on the server only: never shown in any response or page.
+    """
+
+    outcome: Outcome
+    # GET: a plain redirect to ``url``. POST: the browser posts ``fields`` to ``url`` (an
+    # auto-submitting form on PayOps's page: PayU, QPay).
+    method: str = "GET"
+    url: str = ""
+    fields: Mapping[str, str] = field(default_factory=dict)
+    gateway_refs: dict[str, Any] = field(default_factory=dict)
+    raw: dict[str, Any] = field(default_factory=dict)
+    message: str = ""
 
 
 class NotificationRejected(ValueError):
@@ -134,6 +200,15 @@ class Connector(ABC):
     # nothing will ever finish a queued refund, so the reconciler hands it to an operator
     # (needs_review) at once instead of after PAYOPS_QUEUED_REVIEW_AFTER (decisions §13).
     documents_refund_status: ClassVar[bool] = True
+    # Payment acceptance (``takes_payments``): the operation modes a configuration may use
+    # (KNET and QPay are purchase-only: `gateway add` refuses authorize mode for them) ...
+    payment_modes: ClassVar[frozenset[str]] = frozenset({"purchase", "authorize"})
+    # ... minutes after which an attempt still pending is inquired automatically (Ottu's
+    # defaults; a configuration's ``inquiry_window_minutes`` option overrides it) ...
+    attempt_inquiry_minutes: ClassVar[int] = 10
+    # ... and whether the gateway's server posts the result to ``CheckoutRequest.response_url``
+    # before the browser returns (KNET), answered by ``receive_result``.
+    posts_result: ClassVar[bool] = False
 
     def __init__(self, config: ConnectorConfig) -> None:
         self.config = config
@@ -174,6 +249,27 @@ class Connector(ABC):
     @abstractmethod
     async def inquire_operation(self, request: OperationRequest) -> GatewayResult:
         """What happened to the operation sent under this reference? (for reconciliation)"""
+
+    async def start_checkout(self, request: CheckoutRequest) -> CheckoutStart:
+        """Create the payment at the gateway (session, order, invoice) or build the signed or
+        encrypted request locally (KNET, PayU, QPay), and say where the browser goes. Only
+        connectors with ``takes_payments`` implement it."""
+        raise NotImplementedError
+
+    async def confirm_return(self, payment: PaymentRef, params: Mapping[str, str]) -> GatewayResult:
+        """The customer's browser came back (``params``: the return's query and form fields).
+        They are only a hint: the result comes from a server-side read or a verified signature,
+        checked against ``payment`` (amount, currency). A forged or missing value changes
+        nothing: it yields PENDING or what the server-side read says, never a failure by
+        itself. The default reads the payment's status."""
+        return await self.inquire_payment(payment)
+
+    def receive_result(self, payment: PaymentRef, params: Mapping[str, str]) -> GatewayResult:
+        """For ``posts_result`` gateways (KNET): the result the gateway's server posted for this
+        attempt. Decrypt or verify it and check it names this payment (track id, amount);
+        raise NotificationRejected when it is not authentic. Must not call the gateway: the
+        gateway waits for PayOps's answer."""
+        raise NotImplementedError
 
     def parse_notification(self, headers: Mapping[str, str], body: bytes) -> Notification:
         """Verify an incoming notification with ``config.webhook_secret`` and say what it is
