@@ -19,8 +19,14 @@ def op_path(order_no: str = "ORD-1", *, slash: bool = False) -> str:
 
 
 async def post_op(
-    client: httpx.AsyncClient, auth: dict[str, str], operation: str, amount: str | None = None,
-    *, order_no: str = "ORD-1", slash: bool = False, tracking_key: str | None = None,
+    client: httpx.AsyncClient,
+    auth: dict[str, str],
+    operation: str,
+    amount: str | None = None,
+    *,
+    order_no: str = "ORD-1",
+    slash: bool = False,
+    tracking_key: str | None = None,
     never_shown: Iterable[str] = (),
 ) -> httpx.Response:
     """Send one v1 operation; ``never_shown`` are secrets the answer must not contain."""
@@ -36,8 +42,14 @@ async def post_op(
     return response
 
 
-def assert_operation(response: httpx.Response, operation: str, amount: str, state: str, *,
-                     never_shown: Iterable[str] = ()) -> dict[str, Any]:
+def assert_operation(
+    response: httpx.Response,
+    operation: str,
+    amount: str,
+    state: str,
+    *,
+    never_shown: Iterable[str] = (),
+) -> dict[str, Any]:
     """A successful external operation (the ExternalOperation body) leaving the transaction in
     ``state``."""
     assert response.status_code == 200, response.text

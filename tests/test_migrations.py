@@ -18,7 +18,6 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from payops.db.migrate import alembic_config, downgrade, upgrade
 from payops.db.models import Base
-
 from tests.conftest import PG_ADMIN_URL, _pg_admin
 
 APP_TABLES = {t.name for t in Base.metadata.sorted_tables}
@@ -118,10 +117,17 @@ def test_upgrade_downgrade_upgrade(scratch_url: str) -> None:
     assert tables & APP_TABLES == set(), "downgrade to base leaves application tables behind"
     assert version is None
     if make_url(scratch_url).get_backend_name() == "postgresql":
+
         def leftover_types(conn: Connection) -> list[str]:
-            return list(conn.execute(text(
-                "SELECT typname FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace "
-                "WHERE n.nspname = 'public' AND t.typtype = 'e'")).scalars())
+            return list(
+                conn.execute(
+                    text(
+                        "SELECT typname FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace "
+                        "WHERE n.nspname = 'public' AND t.typtype = 'e'"
+                    )
+                ).scalars()
+            )
+
         assert asyncio.run(_inspect(scratch_url, leftover_types)) == []
 
     upgrade(scratch_url)
@@ -151,7 +157,8 @@ def test_comparison_is_not_vacuous(scratch_url: str) -> None:
     diff = asyncio.run(_inspect(scratch_url, _diff))
     assert "ix_audit_trail_at" in {d[1].name for d in diff if d[0] == "add_index"}
     assert ("merchant_settings", "stray") in {
-        (d[2], d[3].name) for d in diff if d[0] == "remove_column"}
+        (d[2], d[3].name) for d in diff if d[0] == "remove_column"
+    }
 
 
 def test_step_by_step_downgrade(scratch_url: str) -> None:
@@ -164,7 +171,8 @@ def test_step_by_step_downgrade(scratch_url: str) -> None:
         assert isinstance(target, str), "merge revisions are not expected"
         downgrade(scratch_url, target)
         assert asyncio.run(_inspect(scratch_url, _state))[1] == (
-            None if target == "base" else target)
+            None if target == "base" else target
+        )
     for revision in revisions:
         upgrade(scratch_url, revision.revision)
         assert asyncio.run(_inspect(scratch_url, _state))[1] == revision.revision

@@ -19,8 +19,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def walkthrough() -> str:
     text = (ROOT / "README.md").read_text()
-    block = re.search(r"<!-- walkthrough:start -->\s*```sh\n(.*?)```\s*<!-- walkthrough:end -->",
-                      text, re.S)
+    block = re.search(
+        r"<!-- walkthrough:start -->\s*```sh\n(.*?)```\s*<!-- walkthrough:end -->", text, re.S
+    )
     assert block, "README lost its walk-through markers"
     return block.group(1)
 
@@ -47,12 +48,24 @@ def clean_env() -> dict[str, str]:
 def test_readme_walkthrough_runs_as_written(playground: Path) -> None:
     env = clean_env()
     port = free_port()
-    demo = subprocess.run([".venv/bin/payops", "demo"], cwd=playground, env=env,
-                          capture_output=True, text=True, timeout=120)
+    demo = subprocess.run(
+        [".venv/bin/payops", "demo"],
+        cwd=playground,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert demo.returncode == 0, demo.stderr
     assert (playground / ".payops" / "demo.env").exists()
-    server = subprocess.Popen([".venv/bin/payops", "serve", "--port", str(port)], cwd=playground,
-                              env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    server = subprocess.Popen(
+        [".venv/bin/payops", "serve", "--port", str(port)],
+        cwd=playground,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 60
         while True:
@@ -65,13 +78,21 @@ def test_readme_walkthrough_runs_as_written(playground: Path) -> None:
             assert time.monotonic() < deadline, "server did not start"
             time.sleep(0.2)
         script = walkthrough().replace("127.0.0.1:8000", f"127.0.0.1:{port}")
-        run = subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=playground, env=env,
-                             capture_output=True, text=True, timeout=120)
+        run = subprocess.run(
+            ["bash", "-euo", "pipefail", "-c", script],
+            cwd=playground,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert run.returncode == 0, run.stderr
         out = run.stdout
         assert '"operation":"refund"' in out and '"state":"refunded"' in out
-        assert '{"detail":"Amount exceeds the refundable amount (20.000 KWD)","operation":"refund",' \
-               '"result":"failed"}' in out
+        assert (
+            '{"detail":"Amount exceeds the refundable amount (20.000 KWD)","operation":"refund",'
+            '"result":"failed"}' in out
+        )
         assert '"state":"paid"' in out and '"refunded_amount":"5.000"' in out
         assert "refunded" in out.split("operations (child transactions)")[-1]
     finally:

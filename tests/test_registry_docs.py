@@ -49,8 +49,12 @@ def test_readme_gateway_table_matches_the_registry() -> None:
     for name, (payments, capture, refund, void, inquiry, notifications) in rows.items():
         cls = connector_class(name)
         assert answers(payments) is cls.takes_payments, name
-        for operation, cell in (("capture", capture), ("refund", refund), ("void", void),
-                                ("inquiry", inquiry)):
+        for operation, cell in (
+            ("capture", capture),
+            ("refund", refund),
+            ("void", void),
+            ("inquiry", inquiry),
+        ):
             assert answers(cell) is (operation in cls.capabilities), (name, operation)
         notifies = cls.parse_notification is not Connector.parse_notification
         assert answers(notifications) is notifies, name
@@ -62,8 +66,12 @@ def test_gateways_doc_support_table_matches_the_registry() -> None:
     for name, cells in rows.items():
         cls = connector_class(name)
         capture, refund, void, inquiry, _notifications, credentials = cells[:6]
-        for operation, cell in (("capture", capture), ("refund", refund), ("void", void),
-                                ("inquiry", inquiry)):
+        for operation, cell in (
+            ("capture", capture),
+            ("refund", refund),
+            ("void", void),
+            ("inquiry", inquiry),
+        ):
             assert answers(cell) is (operation in cls.capabilities), (name, operation)
         for key in cls.required_credentials:
             assert f"`{key}`" in credentials, (name, key)

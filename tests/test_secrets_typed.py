@@ -21,19 +21,29 @@ DB_PASSWORD = "db-pass-3e4f"
 def gateway(settings: Settings, connector: str = "mpgs") -> GatewayConfig:
     box = secret_box(settings)
     return GatewayConfig(
-        pg_code=f"{connector}-kwd", connector=connector, operation_mode="authorize",
-        default_currency="KWD", accepted_currencies=["KWD"], is_sandbox=True,
+        pg_code=f"{connector}-kwd",
+        connector=connector,
+        operation_mode="authorize",
+        default_currency="KWD",
+        accepted_currencies=["KWD"],
+        is_sandbox=True,
         credentials_encrypted=box.seal({"merchant_id": "M1", "api_password": API_PASSWORD}),
-        options={}, enabled_operations=[],
+        options={},
+        enabled_operations=[],
         webhook_secret_encrypted=box.seal({"secret": WEBHOOK_SECRET}),
     )
 
 
 def test_settings_repr_masks_the_master_key_database_password_and_metrics_token(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     key = Fernet.generate_key().decode()
-    settings = Settings(data_dir=tmp_path, secret_key=key, metrics_token="metrics-tok-1",
-                        database_url=f"postgresql+asyncpg://payops:{DB_PASSWORD}@db/payops")
+    settings = Settings(
+        data_dir=tmp_path,
+        secret_key=key,
+        metrics_token="metrics-tok-1",
+        database_url=f"postgresql+asyncpg://payops:{DB_PASSWORD}@db/payops",
+    )
     shown = repr(settings) + str(settings)
     for secret in (key, DB_PASSWORD, "metrics-tok-1"):
         assert secret not in shown
@@ -51,13 +61,15 @@ def test_connector_config_repr_masks_credentials_and_webhook_secret(tmp_path: Pa
     assert connector.config.credentials["api_password"] == API_PASSWORD
     assert connector.config.webhook_secret == WEBHOOK_SECRET
     # a hand-built configuration is masked the same way
-    assert "s3cret" not in repr(ConnectorConfig("x", True, {"api_key": "s3cret"},
-                                                webhook_secret="s3cret"))
+    assert "s3cret" not in repr(
+        ConnectorConfig("x", True, {"api_key": "s3cret"}, webhook_secret="s3cret")
+    )
 
 
 def test_connectors_get_no_process_settings(tmp_path: Path) -> None:
-    settings = Settings(data_dir=tmp_path, secret_key=Fernet.generate_key().decode(),
-                        sandbox_queue_seconds=1.5)
+    settings = Settings(
+        data_dir=tmp_path, secret_key=Fernet.generate_key().decode(), sandbox_queue_seconds=1.5
+    )
     mpgs = connector_for(gateway(settings), settings)
     assert not hasattr(mpgs.config, "settings")
     assert mpgs.config.deployment == {}

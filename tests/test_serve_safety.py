@@ -21,10 +21,16 @@ OUTSIDE_ADDRESS = "192.0.2.10"
 
 def serve_env(tmp_path: Path, **extra: str) -> dict[str, str]:
     env = {key: value for key, value in os.environ.items() if not key.startswith("PAYOPS_")}
-    env.update({"PAYOPS_DATA_DIR": str(tmp_path / "data"),
-                "PAYOPS_SECRET_KEY": Fernet.generate_key().decode(),
-                "PAYOPS_RECONCILE_INTERVAL_SECONDS": "0", "PAYOPS_WEBHOOK_INTERVAL_SECONDS": "0",
-                "PAYOPS_EXPIRY_INTERVAL_SECONDS": "0", **extra})
+    env.update(
+        {
+            "PAYOPS_DATA_DIR": str(tmp_path / "data"),
+            "PAYOPS_SECRET_KEY": Fernet.generate_key().decode(),
+            "PAYOPS_RECONCILE_INTERVAL_SECONDS": "0",
+            "PAYOPS_WEBHOOK_INTERVAL_SECONDS": "0",
+            "PAYOPS_EXPIRY_INTERVAL_SECONDS": "0",
+            **extra,
+        }
+    )
     return env
 
 
@@ -34,9 +40,14 @@ def test_serve_on_a_non_loopback_address_needs_the_public_url(tmp_path: Path, ho
         args, env = ["--host", OUTSIDE_ADDRESS], serve_env(tmp_path)
     else:
         args, env = [], serve_env(tmp_path, PAYOPS_HOST=OUTSIDE_ADDRESS)
-    done = subprocess.run([sys.executable, "-m", "payops.cli.main", "serve", *args,
-                           "--port", str(free_port())], env=env, cwd=tmp_path,
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "payops.cli.main", "serve", *args, "--port", str(free_port())],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 1
     assert "set PAYOPS_PUBLIC_URL" in done.stderr and OUTSIDE_ADDRESS in done.stderr
     assert not (tmp_path / "data" / "payops.sqlite3").exists(), "refused before any work"
@@ -44,9 +55,22 @@ def test_serve_on_a_non_loopback_address_needs_the_public_url(tmp_path: Path, ho
 
 def test_serve_on_loopback_without_public_url_still_starts(tmp_path: Path) -> None:
     port = free_port()
-    server = subprocess.Popen([sys.executable, "-m", "payops.cli.main", "serve", "--host",
-                               "127.0.0.1", "--port", str(port)], env=serve_env(tmp_path),
-                              cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "payops.cli.main",
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        env=serve_env(tmp_path),
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     try:
         deadline = time.monotonic() + 90
         while True:

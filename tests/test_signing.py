@@ -16,8 +16,11 @@ from payops.webhooks import signing
 from payops.webhooks.signing import SIGNED_FIELDS, sign, signing_message, verify
 
 VECTOR_KEY = "pu9MpX3yPR"
-VECTOR_PAYLOAD = {"amount": "86.000", "currency_code": "KWD",
-                  "customer_first_name": "example-customer"}
+VECTOR_PAYLOAD = {
+    "amount": "86.000",
+    "currency_code": "KWD",
+    "customer_first_name": "example-customer",
+}
 VECTOR_MESSAGE = "amount86.000currency_codeKWDcustomer_first_nameexample-customer"
 VECTOR_SIGNATURE = "6143b8ad4bd283540721ab000f6de746e722231aaaa90bc38f639081d3ff9f67"
 
@@ -27,6 +30,7 @@ def _hmac(key: str, message: str) -> str:
 
 
 # -- the documented vector ------------------------------------------------------------------
+
 
 def test_documented_vector_message() -> None:
     assert signing_message(VECTOR_PAYLOAD) == VECTOR_MESSAGE
@@ -49,16 +53,30 @@ def test_signature_is_lowercase_hex_sha256() -> None:
 
 def test_the_eighteen_signed_fields() -> None:
     assert SIGNED_FIELDS == {
-        "amount", "currency_code", "customer_first_name", "customer_last_name", "customer_email",
-        "customer_phone", "customer_address_line1", "customer_address_line2",
-        "customer_address_city", "customer_address_state", "customer_address_country",
-        "customer_address_postal_code", "gateway_name", "gateway_account", "order_no",
-        "reference_number", "result", "state",
+        "amount",
+        "currency_code",
+        "customer_first_name",
+        "customer_last_name",
+        "customer_email",
+        "customer_phone",
+        "customer_address_line1",
+        "customer_address_line2",
+        "customer_address_city",
+        "customer_address_state",
+        "customer_address_country",
+        "customer_address_postal_code",
+        "gateway_name",
+        "gateway_account",
+        "order_no",
+        "reference_number",
+        "result",
+        "state",
     }
     assert len(SIGNED_FIELDS) == 18
 
 
 # -- which fields, in which order -----------------------------------------------------------
+
 
 @pytest.mark.parametrize("empty", ["", None])
 def test_empty_and_none_values_are_skipped(empty: str | None) -> None:
@@ -83,12 +101,19 @@ def test_non_signed_keys_are_ignored() -> None:
 
 def test_keys_are_sorted_by_name_whatever_the_payload_order() -> None:
     payload = {
-        "state": "paid", "result": "success", "reference_number": "R1", "order_no": "O1",
-        "customer_first_name": "F", "customer_email": "e@x.io", "currency_code": "KWD",
+        "state": "paid",
+        "result": "success",
+        "reference_number": "R1",
+        "order_no": "O1",
+        "customer_first_name": "F",
+        "customer_email": "e@x.io",
+        "currency_code": "KWD",
         "amount": "9.000",
     }
-    expected = ("amount9.000currency_codeKWDcustomer_emaile@x.iocustomer_first_nameF"
-                "order_noO1reference_numberR1resultsuccessstatepaid")
+    expected = (
+        "amount9.000currency_codeKWDcustomer_emaile@x.iocustomer_first_nameF"
+        "order_noO1reference_numberR1resultsuccessstatepaid"
+    )
     assert signing_message(payload) == expected
     assert signing_message(dict(reversed(list(payload.items())))) == expected
     assert sign(payload, "key") == _hmac("key", expected)
@@ -119,13 +144,17 @@ def test_empty_key_gives_no_signature_and_never_verifies() -> None:
 
 # -- verification ---------------------------------------------------------------------------
 
-@pytest.mark.parametrize("change", [
-    {"amount": "87.000"},
-    {"currency_code": "USD"},
-    {"customer_first_name": "Example-customer"},
-    {"order_no": "added"},
-    {"customer_first_name": ""},  # removing a signed value
-])
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"amount": "87.000"},
+        {"currency_code": "USD"},
+        {"customer_first_name": "Example-customer"},
+        {"order_no": "added"},
+        {"customer_first_name": ""},  # removing a signed value
+    ],
+)
 def test_verify_rejects_tampered_payload(change: dict[str, str]) -> None:
     assert verify({**VECTOR_PAYLOAD, **change}, VECTOR_SIGNATURE, VECTOR_KEY) is False
 
@@ -160,6 +189,7 @@ def test_verify_uses_constant_time_compare(monkeypatch: pytest.MonkeyPatch) -> N
 
 
 # -- SecretBox (Fernet) ---------------------------------------------------------------------
+
 
 def test_secret_box_round_trip() -> None:
     box = SecretBox(Fernet.generate_key())

@@ -31,10 +31,14 @@ class AppContext:
     @classmethod
     def build(cls, settings: Settings, *, auth_metrics: AuthMetrics | None = None) -> AppContext:
         settings.ensure_data_dir()
-        db = Database(settings.effective_database_url, pool_size=settings.pool_share,
-                      info={SECRET_BOX: box_for(settings)})
-        return cls(settings=settings, db=db,
-                   authenticator=Authenticator(settings, db, auth_metrics))
+        db = Database(
+            settings.effective_database_url,
+            pool_size=settings.pool_share,
+            info={SECRET_BOX: box_for(settings)},
+        )
+        return cls(
+            settings=settings, db=db, authenticator=Authenticator(settings, db, auth_metrics)
+        )
 
     async def aclose(self) -> None:
         if self.background:

@@ -10,7 +10,9 @@ from payops.domain import messages
 class ApiError(Exception):
     status_code = 400
 
-    def __init__(self, body: dict[str, Any] | list[Any], headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, body: dict[str, Any] | list[Any], headers: dict[str, str] | None = None
+    ) -> None:
         super().__init__(str(body))
         self.body = body
         self.headers = headers or {}
@@ -38,7 +40,9 @@ class InquiryFailed(ApiError):
 
 
 class DetailError(ApiError):
-    def __init__(self, detail: str, status_code: int, headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, detail: str, status_code: int, headers: dict[str, str] | None = None
+    ) -> None:
         super().__init__({"detail": detail}, headers)
         self.status_code = status_code
 
@@ -71,8 +75,11 @@ class TrackingKeyInProgress(ApiError):
 
     def __init__(self) -> None:
         super().__init__(
-            {"detail": messages.TRACKING_IN_PROGRESS, "operation": "operation_tracking",
-             "result": "failed"}
+            {
+                "detail": messages.TRACKING_IN_PROGRESS,
+                "operation": "operation_tracking",
+                "result": "failed",
+            }
         )
 
 
@@ -83,8 +90,11 @@ class TrackingKeyMismatch(ApiError):
 
     def __init__(self) -> None:
         super().__init__(
-            {"detail": messages.TRACKING_KEY_MISMATCH, "operation": "operation_tracking",
-             "result": "failed"}
+            {
+                "detail": messages.TRACKING_KEY_MISMATCH,
+                "operation": "operation_tracking",
+                "result": "failed",
+            }
         )
 
 
@@ -98,6 +108,10 @@ class GatewayUnconfirmed(ApiError):
 
     def __init__(self, operation: str, reference_number: str) -> None:
         super().__init__(
-            {"detail": messages.GATEWAY_UNCONFIRMED, "operation": operation, "result": "pending",
-             "reference_number": reference_number}
+            {
+                "detail": messages.GATEWAY_UNCONFIRMED,
+                "operation": operation,
+                "result": "pending",
+                "reference_number": reference_number,
+            }
         )

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from decimal import Decimal
-from functools import lru_cache
+from functools import cache
 
 from iso4217 import Currency
 
@@ -26,7 +26,7 @@ class UnknownCurrency(ValueError):
     pass
 
 
-@lru_cache(maxsize=None)
+@cache
 def exponent(currency_code: str) -> int:
     """Minor-unit exponent of an ISO 4217 currency (KWD 3, USD 2, JPY 0)."""
     code = (currency_code or "").upper()

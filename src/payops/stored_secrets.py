@@ -19,8 +19,10 @@ from payops.db.models import GatewayConfig, MerchantSetting
 from payops.gateways.crypto import SecretBox, SecretKeyMismatch
 from payops.webhooks.outbox import SECRET_SETTINGS, secret_box
 
-WRONG_KEY = ("PAYOPS_SECRET_KEY does not decrypt the stored {what}; start with the key they were "
-             "encrypted with (several keys may be given, separated by commas)")
+WRONG_KEY = (
+    "PAYOPS_SECRET_KEY does not decrypt the stored {what}; start with the key they were "
+    "encrypted with (several keys may be given, separated by commas)"
+)
 
 
 @dataclass
@@ -43,13 +45,17 @@ async def check_key(ctx: AppContext) -> None:
     async with ctx.db.read() as session:
         box = secret_box(session)
         for config in await session.scalars(select(GatewayConfig).order_by(GatewayConfig.id)):
-            for token, what in ((config.credentials_encrypted, "credentials"),
-                                (config.webhook_secret_encrypted, "webhook secret")):
+            for token, what in (
+                (config.credentials_encrypted, "credentials"),
+                (config.webhook_secret_encrypted, "webhook secret"),
+            ):
                 if token and not _opens(box, token):
-                    raise SecretKeyMismatch(WRONG_KEY.format(
-                        what=f"{what} of gateway {config.pg_code!r}"))
+                    raise SecretKeyMismatch(
+                        WRONG_KEY.format(what=f"{what} of gateway {config.pg_code!r}")
+                    )
         for row in await session.scalars(
-                select(MerchantSetting).where(MerchantSetting.key.in_(SECRET_SETTINGS))):
+            select(MerchantSetting).where(MerchantSetting.key.in_(SECRET_SETTINGS))
+        ):
             if box.is_sealed_text(row.value) and not _opens(box, row.value):
                 raise SecretKeyMismatch(WRONG_KEY.format(what=f"setting {row.key!r}"))
 
@@ -59,8 +65,10 @@ async def protect_plaintext(ctx: AppContext) -> int:
     async with ctx.db.write() as session:
         box = secret_box(session)
         rows = await session.scalars(
-            select(MerchantSetting).where(MerchantSetting.key.in_(SECRET_SETTINGS))
-            .with_for_update())
+            select(MerchantSetting)
+            .where(MerchantSetting.key.in_(SECRET_SETTINGS))
+            .with_for_update()
+        )
         count = 0
         for row in rows:
             if row.value and not box.is_sealed_text(row.value):
@@ -82,15 +90,18 @@ async def rotate(ctx: AppContext) -> RotationSummary:
     async with ctx.db.write() as session:
         box = secret_box(session)
         for config in await session.scalars(
-                select(GatewayConfig).order_by(GatewayConfig.id).with_for_update()):
+            select(GatewayConfig).order_by(GatewayConfig.id).with_for_update()
+        ):
             for column in ("credentials_encrypted", "webhook_secret_encrypted"):
                 token = getattr(config, column)
                 if token:
                     setattr(config, column, box.rotate(token))
                     summary.gateway_secrets += 1
         for row in await session.scalars(
-                select(MerchantSetting).where(MerchantSetting.key.in_(SECRET_SETTINGS))
-                .with_for_update()):
+            select(MerchantSetting)
+            .where(MerchantSetting.key.in_(SECRET_SETTINGS))
+            .with_for_update()
+        ):
             if row.value:
                 row.value = box.rotate(row.value)
                 summary.settings += 1

@@ -16,7 +16,7 @@ import io
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -49,17 +49,28 @@ def basic(username: str, password: str) -> dict[str, str]:
 
 
 async def add_user(
-    seed: Seed, username: str, password: str = PASSWORD, *, permissions: Any = (),
-    superuser: bool = False, active: bool = True,
+    seed: Seed,
+    username: str,
+    password: str = PASSWORD,
+    *,
+    permissions: Any = (),
+    superuser: bool = False,
+    active: bool = True,
 ) -> dict[str, str]:
     """Like ``seed.user`` but with a cheap argon2id hash."""
     async with seed.ctx.db.write() as session:
-        session.add(User(
-            username=username, password_hash=_CHEAP_ARGON2ID.hash(password),
-            is_superuser=superuser, is_active=active, first_name="Mer", last_name="Chant",
-            email=f"{username}@example.com",
-            permissions=[UserPermission(code=code) for code in permissions],
-        ))
+        session.add(
+            User(
+                username=username,
+                password_hash=_CHEAP_ARGON2ID.hash(password),
+                is_superuser=superuser,
+                is_active=active,
+                first_name="Mer",
+                last_name="Chant",
+                email=f"{username}@example.com",
+                permissions=[UserPermission(code=code) for code in permissions],
+            )
+        )
     return basic(username, password)
 
 
@@ -71,8 +82,13 @@ async def client_from(app: Any, address: str) -> AsyncIterator[httpx.AsyncClient
 
 
 async def refused(
-    seed: Seed, client: httpx.AsyncClient, url: str, headers: dict[str, str], status: int,
-    body: dict[str, Any], json: dict[str, Any] | None = None,
+    seed: Seed,
+    client: httpx.AsyncClient,
+    url: str,
+    headers: dict[str, str],
+    status: int,
+    body: dict[str, Any],
+    json: dict[str, Any] | None = None,
 ) -> httpx.Response:
     """POST, expect exactly ``status``/``body``, and check that nothing stored changed."""
     before = await seed.snapshot()
@@ -89,23 +105,46 @@ async def refused(
 
 # -- 401: no, unknown or bad credentials ----------------------------------------------------------
 
+
 async def test_missing_or_unknown_credentials_are_401_with_www_authenticate(
     client: httpx.AsyncClient, seed: Seed
 ) -> None:
     await seed.transaction(order_no="ORD-1")
     for url in (OP.format(order="ORD-1"), INQ.format(order="ORD-1")):
         await refused(seed, client, url, {}, 401, AUTH_MISSING, json={"operation": "refund"})
-        await refused(seed, client, url, {"Authorization": ""}, 401, AUTH_MISSING,
-                      json={"operation": "refund"})
+        await refused(
+            seed,
+            client,
+            url,
+            {"Authorization": ""},
+            401,
+            AUTH_MISSING,
+            json={"operation": "refund"},
+        )
     # Unknown order without credentials: still 401, nothing about the order is revealed.
-    await refused(seed, client, OP.format(order="NOPE"), {}, 401, AUTH_MISSING,
-                  json={"operation": "refund"})
+    await refused(
+        seed, client, OP.format(order="NOPE"), {}, 401, AUTH_MISSING, json={"operation": "refund"}
+    )
     # A scheme PayOps does not take is "no credentials" (DRF: no authenticator claims it).
-    for value in ("Bearer x", "Bearer eyJhbGciOiJIUzI1NiJ9.e30.sig", "Token abc", "Digest x",
-                  "Negotiate abc", "Basic-ish abc", "x"):
+    for value in (
+        "Bearer x",
+        "Bearer eyJhbGciOiJIUzI1NiJ9.e30.sig",
+        "Token abc",
+        "Digest x",
+        "Negotiate abc",
+        "Basic-ish abc",
+        "x",
+    ):
         for url in (OP.format(order="ORD-1"), INQ.format(order="ORD-1")):
-            await refused(seed, client, url, {"Authorization": value}, 401, AUTH_MISSING,
-                          json={"operation": "refund", "amount": "1.000"})
+            await refused(
+                seed,
+                client,
+                url,
+                {"Authorization": value},
+                401,
+                AUTH_MISSING,
+                json={"operation": "refund", "amount": "1.000"},
+            )
 
 
 async def test_bad_basic_credentials_are_401(client: httpx.AsyncClient, seed: Seed) -> None:
@@ -119,8 +158,15 @@ async def test_bad_basic_credentials_are_401(client: httpx.AsyncClient, seed: Se
         basic("Merchant", PASSWORD),  # usernames are case-sensitive (Django)
         basic("nobody", PASSWORD),
     ):
-        await refused(seed, client, OP.format(order="ORD-1"), headers, 401, INVALID_BASIC,
-                      json={"operation": "refund", "amount": "1.000"})
+        await refused(
+            seed,
+            client,
+            OP.format(order="ORD-1"),
+            headers,
+            401,
+            INVALID_BASIC,
+            json={"operation": "refund", "amount": "1.000"},
+        )
     # Eight failures from this address so far: under the per-address limit of ten.
     for headers in (basic("merchant", "wrong password"), basic("", PASSWORD)):
         await refused(seed, client, INQ.format(order="ORD-1"), headers, 401, INVALID_BASIC)
@@ -131,23 +177,43 @@ async def test_bad_basic_credentials_are_401(client: httpx.AsyncClient, seed: Se
         "Basic " + base64.b64encode(b"merchant-without-colon").decode(),
         "Basic bWVyY2hhbnQ6cHc=%",
     ):
-        await refused(seed, client, OP.format(order="ORD-1"), {"Authorization": value}, 401,
-                      BAD_BASIC_HEADER, json={"operation": "refund", "amount": "1.000"})
+        await refused(
+            seed,
+            client,
+            OP.format(order="ORD-1"),
+            {"Authorization": value},
+            401,
+            BAD_BASIC_HEADER,
+            json={"operation": "refund", "amount": "1.000"},
+        )
 
 
 async def test_basic_header_messages_follow_drf(client: httpx.AsyncClient, seed: Seed) -> None:
     await seed.transaction(order_no="ORD-1")
     url = OP.format(order="ORD-1")
-    await refused(seed, client, url, {"Authorization": "Basic"}, 401,
-                  {"detail": "Invalid basic header. No credentials provided."},
-                  json={"operation": "refund"})
-    await refused(seed, client, url, {"Authorization": "Basic YWJj ZGVm"}, 401,
-                  {"detail": "Invalid basic header. Credentials string should not contain spaces."},
-                  json={"operation": "refund"})
+    await refused(
+        seed,
+        client,
+        url,
+        {"Authorization": "Basic"},
+        401,
+        {"detail": "Invalid basic header. No credentials provided."},
+        json={"operation": "refund"},
+    )
+    await refused(
+        seed,
+        client,
+        url,
+        {"Authorization": "Basic YWJj ZGVm"},
+        401,
+        {"detail": "Invalid basic header. Credentials string should not contain spaces."},
+        json={"operation": "refund"},
+    )
 
 
 async def test_basic_credentials_in_latin_1_are_read_as_drf_reads_them(
-        client: httpx.AsyncClient, seed: Seed) -> None:
+    client: httpx.AsyncClient, seed: Seed
+) -> None:
     # DRF decodes UTF-8 and falls back to latin-1; Python's requests sends str credentials as
     # latin-1, so a non-ASCII password from such a client was refused as a malformed header.
     auth = await seed.user("jos\u00e9", "p\u00e4ssw\u00f6rd", permissions=["payment.inquiry"])
@@ -159,15 +225,25 @@ async def test_basic_credentials_in_latin_1_are_read_as_drf_reads_them(
         assert response.status_code == 200, response.text
     wrong = "Basic " + base64.b64encode("jos\u00e9:w\u00e4rong".encode("latin-1")).decode()
     response = await client.post("/b/pbl/v1/inquiry/ORD-1", headers={"Authorization": wrong})
-    assert (response.status_code, response.json()) == (401, {"detail": "Invalid username/password."})
+    assert (response.status_code, response.json()) == (
+        401,
+        {"detail": "Invalid username/password."},
+    )
 
 
 async def test_inactive_user_is_401(client: httpx.AsyncClient, seed: Seed) -> None:
     await seed.transaction(order_no="ORD-1")
     inactive = await add_user(seed, "gone", superuser=True, active=False)
     for url in (OP.format(order="ORD-1"), INQ.format(order="ORD-1")):
-        await refused(seed, client, url, inactive, 401, INACTIVE,
-                      json={"operation": "refund", "amount": "1.000"})
+        await refused(
+            seed,
+            client,
+            url,
+            inactive,
+            401,
+            INACTIVE,
+            json={"operation": "refund", "amount": "1.000"},
+        )
     # Deactivation takes effect at once, even for a credential verified (and cached) just before.
     active = await add_user(seed, "soon-gone", superuser=True)
     ok = await client.post(INQ.format(order="ORD-1"), headers=active)
@@ -175,11 +251,19 @@ async def test_inactive_user_is_401(client: httpx.AsyncClient, seed: Seed) -> No
     async with seed.ctx.db.write() as session:
         user = (await session.scalars(select(User).where(User.username == "soon-gone"))).one()
         user.is_active = False
-    await refused(seed, client, OP.format(order="ORD-1"), active, 401, INACTIVE,
-                  json={"operation": "refund", "amount": "1.000"})
+    await refused(
+        seed,
+        client,
+        OP.format(order="ORD-1"),
+        active,
+        401,
+        INACTIVE,
+        json={"operation": "refund", "amount": "1.000"},
+    )
 
 
 # -- 403: permissions -----------------------------------------------------------------------------
+
 
 async def _target(seed: Seed, operation: str) -> tuple[str, dict[str, Any]]:
     """A transaction the operation is allowed on, and the request (url, body) that runs it."""
@@ -220,10 +304,12 @@ async def test_capture_permission_allows_capture_but_not_refund(
     await seed.transaction(order_no="ORD-1", mode="authorize")
     url = OP.format(order="ORD-1")
     capturer = await add_user(seed, "capturer", permissions=["payment.capture"])
-    await refused(seed, client, url, capturer, 403, DENIED,
-                  json={"operation": "refund", "amount": "1.000"})
-    captured = await client.post(url, json={"operation": "capture", "amount": "5.000"},
-                                 headers=capturer)
+    await refused(
+        seed, client, url, capturer, 403, DENIED, json={"operation": "refund", "amount": "1.000"}
+    )
+    captured = await client.post(
+        url, json={"operation": "capture", "amount": "5.000"}, headers=capturer
+    )
     assert captured.status_code == 200, captured.text
     body = captured.json()
     assert (body["operation"], body["amount"], body["result"]) == ("capture", "5.000", "success")
@@ -231,13 +317,23 @@ async def test_capture_permission_allows_capture_but_not_refund(
     assert body["initiator"]["username"] == "capturer"
     assert set(body["initiator"]) == {"id", "first_name", "last_name", "username", "email", "phone"}
     # Something is captured now, so a refund would be allowed by the rules: still 403.
-    for refused_body in ({"operation": "refund", "amount": "1.000"}, {"operation": "void"},
-                         {"operation": "cancel"}):
+    for refused_body in (
+        {"operation": "refund", "amount": "1.000"},
+        {"operation": "void"},
+        {"operation": "cancel"},
+    ):
         await refused(seed, client, url, capturer, 403, DENIED, json=refused_body)
     await refused(seed, client, INQ.format(order="ORD-1"), capturer, 403, DENIED)
     # The permission check comes before the lookup: no hint whether an order exists.
-    await refused(seed, client, OP.format(order="NOPE"), capturer, 403, DENIED,
-                  json={"operation": "refund", "amount": "1.000"})
+    await refused(
+        seed,
+        client,
+        OP.format(order="NOPE"),
+        capturer,
+        403,
+        DENIED,
+        json={"operation": "refund", "amount": "1.000"},
+    )
 
 
 async def test_superuser_can_do_everything(client: httpx.AsyncClient, seed: Seed) -> None:
@@ -259,17 +355,20 @@ async def test_superuser_can_do_everything(client: httpx.AsyncClient, seed: Seed
 
 # -- API keys -------------------------------------------------------------------------------------
 
+
 async def test_api_keys(client: httpx.AsyncClient, seed: Seed) -> None:
     key = await seed.api_key()
-    later = await seed.api_key(expires_at=datetime.now(timezone.utc) + timedelta(days=1))
+    later = await seed.api_key(expires_at=datetime.now(UTC) + timedelta(days=1))
     await seed.transaction(order_no="ORD-AUTH", mode="authorize")
     await seed.transaction(order_no="ORD-PAID")
-    captured = await client.post(OP.format(order="ORD-AUTH"),
-                                 json={"operation": "capture", "amount": "1.000"}, headers=key)
+    captured = await client.post(
+        OP.format(order="ORD-AUTH"), json={"operation": "capture", "amount": "1.000"}, headers=key
+    )
     assert captured.status_code == 200, captured.text
     assert captured.json()["initiator"] == {}  # ottu-api §2: {} for an API key
-    refunded = await client.post(OP.format(order="ORD-PAID"),
-                                 json={"operation": "refund", "amount": "1.000"}, headers=later)
+    refunded = await client.post(
+        OP.format(order="ORD-PAID"), json={"operation": "refund", "amount": "1.000"}, headers=later
+    )
     assert refunded.status_code == 200, refunded.text
     assert refunded.json()["initiator"] == {}
     inquiry = await client.post(INQ.format(order="ORD-PAID"), headers=key)
@@ -282,8 +381,8 @@ async def test_api_keys(client: httpx.AsyncClient, seed: Seed) -> None:
     await seed.transaction(order_no="ORD-1")
     good = key["Authorization"].split(" ", 1)[1]
     prefix, secret = good.split(".", 1)
-    revoked = await seed.api_key(revoked_at=datetime.now(timezone.utc) - timedelta(seconds=1))
-    expired = await seed.api_key(expires_at=datetime.now(timezone.utc) - timedelta(seconds=1))
+    revoked = await seed.api_key(revoked_at=datetime.now(UTC) - timedelta(seconds=1))
+    expired = await seed.api_key(expires_at=datetime.now(UTC) - timedelta(seconds=1))
     flipped = secret[:-1] + ("A" if secret[-1] != "A" else "B")
     for headers in (
         {"Authorization": f"Api-Key {prefix}.{flipped}"},  # wrong secret
@@ -294,8 +393,15 @@ async def test_api_keys(client: httpx.AsyncClient, seed: Seed) -> None:
         {"Authorization": f"Api-Key {prefix}."},  # no secret
         {"Authorization": f"Api-Key {good}x"},
     ):
-        await refused(seed, client, OP.format(order="ORD-1"), headers, 401, INVALID_KEY,
-                      json={"operation": "refund", "amount": "1.000"})
+        await refused(
+            seed,
+            client,
+            OP.format(order="ORD-1"),
+            headers,
+            401,
+            INVALID_KEY,
+            json={"operation": "refund", "amount": "1.000"},
+        )
     # Still fine after all that (seven failures stay under the per-address limit of ten).
     ok = await client.post(INQ.format(order="ORD-1"), headers={"Authorization": f"Api-Key {good}"})
     assert ok.status_code == 200, ok.text
@@ -304,6 +410,7 @@ async def test_api_keys(client: httpx.AsyncClient, seed: Seed) -> None:
 # -- throttling (decisions §11): tests/api/test_auth_limits.py ------------------------------------
 
 # -- secrets at rest and in logs (decisions §11, §12) ---------------------------------------------
+
 
 async def test_password_is_argon2id_and_api_key_is_stored_hashed(
     client: httpx.AsyncClient, seed: Seed
@@ -329,7 +436,9 @@ async def test_password_is_argon2id_and_api_key_is_stored_hashed(
 
 
 async def test_credentials_never_appear_in_logs(
-    client: httpx.AsyncClient, seed: Seed, caplog: pytest.LogCaptureFixture,
+    client: httpx.AsyncClient,
+    seed: Seed,
+    caplog: pytest.LogCaptureFixture,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     caplog.set_level(logging.DEBUG, logger="payops")
@@ -372,10 +481,14 @@ async def test_credentials_never_appear_in_logs(
     assert any(r.name.startswith("payops") for r in caplog.records), "no payops log captured"
     assert formatted.getvalue(), "the JSON formatter saw nothing"
     forbidden = {
-        "password": password, "wrong password": wrong,
+        "password": password,
+        "wrong password": wrong,
         "unknown user's password": "Ghost-Pw-1a2b3c4d",
-        "API key": key, "API key secret": secret, "wrong API key": wrong_key,
-        "bearer token": bearer, "garbage credential": "garbage-secret-77",
+        "API key": key,
+        "API key secret": secret,
+        "wrong API key": wrong_key,
+        "bearer token": bearer,
+        "garbage credential": "garbage-secret-77",
     }
     for headers in (good, bad, unknown, key_header):
         value = headers["Authorization"]
@@ -388,6 +501,10 @@ async def test_credentials_never_appear_in_logs(
         "stderr": captured.err,
         "stdout": captured.out,
     }
-    leaks = [f"{what} in {where}" for what, secret_value in forbidden.items()
-             for where, text in texts.items() if secret_value in text]
+    leaks = [
+        f"{what} in {where}"
+        for what, secret_value in forbidden.items()
+        for where, text in texts.items()
+        if secret_value in text
+    ]
     assert not leaks, leaks

@@ -78,8 +78,9 @@ async def metric(app: Any, sample: str) -> float:
     settings = app.state.ctx.settings
     settings.metrics_token = settings.metrics_token or "metrics-reader"  # /metrics needs a token
     async with client_from(app, "127.0.0.1") as http:
-        response = await http.get("/metrics",
-                                  headers={"Authorization": f"Bearer {settings.metrics_token}"})
+        response = await http.get(
+            "/metrics", headers={"Authorization": f"Bearer {settings.metrics_token}"}
+        )
         assert response.status_code == 200, response.text
         text = response.text
     for line in text.splitlines():
@@ -95,7 +96,10 @@ async def counters(seed: Seed) -> int:
 
 # -- length caps -----------------------------------------------------------------------------------
 
-async def test_overlong_credentials_are_a_plain_401_that_counts_nothing(app: Any, seed: Seed) -> None:
+
+async def test_overlong_credentials_are_a_plain_401_that_counts_nothing(
+    app: Any, seed: Seed
+) -> None:
     await seed.transaction(order_no="ORD-1")
     good = await seed.user("merchant", PASSWORD, superuser=True)
     # The longest acceptable credentials still work: 150 characters, 4 KiB of UTF-8.
@@ -122,6 +126,7 @@ async def test_overlong_credentials_are_a_plain_401_that_counts_nothing(app: Any
 
 
 # -- no lockout as a weapon ------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("settings_overrides", [{"auth_username_alert_threshold": 12}])
 async def test_guesses_at_one_username_from_many_addresses_alert_but_never_lock_it(
@@ -192,14 +197,15 @@ async def test_a_throttled_address_still_serves_valid_api_keys_and_verified_user
 async def test_concurrent_guesses_cannot_exceed_the_limit(app: Any, seed: Seed) -> None:
     await seed.transaction(order_no="ORD-1")
     await seed.user("merchant", PASSWORD, superuser=True)
-    responses = await asyncio.gather(*(
-        post(app, "192.0.2.50", basic("merchant", f"guess-{n}")) for n in range(15)
-    ))
+    responses = await asyncio.gather(
+        *(post(app, "192.0.2.50", basic("merchant", f"guess-{n}")) for n in range(15))
+    )
     statuses = sorted(r.status_code for r in responses)
     assert statuses == [401] * 10 + [429] * 5, statuses
 
 
 # -- shared by every process -----------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("settings_overrides", [{"auth_verify_queue": 20}])
 async def test_counters_are_shared_between_processes(
@@ -219,19 +225,29 @@ async def test_counters_are_shared_between_processes(
             assert (await post(application, "192.0.2.61", right)).status_code == 200
 
         # Concurrent guesses split between both processes still stop at the limit, in total.
-        responses = await asyncio.gather(*(
-            post(app if n % 2 else other, "192.0.2.62", basic("merchant", f"c{n}"))
-            for n in range(16)
-        ))
+        responses = await asyncio.gather(
+            *(
+                post(app if n % 2 else other, "192.0.2.62", basic("merchant", f"c{n}"))
+                for n in range(16)
+            )
+        )
         statuses = sorted(r.status_code for r in responses)
         assert statuses == [401] * limit + [429] * (16 - limit), statuses
 
 
 # -- the counter table stays small -----------------------------------------------------------------
 
-@pytest.mark.parametrize("settings_overrides", [{
-    "auth_failure_window_seconds": 3.0, "auth_failure_limit": 2, "auth_throttle_sweep_seconds": 0,
-}])
+
+@pytest.mark.parametrize(
+    "settings_overrides",
+    [
+        {
+            "auth_failure_window_seconds": 3.0,
+            "auth_failure_limit": 2,
+            "auth_throttle_sweep_seconds": 0,
+        }
+    ],
+)
 async def test_counters_whose_window_has_passed_are_evicted(app: Any, seed: Seed) -> None:
     await seed.transaction(order_no="ORD-1")
     right = await seed.user("merchant", PASSWORD, superuser=True)
@@ -247,9 +263,15 @@ async def test_counters_whose_window_has_passed_are_evicted(app: Any, seed: Seed
     assert (await post(app, "192.0.2.70", right)).status_code == 200
 
 
-@pytest.mark.parametrize("settings_overrides", [{
-    "auth_throttle_max_entries": 30, "auth_throttle_sweep_seconds": 0,
-}])
+@pytest.mark.parametrize(
+    "settings_overrides",
+    [
+        {
+            "auth_throttle_max_entries": 30,
+            "auth_throttle_sweep_seconds": 0,
+        }
+    ],
+)
 async def test_the_table_is_capped_by_dropping_the_oldest_never_everything(
     app: Any, seed: Seed
 ) -> None:
@@ -276,6 +298,7 @@ async def test_the_table_is_capped_by_dropping_the_oldest_never_everything(
 
 # -- bounded password verifications ----------------------------------------------------------------
 
+
 class GatedHasher(PasswordHasher):
     """Real argon2id verification that waits for the test to open the gate, so the number of
     verifications in progress is known exactly, whatever the machine's speed."""
@@ -290,9 +313,15 @@ class GatedHasher(PasswordHasher):
         return super().verify(hash, password)
 
 
-@pytest.mark.parametrize("settings_overrides", [{
-    "auth_verify_concurrency": 2, "auth_verify_queue": 2,
-}])
+@pytest.mark.parametrize(
+    "settings_overrides",
+    [
+        {
+            "auth_verify_concurrency": 2,
+            "auth_verify_queue": 2,
+        }
+    ],
+)
 async def test_password_verifications_beyond_the_queue_are_refused_while_keys_are_served(
     app: Any, seed: Seed, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -307,10 +336,14 @@ async def test_password_verifications_beyond_the_queue_are_refused_while_keys_ar
     hasher.open.clear()
     try:
         # Two verifications run (and block), two wait for a slot: the process is full.
-        flood = [asyncio.create_task(post(app, f"192.0.2.{100 + n}", basic(f"bad{n}", "nope")))
-                 for n in range(4)]
-        running, queued = 'payops_auth_password_verifications{state="running"}', \
-            'payops_auth_password_verifications{state="queued"}'
+        flood = [
+            asyncio.create_task(post(app, f"192.0.2.{100 + n}", basic(f"bad{n}", "nope")))
+            for n in range(4)
+        ]
+        running, queued = (
+            'payops_auth_password_verifications{state="running"}',
+            'payops_auth_password_verifications{state="queued"}',
+        )
         deadline = asyncio.get_running_loop().time() + 60
         while asyncio.get_running_loop().time() < deadline:
             if (await metric(app, running), await metric(app, queued)) == (2.0, 2.0):
@@ -335,9 +368,15 @@ async def test_password_verifications_beyond_the_queue_are_refused_while_keys_ar
     assert (await post(app, "192.0.2.91", fresh)).status_code == 200
 
 
-@pytest.mark.parametrize("settings_overrides", [{
-    "auth_verify_concurrency": 1, "auth_verify_queue": 0,
-}])
+@pytest.mark.parametrize(
+    "settings_overrides",
+    [
+        {
+            "auth_verify_concurrency": 1,
+            "auth_verify_queue": 0,
+        }
+    ],
+)
 async def test_one_credential_arriving_many_times_at_once_is_verified_once(
     app: Any, seed: Seed, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -369,8 +408,10 @@ async def test_one_credential_arriving_many_times_at_once_is_verified_once(
     # The same wrong guess sent five times at once is one guess: one verification, one failure.
     hasher.open.clear()
     try:
-        guesses = [asyncio.create_task(post(app, "192.0.2.121", basic("merchant", "wrong")))
-                   for _ in range(5)]
+        guesses = [
+            asyncio.create_task(post(app, "192.0.2.121", basic("merchant", "wrong")))
+            for _ in range(5)
+        ]
         await slot_taken()
     finally:
         hasher.open.set()

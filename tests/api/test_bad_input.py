@@ -53,8 +53,12 @@ def json_error(raw: bytes) -> dict[str, str]:
 
 
 def is_json_parse_error(body: Any) -> bool:
-    return (isinstance(body, dict) and set(body) == {"detail"} and isinstance(body["detail"], str)
-            and body["detail"].startswith("JSON parse error - "))
+    return (
+        isinstance(body, dict)
+        and set(body) == {"detail"}
+        and isinstance(body["detail"], str)
+        and body["detail"].startswith("JSON parse error - ")
+    )
 
 
 def not_an_object(kind: str) -> dict[str, list[str]]:
@@ -81,8 +85,15 @@ class Expect:
         return self.baseline
 
     async def __call__(
-        self, label: str, method: str, url: str, status: int, body: Matcher, *,
-        headers: dict[str, str] | None = None, **kwargs: Any,
+        self,
+        label: str,
+        method: str,
+        url: str,
+        status: int,
+        body: Matcher,
+        *,
+        headers: dict[str, str] | None = None,
+        **kwargs: Any,
     ) -> httpx.Response:
         before = await self.snapshot_before()
         response = await self.client.request(
@@ -107,8 +118,11 @@ class Expect:
         if before != after:
             problems.append("stored data changed")
         if problems:
-            self.failures.append(f"{label}: " + "; ".join(problems)
-                                 + f" (got {response.status_code} {response.text[:300]!r})")
+            self.failures.append(
+                f"{label}: "
+                + "; ".join(problems)
+                + f" (got {response.status_code} {response.text[:300]!r})"
+            )
         return response
 
     def check(self) -> None:
@@ -163,14 +177,35 @@ NON_OBJECTS = [
 async def test_body_that_is_not_a_json_object(expect: Expect) -> None:
     for url in ENDPOINTS:
         for raw, kind in NON_OBJECTS:
-            await expect(f"{url} {raw!r}", "POST", url, 400, not_an_object(kind),
-                         content=raw, headers=JSON_CT)
+            await expect(
+                f"{url} {raw!r}",
+                "POST",
+                url,
+                400,
+                not_an_object(kind),
+                content=raw,
+                headers=JSON_CT,
+            )
         for raw in SYNTAX_ERRORS:
-            await expect(f"{url} {raw[:30]!r}", "POST", url, 400, json_error(raw),
-                         content=raw, headers=JSON_CT)
+            await expect(
+                f"{url} {raw[:30]!r}",
+                "POST",
+                url,
+                400,
+                json_error(raw),
+                content=raw,
+                headers=JSON_CT,
+            )
         for raw in NON_JSON_CONSTANTS + NESTED_TOO_DEEPLY:
-            await expect(f"{url} {raw[:40]!r}", "POST", url, 400, is_json_parse_error,
-                         content=raw, headers=JSON_CT)
+            await expect(
+                f"{url} {raw[:40]!r}",
+                "POST",
+                url,
+                400,
+                is_json_parse_error,
+                content=raw,
+                headers=JSON_CT,
+            )
     expect.check()
 
 
@@ -190,17 +225,34 @@ async def test_out_of_range_numbers_and_lone_surrogates_are_400(expect: Expect) 
     for raw, body in OUT_OF_RANGE_AND_SURROGATES:
         matcher = body if body is not None else is_json_parse_error
         await expect(f"v1 {raw!r}", "POST", OP, 400, matcher, content=raw, headers=JSON_CT)
-        await expect(f"v2 {raw!r}", "POST", v2, 400, matcher,
-                     content=raw[:-1] + b', "order_no": "ORD-1"}', headers=JSON_CT)
-    for url, raw in ((INQ, b'{"disclosure_url": "\\ud800"}'),
-                     ("/b/pbl/v2/inquiry/", b'{"order_no": 1e99999999999999999999}'),
-                     ("/b/pbl/v2/inquiry/", b'{"order_no": "ORD-\\ud800"}')):
-        await expect(f"{url} {raw!r}", "POST", url, 400, lambda got: isinstance(got, dict),
-                     content=raw, headers=JSON_CT)
+        await expect(
+            f"v2 {raw!r}",
+            "POST",
+            v2,
+            400,
+            matcher,
+            content=raw[:-1] + b', "order_no": "ORD-1"}',
+            headers=JSON_CT,
+        )
+    for url, raw in (
+        (INQ, b'{"disclosure_url": "\\ud800"}'),
+        ("/b/pbl/v2/inquiry/", b'{"order_no": 1e99999999999999999999}'),
+        ("/b/pbl/v2/inquiry/", b'{"order_no": "ORD-\\ud800"}'),
+    ):
+        await expect(
+            f"{url} {raw!r}",
+            "POST",
+            url,
+            400,
+            lambda got: isinstance(got, dict),
+            content=raw,
+            headers=JSON_CT,
+        )
     expect.check()
 
 
 # -- the operation field --------------------------------------------------------------------------
+
 
 async def test_operation_missing_unknown_or_not_a_string(expect: Expect) -> None:
     cases: list[tuple[str, bytes, dict[str, list[str]]]] = [
@@ -213,8 +265,11 @@ async def test_operation_missing_unknown_or_not_a_string(expect: Expect) -> None
         ("typo", b'{"operation": "refundx", "amount": "1.000"}', invalid_choice("refundx")),
         ("upper case", b'{"operation": "REFUND", "amount": "1.000"}', invalid_choice("REFUND")),
         ("padded", b'{"operation": " refund", "amount": "1.000"}', invalid_choice(" refund")),
-        ("NUL inside", b'{"operation": "refund\\u0000", "amount": "1.000"}',
-         invalid_choice("refund\x00")),
+        (
+            "NUL inside",
+            b'{"operation": "refund\\u0000", "amount": "1.000"}',
+            invalid_choice("refund\x00"),
+        ),
         ("int", b'{"operation": 5}', invalid_choice("5")),
         ("bool", b'{"operation": true}', invalid_choice("true")),
         ("list", b'{"operation": ["refund"], "amount": "1.000"}', invalid_choice('["refund"]')),
@@ -256,8 +311,10 @@ KWD_BAD_AMOUNTS: list[tuple[Any, str]] = [
     ("1" + "0" * 20 + ".000", "Ensure this field has no more than 24 characters."),  # 25 chars
     ("9" * 25, "Ensure this field has no more than 24 characters."),
     ("12345678901234", "Ensure that there are no more than 13 digits before the decimal point."),
-    ("12345678901234.000",
-     "Ensure that there are no more than 13 digits before the decimal point."),
+    (
+        "12345678901234.000",
+        "Ensure that there are no more than 13 digits before the decimal point.",
+    ),
     # decisions §3 / ottu-api §3.2: the wire carries decimal strings, never JSON numbers.
     (1.5, E_NOT_STRING),
     (2, E_NOT_STRING),
@@ -277,31 +334,66 @@ RAW_NUMBER_AMOUNTS = [b"1.5", b"1.500", b"1e3", b"2", b"1E-3", b"100.000"]
 async def test_bad_amounts_are_field_errors(expect: Expect, seed: Seed) -> None:
     await seed.transaction("100.00", "USD", order_no="ORD-USD")
     for amount, message in KWD_BAD_AMOUNTS:
-        await expect(f"refund KWD {amount!r}", "POST", OP, 400, {"amount": [message]},
-                     json={"operation": "refund", "amount": amount})
+        await expect(
+            f"refund KWD {amount!r}",
+            "POST",
+            OP,
+            400,
+            {"amount": [message]},
+            json={"operation": "refund", "amount": amount},
+        )
     for raw in RAW_NUMBER_AMOUNTS:
-        await expect(f"refund KWD JSON number {raw!r}", "POST", OP, 400,
-                     {"amount": [E_NOT_STRING]},
-                     content=b'{"operation": "refund", "amount": ' + raw + b"}", headers=JSON_CT)
+        await expect(
+            f"refund KWD JSON number {raw!r}",
+            "POST",
+            OP,
+            400,
+            {"amount": [E_NOT_STRING]},
+            content=b'{"operation": "refund", "amount": ' + raw + b"}",
+            headers=JSON_CT,
+        )
     # The amount is validated before the rules, whatever the operation.
     for amount, message in [
-        ("-1", E_NUMBER), ("0", E_POSITIVE), ("1e3", E_NUMBER), (1.5, E_NOT_STRING),
+        ("-1", E_NUMBER),
+        ("0", E_POSITIVE),
+        ("1e3", E_NUMBER),
+        (1.5, E_NOT_STRING),
         ("1.2345", "Ensure that there are no more than 3 decimal places for KWD."),
     ]:
-        await expect(f"capture KWD {amount!r}", "POST", OP, 400, {"amount": [message]},
-                     json={"operation": "capture", "amount": amount})
-    await expect("refund USD '1.234'", "POST", "/b/pbl/v1/operation/ORD-USD", 400,
-                 {"amount": ["Ensure that there are no more than 2 decimal places for USD."]},
-                 json={"operation": "refund", "amount": "1.234"})
+        await expect(
+            f"capture KWD {amount!r}",
+            "POST",
+            OP,
+            400,
+            {"amount": [message]},
+            json={"operation": "capture", "amount": amount},
+        )
+    await expect(
+        "refund USD '1.234'",
+        "POST",
+        "/b/pbl/v1/operation/ORD-USD",
+        400,
+        {"amount": ["Ensure that there are no more than 2 decimal places for USD."]},
+        json={"operation": "refund", "amount": "1.234"},
+    )
     # A well-formed amount the rules refuse is an OperationFailure, still with nothing stored.
-    await expect("13 integer digits", "POST", OP, 400,
-                 {"detail": "Amount exceeds the refundable amount (100.000 KWD)",
-                  "operation": "refund", "result": "failed"},
-                 json={"operation": "refund", "amount": "1234567890123"})
+    await expect(
+        "13 integer digits",
+        "POST",
+        OP,
+        400,
+        {
+            "detail": "Amount exceeds the refundable amount (100.000 KWD)",
+            "operation": "refund",
+            "result": "failed",
+        },
+        json={"operation": "refund", "amount": "1234567890123"},
+    )
     expect.check()
 
 
 # -- order_no in the path -------------------------------------------------------------------------
+
 
 async def test_bad_order_no_in_path(expect: Expect) -> None:
     cases = [
@@ -320,20 +412,38 @@ async def test_bad_order_no_in_path(expect: Expect) -> None:
     ]
     for path, message in cases:
         label = path if len(path) < 40 else f"{path[:12]}...({len(path)} chars)"
-        await expect(f"operation {label}", "POST", f"/b/pbl/v1/operation/{path}", 400,
-                     {"order_no": [message]}, json=REFUND_1)
-        await expect(f"inquiry {label}", "POST", f"/b/pbl/v1/inquiry/{path}", 400,
-                     {"order_no": [message]})
+        await expect(
+            f"operation {label}",
+            "POST",
+            f"/b/pbl/v1/operation/{path}",
+            400,
+            {"order_no": [message]},
+            json=REFUND_1,
+        )
+        await expect(
+            f"inquiry {label}", "POST", f"/b/pbl/v1/inquiry/{path}", 400, {"order_no": [message]}
+        )
     # 128 characters is a valid identifier: it is simply not found.
-    await expect("operation 128 chars", "POST", "/b/pbl/v1/operation/" + "A" * 128, 400,
-                 {"detail": "Order number does not exist", "operation": "refund",
-                  "result": "failed"}, json=REFUND_1)
-    await expect("inquiry 128 chars", "POST", "/b/pbl/v1/inquiry/" + "A" * 128, 404,
-                 {"detail": "Order number does not exist", "result": "failed"})
+    await expect(
+        "operation 128 chars",
+        "POST",
+        "/b/pbl/v1/operation/" + "A" * 128,
+        400,
+        {"detail": "Order number does not exist", "operation": "refund", "result": "failed"},
+        json=REFUND_1,
+    )
+    await expect(
+        "inquiry 128 chars",
+        "POST",
+        "/b/pbl/v1/inquiry/" + "A" * 128,
+        404,
+        {"detail": "Order number does not exist", "result": "failed"},
+    )
     expect.check()
 
 
 # -- size, media type, method, route --------------------------------------------------------------
+
 
 def padded_refund(size: int) -> bytes:
     head = b'{"operation": "refund", "amount": "1.000", "pad": "'
@@ -346,43 +456,76 @@ async def test_body_too_large_413_and_unsupported_media_type_415(expect: Expect)
 
     async def streamed() -> AsyncIterator[bytes]:  # chunked: no Content-Length to trust
         for start in range(0, len(five_mb), 256 * 1024):
-            yield five_mb[start:start + 256 * 1024]
+            yield five_mb[start : start + 256 * 1024]
 
     for url in ENDPOINTS:
         await expect(f"{url} 5 MB", "POST", url, 413, TOO_LARGE, content=five_mb, headers=JSON_CT)
-        await expect(f"{url} 5 MB chunked", "POST", url, 413, TOO_LARGE, content=streamed(),
-                     headers=JSON_CT)
-        await expect(f"{url} limit + 1", "POST", url, 413, TOO_LARGE,
-                     content=padded_refund(limit + 1), headers=JSON_CT)
-        await expect(f"{url} 5 MB form", "POST", url, 413, TOO_LARGE,
-                     content=b"operation=refund&amount=1.000&pad=" + b"x" * (5 * 1024 * 1024),
-                     headers=FORM_CT)
+        await expect(
+            f"{url} 5 MB chunked", "POST", url, 413, TOO_LARGE, content=streamed(), headers=JSON_CT
+        )
+        await expect(
+            f"{url} limit + 1",
+            "POST",
+            url,
+            413,
+            TOO_LARGE,
+            content=padded_refund(limit + 1),
+            headers=JSON_CT,
+        )
+        await expect(
+            f"{url} 5 MB form",
+            "POST",
+            url,
+            413,
+            TOO_LARGE,
+            content=b"operation=refund&amount=1.000&pad=" + b"x" * (5 * 1024 * 1024),
+            headers=FORM_CT,
+        )
 
     body = json.dumps(REFUND_1).encode()
     for url in ENDPOINTS:
         for media in ("text/plain", "application/xml", "text/html", "application/octet-stream"):
-            await expect(f"{url} {media}", "POST", url, 415,
-                         {"detail": f'Unsupported media type "{media}" in request.'},
-                         content=body, headers={"Content-Type": media})
-        await expect(f"{url} no content type", "POST", url, 415,
-                     {"detail": 'Unsupported media type "" in request.'}, content=body)
+            await expect(
+                f"{url} {media}",
+                "POST",
+                url,
+                415,
+                {"detail": f'Unsupported media type "{media}" in request.'},
+                content=body,
+                headers={"Content-Type": media},
+            )
+        await expect(
+            f"{url} no content type",
+            "POST",
+            url,
+            415,
+            {"detail": 'Unsupported media type "" in request.'},
+            content=body,
+        )
     expect.check()
 
     # Exactly at the limit is still accepted.
-    response = await expect.client.post(OP, content=padded_refund(limit),
-                                        headers={**expect.auth, **JSON_CT})
+    response = await expect.client.post(
+        OP, content=padded_refund(limit), headers={**expect.auth, **JSON_CT}
+    )
     assert response.status_code == 200, response.text
 
 
 async def test_other_methods_405_and_unknown_routes_404(expect: Expect) -> None:
     for url in (OP, INQ, OP + "/", INQ + "/"):
         for method in ("GET", "PUT", "DELETE", "PATCH") if not url.endswith("/") else ("GET",):
-            response = await expect(f"{method} {url}", method, url, 405,
-                                    {"detail": f'Method "{method}" not allowed.'},
-                                    json=REFUND_1 if method != "GET" else None)
+            response = await expect(
+                f"{method} {url}",
+                method,
+                url,
+                405,
+                {"detail": f'Method "{method}" not allowed.'},
+                json=REFUND_1 if method != "GET" else None,
+            )
             if "POST" not in response.headers.get("allow", ""):
-                expect.failures.append(f"{method} {url}: Allow header "
-                                       f"{response.headers.get('allow')!r} lacks POST")
+                expect.failures.append(
+                    f"{method} {url}: Allow header {response.headers.get('allow')!r} lacks POST"
+                )
 
     for path in (
         "/b/pbl/v1/operation",
@@ -423,23 +566,31 @@ async def test_form_and_multipart_bodies_behave_like_json(expect: Expect, seed: 
         body = response.json()
         assert body.keys() == by_json.json().keys()
         assert (body["operation"], body["amount"], body["result"], body["txn"]["state"]) == (
-            "refund", amount, "success", "refunded")
+            "refund",
+            amount,
+            "success",
+            "refunded",
+        )
     parent = await seed.find("ORD-1")
     assert parent is not None and parent.refunded == 6000
 
     # The same bad input gives the same error whatever the encoding.
     for label, fields, error in (
         ("negative amount", {"operation": "refund", "amount": "-1"}, {"amount": [E_NUMBER]}),
-        ("too many decimals", {"operation": "refund", "amount": "1.2345"},
-         {"amount": ["Ensure that there are no more than 3 decimal places for KWD."]}),
+        (
+            "too many decimals",
+            {"operation": "refund", "amount": "1.2345"},
+            {"amount": ["Ensure that there are no more than 3 decimal places for KWD."]},
+        ),
         ("no operation", {"amount": "1.000"}, {"operation": [E_REQUIRED]}),
         ("unknown operation", {"operation": "refundx"}, invalid_choice("refundx")),
     ):
         await expect(f"json {label}", "POST", OP, 400, error, json=fields)
         await expect(f"form {label}", "POST", OP, 400, error, data=fields)
         await expect(f"multipart {label}", "POST", OP, 400, error, files=multipart(fields))
-    await expect("empty form", "POST", OP, 400, {"operation": [E_REQUIRED]}, content=b"",
-                 headers=FORM_CT)
+    await expect(
+        "empty form", "POST", OP, 400, {"operation": [E_REQUIRED]}, content=b"", headers=FORM_CT
+    )
 
     # Inquiry: the same answer (apart from the time stamp and the signature over it).
     def stable(response: httpx.Response) -> dict[str, Any]:
@@ -447,8 +598,9 @@ async def test_form_and_multipart_bodies_behave_like_json(expect: Expect, seed: 
         return {k: v for k, v in response.json().items() if k not in ("timestamp_utc", "signature")}
 
     fields = {"disclose_to_merchant": "false"}
-    inquiry_json = stable(await client.post(INQ, json={"disclose_to_merchant": False},
-                                            headers=auth))
+    inquiry_json = stable(
+        await client.post(INQ, json={"disclose_to_merchant": False}, headers=auth)
+    )
     assert stable(await client.post(INQ, data=fields, headers=auth)) == inquiry_json
     assert stable(await client.post(INQ, files=multipart(fields), headers=auth)) == inquiry_json
     assert stable(await client.post(INQ, headers=auth)) == inquiry_json
@@ -457,20 +609,48 @@ async def test_form_and_multipart_bodies_behave_like_json(expect: Expect, seed: 
 
 async def test_inquiry_field_errors(expect: Expect) -> None:
     cases: list[tuple[str, dict[str, Any], int, dict[str, Any]]] = [
-        ("disclose not a boolean", {"disclose_to_merchant": "maybe"}, 400,
-         {"disclose_to_merchant": ["Must be a valid boolean."]}),
-        ("disclose a list", {"disclose_to_merchant": [True]}, 400,
-         {"disclose_to_merchant": ["Must be a valid boolean."]}),
-        ("url scheme", {"disclosure_url": "ftp://example.com/x"}, 400,
-         {"disclosure_url": ["Enter a valid URL."]}),
-        ("url not a string", {"disclosure_url": 5}, 400,
-         {"disclosure_url": ["Not a valid string."]}),
-        ("url too long", {"disclosure_url": "https://example.com/" + "a" * 2000}, 400,
-         {"disclosure_url": ["Ensure this field has no more than 2000 characters."]}),
-        ("url with newline", {"disclosure_url": "https://example.com/\nx"}, 400,
-         {"disclosure_url": ["Enter a valid URL."]}),
-        ("disclose without any url", {"disclose_to_merchant": True}, 400,
-         {"detail": "No disclosure url found for order ORD-1", "result": "failed"}),
+        (
+            "disclose not a boolean",
+            {"disclose_to_merchant": "maybe"},
+            400,
+            {"disclose_to_merchant": ["Must be a valid boolean."]},
+        ),
+        (
+            "disclose a list",
+            {"disclose_to_merchant": [True]},
+            400,
+            {"disclose_to_merchant": ["Must be a valid boolean."]},
+        ),
+        (
+            "url scheme",
+            {"disclosure_url": "ftp://example.com/x"},
+            400,
+            {"disclosure_url": ["Enter a valid URL."]},
+        ),
+        (
+            "url not a string",
+            {"disclosure_url": 5},
+            400,
+            {"disclosure_url": ["Not a valid string."]},
+        ),
+        (
+            "url too long",
+            {"disclosure_url": "https://example.com/" + "a" * 2000},
+            400,
+            {"disclosure_url": ["Ensure this field has no more than 2000 characters."]},
+        ),
+        (
+            "url with newline",
+            {"disclosure_url": "https://example.com/\nx"},
+            400,
+            {"disclosure_url": ["Enter a valid URL."]},
+        ),
+        (
+            "disclose without any url",
+            {"disclose_to_merchant": True},
+            400,
+            {"detail": "No disclosure url found for order ORD-1", "result": "failed"},
+        ),
     ]
     for label, body, status, error in cases:
         await expect(label, "POST", INQ, status, error, json=body)
@@ -479,12 +659,18 @@ async def test_inquiry_field_errors(expect: Expect) -> None:
 
 # -- property: random input never breaks the server -----------------------------------------------
 
-JSON_LEAVES = (st.none() | st.booleans() | st.integers() | st.text(max_size=20)
-               | st.floats(allow_nan=True, allow_infinity=True))
+JSON_LEAVES = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.text(max_size=20)
+    | st.floats(allow_nan=True, allow_infinity=True)
+)
 JSON_VALUES = st.recursive(
     JSON_LEAVES,
-    lambda children: st.lists(children, max_size=3)
-    | st.dictionaries(st.text(max_size=5), children, max_size=3),
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=5), children, max_size=3)
+    ),
     max_leaves=6,
 )
 AMOUNTS = st.one_of(
@@ -497,10 +683,15 @@ OPERATIONS = st.one_of(
 )
 ORDER_NOS = st.one_of(st.just("ORD-1"), st.text(max_size=150))
 OPERATION_BODIES = st.fixed_dictionaries({}, optional={"operation": OPERATIONS, "amount": AMOUNTS})
-INQUIRY_BODIES = st.fixed_dictionaries({}, optional={
-    "disclose_to_merchant": st.one_of(JSON_VALUES, st.sampled_from(["true", "false", "1", "yes"])),
-    "disclosure_url": st.one_of(JSON_VALUES, st.just("https://example.com/hook")),
-})
+INQUIRY_BODIES = st.fixed_dictionaries(
+    {},
+    optional={
+        "disclose_to_merchant": st.one_of(
+            JSON_VALUES, st.sampled_from(["true", "false", "1", "yes"])
+        ),
+        "disclosure_url": st.one_of(JSON_VALUES, st.just("https://example.com/hook")),
+    },
+)
 REQUESTS = st.one_of(
     st.tuples(st.just("operation"), ORDER_NOS, OPERATION_BODIES),
     st.tuples(st.just("operation"), ORDER_NOS, OPERATION_BODIES),
@@ -522,8 +713,12 @@ def may_hit_sandbox_trigger(endpoint: str, order_no: str, body: dict[str, Any]) 
         return False
 
 
-@settings(max_examples=100, deadline=None, database=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(
+    max_examples=100,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(request=REQUESTS)
 async def test_random_input_never_breaks_the_server(
     expect: Expect, request: tuple[str, str, dict[str, Any]]
@@ -533,7 +728,8 @@ async def test_random_input_never_breaks_the_server(
     raw = json.dumps(body, allow_nan=True).encode()  # NaN/Infinity literals: must be refused
     before = await expect.snapshot_before()
     response = await expect.client.post(
-        f"/b/pbl/v1/{endpoint}/{quote(order_no, safe='')}", content=raw,
+        f"/b/pbl/v1/{endpoint}/{quote(order_no, safe='')}",
+        content=raw,
         headers={**expect.auth, **JSON_CT},
     )
     assert response.status_code < 500, response.text

@@ -43,9 +43,15 @@ async def guess(app: Any, peer: str, username: str, forwarded_for: str | None = 
     return response.status_code
 
 
-@pytest.mark.parametrize("settings_overrides", [{
-    "auth_address_failure_limit": 3, "trusted_proxies": "10.0.0.1, 10.9.0.0/16",
-}])
+@pytest.mark.parametrize(
+    "settings_overrides",
+    [
+        {
+            "auth_address_failure_limit": 3,
+            "trusted_proxies": "10.0.0.1, 10.9.0.0/16",
+        }
+    ],
+)
 async def test_forwarded_for_counts_only_through_a_trusted_proxy(app: Any, seed: Seed) -> None:
     await seed.transaction(order_no="ORD-1")
     # Through the proxy, each client is counted at its own address.
@@ -72,6 +78,7 @@ async def test_without_trusted_proxies_forwarded_for_is_ignored(app: Any, seed: 
 
 # -- real `payops serve` processes ----------------------------------------------------------------
 
+
 @contextmanager
 def payops_serve(settings: Settings, **env: str) -> Iterator[str]:
     port = free_port()
@@ -87,10 +94,22 @@ def payops_serve(settings: Settings, **env: str) -> Iterator[str]:
         **env,
     }
     environment.pop("FORWARDED_ALLOW_IPS", None)
-    command = [sys.executable, "-m", "payops.cli.main", "serve", "--port", str(port),
-               "--no-migrate"]
-    server = subprocess.Popen(command, env=environment, cwd=settings.data_dir.parent,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    command = [
+        sys.executable,
+        "-m",
+        "payops.cli.main",
+        "serve",
+        "--port",
+        str(port),
+        "--no-migrate",
+    ]
+    server = subprocess.Popen(
+        command,
+        env=environment,
+        cwd=settings.data_dir.parent,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
@@ -117,8 +136,11 @@ def payops_serve(settings: Settings, **env: str) -> Iterator[str]:
 
 def live_guess(base: str, username: str, forwarded_for: str) -> int:
     token = base64.b64encode(f"{username}:wrong password".encode()).decode()
-    response = httpx.post(f"{base}{URL}", timeout=30, headers={
-        "Authorization": f"Basic {token}", "X-Forwarded-For": forwarded_for})
+    response = httpx.post(
+        f"{base}{URL}",
+        timeout=30,
+        headers={"Authorization": f"Basic {token}", "X-Forwarded-For": forwarded_for},
+    )
     return response.status_code
 
 
@@ -132,20 +154,27 @@ def test_payops_serve_trusts_forwarded_for_only_from_listed_proxies(
         # parameters), so each wrong guess is quick; unknown ones would cost production argon2id.
         await Seed(ctx).transaction(order_no="ORD-1")
         async with ctx.db.write() as session:
-            session.add_all(User(username=name, password_hash=CHEAP.hash("right password"))
-                            for name in [f"u{n}" for n in range(7)] + [f"v{n}" for n in range(10)])
+            session.add_all(
+                User(username=name, password_hash=CHEAP.hash("right password"))
+                for name in [f"u{n}" for n in range(7)] + [f"v{n}" for n in range(10)]
+            )
 
     run_with_context(settings, add_users)
     limit = {"PAYOPS_AUTH_ADDRESS_FAILURE_LIMIT": "5"}
     with payops_serve(settings, **limit) as first, payops_serve(settings, **limit) as second:
         # Loopback is no proxy by default: made-up X-Forwarded-For values from 127.0.0.1 are all
         # counted against 127.0.0.1, and the two processes count together.
-        statuses = [live_guess(first if n % 2 else second, f"u{n}", f"192.0.2.{n}")
-                    for n in range(7)]
+        statuses = [
+            live_guess(first if n % 2 else second, f"u{n}", f"192.0.2.{n}") for n in range(7)
+        ]
         assert statuses == [401] * 5 + [429] * 2, statuses
     # Listed as a proxy, loopback's X-Forwarded-For names the client: each is counted on its own.
-    with payops_serve(settings, PAYOPS_TRUSTED_PROXIES="127.0.0.1",
-                      PAYOPS_PUBLIC_URL="https://pay.example.com", **limit) as behind_proxy:
+    with payops_serve(
+        settings,
+        PAYOPS_TRUSTED_PROXIES="127.0.0.1",
+        PAYOPS_PUBLIC_URL="https://pay.example.com",
+        **limit,
+    ) as behind_proxy:
         statuses = [live_guess(behind_proxy, f"v{n}", f"198.51.100.{n}") for n in range(7)]
         assert statuses == [401] * 7, statuses
         assert live_guess(behind_proxy, "v9", "127.0.0.1") == 429  # loopback itself is spent

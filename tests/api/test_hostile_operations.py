@@ -41,8 +41,10 @@ async def expect(client: httpx.AsyncClient, seed: Seed) -> Expect:
 def targets(operation: str) -> list[tuple[str, str, dict[str, str]]]:
     """(label, path, extra body fields) for v1 and v2 on the order this operation needs."""
     order = "ORD-1" if operation == "refund" else "ORD-A"
-    return [(f"v1 {operation}", f"/b/pbl/v1/operation/{order}", {}),
-            (f"v2 {operation}", "/b/pbl/v2/operation/", {"order_no": order})]
+    return [
+        (f"v1 {operation}", f"/b/pbl/v1/operation/{order}", {}),
+        (f"v2 {operation}", "/b/pbl/v2/operation/", {"order_no": order}),
+    ]
 
 
 async def test_blank_or_null_amount_is_a_field_error_never_everything(expect: Expect) -> None:
@@ -50,17 +52,27 @@ async def test_blank_or_null_amount_is_a_field_error_never_everything(expect: Ex
         for label, path, extra in targets(operation):
             blank = {"operation": operation, "amount": "", **extra}
             await expect(f"{label} json blank", "POST", path, 400, E_BLANK, json=blank)
-            await expect(f"{label} json spaces", "POST", path, 400, E_BLANK,
-                         json={**blank, "amount": "  "})
-            await expect(f"{label} json null", "POST", path, 400, E_NULL,
-                         json={**blank, "amount": None})
+            await expect(
+                f"{label} json spaces", "POST", path, 400, E_BLANK, json={**blank, "amount": "  "}
+            )
+            await expect(
+                f"{label} json null", "POST", path, 400, E_NULL, json={**blank, "amount": None}
+            )
             await expect(f"{label} form blank", "POST", path, 400, E_BLANK, data=blank)
-            await expect(f"{label} multipart blank", "POST", path, 400, E_BLANK,
-                         files=multipart(blank))
+            await expect(
+                f"{label} multipart blank", "POST", path, 400, E_BLANK, files=multipart(blank)
+            )
             # The empty form field exactly as a browser or curl -d sends it.
             raw = "&".join(f"{k}={v}" for k, v in blank.items()).encode()
-            await expect(f"{label} raw form `amount=`", "POST", path, 400, E_BLANK, content=raw,
-                         headers={"Content-Type": "application/x-www-form-urlencoded"})
+            await expect(
+                f"{label} raw form `amount=`",
+                "POST",
+                path,
+                400,
+                E_BLANK,
+                content=raw,
+                headers={"Content-Type": "application/x-www-form-urlencoded"},
+            )
     expect.check()
     # Nothing moved anywhere.
     for order in ("ORD-1", "ORD-A"):
@@ -71,29 +83,38 @@ async def test_blank_or_null_amount_is_a_field_error_never_everything(expect: Ex
 
 async def test_absent_amount_still_means_all_that_remains(expect: Expect) -> None:
     client, auth = expect.client, expect.auth
-    refund = await client.post("/b/pbl/v2/operation/", data={"operation": "refund",
-                                                              "order_no": "ORD-1"}, headers=auth)
+    refund = await client.post(
+        "/b/pbl/v2/operation/", data={"operation": "refund", "order_no": "ORD-1"}, headers=auth
+    )
     assert refund.status_code == 200, refund.text
     assert refund.json()["amount"] == "100.000"
 
 
 @pytest.mark.parametrize("amount", ["", None, "garbage", "-5"])
 async def test_void_and_cancel_ignore_the_amount(
-    expect: Expect, seed: Seed, amount: Any,
+    expect: Expect,
+    seed: Seed,
+    amount: Any,
 ) -> None:
     client, auth = expect.client, expect.auth
-    void = await client.post("/b/pbl/v1/operation/ORD-A",
-                             json={"operation": "void", "amount": amount}, headers=auth)
+    void = await client.post(
+        "/b/pbl/v1/operation/ORD-A", json={"operation": "void", "amount": amount}, headers=auth
+    )
     assert void.status_code == 200, void.text
     assert void.json()["txn"]["state"] == "voided"
     await seed.transaction("10.000", "KWD", order_no="ORD-C", card=None)
-    cancel = await client.post("/b/pbl/v2/operation/", headers=auth,
-                               json={"operation": "cancel", "order_no": "ORD-C", "amount": amount})
+    cancel = await client.post(
+        "/b/pbl/v2/operation/",
+        headers=auth,
+        json={"operation": "cancel", "order_no": "ORD-C", "amount": amount},
+    )
     assert cancel.status_code == 200, cancel.text
     if amount is not None:
-        form = await client.post("/b/pbl/v2/operation/", headers=auth,
-                                 data={"operation": "delete", "order_no": "ORD-C",
-                                       "amount": amount})
+        form = await client.post(
+            "/b/pbl/v2/operation/",
+            headers=auth,
+            data={"operation": "delete", "order_no": "ORD-C", "amount": amount},
+        )
         assert form.status_code == 200, form.text
 
 
@@ -117,23 +138,42 @@ async def test_cross_site_browser_requests_are_refused(expect: Expect, seed: See
     ]
     for label, headers in refused:
         expect.auth = {**user, **headers}
-        await expect(label, "POST", path, 403,
-                     lambda body: set(body) == {"detail"} and body["detail"].startswith(
-                         "CSRF Failed"), data=REFUND)
+        await expect(
+            label,
+            "POST",
+            path,
+            403,
+            lambda body: set(body) == {"detail"} and body["detail"].startswith("CSRF Failed"),
+            data=REFUND,
+        )
     # The other authenticated prefixes too, before any authentication.
     expect.auth = {"Sec-Fetch-Site": "cross-site", "Origin": "https://evil.example"}
-    for path in ("/b/checkout/v1/pymt-txn/", "/b/pbl/v2/operation/", "/b/pbl/v2/inquiry/",
-                 "/b/payops/v1/operations/review", "/b/payops/v1/import/"):
-        await expect(f"cross-site {path}", "POST", path, 403, {
-            "detail": "CSRF Failed: Origin checking failed - https://evil.example does not match "
-                      "any trusted origins."}, json={})
+    for path in (
+        "/b/checkout/v1/pymt-txn/",
+        "/b/pbl/v2/operation/",
+        "/b/pbl/v2/inquiry/",
+        "/b/payops/v1/operations/review",
+        "/b/payops/v1/import/",
+    ):
+        await expect(
+            f"cross-site {path}",
+            "POST",
+            path,
+            403,
+            {
+                "detail": "CSRF Failed: Origin checking failed - https://evil.example does not match "
+                "any trusted origins."
+            },
+            json={},
+        )
     expect.check()
     parent = await seed.find("ORD-1")
     assert parent is not None and parent.refunded == 0
 
 
 async def test_same_origin_listed_origins_and_servers_pass(
-    client: httpx.AsyncClient, seed: Seed,
+    client: httpx.AsyncClient,
+    seed: Seed,
 ) -> None:
     user = await seed.superuser()
     await seed.transaction("100.000", "KWD", order_no="ORD-1")
@@ -156,20 +196,23 @@ async def test_same_origin_listed_origins_and_servers_pass(
 
 
 async def test_pages_returns_and_notifications_are_never_guarded(
-    client: httpx.AsyncClient, seed: Seed,
+    client: httpx.AsyncClient,
+    seed: Seed,
 ) -> None:
     parent = await seed.transaction("10.000", "KWD", order_no="ORD-H", card=None)
     hostile = {"Sec-Fetch-Site": "cross-site", "Origin": "https://gateway.example"}
     page = await client.get(f"/checkout/{parent.session_id}", headers=hostile)
     assert page.status_code == 200, page.text
-    notice = await client.post("/b/pg/notifications/sandbox-purchase-kwd", content=b"{}",
-                               headers=hostile)
+    notice = await client.post(
+        "/b/pg/notifications/sandbox-purchase-kwd", content=b"{}", headers=hostile
+    )
     assert notice.status_code != 403, notice.text
     assert (await client.get("/healthz", headers=hostile)).status_code == 200
 
 
 async def test_without_public_url_the_requests_own_origin_is_same_origin(
-    settings: Settings, seed: Seed,
+    settings: Settings,
+    seed: Seed,
 ) -> None:
     user = await seed.superuser()
     await seed.transaction("100.000", "KWD", order_no="ORD-1")
@@ -177,13 +220,19 @@ async def test_without_public_url_the_requests_own_origin_is_same_origin(
     async with LifespanManager(application):
         transport = httpx.ASGITransport(app=application, client=("127.0.0.1", 40000))
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
-            own = await http.post("/b/pbl/v1/operation/ORD-1", data=REFUND,
-                                  headers={**user, "Origin": "http://testserver"})
+            own = await http.post(
+                "/b/pbl/v1/operation/ORD-1",
+                data=REFUND,
+                headers={**user, "Origin": "http://testserver"},
+            )
             assert own.status_code == 200, own.text
-            foreign = await http.post("/b/pbl/v1/operation/ORD-1", data=REFUND,
-                                      headers={**user, "Origin": PUBLIC_URL})
+            foreign = await http.post(
+                "/b/pbl/v1/operation/ORD-1", data=REFUND, headers={**user, "Origin": PUBLIC_URL}
+            )
             assert foreign.status_code == 403, foreign.text
             listed_nowhere = await http.post(
-                "/b/pbl/v1/operation/ORD-1", data=REFUND,
-                headers={**user, "Sec-Fetch-Site": "cross-site", "Origin": LISTED})
+                "/b/pbl/v1/operation/ORD-1",
+                data=REFUND,
+                headers={**user, "Sec-Fetch-Site": "cross-site", "Origin": LISTED},
+            )
             assert listed_nowhere.status_code == 403

@@ -23,9 +23,17 @@ async def test_metrics_are_not_served_without_a_configured_token(
 
 
 @pytest.mark.parametrize("settings_overrides", [{"metrics_token": TOKEN}])
-@pytest.mark.parametrize("authorization", [
-    None, "Bearer", "Bearer wrong-token", f"Basic {TOKEN}", f"Bearer {TOKEN}x", f"Bearer {TOKEN[:-1]}",
-])
+@pytest.mark.parametrize(
+    "authorization",
+    [
+        None,
+        "Bearer",
+        "Bearer wrong-token",
+        f"Basic {TOKEN}",
+        f"Bearer {TOKEN}x",
+        f"Bearer {TOKEN[:-1]}",
+    ],
+)
 async def test_metrics_refuse_a_missing_or_wrong_token(
     client: httpx.AsyncClient, authorization: str | None
 ) -> None:

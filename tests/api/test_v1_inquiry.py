@@ -15,7 +15,6 @@ import pytest
 
 from payops.connectors.sandbox.connector import SandboxConnector
 from payops.webhooks.signing import sign
-
 from tests.helpers import DECLINED_CARD, PENDING_CARD, Seed
 
 PATHS = ("/b/pbl/v1/inquiry/{}", "/b/pbl/v1/inquiry/{}/")
@@ -28,22 +27,44 @@ WEBHOOK_URL = "https://merchant.example.com/webhook"
 
 # SchemaWebhook: the keys the spec marks required (ottu-api.md §4.4).
 PAYMENT_REQUIRED = {
-    "agreement", "amount", "amount_details", "card_acceptance_criteria", "currency_code",
-    "customer_address_country", "fee", "gateway_account", "gateway_name", "gateway_response",
-    "message", "paid_amount", "pg_params", "reference_number", "remaining_amount", "result",
-    "settled_amount", "signature", "state", "timestamp_utc",
+    "agreement",
+    "amount",
+    "amount_details",
+    "card_acceptance_criteria",
+    "currency_code",
+    "customer_address_country",
+    "fee",
+    "gateway_account",
+    "gateway_name",
+    "gateway_response",
+    "message",
+    "paid_amount",
+    "pg_params",
+    "reference_number",
+    "remaining_amount",
+    "result",
+    "settled_amount",
+    "signature",
+    "state",
+    "timestamp_utc",
 }
 
 
 # -- helpers ------------------------------------------------------------------------------------
+
 
 def inquiry_path(order_no: str = "ORD-1", *, slash: bool = False) -> str:
     return PATHS[slash].format(order_no)
 
 
 async def inquire(
-    client: httpx.AsyncClient, auth: dict[str, str], order_no: str = "ORD-1", *,
-    json: dict[str, Any] | None = None, form: dict[str, str] | None = None, slash: bool = False,
+    client: httpx.AsyncClient,
+    auth: dict[str, str],
+    order_no: str = "ORD-1",
+    *,
+    json: dict[str, Any] | None = None,
+    form: dict[str, str] | None = None,
+    slash: bool = False,
 ) -> httpx.Response:
     """No ``json``/``form``: an empty body without a content type."""
     if json is not None:
@@ -93,8 +114,12 @@ BODIES = {
 @pytest.mark.parametrize("slash", [False, True], ids=["no-slash", "slash"])
 @pytest.mark.parametrize("body", list(BODIES))
 async def test_paid_transaction_is_answered_from_storage(
-    client: httpx.AsyncClient, seed: Seed, auth: dict[str, str], gateway_inquiries: list[str],
-    slash: bool, body: str,
+    client: httpx.AsyncClient,
+    seed: Seed,
+    auth: dict[str, str],
+    gateway_inquiries: list[str],
+    slash: bool,
+    body: str,
 ) -> None:
     parent = await seed.transaction("100.000", "KWD", fee="2.000")
     before = await seed.snapshot()
@@ -110,8 +135,12 @@ async def test_paid_transaction_is_answered_from_storage(
     assert data["order_no"] == "ORD-1"
     assert data["currency_code"] == "KWD"
     assert data["amount"] == "100.000"
-    assert data["amount_details"] == {"currency_code": "KWD", "amount": "100.000",
-                                      "total": "102.000", "fee": "2.000"}
+    assert data["amount_details"] == {
+        "currency_code": "KWD",
+        "amount": "100.000",
+        "total": "102.000",
+        "fee": "2.000",
+    }
     assert data["fee"] == "2.000 KWD"
     assert data["paid_amount"] == "102.000"  # purchase: settled amount + fee
     assert data["settled_amount"] == "100.000"
@@ -134,8 +163,11 @@ async def test_authorized_transaction_reports_captures(
     assert fresh.json()["paid_amount"] == "0.000"  # authorize: total captured
     assert fresh.json()["settled_amount"] == "100.000"
 
-    capture = await client.post(OPERATION_PATH.format("ORD-1"),
-                                json={"operation": "capture", "amount": "40.000"}, headers=auth)
+    capture = await client.post(
+        OPERATION_PATH.format("ORD-1"),
+        json={"operation": "capture", "amount": "40.000"},
+        headers=auth,
+    )
     assert capture.status_code == 200, capture.text
     after = await inquire(client, auth)
 
@@ -143,9 +175,9 @@ async def test_authorized_transaction_reports_captures(
     data = after.json()
     assert data["state"] == "authorized"
     assert data["paid_amount"] == "40.000"
-    assert [(t["amount"], t["currency_code"], t["state"], t["session_id"])
-            for t in data["transactions"]] == [
-        ("40.000", "KWD", "paid", capture.json()["txn"]["session_id"])]
+    assert [
+        (t["amount"], t["currency_code"], t["state"], t["session_id"]) for t in data["transactions"]
+    ] == [("40.000", "KWD", "paid", capture.json()["txn"]["session_id"])]
     assert gateway_inquiries == []
 
 
@@ -155,8 +187,11 @@ async def test_refunds_are_listed_as_child_transactions(
     parent = await seed.transaction("100.000", "KWD")
     children = []
     for amount in ("10.000", "5.500"):
-        refund = await client.post(OPERATION_PATH.format("ORD-1"),
-                                   json={"operation": "refund", "amount": amount}, headers=auth)
+        refund = await client.post(
+            OPERATION_PATH.format("ORD-1"),
+            json={"operation": "refund", "amount": amount},
+            headers=auth,
+        )
         assert refund.status_code == 200, refund.text
         children.append(refund.json()["txn"]["session_id"])
 
@@ -167,8 +202,10 @@ async def test_refunds_are_listed_as_child_transactions(
     assert data["state"] == "paid"  # operations never change the parent's state
     assert data["refunded_amount"] == "15.500"
     transactions = data["transactions"]
-    assert [(t["amount"], t["currency_code"], t["state"], t["order_no"], t["session_id"])
-            for t in transactions] == [
+    assert [
+        (t["amount"], t["currency_code"], t["state"], t["order_no"], t["session_id"])
+        for t in transactions
+    ] == [
         ("10.000", "KWD", "refunded", "ORD-1", children[0]),
         ("5.500", "KWD", "refunded", "ORD-1", children[1]),
     ]
@@ -201,6 +238,7 @@ async def test_amounts_use_the_currency_decimals(
 
 # -- asking the gateway: pending, attempted -----------------------------------------------------
 
+
 async def test_pending_payment_is_revealed_as_paid_and_stays_paid(
     client: httpx.AsyncClient, seed: Seed, auth: dict[str, str], gateway_inquiries: list[str]
 ) -> None:
@@ -230,8 +268,11 @@ async def test_payment_revealed_by_inquiry_can_be_operated_on(
     await seed.transaction("100.000", "KWD", mode=mode, card=PENDING_CARD)
     assert (await inquire(client, auth)).status_code == 200
 
-    response = await client.post(OPERATION_PATH.format("ORD-1"),
-                                 json={"operation": operation, "amount": "1.000"}, headers=auth)
+    response = await client.post(
+        OPERATION_PATH.format("ORD-1"),
+        json={"operation": operation, "amount": "1.000"},
+        headers=auth,
+    )
 
     assert response.status_code == 200, response.text
     assert response.json()["amount"] == "1.000"
@@ -290,6 +331,7 @@ async def test_gateway_without_inquiry_is_not_asked(
 
 # -- refusals: the four messages ----------------------------------------------------------------
 
+
 @pytest.mark.parametrize("slash", [False, True], ids=["no-slash", "slash"])
 async def test_unknown_order_is_404(
     client: httpx.AsyncClient, seed: Seed, auth: dict[str, str], slash: bool
@@ -302,7 +344,10 @@ async def test_unknown_order_is_404(
 
 @pytest.mark.parametrize("state", ["canceled", "invalided"])
 async def test_state_without_inquiry_is_refused(
-    client: httpx.AsyncClient, seed: Seed, auth: dict[str, str], gateway_inquiries: list[str],
+    client: httpx.AsyncClient,
+    seed: Seed,
+    auth: dict[str, str],
+    gateway_inquiries: list[str],
     state: str,
 ) -> None:
     await seed.transaction("100.000", card=DECLINED_CARD)  # one attempt, declined
@@ -319,7 +364,10 @@ async def test_state_without_inquiry_is_refused(
 
 @pytest.mark.parametrize("disclose", [False, True])
 async def test_checks_run_in_the_documented_order(
-    client: httpx.AsyncClient, seed: Seed, auth: dict[str, str], gateway_inquiries: list[str],
+    client: httpx.AsyncClient,
+    seed: Seed,
+    auth: dict[str, str],
+    gateway_inquiries: list[str],
     disclose: bool,
 ) -> None:
     """decisions §13: unknown order → no attempts → disclosure without URL → state. A session
@@ -378,8 +426,9 @@ async def test_invalid_disclosure_url_is_a_field_error(
     client: httpx.AsyncClient, seed: Seed, auth: dict[str, str], bad_url: str
 ) -> None:
     await seed.transaction("100.000")
-    response = await inquire(client, auth,
-                             json={"disclose_to_merchant": True, "disclosure_url": bad_url})
+    response = await inquire(
+        client, auth, json={"disclose_to_merchant": True, "disclosure_url": bad_url}
+    )
     assert response.status_code == 400
     assert list(response.json()) == ["disclosure_url"]
     assert all(isinstance(m, str) and m for m in response.json()["disclosure_url"])
@@ -387,6 +436,7 @@ async def test_invalid_disclosure_url_is_a_field_error(
 
 
 # -- disclosure to the merchant -----------------------------------------------------------------
+
 
 @pytest.mark.parametrize(
     "request_body",
@@ -427,8 +477,9 @@ async def test_disclosure_url_wins_over_the_stored_webhook_url(
     client: httpx.AsyncClient, seed: Seed, auth: dict[str, str]
 ) -> None:
     await seed.transaction("100.000", webhook_url=WEBHOOK_URL)
-    response = await inquire(client, auth,
-                             json={"disclose_to_merchant": True, "disclosure_url": DISCLOSURE_URL})
+    response = await inquire(
+        client, auth, json={"disclose_to_merchant": True, "disclosure_url": DISCLOSURE_URL}
+    )
     assert response.status_code == 200, response.text
     assert [event.target_url for event in await disclosures(seed)] == [DISCLOSURE_URL]
 
@@ -437,8 +488,9 @@ async def test_disclosure_after_revealing_a_pending_payment_carries_the_new_stat
     client: httpx.AsyncClient, seed: Seed, auth: dict[str, str]
 ) -> None:
     await seed.transaction("100.000", card=PENDING_CARD)
-    response = await inquire(client, auth,
-                             json={"disclose_to_merchant": True, "disclosure_url": DISCLOSURE_URL})
+    response = await inquire(
+        client, auth, json={"disclose_to_merchant": True, "disclosure_url": DISCLOSURE_URL}
+    )
     assert response.status_code == 200, response.text
     [event] = await disclosures(seed)
     assert event.payload["state"] == "paid"
@@ -454,6 +506,7 @@ async def test_no_disclosure_unless_asked(
 
 
 # -- permissions --------------------------------------------------------------------------------
+
 
 async def test_inquiry_needs_its_permission(client: httpx.AsyncClient, seed: Seed) -> None:
     auth = await seed.user("clerk", permissions=["payment.refund"])
@@ -500,7 +553,8 @@ async def test_gateway_inquiry_is_throttled_in_the_first_ten_minutes(
     retry_after = int(response.headers["Retry-After"])
     assert 540 < retry_after <= 600
     assert response.json() == {
-        "detail": f"Request was throttled. Expected available in {retry_after} seconds."}
+        "detail": f"Request was throttled. Expected available in {retry_after} seconds."
+    }
     assert gateway_inquiries == []
     stored = await seed.find()
     assert stored is not None and stored.state == "pending"

@@ -18,10 +18,8 @@ import pytest
 from payops.connectors.sandbox.connector import SandboxConnector
 from payops.db.models import Operation
 from payops.webhooks.signing import sign
-
 from tests.e2e import post_op
 from tests.helpers import DECLINED_CARD, PENDING_CARD, Seed
-
 
 DONE = "Operation done successfully"
 NOT_ALLOWED = "Operation is not allowed"
@@ -30,14 +28,28 @@ FOREIGN_CURRENCY = "Operations are not available for payments made in a foreign 
 ORDER_NOT_FOUND = "Order number does not exist"
 UNCONFIRMED = "The payment gateway did not confirm the operation; it will be reconciled"
 TRACKING_IN_PROGRESS = "An operation with this Tracking-Key is in progress"
-TRACKING_MISMATCH = {"detail": "This Tracking-Key was used for a different request",
-                     "operation": "operation_tracking", "result": "failed"}
+TRACKING_MISMATCH = {
+    "detail": "This Tracking-Key was used for a different request",
+    "operation": "operation_tracking",
+    "result": "failed",
+}
 SANDBOX_DECLINE = "Declined by the sandbox issuer"
 
 # ExternalOperation: the keys the spec marks required (ottu-api.md §4.3).
 EXTERNAL_REQUIRED = {
-    "amount", "operation", "order_no", "pg_params", "pg_response", "reference_number", "result",
-    "session_id", "signature", "source", "success", "timestamp_utc", "txn",
+    "amount",
+    "operation",
+    "order_no",
+    "pg_params",
+    "pg_response",
+    "reference_number",
+    "result",
+    "session_id",
+    "signature",
+    "source",
+    "success",
+    "timestamp_utc",
+    "txn",
 }
 CHILD_STATE = {"capture": "paid", "refund": "refunded", "void": "voided"}
 SESSION_ID = re.compile(r"[0-9a-f]{40}")
@@ -45,6 +57,7 @@ TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}")
 
 
 # -- helpers ------------------------------------------------------------------------------------
+
 
 def failure(detail: str, operation: str) -> dict[str, str]:
     return {"detail": detail, "operation": operation, "result": "failed"}
@@ -62,7 +75,9 @@ async def totals(seed: Seed, order_no: str = "ORD-1") -> tuple[int, int, int]:
     operations = await seed.operations(order_no)
 
     def succeeded(kind: str) -> int:
-        return sum(op.amount for op in operations if op.operation == kind and op.state == "succeeded")
+        return sum(
+            op.amount for op in operations if op.operation == kind and op.state == "succeeded"
+        )
 
     stored = (parent.captured, parent.refunded, parent.voided)
     assert stored == (succeeded("capture"), succeeded("refund"), succeeded("void"))
@@ -96,6 +111,7 @@ async def auth(seed: Seed) -> dict[str, str]:
 
 # -- success bodies -----------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("slash", [False, True], ids=["no-slash", "slash"])
 @pytest.mark.parametrize(
     ("mode", "operation", "amount", "expected_amount"),
@@ -107,8 +123,14 @@ async def auth(seed: Seed) -> dict[str, str]:
     ],
 )
 async def test_external_operation_success_body(
-    client: httpx.AsyncClient, seed: Seed, auth: dict[str, str], slash: bool,
-    mode: str, operation: str, amount: str, expected_amount: str,
+    client: httpx.AsyncClient,
+    seed: Seed,
+    auth: dict[str, str],
+    slash: bool,
+    mode: str,
+    operation: str,
+    amount: str,
+    expected_amount: str,
 ) -> None:
     parent = await seed.transaction("100.000", "KWD", mode=mode, fee="2.000")
     response = await post_op(client, auth, operation, amount, slash=slash)
@@ -143,10 +165,14 @@ async def test_external_operation_success_body(
     assert after is not None
     assert after.state == parent.state  # the parent's state never changes (decisions §3)
     expected_minor = int(expected_amount.replace(".", ""))
-    assert await totals(seed) == {
-        "capture": (expected_minor, 0, 0), "refund": (0, expected_minor, 0),
-        "void": (0, 0, expected_minor),
-    }[operation]
+    assert (
+        await totals(seed)
+        == {
+            "capture": (expected_minor, 0, 0),
+            "refund": (0, expected_minor, 0),
+            "void": (0, 0, expected_minor),
+        }[operation]
+    )
 
 
 async def test_children_have_distinct_session_ids(
@@ -168,7 +194,9 @@ async def test_children_have_distinct_session_ids(
 async def test_cancel_succeeds_in_cancelable_states(
     client: httpx.AsyncClient, seed: Seed, auth: dict[str, str], state: str, slash: bool
 ) -> None:
-    card = {"created": None, "pending": PENDING_CARD, "attempted": DECLINED_CARD, "cod": None}[state]
+    card = {"created": None, "pending": PENDING_CARD, "attempted": DECLINED_CARD, "cod": None}[
+        state
+    ]
     await seed.transaction("10.000", card=card)
     if state == "cod":
         await seed.set_state("ORD-1", "cod")
@@ -178,8 +206,12 @@ async def test_cancel_succeeds_in_cancelable_states(
     response = await post_op(client, auth, "cancel", slash=slash)
 
     assert response.status_code == 200, response.text
-    assert response.json() == {"detail": DONE, "message": DONE, "operation": "cancel",
-                               "result": "success"}
+    assert response.json() == {
+        "detail": DONE,
+        "message": DONE,
+        "operation": "cancel",
+        "result": "success",
+    }
     after = await seed.find()
     assert after is not None and after.state == "canceled"
 
@@ -201,7 +233,9 @@ async def test_cancel_refused_after_payment_or_cancel(
     client: httpx.AsyncClient, seed: Seed, auth: dict[str, str], state: str
 ) -> None:
     mode = "authorize" if state == "authorized" else "purchase"
-    await seed.transaction("10.000", mode=mode, card=None if state == "canceled" else "4111111111111111")
+    await seed.transaction(
+        "10.000", mode=mode, card=None if state == "canceled" else "4111111111111111"
+    )
     if state == "canceled":
         await seed.set_state("ORD-1", "canceled")
     before = await seed.snapshot()
@@ -214,6 +248,7 @@ async def test_cancel_refused_after_payment_or_cancel(
 
 
 # -- amounts: omitted, partial, over the limit --------------------------------------------------
+
 
 async def test_partial_refunds_then_over_refund_names_the_remainder(
     client: httpx.AsyncClient, seed: Seed, auth: dict[str, str]
@@ -311,7 +346,11 @@ async def test_refund_of_an_authorization_is_limited_to_what_was_captured(
     [("JPY", "1000", "1.5"), ("USD", "50.00", "1.001"), ("KWD", "20.000", "1.0001")],
 )
 async def test_amount_with_more_decimals_than_the_currency_is_a_field_error(
-    client: httpx.AsyncClient, seed: Seed, auth: dict[str, str], currency: str, amount: str,
+    client: httpx.AsyncClient,
+    seed: Seed,
+    auth: dict[str, str],
+    currency: str,
+    amount: str,
     bad_amount: str,
 ) -> None:
     await seed.transaction(amount, currency)
@@ -325,6 +364,7 @@ async def test_amount_with_more_decimals_than_the_currency_is_a_field_error(
 
 # -- currencies ---------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize(
     ("currency", "amount", "partial", "rest", "zero"),
     [
@@ -334,8 +374,14 @@ async def test_amount_with_more_decimals_than_the_currency_is_a_field_error(
     ],
 )
 async def test_purchase_refund_flow_formats_amounts_in_the_currency(
-    client: httpx.AsyncClient, seed: Seed, auth: dict[str, str], currency: str, amount: str,
-    partial: str, rest: str, zero: str,
+    client: httpx.AsyncClient,
+    seed: Seed,
+    auth: dict[str, str],
+    currency: str,
+    amount: str,
+    partial: str,
+    rest: str,
+    zero: str,
 ) -> None:
     await seed.transaction(amount, currency)
 
@@ -364,8 +410,15 @@ async def test_purchase_refund_flow_formats_amounts_in_the_currency(
     ],
 )
 async def test_authorize_capture_refund_flow_in_the_currency(
-    client: httpx.AsyncClient, seed: Seed, auth: dict[str, str], currency: str, amount: str,
-    fee: str, capture: str, capture_rest: str, refund_all: str,
+    client: httpx.AsyncClient,
+    seed: Seed,
+    auth: dict[str, str],
+    currency: str,
+    amount: str,
+    fee: str,
+    capture: str,
+    capture_rest: str,
+    refund_all: str,
 ) -> None:
     await seed.transaction(amount, currency, mode="authorize", fee=fee)
 
@@ -395,6 +448,7 @@ async def test_void_in_jpy(client: httpx.AsyncClient, seed: Seed, auth: dict[str
 
 
 # -- state rules ----------------------------------------------------------------------------------
+
 
 async def test_void_after_capture_is_refused(
     client: httpx.AsyncClient, seed: Seed, auth: dict[str, str]
@@ -453,8 +507,13 @@ async def _transaction_in_state(seed: Seed, state: str, mode: str) -> None:
     elif state == "pending":
         await seed.transaction("100.000", mode=mode, card=PENDING_CARD)
     elif state == "failed":
-        await seed.transaction("100.000", mode=mode, card=DECLINED_CARD,
-                               gateway_code=f"single-attempt-{mode}", multi_attempt=False)
+        await seed.transaction(
+            "100.000",
+            mode=mode,
+            card=DECLINED_CARD,
+            gateway_code=f"single-attempt-{mode}",
+            multi_attempt=False,
+        )
     else:
         await seed.transaction("100.000", mode=mode, card=None)
         await seed.set_state("ORD-1", state)
@@ -467,8 +526,13 @@ async def _transaction_in_state(seed: Seed, state: str, mode: str) -> None:
     ("operation", "mode"), [("capture", "authorize"), ("refund", "purchase"), ("void", "authorize")]
 )
 async def test_external_operation_is_refused_before_payment(
-    client: httpx.AsyncClient, seed: Seed, auth: dict[str, str], gateway_calls: list[Any],
-    state: str, operation: str, mode: str,
+    client: httpx.AsyncClient,
+    seed: Seed,
+    auth: dict[str, str],
+    gateway_calls: list[Any],
+    state: str,
+    operation: str,
+    mode: str,
 ) -> None:
     await _transaction_in_state(seed, state, mode)
     before = await seed.snapshot()
@@ -482,6 +546,7 @@ async def test_external_operation_is_refused_before_payment(
 
 
 # -- refusals: unknown order, gateway support, foreign currency ----------------------------------
+
 
 @pytest.mark.parametrize("slash", [False, True], ids=["no-slash", "slash"])
 @pytest.mark.parametrize("operation", ["capture", "refund", "void", "cancel"])
@@ -503,8 +568,13 @@ async def test_unknown_order_number(
     ],
 )
 async def test_operation_disabled_on_the_gateway(
-    client: httpx.AsyncClient, seed: Seed, auth: dict[str, str], gateway_calls: list[Any],
-    operation: str, mode: str, enabled: list[str],
+    client: httpx.AsyncClient,
+    seed: Seed,
+    auth: dict[str, str],
+    gateway_calls: list[Any],
+    operation: str,
+    mode: str,
+    enabled: list[str],
 ) -> None:
     await seed.transaction("100.000", mode=mode, enabled_operations=enabled)
     before = await seed.snapshot()
@@ -521,11 +591,16 @@ async def test_operation_disabled_on_the_gateway(
     ("operation", "mode"), [("capture", "authorize"), ("refund", "purchase"), ("void", "authorize")]
 )
 async def test_foreign_currency_payment_is_refused(
-    client: httpx.AsyncClient, seed: Seed, auth: dict[str, str], gateway_calls: list[Any],
-    operation: str, mode: str,
+    client: httpx.AsyncClient,
+    seed: Seed,
+    auth: dict[str, str],
+    gateway_calls: list[Any],
+    operation: str,
+    mode: str,
 ) -> None:
-    parent = await seed.transaction("10.00", "USD", mode=mode, gateway_currency="KWD",
-                                    accepted_currencies=["USD"])
+    parent = await seed.transaction(
+        "10.00", "USD", mode=mode, gateway_currency="KWD", accepted_currencies=["USD"]
+    )
     assert parent.state == ("authorized" if mode == "authorize" else "paid")
     before = await seed.snapshot()
 
@@ -539,6 +614,7 @@ async def test_foreign_currency_payment_is_refused(
 
 # -- the gateway's answer: declined, unconfirmed, queued ----------------------------------------
 
+
 @pytest.mark.parametrize(
     ("mode", "currency", "txn_amount", "operation", "amount"),
     [
@@ -550,8 +626,14 @@ async def test_foreign_currency_payment_is_refused(
     ],
 )
 async def test_gateway_decline_is_a_failure_with_the_gateways_reply(
-    client: httpx.AsyncClient, seed: Seed, auth: dict[str, str], mode: str, currency: str,
-    txn_amount: str, operation: str, amount: str | None,
+    client: httpx.AsyncClient,
+    seed: Seed,
+    auth: dict[str, str],
+    mode: str,
+    currency: str,
+    txn_amount: str,
+    operation: str,
+    amount: str | None,
 ) -> None:
     await seed.transaction(txn_amount, currency, mode=mode)
 
@@ -570,9 +652,15 @@ async def test_gateway_decline_is_a_failure_with_the_gateways_reply(
     assert await totals(seed) == (0, 0, 0)
 
     # nothing stays reserved: the declined amount can be operated on again
-    retry = await post_op(client, auth, *{
-        "refund": ("refund", None), "capture": ("capture", None), "void": ("capture", "1.000"),
-    }[operation])
+    retry = await post_op(
+        client,
+        auth,
+        *{
+            "refund": ("refund", None),
+            "capture": ("capture", None),
+            "void": ("capture", "1.000"),
+        }[operation],
+    )
     assert retry.status_code == 200, retry.text
 
 
@@ -587,8 +675,12 @@ async def test_unconfirmed_refund_answers_504_and_stays_reserved(
 
     assert response.status_code == 504
     stored = await only_operation(seed)
-    assert response.json() == {"detail": UNCONFIRMED, "operation": "refund", "result": "pending",
-                               "reference_number": stored.reference_number}
+    assert response.json() == {
+        "detail": UNCONFIRMED,
+        "operation": "refund",
+        "result": "pending",
+        "reference_number": stored.reference_number,
+    }
     assert stored.state == "processing"
     assert stored.amount == int(trigger)
     assert await totals(seed) == (0, 0, 0)
@@ -614,8 +706,12 @@ async def test_unconfirmed_capture_answers_504_and_blocks_a_void(
 
     assert response.status_code == 504
     stored = await only_operation(seed)
-    assert response.json() == {"detail": UNCONFIRMED, "operation": "capture", "result": "pending",
-                               "reference_number": stored.reference_number}
+    assert response.json() == {
+        "detail": UNCONFIRMED,
+        "operation": "capture",
+        "result": "pending",
+        "reference_number": stored.reference_number,
+    }
     assert stored.state == "processing"
     assert await totals(seed) == (0, 0, 0)
 
@@ -689,7 +785,8 @@ async def test_successful_operation_writes_the_operation_webhook(
     assert response.status_code == 200, response.text
     events = [event for event in await seed.outbox() if event.kind == "operation"]
     assert [(event.target_url, event.transaction_id) for event in events] == [
-        (WEBHOOK_URL, parent.id)]
+        (WEBHOOK_URL, parent.id)
+    ]
     assert events[0].payload == response.json()
 
 
@@ -704,6 +801,7 @@ async def test_no_operation_webhook_without_an_outcome_to_report(
 
 
 # -- Tracking-Key (decisions §6) ----------------------------------------------------------------
+
 
 async def test_tracking_key_replays_the_stored_response_without_a_gateway_call(
     client: httpx.AsyncClient, seed: Seed, auth: dict[str, str], gateway_calls: list[Any]
@@ -750,11 +848,19 @@ async def test_tracking_key_is_bound_to_the_operation_and_amount(
     assert first.status_code == 200, first.text
     before = await seed.snapshot()
 
-    for operation, amount in (("void", None), ("capture", "20.000"), ("capture", None),
-                              ("refund", "10.000"), ("capture", "10.001")):
+    for operation, amount in (
+        ("void", None),
+        ("capture", "20.000"),
+        ("capture", None),
+        ("refund", "10.000"),
+        ("capture", "10.001"),
+    ):
         response = await post_op(client, auth, operation, amount, tracking_key="key-1")
         assert (response.status_code, response.json()) == (409, TRACKING_MISMATCH), (
-            operation, amount, response.text)
+            operation,
+            amount,
+            response.text,
+        )
     assert await seed.snapshot() == before
     assert gateway_calls == [("capture", 10_000)]
     assert await totals(seed) == (10_000, 0, 0)
@@ -823,7 +929,10 @@ async def test_tracking_key_of_a_refused_request_is_free_to_reuse(
 
 @pytest.mark.parametrize("trigger", ["993", "994", "995"])
 async def test_tracking_key_of_an_operation_in_progress_is_409(
-    client: httpx.AsyncClient, seed: Seed, auth: dict[str, str], gateway_calls: list[Any],
+    client: httpx.AsyncClient,
+    seed: Seed,
+    auth: dict[str, str],
+    gateway_calls: list[Any],
     trigger: str,
 ) -> None:
     await seed.transaction("100.000", "KWD")
@@ -834,8 +943,11 @@ async def test_tracking_key_of_an_operation_in_progress_is_409(
     again = await post_op(client, auth, "refund", f"0.{trigger}", tracking_key="key-1")
 
     assert again.status_code == 409
-    assert again.json() == {"detail": TRACKING_IN_PROGRESS, "operation": "operation_tracking",
-                            "result": "failed"}
+    assert again.json() == {
+        "detail": TRACKING_IN_PROGRESS,
+        "operation": "operation_tracking",
+        "result": "failed",
+    }
     other = await post_op(client, auth, "refund", "5.000", tracking_key="key-1")
     assert (other.status_code, other.json()) == (409, TRACKING_MISMATCH)
     assert await seed.snapshot() == before
@@ -861,6 +973,7 @@ async def test_tracking_key_is_scoped_to_one_transaction(
 
 # -- initiator, audit trail, signature, permissions ---------------------------------------------
 
+
 async def test_basic_user_is_the_initiator_and_is_audited(
     client: httpx.AsyncClient, seed: Seed
 ) -> None:
@@ -874,13 +987,18 @@ async def test_basic_user_is_the_initiator_and_is_audited(
     assert set(initiator) == {"id", "first_name", "last_name", "username", "email", "phone"}
     assert isinstance(initiator["id"], int)
     assert {k: v for k, v in initiator.items() if k != "id"} == {
-        "first_name": "Mer", "last_name": "Chant", "username": "merchant",
-        "email": "m@example.com", "phone": "",
+        "first_name": "Mer",
+        "last_name": "Chant",
+        "username": "merchant",
+        "email": "m@example.com",
+        "phone": "",
     }
     entries = [e for e in await seed.audit() if e.action == "refund"]
     # Who asked (the intent), then how it ended (the settlement, recorded by PayOps itself).
     assert [(e.actor_type, e.actor, e.result) for e in entries] == [
-        ("user", "merchant", "intent"), ("system", "settlement", "succeeded")]
+        ("user", "merchant", "intent"),
+        ("system", "settlement", "succeeded"),
+    ]
     for entry in entries:
         assert entry.transaction_id == parent.id
         assert entry.order_no == "ORD-1"
@@ -899,10 +1017,18 @@ async def test_api_key_initiator_is_empty(client: httpx.AsyncClient, seed: Seed)
 
 @pytest.mark.parametrize(
     ("mode", "operation", "amount"),
-    [("purchase", "refund", "10.000"), ("authorize", "capture", "10.000"), ("authorize", "void", None)],
+    [
+        ("purchase", "refund", "10.000"),
+        ("authorize", "capture", "10.000"),
+        ("authorize", "void", None),
+    ],
 )
 async def test_response_is_signed_with_the_merchant_hmac_key(
-    client: httpx.AsyncClient, seed: Seed, auth: dict[str, str], mode: str, operation: str,
+    client: httpx.AsyncClient,
+    seed: Seed,
+    auth: dict[str, str],
+    mode: str,
+    operation: str,
     amount: str | None,
 ) -> None:
     await seed.set_hmac_key("k")
@@ -919,13 +1045,20 @@ async def test_response_is_signed_with_the_merchant_hmac_key(
 
 @pytest.mark.parametrize(
     ("operation", "mode"),
-    [("capture", "authorize"), ("refund", "purchase"), ("void", "authorize"), ("cancel", "purchase")],
+    [
+        ("capture", "authorize"),
+        ("refund", "purchase"),
+        ("void", "authorize"),
+        ("cancel", "purchase"),
+    ],
 )
 async def test_operation_needs_its_permission(
     client: httpx.AsyncClient, seed: Seed, operation: str, mode: str
 ) -> None:
     auth = await seed.user("clerk", permissions=["payment.inquiry"])
-    await seed.transaction("100.000", mode=mode, card=None if operation == "cancel" else "4111111111111111")
+    await seed.transaction(
+        "100.000", mode=mode, card=None if operation == "cancel" else "4111111111111111"
+    )
     before = await seed.snapshot()
 
     response = await post_op(client, auth, operation, "1.000" if operation != "cancel" else None)

@@ -11,16 +11,25 @@ import pytest
 from payops.transactions.expiry import expire_due
 from tests.helpers import Seed
 
-CARD = {"card_number": "4111111111111111", "expiry": "12/39", "cvv": "123",
-        "cardholder_name": "Test Customer"}
+CARD = {
+    "card_number": "4111111111111111",
+    "expiry": "12/39",
+    "cvv": "123",
+    "cardholder_name": "Test Customer",
+}
 
 
 async def session(client: httpx.AsyncClient, seed: Seed, **fields: Any) -> dict[str, Any]:
     await seed.gateway("sandbox-kwd", "purchase", "KWD")
     await seed.gateway("sandbox-auth-kwd", "authorize", "KWD")
     auth = await seed.api_key()
-    body = {"type": "e_commerce", "amount": "9.750", "currency_code": "KWD",
-            "pg_codes": ["sandbox-kwd"], **fields}
+    body = {
+        "type": "e_commerce",
+        "amount": "9.750",
+        "currency_code": "KWD",
+        "pg_codes": ["sandbox-kwd"],
+        **fields,
+    }
     response = await client.post("/b/checkout/v1/pymt-txn/", json=body, headers=auth)
     assert response.status_code == 201, response.text
     return response.json()
@@ -30,8 +39,9 @@ def page_path(created: dict[str, Any]) -> str:
     return "/checkout/" + created["session_id"]
 
 
-async def test_page_is_a_labelled_form_with_safe_headers(client: httpx.AsyncClient,
-                                                         seed: Seed) -> None:
+async def test_page_is_a_labelled_form_with_safe_headers(
+    client: httpx.AsyncClient, seed: Seed
+) -> None:
     created = await session(client, seed)
     page = await client.get(page_path(created))
     assert page.status_code == 200
@@ -42,14 +52,17 @@ async def test_page_is_a_labelled_form_with_safe_headers(client: httpx.AsyncClie
     assert "default-src 'none'" in page.headers["content-security-policy"]
 
 
-@pytest.mark.parametrize(("field", "value", "message"), [
-    ("card_number", "4111111111111112", "valid card number"),
-    ("card_number", "4242424242424242", "valid card number"),
-    ("expiry", "13/30", "MM/YY"),
-    ("expiry", "01/20", "expired"),
-    ("cvv", "12", "3-digit"),
-    ("cardholder_name", " ", "name on the card"),
-])
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("card_number", "4111111111111112", "valid card number"),
+        ("card_number", "4242424242424242", "valid card number"),
+        ("expiry", "13/30", "MM/YY"),
+        ("expiry", "01/20", "expired"),
+        ("cvv", "12", "3-digit"),
+        ("cardholder_name", " ", "name on the card"),
+    ],
+)
 async def test_invalid_card_details_record_no_attempt(
     client: httpx.AsyncClient, seed: Seed, field: str, value: str, message: str
 ) -> None:
@@ -60,8 +73,9 @@ async def test_invalid_card_details_record_no_attempt(
     assert (await seed.snapshot())["attempts"] == []
 
 
-async def test_success_without_redirect_shows_a_result_page(client: httpx.AsyncClient,
-                                                            seed: Seed) -> None:
+async def test_success_without_redirect_shows_a_result_page(
+    client: httpx.AsyncClient, seed: Seed
+) -> None:
     created = await session(client, seed, order_no="H-1")
     response = await client.post(page_path(created), data=CARD)
     assert response.status_code == 200 and "Payment successful" in response.text
@@ -70,11 +84,16 @@ async def test_success_without_redirect_shows_a_result_page(client: httpx.AsyncC
     assert "4111111111111111" not in str(await seed.snapshot())
 
 
-async def test_authorize_gateway_is_chosen_on_the_page(client: httpx.AsyncClient,
-                                                       seed: Seed) -> None:
-    created = await session(client, seed, order_no="H-2",
-                            pg_codes=["sandbox-kwd", "sandbox-auth-kwd"],
-                            redirect_url="https://shop.example/r")
+async def test_authorize_gateway_is_chosen_on_the_page(
+    client: httpx.AsyncClient, seed: Seed
+) -> None:
+    created = await session(
+        client,
+        seed,
+        order_no="H-2",
+        pg_codes=["sandbox-kwd", "sandbox-auth-kwd"],
+        redirect_url="https://shop.example/r",
+    )
     page = await client.get(page_path(created))
     assert '<select id="pg_code" name="pg_code">' in page.text
     response = await client.post(page_path(created), data={**CARD, "pg_code": "sandbox-auth-kwd"})
@@ -84,8 +103,9 @@ async def test_authorize_gateway_is_chosen_on_the_page(client: httpx.AsyncClient
     assert parent is not None and parent.state == "authorized"
 
 
-async def test_paid_or_unknown_sessions_take_no_payment(client: httpx.AsyncClient,
-                                                        seed: Seed) -> None:
+async def test_paid_or_unknown_sessions_take_no_payment(
+    client: httpx.AsyncClient, seed: Seed
+) -> None:
     created = await session(client, seed)
     assert (await client.post(page_path(created), data=CARD)).status_code == 200
     again = await client.post(page_path(created), data=CARD)
@@ -98,8 +118,9 @@ async def test_paid_or_unknown_sessions_take_no_payment(client: httpx.AsyncClien
 
 async def test_sessions_expire_on_their_own(client: httpx.AsyncClient, seed: Seed) -> None:
     webhook = "https://shop.example/hook"
-    created = await session(client, seed, order_no="EXP", expiration_time="00:00:01",
-                            webhook_url=webhook)
+    created = await session(
+        client, seed, order_no="EXP", expiration_time="00:00:01", webhook_url=webhook
+    )
     keeps = await session(client, seed, order_no="KEEP")
     await asyncio.sleep(1.2)
     assert await expire_due(seed.ctx) == 1
@@ -112,8 +133,7 @@ async def test_sessions_expire_on_their_own(client: httpx.AsyncClient, seed: See
     assert keeps["state"] == "created"
 
 
-async def test_the_page_expires_a_due_session_itself(client: httpx.AsyncClient,
-                                                     seed: Seed) -> None:
+async def test_the_page_expires_a_due_session_itself(client: httpx.AsyncClient, seed: Seed) -> None:
     created = await session(client, seed, order_no="LATE", expiration_time="00:00:01")
     await asyncio.sleep(1.2)
     response = await client.post(page_path(created), data=CARD)

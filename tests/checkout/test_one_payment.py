@@ -10,16 +10,16 @@ from __future__ import annotations
 import sqlite3
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 from sqlalchemy import func, select, update
 
+from payops.auth.secrets import new_api_key
 from payops.config import Settings
 from payops.context import AppContext
 from payops.db.models import ApiKey, PaymentAttempt, PaymentTransaction
-from payops.auth.secrets import new_api_key
 from payops.domain import messages
 from payops.gateways.service import add_gateway
 from payops.transactions.expiry import expire_due
@@ -42,11 +42,17 @@ def set_ledger_amount(settings: Settings, amount: int) -> None:
         conn.execute("UPDATE payments SET amount = ?", (amount,))
 
 
-async def new_session(client: httpx.AsyncClient, seed: Seed, auth: dict[str, str],
-                      **fields: Any) -> dict[str, Any]:
+async def new_session(
+    client: httpx.AsyncClient, seed: Seed, auth: dict[str, str], **fields: Any
+) -> dict[str, Any]:
     await seed.gateway("sandbox-kwd", "purchase", "KWD")
-    body = {"type": "e_commerce", "amount": "1.000", "currency_code": "KWD",
-            "pg_codes": ["sandbox-kwd"], **fields}
+    body = {
+        "type": "e_commerce",
+        "amount": "1.000",
+        "currency_code": "KWD",
+        "pg_codes": ["sandbox-kwd"],
+        **fields,
+    }
     response = await client.post(URL, json=body, headers=auth)
     assert response.status_code == 201, response.text
     return response.json()
@@ -69,21 +75,38 @@ def test_three_simultaneous_submissions_start_one_charge(settings: Settings) -> 
     async def prepare(ctx: AppContext) -> None:
         async with ctx.db.write() as session:
             session.add(ApiKey(prefix=prefix, secret_hash=secret_hash, name="t"))
-            await add_gateway(session, ctx.settings, pg_code="sandbox-kwd", connector="sandbox",
-                              operation_mode="purchase", default_currency="KWD")
+            await add_gateway(
+                session,
+                ctx.settings,
+                pg_code="sandbox-kwd",
+                connector="sandbox",
+                operation_mode="purchase",
+                default_currency="KWD",
+            )
 
     run_with_context(slow, prepare)
     with live_server(slow) as base:
-        created = httpx.post(f"{base}{URL}", headers={"Authorization": f"Api-Key {key}"}, json={
-            "type": "e_commerce", "amount": "7.000", "currency_code": "KWD",
-            "pg_codes": ["sandbox-kwd"], "order_no": "RACE-1"})
+        created = httpx.post(
+            f"{base}{URL}",
+            headers={"Authorization": f"Api-Key {key}"},
+            json={
+                "type": "e_commerce",
+                "amount": "7.000",
+                "currency_code": "KWD",
+                "pg_codes": ["sandbox-kwd"],
+                "order_no": "RACE-1",
+            },
+        )
         assert created.status_code == 201, created.text
         start = threading.Barrier(3)
 
         def submit(_: int) -> httpx.Response:
             start.wait()
-            return httpx.post(created.json()["checkout_url"], timeout=30,
-                              data={**FORM, "card_number": SUCCESS_CARD})
+            return httpx.post(
+                created.json()["checkout_url"],
+                timeout=30,
+                data={**FORM, "card_number": SUCCESS_CARD},
+            )
 
         with ThreadPoolExecutor(3) as pool:
             responses = list(pool.map(submit, range(3)))
@@ -91,8 +114,9 @@ def test_three_simultaneous_submissions_start_one_charge(settings: Settings) -> 
         assert all(s in (200, 202) for s in statuses), [(r.status_code, r.text) for r in responses]
         assert sum("Payment successful" in r.text for r in responses) >= 1
         # Afterwards the page shows the result, and a further submission charges nothing.
-        again = httpx.post(created.json()["checkout_url"], timeout=30,
-                           data={**FORM, "card_number": SUCCESS_CARD})
+        again = httpx.post(
+            created.json()["checkout_url"], timeout=30, data={**FORM, "card_number": SUCCESS_CARD}
+        )
         assert again.status_code == 200 and "Payment successful" in again.text
 
     async def stored(ctx: AppContext) -> tuple[int, str, int]:
@@ -107,7 +131,8 @@ def test_three_simultaneous_submissions_start_one_charge(settings: Settings) -> 
 
 
 async def test_late_success_records_what_the_attempt_charged(
-        client: httpx.AsyncClient, seed: Seed, settings: Settings) -> None:
+    client: httpx.AsyncClient, seed: Seed, settings: Settings
+) -> None:
     auth = await seed.api_key()
     created = await new_session(client, seed, auth, order_no="LATE-1")
     sid = created["session_id"]
@@ -115,20 +140,38 @@ async def test_late_success_records_what_the_attempt_charged(
     assert pending.status_code == 202 and "being processed" in pending.text
 
     locked = {"detail": messages.PAYMENT_TERMS_LOCKED}
-    for change in ({"amount": "900.000"}, {"pg_codes": ["sandbox-kwd", "sandbox-usd"]},
-                   {"currency_code": "USD", "amount": "1.00"}):
+    for change in (
+        {"amount": "900.000"},
+        {"pg_codes": ["sandbox-kwd", "sandbox-usd"]},
+        {"currency_code": "USD", "amount": "1.00"},
+    ):
         if "sandbox-usd" in str(change) or "USD" in str(change):
             await seed.gateway("sandbox-usd", "purchase", "USD")
         refused = await client.patch(f"{URL}{sid}", json=change, headers=auth)
         assert (refused.status_code, refused.json()) == (400, locked), change
-    put = await client.put(f"{URL}{sid}", headers=auth, json={
-        "type": "e_commerce", "amount": "900.000", "currency_code": "KWD",
-        "pg_codes": ["sandbox-kwd"]})
+    put = await client.put(
+        f"{URL}{sid}",
+        headers=auth,
+        json={
+            "type": "e_commerce",
+            "amount": "900.000",
+            "currency_code": "KWD",
+            "pg_codes": ["sandbox-kwd"],
+        },
+    )
     assert (put.status_code, put.json()) == (400, locked)
     # Fields that do not decide the charge may still change, and so may a resend of the same terms.
-    same_terms = await client.put(f"{URL}{sid}", headers=auth, json={
-        "type": "e_commerce", "amount": "1.000", "currency_code": "KWD",
-        "pg_codes": ["sandbox-kwd"], "customer_first_name": "Noor"})
+    same_terms = await client.put(
+        f"{URL}{sid}",
+        headers=auth,
+        json={
+            "type": "e_commerce",
+            "amount": "1.000",
+            "currency_code": "KWD",
+            "pg_codes": ["sandbox-kwd"],
+            "customer_first_name": "Noor",
+        },
+    )
     assert same_terms.status_code == 200, same_terms.text
     assert same_terms.json()["customer_first_name"] == "Noor"
 
@@ -142,18 +185,23 @@ async def test_late_success_records_what_the_attempt_charged(
     body = inquiry.json()
     assert (body["state"], body["amount"], body["paid_amount"]) == ("paid", "1.000", "1.000")
 
-    refund = await client.post("/b/pbl/v1/operation/LATE-1", headers=auth,
-                               json={"operation": "refund", "amount": "900.000"})
+    refund = await client.post(
+        "/b/pbl/v1/operation/LATE-1",
+        headers=auth,
+        json={"operation": "refund", "amount": "900.000"},
+    )
     assert refund.status_code == 400
     assert refund.json()["detail"] == "Amount exceeds the refundable amount (1.000 KWD)"
     assert ledger_rows(settings, "operations") == []
-    whole = await client.post("/b/pbl/v1/operation/LATE-1", headers=auth,
-                              json={"operation": "refund"})
+    whole = await client.post(
+        "/b/pbl/v1/operation/LATE-1", headers=auth, json={"operation": "refund"}
+    )
     assert whole.status_code == 200 and whole.json()["amount"] == "1.000"
 
 
 async def test_success_never_takes_the_amount_from_a_changed_session(
-        client: httpx.AsyncClient, seed: Seed) -> None:
+    client: httpx.AsyncClient, seed: Seed
+) -> None:
     """A session whose amount changed under an attempt before this rule existed: the success
     still records what the attempt charged."""
     auth = await seed.api_key()
@@ -165,13 +213,18 @@ async def test_success_never_takes_the_amount_from_a_changed_session(
     assert inquiry.status_code == 200
     body = inquiry.json()
     assert (body["state"], body["amount"], body["paid_amount"], body["settled_amount"]) == (
-        "paid", "1.000", "1.000", "1.000")
+        "paid",
+        "1.000",
+        "1.000",
+        "1.000",
+    )
     parent = await seed.find("OLD-1")
     assert parent is not None and (parent.amount, parent.paid_total) == (1000, 1000)
 
 
 async def test_a_confirmation_for_another_amount_waits_for_review(
-        client: httpx.AsyncClient, seed: Seed, settings: Settings) -> None:
+    client: httpx.AsyncClient, seed: Seed, settings: Settings
+) -> None:
     auth = await seed.api_key()
     created = await new_session(client, seed, auth, order_no="ODD-1")
     await client.post(page(created), data={**FORM, "card_number": PENDING_CARD})
@@ -188,21 +241,27 @@ async def test_a_confirmation_for_another_amount_waits_for_review(
     assert (await client.get(page(created))).status_code == 202
     again = await client.post(page(created), data={**FORM, "card_number": SUCCESS_CARD})
     assert again.status_code == 202 and len(await attempts(seed)) == 1
-    patched = await client.patch(f"{URL}{created['session_id']}", json={"amount": "0.900"},
-                                 headers=auth)
+    patched = await client.patch(
+        f"{URL}{created['session_id']}", json={"amount": "0.900"}, headers=auth
+    )
     assert patched.status_code == 400
     async with seed.ctx.db.write() as session:
-        await session.execute(update(PaymentTransaction).values(
-            expires_at=datetime.now(timezone.utc) - timedelta(minutes=1)))
+        await session.execute(
+            update(PaymentTransaction).values(expires_at=datetime.now(UTC) - timedelta(minutes=1))
+        )
     assert await expire_due(seed.ctx) == 0
     for operation in ("expire", "cancel"):
-        refused = await client.post("/b/pbl/v2/operation/", headers=auth,
-                                    json={"operation": operation, "order_no": "ODD-1"})
+        refused = await client.post(
+            "/b/pbl/v2/operation/", headers=auth, json={"operation": operation, "order_no": "ODD-1"}
+        )
         assert refused.status_code == 400, refused.text
         assert refused.json()["detail"] == messages.NOT_ALLOWED
     parent = await seed.find("ODD-1")
     assert parent is not None and (parent.state, parent.amount, parent.paid_total) == (
-        "pending", 1000, 0)
+        "pending",
+        1000,
+        0,
+    )
     assert len(ledger_rows(settings, "payments")) == 1
 
     # Asking again changes nothing while the gateway still says 0.900; its answer for the
@@ -215,14 +274,16 @@ async def test_a_confirmation_for_another_amount_waits_for_review(
 
 
 async def test_after_a_decline_terms_stay_fixed_but_the_customer_may_try_again(
-        client: httpx.AsyncClient, seed: Seed) -> None:
+    client: httpx.AsyncClient, seed: Seed
+) -> None:
     auth = await seed.api_key()
     created = await new_session(client, seed, auth, order_no="DEC-1")
     declined = await client.post(page(created), data={**FORM, "card_number": DECLINED_CARD})
     assert declined.status_code == 200 and "declined" in declined.text
     # A declined attempt can still be confirmed late by an inquiry (decisions §4).
-    patched = await client.patch(f"{URL}{created['session_id']}", json={"amount": "2.000"},
-                                 headers=auth)
+    patched = await client.patch(
+        f"{URL}{created['session_id']}", json={"amount": "2.000"}, headers=auth
+    )
     assert (patched.status_code, patched.json()) == (400, {"detail": messages.PAYMENT_TERMS_LOCKED})
     paid = await client.post(page(created), data={**FORM, "card_number": SUCCESS_CARD})
     assert paid.status_code == 200 and "Payment successful" in paid.text
@@ -230,25 +291,27 @@ async def test_after_a_decline_terms_stay_fixed_but_the_customer_may_try_again(
 
 
 async def test_a_session_without_attempts_can_change_its_terms(
-        client: httpx.AsyncClient, seed: Seed) -> None:
+    client: httpx.AsyncClient, seed: Seed
+) -> None:
     auth = await seed.api_key()
     created = await new_session(client, seed, auth)
-    patched = await client.patch(f"{URL}{created['session_id']}", json={"amount": "2.500"},
-                                 headers=auth)
+    patched = await client.patch(
+        f"{URL}{created['session_id']}", json={"amount": "2.500"}, headers=auth
+    )
     assert patched.status_code == 200 and patched.json()["amount"] == "2.500"
 
 
-async def test_the_page_never_echoes_the_card_number(client: httpx.AsyncClient,
-                                                     seed: Seed) -> None:
+async def test_the_page_never_echoes_the_card_number(client: httpx.AsyncClient, seed: Seed) -> None:
     auth = await seed.api_key()
     created = await new_session(client, seed, auth)
     for number in (SUCCESS_CARD, "4111 1111 1111 1112"):
-        response = await client.post(page(created), data={
-            **FORM, "card_number": number, "cvv": "12"})
+        response = await client.post(
+            page(created), data={**FORM, "card_number": number, "cvv": "12"}
+        )
         assert response.status_code == 400
         digits = number.replace(" ", "")
         assert digits not in response.text.replace(" ", "")
         assert digits[:8] not in response.text.replace(" ", "")
-        assert f'name="card_number" value=""' in response.text
+        assert 'name="card_number" value=""' in response.text
     assert "ending in 1112" in response.text
     assert await attempts(seed) == []

@@ -99,8 +99,9 @@ class Books:
         return [o for o in self.operations if o.operation == operation and o.state in OPEN]
 
     def succeeded(self, operation: str) -> int:
-        return sum(o.amount for o in self.operations
-                   if o.operation == operation and o.state == "succeeded")
+        return sum(
+            o.amount for o in self.operations if o.operation == operation and o.state == "succeeded"
+        )
 
     def reserved(self, operation: str) -> int:
         return sum(o.amount for o in self.live(operation))
@@ -111,8 +112,11 @@ class Books:
         return found[0]
 
     def by_key(self, key: str) -> Operation | None:
-        found = [o for o in self.operations
-                 if o.tracking_key == key and o.state not in ("failed", "rejected")]
+        found = [
+            o
+            for o in self.operations
+            if o.tracking_key == key and o.state not in ("failed", "rejected")
+        ]
         assert len(found) <= 1, found
         return found[0] if found else None
 
@@ -139,10 +143,17 @@ class Books:
             return p.state == "authorized" and not p.voided and not self.live("void")
         if operation == "refund":
             return p.state == "paid" or (
-                p.state == "authorized" and p.captured > 0 and not p.voided)
-        return (p.state == "authorized" and p.captured == 0 and not self.live("capture")
-                and p.voided == 0 and not self.live("void") and p.refunded == 0
-                and not self.live("refund"))
+                p.state == "authorized" and p.captured > 0 and not p.voided
+            )
+        return (
+            p.state == "authorized"
+            and p.captured == 0
+            and not self.live("capture")
+            and p.voided == 0
+            and not self.live("void")
+            and p.refunded == 0
+            and not self.live("refund")
+        )
 
 
 def ledger_rows(path: Path) -> dict[str, dict[str, Any]]:
@@ -267,8 +278,9 @@ class OperationsMachine(RuleBasedStateMachine):
         fee=st.sampled_from([None, "0.500", "0.991", "0.993", "0.994"]),
     )
     def transaction(self, mode: str, amount: str, fee: str | None) -> None:
-        parent = self.run(self.seed.transaction(amount, CURRENCY, order_no=ORDER_NO, mode=mode,
-                                                fee=fee))
+        parent = self.run(
+            self.seed.transaction(amount, CURRENCY, order_no=ORDER_NO, mode=mode, fee=fee)
+        )
         assert parent.state == ("paid" if mode == "purchase" else "authorized")
         self.mode = mode
         self.refresh()
@@ -282,8 +294,7 @@ class OperationsMachine(RuleBasedStateMachine):
         headers = dict(self.auth)
         if key is not None:
             headers["Tracking-Key"] = key
-        return await self.client.post(f"/b/pbl/v1/operation/{ORDER_NO}", json=body,
-                                      headers=headers)
+        return await self.client.post(f"/b/pbl/v1/operation/{ORDER_NO}", json=body, headers=headers)
 
     def check_answer(
         self, response: httpx.Response, operation: str, after: Books, *, reconciling: bool = False
@@ -317,8 +328,7 @@ class OperationsMachine(RuleBasedStateMachine):
         after = self.refresh()
         self.check_answer(response, operation, after)
         body = response.json()
-        new_ops = [o for o in after.operations
-                   if o.id not in {b.id for b in before.operations}]
+        new_ops = [o for o in after.operations if o.id not in {b.id for b in before.operations}]
 
         prior = before.by_key(key) if key else None
         if prior is not None:  # decisions §6, §13: replay, mismatch or "in progress", never a
@@ -334,8 +344,10 @@ class OperationsMachine(RuleBasedStateMachine):
             return
 
         if not before.allowed(operation):
-            assert (response.status_code, body) == (400, {
-                "detail": NOT_ALLOWED, "operation": operation, "result": "failed"}), body
+            assert (response.status_code, body) == (
+                400,
+                {"detail": NOT_ALLOWED, "operation": operation, "result": "failed"},
+            ), body
             assert new_ops == []
             return
         if operation == "void":
@@ -345,9 +357,14 @@ class OperationsMachine(RuleBasedStateMachine):
             expected = limit if amount is None else amount
             if expected <= 0 or expected > limit:
                 kind = "capturable" if operation == "capture" else "refundable"
-                assert (response.status_code, body) == (400, {
-                    "detail": f"Amount exceeds the {kind} amount ({kwd(limit)} {CURRENCY})",
-                    "operation": operation, "result": "failed"}), body
+                assert (response.status_code, body) == (
+                    400,
+                    {
+                        "detail": f"Amount exceeds the {kind} amount ({kwd(limit)} {CURRENCY})",
+                        "operation": operation,
+                        "result": "failed",
+                    },
+                ), body
                 assert new_ops == []
                 return
 
@@ -393,18 +410,20 @@ class OperationsMachine(RuleBasedStateMachine):
     @rule(
         requests=st.lists(
             st.tuples(st.sampled_from(["capture", "capture", "refund", "refund", "void"]), amounts),
-            min_size=2, max_size=4,
+            min_size=2,
+            max_size=4,
         ),
         reconciling=st.booleans(),
     )
     def burst(self, requests: list[tuple[str, int | None]], reconciling: bool) -> None:
         """Several operations at once, sometimes with a reconciliation pass running alongside:
         no model of who wins, only the invariants."""
+
         async def fire() -> list[httpx.Response]:
             calls = [self._post(operation, amount, None) for operation, amount in requests]
             if reconciling:
                 calls.append(reconcile_once(self.ctx))
-            return list(await asyncio.gather(*calls))[:len(requests)]
+            return list(await asyncio.gather(*calls))[: len(requests)]
 
         responses = self.run(fire())
         after = self.refresh()
@@ -416,13 +435,15 @@ class OperationsMachine(RuleBasedStateMachine):
     def inquiry(self) -> None:
         before = self.current
         assert before is not None
-        response = self.run(self.client.post(f"/b/pbl/v1/inquiry/{ORDER_NO}", json={},
-                                             headers=self.auth))
+        response = self.run(
+            self.client.post(f"/b/pbl/v1/inquiry/{ORDER_NO}", json={}, headers=self.auth)
+        )
         # paid / authorized: answered from storage, nothing changes
         assert response.status_code == 200, response.text
         after = self.refresh()
         assert [(o.id, o.state) for o in after.operations] == [
-            (o.id, o.state) for o in before.operations]
+            (o.id, o.state) for o in before.operations
+        ]
 
     @rule(wait=st.booleans())
     def reconcile(self, wait: bool) -> None:
@@ -445,7 +466,10 @@ class OperationsMachine(RuleBasedStateMachine):
         p = b.parent
         # totals on the parent are exactly the sums of the succeeded operations
         assert (p.captured, p.refunded, p.voided) == (
-            b.succeeded("capture"), b.succeeded("refund"), b.succeeded("void"))
+            b.succeeded("capture"),
+            b.succeeded("refund"),
+            b.succeeded("void"),
+        )
         # never more captured (done or in flight) than authorized
         assert p.captured + b.reserved("capture") <= p.amount + p.fee
         # never more refunded (done, queued or in flight) than refundable
@@ -484,16 +508,25 @@ def machine_database(
 
 
 def test_operations_state_machine(backend: str, machine_database: str, tmp_path: Path) -> None:
-    machine = type(f"OperationsMachine_{backend}", (OperationsMachine,), {
-        "backend": backend, "workdir": tmp_path, "database": machine_database,
-    })
-    run_state_machine_as_test(machine, settings=settings(
-        max_examples=EXAMPLES[backend],
-        stateful_step_count=STEPS,
-        deadline=None,
-        database=None,
-        # Each example costs about a second, so a failure is reported as found, unshrunk: the
-        # twenty steps are printed, and shrinking would take minutes.
-        phases=(Phase.explicit, Phase.reuse, Phase.generate),
-        suppress_health_check=list(HealthCheck),
-    ))
+    machine = type(
+        f"OperationsMachine_{backend}",
+        (OperationsMachine,),
+        {
+            "backend": backend,
+            "workdir": tmp_path,
+            "database": machine_database,
+        },
+    )
+    run_state_machine_as_test(
+        machine,
+        settings=settings(
+            max_examples=EXAMPLES[backend],
+            stateful_step_count=STEPS,
+            deadline=None,
+            database=None,
+            # Each example costs about a second, so a failure is reported as found, unshrunk: the
+            # twenty steps are printed, and shrinking would take minutes.
+            phases=(Phase.explicit, Phase.reuse, Phase.generate),
+            suppress_health_check=list(HealthCheck),
+        ),
+    )

@@ -45,8 +45,10 @@ async def _serve(answer: bytes | None, *, delay: float = 0.0):
 
 
 def _http(status: int, body: bytes, media: str = "application/json") -> bytes:
-    return (f"HTTP/1.1 {status} X\r\nContent-Type: {media}\r\nContent-Length: {len(body)}\r\n"
-            "Connection: close\r\n\r\n").encode() + body
+    return (
+        f"HTTP/1.1 {status} X\r\nContent-Type: {media}\r\nContent-Length: {len(body)}\r\n"
+        "Connection: close\r\n\r\n"
+    ).encode() + body
 
 
 async def test_json_reply_decimal_and_exact_encoding() -> None:
@@ -67,7 +69,8 @@ async def test_json_reply_decimal_and_exact_encoding() -> None:
 
 async def test_form_and_xml_bodies() -> None:
     server, url, seen = await _serve(
-        _http(200, b"<result>CAPTURED</result><auth>123456</auth>", "text/xml"))
+        _http(200, b"<result>CAPTURED</result><auth>123456</auth>", "text/xml")
+    )
     client = kit.GatewayClient("test", base_url=url, timeout=5)
     try:
         reply = await client.request("POST", "/x", form={"a": "1 2", "b": None}, decode="xml")
@@ -82,11 +85,14 @@ async def test_form_and_xml_bodies() -> None:
         kit.decode_xml('<!DOCTYPE x [<!ENTITY e "boom">]><a>&e;</a>')
 
 
-@pytest.mark.parametrize(("answer", "status", "unknown"), [
-    (_http(500, b"oops", "text/plain"), 500, True),
-    (_http(200, b"<html>not json", "text/html"), 200, True),
-    (_http(402, b'{"error": "declined"}'), 402, False),
-])
+@pytest.mark.parametrize(
+    ("answer", "status", "unknown"),
+    [
+        (_http(500, b"oops", "text/plain"), 500, True),
+        (_http(200, b"<html>not json", "text/html"), 200, True),
+        (_http(402, b'{"error": "declined"}'), 402, False),
+    ],
+)
 async def test_reply_judgement(answer: bytes, status: int, unknown: bool) -> None:
     server, url, _ = await _serve(answer)
     client = kit.GatewayClient("test", base_url=url, timeout=5)
@@ -130,12 +136,19 @@ async def test_faults() -> None:
 
 def test_redaction() -> None:
     policy = kit.redaction(drop=("cvv",), card_keys=("cardNumber",), mask_pan_strings=True)
-    clean = policy.scrub({"cvv": "123", "cardNumber": "4111 1111 1111 1111",
-                          "nested": [{"pan": "4111111111111111", "rrn": "123456789012"}],
-                          "amount": Decimal("1.50")})
-    assert clean == {"cardNumber": "411111xxxxxx1111",
-                     "nested": [{"pan": "411111xxxxxx1111", "rrn": "123456789012"}],
-                     "amount": "1.50"}
+    clean = policy.scrub(
+        {
+            "cvv": "123",
+            "cardNumber": "4111 1111 1111 1111",
+            "nested": [{"pan": "4111111111111111", "rrn": "123456789012"}],
+            "amount": Decimal("1.50"),
+        }
+    )
+    assert clean == {
+        "cardNumber": "411111xxxxxx1111",
+        "nested": [{"pan": "411111xxxxxx1111", "rrn": "123456789012"}],
+        "amount": "1.50",
+    }
     last4 = kit.redaction(card_keys=("pan",), mask=kit.mask_last4)
     assert last4.scrub({"pan": "4111111111111111"}) == {"pan": "************1111"}
     fields = kit.field_set(("shipping_address",))
@@ -145,8 +158,15 @@ def test_redaction() -> None:
 def test_results_and_recorded_amount() -> None:
     payment = PaymentRef("REF", 25500, "KWD", "authorize")
     request = OperationRequest("capture", "OP1", 25500, "KWD", payment)
-    ok = kit.result(Outcome.SUCCESS, {}, {}, "Captured", {"id": "1", "empty": ""},
-                    amount=25500, currency_code="KWD")
+    ok = kit.result(
+        Outcome.SUCCESS,
+        {},
+        {},
+        "Captured",
+        {"id": "1", "empty": ""},
+        amount=25500,
+        currency_code="KWD",
+    )
     assert ok.gateway_refs == {"id": "1"}
     assert kit.check_recorded(ok, request) is ok
     other = kit.result(Outcome.SUCCESS, amount=25000, currency_code="KWD")
@@ -161,8 +181,9 @@ def test_results_and_recorded_amount() -> None:
 
 
 def test_options() -> None:
-    config = ConnectorConfig("pg", True, {"api_key": " k "},
-                             options={"base_url": "http://h/", "flag": "yes", "n": "x"})
+    config = ConnectorConfig(
+        "pg", True, {"api_key": " k "}, options={"base_url": "http://h/", "flag": "yes", "n": "x"}
+    )
     assert kit.base_url(config, "https://live") == "http://h"
     assert kit.flag_option(config, "flag") is True
     assert kit.float_option(config, "n", 3.0) == 3.0

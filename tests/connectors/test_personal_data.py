@@ -36,8 +36,9 @@ async def test_myfatoorah_customer_data_is_redacted(
     invoice = await myfatoorah_payment(seed, fake_myfatoorah, state="authorized")
     assert "customer@example.com" in json.dumps(fake_myfatoorah.invoice(invoice), default=str)
     auth = await seed.api_key()
-    response = await client.post("/b/pbl/v1/operation/ORD-1", headers=auth,
-                                 json={"operation": "capture", "amount": "40.000"})
+    response = await client.post(
+        "/b/pbl/v1/operation/ORD-1", headers=auth, json={"operation": "capture", "amount": "40.000"}
+    )
     assert response.status_code == 200, response.text
     for shown in (response.text, await stored_replies(ctx)):
         assert "customer@example.com" not in shown and "Test Customer" not in shown
@@ -47,12 +48,16 @@ async def test_myfatoorah_customer_data_is_redacted(
 
 
 async def test_ngenius_card_holder_and_expiry_are_redacted(
-    client: httpx.AsyncClient, seed: Seed, ctx: AppContext, ngenius_fake: FakeNgenius  # noqa: F811
+    client: httpx.AsyncClient,
+    seed: Seed,
+    ctx: AppContext,
+    ngenius_fake: FakeNgenius,  # noqa: F811
 ) -> None:
     order_ref, _ = await ngenius_payment(seed, ngenius_fake)
     auth = await seed.api_key()
-    response = await client.post("/b/pbl/v1/operation/ORD-1", headers=auth,
-                                 json={"operation": "capture", "amount": "40.00"})
+    response = await client.post(
+        "/b/pbl/v1/operation/ORD-1", headers=auth, json={"operation": "capture", "amount": "40.00"}
+    )
     assert response.status_code == 200, response.text
     reply = response.json()["pg_response"]
     # pg_params are the Ottu contract's normalised card fields and keep the holder's name; the

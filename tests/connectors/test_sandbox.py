@@ -35,21 +35,40 @@ TXN_ID = re.compile(r"[0-9a-f]{16}")
 
 # -- canned replies: what the sandbox answers, exactly ------------------------------------
 
-def payment_response(ref: str, result: str, amount: str, currency: str = "KWD",
-                     mode: str = "purchase") -> dict[str, Any]:
-    return {"result": result, "reference": ref, "amount": amount, "currency": currency,
-            "mode": mode}
+
+def payment_response(
+    ref: str, result: str, amount: str, currency: str = "KWD", mode: str = "purchase"
+) -> dict[str, Any]:
+    return {
+        "result": result,
+        "reference": ref,
+        "amount": amount,
+        "currency": currency,
+        "mode": mode,
+    }
 
 
 def payment_params(ref: str, status: str, last4: str) -> dict[str, Any]:
-    return {"card_number": f"************{last4}", "card_type": "VISA", "ref": ref,
-            "transaction_id": ref, "result": status}
+    return {
+        "card_number": f"************{last4}",
+        "card_type": "VISA",
+        "ref": ref,
+        "transaction_id": ref,
+        "result": status,
+    }
 
 
-def successful_operation_response(operation: str, ref: str, tid: str, amount: str,
-                                  currency: str = "KWD", result: str = "SUCCESS") -> dict[str, Any]:
-    return {"result": result, "reference": ref, "transaction_id": tid, "operation": operation,
-            "amount": amount, "currency": currency}
+def successful_operation_response(
+    operation: str, ref: str, tid: str, amount: str, currency: str = "KWD", result: str = "SUCCESS"
+) -> dict[str, Any]:
+    return {
+        "result": result,
+        "reference": ref,
+        "transaction_id": tid,
+        "operation": operation,
+        "amount": amount,
+        "currency": currency,
+    }
 
 
 def successful_capture_response(ref: str, tid: str, amount: str) -> dict[str, Any]:
@@ -90,14 +109,19 @@ SERVER_ERROR_RESPONSE = {"status_code": 500, "body": "Internal Server Error"}
 
 # -- fixtures and helpers --------------------------------------------------------------------
 
+
 def make_settings(data_dir: Path, **overrides: Any) -> Settings:
     return Settings(**{"data_dir": data_dir, "sandbox_queue_seconds": QUEUE_SECONDS, **overrides})
 
 
 def make_connector(settings: Settings, pg_code: str = "sandbox-kwd") -> SandboxConnector:
     return SandboxConnector(
-        ConnectorConfig(pg_code=pg_code, is_sandbox=True, credentials={},
-                        deployment=SandboxConnector.deployment(settings))
+        ConnectorConfig(
+            pg_code=pg_code,
+            is_sandbox=True,
+            credentials={},
+            deployment=SandboxConnector.deployment(settings),
+        )
     )
 
 
@@ -111,21 +135,40 @@ def sandbox(sandbox_settings: Settings) -> SandboxConnector:
     return make_connector(sandbox_settings)
 
 
-def payment(amount: int = 25_000, currency: str = "KWD", mode: str = "purchase",
-            ref: str | None = None) -> PaymentRef:
-    return PaymentRef(reference_number=ref or new_reference_number(), amount=amount,
-                      currency_code=currency, operation_mode=mode)
+def payment(
+    amount: int = 25_000, currency: str = "KWD", mode: str = "purchase", ref: str | None = None
+) -> PaymentRef:
+    return PaymentRef(
+        reference_number=ref or new_reference_number(),
+        amount=amount,
+        currency_code=currency,
+        operation_mode=mode,
+    )
 
 
-def request(operation: str, pay: PaymentRef, amount: int, ref: str | None = None,
-            currency: str | None = None) -> OperationRequest:
-    return OperationRequest(operation=operation, reference_number=ref or new_reference_number(),
-                            amount=amount, currency_code=currency or pay.currency_code,
-                            payment=pay)
+def request(
+    operation: str,
+    pay: PaymentRef,
+    amount: int,
+    ref: str | None = None,
+    currency: str | None = None,
+) -> OperationRequest:
+    return OperationRequest(
+        operation=operation,
+        reference_number=ref or new_reference_number(),
+        amount=amount,
+        currency_code=currency or pay.currency_code,
+        payment=pay,
+    )
 
 
-async def paid(sandbox: SandboxConnector, mode: str = "purchase", amount: int = 25_000,
-               currency: str = "KWD", card: str = SUCCESS_CARD) -> PaymentRef:
+async def paid(
+    sandbox: SandboxConnector,
+    mode: str = "purchase",
+    amount: int = 25_000,
+    currency: str = "KWD",
+    card: str = SUCCESS_CARD,
+) -> PaymentRef:
     pay = payment(amount, currency, mode)
     await sandbox.pay(pay, card)
     return pay
@@ -148,12 +191,15 @@ def tid_of(result: GatewayResult) -> str:
 
 # -- identity --------------------------------------------------------------------------------
 
+
 def test_registered_with_every_capability(sandbox_settings: Settings) -> None:
     assert SandboxConnector.name == "sandbox"
     assert SandboxConnector.capabilities == {"capture", "refund", "void", "inquiry"}
     assert connector_class("sandbox") is SandboxConnector
-    built = build_connector("sandbox", ConnectorConfig("x", True, {},
-                                                   deployment=SandboxConnector.deployment(sandbox_settings)))
+    built = build_connector(
+        "sandbox",
+        ConnectorConfig("x", True, {}, deployment=SandboxConnector.deployment(sandbox_settings)),
+    )
     assert isinstance(built, SandboxConnector)
 
 
@@ -167,13 +213,15 @@ def test_ledger_path_setting_is_honoured(tmp_path: Path) -> None:
     assert make_connector(settings).ledger.path == tmp_path / "elsewhere.db"
 
 
-@pytest.mark.parametrize(("amount", "code"), [(10_991, 991), (991, 991), (1_000, 0), (7_992, 992),
-                                               (123_456_995, 995)])
+@pytest.mark.parametrize(
+    ("amount", "code"), [(10_991, 991), (991, 991), (1_000, 0), (7_992, 992), (123_456_995, 995)]
+)
 def test_trigger_is_last_three_digits_of_minor_units(amount: int, code: int) -> None:
     assert trigger(amount) == code
 
 
 # -- payments with the test cards ------------------------------------------------------------
+
 
 @pytest.mark.parametrize("mode", ["purchase", "authorize"])
 async def test_pay_success_card(sandbox: SandboxConnector, mode: str) -> None:
@@ -192,12 +240,17 @@ async def test_pay_success_card(sandbox: SandboxConnector, mode: str) -> None:
 
 
 async def test_a_repeated_attempt_reference_is_the_same_attempt(
-        sandbox: SandboxConnector, sandbox_settings: Settings) -> None:
+    sandbox: SandboxConnector, sandbox_settings: Settings
+) -> None:
     """Like a real gateway, the sandbox charges once per attempt reference: a repeat (another
     card, another amount) answers with the first attempt, reporting what it charged."""
     first = payment(25_000)
-    again = PaymentRef(reference_number=first.reference_number, amount=90_000,
-                       currency_code="KWD", operation_mode="purchase")
+    again = PaymentRef(
+        reference_number=first.reference_number,
+        amount=90_000,
+        currency_code="KWD",
+        operation_mode="purchase",
+    )
     answers = [await sandbox.pay(first, SUCCESS_CARD), await sandbox.pay(again, DECLINED_CARD)]
     assert [(a.outcome, a.amount) for a in answers] == [(Outcome.SUCCESS, 25_000)] * 2
     with sqlite3.connect(sandbox_settings.effective_sandbox_ledger) as conn:
@@ -244,8 +297,9 @@ async def test_inquire_payment_reports_what_was_recorded(sandbox: SandboxConnect
 
 async def test_inquire_unknown_payment(sandbox: SandboxConnector) -> None:
     result = await sandbox.inquire_payment(payment())
-    assert result == GatewayResult(Outcome.FAILED, {"result": "NOT_FOUND"}, {},
-                                   "No payment with this reference")
+    assert result == GatewayResult(
+        Outcome.FAILED, {"result": "NOT_FOUND"}, {}, "No payment with this reference"
+    )
 
 
 async def test_unknown_card_is_declined(sandbox: SandboxConnector) -> None:
@@ -296,14 +350,20 @@ async def test_latency_setting_delays_calls(tmp_path: Path) -> None:
 
 # -- successful operations, the exact normalised result --------------------------------------
 
+
 async def test_capture_success(sandbox: SandboxConnector) -> None:
     pay = await paid(sandbox, "authorize")
     op = request("capture", pay, 10_000)
     result = await sandbox.capture(op)
     tid = tid_of(result)
     ref = op.reference_number
-    assert result == GatewayResult(Outcome.SUCCESS, successful_capture_response(ref, tid, "10.000"),
-                                   operation_params(ref, tid), "Approved", {"transaction_id": tid})
+    assert result == GatewayResult(
+        Outcome.SUCCESS,
+        successful_capture_response(ref, tid, "10.000"),
+        operation_params(ref, tid),
+        "Approved",
+        {"transaction_id": tid},
+    )
 
 
 async def test_refund_success(sandbox: SandboxConnector) -> None:
@@ -312,8 +372,13 @@ async def test_refund_success(sandbox: SandboxConnector) -> None:
     result = await sandbox.refund(op)
     tid = tid_of(result)
     ref = op.reference_number
-    assert result == GatewayResult(Outcome.SUCCESS, successful_refund_response(ref, tid, "5.000"),
-                                   operation_params(ref, tid), "Approved", {"transaction_id": tid})
+    assert result == GatewayResult(
+        Outcome.SUCCESS,
+        successful_refund_response(ref, tid, "5.000"),
+        operation_params(ref, tid),
+        "Approved",
+        {"transaction_id": tid},
+    )
 
 
 async def test_void_success(sandbox: SandboxConnector) -> None:
@@ -322,8 +387,13 @@ async def test_void_success(sandbox: SandboxConnector) -> None:
     result = await sandbox.void(op)
     tid = tid_of(result)
     ref = op.reference_number
-    assert result == GatewayResult(Outcome.SUCCESS, successful_void_response(ref, tid, "25.000"),
-                                   operation_params(ref, tid), "Approved", {"transaction_id": tid})
+    assert result == GatewayResult(
+        Outcome.SUCCESS,
+        successful_void_response(ref, tid, "25.000"),
+        operation_params(ref, tid),
+        "Approved",
+        {"transaction_id": tid},
+    )
 
 
 async def test_run_dispatches_by_operation(sandbox: SandboxConnector) -> None:
@@ -335,7 +405,7 @@ async def test_run_dispatches_by_operation(sandbox: SandboxConnector) -> None:
 
 
 async def test_inquire_operation_after_success_repeats_the_answer(
-    sandbox: SandboxConnector
+    sandbox: SandboxConnector,
 ) -> None:
     pay = await paid(sandbox)
     op = request("refund", pay, 5_000)
@@ -352,8 +422,10 @@ async def test_operations_in_a_zero_decimal_currency(sandbox: SandboxConnector) 
 
 # -- triggers ---------------------------------------------------------------------------------
 
-@pytest.mark.parametrize(("operation", "mode"),
-                         [("capture", "authorize"), ("refund", "purchase"), ("void", "authorize")])
+
+@pytest.mark.parametrize(
+    ("operation", "mode"), [("capture", "authorize"), ("refund", "purchase"), ("void", "authorize")]
+)
 async def test_trigger_991_declined_and_nothing_done(
     sandbox: SandboxConnector, operation: str, mode: str
 ) -> None:
@@ -361,19 +433,28 @@ async def test_trigger_991_declined_and_nothing_done(
     op = request(operation, pay, 10_991)
     result = await sandbox.run(op)
     ref = op.reference_number
-    assert result == GatewayResult(Outcome.FAILED, declined_response(ref),
-                                   {"result": "declined", "ref": ref},
-                                   "Declined by the sandbox issuer")
+    assert result == GatewayResult(
+        Outcome.FAILED,
+        declined_response(ref),
+        {"result": "declined", "ref": ref},
+        "Declined by the sandbox issuer",
+    )
     inquiry = await sandbox.inquire_operation(op)
-    assert inquiry == GatewayResult(Outcome.FAILED, not_found_response(ref),
-                                    {"result": "not_found", "ref": ref},
-                                    "No operation with this reference")
+    assert inquiry == GatewayResult(
+        Outcome.FAILED,
+        not_found_response(ref),
+        {"result": "not_found", "ref": ref},
+        "No operation with this reference",
+    )
     assert ledger_rows(sandbox, "operations") == []
 
 
 async def test_trigger_991_works_in_every_currency(sandbox: SandboxConnector) -> None:
-    for currency, total, amount in (("USD", 50_000, 1_991), ("JPY", 50_000, 991),
-                                    ("KWD", 50_000, 991)):
+    for currency, total, amount in (
+        ("USD", 50_000, 1_991),
+        ("JPY", 50_000, 991),
+        ("KWD", 50_000, 991),
+    ):
         pay = await paid(sandbox, "purchase", total, currency)
         assert (await sandbox.refund(request("refund", pay, amount))).outcome is Outcome.FAILED
 
@@ -389,15 +470,24 @@ async def test_trigger_992_refund_is_queued_then_done(
     result = await slow.refund(op)
     tid = tid_of(result)
     ref = op.reference_number
-    assert result == GatewayResult(Outcome.PENDING, queued_refund_response(ref, tid, "10.992"),
-                                   operation_params(ref, tid, "queued"), "Refund queued",
-                                   {"transaction_id": tid})
+    assert result == GatewayResult(
+        Outcome.PENDING,
+        queued_refund_response(ref, tid, "10.992"),
+        operation_params(ref, tid, "queued"),
+        "Refund queued",
+        {"transaction_id": tid},
+    )
     still = await slow.inquire_operation(op)
     assert still == result
     await asyncio.sleep(QUEUE_SECONDS + 0.05)
     done = await sandbox.inquire_operation(op)
-    assert done == GatewayResult(Outcome.SUCCESS, successful_refund_response(ref, tid, "10.992"),
-                                 operation_params(ref, tid), "Approved", {"transaction_id": tid})
+    assert done == GatewayResult(
+        Outcome.SUCCESS,
+        successful_refund_response(ref, tid, "10.992"),
+        operation_params(ref, tid),
+        "Approved",
+        {"transaction_id": tid},
+    )
     # A queued refund holds its amount: only 50.000 - 10.992 remains refundable.
     over = await sandbox.refund(request("refund", pay, 50_000 - 10_992 + 1))
     assert over.outcome is Outcome.FAILED
@@ -413,28 +503,35 @@ async def test_trigger_992_only_queues_refunds(
     assert result.raw["result"] == "SUCCESS"
 
 
-@pytest.mark.parametrize(("operation", "mode"),
-                         [("capture", "authorize"), ("refund", "purchase"), ("void", "authorize")])
+@pytest.mark.parametrize(
+    ("operation", "mode"), [("capture", "authorize"), ("refund", "purchase"), ("void", "authorize")]
+)
 async def test_trigger_993_done_but_reply_lost(
     sandbox: SandboxConnector, operation: str, mode: str
 ) -> None:
     pay = await paid(sandbox, mode, 50_000)
     op = request(operation, pay, 10_993)
     result = await sandbox.run(op)
-    assert result == GatewayResult(Outcome.UNKNOWN, TIMEOUT_RESPONSE, {},
-                                   "The sandbox gateway did not answer")
+    assert result == GatewayResult(
+        Outcome.UNKNOWN, TIMEOUT_RESPONSE, {}, "The sandbox gateway did not answer"
+    )
     inquiry = await sandbox.inquire_operation(op)
     tid = tid_of(inquiry)
     ref = op.reference_number
     assert inquiry == GatewayResult(
-        Outcome.SUCCESS, successful_operation_response(operation, ref, tid, "10.993"),
-        operation_params(ref, tid), "Approved", {"transaction_id": tid})
+        Outcome.SUCCESS,
+        successful_operation_response(operation, ref, tid, "10.993"),
+        operation_params(ref, tid),
+        "Approved",
+        {"transaction_id": tid},
+    )
     assert len(ledger_rows(sandbox, "operations")) == 1
 
 
 @pytest.mark.parametrize(("code", "reply"), [(994, TIMEOUT_RESPONSE), (995, SERVER_ERROR_RESPONSE)])
-@pytest.mark.parametrize(("operation", "mode"),
-                         [("capture", "authorize"), ("refund", "purchase"), ("void", "authorize")])
+@pytest.mark.parametrize(
+    ("operation", "mode"), [("capture", "authorize"), ("refund", "purchase"), ("void", "authorize")]
+)
 async def test_triggers_994_995_nothing_done(
     sandbox: SandboxConnector, operation: str, mode: str, code: int, reply: dict[str, Any]
 ) -> None:
@@ -459,6 +556,7 @@ async def test_inquire_operation_unknown_reference(sandbox: SandboxConnector) ->
 
 # -- idempotency by reference ----------------------------------------------------------------
 
+
 async def test_same_reference_twice_performs_once(sandbox: SandboxConnector) -> None:
     pay = await paid(sandbox, "purchase", 25_000)
     op = request("refund", pay, 20_000)
@@ -473,7 +571,7 @@ async def test_same_reference_twice_performs_once(sandbox: SandboxConnector) -> 
 
 
 async def test_same_reference_with_another_body_answers_as_before(
-    sandbox: SandboxConnector
+    sandbox: SandboxConnector,
 ) -> None:
     pay = await paid(sandbox, "authorize", 25_000)
     op = request("capture", pay, 10_000)
@@ -503,47 +601,56 @@ async def test_concurrent_same_reference_performs_once(sandbox: SandboxConnector
 
 # -- the gateway's own limits ----------------------------------------------------------------
 
+
 async def assert_refused(sandbox: SandboxConnector, op: OperationRequest, message: str) -> None:
     result = await sandbox.run(op)
     ref = op.reference_number
-    assert result == GatewayResult(Outcome.FAILED, refused_response(ref, message),
-                                   {"result": "error", "ref": ref}, message)
+    assert result == GatewayResult(
+        Outcome.FAILED, refused_response(ref, message), {"result": "error", "ref": ref}, message
+    )
 
 
 async def test_capture_beyond_authorization_refused(sandbox: SandboxConnector) -> None:
     pay = await paid(sandbox, "authorize", 25_000)
-    await assert_refused(sandbox, request("capture", pay, 25_001),
-                         "Capture exceeds the authorized amount")
+    await assert_refused(
+        sandbox, request("capture", pay, 25_001), "Capture exceeds the authorized amount"
+    )
     assert (await sandbox.capture(request("capture", pay, 15_000))).outcome is Outcome.SUCCESS
-    await assert_refused(sandbox, request("capture", pay, 10_001),
-                         "Capture exceeds the authorized amount")
+    await assert_refused(
+        sandbox, request("capture", pay, 10_001), "Capture exceeds the authorized amount"
+    )
     assert (await sandbox.capture(request("capture", pay, 10_000))).outcome is Outcome.SUCCESS
-    await assert_refused(sandbox, request("capture", pay, 1),
-                         "Capture exceeds the authorized amount")
+    await assert_refused(
+        sandbox, request("capture", pay, 1), "Capture exceeds the authorized amount"
+    )
 
 
 async def test_capture_of_a_purchase_refused(sandbox: SandboxConnector) -> None:
     pay = await paid(sandbox, "purchase")
-    await assert_refused(sandbox, request("capture", pay, 1_000),
-                         "Only an authorization can be captured")
+    await assert_refused(
+        sandbox, request("capture", pay, 1_000), "Only an authorization can be captured"
+    )
 
 
 async def test_refund_beyond_captured_refused(sandbox: SandboxConnector) -> None:
     pay = await paid(sandbox, "authorize", 25_000)
     await assert_refused(sandbox, request("refund", pay, 1), "Refund exceeds the captured amount")
     await sandbox.capture(request("capture", pay, 10_000))
-    await assert_refused(sandbox, request("refund", pay, 10_001),
-                         "Refund exceeds the captured amount")
+    await assert_refused(
+        sandbox, request("refund", pay, 10_001), "Refund exceeds the captured amount"
+    )
     assert (await sandbox.refund(request("refund", pay, 6_000))).outcome is Outcome.SUCCESS
-    await assert_refused(sandbox, request("refund", pay, 4_001),
-                         "Refund exceeds the captured amount")
+    await assert_refused(
+        sandbox, request("refund", pay, 4_001), "Refund exceeds the captured amount"
+    )
     assert (await sandbox.refund(request("refund", pay, 4_000))).outcome is Outcome.SUCCESS
 
 
 async def test_refund_beyond_purchase_refused(sandbox: SandboxConnector) -> None:
     pay = await paid(sandbox, "purchase", 25_000)
-    await assert_refused(sandbox, request("refund", pay, 25_001),
-                         "Refund exceeds the captured amount")
+    await assert_refused(
+        sandbox, request("refund", pay, 25_001), "Refund exceeds the captured amount"
+    )
     assert (await sandbox.refund(request("refund", pay, 25_000))).outcome is Outcome.SUCCESS
     await assert_refused(sandbox, request("refund", pay, 1), "Refund exceeds the captured amount")
 
@@ -551,44 +658,53 @@ async def test_refund_beyond_purchase_refused(sandbox: SandboxConnector) -> None
 async def test_void_after_capture_refused(sandbox: SandboxConnector) -> None:
     pay = await paid(sandbox, "authorize", 25_000)
     await sandbox.capture(request("capture", pay, 1_000))
-    await assert_refused(sandbox, request("void", pay, 25_000),
-                         "Only an uncaptured authorization can be voided")
+    await assert_refused(
+        sandbox, request("void", pay, 25_000), "Only an uncaptured authorization can be voided"
+    )
 
 
 async def test_void_of_a_purchase_refused(sandbox: SandboxConnector) -> None:
     pay = await paid(sandbox, "purchase", 25_000)
-    await assert_refused(sandbox, request("void", pay, 25_000),
-                         "Only an uncaptured authorization can be voided")
+    await assert_refused(
+        sandbox, request("void", pay, 25_000), "Only an uncaptured authorization can be voided"
+    )
 
 
 async def test_nothing_after_a_void(sandbox: SandboxConnector) -> None:
     pay = await paid(sandbox, "authorize", 25_000)
     assert (await sandbox.void(request("void", pay, 25_000))).outcome is Outcome.SUCCESS
     for operation in ("capture", "refund", "void"):
-        await assert_refused(sandbox, request(operation, pay, 1_000),
-                             "The authorization was voided")
+        await assert_refused(
+            sandbox, request(operation, pay, 1_000), "The authorization was voided"
+        )
 
 
 async def test_operations_on_a_declined_payment_refused(sandbox: SandboxConnector) -> None:
     pay = await paid(sandbox, "authorize", 25_000, card=DECLINED_CARD)
     for operation in ("capture", "refund", "void"):
-        await assert_refused(sandbox, request(operation, pay, 1_000),
-                             "No successful payment with this reference")
+        await assert_refused(
+            sandbox, request(operation, pay, 1_000), "No successful payment with this reference"
+        )
 
 
 async def test_operations_on_an_unknown_payment_refused(sandbox: SandboxConnector) -> None:
-    await assert_refused(sandbox, request("refund", payment(), 1_000),
-                         "No successful payment with this reference")
+    await assert_refused(
+        sandbox, request("refund", payment(), 1_000), "No successful payment with this reference"
+    )
 
 
 async def test_currency_must_match_the_payment(sandbox: SandboxConnector) -> None:
     pay = await paid(sandbox, "purchase", 25_000)
-    await assert_refused(sandbox, request("refund", pay, 1_000, currency="USD"),
-                         "Currency does not match the payment")
+    await assert_refused(
+        sandbox,
+        request("refund", pay, 1_000, currency="USD"),
+        "Currency does not match the payment",
+    )
 
 
-@pytest.mark.parametrize(("operation", "mode"),
-                         [("refund", "purchase"), ("capture", "authorize"), ("void", "authorize")])
+@pytest.mark.parametrize(
+    ("operation", "mode"), [("refund", "purchase"), ("capture", "authorize"), ("void", "authorize")]
+)
 async def test_operations_on_a_settled_pending_payment(
     sandbox: SandboxConnector, operation: str, mode: str
 ) -> None:
@@ -599,6 +715,7 @@ async def test_operations_on_a_settled_pending_payment(
 
 
 # -- its books outlive the process -----------------------------------------------------------
+
 
 async def test_second_instance_sees_the_first_ones_records(sandbox_settings: Settings) -> None:
     first = make_connector(sandbox_settings)
@@ -645,16 +762,26 @@ asyncio.run(main())
 """
 
 
-async def test_another_process_sees_the_records(sandbox: SandboxConnector,
-                                                sandbox_settings: Settings) -> None:
+async def test_another_process_sees_the_records(
+    sandbox: SandboxConnector, sandbox_settings: Settings
+) -> None:
     pay = await paid(sandbox, "purchase", 25_000)
     lost = request("refund", pay, 10_993)
     assert (await sandbox.refund(lost)).outcome is Outcome.UNKNOWN
     new_ref = new_reference_number()
-    args = json.dumps({"data_dir": str(sandbox_settings.data_dir), "payment": pay.reference_number,
-                       "operation": lost.reference_number, "new": new_ref})
+    args = json.dumps(
+        {
+            "data_dir": str(sandbox_settings.data_dir),
+            "payment": pay.reference_number,
+            "operation": lost.reference_number,
+            "new": new_ref,
+        }
+    )
     proc = await asyncio.to_thread(
-        subprocess.run, [sys.executable, "-c", _CHILD, args], capture_output=True, text=True,
+        subprocess.run,
+        [sys.executable, "-c", _CHILD, args],
+        capture_output=True,
+        text=True,
         timeout=60,
     )
     assert proc.returncode == 0, proc.stderr

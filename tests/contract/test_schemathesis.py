@@ -7,7 +7,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import httpx
-
 import pytest
 import schemathesis
 from cryptography.fernet import Fernet
@@ -39,10 +38,16 @@ def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     data = tmp_path_factory.mktemp("schemathesis")
     url = f"sqlite+aiosqlite:///{data / 'payops.sqlite3'}"
     upgrade(url)
-    config = Settings(data_dir=data, database_url=url, secret_key=Fernet.generate_key().decode(),
-                      reconcile_interval_seconds=0, expiry_interval_seconds=0,
-                      webhook_interval_seconds=0, inquiry_throttle=False,
-                      auth_failure_limit=10_000)
+    config = Settings(
+        data_dir=data,
+        database_url=url,
+        secret_key=Fernet.generate_key().decode(),
+        reconcile_interval_seconds=0,
+        expiry_interval_seconds=0,
+        webhook_interval_seconds=0,
+        inquiry_throttle=False,
+        auth_failure_limit=10_000,
+    )
     key, prefix, secret_hash = new_api_key()
 
     async def prepare(ctx: AppContext) -> None:
@@ -70,9 +75,11 @@ def operations(schema: Any) -> list[Any]:
 def test_every_operation_conforms_to_its_schema(api_schema: Any) -> None:
     checked = []
     for operation in operations(api_schema):
+
         @given(case=operation.as_strategy())
-        @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck),
-                  database=None)
+        @settings(
+            max_examples=25, deadline=None, suppress_health_check=list(HealthCheck), database=None
+        )
         def check(case: Any) -> None:
             case.call_and_validate(headers=API_KEY, checks=CHECKS)
 

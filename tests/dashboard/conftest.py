@@ -30,9 +30,15 @@ class Operator:
 
     async def sign_in(self, username: str, password: str = PASSWORD) -> httpx.Response:
         page = await self.http.get("/dashboard/login")
-        response = await self.http.post("/dashboard/login", data={
-            "csrf_token": csrf_of(page.text), "username": username, "password": password,
-            "next": "/dashboard"})
+        response = await self.http.post(
+            "/dashboard/login",
+            data={
+                "csrf_token": csrf_of(page.text),
+                "username": username,
+                "password": password,
+                "next": "/dashboard",
+            },
+        )
         if response.status_code == 303:
             home = await self.http.get("/dashboard")
             assert home.status_code == 200, home.text
@@ -42,8 +48,9 @@ class Operator:
     async def get(self, path: str, **kwargs: Any) -> httpx.Response:
         return await self.http.get(path, **kwargs)
 
-    async def post(self, path: str, data: dict[str, Any] | None = None,
-                   csrf: str | None = None) -> httpx.Response:
+    async def post(
+        self, path: str, data: dict[str, Any] | None = None, csrf: str | None = None
+    ) -> httpx.Response:
         form = dict(data or {})
         form.setdefault("csrf_token", self.csrf if csrf is None else csrf)
         return await self.http.post(path, data=form)
@@ -54,8 +61,12 @@ async def operator_for(app: Any, seed: Seed):  # type: ignore[no-untyped-def]
     """operator_for(permissions=[...], superuser=False, username=...) → a signed-in Operator."""
     clients: list[httpx.AsyncClient] = []
 
-    async def make(permissions: tuple[str, ...] | list[str] = (), *, superuser: bool = False,
-                   username: str | None = None) -> Operator:
+    async def make(
+        permissions: tuple[str, ...] | list[str] = (),
+        *,
+        superuser: bool = False,
+        username: str | None = None,
+    ) -> Operator:
         name = username or f"op{len(clients)}"
         await seed.user(name, PASSWORD, permissions=list(permissions), superuser=superuser)
         transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 40000 + len(clients)))

@@ -76,8 +76,8 @@ def browser(browser_lock: Path) -> Iterator[Any]:
         try:
             with sync_playwright() as playwright:
                 instance = playwright.chromium.launch(
-                    executable_path=executable,
-                    args=["--no-sandbox", "--disable-dev-shm-usage"])
+                    executable_path=executable, args=["--no-sandbox", "--disable-dev-shm-usage"]
+                )
                 try:
                     yield instance
                 finally:
@@ -103,8 +103,10 @@ def shots(tmp_path: Path) -> Any:
 def seeded(settings: Settings, work: Any) -> Any:
     """Seed or inspect through the service layer, on a thread of its own: Playwright's sync API
     keeps an event loop running on the test's thread."""
+
     async def run(ctx: AppContext) -> Any:
         return await work(Seed(ctx), ctx)
+
     with ThreadPoolExecutor(max_workers=1) as pool:
         return pool.submit(run_with_context, settings, run).result()
 
@@ -123,14 +125,18 @@ def new_page(browser: Any) -> Any:
     page = context.new_page()
     page.set_default_timeout(15_000)
     problems: list[str] = []
-    page.on("console", lambda message: problems.append(message.text)
-            if message.type == "error" else None)
+    page.on(
+        "console",
+        lambda message: problems.append(message.text) if message.type == "error" else None,
+    )
     page.problems = problems  # CSP violations and failed loads show up as console errors
     return page
 
 
 def test_find_a_transaction_refund_part_and_see_the_timeline(
-    browser: Any, settings: Settings, shots: Any,
+    browser: Any,
+    settings: Settings,
+    shots: Any,
 ) -> None:
     async def seed(s: Seed, ctx: AppContext) -> None:
         await s.superuser("admin")
@@ -142,6 +148,7 @@ def test_find_a_transaction_refund_part_and_see_the_timeline(
                 stored.customer = {"customer_email": f"customer{number}@example.com"}
         await s.transaction("60.000", order_no="ORDER-AUTH", mode="authorize")
         await s.transaction("12.000", order_no="ORDER-DECLINED", card="4000000000000002")
+
     seeded(settings, seed)
     with live_server(settings) as base:
         page = new_page(browser)
@@ -174,8 +181,12 @@ def test_find_a_transaction_refund_part_and_see_the_timeline(
         shots(page, "02-home")
         page.goto(f"{base}/dashboard/transactions")
         shots(page, "03-transactions")
-        for path, name in (("gateways", "08-gateways"), ("users", "09-users"),
-                           ("api-keys", "10-api-keys"), ("audit", "11-audit")):
+        for path, name in (
+            ("gateways", "08-gateways"),
+            ("users", "09-users"),
+            ("api-keys", "10-api-keys"),
+            ("audit", "11-audit"),
+        ):
             page.goto(f"{base}/dashboard/{path}")
             shots(page, name)
         assert "dashboard.refund" in page.content()
@@ -186,6 +197,7 @@ def test_find_a_transaction_refund_part_and_see_the_timeline(
         assert parent.refunded == 30_250
         (operation,) = await s.operations("ORDER-0002")
         assert operation.state == "succeeded"
+
     seeded(settings, check)
 
 
@@ -195,19 +207,28 @@ def test_resolve_a_review_item(browser: Any, settings: Settings, shots: Any) -> 
         await s.user("api", PASSWORD, permissions=["payment.refund"])
         await s.transaction("100.000", order_no="ORDER-STUCK")
         await s.transaction("40.000", order_no="ORDER-SLOW")
+
     seeded(settings, seed)
     with live_server(settings) as base:
         for order, amount in (("ORDER-STUCK", "0.994"), ("ORDER-SLOW", "1.994")):
-            answer = httpx.post(f"{base}/b/pbl/v1/operation/{order}", headers=basic("api", PASSWORD),
-                                json={"operation": "refund", "amount": amount}, timeout=30)
+            answer = httpx.post(
+                f"{base}/b/pbl/v1/operation/{order}",
+                headers=basic("api", PASSWORD),
+                json={"operation": "refund", "amount": amount},
+                timeout=30,
+            )
             assert answer.status_code == 504, answer.text
 
         async def give_up(s: Seed, ctx: AppContext) -> str:
             (stuck,) = await s.operations("ORDER-STUCK")
             async with ctx.db.write() as session:
-                await session.execute(update(Operation).where(Operation.id == stuck.id).values(
-                    state="needs_review", claimed_until=None, reconcile_attempts=10))
+                await session.execute(
+                    update(Operation)
+                    .where(Operation.id == stuck.id)
+                    .values(state="needs_review", claimed_until=None, reconcile_attempts=10)
+                )
             return stuck.reference_number
+
         reference = seeded(settings, give_up)
         page = new_page(browser)
         sign_in(page, base)
@@ -216,7 +237,9 @@ def test_resolve_a_review_item(browser: Any, settings: Settings, shots: Any) -> 
         shots(page, "06-needs-review")
         item.get_by_label("It failed (nothing moved)").check()
         item.get_by_label("Reason").fill("Gateway settlement report has no such refund")
-        item.get_by_label("Evidence (optional: a gateway report, a ticket)").fill("report 2026-11-30")
+        item.get_by_label("Evidence (optional: a gateway report, a ticket)").fill(
+            "report 2026-11-30"
+        )
         item.get_by_role("button", name="Resolve").click()
         page.wait_for_url("**/dashboard/review?done=*")
         assert "resolved as failed" in page.get_by_role("status").inner_text()
@@ -227,23 +250,31 @@ def test_resolve_a_review_item(browser: Any, settings: Settings, shots: Any) -> 
         (operation,) = await s.operations("ORDER-STUCK")
         assert operation.state == "rejected" and operation.resolution["actor"] == "admin"
         assert (await s.find("ORDER-STUCK")).refunded == 0
+
     seeded(settings, check)
 
 
 def test_retry_a_webhook(browser: Any, settings: Settings, shots: Any) -> None:
     with receiving(Receiver(script=[410], default=200)) as receiver:
+
         async def seed(s: Seed, ctx: AppContext) -> int:
             await s.superuser("admin")
             parent = await s.transaction("100.000", order_no="ORDER-HOOK")
             async with ctx.db.write() as session:
-                event = OutboxEvent(event_id="evt-browser", kind="payment",
-                                    target_url=receiver.url, state="failed", attempts=10,
-                                    last_error="HTTP 500",
-                                    payload={"order_no": "ORDER-HOOK", "state": "paid"},
-                                    transaction_id=parent.id)
+                event = OutboxEvent(
+                    event_id="evt-browser",
+                    kind="payment",
+                    target_url=receiver.url,
+                    state="failed",
+                    attempts=10,
+                    last_error="HTTP 500",
+                    payload={"order_no": "ORDER-HOOK", "state": "paid"},
+                    transaction_id=parent.id,
+                )
                 session.add(event)
                 await session.flush()
                 return event.id
+
         event_id = seeded(settings, seed)
         with live_server(settings) as base:
             page = new_page(browser)
@@ -256,8 +287,11 @@ def test_retry_a_webhook(browser: Any, settings: Settings, shots: Any) -> None:
             assert "410" in page.locator("table").inner_text()
             page.get_by_role("button", name="Retry now").click()
             page.wait_for_url(f"**/dashboard/webhooks/{event_id}?retried=delivered")
-            assert page.get_by_role("heading", name=f"Webhook event #{event_id}").inner_text(
-                ).endswith("delivered")
+            assert (
+                page.get_by_role("heading", name=f"Webhook event #{event_id}")
+                .inner_text()
+                .endswith("delivered")
+            )
             assert page.get_by_role("button", name="Retry now").count() == 0
             shots(page, "12-webhook")
             assert page.problems == [], page.problems

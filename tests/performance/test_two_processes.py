@@ -32,17 +32,19 @@ BIN = Path(sys.executable).parent
 
 def _env(settings: Settings, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PAYOPS_")}
-    env.update({
-        "PAYOPS_DATABASE_URL": settings.effective_database_url,
-        "PAYOPS_DATA_DIR": str(settings.data_dir),  # one sandbox gateway ledger for both
-        "PAYOPS_SECRET_KEY": settings.secret_key,
-        "PAYOPS_RECONCILE_INTERVAL_SECONDS": "0",
-        "PAYOPS_WEBHOOK_INTERVAL_SECONDS": "0",
-        "PAYOPS_EXPIRY_INTERVAL_SECONDS": "0",
-        "PAYOPS_DB_POOL_TOTAL": "10",
-        "PAYOPS_LOG_LEVEL": "WARNING",
-        **extra,
-    })
+    env.update(
+        {
+            "PAYOPS_DATABASE_URL": settings.effective_database_url,
+            "PAYOPS_DATA_DIR": str(settings.data_dir),  # one sandbox gateway ledger for both
+            "PAYOPS_SECRET_KEY": settings.secret_key,
+            "PAYOPS_RECONCILE_INTERVAL_SECONDS": "0",
+            "PAYOPS_WEBHOOK_INTERVAL_SECONDS": "0",
+            "PAYOPS_EXPIRY_INTERVAL_SECONDS": "0",
+            "PAYOPS_DB_POOL_TOTAL": "10",
+            "PAYOPS_LOG_LEVEL": "WARNING",
+            **extra,
+        }
+    )
     return env
 
 
@@ -58,12 +60,25 @@ def _start_two(env: dict[str, str]) -> Iterator[list[str]]:
     try:
         for _ in range(2):
             port = free_port()
-            procs.append(subprocess.Popen(
-                [str(BIN / "payops"), "serve", "--workers", "1", "--port", str(port),
-                 "--no-migrate"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE))
+            procs.append(
+                subprocess.Popen(
+                    [
+                        str(BIN / "payops"),
+                        "serve",
+                        "--workers",
+                        "1",
+                        "--port",
+                        str(port),
+                        "--no-migrate",
+                    ],
+                    env=env,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.PIPE,
+                )
+            )
             urls.append(f"http://127.0.0.1:{port}")
         deadline = time.monotonic() + 60
-        for proc, url in zip(procs, urls):
+        for proc, url in zip(procs, urls, strict=True):
             while True:
                 assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
                 try:
@@ -84,12 +99,14 @@ def _start_two(env: dict[str, str]) -> Iterator[list[str]]:
                 proc.kill()
 
 
-async def _fire(requests: list[tuple[str, str, dict[str, Any] | None]],
-                auth: dict[str, str]) -> list[httpx.Response]:
+async def _fire(
+    requests: list[tuple[str, str, dict[str, Any] | None]], auth: dict[str, str]
+) -> list[httpx.Response]:
     limits = httpx.Limits(max_connections=len(requests), max_keepalive_connections=0)
     async with httpx.AsyncClient(timeout=120, limits=limits, headers=auth) as client:
-        return await asyncio.gather(*(client.post(url + path, json=body)
-                                      for url, path, body in requests))
+        return await asyncio.gather(
+            *(client.post(url + path, json=body) for url, path, body in requests)
+        )
 
 
 def test_two_processes_never_over_refund_one_order(pg_settings: Settings) -> None:
@@ -103,23 +120,36 @@ def test_two_processes_never_over_refund_one_order(pg_settings: Settings) -> Non
     refund = {"operation": "refund", "amount": "0.010"}
     for urls in _start_two(_env(pg_settings)):
         # 200 refunds of 0.070 on 10.000: exactly floor(10000 / 70) = 142 fit.
-        responses = asyncio.run(_fire(
-            [(urls[i % 2], "/b/pbl/v1/operation/ORD-2P", {"operation": "refund", "amount": "0.070"})
-             for i in range(200)], auth))
+        responses = asyncio.run(
+            _fire(
+                [
+                    (
+                        urls[i % 2],
+                        "/b/pbl/v1/operation/ORD-2P",
+                        {"operation": "refund", "amount": "0.070"},
+                    )
+                    for i in range(200)
+                ],
+                auth,
+            )
+        )
 
         # Both processes have cached the merchant settings and the gateway configuration. A
         # change made elsewhere (here: a third process's context) applies in both at once.
         run_with_context(pg_settings, _rotate_hmac_key)
-        signed = asyncio.run(_fire([(url, "/b/pbl/v1/operation/ORD-2P", refund) for url in urls],
-                                   auth))
+        signed = asyncio.run(
+            _fire([(url, "/b/pbl/v1/operation/ORD-2P", refund) for url in urls], auth)
+        )
         assert [r.status_code for r in signed] == [200, 200], [r.text for r in signed]
         for response in signed:
             body = response.json()
             assert body["signature"] == sign(
-                {k: v for k, v in body.items() if k != "signature"}, "rotated-key")
+                {k: v for k, v in body.items() if k != "signature"}, "rotated-key"
+            )
         run_with_context(pg_settings, _disable_refunds)
-        refused = asyncio.run(_fire([(url, "/b/pbl/v1/operation/ORD-2P", refund) for url in urls],
-                                    auth))
+        refused = asyncio.run(
+            _fire([(url, "/b/pbl/v1/operation/ORD-2P", refund) for url in urls], auth)
+        )
         assert [r.status_code for r in refused] == [400, 400], [r.text for r in refused]
         responses += signed
 
@@ -163,9 +193,11 @@ def _gateway_inquiries(settings: Settings) -> int:
     return run_with_context(settings, count)
 
 
-THROTTLE = {"PAYOPS_INQUIRY_THROTTLE": "true",
-            "PAYOPS_INQUIRY_THROTTLE_INITIAL_DELAY_SECONDS": "0",
-            "PAYOPS_INQUIRY_THROTTLE_GAP_SECONDS": "3600"}
+THROTTLE = {
+    "PAYOPS_INQUIRY_THROTTLE": "true",
+    "PAYOPS_INQUIRY_THROTTLE_INITIAL_DELAY_SECONDS": "0",
+    "PAYOPS_INQUIRY_THROTTLE_GAP_SECONDS": "3600",
+}
 
 
 def test_two_processes_share_the_per_transaction_inquiry_throttle(pg_settings: Settings) -> None:
@@ -177,8 +209,9 @@ def test_two_processes_share_the_per_transaction_inquiry_throttle(pg_settings: S
 
     auth = run_with_context(pg_settings, seed)
     for urls in _start_two(_env(pg_settings, **THROTTLE)):
-        responses = asyncio.run(_fire(
-            [(urls[i % 2], "/b/pbl/v1/inquiry/ORD-IQ", None) for i in range(20)], auth))
+        responses = asyncio.run(
+            _fire([(urls[i % 2], "/b/pbl/v1/inquiry/ORD-IQ", None) for i in range(20)], auth)
+        )
 
     statuses = Counter(r.status_code for r in responses)
     # One inquiry reached the gateway (which settled the pending payment); every other one was
@@ -198,8 +231,11 @@ def test_two_processes_share_the_global_inquiry_throttle(pg_settings: Settings) 
     auth = run_with_context(pg_settings, seed)
     env = _env(pg_settings, **THROTTLE, PAYOPS_INQUIRY_THROTTLE_GLOBAL_PER_MINUTE=str(LIMIT))
     for urls in _start_two(env):
-        responses = asyncio.run(_fire(
-            [(urls[i % 2], f"/b/pbl/v1/inquiry/ORD-G{i}", None) for i in range(PARENTS)], auth))
+        responses = asyncio.run(
+            _fire(
+                [(urls[i % 2], f"/b/pbl/v1/inquiry/ORD-G{i}", None) for i in range(PARENTS)], auth
+            )
+        )
 
     statuses = Counter(r.status_code for r in responses)
     assert statuses == {200: LIMIT, 429: PARENTS - LIMIT}, statuses

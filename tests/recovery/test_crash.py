@@ -32,7 +32,6 @@ from payops.context import AppContext
 from payops.crashpoints import AFTER_GATEWAY, AFTER_INTENT, AFTER_SETTLE, POINTS
 from payops.operations.reconciler import reconcile_once
 from payops.transactions import repository
-
 from tests.helpers import Seed
 
 PAYOPS = Path(sys.executable).with_name("payops")
@@ -58,18 +57,20 @@ def free_port() -> int:
 
 def server_env(settings: Settings, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PAYOPS_")}
-    env.update({
-        "PYTHONUNBUFFERED": "1",
-        "COLUMNS": "200",
-        "PAYOPS_DATABASE_URL": settings.effective_database_url,
-        "PAYOPS_DATA_DIR": str(settings.data_dir),
-        "PAYOPS_SECRET_KEY": settings.secret_key,
-        "PAYOPS_SANDBOX_LEDGER_PATH": str(settings.effective_sandbox_ledger),
-        "PAYOPS_SANDBOX_QUEUE_SECONDS": str(settings.sandbox_queue_seconds),
-        "PAYOPS_GATEWAY_TIMEOUT_SECONDS": "5",
-        "PAYOPS_RECONCILE_INTERVAL_SECONDS": "0",
-        "PAYOPS_LOG_LEVEL": "WARNING",
-    })
+    env.update(
+        {
+            "PYTHONUNBUFFERED": "1",
+            "COLUMNS": "200",
+            "PAYOPS_DATABASE_URL": settings.effective_database_url,
+            "PAYOPS_DATA_DIR": str(settings.data_dir),
+            "PAYOPS_SECRET_KEY": settings.secret_key,
+            "PAYOPS_SANDBOX_LEDGER_PATH": str(settings.effective_sandbox_ledger),
+            "PAYOPS_SANDBOX_QUEUE_SECONDS": str(settings.sandbox_queue_seconds),
+            "PAYOPS_GATEWAY_TIMEOUT_SECONDS": "5",
+            "PAYOPS_RECONCILE_INTERVAL_SECONDS": "0",
+            "PAYOPS_LOG_LEVEL": "WARNING",
+        }
+    )
     env.update(extra)
     return env
 
@@ -93,8 +94,10 @@ class Servers:
                 # One process: the crash must take the whole server down (with several
                 # workers the supervisor would replace the killed one).
                 [str(PAYOPS), "serve", "--port", str(port), "--no-migrate", "--workers", "1"],
-                cwd=self.workdir, env=server_env(self.settings, **extra),
-                stdout=out, stderr=subprocess.STDOUT,
+                cwd=self.workdir,
+                env=server_env(self.settings, **extra),
+                stdout=out,
+                stderr=subprocess.STDOUT,
             )
         self.procs.append(proc)
         return proc, f"http://127.0.0.1:{port}"
@@ -176,13 +179,20 @@ async def reconcile_until_settled(ctx: AppContext, seed: Seed) -> int:
 
 
 async def post_refund(http: httpx.AsyncClient, base: str, auth: dict[str, str]) -> httpx.Response:
-    return await http.post(f"{base}{PATH}", json={"operation": "refund", "amount": REFUND},
-                           headers={**auth, "Tracking-Key": KEY})
+    return await http.post(
+        f"{base}{PATH}",
+        json={"operation": "refund", "amount": REFUND},
+        headers={**auth, "Tracking-Key": KEY},
+    )
 
 
 @pytest.mark.parametrize("point", POINTS)
 async def test_crash_point_recovers_to_the_gateway_truth(
-    point: str, seed: Seed, ctx: AppContext, settings: Settings, servers: Servers,
+    point: str,
+    seed: Seed,
+    ctx: AppContext,
+    settings: Settings,
+    servers: Servers,
     http: httpx.AsyncClient,
 ) -> None:
     auth = await seed.api_key()
@@ -195,7 +205,9 @@ async def test_crash_point_recovers_to_the_gateway_truth(
     # it keeps no state of its own and is first used after the crash, so this is a restart.
     crashing, base = servers.spawn(crash_point=point)
     replacement, replacement_base = servers.spawn()
-    await asyncio.gather(servers.ready(crashing, base), servers.ready(replacement, replacement_base))
+    await asyncio.gather(
+        servers.ready(crashing, base), servers.ready(replacement, replacement_base)
+    )
     with pytest.raises(httpx.TransportError):
         await post_refund(http, base, auth)
     assert crashing.wait(timeout=20) == -signal.SIGKILL

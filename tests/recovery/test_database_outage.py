@@ -48,16 +48,18 @@ class CuttableProxy:
                 await writer.drain()
         writer.close()
 
-    async def _serve(self, client_reader: asyncio.StreamReader,
-                     client_writer: asyncio.StreamWriter) -> None:
+    async def _serve(
+        self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter
+    ) -> None:
         try:
             upstream_reader, upstream_writer = await asyncio.open_connection(*self.target)
         except OSError:
             client_writer.close()
             return
         self.writers |= {client_writer, upstream_writer}
-        await asyncio.gather(self._pipe(client_reader, upstream_writer),
-                             self._pipe(upstream_reader, client_writer))
+        await asyncio.gather(
+            self._pipe(client_reader, upstream_writer), self._pipe(upstream_reader, client_writer)
+        )
 
     async def cut(self) -> None:
         """Refuse new connections and drop every open one, as a database crash would."""
@@ -82,8 +84,7 @@ async def proxied_pg(postgres_url: str, tmp_path: Path) -> AsyncIterator[tuple[A
     url = make_url(postgres_url)
     proxy = CuttableProxy(url.host or "127.0.0.1", url.port or 5432)
     await proxy.start()
-    through_proxy = url.set(host="127.0.0.1", port=proxy.port).render_as_string(
-        hide_password=False)
+    through_proxy = url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
     # The sandbox takes 3 s per call: time to cut the database during a refund's gateway call.
     settings = make_settings(tmp_path, through_proxy, sandbox_latency_ms=3000)
     application = create_app(settings)
@@ -106,9 +107,13 @@ async def test_outage_during_the_gateway_call_answers_504_then_503_then_reconcil
     transport = httpx.ASGITransport(app=application, client=("127.0.0.1", 40000))
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
         assert (await client.get("/readyz")).status_code == 200
-        refund = asyncio.create_task(client.post(
-            PATH, json={"operation": "refund", "amount": "10.000"},
-            headers={**auth, "Tracking-Key": "outage-1"}))
+        refund = asyncio.create_task(
+            client.post(
+                PATH,
+                json={"operation": "refund", "amount": "10.000"},
+                headers={**auth, "Tracking-Key": "outage-1"},
+            )
+        )
         # Cut once the intent is committed, while the gateway is being called.
         for _ in range(200):
             if await seed.operations(ORDER) or refund.done():
@@ -135,7 +140,8 @@ async def test_outage_during_the_gateway_call_answers_504_then_503_then_reconcil
             assert down.status_code == 503, down.text
             assert down.headers["Retry-After"].isdigit()
             assert down.json() == {
-                "detail": "The service cannot reach its database; try again shortly."}
+                "detail": "The service cannot reach its database; try again shortly."
+            }
         assert (await client.get("/readyz")).status_code == 503
 
         await proxy.restore()
@@ -145,6 +151,7 @@ async def test_outage_during_the_gateway_call_answers_504_then_503_then_reconcil
             from sqlalchemy import update
 
             from payops.db.models import Operation
+
             await session.execute(update(Operation).values(claimed_until=None))
         summary = await reconcile_once(ctx)
         assert dict(summary.outcomes) == {"succeeded": 1}
@@ -152,14 +159,18 @@ async def test_outage_during_the_gateway_call_answers_504_then_503_then_reconcil
         assert (op.reference_number, op.state, op.amount) == (reference, "succeeded", 10_000)
         parent = await seed.find(ORDER)
         assert parent is not None and parent.refunded == 10_000
-        replay = await client.post(PATH, json={"operation": "refund", "amount": "10.000"},
-                                   headers={**auth, "Tracking-Key": "outage-1"})
+        replay = await client.post(
+            PATH,
+            json={"operation": "refund", "amount": "10.000"},
+            headers={**auth, "Tracking-Key": "outage-1"},
+        )
         assert replay.status_code == 200, replay.text
         assert replay.json()["reference_number"] == reference
 
 
 async def test_readyz_reports_a_database_that_cannot_be_written(
-    tmp_path: Path, sqlite_template: Path,
+    tmp_path: Path,
+    sqlite_template: Path,
 ) -> None:
     if "sqlite" not in BACKENDS:
         pytest.skip("SQLite backend not selected")
@@ -177,6 +188,8 @@ async def test_readyz_reports_a_database_that_cannot_be_written(
                 if status == 503:
                     # Requests that must write are refused the same way, never with a 500.
                     seedless = await client.post(
-                        "/b/pbl/v1/operation/ORD-1", json={"operation": "refund"},
-                        headers={"Authorization": "Api-Key nope.nope"})
+                        "/b/pbl/v1/operation/ORD-1",
+                        json={"operation": "refund"},
+                        headers={"Authorization": "Api-Key nope.nope"},
+                    )
                     assert seedless.status_code in (401, 503), seedless.text

@@ -53,7 +53,6 @@ from payops.gateways.service import add_gateway
 from payops.operations.reconciler import reconcile_once
 from payops.transactions import repository
 from payops.transactions.service import apply_attempt_result, new_parent, start_attempt
-
 from tests.helpers import Seed
 
 ORDER = "ORD-1"
@@ -67,11 +66,15 @@ FAULTS = ("timeout", "reset", "http500", "malformed", "slow")
 
 @pytest.fixture
 def settings_overrides() -> dict[str, Any]:
-    return {"gateway_timeout_seconds": OPERATION_DEADLINE, "reconcile_max_attempts": 2,
-            "reconcile_after_seconds": 0}
+    return {
+        "gateway_timeout_seconds": OPERATION_DEADLINE,
+        "reconcile_max_attempts": 2,
+        "reconcile_after_seconds": 0,
+    }
 
 
 # -- the fault-injecting gateway -----------------------------------------------------------------
+
 
 class FaultGateway:
     """A tiny HTTP/1.1 gateway with scripted faults; its ``performed`` record is the truth."""
@@ -96,7 +99,8 @@ class FaultGateway:
     def start(self) -> None:
         self._thread.start()
         future = asyncio.run_coroutine_threadsafe(
-            asyncio.start_server(self._handle, "127.0.0.1", 0), self._loop)
+            asyncio.start_server(self._handle, "127.0.0.1", 0), self._loop
+        )
         self._server = future.result(timeout=10)
         port = self._server.sockets[0].getsockname()[1]
         self.url = f"http://127.0.0.1:{port}"
@@ -145,8 +149,14 @@ class FaultGateway:
             if not writer.is_closing():
                 writer.close()
 
-    async def _respond(self, method: str, target: str, headers: dict[str, str], body: bytes,
-                       writer: asyncio.StreamWriter) -> bool:
+    async def _respond(
+        self,
+        method: str,
+        target: str,
+        headers: dict[str, str],
+        body: bytes,
+        writer: asyncio.StreamWriter,
+    ) -> bool:
         if headers.get("authorization") != f"Bearer {self.api_key}":
             self.unauthorized += 1
             await self._send(writer, 401, {"status": "error", "message": "unauthorized"})
@@ -160,29 +170,45 @@ class FaultGateway:
                 await asyncio.to_thread(self.release.wait, 30)
                 fault = "none"
             if self.decline and fault == "none":
-                return await self._send(writer, 200, {
-                    "status": "declined", "reference": reference, "message": "Insufficient funds"})
+                return await self._send(
+                    writer,
+                    200,
+                    {"status": "declined", "reference": reference, "message": "Insufficient funds"},
+                )
             if fault == "none" or self.perform:
-                self.performed.setdefault(reference, {
-                    **request, "transaction_id": secrets.token_hex(6)})
-            reply = {"status": "done", "reference": reference,
-                     "transaction_id": self.performed.get(reference, {}).get("transaction_id")}
+                self.performed.setdefault(
+                    reference, {**request, "transaction_id": secrets.token_hex(6)}
+                )
+            reply = {
+                "status": "done",
+                "reference": reference,
+                "transaction_id": self.performed.get(reference, {}).get("transaction_id"),
+            }
             return await self._fault(fault, writer, reply)
         if method == "GET" and target.startswith("/v1/operations/"):
             reference = target.rsplit("/", 1)[1]
             self.inquiry_calls[reference] += 1
             record = self.performed.get(reference)
             if record is None:
-                return await self._fault(self.inquiry_fault, writer,
-                                         {"status": "not_found", "reference": reference}, 404)
-            return await self._fault(self.inquiry_fault, writer, {
-                "status": "done", "reference": reference,
-                "transaction_id": record["transaction_id"], "amount": record["amount"]})
+                return await self._fault(
+                    self.inquiry_fault, writer, {"status": "not_found", "reference": reference}, 404
+                )
+            return await self._fault(
+                self.inquiry_fault,
+                writer,
+                {
+                    "status": "done",
+                    "reference": reference,
+                    "transaction_id": record["transaction_id"],
+                    "amount": record["amount"],
+                },
+            )
         await self._send(writer, 404, {"status": "error", "message": "no such endpoint"})
         return True
 
-    async def _fault(self, fault: str, writer: asyncio.StreamWriter, reply: dict[str, Any],
-                     status: int = 200) -> bool:
+    async def _fault(
+        self, fault: str, writer: asyncio.StreamWriter, reply: dict[str, Any], status: int = 200
+    ) -> bool:
         if fault == "none":
             return await self._send(writer, status, reply)
         if fault == "timeout":
@@ -196,8 +222,9 @@ class FaultGateway:
         if fault == "http500":
             return await self._send(writer, 500, b"Internal Server Error", "text/plain")
         if fault == "malformed":
-            return await self._send(writer, 200, b"<html><body>Service temporarily degraded",
-                                    "application/json")
+            return await self._send(
+                writer, 200, b"<html><body>Service temporarily degraded", "application/json"
+            )
         if fault == "slow":
             payload = json.dumps(reply).encode()
             writer.write(self._head(status, len(payload), "application/json"))
@@ -212,11 +239,18 @@ class FaultGateway:
 
     @staticmethod
     def _head(status: int, length: int, content_type: str) -> bytes:
-        return (f"HTTP/1.1 {status} X\r\nContent-Type: {content_type}\r\n"
-                f"Content-Length: {length}\r\n\r\n").encode()
+        return (
+            f"HTTP/1.1 {status} X\r\nContent-Type: {content_type}\r\n"
+            f"Content-Length: {length}\r\n\r\n"
+        ).encode()
 
-    async def _send(self, writer: asyncio.StreamWriter, status: int, body: Any,
-                    content_type: str = "application/json") -> bool:
+    async def _send(
+        self,
+        writer: asyncio.StreamWriter,
+        status: int,
+        body: Any,
+        content_type: str = "application/json",
+    ) -> bool:
         payload = body if isinstance(body, bytes) else json.dumps(body).encode()
         writer.write(self._head(status, len(payload), content_type) + payload)
         await writer.drain()
@@ -224,6 +258,7 @@ class FaultGateway:
 
 
 # -- the test-only connector -------------------------------------------------------------------
+
 
 class FaultyConnector(Connector):
     """Like every real connector: honours its configured timeout for a whole call (connect, send,
@@ -258,11 +293,17 @@ class FaultyConnector(Connector):
         return await self._operate(request)
 
     async def _operate(self, request: OperationRequest) -> GatewayResult:
-        response = await self._call("POST", "/v1/operations", json={
-            "reference": request.reference_number, "operation": request.operation,
-            "amount": request.amount, "currency": request.currency_code,
-            "payment_reference": request.payment.reference_number,
-        })
+        response = await self._call(
+            "POST",
+            "/v1/operations",
+            json={
+                "reference": request.reference_number,
+                "operation": request.operation,
+                "amount": request.amount,
+                "currency": request.currency_code,
+                "payment_reference": request.payment.reference_number,
+            },
+        )
         if isinstance(response, GatewayResult):
             return response
         return self._interpret(response, inquiry=False)
@@ -293,11 +334,19 @@ class FaultyConnector(Connector):
         if not isinstance(body, dict):
             return self._unknown({"status_code": response.status_code, "error": "unparsable"})
         status = body.get("status")
-        params = {"ref": body.get("reference"), "transaction_id": body.get("transaction_id"),
-                  "result": status}
+        params = {
+            "ref": body.get("reference"),
+            "transaction_id": body.get("transaction_id"),
+            "result": status,
+        }
         if response.status_code == 200 and status == "done":
-            return GatewayResult(Outcome.SUCCESS, body, params, "Approved",
-                                 {"transaction_id": body.get("transaction_id")})
+            return GatewayResult(
+                Outcome.SUCCESS,
+                body,
+                params,
+                "Approved",
+                {"transaction_id": body.get("transaction_id")},
+            )
         if response.status_code == 200 and status == "declined":
             return GatewayResult(Outcome.FAILED, body, params, str(body.get("message", "Declined")))
         if inquiry and response.status_code == 404 and status == "not_found":
@@ -306,6 +355,7 @@ class FaultyConnector(Connector):
 
 
 # -- fixtures and helpers ----------------------------------------------------------------------
+
 
 @pytest.fixture
 def gateway(monkeypatch: pytest.MonkeyPatch) -> Iterator[FaultGateway]:
@@ -334,12 +384,18 @@ async def seed_paid_at_faulty(ctx: AppContext, gateway: FaultGateway, **options:
     """A KWD 100.000 purchase, paid (one successful attempt) at gateway configuration faulty-kwd."""
     async with ctx.db.write() as session:
         config = await add_gateway(
-            session, ctx.settings, pg_code="faulty-kwd", connector="faulty",
-            operation_mode="purchase", default_currency="KWD",
-            credentials={"api_key": gateway.api_key}, options={"base_url": gateway.url, **options},
+            session,
+            ctx.settings,
+            pg_code="faulty-kwd",
+            connector="faulty",
+            operation_mode="purchase",
+            default_currency="KWD",
+            credentials={"api_key": gateway.api_key},
+            options={"base_url": gateway.url, **options},
         )
-        parent = new_parent(amount=100_000, currency_code="KWD", pg_codes=["faulty-kwd"],
-                            order_no=ORDER)
+        parent = new_parent(
+            amount=100_000, currency_code="KWD", pg_codes=["faulty-kwd"], order_no=ORDER
+        )
         session.add(parent)
         await session.flush()
         parent_id = parent.id
@@ -348,14 +404,27 @@ async def seed_paid_at_faulty(ctx: AppContext, gateway: FaultGateway, **options:
         parent = await repository.lock_parent_by_id(session, parent_id)
         stored = await session.get(PaymentAttempt, attempt.id)
         assert stored is not None
-        await apply_attempt_result(session, parent, stored, GatewayResult(
-            Outcome.SUCCESS, {"status": "captured"}, {"ref": attempt.reference_number},
-            "Approved", {"payment_id": "pay_" + attempt.reference_number}))
+        await apply_attempt_result(
+            session,
+            parent,
+            stored,
+            GatewayResult(
+                Outcome.SUCCESS,
+                {"status": "captured"},
+                {"ref": attempt.reference_number},
+                "Approved",
+                {"payment_id": "pay_" + attempt.reference_number},
+            ),
+        )
         assert parent.state == "paid"
 
 
-async def refund(client: httpx.AsyncClient, auth: dict[str, str], amount: str = "10.000",
-                 tracking_key: str | None = "fault-1") -> httpx.Response:
+async def refund(
+    client: httpx.AsyncClient,
+    auth: dict[str, str],
+    amount: str = "10.000",
+    tracking_key: str | None = "fault-1",
+) -> httpx.Response:
     headers = dict(auth)
     if tracking_key:
         headers["Tracking-Key"] = tracking_key
@@ -377,32 +446,44 @@ def assert_no_secret(gateway: FaultGateway, *texts: str) -> None:
         assert gateway.api_key not in text, "a gateway credential leaked"
 
 
-async def list_operations(settings: Settings, monkeypatch: pytest.MonkeyPatch,
-                          state: str) -> Result:
+async def list_operations(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch, state: str
+) -> Result:
     """`payops ops list --state <state>` as an operator runs it, configured by the environment.
 
     The command runs its own event loop, so it runs in a worker thread of this test."""
     for name in [n for n in os.environ if n.startswith("PAYOPS_")]:
         monkeypatch.delenv(name)
-    for name, value in {"PAYOPS_DATABASE_URL": settings.effective_database_url,
-                        "PAYOPS_DATA_DIR": str(settings.data_dir),
-                        "PAYOPS_SECRET_KEY": settings.secret_key, "COLUMNS": "250"}.items():
+    for name, value in {
+        "PAYOPS_DATABASE_URL": settings.effective_database_url,
+        "PAYOPS_DATA_DIR": str(settings.data_dir),
+        "PAYOPS_SECRET_KEY": settings.secret_key,
+        "COLUMNS": "250",
+    }.items():
         monkeypatch.setenv(name, value)
     get_settings.cache_clear()
     try:
         return await asyncio.to_thread(
-            CliRunner().invoke, cli, ["ops", "list", "--state", state], catch_exceptions=False)
+            CliRunner().invoke, cli, ["ops", "list", "--state", state], catch_exceptions=False
+        )
     finally:
         get_settings.cache_clear()
 
 
 # -- tests --------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("performed", [True, False], ids=["performed", "not-performed"])
 @pytest.mark.parametrize("fault", FAULTS)
 async def test_fault_answers_504_then_reconciles_to_the_gateway_truth(
-    fault: str, performed: bool, gateway: FaultGateway, client: httpx.AsyncClient, seed: Seed,
-    ctx: AppContext, logs: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str],
+    fault: str,
+    performed: bool,
+    gateway: FaultGateway,
+    client: httpx.AsyncClient,
+    seed: Seed,
+    ctx: AppContext,
+    logs: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     auth = await seed.api_key()
     await seed_paid_at_faulty(ctx, gateway)
@@ -411,8 +492,12 @@ async def test_fault_answers_504_then_reconciles_to_the_gateway_truth(
     response = await refund(client, auth)
     assert response.status_code == 504, response.text
     body = response.json()
-    assert body == {"detail": UNCONFIRMED, "operation": "refund", "result": "pending",
-                    "reference_number": body["reference_number"]}
+    assert body == {
+        "detail": UNCONFIRMED,
+        "operation": "refund",
+        "result": "pending",
+        "reference_number": body["reference_number"],
+    }
     reference = body["reference_number"]
     assert gateway.operation_calls == {reference: 1}
     assert (reference in gateway.performed) is performed
@@ -453,15 +538,21 @@ async def test_fault_answers_504_then_reconciles_to_the_gateway_truth(
     assert gateway.unauthorized == 0
 
     async with ctx.db.read() as session:
-        stored = [json.dumps([o.pg_response, o.pg_params, o.message])
-                  for o in await session.scalars(select(Operation))]
+        stored = [
+            json.dumps([o.pg_response, o.pg_params, o.message])
+            for o in await session.scalars(select(Operation))
+        ]
     captured = capsys.readouterr()
-    assert_no_secret(gateway, logs.text, captured.err, captured.out, response.text, retry.text,
-                     *stored)
+    assert_no_secret(
+        gateway, logs.text, captured.err, captured.out, response.text, retry.text, *stored
+    )
 
 
 async def test_plain_success_and_decline_through_the_faulty_connector(
-    gateway: FaultGateway, client: httpx.AsyncClient, seed: Seed, ctx: AppContext,
+    gateway: FaultGateway,
+    client: httpx.AsyncClient,
+    seed: Seed,
+    ctx: AppContext,
     logs: pytest.LogCaptureFixture,
 ) -> None:
     """The control case: with no fault the documented replies map to 200 and 400."""
@@ -483,9 +574,15 @@ async def test_plain_success_and_decline_through_the_faulty_connector(
 
 @pytest.mark.parametrize("inquiry_fault", FAULTS)
 async def test_unanswerable_inquiry_ends_in_needs_review(
-    inquiry_fault: str, gateway: FaultGateway, client: httpx.AsyncClient, seed: Seed,
-    ctx: AppContext, settings: Settings, logs: pytest.LogCaptureFixture,
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+    inquiry_fault: str,
+    gateway: FaultGateway,
+    client: httpx.AsyncClient,
+    seed: Seed,
+    ctx: AppContext,
+    settings: Settings,
+    logs: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     assert settings.reconcile_max_attempts == 2
     auth = await seed.api_key()
@@ -516,12 +613,14 @@ async def test_unanswerable_inquiry_ends_in_needs_review(
     assert ORDER in listing.stdout and "needs_review" in listing.stdout
     assert "1 operation(s)" in listing.stdout
     captured = capsys.readouterr()
-    assert_no_secret(gateway, logs.text, captured.err, captured.out, listing.output,
-                     response.text)
+    assert_no_secret(gateway, logs.text, captured.err, captured.out, listing.output, response.text)
 
 
 async def test_reconciler_leaves_an_operation_whose_gateway_call_is_in_flight_alone(
-    gateway: FaultGateway, client: httpx.AsyncClient, seed: Seed, ctx: AppContext,
+    gateway: FaultGateway,
+    client: httpx.AsyncClient,
+    seed: Seed,
+    ctx: AppContext,
     settings: Settings,
 ) -> None:
     """`payops reconcile --older-than 0` is documented as safe beside a running server. While the
@@ -552,7 +651,8 @@ async def test_reconciler_leaves_an_operation_whose_gateway_call_is_in_flight_al
     assert (summary.examined, after_pass) == (0, ([(reference, "processing")], 0, 10_000)), (
         f"the reconciler settled an operation whose gateway call was in flight: "
         f"{dict(summary.outcomes)}; the gateway then performed it and the client got "
-        f"{response.status_code} {response.text}")
+        f"{response.status_code} {response.text}"
+    )
     # ... and the client hears the truth: the gateway did refund, once.
     assert reference in gateway.performed
     assert response.status_code == 200, response.text

@@ -25,7 +25,6 @@ from payops.operations import reconciler
 from payops.operations.reconciler import claim, reconcile_once
 from payops.transactions import repository
 from payops.transactions.presenters import child_state
-
 from tests.helpers import Seed
 
 ORDER = "ORD-1"
@@ -33,8 +32,9 @@ PATH = f"/b/pbl/v1/operation/{ORDER}"
 UNCONFIRMED = "The payment gateway did not confirm the operation; it will be reconciled"
 
 
-async def refund(client: httpx.AsyncClient, auth: dict[str, str], amount: str,
-                 tracking_key: str | None = None) -> httpx.Response:
+async def refund(
+    client: httpx.AsyncClient, auth: dict[str, str], amount: str, tracking_key: str | None = None
+) -> httpx.Response:
     headers = dict(auth)
     if tracking_key:
         headers["Tracking-Key"] = tracking_key
@@ -78,7 +78,10 @@ async def paid(seed: Seed) -> dict[str, str]:
 
 
 async def test_performed_but_timed_out_settles_as_succeeded(
-    client: httpx.AsyncClient, seed: Seed, ctx: AppContext, settings: Settings,
+    client: httpx.AsyncClient,
+    seed: Seed,
+    ctx: AppContext,
+    settings: Settings,
     paid: dict[str, str],
 ) -> None:
     reference = assert_pending(await refund(client, paid, "10.993"))
@@ -103,7 +106,11 @@ async def test_performed_but_timed_out_settles_as_succeeded(
 
 @pytest.mark.parametrize("trigger", ["994", "995"])
 async def test_nothing_done_settles_as_failed_and_releases_the_reservation(
-    trigger: str, client: httpx.AsyncClient, seed: Seed, ctx: AppContext, settings: Settings,
+    trigger: str,
+    client: httpx.AsyncClient,
+    seed: Seed,
+    ctx: AppContext,
+    settings: Settings,
     paid: dict[str, str],
 ) -> None:
     amount = f"10.{trigger}"
@@ -137,8 +144,12 @@ async def test_nothing_done_settles_as_failed_and_releases_the_reservation(
 
 
 async def test_queued_refund_is_followed_until_final(
-    client: httpx.AsyncClient, seed: Seed, ctx: AppContext, settings: Settings,
-    paid: dict[str, str], monkeypatch: pytest.MonkeyPatch,
+    client: httpx.AsyncClient,
+    seed: Seed,
+    ctx: AppContext,
+    settings: Settings,
+    paid: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     assert settings.sandbox_queue_seconds == pytest.approx(0.3)
     # The sandbox decides "still queued" by its own clock. Hold that clock still while the refund
@@ -166,7 +177,9 @@ async def test_queued_refund_is_followed_until_final(
     monkeypatch.undo()
     row = ledger_row(settings, op.reference_number)
     assert row is not None and row["status"] == "queued"
-    await asyncio.sleep(max(0.0, row["created"] + settings.sandbox_queue_seconds - time.time()) + 0.05)
+    await asyncio.sleep(
+        max(0.0, row["created"] + settings.sandbox_queue_seconds - time.time()) + 0.05
+    )
     summary = await reconcile_once(ctx)
     assert dict(summary.outcomes) == {"succeeded": 1}
     op = await only_operation(seed)
@@ -180,7 +193,10 @@ async def test_queued_refund_is_followed_until_final(
 
 
 async def test_concurrent_reconcilers_settle_once(
-    client: httpx.AsyncClient, seed: Seed, ctx: AppContext, settings: Settings,
+    client: httpx.AsyncClient,
+    seed: Seed,
+    ctx: AppContext,
+    settings: Settings,
     paid: dict[str, str],
 ) -> None:
     reference = assert_pending(await refund(client, paid, "10.993"))
@@ -198,7 +214,10 @@ async def test_concurrent_reconcilers_settle_once(
 
 
 async def test_many_concurrent_reconcilers_settle_several_operations_once_each(
-    client: httpx.AsyncClient, seed: Seed, ctx: AppContext, settings: Settings,
+    client: httpx.AsyncClient,
+    seed: Seed,
+    ctx: AppContext,
+    settings: Settings,
     paid: dict[str, str],
 ) -> None:
     amounts = ["10.993", "5.993", "1.994", "2.995"]
@@ -217,7 +236,10 @@ async def test_many_concurrent_reconcilers_settle_several_operations_once_each(
 
 
 async def test_two_claims_on_one_operation_exactly_one_wins(
-    client: httpx.AsyncClient, seed: Seed, ctx: AppContext, settings: Settings,
+    client: httpx.AsyncClient,
+    seed: Seed,
+    ctx: AppContext,
+    settings: Settings,
     paid: dict[str, str],
 ) -> None:
     assert_pending(await refund(client, paid, "10.993"))
@@ -240,11 +262,15 @@ async def test_two_claims_on_one_operation_exactly_one_wins(
 
 
 async def test_gateway_without_inquiry_goes_to_needs_review(
-    client: httpx.AsyncClient, seed: Seed, ctx: AppContext, settings: Settings,
+    client: httpx.AsyncClient,
+    seed: Seed,
+    ctx: AppContext,
+    settings: Settings,
 ) -> None:
     auth = await seed.api_key()
-    await seed.transaction("100.000", order_no=ORDER, gateway_code="sandbox-no-inquiry",
-                           enabled_operations=["refund"])
+    await seed.transaction(
+        "100.000", order_no=ORDER, gateway_code="sandbox-no-inquiry", enabled_operations=["refund"]
+    )
     reference = assert_pending(await refund(client, auth, "10.993", tracking_key="k-1"))
     assert ledger_row(settings, reference) is not None  # performed, but nobody may ask
 

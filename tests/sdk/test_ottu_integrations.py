@@ -28,8 +28,12 @@ from payops.webhooks.delivery import deliver_due
 from tests.live import live_server, run_with_context
 
 HMAC_KEY = "merchant-webhook-key"
-CARD = {"card_number": "4111 1111 1111 1111", "expiry": "12/39", "cvv": "123",
-        "cardholder_name": "Test Customer"}
+CARD = {
+    "card_number": "4111 1111 1111 1111",
+    "expiry": "12/39",
+    "cvv": "123",
+    "cardholder_name": "Test Customer",
+}
 REDIRECT = "https://merchant.example/payment-done"
 
 
@@ -45,8 +49,9 @@ class DjangoStyleReceiver:
         self.url = ""
 
     def handle(self, data: dict[str, Any]) -> tuple[int, dict[str, str]]:
-        if not verify_signature(payload=data, signature=data.get("signature") or "",
-                                webhook_key=HMAC_KEY):
+        if not verify_signature(
+            payload=data, signature=data.get("signature") or "", webhook_key=HMAC_KEY
+        ):
             self.unverified += 1
             return 401, {"detail": "Unable to verify signature"}
         self.payloads.append(data)
@@ -96,8 +101,14 @@ def server(settings: Settings) -> Iterator[tuple[str, str]]:
             session.add(ApiKey(prefix=prefix, secret_hash=secret_hash, name="sdk"))
             await outbox.set_merchant_setting(session, outbox.HMAC_KEY_SETTING, HMAC_KEY)
             for code, mode in (("sandbox-kwd", "purchase"), ("sandbox-auth-kwd", "authorize")):
-                await add_gateway(session, ctx.settings, pg_code=code, connector="sandbox",
-                                  operation_mode=mode, default_currency="KWD")
+                await add_gateway(
+                    session,
+                    ctx.settings,
+                    pg_code=code,
+                    connector="sandbox",
+                    operation_mode=mode,
+                    default_currency="KWD",
+                )
 
     run_with_context(settings, prepare)
     with live_server(settings) as url:
@@ -117,27 +128,48 @@ def test_sdk_multipart_checkout_reads_every_field_and_refuses_the_attachment(
     ottu = sdk(url, key)
     invoice = tmp_path / "invoice.pdf"
     invoice.write_bytes(b"%PDF-1.4 invoice")
-    result = ottu.checkout(txn_type=TxnType.E_COMMERCE, amount="12.000", currency_code="KWD",
-                           pg_codes=["sandbox-kwd", "sandbox-auth-kwd"], order_no="MP-1",
-                           customer_email="customer@example.com", attachment=str(invoice))
+    result = ottu.checkout(
+        txn_type=TxnType.E_COMMERCE,
+        amount="12.000",
+        currency_code="KWD",
+        pg_codes=["sandbox-kwd", "sandbox-auth-kwd"],
+        order_no="MP-1",
+        customer_email="customer@example.com",
+        attachment=str(invoice),
+    )
     # The SDK sent multipart (its attachment path). Every other field was read as DRF reads it
     # (two pg_codes, no "Expected a list"), and the file is refused, naming it: never dropped.
     assert not result["success"] and result["status_code"] == 400
     assert list(result["error"]) == ["attachment"]
     # The SDK's own multipart transport (what checkout(attachment=…) sends), with a JSON part
     # in place of the file: the session is created with both gateways.
-    payload = {"type": "e_commerce", "amount": "12.000", "currency_code": "KWD",
-               "pg_codes": ["sandbox-kwd", "sandbox-auth-kwd"], "payment_type": "one_off",
-               "order_no": "MP-1", "customer_email": "customer@example.com"}
-    sent = ottu.send_request(path="/b/checkout/v1/pymt-txn/", method="POST", data=payload,
-                             files={"extra": (None, '{"invoice": "INV-7"}', "application/json")})
+    payload = {
+        "type": "e_commerce",
+        "amount": "12.000",
+        "currency_code": "KWD",
+        "pg_codes": ["sandbox-kwd", "sandbox-auth-kwd"],
+        "payment_type": "one_off",
+        "order_no": "MP-1",
+        "customer_email": "customer@example.com",
+    }
+    sent = ottu.send_request(
+        path="/b/checkout/v1/pymt-txn/",
+        method="POST",
+        data=payload,
+        files={"extra": (None, '{"invoice": "INV-7"}', "application/json")},
+    )
     assert sent.success and sent.status_code == 201, sent.error
     assert sent.response["pg_codes"] == ["sandbox-kwd", "sandbox-auth-kwd"]
     assert sent.response["extra"] == {"invoice": "INV-7"}
     # And the SDK's JSON path, as ever.
-    created = ottu.checkout(txn_type=TxnType.E_COMMERCE, amount="12.000", currency_code="KWD",
-                            pg_codes=["sandbox-kwd", "sandbox-auth-kwd"], order_no="MP-2",
-                            customer_email="customer@example.com")
+    created = ottu.checkout(
+        txn_type=TxnType.E_COMMERCE,
+        amount="12.000",
+        currency_code="KWD",
+        pg_codes=["sandbox-kwd", "sandbox-auth-kwd"],
+        order_no="MP-2",
+        customer_email="customer@example.com",
+    )
     assert created["success"] and created["status_code"] == 201
     assert created["response"]["pg_codes"] == ["sandbox-kwd", "sandbox-auth-kwd"]
 
@@ -147,15 +179,22 @@ def test_django_style_receiver_keeps_paid_after_a_partial_refund(
 ) -> None:
     url, key = server
     ottu = sdk(url, key)
-    result = ottu.checkout(txn_type=TxnType.E_COMMERCE, amount="25.000", currency_code="KWD",
-                           pg_codes=["sandbox-kwd"], redirect_url=REDIRECT,
-                           webhook_url=receiver.url, customer_email="customer@example.com")
+    result = ottu.checkout(
+        txn_type=TxnType.E_COMMERCE,
+        amount="25.000",
+        currency_code="KWD",
+        pg_codes=["sandbox-kwd"],
+        redirect_url=REDIRECT,
+        webhook_url=receiver.url,
+        customer_email="customer@example.com",
+    )
     assert result["success"], result
     session = result["response"]
     # The merchant stores the checkout as its Django model would.
     receiver.checkouts[session["session_id"]] = {
-        key: session[key] for key in ("session_id", "type", "payment_type", "amount",
-                                      "currency_code", "state")}
+        key: session[key]
+        for key in ("session_id", "type", "payment_type", "amount", "currency_code", "state")
+    }
 
     # The page may wait up to 10 s for the webhook (PAYOPS_WEBHOOK_REDIRECT_DEADLINE_SECONDS).
     paid = httpx.post(session["checkout_url"], data=CARD, follow_redirects=False, timeout=30)
@@ -167,11 +206,31 @@ def test_django_style_receiver_keeps_paid_after_a_partial_refund(
     refund = ottu.session.refund(amount="5.000")
     assert refund["success"], refund
     assert set(refund["response"]) == {
-        "amount", "session_id", "order_no", "initiator", "is_sandbox", "operation", "pg_code",
-        "pg_response", "pg_params", "reference_number", "source", "success", "result",
-        "signature", "timestamp_utc", "txn", "extra"}
-    assert set(refund["response"]["txn"]) == {"amount", "currency_code", "order_no",
-                                              "session_id", "state"}
+        "amount",
+        "session_id",
+        "order_no",
+        "initiator",
+        "is_sandbox",
+        "operation",
+        "pg_code",
+        "pg_response",
+        "pg_params",
+        "reference_number",
+        "source",
+        "success",
+        "result",
+        "signature",
+        "timestamp_utc",
+        "txn",
+        "extra",
+    }
+    assert set(refund["response"]["txn"]) == {
+        "amount",
+        "currency_code",
+        "order_no",
+        "session_id",
+        "state",
+    }
 
     async def drain(ctx: AppContext) -> None:
         for _ in range(5):

@@ -20,8 +20,12 @@ from payops.db.models import ApiKey, User
 from payops.gateways.service import add_gateway
 from tests.live import live_server, run_with_context
 
-CARD = {"card_number": "4111 1111 1111 1111", "expiry": "12/39", "cvv": "123",
-        "cardholder_name": "Test Customer"}
+CARD = {
+    "card_number": "4111 1111 1111 1111",
+    "expiry": "12/39",
+    "cvv": "123",
+    "cardholder_name": "Test Customer",
+}
 REDIRECT = "https://merchant.example/payment-done?src=ottu"
 
 
@@ -32,11 +36,22 @@ def server(settings: Settings) -> Iterator[tuple[str, dict[str, Any]]]:
     async def prepare(ctx: AppContext) -> None:
         async with ctx.db.write() as session:
             session.add(ApiKey(prefix=prefix, secret_hash=secret_hash, name="sdk"))
-            session.add(User(username="backoffice", password_hash=hash_password("s3cret-pass"),
-                             is_superuser=True))
+            session.add(
+                User(
+                    username="backoffice",
+                    password_hash=hash_password("s3cret-pass"),
+                    is_superuser=True,
+                )
+            )
             for code, mode in (("sandbox-kwd", "purchase"), ("sandbox-auth-kwd", "authorize")):
-                await add_gateway(session, ctx.settings, pg_code=code, connector="sandbox",
-                                  operation_mode=mode, default_currency="KWD")
+                await add_gateway(
+                    session,
+                    ctx.settings,
+                    pg_code=code,
+                    connector="sandbox",
+                    operation_mode=mode,
+                    default_currency="KWD",
+                )
 
     run_with_context(settings, prepare)
     with live_server(settings) as url:
@@ -49,11 +64,18 @@ def client(url: str, auth: Any) -> Ottu:
     return ottu
 
 
-def checkout(ottu: Ottu, pg_code: str = "sandbox-kwd", amount: str = "25.000",
-             **extra: Any) -> dict[str, Any]:
-    result = ottu.checkout(txn_type=TxnType.E_COMMERCE, amount=amount, currency_code="KWD",
-                           pg_codes=[pg_code], redirect_url=REDIRECT,
-                           customer_email="customer@example.com", **extra)
+def checkout(
+    ottu: Ottu, pg_code: str = "sandbox-kwd", amount: str = "25.000", **extra: Any
+) -> dict[str, Any]:
+    result = ottu.checkout(
+        txn_type=TxnType.E_COMMERCE,
+        amount=amount,
+        currency_code="KWD",
+        pg_codes=[pg_code],
+        redirect_url=REDIRECT,
+        customer_email="customer@example.com",
+        **extra,
+    )
     assert result["success"], result
     assert result["status_code"] == 201
     return result["response"]
@@ -62,8 +84,12 @@ def checkout(ottu: Ottu, pg_code: str = "sandbox-kwd", amount: str = "25.000",
 def pay(session: dict[str, Any], card: str = CARD["card_number"]) -> httpx.Response:
     page = httpx.get(session["checkout_url"])
     assert page.status_code == 200 and 'name="card_number"' in page.text
-    return httpx.post(session["checkout_url"], data={**CARD, "card_number": card},
-                      follow_redirects=False, timeout=30)
+    return httpx.post(
+        session["checkout_url"],
+        data={**CARD, "card_number": card},
+        follow_redirects=False,
+        timeout=30,
+    )
 
 
 def test_purchase_refund_inquiry_with_api_key(server: tuple[str, dict[str, Any]]) -> None:
@@ -104,8 +130,11 @@ def test_purchase_refund_inquiry_with_api_key(server: tuple[str, dict[str, Any]]
 
     over = ottu.session.refund(amount="50.000")
     assert not over["success"] and over["status_code"] == 400
-    assert over["error"] == {"detail": "Amount exceeds the refundable amount (19.000 KWD)",
-                             "operation": "refund", "result": "failed"}
+    assert over["error"] == {
+        "detail": "Amount exceeds the refundable amount (19.000 KWD)",
+        "operation": "refund",
+        "result": "failed",
+    }
 
     status = ottu.session.psq()
     assert status["success"] and status["response"]["state"] == "paid"

@@ -13,8 +13,18 @@ from hypothesis import strategies as st
 from payops.exact_json import JsonNumber, dumps, loads
 
 
-@pytest.mark.parametrize("text", ["1.50", "0.1000000000000000000001", "-0.0", "3.0", "1E+308",
-                                  "2.5e-7", "123456789012345678901234567890.5"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "1.50",
+        "0.1000000000000000000001",
+        "-0.0",
+        "3.0",
+        "1E+308",
+        "2.5e-7",
+        "123456789012345678901234567890.5",
+    ],
+)
 def test_decimal_text_round_trips(text: str) -> None:
     document = f'{{"n":{text},"l":[{text}]}}'
     assert dumps(loads(document)) == document
@@ -22,7 +32,7 @@ def test_decimal_text_round_trips(text: str) -> None:
 
 
 def test_plain_values_use_the_standard_encoding() -> None:
-    value = {"s": "é\n", "i": 10 ** 60, "f": 2.5, "b": True, "n": None, "l": [1, {"x": []}]}
+    value = {"s": "é\n", "i": 10**60, "f": 2.5, "b": True, "n": None, "l": [1, {"x": []}]}
     assert dumps(value) == json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 

@@ -170,17 +170,67 @@ def _refused(raw: object, currency: str) -> AmountError:
 EXPONENT_NOTATION = ["1e3", "1E3", "1e+3", "1E-2", "1.0e2", "2E0", "1e", "e5"]
 SIGNED = ["-1", "-1.00", "+1", "+1.00", "-0", "-0.00", "--1", "+-1", "1-", "1+"]
 WHITESPACE = [
-    " 1.00", "1.00 ", " 1.00 ", "1 .00", "1. 00", "1 000", "\t1.00", "1.00\t",
-    "\n1.00", "1.00\r", "1.00\r\n", "\u00a01.00", "1.00\u00a0", "\u20031", "",
+    " 1.00",
+    "1.00 ",
+    " 1.00 ",
+    "1 .00",
+    "1. 00",
+    "1 000",
+    "\t1.00",
+    "1.00\t",
+    "\n1.00",
+    "1.00\r",
+    "1.00\r\n",
+    "\u00a01.00",
+    "1.00\u00a0",
+    "\u20031",
+    "",
 ]
 NON_FINITE = [
-    "NaN", "nan", "NAN", "sNaN", "-NaN", "Infinity", "infinity", "-Infinity", "+Infinity",
-    "Inf", "inf", "-inf", "∞",
+    "NaN",
+    "nan",
+    "NAN",
+    "sNaN",
+    "-NaN",
+    "Infinity",
+    "infinity",
+    "-Infinity",
+    "+Infinity",
+    "Inf",
+    "inf",
+    "-inf",
+    "∞",
 ]
 NOT_A_NUMBER = [
-    ".", "..", "1..0", "1.0.0", "1,00", "1,000.00", "1_000", "0x10", "0b1", "0o7", "1/2",
-    "abc", "1a", "a1", "$1", "1$", "1%", "KWD 1", "1.00KWD", "٫5", "½", "¹", "1.-5", "(1)",
-    "'1'", '"1"', "1.00;", "1\x00", "\x001",
+    ".",
+    "..",
+    "1..0",
+    "1.0.0",
+    "1,00",
+    "1,000.00",
+    "1_000",
+    "0x10",
+    "0b1",
+    "0o7",
+    "1/2",
+    "abc",
+    "1a",
+    "a1",
+    "$1",
+    "1$",
+    "1%",
+    "KWD 1",
+    "1.00KWD",
+    "٫5",
+    "½",
+    "¹",
+    "1.-5",
+    "(1)",
+    "'1'",
+    '"1"',
+    "1.00;",
+    "1\x00",
+    "\x001",
 ]
 ZERO_OR_LESS = ["0", "0.0", "0.00", "0.000", "00", "000000", ".0", ".000", "0."]
 
@@ -203,7 +253,9 @@ def test_parse_amount_refuses_whitespace(raw: str, currency: str) -> None:
     _refused(raw, currency)
 
 
-@pytest.mark.parametrize(("raw", "currency"), [("20\n", "JPY"), ("20.00\n", "USD"), ("9.000\n", "KWD")])
+@pytest.mark.parametrize(
+    ("raw", "currency"), [("20\n", "JPY"), ("20.00\n", "USD"), ("9.000\n", "KWD")]
+)
 def test_parse_amount_refuses_trailing_newline(raw: str, currency: str) -> None:
     _refused(raw, currency)
 
@@ -600,7 +652,9 @@ def test_property_arbitrary_text_is_refused_or_positive(raw: str, currency: str)
     assert type(minor) is int and minor > 0
     assert len(raw) <= 24
     # Whatever is accepted denotes exactly the returned minor units.
-    assert Decimal(format_minor(minor, currency)) == Decimal(raw if not raw.startswith(".") else "0" + raw)
+    assert Decimal(format_minor(minor, currency)) == Decimal(
+        raw if not raw.startswith(".") else "0" + raw
+    )
 
 
 @FAST
@@ -613,10 +667,7 @@ def test_property_ascii_decimals_follow_the_rules(raw: str, currency: str) -> No
     integer, _, fraction = raw.partition(".")
     value = Decimal(raw)
     should_refuse = (
-        len(raw) > 24
-        or len(integer.lstrip("0")) > 13
-        or len(fraction) > places
-        or value <= 0
+        len(raw) > 24 or len(integer.lstrip("0")) > 13 or len(fraction) > places or value <= 0
     )
     if should_refuse:
         with pytest.raises(AmountError):

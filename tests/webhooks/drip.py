@@ -37,9 +37,11 @@ class DripReceiver:
         """The most connections open at one moment (for one event id, or overall)."""
         with self.lock:
             chosen = [c for c in self.connections if event_id is None or c.event_id == event_id]
-            moments = sorted([(c.opened, 1) for c in chosen]
-                             + [(c.closed if c.closed is not None else float("inf"), -1)
-                                for c in chosen], key=lambda m: (m[0], m[1]))
+            moments = sorted(
+                [(c.opened, 1) for c in chosen]
+                + [(c.closed if c.closed is not None else float("inf"), -1) for c in chosen],
+                key=lambda m: (m[0], m[1]),
+            )
         open_now = best = 0
         for _, step in moments:
             open_now += step
@@ -90,13 +92,18 @@ def dripping(receiver: DripReceiver) -> Iterator[DripReceiver]:
             headers = _read_request(conn)
             if "x-payops-event-id" not in headers:
                 return  # the sender gave up before its request was complete
-            record = Connection(headers.get("x-payops-event-id", ""),
-                                headers.get("x-payops-attempt", ""), time.monotonic())
+            record = Connection(
+                headers.get("x-payops-event-id", ""),
+                headers.get("x-payops-attempt", ""),
+                time.monotonic(),
+            )
             with receiver.lock:
                 receiver.connections.append(record)
             try:
-                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
-                             + f"Content-Length: {receiver.promised_bytes}\r\n\r\n".encode())
+                conn.sendall(
+                    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                    + f"Content-Length: {receiver.promised_bytes}\r\n\r\n".encode()
+                )
                 while not stopping.is_set() and record.dripped < receiver.promised_bytes:
                     conn.sendall(b" ")
                     record.dripped += 1

@@ -17,23 +17,36 @@ from payops.webhooks.signing import verify
 from tests.helpers import Seed
 from tests.webhooks.receiver import Receiver, receiving
 
-CARD = {"card_number": "4111111111111111", "expiry": "12/39", "cvv": "123",
-        "cardholder_name": "Test Customer"}
+CARD = {
+    "card_number": "4111111111111111",
+    "expiry": "12/39",
+    "cvv": "123",
+    "cardholder_name": "Test Customer",
+}
 DECLINED = {**CARD, "card_number": "4000000000000002"}
 REDIRECT = "https://merchant.example/done"
 
 
 @pytest.fixture
 def settings_overrides() -> dict[str, Any]:
-    return {"webhook_timeout_seconds": 5.0, "webhook_backoff_base_seconds": 60,
-            "webhook_redirect_deadline_seconds": 1.0}
+    return {
+        "webhook_timeout_seconds": 5.0,
+        "webhook_backoff_base_seconds": 60,
+        "webhook_redirect_deadline_seconds": 1.0,
+    }
 
 
 async def session(client: httpx.AsyncClient, seed: Seed, **fields: Any) -> dict[str, Any]:
     await seed.gateway("sandbox-kwd", "purchase", "KWD")
     auth = await seed.api_key()
-    body = {"type": "e_commerce", "amount": "9.750", "currency_code": "KWD",
-            "pg_codes": ["sandbox-kwd"], "redirect_url": REDIRECT, **fields}
+    body = {
+        "type": "e_commerce",
+        "amount": "9.750",
+        "currency_code": "KWD",
+        "pg_codes": ["sandbox-kwd"],
+        "redirect_url": REDIRECT,
+        **fields,
+    }
     response = await client.post("/b/checkout/v1/pymt-txn/", json=body, headers=auth)
     assert response.status_code == 201, response.text
     return response.json()
@@ -42,15 +55,21 @@ async def session(client: httpx.AsyncClient, seed: Seed, **fields: Any) -> dict[
 async def attempts(seed: Seed) -> list[tuple[str, str, int, int | None]]:
     async with seed.ctx.db.read() as db:
         rows = await db.execute(
-            select(OutboxEvent.kind, OutboxEvent.state, WebhookAttempt.attempt,
-                   WebhookAttempt.status_code)
+            select(
+                OutboxEvent.kind,
+                OutboxEvent.state,
+                WebhookAttempt.attempt,
+                WebhookAttempt.status_code,
+            )
             .join(WebhookAttempt, WebhookAttempt.event_id == OutboxEvent.id)
-            .order_by(WebhookAttempt.id))
+            .order_by(WebhookAttempt.id)
+        )
         return [tuple(row) for row in rows]  # type: ignore[misc]
 
 
-async def test_200_redirects_after_the_webhook_arrived(client: httpx.AsyncClient,
-                                                       seed: Seed) -> None:
+async def test_200_redirects_after_the_webhook_arrived(
+    client: httpx.AsyncClient, seed: Seed
+) -> None:
     with receiving(Receiver(script=[200])) as receiver:
         created = await session(client, seed, webhook_url=receiver.url)
         paid = await client.post(f"/checkout/{created['session_id']}", data=CARD)
@@ -60,8 +79,9 @@ async def test_200_redirects_after_the_webhook_arrived(client: httpx.AsyncClient
     assert await attempts(seed) == [("payment", "delivered", 1, 200)]
 
 
-async def test_201_keeps_the_customer_on_the_summary_page(client: httpx.AsyncClient,
-                                                          seed: Seed) -> None:
+async def test_201_keeps_the_customer_on_the_summary_page(
+    client: httpx.AsyncClient, seed: Seed
+) -> None:
     with receiving(Receiver(script=[201])) as receiver:
         created = await session(client, seed, webhook_url=receiver.url)
         paid = await client.post(f"/checkout/{created['session_id']}", data=CARD)

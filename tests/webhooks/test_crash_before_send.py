@@ -21,21 +21,34 @@ from tests.webhooks.receiver import Receiver, receiving
 
 def start(settings: Settings, port: int, **env: str) -> subprocess.Popen[str]:
     environ = {k: v for k, v in os.environ.items() if not k.startswith("PAYOPS_")}
-    environ.update({
-        "PAYOPS_DATABASE_URL": settings.effective_database_url,
-        "PAYOPS_DATA_DIR": str(settings.data_dir),
-        "PAYOPS_SECRET_KEY": settings.secret_key,
-        "PAYOPS_SANDBOX_LEDGER_PATH": str(settings.effective_sandbox_ledger),
-        "PAYOPS_RECONCILE_INTERVAL_SECONDS": "0",
-        "PAYOPS_EXPIRY_INTERVAL_SECONDS": "0",
-        "PAYOPS_WEBHOOK_ALLOW_PRIVATE": "true",
-        **env,
-    })
+    environ.update(
+        {
+            "PAYOPS_DATABASE_URL": settings.effective_database_url,
+            "PAYOPS_DATA_DIR": str(settings.data_dir),
+            "PAYOPS_SECRET_KEY": settings.secret_key,
+            "PAYOPS_SANDBOX_LEDGER_PATH": str(settings.effective_sandbox_ledger),
+            "PAYOPS_RECONCILE_INTERVAL_SECONDS": "0",
+            "PAYOPS_EXPIRY_INTERVAL_SECONDS": "0",
+            "PAYOPS_WEBHOOK_ALLOW_PRIVATE": "true",
+            **env,
+        }
+    )
     process = subprocess.Popen(
         # One process, so that SIGKILL stops the whole server.
-        [str(Path(sys.executable).parent / "payops"), "serve", "--port", str(port),
-         "--no-migrate", "--workers", "1"], env=environ, stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE, text=True)
+        [
+            str(Path(sys.executable).parent / "payops"),
+            "serve",
+            "--port",
+            str(port),
+            "--no-migrate",
+            "--workers",
+            "1",
+        ],
+        env=environ,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 60
     while True:
         try:
@@ -60,9 +73,12 @@ async def test_webhook_written_before_a_kill_is_delivered_after_restart(
         # Delivery effectively off: the refund's webhook is committed but never sent ...
         server = start(settings, port, PAYOPS_WEBHOOK_INTERVAL_SECONDS="0")
         try:
-            response = httpx.post(f"http://127.0.0.1:{port}/b/pbl/v1/operation/ORD-1",
-                                  json={"operation": "refund", "amount": "2.000"}, headers=auth,
-                                  timeout=30)
+            response = httpx.post(
+                f"http://127.0.0.1:{port}/b/pbl/v1/operation/ORD-1",
+                json={"operation": "refund", "amount": "2.000"},
+                headers=auth,
+                timeout=30,
+            )
             assert response.status_code == 200, response.text
         finally:
             server.send_signal(signal.SIGKILL)  # ... and the process dies without a chance to

@@ -26,13 +26,17 @@ HMAC_KEY = "merchant-hmac-key-1"
 @pytest.fixture
 def settings_overrides() -> dict[str, Any]:
     # Retries become due at once, so a test can drive every try with deliver_due.
-    return {"webhook_timeout_seconds": 0.5, "webhook_backoff_base_seconds": 0,
-            "webhook_max_attempts": 10}
+    return {
+        "webhook_timeout_seconds": 0.5,
+        "webhook_backoff_base_seconds": 0,
+        "webhook_max_attempts": 10,
+    }
 
 
 async def refund(client: httpx.AsyncClient, auth: dict[str, str], amount: str) -> httpx.Response:
-    response = await client.post("/b/pbl/v1/operation/ORD-1",
-                                 json={"operation": "refund", "amount": amount}, headers=auth)
+    response = await client.post(
+        "/b/pbl/v1/operation/ORD-1", json={"operation": "refund", "amount": amount}, headers=auth
+    )
     assert response.status_code == 200, response.text
     return response
 
@@ -69,8 +73,13 @@ async def test_event_survives_a_down_receiver_500s_and_timeouts_and_arrives_once
     receiver = Receiver(script=[500, "timeout", 503, 429])
     with receiving(receiver, port):
         await drain(ctx)
-    assert [r.headers["x-answer"] for r in receiver.received] == ["500", "timeout", "503", "429",
-                                                                  "200"]
+    assert [r.headers["x-answer"] for r in receiver.received] == [
+        "500",
+        "timeout",
+        "503",
+        "429",
+        "200",
+    ]
     assert len(receiver.delivered) == 1
     event_ids = {r.headers["x-payops-event-id"] for r in receiver.received}
     assert len(event_ids) == 1, "one event id across every try, for receivers to deduplicate"
@@ -132,12 +141,22 @@ async def test_signature_follows_a_rotated_key(
     assert not verify(body, body["signature"], "old-key-123")
 
 
-@pytest.mark.parametrize("target", [
-    "http://127.0.0.1:9/hook", "http://localhost:9/hook", "http://10.0.0.8/hook",
-    "http://192.168.1.20/hook", "http://172.16.0.1/hook", "http://169.254.169.254/latest",
-    "http://[::1]:9/hook", "http://[::ffff:127.0.0.1]:9/hook", "http://[fe80::1]/hook",
-    "http://0.0.0.0/hook", "ftp://example.com/hook",
-])
+@pytest.mark.parametrize(
+    "target",
+    [
+        "http://127.0.0.1:9/hook",
+        "http://localhost:9/hook",
+        "http://10.0.0.8/hook",
+        "http://192.168.1.20/hook",
+        "http://172.16.0.1/hook",
+        "http://169.254.169.254/latest",
+        "http://[::1]:9/hook",
+        "http://[::ffff:127.0.0.1]:9/hook",
+        "http://[fe80::1]/hook",
+        "http://0.0.0.0/hook",
+        "ftp://example.com/hook",
+    ],
+)
 async def test_private_targets_are_refused_without_a_connection(
     client: httpx.AsyncClient, seed: Seed, ctx: AppContext, target: str
 ) -> None:
@@ -164,11 +183,18 @@ async def test_payment_and_operation_webhooks_reach_the_transaction_url(
         await reconcile_once(ctx)  # the queued refund becomes final: another operation webhook
         await drain(ctx)
     # An operation's state is only inside txn (issue 16); the payment's is at the top level.
-    kinds = [(r.headers["x-payops-event-kind"],
-              r.body["txn"]["state"] if "txn" in r.body else r.body.get("state"),
-              r.body.get("result"))
-             for r in receiver.delivered]
-    assert kinds == [("payment", "paid", "success"), ("operation", "refund_queued", "queued"),
-                     ("operation", "refunded", "success")]
+    kinds = [
+        (
+            r.headers["x-payops-event-kind"],
+            r.body["txn"]["state"] if "txn" in r.body else r.body.get("state"),
+            r.body.get("result"),
+        )
+        for r in receiver.delivered
+    ]
+    assert kinds == [
+        ("payment", "paid", "success"),
+        ("operation", "refund_queued", "queued"),
+        ("operation", "refunded", "success"),
+    ]
     for delivered in receiver.delivered:
         assert verify_signature(delivered.body, delivered.body["signature"], HMAC_KEY)

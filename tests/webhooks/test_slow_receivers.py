@@ -20,8 +20,11 @@ from tests.webhooks.drip import DripReceiver, dripping
 
 @pytest.fixture
 def settings_overrides() -> dict[str, Any]:
-    return {"webhook_timeout_seconds": 1.0, "webhook_backoff_base_seconds": 0,
-            "webhook_max_attempts": 2}
+    return {
+        "webhook_timeout_seconds": 1.0,
+        "webhook_backoff_base_seconds": 0,
+        "webhook_max_attempts": 2,
+    }
 
 
 async def payment_events(seed: Seed, url: str, count: int) -> list[str]:
@@ -35,16 +38,18 @@ async def payment_events(seed: Seed, url: str, count: int) -> list[str]:
 
 def cli_env(settings: Settings, **extra: str) -> dict[str, str]:
     env = {key: value for key, value in os.environ.items() if not key.startswith("PAYOPS_")}
-    env.update({
-        "PAYOPS_DATA_DIR": str(settings.data_dir),
-        "PAYOPS_DATABASE_URL": settings.effective_database_url,
-        "PAYOPS_SECRET_KEY": settings.secret_key,
-        "PAYOPS_WEBHOOK_ALLOW_PRIVATE": "true",
-        "PAYOPS_WEBHOOK_TIMEOUT_SECONDS": "3",
-        "PAYOPS_WEBHOOK_BACKOFF_BASE_SECONDS": "0",
-        "PAYOPS_WEBHOOK_MAX_ATTEMPTS": "2",
-        **extra,
-    })
+    env.update(
+        {
+            "PAYOPS_DATA_DIR": str(settings.data_dir),
+            "PAYOPS_DATABASE_URL": settings.effective_database_url,
+            "PAYOPS_SECRET_KEY": settings.secret_key,
+            "PAYOPS_WEBHOOK_ALLOW_PRIVATE": "true",
+            "PAYOPS_WEBHOOK_TIMEOUT_SECONDS": "3",
+            "PAYOPS_WEBHOOK_BACKOFF_BASE_SECONDS": "0",
+            "PAYOPS_WEBHOOK_MAX_ATTEMPTS": "2",
+            **extra,
+        }
+    )
     return env
 
 
@@ -57,9 +62,16 @@ async def test_concurrent_deliver_commands_against_a_drip_receiver(
     with dripping(DripReceiver(interval=0.5)) as receiver:
         event_ids = await payment_events(seed, receiver.url, 4)
         command = [sys.executable, "-m", "payops.cli.main", "webhooks", "deliver"]
-        workers = [subprocess.Popen(command, env=cli_env(settings), cwd=tmp_path,
-                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-                   for _ in range(2)]
+        workers = [
+            subprocess.Popen(
+                command,
+                env=cli_env(settings),
+                cwd=tmp_path,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+            )
+            for _ in range(2)
+        ]
         try:
             # Before the fix one send lasted as long as the receiver dripped (here 14 hours).
             outputs = [worker.communicate(timeout=120) for worker in workers]
@@ -68,7 +80,7 @@ async def test_concurrent_deliver_commands_against_a_drip_receiver(
                 if worker.poll() is None:
                     worker.kill()
                     worker.wait()
-        for worker, (out, errors) in zip(workers, outputs, strict=True):
+        for worker, (_out, errors) in zip(workers, outputs, strict=True):
             assert worker.returncode == 0, errors.decode()
 
     assert receiver.event_ids() == set(event_ids)
@@ -85,9 +97,16 @@ async def test_concurrent_deliver_commands_against_a_drip_receiver(
         assert event.last_error.startswith("timeout")
 
 
-@pytest.mark.parametrize("settings_overrides", [{
-    "webhook_timeout_seconds": 0.5, "webhook_max_attempts": 1, "webhook_concurrency": 3,
-}])
+@pytest.mark.parametrize(
+    "settings_overrides",
+    [
+        {
+            "webhook_timeout_seconds": 0.5,
+            "webhook_max_attempts": 1,
+            "webhook_concurrency": 3,
+        }
+    ],
+)
 async def test_one_pass_sends_transactions_concurrently_up_to_the_pool_size(
     seed: Seed, ctx: AppContext
 ) -> None:

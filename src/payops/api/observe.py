@@ -21,8 +21,9 @@ log = logging.getLogger("payops.http")
 
 
 class ObserveRequests:
-    def __init__(self, app: Any, requests_total: Counter, latency: Histogram,
-                 server_errors: Counter) -> None:
+    def __init__(
+        self, app: Any, requests_total: Counter, latency: Histogram, server_errors: Counter
+    ) -> None:
         self.app = app
         self.requests_total = requests_total
         self.latency = latency
@@ -45,8 +46,7 @@ class ObserveRequests:
         async def send_with_id(message: dict[str, Any]) -> None:
             if message["type"] == "http.response.start":
                 status.append(message["status"])
-                message["headers"] = [*message.get("headers", ()),
-                                      (b"x-request-id", rid.encode())]
+                message["headers"] = [*message.get("headers", ()), (b"x-request-id", rid.encode())]
             await send(message)
 
         try:
@@ -58,10 +58,19 @@ class ObserveRequests:
                 # One log line (with the traceback and the request id), and a 500 that carries
                 # the same id; the server does not log it a second time.
                 log.exception("unhandled error: %s", type(exc).__name__)
-                await send_with_id({"type": "http.response.start", "status": 500,
-                                    "headers": [(b"content-type", b"application/json")]})
-                await send_with_id({"type": "http.response.body",
-                                    "body": orjson.dumps({"detail": messages.SERVER_ERROR})})
+                await send_with_id(
+                    {
+                        "type": "http.response.start",
+                        "status": 500,
+                        "headers": [(b"content-type", b"application/json")],
+                    }
+                )
+                await send_with_id(
+                    {
+                        "type": "http.response.body",
+                        "body": orjson.dumps({"detail": messages.SERVER_ERROR}),
+                    }
+                )
             if status:
                 route = getattr(scope.get("route"), "path", "unmatched")
                 elapsed = time.perf_counter() - started
@@ -70,8 +79,14 @@ class ObserveRequests:
                     self.server_errors.labels(route, str(status[0])).inc()
                 self.latency.labels(route).observe(elapsed)
                 if log.isEnabledFor(logging.INFO):
-                    log.info("request", extra={"method": scope["method"], "path": route,
-                                               "status": status[0],
-                                               "duration_ms": round(elapsed * 1000, 1)})
+                    log.info(
+                        "request",
+                        extra={
+                            "method": scope["method"],
+                            "path": route,
+                            "status": status[0],
+                            "duration_ms": round(elapsed * 1000, 1),
+                        },
+                    )
         finally:
             payops_logging.request_id.reset(token)

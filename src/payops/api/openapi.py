@@ -20,15 +20,16 @@ from starlette.requests import Request
 # pyproject.toml) instead of a CDN: /docs and /redoc work without internet access.
 DOCS_ASSETS_PATH = "/docs/assets"
 
-DETAIL = {"type": "object", "required": ["detail"],
-          "properties": {"detail": {"type": "string"}}}
+DETAIL = {"type": "object", "required": ["detail"], "properties": {"detail": {"type": "string"}}}
 FIELD_ERRORS = {
     "type": "object",
     "description": 'DRF field errors: {"field": ["message"]}, nested for nested objects',
-    "additionalProperties": {"anyOf": [
-        {"type": "array", "items": {"type": "string"}},
-        {"type": "object"},
-    ]},
+    "additionalProperties": {
+        "anyOf": [
+            {"type": "array", "items": {"type": "string"}},
+            {"type": "object"},
+        ]
+    },
 }
 COMMON_ERRORS = {
     "401": "Missing or invalid credentials (with WWW-Authenticate)",
@@ -38,7 +39,7 @@ COMMON_ERRORS = {
     "415": "Unsupported media type",
     "429": "Throttled (with Retry-After)",
     "503": "Overloaded: every database connection or password-verification slot is busy "
-           "(with Retry-After)",
+    "(with Retry-After)",
 }
 
 
@@ -50,8 +51,9 @@ def install(app: FastAPI) -> None:
     def build() -> dict[str, Any]:
         if app.openapi_schema:
             return app.openapi_schema
-        schema = get_openapi(title=app.title, version=app.version,
-                             description=app.description, routes=app.routes)
+        schema = get_openapi(
+            title=app.title, version=app.version, description=app.description, routes=app.routes
+        )
         components = schema.setdefault("components", {})
         schemas = components.setdefault("schemas", {})
         schemas.pop("HTTPValidationError", None)
@@ -60,32 +62,44 @@ def install(app: FastAPI) -> None:
         schemas["FieldErrors"] = FIELD_ERRORS
         components["securitySchemes"] = {
             "basicAuth": {"type": "http", "scheme": "basic"},
-            "apiKey": {"type": "apiKey", "in": "header", "name": "Authorization",
-                       "description": "Api-Key <prefix>.<secret>"},
+            "apiKey": {
+                "type": "apiKey",
+                "in": "header",
+                "name": "Authorization",
+                "description": "Api-Key <prefix>.<secret>",
+            },
         }
         for path, item in schema.get("paths", {}).items():
-            for method, operation in item.items():
+            for operation in item.values():
                 responses = operation.setdefault("responses", {})
                 responses.pop("422", None)
                 if not path.startswith("/b/"):
                     continue
                 if not path.startswith("/b/pg/notifications/"):  # gateways sign those instead
                     operation["security"] = [{"basicAuth": []}, {"apiKey": []}]
-                existing_400 = responses.get("400", {}).get("content", {}).get(
-                    "application/json", {}).get("schema")
-                alternatives = [{"$ref": "#/components/schemas/FieldErrors"},
-                                {"$ref": "#/components/schemas/Detail"}]
+                existing_400 = (
+                    responses.get("400", {})
+                    .get("content", {})
+                    .get("application/json", {})
+                    .get("schema")
+                )
+                alternatives = [
+                    {"$ref": "#/components/schemas/FieldErrors"},
+                    {"$ref": "#/components/schemas/Detail"},
+                ]
                 if existing_400:
                     alternatives.insert(0, existing_400)
                 responses["400"] = {
                     "description": responses.get("400", {}).get(
-                        "description", "Field errors or a refused request"),
+                        "description", "Field errors or a refused request"
+                    ),
                     "content": _json({"anyOf": alternatives}),
                 }
                 for code, description in COMMON_ERRORS.items():
                     responses.setdefault(code, {"description": description})
-                    responses[code].setdefault("content",
-                                               _json({"$ref": "#/components/schemas/Detail"}))
+                    responses[code].setdefault(
+                        "content", _json({"$ref": "#/components/schemas/Detail"})
+                    )
         app.openapi_schema = schema
         return schema
 
@@ -95,10 +109,16 @@ def install(app: FastAPI) -> None:
 
 def install_docs(app: FastAPI) -> None:
     """/docs (Swagger UI) and /redoc with their JavaScript, CSS and icon served by PayOps."""
-    app.router.routes[:] = [route for route in app.router.routes
-                            if getattr(route, "path", None) not in ("/docs", "/redoc")]
-    app.mount(DOCS_ASSETS_PATH, StaticFiles(directory=str(files("fastapi_offline") / "static")),
-              name="docs-assets")
+    app.router.routes[:] = [
+        route
+        for route in app.router.routes
+        if getattr(route, "path", None) not in ("/docs", "/redoc")
+    ]
+    app.mount(
+        DOCS_ASSETS_PATH,
+        StaticFiles(directory=str(files("fastapi_offline") / "static")),
+        name="docs-assets",
+    )
 
     def asset(request: Request, name: str) -> str:
         return f"{request.scope.get('root_path', '')}{DOCS_ASSETS_PATH}/{name}"
@@ -107,16 +127,21 @@ def install_docs(app: FastAPI) -> None:
     async def swagger_ui(request: Request) -> HTMLResponse:
         root = request.scope.get("root_path", "")
         return get_swagger_ui_html(
-            openapi_url=f"{root}{app.openapi_url}", title=f"{app.title} - Swagger UI",
+            openapi_url=f"{root}{app.openapi_url}",
+            title=f"{app.title} - Swagger UI",
             oauth2_redirect_url=f"{root}{app.swagger_ui_oauth2_redirect_url}",
             swagger_js_url=asset(request, "swagger-ui-bundle.js"),
             swagger_css_url=asset(request, "swagger-ui.css"),
-            swagger_favicon_url=asset(request, "favicon.png"))
+            swagger_favicon_url=asset(request, "favicon.png"),
+        )
 
     @app.get("/redoc", include_in_schema=False)
     async def redoc(request: Request) -> HTMLResponse:
         root = request.scope.get("root_path", "")
         return get_redoc_html(
-            openapi_url=f"{root}{app.openapi_url}", title=f"{app.title} - ReDoc",
+            openapi_url=f"{root}{app.openapi_url}",
+            title=f"{app.title} - ReDoc",
             redoc_js_url=asset(request, "redoc.standalone.js"),
-            redoc_favicon_url=asset(request, "favicon.png"), with_google_fonts=False)
+            redoc_favicon_url=asset(request, "favicon.png"),
+            with_google_fonts=False,
+        )

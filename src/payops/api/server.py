@@ -41,8 +41,7 @@ class _Connection(h11.Connection):
             raise
         if isinstance(event, h11.Request) and _head_size(event) > self.max_head_bytes:
             self.refusal_status = 431
-            raise h11.RemoteProtocolError("Request header fields too large",
-                                          error_status_hint=431)
+            raise h11.RemoteProtocolError("Request header fields too large", error_status_hint=431)
         return event
 
 
@@ -54,22 +53,33 @@ def _head_size(request: h11.Request) -> int:
 class HeaderLimitedH11Protocol(H11Protocol):
     def __init__(self, config: uvicorn.Config, *args: Any, **kwargs: Any) -> None:
         super().__init__(config, *args, **kwargs)
-        self.conn = _Connection(h11.SERVER, config.h11_max_incomplete_event_size or MAX_HEADER_BYTES)
+        self.conn = _Connection(
+            h11.SERVER, config.h11_max_incomplete_event_size or MAX_HEADER_BYTES
+        )
 
     def send_400_response(self, msg: str) -> None:
         if getattr(self.conn, "refusal_status", 400) != 431:
             super().send_400_response(msg)
             return
         headers = [(b"content-type", b"text/plain; charset=utf-8"), (b"connection", b"close")]
-        for event in (h11.Response(status_code=431, headers=headers,
-                                   reason=b"Request Header Fields Too Large"),
-                      h11.Data(data=b"Request header fields too large."),
-                      h11.EndOfMessage()):
+        for event in (
+            h11.Response(
+                status_code=431, headers=headers, reason=b"Request Header Fields Too Large"
+            ),
+            h11.Data(data=b"Request header fields too large."),
+            h11.EndOfMessage(),
+        ):
             self.transport.write(self.conn.send(event))
         self.transport.close()
 
 
 def server_config(app: Any, *, host: str, port: int, **options: Any) -> uvicorn.Config:
     """The uvicorn configuration `payops serve` runs with (tests' live servers use it too)."""
-    return uvicorn.Config(app, host=host, port=port, http=HeaderLimitedH11Protocol,
-                          h11_max_incomplete_event_size=MAX_HEADER_BYTES, **options)
+    return uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        http=HeaderLimitedH11Protocol,
+        h11_max_incomplete_event_size=MAX_HEADER_BYTES,
+        **options,
+    )

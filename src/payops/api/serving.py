@@ -95,17 +95,21 @@ def check_pool(settings: Settings, workers: int) -> str:
     try:
         limit, reserved = asyncio.run(_server_limits(settings.effective_database_url))
     except Exception as exc:  # noqa: BLE001 - the server may come up later; /readyz tells
-        return (f"{workers} worker(s), {share} PostgreSQL connections each; max_connections not "
-                f"checked, the database did not answer ({type(exc).__name__})")
+        return (
+            f"{workers} worker(s), {share} PostgreSQL connections each; max_connections not "
+            f"checked, the database did not answer ({type(exc).__name__})"
+        )
     if settings.db_pool_total > limit - reserved:
         raise ServeConfigError(
             f"PAYOPS_DB_POOL_TOTAL={settings.db_pool_total} is above what the PostgreSQL server "
             f"accepts (max_connections {limit} minus {reserved} reserved for superusers = "
             f"{limit - reserved}); lower it or raise max_connections"
         )
-    return (f"{workers} worker(s), {share} PostgreSQL connections each "
-            f"({share * workers} of PAYOPS_DB_POOL_TOTAL={settings.db_pool_total}; "
-            f"server max_connections {limit})")
+    return (
+        f"{workers} worker(s), {share} PostgreSQL connections each "
+        f"({share * workers} of PAYOPS_DB_POOL_TOTAL={settings.db_pool_total}; "
+        f"server max_connections {limit})"
+    )
 
 
 def prepare_metrics_dir() -> Path:

@@ -57,7 +57,7 @@ def check_new_password(password: str) -> None:
 def bump_credentials_version(user: User) -> None:
     """Call in the transaction that changes what a user's credentials grant (password, active
     state, permissions). Evaluated in SQL, so concurrent changes never collapse into one."""
-    user.credentials_version = User.credentials_version + 1  # type: ignore[assignment]
+    user.credentials_version = User.credentials_version + 1
 
 
 async def _existing(session: AsyncSession, username: str) -> User:
@@ -84,5 +84,11 @@ async def set_active(ctx: AppContext, username: str, active: bool, *, actor: Pri
         was_active = user.is_active
         user.is_active = active
         bump_credentials_version(user)
-        audit.record(session, actor, "user.activate" if active else "user.deactivate", "success",
-                     username=username, was_active=was_active)
+        audit.record(
+            session,
+            actor,
+            "user.activate" if active else "user.deactivate",
+            "success",
+            username=username,
+            was_active=was_active,
+        )

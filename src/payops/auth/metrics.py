@@ -9,13 +9,16 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 class AuthMetrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.failures = Counter(
-            "payops_auth_failures_total", "Failed logins (wrong or unknown credentials)",
-            ["scheme"], registry=registry,
+            "payops_auth_failures_total",
+            "Failed logins (wrong or unknown credentials)",
+            ["scheme"],
+            registry=registry,
         )
         self.throttled = Counter(
             "payops_auth_throttled_total",
             "Logins refused with 429 by a failure counter (pair = username and address)",
-            ["scope"], registry=registry,
+            ["scope"],
+            registry=registry,
         )
         self.username_alerts = Counter(
             "payops_auth_username_alerts_total",
@@ -25,7 +28,9 @@ class AuthMetrics:
         self.verifications = Gauge(
             "payops_auth_password_verifications",
             "Password verifications in this process: running, or queued for a slot",
-            ["state"], registry=registry, multiprocess_mode="livesum",
+            ["state"],
+            registry=registry,
+            multiprocess_mode="livesum",
         )
         self.verifications_refused = Counter(
             "payops_auth_password_verifications_refused_total",

@@ -70,8 +70,9 @@ class FailureThrottle:
         if self._digest_key is None:
             from payops.gateways.crypto import load_or_create_key
 
-            self._digest_key = hmac.new(load_or_create_key(self.settings),
-                                        b"payops auth throttle", hashlib.sha256).digest()
+            self._digest_key = hmac.new(
+                load_or_create_key(self.settings), b"payops auth throttle", hashlib.sha256
+            ).digest()
         return hmac.new(self._digest_key, username.encode(), hashlib.sha256).hexdigest()[:32]
 
     def login_keys(self, username: str, address: str) -> tuple[str, str, str]:
@@ -82,8 +83,10 @@ class FailureThrottle:
         """Count a password attempt as failed now; 429 if its pair or address is over the limit."""
         pair, addr, user = self.login_keys(username, address)
         return await self._reserve(
-            [(pair, self.settings.auth_failure_limit, "pair"),
-             (addr, self.settings.auth_address_failure_limit, "address")],
+            [
+                (pair, self.settings.auth_failure_limit, "pair"),
+                (addr, self.settings.auth_address_failure_limit, "address"),
+            ],
             alert_key=user,
         )
 
@@ -99,8 +102,11 @@ class FailureThrottle:
         # A read first: a flood against a spent counter is answered without taking a write lock.
         async with self.db.read() as session:
             current = await repository.current_failures(session, [k for k, _, _ in limited], now_ms)
-        spent = [(current[key][1], scope) for key, limit, scope in limited
-                 if key in current and current[key][0] >= limit]
+        spent = [
+            (current[key][1], scope)
+            for key, limit, scope in limited
+            if key in current and current[key][0] >= limit
+        ]
         if spent:
             self._refuse(max(spent), now_ms)
         reservation = Reservation()
@@ -108,7 +114,8 @@ class FailureThrottle:
             refused: list[tuple[int, str]] = []
             for key, limit, scope in limited:
                 failures, window_ends_ms = await repository.count_failure(
-                    session, key, now_ms, self.window_ms)
+                    session, key, now_ms, self.window_ms
+                )
                 reservation.counted.append((key, window_ends_ms))
                 if failures > limit:
                     refused.append((window_ends_ms, scope))
@@ -117,7 +124,8 @@ class FailureThrottle:
                 self._refuse(max(refused), now_ms)
             if alert_key is not None:
                 reservation.username_failures, window_ends_ms = await repository.count_failure(
-                    session, alert_key, now_ms, self.window_ms)
+                    session, alert_key, now_ms, self.window_ms
+                )
                 reservation.counted.append((alert_key, window_ends_ms))
         await self._sweep_if_due(now_ms)
         return reservation
@@ -137,10 +145,14 @@ class FailureThrottle:
             return
         self.metrics.username_alerts.inc()
         # Name the account only if it exists: an unknown "username" may be a mistyped password.
-        who = repr(username) if known_user else f"unknown username (digest {self._digest(username)})"
+        who = (
+            repr(username) if known_user else f"unknown username (digest {self._digest(username)})"
+        )
         log.warning(
             "many failed logins for %s: %d from any address within %d s; no lockout, "
-            "per-address limits apply", who, reservation.username_failures,
+            "per-address limits apply",
+            who,
+            reservation.username_failures,
             int(self.settings.auth_failure_window_seconds),
         )
 
@@ -151,6 +163,7 @@ class FailureThrottle:
         try:
             async with self.db.write() as session:
                 await repository.sweep_failures(
-                    session, now_ms, self.settings.auth_throttle_max_entries)
+                    session, now_ms, self.settings.auth_throttle_max_entries
+                )
         except Exception:  # housekeeping: a failed sweep must not fail a login
             log.exception("failed-login counter sweep failed")

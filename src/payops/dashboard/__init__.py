@@ -30,17 +30,24 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(DashboardError)
     async def dashboard_error(request: Request, exc: DashboardError) -> Response:
         visitor = await current_visitor(request.app.state.ctx, request)
-        return render(request, visitor, "error.html", status_code=exc.status_code,
-                      message=exc.message)
+        return render(
+            request, visitor, "error.html", status_code=exc.status_code, message=exc.message
+        )
 
     app.include_router(router)
     app.mount("/dashboard/static", StaticFiles(directory=STATIC_DIR), name="dashboard-static")
 
     async def page_not_found(request: Request, rest: str) -> Response:
         visitor = await current_visitor(request.app.state.ctx, request)
-        return render(request, visitor, "error.html", status_code=404,
-                      message="There is no such page in the dashboard.")
+        return render(
+            request,
+            visitor,
+            "error.html",
+            status_code=404,
+            message="There is no such page in the dashboard.",
+        )
 
     # Last, so it never shadows a page or the static files.
-    app.add_api_route("/dashboard/{rest:path}", page_not_found, methods=["GET"],
-                      include_in_schema=False)
+    app.add_api_route(
+        "/dashboard/{rest:path}", page_not_found, methods=["GET"], include_in_schema=False
+    )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -41,7 +41,7 @@ NAVIGATION = (
 def _when(value: datetime | None) -> str:
     if value is None:
         return ""
-    return value.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def _query(params: dict[str, Any], **changes: Any) -> str:
@@ -56,6 +56,8 @@ environment = Environment(
     trim_blocks=True,
     lstrip_blocks=True,
 )
+
+
 def _details(entry: Any) -> str:
     """An audit row's details in one line (the address has its own column)."""
     details = dict(entry.details or {})
@@ -72,13 +74,20 @@ environment.globals["query"] = _query
 environment.globals["money"] = format_minor
 
 
-def render(request: Request, visitor: Any, template: str, *, status_code: int = 200,
-           **context: Any) -> HTMLResponse:
-    nav = [(path, label) for path, label, permission in NAVIGATION
-           if visitor is not None and (permission is None or visitor.can(permission))]
+def render(
+    request: Request, visitor: Any, template: str, *, status_code: int = 200, **context: Any
+) -> HTMLResponse:
+    nav = [
+        (path, label)
+        for path, label, permission in NAVIGATION
+        if visitor is not None and (permission is None or visitor.can(permission))
+    ]
     defaults: dict[str, Any] = {"error": "", "notice": ""}
     page = environment.get_template(template).render(
-        **{**defaults, **context}, visitor=visitor, nav=nav, path=request.url.path,
+        **{**defaults, **context},
+        visitor=visitor,
+        nav=nav,
+        path=request.url.path,
         status_code=status_code,
         csrf_token=visitor.csrf_token if visitor is not None else "",
     )

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
-
 import sqlite3
+from pathlib import Path
 
 from alembic import command
 from alembic.config import Config

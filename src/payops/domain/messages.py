@@ -30,8 +30,10 @@ AMOUNT_NULL = "This field may not be null."
 AMOUNT_NOT_STRING = 'Send the amount as a decimal string, e.g. "10.000".'
 INVALID_CHARACTERS = "This field may not contain control characters."
 URL_WITH_CREDENTIALS = "Enter a URL without a user name or password."
-PRIVATE_TARGET = ("Enter a URL whose host is a public address; loopback, private, link-local and "
-                  "metadata addresses are not allowed.")
+PRIVATE_TARGET = (
+    "Enter a URL whose host is a public address; loopback, private, link-local and "
+    "metadata addresses are not allowed."
+)
 
 AUTH_MISSING = "Authentication credentials were not provided."
 AUTH_INVALID_BASIC = "Invalid username/password."
@@ -48,7 +50,9 @@ UNSUPPORTED_MEDIA = 'Unsupported media type "{media_type}" in request.'
 TOO_LARGE = "Request body is too large."
 BUSY = "The service is busy; try again shortly."
 DATABASE_UNAVAILABLE = "The service cannot reach its database; try again shortly."
-CROSS_SITE_REFUSED = "CSRF Failed: Origin checking failed - {origin} does not match any trusted origins."
+CROSS_SITE_REFUSED = (
+    "CSRF Failed: Origin checking failed - {origin} does not match any trusted origins."
+)
 CROSS_SITE_NO_ORIGIN = "CSRF Failed: Cross-site request refused."
 
 # Operator review of stuck operations (operations/review.py).

@@ -16,8 +16,16 @@ INTERNAL_OPERATIONS = ("cancel", "expire", "delete")
 ALL_OPERATIONS = EXTERNAL_OPERATIONS + INTERNAL_OPERATIONS
 
 PARENT_STATES = (
-    "created", "pending", "attempted", "authorized", "paid", "failed",
-    "canceled", "expired", "invalided", "cod",
+    "created",
+    "pending",
+    "attempted",
+    "authorized",
+    "paid",
+    "failed",
+    "canceled",
+    "expired",
+    "invalided",
+    "cod",
 )
 CANCELABLE = frozenset({"created", "pending", "attempted", "cod"})
 EXPIRABLE = frozenset({"created", "pending", "attempted"})
@@ -97,9 +105,7 @@ def _state_allows(operation: str, t: Totals) -> bool:
     raise ValueError(f"not an external operation: {operation}")
 
 
-def check_external(
-    operation: str, t: Totals, gateway: GatewayFacts, requested: int | None
-) -> int:
+def check_external(operation: str, t: Totals, gateway: GatewayFacts, requested: int | None) -> int:
     """The amount (minor units) the operation may run for, or RuleViolation.
 
     ``requested`` None means "all that is still capturable/refundable"; it is ignored for void,
@@ -113,8 +119,9 @@ def check_external(
         raise RuleViolation(messages.FOREIGN_CURRENCY)
     if operation == "void":
         return t.amount + t.fee
-    limit, kind = (capturable(t), "capturable") if operation == "capture" else (
-        refundable(t), "refundable")
+    limit, kind = (
+        (capturable(t), "capturable") if operation == "capture" else (refundable(t), "refundable")
+    )
     amount = limit if requested is None else requested
     if amount <= 0 or amount > limit:
         raise RuleViolation(

@@ -50,7 +50,8 @@ class GatewayCache:
             return entry
         await self._close_retired()
         config = await session.scalar(
-            select(GatewayConfig).where(GatewayConfig.id == gateway_id)
+            select(GatewayConfig)
+            .where(GatewayConfig.id == gateway_id)
             .execution_options(populate_existing=True)
         )
         if config is None:

@@ -70,8 +70,10 @@ def box_for(settings: Settings) -> SecretBox:
     """The process's ``SecretBox`` for these settings' key: the key is read (from
     ``PAYOPS_SECRET_KEY`` or the key file) the first time only, not on every gateway call. A
     key change takes a restart, as rotation already does (docs/security.md)."""
-    fingerprint = (hashlib.sha256(str(settings.secret_key).encode()).hexdigest(),
-                   str(Path(settings.data_dir).resolve()))
+    fingerprint = (
+        hashlib.sha256(str(settings.secret_key).encode()).hexdigest(),
+        str(Path(settings.data_dir).resolve()),
+    )
     box = _BOXES.get(fingerprint)
     if box is None:
         box = _BOXES[fingerprint] = SecretBox(load_or_create_key(settings))
@@ -94,7 +96,8 @@ class SecretBox:
             return json.loads(self._fernet.decrypt(token.encode()))
         except InvalidToken as exc:
             raise SecretKeyMismatch(
-                "gateway credentials cannot be decrypted with this secret key") from exc
+                "gateway credentials cannot be decrypted with this secret key"
+            ) from exc
 
     def seal_text(self, value: str) -> str:
         return TEXT_PREFIX + self._fernet.encrypt(value.encode()).decode()
@@ -104,25 +107,27 @@ class SecretBox:
         if not stored.startswith(TEXT_PREFIX):
             return stored
         try:
-            return self._fernet.decrypt(stored[len(TEXT_PREFIX):].encode()).decode()
+            return self._fernet.decrypt(stored[len(TEXT_PREFIX) :].encode()).decode()
         except InvalidToken as exc:
-            raise SecretKeyMismatch("a stored secret cannot be decrypted with this secret key"
-                                    ) from exc
+            raise SecretKeyMismatch(
+                "a stored secret cannot be decrypted with this secret key"
+            ) from exc
 
     def rotate(self, token: str) -> str:
         """The token re-encrypted under the first key (no-op text for an empty token)."""
         if not token:
             return token
         if token.startswith(TEXT_PREFIX):
-            return TEXT_PREFIX + self._rotate(token[len(TEXT_PREFIX):])
+            return TEXT_PREFIX + self._rotate(token[len(TEXT_PREFIX) :])
         return self._rotate(token)
 
     def _rotate(self, token: str) -> str:
         try:
             return self._fernet.rotate(token.encode()).decode()
         except InvalidToken as exc:
-            raise SecretKeyMismatch("a stored secret cannot be decrypted with this secret key"
-                                    ) from exc
+            raise SecretKeyMismatch(
+                "a stored secret cannot be decrypted with this secret key"
+            ) from exc
 
     @staticmethod
     def is_sealed_text(stored: str) -> bool:

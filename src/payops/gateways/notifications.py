@@ -38,39 +38,58 @@ async def _matching_parents(ctx: AppContext, gateway_id: int, notice: Notificati
     parents: set[int] = set()
     async with ctx.db.read() as session:
         if notice.reference:
-            op = await session.scalar(select(Operation).where(
-                Operation.reference_number == notice.reference,
-                Operation.gateway_config_id == gateway_id))
+            op = await session.scalar(
+                select(Operation).where(
+                    Operation.reference_number == notice.reference,
+                    Operation.gateway_config_id == gateway_id,
+                )
+            )
             if op is not None:
                 parents.add(op.transaction_id)
-            attempt = await session.scalar(select(PaymentAttempt).where(
-                PaymentAttempt.reference_number == notice.reference,
-                PaymentAttempt.gateway_config_id == gateway_id))
+            attempt = await session.scalar(
+                select(PaymentAttempt).where(
+                    PaymentAttempt.reference_number == notice.reference,
+                    PaymentAttempt.gateway_config_id == gateway_id,
+                )
+            )
             if attempt is not None:
                 parents.add(attempt.transaction_id)
         if notice.gateway_refs:
             # Gateway ids live in JSON; compare in Python over this gateway's attempts.
             rows = await session.execute(
-                select(PaymentAttempt.transaction_id, PaymentAttempt.gateway_refs,
-                       PaymentAttempt.reference_number)
+                select(
+                    PaymentAttempt.transaction_id,
+                    PaymentAttempt.gateway_refs,
+                    PaymentAttempt.reference_number,
+                )
                 .where(PaymentAttempt.gateway_config_id == gateway_id)
-                .order_by(PaymentAttempt.id.desc()).limit(10_000))
+                .order_by(PaymentAttempt.id.desc())
+                .limit(10_000)
+            )
             for parent_id, refs, reference in rows:
                 known = {**(refs or {}), "order_id": (refs or {}).get("order_id", reference)}
                 # Any one shared identifier is enough: gateways name a payment by whichever
                 # id the event is about (invoice id, payment id, order id).
-                if any(k in known and str(known[k]) == str(v)
-                       for k, v in notice.gateway_refs.items() if v):
+                if any(
+                    k in known and str(known[k]) == str(v)
+                    for k, v in notice.gateway_refs.items()
+                    if v
+                ):
                     parents.add(parent_id)
             # An event about one operation (a refund named by the gateway's own refund id) is
             # matched against the ids earlier answers gave that operation.
             ops = await session.execute(
                 select(Operation.transaction_id, Operation.gateway_refs)
                 .where(Operation.gateway_config_id == gateway_id)
-                .order_by(Operation.id.desc()).limit(10_000))
+                .order_by(Operation.id.desc())
+                .limit(10_000)
+            )
             for parent_id, refs in ops:
-                if any(k.startswith("refund") and k in (refs or {}) and str(refs[k]) == str(v)
-                       for k, v in notice.gateway_refs.items() if v):
+                if any(
+                    k.startswith("refund") and k in (refs or {}) and str(refs[k]) == str(v)
+                    for k, v in notice.gateway_refs.items()
+                    if v
+                ):
                     parents.add(parent_id)
     return parents
 
@@ -81,8 +100,13 @@ async def _confirm(ctx: AppContext, parent_id: int) -> None:
         if parent is None:
             return
         state = parent.state
-        open_ops = list(await session.scalars(select(Operation.id).where(
-            Operation.transaction_id == parent_id, Operation.state.in_(OPEN))))
+        open_ops = list(
+            await session.scalars(
+                select(Operation.id).where(
+                    Operation.transaction_id == parent_id, Operation.state.in_(OPEN)
+                )
+            )
+        )
     for operation_id in open_ops:
         if await reconciler.claim(ctx, operation_id):
             await reconciler.reconcile_operation(ctx, operation_id)
@@ -119,11 +143,22 @@ async def receive(pg_code: str, request: Request) -> JSONResponse:
 
 RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"description": "Accepted (and confirmed by inquiry where it named something known)"},
-    401: {"description": "Not authentic"}, 404: {"description": "No such gateway configuration"},
+    401: {"description": "Not authentic"},
+    404: {"description": "No such gateway configuration"},
 }
-router.add_api_route("/b/pg/notifications/{pg_code}", receive, methods=["POST"],
-                     operation_id="gateway_notification", responses=RESPONSES,
-                     summary="Receive a gateway's notification (verified, then confirmed by inquiry)")
-router.add_api_route("/b/pg/notifications/{pg_code}/", receive, methods=["POST"],
-                     operation_id="gateway_notification_slash", responses=RESPONSES,
-                     include_in_schema=False)
+router.add_api_route(
+    "/b/pg/notifications/{pg_code}",
+    receive,
+    methods=["POST"],
+    operation_id="gateway_notification",
+    responses=RESPONSES,
+    summary="Receive a gateway's notification (verified, then confirmed by inquiry)",
+)
+router.add_api_route(
+    "/b/pg/notifications/{pg_code}/",
+    receive,
+    methods=["POST"],
+    operation_id="gateway_notification_slash",
+    responses=RESPONSES,
+    include_in_schema=False,
+)

@@ -178,9 +178,13 @@ async def ask_gateway(
     """One connector call whose failure is an unknown outcome. Every gateway answer PayOps
     stores passes here, so this is where buyer personal data leaves the reply."""
     result = await _call_connector(
-        config, settings, call, label,
-        lambda exc: GatewayResult(Outcome.UNKNOWN, {"error": type(exc).__name__}, {},
-                                  messages.GATEWAY_UNCONFIRMED),
+        config,
+        settings,
+        call,
+        label,
+        lambda exc: GatewayResult(
+            Outcome.UNKNOWN, {"error": type(exc).__name__}, {}, messages.GATEWAY_UNCONFIRMED
+        ),
         shared,
     )
     return without_personal_data(config, result)
@@ -194,5 +198,6 @@ async def ask_gateway_for_operations(
     config: GatewayConfig, settings: Settings, payment: PaymentRef
 ) -> list[GatewayOperation] | None:
     """The gateway's own list of operations on a payment; None when it cannot tell."""
-    return await _call_connector(config, settings, lambda c: c.list_operations(payment),
-                                 config.pg_code, lambda exc: None)
+    return await _call_connector(
+        config, settings, lambda c: c.list_operations(payment), config.pg_code, lambda exc: None
+    )

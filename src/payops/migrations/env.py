@@ -39,6 +39,7 @@ def run_migrations_online() -> None:
     if connection is not None:
         _run(connection)
         return
+    assert url is not None, "sqlalchemy.url is not configured"
     asyncio.run(_run_async(url))
 
 

@@ -23,7 +23,8 @@ log = logging.getLogger(__name__)
 CONTRADICTED_RESOLUTIONS = Counter(
     "payops_resolution_contradicted_total",
     "Gateway answers that contradict an operator's resolution of an operation",
-    ["operation"], registry=None,
+    ["operation"],
+    registry=None,
 )
 
 # The outcome an operator resolved with → the gateway outcome that contradicts it.
@@ -44,11 +45,22 @@ def report_contradiction(
     CONTRADICTED_RESOLUTIONS.labels(op.operation).inc()
     log.error(
         "gateway answer contradicts the resolution of operation %s: resolved %s by %s, "
-        "gateway says %s", op.reference_number, resolution.get("outcome"),
-        resolution.get("actor"), result.outcome.value,
+        "gateway says %s",
+        op.reference_number,
+        resolution.get("outcome"),
+        resolution.get("actor"),
+        result.outcome.value,
     )
-    audit.record(session, SETTLEMENT, "contradiction", "alert", parent,
-                 reference_number=op.reference_number, resolved_as=resolution.get("outcome"),
-                 resolved_by=resolution.get("actor"), gateway_outcome=result.outcome.value,
-                 gateway_message=result.message)
+    audit.record(
+        session,
+        SETTLEMENT,
+        "contradiction",
+        "alert",
+        parent,
+        reference_number=op.reference_number,
+        resolved_as=resolution.get("outcome"),
+        resolved_by=resolution.get("actor"),
+        gateway_outcome=result.outcome.value,
+        gateway_message=result.message,
+    )
     return True

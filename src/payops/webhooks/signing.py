@@ -7,13 +7,28 @@ import hmac
 from collections.abc import Mapping
 from typing import Any
 
-SIGNED_FIELDS = frozenset({
-    "amount", "currency_code", "customer_first_name", "customer_last_name", "customer_email",
-    "customer_phone", "customer_address_line1", "customer_address_line2",
-    "customer_address_city", "customer_address_state", "customer_address_country",
-    "customer_address_postal_code", "gateway_name", "gateway_account", "order_no",
-    "reference_number", "result", "state",
-})
+SIGNED_FIELDS = frozenset(
+    {
+        "amount",
+        "currency_code",
+        "customer_first_name",
+        "customer_last_name",
+        "customer_email",
+        "customer_phone",
+        "customer_address_line1",
+        "customer_address_line2",
+        "customer_address_city",
+        "customer_address_state",
+        "customer_address_country",
+        "customer_address_postal_code",
+        "gateway_name",
+        "gateway_account",
+        "order_no",
+        "reference_number",
+        "result",
+        "state",
+    }
+)
 
 
 def signing_message(payload: Mapping[str, Any]) -> str:

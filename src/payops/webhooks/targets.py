@@ -53,8 +53,12 @@ def is_public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
         if address.teredo:
             return False
     return not (
-        address.is_private or address.is_loopback or address.is_link_local
-        or address.is_multicast or address.is_reserved or address.is_unspecified
+        address.is_private
+        or address.is_loopback
+        or address.is_link_local
+        or address.is_multicast
+        or address.is_reserved
+        or address.is_unspecified
         or not address.is_global
     )
 
@@ -103,7 +107,7 @@ async def check_input(url: str, *, allow_private: bool) -> None:
         return
     try:
         addresses = await asyncio.wait_for(_addresses(host, port), INPUT_RESOLVE_SECONDS)
-    except (TargetUnresolved, asyncio.TimeoutError):
+    except (TimeoutError, TargetUnresolved):
         return
     _check_public(host, addresses)
 
@@ -124,8 +128,9 @@ async def resolve(url: str, *, allow_private: bool) -> ResolvedTarget:
     )
 
 
-async def refuse_private_fields(body: dict[str, Any], names: tuple[str, ...], *,
-                                allow_private: bool) -> None:
+async def refuse_private_fields(
+    body: dict[str, Any], names: tuple[str, ...], *, allow_private: bool
+) -> None:
     """A 400 field error for each of ``names`` in a request body whose URL is a target delivery
     would refuse. Runs after the syntax checks; values that are not URL strings are left to them."""
     errors: dict[str, list[str]] = {}

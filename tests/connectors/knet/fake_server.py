@@ -34,7 +34,7 @@ from xml.etree import ElementTree
 
 import pytest
 
-from tests.fakes.base import Answer, Fault, FakeGateway, RecordedRequest
+from tests.fakes.base import Answer, FakeGateway, Fault, RecordedRequest
 
 TRANPORTAL_ID = "990001"  # made up here
 TRANPORTAL_PASSWORD = "knet-pass-1234"  # made up here
@@ -44,8 +44,10 @@ AMOUNT_SHAPE = re.compile(r"^[0-9]{1,6}\.[0-9]{3}$")
 
 
 def error(code: str, text: str) -> str:
-    return (f"<result>!ERROR!-{code}-{text}</result><error_code_tag>{code}</error_code_tag>"
-            f"<error_service_tag>null</error_service_tag>")
+    return (
+        f"<result>!ERROR!-{code}-{text}</result><error_code_tag>{code}</error_code_tag>"
+        f"<error_service_tag>null</error_service_tag>"
+    )
 
 
 def fragment(fields: list[tuple[str, str]]) -> str:
@@ -80,14 +82,14 @@ class FakeKnet(FakeGateway):
     # -- setup ----------------------------------------------------------------------------------
     def add_payment(self, track_id: str, amount: str = "25.000", result: str = "CAPTURED") -> str:
         """A payment made on KNET's page; returns its payment id."""
-        payment = KnetPayment(track_id, str(next(self._ids)), str(next(self._ids)),
-                              Decimal(amount), result)
+        payment = KnetPayment(
+            track_id, str(next(self._ids)), str(next(self._ids)), Decimal(amount), result
+        )
         self.payments[track_id] = payment
         return payment.payment_id
 
     # -- protocol -------------------------------------------------------------------------------
-    def handle(self, method: str, path: str, headers: dict[str, str],
-               body: bytes) -> Answer:
+    def handle(self, method: str, path: str, headers: dict[str, str], body: bytes) -> Answer:
         base, _, query = path.partition("?")
         if base != PIPE_PATH or "param=tranInit" not in query:
             return Answer(404, "<html>Not Found</html>", "text/html")
@@ -105,8 +107,12 @@ class FakeKnet(FakeGateway):
             return Answer(200, error("IPAY0100020", "Invalid action type"), XML)
         amount = fields.get("amt", "")
         transid = fields.get("transid", "")
-        if not AMOUNT_SHAPE.match(amount) or Decimal(amount) <= 0 or not transid \
-                or len(transid) > 19:
+        if (
+            not AMOUNT_SHAPE.match(amount)
+            or Decimal(amount) <= 0
+            or not transid
+            or len(transid) > 19
+        ):
             return Answer(200, error("IPAY0100013", "Invalid transaction data"), XML)
         with self.lock:
             payment = self._find(transid, fields.get("udf5", ""))
@@ -135,21 +141,34 @@ class FakeKnet(FakeGateway):
     def _find(self, transid: str, udf5: str) -> KnetPayment | None:
         kind = udf5.lower()
         for payment in self.payments.values():
-            if ((kind == "trackid" and payment.track_id == transid)
-                    or (kind == "paymentid" and payment.payment_id == transid)
-                    or (kind in ("", "transid", "transactionid") and payment.tran_id == transid)):
+            if (
+                (kind == "trackid" and payment.track_id == transid)
+                or (kind == "paymentid" and payment.payment_id == transid)
+                or (kind in ("", "transid", "transactionid") and payment.tran_id == transid)
+            ):
                 return payment
         return None
 
     @staticmethod
     def _inquiry(payment: KnetPayment, fields: dict[str, str]) -> str:
-        return fragment([
-            ("result", payment.result), ("auth", "887766"), ("ref", "335666353638"),
-            ("avr", "N"), ("postdate", "1130"), ("tranid", payment.tran_id),
-            ("trackid", payment.track_id), ("payid", payment.payment_id),
-            ("udf1", ""), ("udf2", ""), ("udf3", ""), ("udf4", ""),
-            ("udf5", fields.get("udf5", "")), ("amt", f"{payment.amount:.3f}"),
-        ])
+        return fragment(
+            [
+                ("result", payment.result),
+                ("auth", "887766"),
+                ("ref", "335666353638"),
+                ("avr", "N"),
+                ("postdate", "1130"),
+                ("tranid", payment.tran_id),
+                ("trackid", payment.track_id),
+                ("payid", payment.payment_id),
+                ("udf1", ""),
+                ("udf2", ""),
+                ("udf3", ""),
+                ("udf4", ""),
+                ("udf5", fields.get("udf5", "")),
+                ("amt", f"{payment.amount:.3f}"),
+            ]
+        )
 
     def _refund(self, payment: KnetPayment, amount: Decimal, fields: dict[str, str]) -> str:
         if payment.result != "CAPTURED":
@@ -157,12 +176,23 @@ class FakeKnet(FakeGateway):
         if payment.refunded + amount > payment.amount:
             return error("IPAY0100137", "Credit amount greater than authorised amount")
         payment.refunds.append(amount)
-        return fragment([
-            ("result", "CAPTURED"), ("payid", str(next(self._ids))), ("trackid", payment.track_id),
-            ("udf1", ""), ("udf2", ""), ("udf3", ""), ("udf4", ""), ("udf5", ""),
-            ("ref", str(next(self._ids))[-12:]), ("auth", ""), ("postdate", ""),
-            ("tranid", str(next(self._ids))), ("amt", ""),
-        ])
+        return fragment(
+            [
+                ("result", "CAPTURED"),
+                ("payid", str(next(self._ids))),
+                ("trackid", payment.track_id),
+                ("udf1", ""),
+                ("udf2", ""),
+                ("udf3", ""),
+                ("udf4", ""),
+                ("udf5", ""),
+                ("ref", str(next(self._ids))[-12:]),
+                ("auth", ""),
+                ("postdate", ""),
+                ("tranid", str(next(self._ids))),
+                ("amt", ""),
+            ]
+        )
 
     def decline_answer(self, fault: Fault, request: RecordedRequest) -> Answer:
         if fault.message:

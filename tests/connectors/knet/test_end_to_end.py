@@ -12,7 +12,6 @@ import pytest
 
 from payops.context import AppContext
 from payops.operations.reconciler import reconcile_once
-
 from tests.connectors.knet import fake_server
 from tests.connectors.knet.fake_server import TRANPORTAL_ID, TRANPORTAL_PASSWORD, FakeKnet
 from tests.e2e import post_op
@@ -34,23 +33,32 @@ async def auth(seed: Seed) -> dict[str, str]:
     return await seed.api_key()
 
 
-async def knet_payment(seed: Seed, fake: FakeKnet, *, amount: str = "25.000",
-                       timeout: float | None = None) -> str:
+async def knet_payment(
+    seed: Seed, fake: FakeKnet, *, amount: str = "25.000", timeout: float | None = None
+) -> str:
     payment_id = fake.add_payment("TRK20261130A", amount)
     options: dict[str, Any] = {"base_url": fake.url}
     if timeout is not None:
         options["timeout_seconds"] = timeout
     await seed.imported(
-        connector="knet", code="knet-kwd", amount=amount, currency="KWD",
+        connector="knet",
+        code="knet-kwd",
+        amount=amount,
+        currency="KWD",
         gateway_refs={"track_id": "TRK20261130A", "payment_id": payment_id},
         credentials={"tranportal_id": TRANPORTAL_ID, "tranportal_password": TRANPORTAL_PASSWORD},
-        options=options)
+        options=options,
+    )
     return payment_id
 
 
-
-async def test_refunds_v1_and_v2(client: httpx.AsyncClient, seed: Seed, auth: dict[str, str],
-                                 fake_knet: FakeKnet, caplog: pytest.LogCaptureFixture) -> None:
+async def test_refunds_v1_and_v2(
+    client: httpx.AsyncClient,
+    seed: Seed,
+    auth: dict[str, str],
+    fake_knet: FakeKnet,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     caplog.set_level(logging.DEBUG)
     await knet_payment(seed, fake_knet)
     first = await post_op(client, auth, "refund", "10.000")
@@ -63,11 +71,15 @@ async def test_refunds_v1_and_v2(client: httpx.AsyncClient, seed: Seed, auth: di
 
     parent = await seed.find("ORD-1")
     assert parent is not None
-    second = await client.post("/b/pbl/v2/operation/", headers=auth, json={
-        "operation": "refund", "session_id": parent.session_id, "amount": "5.500"})
+    second = await client.post(
+        "/b/pbl/v2/operation/",
+        headers=auth,
+        json={"operation": "refund", "session_id": parent.session_id, "amount": "5.500"},
+    )
     assert second.status_code == 200, second.text
-    inquiry = await client.post("/b/pbl/v2/inquiry/", headers=auth,
-                                json={"session_id": parent.session_id})
+    inquiry = await client.post(
+        "/b/pbl/v2/inquiry/", headers=auth, json={"session_id": parent.session_id}
+    )
     assert inquiry.status_code == 200 and inquiry.json()["refunded_amount"] == "15.500"
     assert [str(a) for a in fake_knet.payments["TRK20261130A"].refunds] == ["10.000", "5.500"]
     assert len(fake_knet.requests) == 2  # the paid transaction's inquiry answers from storage
@@ -77,7 +89,10 @@ async def test_refunds_v1_and_v2(client: httpx.AsyncClient, seed: Seed, auth: di
 
 
 async def test_knet_refusals_are_400_and_change_nothing(
-    client: httpx.AsyncClient, seed: Seed, auth: dict[str, str], fake_knet: FakeKnet,
+    client: httpx.AsyncClient,
+    seed: Seed,
+    auth: dict[str, str],
+    fake_knet: FakeKnet,
 ) -> None:
     await knet_payment(seed, fake_knet)
     fake_knet.payments["TRK20261130A"].refunds.append(Decimal("20.000"))  # portal
@@ -98,8 +113,12 @@ async def test_knet_refusals_are_400_and_change_nothing(
 
 @pytest.mark.parametrize("performed", [True, False])
 async def test_a_lost_refund_reply_goes_to_review_and_is_never_resent(
-    client: httpx.AsyncClient, seed: Seed, auth: dict[str, str], ctx: AppContext,
-    fake_knet: FakeKnet, performed: bool,
+    client: httpx.AsyncClient,
+    seed: Seed,
+    auth: dict[str, str],
+    ctx: AppContext,
+    fake_knet: FakeKnet,
+    performed: bool,
 ) -> None:
     fake_knet.hang_seconds = 1.5
     payment_id = await knet_payment(seed, fake_knet, timeout=0.5)
@@ -107,8 +126,12 @@ async def test_a_lost_refund_reply_goes_to_review_and_is_never_resent(
     response = await post_op(client, auth, "refund", "7.000")
     assert response.status_code == 504
     [operation] = await seed.operations()
-    assert response.json() == {"detail": UNCONFIRMED, "operation": "refund", "result": "pending",
-                               "reference_number": operation.reference_number}
+    assert response.json() == {
+        "detail": UNCONFIRMED,
+        "operation": "refund",
+        "result": "pending",
+        "reference_number": operation.reference_number,
+    }
 
     summary = await reconcile_once(ctx)
     assert summary.examined == 1

@@ -44,7 +44,7 @@ import itertools
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, ClassVar
 
@@ -55,15 +55,29 @@ from tests.fakes.base import Answer, FakeGateway, Fault, RecordedRequest
 TEST_API_TOKEN = "mf-test-7Kq2VfX9LrT4nBw8ZsY3cJd6HgP1aE5uQm0oWiRx"  # made up here
 WRONG_API_TOKEN = "wrong-token-0000"
 
-ENDPOINTS = ("/v2/GetPaymentStatus", "/v2/UpdatePaymentStatus", "/v2/MakeRefund",
-             "/v2/GetRefundStatus")
-DECIMALS = {"KWD": 3, "BHD": 3, "OMR": 3, "JOD": 3, "SAR": 2, "AED": 2, "QAR": 2, "EGP": 2,
-            "USD": 2}
+ENDPOINTS = (
+    "/v2/GetPaymentStatus",
+    "/v2/UpdatePaymentStatus",
+    "/v2/MakeRefund",
+    "/v2/GetRefundStatus",
+)
+DECIMALS = {
+    "KWD": 3,
+    "BHD": 3,
+    "OMR": 3,
+    "JOD": 3,
+    "SAR": 2,
+    "AED": 2,
+    "QAR": 2,
+    "EGP": 2,
+    "USD": 2,
+}
 LOCAL_CURRENCY = {"KWD": "KD", "SAR": "SR", "BHD": "BD", "QAR": "QR", "OMR": "RO", "JOD": "JD"}
 MASKED_CARD = "450875xxxxxx1019"
 
 
 # -- JSON with exact numbers ----------------------------------------------------------------------
+
 
 def encode(value: Any) -> str:
     """JSON where a Decimal is written as the number literal it holds (as .NET writes decimals)."""
@@ -77,6 +91,7 @@ def encode(value: Any) -> str:
 
 
 # -- canned replies -------------------------------------------------------------------------------
+
 
 def envelope(data: Any, message: str = "") -> dict[str, Any]:
     return {"IsSuccess": True, "Message": message, "ValidationErrors": None, "Data": data}
@@ -124,8 +139,10 @@ def declined_response(message: str = "The operation was declined") -> dict[str, 
 
 
 def not_found_response(path: str) -> dict[str, Any]:
-    return {"Message": "No HTTP resource was found that matches the request URI "
-                       f"'https://apitest.myfatoorah.com{path}'."}
+    return {
+        "Message": "No HTTP resource was found that matches the request URI "
+        f"'https://apitest.myfatoorah.com{path}'."
+    }
 
 
 def method_not_allowed_response(method: str) -> dict[str, Any]:
@@ -133,8 +150,9 @@ def method_not_allowed_response(method: str) -> dict[str, Any]:
 
 
 def unsupported_media_response(media: str) -> dict[str, Any]:
-    return {"Message": f"The request entity's media type '{media}' is not supported for this "
-                       "resource."}  # GUESS: .NET's wording
+    return {
+        "Message": f"The request entity's media type '{media}' is not supported for this resource."
+    }  # GUESS: .NET's wording
 
 
 def payment_status_response(invoice: FakeInvoice) -> dict[str, Any]:
@@ -142,30 +160,35 @@ def payment_status_response(invoice: FakeInvoice) -> dict[str, Any]:
 
 
 def successful_refund_response(refund: FakeRefund, key: str) -> dict[str, Any]:
-    return envelope({
-        "Key": key,
-        "RefundId": refund.id,
-        "RefundReference": refund.reference,
-        "RefundInvoiceId": refund.refund_invoice_id,
-        "Amount": refund.amount,
-        "Comment": refund.comment,
-        "ExternalIdentifier": refund.external_identifier,
-    }, "Refund Created Successfully!")
+    return envelope(
+        {
+            "Key": key,
+            "RefundId": refund.id,
+            "RefundReference": refund.reference,
+            "RefundInvoiceId": refund.refund_invoice_id,
+            "Amount": refund.amount,
+            "Comment": refund.comment,
+            "ExternalIdentifier": refund.external_identifier,
+        },
+        "Refund Created Successfully!",
+    )
 
 
 def refund_status_response(refunds: list[FakeRefund]) -> dict[str, Any]:
     return envelope({"RefundStatusResult": [r.as_json() for r in refunds]})
 
 
-BLOCKED_HTML = ("<html>\r\n<head><title>403 Forbidden</title></head>\r\n<body>\r\n<center><h1>"
-                "403 Forbidden</h1></center>\r\n<hr><center>Microsoft-Azure-Application-Gateway/v2"
-                "</center>\r\n</body>\r\n</html>\r\n")
+BLOCKED_HTML = (
+    "<html>\r\n<head><title>403 Forbidden</title></head>\r\n<body>\r\n<center><h1>"
+    "403 Forbidden</h1></center>\r\n<hr><center>Microsoft-Azure-Application-Gateway/v2"
+    "</center>\r\n</body>\r\n</html>\r\n"
+)
 SERVER_ERROR_TEXT = "<html><body><h1>500 Internal Server Error</h1></body></html>"
 MALFORMED_TEXT = '{"IsSuccess":true,"Message":"","ValidationErrors":null,"Data":{"InvoiceId":58'
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def _stamp(moment: datetime) -> str:
@@ -173,6 +196,7 @@ def _stamp(moment: datetime) -> str:
 
 
 # -- state ----------------------------------------------------------------------------------------
+
 
 @dataclass
 class FakeRefund:
@@ -222,8 +246,9 @@ class FakeInvoice:
 
     @property
     def refunded(self) -> Decimal:
-        return sum((r.amount for r in self.refunds if r.status in ("Pending", "Refunded")),
-                   Decimal(0))
+        return sum(
+            (r.amount for r in self.refunds if r.status in ("Pending", "Refunded")), Decimal(0)
+        )
 
     def as_json(self) -> dict[str, Any]:
         expiry = self.created + timedelta(days=3)
@@ -270,8 +295,15 @@ class FakeMyFatoorah(FakeGateway):
         self._payment_ids = itertools.count(100_202_409_798_688_317)
 
     # -- control: invoices ------------------------------------------------------------------
-    def _transaction(self, invoice: FakeInvoice, status: str, value: Decimal, *,
-                     error: str | None = None, error_code: str | None = None) -> dict[str, Any]:
+    def _transaction(
+        self,
+        invoice: FakeInvoice,
+        status: str,
+        value: Decimal,
+        *,
+        error: str | None = None,
+        error_code: str | None = None,
+    ) -> dict[str, Any]:
         number = next(self._payment_ids)
         return {
             "TransactionDate": _stamp(_now()),
@@ -297,14 +329,25 @@ class FakeMyFatoorah(FakeGateway):
             "ErrorCode": error_code,
         }
 
-    def add_invoice(self, amount: str = "100.000", currency: str = "KWD", *,
-                    state: str = "paid", customer_reference: str = "ORD-1") -> str:
+    def add_invoice(
+        self,
+        amount: str = "100.000",
+        currency: str = "KWD",
+        *,
+        state: str = "paid",
+        customer_reference: str = "ORD-1",
+    ) -> str:
         """An invoice in ``state``: paid | authorized | in_progress | failed | canceled | unpaid.
         Returns its InvoiceId (as text, as PayOps records it)."""
         with self.lock:
-            invoice = FakeInvoice(id=next(self._ids), value=Decimal(amount), currency=currency,
-                                  status="Pending", customer_reference=customer_reference,
-                                  created=_now())
+            invoice = FakeInvoice(
+                id=next(self._ids),
+                value=Decimal(amount),
+                currency=currency,
+                status="Pending",
+                customer_reference=customer_reference,
+                created=_now(),
+            )
             value = invoice.value
             if state == "paid":
                 invoice.status = "Paid"
@@ -315,8 +358,11 @@ class FakeMyFatoorah(FakeGateway):
             elif state == "in_progress":
                 invoice.transactions.append(self._transaction(invoice, "InProgress", value))
             elif state == "failed":
-                invoice.transactions.append(self._transaction(
-                    invoice, "Failed", value, error="Declined by the issuer", error_code="MF002"))
+                invoice.transactions.append(
+                    self._transaction(
+                        invoice, "Failed", value, error="Declined by the issuer", error_code="MF002"
+                    )
+                )
             elif state == "canceled":
                 invoice.status = "Canceled"
             elif state != "unpaid":
@@ -347,8 +393,14 @@ class FakeMyFatoorah(FakeGateway):
         with self.lock:
             return [r.as_json() for r in self.invoices[int(invoice_id)].refunds]
 
-    def add_refund(self, invoice_id: str | int, amount: str, *, status: str = "Pending",
-                   external_identifier: str | None = None) -> int:
+    def add_refund(
+        self,
+        invoice_id: str | int,
+        amount: str,
+        *,
+        status: str = "Pending",
+        external_identifier: str | None = None,
+    ) -> int:
         """A refund created elsewhere (e.g. in the MyFatoorah portal)."""
         with self.lock:
             invoice = self.invoices[int(invoice_id)]
@@ -356,8 +408,13 @@ class FakeMyFatoorah(FakeGateway):
             refund.status = status
             return refund.id
 
-    def settle_refund(self, invoice_id: str | int, status: str = "Refunded", *,
-                      external_identifier: str | None = None) -> None:
+    def settle_refund(
+        self,
+        invoice_id: str | int,
+        status: str = "Refunded",
+        *,
+        external_identifier: str | None = None,
+    ) -> None:
         """MyFatoorah's finance team executes (``Refunded``) or rejects (``Canceled``) refunds
         of the invoice (those with ``external_identifier`` only, when given)."""
         assert status in ("Refunded", "Canceled", "Pending")
@@ -368,13 +425,19 @@ class FakeMyFatoorah(FakeGateway):
                     if status == "Refunded":
                         refund.rrn = f"{refund.id:012d}"
 
-    def _new_refund(self, invoice: FakeInvoice, amount: Decimal, comment: str,
-                    external_identifier: str | None) -> FakeRefund:
+    def _new_refund(
+        self, invoice: FakeInvoice, amount: Decimal, comment: str, external_identifier: str | None
+    ) -> FakeRefund:
         number = next(self._refund_ids)
         refund = FakeRefund(
-            id=number, reference=f"2025{number:06d}", refund_invoice_id=next(self._ids),
-            invoice_id=invoice.id, amount=invoice.money(amount), currency=invoice.currency,
-            status="Refunded" if self.auto_refund else "Pending", comment=comment,
+            id=number,
+            reference=f"2025{number:06d}",
+            refund_invoice_id=next(self._ids),
+            invoice_id=invoice.id,
+            amount=invoice.money(amount),
+            currency=invoice.currency,
+            status="Refunded" if self.auto_refund else "Pending",
+            comment=comment,
             external_identifier=external_identifier,
         )
         if refund.status == "Refunded":
@@ -383,27 +446,37 @@ class FakeMyFatoorah(FakeGateway):
         return refund
 
     # -- control: faults and records --------------------------------------------------------
-    def fail_next(self, kind: str, *, endpoint: str | None = None, apply: bool = False,
-                  message: str = "", status: int = 400, **more: Any) -> None:
+    def fail_next(
+        self,
+        kind: str,
+        *,
+        endpoint: str | None = None,
+        apply: bool = False,
+        message: str = "",
+        status: int = 400,
+        **more: Any,
+    ) -> None:
         """The next request to ``endpoint`` (any when None) meets ``kind``. ``decline`` answers
         ``IsSuccess: false`` with ``message`` and HTTP ``status``."""
         assert endpoint is None or endpoint in ENDPOINTS, endpoint
-        super().fail_next(kind, path=endpoint, apply=apply, message=message, status=status,
-                          **more)
+        super().fail_next(kind, path=endpoint, apply=apply, message=message, status=status, **more)
 
     def encode(self, value: Any) -> bytes:
         return encode(value).encode()
 
     def decline_answer(self, fault: Fault, request: RecordedRequest) -> Answer:
-        return Answer(fault.status or 400, declined_response(fault.message) if fault.message
-                      else declined_response())
+        return Answer(
+            fault.status or 400,
+            declined_response(fault.message) if fault.message else declined_response(),
+        )
 
     def extra_fault(self, fault: Fault, request: RecordedRequest) -> Answer | None:
         return Answer(403, BLOCKED_HTML, "text/html")  # blocked
 
     # -- protocol ---------------------------------------------------------------------------
-    def handle(self, method: str, path: str, headers: dict[str, str],
-               body: bytes) -> tuple[int, Any]:
+    def handle(
+        self, method: str, path: str, headers: dict[str, str], body: bytes
+    ) -> tuple[int, Any]:
         """(status, JSON body, bare text or None for an empty body); mutates state."""
         lower = {k.lower(): v for k, v in headers.items()}
         if path not in ENDPOINTS:
@@ -441,23 +514,34 @@ class FakeMyFatoorah(FakeGateway):
 
     # validation helpers: each returns a problem (Name, Error) or None
     @staticmethod
-    def _key(data: dict[str, Any], allowed: tuple[str, ...]) -> tuple[list[tuple[str, str]],
-                                                                       str, str]:
+    def _key(
+        data: dict[str, Any], allowed: tuple[str, ...]
+    ) -> tuple[list[tuple[str, str]], str, str]:
         problems = []
         key = data.get("Key")
-        if (isinstance(key, bool) or not isinstance(key, (str, int, Decimal))
-                or not str(key).strip()):
+        if (
+            isinstance(key, bool)
+            or not isinstance(key, (str, int, Decimal))
+            or not str(key).strip()
+        ):
             problems.append(("Key", "The Key field is required."))
         key_type = data.get("KeyType")
-        match = next((a for a in allowed if isinstance(key_type, str)
-                      and key_type.strip().lower() == a.lower()), None)
+        match = next(
+            (
+                a
+                for a in allowed
+                if isinstance(key_type, str) and key_type.strip().lower() == a.lower()
+            ),
+            None,
+        )
         if match is None:
             problems.append(("KeyType", f"KeyType must be one of {', '.join(allowed)}."))
         return problems, str(key).strip() if key is not None else "", match or ""
 
     @staticmethod
-    def _amount(data: dict[str, Any], currency: str | None, *,
-                required: bool) -> tuple[tuple[str, str] | None, Decimal | None]:
+    def _amount(
+        data: dict[str, Any], currency: str | None, *, required: bool
+    ) -> tuple[tuple[str, str] | None, Decimal | None]:
         raw = data.get("Amount")
         if raw is None:
             return (("Amount", "The Amount field is required.") if required else None), None
@@ -467,16 +551,17 @@ class FakeMyFatoorah(FakeGateway):
         if amount <= 0:
             return ("Amount", "The Amount must be greater than zero."), None
         if currency is not None and -amount.as_tuple().exponent > DECIMALS[currency]:  # type: ignore[operator]
-            return ("Amount", f"The Amount allows at most {DECIMALS[currency]} decimals for "
-                              f"{currency}."), None  # GUESS: refused, not rounded
+            return (
+                "Amount",
+                f"The Amount allows at most {DECIMALS[currency]} decimals for {currency}.",
+            ), None  # GUESS: refused, not rounded
         return None, amount
 
     def _find(self, key: str, key_type: str) -> FakeInvoice | None:
         if key_type == "InvoiceId":
             return self.invoices.get(int(key)) if key.isdigit() else None
         for invoice in self.invoices.values():
-            if key_type == "PaymentId" and any(t["PaymentId"] == key
-                                               for t in invoice.transactions):
+            if key_type == "PaymentId" and any(t["PaymentId"] == key for t in invoice.transactions):
                 return invoice
             if key_type == "CustomerReference" and invoice.customer_reference == key:
                 return invoice
@@ -499,7 +584,8 @@ class FakeMyFatoorah(FakeGateway):
             problems.append(("Operation", "Operation must be Capture or Release."))
         invoice = self._find(key, key_type) if not problems else None
         amount_problem, amount = self._amount(
-            data, invoice.currency if invoice else None, required=operation == "capture")
+            data, invoice.currency if invoice else None, required=operation == "capture"
+        )
         if amount_problem:
             problems.append(amount_problem)
         if problems:
@@ -521,8 +607,9 @@ class FakeMyFatoorah(FakeGateway):
         else:
             if amount is not None and amount != invoice.value:
                 return 400, release_amount_response()
-            invoice.transactions.append(self._transaction(
-                invoice, "Canceled", invoice.value, error="Transaction Released"))
+            invoice.transactions.append(
+                self._transaction(invoice, "Canceled", invoice.value, error="Transaction Released")
+            )
         invoice.updated = True
         return 200, payment_status_response(invoice)
 
@@ -535,8 +622,9 @@ class FakeMyFatoorah(FakeGateway):
             if data.get(name) is not None and not isinstance(data[name], str):
                 problems.append((name, f"{name} must be a string."))
         invoice = self._find(key, key_type) if not problems else None
-        amount_problem, amount = self._amount(data, invoice.currency if invoice else None,
-                                              required=True)
+        amount_problem, amount = self._amount(
+            data, invoice.currency if invoice else None, required=True
+        )
         if amount_problem:
             problems.append(amount_problem)
         if problems:
@@ -549,8 +637,9 @@ class FakeMyFatoorah(FakeGateway):
         if amount > invoice.value - invoice.refunded:
             return 400, refund_exceeds_response()
         # No idempotency: a repeated ExternalIdentifier makes another refund, as MyFatoorah does.
-        refund = self._new_refund(invoice, amount, data.get("Comment") or "",
-                                  data.get("ExternalIdentifier"))
+        refund = self._new_refund(
+            invoice, amount, data.get("Comment") or "", data.get("ExternalIdentifier")
+        )
         return 200, successful_refund_response(refund, key)
 
     def _get_refund_status(self, data: dict[str, Any]) -> tuple[int, Any]:
@@ -565,7 +654,8 @@ class FakeMyFatoorah(FakeGateway):
         for invoice in self.invoices.values():
             for refund in invoice.refunds:
                 if (key_type == "RefundId" and str(refund.id) == key) or (
-                        key_type == "RefundReference" and refund.reference == key):
+                    key_type == "RefundReference" and refund.reference == key
+                ):
                     return 200, refund_status_response([refund])
         return 400, invalid_key_response()
 

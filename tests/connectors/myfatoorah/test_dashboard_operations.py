@@ -30,42 +30,57 @@ async def auth(seed: Seed) -> dict[str, str]:
     return await seed.api_key()
 
 
-def signed_refund_event(invoice: str, refund_id: int, status: str,
-                        amount: str) -> tuple[bytes, dict[str, str]]:
+def signed_refund_event(
+    invoice: str, refund_id: int, status: str, amount: str
+) -> tuple[bytes, dict[str, str]]:
     """A V2 REFUND_STATUS_CHANGED event for a portal refund (no ExternalIdentifier), signed as
     MyFatoorah's webhook documentation describes."""
-    body = ('{"Event":{"Code":2,"Name":"REFUND_STATUS_CHANGED","CountryIsoCode":"KWT",'
-            '"CreationDate":"2025-01-26T12:07:15Z","Reference":"WH-10"},'
-            f'"Data":{{"Refund":{{"Id":{refund_id},"Status":"{status}",'
-            '"ExternalIdentifier":null},'
-            f'"Amount":{{"BaseCurrency":"KWD","ValueInBaseCurrency":{amount}}},'
-            f'"ReferencedInvoice":{{"Id":"{invoice}"}}}}}}')
-    canonical = (f"Refund.Id={refund_id},Refund.Status={status},"
-                 f"Amount.ValueInBaseCurrency={amount},ReferencedInvoice.Id={invoice}")
-    signature = base64.b64encode(hmac.new(SECRET.encode(), canonical.encode(),
-                                          hashlib.sha256).digest()).decode()
-    return body.encode(), {"MyFatoorah-Signature": signature,
-                           "myfatoorah-webhook-version": "v2",
-                           "Content-Type": "application/json"}
+    body = (
+        '{"Event":{"Code":2,"Name":"REFUND_STATUS_CHANGED","CountryIsoCode":"KWT",'
+        '"CreationDate":"2025-01-26T12:07:15Z","Reference":"WH-10"},'
+        f'"Data":{{"Refund":{{"Id":{refund_id},"Status":"{status}",'
+        '"ExternalIdentifier":null},'
+        f'"Amount":{{"BaseCurrency":"KWD","ValueInBaseCurrency":{amount}}},'
+        f'"ReferencedInvoice":{{"Id":"{invoice}"}}}}}}'
+    )
+    canonical = (
+        f"Refund.Id={refund_id},Refund.Status={status},"
+        f"Amount.ValueInBaseCurrency={amount},ReferencedInvoice.Id={invoice}"
+    )
+    signature = base64.b64encode(
+        hmac.new(SECRET.encode(), canonical.encode(), hashlib.sha256).digest()
+    ).decode()
+    return body.encode(), {
+        "MyFatoorah-Signature": signature,
+        "myfatoorah-webhook-version": "v2",
+        "Content-Type": "application/json",
+    }
 
 
 async def test_refund_made_in_the_myfatoorah_portal_is_recorded_once(
-    client: httpx.AsyncClient, seed: Seed, fake_myfatoorah: FakeMyFatoorah,  # noqa: F811
+    client: httpx.AsyncClient,
+    seed: Seed,
+    fake_myfatoorah: FakeMyFatoorah,  # noqa: F811
     auth: dict[str, str],
 ) -> None:
     fake = fake_myfatoorah
     fake.auto_refund = True  # refunds are executed at once, so PayOps's own refund succeeds
     invoice = str(fake.add_invoice("100.000", "KWD", state="paid"))
     await seed.imported(
-        connector="myfatoorah", code="myfatoorah-kwd", amount="100.000", currency="KWD",
-        state="paid", gateway_refs={"invoice_id": invoice},
+        connector="myfatoorah",
+        code="myfatoorah-kwd",
+        amount="100.000",
+        currency="KWD",
+        state="paid",
+        gateway_refs={"invoice_id": invoice},
         credentials={"api_token": TEST_API_TOKEN},
         options={"base_url": fake.url, "country": "KWT", "auto_refund": True},
         webhook_secret=SECRET,
     )
     # Through PayOps: a refund of 2.000. In the portal: a refund of 7.000 PayOps never saw.
-    ours = await client.post("/b/pbl/v1/operation/ORD-1",
-                             json={"operation": "refund", "amount": "2.000"}, headers=auth)
+    ours = await client.post(
+        "/b/pbl/v1/operation/ORD-1", json={"operation": "refund", "amount": "2.000"}, headers=auth
+    )
     assert ours.status_code == 200, ours.text
     assert ours.json()["txn"]["state"] == "refunded"
     dashboard = fake.add_refund(invoice, "7.000", status="Refunded")
@@ -75,7 +90,9 @@ async def test_refund_made_in_the_myfatoorah_portal_is_recorded_once(
         assert response.status_code == 200, response.text
     operations = await seed.operations()
     assert [(op.operation, op.source, op.state, op.amount) for op in operations] == [
-        ("refund", "input", "succeeded", 2000), ("refund", "pg", "succeeded", 7000)]
+        ("refund", "input", "succeeded", 2000),
+        ("refund", "pg", "succeeded", 7000),
+    ]
     assert operations[1].gateway_refs == {"gateway_id": str(dashboard)}
     parent = await seed.find()
     assert parent is not None and parent.refunded == 9000

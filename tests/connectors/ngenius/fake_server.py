@@ -46,7 +46,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 import pytest
@@ -68,6 +68,7 @@ JSON = "application/json"
 
 # -- canned replies --------------------------------------------------------------------------------
 
+
 def access_token_response(token: str, expires_in: int = 300) -> dict[str, Any]:
     return {
         "access_token": token,
@@ -78,21 +79,35 @@ def access_token_response(token: str, expires_in: int = 300) -> dict[str, Any]:
     }
 
 
-def error_response(code: int, message: str, error_code: str,
-                   domain: str = "payments") -> dict[str, Any]:
-    reason = {400: "Bad Request", 401: "Unauthorized", 404: "Not Found", 405: "Method Not Allowed",
-              406: "Not Acceptable", 415: "Unsupported Media Type"}.get(code, "Error")
+def error_response(
+    code: int, message: str, error_code: str, domain: str = "payments"
+) -> dict[str, Any]:
+    reason = {
+        400: "Bad Request",
+        401: "Unauthorized",
+        404: "Not Found",
+        405: "Method Not Allowed",
+        406: "Not Acceptable",
+        415: "Unsupported Media Type",
+    }.get(code, "Error")
     return {
         "message": reason,
         "code": code,
-        "errors": [{"message": message, "localizedMessage": message, "errorCode": error_code,
-                    "domain": domain}],
+        "errors": [
+            {
+                "message": message,
+                "localizedMessage": message,
+                "errorCode": error_code,
+                "domain": domain,
+            }
+        ],
     }
 
 
 def unauthorized_response() -> dict[str, Any]:
-    return error_response(401, "Access token is missing, invalid or expired", "unauthorized",
-                          "identity")
+    return error_response(
+        401, "Access token is missing, invalid or expired", "unauthorized", "identity"
+    )
 
 
 def invalid_credentials_response() -> dict[str, Any]:
@@ -100,8 +115,9 @@ def invalid_credentials_response() -> dict[str, Any]:
 
 
 def declined_response(operation: str) -> dict[str, Any]:
-    return error_response(400, f"The {operation} was declined by the acquirer", "declined",
-                          "processing")
+    return error_response(
+        400, f"The {operation} was declined by the acquirer", "declined", "processing"
+    )
 
 
 def amount(value: int, currency: str) -> dict[str, Any]:
@@ -114,8 +130,9 @@ PURCHASE_CAPTURE = "sale"
 
 # -- state -----------------------------------------------------------------------------------------
 
+
 def _now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 @dataclass
@@ -146,8 +163,12 @@ class FakePayment:
         return sum(c.value for c in self.captures if c.state == "SUCCESS")
 
     def refunded(self, capture_ref: str | None = None) -> int:
-        return sum(r.value for r in self.refunds if r.state in ("SUCCESS", "REQUESTED")
-                   and (capture_ref is None or r.capture_ref == capture_ref))
+        return sum(
+            r.value
+            for r in self.refunds
+            if r.state in ("SUCCESS", "REQUESTED")
+            and (capture_ref is None or r.capture_ref == capture_ref)
+        )
 
 
 @dataclass
@@ -171,6 +192,7 @@ class _Call:
 
 
 # -- rendering (the documented shapes) ---------------------------------------------------------------
+
 
 def _order_url(base: str, order: FakeOrder) -> str:
     return f"{base}/transactions/outlets/{order.outlet}/orders/{order.ref}"
@@ -204,30 +226,50 @@ def payment_json(base: str, order: FakeOrder, payment: FakePayment) -> dict[str,
     }
     if payment.action == "AUTH" and payment.state in ("AUTHORISED", "PARTIALLY_CAPTURED"):
         links["cnp:capture"] = {"href": f"{url}/captures"}
-    if payment.state in ("AUTHORISED", "PURCHASED") and not payment.captures \
-            and not payment.refunds:
+    if (
+        payment.state in ("AUTHORISED", "PURCHASED")
+        and not payment.captures
+        and not payment.refunds
+    ):
         links["cnp:cancel"] = {"href": f"{url}/cancel"}
-    if payment.action == "PURCHASE" and payment.state in ("PURCHASED", "PARTIALLY_REFUNDED") \
-            and payment.refund_link:
+    if (
+        payment.action == "PURCHASE"
+        and payment.state in ("PURCHASED", "PARTIALLY_REFUNDED")
+        and payment.refund_link
+    ):
         links["cnp:refund"] = {"href": f"{url}/captures/{PURCHASE_CAPTURE}/refund"}
     body: dict[str, Any] = {
         "_id": f"urn:payment:{payment.ref}",
         "_links": links,
         "reference": payment.ref,
-        "paymentMethod": {"expiry": "2029-04", "cardholderName": "Test Holder", "name": "VISA",
-                          "pan": MASKED_PAN},
+        "paymentMethod": {
+            "expiry": "2029-04",
+            "cardholderName": "Test Holder",
+            "name": "VISA",
+            "pan": MASKED_PAN,
+        },
         "state": payment.state,
         "amount": amount(payment.value, payment.currency),
         "updateDateTime": payment.updated,
         "outletId": order.outlet,
         "orderReference": order.ref,
-        "authResponse": {"authorizationCode": "AB12CD", "success": True, "resultCode": "00",
-                         "resultMessage": "Successful approval/completion", "rrn": "412345678901"},
+        "authResponse": {
+            "authorizationCode": "AB12CD",
+            "success": True,
+            "resultCode": "00",
+            "resultMessage": "Successful approval/completion",
+            "rrn": "412345678901",
+        },
     }
     if payment.saved_card:
-        body["savedCard"] = {"maskedPan": MASKED_PAN, "expiry": "2029-04",
-                             "cardholderName": "Test Holder", "scheme": "VISA",
-                             "cardToken": CARD_TOKEN, "recaptureCsc": True}
+        body["savedCard"] = {
+            "maskedPan": MASKED_PAN,
+            "expiry": "2029-04",
+            "cardholderName": "Test Holder",
+            "scheme": "VISA",
+            "cardToken": CARD_TOKEN,
+            "recaptureCsc": True,
+        }
     embedded: dict[str, Any] = {}
     if payment.captures:
         embedded["cnp:capture"] = [child_json(base, order, payment, c) for c in payment.captures]
@@ -263,6 +305,7 @@ reversed_payment_response = payment_json
 
 # -- the fake gateway ------------------------------------------------------------------------------------
 
+
 class GatewayRefusal(Exception):
     def __init__(self, status: int, body: dict[str, Any]) -> None:
         super().__init__(body)
@@ -293,14 +336,22 @@ class FakeNgenius(FakeGateway):
             self.faults: list[Fault] = []
 
     # -- control ------------------------------------------------------------------------------------
-    def create_order(self, action: str = "AUTH", value: int = 10000, currency: str = "AED",
-                     state: str | None = None, *, saved_card: bool = True) -> tuple[str, str]:
+    def create_order(
+        self,
+        action: str = "AUTH",
+        value: int = 10000,
+        currency: str = "AED",
+        state: str | None = None,
+        *,
+        saved_card: bool = True,
+    ) -> tuple[str, str]:
         """An order paid by the customer: AUTH → AUTHORISED, SALE → CAPTURED (one capture of the
         whole amount), PURCHASE → PURCHASED. Returns (order reference, payment reference)."""
         order = FakeOrder(str(uuid.uuid4()), self.outlet, action, value, currency)
         default = {"AUTH": "AUTHORISED", "SALE": "CAPTURED", "PURCHASE": "PURCHASED"}[action]
-        payment = FakePayment(str(uuid.uuid4()), action, state or default, value, currency,
-                              saved_card=saved_card)
+        payment = FakePayment(
+            str(uuid.uuid4()), action, state or default, value, currency, saved_card=saved_card
+        )
         if action == "SALE" and payment.state == "CAPTURED":
             payment.captures.append(Child(str(uuid.uuid4()), "capture", value, currency))
         order.payments.append(payment)
@@ -332,13 +383,19 @@ class FakeNgenius(FakeGateway):
                             refund.state = "SUCCESS"
 
     def calls(self, method: str | None = None, suffix: str = "") -> list[RecordedRequest]:
-        return [r for r in self.requests
-                if (method is None or r.method == method) and r.path.endswith(suffix)]
+        return [
+            r
+            for r in self.requests
+            if (method is None or r.method == method) and r.path.endswith(suffix)
+        ]
 
     def operations(self) -> list[RecordedRequest]:
         """Every request other than the token exchange and order inquiries."""
-        return [r for r in self.requests if r.method in ("POST", "PUT", "DELETE")
-                and not r.path.startswith("/identity/")]
+        return [
+            r
+            for r in self.requests
+            if r.method in ("POST", "PUT", "DELETE") and not r.path.startswith("/identity/")
+        ]
 
     # -- helpers ------------------------------------------------------------------------------------
     def take_fault(self, method: str, path: str) -> Fault | None:
@@ -355,7 +412,7 @@ class FakeNgenius(FakeGateway):
 
     def _check_bearer(self, request: _Call, *, with_media_types: bool) -> None:
         header = request.headers.get("authorization", "")
-        token = header[len("Bearer "):] if header.startswith("Bearer ") else ""
+        token = header[len("Bearer ") :] if header.startswith("Bearer ") else ""
         with self._lock:
             expires = self.tokens.get(token)
         if not token or expires is None or expires <= time.monotonic():
@@ -364,11 +421,16 @@ class FakeNgenius(FakeGateway):
             raise GatewayRefusal(404, error_response(404, "Outlet not found", "outletNotFound"))
         if with_media_types:
             if request.headers.get("content-type", "").split(";")[0].strip() != PAYMENT_TYPE:
-                raise GatewayRefusal(415, error_response(
-                    415, f"Content-Type must be {PAYMENT_TYPE}", "unsupportedMediaType"))
+                raise GatewayRefusal(
+                    415,
+                    error_response(
+                        415, f"Content-Type must be {PAYMENT_TYPE}", "unsupportedMediaType"
+                    ),
+                )
             if PAYMENT_TYPE not in request.headers.get("accept", ""):
-                raise GatewayRefusal(406, error_response(
-                    406, f"Accept must include {PAYMENT_TYPE}", "notAcceptable"))
+                raise GatewayRefusal(
+                    406, error_response(406, f"Accept must include {PAYMENT_TYPE}", "notAcceptable")
+                )
 
     def _find(self, request: _Call) -> tuple[FakeOrder, FakePayment | None]:
         order = self.orders.get(request.path_params["order"])
@@ -387,22 +449,38 @@ class FakeNgenius(FakeGateway):
         try:
             data = json.loads(body)
         except ValueError:
-            raise GatewayRefusal(400, error_response(
-                400, "The request body is not valid JSON", "invalidRequest")) from None
+            raise GatewayRefusal(
+                400, error_response(400, "The request body is not valid JSON", "invalidRequest")
+            ) from None
         block = data.get("amount") if isinstance(data, dict) else None
         if not isinstance(block, dict) or "currencyCode" not in block or "value" not in block:
-            raise GatewayRefusal(400, error_response(
-                400, "amount.currencyCode and amount.value are required", "invalidRequest"))
+            raise GatewayRefusal(
+                400,
+                error_response(
+                    400, "amount.currencyCode and amount.value are required", "invalidRequest"
+                ),
+            )
         value, currency = block["value"], block["currencyCode"]
         if not isinstance(value, int) or isinstance(value, bool):
-            raise GatewayRefusal(400, error_response(
-                400, "amount.value must be an integer in minor units", "invalidAmount"))
+            raise GatewayRefusal(
+                400,
+                error_response(
+                    400, "amount.value must be an integer in minor units", "invalidAmount"
+                ),
+            )
         if value <= 0:
-            raise GatewayRefusal(400, error_response(
-                400, "amount.value must be greater than zero", "invalidAmount"))
+            raise GatewayRefusal(
+                400, error_response(400, "amount.value must be greater than zero", "invalidAmount")
+            )
         if not isinstance(currency, str) or currency != payment.currency:
-            raise GatewayRefusal(400, error_response(
-                400, "amount.currencyCode does not match the payment currency", "invalidCurrency"))
+            raise GatewayRefusal(
+                400,
+                error_response(
+                    400,
+                    "amount.currencyCode does not match the payment currency",
+                    "invalidCurrency",
+                ),
+            )
         return value
 
     @staticmethod
@@ -416,13 +494,21 @@ class FakeNgenius(FakeGateway):
         if fault is not None and fault.kind in TRANSPORT_FAULTS:
             return Answer(0, fault=fault)
         if request.headers.get("content-type", "").split(";")[0].strip() != IDENTITY_TYPE:
-            return Answer(415, error_response(415, f"Content-Type must be {IDENTITY_TYPE}",
-                                              "unsupportedMediaType", "identity"), JSON)
+            return Answer(
+                415,
+                error_response(
+                    415, f"Content-Type must be {IDENTITY_TYPE}", "unsupportedMediaType", "identity"
+                ),
+                JSON,
+            )
         if request.headers.get("authorization") != f"Basic {self.api_key}":
             return Answer(401, invalid_credentials_response(), JSON)
         if body:
-            return Answer(400, error_response(400, "The request body must be empty",
-                                              "invalidRequest", "identity"), JSON)
+            return Answer(
+                400,
+                error_response(400, "The request body must be empty", "invalidRequest", "identity"),
+                JSON,
+            )
         token = secrets.token_urlsafe(32)
         with self._lock:
             self.tokens[token] = time.monotonic() + self.token_lifetime
@@ -452,8 +538,12 @@ class FakeNgenius(FakeGateway):
             with self._lock:
                 perform(request, body, payment, fault.kind if fault else "")
             status = 201 if request.method == "POST" else 200
-            return Answer(status, payment_json(self.url, order, payment), PAYMENT_TYPE,
-                          fault if fault is not None and fault.kind in TRANSPORT_FAULTS else None)
+            return Answer(
+                status,
+                payment_json(self.url, order, payment),
+                PAYMENT_TYPE,
+                fault if fault is not None and fault.kind in TRANSPORT_FAULTS else None,
+            )
         except GatewayRefusal as refusal:
             return Answer(refusal.status, refusal.body, JSON)
 
@@ -461,19 +551,33 @@ class FakeNgenius(FakeGateway):
         def perform(request: _Call, body: bytes, payment: FakePayment, kind: str) -> None:
             value = self._amount(body, payment)
             if payment.action != "AUTH" or payment.state not in (
-                    "AUTHORISED", "PARTIALLY_CAPTURED", "PARTIALLY_REFUNDED"):
-                raise GatewayRefusal(400, error_response(
-                    400, f"A payment in state {payment.state} cannot be captured",
-                    "invalidPaymentState"))
+                "AUTHORISED",
+                "PARTIALLY_CAPTURED",
+                "PARTIALLY_REFUNDED",
+            ):
+                raise GatewayRefusal(
+                    400,
+                    error_response(
+                        400,
+                        f"A payment in state {payment.state} cannot be captured",
+                        "invalidPaymentState",
+                    ),
+                )
             if payment.captured() + value > payment.value:
-                raise GatewayRefusal(400, error_response(
-                    400, "The capture amount exceeds the authorised amount", "amountExceeded"))
+                raise GatewayRefusal(
+                    400,
+                    error_response(
+                        400, "The capture amount exceeds the authorised amount", "amountExceeded"
+                    ),
+                )
             state = "FAILED" if kind == "child_failed" else "SUCCESS"
-            payment.captures.append(Child(str(uuid.uuid4()), "capture", value, payment.currency,
-                                          state))
+            payment.captures.append(
+                Child(str(uuid.uuid4()), "capture", value, payment.currency, state)
+            )
             if state == "SUCCESS" and not payment.refunds:
-                payment.state = ("CAPTURED" if payment.captured() == payment.value
-                                 else "PARTIALLY_CAPTURED")
+                payment.state = (
+                    "CAPTURED" if payment.captured() == payment.value else "PARTIALLY_CAPTURED"
+                )
             elif state == "SUCCESS":
                 self._refund_state(payment)
             payment.updated = _now()
@@ -489,14 +593,21 @@ class FakeNgenius(FakeGateway):
                 return
             capture = next((c for c in payment.captures if c.ref == capture_ref), None)
             if capture is None:
-                raise GatewayRefusal(404, error_response(404, "Capture not found",
-                                                         "captureNotFound"))
+                raise GatewayRefusal(
+                    404, error_response(404, "Capture not found", "captureNotFound")
+                )
             if capture.state != "SUCCESS" or payment.state == "REVERSED":
-                raise GatewayRefusal(400, error_response(
-                    400, "This capture cannot be refunded", "invalidPaymentState"))
+                raise GatewayRefusal(
+                    400,
+                    error_response(400, "This capture cannot be refunded", "invalidPaymentState"),
+                )
             if payment.refunded(capture.ref) + value > capture.value:
-                raise GatewayRefusal(400, error_response(
-                    400, "The refund amount exceeds the captured amount", "amountExceeded"))
+                raise GatewayRefusal(
+                    400,
+                    error_response(
+                        400, "The refund amount exceeds the captured amount", "amountExceeded"
+                    ),
+                )
             self._add_refund(payment, value, kind, capture.ref)
 
         return self._operation(request, body, "refund", perform)
@@ -504,19 +615,30 @@ class FakeNgenius(FakeGateway):
     def _refund_purchase(self, body: bytes, payment: FakePayment, kind: str) -> None:
         value = self._amount(body, payment)
         if payment.state not in ("PURCHASED", "PARTIALLY_REFUNDED"):
-            raise GatewayRefusal(400, error_response(
-                400, f"A payment in state {payment.state} cannot be refunded this way",
-                "invalidPaymentState"))
+            raise GatewayRefusal(
+                400,
+                error_response(
+                    400,
+                    f"A payment in state {payment.state} cannot be refunded this way",
+                    "invalidPaymentState",
+                ),
+            )
         if payment.refunded() + value > payment.value:
-            raise GatewayRefusal(400, error_response(
-                400, "The refund amount exceeds the purchased amount", "amountExceeded"))
+            raise GatewayRefusal(
+                400,
+                error_response(
+                    400, "The refund amount exceeds the purchased amount", "amountExceeded"
+                ),
+            )
         self._add_refund(payment, value, kind, None)
 
-    def _add_refund(self, payment: FakePayment, value: int, kind: str,
-                    capture_ref: str | None) -> None:
+    def _add_refund(
+        self, payment: FakePayment, value: int, kind: str, capture_ref: str | None
+    ) -> None:
         state = {"queue": "REQUESTED", "child_failed": "FAILED"}.get(kind, "SUCCESS")
-        payment.refunds.append(Child(str(uuid.uuid4()), "refund", value, payment.currency, state,
-                                     capture_ref))
+        payment.refunds.append(
+            Child(str(uuid.uuid4()), "refund", value, payment.currency, state, capture_ref)
+        )
         if state != "FAILED":
             self._refund_state(payment)
         payment.updated = _now()
@@ -524,13 +646,23 @@ class FakeNgenius(FakeGateway):
     def cancel(self, request: _Call, body: bytes) -> Answer:
         def perform(request: _Call, body: bytes, payment: FakePayment, kind: str) -> None:
             if body:
-                raise GatewayRefusal(400, error_response(
-                    400, "A reversal takes no request body", "invalidRequest"))
-            if payment.state not in ("AUTHORISED", "PURCHASED") or payment.captures \
-                    or payment.refunds:
-                raise GatewayRefusal(400, error_response(
-                    400, f"A payment in state {payment.state} with captures or refunds cannot be "
-                         "reversed", "invalidPaymentState"))
+                raise GatewayRefusal(
+                    400, error_response(400, "A reversal takes no request body", "invalidRequest")
+                )
+            if (
+                payment.state not in ("AUTHORISED", "PURCHASED")
+                or payment.captures
+                or payment.refunds
+            ):
+                raise GatewayRefusal(
+                    400,
+                    error_response(
+                        400,
+                        f"A payment in state {payment.state} with captures or refunds cannot be "
+                        "reversed",
+                        "invalidPaymentState",
+                    ),
+                )
             payment.state = "REVERSED"
             payment.updated = _now()
 
@@ -546,8 +678,11 @@ class FakeNgenius(FakeGateway):
             ("POST", re.compile(r"/identity/auth/access-token"), self.token),
             ("GET", re.compile(base), self.order),
             ("POST", re.compile(payment + "/captures"), self.capture),
-            ("POST", re.compile(payment + r"/captures/(?P<capture>[^/]+)/refund"),
-             self.refund_capture),
+            (
+                "POST",
+                re.compile(payment + r"/captures/(?P<capture>[^/]+)/refund"),
+                self.refund_capture,
+            ),
             ("PUT", re.compile(payment + "/cancel"), self.cancel),
         ]
 

@@ -34,7 +34,7 @@ from urllib.parse import parse_qsl
 
 import pytest
 
-from tests.fakes.base import Answer, Fault, FakeGateway, RecordedRequest
+from tests.fakes.base import Answer, FakeGateway, Fault, RecordedRequest
 
 MERCHANT_KEY = "gtKFFx"  # made up here
 SALT = "eCwWELxi-made-up-salt"  # made up here
@@ -51,9 +51,18 @@ class PayuAction:
     status: str = "QUEUED"
 
     def as_json(self, mihpayid: str) -> dict[str, object]:
-        return {"mihpayid": mihpayid, "request_id": self.request_id, "amt": f"{self.amount:.2f}",
-                "mode": "CC", "action": self.action, "token": self.token, "status": self.status,
-                "bank_ref_num": None, "bank_arn": None, "refund_mode": "-"}
+        return {
+            "mihpayid": mihpayid,
+            "request_id": self.request_id,
+            "amt": f"{self.amount:.2f}",
+            "mode": "CC",
+            "action": self.action,
+            "token": self.token,
+            "status": self.status,
+            "bank_ref_num": None,
+            "bank_arn": None,
+            "refund_mode": "-",
+        }
 
 
 @dataclass
@@ -65,8 +74,14 @@ class PayuPayment:
     actions: list[PayuAction] = field(default_factory=list)
 
     def total(self, action: str) -> Decimal:
-        return sum((a.amount for a in self.actions if a.action == action
-                    and a.status.upper() != "FAILURE"), Decimal("0"))
+        return sum(
+            (
+                a.amount
+                for a in self.actions
+                if a.action == action and a.status.upper() != "FAILURE"
+            ),
+            Decimal("0"),
+        )
 
 
 class FakePayu(FakeGateway):
@@ -133,8 +148,9 @@ class FakePayu(FakeGateway):
     def _refusal(code: int, msg: str, mihpayid: str = "") -> dict[str, object]:
         return {"status": 0, "msg": msg, "error_code": code, "mihpayid": mihpayid}
 
-    def _checked(self, form: dict[str, str]) -> tuple[PayuPayment | None, Decimal | None,
-                                                      dict[str, object] | None]:
+    def _checked(
+        self, form: dict[str, str]
+    ) -> tuple[PayuPayment | None, Decimal | None, dict[str, object] | None]:
         mihpayid, token, amount = form.get("var1", ""), form.get("var2", ""), form.get("var3", "")
         if not mihpayid or not token or not amount:
             return None, None, self._refusal(124, "Input missing", mihpayid)
@@ -142,16 +158,20 @@ class FakePayu(FakeGateway):
             return None, None, self._refusal(124, "Token too long", mihpayid)  # GUESS
         payment = self.payments.get(mihpayid)
         if payment is None:
-            return None, None, self._refusal(116, "Refund FAILURE - Transaction Not Found",
-                                             mihpayid)
+            return (
+                None,
+                None,
+                self._refusal(116, "Refund FAILURE - Transaction Not Found", mihpayid),
+            )
         if not AMOUNT_SHAPE.match(amount) or Decimal(amount) <= 0:
             return None, None, self._refusal(105, "Invalid amount", mihpayid)
         if any(a.token == token for p in self.payments.values() for a in p.actions):
             return None, None, self._refusal(106, "Token already exists", mihpayid)
         return payment, Decimal(amount), None
 
-    def _new_action(self, payment: PayuPayment, action: str, token: str,
-                    amount: Decimal) -> PayuAction:
+    def _new_action(
+        self, payment: PayuPayment, action: str, token: str, amount: Decimal
+    ) -> PayuAction:
         entry = PayuAction(str(next(self._request_ids)), action, token, amount)
         payment.actions.append(entry)
         return entry
@@ -164,12 +184,20 @@ class FakePayu(FakeGateway):
         if payment.state == "auth":
             if amount != payment.amount:
                 return self._refusal(117, "Amount does not match", payment.mihpayid)
-            if any(a.action in ("cancel", "capture") and a.status.upper() != "FAILURE"
-                   for a in payment.actions):
+            if any(
+                a.action in ("cancel", "capture") and a.status.upper() != "FAILURE"
+                for a in payment.actions
+            ):
                 return self._refusal(111, "Invalid transaction status", payment.mihpayid)
             entry = self._new_action(payment, "cancel", form["var2"], amount)
-            return {"status": 1, "msg": "Cancel Request Queued", "txn_update_id": entry.request_id,
-                    "bank_ref_num": None, "mihpayid": payment.mihpayid, "error_code": 102}
+            return {
+                "status": 1,
+                "msg": "Cancel Request Queued",
+                "txn_update_id": entry.request_id,
+                "bank_ref_num": None,
+                "mihpayid": payment.mihpayid,
+                "error_code": 102,
+            }
         if payment.state != "captured":
             return self._refusal(111, "Invalid transaction status", payment.mihpayid)
         if amount > payment.amount - payment.total("refund"):
@@ -177,8 +205,14 @@ class FakePayu(FakeGateway):
         if not self.partial_refunds and amount != payment.amount:
             return self._refusal(128, "Partial refunds not allowed", payment.mihpayid)
         entry = self._new_action(payment, "refund", form["var2"], amount)
-        return {"status": 1, "msg": "Refund Request Queued", "request_id": entry.request_id,
-                "bank_ref_num": None, "mihpayid": int(payment.mihpayid), "error_code": 102}
+        return {
+            "status": 1,
+            "msg": "Refund Request Queued",
+            "request_id": entry.request_id,
+            "bank_ref_num": None,
+            "mihpayid": int(payment.mihpayid),
+            "error_code": 102,
+        }
 
     def _capture(self, form: dict[str, str]) -> dict[str, object]:
         payment, amount, refusal = self._checked(form)
@@ -188,13 +222,17 @@ class FakePayu(FakeGateway):
         if payment.state != "auth":
             return self._refusal(111, "Invalid transaction status", payment.mihpayid)
         if any(a.action == "capture" for a in payment.actions):
-            return self._refusal(109, "Capture failed / second capture attempted",
-                                 payment.mihpayid)
+            return self._refusal(109, "Capture failed / second capture attempted", payment.mihpayid)
         if amount > payment.amount:
             return self._refusal(303, "Amount greater than capturable", payment.mihpayid)
         entry = self._new_action(payment, "capture", form["var2"], amount)
-        return {"status": 1, "msg": "Capture Request Queued", "request_id": entry.request_id,
-                "bank_ref_num": "CAP" + entry.request_id, "error_code": 102}
+        return {
+            "status": 1,
+            "msg": "Capture Request Queued",
+            "request_id": entry.request_id,
+            "bank_ref_num": "CAP" + entry.request_id,
+            "error_code": 102,
+        }
 
     def _action_status(self, form: dict[str, str]) -> dict[str, object]:
         var1, var2 = form.get("var1", ""), form.get("var2", "")
@@ -202,15 +240,23 @@ class FakePayu(FakeGateway):
             payment = self.payments.get(var1)
             if payment is None or not payment.actions:
                 return {"status": 0, "msg": "No action status found"}
-            return {"status": 1, "msg": f"{len(payment.actions)} action(s) found",
-                    "transaction_details": {payment.mihpayid: {
-                        a.request_id: a.as_json(payment.mihpayid) for a in payment.actions}}}
+            return {
+                "status": 1,
+                "msg": f"{len(payment.actions)} action(s) found",
+                "transaction_details": {
+                    payment.mihpayid: {
+                        a.request_id: a.as_json(payment.mihpayid) for a in payment.actions
+                    }
+                },
+            }
         for payment in self.payments.values():
             for action in payment.actions:
                 if action.request_id == var1:
-                    return {"status": 1, "msg": "1 out of 1 Transactions Fetched Successfully",
-                            "transaction_details": {var1: {var1: action.as_json(
-                                payment.mihpayid)}}}
+                    return {
+                        "status": 1,
+                        "msg": "1 out of 1 Transactions Fetched Successfully",
+                        "transaction_details": {var1: {var1: action.as_json(payment.mihpayid)}},
+                    }
         return {"status": 0, "msg": "No action status found"}
 
     def _verify(self, form: dict[str, str]) -> dict[str, object]:
@@ -223,18 +269,30 @@ class FakePayu(FakeGateway):
                 details[txnid] = {"mihpayid": "Not Found", "status": "Not Found"}
                 continue
             found += 1
-            status, unmapped = {"captured": ("success", "captured"), "auth": ("success", "auth"),
-                                "cancelled": ("failure", "cancelled"),
-                                "failed": ("failure", "failed"),
-                                "pending": ("pending", "pending")}[payment.state]
-            details[txnid] = {"mihpayid": payment.mihpayid, "txnid": txnid,
-                              "amt": f"{payment.amount:.2f}",
-                              "transaction_amount": f"{payment.amount:.2f}", "status": status,
-                              "unmappedstatus": unmapped, "mode": "CC", "error_code": "E000",
-                              "firstname": "Asha", "email": "asha@example.com"}
-        return {"status": 1 if found else 0,
-                "msg": f"{found} out of {len(txnids)} Transactions Fetched Successfully",
-                "transaction_details": details}
+            status, unmapped = {
+                "captured": ("success", "captured"),
+                "auth": ("success", "auth"),
+                "cancelled": ("failure", "cancelled"),
+                "failed": ("failure", "failed"),
+                "pending": ("pending", "pending"),
+            }[payment.state]
+            details[txnid] = {
+                "mihpayid": payment.mihpayid,
+                "txnid": txnid,
+                "amt": f"{payment.amount:.2f}",
+                "transaction_amount": f"{payment.amount:.2f}",
+                "status": status,
+                "unmappedstatus": unmapped,
+                "mode": "CC",
+                "error_code": "E000",
+                "firstname": "Asha",
+                "email": "asha@example.com",
+            }
+        return {
+            "status": 1 if found else 0,
+            "msg": f"{found} out of {len(txnids)} Transactions Fetched Successfully",
+            "transaction_details": details,
+        }
 
     def decline_answer(self, fault: Fault, request: RecordedRequest) -> Answer:
         code = int(fault.message or 111)

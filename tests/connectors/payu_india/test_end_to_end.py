@@ -12,7 +12,6 @@ import pytest
 
 from payops.context import AppContext
 from payops.operations.reconciler import reconcile_once
-
 from tests.connectors.payu_india import fake_server
 from tests.connectors.payu_india.fake_server import MERCHANT_KEY, SALT, FakePayu
 from tests.e2e import post_op
@@ -33,19 +32,31 @@ async def auth(seed: Seed) -> dict[str, str]:
     return await seed.api_key()
 
 
-async def payu_payment(seed: Seed, fake: FakePayu, *, state: str = "paid",
-                       amount: str = "500.00", timeout: float | None = None) -> str:
-    mihpayid = fake.add_payment("TXN0001", amount,
-                                state="auth" if state == "authorized" else "captured")
+async def payu_payment(
+    seed: Seed,
+    fake: FakePayu,
+    *,
+    state: str = "paid",
+    amount: str = "500.00",
+    timeout: float | None = None,
+) -> str:
+    mihpayid = fake.add_payment(
+        "TXN0001", amount, state="auth" if state == "authorized" else "captured"
+    )
     options: dict[str, Any] = {"base_url": fake.url}
     if timeout is not None:
         options["timeout_seconds"] = timeout
     await seed.imported(
-        connector="payu_india", code="payu-inr", amount=amount, currency="INR", state=state,
+        connector="payu_india",
+        code="payu-inr",
+        amount=amount,
+        currency="INR",
+        state=state,
         gateway_refs={"mihpayid": mihpayid, "txnid": "TXN0001"},
-        credentials={"merchant_key": MERCHANT_KEY, "salt": SALT}, options=options)
+        credentials={"merchant_key": MERCHANT_KEY, "salt": SALT},
+        options=options,
+    )
     return mihpayid
-
 
 
 async def states(seed: Seed) -> list[str]:
@@ -53,8 +64,12 @@ async def states(seed: Seed) -> list[str]:
 
 
 async def test_queued_refund_followed_to_its_final_state(
-    client: httpx.AsyncClient, seed: Seed, auth: dict[str, str], ctx: AppContext,
-    fake_payu: FakePayu, caplog: pytest.LogCaptureFixture,
+    client: httpx.AsyncClient,
+    seed: Seed,
+    auth: dict[str, str],
+    ctx: AppContext,
+    fake_payu: FakePayu,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.DEBUG)
     mihpayid = await payu_payment(seed, fake_payu)
@@ -64,7 +79,11 @@ async def test_queued_refund_followed_to_its_final_state(
     assert (body["result"], body["txn"]["state"]) == ("queued", "refund_queued")
     sent = dict(parse_qsl(fake_payu.requests[-1].body.decode()))
     assert (sent["command"], sent["var1"], sent["var2"], sent["var3"]) == (
-        "cancel_refund_transaction", mihpayid, body["reference_number"], "150.00")
+        "cancel_refund_transaction",
+        mihpayid,
+        body["reference_number"],
+        "150.00",
+    )
 
     await reconcile_once(ctx)
     assert await states(seed) == ["queued"]
@@ -76,8 +95,11 @@ async def test_queued_refund_followed_to_its_final_state(
     assert parent is not None and parent.refunded == 15_000
 
     # a second one through v2, which PayU then fails
-    second = await client.post("/b/pbl/v2/operation/", headers=auth, json={
-        "operation": "refund", "session_id": parent.session_id, "amount": "50.00"})
+    second = await client.post(
+        "/b/pbl/v2/operation/",
+        headers=auth,
+        json={"operation": "refund", "session_id": parent.session_id, "amount": "50.00"},
+    )
     assert second.status_code == 200 and second.json()["result"] == "queued"
     fake_payu.settle_action(fake_payu.actions(mihpayid)[1].request_id, "FAILURE")
     await reconcile_once(ctx)
@@ -87,7 +109,10 @@ async def test_queued_refund_followed_to_its_final_state(
 
 
 async def test_capture_and_void_of_authorisations(
-    client: httpx.AsyncClient, seed: Seed, auth: dict[str, str], ctx: AppContext,
+    client: httpx.AsyncClient,
+    seed: Seed,
+    auth: dict[str, str],
+    ctx: AppContext,
     fake_payu: FakePayu,
 ) -> None:
     mihpayid = await payu_payment(seed, fake_payu, state="authorized", amount="800.00")
@@ -106,7 +131,10 @@ async def test_capture_and_void_of_authorisations(
 
 
 async def test_capture_is_followed_by_the_reconciler(
-    client: httpx.AsyncClient, seed: Seed, auth: dict[str, str], ctx: AppContext,
+    client: httpx.AsyncClient,
+    seed: Seed,
+    auth: dict[str, str],
+    ctx: AppContext,
     fake_payu: FakePayu,
 ) -> None:
     mihpayid = await payu_payment(seed, fake_payu, state="authorized", amount="800.00")
@@ -121,7 +149,10 @@ async def test_capture_is_followed_by_the_reconciler(
 
 
 async def test_refusals_and_a_lost_reply(
-    client: httpx.AsyncClient, seed: Seed, auth: dict[str, str], ctx: AppContext,
+    client: httpx.AsyncClient,
+    seed: Seed,
+    auth: dict[str, str],
+    ctx: AppContext,
     fake_payu: FakePayu,
 ) -> None:
     mihpayid = await payu_payment(seed, fake_payu, timeout=0.5)
@@ -139,14 +170,24 @@ async def test_refusals_and_a_lost_reply(
 
 
 async def test_the_unsigned_refund_callback_is_only_a_hint(
-    client: httpx.AsyncClient, seed: Seed, auth: dict[str, str], fake_payu: FakePayu,
+    client: httpx.AsyncClient,
+    seed: Seed,
+    auth: dict[str, str],
+    fake_payu: FakePayu,
 ) -> None:
     mihpayid = await payu_payment(seed, fake_payu)
     queued = await post_op(client, auth, "refund", "40.00")
     reference = queued.json()["reference_number"]
     [action] = fake_payu.actions(mihpayid)
-    callback = {"mihpayid": mihpayid, "request_id": action.request_id, "token": reference,
-                "amt": "40.00", "status": "success", "action": "refund", "key": MERCHANT_KEY}
+    callback = {
+        "mihpayid": mihpayid,
+        "request_id": action.request_id,
+        "token": reference,
+        "amt": "40.00",
+        "status": "success",
+        "action": "refund",
+        "key": MERCHANT_KEY,
+    }
     # Anyone can post this: PayOps asks PayU, which still says QUEUED, so nothing changes.
     answer = await client.post("/b/pg/notifications/payu-inr", json=callback)
     assert answer.status_code == 200

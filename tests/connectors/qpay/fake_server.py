@@ -30,7 +30,7 @@ from urllib.parse import parse_qsl, quote_plus
 
 import pytest
 
-from tests.fakes.base import Answer, Fault, FakeGateway, RecordedRequest
+from tests.fakes.base import Answer, FakeGateway, Fault, RecordedRequest
 
 MERCHANT_ID = "simulator123"
 BANK_ID = "QIB"
@@ -38,24 +38,34 @@ SECRET = "3aJYQWELpNywSw3O"  # the guide's example secret
 PATH = "/qcb-pg/api/gateway/2.0"
 FORM = "application/x-www-form-urlencoded; charset=UTF-8"
 DATE_SHAPE = re.compile(r"^[0-9]{14}$")
-MESSAGES = {"5002": "Refund Transaction is pending", "5003": "Duplicate request",
-            "5004": "Original transaction not found", "5006": "Currency mismatch",
-            "5008": "Refund amount cannot be higher than booking amount",
-            "5015": "Transaction already refunded", "5019": "Payment validation failed",
-            "8107": "Amount must be greater than zero", "8108": "Currency not supported"}
+MESSAGES = {
+    "5002": "Refund Transaction is pending",
+    "5003": "Duplicate request",
+    "5004": "Original transaction not found",
+    "5006": "Currency mismatch",
+    "5008": "Refund amount cannot be higher than booking amount",
+    "5015": "Transaction already refunded",
+    "5019": "Payment validation failed",
+    "8107": "Amount must be greater than zero",
+    "8108": "Currency not supported",
+}
 
 
 def sign(fields: dict[str, str]) -> str:
-    joined = "".join(fields[k] for k in sorted(fields, key=lambda n: n.encode())
-                     if k != "SecureHash" and fields[k])
+    joined = "".join(
+        fields[k]
+        for k in sorted(fields, key=lambda n: n.encode())
+        if k != "SecureHash" and fields[k]
+    )
     return hashlib.sha256((SECRET + joined).encode()).hexdigest()
 
 
 def encode_reply(fields: dict[str, str], *, corrupt: bool = False) -> str:
     """``Response.``-prefixed form body, signed with the StatusMessage quirk."""
     wire = {name: quote_plus(value) for name, value in fields.items()}
-    hashed = {name: (wire[name] if "StatusMessage" in name else value)
-              for name, value in fields.items()}
+    hashed = {
+        name: (wire[name] if "StatusMessage" in name else value) for name, value in fields.items()
+    }
     digest = sign(hashed)
     if corrupt:
         digest = digest[::-1]
@@ -117,35 +127,56 @@ class FakeQpay(FakeGateway):
     def _inquiry(self, form: dict[str, str]) -> Answer:
         payment = self.payments.get(form.get("OriginalPUN", ""))
         if payment is None:
-            return self._reply({"Status": "8106",
-                                "StatusMessage": "Try to Inquiry about unfounded transaction"})
+            return self._reply(
+                {"Status": "8106", "StatusMessage": "Try to Inquiry about unfounded transaction"}
+            )
         paid = payment.status == "0000"
-        return self._reply({
-            "Status": "0000", "StatusMessage": "Inquiry Processed Successfully",
-            "OriginalStatus": payment.status,
-            "OriginalStatusMessage": "Payment Processed Successfully" if paid
-            else "Payment Failed.",
-            "OriginalPUN": payment.pun, "OriginalConfirmationID": "202311290113174499433083352",
-            "OriginalExtractStatus": "", "OriginalReversalStatus": "",
-            "Amount": str(payment.amount), "CurrencyCode": "634", "ApprovalCode": "123456",
-            "CardNumber": "421537******3243", "TransactionResponseDate": "29112026101010",
-        })
+        return self._reply(
+            {
+                "Status": "0000",
+                "StatusMessage": "Inquiry Processed Successfully",
+                "OriginalStatus": payment.status,
+                "OriginalStatusMessage": "Payment Processed Successfully"
+                if paid
+                else "Payment Failed.",
+                "OriginalPUN": payment.pun,
+                "OriginalConfirmationID": "202311290113174499433083352",
+                "OriginalExtractStatus": "",
+                "OriginalReversalStatus": "",
+                "Amount": str(payment.amount),
+                "CurrencyCode": "634",
+                "ApprovalCode": "123456",
+                "CardNumber": "421537******3243",
+                "TransactionResponseDate": "29112026101010",
+            }
+        )
 
     def _refund(self, form: dict[str, str]) -> Answer:
         code = self._refund_code(form)
-        fields = {"Status_1": code, "StatusMessage_1": MESSAGES.get(code, "Refund refused"),
-                  "Amount_1": form.get("Amount_1", ""), "CurrencyCode_1": "634",
-                  "PUN_1": form.get("PUN_1", ""),
-                  "OriginalTransactionPaymentUniqueNumber_1":
-                      form.get("OriginalTransactionPaymentUniqueNumber_1", ""),
-                  "ConfirmationID_1": str(next(self._confirmations)) if code == "5002" else "",
-                  "Lang_1": form.get("Lang", ""), "TransactionRequestDate_1": "30/11/2026 10:15:00",
-                  "EZConnectRequestStatus": "EZConnect-0000"}
+        fields = {
+            "Status_1": code,
+            "StatusMessage_1": MESSAGES.get(code, "Refund refused"),
+            "Amount_1": form.get("Amount_1", ""),
+            "CurrencyCode_1": "634",
+            "PUN_1": form.get("PUN_1", ""),
+            "OriginalTransactionPaymentUniqueNumber_1": form.get(
+                "OriginalTransactionPaymentUniqueNumber_1", ""
+            ),
+            "ConfirmationID_1": str(next(self._confirmations)) if code == "5002" else "",
+            "Lang_1": form.get("Lang", ""),
+            "TransactionRequestDate_1": "30/11/2026 10:15:00",
+            "EZConnectRequestStatus": "EZConnect-0000",
+        }
         return self._reply(fields)
 
     def _refund_code(self, form: dict[str, str]) -> str:
-        for name in ("Amount_1", "OriginalTransactionPaymentUniqueNumber_1", "PUN_1", "Lang",
-                     "TransactionRequestDate"):
+        for name in (
+            "Amount_1",
+            "OriginalTransactionPaymentUniqueNumber_1",
+            "PUN_1",
+            "Lang",
+            "TransactionRequestDate",
+        ):
             if not form.get(name):
                 return "5019"
         if "RequestDate" not in form or not DATE_SHAPE.match(form["TransactionRequestDate"]):
@@ -174,9 +205,15 @@ class FakeQpay(FakeGateway):
     def decline_answer(self, fault: Fault, request: RecordedRequest) -> Answer:
         code = fault.message or "5019"
         form = dict(parse_qsl(request.body.decode(), keep_blank_values=True))
-        return self._reply({"Status_1": code, "StatusMessage_1": MESSAGES.get(code, "Refused"),
-                            "Amount_1": form.get("Amount_1", ""), "PUN_1": form.get("PUN_1", ""),
-                            "EZConnectRequestStatus": "EZConnect-0000"})
+        return self._reply(
+            {
+                "Status_1": code,
+                "StatusMessage_1": MESSAGES.get(code, "Refused"),
+                "Amount_1": form.get("Amount_1", ""),
+                "PUN_1": form.get("PUN_1", ""),
+                "EZConnectRequestStatus": "EZConnect-0000",
+            }
+        )
 
     def queue_answer(self, fault: Fault, request: RecordedRequest) -> Answer:
         return self.answer(request)

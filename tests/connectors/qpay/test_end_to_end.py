@@ -12,7 +12,6 @@ import pytest
 
 from payops.context import AppContext
 from payops.operations.reconciler import reconcile_once
-
 from tests.connectors.qpay import fake_server
 from tests.connectors.qpay.fake_server import BANK_ID, MERCHANT_ID, SECRET, FakeQpay
 from tests.e2e import post_op
@@ -33,18 +32,27 @@ async def auth(seed: Seed) -> dict[str, str]:
     return await seed.api_key()
 
 
-async def qpay_payment(seed: Seed, fake: FakeQpay, *, amount: str = "200.00",
-                       timeout: float | None = None, **options: Any) -> None:
+async def qpay_payment(
+    seed: Seed,
+    fake: FakeQpay,
+    *,
+    amount: str = "200.00",
+    timeout: float | None = None,
+    **options: Any,
+) -> None:
     fake.add_payment(PUN, int(amount.replace(".", "")))
     settings: dict[str, Any] = {"base_url": fake.url, **options}
     if timeout is not None:
         settings["timeout_seconds"] = timeout
     await seed.imported(
-        connector="qpay", code="qpay-qar", amount=amount, currency="QAR",
+        connector="qpay",
+        code="qpay-qar",
+        amount=amount,
+        currency="QAR",
         gateway_refs={"pun": PUN},
         credentials={"merchant_id": MERCHANT_ID, "bank_id": BANK_ID, "secret_key": SECRET},
-        options=settings)
-
+        options=settings,
+    )
 
 
 async def states(seed: Seed) -> list[str]:
@@ -52,8 +60,12 @@ async def states(seed: Seed) -> list[str]:
 
 
 async def test_a_full_refund_is_queued(
-    client: httpx.AsyncClient, seed: Seed, auth: dict[str, str], ctx: AppContext,
-    fake_qpay: FakeQpay, caplog: pytest.LogCaptureFixture,
+    client: httpx.AsyncClient,
+    seed: Seed,
+    auth: dict[str, str],
+    ctx: AppContext,
+    fake_qpay: FakeQpay,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.DEBUG)
     await qpay_payment(seed, fake_qpay)
@@ -63,15 +75,24 @@ async def test_a_full_refund_is_queued(
 
     parent = await seed.find("ORD-1")
     assert parent is not None
-    full = await client.post("/b/pbl/v2/operation/", headers=auth, json={
-        "operation": "refund", "session_id": parent.session_id})
+    full = await client.post(
+        "/b/pbl/v2/operation/",
+        headers=auth,
+        json={"operation": "refund", "session_id": parent.session_id},
+    )
     assert full.status_code == 200, full.text
     body = full.json()
     assert (body["result"], body["amount"], body["txn"]["state"]) == (
-        "queued", "200.00", "refund_queued")
+        "queued",
+        "200.00",
+        "refund_queued",
+    )
     sent = fake_qpay.sent()
     assert (sent["Action"], sent["Amount_1"], sent["PUN_1"]) == (
-        "6", "20000", body["reference_number"])
+        "6",
+        "20000",
+        body["reference_number"],
+    )
     assert fake_qpay.payments[PUN].refunds == {body["reference_number"]: 20_000}
 
     # QPay has no refund status: the reconciler asks Action 14 about the payment, which cannot
@@ -83,7 +104,10 @@ async def test_a_full_refund_is_queued(
 
 
 async def test_partial_refunds_when_configured_and_qpay_refusals(
-    client: httpx.AsyncClient, seed: Seed, auth: dict[str, str], fake_qpay: FakeQpay,
+    client: httpx.AsyncClient,
+    seed: Seed,
+    auth: dict[str, str],
+    fake_qpay: FakeQpay,
 ) -> None:
     fake_qpay.partial_refunds = True
     await qpay_payment(seed, fake_qpay, partial_refunds="true")
@@ -97,7 +121,10 @@ async def test_partial_refunds_when_configured_and_qpay_refusals(
 
 
 async def test_a_forged_or_lost_reply_goes_to_review(
-    client: httpx.AsyncClient, seed: Seed, auth: dict[str, str], ctx: AppContext,
+    client: httpx.AsyncClient,
+    seed: Seed,
+    auth: dict[str, str],
+    ctx: AppContext,
     fake_qpay: FakeQpay,
 ) -> None:
     await qpay_payment(seed, fake_qpay, timeout=0.5)

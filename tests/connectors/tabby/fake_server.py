@@ -37,7 +37,7 @@ import re
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, ClassVar
 
@@ -56,8 +56,8 @@ ROUTE = re.compile(r"^/api/v2/payments/(?P<id>[^/]+)(?P<action>/captures|/refund
 AMOUNT = re.compile(r"^[0-9]+(?:\.(?P<frac>[0-9]+))?$")
 
 
-
 # -- canned replies ---------------------------------------------------------------------------
+
 
 def error_body(error_type: str, error: str) -> dict[str, Any]:
     return {"status": "error", "errorType": error_type, "error": error}
@@ -137,7 +137,7 @@ MALFORMED_TEXT = '{"id": "7a1b", "status": "CLOSED", "captures": [{"amount": '
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def _iso(moment: datetime) -> str:
@@ -182,15 +182,24 @@ class FakePayment:
             "amount": self.fmt(self.amount),
             "currency": self.currency,
             "description": "PayOps test order",
-            "buyer": {"name": "Test Buyer", "email": "otp.success@tabby.ai",
-                      "phone": "+971500000001", "dob": "2000-01-20"},
+            "buyer": {
+                "name": "Test Buyer",
+                "email": "otp.success@tabby.ai",
+                "phone": "+971500000001",
+                "dob": "2000-01-20",
+            },
             "shipping_address": {"city": "Dubai", "address": "Dubai", "zip": "1111"},
-            "order": {"reference_id": self.order_reference, "tax_amount": self.fmt(Decimal(0)),
-                      "shipping_amount": self.fmt(Decimal(0)),
-                      "discount_amount": self.fmt(Decimal(0)), "items": []},
+            "order": {
+                "reference_id": self.order_reference,
+                "tax_amount": self.fmt(Decimal(0)),
+                "shipping_amount": self.fmt(Decimal(0)),
+                "discount_amount": self.fmt(Decimal(0)),
+                "items": [],
+            },
             "captures": [dict(c) for c in self.captures],
             "refunds": refunds,
-            "buyer_history": {}, "order_history": [],
+            "buyer_history": {},
+            "order_history": [],
             "meta": {"order_id": self.order_reference, "customer": None},
         }
 
@@ -213,17 +222,28 @@ class FakeTabby(FakeGateway):
 
     # -- control ----------------------------------------------------------------------------
     def add_payment(
-        self, amount: str = "100.000", currency: str = "KWD", *, status: str = "AUTHORIZED",
-        captured: str | None = None, secret_key: str = TEST_SECRET_KEY,
+        self,
+        amount: str = "100.000",
+        currency: str = "KWD",
+        *,
+        status: str = "AUTHORIZED",
+        captured: str | None = None,
+        secret_key: str = TEST_SECRET_KEY,
         order_reference: str = "ORD-1",
     ) -> str:
         payment = FakePayment(
-            id=str(uuid.uuid4()), amount=Decimal(amount), currency=currency, status=status,
-            secret_key=secret_key, order_reference=order_reference, created_at=_now(),
+            id=str(uuid.uuid4()),
+            amount=Decimal(amount),
+            currency=currency,
+            status=status,
+            secret_key=secret_key,
+            order_reference=order_reference,
+            created_at=_now(),
         )
         if captured is not None:
-            payment.captures.append(self._movement(payment, Decimal(captured),
-                                                   f"dashboard-{uuid.uuid4().hex[:8]}"))
+            payment.captures.append(
+                self._movement(payment, Decimal(captured), f"dashboard-{uuid.uuid4().hex[:8]}")
+            )
             if status == "AUTHORIZED" and payment.captured >= payment.amount:
                 payment.status = "CLOSED"
         with self.lock:
@@ -269,8 +289,10 @@ class FakeTabby(FakeGateway):
         return True
 
     def decline_answer(self, fault: Fault, request: RecordedRequest) -> Answer:
-        return Answer(fault.status or 400, declined_response(fault.message) if fault.message
-                      else declined_response())
+        return Answer(
+            fault.status or 400,
+            declined_response(fault.message) if fault.message else declined_response(),
+        )
 
     def extra_fault(self, fault: Fault, request: RecordedRequest) -> Answer | None:
         return Answer(429, throttled_response())  # throttle
@@ -278,22 +300,37 @@ class FakeTabby(FakeGateway):
     def encode(self, value: Any) -> bytes:
         return json.dumps(value).encode()
 
-    def requests_to(self, suffix: str, method: str = "POST",  # type: ignore[override]
-                    **_: Any) -> list[RecordedRequest]:
-        return [r for r in self.requests if r.method == method and
-                (ROUTE.match(r.path) and (ROUTE.match(r.path).group("action") or "") == suffix)]
+    def requests_to(
+        self,
+        suffix: str,
+        method: str = "POST",  # type: ignore[override]
+        **_: Any,
+    ) -> list[RecordedRequest]:
+        return [
+            r
+            for r in self.requests
+            if r.method == method
+            and (ROUTE.match(r.path) and (ROUTE.match(r.path).group("action") or "") == suffix)
+        ]
 
     # -- protocol ---------------------------------------------------------------------------
     @staticmethod
     def _movement(payment: FakePayment, amount: Decimal, reference: str) -> dict[str, Any]:
         zero = payment.fmt(Decimal(0))
-        return {"id": str(uuid.uuid4()), "created_at": _iso(_now()),
-                "amount": payment.fmt(amount), "reference_id": reference,
-                "tax_amount": zero, "shipping_amount": zero, "discount_amount": zero,
-                "items": []}
+        return {
+            "id": str(uuid.uuid4()),
+            "created_at": _iso(_now()),
+            "amount": payment.fmt(amount),
+            "reference_id": reference,
+            "tax_amount": zero,
+            "shipping_amount": zero,
+            "discount_amount": zero,
+            "items": [],
+        }
 
-    def handle(self, method: str, path: str, headers: dict[str, str],
-               body: bytes) -> tuple[int, Any]:
+    def handle(
+        self, method: str, path: str, headers: dict[str, str], body: bytes
+    ) -> tuple[int, Any]:
         """(status, JSON body or bare text) for one request; mutates state."""
         auth = next((v for k, v in headers.items() if k.lower() == "authorization"), "")
         scheme, _, key = auth.partition(" ")
@@ -305,8 +342,12 @@ class FakeTabby(FakeGateway):
         if route is None:
             return 404, NOT_FOUND_TEXT
         action = route.group("action") or ""
-        if (method, action) not in {("GET", ""), ("POST", "/captures"), ("POST", "/refunds"),
-                                    ("POST", "/close")}:
+        if (method, action) not in {
+            ("GET", ""),
+            ("POST", "/captures"),
+            ("POST", "/refunds"),
+            ("POST", "/close"),
+        }:
             return 404, NOT_FOUND_TEXT
         payment_id = route.group("id")
         if not PAYMENT_ID.fullmatch(payment_id):
@@ -350,7 +391,8 @@ class FakeTabby(FakeGateway):
             elif len(match.group("frac") or "") > DECIMALS[payment.currency]:
                 problems.append(
                     f"amount allows up to {DECIMALS[payment.currency]} decimals for "
-                    f"{payment.currency}")
+                    f"{payment.currency}"
+                )
             elif Decimal(raw) <= 0:
                 problems.append("amount must be positive")
             else:

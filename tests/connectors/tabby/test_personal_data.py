@@ -33,8 +33,7 @@ async def test_buyer_data_is_redacted_from_answer_database_and_webhook(
     auth = await seed.user("capturer", permissions=["payment.capture"])
     with receiving(Receiver()) as receiver:
         async with ctx.db.write() as session:
-            await outbox.set_merchant_setting(session, outbox.OPERATIONS_URL_SETTING,
-                                              receiver.url)
+            await outbox.set_merchant_setting(session, outbox.OPERATIONS_URL_SETTING, receiver.url)
         response = await post_op(client, auth, "capture", "40.000")
         assert response.status_code == 200, response.text
         assert await deliver_due(ctx) == {"delivered": 1}

@@ -34,6 +34,7 @@ _PAN = re.compile(r"[0-9]{13,19}")
 
 # -- card numbers ----------------------------------------------------------------------------
 
+
 def luhn(digits: str) -> bool:
     total = 0
     for index, char in enumerate(reversed(digits)):
@@ -70,14 +71,15 @@ def mask_last4(value: Any) -> Any:
 
 # -- step 1: card data and secrets ------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class Redaction:
     """What a connector removes from every reply it keeps. Keys compare in lower case."""
 
-    drop: frozenset[str] = frozenset()          # secret keys, removed with their value
-    card_keys: frozenset[str] = frozenset()     # keys whose value is a card number
+    drop: frozenset[str] = frozenset()  # secret keys, removed with their value
+    card_keys: frozenset[str] = frozenset()  # keys whose value is a card number
     mask: Callable[[Any], Any] = mask_first6_last4
-    mask_pan_strings: bool = False              # mask full card numbers under any key
+    mask_pan_strings: bool = False  # mask full card numbers under any key
 
     def scrub(self, value: Any) -> Any:
         if isinstance(value, Mapping):
@@ -99,14 +101,23 @@ class Redaction:
     __call__ = scrub
 
 
-def redaction(*, drop: Iterable[str] = (), card_keys: Iterable[str] = (),
-              mask: Callable[[Any], Any] = mask_first6_last4,
-              mask_pan_strings: bool = False) -> Redaction:
-    return Redaction(frozenset(k.lower() for k in drop), frozenset(k.lower() for k in card_keys),
-                     mask, mask_pan_strings)
+def redaction(
+    *,
+    drop: Iterable[str] = (),
+    card_keys: Iterable[str] = (),
+    mask: Callable[[Any], Any] = mask_first6_last4,
+    mask_pan_strings: bool = False,
+) -> Redaction:
+    return Redaction(
+        frozenset(k.lower() for k in drop),
+        frozenset(k.lower() for k in card_keys),
+        mask,
+        mask_pan_strings,
+    )
 
 
 # -- step 2: buyer personal data --------------------------------------------------------------
+
 
 def normalise(key: str) -> str:
     return key.lower().replace("_", "").replace("-", "")
@@ -120,9 +131,16 @@ def redact(value: Any, fields: frozenset[str]) -> Any:
     if not fields:
         return value
     if isinstance(value, dict):
-        return {key: (REDACTED if isinstance(key, str) and normalise(key) in fields and item
-                      not in (None, "", [], {}) else redact(item, fields))
-                for key, item in value.items()}
+        return {
+            key: (
+                REDACTED
+                if isinstance(key, str)
+                and normalise(key) in fields
+                and item not in (None, "", [], {})
+                else redact(item, fields)
+            )
+            for key, item in value.items()
+        }
     if isinstance(value, list):
         return [redact(item, fields) for item in value]
     return value

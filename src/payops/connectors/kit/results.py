@@ -24,42 +24,67 @@ def _refs(refs: dict[str, Any] | None) -> dict[str, Any]:
     return {k: v for k, v in (refs or {}).items() if v not in (None, "")}
 
 
-def result(outcome: Outcome, raw: dict[str, Any] | None = None,
-           params: dict[str, Any] | None = None, message: str = "",
-           refs: dict[str, Any] | None = None, *, amount: int | None = None,
-           currency_code: str | None = None) -> GatewayResult:
-    return GatewayResult(outcome, dict(raw or {}), dict(params or {}), message, _refs(refs),
-                         amount=amount, currency_code=currency_code)
+def result(
+    outcome: Outcome,
+    raw: dict[str, Any] | None = None,
+    params: dict[str, Any] | None = None,
+    message: str = "",
+    refs: dict[str, Any] | None = None,
+    *,
+    amount: int | None = None,
+    currency_code: str | None = None,
+) -> GatewayResult:
+    return GatewayResult(
+        outcome,
+        dict(raw or {}),
+        dict(params or {}),
+        message,
+        _refs(refs),
+        amount=amount,
+        currency_code=currency_code,
+    )
 
 
-def unknown(message: str, raw: dict[str, Any] | None = None,
-            params: dict[str, Any] | None = None,
-            refs: dict[str, Any] | None = None) -> GatewayResult:
+def unknown(
+    message: str,
+    raw: dict[str, Any] | None = None,
+    params: dict[str, Any] | None = None,
+    refs: dict[str, Any] | None = None,
+) -> GatewayResult:
     return result(Outcome.UNKNOWN, raw, params, message, refs)
 
 
-def not_sent(message: str, raw: dict[str, Any] | None = None,
-             params: dict[str, Any] | None = None) -> GatewayResult:
-    return result(Outcome.FAILED, raw if raw is not None else {"error": message}, params,
-                  message)
+def not_sent(
+    message: str, raw: dict[str, Any] | None = None, params: dict[str, Any] | None = None
+) -> GatewayResult:
+    return result(Outcome.FAILED, raw if raw is not None else {"error": message}, params, message)
 
 
-def refused(message: str, raw: dict[str, Any] | None = None,
-            params: dict[str, Any] | None = None,
-            refs: dict[str, Any] | None = None) -> GatewayResult:
+def refused(
+    message: str,
+    raw: dict[str, Any] | None = None,
+    params: dict[str, Any] | None = None,
+    refs: dict[str, Any] | None = None,
+) -> GatewayResult:
     return result(Outcome.FAILED, raw, params, message, refs)
 
 
-def mismatch(expected_amount: int, expected_currency: str, recorded_amount: int | None,
-             recorded_currency: str | None = None, *, gateway: str = "The gateway",
-             what: str = "this operation", shown: object = None) -> str | None:
+def mismatch(
+    expected_amount: int,
+    expected_currency: str,
+    recorded_amount: int | None,
+    recorded_currency: str | None = None,
+    *,
+    gateway: str = "The gateway",
+    what: str = "this operation",
+    shown: object = None,
+) -> str | None:
     """Why what the gateway recorded is not what was asked, or None when it is (or when the
     gateway did not say). Amounts are minor units of ``expected_currency``. ``shown`` is the
     amount as the gateway wrote it: when given, an amount that cannot be read in the currency
     (``recorded_amount`` None) is a difference too, and the message quotes it."""
     if recorded_currency and recorded_currency.upper() != expected_currency.upper():
-        return (f"{gateway} recorded a different currency ({recorded_currency.upper()}) "
-                f"for {what}")
+        return f"{gateway} recorded a different currency ({recorded_currency.upper()}) for {what}"
     unreadable = shown is not None and recorded_amount is None
     if unreadable or (recorded_amount is not None and recorded_amount != expected_amount):
         if shown is None:
@@ -71,14 +96,21 @@ def mismatch(expected_amount: int, expected_currency: str, recorded_amount: int 
     return None
 
 
-def check_recorded(found: GatewayResult, request: OperationRequest, *,
-                   gateway: str = "The gateway") -> GatewayResult:
+def check_recorded(
+    found: GatewayResult, request: OperationRequest, *, gateway: str = "The gateway"
+) -> GatewayResult:
     """``found`` unless it is a success whose recorded amount or currency differs from the
     request's; then the same result as UNKNOWN with the reason as its message."""
     if found.outcome != Outcome.SUCCESS:
         return found
-    reason = mismatch(request.amount, request.currency_code, found.amount, found.currency_code,
-                      gateway=gateway, what=f"this {request.operation}")
+    reason = mismatch(
+        request.amount,
+        request.currency_code,
+        found.amount,
+        found.currency_code,
+        gateway=gateway,
+        what=f"this {request.operation}",
+    )
     if reason is None:
         return found
     return replace(found, outcome=Outcome.UNKNOWN, message=reason)

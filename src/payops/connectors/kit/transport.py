@@ -62,6 +62,7 @@ class Fault(str, Enum):
 
 # -- bodies ----------------------------------------------------------------------------------
 
+
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"JSON constant {name} is not a number")
 
@@ -90,7 +91,9 @@ def _json_text(value: Any) -> str:
     if isinstance(value, float):
         raise TypeError("floats are never sent to a gateway; use Decimal")
     if isinstance(value, Mapping):
-        return "{" + ",".join(f"{json.dumps(str(k))}:{_json_text(v)}" for k, v in value.items()) + "}"
+        return (
+            "{" + ",".join(f"{json.dumps(str(k))}:{_json_text(v)}" for k, v in value.items()) + "}"
+        )
     if isinstance(value, (list, tuple)):
         return "[" + ",".join(_json_text(item) for item in value) + "]"
     return json.dumps(value, ensure_ascii=False)
@@ -110,7 +113,7 @@ def decode_xml(content: bytes | str) -> dict[str, Any]:
     text = content.decode() if isinstance(content, bytes) else content
     text = text.strip()
     if text.startswith("<?xml"):
-        text = text[text.index("?>") + 2:].strip()
+        text = text[text.index("?>") + 2 :].strip()
     if "<!DOCTYPE" in text.upper() or "<!ENTITY" in text.upper():
         raise ValueError("XML with a document type declaration is refused")
     try:
@@ -148,6 +151,7 @@ def jsonable(value: Any) -> Any:
 
 
 # -- the reply -------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Reply:
@@ -197,6 +201,7 @@ class Reply:
 
 # -- deadline and guard ----------------------------------------------------------------------
 
+
 class Deadline:
     """Keeps the whole of one connector call (token, lookup, operation) inside the caller's hard
     stop: each request gets at most the configured timeout and at most what is left."""
@@ -209,9 +214,13 @@ class Deadline:
         return max(min(self.timeout, self.ends - time.monotonic()), 0.001)
 
 
-async def guarded(work: Callable[[], Awaitable[GatewayResult]], *, budget: float,
-                  on_timeout: Callable[[], GatewayResult],
-                  on_error: Callable[[BaseException], GatewayResult]) -> GatewayResult:
+async def guarded(
+    work: Callable[[], Awaitable[GatewayResult]],
+    *,
+    budget: float,
+    on_timeout: Callable[[], GatewayResult],
+    on_error: Callable[[BaseException], GatewayResult],
+) -> GatewayResult:
     """Run one connector call within ``budget`` seconds; never raise."""
     try:
         async with asyncio.timeout(budget):
@@ -225,8 +234,12 @@ async def guarded(work: Callable[[], Awaitable[GatewayResult]], *, budget: float
 
 # -- the client ------------------------------------------------------------------------------
 
-_NOT_SENT_ERRORS = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout,
-                    httpx.UnsupportedProtocol)
+_NOT_SENT_ERRORS = (
+    httpx.ConnectError,
+    httpx.ConnectTimeout,
+    httpx.PoolTimeout,
+    httpx.UnsupportedProtocol,
+)
 _RESET_ERRORS = (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)
 
 
@@ -238,9 +251,16 @@ class GatewayClient:
     is (the caller checks that it is the gateway's own origin). ``headers`` and ``auth`` are
     sent with every request."""
 
-    def __init__(self, label: str, *, base_url: str = "", timeout: float = 30.0,
-                 headers: Mapping[str, str] | None = None, auth: httpx.Auth | None = None,
-                 trust_env: bool = True) -> None:
+    def __init__(
+        self,
+        label: str,
+        *,
+        base_url: str = "",
+        timeout: float = 30.0,
+        headers: Mapping[str, str] | None = None,
+        auth: httpx.Auth | None = None,
+        trust_env: bool = True,
+    ) -> None:
         self.label = label
         self.base_url = base_url.rstrip("/")
         self.timeout = float(timeout)
@@ -252,9 +272,12 @@ class GatewayClient:
     def _http(self) -> httpx.AsyncClient:
         if self._client is None:
             self._client = httpx.AsyncClient(
-                timeout=httpx.Timeout(self.timeout), follow_redirects=False,
-                verify=shared_tls_context(), trust_env=self._trust_env,
-                headers=self._headers, auth=self._auth,
+                timeout=httpx.Timeout(self.timeout),
+                follow_redirects=False,
+                verify=shared_tls_context(),
+                trust_env=self._trust_env,
+                headers=self._headers,
+                auth=self._auth,
             )
         return self._client
 
@@ -267,9 +290,17 @@ class GatewayClient:
         return target if target.startswith(("http://", "https://")) else self.base_url + target
 
     async def request(
-        self, method: str, target: str, *, json: Any = None, form: Mapping[str, Any] | None = None,
-        xml: str | bytes | None = None, content: bytes | None = None, content_type: str = "",
-        headers: Mapping[str, str] | None = None, deadline: Deadline | None = None,
+        self,
+        method: str,
+        target: str,
+        *,
+        json: Any = None,
+        form: Mapping[str, Any] | None = None,
+        xml: str | bytes | None = None,
+        content: bytes | None = None,
+        content_type: str = "",
+        headers: Mapping[str, str] | None = None,
+        deadline: Deadline | None = None,
         decode: Decode = "json",
     ) -> Reply:
         """Send one request and decode its answer as ``decode``. Never raises.
@@ -279,8 +310,9 @@ class GatewayClient:
         try:
             body, sent_headers = _body(json, form, xml, content, content_type, headers)
         except (TypeError, ValueError) as exc:
-            log.warning("%s %s %s: body not encoded (%s)", self.label, method, target,
-                        type(exc).__name__)
+            log.warning(
+                "%s %s %s: body not encoded (%s)", self.label, method, target, type(exc).__name__
+            )
             return Reply(None, fault=Fault.NOT_SENT)
         url = self.url(target)
         path = urlsplit(url).path
@@ -288,11 +320,13 @@ class GatewayClient:
         started = time.monotonic()
         try:
             if timeout is None:
-                response = await self._http().request(method, url, headers=sent_headers,
-                                                      content=body)
+                response = await self._http().request(
+                    method, url, headers=sent_headers, content=body
+                )
             else:
-                response = await self._http().request(method, url, headers=sent_headers,
-                                                      content=body, timeout=timeout)
+                response = await self._http().request(
+                    method, url, headers=sent_headers, content=body, timeout=timeout
+                )
         except _NOT_SENT_ERRORS as exc:
             log.info("%s %s %s: not sent (%s)", self.label, method, path, type(exc).__name__)
             return Reply(None, fault=Fault.NOT_SENT)
@@ -300,21 +334,34 @@ class GatewayClient:
             log.warning("%s %s %s: no answer (%s)", self.label, method, path, type(exc).__name__)
             return Reply(None, fault=Fault.TIMEOUT)
         except _RESET_ERRORS as exc:
-            log.warning("%s %s %s: connection lost (%s)", self.label, method, path,
-                        type(exc).__name__)
+            log.warning(
+                "%s %s %s: connection lost (%s)", self.label, method, path, type(exc).__name__
+            )
             return Reply(None, fault=Fault.RESET)
         except Exception as exc:  # noqa: BLE001 - a connector never raises for the gateway
-            log.warning("%s %s %s: transport error (%s)", self.label, method, path,
-                        type(exc).__name__)
+            log.warning(
+                "%s %s %s: transport error (%s)", self.label, method, path, type(exc).__name__
+            )
             return Reply(None, fault=Fault.TRANSPORT)
-        log.debug("%s %s %s -> %s in %d ms", self.label, method, path, response.status_code,
-                  int((time.monotonic() - started) * 1000))
+        log.debug(
+            "%s %s %s -> %s in %d ms",
+            self.label,
+            method,
+            path,
+            response.status_code,
+            int((time.monotonic() - started) * 1000),
+        )
         return decode_reply(response.status_code, response.content, decode, response.headers)
 
 
-def _body(json: Any, form: Mapping[str, Any] | None, xml: str | bytes | None,
-          content: bytes | None, content_type: str,
-          headers: Mapping[str, str] | None) -> tuple[bytes | None, dict[str, str]]:
+def _body(
+    json: Any,
+    form: Mapping[str, Any] | None,
+    xml: str | bytes | None,
+    content: bytes | None,
+    content_type: str,
+    headers: Mapping[str, str] | None,
+) -> tuple[bytes | None, dict[str, str]]:
     sent_headers = dict(headers or {})
     body: bytes | None = content
     media = content_type
@@ -331,8 +378,9 @@ def _body(json: Any, form: Mapping[str, Any] | None, xml: str | bytes | None,
     return body, sent_headers
 
 
-def decode_reply(status: int, content: bytes, decode: Decode = "json",
-                 headers: Mapping[str, str] | None = None) -> Reply:
+def decode_reply(
+    status: int, content: bytes, decode: Decode = "json", headers: Mapping[str, str] | None = None
+) -> Reply:
     """A received answer as a ``Reply``: an empty body is ``None`` and counts as decoded."""
     text = content.decode("utf-8", errors="replace")
     if not text.strip():

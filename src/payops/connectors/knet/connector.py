@@ -41,8 +41,10 @@ from payops.connectors.knet import transformers as t
 SANDBOX_HOST = "https://www.kpaytest.com.kw"
 PRODUCTION_HOST = "https://www.kpay.com.kw"
 PIPE_PATH = "/kpg/tranPipe.htm?param=tranInit"
-PORTAL = {True: "https://www.kpaytest.com.kw/kpg/merchant.htm",
-          False: "https://www.kpay.com.kw/portal/merchant.htm"}
+PORTAL = {
+    True: "https://www.kpaytest.com.kw/kpg/merchant.htm",
+    False: "https://www.kpay.com.kw/portal/merchant.htm",
+}
 
 
 class KnetConnector(Connector):
@@ -55,12 +57,14 @@ class KnetConnector(Connector):
 
     def __init__(self, config: ConnectorConfig) -> None:
         super().__init__(config)
-        host = kit.text_option(config, "host") or (SANDBOX_HOST if config.is_sandbox
-                                                   else PRODUCTION_HOST)
+        host = kit.text_option(config, "host") or (
+            SANDBOX_HOST if config.is_sandbox else PRODUCTION_HOST
+        )
         if "://" not in host:
             host = f"https://{host}"
-        self.client = kit.GatewayClient("knet", base_url=kit.base_url(config, host) or host,
-                                        timeout=config.timeout_seconds)
+        self.client = kit.GatewayClient(
+            "knet", base_url=kit.base_url(config, host) or host, timeout=config.timeout_seconds
+        )
 
     async def aclose(self) -> None:
         await self.client.aclose()
@@ -75,20 +79,24 @@ class KnetConnector(Connector):
         return kit.ref(payment.gateway_refs, "track_id") or payment.reference_number
 
     def _target(self, payment: PaymentRef) -> t.Target:
-        return t.payment_target(self.track_id(payment),
-                                kit.ref(payment.gateway_refs, "payment_id"))
+        return t.payment_target(self.track_id(payment), kit.ref(payment.gateway_refs, "payment_id"))
 
     def _body(self, action: str, amount: str, target: t.Target) -> bytes:
         return t.request_body(
             tranportal_id=kit.credential(self.config, "tranportal_id", strip=True),
             password=kit.credential(self.config, "tranportal_password"),
-            action=action, amount=amount, target=target)
+            action=action,
+            amount=amount,
+            target=target,
+        )
 
     async def _call(self, work: Any) -> GatewayResult:
         return await kit.guarded(
-            work, budget=self.config.timeout_seconds + 2.0,
+            work,
+            budget=self.config.timeout_seconds + 2.0,
             on_timeout=lambda: kit.unknown("KNET did not answer in time", {"error": "timeout"}),
-            on_error=lambda exc: kit.unknown("KNET call failed", {"error": type(exc).__name__}))
+            on_error=lambda exc: kit.unknown("KNET call failed", {"error": type(exc).__name__}),
+        )
 
     # -- operations -------------------------------------------------------------------------
     async def capture(self, request: OperationRequest) -> GatewayResult:
@@ -107,7 +115,8 @@ class KnetConnector(Connector):
         except t.KnetFormatError as exc:
             return kit.not_sent(f"Not sent to KNET: {exc}")
         reply = await self.client.request(
-            "POST", PIPE_PATH, xml=self._body(t.ACTION_REFUND, amount, target), decode="text")
+            "POST", PIPE_PATH, xml=self._body(t.ACTION_REFUND, amount, target), decode="text"
+        )
         return decide.refund_result(request, reply, target, self.portal)
 
     # -- inquiries --------------------------------------------------------------------------
@@ -121,7 +130,8 @@ class KnetConnector(Connector):
         except t.KnetFormatError as exc:
             return kit.unknown(f"Cannot ask KNET: {exc}")
         reply = await self.client.request(
-            "POST", PIPE_PATH, xml=self._body(t.ACTION_INQUIRY, amount, target), decode="text")
+            "POST", PIPE_PATH, xml=self._body(t.ACTION_INQUIRY, amount, target), decode="text"
+        )
         return decide.inquiry_result(payment, reply, target)
 
     async def inquire_operation(self, request: OperationRequest) -> GatewayResult:
@@ -131,7 +141,8 @@ class KnetConnector(Connector):
             track_id = self._target(request.payment).trackid
         except t.KnetFormatError:
             track_id = self.track_id(request.payment)
-        return kit.unknown("KNET cannot say whether this refund happened. "
-                           + decide.review_note(request, track_id, self.portal),
-                           {"error": "no refund status inquiry at KNET"})
-
+        return kit.unknown(
+            "KNET cannot say whether this refund happened. "
+            + decide.review_note(request, track_id, self.portal),
+            {"error": "no refund status inquiry at KNET"},
+        )

@@ -45,9 +45,26 @@ _PAYMENT_ID_SHAPE = re.compile(r"^[0-9]+$")
 _ERROR_SHAPE = re.compile(r"^!ERROR!-(IPAY\d+)-?(.*)$", re.DOTALL)
 _FAILURE_SHAPE = re.compile(r"^FAILURE\s*\((.*)\)$", re.DOTALL)
 # Reply fields worth keeping as evidence (a reply holds nothing personal or secret).
-REPLY_FIELDS = ("result", "auth", "ref", "avr", "postdate", "tranid", "trackid", "payid",
-                "udf1", "udf2", "udf3", "udf4", "udf5", "amt", "authrespcode",
-                "error_code_tag", "error_service_tag", "error_text")
+REPLY_FIELDS = (
+    "result",
+    "auth",
+    "ref",
+    "avr",
+    "postdate",
+    "tranid",
+    "trackid",
+    "payid",
+    "udf1",
+    "udf2",
+    "udf3",
+    "udf4",
+    "udf5",
+    "amt",
+    "authrespcode",
+    "error_code_tag",
+    "error_service_tag",
+    "error_text",
+)
 
 
 class KnetFormatError(ValueError):
@@ -68,11 +85,11 @@ class IpayError:
 IPAY_ERRORS: dict[str, IpayError] = {
     "IPAY0100263": IpayError("not_found", "Transaction details not available", Outcome.FAILED),
     "IPAY0100114": IpayError("duplicate", "Duplicate Record", Outcome.UNKNOWN),
-    "IPAY0100137": IpayError("over_credit", "Credit amount greater than authorised amount",
-                             Outcome.FAILED),
+    "IPAY0100137": IpayError(
+        "over_credit", "Credit amount greater than authorised amount", Outcome.FAILED
+    ),
     "IPAY0100199": IpayError("over_credit", "Previous credit check failure", Outcome.FAILED),
-    "IPAY0100033": IpayError("action_not_enabled", "Terminal action not enabled",
-                             Outcome.FAILED),
+    "IPAY0100033": IpayError("action_not_enabled", "Terminal action not enabled", Outcome.FAILED),
     "IPAY0100020": IpayError("action_not_enabled", "Invalid action type", Outcome.FAILED),
     "IPAY0100158": IpayError("host_timeout", "Host timeout", Outcome.UNKNOWN),
     "IPAY0100176": IpayError("bad_request", "Decrypting transaction data failed", Outcome.FAILED),
@@ -119,15 +136,23 @@ def payment_target(track_id: str | None, payment_id: str | None) -> Target:
     if payid and len(payid) <= TRANSID_MAX and _PAYMENT_ID_SHAPE.match(payid):
         return Target(payid, track, BY_PAYMENT_ID)
     raise KnetFormatError(
-        "KNET needs the payment's track id (at most 19 letters and digits) or its payment id")
+        "KNET needs the payment's track id (at most 19 letters and digits) or its payment id"
+    )
 
 
-def request_body(*, tranportal_id: str, password: str, action: str, amount: str,
-                 target: Target) -> bytes:
+def request_body(
+    *, tranportal_id: str, password: str, action: str, amount: str, target: Target
+) -> bytes:
     """The bare-element XML body K-064 §7 shows (values XML-escaped, no wrapper element)."""
-    fields = (("id", tranportal_id), ("password", password), ("action", action),
-              ("amt", amount), ("transid", target.transid), ("trackid", target.trackid),
-              ("udf5", target.udf5))
+    fields = (
+        ("id", tranportal_id),
+        ("password", password),
+        ("action", action),
+        ("amt", amount),
+        ("transid", target.transid),
+        ("trackid", target.trackid),
+        ("udf5", target.udf5),
+    )
     return "".join(f"<{name}>{escape(value)}</{name}>" for name, value in fields).encode()
 
 
@@ -219,8 +244,9 @@ def refund_outcome(reply: KnetReply) -> Outcome:
     return Outcome.UNKNOWN
 
 
-REFUND_REFUSALS = frozenset({"NOT CAPTURED", "CANCELED", "CANCELLED", "DENIED BY RISK",
-                             "FAILURE", "NOT APPROVED", "VOIDED"})
+REFUND_REFUSALS = frozenset(
+    {"NOT CAPTURED", "CANCELED", "CANCELLED", "DENIED BY RISK", "FAILURE", "NOT APPROVED", "VOIDED"}
+)
 # Inquiry results (K-064 §3.5.5): SUCCESS/CAPTURED → captured; FAILURE or the purchase refusal
 # words → failed. SUSPECTED is a failure by the manual's letter, but a payment KNET suspects may
 # still have been taken: it stays open (never success) and comes back to a human in time.

@@ -37,13 +37,15 @@ def transaction_result(request: OperationRequest, order_id: str, reply: Reply) -
         return unknown(raw, "MPGS reply does not have the documented shape")
     if not 200 <= status < 300:
         outcome = t.error_outcome(parsed.error.cause if parsed.error else None)
-        return GatewayResult(outcome, raw, {"ref": order_id, "result": "ERROR"},
-                             t.error_message(parsed.error))
+        return GatewayResult(
+            outcome, raw, {"ref": order_id, "result": "ERROR"}, t.error_message(parsed.error)
+        )
     return decide(request, order_id, parsed, raw)
 
 
-def decide(request: OperationRequest, order_id: str, parsed: t.TransactionReply,
-           raw: dict[str, Any]) -> GatewayResult:
+def decide(
+    request: OperationRequest, order_id: str, parsed: t.TransactionReply, raw: dict[str, Any]
+) -> GatewayResult:
     outcome = t.transaction_outcome(
         parsed.result, parsed.gateway_code, parsed.error.cause if parsed.error else None
     )
@@ -54,16 +56,27 @@ def decide(request: OperationRequest, order_id: str, parsed: t.TransactionReply,
         problem = mismatch(request, txn)
         if problem:
             # The gateway says yes to something other than what we sent: a human decides.
-            log.warning("mpgs reply for %s does not match the request: %s",
-                        request.reference_number, problem)
-            return GatewayResult(Outcome.UNKNOWN, raw, params,
-                                 f"MPGS reply does not match the operation: {problem}")
+            log.warning(
+                "mpgs reply for %s does not match the request: %s",
+                request.reference_number,
+                problem,
+            )
+            return GatewayResult(
+                Outcome.UNKNOWN, raw, params, f"MPGS reply does not match the operation: {problem}"
+            )
     refs = {"order_id": order_id}
     if txn is not None and txn.id:
         refs["operation_transaction_id"] = txn.id
     recorded = t.minor_units(txn.amount, request.currency_code) if txn is not None else None
-    return GatewayResult(outcome, raw, params, message, refs, amount=recorded,
-                         currency_code=(txn.currency if txn is not None else None))
+    return GatewayResult(
+        outcome,
+        raw,
+        params,
+        message,
+        refs,
+        amount=recorded,
+        currency_code=(txn.currency if txn is not None else None),
+    )
 
 
 def mismatch(request: OperationRequest, txn: t.TransactionInfo | None) -> str:
@@ -75,10 +88,18 @@ def mismatch(request: OperationRequest, txn: t.TransactionInfo | None) -> str:
         return f"transaction type {txn.type!r}"
     if request.operation == "void":
         return ""
-    return kit.mismatch(request.amount, request.currency_code,
-                        t.minor_units(txn.amount, request.currency_code), txn.currency,
-                        gateway="MPGS", what=f"this {request.operation}",
-                        shown=txn.amount) or ""
+    return (
+        kit.mismatch(
+            request.amount,
+            request.currency_code,
+            t.minor_units(txn.amount, request.currency_code),
+            txn.currency,
+            gateway="MPGS",
+            what=f"this {request.operation}",
+            shown=txn.amount,
+        )
+        or ""
+    )
 
 
 def raw_of(reply: Reply) -> dict[str, Any]:

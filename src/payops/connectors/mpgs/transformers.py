@@ -53,7 +53,8 @@ def capture_body(amount_minor: int, currency: str, reference: str) -> OperationB
     return OperationBody(
         apiOperation="CAPTURE",
         transaction=RequestTransaction(
-            amount=format_minor(amount_minor, currency), currency=currency.upper(),
+            amount=format_minor(amount_minor, currency),
+            currency=currency.upper(),
             reference=reference,
         ),
     )
@@ -64,7 +65,8 @@ def refund_body(amount_minor: int, currency: str, reference: str) -> OperationBo
     return OperationBody(
         apiOperation="REFUND",
         transaction=RequestTransaction(
-            amount=format_minor(amount_minor, currency), currency=currency.upper(),
+            amount=format_minor(amount_minor, currency),
+            currency=currency.upper(),
             reference=reference,
         ),
     )
@@ -205,10 +207,22 @@ def decode_json(content: bytes) -> dict[str, Any] | None:
 # -- what is kept as the raw reply: JSON-safe, without card data -------------------------------
 
 # Secrets dropped, and full card numbers (Luhn-valid 13-19 digits) masked wherever they appear.
-REDACTION = redaction(drop=(
-    "securitycode", "cvv", "cvc", "cvv2", "pin", "track1", "track2", "trackdata", "password",
-    "apipassword", "authorization",
-), mask_pan_strings=True)
+REDACTION = redaction(
+    drop=(
+        "securitycode",
+        "cvv",
+        "cvc",
+        "cvv2",
+        "pin",
+        "track1",
+        "track2",
+        "trackdata",
+        "password",
+        "apipassword",
+        "authorization",
+    ),
+    mask_pan_strings=True,
+)
 safe_raw = REDACTION.scrub
 
 

@@ -45,6 +45,7 @@ _PLAIN_NUMBER = re.compile(r"-?[0-9]+(?:\.[0-9]+)?")
 
 # -- amounts --------------------------------------------------------------------------------------
 
+
 def to_amount(minor: int, currency_code: str) -> Decimal:
     """PayOps minor units → the Decimal MyFatoorah's ``Amount`` carries (major units, exact)."""
     return money.to_decimal(minor, currency_code)
@@ -61,6 +62,7 @@ def to_minor(value: Decimal | None, currency_code: str) -> int | None:
 
 
 # -- requests -------------------------------------------------------------------------------------
+
 
 class GatewayRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -98,6 +100,7 @@ class RefundStatusRequest(GatewayRequest):
 
 
 # -- replies --------------------------------------------------------------------------------------
+
 
 def _text(value: Any) -> Any:
     """Identifiers arrive as numbers or strings; keep them as text."""
@@ -215,14 +218,21 @@ class PaymentStatus(_Reply):
     @property
     def released(self) -> bool:
         """An authorization given back: a ``Canceled`` transaction next to the ``Authorize`` one."""
-        return (not self.with_status(*SUCCESS_STATUSES) and bool(self.with_status("authorize"))
-                and bool(self.with_status("canceled")))
+        return (
+            not self.with_status(*SUCCESS_STATUSES)
+            and bool(self.with_status("authorize"))
+            and bool(self.with_status("canceled"))
+        )
 
     @property
     def authorized(self) -> bool:
         """An authorization still held: neither captured nor released."""
-        return (bool(self.with_status("authorize")) and not self.with_status(*SUCCESS_STATUSES)
-                and not self.with_status("canceled") and self.status != "canceled")
+        return (
+            bool(self.with_status("authorize"))
+            and not self.with_status(*SUCCESS_STATUSES)
+            and not self.with_status("canceled")
+            and self.status != "canceled"
+        )
 
     def latest(self, *statuses: str) -> InvoiceTransaction | None:
         found = self.with_status(*statuses) if statuses else self.transactions
@@ -297,6 +307,7 @@ def parse_data(model: type[M], data: Any) -> M | None:
 
 # -- statuses -------------------------------------------------------------------------------------
 
+
 def normalise(status: str | None) -> str:
     """Statuses compare case-insensitively (``Paid``/``PAID``, ``InProgress``/``INPROGRESS``)."""
     return (status or "").strip().replace("_", "").replace(" ", "").lower()
@@ -360,8 +371,10 @@ def payment_outcome(payment: PaymentStatus, operation_mode: str) -> tuple[Outcom
         return Outcome.FAILED, "The MyFatoorah invoice is canceled"
     if payment.released:
         return Outcome.FAILED, "The authorization was released"
-    outcomes = [status_outcome(TRANSACTION_STATUS_OUTCOME, t.TransactionStatus)
-                for t in payment.transactions]
+    outcomes = [
+        status_outcome(TRANSACTION_STATUS_OUTCOME, t.TransactionStatus)
+        for t in payment.transactions
+    ]
     if not outcomes or Outcome.PENDING in outcomes:
         return Outcome.PENDING, "Payment in progress"
     if all(outcome == Outcome.FAILED for outcome in outcomes):
@@ -389,29 +402,43 @@ ERROR_CODES = {
 
 # -- what may be kept and shown -------------------------------------------------------------------
 
+
 def transaction_params(
     transaction: InvoiceTransaction | None, reference: str, result: str, message: str
 ) -> dict[str, Any]:
     """Normalised ``pg_params`` (keys of transactions.presenters.PG_PARAM_KEYS)."""
     params: dict[str, Any] = {"ref": reference, "result": result, "pg_message": message}
     if transaction is not None:
-        params.update({
-            "payment_id": transaction.PaymentId,
-            "transaction_id": transaction.TransactionId,
-            "auth_code": transaction.AuthorizationId,
-            "rrn": transaction.ReferenceId,
-            "track_id": transaction.TrackId,
-            "card_type": transaction.PaymentGateway,
-            "card_number": mask_first6_last4(transaction.CardNumber),
-            "post_date": transaction.TransactionDate,
-        })
+        params.update(
+            {
+                "payment_id": transaction.PaymentId,
+                "transaction_id": transaction.TransactionId,
+                "auth_code": transaction.AuthorizationId,
+                "rrn": transaction.ReferenceId,
+                "track_id": transaction.TrackId,
+                "card_type": transaction.PaymentGateway,
+                "card_number": mask_first6_last4(transaction.CardNumber),
+                "post_date": transaction.TransactionDate,
+            }
+        )
     return {key: value for key, value in params.items() if value not in (None, "")}
 
 
 def refund_params(
-    reference: str, result: str, message: str, *, refund_id: str | None = None,
-    refund_reference: str | None = None, rrn: str | None = None,
+    reference: str,
+    result: str,
+    message: str,
+    *,
+    refund_id: str | None = None,
+    refund_reference: str | None = None,
+    rrn: str | None = None,
 ) -> dict[str, Any]:
-    params = {"ref": reference, "result": result, "pg_message": message,
-              "transaction_id": refund_id, "receipt_no": refund_reference, "rrn": rrn}
+    params = {
+        "ref": reference,
+        "result": result,
+        "pg_message": message,
+        "transaction_id": refund_id,
+        "receipt_no": refund_reference,
+        "rrn": rrn,
+    }
     return {key: value for key, value in params.items() if value not in (None, "")}

@@ -66,8 +66,9 @@ def _fresh(key: CacheKey, stale: str | None) -> str | None:
     return None
 
 
-async def token(key: CacheKey, exchange: Callable[[], Awaitable[tuple[str, float]]], *,
-                stale: str | None = None) -> str:
+async def token(
+    key: CacheKey, exchange: Callable[[], Awaitable[tuple[str, float]]], *, stale: str | None = None
+) -> str:
     """A valid token for ``key``: the cached one unless it is ``stale`` (the gateway refused
     it) or near expiry; otherwise ``exchange()`` → (token, lifetime in seconds), which may raise
     and then caches nothing."""

@@ -59,16 +59,29 @@ class PayuIndiaConnector(Connector):
     name: ClassVar[str] = "payu_india"
     capabilities: ClassVar[frozenset[str]] = frozenset({"capture", "refund", "void", "inquiry"})
     required_credentials: ClassVar[tuple[str, ...]] = ("merchant_key", "salt")
-    personal_fields: ClassVar[frozenset[str]] = kit.field_set((
-        "email", "phone", "firstname", "lastname", "address1", "address2", "name_on_card",
-        "customerName", "customerEmail", "customerPhone",
-    ))
+    personal_fields: ClassVar[frozenset[str]] = kit.field_set(
+        (
+            "email",
+            "phone",
+            "firstname",
+            "lastname",
+            "address1",
+            "address2",
+            "name_on_card",
+            "customerName",
+            "customerEmail",
+            "customerPhone",
+        )
+    )
 
     def __init__(self, config: ConnectorConfig) -> None:
         super().__init__(config)
         host = SANDBOX_HOST if config.is_sandbox else PRODUCTION_HOST
-        self.client = kit.GatewayClient("payu_india", base_url=kit.base_url(config, host) or host,
-                                        timeout=config.timeout_seconds)
+        self.client = kit.GatewayClient(
+            "payu_india",
+            base_url=kit.base_url(config, host) or host,
+            timeout=config.timeout_seconds,
+        )
 
     @classmethod
     def default_operations(cls, operation_mode: str) -> frozenset[str]:
@@ -81,21 +94,28 @@ class PayuIndiaConnector(Connector):
 
     # -- plumbing ---------------------------------------------------------------------------
     def _form(self, command: str, *variables: str) -> dict[str, str]:
-        return t.command_form(kit.credential(self.config, "merchant_key", strip=True),
-                              kit.credential(self.config, "salt"), command, *variables)
+        return t.command_form(
+            kit.credential(self.config, "merchant_key", strip=True),
+            kit.credential(self.config, "salt"),
+            command,
+            *variables,
+        )
 
     async def _send(self, command: str, *variables: str) -> kit.Reply:
-        return await self.client.request("POST", POSTSERVICE_PATH,
-                                         form=self._form(command, *variables))
+        return await self.client.request(
+            "POST", POSTSERVICE_PATH, form=self._form(command, *variables)
+        )
 
     def _raw(self, reply: kit.Reply) -> dict[str, Any]:
         return reply.raw(SCRUB.scrub)
 
     async def _call(self, work: Any) -> GatewayResult:
         return await kit.guarded(
-            work, budget=self.config.timeout_seconds * 2 + 2.0,
+            work,
+            budget=self.config.timeout_seconds * 2 + 2.0,
             on_timeout=lambda: kit.unknown("PayU did not answer in time", {"error": "timeout"}),
-            on_error=lambda exc: kit.unknown("PayU call failed", {"error": type(exc).__name__}))
+            on_error=lambda exc: kit.unknown("PayU call failed", {"error": type(exc).__name__}),
+        )
 
     @staticmethod
     def mihpayid(payment: PaymentRef) -> str | None:
@@ -112,14 +132,16 @@ class PayuIndiaConnector(Connector):
         # PayU cancels an authorisation only in full: the amount is the authorised amount.
         return await self._call(lambda: self._command(request, t.REFUND, request.payment.amount))
 
-    async def _command(self, request: OperationRequest, command: str,
-                       amount: int) -> GatewayResult:
+    async def _command(self, request: OperationRequest, command: str, amount: int) -> GatewayResult:
         mihpayid = self.mihpayid(request.payment)
         if not mihpayid:
             return kit.not_sent("Not sent to PayU: the payment's mihpayid is not known")
         try:
-            variables = (mihpayid, t.token(request.reference_number),
-                         t.payu_amount(amount, request.currency_code))
+            variables = (
+                mihpayid,
+                t.token(request.reference_number),
+                t.payu_amount(amount, request.currency_code),
+            )
         except t.PayuFormatError as exc:
             return kit.not_sent(f"Not sent to PayU: {exc}")
         reply = await self._send(command, *variables)
@@ -134,10 +156,17 @@ class PayuIndiaConnector(Connector):
                 return kit.refused(f"PayU refused the request (HTTP {reply.status})", raw)
             return kit.unknown(f"PayU did not confirm the {request.operation}", raw)
         outcome = t.command_outcome(parsed)
-        params = {"ref": mihpayid, "result": parsed.error_code, "pg_message": parsed.msg,
-                  "token": request.reference_number}
-        refs = {"mihpayid": mihpayid, "request_id": parsed.request_id,
-                "txn_update_id": parsed.txn_update_id}
+        params = {
+            "ref": mihpayid,
+            "result": parsed.error_code,
+            "pg_message": parsed.msg,
+            "token": request.reference_number,
+        }
+        refs = {
+            "mihpayid": mihpayid,
+            "request_id": parsed.request_id,
+            "txn_update_id": parsed.txn_update_id,
+        }
         if outcome == Outcome.UNKNOWN and parsed.error_code in t.REPLAY_CODES:
             # PayU may already hold a request under this token: that request is the operation.
             # (For a capture, 109 also means "a second capture": then no action has our token.)
@@ -152,15 +181,17 @@ class PayuIndiaConnector(Connector):
         return await self._call(lambda: self._inquire_operation(request))
 
     async def _inquire_operation(self, request: OperationRequest) -> GatewayResult:
-        action_id = (kit.ref(request.gateway_refs, "request_id")
-                     or kit.ref(request.gateway_refs, "txn_update_id"))
+        action_id = kit.ref(request.gateway_refs, "request_id") or kit.ref(
+            request.gateway_refs, "txn_update_id"
+        )
         mihpayid = self.mihpayid(request.payment)
         if action_id:
             reply = await self._send(t.ACTION_STATUS, action_id)
             actions = t.parse_actions(reply.body) if reply.ok else None
             if actions is None:
-                return kit.unknown("PayU could not say what happened to the operation",
-                                   self._raw(reply))
+                return kit.unknown(
+                    "PayU could not say what happened to the operation", self._raw(reply)
+                )
             match = [a for a in actions if a.request_id == action_id]
             if not match:
                 return kit.unknown(f"PayU has no action {action_id}", self._raw(reply))
@@ -180,8 +211,11 @@ class PayuIndiaConnector(Connector):
         if not mine:
             # PayU lists every action it logged for the payment: ours is not among them, so
             # PayU never took it (the request was lost before PayU logged it).
-            return kit.refused(f"PayU has no action with token {request.reference_number} on "
-                               f"payment {mihpayid}", raw, {"ref": mihpayid})
+            return kit.refused(
+                f"PayU has no action with token {request.reference_number} on payment {mihpayid}",
+                raw,
+                {"ref": mihpayid},
+            )
         return decisions.judge_action(request, mine[0], raw, mihpayid)
 
     async def inquire_payment(self, payment: PaymentRef) -> GatewayResult:
@@ -196,19 +230,25 @@ class PayuIndiaConnector(Connector):
             return kit.unknown("PayU did not say what happened to the payment", raw)
         outcome = t.payment_outcome(found, payment.operation_mode)
         recorded = t.to_minor(found.amount, payment.currency_code)
-        return kit.result(outcome, raw,
-                          {"ref": found.mihpayid, "result": found.unmapped or found.status},
-                          f"PayU payment status {found.status} ({found.unmapped})",
-                          {"mihpayid": found.mihpayid if found.found else None, "txnid": txnid},
-                          amount=recorded if outcome == Outcome.SUCCESS else None,
-                          currency_code=payment.currency_code if recorded is not None else None)
+        return kit.result(
+            outcome,
+            raw,
+            {"ref": found.mihpayid, "result": found.unmapped or found.status},
+            f"PayU payment status {found.status} ({found.unmapped})",
+            {"mihpayid": found.mihpayid if found.found else None, "txnid": txnid},
+            amount=recorded if outcome == Outcome.SUCCESS else None,
+            currency_code=payment.currency_code if recorded is not None else None,
+        )
 
     # -- refund callbacks (unsigned hints) --------------------------------------------------
     def parse_notification(self, headers: Mapping[str, str], body: bytes) -> Notification:
         data: Any
         try:
-            data = json.loads(body) if body.strip().startswith(b"{") else dict(
-                parse_qsl(body.decode(), keep_blank_values=True))
+            data = (
+                json.loads(body)
+                if body.strip().startswith(b"{")
+                else dict(parse_qsl(body.decode(), keep_blank_values=True))
+            )
         except (ValueError, UnicodeDecodeError):
             raise NotificationRejected("PayU callback is neither JSON nor a form") from None
         if not isinstance(data, dict) or not data.get("mihpayid"):

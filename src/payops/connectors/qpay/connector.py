@@ -27,7 +27,7 @@ would be a duplicate at best).
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 from payops.connectors import kit
@@ -50,15 +50,19 @@ class QpayConnector(Connector):
     name: ClassVar[str] = "qpay"
     capabilities: ClassVar[frozenset[str]] = frozenset({"refund", "inquiry"})
     required_credentials: ClassVar[tuple[str, ...]] = ("merchant_id", "bank_id", "secret_key")
-    personal_fields: ClassVar[frozenset[str]] = kit.field_set(("CardHolderName", "NationalID",
-                                                               "CardExpiryDate"))
+    personal_fields: ClassVar[frozenset[str]] = kit.field_set(
+        ("CardHolderName", "NationalID", "CardExpiryDate")
+    )
     documents_refund_status: ClassVar[bool] = False
 
     def __init__(self, config: ConnectorConfig) -> None:
         super().__init__(config)
         override = kit.base_url(config, None)
-        self.url = (override + GATEWAY_PATH) if override else (
-            SANDBOX_URL if config.is_sandbox else PRODUCTION_URL)
+        self.url = (
+            (override + GATEWAY_PATH)
+            if override
+            else (SANDBOX_URL if config.is_sandbox else PRODUCTION_URL)
+        )
         self.client = kit.GatewayClient("qpay", timeout=config.timeout_seconds)
 
     async def aclose(self) -> None:
@@ -70,21 +74,26 @@ class QpayConnector(Connector):
         return kit.credential(self.config, "secret_key")
 
     def _identity(self) -> dict[str, str]:
-        return {"merchant_id": kit.credential(self.config, "merchant_id", strip=True),
-                "bank_id": kit.credential(self.config, "bank_id", strip=True),
-                "lang": kit.text_option(self.config, "lang", "en")}
+        return {
+            "merchant_id": kit.credential(self.config, "merchant_id", strip=True),
+            "bank_id": kit.credential(self.config, "bank_id", strip=True),
+            "lang": kit.text_option(self.config, "lang", "en"),
+        }
 
     async def _post(self, fields: dict[str, str]) -> tuple[kit.Reply, t.QpayReply | None]:
-        reply = await self.client.request("POST", self.url, form=t.signed(self._secret, fields),
-                                          decode="text")
+        reply = await self.client.request(
+            "POST", self.url, form=t.signed(self._secret, fields), decode="text"
+        )
         parsed = t.parse_reply(reply.body) if reply.ok and isinstance(reply.body, str) else None
         return reply, parsed
 
     async def _call(self, work: Any) -> GatewayResult:
         return await kit.guarded(
-            work, budget=self.config.timeout_seconds + 2.0,
+            work,
+            budget=self.config.timeout_seconds + 2.0,
             on_timeout=lambda: kit.unknown("QPay did not answer in time", {"error": "timeout"}),
-            on_error=lambda exc: kit.unknown("QPay call failed", {"error": type(exc).__name__}))
+            on_error=lambda exc: kit.unknown("QPay call failed", {"error": type(exc).__name__}),
+        )
 
     @staticmethod
     def pun(payment: PaymentRef) -> str:
@@ -101,22 +110,31 @@ class QpayConnector(Connector):
         return await self._call(lambda: self._refund(request))
 
     async def _refund(self, request: OperationRequest) -> GatewayResult:
-        if (not kit.flag_option(self.config, "partial_refunds")
-                and request.amount != request.payment.amount):
-            return kit.not_sent("QPay refunds are for the whole payment only on this "
-                                "configuration (option partial_refunds)")
+        if (
+            not kit.flag_option(self.config, "partial_refunds")
+            and request.amount != request.payment.amount
+        ):
+            return kit.not_sent(
+                "QPay refunds are for the whole payment only on this "
+                "configuration (option partial_refunds)"
+            )
         original = self.pun(request.payment)
         try:
-            fields = t.refund_fields(**self._identity(), amount_minor=request.amount,
-                                     currency_code=request.currency_code, original_pun=original,
-                                     refund_pun=request.reference_number,
-                                     moment=datetime.now(timezone.utc))
+            fields = t.refund_fields(
+                **self._identity(),
+                amount_minor=request.amount,
+                currency_code=request.currency_code,
+                original_pun=original,
+                refund_pun=request.reference_number,
+                moment=datetime.now(UTC),
+            )
         except t.QpayFormatError as exc:
             return kit.not_sent(f"Not sent to QPay: {exc}")
         reply, parsed = await self._post(fields)
         if not reply.delivered:
-            return kit.not_sent("QPay could not be reached; nothing was sent",
-                                {"error": kit.Fault.NOT_SENT.value})
+            return kit.not_sent(
+                "QPay could not be reached; nothing was sent", {"error": kit.Fault.NOT_SENT.value}
+            )
         problem = decide.unverified(reply, parsed, "refund", self._secret)
         if problem is not None:
             return problem

@@ -39,8 +39,11 @@ class QpayFormatError(ValueError):
 
 def secure_hash(secret: str, fields: Mapping[str, str]) -> str:
     """SHA-256 hex of ``secret`` + the values of all fields but ``SecureHash``, sorted by name."""
-    joined = "".join(str(fields[name]) for name in sorted(fields, key=lambda n: n.encode())
-                     if name != "SecureHash" and fields[name] not in (None, ""))
+    joined = "".join(
+        str(fields[name])
+        for name in sorted(fields, key=lambda n: n.encode())
+        if name != "SecureHash" and fields[name] not in (None, "")
+    )
     return hashlib.sha256((secret + joined).encode()).hexdigest()
 
 
@@ -63,21 +66,41 @@ def qpay_amount(minor: int, currency_code: str) -> str:
     return str(minor)
 
 
-def refund_fields(*, merchant_id: str, bank_id: str, lang: str, amount_minor: int,
-                  currency_code: str, original_pun: str, refund_pun: str,
-                  moment: datetime) -> dict[str, str]:
+def refund_fields(
+    *,
+    merchant_id: str,
+    bank_id: str,
+    lang: str,
+    amount_minor: int,
+    currency_code: str,
+    original_pun: str,
+    refund_pun: str,
+    moment: datetime,
+) -> dict[str, str]:
     return {
-        "Action": ACTION_REFUND, "Amount_1": qpay_amount(amount_minor, currency_code),
-        "BankID": bank_id, "CurrencyCode": CURRENCY_NUMBER, "Lang": lang,
-        "MerchantID": merchant_id, "OriginalTransactionPaymentUniqueNumber_1": original_pun,
-        "PUN_1": refund_pun, "RequestDate": "", "TransactionRequestDate": request_date(moment),
+        "Action": ACTION_REFUND,
+        "Amount_1": qpay_amount(amount_minor, currency_code),
+        "BankID": bank_id,
+        "CurrencyCode": CURRENCY_NUMBER,
+        "Lang": lang,
+        "MerchantID": merchant_id,
+        "OriginalTransactionPaymentUniqueNumber_1": original_pun,
+        "PUN_1": refund_pun,
+        "RequestDate": "",
+        "TransactionRequestDate": request_date(moment),
     }
 
 
-def inquiry_fields(*, merchant_id: str, bank_id: str, lang: str,
-                   original_pun: str) -> dict[str, str]:
-    return {"Action": ACTION_INQUIRY, "BankID": bank_id, "Lang": lang,
-            "MerchantID": merchant_id, "OriginalPUN": original_pun}
+def inquiry_fields(
+    *, merchant_id: str, bank_id: str, lang: str, original_pun: str
+) -> dict[str, str]:
+    return {
+        "Action": ACTION_INQUIRY,
+        "BankID": bank_id,
+        "Lang": lang,
+        "MerchantID": merchant_id,
+        "OriginalPUN": original_pun,
+    }
 
 
 # -- replies --------------------------------------------------------------------------------------
@@ -111,7 +134,7 @@ def parse_reply(body: bytes | str) -> QpayReply | None:
         raw_name, _, raw_value = pair.partition("=")
         name = unquote_plus(raw_name)
         if name.startswith(RESPONSE_PREFIX):
-            name = name[len(RESPONSE_PREFIX):]
+            name = name[len(RESPONSE_PREFIX) :]
         value = unquote_plus(raw_value)
         if name == "SecureHash":
             received_hash = value.strip()

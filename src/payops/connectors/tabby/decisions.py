@@ -6,7 +6,7 @@ returns; a void (close) by the payment's status and captures.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from payops.connectors import kit
@@ -26,9 +26,12 @@ MSG_UNPARSABLE = "Tabby's reply could not be read"
 
 
 def unknown(reply: Reply, reference: str, message: str = MSG_NO_ANSWER) -> GatewayResult:
-    return GatewayResult(Outcome.UNKNOWN, reply.raw(),
-                         {"ref": reference, "result": "unknown", "pg_message": message},
-                         message)
+    return GatewayResult(
+        Outcome.UNKNOWN,
+        reply.raw(),
+        {"ref": reference, "result": "unknown", "pg_message": message},
+        message,
+    )
 
 
 def not_ok(reply: Reply, reference: str, *, inquiry: bool = False) -> GatewayResult:
@@ -36,21 +39,22 @@ def not_ok(reply: Reply, reference: str, *, inquiry: bool = False) -> GatewayRes
     if reply.status is None:
         return unknown(reply, reference)
     if reply.status >= 500:
-        return unknown(reply, reference,
-                             f"Tabby answered HTTP {reply.status}")
+        return unknown(reply, reference, f"Tabby answered HTTP {reply.status}")
     outcome = error_outcome(reply.status)
     if inquiry and not (outcome == Outcome.FAILED and reply.status == 404):
         # An inquiry that is refused (credentials, throttling…) tells nothing about the payment.
         outcome = Outcome.UNKNOWN
     error = parse_error(reply.body if reply.body is not None else reply.text)
     message = error.message() or FALLBACK_MESSAGES.get(
-        reply.status, f"Tabby answered HTTP {reply.status}")
+        reply.status, f"Tabby answered HTTP {reply.status}"
+    )
     params = {"ref": reference, "result": error.error_type or "error", "pg_message": message}
     return GatewayResult(outcome, reply.raw(), params, message)
 
 
-def params(payment: TabbyPayment, reference: str, result: str, message: str,
-            entry: Movement | None = None) -> dict[str, Any]:
+def params(
+    payment: TabbyPayment, reference: str, result: str, message: str, entry: Movement | None = None
+) -> dict[str, Any]:
     params: dict[str, Any] = {
         "payment_id": payment.id,
         "ref": reference,
@@ -63,8 +67,13 @@ def params(payment: TabbyPayment, reference: str, result: str, message: str,
 
 
 def movement_result(
-    request: OperationRequest, payment: TabbyPayment, entry: Movement | None,
-    raw: dict[str, Any], *, absent: Outcome, refund_delay: float | None = None,
+    request: OperationRequest,
+    payment: TabbyPayment,
+    entry: Movement | None,
+    raw: dict[str, Any],
+    *,
+    absent: Outcome,
+    refund_delay: float | None = None,
 ) -> GatewayResult:
     """The outcome of a capture or refund, judged by its entry in the payment object.
     ``refund_delay``: seconds a refund stays queued (Delayed Refunds), None when immediate."""
@@ -75,28 +84,49 @@ def movement_result(
             message = f"Tabby has no {kind} with reference {reference}"
         else:
             message = f"Tabby's reply does not list the {kind}"
-        return GatewayResult(absent, raw,
-                             params(payment, reference, absent.value, message), message)
+        return GatewayResult(
+            absent, raw, params(payment, reference, absent.value, message), message
+        )
     recorded = amount_minor(entry.amount, request.currency_code)
-    different = kit.mismatch(request.amount, request.currency_code, recorded, gateway="Tabby",
-                             what=f"this {kind}", shown=str(entry.amount))
+    different = kit.mismatch(
+        request.amount,
+        request.currency_code,
+        recorded,
+        gateway="Tabby",
+        what=f"this {kind}",
+        shown=str(entry.amount),
+    )
     if different:
-        return GatewayResult(Outcome.UNKNOWN, raw,
-                             params(payment, reference, "mismatch", different, entry), different)
+        return GatewayResult(
+            Outcome.UNKNOWN,
+            raw,
+            params(payment, reference, "mismatch", different, entry),
+            different,
+        )
     refs = {"payment_id": payment.id, f"{kind}_id": entry.id}
     if kind == "refund" and refund_delay is not None and not delay_passed(entry, refund_delay):
         message = "Refund scheduled by Tabby (Delayed Refunds)"
-        return GatewayResult(Outcome.PENDING, raw,
-                             params(payment, reference, "queued", message, entry),
-                             message, refs, amount=recorded,
-                             currency_code=request.currency_code)
-    return GatewayResult(Outcome.SUCCESS, raw,
-                         params(payment, reference, "success", "Approved", entry),
-                         "Approved", refs, amount=recorded, currency_code=request.currency_code)
+        return GatewayResult(
+            Outcome.PENDING,
+            raw,
+            params(payment, reference, "queued", message, entry),
+            message,
+            refs,
+            amount=recorded,
+            currency_code=request.currency_code,
+        )
+    return GatewayResult(
+        Outcome.SUCCESS,
+        raw,
+        params(payment, reference, "success", "Approved", entry),
+        "Approved",
+        refs,
+        amount=recorded,
+        currency_code=request.currency_code,
+    )
 
 
-def void_state(payment: TabbyPayment, raw: dict[str, Any],
-                reference: str) -> GatewayResult | None:
+def void_state(payment: TabbyPayment, raw: dict[str, Any], reference: str) -> GatewayResult | None:
     """Judge a payment before a close: None means "close it"."""
     status = payment.normalised_status
     if status == "AUTHORIZED" and not payment.captures:
@@ -106,24 +136,29 @@ def void_state(payment: TabbyPayment, raw: dict[str, Any],
     if payment.captures:
         message = "The Tabby payment has captures; it can no longer be voided"
     else:
-        message = (f"The Tabby payment is {payment.status}; "
-                   "only an authorized payment can be voided")
-    return GatewayResult(Outcome.FAILED, raw,
-                         params(payment, reference, status.lower(), message), message)
+        message = f"The Tabby payment is {payment.status}; only an authorized payment can be voided"
+    return GatewayResult(
+        Outcome.FAILED, raw, params(payment, reference, status.lower(), message), message
+    )
 
 
-def void_success(payment: TabbyPayment, raw: dict[str, Any], reference: str,
-                  message: str) -> GatewayResult:
-    return GatewayResult(Outcome.SUCCESS, raw,
-                         params(payment, reference, "success", message), message,
-                         {"payment_id": payment.id})
+def void_success(
+    payment: TabbyPayment, raw: dict[str, Any], reference: str, message: str
+) -> GatewayResult:
+    return GatewayResult(
+        Outcome.SUCCESS,
+        raw,
+        params(payment, reference, "success", message),
+        message,
+        {"payment_id": payment.id},
+    )
 
 
 def delay_passed(entry: Movement, refund_delay: float, now: datetime | None = None) -> bool:
     created = parse_time(entry.created_at)
     if created is None:
         return False
-    return ((now or datetime.now(timezone.utc)) - created).total_seconds() >= refund_delay
+    return ((now or datetime.now(UTC)) - created).total_seconds() >= refund_delay
 
 
 def parse_time(value: str | None) -> datetime | None:
@@ -134,5 +169,5 @@ def parse_time(value: str | None) -> datetime | None:
     except ValueError:
         return None
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
+        moment = moment.replace(tzinfo=UTC)
     return moment

@@ -25,11 +25,11 @@ from payops.money import AmountError, UnknownCurrency, format_minor, from_decima
 # same values in lower case. Anything else falls back to PENDING (``payment_outcome``): an answer
 # we do not understand is never taken as success, nor as a definite failure.
 PAYMENT_STATUS_OUTCOME: dict[str, Outcome] = {
-    "CREATED": Outcome.PENDING,     # checkout not finished yet
+    "CREATED": Outcome.PENDING,  # checkout not finished yet
     "AUTHORIZED": Outcome.SUCCESS,  # the customer's payment is approved (capturable)
-    "CLOSED": Outcome.SUCCESS,      # fully captured, or closed after a (partial) capture
-    "REJECTED": Outcome.FAILED,     # Tabby declined the customer (terminal)
-    "EXPIRED": Outcome.FAILED,      # cancelled by the customer or timed out (terminal)
+    "CLOSED": Outcome.SUCCESS,  # fully captured, or closed after a (partial) capture
+    "REJECTED": Outcome.FAILED,  # Tabby declined the customer (terminal)
+    "EXPIRED": Outcome.FAILED,  # cancelled by the customer or timed out (terminal)
 }
 PAYMENT_STATUSES = frozenset(PAYMENT_STATUS_OUTCOME)
 WEBHOOK_STATUSES = frozenset(status.lower() for status in PAYMENT_STATUSES)
@@ -87,6 +87,7 @@ FALLBACK_MESSAGES = {
 
 # -- requests ---------------------------------------------------------------------------------
 
+
 class _Request(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -126,6 +127,7 @@ def refund_request(minor: int, currency_code: str, reference: str) -> RefundRequ
 
 
 # -- responses --------------------------------------------------------------------------------
+
 
 class _Reply(BaseModel):
     model_config = ConfigDict(extra="allow", populate_by_name=True)

@@ -10,30 +10,35 @@ Revises: 0004
 Create Date: 2026-11-30
 """
 
-from alembic import op
 import sqlalchemy as sa
+from alembic import op
 
-
-revision = '0006'
-down_revision = '0004'
+revision = "0006"
+down_revision = "0004"
 branch_labels = None
 depends_on = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table('gateway_configs') as batch:
-        batch.add_column(sa.Column('version', sa.Integer(), server_default=sa.text('1'),
-                                   nullable=False))
-    with op.batch_alter_table('merchant_settings') as batch:
-        batch.add_column(sa.Column('version', sa.Integer(), server_default=sa.text('1'),
-                                   nullable=False))
-    op.create_index('ix_operations_transaction_id_state', 'operations',
-                    ['transaction_id', 'state'], unique=False)
+    with op.batch_alter_table("gateway_configs") as batch:
+        batch.add_column(
+            sa.Column("version", sa.Integer(), server_default=sa.text("1"), nullable=False)
+        )
+    with op.batch_alter_table("merchant_settings") as batch:
+        batch.add_column(
+            sa.Column("version", sa.Integer(), server_default=sa.text("1"), nullable=False)
+        )
+    op.create_index(
+        "ix_operations_transaction_id_state",
+        "operations",
+        ["transaction_id", "state"],
+        unique=False,
+    )
 
 
 def downgrade() -> None:
-    op.drop_index('ix_operations_transaction_id_state', table_name='operations')
-    with op.batch_alter_table('merchant_settings') as batch:
-        batch.drop_column('version')
-    with op.batch_alter_table('gateway_configs') as batch:
-        batch.drop_column('version')
+    op.drop_index("ix_operations_transaction_id_state", table_name="operations")
+    with op.batch_alter_table("merchant_settings") as batch:
+        batch.drop_column("version")
+    with op.batch_alter_table("gateway_configs") as batch:
+        batch.drop_column("version")
