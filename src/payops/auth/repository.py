@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import case, delete, func, select, update
+from sqlalchemy import CursorResult, Result, Table, case, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -43,7 +43,7 @@ async def current_failures(
     session: AsyncSession, keys: list[str], now_ms: int
 ) -> dict[str, tuple[int, int]]:
     """Failures and window end of each key whose window is still open."""
-    table = AuthFailureCounter.__table__
+    table = cast(Table, AuthFailureCounter.__table__)
     rows = await session.execute(
         select(table.c.key, table.c.failures, table.c.window_ends_ms).where(
             table.c.key.in_(keys), table.c.window_ends_ms > now_ms
@@ -57,7 +57,7 @@ async def count_failure(
 ) -> tuple[int, int]:
     """One more failure for ``key`` in one atomic statement; a passed window starts a new one.
     Returns the failures in the window, this one included, and when the window ends."""
-    table = AuthFailureCounter.__table__
+    table = cast(Table, AuthFailureCounter.__table__)
     passed = table.c.window_ends_ms <= now_ms
     statement = (
         _insert_for(session)(table)
@@ -79,7 +79,7 @@ async def count_failure(
 async def uncount_failures(session: AsyncSession, counted: list[tuple[str, int]]) -> None:
     """Take back failures counted in advance (key, window end), where that window is still the
     current one; a counter back at zero is deleted, so successful logins leave no rows behind."""
-    table = AuthFailureCounter.__table__
+    table = cast(Table, AuthFailureCounter.__table__)
     for key, window_ends_ms in counted:
         await session.execute(
             update(table)
@@ -98,13 +98,13 @@ async def sweep_failures(session: AsyncSession, now_ms: int, max_entries: int) -
     all of them: a flood of new keys must not reset everyone's counters). Returns rows deleted.
     Rows a login is updating right now are skipped (PostgreSQL ``SKIP LOCKED``), so the sweep
     never waits for, or deadlocks with, a login; SQLite serialises writers anyway."""
-    table = AuthFailureCounter.__table__
+    table = cast(Table, AuthFailureCounter.__table__)
     expired = (
         select(table.c.key)
         .where(table.c.window_ends_ms <= now_ms)
         .with_for_update(skip_locked=True)
     )
-    deleted = (await session.execute(delete(table).where(table.c.key.in_(expired)))).rowcount
+    deleted = _rowcount(await session.execute(delete(table).where(table.c.key.in_(expired))))
     count = int(await session.scalar(select(func.count()).select_from(table)) or 0)
     if count > max_entries:
         oldest = (
@@ -113,5 +113,9 @@ async def sweep_failures(session: AsyncSession, now_ms: int, max_entries: int) -
             .limit(count - max_entries)
             .with_for_update(skip_locked=True)
         )
-        deleted += (await session.execute(delete(table).where(table.c.key.in_(oldest)))).rowcount
+        deleted += _rowcount(await session.execute(delete(table).where(table.c.key.in_(oldest))))
     return int(deleted or 0)
+
+
+def _rowcount(result: Result[Any]) -> int:
+    return int(cast(CursorResult[Any], result).rowcount or 0)
