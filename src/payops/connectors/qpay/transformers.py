@@ -199,7 +199,8 @@ RETURN_PREFIXES = ("Response.", "Response_")  # PHP-style servers rewrite the do
 
 
 def description(text: str) -> str:
-    return _DESCRIPTION_UNSAFE.sub("", text.replace(" ", "-"))[:100].strip("-") or "Payment"
+    kept = re.sub(r"-{2,}", "-", _DESCRIPTION_UNSAFE.sub("", text.replace(" ", "-")))
+    return kept[:100].strip("-") or "Payment"
 
 
 def payment_fields(*, merchant_id: str, bank_id: str, lang: str, amount_minor: int,
