@@ -128,6 +128,9 @@ async def test_start_checkout_builds_the_signed_action_0_form(fake_qpay: FakeQpa
     assert datetime.fromisoformat(start.gateway_refs["requested_at"]) >= before
     assert fake_qpay.requests == []  # built locally
     assert SECRET not in repr(start)
+    arabic = await gateway.start_checkout(replace(checkout(), language="ar"))
+    assert arabic.fields["Lang"] == "ar"
+    assert arabic.fields["SecureHash"] == sign(dict(arabic.fields))
     assert "Debit card number" in browser(step(start)).text  # the fake accepts it
 
 

@@ -177,8 +177,11 @@ class QpayConnector(Connector):
         (the return URL)."""
         payment = request.payment
         moment = datetime.now(UTC)
+        identity = self._identity()
+        if request.language in ("en", "ar"):  # QPay's page in the customer's language
+            identity["lang"] = request.language
         try:
-            fields = t.payment_fields(**self._identity(), amount_minor=payment.amount,
+            fields = t.payment_fields(**identity, amount_minor=payment.amount,
                                       currency_code=payment.currency_code,
                                       pun=payment.reference_number,
                                       return_url=request.return_url,
