@@ -266,6 +266,10 @@ async def test_a_retry_of_the_same_attempt_never_charges_twice(fake_payu: FakePa
     assert [p.state for p in fake_payu.payments.values()] == ["captured"]
     result = await gateway.confirm_return(attempt(request, again), back.fields)
     assert result.outcome == Outcome.SUCCESS
+    # A start retried after the success does not send the browser to PayU again.
+    late = await gateway.start_checkout(replace(request, retry=True))
+    assert late.outcome == Outcome.UNKNOWN and not late.fields
+    assert late.gateway_refs["mihpayid"] == back.fields["mihpayid"]
 
 
 async def test_expiry_payer_left_the_page(fake_payu: FakePayu) -> None:

@@ -228,6 +228,9 @@ async def test_a_retry_of_the_same_attempt_never_charges_twice(fake_qpay: FakeQp
     refused = browser(step(again))
     assert refused.status_code == 400 and "Duplicate PUN" in refused.text
     assert list(fake_qpay.payments) == [PUN] and fake_qpay.payments[PUN].status == "0000"
+    # A start retried after the success does not send the browser to QPay again.
+    late = await gateway.start_checkout(replace(request, retry=True))
+    assert late.outcome == Outcome.UNKNOWN and not late.fields
 
 
 async def test_expiry_after_the_window(fake_qpay: FakeQpay) -> None:

@@ -242,6 +242,14 @@ class PayuIndiaConnector(Connector):
                 surl=request.return_url, furl=request.failure_url)
         except t.PayuFormatError as exc:
             return CheckoutStart(Outcome.FAILED, message=f"Not sent to PayU: {exc}")
+        if request.retry:
+            # Sent before: when PayU already took this txnid, the browser goes nowhere (PayU
+            # would only refuse the duplicate); the attempt waits for its inquiry.
+            known = await self.inquire_payment(payment)
+            if known.outcome == Outcome.SUCCESS:
+                return CheckoutStart(Outcome.UNKNOWN, gateway_refs=dict(known.gateway_refs),
+                                     message="PayU already holds a payment for this attempt; "
+                                     "its inquiry settles it")
         return CheckoutStart(Outcome.SUCCESS, method="POST", url=self.checkout_url, fields=form,
                              gateway_refs={"txnid": form["txnid"]},
                              raw={"txnid": form["txnid"], "amount": form["amount"]})
@@ -252,7 +260,7 @@ class PayuIndiaConnector(Connector):
         txnid = self.txnid(payment)
         form = {str(k): str(v) for k, v in params.items()}
         posted = decisions.posted_status(
-            payment, form, kit.credential(self.config, "merchant_key", strip=True),
+            form, kit.credential(self.config, "merchant_key", strip=True),
             kit.credential(self.config, "salt"), txnid)
         server = await self.inquire_payment(payment)
         return decisions.settle_return(payment, posted, server, txnid)

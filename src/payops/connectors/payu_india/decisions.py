@@ -55,7 +55,7 @@ def payment_result(payment: PaymentRef, found: t.PaymentStatus, raw: dict[str, A
         payment_state=state)
 
 
-def posted_status(payment: PaymentRef, form: Mapping[str, str], key: str, salt: str,
+def posted_status(form: Mapping[str, str], key: str, salt: str,
                   txnid: str) -> t.PaymentStatus | None:
     """The browser's post-back as a payment status, only when it is PayU's: its reverse hash
     verifies with our salt (constant time) and it names our key and this attempt's txnid.
