@@ -22,6 +22,8 @@ from tests.connectors.payu_india.fake_server import (
     DECLINE_CARD,
     MERCHANT_KEY,
     PENDING_CARD,
+    PREAUTH_KEY,
+    PREAUTH_SALT,
     SALT,
     SUCCESS_CARD,
     FakePayu,
@@ -106,10 +108,11 @@ class PayuDriver:
             yield fake
 
     def gateway_config(self, fake: FakePayu, mode: str) -> dict[str, Any]:
-        # PayU decides on pre-authorisation per merchant account: the fake's account follows.
-        fake.preauth = mode == "authorize"
+        # PayU sets pre-authorisation up per merchant account: authorize mode uses the fake's
+        # pre-auth account.
+        key, salt = (PREAUTH_KEY, PREAUTH_SALT) if mode == "authorize" else (MERCHANT_KEY, SALT)
         return {"connector": "payu_india", "default_currency": "INR",
-                "credentials": {"merchant_key": MERCHANT_KEY, "salt": SALT},
+                "credentials": {"merchant_key": key, "salt": salt},
                 "options": {"base_url": fake.url, "default_first_name": "Asha",
                             "default_email": "asha@example.com",
                             "default_phone": "9876543210"}}

@@ -25,7 +25,8 @@ Payment side (spec/gateways-payment-acceptance.md §6.5):
   furl, hash) checked; a bad request or a txnid that already succeeded ("duplicate Order ID")
   gets an error page and nothing is recorded. Otherwise the payment is recorded (``initiated``)
   and a page with a card form and a cancel button is shown.
-- Test cards: ``SUCCESS_CARD`` (captured, or ``auth`` when ``preauth`` is on), ``DECLINE_CARD``
+- Test cards: ``SUCCESS_CARD`` (captured, or ``auth`` for the pre-auth account ``PREAUTH_KEY``
+  or when ``preauth`` is on), ``DECLINE_CARD``
   (failure/failed), ``PENDING_CARD`` (3-D Secure-style: the page says "processing", nothing is
   posted back, verify_payment says pending/in progress until ``settle``). Cancel:
   failure/userCancelled. A page older than ``page_seconds`` (or ``expire(txnid)``): the payer is
@@ -64,6 +65,10 @@ from tests.fakes.base import Answer, FakeGateway, Fault, RecordedRequest
 
 MERCHANT_KEY = "gtKFFx"  # made up here
 SALT = "eCwWELxi-made-up-salt"  # made up here
+# A second merchant account, set up by PayU for pre-authorisation (its payments are ``auth``).
+PREAUTH_KEY = "pRe4uT"  # made up here
+PREAUTH_SALT = "pre-auth-made-up-salt"  # made up here
+ACCOUNTS = {MERCHANT_KEY: SALT, PREAUTH_KEY: PREAUTH_SALT}
 PATH = "/merchant/postservice.php"
 AMOUNT_SHAPE = re.compile(r"^[0-9]{1,10}\.[0-9]{2}$")
 CHECKOUT_PATH = "/_payment"
@@ -84,12 +89,13 @@ def checkout_hash(form: dict[str, str]) -> str:
     """The ``_payment`` request hash as PayU recomputes it (spec §6.1)."""
     values = [form.get(n, "") for n in ("key", "txnid", "amount", "productinfo", "firstname",
                                         "email", *UDFS)]
-    return hashlib.sha512("|".join([*values, "", "", "", "", "", SALT]).encode()).hexdigest()
+    salt = ACCOUNTS.get(form.get("key", ""), "")
+    return hashlib.sha512("|".join([*values, "", "", "", "", "", salt]).encode()).hexdigest()
 
 
 def response_hash(fields: dict[str, str]) -> str:
     """The reverse hash PayU puts on a post-back (spec §6.1 step 5, ``status`` included)."""
-    values = [SALT, fields["status"], "", "", "", "", "",
+    values = [ACCOUNTS[fields["key"]], fields["status"], "", "", "", "", "",
               *(fields.get(n, "") for n in reversed(UDFS)),
               *(fields[n] for n in ("email", "firstname", "productinfo", "amount", "txnid", "key"))]
     if fields.get("additionalCharges"):
@@ -181,10 +187,11 @@ class FakePayu(FakeGateway):
         if media.split(";")[0].strip().lower() != "application/x-www-form-urlencoded":
             return Answer(200, {"status": 0, "msg": "Invalid request"})  # GUESS
         form = dict(parse_qsl(body.decode(), keep_blank_values=True))
-        if form.get("key") != MERCHANT_KEY:
+        if form.get("key") not in ACCOUNTS:
             return Answer(200, {"status": 0, "msg": "Invalid key"})  # GUESS
         expected = hashlib.sha512(
-            f"{form['key']}|{form.get('command', '')}|{form.get('var1', '')}|{SALT}".encode()
+            f"{form['key']}|{form.get('command', '')}|{form.get('var1', '')}|"
+            f"{ACCOUNTS[form['key']]}".encode()
         ).hexdigest()
         if form.get("hash") != expected:
             return Answer(200, {"status": 0, "msg": "Invalid Hash."})  # GUESS
@@ -339,7 +346,8 @@ class FakePayu(FakeGateway):
         if card == DECLINE_CARD:
             payment.state = "failed"
             return self._post_back(payment, "furl")
-        payment.state = "auth" if self.preauth else "captured"
+        preauth = self.preauth or payment.form.get("key") == PREAUTH_KEY
+        payment.state = "auth" if preauth else "captured"
         if self.record_amount is not None:
             payment.amount = self.record_amount
         if self.never_return:
@@ -375,7 +383,7 @@ class FakePayu(FakeGateway):
                      "surl", "furl", "hash"):
             if not form.get(name, "").strip():
                 return f"Error Reason: Mandatory parameter {name} is missing"
-        if form["key"] != MERCHANT_KEY:
+        if form["key"] not in ACCOUNTS:
             return "Error Reason: Invalid key"
         if len(form["txnid"]) > 25:
             return "Error Reason: txnid is longer than 25 characters"
@@ -392,7 +400,7 @@ class FakePayu(FakeGateway):
         token = html.escape(payment.page)
         notice = f'<p class="error">{html.escape(error)}</p>' if error else ""
         amount = html.escape(f"{payment.amount:.2f}")
-        body = (f"<p>Pay INR {amount} to merchant {MERCHANT_KEY}</p>{notice}"
+        body = (f"<p>Pay INR {amount}</p>{notice}"
                 f'<form method="post" action="{CHECKOUT_PATH}/submit">'
                 f'<input type="hidden" name="session" value="{token}">'
                 '<label>Card number <input name="card_number"></label>'

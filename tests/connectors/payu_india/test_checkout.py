@@ -81,6 +81,14 @@ def connector(fake: FakePayu, **options: str) -> PayuIndiaConnector:
         options={"base_url": fake.url, **options}))
 
 
+def configured(fake: FakePayu, mode: str) -> PayuIndiaConnector:
+    """The connector as the journey driver configures it for ``mode``."""
+    config = DRIVER.gateway_config(fake, mode)
+    return PayuIndiaConnector(ConnectorConfig(
+        pg_code="payu-inr", is_sandbox=True, timeout_seconds=5.0,
+        credentials=config["credentials"], options=config["options"]))
+
+
 def checkout(reference: str = "PO-ATT-0001", amount: int = 125_000, *, mode: str = "purchase",
              currency: str = "INR", customer: dict[str, str] | None = None,
              retry: bool = False) -> CheckoutRequest:
@@ -135,15 +143,15 @@ async def test_start_checkout_refuses_what_payu_would_refuse(fake_payu: FakePayu
 
 @pytest.mark.parametrize(("mode", "preauth", "outcome", "unmapped"), [
     ("purchase", False, Outcome.SUCCESS, "captured"),
-    ("authorize", True, Outcome.SUCCESS, "auth"),
+    ("authorize", False, Outcome.SUCCESS, "auth"),  # the pre-auth merchant account
     # An authorisation on a purchase configuration is not a payment yet.
     ("purchase", True, Outcome.PENDING, "auth"),
 ])
 async def test_success_is_confirmed_by_hash_and_verify_payment(
         fake_payu: FakePayu, mode: str, preauth: bool, outcome: Outcome, unmapped: str) -> None:
     fake_payu.preauth = preauth
-    gateway = connector(fake_payu)
-    request = checkout(mode=mode)
+    gateway = configured(fake_payu, mode)
+    request = checkout(mode=mode, customer={})  # the driver's defaults fill the customer in
     start = await gateway.start_checkout(request)
     back = DRIVER.pay(fake_payu, step(start), "success")
     assert back is not None and (back.method, back.url) == ("POST", RETURN)
