@@ -30,7 +30,7 @@ Payment side (spec/gateways-payment-acceptance.md §6.5):
   (failure/failed), ``PENDING_CARD`` (3-D Secure-style: the page says "processing", nothing is
   posted back, verify_payment says pending/in progress until ``settle``). Cancel:
   failure/userCancelled. A page older than ``page_seconds`` (or ``expire(txnid)``): the payer is
-  gone, failure/bounced.
+  gone, failure/bounced (for the page's next submit and for verify_payment alike).
 - The answer to a decided payment is an auto-submitting form that POSTs every response field and
   the reverse hash sha512(``salt|status||||||udf5…udf1|email|firstname|productinfo|amount|txnid|
   key``) to ``surl`` (success) or ``furl``; ``amount`` is echoed with two decimals.
@@ -300,6 +300,7 @@ class FakePayu(FakeGateway):
             if payment is None:
                 details[txnid] = {"mihpayid": "Not Found", "status": "Not Found"}
                 continue
+            self._age(payment)
             found += 1
             status, unmapped = STATE_WORDS[payment.state]
             details[txnid] = {"mihpayid": payment.mihpayid, "txnid": txnid,
@@ -323,8 +324,7 @@ class FakePayu(FakeGateway):
                         if p.page and p.page == form.get("session")), None)
         if payment is None or payment.state not in ("initiated",):
             return self._page("Error", "<p>This payment session is not open.</p>", 400)
-        if time.monotonic() - payment.opened > self.page_seconds:
-            payment.state = "bounced"
+        if self._age(payment):
             return self._post_back(payment, "furl")
         if base == CHECKOUT_PATH + "/cancel":
             payment.state = "usercancelled"
@@ -356,11 +356,21 @@ class FakePayu(FakeGateway):
                               "</p>")
         return self._post_back(payment, "surl")
 
+    def _age(self, payment: PayuPayment) -> bool:
+        """A page left open longer than ``page_seconds``: the payer is gone (bounced)."""
+        if payment.state == "initiated" and time.monotonic() - payment.opened > self.page_seconds:
+            payment.state = "bounced"
+            self._decided(payment)
+            return True
+        return False
+
     def _open(self, form: dict[str, str]) -> Answer:
         problem = self._request_problem(form)
         if problem:
             return self._page("Error", f"<p>{html.escape(problem)}</p>", 400)
         existing = self.by_txnid(form["txnid"])
+        if existing is not None:
+            self._age(existing)
         if existing is not None and existing.state in ("captured", "auth", "cancelled"):
             return self._page("Error", "<p>Error Reason: duplicate Order ID. The transaction"
                               " id has already been used for a successful payment.</p>", 400)

@@ -300,6 +300,15 @@ async def test_expiry_payer_left_the_page(fake_payu: FakePayu) -> None:
     assert back is not None and back.fields["unmappedstatus"] == "bounced"
     timed_out = await gateway.confirm_return(attempt(later, start), back.fields)
     assert (timed_out.outcome, timed_out.payment_state) == (Outcome.FAILED, "canceled")
+    # A page left open past its lifetime reads bounced at verify_payment too.
+    idle = checkout("PO-ATT-0003")
+    start = await gateway.start_checkout(idle)
+    fake_payu.page_seconds = 900.0
+    browser(step(start))
+    assert (await gateway.inquire_payment(attempt(idle, start))).outcome == Outcome.PENDING
+    fake_payu.page_seconds = 0.0
+    gone = await gateway.inquire_payment(attempt(idle, start))
+    assert (gone.outcome, gone.payment_state) == (Outcome.FAILED, "canceled")
 
 
 async def test_a_different_recorded_amount_is_reported(fake_payu: FakePayu) -> None:

@@ -28,7 +28,7 @@ Payment side (spec/gateways-payment-acceptance.md §7.5):
   ``PENDING_CARD`` (processing: no post-back, 1220 until ``settle``) and a cancel button (3000,
   GUESS: QPay publishes no cancel code). A decided payment answers with an auto-submitting form
   posting the signed ``Response.*`` fields to ``ExtraFields_f14``; a page older than
-  ``page_seconds`` (or ``expire(pun)``) takes nothing more.
+  ``page_seconds`` (or ``expire(pun)``) takes nothing more, and inquiry answers 8106 for it.
 - Switches: ``never_return`` (paid, no post-back), ``forge_returns`` (nothing paid, a "0000"
   post-back with a wrong hash), ``record_amount`` (QPay records and signs another amount).
 
@@ -169,6 +169,8 @@ class FakeQpay(FakeGateway):
 
     def _inquiry(self, form: dict[str, str]) -> Answer:
         payment = self.payments.get(form.get("OriginalPUN", ""))
+        if payment is not None:
+            self._age(payment)
         if payment is not None and payment.stage in ("open", "processing"):
             return self._reply({"Status": "1220", "StatusMessage": "Transaction in progress"})
         if payment is None or payment.stage == "expired":
@@ -227,12 +229,21 @@ class FakeQpay(FakeGateway):
         return "5002"
 
     # -- payment side: the hosted page -----------------------------------------------------------
+    def _age(self, payment: QpayPayment) -> bool:
+        """A page left open longer than ``page_seconds`` takes nothing more (expired)."""
+        if payment.stage == "open" and time.monotonic() - payment.opened > self.page_seconds:
+            payment.stage = "expired"
+            return True
+        return False
+
     def _open(self, form: dict[str, str]) -> Answer:
         problem = self._payment_problem(form)
         if problem:
             return self._html("Error", f"<p>{html.escape(problem)}</p>", 400)
         pun = form["PUN"]
         payment = self.payments.get(pun)
+        if payment is not None:
+            self._age(payment)
         if payment is not None and payment.stage != "open":
             return self._html("Error", "<p>Duplicate PUN: this transaction was already "
                               "submitted.</p>", 400)
@@ -287,8 +298,7 @@ class FakeQpay(FakeGateway):
                         if p.page and p.page == form.get("session")), None)
         if payment is None or payment.stage != "open":
             return self._html("Error", "<p>This payment session is not open.</p>", 400)
-        if time.monotonic() - payment.opened > self.page_seconds:
-            payment.stage = "expired"
+        if self._age(payment):
             return self._html("Expired", "<p>Your session has expired.</p>")
         if base == PAGE_PATH + "/cancel":
             return self._decide(payment, "3000", "Payment Cancelled by the customer")

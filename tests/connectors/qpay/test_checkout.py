@@ -253,6 +253,14 @@ async def test_expiry_after_the_window(fake_qpay: FakeQpay) -> None:
     assert (await longer.inquire_payment(aged)).outcome == Outcome.PENDING
     # The page takes nothing once expired.
     assert browser(step(start)).status_code == 400
+    # A page left open past its lifetime is expired at QPay too.
+    later = checkout("PO2611300000000044")
+    opened = await gateway.start_checkout(later)
+    browser(step(opened))
+    fake_qpay.page_seconds = 0.0
+    aged_page = replace(attempt(later, opened), gateway_refs={
+        **opened.gateway_refs, "requested_at": old.isoformat()})
+    assert (await gateway.inquire_payment(aged_page)).payment_state == "expired"
     # An imported payment (no requested_at) is never expired this way.
     assert (await gateway.inquire_payment(PaymentRef(PUN, 20_000, "QAR", "purchase"))
             ).outcome == Outcome.PENDING
