@@ -47,8 +47,7 @@ class _FormParser(HTMLParser):
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         found = {k: v or "" for k, v in attrs}
         if tag == "form":
-            self.forms.append(HtmlForm(found.get("action", ""),
-                                       found.get("method", "get").upper()))
+            self.forms.append(HtmlForm(found.get("action", ""), found.get("method", "get").upper()))
         elif tag == "input" and self.forms and found.get("name"):
             self.forms[-1].fields[found["name"]] = found.get("value", "")
         elif tag == "button":
@@ -111,19 +110,26 @@ class PayuDriver:
         # PayU sets pre-authorisation up per merchant account: authorize mode uses the fake's
         # pre-auth account.
         key, salt = (PREAUTH_KEY, PREAUTH_SALT) if mode == "authorize" else (MERCHANT_KEY, SALT)
-        return {"connector": "payu_india", "default_currency": "INR",
-                "credentials": {"merchant_key": key, "salt": salt},
-                "options": {"base_url": fake.url, "default_first_name": "Asha",
-                            "default_email": "asha@example.com",
-                            "default_phone": "9876543210"}}
+        return {
+            "connector": "payu_india",
+            "default_currency": "INR",
+            "credentials": {"merchant_key": key, "salt": salt},
+            "options": {
+                "base_url": fake.url,
+                "default_first_name": "Asha",
+                "default_email": "asha@example.com",
+                "default_phone": "9876543210",
+            },
+        }
 
     def page(self, at_gateway: BrowserStep) -> list[HtmlForm]:
         response = browser(at_gateway)
         assert response.status_code == 200, response.text
         return forms(response.text, str(response.url))
 
-    def pay(self, fake: FakePayu, at_gateway: BrowserStep,
-            action: CustomerAction) -> BrowserStep | None:
+    def pay(
+        self, fake: FakePayu, at_gateway: BrowserStep, action: CustomerAction
+    ) -> BrowserStep | None:
         response = self.act(at_gateway, action)
         step = auto_post(response)
         if action == "pending":
@@ -138,18 +144,32 @@ class PayuDriver:
         if action == "cancel":
             response = submit(cancel_form)
         else:
-            response = submit(card_form, card_number=CARDS[action], expiry="12/30", cvv="123",
-                              name_on_card="Asha Rao")
+            response = submit(
+                card_form,
+                card_number=CARDS[action],
+                expiry="12/30",
+                cvv="123",
+                name_on_card="Asha Rao",
+            )
         assert response.status_code == 200, response.text
         return response
 
     def forge_return(self, fake: FakePayu, at_gateway: BrowserStep) -> BrowserStep:
         sent = at_gateway.fields
-        fields = {name: sent.get(name, "") for name in ("key", "txnid", "productinfo",
-                                                         "firstname", "email", "phone")}
-        fields.update({"mihpayid": "403993715599999999", "status": "success",
-                       "unmappedstatus": "captured", "amount": sent.get("amount", ""),
-                       "error": "E000", "hash": secrets.token_hex(64)})
+        fields = {
+            name: sent.get(name, "")
+            for name in ("key", "txnid", "productinfo", "firstname", "email", "phone")
+        }
+        fields.update(
+            {
+                "mihpayid": "403993715599999999",
+                "status": "success",
+                "unmappedstatus": "captured",
+                "amount": sent.get("amount", ""),
+                "error": "E000",
+                "hash": secrets.token_hex(64),
+            }
+        )
         return BrowserStep("POST", sent["surl"], fields)
 
     def pay_without_return(self, fake: FakePayu, at_gateway: BrowserStep) -> None:

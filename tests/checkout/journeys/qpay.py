@@ -43,10 +43,12 @@ class QpayDriver:
             yield fake
 
     def gateway_config(self, fake: FakeQpay, mode: str) -> dict[str, Any]:
-        return {"connector": "qpay", "default_currency": "QAR",
-                "credentials": {"merchant_id": MERCHANT_ID, "bank_id": BANK_ID,
-                                "secret_key": SECRET},
-                "options": {"base_url": fake.url}}
+        return {
+            "connector": "qpay",
+            "default_currency": "QAR",
+            "credentials": {"merchant_id": MERCHANT_ID, "bank_id": BANK_ID, "secret_key": SECRET},
+            "options": {"base_url": fake.url},
+        }
 
     def act(self, at_gateway: BrowserStep, action: CustomerAction) -> httpx.Response:
         """Open QPay's page and do ``action``: QPay's answer to the browser."""
@@ -60,8 +62,9 @@ class QpayDriver:
         assert response.status_code == 200, response.text
         return response
 
-    def pay(self, fake: FakeQpay, at_gateway: BrowserStep,
-            action: CustomerAction) -> BrowserStep | None:
+    def pay(
+        self, fake: FakeQpay, at_gateway: BrowserStep, action: CustomerAction
+    ) -> BrowserStep | None:
         response = self.act(at_gateway, action)
         step = auto_post(response)
         if action == "pending":
@@ -72,12 +75,17 @@ class QpayDriver:
 
     def forge_return(self, fake: FakeQpay, at_gateway: BrowserStep) -> BrowserStep:
         sent = at_gateway.fields
-        fields = {"Response.Amount": sent.get("Amount", ""), "Response.BankID": BANK_ID,
-                  "Response.CurrencyCode": "634", "Response.MerchantID": MERCHANT_ID,
-                  "Response.PUN": sent.get("PUN", ""), "Response.Status": "0000",
-                  "Response.StatusMessage": "Payment Processed Successfully",
-                  "Response.ConfirmationID": "202311309999999999",
-                  "Response.SecureHash": secrets.token_hex(32)}
+        fields = {
+            "Response.Amount": sent.get("Amount", ""),
+            "Response.BankID": BANK_ID,
+            "Response.CurrencyCode": "634",
+            "Response.MerchantID": MERCHANT_ID,
+            "Response.PUN": sent.get("PUN", ""),
+            "Response.Status": "0000",
+            "Response.StatusMessage": "Payment Processed Successfully",
+            "Response.ConfirmationID": "202311309999999999",
+            "Response.SecureHash": secrets.token_hex(32),
+        }
         return BrowserStep("POST", sent["ExtraFields_f14"], fields)
 
     def pay_without_return(self, fake: FakeQpay, at_gateway: BrowserStep) -> None:

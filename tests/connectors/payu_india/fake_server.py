@@ -78,26 +78,41 @@ DECLINE_CARD = "4000000000000002"
 PENDING_CARD = "4000000000003220"
 UDFS = ("udf1", "udf2", "udf3", "udf4", "udf5")
 # verify_payment's words for each state of the fake's records.
-STATE_WORDS = {"captured": ("success", "captured"), "auth": ("success", "auth"),
-               "cancelled": ("failure", "cancelled"), "failed": ("failure", "failed"),
-               "pending": ("pending", "in progress"), "initiated": ("pending", "initiated"),
-               "usercancelled": ("failure", "userCancelled"),
-               "bounced": ("failure", "bounced")}
+STATE_WORDS = {
+    "captured": ("success", "captured"),
+    "auth": ("success", "auth"),
+    "cancelled": ("failure", "cancelled"),
+    "failed": ("failure", "failed"),
+    "pending": ("pending", "in progress"),
+    "initiated": ("pending", "initiated"),
+    "usercancelled": ("failure", "userCancelled"),
+    "bounced": ("failure", "bounced"),
+}
 
 
 def checkout_hash(form: dict[str, str]) -> str:
     """The ``_payment`` request hash as PayU recomputes it (spec §6.1)."""
-    values = [form.get(n, "") for n in ("key", "txnid", "amount", "productinfo", "firstname",
-                                        "email", *UDFS)]
+    values = [
+        form.get(n, "")
+        for n in ("key", "txnid", "amount", "productinfo", "firstname", "email", *UDFS)
+    ]
     salt = ACCOUNTS.get(form.get("key", ""), "")
     return hashlib.sha512("|".join([*values, "", "", "", "", "", salt]).encode()).hexdigest()
 
 
 def response_hash(fields: dict[str, str]) -> str:
     """The reverse hash PayU puts on a post-back (spec §6.1 step 5, ``status`` included)."""
-    values = [ACCOUNTS[fields["key"]], fields["status"], "", "", "", "", "",
-              *(fields.get(n, "") for n in reversed(UDFS)),
-              *(fields[n] for n in ("email", "firstname", "productinfo", "amount", "txnid", "key"))]
+    values = [
+        ACCOUNTS[fields["key"]],
+        fields["status"],
+        "",
+        "",
+        "",
+        "",
+        "",
+        *(fields.get(n, "") for n in reversed(UDFS)),
+        *(fields[n] for n in ("email", "firstname", "productinfo", "amount", "txnid", "key")),
+    ]
     if fields.get("additionalCharges"):
         values.insert(0, fields["additionalCharges"])
     return hashlib.sha512("|".join(values).encode()).hexdigest()
@@ -112,9 +127,18 @@ class PayuAction:
     status: str = "QUEUED"
 
     def as_json(self, mihpayid: str) -> dict[str, object]:
-        return {"mihpayid": mihpayid, "request_id": self.request_id, "amt": f"{self.amount:.2f}",
-                "mode": "CC", "action": self.action, "token": self.token, "status": self.status,
-                "bank_ref_num": None, "bank_arn": None, "refund_mode": "-"}
+        return {
+            "mihpayid": mihpayid,
+            "request_id": self.request_id,
+            "amt": f"{self.amount:.2f}",
+            "mode": "CC",
+            "action": self.action,
+            "token": self.token,
+            "status": self.status,
+            "bank_ref_num": None,
+            "bank_arn": None,
+            "refund_mode": "-",
+        }
 
 
 @dataclass
@@ -131,8 +155,14 @@ class PayuPayment:
     answer: dict[str, str] = field(default_factory=dict)  # the last post-back's fields
 
     def total(self, action: str) -> Decimal:
-        return sum((a.amount for a in self.actions if a.action == action
-                    and a.status.upper() != "FAILURE"), Decimal("0"))
+        return sum(
+            (
+                a.amount
+                for a in self.actions
+                if a.action == action and a.status.upper() != "FAILURE"
+            ),
+            Decimal("0"),
+        )
 
 
 class FakePayu(FakeGateway):
@@ -211,8 +241,9 @@ class FakePayu(FakeGateway):
     def _refusal(code: int, msg: str, mihpayid: str = "") -> dict[str, object]:
         return {"status": 0, "msg": msg, "error_code": code, "mihpayid": mihpayid}
 
-    def _checked(self, form: dict[str, str]) -> tuple[PayuPayment | None, Decimal | None,
-                                                      dict[str, object] | None]:
+    def _checked(
+        self, form: dict[str, str]
+    ) -> tuple[PayuPayment | None, Decimal | None, dict[str, object] | None]:
         mihpayid, token, amount = form.get("var1", ""), form.get("var2", ""), form.get("var3", "")
         if not mihpayid or not token or not amount:
             return None, None, self._refusal(124, "Input missing", mihpayid)
@@ -220,16 +251,20 @@ class FakePayu(FakeGateway):
             return None, None, self._refusal(124, "Token too long", mihpayid)  # GUESS
         payment = self.payments.get(mihpayid)
         if payment is None:
-            return None, None, self._refusal(116, "Refund FAILURE - Transaction Not Found",
-                                             mihpayid)
+            return (
+                None,
+                None,
+                self._refusal(116, "Refund FAILURE - Transaction Not Found", mihpayid),
+            )
         if not AMOUNT_SHAPE.match(amount) or Decimal(amount) <= 0:
             return None, None, self._refusal(105, "Invalid amount", mihpayid)
         if any(a.token == token for p in self.payments.values() for a in p.actions):
             return None, None, self._refusal(106, "Token already exists", mihpayid)
         return payment, Decimal(amount), None
 
-    def _new_action(self, payment: PayuPayment, action: str, token: str,
-                    amount: Decimal) -> PayuAction:
+    def _new_action(
+        self, payment: PayuPayment, action: str, token: str, amount: Decimal
+    ) -> PayuAction:
         entry = PayuAction(str(next(self._request_ids)), action, token, amount)
         payment.actions.append(entry)
         return entry
@@ -242,12 +277,20 @@ class FakePayu(FakeGateway):
         if payment.state == "auth":
             if amount != payment.amount:
                 return self._refusal(117, "Amount does not match", payment.mihpayid)
-            if any(a.action in ("cancel", "capture") and a.status.upper() != "FAILURE"
-                   for a in payment.actions):
+            if any(
+                a.action in ("cancel", "capture") and a.status.upper() != "FAILURE"
+                for a in payment.actions
+            ):
                 return self._refusal(111, "Invalid transaction status", payment.mihpayid)
             entry = self._new_action(payment, "cancel", form["var2"], amount)
-            return {"status": 1, "msg": "Cancel Request Queued", "txn_update_id": entry.request_id,
-                    "bank_ref_num": None, "mihpayid": payment.mihpayid, "error_code": 102}
+            return {
+                "status": 1,
+                "msg": "Cancel Request Queued",
+                "txn_update_id": entry.request_id,
+                "bank_ref_num": None,
+                "mihpayid": payment.mihpayid,
+                "error_code": 102,
+            }
         if payment.state != "captured":
             return self._refusal(111, "Invalid transaction status", payment.mihpayid)
         if amount > payment.amount - payment.total("refund"):
@@ -255,8 +298,14 @@ class FakePayu(FakeGateway):
         if not self.partial_refunds and amount != payment.amount:
             return self._refusal(128, "Partial refunds not allowed", payment.mihpayid)
         entry = self._new_action(payment, "refund", form["var2"], amount)
-        return {"status": 1, "msg": "Refund Request Queued", "request_id": entry.request_id,
-                "bank_ref_num": None, "mihpayid": int(payment.mihpayid), "error_code": 102}
+        return {
+            "status": 1,
+            "msg": "Refund Request Queued",
+            "request_id": entry.request_id,
+            "bank_ref_num": None,
+            "mihpayid": int(payment.mihpayid),
+            "error_code": 102,
+        }
 
     def _capture(self, form: dict[str, str]) -> dict[str, object]:
         payment, amount, refusal = self._checked(form)
@@ -266,13 +315,17 @@ class FakePayu(FakeGateway):
         if payment.state != "auth":
             return self._refusal(111, "Invalid transaction status", payment.mihpayid)
         if any(a.action == "capture" for a in payment.actions):
-            return self._refusal(109, "Capture failed / second capture attempted",
-                                 payment.mihpayid)
+            return self._refusal(109, "Capture failed / second capture attempted", payment.mihpayid)
         if amount > payment.amount:
             return self._refusal(303, "Amount greater than capturable", payment.mihpayid)
         entry = self._new_action(payment, "capture", form["var2"], amount)
-        return {"status": 1, "msg": "Capture Request Queued", "request_id": entry.request_id,
-                "bank_ref_num": "CAP" + entry.request_id, "error_code": 102}
+        return {
+            "status": 1,
+            "msg": "Capture Request Queued",
+            "request_id": entry.request_id,
+            "bank_ref_num": "CAP" + entry.request_id,
+            "error_code": 102,
+        }
 
     def _action_status(self, form: dict[str, str]) -> dict[str, object]:
         var1, var2 = form.get("var1", ""), form.get("var2", "")
@@ -280,15 +333,23 @@ class FakePayu(FakeGateway):
             payment = self.payments.get(var1)
             if payment is None or not payment.actions:
                 return {"status": 0, "msg": "No action status found"}
-            return {"status": 1, "msg": f"{len(payment.actions)} action(s) found",
-                    "transaction_details": {payment.mihpayid: {
-                        a.request_id: a.as_json(payment.mihpayid) for a in payment.actions}}}
+            return {
+                "status": 1,
+                "msg": f"{len(payment.actions)} action(s) found",
+                "transaction_details": {
+                    payment.mihpayid: {
+                        a.request_id: a.as_json(payment.mihpayid) for a in payment.actions
+                    }
+                },
+            }
         for payment in self.payments.values():
             for action in payment.actions:
                 if action.request_id == var1:
-                    return {"status": 1, "msg": "1 out of 1 Transactions Fetched Successfully",
-                            "transaction_details": {var1: {var1: action.as_json(
-                                payment.mihpayid)}}}
+                    return {
+                        "status": 1,
+                        "msg": "1 out of 1 Transactions Fetched Successfully",
+                        "transaction_details": {var1: {var1: action.as_json(payment.mihpayid)}},
+                    }
         return {"status": 0, "msg": "No action status found"}
 
     def _verify(self, form: dict[str, str]) -> dict[str, object]:
@@ -303,14 +364,23 @@ class FakePayu(FakeGateway):
             self._age(payment)
             found += 1
             status, unmapped = STATE_WORDS[payment.state]
-            details[txnid] = {"mihpayid": payment.mihpayid, "txnid": txnid,
-                              "amt": f"{payment.amount:.2f}",
-                              "transaction_amount": f"{payment.amount:.2f}", "status": status,
-                              "unmappedstatus": unmapped, "mode": "CC", "error_code": "E000",
-                              "firstname": "Asha", "email": "asha@example.com"}
-        return {"status": 1 if found else 0,
-                "msg": f"{found} out of {len(txnids)} Transactions Fetched Successfully",
-                "transaction_details": details}
+            details[txnid] = {
+                "mihpayid": payment.mihpayid,
+                "txnid": txnid,
+                "amt": f"{payment.amount:.2f}",
+                "transaction_amount": f"{payment.amount:.2f}",
+                "status": status,
+                "unmappedstatus": unmapped,
+                "mode": "CC",
+                "error_code": "E000",
+                "firstname": "Asha",
+                "email": "asha@example.com",
+            }
+        return {
+            "status": 1 if found else 0,
+            "msg": f"{found} out of {len(txnids)} Transactions Fetched Successfully",
+            "transaction_details": details,
+        }
 
     # -- payment side: the hosted page -----------------------------------------------------------
     def by_txnid(self, txnid: str) -> PayuPayment | None:
@@ -320,8 +390,9 @@ class FakePayu(FakeGateway):
         form = dict(parse_qsl(body.decode(), keep_blank_values=True))
         if base == CHECKOUT_PATH:
             return self._open(form)
-        payment = next((p for p in self.payments.values()
-                        if p.page and p.page == form.get("session")), None)
+        payment = next(
+            (p for p in self.payments.values() if p.page and p.page == form.get("session")), None
+        )
         if payment is None or payment.state not in ("initiated",):
             return self._page("Error", "<p>This payment session is not open.</p>", 400)
         if self._age(payment):
@@ -334,8 +405,10 @@ class FakePayu(FakeGateway):
         card = form.get("card_number", "").replace(" ", "")
         if card == PENDING_CARD:
             payment.state = "pending"
-            return self._page("Processing", "<p>Your payment is being processed by your bank."
-                              " You may close this window.</p>")
+            return self._page(
+                "Processing",
+                "<p>Your payment is being processed by your bank. You may close this window.</p>",
+            )
         if card not in (SUCCESS_CARD, DECLINE_CARD) or not form.get("cvv"):
             return self._card_page(payment, "Invalid card details")
         if self.forge_returns:
@@ -352,8 +425,7 @@ class FakePayu(FakeGateway):
             payment.amount = self.record_amount
         if self.never_return:
             self._decided(payment)
-            return self._page("Thank you", "<p>Payment successful. You may close this window."
-                              "</p>")
+            return self._page("Thank you", "<p>Payment successful. You may close this window.</p>")
         return self._post_back(payment, "surl")
 
     def _age(self, payment: PayuPayment) -> bool:
@@ -372,8 +444,12 @@ class FakePayu(FakeGateway):
         if existing is not None:
             self._age(existing)
         if existing is not None and existing.state in ("captured", "auth", "cancelled"):
-            return self._page("Error", "<p>Error Reason: duplicate Order ID. The transaction"
-                              " id has already been used for a successful payment.</p>", 400)
+            return self._page(
+                "Error",
+                "<p>Error Reason: duplicate Order ID. The transaction"
+                " id has already been used for a successful payment.</p>",
+                400,
+            )
         if existing is not None and existing.state in ("initiated", "pending"):
             payment = existing  # a double click: the same payment, the same page
         else:
@@ -389,8 +465,18 @@ class FakePayu(FakeGateway):
         return self._card_page(payment, "")
 
     def _request_problem(self, form: dict[str, str]) -> str:
-        for name in ("key", "txnid", "amount", "productinfo", "firstname", "email", "phone",
-                     "surl", "furl", "hash"):
+        for name in (
+            "key",
+            "txnid",
+            "amount",
+            "productinfo",
+            "firstname",
+            "email",
+            "phone",
+            "surl",
+            "furl",
+            "hash",
+        ):
             if not form.get(name, "").strip():
                 return f"Error Reason: Mandatory parameter {name} is missing"
         if form["key"] not in ACCOUNTS:
@@ -410,43 +496,66 @@ class FakePayu(FakeGateway):
         token = html.escape(payment.page)
         notice = f'<p class="error">{html.escape(error)}</p>' if error else ""
         amount = html.escape(f"{payment.amount:.2f}")
-        body = (f"<p>Pay INR {amount}</p>{notice}"
-                f'<form method="post" action="{CHECKOUT_PATH}/submit">'
-                f'<input type="hidden" name="session" value="{token}">'
-                '<label>Card number <input name="card_number"></label>'
-                '<label>Expiry <input name="expiry" placeholder="MM/YY"></label>'
-                '<label>CVV <input name="cvv"></label>'
-                '<label>Name on card <input name="name_on_card"></label>'
-                '<button type="submit">Pay</button></form>'
-                f'<form method="post" action="{CHECKOUT_PATH}/cancel">'
-                f'<input type="hidden" name="session" value="{token}">'
-                '<button type="submit">Cancel payment</button></form>')
+        body = (
+            f"<p>Pay INR {amount}</p>{notice}"
+            f'<form method="post" action="{CHECKOUT_PATH}/submit">'
+            f'<input type="hidden" name="session" value="{token}">'
+            '<label>Card number <input name="card_number"></label>'
+            '<label>Expiry <input name="expiry" placeholder="MM/YY"></label>'
+            '<label>CVV <input name="cvv"></label>'
+            '<label>Name on card <input name="name_on_card"></label>'
+            '<button type="submit">Pay</button></form>'
+            f'<form method="post" action="{CHECKOUT_PATH}/cancel">'
+            f'<input type="hidden" name="session" value="{token}">'
+            '<button type="submit">Cancel payment</button></form>'
+        )
         return self._page("PayU", body)
 
     @staticmethod
     def _page(title: str, body: str, status: int = 200) -> Answer:
-        return Answer(status, f"<!doctype html><html><head><title>{html.escape(title)}</title>"
-                      f"</head><body>{body}</body></html>", "text/html; charset=utf-8")
+        return Answer(
+            status,
+            f"<!doctype html><html><head><title>{html.escape(title)}</title>"
+            f"</head><body>{body}</body></html>",
+            "text/html; charset=utf-8",
+        )
 
     def _response(self, payment: PayuPayment, status: str, unmapped: str) -> dict[str, str]:
         form = payment.form
         failed = status != "success"
         fields = {
-            "mihpayid": payment.mihpayid, "mode": "CC", "status": status,
-            "unmappedstatus": unmapped, "key": form.get("key", ""), "txnid": payment.txnid,
-            "amount": f"{payment.amount:.2f}", "cardCategory": "domestic", "discount": "0.00",
+            "mihpayid": payment.mihpayid,
+            "mode": "CC",
+            "status": status,
+            "unmappedstatus": unmapped,
+            "key": form.get("key", ""),
+            "txnid": payment.txnid,
+            "amount": f"{payment.amount:.2f}",
+            "cardCategory": "domestic",
+            "discount": "0.00",
             "net_amount_debit": "0" if failed else f"{payment.amount:.2f}",
-            "addedon": "2026-11-30 15:15:00", "productinfo": form.get("productinfo", ""),
-            "firstname": form.get("firstname", ""), "lastname": form.get("lastname", ""),
-            "address1": "", "address2": "", "city": "", "state": "", "country": "",
-            "zipcode": "", "email": form.get("email", ""), "phone": form.get("phone", ""),
+            "addedon": "2026-11-30 15:15:00",
+            "productinfo": form.get("productinfo", ""),
+            "firstname": form.get("firstname", ""),
+            "lastname": form.get("lastname", ""),
+            "address1": "",
+            "address2": "",
+            "city": "",
+            "state": "",
+            "country": "",
+            "zipcode": "",
+            "email": form.get("email", ""),
+            "phone": form.get("phone", ""),
             **{f"udf{i}": form.get(f"udf{i}", "") for i in range(1, 11)},
             **{f"field{i}": "" for i in range(1, 10)},
-            "payment_source": "payu", "PG_TYPE": "CC-PG", "bank_ref_num":
-            "" if failed else f"BRN{payment.mihpayid[-8:]}", "bankcode": "CC",
+            "payment_source": "payu",
+            "PG_TYPE": "CC-PG",
+            "bank_ref_num": "" if failed else f"BRN{payment.mihpayid[-8:]}",
+            "bankcode": "CC",
             "error": "E000" if not failed else "E308",
             "error_Message": "No Error" if not failed else "Transaction failed",
-            "cardnum": "512345XXXXXX2346", "name_on_card": "Test",
+            "cardnum": "512345XXXXXX2346",
+            "name_on_card": "Test",
         }
         if self.additional_charges:
             fields["additionalCharges"] = self.additional_charges
@@ -463,11 +572,16 @@ class FakePayu(FakeGateway):
         return self._auto_post(payment.form[target], self._decided(payment))
 
     def _auto_post(self, url: str, fields: dict[str, str]) -> Answer:
-        inputs = "".join(f'<input type="hidden" name="{html.escape(k)}" value="{html.escape(v)}">'
-                         for k, v in fields.items())
-        return self._page("Redirecting", f'<form method="post" action="{html.escape(url)}" '
-                          f'id="payu_return">{inputs}</form>'
-                          "<script>document.getElementById('payu_return').submit()</script>")
+        inputs = "".join(
+            f'<input type="hidden" name="{html.escape(k)}" value="{html.escape(v)}">'
+            for k, v in fields.items()
+        )
+        return self._page(
+            "Redirecting",
+            f'<form method="post" action="{html.escape(url)}" '
+            f'id="payu_return">{inputs}</form>'
+            "<script>document.getElementById('payu_return').submit()</script>",
+        )
 
     # -- payment side: controls for tests --------------------------------------------------------
     def expire(self, txnid: str) -> None:

@@ -37,68 +37,120 @@ from tests.connectors.payu_india.fake_server import (
 fake_payu = fake_server.fake_payu
 
 RETURN = "http://payops.test/checkout/return/tok-123"
-CUSTOMER = {"email": "asha@example.com", "first_name": "Asha", "last_name": "Rao",
-            "phone": "9876543210"}
+CUSTOMER = {
+    "email": "asha@example.com",
+    "first_name": "Asha",
+    "last_name": "Rao",
+    "phone": "9876543210",
+}
 
 
 # -- pure protocol: the spec's vectors ---------------------------------------------------------
 
+
 def test_request_and_reverse_hash_match_the_published_vectors() -> None:
-    form = {"key": "C0Dr8m", "txnid": "12345", "amount": "10", "productinfo": "Shopping",
-            "firstname": "Test", "email": "test@test.com", "udf2": "abc", "udf4": "15"}
+    form = {
+        "key": "C0Dr8m",
+        "txnid": "12345",
+        "amount": "10",
+        "productinfo": "Shopping",
+        "firstname": "Test",
+        "email": "test@test.com",
+        "udf2": "abc",
+        "udf4": "15",
+    }
     assert t.request_hash(form, "3sf0jURk") == (
         "ffcdbf04fa5beefdcc2dd476c18bc410f02b3968e7f4f54e8f43f1e1a310bb32e3b4dec9305232bb89db5b1d"
-        "0c009a53bcace6f4bd8ec2f695baf3d43ba730ce")
+        "0c009a53bcace6f4bd8ec2f695baf3d43ba730ce"
+    )
     back = {**form, "status": "success", "amount": "10.00"}
-    expected = ("49d36feaea8792d34e7aee18c3b767cf0429815b30dac226fd5e28f67d72c41921cd228978a615"
-                "0ada0785116d66341ef43a0c494dcd3e6de351b3d6f3141af4")
+    expected = (
+        "49d36feaea8792d34e7aee18c3b767cf0429815b30dac226fd5e28f67d72c41921cd228978a615"
+        "0ada0785116d66341ef43a0c494dcd3e6de351b3d6f3141af4"
+    )
     assert t.reverse_hash(back, "3sf0jURk") == expected
     assert t.reverse_hash_matches({**back, "hash": expected.upper()}, "3sf0jURk")
-    assert not t.reverse_hash_matches({**back, "hash": expected, "status": "failure"},
-                                      "3sf0jURk")
+    assert not t.reverse_hash_matches({**back, "hash": expected, "status": "failure"}, "3sf0jURk")
     assert not t.reverse_hash_matches(back, "3sf0jURk")  # no hash: no information
     # With convenience fees the charges lead the sequence.
     fee = {**back, "additionalCharges": "2.00"}
-    assert t.reverse_hash(fee, "S") == hashlib.sha512(
-        b"2.00|S|success|||||||15||abc||test@test.com|Test|Shopping|10.00|12345|C0Dr8m"
-    ).hexdigest()
+    assert (
+        t.reverse_hash(fee, "S")
+        == hashlib.sha512(
+            b"2.00|S|success|||||||15||abc||test@test.com|Test|Shopping|10.00|12345|C0Dr8m"
+        ).hexdigest()
+    )
 
 
 def test_values_cannot_shift_the_hash_sequence() -> None:
     assert t.clean("Shoes | socks\r\n", 100) == "Shoes socks"
     with pytest.raises(t.PayuFormatError):
-        t.checkout_form(key="K", salt="S", txnid="T1", amount_minor=100, currency_code="USD",
-                        productinfo="p", firstname="A", email="a@b.in", phone="1", lastname="",
-                        surl="s", furl="f")
+        t.checkout_form(
+            key="K",
+            salt="S",
+            txnid="T1",
+            amount_minor=100,
+            currency_code="USD",
+            productinfo="p",
+            firstname="A",
+            email="a@b.in",
+            phone="1",
+            lastname="",
+            surl="s",
+            furl="f",
+        )
 
 
 # -- the connector against the fake -------------------------------------------------------------
 
+
 def connector(fake: FakePayu, **options: str) -> PayuIndiaConnector:
-    return PayuIndiaConnector(ConnectorConfig(
-        pg_code="payu-inr", is_sandbox=True, timeout_seconds=5.0,
-        credentials={"merchant_key": MERCHANT_KEY, "salt": SALT},
-        options={"base_url": fake.url, **options}))
+    return PayuIndiaConnector(
+        ConnectorConfig(
+            pg_code="payu-inr",
+            is_sandbox=True,
+            timeout_seconds=5.0,
+            credentials={"merchant_key": MERCHANT_KEY, "salt": SALT},
+            options={"base_url": fake.url, **options},
+        )
+    )
 
 
 def configured(fake: FakePayu, mode: str) -> PayuIndiaConnector:
     """The connector as the journey driver configures it for ``mode``."""
     config = DRIVER.gateway_config(fake, mode)
-    return PayuIndiaConnector(ConnectorConfig(
-        pg_code="payu-inr", is_sandbox=True, timeout_seconds=5.0,
-        credentials=config["credentials"], options=config["options"]))
+    return PayuIndiaConnector(
+        ConnectorConfig(
+            pg_code="payu-inr",
+            is_sandbox=True,
+            timeout_seconds=5.0,
+            credentials=config["credentials"],
+            options=config["options"],
+        )
+    )
 
 
-def checkout(reference: str = "PO-ATT-0001", amount: int = 125_000, *, mode: str = "purchase",
-             currency: str = "INR", customer: dict[str, str] | None = None,
-             retry: bool = False) -> CheckoutRequest:
+def checkout(
+    reference: str = "PO-ATT-0001",
+    amount: int = 125_000,
+    *,
+    mode: str = "purchase",
+    currency: str = "INR",
+    customer: dict[str, str] | None = None,
+    retry: bool = False,
+) -> CheckoutRequest:
     return CheckoutRequest(
-        payment=PaymentRef(reference, amount, currency, mode), return_url=RETURN,
-        cancel_url=RETURN + "?outcome=cancel", failure_url=RETURN + "?outcome=failure",
+        payment=PaymentRef(reference, amount, currency, mode),
+        return_url=RETURN,
+        cancel_url=RETURN + "?outcome=cancel",
+        failure_url=RETURN + "?outcome=failure",
         response_url="http://payops.test/checkout/response/tok-123",
         notification_url="http://payops.test/b/pg/notifications/payu-inr",
-        merchant_name="Acme Books", description="Order 42 | books",
-        customer=CUSTOMER if customer is None else customer, retry=retry)
+        merchant_name="Acme Books",
+        description="Order 42 | books",
+        customer=CUSTOMER if customer is None else customer,
+        retry=retry,
+    )
 
 
 def attempt(request: CheckoutRequest, start: CheckoutStart) -> PaymentRef:
@@ -116,10 +168,18 @@ async def test_start_checkout_builds_the_hashed_payment_form(fake_payu: FakePayu
     assert (start.method, start.url) == ("POST", fake_payu.url + "/_payment")
     fields = dict(start.fields)
     assert fields == {
-        "key": MERCHANT_KEY, "txnid": "PO-ATT-0001", "amount": "1250.00",
-        "productinfo": "Order 42 books", "firstname": "Asha", "email": "asha@example.com",
-        "phone": "9876543210", "lastname": "Rao", "surl": RETURN,
-        "furl": RETURN + "?outcome=failure", "hash": checkout_hash(fields)}
+        "key": MERCHANT_KEY,
+        "txnid": "PO-ATT-0001",
+        "amount": "1250.00",
+        "productinfo": "Order 42 books",
+        "firstname": "Asha",
+        "email": "asha@example.com",
+        "phone": "9876543210",
+        "lastname": "Rao",
+        "surl": RETURN,
+        "furl": RETURN + "?outcome=failure",
+        "hash": checkout_hash(fields),
+    }
     assert start.gateway_refs == {"txnid": "PO-ATT-0001"}
     assert SALT not in repr(start)
     assert fake_payu.requests == []  # built locally: nothing reaches PayU before the browser
@@ -134,21 +194,29 @@ async def test_start_checkout_refuses_what_payu_would_refuse(fake_payu: FakePayu
     anonymous = await gateway.start_checkout(checkout(customer={}))
     assert anonymous.outcome == Outcome.FAILED
     assert "firstname, email, phone" in anonymous.message
-    defaults = connector(fake_payu, default_first_name="Guest", default_email="g@example.com",
-                         default_phone="9000000000")
+    defaults = connector(
+        fake_payu,
+        default_first_name="Guest",
+        default_email="g@example.com",
+        default_phone="9000000000",
+    )
     start = await defaults.start_checkout(checkout(customer={}))
     assert start.outcome == Outcome.SUCCESS and start.fields["firstname"] == "Guest"
     assert fake_payu.requests == []
 
 
-@pytest.mark.parametrize(("mode", "preauth", "outcome", "unmapped"), [
-    ("purchase", False, Outcome.SUCCESS, "captured"),
-    ("authorize", False, Outcome.SUCCESS, "auth"),  # the pre-auth merchant account
-    # An authorisation on a purchase configuration is not a payment yet.
-    ("purchase", True, Outcome.PENDING, "auth"),
-])
+@pytest.mark.parametrize(
+    ("mode", "preauth", "outcome", "unmapped"),
+    [
+        ("purchase", False, Outcome.SUCCESS, "captured"),
+        ("authorize", False, Outcome.SUCCESS, "auth"),  # the pre-auth merchant account
+        # An authorisation on a purchase configuration is not a payment yet.
+        ("purchase", True, Outcome.PENDING, "auth"),
+    ],
+)
 async def test_success_is_confirmed_by_hash_and_verify_payment(
-        fake_payu: FakePayu, mode: str, preauth: bool, outcome: Outcome, unmapped: str) -> None:
+    fake_payu: FakePayu, mode: str, preauth: bool, outcome: Outcome, unmapped: str
+) -> None:
     fake_payu.preauth = preauth
     gateway = configured(fake_payu, mode)
     request = checkout(mode=mode, customer={})  # the driver's defaults fill the customer in
@@ -161,19 +229,22 @@ async def test_success_is_confirmed_by_hash_and_verify_payment(
     assert result.pg_params["result"] == unmapped
     if outcome == Outcome.SUCCESS:
         assert (result.amount, result.currency_code) == (125_000, "INR")
-        assert result.gateway_refs == {"mihpayid": back.fields["mihpayid"],
-                                       "txnid": "PO-ATT-0001"}
+        assert result.gateway_refs == {"mihpayid": back.fields["mihpayid"], "txnid": "PO-ATT-0001"}
     verify = fake_payu.requests_to(PATH)[-1]
     assert b"command=verify_payment" in verify.body and b"var1=PO-ATT-0001" in verify.body
     await gateway.aclose()
 
 
-@pytest.mark.parametrize(("action", "state", "url"), [
-    ("decline", None, RETURN + "?outcome=failure"),
-    ("cancel", "canceled", RETURN + "?outcome=failure"),
-])
-async def test_decline_and_cancel_fail_the_attempt(fake_payu: FakePayu, action: str,
-                                                   state: str | None, url: str) -> None:
+@pytest.mark.parametrize(
+    ("action", "state", "url"),
+    [
+        ("decline", None, RETURN + "?outcome=failure"),
+        ("cancel", "canceled", RETURN + "?outcome=failure"),
+    ],
+)
+async def test_decline_and_cancel_fail_the_attempt(
+    fake_payu: FakePayu, action: str, state: str | None, url: str
+) -> None:
     gateway = connector(fake_payu)
     request = checkout()
     start = await gateway.start_checkout(request)
@@ -218,7 +289,8 @@ async def test_a_forged_return_changes_nothing(fake_payu: FakePayu) -> None:
     assert unknown.outcome == Outcome.UNKNOWN
     # Missing values: the same.
     assert (await gateway.confirm_return(payment, {"status": "failure"})).outcome == (
-        Outcome.PENDING)
+        Outcome.PENDING
+    )
 
 
 async def test_a_verified_return_settles_when_verify_payment_is_down(fake_payu: FakePayu) -> None:
@@ -231,18 +303,23 @@ async def test_a_verified_return_settles_when_verify_payment_is_down(fake_payu: 
     fake_payu.hang_seconds = 0.2
     result = await gateway.confirm_return(attempt(request, start), back.fields)
     assert (result.outcome, result.amount, result.currency_code) == (
-        Outcome.SUCCESS, 125_000, "INR")
+        Outcome.SUCCESS,
+        125_000,
+        "INR",
+    )
     # The same post edited (amount) is not PayU's: no information.
     fake_payu.fail_next("500", path=PATH)
     edited = {**back.fields, "amount": "1.00"}
     assert (await gateway.confirm_return(attempt(request, start), edited)).outcome == (
-        Outcome.UNKNOWN)
+        Outcome.UNKNOWN
+    )
     # Another merchant key's post (same hash scheme) is not ours.
     fake_payu.fail_next("500", path=PATH)
     other = {**back.fields, "key": "other"}
     other["hash"] = t.reverse_hash(other, SALT)
     assert (await gateway.confirm_return(attempt(request, start), other)).outcome == (
-        Outcome.UNKNOWN)
+        Outcome.UNKNOWN
+    )
 
 
 async def test_convenience_fees_use_the_longer_reverse_hash(fake_payu: FakePayu) -> None:
@@ -321,11 +398,13 @@ async def test_a_different_recorded_amount_is_reported(fake_payu: FakePayu) -> N
     result = await gateway.confirm_return(attempt(request, start), back.fields)
     # The framework compares it with the attempt's 1250.00 and puts the attempt in review.
     assert (result.outcome, result.amount, result.currency_code) == (
-        Outcome.SUCCESS, 120_000, "INR")
+        Outcome.SUCCESS,
+        120_000,
+        "INR",
+    )
 
 
-async def test_paid_but_never_returned_is_found_by_inquiry_and_webhook(
-        fake_payu: FakePayu) -> None:
+async def test_paid_but_never_returned_is_found_by_inquiry_and_webhook(fake_payu: FakePayu) -> None:
     gateway = connector(fake_payu)
     request = checkout()
     start = await gateway.start_checkout(request)
@@ -334,18 +413,22 @@ async def test_paid_but_never_returned_is_found_by_inquiry_and_webhook(
     assert (found.outcome, found.amount) == (Outcome.SUCCESS, 125_000)
     # PayU's payment webhook: the return's fields and hash, a hint naming the attempt.
     body = urlencode(fake_payu.last_decided.answer).encode()  # type: ignore[union-attr]
-    note = gateway.parse_notification({"content-type": "application/x-www-form-urlencoded"},
-                                      body)
+    note = gateway.parse_notification({"content-type": "application/x-www-form-urlencoded"}, body)
     assert note.reference == "PO-ATT-0001"
     assert note.gateway_refs["mihpayid"] == found.gateway_refs["mihpayid"]
-    tampered = urlencode({**fake_payu.last_decided.answer,  # type: ignore[union-attr]
-                          "status": "failure"}).encode()
+    tampered = urlencode(
+        {
+            **fake_payu.last_decided.answer,  # type: ignore[union-attr]
+            "status": "failure",
+        }
+    ).encode()
     with pytest.raises(NotificationRejected):
         gateway.parse_notification({}, tampered)
 
 
-async def test_credentials_never_reach_logs_or_results(fake_payu: FakePayu,
-                                                       caplog: pytest.LogCaptureFixture) -> None:
+async def test_credentials_never_reach_logs_or_results(
+    fake_payu: FakePayu, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.DEBUG)
     gateway = connector(fake_payu)
     request = checkout()

@@ -63,27 +63,48 @@ PAGE_PATH = "/qcb-pg/pay"  # the fake's own card page (QPay's page addresses are
 SUCCESS_CARD = "4215375500883243"
 DECLINE_CARD = "4215375500880001"
 PENDING_CARD = "4215375500889999"
-PAYMENT_FIELDS = ("Action", "Amount", "BankID", "CurrencyCode", "ExtraFields_f14", "Lang",
-                  "MerchantID", "MerchantModuleSessionID", "PUN", "PaymentDescription",
-                  "Quantity", "TransactionRequestDate")
-MESSAGES = {"5002": "Refund Transaction is pending", "5003": "Duplicate request",
-            "5004": "Original transaction not found", "5006": "Currency mismatch",
-            "5008": "Refund amount cannot be higher than booking amount",
-            "5015": "Transaction already refunded", "5019": "Payment validation failed",
-            "8107": "Amount must be greater than zero", "8108": "Currency not supported"}
+PAYMENT_FIELDS = (
+    "Action",
+    "Amount",
+    "BankID",
+    "CurrencyCode",
+    "ExtraFields_f14",
+    "Lang",
+    "MerchantID",
+    "MerchantModuleSessionID",
+    "PUN",
+    "PaymentDescription",
+    "Quantity",
+    "TransactionRequestDate",
+)
+MESSAGES = {
+    "5002": "Refund Transaction is pending",
+    "5003": "Duplicate request",
+    "5004": "Original transaction not found",
+    "5006": "Currency mismatch",
+    "5008": "Refund amount cannot be higher than booking amount",
+    "5015": "Transaction already refunded",
+    "5019": "Payment validation failed",
+    "8107": "Amount must be greater than zero",
+    "8108": "Currency not supported",
+}
 
 
 def sign(fields: dict[str, str]) -> str:
-    joined = "".join(fields[k] for k in sorted(fields, key=lambda n: n.encode())
-                     if k != "SecureHash" and fields[k])
+    joined = "".join(
+        fields[k]
+        for k in sorted(fields, key=lambda n: n.encode())
+        if k != "SecureHash" and fields[k]
+    )
     return hashlib.sha256((SECRET + joined).encode()).hexdigest()
 
 
 def encode_reply(fields: dict[str, str], *, corrupt: bool = False) -> str:
     """``Response.``-prefixed form body, signed with the StatusMessage quirk."""
     wire = {name: quote_plus(value) for name, value in fields.items()}
-    hashed = {name: (wire[name] if "StatusMessage" in name else value)
-              for name, value in fields.items()}
+    hashed = {
+        name: (wire[name] if "StatusMessage" in name else value) for name, value in fields.items()
+    }
     digest = sign(hashed)
     if corrupt:
         digest = digest[::-1]
@@ -94,8 +115,12 @@ def encode_reply(fields: dict[str, str], *, corrupt: bool = False) -> str:
 def signed_result_hash(fields: dict[str, str]) -> str:
     """The SecureHash of a browser post-back: the browser form-encodes the values, and the
     ``StatusMessage`` enters the hash as encoded (spec §7.2)."""
-    return sign({name: (quote_plus(value) if "StatusMessage" in name else value)
-                 for name, value in fields.items()})
+    return sign(
+        {
+            name: (quote_plus(value) if "StatusMessage" in name else value)
+            for name, value in fields.items()
+        }
+    )
 
 
 @dataclass
@@ -174,35 +199,56 @@ class FakeQpay(FakeGateway):
         if payment is not None and payment.stage in ("open", "processing"):
             return self._reply({"Status": "1220", "StatusMessage": "Transaction in progress"})
         if payment is None or payment.stage == "expired":
-            return self._reply({"Status": "8106",
-                                "StatusMessage": "Try to Inquiry about unfounded transaction"})
+            return self._reply(
+                {"Status": "8106", "StatusMessage": "Try to Inquiry about unfounded transaction"}
+            )
         paid = payment.status == "0000"
-        return self._reply({
-            "Status": "0000", "StatusMessage": "Inquiry Processed Successfully",
-            "OriginalStatus": payment.status,
-            "OriginalStatusMessage": "Payment Processed Successfully" if paid
-            else "Payment Failed.",
-            "OriginalPUN": payment.pun, "OriginalConfirmationID": "202311290113174499433083352",
-            "OriginalExtractStatus": "", "OriginalReversalStatus": "",
-            "Amount": str(payment.amount), "CurrencyCode": "634", "ApprovalCode": "123456",
-            "CardNumber": "421537******3243", "TransactionResponseDate": "29112026101010",
-        })
+        return self._reply(
+            {
+                "Status": "0000",
+                "StatusMessage": "Inquiry Processed Successfully",
+                "OriginalStatus": payment.status,
+                "OriginalStatusMessage": "Payment Processed Successfully"
+                if paid
+                else "Payment Failed.",
+                "OriginalPUN": payment.pun,
+                "OriginalConfirmationID": "202311290113174499433083352",
+                "OriginalExtractStatus": "",
+                "OriginalReversalStatus": "",
+                "Amount": str(payment.amount),
+                "CurrencyCode": "634",
+                "ApprovalCode": "123456",
+                "CardNumber": "421537******3243",
+                "TransactionResponseDate": "29112026101010",
+            }
+        )
 
     def _refund(self, form: dict[str, str]) -> Answer:
         code = self._refund_code(form)
-        fields = {"Status_1": code, "StatusMessage_1": MESSAGES.get(code, "Refund refused"),
-                  "Amount_1": form.get("Amount_1", ""), "CurrencyCode_1": "634",
-                  "PUN_1": form.get("PUN_1", ""),
-                  "OriginalTransactionPaymentUniqueNumber_1":
-                      form.get("OriginalTransactionPaymentUniqueNumber_1", ""),
-                  "ConfirmationID_1": str(next(self._confirmations)) if code == "5002" else "",
-                  "Lang_1": form.get("Lang", ""), "TransactionRequestDate_1": "30/11/2026 10:15:00",
-                  "EZConnectRequestStatus": "EZConnect-0000"}
+        fields = {
+            "Status_1": code,
+            "StatusMessage_1": MESSAGES.get(code, "Refund refused"),
+            "Amount_1": form.get("Amount_1", ""),
+            "CurrencyCode_1": "634",
+            "PUN_1": form.get("PUN_1", ""),
+            "OriginalTransactionPaymentUniqueNumber_1": form.get(
+                "OriginalTransactionPaymentUniqueNumber_1", ""
+            ),
+            "ConfirmationID_1": str(next(self._confirmations)) if code == "5002" else "",
+            "Lang_1": form.get("Lang", ""),
+            "TransactionRequestDate_1": "30/11/2026 10:15:00",
+            "EZConnectRequestStatus": "EZConnect-0000",
+        }
         return self._reply(fields)
 
     def _refund_code(self, form: dict[str, str]) -> str:
-        for name in ("Amount_1", "OriginalTransactionPaymentUniqueNumber_1", "PUN_1", "Lang",
-                     "TransactionRequestDate"):
+        for name in (
+            "Amount_1",
+            "OriginalTransactionPaymentUniqueNumber_1",
+            "PUN_1",
+            "Lang",
+            "TransactionRequestDate",
+        ):
             if not form.get(name):
                 return "5019"
         if "RequestDate" not in form or not DATE_SHAPE.match(form["TransactionRequestDate"]):
@@ -245,8 +291,9 @@ class FakeQpay(FakeGateway):
         if payment is not None:
             self._age(payment)
         if payment is not None and payment.stage != "open":
-            return self._html("Error", "<p>Duplicate PUN: this transaction was already "
-                              "submitted.</p>", 400)
+            return self._html(
+                "Error", "<p>Duplicate PUN: this transaction was already submitted.</p>", 400
+            )
         if payment is None:
             payment = QpayPayment(pun, int(form["Amount"]), status="", stage="open")
             self.payments[pun] = payment
@@ -275,27 +322,34 @@ class FakeQpay(FakeGateway):
     def _card_page(self, payment: QpayPayment, error: str) -> Answer:
         token = html.escape(payment.page)
         notice = f'<p class="error">{html.escape(error)}</p>' if error else ""
-        body = (f"<p>Pay QAR {payment.amount / 100:.2f} to {MERCHANT_ID}</p>{notice}"
-                f'<form method="post" action="{PAGE_PATH}/submit">'
-                f'<input type="hidden" name="session" value="{token}">'
-                '<label>Debit card number <input name="card_number"></label>'
-                '<label>Expiry <input name="expiry" placeholder="MM/YY"></label>'
-                '<label>PIN <input name="pin" type="password"></label>'
-                '<button type="submit">Pay</button></form>'
-                f'<form method="post" action="{PAGE_PATH}/cancel">'
-                f'<input type="hidden" name="session" value="{token}">'
-                '<button type="submit">Cancel</button></form>')
+        body = (
+            f"<p>Pay QAR {payment.amount / 100:.2f} to {MERCHANT_ID}</p>{notice}"
+            f'<form method="post" action="{PAGE_PATH}/submit">'
+            f'<input type="hidden" name="session" value="{token}">'
+            '<label>Debit card number <input name="card_number"></label>'
+            '<label>Expiry <input name="expiry" placeholder="MM/YY"></label>'
+            '<label>PIN <input name="pin" type="password"></label>'
+            '<button type="submit">Pay</button></form>'
+            f'<form method="post" action="{PAGE_PATH}/cancel">'
+            f'<input type="hidden" name="session" value="{token}">'
+            '<button type="submit">Cancel</button></form>'
+        )
         return self._html("QPay", body)
 
     @staticmethod
     def _html(title: str, body: str, status: int = 200) -> Answer:
-        return Answer(status, f"<!doctype html><html><head><title>{html.escape(title)}</title>"
-                      f"</head><body>{body}</body></html>", "text/html; charset=utf-8")
+        return Answer(
+            status,
+            f"<!doctype html><html><head><title>{html.escape(title)}</title>"
+            f"</head><body>{body}</body></html>",
+            "text/html; charset=utf-8",
+        )
 
     def _page_action(self, base: str, body: bytes) -> Answer:
         form = dict(parse_qsl(body.decode(), keep_blank_values=True))
-        payment = next((p for p in self.payments.values()
-                        if p.page and p.page == form.get("session")), None)
+        payment = next(
+            (p for p in self.payments.values() if p.page and p.page == form.get("session")), None
+        )
         if payment is None or payment.stage != "open":
             return self._html("Error", "<p>This payment session is not open.</p>", 400)
         if self._age(payment):
@@ -310,16 +364,16 @@ class FakeQpay(FakeGateway):
             return self._card_page(payment, "Invalid card details")
         if self.forge_returns:
             fields = self._result_fields(payment, "0000", "Payment Processed Successfully")
-            return self._auto_post(payment.form["ExtraFields_f14"],
-                                   {**fields, "SecureHash": secrets.token_hex(32)})
+            return self._auto_post(
+                payment.form["ExtraFields_f14"], {**fields, "SecureHash": secrets.token_hex(32)}
+            )
         if card == DECLINE_CARD:
             return self._decide(payment, "3000", "Payment Failed.")
         if self.record_amount is not None:
             payment.amount = self.record_amount
         if self.never_return:
             self._record(payment, "0000", "Payment Processed Successfully")
-            return self._html("Thank you", "<p>Payment successful. You may close this window."
-                              "</p>")
+            return self._html("Thank you", "<p>Payment successful. You may close this window.</p>")
         return self._decide(payment, "0000", "Payment Processed Successfully")
 
     def _record(self, payment: QpayPayment, status: str, message: str) -> None:
@@ -334,22 +388,36 @@ class FakeQpay(FakeGateway):
 
     def _result_fields(self, payment: QpayPayment, status: str, message: str) -> dict[str, str]:
         form = payment.form
-        return {"AcquirerID": "030003", "Amount": str(payment.amount), "BankID": BANK_ID,
-                "CardExpiryDate": "3006", "CardHolderName": "NOT_CAPTURED",
-                "CardNumber": "421537******3243",
-                "ConfirmationID": payment.confirmation or "0",
-                "CurrencyCode": "634", "EZConnectResponseDate": "30112026161626",
-                "Lang": form.get("Lang", "en"), "MerchantID": MERCHANT_ID,
-                "MerchantModuleSessionID": form.get("MerchantModuleSessionID", ""),
-                "PUN": payment.pun, "Status": status, "StatusMessage": message}
+        return {
+            "AcquirerID": "030003",
+            "Amount": str(payment.amount),
+            "BankID": BANK_ID,
+            "CardExpiryDate": "3006",
+            "CardHolderName": "NOT_CAPTURED",
+            "CardNumber": "421537******3243",
+            "ConfirmationID": payment.confirmation or "0",
+            "CurrencyCode": "634",
+            "EZConnectResponseDate": "30112026161626",
+            "Lang": form.get("Lang", "en"),
+            "MerchantID": MERCHANT_ID,
+            "MerchantModuleSessionID": form.get("MerchantModuleSessionID", ""),
+            "PUN": payment.pun,
+            "Status": status,
+            "StatusMessage": message,
+        }
 
     @staticmethod
     def _auto_post(url: str, fields: dict[str, str]) -> Answer:
-        inputs = "".join(f'<input type="hidden" name="Response.{html.escape(k)}" '
-                         f'value="{html.escape(v)}">' for k, v in fields.items())
-        return FakeQpay._html("Redirecting", f'<form method="post" action="{html.escape(url)}" '
-                              f'id="qpay_return">{inputs}</form>'
-                              "<script>document.getElementById('qpay_return').submit()</script>")
+        inputs = "".join(
+            f'<input type="hidden" name="Response.{html.escape(k)}" value="{html.escape(v)}">'
+            for k, v in fields.items()
+        )
+        return FakeQpay._html(
+            "Redirecting",
+            f'<form method="post" action="{html.escape(url)}" '
+            f'id="qpay_return">{inputs}</form>'
+            "<script>document.getElementById('qpay_return').submit()</script>",
+        )
 
     # -- payment side: controls for tests --------------------------------------------------------
     def expire(self, pun: str) -> None:
@@ -364,15 +432,24 @@ class FakeQpay(FakeGateway):
         with self.lock:
             payment = self.payments[pun]
             assert payment.stage == "processing", payment.stage
-            self._record(payment, status, "Payment Processed Successfully"
-                         if status == "0000" else "Payment Failed.")
+            self._record(
+                payment,
+                status,
+                "Payment Processed Successfully" if status == "0000" else "Payment Failed.",
+            )
 
     def decline_answer(self, fault: Fault, request: RecordedRequest) -> Answer:
         code = fault.message or "5019"
         form = dict(parse_qsl(request.body.decode(), keep_blank_values=True))
-        return self._reply({"Status_1": code, "StatusMessage_1": MESSAGES.get(code, "Refused"),
-                            "Amount_1": form.get("Amount_1", ""), "PUN_1": form.get("PUN_1", ""),
-                            "EZConnectRequestStatus": "EZConnect-0000"})
+        return self._reply(
+            {
+                "Status_1": code,
+                "StatusMessage_1": MESSAGES.get(code, "Refused"),
+                "Amount_1": form.get("Amount_1", ""),
+                "PUN_1": form.get("PUN_1", ""),
+                "EZConnectRequestStatus": "EZConnect-0000",
+            }
+        )
 
     def queue_answer(self, fault: Fault, request: RecordedRequest) -> Answer:
         return self.answer(request)

@@ -42,24 +42,37 @@ PUN = "PO2611300000000042"
 
 # -- pure protocol: the guide's vectors ---------------------------------------------------------
 
+
 def test_request_and_signed_result_match_the_guide_vectors() -> None:
-    fields = {"Action": "0", "Amount": "20000", "BankID": "QIB", "CurrencyCode": "634",
-              "ExtraFields_f14": "https://merchantUrl.com/response", "Lang": "en",
-              "MerchantID": "simulator123", "MerchantModuleSessionID": "f859a6e54bd54de4ad3d",
-              "NationalID": "2215275104", "PUN": "f859a6e54bd54de4ad3d",
-              "PaymentDescription": "SamplePayment", "Quantity": "1",
-              "TransactionRequestDate": "06082023161317"}
+    fields = {
+        "Action": "0",
+        "Amount": "20000",
+        "BankID": "QIB",
+        "CurrencyCode": "634",
+        "ExtraFields_f14": "https://merchantUrl.com/response",
+        "Lang": "en",
+        "MerchantID": "simulator123",
+        "MerchantModuleSessionID": "f859a6e54bd54de4ad3d",
+        "NationalID": "2215275104",
+        "PUN": "f859a6e54bd54de4ad3d",
+        "PaymentDescription": "SamplePayment",
+        "Quantity": "1",
+        "TransactionRequestDate": "06082023161317",
+    }
     assert t.signed("3aJYQWELpNywSw3O", fields)["SecureHash"] == (
-        "2d4cd46694e97d22e3e86d6ec054afbda99e8c1f7ade8d99f4ae07544afa2ab8")
-    body = ("Response.AcquirerID=030003&Response.Amount=20000&Response.BankID=QIB&"
-            "Response.CardExpiryDate=3006&Response.CardHolderName=NOT_CAPTURED&"
-            "Response.CardNumber=421537******3243&"
-            "Response.ConfirmationID=202308060113174499433083352&Response.CurrencyCode=634&"
-            "Response.EZConnectResponseDate=06082023161626&Response.Lang=en&"
-            "Response.MerchantID=simulator123&Response.MerchantModuleSessionID=f859a6e54bd54de4ad3d&"
-            "Response.PUN=f859a6e54bd54de4ad3d&Response.Status=0000&"
-            "Response.StatusMessage=Payment+Processed+Successfully&"
-            "Response.SecureHash=660432ad41745cd716f8b799196e18c2cf84736f80014cc9816e0d53fd718760")
+        "2d4cd46694e97d22e3e86d6ec054afbda99e8c1f7ade8d99f4ae07544afa2ab8"
+    )
+    body = (
+        "Response.AcquirerID=030003&Response.Amount=20000&Response.BankID=QIB&"
+        "Response.CardExpiryDate=3006&Response.CardHolderName=NOT_CAPTURED&"
+        "Response.CardNumber=421537******3243&"
+        "Response.ConfirmationID=202308060113174499433083352&Response.CurrencyCode=634&"
+        "Response.EZConnectResponseDate=06082023161626&Response.Lang=en&"
+        "Response.MerchantID=simulator123&Response.MerchantModuleSessionID=f859a6e54bd54de4ad3d&"
+        "Response.PUN=f859a6e54bd54de4ad3d&Response.Status=0000&"
+        "Response.StatusMessage=Payment+Processed+Successfully&"
+        "Response.SecureHash=660432ad41745cd716f8b799196e18c2cf84736f80014cc9816e0d53fd718760"
+    )
     # The web framework hands the connector decoded form fields.
     params = dict(parse_qsl(body))
     verified = t.verified_return(params, "3aJYQWELpNywSw3O")
@@ -84,21 +97,32 @@ def test_purchase_only_with_ottus_inquiry_window() -> None:
 
 # -- the connector against the fake -------------------------------------------------------------
 
+
 def connector(fake: FakeQpay, **options: str) -> QpayConnector:
-    return QpayConnector(ConnectorConfig(
-        pg_code="qpay-qar", is_sandbox=True, timeout_seconds=5.0,
-        credentials={"merchant_id": MERCHANT_ID, "bank_id": BANK_ID, "secret_key": SECRET},
-        options={"base_url": fake.url, **options}))
+    return QpayConnector(
+        ConnectorConfig(
+            pg_code="qpay-qar",
+            is_sandbox=True,
+            timeout_seconds=5.0,
+            credentials={"merchant_id": MERCHANT_ID, "bank_id": BANK_ID, "secret_key": SECRET},
+            options={"base_url": fake.url, **options},
+        )
+    )
 
 
-def checkout(reference: str = PUN, amount: int = 20_000, *,
-             currency: str = "QAR") -> CheckoutRequest:
+def checkout(
+    reference: str = PUN, amount: int = 20_000, *, currency: str = "QAR"
+) -> CheckoutRequest:
     return CheckoutRequest(
-        payment=PaymentRef(reference, amount, currency, "purchase"), return_url=RETURN,
-        cancel_url=RETURN + "?outcome=cancel", failure_url=RETURN + "?outcome=failure",
+        payment=PaymentRef(reference, amount, currency, "purchase"),
+        return_url=RETURN,
+        cancel_url=RETURN + "?outcome=cancel",
+        failure_url=RETURN + "?outcome=failure",
         response_url="http://payops.test/checkout/response/tok-456",
         notification_url="http://payops.test/b/pg/notifications/qpay-qar",
-        merchant_name="Doha Books", description="Order 42 | books")
+        merchant_name="Doha Books",
+        description="Order 42 | books",
+    )
 
 
 def attempt(request: CheckoutRequest, start: CheckoutStart) -> PaymentRef:
@@ -118,10 +142,19 @@ async def test_start_checkout_builds_the_signed_action_0_form(fake_qpay: FakeQpa
     fields = dict(start.fields)
     date = fields.pop("TransactionRequestDate")
     assert fields == {
-        "Action": "0", "Amount": "20000", "BankID": BANK_ID, "CurrencyCode": "634",
-        "ExtraFields_f14": RETURN, "Lang": "en", "MerchantID": MERCHANT_ID,
-        "MerchantModuleSessionID": PUN, "PUN": PUN, "PaymentDescription": "Order-42-books",
-        "Quantity": "1", "SecureHash": sign({**fields, "TransactionRequestDate": date})}
+        "Action": "0",
+        "Amount": "20000",
+        "BankID": BANK_ID,
+        "CurrencyCode": "634",
+        "ExtraFields_f14": RETURN,
+        "Lang": "en",
+        "MerchantID": MERCHANT_ID,
+        "MerchantModuleSessionID": PUN,
+        "PUN": PUN,
+        "PaymentDescription": "Order-42-books",
+        "Quantity": "1",
+        "SecureHash": sign({**fields, "TransactionRequestDate": date}),
+    }
     qatar = datetime.strptime(date, "%d%m%Y%H%M%S").replace(tzinfo=t.QATAR)
     assert abs((qatar - before).total_seconds()) < 5  # Qatar time, UTC+3
     assert start.gateway_refs["pun"] == PUN
@@ -151,8 +184,7 @@ async def test_success_is_verified_and_confirmed_by_inquiry(fake_qpay: FakeQpay)
     assert back is not None and (back.method, back.url) == ("POST", RETURN)
     assert back.fields["Response.PUN"] == PUN
     result = await gateway.confirm_return(attempt(request, start), back.fields)
-    assert (result.outcome, result.amount, result.currency_code) == (
-        Outcome.SUCCESS, 20_000, "QAR")
+    assert (result.outcome, result.amount, result.currency_code) == (Outcome.SUCCESS, 20_000, "QAR")
     inquiry = dict(parse_qsl(fake_qpay.requests_to(PATH)[-1].body.decode()))
     assert (inquiry["Action"], inquiry["OriginalPUN"]) == ("14", PUN)
     await gateway.aclose()
@@ -205,15 +237,15 @@ async def test_a_verified_result_settles_when_inquiry_is_down(fake_qpay: FakeQpa
     assert back is not None
     fake_qpay.fail_next("500", path=PATH)
     result = await gateway.confirm_return(attempt(request, start), back.fields)
-    assert (result.outcome, result.amount, result.currency_code) == (
-        Outcome.SUCCESS, 20_000, "QAR")
+    assert (result.outcome, result.amount, result.currency_code) == (Outcome.SUCCESS, 20_000, "QAR")
     assert "CardHolderName" not in repr(result.raw) and SECRET not in repr(result)
     # A genuine result of another attempt says nothing about this one.
     other = checkout("PO2611300000000043")
     start_other = await gateway.start_checkout(other)
     fake_qpay.fail_next("500", path=PATH)
     assert (await gateway.confirm_return(attempt(other, start_other), back.fields)).outcome == (
-        Outcome.UNKNOWN)
+        Outcome.UNKNOWN
+    )
 
 
 async def test_a_retry_of_the_same_attempt_never_charges_twice(fake_qpay: FakeQpay) -> None:
@@ -244,8 +276,7 @@ async def test_expiry_after_the_window(fake_qpay: FakeQpay) -> None:
     # 8106 within the window: maybe not there yet, still pending.
     assert (await gateway.inquire_payment(payment)).outcome == Outcome.PENDING
     old = datetime.now(UTC) - timedelta(minutes=21)
-    aged = replace(payment, gateway_refs={**payment.gateway_refs,
-                                          "requested_at": old.isoformat()})
+    aged = replace(payment, gateway_refs={**payment.gateway_refs, "requested_at": old.isoformat()})
     result = await gateway.inquire_payment(aged)
     assert (result.outcome, result.payment_state) == (Outcome.FAILED, "expired")
     # The configuration's window overrides Ottu's 20 minutes.
@@ -258,12 +289,15 @@ async def test_expiry_after_the_window(fake_qpay: FakeQpay) -> None:
     opened = await gateway.start_checkout(later)
     browser(step(opened))
     fake_qpay.page_seconds = 0.0
-    aged_page = replace(attempt(later, opened), gateway_refs={
-        **opened.gateway_refs, "requested_at": old.isoformat()})
+    aged_page = replace(
+        attempt(later, opened),
+        gateway_refs={**opened.gateway_refs, "requested_at": old.isoformat()},
+    )
     assert (await gateway.inquire_payment(aged_page)).payment_state == "expired"
     # An imported payment (no requested_at) is never expired this way.
-    assert (await gateway.inquire_payment(PaymentRef(PUN, 20_000, "QAR", "purchase"))
-            ).outcome == Outcome.PENDING
+    assert (
+        await gateway.inquire_payment(PaymentRef(PUN, 20_000, "QAR", "purchase"))
+    ).outcome == Outcome.PENDING
 
 
 async def test_a_different_recorded_amount_is_reported(fake_qpay: FakeQpay) -> None:
@@ -274,8 +308,7 @@ async def test_a_different_recorded_amount_is_reported(fake_qpay: FakeQpay) -> N
     back = DRIVER.pay(fake_qpay, step(start), "success")
     assert back is not None
     result = await gateway.confirm_return(attempt(request, start), back.fields)
-    assert (result.outcome, result.amount, result.currency_code) == (
-        Outcome.SUCCESS, 19_000, "QAR")
+    assert (result.outcome, result.amount, result.currency_code) == (Outcome.SUCCESS, 19_000, "QAR")
 
 
 async def test_paid_but_never_returned_is_found_by_inquiry(fake_qpay: FakeQpay) -> None:
@@ -288,8 +321,9 @@ async def test_paid_but_never_returned_is_found_by_inquiry(fake_qpay: FakeQpay) 
     assert (found.outcome, found.amount) == (Outcome.SUCCESS, 20_000)
 
 
-async def test_credentials_never_reach_logs(fake_qpay: FakeQpay,
-                                            caplog: pytest.LogCaptureFixture) -> None:
+async def test_credentials_never_reach_logs(
+    fake_qpay: FakeQpay, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.DEBUG)
     gateway = connector(fake_qpay)
     request = checkout()

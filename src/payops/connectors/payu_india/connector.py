@@ -76,16 +76,29 @@ class PayuIndiaConnector(Connector):
     takes_payments: ClassVar[bool] = True
     attempt_inquiry_minutes: ClassVar[int] = 15
     required_credentials: ClassVar[tuple[str, ...]] = ("merchant_key", "salt")
-    personal_fields: ClassVar[frozenset[str]] = kit.field_set((
-        "email", "phone", "firstname", "lastname", "address1", "address2", "name_on_card",
-        "customerName", "customerEmail", "customerPhone",
-    ))
+    personal_fields: ClassVar[frozenset[str]] = kit.field_set(
+        (
+            "email",
+            "phone",
+            "firstname",
+            "lastname",
+            "address1",
+            "address2",
+            "name_on_card",
+            "customerName",
+            "customerEmail",
+            "customerPhone",
+        )
+    )
 
     def __init__(self, config: ConnectorConfig) -> None:
         super().__init__(config)
         host = SANDBOX_HOST if config.is_sandbox else PRODUCTION_HOST
-        self.client = kit.GatewayClient("payu_india", base_url=kit.base_url(config, host) or host,
-                                        timeout=config.timeout_seconds)
+        self.client = kit.GatewayClient(
+            "payu_india",
+            base_url=kit.base_url(config, host) or host,
+            timeout=config.timeout_seconds,
+        )
         checkout_host = CHECKOUT_SANDBOX_HOST if config.is_sandbox else CHECKOUT_PRODUCTION_HOST
         self.checkout_url = (kit.base_url(config, checkout_host) or checkout_host) + CHECKOUT_PATH
 
@@ -100,21 +113,28 @@ class PayuIndiaConnector(Connector):
 
     # -- plumbing ---------------------------------------------------------------------------
     def _form(self, command: str, *variables: str) -> dict[str, str]:
-        return t.command_form(kit.credential(self.config, "merchant_key", strip=True),
-                              kit.credential(self.config, "salt"), command, *variables)
+        return t.command_form(
+            kit.credential(self.config, "merchant_key", strip=True),
+            kit.credential(self.config, "salt"),
+            command,
+            *variables,
+        )
 
     async def _send(self, command: str, *variables: str) -> kit.Reply:
-        return await self.client.request("POST", POSTSERVICE_PATH,
-                                         form=self._form(command, *variables))
+        return await self.client.request(
+            "POST", POSTSERVICE_PATH, form=self._form(command, *variables)
+        )
 
     def _raw(self, reply: kit.Reply) -> dict[str, Any]:
         return reply.raw(SCRUB.scrub)
 
     async def _call(self, work: Any) -> GatewayResult:
         return await kit.guarded(
-            work, budget=self.config.timeout_seconds * 2 + 2.0,
+            work,
+            budget=self.config.timeout_seconds * 2 + 2.0,
             on_timeout=lambda: kit.unknown("PayU did not answer in time", {"error": "timeout"}),
-            on_error=lambda exc: kit.unknown("PayU call failed", {"error": type(exc).__name__}))
+            on_error=lambda exc: kit.unknown("PayU call failed", {"error": type(exc).__name__}),
+        )
 
     @staticmethod
     def mihpayid(payment: PaymentRef) -> str | None:
@@ -131,14 +151,16 @@ class PayuIndiaConnector(Connector):
         # PayU cancels an authorisation only in full: the amount is the authorised amount.
         return await self._call(lambda: self._command(request, t.REFUND, request.payment.amount))
 
-    async def _command(self, request: OperationRequest, command: str,
-                       amount: int) -> GatewayResult:
+    async def _command(self, request: OperationRequest, command: str, amount: int) -> GatewayResult:
         mihpayid = self.mihpayid(request.payment)
         if not mihpayid:
             return kit.not_sent("Not sent to PayU: the payment's mihpayid is not known")
         try:
-            variables = (mihpayid, t.token(request.reference_number),
-                         t.payu_amount(amount, request.currency_code))
+            variables = (
+                mihpayid,
+                t.token(request.reference_number),
+                t.payu_amount(amount, request.currency_code),
+            )
         except t.PayuFormatError as exc:
             return kit.not_sent(f"Not sent to PayU: {exc}")
         reply = await self._send(command, *variables)
@@ -153,10 +175,17 @@ class PayuIndiaConnector(Connector):
                 return kit.refused(f"PayU refused the request (HTTP {reply.status})", raw)
             return kit.unknown(f"PayU did not confirm the {request.operation}", raw)
         outcome = t.command_outcome(parsed)
-        params = {"ref": mihpayid, "result": parsed.error_code, "pg_message": parsed.msg,
-                  "token": request.reference_number}
-        refs = {"mihpayid": mihpayid, "request_id": parsed.request_id,
-                "txn_update_id": parsed.txn_update_id}
+        params = {
+            "ref": mihpayid,
+            "result": parsed.error_code,
+            "pg_message": parsed.msg,
+            "token": request.reference_number,
+        }
+        refs = {
+            "mihpayid": mihpayid,
+            "request_id": parsed.request_id,
+            "txn_update_id": parsed.txn_update_id,
+        }
         if outcome == Outcome.UNKNOWN and parsed.error_code in t.REPLAY_CODES:
             # PayU may already hold a request under this token: that request is the operation.
             # (For a capture, 109 also means "a second capture": then no action has our token.)
@@ -171,15 +200,17 @@ class PayuIndiaConnector(Connector):
         return await self._call(lambda: self._inquire_operation(request))
 
     async def _inquire_operation(self, request: OperationRequest) -> GatewayResult:
-        action_id = (kit.ref(request.gateway_refs, "request_id")
-                     or kit.ref(request.gateway_refs, "txn_update_id"))
+        action_id = kit.ref(request.gateway_refs, "request_id") or kit.ref(
+            request.gateway_refs, "txn_update_id"
+        )
         mihpayid = self.mihpayid(request.payment)
         if action_id:
             reply = await self._send(t.ACTION_STATUS, action_id)
             actions = t.parse_actions(reply.body) if reply.ok else None
             if actions is None:
-                return kit.unknown("PayU could not say what happened to the operation",
-                                   self._raw(reply))
+                return kit.unknown(
+                    "PayU could not say what happened to the operation", self._raw(reply)
+                )
             match = [a for a in actions if a.request_id == action_id]
             if not match:
                 return kit.unknown(f"PayU has no action {action_id}", self._raw(reply))
@@ -199,8 +230,11 @@ class PayuIndiaConnector(Connector):
         if not mine:
             # PayU lists every action it logged for the payment: ours is not among them, so
             # PayU never took it (the request was lost before PayU logged it).
-            return kit.refused(f"PayU has no action with token {request.reference_number} on "
-                               f"payment {mihpayid}", raw, {"ref": mihpayid})
+            return kit.refused(
+                f"PayU has no action with token {request.reference_number} on payment {mihpayid}",
+                raw,
+                {"ref": mihpayid},
+            )
         return decisions.judge_action(request, mine[0], raw, mihpayid)
 
     async def inquire_payment(self, payment: PaymentRef) -> GatewayResult:
@@ -229,17 +263,24 @@ class PayuIndiaConnector(Connector):
 
         def person(name: str) -> str:
             return (customer.get(name) or "").strip() or kit.text_option(
-                self.config, f"default_{name}")
+                self.config, f"default_{name}"
+            )
 
         try:
             form = t.checkout_form(
                 key=kit.credential(self.config, "merchant_key", strip=True),
-                salt=kit.credential(self.config, "salt"), txnid=payment.reference_number,
-                amount_minor=payment.amount, currency_code=payment.currency_code,
+                salt=kit.credential(self.config, "salt"),
+                txnid=payment.reference_number,
+                amount_minor=payment.amount,
+                currency_code=payment.currency_code,
                 productinfo=request.description or request.merchant_name or "Payment",
-                firstname=person("first_name"), email=person("email"), phone=person("phone"),
+                firstname=person("first_name"),
+                email=person("email"),
+                phone=person("phone"),
                 lastname=(customer.get("last_name") or ""),
-                surl=request.return_url, furl=request.failure_url)
+                surl=request.return_url,
+                furl=request.failure_url,
+            )
         except t.PayuFormatError as exc:
             return CheckoutStart(Outcome.FAILED, message=f"Not sent to PayU: {exc}")
         if request.retry:
@@ -247,12 +288,19 @@ class PayuIndiaConnector(Connector):
             # would only refuse the duplicate); the attempt waits for its inquiry.
             known = await self.inquire_payment(payment)
             if known.outcome == Outcome.SUCCESS:
-                return CheckoutStart(Outcome.UNKNOWN, gateway_refs=dict(known.gateway_refs),
-                                     message="PayU already holds a payment for this attempt; "
-                                     "its inquiry settles it")
-        return CheckoutStart(Outcome.SUCCESS, method="POST", url=self.checkout_url, fields=form,
-                             gateway_refs={"txnid": form["txnid"]},
-                             raw={"txnid": form["txnid"], "amount": form["amount"]})
+                return CheckoutStart(
+                    Outcome.UNKNOWN,
+                    gateway_refs=dict(known.gateway_refs),
+                    message="PayU already holds a payment for this attempt; its inquiry settles it",
+                )
+        return CheckoutStart(
+            Outcome.SUCCESS,
+            method="POST",
+            url=self.checkout_url,
+            fields=form,
+            gateway_refs={"txnid": form["txnid"]},
+            raw={"txnid": form["txnid"], "amount": form["amount"]},
+        )
 
     async def confirm_return(self, payment: PaymentRef, params: Mapping[str, str]) -> GatewayResult:
         """PayU's post to surl/furl is a hint: its reverse hash is checked (constant time) and
@@ -260,8 +308,11 @@ class PayuIndiaConnector(Connector):
         txnid = self.txnid(payment)
         form = {str(k): str(v) for k, v in params.items()}
         posted = decisions.posted_status(
-            form, kit.credential(self.config, "merchant_key", strip=True),
-            kit.credential(self.config, "salt"), txnid)
+            form,
+            kit.credential(self.config, "merchant_key", strip=True),
+            kit.credential(self.config, "salt"),
+            txnid,
+        )
         server = await self.inquire_payment(payment)
         return decisions.settle_return(payment, posted, server, txnid)
 
@@ -269,8 +320,11 @@ class PayuIndiaConnector(Connector):
     def parse_notification(self, headers: Mapping[str, str], body: bytes) -> Notification:
         data: Any
         try:
-            data = json.loads(body) if body.strip().startswith(b"{") else dict(
-                parse_qsl(body.decode(), keep_blank_values=True))
+            data = (
+                json.loads(body)
+                if body.strip().startswith(b"{")
+                else dict(parse_qsl(body.decode(), keep_blank_values=True))
+            )
         except (ValueError, UnicodeDecodeError):
             raise NotificationRejected("PayU callback is neither JSON nor a form") from None
         if isinstance(data, dict) and data.get("txnid") and not data.get("token"):

@@ -46,8 +46,9 @@ def command_hash(key: str, command: str, var1: str, salt: str) -> str:
 
 
 def hash_matches(form: Mapping[str, str], salt: str) -> bool:
-    expected = command_hash(form.get("key", ""), form.get("command", ""), form.get("var1", ""),
-                            salt)
+    expected = command_hash(
+        form.get("key", ""), form.get("command", ""), form.get("var1", ""), salt
+    )
     return hmac.compare_digest(expected, form.get("hash", "").lower())
 
 
@@ -116,9 +117,14 @@ def parse_command_reply(body: Any) -> CommandReply | None:
         status = int(str(body.get("status")).strip())
     except ValueError:
         status = None
-    return CommandReply(status, str(body.get("msg") or ""), _text(body.get("error_code")) or "",
-                        _text(body.get("request_id")), _text(body.get("txn_update_id")),
-                        _text(body.get("mihpayid")))
+    return CommandReply(
+        status,
+        str(body.get("msg") or ""),
+        _text(body.get("error_code")) or "",
+        _text(body.get("request_id")),
+        _text(body.get("txn_update_id")),
+        _text(body.get("mihpayid")),
+    )
 
 
 # Command codes (docs: error codes for refund initiation, pre-authorize payments).
@@ -129,13 +135,20 @@ REPLAY_CODES = frozenset({"106", "109", "227"})
 # Neither accepted nor refused in so many words: a human looks if inquiry cannot tell.
 UNCLEAR_CODES = frozenset({"104"})
 COMMAND_MESSAGES = {
-    "102": "Queued at PayU", "105": "Invalid amount", "106": "Token already exists",
-    "109": "Request already logged", "111": "Invalid transaction status",
-    "116": "Transaction not found", "117": "Amount does not match", "124": "Input missing",
+    "102": "Queued at PayU",
+    "105": "Invalid amount",
+    "106": "Token already exists",
+    "109": "Request already logged",
+    "111": "Invalid transaction status",
+    "116": "Transaction not found",
+    "117": "Amount does not match",
+    "124": "Input missing",
     "128": "Partial refunds not allowed",
     "214": "Same amount on the same transaction within 5 minutes",
-    "226": "Capture initiated today; check tomorrow", "227": "Same amount and token not allowed",
-    "230": "Purged transaction", "301": "Capture already successful",
+    "226": "Capture initiated today; check tomorrow",
+    "227": "Same amount and token not allowed",
+    "230": "Purged transaction",
+    "301": "Capture already successful",
     "303": "Amount greater than capturable",
 }
 
@@ -212,10 +225,16 @@ def parse_actions(body: Any) -> list[Action] | None:
         for entry in entries:
             if not isinstance(entry, dict) or not _text(entry.get("request_id")):
                 continue
-            found.append(Action(str(_text(entry.get("request_id"))),
-                                str(entry.get("action") or "").lower(),
-                                str(entry.get("token") or ""), _text(entry.get("amt")),
-                                str(entry.get("status") or ""), entry))
+            found.append(
+                Action(
+                    str(_text(entry.get("request_id"))),
+                    str(entry.get("action") or "").lower(),
+                    str(entry.get("token") or ""),
+                    _text(entry.get("amt")),
+                    str(entry.get("status") or ""),
+                    entry,
+                )
+            )
     return found
 
 
@@ -241,13 +260,19 @@ def parse_payment(body: Any, txnid: str) -> PaymentStatus | None:
     entry = details.get(txnid) if isinstance(details, dict) else None
     if not isinstance(entry, dict):
         return None
-    return PaymentStatus(txnid, _text(entry.get("mihpayid")), str(entry.get("status") or ""),
-                         str(entry.get("unmappedstatus") or ""),
-                         _text(entry.get("transaction_amount")) or _text(entry.get("amt")), entry)
+    return PaymentStatus(
+        txnid,
+        _text(entry.get("mihpayid")),
+        str(entry.get("status") or ""),
+        str(entry.get("unmappedstatus") or ""),
+        _text(entry.get("transaction_amount")) or _text(entry.get("amt")),
+        entry,
+    )
 
 
-FAILED_UNMAPPED = frozenset({"failed", "bounced", "dropped", "usercancelled", "cancelled",
-                             "failure", "autorefund"})
+FAILED_UNMAPPED = frozenset(
+    {"failed", "bounced", "dropped", "usercancelled", "cancelled", "failure", "autorefund"}
+)
 
 
 def payment_outcome(found: PaymentStatus, operation_mode: str) -> Outcome:
@@ -288,8 +313,10 @@ def clean(value: str, limit: int) -> str:
 
 def request_hash(form: Mapping[str, str], salt: str) -> str:
     """``sha512(key|txnid|amount|productinfo|firstname|email|udf1|…|udf5||||||SALT)``."""
-    parts = [form.get(name, "") for name in ("key", "txnid", "amount", "productinfo",
-                                              "firstname", "email", *UDFS)]
+    parts = [
+        form.get(name, "")
+        for name in ("key", "txnid", "amount", "productinfo", "firstname", "email", *UDFS)
+    ]
     sequence = "|".join([*parts, "", "", "", "", "", salt])
     return hashlib.sha512(sequence.encode()).hexdigest()
 
@@ -297,10 +324,20 @@ def request_hash(form: Mapping[str, str], salt: str) -> str:
 def reverse_hash(form: Mapping[str, str], salt: str) -> str:
     """``sha512([additionalCharges|]SALT|status||||||udf5|…|udf1|email|firstname|productinfo|
     amount|txnid|key)`` over the values PayU posted back (the docs' sequence, status included)."""
-    parts = [salt, form.get("status", ""), "", "", "", "", "",
-             *(form.get(name, "") for name in reversed(UDFS)),
-             *(form.get(name, "") for name in ("email", "firstname", "productinfo", "amount",
-                                                "txnid", "key"))]
+    parts = [
+        salt,
+        form.get("status", ""),
+        "",
+        "",
+        "",
+        "",
+        "",
+        *(form.get(name, "") for name in reversed(UDFS)),
+        *(
+            form.get(name, "")
+            for name in ("email", "firstname", "productinfo", "amount", "txnid", "key")
+        ),
+    ]
     charges = form.get("additionalCharges", "")
     if charges:
         parts.insert(0, charges)
@@ -315,19 +352,36 @@ def reverse_hash_matches(form: Mapping[str, str], salt: str) -> bool:
     return hmac.compare_digest(reverse_hash(form, salt), received)
 
 
-def checkout_form(*, key: str, salt: str, txnid: str, amount_minor: int, currency_code: str,
-                  productinfo: str, firstname: str, email: str, phone: str, lastname: str,
-                  surl: str, furl: str) -> dict[str, str]:
+def checkout_form(
+    *,
+    key: str,
+    salt: str,
+    txnid: str,
+    amount_minor: int,
+    currency_code: str,
+    productinfo: str,
+    firstname: str,
+    email: str,
+    phone: str,
+    lastname: str,
+    surl: str,
+    furl: str,
+) -> dict[str, str]:
     """The ``_payment`` form the browser posts, with its request hash."""
     if currency_code.upper() != CHECKOUT_CURRENCY:
         raise PayuFormatError(f"PayU takes payments in INR only, not {currency_code}")
     if not txnid or len(txnid) > TXNID_MAX:
         raise PayuFormatError(f"PayU txnids hold 1 to {TXNID_MAX} characters")
     form = {
-        "key": key, "txnid": txnid, "amount": payu_amount(amount_minor, CHECKOUT_CURRENCY),
+        "key": key,
+        "txnid": txnid,
+        "amount": payu_amount(amount_minor, CHECKOUT_CURRENCY),
         "productinfo": clean(productinfo, PRODUCTINFO_MAX) or "Payment",
-        "firstname": clean(firstname, FIRSTNAME_MAX), "email": clean(email, EMAIL_MAX),
-        "phone": clean(phone, 20), "surl": surl, "furl": furl,
+        "firstname": clean(firstname, FIRSTNAME_MAX),
+        "email": clean(email, EMAIL_MAX),
+        "phone": clean(phone, 20),
+        "surl": surl,
+        "furl": furl,
     }
     missing = [name for name in ("key", "firstname", "email", "phone") if not form[name]]
     if missing:

@@ -61,8 +61,9 @@ class QpayConnector(Connector):
     name: ClassVar[str] = "qpay"
     capabilities: ClassVar[frozenset[str]] = frozenset({"refund", "inquiry"})
     required_credentials: ClassVar[tuple[str, ...]] = ("merchant_id", "bank_id", "secret_key")
-    personal_fields: ClassVar[frozenset[str]] = kit.field_set(("CardHolderName", "NationalID",
-                                                               "CardExpiryDate"))
+    personal_fields: ClassVar[frozenset[str]] = kit.field_set(
+        ("CardHolderName", "NationalID", "CardExpiryDate")
+    )
     documents_refund_status: ClassVar[bool] = False
     takes_payments: ClassVar[bool] = True
     payment_modes: ClassVar[frozenset[str]] = frozenset({"purchase"})
@@ -71,8 +72,11 @@ class QpayConnector(Connector):
     def __init__(self, config: ConnectorConfig) -> None:
         super().__init__(config)
         override = kit.base_url(config, None)
-        self.url = (override + GATEWAY_PATH) if override else (
-            SANDBOX_URL if config.is_sandbox else PRODUCTION_URL)
+        self.url = (
+            (override + GATEWAY_PATH)
+            if override
+            else (SANDBOX_URL if config.is_sandbox else PRODUCTION_URL)
+        )
         self.client = kit.GatewayClient("qpay", timeout=config.timeout_seconds)
 
     async def aclose(self) -> None:
@@ -84,21 +88,26 @@ class QpayConnector(Connector):
         return kit.credential(self.config, "secret_key")
 
     def _identity(self) -> dict[str, str]:
-        return {"merchant_id": kit.credential(self.config, "merchant_id", strip=True),
-                "bank_id": kit.credential(self.config, "bank_id", strip=True),
-                "lang": kit.text_option(self.config, "lang", "en")}
+        return {
+            "merchant_id": kit.credential(self.config, "merchant_id", strip=True),
+            "bank_id": kit.credential(self.config, "bank_id", strip=True),
+            "lang": kit.text_option(self.config, "lang", "en"),
+        }
 
     async def _post(self, fields: dict[str, str]) -> tuple[kit.Reply, t.QpayReply | None]:
-        reply = await self.client.request("POST", self.url, form=t.signed(self._secret, fields),
-                                          decode="text")
+        reply = await self.client.request(
+            "POST", self.url, form=t.signed(self._secret, fields), decode="text"
+        )
         parsed = t.parse_reply(reply.body) if reply.ok and isinstance(reply.body, str) else None
         return reply, parsed
 
     async def _call(self, work: Any) -> GatewayResult:
         return await kit.guarded(
-            work, budget=self.config.timeout_seconds + 2.0,
+            work,
+            budget=self.config.timeout_seconds + 2.0,
             on_timeout=lambda: kit.unknown("QPay did not answer in time", {"error": "timeout"}),
-            on_error=lambda exc: kit.unknown("QPay call failed", {"error": type(exc).__name__}))
+            on_error=lambda exc: kit.unknown("QPay call failed", {"error": type(exc).__name__}),
+        )
 
     @staticmethod
     def pun(payment: PaymentRef) -> str:
@@ -115,22 +124,31 @@ class QpayConnector(Connector):
         return await self._call(lambda: self._refund(request))
 
     async def _refund(self, request: OperationRequest) -> GatewayResult:
-        if (not kit.flag_option(self.config, "partial_refunds")
-                and request.amount != request.payment.amount):
-            return kit.not_sent("QPay refunds are for the whole payment only on this "
-                                "configuration (option partial_refunds)")
+        if (
+            not kit.flag_option(self.config, "partial_refunds")
+            and request.amount != request.payment.amount
+        ):
+            return kit.not_sent(
+                "QPay refunds are for the whole payment only on this "
+                "configuration (option partial_refunds)"
+            )
         original = self.pun(request.payment)
         try:
-            fields = t.refund_fields(**self._identity(), amount_minor=request.amount,
-                                     currency_code=request.currency_code, original_pun=original,
-                                     refund_pun=request.reference_number,
-                                     moment=datetime.now(UTC))
+            fields = t.refund_fields(
+                **self._identity(),
+                amount_minor=request.amount,
+                currency_code=request.currency_code,
+                original_pun=original,
+                refund_pun=request.reference_number,
+                moment=datetime.now(UTC),
+            )
         except t.QpayFormatError as exc:
             return kit.not_sent(f"Not sent to QPay: {exc}")
         reply, parsed = await self._post(fields)
         if not reply.delivered:
-            return kit.not_sent("QPay could not be reached; nothing was sent",
-                                {"error": kit.Fault.NOT_SENT.value})
+            return kit.not_sent(
+                "QPay could not be reached; nothing was sent", {"error": kit.Fault.NOT_SENT.value}
+            )
         problem = decide.unverified(reply, parsed, "refund", self._secret)
         if problem is not None:
             return problem
@@ -151,8 +169,9 @@ class QpayConnector(Connector):
         if problem is not None:
             return problem
         assert parsed is not None
-        return decide.expired(decide.payment_result(pun, reply, parsed),
-                              self._window_passed(payment))
+        return decide.expired(
+            decide.payment_result(pun, reply, parsed), self._window_passed(payment)
+        )
 
     def _window_passed(self, payment: PaymentRef) -> bool:
         """Whether the attempt started through ``start_checkout`` (its ``requested_at``) is
@@ -166,8 +185,9 @@ class QpayConnector(Connector):
             return False
         if moment.tzinfo is None:
             moment = moment.replace(tzinfo=UTC)
-        minutes = kit.float_option(self.config, "inquiry_window_minutes",
-                                   float(self.attempt_inquiry_minutes))
+        minutes = kit.float_option(
+            self.config, "inquiry_window_minutes", float(self.attempt_inquiry_minutes)
+        )
         return datetime.now(UTC) - moment >= timedelta(minutes=max(minutes, 1.0))
 
     # -- hosted checkout --------------------------------------------------------------------
@@ -181,35 +201,47 @@ class QpayConnector(Connector):
         if request.language in ("en", "ar"):  # QPay's page in the customer's language
             identity["lang"] = request.language
         try:
-            fields = t.payment_fields(**identity, amount_minor=payment.amount,
-                                      currency_code=payment.currency_code,
-                                      pun=payment.reference_number,
-                                      return_url=request.return_url,
-                                      payment_description=request.description
-                                      or request.merchant_name or "Payment", moment=moment)
+            fields = t.payment_fields(
+                **identity,
+                amount_minor=payment.amount,
+                currency_code=payment.currency_code,
+                pun=payment.reference_number,
+                return_url=request.return_url,
+                payment_description=request.description or request.merchant_name or "Payment",
+                moment=moment,
+            )
         except t.QpayFormatError as exc:
             return CheckoutStart(Outcome.FAILED, message=f"Not sent to QPay: {exc}")
         if request.retry:
             # Sent before: a PUN QPay already paid is not offered again; its inquiry settles it.
             known = await self.inquire_payment(payment)
             if known.outcome == Outcome.SUCCESS:
-                return CheckoutStart(Outcome.UNKNOWN, gateway_refs=dict(known.gateway_refs),
-                                     message="QPay already holds a payment for this attempt; "
-                                     "its inquiry settles it")
-        return CheckoutStart(Outcome.SUCCESS, method="POST", url=self.url,
-                             fields=t.signed(self._secret, fields),
-                             gateway_refs={"pun": fields["PUN"],
-                                           "requested_at": moment.isoformat()},
-                             raw={"PUN": fields["PUN"], "Amount": fields["Amount"],
-                                  "TransactionRequestDate": fields["TransactionRequestDate"]})
+                return CheckoutStart(
+                    Outcome.UNKNOWN,
+                    gateway_refs=dict(known.gateway_refs),
+                    message="QPay already holds a payment for this attempt; its inquiry settles it",
+                )
+        return CheckoutStart(
+            Outcome.SUCCESS,
+            method="POST",
+            url=self.url,
+            fields=t.signed(self._secret, fields),
+            gateway_refs={"pun": fields["PUN"], "requested_at": moment.isoformat()},
+            raw={
+                "PUN": fields["PUN"],
+                "Amount": fields["Amount"],
+                "TransactionRequestDate": fields["TransactionRequestDate"],
+            },
+        )
 
     async def confirm_return(self, payment: PaymentRef, params: Mapping[str, str]) -> GatewayResult:
         """QPay's signed post-back counts only when its SecureHash verifies (constant time) and
         it names our MerchantID and this PUN; QPay is asked (Action 14) in every case. See
         ``decisions.settle_return``."""
         pun = self.pun(payment)
-        signed = decide.signed_result(t.verified_return(params, self._secret), pun,
-                                      self._identity()["merchant_id"])
+        signed = decide.signed_result(
+            t.verified_return(params, self._secret), pun, self._identity()["merchant_id"]
+        )
         server = await self.inquire_payment(payment)
         return decide.settle_return(signed, server)
 

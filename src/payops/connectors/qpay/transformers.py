@@ -40,8 +40,11 @@ class QpayFormatError(ValueError):
 
 def secure_hash(secret: str, fields: Mapping[str, str]) -> str:
     """SHA-256 hex of ``secret`` + the values of all fields but ``SecureHash``, sorted by name."""
-    joined = "".join(str(fields[name]) for name in sorted(fields, key=lambda n: n.encode())
-                     if name != "SecureHash" and fields[name] not in (None, ""))
+    joined = "".join(
+        str(fields[name])
+        for name in sorted(fields, key=lambda n: n.encode())
+        if name != "SecureHash" and fields[name] not in (None, "")
+    )
     return hashlib.sha256((secret + joined).encode()).hexdigest()
 
 
@@ -64,21 +67,41 @@ def qpay_amount(minor: int, currency_code: str) -> str:
     return str(minor)
 
 
-def refund_fields(*, merchant_id: str, bank_id: str, lang: str, amount_minor: int,
-                  currency_code: str, original_pun: str, refund_pun: str,
-                  moment: datetime) -> dict[str, str]:
+def refund_fields(
+    *,
+    merchant_id: str,
+    bank_id: str,
+    lang: str,
+    amount_minor: int,
+    currency_code: str,
+    original_pun: str,
+    refund_pun: str,
+    moment: datetime,
+) -> dict[str, str]:
     return {
-        "Action": ACTION_REFUND, "Amount_1": qpay_amount(amount_minor, currency_code),
-        "BankID": bank_id, "CurrencyCode": CURRENCY_NUMBER, "Lang": lang,
-        "MerchantID": merchant_id, "OriginalTransactionPaymentUniqueNumber_1": original_pun,
-        "PUN_1": refund_pun, "RequestDate": "", "TransactionRequestDate": request_date(moment),
+        "Action": ACTION_REFUND,
+        "Amount_1": qpay_amount(amount_minor, currency_code),
+        "BankID": bank_id,
+        "CurrencyCode": CURRENCY_NUMBER,
+        "Lang": lang,
+        "MerchantID": merchant_id,
+        "OriginalTransactionPaymentUniqueNumber_1": original_pun,
+        "PUN_1": refund_pun,
+        "RequestDate": "",
+        "TransactionRequestDate": request_date(moment),
     }
 
 
-def inquiry_fields(*, merchant_id: str, bank_id: str, lang: str,
-                   original_pun: str) -> dict[str, str]:
-    return {"Action": ACTION_INQUIRY, "BankID": bank_id, "Lang": lang,
-            "MerchantID": merchant_id, "OriginalPUN": original_pun}
+def inquiry_fields(
+    *, merchant_id: str, bank_id: str, lang: str, original_pun: str
+) -> dict[str, str]:
+    return {
+        "Action": ACTION_INQUIRY,
+        "BankID": bank_id,
+        "Lang": lang,
+        "MerchantID": merchant_id,
+        "OriginalPUN": original_pun,
+    }
 
 
 # -- replies --------------------------------------------------------------------------------------
@@ -112,7 +135,7 @@ def parse_reply(body: bytes | str) -> QpayReply | None:
         raw_name, _, raw_value = pair.partition("=")
         name = unquote_plus(raw_name)
         if name.startswith(RESPONSE_PREFIX):
-            name = name[len(RESPONSE_PREFIX):]
+            name = name[len(RESPONSE_PREFIX) :]
         value = unquote_plus(raw_value)
         if name == "SecureHash":
             received_hash = value.strip()
@@ -203,9 +226,18 @@ def description(text: str) -> str:
     return kept[:100].strip("-") or "Payment"
 
 
-def payment_fields(*, merchant_id: str, bank_id: str, lang: str, amount_minor: int,
-                   currency_code: str, pun: str, return_url: str, payment_description: str,
-                   moment: datetime) -> dict[str, str]:
+def payment_fields(
+    *,
+    merchant_id: str,
+    bank_id: str,
+    lang: str,
+    amount_minor: int,
+    currency_code: str,
+    pun: str,
+    return_url: str,
+    payment_description: str,
+    moment: datetime,
+) -> dict[str, str]:
     """The Action 0 fields (without SecureHash; ``signed`` adds it). The attempt's reference is
     both the PUN and the MerchantModuleSessionID, as in the guide's example."""
     if not pun or len(pun) > PUN_MAX or not pun.isascii() or not pun.replace("-", "").isalnum():
@@ -213,10 +245,17 @@ def payment_fields(*, merchant_id: str, bank_id: str, lang: str, amount_minor: i
     if not merchant_id or not bank_id:
         raise QpayFormatError("the configuration has no merchant_id or bank_id")
     return {
-        "Action": ACTION_PAY, "Amount": qpay_amount(amount_minor, currency_code),
-        "BankID": bank_id, "CurrencyCode": CURRENCY_NUMBER, "ExtraFields_f14": return_url,
-        "Lang": lang, "MerchantID": merchant_id, "MerchantModuleSessionID": pun, "PUN": pun,
-        "PaymentDescription": description(payment_description), "Quantity": "1",
+        "Action": ACTION_PAY,
+        "Amount": qpay_amount(amount_minor, currency_code),
+        "BankID": bank_id,
+        "CurrencyCode": CURRENCY_NUMBER,
+        "ExtraFields_f14": return_url,
+        "Lang": lang,
+        "MerchantID": merchant_id,
+        "MerchantModuleSessionID": pun,
+        "PUN": pun,
+        "PaymentDescription": description(payment_description),
+        "Quantity": "1",
         "TransactionRequestDate": request_date(moment),
     }
 
@@ -239,7 +278,7 @@ def parse_return(params: Mapping[str, str]) -> list[QpayReply]:
         prefix = next((p for p in RETURN_PREFIXES if name.startswith(p)), None)
         if prefix is None:
             continue
-        bare = name[len(prefix):]
+        bare = name[len(prefix) :]
         if bare == "SecureHash":
             received = str(value).strip()
             continue
@@ -248,8 +287,10 @@ def parse_return(params: Mapping[str, str]) -> list[QpayReply]:
         return []
     variants = []
     for encode in (form_encoded, lambda v: quote_plus(v), lambda v: v):
-        hashed = {name: (encode(value) if RAW_HASHED_MARK in name else value)
-                  for name, value in fields.items()}
+        hashed = {
+            name: (encode(value) if RAW_HASHED_MARK in name else value)
+            for name, value in fields.items()
+        }
         variants.append(QpayReply(dict(fields), hashed, received))
     return variants
 
