@@ -14,6 +14,24 @@ protocol document (spec/gateway-protocol-check.md §8, gateways-knet-payu-qpay-t
   left (or a partial refund when ``partial_refunds`` is off, as one integration reports); 5015
   fully refunded already; 5003 a PUN_1 used before. Inquiry: 0000 + the payment's status, or 8106.
 
+Payment side (spec/gateways-payment-acceptance.md §7.5):
+
+- ``Action=0`` posted by the customer's browser: MerchantID/BankID, the SecureHash and the fields
+  (Amount in minor units, CurrencyCode 634, ExtraFields_f14, Lang, PUN ≤ 20,
+  MerchantModuleSessionID, PaymentDescription, Quantity, TransactionRequestDate ddMMyyyyHHmmss)
+  are checked; a refusal is an HTML error page. A PUN already decided is refused (GUESS: what
+  QPay does with a re-posted PUN is not public); an open one shows the same page again. One
+  record per PUN, so inquiry (Action 14) tells the truth after a lost browser post: 1220 while
+  the payer is on the page or the bank has not answered, 0000 + OriginalStatus once decided,
+  8106 when the page expired without a payment (as for a PUN never seen).
+- The page takes ``SUCCESS_CARD`` (0000), ``DECLINE_CARD`` (3000 "Payment Failed."),
+  ``PENDING_CARD`` (processing: no post-back, 1220 until ``settle``) and a cancel button (3000,
+  GUESS: QPay publishes no cancel code). A decided payment answers with an auto-submitting form
+  posting the signed ``Response.*`` fields to ``ExtraFields_f14``; a page older than
+  ``page_seconds`` (or ``expire(pun)``) takes nothing more, and inquiry answers 8106 for it.
+- Switches: ``never_return`` (paid, no post-back), ``forge_returns`` (nothing paid, a "0000"
+  post-back with a wrong hash), ``record_amount`` (QPay records and signs another amount).
+
 Faults: the base vocabulary; ``decline`` answers the ``Status_1`` code given as ``message``
 (default 5019); ``queue`` is the normal 5002 answer.
 """
@@ -21,8 +39,11 @@ Faults: the base vocabulary; ``decline`` answers the ``Status_1`` code given as 
 from __future__ import annotations
 
 import hashlib
+import html
 import itertools
 import re
+import secrets
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import ClassVar
@@ -38,6 +59,24 @@ SECRET = "3aJYQWELpNywSw3O"  # the guide's example secret
 PATH = "/qcb-pg/api/gateway/2.0"
 FORM = "application/x-www-form-urlencoded; charset=UTF-8"
 DATE_SHAPE = re.compile(r"^[0-9]{14}$")
+PAGE_PATH = "/qcb-pg/pay"  # the fake's own card page (QPay's page addresses are not public)
+SUCCESS_CARD = "4215375500883243"
+DECLINE_CARD = "4215375500880001"
+PENDING_CARD = "4215375500889999"
+PAYMENT_FIELDS = (
+    "Action",
+    "Amount",
+    "BankID",
+    "CurrencyCode",
+    "ExtraFields_f14",
+    "Lang",
+    "MerchantID",
+    "MerchantModuleSessionID",
+    "PUN",
+    "PaymentDescription",
+    "Quantity",
+    "TransactionRequestDate",
+)
 MESSAGES = {
     "5002": "Refund Transaction is pending",
     "5003": "Duplicate request",
@@ -73,12 +112,31 @@ def encode_reply(fields: dict[str, str], *, corrupt: bool = False) -> str:
     return "&".join([*pairs, f"Response.SecureHash={digest}"])
 
 
+def signed_result_hash(fields: dict[str, str]) -> str:
+    """The SecureHash of a browser post-back: the browser form-encodes the values, and the
+    ``StatusMessage`` enters the hash as encoded (spec §7.2)."""
+    return sign(
+        {
+            name: (quote_plus(value) if "StatusMessage" in name else value)
+            for name, value in fields.items()
+        }
+    )
+
+
 @dataclass
 class QpayPayment:
     pun: str
     amount: int
     status: str = "0000"
     refunds: dict[str, int] = field(default_factory=dict)
+    # Hosted checkout: ``decided`` (status says how), ``open`` (the payer is on the page),
+    # ``processing`` (the bank has not answered) or ``expired`` (the page closed unpaid).
+    stage: str = "decided"
+    form: dict[str, str] = field(default_factory=dict)
+    page: str = ""
+    opened: float = 0.0
+    message: str = ""
+    confirmation: str = ""
 
     @property
     def refunded(self) -> int:
@@ -95,17 +153,27 @@ class FakeQpay(FakeGateway):
         self.payments: dict[str, QpayPayment] = {}
         self.partial_refunds = False
         self._confirmations = itertools.count(202311300000000001)
+        self.page_seconds = 1200.0
+        self.never_return = False
+        self.forge_returns = False
+        self.record_amount: int | None = None
 
     def add_payment(self, pun: str, amount: int = 20_000, status: str = "0000") -> None:
         self.payments[pun] = QpayPayment(pun, amount, status)
 
     # -- protocol -------------------------------------------------------------------------------
     def handle(self, method: str, path: str, headers: dict[str, str], body: bytes) -> Answer:
-        if path.partition("?")[0] != PATH:
+        if path.partition("?")[0] not in (PATH, PAGE_PATH + "/submit", PAGE_PATH + "/cancel"):
             return Answer(404, "<html>Not Found</html>", "text/html")
         if method != "POST":
             return Answer(405, "<html>Method Not Allowed</html>", "text/html")
+        if path.partition("?")[0].startswith(PAGE_PATH) and method == "POST":
+            with self.lock:
+                return self._page_action(path.partition("?")[0], body)
         form = dict(parse_qsl(body.decode(), keep_blank_values=True))
+        if method == "POST" and form.get("Action") == "0" and path.partition("?")[0] == PATH:
+            with self.lock:
+                return self._open(form)
         if form.get("MerchantID") != MERCHANT_ID or form.get("BankID") != BANK_ID:
             return self._envelope("EZConnect-0001", "Invalid merchant")  # GUESS
         if form.get("SecureHash") != sign(form):
@@ -126,7 +194,11 @@ class FakeQpay(FakeGateway):
 
     def _inquiry(self, form: dict[str, str]) -> Answer:
         payment = self.payments.get(form.get("OriginalPUN", ""))
-        if payment is None:
+        if payment is not None:
+            self._age(payment)
+        if payment is not None and payment.stage in ("open", "processing"):
+            return self._reply({"Status": "1220", "StatusMessage": "Transaction in progress"})
+        if payment is None or payment.stage == "expired":
             return self._reply(
                 {"Status": "8106", "StatusMessage": "Try to Inquiry about unfounded transaction"}
             )
@@ -189,7 +261,7 @@ class FakeQpay(FakeGateway):
         if amount <= 0:
             return "8107"
         payment = self.payments.get(form["OriginalTransactionPaymentUniqueNumber_1"])
-        if payment is None or payment.status != "0000":
+        if payment is None or payment.status != "0000" or payment.stage != "decided":
             return "5004"
         if any(form["PUN_1"] in p.refunds for p in self.payments.values()):
             return "5003"
@@ -201,6 +273,170 @@ class FakeQpay(FakeGateway):
             return "5008"
         payment.refunds[form["PUN_1"]] = amount
         return "5002"
+
+    # -- payment side: the hosted page -----------------------------------------------------------
+    def _age(self, payment: QpayPayment) -> bool:
+        """A page left open longer than ``page_seconds`` takes nothing more (expired)."""
+        if payment.stage == "open" and time.monotonic() - payment.opened > self.page_seconds:
+            payment.stage = "expired"
+            return True
+        return False
+
+    def _open(self, form: dict[str, str]) -> Answer:
+        problem = self._payment_problem(form)
+        if problem:
+            return self._html("Error", f"<p>{html.escape(problem)}</p>", 400)
+        pun = form["PUN"]
+        payment = self.payments.get(pun)
+        if payment is not None:
+            self._age(payment)
+        if payment is not None and payment.stage != "open":
+            return self._html(
+                "Error", "<p>Duplicate PUN: this transaction was already submitted.</p>", 400
+            )
+        if payment is None:
+            payment = QpayPayment(pun, int(form["Amount"]), status="", stage="open")
+            self.payments[pun] = payment
+            payment.page = secrets.token_urlsafe(16)
+            payment.opened = time.monotonic()
+        payment.form = dict(form)
+        return self._card_page(payment, "")
+
+    @staticmethod
+    def _payment_problem(form: dict[str, str]) -> str:
+        for name in PAYMENT_FIELDS:
+            if not form.get(name, "").strip():
+                return f"Missing field {name}"
+        if form["MerchantID"] != MERCHANT_ID or form["BankID"] != BANK_ID:
+            return "Invalid merchant"
+        if form.get("SecureHash") != sign(form):
+            return "Invalid secure hash"
+        if not form["Amount"].isdigit() or int(form["Amount"]) <= 0:
+            return "Invalid amount"
+        if form["CurrencyCode"] != "634":
+            return "Currency not supported"
+        if len(form["PUN"]) > 20 or not DATE_SHAPE.match(form["TransactionRequestDate"]):
+            return "Invalid request"
+        return ""
+
+    def _card_page(self, payment: QpayPayment, error: str) -> Answer:
+        token = html.escape(payment.page)
+        notice = f'<p class="error">{html.escape(error)}</p>' if error else ""
+        body = (
+            f"<p>Pay QAR {payment.amount / 100:.2f} to {MERCHANT_ID}</p>{notice}"
+            f'<form method="post" action="{PAGE_PATH}/submit">'
+            f'<input type="hidden" name="session" value="{token}">'
+            '<label>Debit card number <input name="card_number"></label>'
+            '<label>Expiry <input name="expiry" placeholder="MM/YY"></label>'
+            '<label>PIN <input name="pin" type="password"></label>'
+            '<button type="submit">Pay</button></form>'
+            f'<form method="post" action="{PAGE_PATH}/cancel">'
+            f'<input type="hidden" name="session" value="{token}">'
+            '<button type="submit">Cancel</button></form>'
+        )
+        return self._html("QPay", body)
+
+    @staticmethod
+    def _html(title: str, body: str, status: int = 200) -> Answer:
+        return Answer(
+            status,
+            f"<!doctype html><html><head><title>{html.escape(title)}</title>"
+            f"</head><body>{body}</body></html>",
+            "text/html; charset=utf-8",
+        )
+
+    def _page_action(self, base: str, body: bytes) -> Answer:
+        form = dict(parse_qsl(body.decode(), keep_blank_values=True))
+        payment = next(
+            (p for p in self.payments.values() if p.page and p.page == form.get("session")), None
+        )
+        if payment is None or payment.stage != "open":
+            return self._html("Error", "<p>This payment session is not open.</p>", 400)
+        if self._age(payment):
+            return self._html("Expired", "<p>Your session has expired.</p>")
+        if base == PAGE_PATH + "/cancel":
+            return self._decide(payment, "3000", "Payment Cancelled by the customer")
+        card = form.get("card_number", "").replace(" ", "")
+        if card == PENDING_CARD:
+            payment.stage = "processing"
+            return self._html("Processing", "<p>Your payment is being processed.</p>")
+        if card not in (SUCCESS_CARD, DECLINE_CARD) or not form.get("pin"):
+            return self._card_page(payment, "Invalid card details")
+        if self.forge_returns:
+            fields = self._result_fields(payment, "0000", "Payment Processed Successfully")
+            return self._auto_post(
+                payment.form["ExtraFields_f14"], {**fields, "SecureHash": secrets.token_hex(32)}
+            )
+        if card == DECLINE_CARD:
+            return self._decide(payment, "3000", "Payment Failed.")
+        if self.record_amount is not None:
+            payment.amount = self.record_amount
+        if self.never_return:
+            self._record(payment, "0000", "Payment Processed Successfully")
+            return self._html("Thank you", "<p>Payment successful. You may close this window.</p>")
+        return self._decide(payment, "0000", "Payment Processed Successfully")
+
+    def _record(self, payment: QpayPayment, status: str, message: str) -> None:
+        payment.stage, payment.status, payment.message = "decided", status, message
+        payment.confirmation = str(next(self._confirmations))
+
+    def _decide(self, payment: QpayPayment, status: str, message: str) -> Answer:
+        self._record(payment, status, message)
+        fields = self._result_fields(payment, status, message)
+        fields["SecureHash"] = signed_result_hash(fields)
+        return self._auto_post(payment.form["ExtraFields_f14"], fields)
+
+    def _result_fields(self, payment: QpayPayment, status: str, message: str) -> dict[str, str]:
+        form = payment.form
+        return {
+            "AcquirerID": "030003",
+            "Amount": str(payment.amount),
+            "BankID": BANK_ID,
+            "CardExpiryDate": "3006",
+            "CardHolderName": "NOT_CAPTURED",
+            "CardNumber": "421537******3243",
+            "ConfirmationID": payment.confirmation or "0",
+            "CurrencyCode": "634",
+            "EZConnectResponseDate": "30112026161626",
+            "Lang": form.get("Lang", "en"),
+            "MerchantID": MERCHANT_ID,
+            "MerchantModuleSessionID": form.get("MerchantModuleSessionID", ""),
+            "PUN": payment.pun,
+            "Status": status,
+            "StatusMessage": message,
+        }
+
+    @staticmethod
+    def _auto_post(url: str, fields: dict[str, str]) -> Answer:
+        inputs = "".join(
+            f'<input type="hidden" name="Response.{html.escape(k)}" value="{html.escape(v)}">'
+            for k, v in fields.items()
+        )
+        return FakeQpay._html(
+            "Redirecting",
+            f'<form method="post" action="{html.escape(url)}" '
+            f'id="qpay_return">{inputs}</form>'
+            "<script>document.getElementById('qpay_return').submit()</script>",
+        )
+
+    # -- payment side: controls for tests --------------------------------------------------------
+    def expire(self, pun: str) -> None:
+        """The payer's page closed without a payment."""
+        with self.lock:
+            payment = self.payments[pun]
+            assert payment.stage == "open", payment.stage
+            payment.stage = "expired"
+
+    def settle(self, pun: str, status: str = "0000") -> None:
+        """A processing payment gets the bank's answer."""
+        with self.lock:
+            payment = self.payments[pun]
+            assert payment.stage == "processing", payment.stage
+            self._record(
+                payment,
+                status,
+                "Payment Processed Successfully" if status == "0000" else "Payment Failed.",
+            )
 
     def decline_answer(self, fault: Fault, request: RecordedRequest) -> Answer:
         code = fault.message or "5019"

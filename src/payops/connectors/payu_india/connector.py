@@ -1,7 +1,8 @@
 """PayU India connector: refund, capture of pre-authorised payments, void of an authorisation
 (both through ``cancel_refund_transaction``) and inquiry, over PayU's postservice commands.
 
-Protocol: ``transformers.py`` (spec/gateway-protocol-check.md §7).
+Protocol: ``transformers.py`` (spec/gateway-protocol-check.md §7; hosted checkout:
+spec/gateways-payment-acceptance.md §6).
 
 Configuration::
 
@@ -9,7 +10,9 @@ Configuration::
       --credentials '{"merchant_key": "…", "salt": "…"}' [--production]
 
 - credentials: ``merchant_key`` and ``salt`` (PayU gives separate test and production pairs);
-- options: ``base_url`` (tests), ``timeout_seconds``;
+- options: ``base_url`` (tests; both the postservice and the ``_payment`` host),
+  ``timeout_seconds``, and ``default_first_name``/``default_email``/``default_phone`` for
+  checkout sessions that do not carry them (PayU requires all three on every payment);
 - payment references: ``mihpayid`` (PayU's payment id, needed by every command) and ``txnid``
   (the merchant's transaction id, for verify_payment; defaults to the attempt's reference).
 
@@ -22,6 +25,12 @@ Every command is accepted asynchronously (``error_code`` 102, queued): a refund 
 ``check_action_status`` until PayU says SUCCESS or FAILURE. The token (``var2``) is the
 operation's reference number, so an operation whose reply was lost is found again among the
 payment's actions by its token, and is never sent twice.
+
+Taking payments: ``start_checkout`` builds the ``_payment`` form (txnid = the attempt's
+reference, amount in rupees with two decimals, request hash) that the customer's browser posts
+to PayU; PayU posts the result back to ``surl`` (the return URL) or ``furl`` (the failure URL).
+``confirm_return`` checks the reverse hash in constant time and always asks verify_payment,
+whose answer wins; a bad or missing hash is no information.
 
 Refund callbacks carry no signature: they are only a hint, confirmed with check_action_status.
 The key and salt are never logged nor kept in a result (the form holding them is never stored).
@@ -36,6 +45,8 @@ from urllib.parse import parse_qsl
 
 from payops.connectors import kit
 from payops.connectors.base import (
+    CheckoutRequest,
+    CheckoutStart,
     Connector,
     ConnectorConfig,
     GatewayResult,
@@ -50,6 +61,10 @@ from payops.connectors.payu_india import transformers as t
 
 SANDBOX_HOST = "https://test.payu.in"
 PRODUCTION_HOST = "https://info.payu.in"
+# Where the customer's browser posts the ``_payment`` form (a different host in production).
+CHECKOUT_SANDBOX_HOST = "https://test.payu.in"
+CHECKOUT_PRODUCTION_HOST = "https://secure.payu.in"
+CHECKOUT_PATH = "/_payment"
 POSTSERVICE_PATH = "/merchant/postservice.php?form=2"
 # Replies never hold the salt; a callback holds the merchant key, which is not kept either.
 SCRUB = kit.redaction(drop=("hash", "salt", "key"), card_keys=("card_no", "cardnum"))
@@ -58,6 +73,8 @@ SCRUB = kit.redaction(drop=("hash", "salt", "key"), card_keys=("card_no", "cardn
 class PayuIndiaConnector(Connector):
     name: ClassVar[str] = "payu_india"
     capabilities: ClassVar[frozenset[str]] = frozenset({"capture", "refund", "void", "inquiry"})
+    takes_payments: ClassVar[bool] = True
+    attempt_inquiry_minutes: ClassVar[int] = 15
     required_credentials: ClassVar[tuple[str, ...]] = ("merchant_key", "salt")
     personal_fields: ClassVar[frozenset[str]] = kit.field_set(
         (
@@ -82,6 +99,8 @@ class PayuIndiaConnector(Connector):
             base_url=kit.base_url(config, host) or host,
             timeout=config.timeout_seconds,
         )
+        checkout_host = CHECKOUT_SANDBOX_HOST if config.is_sandbox else CHECKOUT_PRODUCTION_HOST
+        self.checkout_url = (kit.base_url(config, checkout_host) or checkout_host) + CHECKOUT_PATH
 
     @classmethod
     def default_operations(cls, operation_mode: str) -> frozenset[str]:
@@ -222,23 +241,80 @@ class PayuIndiaConnector(Connector):
         return await self._call(lambda: self._inquire_payment(payment))
 
     async def _inquire_payment(self, payment: PaymentRef) -> GatewayResult:
-        txnid = kit.ref(payment.gateway_refs, "txnid") or payment.reference_number
+        txnid = self.txnid(payment)
         reply = await self._send(t.VERIFY_PAYMENT, txnid)
         raw = self._raw(reply)
         found = t.parse_payment(reply.body, txnid) if reply.ok else None
         if found is None:
             return kit.unknown("PayU did not say what happened to the payment", raw)
-        outcome = t.payment_outcome(found, payment.operation_mode)
-        recorded = t.to_minor(found.amount, payment.currency_code)
-        return kit.result(
-            outcome,
-            raw,
-            {"ref": found.mihpayid, "result": found.unmapped or found.status},
-            f"PayU payment status {found.status} ({found.unmapped})",
-            {"mihpayid": found.mihpayid if found.found else None, "txnid": txnid},
-            amount=recorded if outcome == Outcome.SUCCESS else None,
-            currency_code=payment.currency_code if recorded is not None else None,
+        return decisions.payment_result(payment, found, raw, txnid)
+
+    @staticmethod
+    def txnid(payment: PaymentRef) -> str:
+        return kit.ref(payment.gateway_refs, "txnid") or payment.reference_number
+
+    # -- hosted checkout --------------------------------------------------------------------
+    async def start_checkout(self, request: CheckoutRequest) -> CheckoutStart:
+        """The ``_payment`` form, built and hashed here: nothing is sent to PayU until the
+        browser posts it. The attempt's reference is the txnid, so a retry of the same attempt
+        posts the same txnid, which PayU refuses once it has succeeded (never a second charge).
+        """
+        payment, customer = request.payment, request.customer
+
+        def person(name: str) -> str:
+            return (customer.get(name) or "").strip() or kit.text_option(
+                self.config, f"default_{name}"
+            )
+
+        try:
+            form = t.checkout_form(
+                key=kit.credential(self.config, "merchant_key", strip=True),
+                salt=kit.credential(self.config, "salt"),
+                txnid=payment.reference_number,
+                amount_minor=payment.amount,
+                currency_code=payment.currency_code,
+                productinfo=request.description or request.merchant_name or "Payment",
+                firstname=person("first_name"),
+                email=person("email"),
+                phone=person("phone"),
+                lastname=(customer.get("last_name") or ""),
+                surl=request.return_url,
+                furl=request.failure_url,
+            )
+        except t.PayuFormatError as exc:
+            return CheckoutStart(Outcome.FAILED, message=f"Not sent to PayU: {exc}")
+        if request.retry:
+            # Sent before: when PayU already took this txnid, the browser goes nowhere (PayU
+            # would only refuse the duplicate); the attempt waits for its inquiry.
+            known = await self.inquire_payment(payment)
+            if known.outcome == Outcome.SUCCESS:
+                return CheckoutStart(
+                    Outcome.UNKNOWN,
+                    gateway_refs=dict(known.gateway_refs),
+                    message="PayU already holds a payment for this attempt; its inquiry settles it",
+                )
+        return CheckoutStart(
+            Outcome.SUCCESS,
+            method="POST",
+            url=self.checkout_url,
+            fields=form,
+            gateway_refs={"txnid": form["txnid"]},
+            raw={"txnid": form["txnid"], "amount": form["amount"]},
         )
+
+    async def confirm_return(self, payment: PaymentRef, params: Mapping[str, str]) -> GatewayResult:
+        """PayU's post to surl/furl is a hint: its reverse hash is checked (constant time) and
+        verify_payment is asked in every case; see ``decisions.settle_return``."""
+        txnid = self.txnid(payment)
+        form = {str(k): str(v) for k, v in params.items()}
+        posted = decisions.posted_status(
+            form,
+            kit.credential(self.config, "merchant_key", strip=True),
+            kit.credential(self.config, "salt"),
+            txnid,
+        )
+        server = await self.inquire_payment(payment)
+        return decisions.settle_return(payment, posted, server, txnid)
 
     # -- refund callbacks (unsigned hints) --------------------------------------------------
     def parse_notification(self, headers: Mapping[str, str], body: bytes) -> Notification:
@@ -251,6 +327,8 @@ class PayuIndiaConnector(Connector):
             )
         except (ValueError, UnicodeDecodeError):
             raise NotificationRejected("PayU callback is neither JSON nor a form") from None
+        if isinstance(data, dict) and data.get("txnid") and not data.get("token"):
+            return self._payment_webhook({str(k): str(v) for k, v in data.items()})
         if not isinstance(data, dict) or not data.get("mihpayid"):
             raise NotificationRejected("PayU callback names no mihpayid")
         key = kit.credential(self.config, "merchant_key", strip=True)
@@ -258,3 +336,17 @@ class PayuIndiaConnector(Connector):
             raise NotificationRejected("PayU callback is for another merchant key")
         token = str(data.get("token") or "") or None
         return Notification(reference=token, gateway_refs={"mihpayid": str(data["mihpayid"])})
+
+    def _payment_webhook(self, form: dict[str, str]) -> Notification:
+        """A payment webhook (Successful / Failed) carries the return's fields and reverse hash:
+        authentic only when the hash verifies with our salt and the key is ours. It is still
+        only a hint, confirmed by verify_payment."""
+        key = kit.credential(self.config, "merchant_key", strip=True)
+        if not t.reverse_hash_matches(form, kit.credential(self.config, "salt")):
+            raise NotificationRejected("PayU payment webhook hash does not verify")
+        if form.get("key") != key:
+            raise NotificationRejected("PayU payment webhook is for another merchant key")
+        refs = {"txnid": form["txnid"]}
+        if form.get("mihpayid"):
+            refs["mihpayid"] = form["mihpayid"]
+        return Notification(reference=form["txnid"], gateway_refs=refs)

@@ -291,3 +291,111 @@ def payment_outcome(found: PaymentStatus, operation_mode: str) -> Outcome:
     if status == "failure" or unmapped in FAILED_UNMAPPED:
         return Outcome.FAILED
     return Outcome.PENDING
+
+
+# -- hosted checkout (``_payment``) -------------------------------------------------------------
+# spec/gateways-payment-acceptance.md §6: the browser posts a form to ``…/_payment`` carrying the
+# request hash; PayU posts the result back to ``surl``/``furl`` with the reverse hash.
+CHECKOUT_CURRENCY = "INR"
+TXNID_MAX = 25
+PRODUCTINFO_MAX = 100
+FIRSTNAME_MAX = 60
+EMAIL_MAX = 50
+UDFS = ("udf1", "udf2", "udf3", "udf4", "udf5")
+# Characters that would shift the ``|``-joined hash sequence or break the form: never sent.
+_UNSAFE = dict.fromkeys(map(ord, "|\r\n\t\x00"), " ")
+
+
+def clean(value: str, limit: int) -> str:
+    """A value as PayU hashes and shows it: no ``|`` or control characters, trimmed."""
+    return " ".join(str(value or "").translate(_UNSAFE).split())[:limit]
+
+
+def request_hash(form: Mapping[str, str], salt: str) -> str:
+    """``sha512(key|txnid|amount|productinfo|firstname|email|udf1|…|udf5||||||SALT)``."""
+    parts = [
+        form.get(name, "")
+        for name in ("key", "txnid", "amount", "productinfo", "firstname", "email", *UDFS)
+    ]
+    sequence = "|".join([*parts, "", "", "", "", "", salt])
+    return hashlib.sha512(sequence.encode()).hexdigest()
+
+
+def reverse_hash(form: Mapping[str, str], salt: str) -> str:
+    """``sha512([additionalCharges|]SALT|status||||||udf5|…|udf1|email|firstname|productinfo|
+    amount|txnid|key)`` over the values PayU posted back (the docs' sequence, status included)."""
+    parts = [
+        salt,
+        form.get("status", ""),
+        "",
+        "",
+        "",
+        "",
+        "",
+        *(form.get(name, "") for name in reversed(UDFS)),
+        *(
+            form.get(name, "")
+            for name in ("email", "firstname", "productinfo", "amount", "txnid", "key")
+        ),
+    ]
+    charges = form.get("additionalCharges", "")
+    if charges:
+        parts.insert(0, charges)
+    return hashlib.sha512("|".join(parts).encode()).hexdigest()
+
+
+def reverse_hash_matches(form: Mapping[str, str], salt: str) -> bool:
+    """Constant-time check of the posted ``hash``; a missing one never matches."""
+    received = str(form.get("hash") or "").strip().lower()
+    if not received or not salt:
+        return False
+    return hmac.compare_digest(reverse_hash(form, salt), received)
+
+
+def checkout_form(
+    *,
+    key: str,
+    salt: str,
+    txnid: str,
+    amount_minor: int,
+    currency_code: str,
+    productinfo: str,
+    firstname: str,
+    email: str,
+    phone: str,
+    lastname: str,
+    surl: str,
+    furl: str,
+) -> dict[str, str]:
+    """The ``_payment`` form the browser posts, with its request hash."""
+    if currency_code.upper() != CHECKOUT_CURRENCY:
+        raise PayuFormatError(f"PayU takes payments in INR only, not {currency_code}")
+    if not txnid or len(txnid) > TXNID_MAX:
+        raise PayuFormatError(f"PayU txnids hold 1 to {TXNID_MAX} characters")
+    form = {
+        "key": key,
+        "txnid": txnid,
+        "amount": payu_amount(amount_minor, CHECKOUT_CURRENCY),
+        "productinfo": clean(productinfo, PRODUCTINFO_MAX) or "Payment",
+        "firstname": clean(firstname, FIRSTNAME_MAX),
+        "email": clean(email, EMAIL_MAX),
+        "phone": clean(phone, 20),
+        "surl": surl,
+        "furl": furl,
+    }
+    missing = [name for name in ("key", "firstname", "email", "phone") if not form[name]]
+    if missing:
+        raise PayuFormatError("PayU needs " + ", ".join(missing) + " on every payment")
+    if lastname.strip():
+        form["lastname"] = clean(lastname, FIRSTNAME_MAX)
+    form["hash"] = request_hash(form, salt)
+    return form
+
+
+def payment_state(found: PaymentStatus) -> str | None:
+    """What a failed payment means when it is not a decline (spec §6.3): the payer cancelled, or
+    left PayU's page without paying (``bounced``, read as cancelled)."""
+    unmapped = found.unmapped.strip().lower()
+    if unmapped in ("usercancelled", "cancelled", "bounced"):
+        return "canceled"
+    return None

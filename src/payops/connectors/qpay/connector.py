@@ -16,6 +16,13 @@ Configuration::
   ``timeout_seconds``;
 - payment references: ``pun`` (the payment's PUN; defaults to the attempt's reference number).
 
+Taking payments (purchase only): ``start_checkout`` builds the signed Action 0 form (PUN = the
+attempt's reference, amount in dirham minor units, ``ExtraFields_f14`` = the return URL) that the
+customer's browser posts to QPay; QPay's page posts the signed ``Response.*`` result back there.
+``confirm_return`` verifies its SecureHash in constant time and always inquires (Action 14); a
+bad or missing hash is no information. An attempt QPay still does not know (8106) once its
+window (option ``inquiry_window_minutes``, default 20) has passed is expired.
+
 Every reply must carry a SecureHash that verifies with the secret; one that does not is never
 believed (the outcome stays open and an operator looks). An accepted refund answers 5002
 ("pending") and QPay documents no way to learn its final state: the refund is ``refund_queued``,
@@ -27,15 +34,19 @@ would be a duplicate at best).
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 
 from payops.connectors import kit
 from payops.connectors.base import (
+    CheckoutRequest,
+    CheckoutStart,
     Connector,
     ConnectorConfig,
     GatewayResult,
     OperationRequest,
+    Outcome,
     PaymentRef,
 )
 from payops.connectors.qpay import decisions as decide
@@ -54,6 +65,9 @@ class QpayConnector(Connector):
         ("CardHolderName", "NationalID", "CardExpiryDate")
     )
     documents_refund_status: ClassVar[bool] = False
+    takes_payments: ClassVar[bool] = True
+    payment_modes: ClassVar[frozenset[str]] = frozenset({"purchase"})
+    attempt_inquiry_minutes: ClassVar[int] = 20
 
     def __init__(self, config: ConnectorConfig) -> None:
         super().__init__(config)
@@ -155,7 +169,81 @@ class QpayConnector(Connector):
         if problem is not None:
             return problem
         assert parsed is not None
-        return decide.payment_result(pun, reply, parsed)
+        return decide.expired(
+            decide.payment_result(pun, reply, parsed), self._window_passed(payment)
+        )
+
+    def _window_passed(self, payment: PaymentRef) -> bool:
+        """Whether the attempt started through ``start_checkout`` (its ``requested_at``) is
+        older than its inquiry window (option ``inquiry_window_minutes``, else Ottu's 20)."""
+        started = kit.ref(payment.gateway_refs, "requested_at")
+        if not started:
+            return False
+        try:
+            moment = datetime.fromisoformat(started)
+        except ValueError:
+            return False
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+        minutes = kit.float_option(
+            self.config, "inquiry_window_minutes", float(self.attempt_inquiry_minutes)
+        )
+        return datetime.now(UTC) - moment >= timedelta(minutes=max(minutes, 1.0))
+
+    # -- hosted checkout --------------------------------------------------------------------
+    async def start_checkout(self, request: CheckoutRequest) -> CheckoutStart:
+        """The signed Action 0 form, built here: nothing reaches QPay until the browser posts
+        it. PUN = the attempt's reference; QPay posts the signed result to ``ExtraFields_f14``
+        (the return URL)."""
+        payment = request.payment
+        moment = datetime.now(UTC)
+        identity = self._identity()
+        if request.language in ("en", "ar"):  # QPay's page in the customer's language
+            identity["lang"] = request.language
+        try:
+            fields = t.payment_fields(
+                **identity,
+                amount_minor=payment.amount,
+                currency_code=payment.currency_code,
+                pun=payment.reference_number,
+                return_url=request.return_url,
+                payment_description=request.description or request.merchant_name or "Payment",
+                moment=moment,
+            )
+        except t.QpayFormatError as exc:
+            return CheckoutStart(Outcome.FAILED, message=f"Not sent to QPay: {exc}")
+        if request.retry:
+            # Sent before: a PUN QPay already paid is not offered again; its inquiry settles it.
+            known = await self.inquire_payment(payment)
+            if known.outcome == Outcome.SUCCESS:
+                return CheckoutStart(
+                    Outcome.UNKNOWN,
+                    gateway_refs=dict(known.gateway_refs),
+                    message="QPay already holds a payment for this attempt; its inquiry settles it",
+                )
+        return CheckoutStart(
+            Outcome.SUCCESS,
+            method="POST",
+            url=self.url,
+            fields=t.signed(self._secret, fields),
+            gateway_refs={"pun": fields["PUN"], "requested_at": moment.isoformat()},
+            raw={
+                "PUN": fields["PUN"],
+                "Amount": fields["Amount"],
+                "TransactionRequestDate": fields["TransactionRequestDate"],
+            },
+        )
+
+    async def confirm_return(self, payment: PaymentRef, params: Mapping[str, str]) -> GatewayResult:
+        """QPay's signed post-back counts only when its SecureHash verifies (constant time) and
+        it names our MerchantID and this PUN; QPay is asked (Action 14) in every case. See
+        ``decisions.settle_return``."""
+        pun = self.pun(payment)
+        signed = decide.signed_result(
+            t.verified_return(params, self._secret), pun, self._identity()["merchant_id"]
+        )
+        server = await self.inquire_payment(payment)
+        return decide.settle_return(signed, server)
 
     async def inquire_operation(self, request: OperationRequest) -> GatewayResult:
         return await self._call(lambda: self._inquire_operation(request))

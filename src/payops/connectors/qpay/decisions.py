@@ -3,6 +3,7 @@ Pure functions (no I/O)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from payops.connectors import kit
@@ -108,3 +109,75 @@ def refund_follow_up(
     if kit.ref(request.gateway_refs, "refund_status") == "5002":
         return kit.result(Outcome.PENDING, kept, {"ref": pun, "result": "5002"}, note)
     return kit.unknown(note, kept, {"ref": pun})
+
+
+# -- payments (hosted checkout) ------------------------------------------------------------------
+# What is kept of a verified post-back: never the hash, the card holder's name or the card.
+RETURN_EVIDENCE = (
+    "PUN",
+    "MerchantModuleSessionID",
+    "Status",
+    "StatusMessage",
+    "Amount",
+    "CurrencyCode",
+    "ConfirmationID",
+    "AcquirerID",
+    "BankID",
+    "EZConnectResponseDate",
+    "Lang",
+)
+
+
+def signed_result(signed: t.QpayReply | None, pun: str, merchant_id: str) -> GatewayResult | None:
+    """The result of a post-back whose SecureHash verified, when it is about this attempt (our
+    MerchantID, this PUN); None otherwise (a genuine post of another attempt is no information
+    about this one). ``0000`` is paid; any other status failed (QPay publishes no separate code
+    for a payer's cancel). The amount and currency QPay signed are reported as recorded."""
+    if signed is None or signed.get("PUN") != pun or signed.get("MerchantID") != merchant_id:
+        return None
+    status = signed.get("Status").strip()
+    kept = {name: signed.get(name) for name in RETURN_EVIDENCE if name in signed.fields}
+    recorded = signed.get("Amount").strip()
+    amount = int(recorded) if recorded.isdigit() else None
+    outcome = Outcome.SUCCESS if status == "0000" else Outcome.FAILED
+    return kit.result(
+        outcome,
+        {"return": kept},
+        {"ref": pun, "result": status},
+        f"QPay signed result {status}: {signed.get('StatusMessage')}".strip(),
+        {"pun": pun, "confirmation_id": signed.get("ConfirmationID")},
+        amount=amount if outcome == Outcome.SUCCESS else None,
+        currency_code=t.currency_of(signed.get("CurrencyCode"))
+        if outcome == Outcome.SUCCESS
+        else None,
+    )
+
+
+def settle_return(signed: GatewayResult | None, server: GatewayResult) -> GatewayResult:
+    """The attempt's result when the browser comes back: the inquiry's final answer (paid, or
+    failed) wins; when it has none (in progress, not found yet, no answer, or only the inferred
+    expiry) a verified signed result settles it; without one, the inquiry's answer stands (a
+    forged or missing post changes nothing)."""
+    final = server.outcome == Outcome.SUCCESS or (
+        server.outcome == Outcome.FAILED and server.payment_state != "expired"
+    )
+    if final or signed is None:
+        return server
+    return signed
+
+
+def expired(result: GatewayResult, window_passed: bool) -> GatewayResult:
+    """Inquiry ``8106`` (unfounded transaction) once the attempt's window has passed: the payer
+    never completed it, so it is expired (spec §7.3, INFERRED); before that, still pending."""
+    if (
+        result.outcome == Outcome.PENDING
+        and window_passed
+        and result.pg_params.get("result") == "8106"
+    ):
+        return replace(
+            result,
+            outcome=Outcome.FAILED,
+            payment_state="expired",
+            message=f"{result.message} (the attempt's window has passed: expired)",
+        )
+    return result

@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from urllib.parse import unquote_plus
+from urllib.parse import quote_plus, unquote_plus
 
 from payops.connectors.base import Outcome
 
@@ -208,3 +209,97 @@ def inquiry_message(reply: QpayReply) -> str:
         original = reply.get("OriginalStatus").strip()
         return f"QPay payment status {original}: {reply.get('OriginalStatusMessage')}".strip()
     return f"QPay inquiry status {status}: {reply.get('StatusMessage')}".strip()
+
+
+# -- hosted checkout (Action 0) -------------------------------------------------------------------
+# spec/gateways-payment-acceptance.md §7: the browser posts the signed Action 0 form; QPay posts
+# the signed ``Response.*`` result back to ``ExtraFields_f14``.
+ACTION_PAY = "0"
+PUN_MAX = 20
+# Values are kept to characters the browser's form encoding cannot change (spec §7.1).
+_DESCRIPTION_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+RETURN_PREFIXES = ("Response.", "Response_")  # PHP-style servers rewrite the dot
+
+
+def description(text: str) -> str:
+    kept = re.sub(r"-{2,}", "-", _DESCRIPTION_UNSAFE.sub("", text.replace(" ", "-")))
+    return kept[:100].strip("-") or "Payment"
+
+
+def payment_fields(
+    *,
+    merchant_id: str,
+    bank_id: str,
+    lang: str,
+    amount_minor: int,
+    currency_code: str,
+    pun: str,
+    return_url: str,
+    payment_description: str,
+    moment: datetime,
+) -> dict[str, str]:
+    """The Action 0 fields (without SecureHash; ``signed`` adds it). The attempt's reference is
+    both the PUN and the MerchantModuleSessionID, as in the guide's example."""
+    if not pun or len(pun) > PUN_MAX or not pun.isascii() or not pun.replace("-", "").isalnum():
+        raise QpayFormatError(f"QPay PUNs are 1 to {PUN_MAX} letters and digits")
+    if not merchant_id or not bank_id:
+        raise QpayFormatError("the configuration has no merchant_id or bank_id")
+    return {
+        "Action": ACTION_PAY,
+        "Amount": qpay_amount(amount_minor, currency_code),
+        "BankID": bank_id,
+        "CurrencyCode": CURRENCY_NUMBER,
+        "ExtraFields_f14": return_url,
+        "Lang": lang,
+        "MerchantID": merchant_id,
+        "MerchantModuleSessionID": pun,
+        "PUN": pun,
+        "PaymentDescription": description(payment_description),
+        "Quantity": "1",
+        "TransactionRequestDate": request_date(moment),
+    }
+
+
+def form_encoded(value: str) -> str:
+    """A value as a form encoder writes it (space as ``+``, ``*`` kept, ``~`` escaped, as
+    Java's URLEncoder does): how a ``StatusMessage`` enters the hash."""
+    return quote_plus(value, safe="*").replace("~", "%7E")
+
+
+def parse_return(params: Mapping[str, str]) -> list[QpayReply]:
+    """The browser's post-back (already form-decoded by the web framework) as replies to verify,
+    one per way the raw ``StatusMessage`` may have been written; [] when it holds no
+    ``Response.*`` field. Only a reply whose SecureHash verifies with the secret is believed, so
+    trying each encoding gives nothing to someone without the secret."""
+    fields: dict[str, str] = {}
+    received = ""
+    for raw_name, value in params.items():
+        name = str(raw_name)
+        prefix = next((p for p in RETURN_PREFIXES if name.startswith(p)), None)
+        if prefix is None:
+            continue
+        bare = name[len(prefix) :]
+        if bare == "SecureHash":
+            received = str(value).strip()
+            continue
+        fields[bare] = str(value)
+    if not fields:
+        return []
+    variants = []
+    for encode in (form_encoded, lambda v: quote_plus(v), lambda v: v):
+        hashed = {
+            name: (encode(value) if RAW_HASHED_MARK in name else value)
+            for name, value in fields.items()
+        }
+        variants.append(QpayReply(dict(fields), hashed, received))
+    return variants
+
+
+def verified_return(params: Mapping[str, str], secret: str) -> QpayReply | None:
+    """The post-back when its SecureHash verifies (constant time), else None (no information)."""
+    return next((reply for reply in parse_return(params) if reply.verified(secret)), None)
+
+
+def currency_of(number: str) -> str:
+    """An ISO 4217 numeric code as QPay writes it → the alphabetic code (only QAR is QPay's)."""
+    return CURRENCY if number.strip() == CURRENCY_NUMBER else (number.strip() or CURRENCY)

@@ -1,0 +1,103 @@
+"""The customer's browser at the QPay fake (``tests/connectors/qpay/fake_server.py``).
+
+PayOps's page auto-submits the signed Action 0 form; QPay's page takes a debit card (or a
+cancel); a decided payment answers with an auto-submitting form that POSTs the signed
+``Response.*`` fields to ``ExtraFields_f14``, the browser's next request to PayOps. QPay sends
+no server-to-server notification: a payer who never returns is settled by the automatic attempt
+inquiry (Action 14).
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import httpx
+
+from tests.checkout.journeys import BrowserStep, CustomerAction
+from tests.checkout.journeys.payu_india import auto_post, browser, forms, submit
+from tests.connectors.qpay.fake_server import (
+    BANK_ID,
+    DECLINE_CARD,
+    MERCHANT_ID,
+    PENDING_CARD,
+    SECRET,
+    SUCCESS_CARD,
+    FakeQpay,
+)
+
+CARDS = {"success": SUCCESS_CARD, "decline": DECLINE_CARD, "pending": PENDING_CARD}
+
+
+class QpayDriver:
+    connector = "qpay"
+    currency = "QAR"
+    amount = "200.00"
+    modes = ("purchase",)
+
+    @contextmanager
+    def fake(self) -> Iterator[FakeQpay]:
+        with FakeQpay() as fake:
+            yield fake
+
+    def gateway_config(self, fake: FakeQpay, mode: str) -> dict[str, Any]:
+        return {
+            "connector": "qpay",
+            "default_currency": "QAR",
+            "credentials": {"merchant_id": MERCHANT_ID, "bank_id": BANK_ID, "secret_key": SECRET},
+            "options": {"base_url": fake.url},
+        }
+
+    def act(self, at_gateway: BrowserStep, action: CustomerAction) -> httpx.Response:
+        """Open QPay's page and do ``action``: QPay's answer to the browser."""
+        opened = browser(at_gateway)
+        assert opened.status_code == 200, opened.text
+        card_form, cancel_form = forms(opened.text, str(opened.url))
+        if action == "cancel":
+            response = submit(cancel_form)
+        else:
+            response = submit(card_form, card_number=CARDS[action], expiry="06/30", pin="1234")
+        assert response.status_code == 200, response.text
+        return response
+
+    def pay(
+        self, fake: FakeQpay, at_gateway: BrowserStep, action: CustomerAction
+    ) -> BrowserStep | None:
+        response = self.act(at_gateway, action)
+        step = auto_post(response)
+        if action == "pending":
+            assert step is None and "processed" in response.text, response.text
+        else:
+            assert step is not None, response.text
+        return step
+
+    def forge_return(self, fake: FakeQpay, at_gateway: BrowserStep) -> BrowserStep:
+        sent = at_gateway.fields
+        fields = {
+            "Response.Amount": sent.get("Amount", ""),
+            "Response.BankID": BANK_ID,
+            "Response.CurrencyCode": "634",
+            "Response.MerchantID": MERCHANT_ID,
+            "Response.PUN": sent.get("PUN", ""),
+            "Response.Status": "0000",
+            "Response.StatusMessage": "Payment Processed Successfully",
+            "Response.ConfirmationID": "202311309999999999",
+            "Response.SecureHash": secrets.token_hex(32),
+        }
+        return BrowserStep("POST", sent["ExtraFields_f14"], fields)
+
+    def pay_without_return(self, fake: FakeQpay, at_gateway: BrowserStep) -> None:
+        fake.never_return = True
+        try:
+            response = self.act(at_gateway, "success")
+            assert auto_post(response) is None and "successful" in response.text
+        finally:
+            fake.never_return = False
+
+    def notify(self, fake: FakeQpay, notification_url: str) -> bool:
+        return False  # QPay sends no notification (spec §7.1 step 3)
+
+
+DRIVER = QpayDriver()
