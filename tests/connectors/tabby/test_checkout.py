@@ -27,6 +27,7 @@ from payops.ids import new_reference_number
 from tests.checkout.journeys import BrowserStep, driver
 from tests.connectors.tabby import fake_server
 from tests.connectors.tabby.fake_server import TEST_SECRET_KEY, FakeTabby
+from tests.fakes.receiver import receiver
 
 fake_tabby = fake_server.fake_tabby
 
@@ -351,3 +352,33 @@ async def test_credentials_never_reach_the_logs(
     for found in results:
         assert TEST_SECRET_KEY not in repr(found)
     assert TEST_SECRET_KEY not in repr(tabby.config)
+
+
+async def test_driver_notification_is_authentic_for_the_configuration(
+        fake_tabby: FakeTabby, tabby: TabbyConnector) -> None:
+    payment, start = await begin(tabby, attempt())
+    DRIVER.pay_without_return(fake_tabby, BrowserStep("GET", start.url))
+    config = DRIVER.gateway_config(fake_tabby, "purchase")
+    listening = TabbyConnector(ConnectorConfig(
+        pg_code="tabby-kwd", is_sandbox=True, credentials=config["credentials"],
+        options=config["options"], webhook_secret=config["webhook_secret"]))
+    with receiver() as received:
+        assert DRIVER.notify(fake_tabby, received.url) is True
+    [(headers, body)] = received.posts
+    notice = listening.parse_notification(headers, body)
+    assert notice.gateway_refs == {"payment_id": start.gateway_refs["payment_id"]}
+    assert b'"status": "authorized"' in body
+    # The notification is only a hint: the inquiry settles (and captures) the purchase.
+    assert (await tabby.inquire_payment(payment)).outcome == Outcome.SUCCESS
+
+
+async def test_registered_webhook_is_sent_on_approval(fake_tabby: FakeTabby,
+                                                      tabby: TabbyConnector) -> None:
+    with receiver() as received:
+        fake_tabby.register_webhook(received.url, "X-Test-Header", "value-1")
+        _, start = await begin(tabby, attempt())
+        DRIVER.pay(fake_tabby, BrowserStep("GET", start.url), "success")
+        fake_tabby.wait_for_webhooks()
+    [(headers, body)] = received.posts
+    assert {k.lower(): v for k, v in headers.items()}["x-test-header"] == "value-1"
+    assert start.gateway_refs["payment_id"] in body.decode()

@@ -376,10 +376,10 @@ class NgeniusConnector(Connector):
             return CheckoutStart(Outcome.UNKNOWN, raw={"error": type(exc).__name__},
                                  message="The N-Genius order request ended without an answer")
 
-    @staticmethod
-    def _scrubbed(reply: kit.Reply) -> dict[str, Any]:
+    def _scrubbed(self, reply: kit.Reply) -> dict[str, Any]:
+        """A reply as kept with the attempt: no secrets, no payer's personal data."""
         if isinstance(reply.body, dict):
-            return t.REDACTION.scrub(reply.body)
+            return kit.redact(t.REDACTION.scrub(reply.body), self.personal_fields)
         return {"status": reply.status, **({"error": decide.problem(reply)}
                                            if decide.problem(reply) else {})}
 

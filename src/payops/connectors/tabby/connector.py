@@ -315,7 +315,8 @@ class TabbyConnector(Connector):
             now=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         ).body()
         reply = await self._send("POST", currency, CHECKOUT_PATH, body)
-        raw = reply.raw(kit.redaction(drop=("token",)).scrub)
+        # Kept with the attempt: without the session token and the buyer's personal data.
+        raw = kit.redact(reply.raw(kit.redaction(drop=("token",)).scrub), self.personal_fields)
         if reply.outcome_unknown or reply.status is None:
             return CheckoutStart(Outcome.UNKNOWN, raw=raw, message=(
                 "Tabby did not answer the checkout request" if reply.status is None
