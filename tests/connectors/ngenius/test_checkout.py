@@ -358,3 +358,24 @@ async def test_driver_notification_is_authentic_for_the_configuration(
     notice = listening.parse_notification(headers, body)
     assert notice.gateway_refs == {"order_reference": start.gateway_refs["order_reference"]}
     assert (await ngenius.inquire_payment(payment)).outcome == Outcome.SUCCESS
+
+
+def test_fake_order_creation_refuses_what_n_genius_refuses(fake: FakeNgenius) -> None:
+    url = f"{fake.url}/transactions/outlets/{OUTLET}/orders"
+    body = {"action": "PURCHASE", "amount": {"currencyCode": "AED", "value": 100},
+            "emailAddress": "payer@example.com"}
+    assert httpx.post(url, json=body).status_code == 401
+    token = httpx.post(f"{fake.url}/identity/auth/access-token",
+                       headers={"Authorization": f"Basic {API_KEY}",
+                                "Content-Type": "application/vnd.ni-identity.v1+json"}
+                       ).json()["access_token"]
+    headers = {"Authorization": f"Bearer {token}", "Accept": PAYMENT_TYPE,
+               "Content-Type": PAYMENT_TYPE}
+    assert httpx.post(url, json=body, headers={**headers, "Content-Type": "application/json"}
+                      ).status_code == 415
+    as_text = {**body, "amount": {"currencyCode": "AED", "value": "1.00"}}
+    assert httpx.post(url, json=as_text, headers=headers).status_code == 400
+    no_email = {k: v for k, v in body.items() if k != "emailAddress"}
+    assert httpx.post(url, json=no_email, headers=headers).status_code == 400
+    assert fake.orders == {}
+    assert httpx.post(url, json=body, headers=headers).status_code == 201

@@ -382,3 +382,13 @@ async def test_registered_webhook_is_sent_on_approval(fake_tabby: FakeTabby,
     [(headers, body)] = received.posts
     assert {k.lower(): v for k, v in headers.items()}["x-test-header"] == "value-1"
     assert start.gateway_refs["payment_id"] in body.decode()
+
+
+def test_fake_checkout_refuses_what_tabby_refuses(fake_tabby: FakeTabby) -> None:
+    url = f"{fake_tabby.url}/api/v2/checkout"
+    auth = {"Authorization": f"Bearer {TEST_SECRET_KEY}"}
+    assert httpx.post(url, json={}).status_code == 401
+    missing = httpx.post(url, json={"payment": {}, "lang": "en"}, headers=auth)
+    assert missing.status_code == 400 and missing.json()["errorType"] == "bad_data"
+    assert "merchant_urls is required" in missing.json()["errors"]
+    assert fake_tabby.sessions == {}
