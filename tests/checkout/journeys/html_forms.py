@@ -25,8 +25,12 @@ class _FormReader(HTMLParser):
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         values = {name: value or "" for name, value in attrs}
         if tag == "form":
-            self.forms.append(Form(urljoin(self.base_url, values.get("action") or self.base_url),
-                                   (values.get("method") or "get").upper()))
+            self.forms.append(
+                Form(
+                    urljoin(self.base_url, values.get("action") or self.base_url),
+                    (values.get("method") or "get").upper(),
+                )
+            )
         elif tag == "a" and values.get("href"):
             self.links.append(urljoin(self.base_url, values["href"]))
         elif self.forms and tag in ("input", "button"):

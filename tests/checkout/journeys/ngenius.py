@@ -47,8 +47,9 @@ class NgeniusDriver:
     @staticmethod
     def _submit(at_gateway: BrowserStep, action: str, card: str = "") -> httpx.Response:
         with httpx.Client(follow_redirects=False, timeout=20.0) as browser:
-            page = browser.request(at_gateway.method, at_gateway.url,
-                                   data=at_gateway.fields or None)
+            page = browser.request(
+                at_gateway.method, at_gateway.url, data=at_gateway.fields or None
+            )
             assert page.status_code == 200, page.text
             form = the_form(page.text, str(page.url))
             assert action in form.buttons.get("action", []), form
@@ -57,8 +58,9 @@ class NgeniusDriver:
                 fields.update(pan=card, expiry="04/29", cvv="123", cardholderName="Test Holder")
             return browser.request(form.method, form.action, data=fields)
 
-    def pay(self, fake: FakeNgenius, at_gateway: BrowserStep,
-            action: CustomerAction) -> BrowserStep | None:
+    def pay(
+        self, fake: FakeNgenius, at_gateway: BrowserStep, action: CustomerAction
+    ) -> BrowserStep | None:
         if action == "cancel":
             answer = self._submit(at_gateway, "cancel")
         else:
@@ -85,8 +87,7 @@ class NgeniusDriver:
 
     def notify(self, fake: FakeNgenius, notification_url: str) -> bool:
         with fake.lock:
-            latest = max((o for o in fake.orders.values() if o.code),
-                         key=lambda o: o.created_at)
+            latest = max((o for o in fake.orders.values() if o.code), key=lambda o: o.created_at)
         fake.send_webhook(latest.ref, notification_url, DEFAULT_HEADER_NAME, WEBHOOK_SECRET)
         return True
 

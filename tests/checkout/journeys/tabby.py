@@ -37,8 +37,7 @@ class TabbyDriver:
 
     @staticmethod
     def _open(browser: httpx.Client, at_gateway: BrowserStep) -> httpx.Response:
-        page = browser.request(at_gateway.method, at_gateway.url,
-                               data=at_gateway.fields or None)
+        page = browser.request(at_gateway.method, at_gateway.url, data=at_gateway.fields or None)
         assert page.status_code == 200, page.text
         return page
 
@@ -47,11 +46,15 @@ class TabbyDriver:
             page = self._open(browser, at_gateway)
             form = the_form(page.text, str(page.url))
             assert decision in form.buttons.get("decision", []), form
-            return browser.request(form.method, form.action,
-                                   data={**form.fields, "otp": TEST_OTP, "decision": decision})
+            return browser.request(
+                form.method,
+                form.action,
+                data={**form.fields, "otp": TEST_OTP, "decision": decision},
+            )
 
-    def pay(self, fake: FakeTabby, at_gateway: BrowserStep,
-            action: CustomerAction) -> BrowserStep | None:
+    def pay(
+        self, fake: FakeTabby, at_gateway: BrowserStep, action: CustomerAction
+    ) -> BrowserStep | None:
         if action == "pending":
             # The customer opens the page and leaves it without confirming: Tabby keeps the
             # payment CREATED (no final answer) until it expires.
@@ -64,8 +67,9 @@ class TabbyDriver:
 
     def forge_return(self, fake: FakeTabby, at_gateway: BrowserStep) -> BrowserStep:
         session = fake.session_of(at_gateway.url)
-        return BrowserStep("GET", _with_query(session["merchant_urls"]["success"],
-                                              payment_id=str(uuid.uuid4())))
+        return BrowserStep(
+            "GET", _with_query(session["merchant_urls"]["success"], payment_id=str(uuid.uuid4()))
+        )
 
     def pay_without_return(self, fake: FakeTabby, at_gateway: BrowserStep) -> None:
         fake.redirect_after_approve = False

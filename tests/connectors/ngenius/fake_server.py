@@ -48,7 +48,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, ClassVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -72,6 +72,7 @@ JSON = "application/json"
 
 # -- canned replies --------------------------------------------------------------------------------
 
+
 def access_token_response(token: str, expires_in: int = 300) -> dict[str, Any]:
     return {
         "access_token": token,
@@ -82,21 +83,35 @@ def access_token_response(token: str, expires_in: int = 300) -> dict[str, Any]:
     }
 
 
-def error_response(code: int, message: str, error_code: str,
-                   domain: str = "payments") -> dict[str, Any]:
-    reason = {400: "Bad Request", 401: "Unauthorized", 404: "Not Found", 405: "Method Not Allowed",
-              406: "Not Acceptable", 415: "Unsupported Media Type"}.get(code, "Error")
+def error_response(
+    code: int, message: str, error_code: str, domain: str = "payments"
+) -> dict[str, Any]:
+    reason = {
+        400: "Bad Request",
+        401: "Unauthorized",
+        404: "Not Found",
+        405: "Method Not Allowed",
+        406: "Not Acceptable",
+        415: "Unsupported Media Type",
+    }.get(code, "Error")
     return {
         "message": reason,
         "code": code,
-        "errors": [{"message": message, "localizedMessage": message, "errorCode": error_code,
-                    "domain": domain}],
+        "errors": [
+            {
+                "message": message,
+                "localizedMessage": message,
+                "errorCode": error_code,
+                "domain": domain,
+            }
+        ],
     }
 
 
 def unauthorized_response() -> dict[str, Any]:
-    return error_response(401, "Access token is missing, invalid or expired", "unauthorized",
-                          "identity")
+    return error_response(
+        401, "Access token is missing, invalid or expired", "unauthorized", "identity"
+    )
 
 
 def invalid_credentials_response() -> dict[str, Any]:
@@ -104,8 +119,9 @@ def invalid_credentials_response() -> dict[str, Any]:
 
 
 def declined_response(operation: str) -> dict[str, Any]:
-    return error_response(400, f"The {operation} was declined by the acquirer", "declined",
-                          "processing")
+    return error_response(
+        400, f"The {operation} was declined by the acquirer", "declined", "processing"
+    )
 
 
 def amount(value: int, currency: str) -> dict[str, Any]:
@@ -126,8 +142,9 @@ HTML = "text/html; charset=utf-8"
 
 # -- state -----------------------------------------------------------------------------------------
 
+
 def _now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 @dataclass
@@ -159,8 +176,12 @@ class FakePayment:
         return sum(c.value for c in self.captures if c.state == "SUCCESS")
 
     def refunded(self, capture_ref: str | None = None) -> int:
-        return sum(r.value for r in self.refunds if r.state in ("SUCCESS", "REQUESTED")
-                   and (capture_ref is None or r.capture_ref == capture_ref))
+        return sum(
+            r.value
+            for r in self.refunds
+            if r.state in ("SUCCESS", "REQUESTED")
+            and (capture_ref is None or r.capture_ref == capture_ref)
+        )
 
 
 @dataclass
@@ -194,6 +215,7 @@ class _Call:
 
 # -- rendering (the documented shapes) ---------------------------------------------------------------
 
+
 def _order_url(base: str, order: FakeOrder) -> str:
     return f"{base}/transactions/outlets/{order.outlet}/orders/{order.ref}"
 
@@ -226,36 +248,59 @@ def payment_json(base: str, order: FakeOrder, payment: FakePayment) -> dict[str,
     }
     if payment.action == "AUTH" and payment.state in ("AUTHORISED", "PARTIALLY_CAPTURED"):
         links["cnp:capture"] = {"href": f"{url}/captures"}
-    if payment.state in ("AUTHORISED", "PURCHASED") and not payment.captures \
-            and not payment.refunds:
+    if (
+        payment.state in ("AUTHORISED", "PURCHASED")
+        and not payment.captures
+        and not payment.refunds
+    ):
         links["cnp:cancel"] = {"href": f"{url}/cancel"}
-    if payment.action == "PURCHASE" and payment.state in ("PURCHASED", "PARTIALLY_REFUNDED") \
-            and payment.refund_link:
+    if (
+        payment.action == "PURCHASE"
+        and payment.state in ("PURCHASED", "PARTIALLY_REFUNDED")
+        and payment.refund_link
+    ):
         links["cnp:refund"] = {"href": f"{url}/captures/{PURCHASE_CAPTURE}/refund"}
     body: dict[str, Any] = {
         "_id": f"urn:payment:{payment.ref}",
         "_links": links,
         "reference": payment.ref,
-        "paymentMethod": {"expiry": "2029-04", "cardholderName": "Test Holder", "name": "VISA",
-                          "pan": MASKED_PAN},
+        "paymentMethod": {
+            "expiry": "2029-04",
+            "cardholderName": "Test Holder",
+            "name": "VISA",
+            "pan": MASKED_PAN,
+        },
         "state": payment.state,
         "amount": amount(payment.value, payment.currency),
         "updateDateTime": payment.updated,
         "outletId": order.outlet,
         "orderReference": order.ref,
-        "authResponse": {"authorizationCode": "AB12CD", "success": True, "resultCode": "00",
-                         "resultMessage": "Successful approval/completion", "rrn": "412345678901"},
+        "authResponse": {
+            "authorizationCode": "AB12CD",
+            "success": True,
+            "resultCode": "00",
+            "resultMessage": "Successful approval/completion",
+            "rrn": "412345678901",
+        },
     }
     if not payment.card_used:  # nobody has paid on the page yet
         del body["paymentMethod"], body["authResponse"]
         links["payment:card"] = {"href": f"{url}/card"}
     elif payment.state == "DECLINED":
-        body["authResponse"] = {"success": False, "resultCode": "05",
-                                "resultMessage": "Do not honour"}
+        body["authResponse"] = {
+            "success": False,
+            "resultCode": "05",
+            "resultMessage": "Do not honour",
+        }
     if payment.saved_card:
-        body["savedCard"] = {"maskedPan": MASKED_PAN, "expiry": "2029-04",
-                             "cardholderName": "Test Holder", "scheme": "VISA",
-                             "cardToken": CARD_TOKEN, "recaptureCsc": True}
+        body["savedCard"] = {
+            "maskedPan": MASKED_PAN,
+            "expiry": "2029-04",
+            "cardholderName": "Test Holder",
+            "scheme": "VISA",
+            "cardToken": CARD_TOKEN,
+            "recaptureCsc": True,
+        }
     embedded: dict[str, Any] = {}
     if payment.captures:
         embedded["cnp:capture"] = [child_json(base, order, payment, c) for c in payment.captures]
@@ -289,13 +334,21 @@ def _accepted_order_fields(base: str, order: FakeOrder) -> dict[str, Any]:
     return {
         "merchantOrderReference": order.merchant_order_reference,
         "emailAddress": order.email,
-        "merchantAttributes": {"redirectUrl": order.redirect_url, "skipConfirmationPage": True,
-                               **({"cancelUrl": order.cancel_url, "cancelText": order.cancel_text}
-                                  if order.cancel_url else {})},
-        "_links": {"self": {"href": _order_url(base, order)},
-                   "payment": {"href": page},
-                   "cnp:payment-link": {"href": f"{_order_url(base, order)}/payment-link"},
-                   "payment-authorization": {"href": f"{base}/transactions/paymentAuthorization"}},
+        "merchantAttributes": {
+            "redirectUrl": order.redirect_url,
+            "skipConfirmationPage": True,
+            **(
+                {"cancelUrl": order.cancel_url, "cancelText": order.cancel_text}
+                if order.cancel_url
+                else {}
+            ),
+        },
+        "_links": {
+            "self": {"href": _order_url(base, order)},
+            "payment": {"href": page},
+            "cnp:payment-link": {"href": f"{_order_url(base, order)}/payment-link"},
+            "payment-authorization": {"href": f"{base}/transactions/paymentAuthorization"},
+        },
     }
 
 
@@ -307,6 +360,7 @@ reversed_payment_response = payment_json
 
 
 # -- the fake gateway ------------------------------------------------------------------------------------
+
 
 class GatewayRefusal(Exception):
     def __init__(self, status: int, body: dict[str, Any]) -> None:
@@ -344,14 +398,22 @@ class FakeNgenius(FakeGateway):
             self.webhook_deliveries: list[dict[str, Any]] = []
 
     # -- control ------------------------------------------------------------------------------------
-    def create_order(self, action: str = "AUTH", value: int = 10000, currency: str = "AED",
-                     state: str | None = None, *, saved_card: bool = True) -> tuple[str, str]:
+    def create_order(
+        self,
+        action: str = "AUTH",
+        value: int = 10000,
+        currency: str = "AED",
+        state: str | None = None,
+        *,
+        saved_card: bool = True,
+    ) -> tuple[str, str]:
         """An order paid by the customer: AUTH → AUTHORISED, SALE → CAPTURED (one capture of the
         whole amount), PURCHASE → PURCHASED. Returns (order reference, payment reference)."""
         order = FakeOrder(str(uuid.uuid4()), self.outlet, action, value, currency)
         default = {"AUTH": "AUTHORISED", "SALE": "CAPTURED", "PURCHASE": "PURCHASED"}[action]
-        payment = FakePayment(str(uuid.uuid4()), action, state or default, value, currency,
-                              saved_card=saved_card)
+        payment = FakePayment(
+            str(uuid.uuid4()), action, state or default, value, currency, saved_card=saved_card
+        )
         if action == "SALE" and payment.state == "CAPTURED":
             payment.captures.append(Child(str(uuid.uuid4()), "capture", value, currency))
         order.payments.append(payment)
@@ -383,13 +445,19 @@ class FakeNgenius(FakeGateway):
                             refund.state = "SUCCESS"
 
     def calls(self, method: str | None = None, suffix: str = "") -> list[RecordedRequest]:
-        return [r for r in self.requests
-                if (method is None or r.method == method) and r.path.endswith(suffix)]
+        return [
+            r
+            for r in self.requests
+            if (method is None or r.method == method) and r.path.endswith(suffix)
+        ]
 
     def operations(self) -> list[RecordedRequest]:
         """Every request other than the token exchange and order inquiries."""
-        return [r for r in self.requests if r.method in ("POST", "PUT", "DELETE")
-                and not r.path.startswith("/identity/")]
+        return [
+            r
+            for r in self.requests
+            if r.method in ("POST", "PUT", "DELETE") and not r.path.startswith("/identity/")
+        ]
 
     # -- helpers ------------------------------------------------------------------------------------
     def take_fault(self, method: str, path: str) -> Fault | None:
@@ -406,7 +474,7 @@ class FakeNgenius(FakeGateway):
 
     def _check_bearer(self, request: _Call, *, with_media_types: bool) -> None:
         header = request.headers.get("authorization", "")
-        token = header[len("Bearer "):] if header.startswith("Bearer ") else ""
+        token = header[len("Bearer ") :] if header.startswith("Bearer ") else ""
         with self._lock:
             expires = self.tokens.get(token)
         if not token or expires is None or expires <= time.monotonic():
@@ -415,11 +483,16 @@ class FakeNgenius(FakeGateway):
             raise GatewayRefusal(404, error_response(404, "Outlet not found", "outletNotFound"))
         if with_media_types:
             if request.headers.get("content-type", "").split(";")[0].strip() != PAYMENT_TYPE:
-                raise GatewayRefusal(415, error_response(
-                    415, f"Content-Type must be {PAYMENT_TYPE}", "unsupportedMediaType"))
+                raise GatewayRefusal(
+                    415,
+                    error_response(
+                        415, f"Content-Type must be {PAYMENT_TYPE}", "unsupportedMediaType"
+                    ),
+                )
             if PAYMENT_TYPE not in request.headers.get("accept", ""):
-                raise GatewayRefusal(406, error_response(
-                    406, f"Accept must include {PAYMENT_TYPE}", "notAcceptable"))
+                raise GatewayRefusal(
+                    406, error_response(406, f"Accept must include {PAYMENT_TYPE}", "notAcceptable")
+                )
 
     def _find(self, request: _Call) -> tuple[FakeOrder, FakePayment | None]:
         order = self.orders.get(request.path_params["order"])
@@ -438,22 +511,38 @@ class FakeNgenius(FakeGateway):
         try:
             data = json.loads(body)
         except ValueError:
-            raise GatewayRefusal(400, error_response(
-                400, "The request body is not valid JSON", "invalidRequest")) from None
+            raise GatewayRefusal(
+                400, error_response(400, "The request body is not valid JSON", "invalidRequest")
+            ) from None
         block = data.get("amount") if isinstance(data, dict) else None
         if not isinstance(block, dict) or "currencyCode" not in block or "value" not in block:
-            raise GatewayRefusal(400, error_response(
-                400, "amount.currencyCode and amount.value are required", "invalidRequest"))
+            raise GatewayRefusal(
+                400,
+                error_response(
+                    400, "amount.currencyCode and amount.value are required", "invalidRequest"
+                ),
+            )
         value, currency = block["value"], block["currencyCode"]
         if not isinstance(value, int) or isinstance(value, bool):
-            raise GatewayRefusal(400, error_response(
-                400, "amount.value must be an integer in minor units", "invalidAmount"))
+            raise GatewayRefusal(
+                400,
+                error_response(
+                    400, "amount.value must be an integer in minor units", "invalidAmount"
+                ),
+            )
         if value <= 0:
-            raise GatewayRefusal(400, error_response(
-                400, "amount.value must be greater than zero", "invalidAmount"))
+            raise GatewayRefusal(
+                400, error_response(400, "amount.value must be greater than zero", "invalidAmount")
+            )
         if not isinstance(currency, str) or currency != payment.currency:
-            raise GatewayRefusal(400, error_response(
-                400, "amount.currencyCode does not match the payment currency", "invalidCurrency"))
+            raise GatewayRefusal(
+                400,
+                error_response(
+                    400,
+                    "amount.currencyCode does not match the payment currency",
+                    "invalidCurrency",
+                ),
+            )
         return value
 
     @staticmethod
@@ -467,13 +556,21 @@ class FakeNgenius(FakeGateway):
         if fault is not None and fault.kind in TRANSPORT_FAULTS:
             return Answer(0, fault=fault)
         if request.headers.get("content-type", "").split(";")[0].strip() != IDENTITY_TYPE:
-            return Answer(415, error_response(415, f"Content-Type must be {IDENTITY_TYPE}",
-                                              "unsupportedMediaType", "identity"), JSON)
+            return Answer(
+                415,
+                error_response(
+                    415, f"Content-Type must be {IDENTITY_TYPE}", "unsupportedMediaType", "identity"
+                ),
+                JSON,
+            )
         if request.headers.get("authorization") != f"Basic {self.api_key}":
             return Answer(401, invalid_credentials_response(), JSON)
         if body:
-            return Answer(400, error_response(400, "The request body must be empty",
-                                              "invalidRequest", "identity"), JSON)
+            return Answer(
+                400,
+                error_response(400, "The request body must be empty", "invalidRequest", "identity"),
+                JSON,
+            )
         token = secrets.token_urlsafe(32)
         with self._lock:
             self.tokens[token] = time.monotonic() + self.token_lifetime
@@ -503,8 +600,12 @@ class FakeNgenius(FakeGateway):
             with self._lock:
                 perform(request, body, payment, fault.kind if fault else "")
             status = 201 if request.method == "POST" else 200
-            return Answer(status, payment_json(self.url, order, payment), PAYMENT_TYPE,
-                          fault if fault is not None and fault.kind in TRANSPORT_FAULTS else None)
+            return Answer(
+                status,
+                payment_json(self.url, order, payment),
+                PAYMENT_TYPE,
+                fault if fault is not None and fault.kind in TRANSPORT_FAULTS else None,
+            )
         except GatewayRefusal as refusal:
             return Answer(refusal.status, refusal.body, JSON)
 
@@ -512,19 +613,33 @@ class FakeNgenius(FakeGateway):
         def perform(request: _Call, body: bytes, payment: FakePayment, kind: str) -> None:
             value = self._amount(body, payment)
             if payment.action != "AUTH" or payment.state not in (
-                    "AUTHORISED", "PARTIALLY_CAPTURED", "PARTIALLY_REFUNDED"):
-                raise GatewayRefusal(400, error_response(
-                    400, f"A payment in state {payment.state} cannot be captured",
-                    "invalidPaymentState"))
+                "AUTHORISED",
+                "PARTIALLY_CAPTURED",
+                "PARTIALLY_REFUNDED",
+            ):
+                raise GatewayRefusal(
+                    400,
+                    error_response(
+                        400,
+                        f"A payment in state {payment.state} cannot be captured",
+                        "invalidPaymentState",
+                    ),
+                )
             if payment.captured() + value > payment.value:
-                raise GatewayRefusal(400, error_response(
-                    400, "The capture amount exceeds the authorised amount", "amountExceeded"))
+                raise GatewayRefusal(
+                    400,
+                    error_response(
+                        400, "The capture amount exceeds the authorised amount", "amountExceeded"
+                    ),
+                )
             state = "FAILED" if kind == "child_failed" else "SUCCESS"
-            payment.captures.append(Child(str(uuid.uuid4()), "capture", value, payment.currency,
-                                          state))
+            payment.captures.append(
+                Child(str(uuid.uuid4()), "capture", value, payment.currency, state)
+            )
             if state == "SUCCESS" and not payment.refunds:
-                payment.state = ("CAPTURED" if payment.captured() == payment.value
-                                 else "PARTIALLY_CAPTURED")
+                payment.state = (
+                    "CAPTURED" if payment.captured() == payment.value else "PARTIALLY_CAPTURED"
+                )
             elif state == "SUCCESS":
                 self._refund_state(payment)
             payment.updated = _now()
@@ -540,14 +655,21 @@ class FakeNgenius(FakeGateway):
                 return
             capture = next((c for c in payment.captures if c.ref == capture_ref), None)
             if capture is None:
-                raise GatewayRefusal(404, error_response(404, "Capture not found",
-                                                         "captureNotFound"))
+                raise GatewayRefusal(
+                    404, error_response(404, "Capture not found", "captureNotFound")
+                )
             if capture.state != "SUCCESS" or payment.state == "REVERSED":
-                raise GatewayRefusal(400, error_response(
-                    400, "This capture cannot be refunded", "invalidPaymentState"))
+                raise GatewayRefusal(
+                    400,
+                    error_response(400, "This capture cannot be refunded", "invalidPaymentState"),
+                )
             if payment.refunded(capture.ref) + value > capture.value:
-                raise GatewayRefusal(400, error_response(
-                    400, "The refund amount exceeds the captured amount", "amountExceeded"))
+                raise GatewayRefusal(
+                    400,
+                    error_response(
+                        400, "The refund amount exceeds the captured amount", "amountExceeded"
+                    ),
+                )
             self._add_refund(payment, value, kind, capture.ref)
 
         return self._operation(request, body, "refund", perform)
@@ -555,19 +677,30 @@ class FakeNgenius(FakeGateway):
     def _refund_purchase(self, body: bytes, payment: FakePayment, kind: str) -> None:
         value = self._amount(body, payment)
         if payment.state not in ("PURCHASED", "PARTIALLY_REFUNDED"):
-            raise GatewayRefusal(400, error_response(
-                400, f"A payment in state {payment.state} cannot be refunded this way",
-                "invalidPaymentState"))
+            raise GatewayRefusal(
+                400,
+                error_response(
+                    400,
+                    f"A payment in state {payment.state} cannot be refunded this way",
+                    "invalidPaymentState",
+                ),
+            )
         if payment.refunded() + value > payment.value:
-            raise GatewayRefusal(400, error_response(
-                400, "The refund amount exceeds the purchased amount", "amountExceeded"))
+            raise GatewayRefusal(
+                400,
+                error_response(
+                    400, "The refund amount exceeds the purchased amount", "amountExceeded"
+                ),
+            )
         self._add_refund(payment, value, kind, None)
 
-    def _add_refund(self, payment: FakePayment, value: int, kind: str,
-                    capture_ref: str | None) -> None:
+    def _add_refund(
+        self, payment: FakePayment, value: int, kind: str, capture_ref: str | None
+    ) -> None:
         state = {"queue": "REQUESTED", "child_failed": "FAILED"}.get(kind, "SUCCESS")
-        payment.refunds.append(Child(str(uuid.uuid4()), "refund", value, payment.currency, state,
-                                     capture_ref))
+        payment.refunds.append(
+            Child(str(uuid.uuid4()), "refund", value, payment.currency, state, capture_ref)
+        )
         if state != "FAILED":
             self._refund_state(payment)
         payment.updated = _now()
@@ -575,13 +708,23 @@ class FakeNgenius(FakeGateway):
     def cancel(self, request: _Call, body: bytes) -> Answer:
         def perform(request: _Call, body: bytes, payment: FakePayment, kind: str) -> None:
             if body:
-                raise GatewayRefusal(400, error_response(
-                    400, "A reversal takes no request body", "invalidRequest"))
-            if payment.state not in ("AUTHORISED", "PURCHASED") or payment.captures \
-                    or payment.refunds:
-                raise GatewayRefusal(400, error_response(
-                    400, f"A payment in state {payment.state} with captures or refunds cannot be "
-                         "reversed", "invalidPaymentState"))
+                raise GatewayRefusal(
+                    400, error_response(400, "A reversal takes no request body", "invalidRequest")
+                )
+            if (
+                payment.state not in ("AUTHORISED", "PURCHASED")
+                or payment.captures
+                or payment.refunds
+            ):
+                raise GatewayRefusal(
+                    400,
+                    error_response(
+                        400,
+                        f"A payment in state {payment.state} with captures or refunds cannot be "
+                        "reversed",
+                        "invalidPaymentState",
+                    ),
+                )
             payment.state = "REVERSED"
             payment.updated = _now()
 
@@ -594,31 +737,42 @@ class FakeNgenius(FakeGateway):
     def order_of_reference(self, merchant_reference: str) -> list[FakeOrder]:
         """Every order created with this ``merchantOrderReference`` (N-Genius's books)."""
         with self._lock:
-            return [o for o in self.orders.values()
-                    if o.merchant_order_reference == merchant_reference]
+            return [
+                o for o in self.orders.values() if o.merchant_order_reference == merchant_reference
+            ]
 
     def order_of_page(self, url: str) -> FakeOrder:
         code = dict(parse_qsl(urlsplit(url).query)).get("code", "")
         with self._lock:
             return next(o for o in self.orders.values() if o.code == code)
 
-    def send_webhook(self, order_ref: str, url: str, header: str, value: str,
-                     event: str | None = None) -> int:
+    def send_webhook(
+        self, order_ref: str, url: str, header: str, value: str, event: str | None = None
+    ) -> int:
         """Post the order's webhook (``{eventId, eventName, outletId, order}``) to ``url`` now."""
         payload = self._event(order_ref, event)
-        response = httpx.post(url, content=json.dumps(payload).encode(), timeout=15.0,
-                              headers={"Content-Type": "application/json", header: value})
+        response = httpx.post(
+            url,
+            content=json.dumps(payload).encode(),
+            timeout=15.0,
+            headers={"Content-Type": "application/json", header: value},
+        )
         with self._lock:
-            self.webhook_deliveries.append({"url": url, "status_code": response.status_code,
-                                            "payload": payload})
+            self.webhook_deliveries.append(
+                {"url": url, "status_code": response.status_code, "payload": payload}
+            )
         return response.status_code
 
     def _event(self, order_ref: str, event: str | None = None) -> dict[str, Any]:
         with self._lock:
             order = self.orders[order_ref]
             state = order.payments[-1].state if order.payments else "STARTED"
-            return {"eventId": str(uuid.uuid4()), "eventName": event or state,
-                    "outletId": order.outlet, "order": order_status_response(self.url, order)}
+            return {
+                "eventId": str(uuid.uuid4()),
+                "eventName": event or state,
+                "outletId": order.outlet,
+                "order": order_status_response(self.url, order),
+            }
 
     def _notify(self, order: FakeOrder) -> None:
         """The portal's webhook, if one is set: one POST per event, no retries."""
@@ -629,14 +783,19 @@ class FakeNgenius(FakeGateway):
 
         def deliver() -> None:
             try:
-                response = httpx.post(url, content=json.dumps(payload).encode(), timeout=15.0,
-                                      headers={"Content-Type": "application/json", header: value})
+                response = httpx.post(
+                    url,
+                    content=json.dumps(payload).encode(),
+                    timeout=15.0,
+                    headers={"Content-Type": "application/json", header: value},
+                )
                 status: int | None = response.status_code
             except httpx.HTTPError:
                 status = None
             with self._lock:
-                self.webhook_deliveries.append({"url": url, "status_code": status,
-                                                "payload": payload})
+                self.webhook_deliveries.append(
+                    {"url": url, "status_code": status, "payload": payload}
+                )
 
         threading.Thread(target=deliver, daemon=True).start()
 
@@ -653,8 +812,12 @@ class FakeNgenius(FakeGateway):
         except GatewayRefusal as refusal:
             return Answer(refusal.status, refusal.body, JSON)
         reply = order_status_response(self.url, order)
-        return Answer(201, reply, PAYMENT_TYPE,
-                      fault if fault is not None and fault.kind in TRANSPORT_FAULTS else None)
+        return Answer(
+            201,
+            reply,
+            PAYMENT_TYPE,
+            fault if fault is not None and fault.kind in TRANSPORT_FAULTS else None,
+        )
 
     def _new_order(self, outlet: str, body: bytes) -> FakeOrder:
         def invalid(message: str) -> GatewayRefusal:
@@ -674,11 +837,19 @@ class FakeNgenius(FakeGateway):
             raise invalid("amount.currencyCode and amount.value are required")
         value, currency = block["value"], block["currencyCode"]
         if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-            raise GatewayRefusal(400, error_response(
-                400, "amount.value must be a positive integer in minor units", "invalidAmount"))
+            raise GatewayRefusal(
+                400,
+                error_response(
+                    400, "amount.value must be a positive integer in minor units", "invalidAmount"
+                ),
+            )
         if not isinstance(currency, str) or not re.fullmatch(r"[A-Z]{3}", currency):
-            raise GatewayRefusal(400, error_response(
-                400, "amount.currencyCode must be an ISO 4217 code", "invalidCurrency"))
+            raise GatewayRefusal(
+                400,
+                error_response(
+                    400, "amount.currencyCode must be an ISO 4217 code", "invalidCurrency"
+                ),
+            )
         email = data.get("emailAddress")
         if not isinstance(email, str) or "@" not in email:
             raise invalid("emailAddress is required")
@@ -686,8 +857,7 @@ class FakeNgenius(FakeGateway):
         if not isinstance(attributes, dict):
             raise invalid("merchantAttributes must be an object")
         for name in ("redirectUrl", "cancelUrl"):
-            if name in attributes and not str(attributes[name]).startswith(("http://",
-                                                                            "https://")):
+            if name in attributes and not str(attributes[name]).startswith(("http://", "https://")):
                 raise invalid(f"merchantAttributes.{name} must be a URL")
         order = FakeOrder(str(uuid.uuid4()), outlet, action, value, currency)
         order.merchant_order_reference = data.get("merchantOrderReference")
@@ -696,27 +866,42 @@ class FakeNgenius(FakeGateway):
         order.cancel_url = attributes.get("cancelUrl")
         order.cancel_text = attributes.get("cancelText") or "Cancel"
         order.code = secrets.token_hex(8)
-        order.payments.append(FakePayment(str(uuid.uuid4()), action, "STARTED", value, currency,
-                                          saved_card=False, card_used=False))
+        order.payments.append(
+            FakePayment(
+                str(uuid.uuid4()),
+                action,
+                "STARTED",
+                value,
+                currency,
+                saved_card=False,
+                card_used=False,
+            )
+        )
         with self._lock:
             self.orders[order.ref] = order
         return order
 
     def paypage(self, request: _Call, body: bytes) -> Answer:
         """The hosted payment page: GET shows the card form, POST pays or cancels."""
-        fields = dict(parse_qsl(request.query if request.method == "GET"
-                                else body.decode("utf-8", "replace"), keep_blank_values=True))
+        fields = dict(
+            parse_qsl(
+                request.query if request.method == "GET" else body.decode("utf-8", "replace"),
+                keep_blank_values=True,
+            )
+        )
         with self._lock:
-            order = next((o for o in self.orders.values()
-                          if o.code and o.code == fields.get("code")), None)
+            order = next(
+                (o for o in self.orders.values() if o.code and o.code == fields.get("code")), None
+            )
             if order is None:
                 return Answer(404, _page("<p>Unknown payment link.</p>"), HTML)
             payment = order.payments[-1]
             if time.monotonic() - order.created_at > self.page_lifetime:
                 return Answer(410, _page("<p>This payment link has expired.</p>"), HTML)
             if payment.state != "STARTED":
-                return Answer(410, _page(f"<p>This order is {html.escape(payment.state)}.</p>"),
-                              HTML)
+                return Answer(
+                    410, _page(f"<p>This order is {html.escape(payment.state)}.</p>"), HTML
+                )
             if request.method == "GET":
                 return Answer(200, _card_page(order), HTML)
             if fields.get("action") == "cancel":
@@ -724,17 +909,20 @@ class FakeNgenius(FakeGateway):
                     return Answer(400, _page("<p>No cancel address.</p>"), HTML)
                 return Answer(302, "", "text/plain", headers={"Location": order.cancel_url})
             card = re.sub(r"\s", "", fields.get("pan", ""))
-            outcome = {CARD_APPROVED: PAID_STATE[payment.action], CARD_DECLINED: "DECLINED",
-                       CARD_3DS_PENDING: "AWAIT_3DS"}.get(card)
+            outcome = {
+                CARD_APPROVED: PAID_STATE[payment.action],
+                CARD_DECLINED: "DECLINED",
+                CARD_3DS_PENDING: "AWAIT_3DS",
+            }.get(card)
             if outcome is None or not re.fullmatch(r"\d{3}", fields.get("cvv", "")):
                 return Answer(200, _card_page(order, "Card not accepted"), HTML)
             payment.state, payment.card_used, payment.updated = outcome, True, _now()
             if outcome == "CAPTURED":
-                payment.captures.append(Child(str(uuid.uuid4()), "capture", payment.value,
-                                              payment.currency))
+                payment.captures.append(
+                    Child(str(uuid.uuid4()), "capture", payment.value, payment.currency)
+                )
             if outcome == "AWAIT_3DS":  # the challenge page, which never completes
-                return Answer(200, _page("<p>Authenticate this payment with your bank.</p>"),
-                              HTML)
+                return Answer(200, _page("<p>Authenticate this payment with your bank.</p>"), HTML)
             self._notify(order)
             if not self.redirect_after_payment or not order.redirect_url:
                 return Answer(200, _page("<p>Payment processed.</p>"), HTML)
@@ -751,8 +939,11 @@ class FakeNgenius(FakeGateway):
             ("POST", re.compile(r"/paypage/?"), self.paypage),
             ("GET", re.compile(base), self.order),
             ("POST", re.compile(payment + "/captures"), self.capture),
-            ("POST", re.compile(payment + r"/captures/(?P<capture>[^/]+)/refund"),
-             self.refund_capture),
+            (
+                "POST",
+                re.compile(payment + r"/captures/(?P<capture>[^/]+)/refund"),
+                self.refund_capture,
+            ),
             ("PUT", re.compile(payment + "/cancel"), self.cancel),
         ]
 
@@ -766,7 +957,6 @@ class FakeNgenius(FakeGateway):
         return self.not_found(_Call(method, lower, {}), body)
 
 
-
 def _with_query(url: str, **extra: str) -> str:
     parts = urlsplit(url)
     query = urlencode([*parse_qsl(parts.query, keep_blank_values=True), *extra.items()])
@@ -774,15 +964,23 @@ def _with_query(url: str, **extra: str) -> str:
 
 
 def _page(content: str) -> str:
-    return ("<!doctype html><html><head><title>N-Genius payment</title></head>"
-            f"<body>{content}</body></html>")
+    return (
+        "<!doctype html><html><head><title>N-Genius payment</title></head>"
+        f"<body>{content}</body></html>"
+    )
 
 
 def _card_page(order: FakeOrder, error: str = "") -> str:
     notice = f'<p class="error">{html.escape(error)}</p>' if error else ""
     shown = f"{order.value} (minor units) {order.currency}"
-    cancel = (f'<button type="submit" name="action" value="cancel">'
-              f"{html.escape(order.cancel_text or 'Cancel')}</button>") if order.cancel_url else ""
+    cancel = (
+        (
+            f'<button type="submit" name="action" value="cancel">'
+            f"{html.escape(order.cancel_text or 'Cancel')}</button>"
+        )
+        if order.cancel_url
+        else ""
+    )
     return _page(
         f"<h1>Pay {html.escape(shown)}</h1>{notice}"
         '<form method="post" action="/paypage/">'
@@ -792,7 +990,9 @@ def _card_page(order: FakeOrder, error: str = "") -> str:
         '<label>CVV <input name="cvv"></label>'
         '<label>Name on card <input name="cardholderName"></label>'
         '<button type="submit" name="action" value="pay">Pay</button>'
-        f"{cancel}</form>")
+        f"{cancel}</form>"
+    )
+
 
 @pytest.fixture(scope="session")
 def ngenius_server() -> Iterator[FakeNgenius]:

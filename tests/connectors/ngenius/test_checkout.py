@@ -50,11 +50,15 @@ def fake(ngenius_fake: FakeNgenius) -> FakeNgenius:  # noqa: F811
 
 
 def connector_for(fake: FakeNgenius, **options: Any) -> NgeniusConnector:
-    return NgeniusConnector(ConnectorConfig(
-        pg_code="ngenius-aed", is_sandbox=True,
-        credentials={"api_key": API_KEY, "outlet_reference": OUTLET}, timeout_seconds=3.0,
-        options={"base_url": fake.url, **options},
-    ))
+    return NgeniusConnector(
+        ConnectorConfig(
+            pg_code="ngenius-aed",
+            is_sandbox=True,
+            credentials={"api_key": API_KEY, "outlet_reference": OUTLET},
+            timeout_seconds=3.0,
+            options={"base_url": fake.url, **options},
+        )
+    )
 
 
 @pytest.fixture
@@ -65,17 +69,24 @@ async def ngenius(fake: FakeNgenius) -> Any:
 
 
 def attempt(mode: str = "purchase", amount: int = AMOUNT, currency: str = "AED") -> PaymentRef:
-    return PaymentRef(reference_number=new_reference_number(), amount=amount,
-                      currency_code=currency, operation_mode=mode)
+    return PaymentRef(
+        reference_number=new_reference_number(),
+        amount=amount,
+        currency_code=currency,
+        operation_mode=mode,
+    )
 
 
 def checkout(payment: PaymentRef, **changes: Any) -> CheckoutRequest:
     request = CheckoutRequest(
-        payment=payment, return_url=RETURN, cancel_url=f"{RETURN}?outcome=cancel",
+        payment=payment,
+        return_url=RETURN,
+        cancel_url=f"{RETURN}?outcome=cancel",
         failure_url=f"{RETURN}?outcome=failure",
         response_url="http://payops.test/checkout/response/tok-2b8e41",
         notification_url="http://payops.test/b/pg/notifications/ngenius-aed",
-        merchant_name="PayOps Test Shop", description="Order 42",
+        merchant_name="PayOps Test Shop",
+        description="Order 42",
         customer={"email": "payer@example.com", "first_name": "Test", "last_name": "Payer"},
     )
     return replace(request, **changes)
@@ -90,16 +101,20 @@ def return_params(step: BrowserStep) -> dict[str, str]:
     return {**dict(parse_qsl(urlsplit(step.url).query)), **step.fields}
 
 
-async def begin(connector: NgeniusConnector, payment: PaymentRef,
-                **changes: Any) -> tuple[PaymentRef, CheckoutStart]:
+async def begin(
+    connector: NgeniusConnector, payment: PaymentRef, **changes: Any
+) -> tuple[PaymentRef, CheckoutStart]:
     start = await connector.start_checkout(checkout(payment, **changes))
     assert start.outcome == Outcome.SUCCESS, start
     return started(payment, start), start
 
 
 def creates(fake: FakeNgenius) -> list[Any]:
-    return [r for r in fake.requests
-            if r.method == "POST" and r.path == f"/transactions/outlets/{OUTLET}/orders"]
+    return [
+        r
+        for r in fake.requests
+        if r.method == "POST" and r.path == f"/transactions/outlets/{OUTLET}/orders"
+    ]
 
 
 def test_ngenius_takes_payments_with_ottus_inquiry_window() -> None:
@@ -111,14 +126,17 @@ def test_ngenius_takes_payments_with_ottus_inquiry_window() -> None:
 
 @pytest.mark.parametrize(("mode", "action"), [("purchase", "PURCHASE"), ("authorize", "AUTH")])
 async def test_order_request_is_n_genius_order_creation(
-        fake: FakeNgenius, ngenius: NgeniusConnector, mode: str, action: str) -> None:
+    fake: FakeNgenius, ngenius: NgeniusConnector, mode: str, action: str
+) -> None:
     payment = attempt(mode)
     start = await ngenius.start_checkout(checkout(payment))
     token, sent = fake.requests
     assert (token.method, token.path) == ("POST", "/identity/auth/access-token")
     assert token.header("Authorization") == f"Basic {API_KEY}"
     assert (sent.method, sent.path) == ("POST", f"/transactions/outlets/{OUTLET}/orders")
-    assert sent.header("Authorization", ).startswith("Bearer ")
+    assert sent.header(
+        "Authorization",
+    ).startswith("Bearer ")
     assert sent.header("Content-Type") == PAYMENT_TYPE and sent.header("Accept") == PAYMENT_TYPE
     assert sent.json == {
         "action": action,
@@ -126,29 +144,38 @@ async def test_order_request_is_n_genius_order_creation(
         "emailAddress": "payer@example.com",
         "merchantOrderReference": payment.reference_number,
         "language": "en",
-        "merchantAttributes": {"redirectUrl": RETURN, "skipConfirmationPage": True,
-                               "cancelUrl": f"{RETURN}?outcome=cancel",
-                               "cancelText": "Back to the merchant"},
+        "merchantAttributes": {
+            "redirectUrl": RETURN,
+            "skipConfirmationPage": True,
+            "cancelUrl": f"{RETURN}?outcome=cancel",
+            "cancelText": "Back to the merchant",
+        },
         "billingAddress": {"firstName": "Test", "lastName": "Payer"},
         "merchantDefinedData": {"attempt": payment.reference_number},
     }
     [order] = fake.order_of_reference(payment.reference_number)
     assert start.outcome == Outcome.SUCCESS and start.method == "GET"
     assert start.url == f"{fake.url}/paypage/?code={order.code}"
-    assert start.gateway_refs == {"order_reference": order.ref, "outlet_reference": OUTLET,
-                                  "payment_page": start.url}
+    assert start.gateway_refs == {
+        "order_reference": order.ref,
+        "outlet_reference": OUTLET,
+        "payment_page": start.url,
+    }
 
 
 async def test_three_decimal_currency_is_sent_in_its_minor_units(
-        fake: FakeNgenius, ngenius: NgeniusConnector) -> None:
+    fake: FakeNgenius, ngenius: NgeniusConnector
+) -> None:
     await begin(ngenius, attempt(amount=12_345, currency="KWD"))
     assert creates(fake)[0].json["amount"] == {"currencyCode": "KWD", "value": 12345}
 
 
-@pytest.mark.parametrize(("mode", "state"), [("purchase", "PURCHASED"),
-                                             ("authorize", "AUTHORISED")])
-async def test_paid_order(fake: FakeNgenius, ngenius: NgeniusConnector, mode: str,
-                          state: str) -> None:
+@pytest.mark.parametrize(
+    ("mode", "state"), [("purchase", "PURCHASED"), ("authorize", "AUTHORISED")]
+)
+async def test_paid_order(
+    fake: FakeNgenius, ngenius: NgeniusConnector, mode: str, state: str
+) -> None:
     payment, start = await begin(ngenius, attempt(mode))
     step = DRIVER.pay(fake, BrowserStep("GET", start.url), "success")
     assert step is not None
@@ -160,8 +187,10 @@ async def test_paid_order(fake: FakeNgenius, ngenius: NgeniusConnector, mode: st
     assert result.payment_state is None
     [order] = fake.order_of_reference(payment.reference_number)
     assert order.payments[-1].state == state
-    assert result.gateway_refs == {"order_reference": order.ref,
-                                   "payment_reference": order.payments[-1].ref}
+    assert result.gateway_refs == {
+        "order_reference": order.ref,
+        "payment_reference": order.payments[-1].ref,
+    }
     assert result.pg_params["card_number"] == "************1111"
     # A second return reads the same order and says the same.
     assert (await ngenius.confirm_return(payment, params)).outcome == Outcome.SUCCESS
@@ -210,7 +239,8 @@ async def test_three_d_secure_left_pending(fake: FakeNgenius, ngenius: NgeniusCo
 
 
 async def test_forged_return_is_neither_success_nor_failure(
-        fake: FakeNgenius, ngenius: NgeniusConnector) -> None:
+    fake: FakeNgenius, ngenius: NgeniusConnector
+) -> None:
     payment, start = await begin(ngenius, attempt())
     forged = DRIVER.forge_return(fake, BrowserStep("GET", start.url))
     result = await ngenius.confirm_return(payment, return_params(forged))
@@ -223,13 +253,15 @@ async def test_forged_return_is_neither_success_nor_failure(
     DRIVER.pay(fake, BrowserStep("GET", other_start.url), "success")
     victim = attempt()
     stolen = await ngenius.confirm_return(
-        victim, {"ref": other_start.gateway_refs["order_reference"]})
+        victim, {"ref": other_start.gateway_refs["order_reference"]}
+    )
     assert stolen.outcome == Outcome.PENDING and stolen.amount is None
     assert stolen.gateway_refs == {}
 
 
 async def test_returned_ref_is_used_when_nothing_is_stored_if_it_is_this_attempts(
-        fake: FakeNgenius, ngenius: NgeniusConnector) -> None:
+    fake: FakeNgenius, ngenius: NgeniusConnector
+) -> None:
     payment, start = await begin(ngenius, attempt())
     step = DRIVER.pay(fake, BrowserStep("GET", start.url), "success")
     assert step is not None
@@ -243,7 +275,8 @@ def attempt_without_refs(payment: PaymentRef) -> PaymentRef:
 
 
 async def test_lost_create_reply_then_retry_leaves_one_payable_order(
-        fake: FakeNgenius, ngenius: NgeniusConnector) -> None:
+    fake: FakeNgenius, ngenius: NgeniusConnector
+) -> None:
     payment = attempt()
     fake.inject("create", "reset", perform=True)
     lost = await ngenius.start_checkout(checkout(payment))
@@ -257,13 +290,13 @@ async def test_lost_create_reply_then_retry_leaves_one_payable_order(
     assert step is not None
     assert (await ngenius.confirm_return(paid, return_params(step))).outcome == Outcome.SUCCESS
     # One payment only: the lost order's page reached nobody and is still unpaid.
-    states = sorted(o.payments[-1].state for o in fake.order_of_reference(
-        payment.reference_number))
+    states = sorted(o.payments[-1].state for o in fake.order_of_reference(payment.reference_number))
     assert states == ["PURCHASED", "STARTED"]
 
 
 async def test_a_second_start_of_the_same_attempt_reuses_its_order(
-        fake: FakeNgenius, ngenius: NgeniusConnector) -> None:
+    fake: FakeNgenius, ngenius: NgeniusConnector
+) -> None:
     payment, first = await begin(ngenius, attempt())
     again = await ngenius.start_checkout(checkout(payment))
     assert again.outcome == Outcome.SUCCESS and again.url == first.url
@@ -288,7 +321,8 @@ async def test_expiry(fake: FakeNgenius) -> None:
 
 
 async def test_never_returned_payment_is_found_by_the_inquiry(
-        fake: FakeNgenius, ngenius: NgeniusConnector) -> None:
+    fake: FakeNgenius, ngenius: NgeniusConnector
+) -> None:
     payment, start = await begin(ngenius, attempt("authorize"))
     DRIVER.pay_without_return(fake, BrowserStep("GET", start.url))
     result = await ngenius.inquire_payment(payment)
@@ -327,7 +361,8 @@ async def test_refused_and_unanswered_orders(fake: FakeNgenius, ngenius: Ngenius
 
 
 async def test_credentials_never_reach_the_logs(
-        fake: FakeNgenius, ngenius: NgeniusConnector, caplog: pytest.LogCaptureFixture) -> None:
+    fake: FakeNgenius, ngenius: NgeniusConnector, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.DEBUG)
     payment, start = await begin(ngenius, attempt())
     step = DRIVER.pay(fake, BrowserStep("GET", start.url), "success")
@@ -345,13 +380,20 @@ async def test_credentials_never_reach_the_logs(
 
 
 async def test_driver_notification_is_authentic_for_the_configuration(
-        fake: FakeNgenius, ngenius: NgeniusConnector) -> None:
+    fake: FakeNgenius, ngenius: NgeniusConnector
+) -> None:
     payment, start = await begin(ngenius, attempt())
     DRIVER.pay_without_return(fake, BrowserStep("GET", start.url))
     config = DRIVER.gateway_config(fake, "purchase")
-    listening = NgeniusConnector(ConnectorConfig(
-        pg_code="ngenius-aed", is_sandbox=True, credentials=config["credentials"],
-        options=config["options"], webhook_secret=config["webhook_secret"]))
+    listening = NgeniusConnector(
+        ConnectorConfig(
+            pg_code="ngenius-aed",
+            is_sandbox=True,
+            credentials=config["credentials"],
+            options=config["options"],
+            webhook_secret=config["webhook_secret"],
+        )
+    )
     with receiver() as received:
         assert DRIVER.notify(fake, received.url) is True
     [(headers, body)] = received.posts
@@ -362,17 +404,30 @@ async def test_driver_notification_is_authentic_for_the_configuration(
 
 def test_fake_order_creation_refuses_what_n_genius_refuses(fake: FakeNgenius) -> None:
     url = f"{fake.url}/transactions/outlets/{OUTLET}/orders"
-    body = {"action": "PURCHASE", "amount": {"currencyCode": "AED", "value": 100},
-            "emailAddress": "payer@example.com"}
+    body = {
+        "action": "PURCHASE",
+        "amount": {"currencyCode": "AED", "value": 100},
+        "emailAddress": "payer@example.com",
+    }
     assert httpx.post(url, json=body).status_code == 401
-    token = httpx.post(f"{fake.url}/identity/auth/access-token",
-                       headers={"Authorization": f"Basic {API_KEY}",
-                                "Content-Type": "application/vnd.ni-identity.v1+json"}
-                       ).json()["access_token"]
-    headers = {"Authorization": f"Bearer {token}", "Accept": PAYMENT_TYPE,
-               "Content-Type": PAYMENT_TYPE}
-    assert httpx.post(url, json=body, headers={**headers, "Content-Type": "application/json"}
-                      ).status_code == 415
+    token = httpx.post(
+        f"{fake.url}/identity/auth/access-token",
+        headers={
+            "Authorization": f"Basic {API_KEY}",
+            "Content-Type": "application/vnd.ni-identity.v1+json",
+        },
+    ).json()["access_token"]
+    headers = {
+        "Authorization": f"Bearer {token}",
+        "Accept": PAYMENT_TYPE,
+        "Content-Type": PAYMENT_TYPE,
+    }
+    assert (
+        httpx.post(
+            url, json=body, headers={**headers, "Content-Type": "application/json"}
+        ).status_code
+        == 415
+    )
     as_text = {**body, "amount": {"currencyCode": "AED", "value": "1.00"}}
     assert httpx.post(url, json=as_text, headers=headers).status_code == 400
     no_email = {k: v for k, v in body.items() if k != "emailAddress"}

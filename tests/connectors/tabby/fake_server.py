@@ -39,7 +39,7 @@ import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, ClassVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -70,8 +70,8 @@ REJECTED_EMAIL = "otp.rejected@tabby.ai"  # GUESS: Tabby's sandbox buyer that is
 DEFAULT_AMOUNT_LIMITS = {"AED": Decimal("5000"), "SAR": Decimal("5000"), "KWD": Decimal("400")}
 
 
-
 # -- canned replies ---------------------------------------------------------------------------
+
 
 def error_body(error_type: str, error: str) -> dict[str, Any]:
     return {"status": "error", "errorType": error_type, "error": error}
@@ -151,7 +151,7 @@ MALFORMED_TEXT = '{"id": "7a1b", "status": "CLOSED", "captures": [{"amount": '
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def _iso(moment: datetime) -> str:
@@ -199,15 +199,25 @@ class FakePayment:
             "amount": self.fmt(self.amount),
             "currency": self.currency,
             "description": "PayOps test order",
-            "buyer": self.buyer or {"name": "Test Buyer", "email": "otp.success@tabby.ai",
-                                    "phone": "+971500000001", "dob": "2000-01-20"},
+            "buyer": self.buyer
+            or {
+                "name": "Test Buyer",
+                "email": "otp.success@tabby.ai",
+                "phone": "+971500000001",
+                "dob": "2000-01-20",
+            },
             "shipping_address": {"city": "Dubai", "address": "Dubai", "zip": "1111"},
-            "order": {"reference_id": self.order_reference, "tax_amount": self.fmt(Decimal(0)),
-                      "shipping_amount": self.fmt(Decimal(0)),
-                      "discount_amount": self.fmt(Decimal(0)), "items": []},
+            "order": {
+                "reference_id": self.order_reference,
+                "tax_amount": self.fmt(Decimal(0)),
+                "shipping_amount": self.fmt(Decimal(0)),
+                "discount_amount": self.fmt(Decimal(0)),
+                "items": [],
+            },
             "captures": [dict(c) for c in self.captures],
             "refunds": refunds,
-            "buyer_history": {}, "order_history": [],
+            "buyer_history": {},
+            "order_history": [],
             "meta": {"order_id": self.order_reference, "customer": None},
         }
 
@@ -229,7 +239,7 @@ class FakeTabby(FakeGateway):
         self.delayed_refunds = False
         # -- payment acceptance --
         self.sessions: dict[str, dict[str, Any]] = {}  # session id -> session state
-        self.expiry_seconds = 30 * 60.0   # CREATED -> EXPIRED (Tabby: about 30 minutes)
+        self.expiry_seconds = 30 * 60.0  # CREATED -> EXPIRED (Tabby: about 30 minutes)
         self.amount_limits = dict(DEFAULT_AMOUNT_LIMITS)
         self.redirect_after_approve = True  # False: "paid but never returned" (webhook only)
         self.webhooks: list[dict[str, Any]] = []  # registered: url, is_test, header{title,value}
@@ -238,17 +248,28 @@ class FakeTabby(FakeGateway):
 
     # -- control ----------------------------------------------------------------------------
     def add_payment(
-        self, amount: str = "100.000", currency: str = "KWD", *, status: str = "AUTHORIZED",
-        captured: str | None = None, secret_key: str = TEST_SECRET_KEY,
+        self,
+        amount: str = "100.000",
+        currency: str = "KWD",
+        *,
+        status: str = "AUTHORIZED",
+        captured: str | None = None,
+        secret_key: str = TEST_SECRET_KEY,
         order_reference: str = "ORD-1",
     ) -> str:
         payment = FakePayment(
-            id=str(uuid.uuid4()), amount=Decimal(amount), currency=currency, status=status,
-            secret_key=secret_key, order_reference=order_reference, created_at=_now(),
+            id=str(uuid.uuid4()),
+            amount=Decimal(amount),
+            currency=currency,
+            status=status,
+            secret_key=secret_key,
+            order_reference=order_reference,
+            created_at=_now(),
         )
         if captured is not None:
-            payment.captures.append(self._movement(payment, Decimal(captured),
-                                                   f"dashboard-{uuid.uuid4().hex[:8]}"))
+            payment.captures.append(
+                self._movement(payment, Decimal(captured), f"dashboard-{uuid.uuid4().hex[:8]}")
+            )
             if status == "AUTHORIZED" and payment.captured >= payment.amount:
                 payment.status = "CLOSED"
         with self.lock:
@@ -296,8 +317,10 @@ class FakeTabby(FakeGateway):
         return True
 
     def decline_answer(self, fault: Fault, request: RecordedRequest) -> Answer:
-        return Answer(fault.status or 400, declined_response(fault.message) if fault.message
-                      else declined_response())
+        return Answer(
+            fault.status or 400,
+            declined_response(fault.message) if fault.message else declined_response(),
+        )
 
     def extra_fault(self, fault: Fault, request: RecordedRequest) -> Answer | None:
         return Answer(429, throttled_response())  # throttle
@@ -305,22 +328,37 @@ class FakeTabby(FakeGateway):
     def encode(self, value: Any) -> bytes:
         return json.dumps(value).encode()
 
-    def requests_to(self, suffix: str, method: str = "POST",  # type: ignore[override]
-                    **_: Any) -> list[RecordedRequest]:
-        return [r for r in self.requests if r.method == method and
-                (ROUTE.match(r.path) and (ROUTE.match(r.path).group("action") or "") == suffix)]
+    def requests_to(
+        self,
+        suffix: str,
+        method: str = "POST",  # type: ignore[override]
+        **_: Any,
+    ) -> list[RecordedRequest]:
+        return [
+            r
+            for r in self.requests
+            if r.method == method
+            and (ROUTE.match(r.path) and (ROUTE.match(r.path).group("action") or "") == suffix)
+        ]
 
     # -- protocol ---------------------------------------------------------------------------
     @staticmethod
     def _movement(payment: FakePayment, amount: Decimal, reference: str) -> dict[str, Any]:
         zero = payment.fmt(Decimal(0))
-        return {"id": str(uuid.uuid4()), "created_at": _iso(_now()),
-                "amount": payment.fmt(amount), "reference_id": reference,
-                "tax_amount": zero, "shipping_amount": zero, "discount_amount": zero,
-                "items": []}
+        return {
+            "id": str(uuid.uuid4()),
+            "created_at": _iso(_now()),
+            "amount": payment.fmt(amount),
+            "reference_id": reference,
+            "tax_amount": zero,
+            "shipping_amount": zero,
+            "discount_amount": zero,
+            "items": [],
+        }
 
-    def handle(self, method: str, path: str, headers: dict[str, str],
-               body: bytes) -> Answer | tuple[int, Any]:
+    def handle(
+        self, method: str, path: str, headers: dict[str, str], body: bytes
+    ) -> Answer | tuple[int, Any]:
         """(status, JSON body or bare text) for one request; mutates state. ``path`` carries
         the query string, if any."""
         path, _, query = path.partition("?")
@@ -339,8 +377,9 @@ class FakeTabby(FakeGateway):
             return self._create_checkout(key, body)
         session_route = CHECKOUT_ROUTE.match(path)
         if session_route is not None:
-            return self._session_api(method, key, session_route.group("id"),
-                                     session_route.group("action") or "")
+            return self._session_api(
+                method, key, session_route.group("id"), session_route.group("action") or ""
+            )
         if path == "/api/v2/payments":
             if method != "GET":
                 return 404, NOT_FOUND_TEXT
@@ -353,8 +392,12 @@ class FakeTabby(FakeGateway):
         if route is None:
             return 404, NOT_FOUND_TEXT
         action = route.group("action") or ""
-        if (method, action) not in {("GET", ""), ("POST", "/captures"), ("POST", "/refunds"),
-                                    ("POST", "/close")}:
+        if (method, action) not in {
+            ("GET", ""),
+            ("POST", "/captures"),
+            ("POST", "/refunds"),
+            ("POST", "/close"),
+        }:
             return 404, NOT_FOUND_TEXT
         payment_id = route.group("id")
         if not PAYMENT_ID.fullmatch(payment_id):
@@ -398,7 +441,8 @@ class FakeTabby(FakeGateway):
             elif len(match.group("frac") or "") > DECIMALS[payment.currency]:
                 problems.append(
                     f"amount allows up to {DECIMALS[payment.currency]} decimals for "
-                    f"{payment.currency}")
+                    f"{payment.currency}"
+                )
             elif Decimal(raw) <= 0:
                 problems.append("amount must be positive")
             else:
@@ -448,14 +492,19 @@ class FakeTabby(FakeGateway):
         payment.status = "CLOSED"  # after a partial capture this releases the remainder
         return 200, payment.as_json()
 
-
     # -- payment acceptance: control ----------------------------------------------------------
     def register_webhook(self, url: str, title: str, value: str) -> None:
         """What ``POST /api/v1/webhooks`` registers: notifications go to ``url`` with the static
         header ``title: value``."""
         with self.lock:
-            self.webhooks.append({"id": str(uuid.uuid4()), "url": url, "is_test": True,
-                                  "header": {"title": title, "value": value}})
+            self.webhooks.append(
+                {
+                    "id": str(uuid.uuid4()),
+                    "url": url,
+                    "is_test": True,
+                    "header": {"title": title, "value": value},
+                }
+            )
 
     def session_of(self, url: str) -> dict[str, Any]:
         """The session a hosted-page URL (``web_url``) belongs to."""
@@ -466,8 +515,7 @@ class FakeTabby(FakeGateway):
     def payments_for(self, reference: str) -> list[dict[str, Any]]:
         """Every payment created for an order ``reference_id`` (as Tabby's books show them)."""
         with self.lock:
-            return [p.as_json() for p in self.payments.values()
-                    if p.order_reference == reference]
+            return [p.as_json() for p in self.payments.values() if p.order_reference == reference]
 
     def expire_now(self, payment_id: str) -> None:
         """Tabby's clock: a CREATED payment reaches its expiry (with an ``expired`` webhook)."""
@@ -482,11 +530,16 @@ class FakeTabby(FakeGateway):
         with self.lock:
             payload = self.payments[payment_id].as_json()
         payload["status"] = payload["status"].lower()
-        response = httpx.post(url, content=json.dumps(payload).encode(), timeout=15.0,
-                              headers={"Content-Type": "application/json", title: value})
+        response = httpx.post(
+            url,
+            content=json.dumps(payload).encode(),
+            timeout=15.0,
+            headers={"Content-Type": "application/json", title: value},
+        )
         with self.lock:
-            self.webhook_deliveries.append({"url": url, "status_code": response.status_code,
-                                            "payload": payload})
+            self.webhook_deliveries.append(
+                {"url": url, "status_code": response.status_code, "payload": payload}
+            )
         return response.status_code
 
     def wait_for_webhooks(self, timeout: float = 15.0) -> None:
@@ -499,8 +552,11 @@ class FakeTabby(FakeGateway):
         now = _now()
         with self.lock:
             for payment in self.payments.values():
-                if (payment.status == "CREATED" and payment.expire_after is not None
-                        and (now - payment.created_at).total_seconds() >= payment.expire_after):
+                if (
+                    payment.status == "CREATED"
+                    and payment.expire_after is not None
+                    and (now - payment.created_at).total_seconds() >= payment.expire_after
+                ):
                     payment.status = "EXPIRED"
                     self._notify(payment)
 
@@ -520,14 +576,19 @@ class FakeTabby(FakeGateway):
                 if header.get("title"):
                     headers[str(header["title"])] = str(header.get("value", ""))
                 try:
-                    response = httpx.post(hook["url"], content=json.dumps(payload).encode(),
-                                          headers=headers, timeout=15.0)
+                    response = httpx.post(
+                        hook["url"],
+                        content=json.dumps(payload).encode(),
+                        headers=headers,
+                        timeout=15.0,
+                    )
                     status: int | None = response.status_code
                 except httpx.HTTPError:
                     status = None
                 with self.lock:
-                    self.webhook_deliveries.append({"url": hook["url"], "status_code": status,
-                                                    "payload": payload})
+                    self.webhook_deliveries.append(
+                        {"url": hook["url"], "status_code": status, "payload": payload}
+                    )
 
         thread = threading.Thread(target=deliver, daemon=True)
         self._delivery_threads.append(thread)
@@ -545,9 +606,15 @@ class FakeTabby(FakeGateway):
             if name not in data:
                 problems.append(f"{name} is required")
         payment = data.get("payment") if isinstance(data.get("payment"), dict) else {}
-        for name, kind in (("amount", str), ("currency", str), ("buyer", dict),
-                           ("order", dict), ("buyer_history", dict), ("order_history", list),
-                           ("shipping_address", dict)):
+        for name, kind in (
+            ("amount", str),
+            ("currency", str),
+            ("buyer", dict),
+            ("order", dict),
+            ("buyer_history", dict),
+            ("order_history", list),
+            ("shipping_address", dict),
+        ):
             if not isinstance(payment.get(name), kind):
                 problems.append(f"payment.{name} is required")
         if data.get("lang") not in ("en", "ar"):
@@ -571,11 +638,16 @@ class FakeTabby(FakeGateway):
         if expected is None:
             return 400, error_body("bad_data", "invalid merchant_code")  # GUESS: text
         if currency != expected:
-            return 400, error_body("bad_data", f"could not create payment: only '{expected}' is "
-                                               f"supported, but got '{currency}'")
+            return 400, error_body(
+                "bad_data",
+                f"could not create payment: only '{expected}' is supported, but got '{currency}'",
+            )
         match = AMOUNT.match(payment["amount"])
-        if not match or len(match.group("frac") or "") > DECIMALS[currency] \
-                or Decimal(payment["amount"]) <= 0:
+        if (
+            not match
+            or len(match.group("frac") or "") > DECIMALS[currency]
+            or Decimal(payment["amount"]) <= 0
+        ):
             return 400, validation_failed_response(["payment.amount is not a valid amount"])
         amount = Decimal(payment["amount"])
         buyer = payment["buyer"]
@@ -585,14 +657,26 @@ class FakeTabby(FakeGateway):
         elif amount > self.amount_limits.get(currency, amount):
             rejection = "order_amount_too_high"
         created = FakePayment(
-            id=str(uuid.uuid4()), amount=amount, currency=currency, status="CREATED",
-            secret_key=key, order_reference=reference, created_at=_now(),
-            expire_after=self.expiry_seconds, buyer=dict(buyer),
+            id=str(uuid.uuid4()),
+            amount=amount,
+            currency=currency,
+            status="CREATED",
+            secret_key=key,
+            order_reference=reference,
+            created_at=_now(),
+            expire_after=self.expiry_seconds,
+            buyer=dict(buyer),
         )
-        session = {"id": str(uuid.uuid4()), "payment_id": created.id, "merchant_urls": urls,
-                   "status": "rejected" if rejection else "created", "lang": data["lang"],
-                   "rejection_reason": rejection, "secret_key": key,
-                   "merchant_code": data["merchant_code"]}
+        session = {
+            "id": str(uuid.uuid4()),
+            "payment_id": created.id,
+            "merchant_urls": urls,
+            "status": "rejected" if rejection else "created",
+            "lang": data["lang"],
+            "rejection_reason": rejection,
+            "secret_key": key,
+            "merchant_code": data["merchant_code"],
+        }
         with self.lock:
             self.payments[created.id] = created
             self.sessions[session["id"]] = session
@@ -607,11 +691,14 @@ class FakeTabby(FakeGateway):
             "status": session["status"],
             "payment": payment.as_json(),
             "configuration": {
-                "available_products": {"installments": [{"web_url": web_url}]} if eligible
-                else {},
-                "products": {"installments": {
-                    "type": "installments", "is_available": eligible,
-                    "rejection_reason": session["rejection_reason"]}},
+                "available_products": {"installments": [{"web_url": web_url}]} if eligible else {},
+                "products": {
+                    "installments": {
+                        "type": "installments",
+                        "is_available": eligible,
+                        "rejection_reason": session["rejection_reason"],
+                    }
+                },
             },
             "merchant_urls": session["merchant_urls"],
             "merchant_code": session["merchant_code"],
@@ -619,8 +706,7 @@ class FakeTabby(FakeGateway):
             "token": None,
         }
 
-    def _session_api(self, method: str, key: str, session_id: str,
-                     action: str) -> tuple[int, Any]:
+    def _session_api(self, method: str, key: str, session_id: str, action: str) -> tuple[int, Any]:
         with self.lock:
             session = self.sessions.get(session_id)
             if session is None:
@@ -650,18 +736,23 @@ class FakeTabby(FakeGateway):
         for name in ("created_at__gte", "created_at__lte"):
             value = args.get(name)
             try:
-                bounds.append(datetime.fromisoformat(value.replace("Z", "+00:00"))
-                              if value else None)
+                bounds.append(
+                    datetime.fromisoformat(value.replace("Z", "+00:00")) if value else None
+                )
             except ValueError:
                 return 400, error_body("bad_data", f"invalid {name}")
         since, until = bounds
         with self.lock:
-            found = [p for p in self.payments.values() if p.secret_key == key
-                     and (since is None or p.created_at >= since)
-                     and (until is None or p.created_at <= until)
-                     and (not args.get("status") or p.status == args["status"].upper())]
+            found = [
+                p
+                for p in self.payments.values()
+                if p.secret_key == key
+                and (since is None or p.created_at >= since)
+                and (until is None or p.created_at <= until)
+                and (not args.get("status") or p.status == args["status"].upper())
+            ]
             found.sort(key=lambda p: p.created_at, reverse=True)
-            page = [p.as_json() for p in found[offset:offset + limit]]
+            page = [p.as_json() for p in found[offset : offset + limit]]
         return 200, {"payments": page}
 
     def _register_webhook(self, headers: dict[str, str], body: bytes) -> tuple[int, Any]:
@@ -678,26 +769,42 @@ class FakeTabby(FakeGateway):
         with self.lock:
             if len(self.webhooks) >= 4:
                 return 400, error_body("bad_data", "webhooks limit reached")  # GUESS: text
-            hook = {"id": str(uuid.uuid4()), "url": data["url"],
-                    "is_test": bool(data.get("is_test")), "header": header}
+            hook = {
+                "id": str(uuid.uuid4()),
+                "url": data["url"],
+                "is_test": bool(data.get("is_test")),
+                "header": header,
+            }
             self.webhooks.append(hook)
         return 200, hook
 
     def _hosted_page(self, method: str, query: str, body: bytes) -> Answer:
         """The customer's side: GET shows the OTP form, POST decides (approve / reject /
         cancel) and sends the browser back to the matching merchant URL with ``payment_id``."""
-        fields = dict(parse_qsl(query if method == "GET" else body.decode("utf-8", "replace"),
-                                keep_blank_values=True))
+        fields = dict(
+            parse_qsl(
+                query if method == "GET" else body.decode("utf-8", "replace"),
+                keep_blank_values=True,
+            )
+        )
         with self.lock:
             session = self.sessions.get(fields.get("sessionId", ""))
             payment = self.payments.get(session["payment_id"]) if session else None
             if session is None or payment is None or session["status"] != "created":
-                return Answer(404, _page("Tabby", "<p>This checkout does not exist.</p>"),
-                              "text/html; charset=utf-8")
+                return Answer(
+                    404,
+                    _page("Tabby", "<p>This checkout does not exist.</p>"),
+                    "text/html; charset=utf-8",
+                )
             if payment.status != "CREATED":
-                return Answer(410, _page("Tabby", "<p>This checkout has ended "
-                                         f"({html.escape(payment.status.lower())}).</p>"),
-                              "text/html; charset=utf-8")
+                return Answer(
+                    410,
+                    _page(
+                        "Tabby",
+                        f"<p>This checkout has ended ({html.escape(payment.status.lower())}).</p>",
+                    ),
+                    "text/html; charset=utf-8",
+                )
             if method == "GET":
                 return Answer(200, _otp_page(session["id"], payment), "text/html; charset=utf-8")
             if method != "POST":
@@ -707,19 +814,26 @@ class FakeTabby(FakeGateway):
                 payment.status, target = "EXPIRED", "cancel"
             elif decision in ("approve", "reject"):
                 if fields.get("otp") != TEST_OTP:
-                    return Answer(200, _otp_page(session["id"], payment, "Wrong code"),
-                                  "text/html; charset=utf-8")
+                    return Answer(
+                        200,
+                        _otp_page(session["id"], payment, "Wrong code"),
+                        "text/html; charset=utf-8",
+                    )
                 if decision == "approve":
                     payment.status, target = "AUTHORIZED", "success"
                 else:
                     payment.status, target = "REJECTED", "failure"
             else:
-                return Answer(400, _page("Tabby", "<p>Unknown decision.</p>"),
-                              "text/html; charset=utf-8")
+                return Answer(
+                    400, _page("Tabby", "<p>Unknown decision.</p>"), "text/html; charset=utf-8"
+                )
             self._notify(payment)
             if target == "success" and not self.redirect_after_approve:
-                return Answer(200, _page("Tabby", "<p>Thank you, your order is placed.</p>"),
-                              "text/html; charset=utf-8")
+                return Answer(
+                    200,
+                    _page("Tabby", "<p>Thank you, your order is placed.</p>"),
+                    "text/html; charset=utf-8",
+                )
             location = _with_query(session["merchant_urls"][target], payment_id=payment.id)
         return Answer(302, "", "text/plain", headers={"Location": location})
 
@@ -731,22 +845,28 @@ def _with_query(url: str, **extra: str) -> str:
 
 
 def _page(title: str, content: str) -> str:
-    return (f"<!doctype html><html><head><title>{html.escape(title)}</title></head>"
-            f"<body>{content}</body></html>")
+    return (
+        f"<!doctype html><html><head><title>{html.escape(title)}</title></head>"
+        f"<body>{content}</body></html>"
+    )
 
 
 def _otp_page(session_id: str, payment: FakePayment, error: str = "") -> str:
     notice = f'<p class="error">{html.escape(error)}</p>' if error else ""
-    return _page("Tabby", (
-        f"<h1>Pay {html.escape(payment.fmt(payment.amount))} {payment.currency} in 4</h1>"
-        f"{notice}"
-        '<form method="post" action="/hpp">'
-        f'<input type="hidden" name="sessionId" value="{html.escape(session_id)}">'
-        '<label>Code sent to your phone <input name="otp" inputmode="numeric"></label>'
-        '<button type="submit" name="decision" value="approve">Approve</button>'
-        '<button type="submit" name="decision" value="reject">Reject</button>'
-        '<button type="submit" name="decision" value="cancel">Cancel</button>'
-        "</form>"))
+    return _page(
+        "Tabby",
+        (
+            f"<h1>Pay {html.escape(payment.fmt(payment.amount))} {payment.currency} in 4</h1>"
+            f"{notice}"
+            '<form method="post" action="/hpp">'
+            f'<input type="hidden" name="sessionId" value="{html.escape(session_id)}">'
+            '<label>Code sent to your phone <input name="otp" inputmode="numeric"></label>'
+            '<button type="submit" name="decision" value="approve">Approve</button>'
+            '<button type="submit" name="decision" value="reject">Reject</button>'
+            '<button type="submit" name="decision" value="cancel">Cancel</button>'
+            "</form>"
+        ),
+    )
 
 
 @pytest.fixture

@@ -37,27 +37,42 @@ AMOUNT = 12_500  # 12.500 KWD
 
 
 def connector_for(fake: FakeTabby, **options: Any) -> TabbyConnector:
-    return TabbyConnector(ConnectorConfig(
-        pg_code="tabby-kwd", is_sandbox=True, credentials={"secret_key": TEST_SECRET_KEY},
-        timeout_seconds=3.0,
-        options={"base_url": fake.url, "merchant_code": "KW", **options},
-    ))
+    return TabbyConnector(
+        ConnectorConfig(
+            pg_code="tabby-kwd",
+            is_sandbox=True,
+            credentials={"secret_key": TEST_SECRET_KEY},
+            timeout_seconds=3.0,
+            options={"base_url": fake.url, "merchant_code": "KW", **options},
+        )
+    )
 
 
 def attempt(mode: str = "purchase", amount: int = AMOUNT, currency: str = "KWD") -> PaymentRef:
-    return PaymentRef(reference_number=new_reference_number(), amount=amount,
-                      currency_code=currency, operation_mode=mode)
+    return PaymentRef(
+        reference_number=new_reference_number(),
+        amount=amount,
+        currency_code=currency,
+        operation_mode=mode,
+    )
 
 
 def checkout(payment: PaymentRef, **changes: Any) -> CheckoutRequest:
     request = CheckoutRequest(
-        payment=payment, return_url=RETURN, cancel_url=f"{RETURN}?outcome=cancel",
+        payment=payment,
+        return_url=RETURN,
+        cancel_url=f"{RETURN}?outcome=cancel",
         failure_url=f"{RETURN}?outcome=failure",
         response_url="http://payops.test/checkout/response/tok-7f3a9c",
         notification_url="http://payops.test/b/pg/notifications/tabby-kwd",
-        merchant_name="PayOps Test Shop", description="Order 42",
-        customer={"email": "otp.success@tabby.ai", "first_name": "Test", "last_name": "Buyer",
-                  "phone": "+96550000001"},
+        merchant_name="PayOps Test Shop",
+        description="Order 42",
+        customer={
+            "email": "otp.success@tabby.ai",
+            "first_name": "Test",
+            "last_name": "Buyer",
+            "phone": "+96550000001",
+        },
     )
     return replace(request, **changes)
 
@@ -72,8 +87,9 @@ def return_params(step: BrowserStep) -> dict[str, str]:
     return {**dict(parse_qsl(urlsplit(step.url).query)), **step.fields}
 
 
-async def begin(connector: TabbyConnector, payment: PaymentRef,
-                **changes: Any) -> tuple[PaymentRef, CheckoutStart]:
+async def begin(
+    connector: TabbyConnector, payment: PaymentRef, **changes: Any
+) -> tuple[PaymentRef, CheckoutStart]:
     start = await connector.start_checkout(checkout(payment, **changes))
     assert start.outcome == Outcome.SUCCESS, start
     return started(payment, start), start
@@ -94,7 +110,8 @@ def test_tabby_takes_payments_with_ottus_inquiry_window() -> None:
 
 
 async def test_create_request_is_tabbys_checkout_session(
-        fake_tabby: FakeTabby, tabby: TabbyConnector) -> None:
+    fake_tabby: FakeTabby, tabby: TabbyConnector
+) -> None:
     payment = attempt()
     start = await tabby.start_checkout(checkout(payment))
     [sent] = fake_tabby.requests
@@ -103,23 +120,32 @@ async def test_create_request_is_tabbys_checkout_session(
     assert sent.header("Content-Type") == "application/json"
     body = sent.json
     assert body["lang"] == "en" and body["merchant_code"] == "KW"
-    assert body["merchant_urls"] == {"success": RETURN, "cancel": f"{RETURN}?outcome=cancel",
-                                     "failure": f"{RETURN}?outcome=failure"}
+    assert body["merchant_urls"] == {
+        "success": RETURN,
+        "cancel": f"{RETURN}?outcome=cancel",
+        "failure": f"{RETURN}?outcome=failure",
+    }
     sent_payment = body["payment"]
     assert sent_payment["amount"] == "12.500" and sent_payment["currency"] == "KWD"
     assert sent_payment["order"]["reference_id"] == payment.reference_number
     assert sent_payment["order"]["items"][0]["unit_price"] == "12.500"
     assert sent_payment["order"]["tax_amount"] == "0.000"
     assert sent_payment["meta"] == {"order_id": payment.reference_number}
-    assert sent_payment["buyer"] == {"name": "Test Buyer", "email": "otp.success@tabby.ai",
-                                     "phone": "+96550000001"}
+    assert sent_payment["buyer"] == {
+        "name": "Test Buyer",
+        "email": "otp.success@tabby.ai",
+        "phone": "+96550000001",
+    }
     for required in ("buyer_history", "order_history", "shipping_address", "description"):
         assert required in sent_payment
     [session] = fake_tabby.sessions.values()
     assert start.outcome == Outcome.SUCCESS and start.method == "GET"
     assert start.url == f"{fake_tabby.url}/hpp?sessionId={session['id']}"
-    assert start.gateway_refs == {"payment_id": session["payment_id"],
-                                  "session_id": session["id"], "web_url": start.url}
+    assert start.gateway_refs == {
+        "payment_id": session["payment_id"],
+        "session_id": session["id"],
+        "web_url": start.url,
+    }
     assert fake_tabby.payment(session["payment_id"])["status"] == "CREATED"
 
 
@@ -142,9 +168,12 @@ async def test_approved_payment(fake_tabby: FakeTabby, tabby: TabbyConnector, mo
         # attempt's reference, before it is reported.
         assert at_tabby["status"] == "CLOSED"
         assert [(c["amount"], c["reference_id"]) for c in at_tabby["captures"]] == [
-            ("12.500", payment.reference_number)]
+            ("12.500", payment.reference_number)
+        ]
         assert len(captures) == 1 and captures[0].json == {
-            "amount": "12.500", "reference_id": payment.reference_number}
+            "amount": "12.500",
+            "reference_id": payment.reference_number,
+        }
         assert result.gateway_refs["capture_id"] == at_tabby["captures"][0]["id"]
     else:
         assert at_tabby["status"] == "AUTHORIZED" and captures == []
@@ -155,8 +184,9 @@ async def test_approved_payment(fake_tabby: FakeTabby, tabby: TabbyConnector, mo
 
 
 @pytest.mark.parametrize(("action", "state"), [("decline", None), ("cancel", "canceled")])
-async def test_declined_and_cancelled(fake_tabby: FakeTabby, tabby: TabbyConnector,
-                                      action: str, state: str | None) -> None:
+async def test_declined_and_cancelled(
+    fake_tabby: FakeTabby, tabby: TabbyConnector, action: str, state: str | None
+) -> None:
     payment, start = await begin(tabby, attempt())
     step = DRIVER.pay(fake_tabby, BrowserStep("GET", start.url), action)  # type: ignore[arg-type]
     assert step is not None
@@ -179,7 +209,8 @@ async def test_pending_payment_stays_pending(fake_tabby: FakeTabby, tabby: Tabby
 
 
 async def test_forged_return_is_neither_success_nor_failure(
-        fake_tabby: FakeTabby, tabby: TabbyConnector) -> None:
+    fake_tabby: FakeTabby, tabby: TabbyConnector
+) -> None:
     payment, start = await begin(tabby, attempt())
     forged = DRIVER.forge_return(fake_tabby, BrowserStep("GET", start.url))
     result = await tabby.confirm_return(payment, return_params(forged))
@@ -193,13 +224,15 @@ async def test_forged_return_is_neither_success_nor_failure(
     DRIVER.pay(fake_tabby, BrowserStep("GET", other_start.url), "success")
     victim = replace(attempt(), gateway_refs={})
     stolen = await tabby.confirm_return(
-        victim, {"payment_id": other_start.gateway_refs["payment_id"]})
+        victim, {"payment_id": other_start.gateway_refs["payment_id"]}
+    )
     assert stolen.outcome == Outcome.PENDING and stolen.gateway_refs == {}
     assert stolen.amount is None
 
 
 async def test_failure_url_with_an_authorized_payment_is_settled_by_the_api(
-        fake_tabby: FakeTabby, tabby: TabbyConnector) -> None:
+    fake_tabby: FakeTabby, tabby: TabbyConnector
+) -> None:
     payment, start = await begin(tabby, attempt("authorize"))
     step = DRIVER.pay(fake_tabby, BrowserStep("GET", start.url), "success")
     assert step is not None
@@ -208,7 +241,8 @@ async def test_failure_url_with_an_authorized_payment_is_settled_by_the_api(
 
 
 async def test_lost_create_reply_then_retry_creates_no_second_payable_payment(
-        fake_tabby: FakeTabby, tabby: TabbyConnector) -> None:
+    fake_tabby: FakeTabby, tabby: TabbyConnector
+) -> None:
     payment = attempt()
     fake_tabby.fail_next("reset", method="POST", path="/api/v2/checkout", apply=True)
     lost = await tabby.start_checkout(checkout(payment))
@@ -224,14 +258,16 @@ async def test_lost_create_reply_then_retry_creates_no_second_payable_payment(
     assert [p["id"] for p in fake_tabby.payments_for(payment.reference_number)] == [orphan["id"]]
     assert retry.gateway_refs == {"payment_id": orphan["id"]}
     assert retry.url == f"{RETURN}?payment_id={orphan['id']}"
-    result = await tabby.confirm_return(started(payment, retry), return_params(
-        BrowserStep("GET", retry.url)))
+    result = await tabby.confirm_return(
+        started(payment, retry), return_params(BrowserStep("GET", retry.url))
+    )
     assert result.outcome == Outcome.SUCCESS  # captured once, as a purchase
     assert len(fake_tabby.payment(orphan["id"])["captures"]) == 1
 
 
 async def test_lost_create_reply_with_an_unpaid_orphan_creates_one_new_session(
-        fake_tabby: FakeTabby, tabby: TabbyConnector) -> None:
+    fake_tabby: FakeTabby, tabby: TabbyConnector
+) -> None:
     payment = attempt()
     fake_tabby.fail_next("reset", method="POST", path="/api/v2/checkout", apply=True)
     assert (await tabby.start_checkout(checkout(payment))).outcome == Outcome.UNKNOWN
@@ -250,7 +286,8 @@ async def test_lost_create_reply_with_an_unpaid_orphan_creates_one_new_session(
 
 
 async def test_a_second_start_of_the_same_attempt_reuses_its_page(
-        fake_tabby: FakeTabby, tabby: TabbyConnector) -> None:
+    fake_tabby: FakeTabby, tabby: TabbyConnector
+) -> None:
     payment, first = await begin(tabby, attempt())
     second = await tabby.start_checkout(checkout(payment))
     assert second.outcome == Outcome.SUCCESS and second.url == first.url
@@ -267,7 +304,8 @@ async def test_expiry(fake_tabby: FakeTabby, tabby: TabbyConnector) -> None:
 
 
 async def test_never_returned_purchase_is_captured_by_the_inquiry(
-        fake_tabby: FakeTabby, tabby: TabbyConnector) -> None:
+    fake_tabby: FakeTabby, tabby: TabbyConnector
+) -> None:
     payment, start = await begin(tabby, attempt())
     DRIVER.pay_without_return(fake_tabby, BrowserStep("GET", start.url))
     result = await tabby.inquire_payment(payment)
@@ -276,7 +314,8 @@ async def test_never_returned_purchase_is_captured_by_the_inquiry(
 
 
 async def test_lost_capture_reply_is_read_back_never_captured_twice(
-        fake_tabby: FakeTabby, tabby: TabbyConnector) -> None:
+    fake_tabby: FakeTabby, tabby: TabbyConnector
+) -> None:
     payment, start = await begin(tabby, attempt())
     step = DRIVER.pay(fake_tabby, BrowserStep("GET", start.url), "success")
     assert step is not None
@@ -288,7 +327,8 @@ async def test_lost_capture_reply_is_read_back_never_captured_twice(
 
 
 async def test_unconfirmed_capture_stays_pending_and_is_retried_with_the_same_reference(
-        fake_tabby: FakeTabby, tabby: TabbyConnector) -> None:
+    fake_tabby: FakeTabby, tabby: TabbyConnector
+) -> None:
     payment, start = await begin(tabby, attempt())
     step = DRIVER.pay(fake_tabby, BrowserStep("GET", start.url), "success")
     assert step is not None
@@ -304,7 +344,8 @@ async def test_unconfirmed_capture_stays_pending_and_is_retried_with_the_same_re
 
 @pytest.mark.parametrize("mode", ["purchase", "authorize"])
 async def test_amount_mismatch_is_reported_and_never_captured(
-        fake_tabby: FakeTabby, tabby: TabbyConnector, mode: str) -> None:
+    fake_tabby: FakeTabby, tabby: TabbyConnector, mode: str
+) -> None:
     payment, start = await begin(tabby, attempt(mode))
     with fake_tabby.lock:
         fake_tabby.payments[start.gateway_refs["payment_id"]].amount = Decimal("10.000")
@@ -319,7 +360,8 @@ async def test_amount_mismatch_is_reported_and_never_captured(
 
 
 async def test_rejected_session_and_refused_currency_fail_the_start(
-        fake_tabby: FakeTabby, tabby: TabbyConnector) -> None:
+    fake_tabby: FakeTabby, tabby: TabbyConnector
+) -> None:
     too_high = await tabby.start_checkout(checkout(attempt(amount=500_000)))
     assert too_high.outcome == Outcome.FAILED and too_high.url == ""
     assert too_high.gateway_refs.get("payment_id")
@@ -332,14 +374,16 @@ async def test_rejected_session_and_refused_currency_fail_the_start(
     assert "only 'AED' is supported" in refused.message
 
 
-async def test_no_answer_to_the_create_is_unknown(fake_tabby: FakeTabby,
-                                                  tabby: TabbyConnector) -> None:
+async def test_no_answer_to_the_create_is_unknown(
+    fake_tabby: FakeTabby, tabby: TabbyConnector
+) -> None:
     fake_tabby.fail_next("500", method="POST", path="/api/v2/checkout")
     assert (await tabby.start_checkout(checkout(attempt()))).outcome == Outcome.UNKNOWN
 
 
 async def test_credentials_never_reach_the_logs(
-        fake_tabby: FakeTabby, tabby: TabbyConnector, caplog: pytest.LogCaptureFixture) -> None:
+    fake_tabby: FakeTabby, tabby: TabbyConnector, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.DEBUG)
     payment, start = await begin(tabby, attempt())
     step = DRIVER.pay(fake_tabby, BrowserStep("GET", start.url), "success")
@@ -355,13 +399,20 @@ async def test_credentials_never_reach_the_logs(
 
 
 async def test_driver_notification_is_authentic_for_the_configuration(
-        fake_tabby: FakeTabby, tabby: TabbyConnector) -> None:
+    fake_tabby: FakeTabby, tabby: TabbyConnector
+) -> None:
     payment, start = await begin(tabby, attempt())
     DRIVER.pay_without_return(fake_tabby, BrowserStep("GET", start.url))
     config = DRIVER.gateway_config(fake_tabby, "purchase")
-    listening = TabbyConnector(ConnectorConfig(
-        pg_code="tabby-kwd", is_sandbox=True, credentials=config["credentials"],
-        options=config["options"], webhook_secret=config["webhook_secret"]))
+    listening = TabbyConnector(
+        ConnectorConfig(
+            pg_code="tabby-kwd",
+            is_sandbox=True,
+            credentials=config["credentials"],
+            options=config["options"],
+            webhook_secret=config["webhook_secret"],
+        )
+    )
     with receiver() as received:
         assert DRIVER.notify(fake_tabby, received.url) is True
     [(headers, body)] = received.posts
@@ -372,8 +423,9 @@ async def test_driver_notification_is_authentic_for_the_configuration(
     assert (await tabby.inquire_payment(payment)).outcome == Outcome.SUCCESS
 
 
-async def test_registered_webhook_is_sent_on_approval(fake_tabby: FakeTabby,
-                                                      tabby: TabbyConnector) -> None:
+async def test_registered_webhook_is_sent_on_approval(
+    fake_tabby: FakeTabby, tabby: TabbyConnector
+) -> None:
     with receiver() as received:
         fake_tabby.register_webhook(received.url, "X-Test-Header", "value-1")
         _, start = await begin(tabby, attempt())

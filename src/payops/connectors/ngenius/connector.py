@@ -70,7 +70,6 @@ DEFAULT_PAGE_MINUTES = 60.0
 DEFAULT_CANCEL_TEXT = "Back to the merchant"
 
 
-
 class _NotSent(Exception):
     """The operation's own request was never sent: the gateway did nothing."""
 
@@ -88,10 +87,19 @@ class NgeniusConnector(Connector):
     takes_payments: ClassVar[bool] = True
     attempt_inquiry_minutes: ClassVar[int] = 8
     # The payer's contact details and addresses, and the card beyond its masked number.
-    personal_fields: ClassVar[frozenset[str]] = kit.field_set((
-        "emailAddress", "billingAddress", "shippingAddress", "phoneNumber", "cardholderName",
-        "expiry", "customerIp", "ipAddress", "payer",
-    ))
+    personal_fields: ClassVar[frozenset[str]] = kit.field_set(
+        (
+            "emailAddress",
+            "billingAddress",
+            "shippingAddress",
+            "phoneNumber",
+            "cardholderName",
+            "expiry",
+            "customerIp",
+            "ipAddress",
+            "payer",
+        )
+    )
 
     def __init__(self, config: ConnectorConfig) -> None:
         super().__init__(config)
@@ -103,8 +111,9 @@ class NgeniusConnector(Connector):
             self.base_url = hosts.get(str(options.get("region", "uae")).lower(), hosts["uae"])
         self.timeout = float(config.timeout_seconds)
         self.exponents: dict[str, Any] = dict(options.get("amount_exponents") or {})
-        self.client = kit.GatewayClient("ngenius", base_url=self.base_url, timeout=self.timeout,
-                                        trust_env=False)
+        self.client = kit.GatewayClient(
+            "ngenius", base_url=self.base_url, timeout=self.timeout, trust_env=False
+        )
 
     # -- the one send-and-parse point --------------------------------------------------------------
 
@@ -112,20 +121,43 @@ class NgeniusConnector(Connector):
         await self.client.aclose()
 
     async def _send(
-        self, method: str, target: str, deadline: kit.Deadline, *, bearer: str | None = None,
+        self,
+        method: str,
+        target: str,
+        deadline: kit.Deadline,
+        *,
+        bearer: str | None = None,
         body: dict[str, Any] | None = None,
     ) -> kit.Reply:
         """Send one request and decode its answer. Never raises; never logs headers or bodies."""
         if bearer is None:  # the token exchange
             headers = {"Authorization": f"Basic {kit.credential(self.config, 'api_key')}"}
-            return await self.client.request(method, target, content=b"", deadline=deadline,
-                                             headers=headers, content_type=t.IDENTITY_MEDIA_TYPE)
+            return await self.client.request(
+                method,
+                target,
+                content=b"",
+                deadline=deadline,
+                headers=headers,
+                content_type=t.IDENTITY_MEDIA_TYPE,
+            )
         headers = {"Authorization": f"Bearer {bearer}", "Accept": t.PAYMENT_MEDIA_TYPE}
         if body is None:
-            return await self.client.request(method, target, content=b"", deadline=deadline,
-                                             headers=headers, content_type=t.PAYMENT_MEDIA_TYPE)
-        return await self.client.request(method, target, json=body, deadline=deadline,
-                                         headers=headers, content_type=t.PAYMENT_MEDIA_TYPE)
+            return await self.client.request(
+                method,
+                target,
+                content=b"",
+                deadline=deadline,
+                headers=headers,
+                content_type=t.PAYMENT_MEDIA_TYPE,
+            )
+        return await self.client.request(
+            method,
+            target,
+            json=body,
+            deadline=deadline,
+            headers=headers,
+            content_type=t.PAYMENT_MEDIA_TYPE,
+        )
 
     # -- auth ---------------------------------------------------------------------------------------
 
@@ -141,17 +173,23 @@ class NgeniusConnector(Connector):
                 raise _NotSent(self._token_failure(reply), self._token_raw(reply))
             return token.access_token, float(token.expires_in)
 
-        return await tokens.token(tokens.token_cache_key(self.base_url, api_key), exchange,
-                                  stale=stale)
+        return await tokens.token(
+            tokens.token_cache_key(self.base_url, api_key), exchange, stale=stale
+        )
 
     @staticmethod
     def _token_failure(reply: kit.Reply) -> str:
         if reply.status is None:
-            return f"N-Genius access-token request failed ({decide.problem(reply)}); nothing was sent"
+            return (
+                f"N-Genius access-token request failed ({decide.problem(reply)}); nothing was sent"
+            )
         detail = t.error_message(reply.body)
         if reply.status in (401, 403):
-            return f"N-Genius refused the API key: {detail}" if detail else (
-                "N-Genius refused the API key")
+            return (
+                f"N-Genius refused the API key: {detail}"
+                if detail
+                else ("N-Genius refused the API key")
+            )
         return f"N-Genius did not issue an access token (HTTP {reply.status})"
 
     @staticmethod
@@ -163,8 +201,9 @@ class NgeniusConnector(Connector):
             raw["body"] = t.REDACTION.scrub(reply.body)
         return raw
 
-    async def _call(self, method: str, target: str, deadline: kit.Deadline,
-                    body: dict[str, Any] | None = None) -> kit.Reply:
+    async def _call(
+        self, method: str, target: str, deadline: kit.Deadline, body: dict[str, Any] | None = None
+    ) -> kit.Reply:
         """A payment-API call with a bearer token, re-issued once if the gateway answers 401."""
         token = await self._token(deadline)
         reply = await self._send(method, target, deadline, bearer=token, body=body)
@@ -177,19 +216,25 @@ class NgeniusConnector(Connector):
 
     def _outlet(self, payment: PaymentRef) -> str:
         outlet = payment.gateway_refs.get("outlet_reference") or self.config.credentials.get(
-            "outlet_reference")
+            "outlet_reference"
+        )
         if not outlet:
-            raise _NotSent("The N-Genius configuration has no outlet_reference",
-                           {"error": "configuration"})
+            raise _NotSent(
+                "The N-Genius configuration has no outlet_reference", {"error": "configuration"}
+            )
         return str(outlet)
 
     def _order_path(self, payment: PaymentRef) -> str:
         order = decide.payment_ref(payment, "order")
         if not order:
-            raise _NotSent("The payment has no N-Genius order_reference",
-                           {"error": "missing gateway reference"})
-        return (f"/transactions/outlets/{quote(self._outlet(payment), safe='')}"
-                f"/orders/{quote(str(order), safe='')}")
+            raise _NotSent(
+                "The payment has no N-Genius order_reference",
+                {"error": "missing gateway reference"},
+            )
+        return (
+            f"/transactions/outlets/{quote(self._outlet(payment), safe='')}"
+            f"/orders/{quote(str(order), safe='')}"
+        )
 
     def _payment_path(self, payment: PaymentRef, payment_reference: str) -> str:
         return f"{self._order_path(payment)}/payments/{quote(payment_reference, safe='')}"
@@ -203,7 +248,9 @@ class NgeniusConnector(Connector):
             return None
         return href
 
-    async def _order(self, payment: PaymentRef, deadline: kit.Deadline) -> tuple[t.Order | None, kit.Reply]:
+    async def _order(
+        self, payment: PaymentRef, deadline: kit.Deadline
+    ) -> tuple[t.Order | None, kit.Reply]:
         reply = await self._call("GET", self._order_path(payment), deadline)
         ok = reply.status is not None and 200 <= reply.status < 300
         order = t.parse(t.Order, reply.body) if ok else None
@@ -216,18 +263,31 @@ class NgeniusConnector(Connector):
         order, reply = await self._order(request.payment, deadline)
         if order is None:
             detail = t.error_message(reply.body)
-            what = decide.problem(reply) or (f"HTTP {reply.status}" if reply.status else "no answer")
+            what = decide.problem(reply) or (
+                f"HTTP {reply.status}" if reply.status else "no answer"
+            )
             raise _NotSent(
                 detail or f"N-Genius order lookup failed ({what}); nothing was sent",
-                {"stage": "order-lookup", "status": reply.status,
-                 **({"body": t.REDACTION.scrub(reply.body)} if isinstance(reply.body, dict) else {}),
-                 **({"error": decide.problem(reply)} if decide.problem(reply) else {})},
+                {
+                    "stage": "order-lookup",
+                    "status": reply.status,
+                    **(
+                        {"body": t.REDACTION.scrub(reply.body)}
+                        if isinstance(reply.body, dict)
+                        else {}
+                    ),
+                    **({"error": decide.problem(reply)} if decide.problem(reply) else {}),
+                },
             )
         payment = decide.pick_payment(order, decide.payment_ref(request.payment, "payment"))
         if payment is None:
-            raise _NotSent("N-Genius has no such payment on this order",
-                           {"stage": "order-lookup", "order": t.REDACTION.scrub(order.model_dump(
-                               by_alias=True, exclude_unset=True))})
+            raise _NotSent(
+                "N-Genius has no such payment on this order",
+                {
+                    "stage": "order-lookup",
+                    "order": t.REDACTION.scrub(order.model_dump(by_alias=True, exclude_unset=True)),
+                },
+            )
         return order, payment
 
     def _value(self, request: OperationRequest) -> int:
@@ -252,13 +312,22 @@ class NgeniusConnector(Connector):
         try:
             return await perform(request, deadline)
         except _NotSent as refusal:
-            return GatewayResult(Outcome.FAILED, refusal.raw, {"pg_message": refusal.message},
-                                 refusal.message)
+            return GatewayResult(
+                Outcome.FAILED, refusal.raw, {"pg_message": refusal.message}, refusal.message
+            )
         except Exception as exc:  # noqa: BLE001 - a connector bug must never look like an answer
-            log.warning("ngenius %s %s: unexpected %s", request.operation,
-                        request.reference_number, type(exc).__name__)
-            return GatewayResult(Outcome.UNKNOWN, {"error": type(exc).__name__}, {},
-                                 "The N-Genius call ended without a readable answer")
+            log.warning(
+                "ngenius %s %s: unexpected %s",
+                request.operation,
+                request.reference_number,
+                type(exc).__name__,
+            )
+            return GatewayResult(
+                Outcome.UNKNOWN,
+                {"error": type(exc).__name__},
+                {},
+                "The N-Genius call ended without a readable answer",
+            )
 
     async def _capture(self, request: OperationRequest, deadline: kit.Deadline) -> GatewayResult:
         value = self._value(request)
@@ -269,7 +338,8 @@ class NgeniusConnector(Connector):
         else:
             _, payment = await self._payment_for_operation(request, deadline)
             target = self._same_origin(payment.href(t.CAPTURES)) or (
-                f"{self._payment_path(request.payment, payment.ref)}/captures")
+                f"{self._payment_path(request.payment, payment.ref)}/captures"
+            )
         reply = await self._call("POST", target, deadline, body)
         return decide.result(request, reply, value)
 
@@ -280,25 +350,31 @@ class NgeniusConnector(Connector):
         payment_path = self._payment_path(request.payment, payment.ref)
         captures = [c for c in payment.captures if t.child_outcome(c.state) == Outcome.SUCCESS]
         own_link = self._same_origin(payment.href(t.REFUNDS))
-        if not captures or (own_link and payment.state.upper() in ("PURCHASED",
-                                                                   "PARTIALLY_REFUNDED")):
+        if not captures or (
+            own_link and payment.state.upper() in ("PURCHASED", "PARTIALLY_REFUNDED")
+        ):
             # Single-stage PURCHASE: only through a link N-Genius offers. There is no documented
             # payment-level refund path to build when it offers none.
             if own_link:
-                return decide.result(request, await self._call("POST", own_link, deadline, body),
-                                     value)
+                return decide.result(
+                    request, await self._call("POST", own_link, deadline, body), value
+                )
             cancel_link = self._same_origin(payment.href(t.CANCEL))
             if cancel_link and decide.reverses_whole_purchase(request, payment, value):
                 # cnp:cancel reverses the whole purchase: one full refund, done when the payment
                 # reads REVERSED. Never for part of it.
                 reply = await self._call("PUT", cancel_link, deadline)
                 return decide.result(request, reply, value, reversal=True)
-            reason = ("N-Genius offered no cnp:refund link for this payment; nothing was sent")
+            reason = "N-Genius offered no cnp:refund link for this payment; nothing was sent"
             if cancel_link:
-                reason += (" (its cnp:cancel reverses the whole purchase, so it is used only for a "
-                           "refund of the full amount with no other refund)")
-            raise _NotSent(reason, {"stage": "refund", "payment_state": payment.state,
-                                    "links": sorted(payment.links)})
+                reason += (
+                    " (its cnp:cancel reverses the whole purchase, so it is used only for a "
+                    "refund of the full amount with no other refund)"
+                )
+            raise _NotSent(
+                reason,
+                {"stage": "refund", "payment_state": payment.state, "links": sorted(payment.links)},
+            )
         # Refunds are made against one capture. Newest first, among those large enough; a 4xx
         # refusal means nothing was done, so the next capture may be tried.
         candidates = [c for c in reversed(captures) if c.amount and c.amount.value >= value]
@@ -312,8 +388,11 @@ class NgeniusConnector(Connector):
         for index, capture in enumerate(candidates):
             target = self._capture_refund_target(capture, payment_path)
             reply = await self._call("POST", target, deadline, body)
-            refused = reply.status is not None and 400 <= reply.status < 500 and reply.status not in (
-                401, 408, 429)
+            refused = (
+                reply.status is not None
+                and 400 <= reply.status < 500
+                and reply.status not in (401, 408, 429)
+            )
             if not (refused and index + 1 < len(candidates)):
                 break
         return decide.result(request, reply, value)
@@ -335,7 +414,8 @@ class NgeniusConnector(Connector):
         else:
             _, payment = await self._payment_for_operation(request, deadline)
             target = self._same_origin(payment.href(t.CANCEL)) or (
-                f"{self._payment_path(request.payment, payment.ref)}/cancel")
+                f"{self._payment_path(request.payment, payment.ref)}/cancel"
+            )
         reply = await self._call("PUT", target, deadline)
         return decide.result(request, reply, None)
 
@@ -363,43 +443,62 @@ class NgeniusConnector(Connector):
             if decide.payment_ref(attempt, "order"):
                 order, reply = await self._order(attempt, deadline)
                 if order is None:
-                    return CheckoutStart(Outcome.UNKNOWN, raw=self._scrubbed(reply),
-                                         message="N-Genius's order for this attempt could not "
-                                                 "be read")
+                    return CheckoutStart(
+                        Outcome.UNKNOWN,
+                        raw=self._scrubbed(reply),
+                        message="N-Genius's order for this attempt could not be read",
+                    )
                 return self._reuse(request, order)
             return await self._create_order(request, deadline)
         except _NotSent as refusal:
             return CheckoutStart(Outcome.FAILED, raw=refusal.raw, message=refusal.message)
         except Exception as exc:  # noqa: BLE001 - a connector never raises
-            log.warning("ngenius start_checkout %s: unexpected %s", attempt.reference_number,
-                        type(exc).__name__)
-            return CheckoutStart(Outcome.UNKNOWN, raw={"error": type(exc).__name__},
-                                 message="The N-Genius order request ended without an answer")
+            log.warning(
+                "ngenius start_checkout %s: unexpected %s",
+                attempt.reference_number,
+                type(exc).__name__,
+            )
+            return CheckoutStart(
+                Outcome.UNKNOWN,
+                raw={"error": type(exc).__name__},
+                message="The N-Genius order request ended without an answer",
+            )
 
     def _scrubbed(self, reply: kit.Reply) -> dict[str, Any]:
         """A reply as kept with the attempt: no secrets, no payer's personal data."""
         if isinstance(reply.body, dict):
             return kit.redact(t.REDACTION.scrub(reply.body), self.personal_fields)
-        return {"status": reply.status, **({"error": decide.problem(reply)}
-                                           if decide.problem(reply) else {})}
+        return {
+            "status": reply.status,
+            **({"error": decide.problem(reply)} if decide.problem(reply) else {}),
+        }
 
-    async def _create_order(self, request: CheckoutRequest,
-                            deadline: kit.Deadline) -> CheckoutStart:
+    async def _create_order(
+        self, request: CheckoutRequest, deadline: kit.Deadline
+    ) -> CheckoutStart:
         attempt = request.payment
-        email = ((request.customer.get("email") or "").strip()
-                 or kit.text_option(self.config, "default_email"))
+        email = (request.customer.get("email") or "").strip() or kit.text_option(
+            self.config, "default_email"
+        )
         if not email:
-            message = ("N-Genius needs the payer's email address: the session has none and the "
-                       "configuration sets no default_email")
+            message = (
+                "N-Genius needs the payer's email address: the session has none and the "
+                "configuration sets no default_email"
+            )
             return CheckoutStart(Outcome.FAILED, raw={"error": "email"}, message=message)
         try:
             body = t.order_request(
-                action=self._order_action(attempt.operation_mode), minor=attempt.amount,
-                currency_code=attempt.currency_code, reference=attempt.reference_number,
-                email=email, language=request.language, redirect_url=request.return_url,
+                action=self._order_action(attempt.operation_mode),
+                minor=attempt.amount,
+                currency_code=attempt.currency_code,
+                reference=attempt.reference_number,
+                email=email,
+                language=request.language,
+                redirect_url=request.return_url,
                 cancel_url=request.cancel_url,
                 cancel_text=kit.text_option(self.config, "cancel_text", DEFAULT_CANCEL_TEXT),
-                customer=request.customer, overrides=self.exponents,
+                customer=request.customer,
+                overrides=self.exponents,
             ).wire()
         except (t.AmountNotRepresentable, UnknownCurrency, ValueError) as exc:
             message = str(exc) or "The amount cannot be sent to N-Genius"
@@ -408,34 +507,52 @@ class NgeniusConnector(Connector):
         reply = await self._call("POST", self._orders_path(outlet), deadline, body)
         raw = self._scrubbed(reply)
         if reply.status is None and not reply.delivered:
-            return CheckoutStart(Outcome.FAILED, raw=raw, message=(
-                f"N-Genius could not be reached ({decide.problem(reply)}); nothing was sent"))
+            return CheckoutStart(
+                Outcome.FAILED,
+                raw=raw,
+                message=(
+                    f"N-Genius could not be reached ({decide.problem(reply)}); nothing was sent"
+                ),
+            )
         if reply.outcome_unknown:
-            return CheckoutStart(Outcome.UNKNOWN, raw=raw, message=(
-                f"N-Genius did not confirm the order ({decide.problem(reply) or reply.status})"))
+            return CheckoutStart(
+                Outcome.UNKNOWN,
+                raw=raw,
+                message=(
+                    f"N-Genius did not confirm the order ({decide.problem(reply) or reply.status})"
+                ),
+            )
         if reply.status is None or reply.status >= 300:
             message = t.error_message(reply.body) or (
-                f"N-Genius refused the order (HTTP {reply.status})")
+                f"N-Genius refused the order (HTTP {reply.status})"
+            )
             return CheckoutStart(Outcome.FAILED, raw=raw, message=message)
         order = t.parse(t.Order, reply.body)
         if order is None or not order.reference:
-            return CheckoutStart(Outcome.UNKNOWN, raw=raw,
-                                 message="N-Genius answered the order without an order id")
+            return CheckoutStart(
+                Outcome.UNKNOWN, raw=raw, message="N-Genius answered the order without an order id"
+            )
         refs = {"order_reference": order.reference, "outlet_reference": outlet}
         page = order.payment_page
         if not self._page_url(page):
-            return CheckoutStart(Outcome.FAILED, gateway_refs=refs, raw=raw,
-                                 message="N-Genius's answer has no payment page link")
-        return CheckoutStart(Outcome.SUCCESS, "GET", page,
-                             gateway_refs={**refs, "payment_page": page}, raw=raw)
+            return CheckoutStart(
+                Outcome.FAILED,
+                gateway_refs=refs,
+                raw=raw,
+                message="N-Genius's answer has no payment page link",
+            )
+        return CheckoutStart(
+            Outcome.SUCCESS, "GET", page, gateway_refs={**refs, "payment_page": page}, raw=raw
+        )
 
     def _page_url(self, url: str) -> bool:
         parts = urlsplit(url or "")
         if not parts.netloc:
             return False
         # A configuration pointed at a local fake (``base_url``) may use plain http.
-        return parts.scheme == "https" or (parts.scheme == "http"
-                                           and bool(kit.text_option(self.config, "base_url")))
+        return parts.scheme == "https" or (
+            parts.scheme == "http" and bool(kit.text_option(self.config, "base_url"))
+        )
 
     def _reuse(self, request: CheckoutRequest, order: t.Order) -> CheckoutStart:
         """A start of an attempt that already has an order (Pay pressed again)."""
@@ -446,12 +563,15 @@ class NgeniusConnector(Connector):
             return CheckoutStart(Outcome.SUCCESS, "GET", page, gateway_refs=refs)
         if judged.outcome == Outcome.SUCCESS:
             parts = urlsplit(request.return_url)
-            query = urlencode([*parse_qsl(parts.query, keep_blank_values=True),
-                               ("ref", order.reference or "")])
-            return CheckoutStart(Outcome.SUCCESS, "GET",
-                                 urlunsplit(parts._replace(query=query)), gateway_refs=refs)
-        return CheckoutStart(Outcome.FAILED, gateway_refs=refs, raw=judged.raw,
-                             message=judged.message)
+            query = urlencode(
+                [*parse_qsl(parts.query, keep_blank_values=True), ("ref", order.reference or "")]
+            )
+            return CheckoutStart(
+                Outcome.SUCCESS, "GET", urlunsplit(parts._replace(query=query)), gateway_refs=refs
+            )
+        return CheckoutStart(
+            Outcome.FAILED, gateway_refs=refs, raw=judged.raw, message=judged.message
+        )
 
     async def confirm_return(self, payment: PaymentRef, params: Mapping[str, str]) -> GatewayResult:
         """The browser came back (``ref``, unsigned: only a hint). The attempt is settled from
@@ -471,8 +591,7 @@ class NgeniusConnector(Connector):
         hint = str(params.get("ref") or "").strip()
         message = "No N-Genius order of this attempt is known yet"
         if hint and len(hint) <= 64:
-            guess = replace(payment, gateway_refs={**payment.gateway_refs,
-                                                   "order_reference": hint})
+            guess = replace(payment, gateway_refs={**payment.gateway_refs, "order_reference": hint})
             deadline = kit.Deadline(self.timeout)
             try:
                 order, _reply = await self._order(guess, deadline)
@@ -491,8 +610,9 @@ class NgeniusConnector(Connector):
         reference it names is matched against the stored ``order_reference``."""
         header = str(self.config.options.get("webhook_header") or webhooks.DEFAULT_HEADER_NAME)
         try:
-            event = webhooks.verify_and_parse(headers, body, secret=self.config.webhook_secret,
-                                              header_name=header)
+            event = webhooks.verify_and_parse(
+                headers, body, secret=self.config.webhook_secret, header_name=header
+            )
         except webhooks.WebhookError as exc:
             raise NotificationRejected(str(exc)) from None
         return Notification(gateway_refs={"order_reference": event.reference})
@@ -506,24 +626,41 @@ class NgeniusConnector(Connector):
         except _NotSent as problem:
             return GatewayResult(Outcome.UNKNOWN, problem.raw, {}, problem.message)
         except Exception as exc:  # noqa: BLE001
-            return GatewayResult(Outcome.UNKNOWN, {"error": type(exc).__name__}, {},
-                                 "The N-Genius inquiry ended without a readable answer")
+            return GatewayResult(
+                Outcome.UNKNOWN,
+                {"error": type(exc).__name__},
+                {},
+                "The N-Genius inquiry ended without a readable answer",
+            )
         order_reference = decide.payment_ref(payment, "order") or ""
         if order is None:
             if reply.status == 404:
                 message = t.error_message(reply.body) or "N-Genius has no such order"
-                return GatewayResult(Outcome.FAILED, t.REDACTION.scrub(reply.body) if isinstance(
-                    reply.body, dict) else {"status": 404}, {"ref": order_reference}, message)
+                return GatewayResult(
+                    Outcome.FAILED,
+                    t.REDACTION.scrub(reply.body)
+                    if isinstance(reply.body, dict)
+                    else {"status": 404},
+                    {"ref": order_reference},
+                    message,
+                )
             return decide.unreadable(reply, "inquiry")
         return self._judge(order, payment)
 
-    def _judge(self, order: t.Order, attempt: PaymentRef, *,
-               via_cancel: bool = False) -> GatewayResult:
+    def _judge(
+        self, order: t.Order, attempt: PaymentRef, *, via_cancel: bool = False
+    ) -> GatewayResult:
         raw = t.REDACTION.scrub(order.model_dump(by_alias=True, exclude_unset=True))
         return decide.attempt_result(
-            order, attempt, raw, via_cancel=via_cancel, overrides=self.exponents,
-            page_minutes=kit.float_option(self.config, "payment_page_minutes",
-                                          DEFAULT_PAGE_MINUTES))
+            order,
+            attempt,
+            raw,
+            via_cancel=via_cancel,
+            overrides=self.exponents,
+            page_minutes=kit.float_option(
+                self.config, "payment_page_minutes", DEFAULT_PAGE_MINUTES
+            ),
+        )
 
     async def inquire_operation(self, request: OperationRequest) -> GatewayResult:
         """What happened to the capture / refund / void sent under ``request.reference_number``?
@@ -545,35 +682,59 @@ class NgeniusConnector(Connector):
         except _NotSent as problem:
             return GatewayResult(Outcome.UNKNOWN, problem.raw, {}, problem.message)
         except Exception as exc:  # noqa: BLE001
-            return GatewayResult(Outcome.UNKNOWN, {"error": type(exc).__name__}, {},
-                                 "The N-Genius inquiry ended without a readable answer")
+            return GatewayResult(
+                Outcome.UNKNOWN,
+                {"error": type(exc).__name__},
+                {},
+                "The N-Genius inquiry ended without a readable answer",
+            )
         if order is None:
             return decide.unreadable(reply, "inquiry")
         order_reference = decide.payment_ref(request.payment, "order") or ""
         raw = t.REDACTION.scrub(order.model_dump(by_alias=True, exclude_unset=True))
         payment = decide.pick_payment(order, decide.payment_ref(request.payment, "payment"))
         if payment is None:
-            return GatewayResult(Outcome.FAILED, raw, {"ref": order_reference},
-                                 "N-Genius has no such payment: the operation was not performed")
+            return GatewayResult(
+                Outcome.FAILED,
+                raw,
+                {"ref": order_reference},
+                "N-Genius has no such payment: the operation was not performed",
+            )
         refs = {"order_reference": order_reference, "payment_reference": payment.ref}
         if request.operation == "void":
             outcome = t.void_outcome(payment.state)
             message = f"N-Genius payment state {payment.state or 'unknown'}"
-            return GatewayResult(outcome, raw, t.payment_params(
-                payment, order_reference=order_reference, message=message), message, refs)
+            return GatewayResult(
+                outcome,
+                raw,
+                t.payment_params(payment, order_reference=order_reference, message=message),
+                message,
+                refs,
+            )
         try:
             value = t.to_gateway_value(request.amount, request.currency_code, self.exponents)
         except (t.AmountNotRepresentable, UnknownCurrency):
-            return GatewayResult(Outcome.FAILED, raw, {},
-                                 "The amount cannot be expressed at N-Genius; it was not sent")
-        if (request.operation == "refund" and payment.state.upper() == "REVERSED"
-                and decide.reverses_whole_purchase(request, payment, value)):
+            return GatewayResult(
+                Outcome.FAILED,
+                raw,
+                {},
+                "The amount cannot be expressed at N-Genius; it was not sent",
+            )
+        if (
+            request.operation == "refund"
+            and payment.state.upper() == "REVERSED"
+            and decide.reverses_whole_purchase(request, payment, value)
+        ):
             # A full refund sent as the purchase's reversal (cnp:cancel) shows as the payment's
             # state, not as a refund child.
             message = "Purchase reversed (full refund)"
-            return GatewayResult(Outcome.SUCCESS, raw, t.payment_params(
-                payment, order_reference=order_reference, message=message), message,
-                {**refs, "reversal": True})
+            return GatewayResult(
+                Outcome.SUCCESS,
+                raw,
+                t.payment_params(payment, order_reference=order_reference, message=message),
+                message,
+                {**refs, "reversal": True},
+            )
         return decide.match_operation(request, payment, value, raw, order_reference, refs)
 
     # -- the gateway's own books ---------------------------------------------------------------------
@@ -609,14 +770,17 @@ class NgeniusConnector(Connector):
                         continue
                     if amount <= 0:
                         continue
-                    listed.append(GatewayOperation(kind, amount, t.child_outcome(child.state),
-                                                   child.ref))
-            if (payment.operation_mode == "authorize" and chosen.state.upper() == "REVERSED"
-                    and not chosen.captures and chosen.ref):
-                listed.append(GatewayOperation("void", payment.amount, Outcome.SUCCESS,
-                                               chosen.ref))
+                    listed.append(
+                        GatewayOperation(kind, amount, t.child_outcome(child.state), child.ref)
+                    )
+            if (
+                payment.operation_mode == "authorize"
+                and chosen.state.upper() == "REVERSED"
+                and not chosen.captures
+                and chosen.ref
+            ):
+                listed.append(GatewayOperation("void", payment.amount, Outcome.SUCCESS, chosen.ref))
             return listed
         except Exception as exc:  # noqa: BLE001 - a connector must never raise
             log.warning("ngenius operation listing failed: %s", type(exc).__name__)
             return None
-

@@ -33,6 +33,7 @@ class AmountNotRepresentable(ValueError):
 
 # -- amounts --------------------------------------------------------------------------------------
 
+
 def gateway_exponent(currency_code: str, overrides: Mapping[str, Any] | None = None) -> int:
     """Decimals N-Genius uses for a currency: ISO 4217 unless the configuration says otherwise."""
     code = currency_code.upper()
@@ -42,8 +43,9 @@ def gateway_exponent(currency_code: str, overrides: Mapping[str, Any] | None = N
     return iso
 
 
-def to_gateway_value(minor: int, currency_code: str,
-                     overrides: Mapping[str, Any] | None = None) -> int:
+def to_gateway_value(
+    minor: int, currency_code: str, overrides: Mapping[str, Any] | None = None
+) -> int:
     """PayOps minor units → N-Genius ``amount.value`` (an integer in the gateway's minor unit)."""
     target = gateway_exponent(currency_code, overrides)
     if target == money.exponent(currency_code):
@@ -57,8 +59,9 @@ def to_gateway_value(minor: int, currency_code: str,
     return int(scaled)
 
 
-def from_gateway_value(value: int, currency_code: str,
-                       overrides: Mapping[str, Any] | None = None) -> int:
+def from_gateway_value(
+    value: int, currency_code: str, overrides: Mapping[str, Any] | None = None
+) -> int:
     """N-Genius ``amount.value`` → PayOps minor units (exact; refuses what cannot be represented)."""
     source = gateway_exponent(currency_code, overrides)
     iso = money.exponent(currency_code)
@@ -68,6 +71,7 @@ def from_gateway_value(value: int, currency_code: str,
 
 
 # -- requests -------------------------------------------------------------------------------------
+
 
 class Amount(BaseModel):
     model_config = ConfigDict(populate_by_name=True, extra="allow")
@@ -85,15 +89,19 @@ class AmountRequest(BaseModel):
         return self.model_dump(by_alias=True, include={"amount": {"currency_code", "value"}})
 
 
-def amount_request(minor: int, currency_code: str,
-                   overrides: Mapping[str, Any] | None = None) -> AmountRequest:
-    return AmountRequest(amount=Amount(
-        currencyCode=currency_code.upper(),
-        value=to_gateway_value(minor, currency_code, overrides),
-    ))
+def amount_request(
+    minor: int, currency_code: str, overrides: Mapping[str, Any] | None = None
+) -> AmountRequest:
+    return AmountRequest(
+        amount=Amount(
+            currencyCode=currency_code.upper(),
+            value=to_gateway_value(minor, currency_code, overrides),
+        )
+    )
 
 
 # -- responses ------------------------------------------------------------------------------------
+
 
 class _Loose(BaseModel):
     model_config = ConfigDict(populate_by_name=True, extra="allow")
@@ -340,28 +348,44 @@ def event_outcome(event_name: str | None) -> Outcome:
 
 # What is kept of a reply: no tokens, no CVV, and a card number reduced to its last four digits.
 REDACTION = redaction(
-    drop=("access_token", "refresh_token", "cardtoken", "cvv", "csc", "securitycode", "password",
-          "authorization"),
-    card_keys=("pan", "maskedpan", "cardnumber"), mask=mask_last4,
+    drop=(
+        "access_token",
+        "refresh_token",
+        "cardtoken",
+        "cvv",
+        "csc",
+        "securitycode",
+        "password",
+        "authorization",
+    ),
+    card_keys=("pan", "maskedpan", "cardnumber"),
+    mask=mask_last4,
 )
 
 
-def payment_params(payment: Payment | None, *, order_reference: str = "",
-                   child: Child | None = None, message: str = "") -> dict[str, Any]:
+def payment_params(
+    payment: Payment | None,
+    *,
+    order_reference: str = "",
+    child: Child | None = None,
+    message: str = "",
+) -> dict[str, Any]:
     """The normalised ``pg_params`` (keys of transactions.presenters.PG_PARAM_KEYS)."""
     params: dict[str, Any] = {"ref": order_reference, "pg_message": message}
     if payment is not None:
         method = payment.payment_method or {}
         auth = payment.auth_response or {}
-        params.update({
-            "payment_id": payment.ref,
-            "card_type": method.get("name"),
-            "card_holder": method.get("cardholderName"),
-            "card_number": mask_last4(method["pan"]) if method.get("pan") else None,
-            "auth_code": auth.get("authorizationCode"),
-            "rrn": auth.get("rrn"),
-            "result": payment.state.lower() if payment.state else None,
-        })
+        params.update(
+            {
+                "payment_id": payment.ref,
+                "card_type": method.get("name"),
+                "card_holder": method.get("cardholderName"),
+                "card_number": mask_last4(method["pan"]) if method.get("pan") else None,
+                "auth_code": auth.get("authorizationCode"),
+                "rrn": auth.get("rrn"),
+                "result": payment.state.lower() if payment.state else None,
+            }
+        )
         expiry = method.get("expiry")
         if isinstance(expiry, str) and len(expiry) == 7 and expiry[4] == "-":
             params["card_expiry_year"] = expiry[:4]
@@ -418,20 +442,34 @@ class OrderRequest(BaseModel):
         return self.model_dump(by_alias=True, exclude_none=True)
 
 
-def order_request(*, action: str, minor: int, currency_code: str, reference: str, email: str,
-                  language: str, redirect_url: str, cancel_url: str, cancel_text: str,
-                  customer: Mapping[str, str],
-                  overrides: Mapping[str, Any] | None = None) -> OrderRequest:
+def order_request(
+    *,
+    action: str,
+    minor: int,
+    currency_code: str,
+    reference: str,
+    email: str,
+    language: str,
+    redirect_url: str,
+    cancel_url: str,
+    cancel_text: str,
+    customer: Mapping[str, str],
+    overrides: Mapping[str, Any] | None = None,
+) -> OrderRequest:
     first = (customer.get("first_name") or "").strip() or None
     last = (customer.get("last_name") or "").strip() or None
     return OrderRequest(
         action=action,
-        amount=Amount(currencyCode=currency_code.upper(),
-                      value=to_gateway_value(minor, currency_code, overrides)),
-        emailAddress=email, merchantOrderReference=reference,
+        amount=Amount(
+            currencyCode=currency_code.upper(),
+            value=to_gateway_value(minor, currency_code, overrides),
+        ),
+        emailAddress=email,
+        merchantOrderReference=reference,
         language=language if language in LANGUAGES else "en",
-        merchantAttributes=MerchantAttributes(redirectUrl=redirect_url, cancelUrl=cancel_url,
-                                              cancelText=cancel_text),
+        merchantAttributes=MerchantAttributes(
+            redirectUrl=redirect_url, cancelUrl=cancel_url, cancelText=cancel_text
+        ),
         billingAddress=BillingAddress(firstName=first, lastName=last) if first or last else None,
         merchantDefinedData={"attempt": reference},
     )

@@ -108,10 +108,20 @@ class TabbyConnector(Connector):
     takes_payments: ClassVar[bool] = True
     attempt_inquiry_minutes: ClassVar[int] = 16
     # The buyer, their addresses and purchase history, echoed in every payment reply.
-    personal_fields: ClassVar[frozenset[str]] = kit.field_set((
-        "buyer", "buyer_history", "order_history", "shipping_address", "address", "customer",
-        "email", "phone", "dob", "attachment",
-    ))
+    personal_fields: ClassVar[frozenset[str]] = kit.field_set(
+        (
+            "buyer",
+            "buyer_history",
+            "order_history",
+            "shipping_address",
+            "address",
+            "customer",
+            "email",
+            "phone",
+            "dob",
+            "attachment",
+        )
+    )
 
     def __init__(self, config: ConnectorConfig) -> None:
         # Never raises: configuration problems are reported as a FAILED result at call time.
@@ -125,8 +135,11 @@ class TabbyConnector(Connector):
         return kit.credential(self.config, "secret_key")
 
     def _base_url(self, currency_code: str) -> str | None:
-        region = (kit.text_option(self.config, "region") or kit.credential(self.config, "region")
-                  or ("sa" if (currency_code or "").upper() == "SAR" else "ai"))
+        region = (
+            kit.text_option(self.config, "region")
+            or kit.credential(self.config, "region")
+            or ("sa" if (currency_code or "").upper() == "SAR" else "ai")
+        )
         return kit.base_url(self.config, HOSTS.get(str(region).lower()))
 
     def _configuration_problem(self, currency_code: str) -> str | None:
@@ -146,17 +159,20 @@ class TabbyConnector(Connector):
         """Seconds a refund stays queued with Delayed Refunds; None without them."""
         if not kit.flag_option(self.config, "delayed_refunds"):
             return None
-        return kit.float_option(self.config, "delayed_refund_seconds",
-                                DEFAULT_REFUND_DELAY_SECONDS)
+        return kit.float_option(self.config, "delayed_refund_seconds", DEFAULT_REFUND_DELAY_SECONDS)
 
     # -- the one send-and-parse point -------------------------------------------------------
     async def _send(
         self, method: str, currency_code: str, path: str, body: dict[str, Any] | None = None
     ) -> kit.Reply:
-        headers = {"Authorization": f"Bearer {self._secret_key}",
-                   "Accept": "application/json", "User-Agent": USER_AGENT}
-        return await self.client.request(method, f"{self._base_url(currency_code)}{path}",
-                                         json=body, headers=headers)
+        headers = {
+            "Authorization": f"Bearer {self._secret_key}",
+            "Accept": "application/json",
+            "User-Agent": USER_AGENT,
+        }
+        return await self.client.request(
+            method, f"{self._base_url(currency_code)}{path}", json=body, headers=headers
+        )
 
     async def aclose(self) -> None:
         await self.client.aclose()
@@ -185,8 +201,11 @@ class TabbyConnector(Connector):
     @staticmethod
     def _refused(message: str, reference: str, raw: dict[str, Any] | None = None) -> GatewayResult:
         """Refused before anything was sent to Tabby."""
-        return kit.not_sent(message, raw or {"error": message},
-                            {"ref": reference, "result": "error", "pg_message": message})
+        return kit.not_sent(
+            message,
+            raw or {"error": message},
+            {"ref": reference, "result": "error", "pg_message": message},
+        )
 
     def _precheck(
         self, payment: PaymentRef, reference: str
@@ -201,14 +220,18 @@ class TabbyConnector(Connector):
 
     # -- operations -------------------------------------------------------------------------
     async def capture(self, request: OperationRequest) -> GatewayResult:
-        return await self._move(request, "/captures",
-                                capture_request(request.amount, request.currency_code,
-                                                request.reference_number).body())
+        return await self._move(
+            request,
+            "/captures",
+            capture_request(request.amount, request.currency_code, request.reference_number).body(),
+        )
 
     async def refund(self, request: OperationRequest) -> GatewayResult:
-        return await self._move(request, "/refunds",
-                                refund_request(request.amount, request.currency_code,
-                                               request.reference_number).body())
+        return await self._move(
+            request,
+            "/refunds",
+            refund_request(request.amount, request.currency_code, request.reference_number).body(),
+        )
 
     async def _move(
         self, request: OperationRequest, suffix: str, body: dict[str, Any]
@@ -218,17 +241,27 @@ class TabbyConnector(Connector):
         if refused is not None:
             return refused
         assert payment_id is not None
-        reply = await self._send("POST", request.currency_code, self._path(payment_id, suffix),
-                                 body)
+        reply = await self._send(
+            "POST", request.currency_code, self._path(payment_id, suffix), body
+        )
         if reply.status != 200:
             return not_ok(reply, reference)
         payment = parse_payment(reply.body)
         if payment is None:
             return unknown(reply, reference, MSG_UNPARSABLE)
-        entry = (payment.capture(reference) if request.operation == "capture"
-                 else payment.refund(reference))
-        return movement_result(request, payment, entry, reply.raw(), absent=Outcome.UNKNOWN,
-                               refund_delay=self._refund_delay())
+        entry = (
+            payment.capture(reference)
+            if request.operation == "capture"
+            else payment.refund(reference)
+        )
+        return movement_result(
+            request,
+            payment,
+            entry,
+            reply.raw(),
+            absent=Outcome.UNKNOWN,
+            refund_delay=self._refund_delay(),
+        )
 
     async def void(self, request: OperationRequest) -> GatewayResult:
         reference = request.reference_number
@@ -254,8 +287,9 @@ class TabbyConnector(Connector):
                 return unknown(reply, reference, MSG_UNPARSABLE)
             if closed.normalised_status == "CLOSED" and not closed.captures:
                 return void_success(closed, reply.raw(), reference, "Approved")
-            return unknown(reply, reference,
-                                 f"Tabby answered the close with status {closed.status}")
+            return unknown(
+                reply, reference, f"Tabby answered the close with status {closed.status}"
+            )
         refusal = not_ok(reply, reference)
         if reply.status == 400:
             # e.g. "already closed" when someone closed it meanwhile: the payment says whether
@@ -268,9 +302,11 @@ class TabbyConnector(Connector):
 
     # -- payment acceptance -----------------------------------------------------------------
     def _merchant_code(self, currency_code: str) -> str:
-        return (kit.text_option(self.config, "merchant_code")
-                or kit.credential(self.config, "merchant_code", strip=True)
-                or MERCHANT_CODE_BY_CURRENCY.get(currency_code.upper(), ""))
+        return (
+            kit.text_option(self.config, "merchant_code")
+            or kit.credential(self.config, "merchant_code", strip=True)
+            or MERCHANT_CODE_BY_CURRENCY.get(currency_code.upper(), "")
+        )
 
     async def start_checkout(self, request: CheckoutRequest) -> CheckoutStart:
         """Create a Tabby checkout session for the attempt and send the browser to its
@@ -289,14 +325,18 @@ class TabbyConnector(Connector):
             reply = await self._send("GET", currency, self._path(known))
             found = parse_payment(reply.body) if reply.status == 200 else None
             if found is None:
-                return CheckoutStart(Outcome.UNKNOWN, raw=reply.raw(),
-                                     message="Tabby's payment for this attempt could not be read")
+                return CheckoutStart(
+                    Outcome.UNKNOWN,
+                    raw=reply.raw(),
+                    message="Tabby's payment for this attempt could not be read",
+                )
             return self._reuse(request, found, reply.raw())
         if request.retry:
             found, listing = await self._find_by_reference(attempt)
             if listing is None or listing.status != 200:
-                return CheckoutStart(Outcome.UNKNOWN, raw=listing.raw() if listing else {},
-                                     message=MSG_LOOKUP_FAILED)
+                return CheckoutStart(
+                    Outcome.UNKNOWN, raw=listing.raw() if listing else {}, message=MSG_LOOKUP_FAILED
+                )
             if found is not None and found.normalised_status in ("AUTHORIZED", "CLOSED"):
                 return self._to_return(request, found, {"lookup": "reference"})
             # Nothing, or a session whose web_url never reached anyone (it expires by itself):
@@ -307,20 +347,31 @@ class TabbyConnector(Connector):
         attempt = request.payment
         currency = attempt.currency_code.upper()
         body = checkout_request(
-            minor=attempt.amount, currency_code=currency, reference=attempt.reference_number,
-            description=request.description, customer=dict(request.customer),
-            merchant_code=self._merchant_code(currency), language=request.language,
-            urls=MerchantUrls(success=request.return_url, cancel=request.cancel_url,
-                              failure=request.failure_url),
+            minor=attempt.amount,
+            currency_code=currency,
+            reference=attempt.reference_number,
+            description=request.description,
+            customer=dict(request.customer),
+            merchant_code=self._merchant_code(currency),
+            language=request.language,
+            urls=MerchantUrls(
+                success=request.return_url, cancel=request.cancel_url, failure=request.failure_url
+            ),
             now=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         ).body()
         reply = await self._send("POST", currency, CHECKOUT_PATH, body)
         # Kept with the attempt: without the session token and the buyer's personal data.
         raw = kit.redact(reply.raw(kit.redaction(drop=("token",)).scrub), self.personal_fields)
         if reply.outcome_unknown or reply.status is None:
-            return CheckoutStart(Outcome.UNKNOWN, raw=raw, message=(
-                "Tabby did not answer the checkout request" if reply.status is None
-                else f"Tabby answered the checkout request with HTTP {reply.status}"))
+            return CheckoutStart(
+                Outcome.UNKNOWN,
+                raw=raw,
+                message=(
+                    "Tabby did not answer the checkout request"
+                    if reply.status is None
+                    else f"Tabby answered the checkout request with HTTP {reply.status}"
+                ),
+            )
         if reply.status != 200:
             refused = not_ok(reply, attempt.reference_number)
             return CheckoutStart(Outcome.FAILED, raw=raw, message=refused.message)
@@ -332,24 +383,35 @@ class TabbyConnector(Connector):
         web_url = session.web_url
         if session.status.lower() != "created" or not web_url:
             # Tabby does not say why (its rejection reasons are not disclosed to the buyer).
-            return CheckoutStart(Outcome.FAILED, gateway_refs=refs, raw=raw,
-                                 message="Tabby cannot offer this payment to the customer")
+            return CheckoutStart(
+                Outcome.FAILED,
+                gateway_refs=refs,
+                raw=raw,
+                message="Tabby cannot offer this payment to the customer",
+            )
         if not self._own_page(web_url):
-            return CheckoutStart(Outcome.FAILED, gateway_refs=refs, raw=raw,
-                                 message="Tabby's payment page address is not an https URL")
-        return CheckoutStart(Outcome.SUCCESS, "GET", web_url,
-                             gateway_refs={**refs, "web_url": web_url}, raw=raw)
+            return CheckoutStart(
+                Outcome.FAILED,
+                gateway_refs=refs,
+                raw=raw,
+                message="Tabby's payment page address is not an https URL",
+            )
+        return CheckoutStart(
+            Outcome.SUCCESS, "GET", web_url, gateway_refs={**refs, "web_url": web_url}, raw=raw
+        )
 
     def _own_page(self, url: str) -> bool:
         parts = urlsplit(url)
         if not parts.netloc:
             return False
         # A configuration pointed at a local fake (``base_url``) may use plain http.
-        return parts.scheme == "https" or (parts.scheme == "http" and bool(
-            kit.text_option(self.config, "base_url")))
+        return parts.scheme == "https" or (
+            parts.scheme == "http" and bool(kit.text_option(self.config, "base_url"))
+        )
 
-    def _reuse(self, request: CheckoutRequest, found: TabbyPayment,
-               raw: dict[str, Any]) -> CheckoutStart:
+    def _reuse(
+        self, request: CheckoutRequest, found: TabbyPayment, raw: dict[str, Any]
+    ) -> CheckoutStart:
         """A start of an attempt that already has a Tabby payment (the customer pressed Pay
         again): the same page while it can still be paid, the return when it was paid."""
         refs = dict(request.payment.gateway_refs or {})
@@ -359,18 +421,29 @@ class TabbyConnector(Connector):
         web_url = kit.ref(refs, "web_url")
         if status == "CREATED" and web_url:
             return CheckoutStart(Outcome.SUCCESS, "GET", web_url, gateway_refs=refs, raw=raw)
-        return CheckoutStart(Outcome.FAILED, gateway_refs=refs, raw=raw,
-                             message=f"This attempt's Tabby payment is {found.status}")
+        return CheckoutStart(
+            Outcome.FAILED,
+            gateway_refs=refs,
+            raw=raw,
+            message=f"This attempt's Tabby payment is {found.status}",
+        )
 
     @staticmethod
-    def _to_return(request: CheckoutRequest, found: TabbyPayment,
-                   raw: dict[str, Any]) -> CheckoutStart:
+    def _to_return(
+        request: CheckoutRequest, found: TabbyPayment, raw: dict[str, Any]
+    ) -> CheckoutStart:
         """Send the browser straight back to PayOps's return, as Tabby would after a payment."""
         parts = urlsplit(request.return_url)
-        query = urlencode([*parse_qsl(parts.query, keep_blank_values=True),
-                           ("payment_id", found.id)])
-        return CheckoutStart(Outcome.SUCCESS, "GET", urlunsplit(parts._replace(query=query)),
-                             gateway_refs={"payment_id": found.id}, raw=raw)
+        query = urlencode(
+            [*parse_qsl(parts.query, keep_blank_values=True), ("payment_id", found.id)]
+        )
+        return CheckoutStart(
+            Outcome.SUCCESS,
+            "GET",
+            urlunsplit(parts._replace(query=query)),
+            gateway_refs={"payment_id": found.id},
+            raw=raw,
+        )
 
     async def confirm_return(self, payment: PaymentRef, params: Mapping[str, str]) -> GatewayResult:
         """The browser came back with ``payment_id`` (unsigned: only a hint). The attempt is
@@ -381,8 +454,11 @@ class TabbyConnector(Connector):
         via_cancel = str(params.get("outcome") or "") == "cancel"
         problem = self._configuration_problem(payment.currency_code)
         if problem:
-            return kit.unknown(problem, {"error": problem},
-                               {"ref": reference, "result": "unknown", "pg_message": problem})
+            return kit.unknown(
+                problem,
+                {"error": problem},
+                {"ref": reference, "result": "unknown", "pg_message": problem},
+            )
         stored = self._payment_id(payment)
         if stored is not None:
             return await self._settle(payment, stored, via_cancel=via_cancel)
@@ -395,12 +471,21 @@ class TabbyConnector(Connector):
         if found is not None:
             return await self._settle(payment, found.id, via_cancel=via_cancel)
         message = "No Tabby payment of this attempt is known yet"
-        return GatewayResult(Outcome.PENDING, {"payment_id": hint} if hint else {},
-                             {"ref": reference, "result": "pending", "pg_message": message},
-                             message)
+        return GatewayResult(
+            Outcome.PENDING,
+            {"payment_id": hint} if hint else {},
+            {"ref": reference, "result": "pending", "pg_message": message},
+            message,
+        )
 
-    async def _settle(self, attempt: PaymentRef, payment_id: str, *, via_cancel: bool = False,
-                      trusted: bool = True) -> GatewayResult:
+    async def _settle(
+        self,
+        attempt: PaymentRef,
+        payment_id: str,
+        *,
+        via_cancel: bool = False,
+        trusted: bool = True,
+    ) -> GatewayResult:
         """Read the payment and judge the attempt by it (capturing a purchase first).
         ``trusted``: the id is the one stored for the attempt (or found by its reference);
         otherwise it came from the browser and a refusal or a foreign payment means nothing."""
@@ -411,46 +496,62 @@ class TabbyConnector(Connector):
         if found is None:
             if not trusted:
                 message = "The returned Tabby payment id could not be confirmed"
-                return GatewayResult(Outcome.PENDING, reply.raw(),
-                                     {"ref": reference, "result": "pending",
-                                      "pg_message": message}, message)
+                return GatewayResult(
+                    Outcome.PENDING,
+                    reply.raw(),
+                    {"ref": reference, "result": "pending", "pg_message": message},
+                    message,
+                )
             if reply.status != 200:
                 return not_ok(reply, reference, inquiry=True)
             return unknown(reply, reference, MSG_UNPARSABLE)
         raw = reply.raw()
         if not trusted and not_this_attempt(found, attempt):
             message = "The returned Tabby payment belongs to another order; it was ignored"
-            return GatewayResult(Outcome.PENDING, {},
-                                 {"ref": reference, "result": "pending", "pg_message": message},
-                                 message)
+            return GatewayResult(
+                Outcome.PENDING,
+                {},
+                {"ref": reference, "result": "pending", "pg_message": message},
+                message,
+            )
         if needs_capture(found, attempt):
             if not authorized_as_asked(found, attempt):
                 judged = attempt_result(found, attempt, raw)
-                return replace(judged, review_reason=(
-                    "Tabby authorized another amount or currency than asked; it was not "
-                    "captured"))
+                return replace(
+                    judged,
+                    review_reason=(
+                        "Tabby authorized another amount or currency than asked; it was not "
+                        "captured"
+                    ),
+                )
             return await self._capture_attempt(attempt, found, raw)
-        done = captured_result(found, attempt, raw) if attempt.operation_mode == "purchase" \
-            else None
+        done = (
+            captured_result(found, attempt, raw) if attempt.operation_mode == "purchase" else None
+        )
         return done or attempt_result(found, attempt, raw, via_cancel=via_cancel)
 
-    async def _capture_attempt(self, attempt: PaymentRef, found: TabbyPayment,
-                               raw: dict[str, Any]) -> GatewayResult:
+    async def _capture_attempt(
+        self, attempt: PaymentRef, found: TabbyPayment, raw: dict[str, Any]
+    ) -> GatewayResult:
         """Capture the whole authorized amount under the attempt's reference (Tabby's
         idempotency key). A lost reply is settled by reading the payment, never by a second
         capture; what cannot be confirmed stays pending."""
         reference = attempt.reference_number
         body = capture_request(attempt.amount, attempt.currency_code, reference).body()
-        reply = await self._send("POST", attempt.currency_code, self._path(found.id, "/captures"),
-                                 body)
+        reply = await self._send(
+            "POST", attempt.currency_code, self._path(found.id, "/captures"), body
+        )
         if reply.status == 200:
             after = parse_payment(reply.body)
             if after is not None:
                 done = captured_result(after, attempt, reply.raw())
                 if done is not None:
                     return done
-        why = (f"HTTP {reply.status}" if reply.status is not None
-               else (reply.fault.value if reply.fault else "no answer"))
+        why = (
+            f"HTTP {reply.status}"
+            if reply.status is not None
+            else (reply.fault.value if reply.fault else "no answer")
+        )
         if reply.status is not None and 400 <= reply.status < 500:
             why = not_ok(reply, reference).message or why
         # Lost or unclear: read the payment to see whether the capture happened.
@@ -470,13 +571,17 @@ class TabbyConnector(Connector):
         """This attempt's payment among Tabby's recent payments (``order.reference_id``).
         Returns the payment (or None) and the last list reply (None if nothing was asked)."""
         hours = kit.float_option(self.config, "lookup_hours", DEFAULT_LOOKUP_HOURS)
-        since = (datetime.now(UTC) - timedelta(hours=hours)).strftime(
-            "%Y-%m-%dT%H:%M:%SZ")
+        since = (datetime.now(UTC) - timedelta(hours=hours)).strftime("%Y-%m-%dT%H:%M:%SZ")
         mine: list[TabbyPayment] = []
         reply: kit.Reply | None = None
         for page in range(LOOKUP_MAX_PAGES):
-            query = urlencode({"created_at__gte": since, "limit": LOOKUP_PAGE_SIZE,
-                               "offset": page * LOOKUP_PAGE_SIZE})
+            query = urlencode(
+                {
+                    "created_at__gte": since,
+                    "limit": LOOKUP_PAGE_SIZE,
+                    "offset": page * LOOKUP_PAGE_SIZE,
+                }
+            )
             reply = await self._send("GET", attempt.currency_code, f"{PAYMENTS_PATH}?{query}")
             listed = parse_payment_list(reply.body) if reply.status == 200 else None
             if listed is None:
@@ -495,16 +600,25 @@ class TabbyConnector(Connector):
         reference = payment.reference_number
         problem = self._configuration_problem(payment.currency_code)
         if problem:
-            return kit.unknown(problem, {"error": problem},
-                               {"ref": reference, "result": "unknown", "pg_message": problem})
+            return kit.unknown(
+                problem,
+                {"error": problem},
+                {"ref": reference, "result": "unknown", "pg_message": problem},
+            )
         payment_id = self._payment_id(payment)
         if payment_id is None:
             found, reply = await self._find_by_reference(payment)
             if found is None:
-                message = (MSG_NO_PAYMENT_ID if reply is not None and reply.status == 200
-                           else MSG_LOOKUP_FAILED)
-                return kit.unknown(message, reply.raw() if reply is not None else {},
-                                   {"ref": reference, "result": "unknown", "pg_message": message})
+                message = (
+                    MSG_NO_PAYMENT_ID
+                    if reply is not None and reply.status == 200
+                    else MSG_LOOKUP_FAILED
+                )
+                return kit.unknown(
+                    message,
+                    reply.raw() if reply is not None else {},
+                    {"ref": reference, "result": "unknown", "pg_message": message},
+                )
             payment_id = found.id
         return await self._settle(payment, payment_id)
 
@@ -515,8 +629,11 @@ class TabbyConnector(Connector):
         if problem or payment_id is None:
             # Nothing can have been sent without these, but say so only through a human.
             message = problem or MSG_NO_PAYMENT_ID
-            return kit.unknown(message, {"error": message},
-                               {"ref": reference, "result": "unknown", "pg_message": message})
+            return kit.unknown(
+                message,
+                {"error": message},
+                {"ref": reference, "result": "unknown", "pg_message": message},
+            )
         reply = await self._send("GET", request.currency_code, self._path(payment_id))
         if reply.status != 200:
             return not_ok(reply, reference, inquiry=True)
@@ -525,27 +642,38 @@ class TabbyConnector(Connector):
             return unknown(reply, reference, MSG_UNPARSABLE)
         raw = reply.raw()
         if request.operation == "capture":
-            return movement_result(request, payment, payment.capture(reference), raw,
-                                         absent=Outcome.FAILED,
-                                   refund_delay=self._refund_delay())
+            return movement_result(
+                request,
+                payment,
+                payment.capture(reference),
+                raw,
+                absent=Outcome.FAILED,
+                refund_delay=self._refund_delay(),
+            )
         if request.operation == "refund":
-            return movement_result(request, payment, payment.refund(reference), raw,
-                                         absent=Outcome.FAILED,
-                                   refund_delay=self._refund_delay())
+            return movement_result(
+                request,
+                payment,
+                payment.refund(reference),
+                raw,
+                absent=Outcome.FAILED,
+                refund_delay=self._refund_delay(),
+            )
         # void: done when the payment is closed without any capture.
         status = payment.normalised_status
         if status == "CLOSED" and not payment.captures:
             return void_success(payment, raw, reference, "Closed at Tabby")
         if status in ("AUTHORIZED", "CLOSED", "CREATED", "REJECTED", "EXPIRED"):
             message = f"Tabby payment is {payment.status}" + (
-                " with captures" if payment.captures else "")
-            return GatewayResult(Outcome.FAILED, raw,
-                                 params(payment, reference, status.lower(), message),
-                                 message)
+                " with captures" if payment.captures else ""
+            )
+            return GatewayResult(
+                Outcome.FAILED, raw, params(payment, reference, status.lower(), message), message
+            )
         message = f"Tabby payment status {payment.status} is not understood"
-        return GatewayResult(Outcome.PENDING, raw,
-                             params(payment, reference, "pending", message), message)
-
+        return GatewayResult(
+            Outcome.PENDING, raw, params(payment, reference, "pending", message), message
+        )
 
     # -- the gateway's own books -------------------------------------------------------------
     async def list_operations(self, payment: PaymentRef) -> list[GatewayOperation] | None:
@@ -585,4 +713,3 @@ class TabbyConnector(Connector):
         except Exception as exc:  # noqa: BLE001 - a connector must never raise
             log.warning("tabby operation listing failed: %s", type(exc).__name__)
             return None
-

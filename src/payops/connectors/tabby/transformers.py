@@ -25,11 +25,11 @@ from payops.money import AmountError, UnknownCurrency, format_minor, from_decima
 # same values in lower case. Anything else falls back to PENDING (``payment_outcome``): an answer
 # we do not understand is never taken as success, nor as a definite failure.
 PAYMENT_STATUS_OUTCOME: dict[str, Outcome] = {
-    "CREATED": Outcome.PENDING,     # checkout not finished yet
+    "CREATED": Outcome.PENDING,  # checkout not finished yet
     "AUTHORIZED": Outcome.SUCCESS,  # the customer's payment is approved (capturable)
-    "CLOSED": Outcome.SUCCESS,      # fully captured, or closed after a (partial) capture
-    "REJECTED": Outcome.FAILED,     # Tabby declined the customer (terminal)
-    "EXPIRED": Outcome.FAILED,      # cancelled by the customer or timed out (terminal)
+    "CLOSED": Outcome.SUCCESS,  # fully captured, or closed after a (partial) capture
+    "REJECTED": Outcome.FAILED,  # Tabby declined the customer (terminal)
+    "EXPIRED": Outcome.FAILED,  # cancelled by the customer or timed out (terminal)
 }
 PAYMENT_STATUSES = frozenset(PAYMENT_STATUS_OUTCOME)
 WEBHOOK_STATUSES = frozenset(status.lower() for status in PAYMENT_STATUSES)
@@ -87,6 +87,7 @@ FALLBACK_MESSAGES = {
 
 # -- requests ---------------------------------------------------------------------------------
 
+
 class _Request(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -126,6 +127,7 @@ def refund_request(minor: int, currency_code: str, reference: str) -> RefundRequ
 
 
 # -- responses --------------------------------------------------------------------------------
+
 
 class _Reply(BaseModel):
     model_config = ConfigDict(extra="allow", populate_by_name=True)
@@ -311,33 +313,60 @@ class CheckoutSessionRequest(_Request):
 
 
 def checkout_request(
-    *, minor: int, currency_code: str, reference: str, description: str,
-    customer: dict[str, str], merchant_code: str, language: str, urls: MerchantUrls,
+    *,
+    minor: int,
+    currency_code: str,
+    reference: str,
+    description: str,
+    customer: dict[str, str],
+    merchant_code: str,
+    language: str,
+    urls: MerchantUrls,
     now: str,
 ) -> CheckoutSessionRequest:
     amount = wire_amount(minor, currency_code)
     zero = wire_amount(0, currency_code)
-    name = " ".join(part for part in (customer.get("first_name", "").strip(),
-                                      customer.get("last_name", "").strip()) if part)
+    name = " ".join(
+        part
+        for part in (customer.get("first_name", "").strip(), customer.get("last_name", "").strip())
+        if part
+    )
     title = description or f"Order {reference}"
     return CheckoutSessionRequest(
         payment=CheckoutPayment(
-            amount=amount, currency=currency_code.upper(), description=title,
-            buyer=Buyer(name=name or None, email=customer.get("email", "").strip() or None,
-                        phone=customer.get("phone", "").strip() or None),
-            shipping_address=ShippingAddress(city=customer.get("city", ""),
-                                             address=customer.get("address", ""),
-                                             zip=customer.get("zip", "")),
+            amount=amount,
+            currency=currency_code.upper(),
+            description=title,
+            buyer=Buyer(
+                name=name or None,
+                email=customer.get("email", "").strip() or None,
+                phone=customer.get("phone", "").strip() or None,
+            ),
+            shipping_address=ShippingAddress(
+                city=customer.get("city", ""),
+                address=customer.get("address", ""),
+                zip=customer.get("zip", ""),
+            ),
             order=CheckoutOrder(
                 reference_id=reference,
-                items=[OrderItem(title=title[:200], unit_price=amount, category="General",
-                                 reference_id=reference)],
-                tax_amount=zero, shipping_amount=zero, discount_amount=zero),
+                items=[
+                    OrderItem(
+                        title=title[:200],
+                        unit_price=amount,
+                        category="General",
+                        reference_id=reference,
+                    )
+                ],
+                tax_amount=zero,
+                shipping_amount=zero,
+                discount_amount=zero,
+            ),
             buyer_history=BuyerHistory(registered_since=now),
             meta={"order_id": reference},
         ),
         lang=language if language in LANGUAGES else "en",
-        merchant_code=merchant_code, merchant_urls=urls,
+        merchant_code=merchant_code,
+        merchant_urls=urls,
     )
 
 
@@ -369,7 +398,7 @@ class CheckoutSession(_Reply):
     @property
     def web_url(self) -> str | None:
         products = self.configuration.available_products if self.configuration else None
-        for product in (products.installments if products else []):
+        for product in products.installments if products else []:
             if product.web_url:
                 return product.web_url
         return None
