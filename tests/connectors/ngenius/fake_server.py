@@ -39,16 +39,20 @@ payment's ``cnp:refund`` link.
 
 from __future__ import annotations
 
+import html
 import json
 import re
 import secrets
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, ClassVar
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+import httpx
 import pytest
 
 from tests.fakes.base import Answer, FakeGateway, Fault, RecordedRequest
@@ -127,6 +131,14 @@ def amount(value: int, currency: str) -> dict[str, Any]:
 # The id in a PURCHASE payment's cnp:refund link (GUESS, see the module docstring).
 PURCHASE_CAPTURE = "sale"
 
+# Payment acceptance (spec/gateways-payment-acceptance.md §3.5): test cards of the fake's page.
+CARD_APPROVED = "4111111111111111"
+CARD_DECLINED = "4000000000000002"
+CARD_3DS_PENDING = "4000000000000259"  # a 3-D Secure challenge that never finishes
+ORDER_ACTIONS = ("AUTH", "SALE", "PURCHASE")
+PAID_STATE = {"AUTH": "AUTHORISED", "SALE": "CAPTURED", "PURCHASE": "PURCHASED"}
+HTML = "text/html; charset=utf-8"
+
 
 # -- state -----------------------------------------------------------------------------------------
 
@@ -157,6 +169,7 @@ class FakePayment:
     refunds: list[Child] = field(default_factory=list)
     saved_card: bool = True
     refund_link: bool = True  # whether a PURCHASE offers its cnp:refund link
+    card_used: bool = True  # False while nobody has paid on the page (no card details yet)
     updated: str = field(default_factory=_now)
 
     def captured(self) -> int:
@@ -180,6 +193,14 @@ class FakeOrder:
     currency: str
     payments: list[FakePayment] = field(default_factory=list)
     created: str = field(default_factory=_now)
+    # Orders created through the API (payment acceptance):
+    merchant_order_reference: str | None = None
+    email: str | None = None
+    redirect_url: str | None = None
+    cancel_url: str | None = None
+    cancel_text: str | None = None
+    code: str | None = None  # the payment page's ?code=
+    created_at: float = field(default_factory=time.monotonic)
 
 
 @dataclass
@@ -189,6 +210,7 @@ class _Call:
     method: str
     headers: dict[str, str]  # lower-case names
     path_params: dict[str, str]
+    query: str = ""
 
 
 # -- rendering (the documented shapes) ---------------------------------------------------------------
@@ -261,6 +283,15 @@ def payment_json(base: str, order: FakeOrder, payment: FakePayment) -> dict[str,
             "rrn": "412345678901",
         },
     }
+    if not payment.card_used:  # nobody has paid on the page yet
+        del body["paymentMethod"], body["authResponse"]
+        links["payment:card"] = {"href": f"{url}/card"}
+    elif payment.state == "DECLINED":
+        body["authResponse"] = {
+            "success": False,
+            "resultCode": "05",
+            "resultMessage": "Do not honour",
+        }
     if payment.saved_card:
         body["savedCard"] = {
             "maskedPan": MASKED_PAN,
@@ -293,6 +324,31 @@ def order_status_response(base: str, order: FakeOrder) -> dict[str, Any]:
         "outletId": order.outlet,
         "createDateTime": order.created,
         "_embedded": {"payment": [payment_json(base, order, p) for p in order.payments]},
+    } | (_accepted_order_fields(base, order) if order.code else {})
+
+
+def _accepted_order_fields(base: str, order: FakeOrder) -> dict[str, Any]:
+    """What an order created through the API also shows: the merchant's reference and email,
+    its attributes and the payment page links."""
+    page = f"{base}/paypage/?{urlencode({'code': order.code})}"
+    return {
+        "merchantOrderReference": order.merchant_order_reference,
+        "emailAddress": order.email,
+        "merchantAttributes": {
+            "redirectUrl": order.redirect_url,
+            "skipConfirmationPage": True,
+            **(
+                {"cancelUrl": order.cancel_url, "cancelText": order.cancel_text}
+                if order.cancel_url
+                else {}
+            ),
+        },
+        "_links": {
+            "self": {"href": _order_url(base, order)},
+            "payment": {"href": page},
+            "cnp:payment-link": {"href": f"{_order_url(base, order)}/payment-link"},
+            "payment-authorization": {"href": f"{base}/transactions/paymentAuthorization"},
+        },
     }
 
 
@@ -334,6 +390,12 @@ class FakeNgenius(FakeGateway):
             self.tokens: dict[str, float] = {}  # token → monotonic expiry
             self.requests: list[RecordedRequest] = []
             self.faults: list[Fault] = []
+            # -- payment acceptance --
+            self.page_lifetime = 3600.0  # GUESS: the page's lifetime is not documented
+            self.redirect_after_payment = True  # False: "paid but never returned"
+            # Where the portal's webhook goes: (url, header key, header value), or None.
+            self.webhook: tuple[str, str, str] | None = None
+            self.webhook_deliveries: list[dict[str, Any]] = []
 
     # -- control ------------------------------------------------------------------------------------
     def create_order(
@@ -671,11 +733,210 @@ class FakeNgenius(FakeGateway):
     def not_found(self, request: _Call, body: bytes) -> Answer:
         return Answer(404, error_response(404, "No such resource", "notFound"), JSON)
 
+    # -- payment acceptance -------------------------------------------------------------------------
+    def order_of_reference(self, merchant_reference: str) -> list[FakeOrder]:
+        """Every order created with this ``merchantOrderReference`` (N-Genius's books)."""
+        with self._lock:
+            return [
+                o for o in self.orders.values() if o.merchant_order_reference == merchant_reference
+            ]
+
+    def order_of_page(self, url: str) -> FakeOrder:
+        code = dict(parse_qsl(urlsplit(url).query)).get("code", "")
+        with self._lock:
+            return next(o for o in self.orders.values() if o.code == code)
+
+    def send_webhook(
+        self, order_ref: str, url: str, header: str, value: str, event: str | None = None
+    ) -> int:
+        """Post the order's webhook (``{eventId, eventName, outletId, order}``) to ``url`` now."""
+        payload = self._event(order_ref, event)
+        response = httpx.post(
+            url,
+            content=json.dumps(payload).encode(),
+            timeout=15.0,
+            headers={"Content-Type": "application/json", header: value},
+        )
+        with self._lock:
+            self.webhook_deliveries.append(
+                {"url": url, "status_code": response.status_code, "payload": payload}
+            )
+        return response.status_code
+
+    def _event(self, order_ref: str, event: str | None = None) -> dict[str, Any]:
+        with self._lock:
+            order = self.orders[order_ref]
+            state = order.payments[-1].state if order.payments else "STARTED"
+            return {
+                "eventId": str(uuid.uuid4()),
+                "eventName": event or state,
+                "outletId": order.outlet,
+                "order": order_status_response(self.url, order),
+            }
+
+    def _notify(self, order: FakeOrder) -> None:
+        """The portal's webhook, if one is set: one POST per event, no retries."""
+        if self.webhook is None:
+            return
+        url, header, value = self.webhook
+        payload = self._event(order.ref)
+
+        def deliver() -> None:
+            try:
+                response = httpx.post(
+                    url,
+                    content=json.dumps(payload).encode(),
+                    timeout=15.0,
+                    headers={"Content-Type": "application/json", header: value},
+                )
+                status: int | None = response.status_code
+            except httpx.HTTPError:
+                status = None
+            with self._lock:
+                self.webhook_deliveries.append(
+                    {"url": url, "status_code": status, "payload": payload}
+                )
+
+        threading.Thread(target=deliver, daemon=True).start()
+
+    def create(self, request: _Call, body: bytes) -> Answer:
+        """POST …/outlets/{outlet}/orders: a new order with one STARTED payment and its page."""
+        try:
+            self._check_bearer(request, with_media_types=True)
+            fault = self._take_fault("create")
+            if fault is not None and fault.kind in TRANSPORT_FAULTS and not fault.apply:
+                return Answer(0, fault=fault)
+            if fault is not None and fault.kind == "decline":
+                return Answer(400, declined_response("order"), JSON)
+            order = self._new_order(request.path_params["outlet"], body)
+        except GatewayRefusal as refusal:
+            return Answer(refusal.status, refusal.body, JSON)
+        reply = order_status_response(self.url, order)
+        return Answer(
+            201,
+            reply,
+            PAYMENT_TYPE,
+            fault if fault is not None and fault.kind in TRANSPORT_FAULTS else None,
+        )
+
+    def _new_order(self, outlet: str, body: bytes) -> FakeOrder:
+        def invalid(message: str) -> GatewayRefusal:
+            return GatewayRefusal(400, error_response(400, message, "invalidRequest"))
+
+        try:
+            data = json.loads(body)
+        except ValueError:
+            raise invalid("The request body is not valid JSON") from None
+        if not isinstance(data, dict):
+            raise invalid("The request body must be an object")
+        action = data.get("action")
+        if action not in ORDER_ACTIONS:
+            raise invalid("action must be one of AUTH, SALE, PURCHASE")
+        block = data.get("amount")
+        if not isinstance(block, dict) or "currencyCode" not in block or "value" not in block:
+            raise invalid("amount.currencyCode and amount.value are required")
+        value, currency = block["value"], block["currencyCode"]
+        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+            raise GatewayRefusal(
+                400,
+                error_response(
+                    400, "amount.value must be a positive integer in minor units", "invalidAmount"
+                ),
+            )
+        if not isinstance(currency, str) or not re.fullmatch(r"[A-Z]{3}", currency):
+            raise GatewayRefusal(
+                400,
+                error_response(
+                    400, "amount.currencyCode must be an ISO 4217 code", "invalidCurrency"
+                ),
+            )
+        email = data.get("emailAddress")
+        if not isinstance(email, str) or "@" not in email:
+            raise invalid("emailAddress is required")
+        attributes = data.get("merchantAttributes") or {}
+        if not isinstance(attributes, dict):
+            raise invalid("merchantAttributes must be an object")
+        for name in ("redirectUrl", "cancelUrl"):
+            if name in attributes and not str(attributes[name]).startswith(("http://", "https://")):
+                raise invalid(f"merchantAttributes.{name} must be a URL")
+        order = FakeOrder(str(uuid.uuid4()), outlet, action, value, currency)
+        order.merchant_order_reference = data.get("merchantOrderReference")
+        order.email = email
+        order.redirect_url = attributes.get("redirectUrl")
+        order.cancel_url = attributes.get("cancelUrl")
+        order.cancel_text = attributes.get("cancelText") or "Cancel"
+        order.code = secrets.token_hex(8)
+        order.payments.append(
+            FakePayment(
+                str(uuid.uuid4()),
+                action,
+                "STARTED",
+                value,
+                currency,
+                saved_card=False,
+                card_used=False,
+            )
+        )
+        with self._lock:
+            self.orders[order.ref] = order
+        return order
+
+    def paypage(self, request: _Call, body: bytes) -> Answer:
+        """The hosted payment page: GET shows the card form, POST pays or cancels."""
+        fields = dict(
+            parse_qsl(
+                request.query if request.method == "GET" else body.decode("utf-8", "replace"),
+                keep_blank_values=True,
+            )
+        )
+        with self._lock:
+            order = next(
+                (o for o in self.orders.values() if o.code and o.code == fields.get("code")), None
+            )
+            if order is None:
+                return Answer(404, _page("<p>Unknown payment link.</p>"), HTML)
+            payment = order.payments[-1]
+            if time.monotonic() - order.created_at > self.page_lifetime:
+                return Answer(410, _page("<p>This payment link has expired.</p>"), HTML)
+            if payment.state != "STARTED":
+                return Answer(
+                    410, _page(f"<p>This order is {html.escape(payment.state)}.</p>"), HTML
+                )
+            if request.method == "GET":
+                return Answer(200, _card_page(order), HTML)
+            if fields.get("action") == "cancel":
+                if not order.cancel_url:
+                    return Answer(400, _page("<p>No cancel address.</p>"), HTML)
+                return Answer(302, "", "text/plain", headers={"Location": order.cancel_url})
+            card = re.sub(r"\s", "", fields.get("pan", ""))
+            outcome = {
+                CARD_APPROVED: PAID_STATE[payment.action],
+                CARD_DECLINED: "DECLINED",
+                CARD_3DS_PENDING: "AWAIT_3DS",
+            }.get(card)
+            if outcome is None or not re.fullmatch(r"\d{3}", fields.get("cvv", "")):
+                return Answer(200, _card_page(order, "Card not accepted"), HTML)
+            payment.state, payment.card_used, payment.updated = outcome, True, _now()
+            if outcome == "CAPTURED":
+                payment.captures.append(
+                    Child(str(uuid.uuid4()), "capture", payment.value, payment.currency)
+                )
+            if outcome == "AWAIT_3DS":  # the challenge page, which never completes
+                return Answer(200, _page("<p>Authenticate this payment with your bank.</p>"), HTML)
+            self._notify(order)
+            if not self.redirect_after_payment or not order.redirect_url:
+                return Answer(200, _page("<p>Payment processed.</p>"), HTML)
+            location = _with_query(order.redirect_url, ref=order.ref)
+        return Answer(302, "", "text/plain", headers={"Location": location})
+
     def routes(self) -> list[tuple[str, re.Pattern[str], Callable[[_Call, bytes], Answer]]]:
         base = r"/transactions/outlets/(?P<outlet>[^/]+)/orders/(?P<order>[^/]+)"
         payment = base + r"/payments/(?P<payment>[^/]+)"
         return [
             ("POST", re.compile(r"/identity/auth/access-token"), self.token),
+            ("POST", re.compile(r"/transactions/outlets/(?P<outlet>[^/]+)/orders"), self.create),
+            ("GET", re.compile(r"/paypage/?"), self.paypage),
+            ("POST", re.compile(r"/paypage/?"), self.paypage),
             ("GET", re.compile(base), self.order),
             ("POST", re.compile(payment + "/captures"), self.capture),
             (
@@ -687,13 +948,50 @@ class FakeNgenius(FakeGateway):
         ]
 
     def handle(self, method: str, path: str, headers: dict[str, str], body: bytes) -> Answer:
-        path = path.split("?", 1)[0]
+        path, _, query = path.partition("?")
         lower = {k.lower(): v for k, v in headers.items()}
         for verb, pattern, route in self.routes():
             match = pattern.fullmatch(path)
             if match is not None and verb == method:
-                return route(_Call(method, lower, match.groupdict()), body)
+                return route(_Call(method, lower, match.groupdict(), query), body)
         return self.not_found(_Call(method, lower, {}), body)
+
+
+def _with_query(url: str, **extra: str) -> str:
+    parts = urlsplit(url)
+    query = urlencode([*parse_qsl(parts.query, keep_blank_values=True), *extra.items()])
+    return urlunsplit(parts._replace(query=query))
+
+
+def _page(content: str) -> str:
+    return (
+        "<!doctype html><html><head><title>N-Genius payment</title></head>"
+        f"<body>{content}</body></html>"
+    )
+
+
+def _card_page(order: FakeOrder, error: str = "") -> str:
+    notice = f'<p class="error">{html.escape(error)}</p>' if error else ""
+    shown = f"{order.value} (minor units) {order.currency}"
+    cancel = (
+        (
+            f'<button type="submit" name="action" value="cancel">'
+            f"{html.escape(order.cancel_text or 'Cancel')}</button>"
+        )
+        if order.cancel_url
+        else ""
+    )
+    return _page(
+        f"<h1>Pay {html.escape(shown)}</h1>{notice}"
+        '<form method="post" action="/paypage/">'
+        f'<input type="hidden" name="code" value="{html.escape(order.code or "")}">'
+        '<label>Card number <input name="pan" autocomplete="cc-number"></label>'
+        '<label>Expiry <input name="expiry" placeholder="MM/YY"></label>'
+        '<label>CVV <input name="cvv"></label>'
+        '<label>Name on card <input name="cardholderName"></label>'
+        '<button type="submit" name="action" value="pay">Pay</button>'
+        f"{cancel}</form>"
+    )
 
 
 @pytest.fixture(scope="session")

@@ -30,11 +30,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any, ClassVar
-from urllib.parse import quote, urlsplit
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 from payops.connectors import kit
 from payops.connectors.base import (
+    CheckoutRequest,
+    CheckoutStart,
     Connector,
     ConnectorConfig,
     GatewayOperation,
@@ -61,6 +64,10 @@ LIVE_HOSTS = {
     "ksa": "https://api-gateway.ksa.ngenius-payments.com",  # as in N-Genius's own SDK code
 }
 TOKEN_PATH = "/identity/auth/access-token"
+# A STARTED order older than this is expired. N-Genius does not document its payment page's
+# lifetime; its own plugin treats STARTED orders as abandoned after 60 minutes.
+DEFAULT_PAGE_MINUTES = 60.0
+DEFAULT_CANCEL_TEXT = "Back to the merchant"
 
 
 class _NotSent(Exception):
@@ -76,6 +83,9 @@ class NgeniusConnector(Connector):
     name: ClassVar[str] = "ngenius"
     capabilities: ClassVar[frozenset[str]] = frozenset({"capture", "refund", "void", "inquiry"})
     required_credentials: ClassVar[tuple[str, ...]] = ("api_key", "outlet_reference")
+    # Customers pay on N-Genius's payment page (order → _links.payment.href → redirectUrl).
+    takes_payments: ClassVar[bool] = True
+    attempt_inquiry_minutes: ClassVar[int] = 8
     # The payer's contact details and addresses, and the card beyond its masked number.
     personal_fields: ClassVar[frozenset[str]] = kit.field_set(
         (
@@ -275,7 +285,7 @@ class NgeniusConnector(Connector):
                 "N-Genius has no such payment on this order",
                 {
                     "stage": "order-lookup",
-                    "order": t.REDACTION.scrub(order.model_dump(by_alias=True)),
+                    "order": t.REDACTION.scrub(order.model_dump(by_alias=True, exclude_unset=True)),
                 },
             )
         return order, payment
@@ -409,6 +419,189 @@ class NgeniusConnector(Connector):
         reply = await self._call("PUT", target, deadline)
         return decide.result(request, reply, None)
 
+    # -- payment acceptance -------------------------------------------------------------------------
+
+    def _orders_path(self, outlet: str) -> str:
+        return f"/transactions/outlets/{quote(outlet, safe='')}/orders"
+
+    def _order_action(self, operation_mode: str) -> str:
+        if operation_mode == "authorize":
+            return t.ORDER_ACTIONS["authorize"]
+        chosen = kit.text_option(self.config, "purchase_action", "PURCHASE").upper()
+        return chosen if chosen in t.PURCHASE_ACTIONS else t.ORDER_ACTIONS["purchase"]
+
+    async def start_checkout(self, request: CheckoutRequest) -> CheckoutStart:
+        """Create an N-Genius order for the attempt and send the browser to its payment page.
+
+        An order already created for this attempt is reused. N-Genius documents no way to find
+        an order by ``merchantOrderReference``, so after a lost reply (``retry``) a new order is
+        created: the lost one's payment page went to nobody, so only the new one can be paid
+        (the lost order stays STARTED)."""
+        deadline = kit.Deadline(self.timeout)
+        attempt = request.payment
+        try:
+            if decide.payment_ref(attempt, "order"):
+                order, reply = await self._order(attempt, deadline)
+                if order is None:
+                    return CheckoutStart(
+                        Outcome.UNKNOWN,
+                        raw=self._scrubbed(reply),
+                        message="N-Genius's order for this attempt could not be read",
+                    )
+                return self._reuse(request, order)
+            return await self._create_order(request, deadline)
+        except _NotSent as refusal:
+            return CheckoutStart(Outcome.FAILED, raw=refusal.raw, message=refusal.message)
+        except Exception as exc:  # noqa: BLE001 - a connector never raises
+            log.warning(
+                "ngenius start_checkout %s: unexpected %s",
+                attempt.reference_number,
+                type(exc).__name__,
+            )
+            return CheckoutStart(
+                Outcome.UNKNOWN,
+                raw={"error": type(exc).__name__},
+                message="The N-Genius order request ended without an answer",
+            )
+
+    def _scrubbed(self, reply: kit.Reply) -> dict[str, Any]:
+        """A reply as kept with the attempt: no secrets, no payer's personal data."""
+        if isinstance(reply.body, dict):
+            return kit.redact(t.REDACTION.scrub(reply.body), self.personal_fields)
+        return {
+            "status": reply.status,
+            **({"error": decide.problem(reply)} if decide.problem(reply) else {}),
+        }
+
+    async def _create_order(
+        self, request: CheckoutRequest, deadline: kit.Deadline
+    ) -> CheckoutStart:
+        attempt = request.payment
+        email = (request.customer.get("email") or "").strip() or kit.text_option(
+            self.config, "default_email"
+        )
+        if not email:
+            message = (
+                "N-Genius needs the payer's email address: the session has none and the "
+                "configuration sets no default_email"
+            )
+            return CheckoutStart(Outcome.FAILED, raw={"error": "email"}, message=message)
+        try:
+            body = t.order_request(
+                action=self._order_action(attempt.operation_mode),
+                minor=attempt.amount,
+                currency_code=attempt.currency_code,
+                reference=attempt.reference_number,
+                email=email,
+                language=request.language,
+                redirect_url=request.return_url,
+                cancel_url=request.cancel_url,
+                cancel_text=kit.text_option(self.config, "cancel_text", DEFAULT_CANCEL_TEXT),
+                customer=request.customer,
+                overrides=self.exponents,
+            ).wire()
+        except (t.AmountNotRepresentable, UnknownCurrency, ValueError) as exc:
+            message = str(exc) or "The amount cannot be sent to N-Genius"
+            return CheckoutStart(Outcome.FAILED, raw={"error": "amount"}, message=message)
+        outlet = self._outlet(attempt)
+        reply = await self._call("POST", self._orders_path(outlet), deadline, body)
+        raw = self._scrubbed(reply)
+        if reply.status is None and not reply.delivered:
+            return CheckoutStart(
+                Outcome.FAILED,
+                raw=raw,
+                message=(
+                    f"N-Genius could not be reached ({decide.problem(reply)}); nothing was sent"
+                ),
+            )
+        if reply.outcome_unknown:
+            return CheckoutStart(
+                Outcome.UNKNOWN,
+                raw=raw,
+                message=(
+                    f"N-Genius did not confirm the order ({decide.problem(reply) or reply.status})"
+                ),
+            )
+        if reply.status is None or reply.status >= 300:
+            message = t.error_message(reply.body) or (
+                f"N-Genius refused the order (HTTP {reply.status})"
+            )
+            return CheckoutStart(Outcome.FAILED, raw=raw, message=message)
+        order = t.parse(t.Order, reply.body)
+        if order is None or not order.reference:
+            return CheckoutStart(
+                Outcome.UNKNOWN, raw=raw, message="N-Genius answered the order without an order id"
+            )
+        refs = {"order_reference": order.reference, "outlet_reference": outlet}
+        page = order.payment_page
+        if not self._page_url(page):
+            return CheckoutStart(
+                Outcome.FAILED,
+                gateway_refs=refs,
+                raw=raw,
+                message="N-Genius's answer has no payment page link",
+            )
+        return CheckoutStart(
+            Outcome.SUCCESS, "GET", page, gateway_refs={**refs, "payment_page": page}, raw=raw
+        )
+
+    def _page_url(self, url: str) -> bool:
+        parts = urlsplit(url or "")
+        if not parts.netloc:
+            return False
+        # A configuration pointed at a local fake (``base_url``) may use plain http.
+        return parts.scheme == "https" or (
+            parts.scheme == "http" and bool(kit.text_option(self.config, "base_url"))
+        )
+
+    def _reuse(self, request: CheckoutRequest, order: t.Order) -> CheckoutStart:
+        """A start of an attempt that already has an order (Pay pressed again)."""
+        refs = dict(request.payment.gateway_refs or {})
+        judged = self._judge(order, request.payment)
+        page = kit.ref(refs, "payment_page")
+        if judged.outcome == Outcome.PENDING and page:
+            return CheckoutStart(Outcome.SUCCESS, "GET", page, gateway_refs=refs)
+        if judged.outcome == Outcome.SUCCESS:
+            parts = urlsplit(request.return_url)
+            query = urlencode(
+                [*parse_qsl(parts.query, keep_blank_values=True), ("ref", order.reference or "")]
+            )
+            return CheckoutStart(
+                Outcome.SUCCESS, "GET", urlunsplit(parts._replace(query=query)), gateway_refs=refs
+            )
+        return CheckoutStart(
+            Outcome.FAILED, gateway_refs=refs, raw=judged.raw, message=judged.message
+        )
+
+    async def confirm_return(self, payment: PaymentRef, params: Mapping[str, str]) -> GatewayResult:
+        """The browser came back (``ref``, unsigned: only a hint). The attempt is settled from
+        the order PayOps created for it (``GET …/orders/{reference}``); a returned ``ref`` is
+        read only when none is stored, and trusted only if the order's
+        ``merchantOrderReference`` is this attempt's reference."""
+        via_cancel = str(params.get("outcome") or "") == "cancel"
+        if decide.payment_ref(payment, "order"):
+            deadline = kit.Deadline(self.timeout)
+            try:
+                order, reply = await self._order(payment, deadline)
+            except _NotSent as problem:
+                return GatewayResult(Outcome.UNKNOWN, problem.raw, {}, problem.message)
+            if order is None:
+                return decide.unreadable(reply, "order read")
+            return self._judge(order, payment, via_cancel=via_cancel)
+        hint = str(params.get("ref") or "").strip()
+        message = "No N-Genius order of this attempt is known yet"
+        if hint and len(hint) <= 64:
+            guess = replace(payment, gateway_refs={**payment.gateway_refs, "order_reference": hint})
+            deadline = kit.Deadline(self.timeout)
+            try:
+                order, _reply = await self._order(guess, deadline)
+            except _NotSent:
+                order = None
+            if order is not None and decide.order_of_attempt(order, payment):
+                return self._judge(order, guess, via_cancel=via_cancel)
+            message = "The returned N-Genius order reference could not be confirmed"
+        return GatewayResult(Outcome.PENDING, {}, {"pg_message": message}, message)
+
     # -- incoming notifications ---------------------------------------------------------------------
 
     def parse_notification(self, headers: Mapping[str, str], body: bytes) -> Notification:
@@ -452,23 +645,21 @@ class NgeniusConnector(Connector):
                     message,
                 )
             return decide.unreadable(reply, "inquiry")
-        chosen = decide.pick_payment(order, decide.payment_ref(payment, "payment"))
-        raw = t.REDACTION.scrub(order.model_dump(by_alias=True))
-        if chosen is None:
-            return GatewayResult(
-                Outcome.PENDING,
-                raw,
-                {"ref": order_reference},
-                "No payment on this N-Genius order yet",
-            )
-        outcome = t.payment_outcome(chosen.state)
-        message = f"N-Genius payment state {chosen.state or 'unknown'}"
-        return GatewayResult(
-            outcome,
+        return self._judge(order, payment)
+
+    def _judge(
+        self, order: t.Order, attempt: PaymentRef, *, via_cancel: bool = False
+    ) -> GatewayResult:
+        raw = t.REDACTION.scrub(order.model_dump(by_alias=True, exclude_unset=True))
+        return decide.attempt_result(
+            order,
+            attempt,
             raw,
-            t.payment_params(chosen, order_reference=order_reference, message=message),
-            message,
-            {"order_reference": order_reference, "payment_reference": chosen.ref},
+            via_cancel=via_cancel,
+            overrides=self.exponents,
+            page_minutes=kit.float_option(
+                self.config, "payment_page_minutes", DEFAULT_PAGE_MINUTES
+            ),
         )
 
     async def inquire_operation(self, request: OperationRequest) -> GatewayResult:
@@ -500,7 +691,7 @@ class NgeniusConnector(Connector):
         if order is None:
             return decide.unreadable(reply, "inquiry")
         order_reference = decide.payment_ref(request.payment, "order") or ""
-        raw = t.REDACTION.scrub(order.model_dump(by_alias=True))
+        raw = t.REDACTION.scrub(order.model_dump(by_alias=True, exclude_unset=True))
         payment = decide.pick_payment(order, decide.payment_ref(request.payment, "payment"))
         if payment is None:
             return GatewayResult(

@@ -7,8 +7,10 @@ among the payment's children (captures, refunds) by kind, amount and currency
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
+from payops import money
 from payops.connectors import kit
 from payops.connectors.base import GatewayResult, OperationRequest, Outcome, PaymentRef
 from payops.connectors.ngenius import transformers as t
@@ -150,7 +152,8 @@ def pick_payment(order: t.Order, payment_reference: str | None) -> t.Payment | N
         for p in payments
         if t.payment_outcome(p.state) == Outcome.SUCCESS or p.state.upper() == "REVERSED"
     ]
-    return (taken or payments or [None])[-1]
+    candidates = taken or payments
+    return candidates[-1] if candidates else None
 
 
 def unreadable(reply: kit.Reply, what: str) -> GatewayResult:
@@ -223,3 +226,86 @@ def match_operation(
         message,
         refs,
     )
+
+
+# -- payment acceptance ------------------------------------------------------------------------
+
+
+def _created_at(order: t.Order) -> datetime | None:
+    text = order.create_date_time
+    if not text:
+        return None
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def attempt_result(
+    order: t.Order,
+    attempt: PaymentRef,
+    raw: dict[str, Any],
+    *,
+    via_cancel: bool = False,
+    page_minutes: float | None = None,
+    now: datetime | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> GatewayResult:
+    """What an order read from N-Genius says of a customer's attempt (section 3.3 of the
+    payment-acceptance spec), from its latest payment (or the one that took money).
+
+    ``via_cancel``: the browser came back through the page's cancel link (only a hint, used
+    only while the order is still STARTED). ``page_minutes``: after that long a STARTED order
+    is expired (the page's lifetime is not documented; INFERRED, configurable)."""
+    order_reference = order.reference or payment_ref(attempt, "order") or ""
+    chosen = pick_payment(order, payment_ref(attempt, "payment"))
+    refs: dict[str, Any] = {"order_reference": order_reference}
+    state = (chosen.state if chosen is not None else "").upper()
+    if chosen is not None:
+        refs["payment_reference"] = chosen.ref
+    outcome = t.payment_outcome(state) if chosen is not None else Outcome.PENDING
+    message = f"N-Genius payment state {state or 'none'}"
+    payment_state: str | None = None
+    amount: int | None = None
+    currency: str | None = None
+    if outcome == Outcome.SUCCESS and chosen is not None:
+        confirmed = chosen.amount or order.amount
+        if confirmed is not None:
+            currency = confirmed.currency_code.upper()
+            try:
+                amount = t.from_gateway_value(confirmed.value, currency, overrides)
+            except (money.AmountError, money.UnknownCurrency, t.AmountNotRepresentable):
+                # Paid, but for an amount PayOps cannot read: never taken as the one asked.
+                outcome, amount, currency = Outcome.PENDING, None, None
+                message = "N-Genius's paid amount cannot be read in its currency"
+    elif state in ("REVERSED", "CANCELLED"):
+        payment_state = "canceled"
+    elif outcome == Outcome.PENDING and state in ("STARTED", ""):
+        created = _created_at(order)
+        if via_cancel:
+            outcome, payment_state = Outcome.FAILED, "canceled"
+            message = "The customer cancelled on the N-Genius payment page"
+        elif (
+            page_minutes is not None
+            and created is not None
+            and ((now or datetime.now(UTC)) - created).total_seconds() >= page_minutes * 60
+        ):
+            outcome, payment_state = Outcome.FAILED, "expired"
+            message = "The N-Genius payment page expired without a payment"
+    params = t.payment_params(chosen, order_reference=order_reference, message=message)
+    return GatewayResult(
+        outcome,
+        raw,
+        params,
+        message,
+        refs,
+        amount=amount,
+        currency_code=currency,
+        payment_state=payment_state,
+    )
+
+
+def order_of_attempt(order: t.Order, attempt: PaymentRef) -> bool:
+    """Is this order the attempt's (its merchant reference)?"""
+    return order.merchant_order_reference == attempt.reference_number

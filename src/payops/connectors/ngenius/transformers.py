@@ -202,6 +202,18 @@ class Order(_Loose):
     action: str | None = None
     amount: Amount | None = None
     embedded: dict[str, Any] = Field(default_factory=dict, alias="_embedded")
+    links: dict[str, Any] = Field(default_factory=dict, alias="_links")
+    merchant_order_reference: str | None = Field(default=None, alias="merchantOrderReference")
+    create_date_time: str | None = Field(default=None, alias="createDateTime")
+
+    def href(self, rel: str) -> str:
+        link = self.links.get(rel)
+        return link.get("href", "") if isinstance(link, dict) else ""
+
+    @property
+    def payment_page(self) -> str:
+        """The hosted payment page (``_links.payment.href``) the customer is sent to."""
+        return self.href("payment")
 
     @property
     def payments(self) -> list[Payment]:
@@ -382,3 +394,82 @@ def payment_params(
         params["transaction_id"] = child.ref
         params["result"] = child.state.lower() if child.state else params.get("result")
     return {key: value for key, value in params.items() if value not in (None, "")}
+
+
+# -- payment acceptance: the order and its payment page -------------------------------------------
+# POST /transactions/outlets/{outlet}/orders (payment acceptance spec §3.1). PayOps's attempt
+# reference is ``merchantOrderReference`` (and ``merchantDefinedData.attempt``).
+
+# The order's ``action`` for each operation mode: AUTH waits for a capture; PURCHASE captures at
+# once (SALE, also captured, may be configured instead: option ``purchase_action``).
+ORDER_ACTIONS = {"authorize": "AUTH", "purchase": "PURCHASE"}
+PURCHASE_ACTIONS = ("PURCHASE", "SALE")
+LANGUAGES = ("en", "ar", "fr")
+
+
+class MerchantAttributes(BaseModel):
+    model_config = ConfigDict(populate_by_name=True, extra="forbid")
+
+    redirect_url: str = Field(alias="redirectUrl")
+    skip_confirmation_page: bool = Field(default=True, alias="skipConfirmationPage")
+    cancel_url: str = Field(alias="cancelUrl")
+    cancel_text: str = Field(alias="cancelText")
+
+
+class BillingAddress(BaseModel):
+    model_config = ConfigDict(populate_by_name=True, extra="forbid")
+
+    first_name: str | None = Field(default=None, alias="firstName")
+    last_name: str | None = Field(default=None, alias="lastName")
+
+
+class OrderRequest(BaseModel):
+    """Body of POST …/outlets/{outlet}/orders."""
+
+    model_config = ConfigDict(populate_by_name=True, extra="forbid")
+
+    action: str
+    amount: Amount
+    email_address: str = Field(alias="emailAddress", min_length=3)
+    merchant_order_reference: str = Field(alias="merchantOrderReference", min_length=1)
+    language: str = "en"
+    merchant_attributes: MerchantAttributes = Field(alias="merchantAttributes")
+    billing_address: BillingAddress | None = Field(default=None, alias="billingAddress")
+    phone_number: dict[str, str] | None = Field(default=None, alias="phoneNumber")
+    merchant_defined_data: dict[str, str] = Field(alias="merchantDefinedData")
+
+    def wire(self) -> dict[str, Any]:
+        return self.model_dump(by_alias=True, exclude_none=True)
+
+
+def order_request(
+    *,
+    action: str,
+    minor: int,
+    currency_code: str,
+    reference: str,
+    email: str,
+    language: str,
+    redirect_url: str,
+    cancel_url: str,
+    cancel_text: str,
+    customer: Mapping[str, str],
+    overrides: Mapping[str, Any] | None = None,
+) -> OrderRequest:
+    first = (customer.get("first_name") or "").strip() or None
+    last = (customer.get("last_name") or "").strip() or None
+    return OrderRequest(
+        action=action,
+        amount=Amount(
+            currencyCode=currency_code.upper(),
+            value=to_gateway_value(minor, currency_code, overrides),
+        ),
+        emailAddress=email,
+        merchantOrderReference=reference,
+        language=language if language in LANGUAGES else "en",
+        merchantAttributes=MerchantAttributes(
+            redirectUrl=redirect_url, cancelUrl=cancel_url, cancelText=cancel_text
+        ),
+        billingAddress=BillingAddress(firstName=first, lastName=last) if first or last else None,
+        merchantDefinedData={"attempt": reference},
+    )

@@ -29,12 +29,17 @@ statuses and unparsable replies come back as ``Outcome.UNKNOWN``.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Mapping
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
-from urllib.parse import quote
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 from payops.connectors import kit
 from payops.connectors.base import (
+    CheckoutRequest,
+    CheckoutStart,
     Connector,
     ConnectorConfig,
     GatewayOperation,
@@ -48,20 +53,32 @@ from payops.connectors.base import (
 from payops.connectors.tabby import webhooks
 from payops.connectors.tabby.decisions import (
     MSG_UNPARSABLE,
+    attempt_result,
+    authorized_as_asked,
+    capture_pending,
+    captured_result,
     delay_passed,
     movement_result,
+    needs_capture,
     not_ok,
+    not_this_attempt,
     params,
+    pick_for_attempt,
     unknown,
     void_state,
     void_success,
 )
 from payops.connectors.tabby.transformers import (
+    MERCHANT_CODE_BY_CURRENCY,
+    MerchantUrls,
     Movement,
+    TabbyPayment,
     amount_minor,
     capture_request,
+    checkout_request,
     parse_payment,
-    payment_outcome,
+    parse_payment_list,
+    parse_session,
     refund_request,
 )
 
@@ -74,12 +91,22 @@ DEFAULT_REFUND_DELAY_SECONDS = 24 * 3600
 USER_AGENT = "PayOps-Tabby/1"
 
 MSG_NO_PAYMENT_ID = "No Tabby payment id is recorded for this payment"
+MSG_LOOKUP_FAILED = "Tabby's payment list could not be read"
+CHECKOUT_PATH = "/api/v2/checkout"
+# How far back a payment is looked for by the attempt's reference (a lost creation reply).
+DEFAULT_LOOKUP_HOURS = 48.0
+LOOKUP_PAGE_SIZE = 20  # Tabby's maximum
+LOOKUP_MAX_PAGES = 25
+PAYMENT_ID_SHAPE = re.compile(r"^[0-9A-Za-z-]{8,64}$")
 
 
 class TabbyConnector(Connector):
     name: ClassVar[str] = "tabby"
     capabilities: ClassVar[frozenset[str]] = frozenset({"capture", "refund", "void", "inquiry"})
     required_credentials: ClassVar[tuple[str, ...]] = ("secret_key",)
+    # Customers pay on Tabby's hosted page (checkout session → web_url → merchant_urls).
+    takes_payments: ClassVar[bool] = True
+    attempt_inquiry_minutes: ClassVar[int] = 16
     # The buyer, their addresses and purchase history, echoed in every payment reply.
     personal_fields: ClassVar[frozenset[str]] = kit.field_set(
         (
@@ -273,33 +300,327 @@ class TabbyConnector(Connector):
                 return void_success(now, after.raw(), reference, "Already closed at Tabby")
         return refusal
 
+    # -- payment acceptance -----------------------------------------------------------------
+    def _merchant_code(self, currency_code: str) -> str:
+        return (
+            kit.text_option(self.config, "merchant_code")
+            or kit.credential(self.config, "merchant_code", strip=True)
+            or MERCHANT_CODE_BY_CURRENCY.get(currency_code.upper(), "")
+        )
+
+    async def start_checkout(self, request: CheckoutRequest) -> CheckoutStart:
+        """Create a Tabby checkout session for the attempt and send the browser to its
+        ``web_url``. A session already created for this attempt is reused; after a lost reply
+        (``retry``) the attempt's payment is looked up by its reference first, and one that
+        Tabby already authorized is adopted instead of creating another."""
+        attempt = request.payment
+        currency = attempt.currency_code.upper()
+        problem = self._configuration_problem(currency)
+        if problem is None and not self._merchant_code(currency):
+            problem = f"No Tabby merchant code is configured for {currency}"
+        if problem:
+            return CheckoutStart(Outcome.FAILED, raw={"error": problem}, message=problem)
+        known = self._payment_id(attempt)
+        if known is not None:
+            reply = await self._send("GET", currency, self._path(known))
+            found = parse_payment(reply.body) if reply.status == 200 else None
+            if found is None:
+                return CheckoutStart(
+                    Outcome.UNKNOWN,
+                    raw=reply.raw(),
+                    message="Tabby's payment for this attempt could not be read",
+                )
+            return self._reuse(request, found, reply.raw())
+        if request.retry:
+            found, listing = await self._find_by_reference(attempt)
+            if listing is None or listing.status != 200:
+                return CheckoutStart(
+                    Outcome.UNKNOWN, raw=listing.raw() if listing else {}, message=MSG_LOOKUP_FAILED
+                )
+            if found is not None and found.normalised_status in ("AUTHORIZED", "CLOSED"):
+                return self._to_return(request, found, {"lookup": "reference"})
+            # Nothing, or a session whose web_url never reached anyone (it expires by itself):
+            # a new session is the only one the customer can pay.
+        return await self._create_session(request)
+
+    async def _create_session(self, request: CheckoutRequest) -> CheckoutStart:
+        attempt = request.payment
+        currency = attempt.currency_code.upper()
+        body = checkout_request(
+            minor=attempt.amount,
+            currency_code=currency,
+            reference=attempt.reference_number,
+            description=request.description,
+            customer=dict(request.customer),
+            merchant_code=self._merchant_code(currency),
+            language=request.language,
+            urls=MerchantUrls(
+                success=request.return_url, cancel=request.cancel_url, failure=request.failure_url
+            ),
+            now=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        ).body()
+        reply = await self._send("POST", currency, CHECKOUT_PATH, body)
+        # Kept with the attempt: without the session token and the buyer's personal data.
+        raw = kit.redact(reply.raw(kit.redaction(drop=("token",)).scrub), self.personal_fields)
+        if reply.outcome_unknown or reply.status is None:
+            return CheckoutStart(
+                Outcome.UNKNOWN,
+                raw=raw,
+                message=(
+                    "Tabby did not answer the checkout request"
+                    if reply.status is None
+                    else f"Tabby answered the checkout request with HTTP {reply.status}"
+                ),
+            )
+        if reply.status != 200:
+            refused = not_ok(reply, attempt.reference_number)
+            return CheckoutStart(Outcome.FAILED, raw=raw, message=refused.message)
+        session = parse_session(reply.body)
+        if session is None:
+            return CheckoutStart(Outcome.UNKNOWN, raw=raw, message=MSG_UNPARSABLE)
+        refs = {"session_id": session.id, "payment_id": session.payment_id}
+        refs = {key: value for key, value in refs.items() if value}
+        web_url = session.web_url
+        if session.status.lower() != "created" or not web_url:
+            # Tabby does not say why (its rejection reasons are not disclosed to the buyer).
+            return CheckoutStart(
+                Outcome.FAILED,
+                gateway_refs=refs,
+                raw=raw,
+                message="Tabby cannot offer this payment to the customer",
+            )
+        if not self._own_page(web_url):
+            return CheckoutStart(
+                Outcome.FAILED,
+                gateway_refs=refs,
+                raw=raw,
+                message="Tabby's payment page address is not an https URL",
+            )
+        return CheckoutStart(
+            Outcome.SUCCESS, "GET", web_url, gateway_refs={**refs, "web_url": web_url}, raw=raw
+        )
+
+    def _own_page(self, url: str) -> bool:
+        parts = urlsplit(url)
+        if not parts.netloc:
+            return False
+        # A configuration pointed at a local fake (``base_url``) may use plain http.
+        return parts.scheme == "https" or (
+            parts.scheme == "http" and bool(kit.text_option(self.config, "base_url"))
+        )
+
+    def _reuse(
+        self, request: CheckoutRequest, found: TabbyPayment, raw: dict[str, Any]
+    ) -> CheckoutStart:
+        """A start of an attempt that already has a Tabby payment (the customer pressed Pay
+        again): the same page while it can still be paid, the return when it was paid."""
+        refs = dict(request.payment.gateway_refs or {})
+        status = found.normalised_status
+        if status in ("AUTHORIZED", "CLOSED"):
+            return self._to_return(request, found, raw)
+        web_url = kit.ref(refs, "web_url")
+        if status == "CREATED" and web_url:
+            return CheckoutStart(Outcome.SUCCESS, "GET", web_url, gateway_refs=refs, raw=raw)
+        return CheckoutStart(
+            Outcome.FAILED,
+            gateway_refs=refs,
+            raw=raw,
+            message=f"This attempt's Tabby payment is {found.status}",
+        )
+
+    @staticmethod
+    def _to_return(
+        request: CheckoutRequest, found: TabbyPayment, raw: dict[str, Any]
+    ) -> CheckoutStart:
+        """Send the browser straight back to PayOps's return, as Tabby would after a payment."""
+        parts = urlsplit(request.return_url)
+        query = urlencode(
+            [*parse_qsl(parts.query, keep_blank_values=True), ("payment_id", found.id)]
+        )
+        return CheckoutStart(
+            Outcome.SUCCESS,
+            "GET",
+            urlunsplit(parts._replace(query=query)),
+            gateway_refs={"payment_id": found.id},
+            raw=raw,
+        )
+
+    async def confirm_return(self, payment: PaymentRef, params: Mapping[str, str]) -> GatewayResult:
+        """The browser came back with ``payment_id`` (unsigned: only a hint). The attempt is
+        settled from ``GET /api/v2/payments/{id}`` of the payment stored for it; a returned id
+        is read only when none is stored, and trusted only if that payment's
+        ``order.reference_id`` is this attempt's reference."""
+        reference = payment.reference_number
+        via_cancel = str(params.get("outcome") or "") == "cancel"
+        problem = self._configuration_problem(payment.currency_code)
+        if problem:
+            return kit.unknown(
+                problem,
+                {"error": problem},
+                {"ref": reference, "result": "unknown", "pg_message": problem},
+            )
+        stored = self._payment_id(payment)
+        if stored is not None:
+            return await self._settle(payment, stored, via_cancel=via_cancel)
+        hint = str(params.get("payment_id") or "").strip()
+        if hint and PAYMENT_ID_SHAPE.match(hint):
+            result = await self._settle(payment, hint, via_cancel=via_cancel, trusted=False)
+            if result.outcome != Outcome.PENDING or result.gateway_refs:
+                return result
+        found, _ = await self._find_by_reference(payment)
+        if found is not None:
+            return await self._settle(payment, found.id, via_cancel=via_cancel)
+        message = "No Tabby payment of this attempt is known yet"
+        return GatewayResult(
+            Outcome.PENDING,
+            {"payment_id": hint} if hint else {},
+            {"ref": reference, "result": "pending", "pg_message": message},
+            message,
+        )
+
+    async def _settle(
+        self,
+        attempt: PaymentRef,
+        payment_id: str,
+        *,
+        via_cancel: bool = False,
+        trusted: bool = True,
+    ) -> GatewayResult:
+        """Read the payment and judge the attempt by it (capturing a purchase first).
+        ``trusted``: the id is the one stored for the attempt (or found by its reference);
+        otherwise it came from the browser and a refusal or a foreign payment means nothing."""
+        reference = attempt.reference_number
+        currency = attempt.currency_code
+        reply = await self._send("GET", currency, self._path(payment_id))
+        found = parse_payment(reply.body) if reply.status == 200 else None
+        if found is None:
+            if not trusted:
+                message = "The returned Tabby payment id could not be confirmed"
+                return GatewayResult(
+                    Outcome.PENDING,
+                    reply.raw(),
+                    {"ref": reference, "result": "pending", "pg_message": message},
+                    message,
+                )
+            if reply.status != 200:
+                return not_ok(reply, reference, inquiry=True)
+            return unknown(reply, reference, MSG_UNPARSABLE)
+        raw = reply.raw()
+        if not trusted and not_this_attempt(found, attempt):
+            message = "The returned Tabby payment belongs to another order; it was ignored"
+            return GatewayResult(
+                Outcome.PENDING,
+                {},
+                {"ref": reference, "result": "pending", "pg_message": message},
+                message,
+            )
+        if needs_capture(found, attempt):
+            if not authorized_as_asked(found, attempt):
+                judged = attempt_result(found, attempt, raw)
+                return replace(
+                    judged,
+                    review_reason=(
+                        "Tabby authorized another amount or currency than asked; it was not "
+                        "captured"
+                    ),
+                )
+            return await self._capture_attempt(attempt, found, raw)
+        done = (
+            captured_result(found, attempt, raw) if attempt.operation_mode == "purchase" else None
+        )
+        return done or attempt_result(found, attempt, raw, via_cancel=via_cancel)
+
+    async def _capture_attempt(
+        self, attempt: PaymentRef, found: TabbyPayment, raw: dict[str, Any]
+    ) -> GatewayResult:
+        """Capture the whole authorized amount under the attempt's reference (Tabby's
+        idempotency key). A lost reply is settled by reading the payment, never by a second
+        capture; what cannot be confirmed stays pending."""
+        reference = attempt.reference_number
+        body = capture_request(attempt.amount, attempt.currency_code, reference).body()
+        reply = await self._send(
+            "POST", attempt.currency_code, self._path(found.id, "/captures"), body
+        )
+        if reply.status == 200:
+            after = parse_payment(reply.body)
+            if after is not None:
+                done = captured_result(after, attempt, reply.raw())
+                if done is not None:
+                    return done
+        why = (
+            f"HTTP {reply.status}"
+            if reply.status is not None
+            else (reply.fault.value if reply.fault else "no answer")
+        )
+        if reply.status is not None and 400 <= reply.status < 500:
+            why = not_ok(reply, reference).message or why
+        # Lost or unclear: read the payment to see whether the capture happened.
+        check = await self._send("GET", attempt.currency_code, self._path(found.id))
+        now = parse_payment(check.body) if check.status == 200 else None
+        if now is not None:
+            done = captured_result(now, attempt, check.raw())
+            if done is not None:
+                return done
+            if now.normalised_status != "AUTHORIZED":
+                return attempt_result(now, attempt, check.raw())
+        return capture_pending(found, attempt, raw, why)
+
+    async def _find_by_reference(
+        self, attempt: PaymentRef
+    ) -> tuple[TabbyPayment | None, kit.Reply | None]:
+        """This attempt's payment among Tabby's recent payments (``order.reference_id``).
+        Returns the payment (or None) and the last list reply (None if nothing was asked)."""
+        hours = kit.float_option(self.config, "lookup_hours", DEFAULT_LOOKUP_HOURS)
+        since = (datetime.now(UTC) - timedelta(hours=hours)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        mine: list[TabbyPayment] = []
+        reply: kit.Reply | None = None
+        for page in range(LOOKUP_MAX_PAGES):
+            query = urlencode(
+                {
+                    "created_at__gte": since,
+                    "limit": LOOKUP_PAGE_SIZE,
+                    "offset": page * LOOKUP_PAGE_SIZE,
+                }
+            )
+            reply = await self._send("GET", attempt.currency_code, f"{PAYMENTS_PATH}?{query}")
+            listed = parse_payment_list(reply.body) if reply.status == 200 else None
+            if listed is None:
+                return None, reply if reply.status != 200 else kit.Reply(None)
+            mine.extend(p for p in listed if not not_this_attempt(p, attempt))
+            if len(listed) < LOOKUP_PAGE_SIZE:
+                break
+        return pick_for_attempt(mine, attempt), reply
+
     # -- inquiry ----------------------------------------------------------------------------
     async def inquire_payment(self, payment: PaymentRef) -> GatewayResult:
+        """The payment's status. For an attempt whose creation reply was lost (no payment id
+        stored) the payment is looked up by the attempt's reference. A purchase-mode attempt that
+        Tabby authorized is captured first (the automatic attempt inquiry and notifications
+        settle a customer who never came back this way)."""
         reference = payment.reference_number
         problem = self._configuration_problem(payment.currency_code)
-        payment_id = self._payment_id(payment)
-        if problem or payment_id is None:
-            message = problem or MSG_NO_PAYMENT_ID
+        if problem:
             return kit.unknown(
-                message,
-                {"error": message},
-                {"ref": reference, "result": "unknown", "pg_message": message},
+                problem,
+                {"error": problem},
+                {"ref": reference, "result": "unknown", "pg_message": problem},
             )
-        reply = await self._send("GET", payment.currency_code, self._path(payment_id))
-        if reply.status != 200:
-            return not_ok(reply, reference, inquiry=True)
-        found = parse_payment(reply.body)
-        if found is None:
-            return unknown(reply, reference, MSG_UNPARSABLE)
-        outcome = payment_outcome(found.status, has_captures=bool(found.captures))
-        message = f"Tabby payment {found.status}"
-        return GatewayResult(
-            outcome,
-            reply.raw(),
-            params(found, reference, found.status.lower(), message),
-            message,
-            {"payment_id": found.id},
-        )
+        payment_id = self._payment_id(payment)
+        if payment_id is None:
+            found, reply = await self._find_by_reference(payment)
+            if found is None:
+                message = (
+                    MSG_NO_PAYMENT_ID
+                    if reply is not None and reply.status == 200
+                    else MSG_LOOKUP_FAILED
+                )
+                return kit.unknown(
+                    message,
+                    reply.raw() if reply is not None else {},
+                    {"ref": reference, "result": "unknown", "pg_message": message},
+                )
+            payment_id = found.id
+        return await self._settle(payment, payment_id)
 
     async def inquire_operation(self, request: OperationRequest) -> GatewayResult:
         reference = request.reference_number

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from payops.connectors import kit
-from payops.connectors.base import GatewayResult, OperationRequest, Outcome
+from payops.connectors.base import GatewayResult, OperationRequest, Outcome, PaymentRef
 from payops.connectors.kit import Reply
 from payops.connectors.tabby.transformers import (
     FALLBACK_MESSAGES,
@@ -171,3 +171,159 @@ def parse_time(value: str | None) -> datetime | None:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return moment
+
+
+# -- payment acceptance --------------------------------------------------------------------------
+
+
+def captured_minor(payment: TabbyPayment, currency_code: str) -> int | None:
+    """The sum of the payment's captures in minor units; None when one cannot be read."""
+    total = 0
+    for entry in payment.captures:
+        value = amount_minor(entry.amount, currency_code)
+        if value is None:
+            return None
+        total += value
+    return total
+
+
+def attempt_result(
+    payment: TabbyPayment,
+    attempt: PaymentRef,
+    raw: dict[str, Any],
+    *,
+    via_cancel: bool = False,
+) -> GatewayResult:
+    """What a payment read from Tabby says of a customer's attempt, before any capture
+    (section 2.3 of the payment-acceptance spec). AUTHORIZED is a SUCCESS here: the connector
+    captures it first for a purchase-mode configuration. The amount and currency are what Tabby
+    holds (the authorized amount, or the captured total of a CLOSED payment)."""
+    reference = attempt.reference_number
+    status = payment.normalised_status
+    currency = (payment.currency or attempt.currency_code).upper()
+    refs = {"payment_id": payment.id}
+    message = f"Tabby payment {payment.status}"
+    base = params(payment, reference, status.lower(), message)
+    if status == "AUTHORIZED":
+        return GatewayResult(
+            Outcome.SUCCESS,
+            raw,
+            base,
+            message,
+            refs,
+            amount=amount_minor(payment.amount, currency),
+            currency_code=currency,
+        )
+    if status == "CLOSED":
+        if not payment.captures:
+            message = "The Tabby payment was closed without a capture"
+            return GatewayResult(
+                Outcome.FAILED,
+                raw,
+                params(payment, reference, "closed", message),
+                message,
+                refs,
+                payment_state="canceled",
+            )
+        return GatewayResult(
+            Outcome.SUCCESS,
+            raw,
+            base,
+            message,
+            refs,
+            amount=captured_minor(payment, currency),
+            currency_code=currency,
+        )
+    if status == "REJECTED":
+        message = "Tabby rejected the payment"
+        return GatewayResult(
+            Outcome.FAILED, raw, params(payment, reference, "rejected", message), message, refs
+        )
+    if status == "EXPIRED":
+        state = "canceled" if via_cancel else "expired"
+        message = (
+            "The customer cancelled the Tabby payment"
+            if via_cancel
+            else "The Tabby payment expired"
+        )
+        return GatewayResult(
+            Outcome.FAILED,
+            raw,
+            params(payment, reference, "expired", message),
+            message,
+            refs,
+            payment_state=state,
+        )
+    if status != "CREATED":
+        message = f"Tabby payment status {payment.status} is not understood"
+    return GatewayResult(
+        Outcome.PENDING, raw, params(payment, reference, status.lower(), message), message, refs
+    )
+
+
+def needs_capture(payment: TabbyPayment, attempt: PaymentRef) -> bool:
+    """A purchase-mode attempt whose payment Tabby authorized for exactly the amount asked and
+    that this attempt has not captured yet (Tabby only authorizes at checkout)."""
+    if attempt.operation_mode != "purchase" or payment.normalised_status != "AUTHORIZED":
+        return False
+    return payment.capture(attempt.reference_number) is None
+
+
+def authorized_as_asked(payment: TabbyPayment, attempt: PaymentRef) -> bool:
+    currency = (payment.currency or "").upper()
+    return (
+        currency == attempt.currency_code.upper()
+        and amount_minor(payment.amount, attempt.currency_code) == attempt.amount
+    )
+
+
+def captured_result(
+    payment: TabbyPayment, attempt: PaymentRef, raw: dict[str, Any]
+) -> GatewayResult | None:
+    """SUCCESS when the payment lists this attempt's capture (reference_id = the attempt's
+    reference) for the amount asked; None when it lists none."""
+    entry = payment.capture(attempt.reference_number)
+    if entry is None:
+        return None
+    reference = attempt.reference_number
+    recorded = amount_minor(entry.amount, attempt.currency_code)
+    message = "Authorized and captured"
+    return GatewayResult(
+        Outcome.SUCCESS,
+        raw,
+        params(payment, reference, "captured", message, entry),
+        message,
+        {"payment_id": payment.id, "capture_id": entry.id},
+        amount=recorded,
+        currency_code=(payment.currency or attempt.currency_code).upper(),
+    )
+
+
+def capture_pending(
+    payment: TabbyPayment, attempt: PaymentRef, raw: dict[str, Any], why: str
+) -> GatewayResult:
+    """An authorized purchase-mode payment whose capture is not confirmed: it stays pending and
+    the next confirmation or inquiry sends the capture again under the same reference_id
+    (Tabby's idempotency key), so it can never be captured twice."""
+    message = f"Tabby authorized the payment; the capture is not confirmed yet ({why})"
+    return GatewayResult(
+        Outcome.PENDING,
+        raw,
+        params(payment, attempt.reference_number, "authorized", message),
+        message,
+        {"payment_id": payment.id},
+    )
+
+
+def not_this_attempt(payment: TabbyPayment, attempt: PaymentRef) -> bool:
+    order_reference = payment.order.reference_id if payment.order else None
+    return order_reference != attempt.reference_number
+
+
+def pick_for_attempt(payments: list[TabbyPayment], attempt: PaymentRef) -> TabbyPayment | None:
+    """Among listed payments, this attempt's: one that took money first, else the newest."""
+    mine = [p for p in payments if not not_this_attempt(p, attempt)]
+    taken = [p for p in mine if p.normalised_status in ("AUTHORIZED", "CLOSED")]
+    if taken:
+        return taken[0]
+    return max(mine, key=lambda p: p.created_at or "", default=None)

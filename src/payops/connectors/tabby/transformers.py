@@ -235,3 +235,192 @@ def amount_minor(value: str | None, currency_code: str) -> int | None:
         return from_decimal(number, currency_code)
     except (InvalidOperation, AmountError, UnknownCurrency, ValueError, OverflowError):
         return None
+
+
+# -- payment acceptance: the checkout session ---------------------------------------------------
+# POST /api/v2/checkout (payment acceptance spec §2.1). Amounts are major-unit strings, like the
+# payment API's. PayOps's attempt reference is the order's ``reference_id`` (and ``meta``), so a
+# payment can be recognised as this attempt's (and found again after a lost reply).
+
+# Tabby's merchant code follows the currency of its country (the code issued by Tabby may be
+# configured instead, ``options["merchant_code"]``).
+MERCHANT_CODE_BY_CURRENCY = {"AED": "AE", "SAR": "SA", "KWD": "KW"}
+LANGUAGES = ("en", "ar")
+
+
+class Buyer(_Request):
+    name: str | None = None
+    email: str | None = None
+    phone: str | None = None
+
+
+class ShippingAddress(_Request):
+    city: str = ""
+    address: str = ""
+    zip: str = ""
+
+
+class OrderItem(_Request):
+    title: str
+    quantity: int = 1
+    unit_price: str
+    category: str
+    reference_id: str
+
+
+class CheckoutOrder(_Request):
+    reference_id: str = Field(min_length=1)
+    items: list[OrderItem]
+    tax_amount: str
+    shipping_amount: str
+    discount_amount: str
+
+
+class BuyerHistory(_Request):
+    registered_since: str
+    loyalty_level: int = 0
+
+
+class CheckoutPayment(_Request):
+    amount: str
+    currency: str
+    description: str
+    buyer: Buyer
+    shipping_address: ShippingAddress
+    order: CheckoutOrder
+    buyer_history: BuyerHistory
+    order_history: list[Any] = Field(default_factory=list)
+    meta: dict[str, str]
+
+
+class MerchantUrls(_Request):
+    success: str
+    cancel: str
+    failure: str
+
+
+class CheckoutSessionRequest(_Request):
+    """POST /api/v2/checkout"""
+
+    payment: CheckoutPayment
+    lang: str
+    merchant_code: str = Field(min_length=1)
+    merchant_urls: MerchantUrls
+
+    def body(self) -> dict[str, Any]:
+        # Empty buyer fields are left out; the (required) lists and objects are always sent.
+        return self.model_dump(exclude_none=True)
+
+
+def checkout_request(
+    *,
+    minor: int,
+    currency_code: str,
+    reference: str,
+    description: str,
+    customer: dict[str, str],
+    merchant_code: str,
+    language: str,
+    urls: MerchantUrls,
+    now: str,
+) -> CheckoutSessionRequest:
+    amount = wire_amount(minor, currency_code)
+    zero = wire_amount(0, currency_code)
+    name = " ".join(
+        part
+        for part in (customer.get("first_name", "").strip(), customer.get("last_name", "").strip())
+        if part
+    )
+    title = description or f"Order {reference}"
+    return CheckoutSessionRequest(
+        payment=CheckoutPayment(
+            amount=amount,
+            currency=currency_code.upper(),
+            description=title,
+            buyer=Buyer(
+                name=name or None,
+                email=customer.get("email", "").strip() or None,
+                phone=customer.get("phone", "").strip() or None,
+            ),
+            shipping_address=ShippingAddress(
+                city=customer.get("city", ""),
+                address=customer.get("address", ""),
+                zip=customer.get("zip", ""),
+            ),
+            order=CheckoutOrder(
+                reference_id=reference,
+                items=[
+                    OrderItem(
+                        title=title[:200],
+                        unit_price=amount,
+                        category="General",
+                        reference_id=reference,
+                    )
+                ],
+                tax_amount=zero,
+                shipping_amount=zero,
+                discount_amount=zero,
+            ),
+            buyer_history=BuyerHistory(registered_since=now),
+            meta={"order_id": reference},
+        ),
+        lang=language if language in LANGUAGES else "en",
+        merchant_code=merchant_code,
+        merchant_urls=urls,
+    )
+
+
+class WebProduct(_Reply):
+    web_url: str | None = None
+
+
+class AvailableProducts(_Reply):
+    installments: list[WebProduct] = Field(default_factory=list)
+
+
+class SessionConfiguration(_Reply):
+    available_products: AvailableProducts | None = None
+
+
+class SessionPayment(_Reply):
+    id: str | None = None
+    status: str | None = None
+
+
+class CheckoutSession(_Reply):
+    """The 200 answer to POST /api/v2/checkout (and GET /api/v2/checkout/{id})."""
+
+    id: str = Field(min_length=1)
+    status: str = Field(min_length=1)
+    payment: SessionPayment | None = None
+    configuration: SessionConfiguration | None = None
+
+    @property
+    def web_url(self) -> str | None:
+        products = self.configuration.available_products if self.configuration else None
+        for product in products.installments if products else []:
+            if product.web_url:
+                return product.web_url
+        return None
+
+    @property
+    def payment_id(self) -> str | None:
+        return self.payment.id if self.payment and self.payment.id else None
+
+
+def parse_session(body: Any) -> CheckoutSession | None:
+    if not isinstance(body, dict):
+        return None
+    try:
+        return CheckoutSession.model_validate(body)
+    except ValidationError:
+        return None
+
+
+def parse_payment_list(body: Any) -> list[TabbyPayment] | None:
+    """GET /api/v2/payments: ``{"payments": [...]}`` (a bare list is accepted too)."""
+    items = body.get("payments") if isinstance(body, dict) else body
+    if not isinstance(items, list):
+        return None
+    found = [parse_payment(item) for item in items]
+    return [payment for payment in found if payment is not None]

@@ -107,8 +107,8 @@ def parse_notification(body: bytes | str) -> TabbyNotification:
     refunds = [] if refunds is None else refunds
     if not isinstance(captures, list) or not isinstance(refunds, list):
         raise TabbyWebhookError("notification captures/refunds are not lists")
-    order = payload.get("order") if isinstance(payload.get("order"), dict) else {}
-    reference = order.get("reference_id")
+    order = payload.get("order")
+    reference = order.get("reference_id") if isinstance(order, dict) else None
     normalised = status.strip().upper()
     return TabbyNotification(
         payment_id=payment_id.strip(),
