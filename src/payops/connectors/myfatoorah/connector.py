@@ -64,7 +64,7 @@ import logging
 import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from payops.connectors import kit
 from payops.connectors.base import (
@@ -115,6 +115,7 @@ from payops.connectors.myfatoorah.transformers import (
     GatewayRequest,
     InvoiceCreated,
     MakeRefundRequest,
+    PaymentKeyType,
     PaymentStatus,
     PaymentStatusRequest,
     RefundCreated,
@@ -233,7 +234,8 @@ class MyFatoorahConnector(Connector):
 
     # -- results ----------------------------------------------------------------------------
     def _precheck(self, payment: PaymentRef, reference: str,
-                  *, inquiry: bool) -> tuple[tuple[str, str] | None, GatewayResult | None]:
+                  *, inquiry: bool
+                  ) -> tuple[tuple[str, PaymentKeyType] | None, GatewayResult | None]:
         """The key to send, or the result of a request that cannot be sent at all."""
         problem = self._configuration_problem()
         key = self._payment_key(payment)
@@ -249,7 +251,7 @@ class MyFatoorahConnector(Connector):
                             message)
 
     @staticmethod
-    def _payment_key(payment: PaymentRef) -> tuple[str, str] | None:
+    def _payment_key(payment: PaymentRef) -> tuple[str, PaymentKeyType] | None:
         refs = payment.gateway_refs or {}
         invoice_id = kit.ref(refs, "invoice_id")
         if invoice_id:
@@ -280,7 +282,8 @@ class MyFatoorahConnector(Connector):
     async def void(self, request: OperationRequest) -> GatewayResult:
         return await self._update(request, OPERATION_RELEASE)
 
-    async def _update(self, request: OperationRequest, operation: str) -> GatewayResult:
+    async def _update(self, request: OperationRequest,
+                      operation: Literal["capture", "release"]) -> GatewayResult:
         reference = request.reference_number
         key, refused = self._precheck(request.payment, reference, inquiry=False)
         if refused is not None:
@@ -328,8 +331,9 @@ class MyFatoorahConnector(Connector):
                 log.info("myfatoorah refund %s already exists; not sent again", reference)
                 return judge_refunds(request, listed, answer.raw, invoice_id)
             key = (invoice_id, KEY_INVOICE_ID)
+        # A refund is keyed by InvoiceId or PaymentId, which is all _payment_key returns.
         payload = MakeRefundRequest(
-            KeyType=key[1], Key=key[0], Amount=to_amount(request.amount, request.currency_code),
+            KeyType=KEY_INVOICE_ID if key[1] == KEY_INVOICE_ID else KEY_PAYMENT_ID, Key=key[0], Amount=to_amount(request.amount, request.currency_code),
             Comment=f"PayOps refund {reference}", ServiceChargeOnCustomer=False,
             RefundChargeOnCustomer=False, ExternalIdentifier=reference,
         )
@@ -442,7 +446,8 @@ class MyFatoorahConnector(Connector):
         problem = self._configuration_problem()
         if problem is not None:
             return simple(Outcome.UNKNOWN, {"error": problem}, reference, problem)
-        key = self._payment_key(payment) or (reference, KEY_CUSTOMER_REFERENCE)
+        key: tuple[str, PaymentKeyType] = (self._payment_key(payment)
+                                           or (reference, KEY_CUSTOMER_REFERENCE))
         answer = await self._call(GET_PAYMENT_STATUS,
                                   PaymentStatusRequest(Key=key[0], KeyType=key[1]))
         if answer.kind != "ok":
@@ -506,8 +511,9 @@ class MyFatoorahConnector(Connector):
         payment = request.payment
         known = dict(payment.gateway_refs or {})
         invoice_id = kit.ref(known, "invoice_id")
-        key = (invoice_id, KEY_INVOICE_ID) if invoice_id else (payment.reference_number,
-                                                                 KEY_CUSTOMER_REFERENCE)
+        key: tuple[str, PaymentKeyType] = (
+            (invoice_id, KEY_INVOICE_ID) if invoice_id
+            else (payment.reference_number, KEY_CUSTOMER_REFERENCE))
         answer = await self._call(GET_PAYMENT_STATUS,
                                   PaymentStatusRequest(Key=key[0], KeyType=key[1]))
         if answer.kind == "unknown":

@@ -16,7 +16,7 @@ import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Final, Literal, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, StrictBool, ValidationError
@@ -32,15 +32,16 @@ GET_REFUND_STATUS = "/v2/GetRefundStatus"
 EXECUTE_PAYMENT = "/v2/ExecutePayment"
 SEND_PAYMENT = "/v2/SendPayment"
 
-KEY_INVOICE_ID = "InvoiceId"
-KEY_PAYMENT_ID = "PaymentId"
-KEY_REFUND_ID = "RefundId"
-KEY_CUSTOMER_REFERENCE = "CustomerReference"
+KEY_INVOICE_ID: Final = "InvoiceId"
+KEY_PAYMENT_ID: Final = "PaymentId"
+KEY_REFUND_ID: Final = "RefundId"
+KEY_CUSTOMER_REFERENCE: Final = "CustomerReference"
+PaymentKeyType = Literal["InvoiceId", "PaymentId", "CustomerReference"]
 
 # GUESS: the spec's example sends lower case ("capture"); MyFatoorah's reference table writes
 # "Capture"/"Release". The API is .NET and matches these case-insensitively elsewhere (KeyType).
-OPERATION_CAPTURE = "capture"
-OPERATION_RELEASE = "release"
+OPERATION_CAPTURE: Final = "capture"
+OPERATION_RELEASE: Final = "release"
 
 
 # -- JSON with exact decimals ---------------------------------------------------------------------
