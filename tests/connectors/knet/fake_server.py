@@ -36,6 +36,8 @@ The payment side (spec/gateways-payment-acceptance.md §5.5):
   to a ``CAPTURED`` payment makes the fake reverse it (the inquiry then answers ``VOIDED``:
   GUESS, KNET documents no word for it). The browser then goes (302) to the ``REDIRECT=`` URL,
   or to ``errorURL`` when there was none.
+- ``page_lifetime`` (seconds, default 600): a card submitted later sends the browser to
+  ``errorURL`` with ``IPAY0100042`` (Transaction time limit exceeds); nothing is recorded.
 - Switch ``drop_notification``: the payment is taken but nothing is posted and the browser is
   not sent anywhere ("paid but never returned").
 
@@ -150,6 +152,10 @@ class FakeKnet(FakeGateway):
         self.pages: dict[str, dict[str, str]] = {}
         self.posts: list[dict[str, Any]] = []
         self.reply_deadline = 2.0
+        # How long a payment page takes a card (KNET's own limit is not published): past it the
+        # browser goes to errorURL with IPAY0100042 and nothing is recorded.
+        self.page_lifetime = 600.0
+        self.opened: dict[str, float] = {}
         self.host_timeout_next = False
         self.drop_notification = False
 
@@ -268,6 +274,7 @@ class FakeKnet(FakeGateway):
                 return self._to_error_url(error_url, "IPAY0100114", "Duplicate Record")
             payment_id = str(next(self._ids))
             self.pages[payment_id] = fields
+            self.opened[payment_id] = time.monotonic()
         return Answer(200, _card_page_html(payment_id, amount, ""), "text/html")
 
     def _card_page(self, method: str, query: dict[str, str], body: bytes) -> Answer:
@@ -282,6 +289,12 @@ class FakeKnet(FakeGateway):
         if method != "POST":
             return Answer(405, "<html>Method Not Allowed</html>", "text/html")
         form = dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
+        if time.monotonic() - self.opened.get(payment_id, 0.0) > self.page_lifetime:
+            with self.lock:
+                self.pages.pop(payment_id, None)
+            return self._to_error_url(fields.get("errorurl", ""), "IPAY0100042",
+                                      "Transaction time limit exceeds",
+                                      {"paymentid": payment_id, "trackid": fields["trackid"]})
         if form.get("cancel"):
             result = "CANCELED"
         elif form.get("bank") != TEST_BANK or not form.get("cardN", "").isdigit() \

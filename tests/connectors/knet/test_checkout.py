@@ -303,6 +303,19 @@ async def test_a_wrong_reply_makes_knet_reverse_and_send_the_browser_to_error_ur
     assert found.outcome != Outcome.SUCCESS
 
 
+async def test_an_expired_page_sends_the_browser_to_error_url_and_fails_nobody(
+        fake: FakeKnet, connector: KnetConnector, endpoint: ResponseEndpoint) -> None:
+    fake.page_lifetime = 0.0
+    payment, begun = await begin(connector, endpoint)
+    back = DRIVER.pay(fake, BrowserStep("GET", begun.url), "success")
+    assert back is not None and "Error=IPAY0100042" in back.url
+    assert fake.posts == [] and fake.payment(payment.reference_number) is None
+    # The error URL's code is only a hint: KNET's inquiry knows nothing yet, so it stays open
+    # (the session's expiry and the attempt inquiry settle it).
+    found = await connector.confirm_return(payment, dict(parse_qsl(urlsplit(back.url).query)))
+    assert found.outcome == Outcome.PENDING
+
+
 async def test_the_fake_refuses_a_bad_initialisation(
         fake: FakeKnet, connector: KnetConnector, endpoint: ResponseEndpoint) -> None:
     payment, begun = await begin(connector, endpoint)
