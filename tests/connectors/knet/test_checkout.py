@@ -190,6 +190,12 @@ async def test_what_cannot_be_sent_fails_the_attempt(fake: FakeKnet,
     no_key = connector_for(fake, resource_key="")
     assert (await no_key.start_checkout(checkout(attempt(), endpoint.url))).outcome \
         == Outcome.FAILED
+    live = KnetConnector(ConnectorConfig(
+        pg_code="knet-kwd", is_sandbox=False, options={"base_url": fake.url},
+        credentials={"tranportal_id": TRANPORTAL_ID, "tranportal_password": TRANPORTAL_PASSWORD,
+                     "resource_key": RESOURCE_KEY}))
+    plain_http = await live.start_checkout(checkout(attempt(), endpoint.url))  # http://
+    assert plain_http.outcome == Outcome.FAILED and "HTTPS" in plain_http.message
     connector = connector_for(fake)
     for payment in (attempt(1_000, "USD"), PaymentRef("BAD-REF", 1_000, "KWD", "purchase")):
         begun = await connector.start_checkout(checkout(payment, endpoint.url))

@@ -136,6 +136,11 @@ class KnetConnector(Connector):
             track_id = pay.check_track_id(self.track_id(payment))
         except ValueError as exc:  # KnetFormatError too
             problem = problem or f"Not sent to KNET: {exc}"
+        if problem is None and not self.config.is_sandbox and not all(
+                url.startswith("https://") for url in (request.response_url,
+                                                       request.failure_url)):
+            # K-064 §2.3: KNET posts only to an HTTPS responseURL with a valid certificate.
+            problem = "KNET needs HTTPS response and error URLs (PAYOPS_PUBLIC_URL)"
         if problem is not None:
             return CheckoutStart(Outcome.FAILED, raw={"error": problem}, message=problem)
         plaintext = pay.purchase_plaintext(
