@@ -261,8 +261,12 @@ async def test_lost_create_reply_then_retry_reuses_the_invoice(fake: FakeMyFatoo
     # An attempt that already has its invoice and page is sent there again.
     kept = stored(fresh, created)
     resent = await connector.start_checkout(checkout(kept))
-    await connector.aclose()
     assert resent.url == created.url and len(fake.created()) == 2
+    # Once that invoice is paid, a new start sends the browser back to PayOps to read it.
+    assert DRIVER.pay(fake, BrowserStep("GET", created.url), "success") is not None
+    after = await connector.start_checkout(checkout(kept, retry=True))
+    await connector.aclose()
+    assert after.url == checkout(kept).return_url and len(fake.created()) == 2
 
 
 async def test_inquiry_of_an_attempt_whose_create_reply_was_lost(fake: FakeMyFatoorah) -> None:

@@ -506,8 +506,9 @@ class MyFatoorahConnector(Connector):
 
     async def _existing_invoice(self, request: CheckoutRequest) -> CheckoutStart | None:
         """The attempt's invoice if MyFatoorah has one (None: create one). The browser goes to
-        the stored page when it is known; otherwise straight back to PayOps, which confirms by
-        GetPaymentStatus (a page never shown to anyone cannot be paid twice)."""
+        the stored page when it is known and the invoice still takes a payment; otherwise
+        straight back to PayOps, which confirms by GetPaymentStatus (a page never shown to
+        anyone cannot be paid twice)."""
         payment = request.payment
         known = dict(payment.gateway_refs or {})
         invoice_id = kit.ref(known, "invoice_id")
@@ -526,6 +527,8 @@ class MyFatoorahConnector(Connector):
                 return CheckoutStart(Outcome.UNKNOWN, raw=answer.raw, message=message)
             return None  # MyFatoorah has no invoice with this reference: create it
         url = payment_url(kit.ref(known, "payment_url"))
+        if found.status in ("paid", "duplicatepayment", "canceled"):
+            url = None  # nothing left to pay there: PayOps reads the result at once
         log.info("myfatoorah invoice for attempt %s already exists; not created again",
                  payment.reference_number)
         return CheckoutStart(Outcome.SUCCESS, method="GET", url=url or request.return_url,
