@@ -86,7 +86,7 @@ class Answer:
     # A fault the protocol itself decided to apply (a fake that consumes its faults only for
     # requests it accepts): met after this answer's state change when ``fault.apply``.
     fault: Fault | None = None
-    # Extra response headers (a hosted page's ``Location`` on a 302).
+    # Extra response headers (a hosted payment page's ``Location`` on a 303).
     headers: dict[str, str] | None = None
 
 
