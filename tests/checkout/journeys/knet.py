@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from html.parser import HTMLParser
 from typing import Any
-from urllib.parse import parse_qsl, urljoin, urlsplit
+from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit
 
 import httpx
 
@@ -82,12 +82,13 @@ class KnetDriver:
         return None
 
     def forge_return(self, fake: FakeKnet, at_gateway: BrowserStep) -> BrowserStep:
-        """A post to PayOps's response URL that KNET never made: made-up hex as trandata."""
+        """The browser "back from KNET" on PayOps's error URL with made-up values: a success
+        claim and an encrypted-looking ``trandata`` that KNET never made."""
         query = dict(parse_qsl(urlsplit(at_gateway.url).query))
-        forged = secrets.token_hex(64)
-        return BrowserStep("POST", query["responseURL"],
-                           {"trandata": forged, "paymentid": "100200300400500",
-                            "trackid": "FORGED", "amt": "12.500", "result": "CAPTURED"})
+        error_url = query["errorURL"]
+        forged = urlencode({"paymentid": "100200300400500", "result": "CAPTURED",
+                            "trandata": secrets.token_hex(64), "Error": "", "ErrorText": ""})
+        return BrowserStep("GET", f"{error_url}{'&' if '?' in error_url else '?'}{forged}")
 
     def pay_without_return(self, fake: FakeKnet, at_gateway: BrowserStep) -> None:
         fake.drop_notification = True

@@ -62,11 +62,14 @@ class MyFatoorahDriver:
             yield fake
 
     def gateway_config(self, fake: FakeMyFatoorah, mode: str) -> dict[str, Any]:
-        # An authorize-mode configuration is an Authorize-Capture account.
+        # An authorize-mode configuration is an Authorize-Capture account; both have MyFatoorah's
+        # Auto Refund, so a refund is done at once rather than queued for finance review.
         fake.authorize_only = mode == "authorize"
+        fake.auto_refund = True
         return {"connector": "myfatoorah", "default_currency": self.currency,
                 "credentials": {"api_token": TEST_API_TOKEN},
-                "options": {"base_url": fake.url}, "webhook_secret": WEBHOOK_SECRET}
+                "options": {"base_url": fake.url, "auto_refund": "true"},
+                "webhook_secret": WEBHOOK_SECRET}
 
     def _invoice(self, fake: FakeMyFatoorah, at_gateway: BrowserStep) -> FakeInvoice:
         key = dict(parse_qsl(urlsplit(at_gateway.url).query)).get("invoiceKey", "")

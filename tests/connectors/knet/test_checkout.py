@@ -262,13 +262,16 @@ async def test_forged_or_foreign_results_are_rejected(
         fake: FakeKnet, connector: KnetConnector, endpoint: ResponseEndpoint) -> None:
     payment, begun = await begin(connector, endpoint)
     forged = DRIVER.forge_return(fake, BrowserStep("GET", begun.url))
-    assert forged.method == "POST" and forged.url == endpoint.url
+    forged_params = dict(parse_qsl(urlsplit(forged.url).query))
+    assert forged.url.startswith(f"{PUBLIC}/checkout/return/tok?outcome=failure")
+    # As a browser return it changes nothing: KNET's inquiry knows nothing of it.
+    assert (await connector.confirm_return(payment, forged_params)).outcome == Outcome.PENDING
     other_key = knet_payment.encrypt(
         f"paymentid=1&result=CAPTURED&trackid={payment.reference_number}&amt=12.500",
         "B1B2C3D4E5F6G7H8")
     other_track = knet_payment.encrypt(
         "paymentid=1&result=CAPTURED&trackid=SOMEONEELSE&amt=12.500", RESOURCE_KEY)
-    for params in (forged.fields, {"trandata": other_key}, {"trandata": other_track},
+    for params in (forged_params, {"trandata": other_key}, {"trandata": other_track},
                    {"result": "CAPTURED", "trackid": payment.reference_number}):
         with pytest.raises(NotificationRejected):
             connector.receive_result(payment, params)
