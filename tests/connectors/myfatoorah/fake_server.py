@@ -26,6 +26,24 @@ the socket) and enforces what MyFatoorah enforces:
 - ``GetRefundStatus`` ``{"KeyType": InvoiceId|RefundReference|RefundId, "Key"}``:
   ``Data.RefundStatusResult[]`` with ``RefundStatus`` ``Refunded``/``Canceled``/``Pending``.
 
+The payment side (spec/gateways-payment-acceptance.md §4.5):
+
+- ``InitiatePayment`` lists two methods; ``ExecutePayment`` (exactly one of ``PaymentMethodId`` /
+  ``SessionId``) and ``SendPayment`` (``CustomerName``, ``NotificationOption`` and the contact it
+  needs) create a **new invoice on every call** with its ``CustomerReference``; ``CallBackUrl`` and
+  ``ErrorUrl`` are checked (≤ 254 characters; localhost refused only with ``refuse_localhost``);
+  ``ExpiryDate`` is read in Asia/Kuwait time and shown back as ``ExpiryDate``/``ExpiryTime``.
+- ``GET /En/KWT/PayInvoice/Checkout?invoiceKey=…``: a card form. ``CARD_SUCCESS`` adds a
+  ``Succss`` transaction (``Authorize`` with ``authorize_only``), sets the invoice Paid and sends
+  the browser (302) to ``CallBackUrl?paymentId=<id>&Id=<id>``; ``CARD_DECLINE`` adds a ``Failed``
+  transaction (``MF002``) and sends it to ``ErrorUrl?paymentId=…``; Cancel does the same with
+  ``MF006``; ``CARD_PENDING`` adds an ``InProgress`` transaction and waits (3-D Secure, no answer
+  until ``complete_pending``). Another try on the same invoice is allowed until it is paid; an
+  expired invoice takes no card.
+- Switches: ``duplicate_next`` (the invoice is paid twice: ``DuplicatePayment``),
+  ``authorize_only``, ``never_return`` (paid, the browser is never sent back), and
+  ``webhook(invoice_id)`` / ``send_webhook`` for a signed V2 ``PAYMENT_STATUS_CHANGED``.
+
 Tests steer it with ``fail_next(kind, endpoint=…)`` (timeout, reset, 500, malformed, decline,
 blocked; ``apply=True`` performs the request before the fault, as when a reply is lost), with
 ``settle_refund`` (finance approves or cancels), and with the invoice builders below. Every request
