@@ -179,6 +179,12 @@ async def test_the_request_is_built_locally_exactly_as_k064_says(
         f"&trackid={payment.reference_number}&udf1=&udf2=&udf3=&udf4=&udf5=")
     assert TRANPORTAL_PASSWORD not in begun.url and RESOURCE_KEY not in begun.url
     assert begun.method == "GET" and begun.gateway_refs == {"track_id": payment.reference_number}
+    # Nothing exists at KNET before the customer pays: a retried start builds the same request.
+    request = checkout(payment, endpoint.url)
+    again = await connector.start_checkout(CheckoutRequest(**{**request.__dict__, "retry": True}))
+    assert again.gateway_refs == begun.gateway_refs and fake.requests == []
+    assert fake_server.decrypt(dict(parse_qsl(urlsplit(again.url).query))["trandata"],
+                               RESOURCE_KEY) == plain
     arabic = await connector.start_checkout(checkout(attempt(5), endpoint.url, "ar"))
     plain = fake_server.decrypt(dict(parse_qsl(urlsplit(arabic.url).query))["trandata"],
                                 RESOURCE_KEY)
