@@ -558,7 +558,8 @@ class MyFatoorahConnector(Connector):
         if method is not None:
             return ExecutePaymentRequest(PaymentMethodId=method, CustomerName=name or None,
                                          **common)
-        return SendPaymentRequest(CustomerName=name or request.merchant_name or "Customer",
+        # SendPayment requires a name; without the customer's, a neutral one.
+        return SendPaymentRequest(CustomerName=name or "Customer",
                                   **common)
 
     async def confirm_return(self, payment: PaymentRef, params: Mapping[str, str]) -> GatewayResult:
