@@ -209,7 +209,7 @@ async def test_what_cannot_be_sent_fails_the_attempt(fake: FakeKnet,
 
 
 @pytest.mark.parametrize(("action", "posted", "confirmed", "state"), [
-    ("success", Outcome.SUCCESS, Outcome.SUCCESS, None),
+    ("success", Outcome.PENDING, Outcome.SUCCESS, None),  # CAPTURED: a claim until inquiry
     ("decline", Outcome.FAILED, Outcome.FAILED, None),
     ("cancel", Outcome.FAILED, Outcome.FAILED, "canceled"),
 ])
@@ -225,8 +225,9 @@ async def test_result_posted_then_confirmed_by_inquiry(
     assert result.gateway_refs["track_id"] == payment.reference_number
     assert result.raw["trandata"] == fake.posts[-1]["fields"]["trandata"]  # both forms kept
     assert fake.posts[-1]["reversed"] is False
-    if posted == Outcome.SUCCESS:
+    if action == "success":
         assert (result.amount, result.currency_code) == (12_500, "KWD")
+        assert result.pg_params["result"] == "CAPTURED"
     inquiries_before = len(fake.requests_to("/kpg/tranPipe.htm"))
     assert inquiries_before == 0  # receive_result made no call
     found = await connector.confirm_return(payment, {})

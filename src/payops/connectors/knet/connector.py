@@ -158,9 +158,10 @@ class KnetConnector(Connector):
 
     def receive_result(self, payment: PaymentRef, params: Mapping[str, str]) -> GatewayResult:
         """KNET's server posted the result: decrypt ``trandata`` with the terminal key and check
-        that it names this attempt's track id. No network call. The amount KNET states is
-        reported (``amount``) for PayOps to compare; a ``CAPTURED`` is a claim until the
-        inquiry confirms it (``confirm_return``)."""
+        that it names this attempt's track id. No network call. A refusal (``NOT CAPTURED``,
+        ``DENIED BY RISK``) is a failure and ``CANCELED`` a cancellation; ``CAPTURED`` is only a
+        claim (no MAC) and comes back PENDING, with the amount KNET states, until the inquiry
+        of ``confirm_return`` confirms it."""
         key = self._resource_key()
         trandata = str(params.get("trandata") or "")
         if len(key.encode("utf-8")) != 16:
@@ -176,15 +177,18 @@ class KnetConnector(Connector):
             raise NotificationRejected("KNET's result names another track id")
         outcome, state = pay.posted_outcome(posted.result)
         recorded = decide.amount_minor(posted.amount)
-        if outcome == Outcome.SUCCESS and recorded is None:
-            outcome = Outcome.PENDING  # a success must say what it charged
+        message = f"KNET posted result {posted.result or '(empty)'}"
+        if outcome == Outcome.SUCCESS:
+            # Spec §5.2/§5.3: paid is "CAPTURED, confirmed by inquiry". The envelope has no MAC,
+            # so a success is only a claim here; confirm_return's inquiry settles it.
+            outcome = Outcome.PENDING
+            message += "; to be confirmed by inquiry"
         refs = {"track_id": expected, "payment_id": posted.get("paymentid"),
                 "tranid": posted.get("tranid")}
         params_out = {"result": posted.result, "trackid": expected,
                       "payid": posted.get("paymentid") or None, "tranid": posted.get("tranid"),
                       "ref": posted.get("ref"), "auth": posted.get("auth"),
                       "postdate": posted.get("postdate")}
-        message = f"KNET posted result {posted.result or '(empty)'}"
         found = kit.result(outcome, {"posted": posted.evidence(), "trandata": trandata},
                            {k: v for k, v in params_out.items() if v}, message, refs,
                            amount=recorded, currency_code=t.CURRENCY if recorded is not None
