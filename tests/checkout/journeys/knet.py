@@ -52,17 +52,24 @@ class KnetDriver:
             yield fake
 
     def gateway_config(self, fake: FakeKnet, mode: str) -> dict[str, Any]:
-        return {"connector": "knet", "default_currency": self.currency,
-                "credentials": {"tranportal_id": TRANPORTAL_ID,
-                                "tranportal_password": TRANPORTAL_PASSWORD,
-                                "resource_key": RESOURCE_KEY},
-                "options": {"base_url": fake.url}}
+        return {
+            "connector": "knet",
+            "default_currency": self.currency,
+            "credentials": {
+                "tranportal_id": TRANPORTAL_ID,
+                "tranportal_password": TRANPORTAL_PASSWORD,
+                "resource_key": RESOURCE_KEY,
+            },
+            "options": {"base_url": fake.url},
+        }
 
-    def pay(self, fake: FakeKnet, at_gateway: BrowserStep,
-            action: CustomerAction) -> BrowserStep | None:
+    def pay(
+        self, fake: FakeKnet, at_gateway: BrowserStep, action: CustomerAction
+    ) -> BrowserStep | None:
         with httpx.Client(follow_redirects=False, timeout=30) as browser:
-            page = browser.request(at_gateway.method, at_gateway.url,
-                                   data=at_gateway.fields or None)
+            page = browser.request(
+                at_gateway.method, at_gateway.url, data=at_gateway.fields or None
+            )
             if page.status_code in (302, 303):  # KNET refused the request: errorURL
                 return BrowserStep("GET", urljoin(at_gateway.url, page.headers["location"]))
             assert page.status_code == 200, page.text
@@ -70,9 +77,15 @@ class KnetDriver:
             form.feed(page.text)
             assert form.action is not None, "the KNET page has no form"
             month, year = {"success": EXPIRY_CAPTURED, "pending": EXPIRY_HELD}.get(
-                action, ("10", "2021"))
-            fields = {"bank": TEST_BANK, "cardN": "0000000001", "expmnth": month,
-                      "expyr": year, "pin": "1234"}
+                action, ("10", "2021")
+            )
+            fields = {
+                "bank": TEST_BANK,
+                "cardN": "0000000001",
+                "expmnth": month,
+                "expyr": year,
+                "pin": "1234",
+            }
             fields["cancel" if action == "cancel" else "submit"] = "1"
             # The fake posts the result to PayOps and waits for REDIRECT= before answering.
             answer = browser.post(urljoin(str(page.url), form.action), data=fields)
@@ -86,8 +99,15 @@ class KnetDriver:
         claim and an encrypted-looking ``trandata`` that KNET never made."""
         query = dict(parse_qsl(urlsplit(at_gateway.url).query))
         error_url = query["errorURL"]
-        forged = urlencode({"paymentid": "100200300400500", "result": "CAPTURED",
-                            "trandata": secrets.token_hex(64), "Error": "", "ErrorText": ""})
+        forged = urlencode(
+            {
+                "paymentid": "100200300400500",
+                "result": "CAPTURED",
+                "trandata": secrets.token_hex(64),
+                "Error": "",
+                "ErrorText": "",
+            }
+        )
         return BrowserStep("GET", f"{error_url}{'&' if '?' in error_url else '?'}{forged}")
 
     def pay_without_return(self, fake: FakeKnet, at_gateway: BrowserStep) -> None:

@@ -66,10 +66,13 @@ class MyFatoorahDriver:
         # Auto Refund, so a refund is done at once rather than queued for finance review.
         fake.authorize_only = mode == "authorize"
         fake.auto_refund = True
-        return {"connector": "myfatoorah", "default_currency": self.currency,
-                "credentials": {"api_token": TEST_API_TOKEN},
-                "options": {"base_url": fake.url, "auto_refund": "true"},
-                "webhook_secret": WEBHOOK_SECRET}
+        return {
+            "connector": "myfatoorah",
+            "default_currency": self.currency,
+            "credentials": {"api_token": TEST_API_TOKEN},
+            "options": {"base_url": fake.url, "auto_refund": "true"},
+            "webhook_secret": WEBHOOK_SECRET,
+        }
 
     def _invoice(self, fake: FakeMyFatoorah, at_gateway: BrowserStep) -> FakeInvoice:
         key = dict(parse_qsl(urlsplit(at_gateway.url).query)).get("invoiceKey", "")
@@ -78,21 +81,29 @@ class MyFatoorahDriver:
         self.last_invoice = str(invoice.id)
         return invoice
 
-    def pay(self, fake: FakeMyFatoorah, at_gateway: BrowserStep,
-            action: CustomerAction) -> BrowserStep | None:
+    def pay(
+        self, fake: FakeMyFatoorah, at_gateway: BrowserStep, action: CustomerAction
+    ) -> BrowserStep | None:
         self._invoice(fake, at_gateway)
         with httpx.Client(follow_redirects=False, timeout=15) as browser:
-            page = browser.request(at_gateway.method, at_gateway.url,
-                                   data=at_gateway.fields or None)
+            page = browser.request(
+                at_gateway.method, at_gateway.url, data=at_gateway.fields or None
+            )
             assert page.status_code == 200, page.text
             form = _form(page.text)
             if form.action is None:
                 return None  # the page takes no card (invoice expired or already paid)
-            card = {"success": CARD_SUCCESS, "decline": CARD_DECLINE,
-                    "pending": CARD_PENDING}.get(action, CARD_SUCCESS)
-            fields = {**form.fields, "card_number": card, "expiry": "12/30", "cvv": "123",
-                      "cardholder_name": "Test Customer",
-                      "action": "cancel" if action == "cancel" else "pay"}
+            card = {"success": CARD_SUCCESS, "decline": CARD_DECLINE, "pending": CARD_PENDING}.get(
+                action, CARD_SUCCESS
+            )
+            fields = {
+                **form.fields,
+                "card_number": card,
+                "expiry": "12/30",
+                "cvv": "123",
+                "cardholder_name": "Test Customer",
+                "action": "cancel" if action == "cancel" else "pay",
+            }
             answer = browser.post(urljoin(at_gateway.url, form.action), data=fields)
         if answer.status_code in (302, 303):
             return BrowserStep("GET", urljoin(at_gateway.url, answer.headers["location"]))

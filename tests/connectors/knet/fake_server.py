@@ -81,6 +81,7 @@ AMOUNT_SHAPE = re.compile(r"^[0-9]{1,6}\.[0-9]{3}$")
 
 # -- KNET's AES envelope, written here from the spec (not imported from the connector) --------
 
+
 def encrypt(plaintext: str, key: str) -> str:
     raw = plaintext.encode()
     pad = 16 - len(raw) % 16
@@ -115,8 +116,10 @@ def split_fields(plaintext: str) -> dict[str, str]:
 
 
 def error(code: str, text: str) -> str:
-    return (f"<result>!ERROR!-{code}-{text}</result><error_code_tag>{code}</error_code_tag>"
-            f"<error_service_tag>null</error_service_tag>")
+    return (
+        f"<result>!ERROR!-{code}-{text}</result><error_code_tag>{code}</error_code_tag>"
+        f"<error_service_tag>null</error_service_tag>"
+    )
 
 
 def fragment(fields: list[tuple[str, str]]) -> str:
@@ -162,14 +165,14 @@ class FakeKnet(FakeGateway):
     # -- setup ----------------------------------------------------------------------------------
     def add_payment(self, track_id: str, amount: str = "25.000", result: str = "CAPTURED") -> str:
         """A payment made on KNET's page; returns its payment id."""
-        payment = KnetPayment(track_id, str(next(self._ids)), str(next(self._ids)),
-                              Decimal(amount), result)
+        payment = KnetPayment(
+            track_id, str(next(self._ids)), str(next(self._ids)), Decimal(amount), result
+        )
         self.payments[track_id] = payment
         return payment.payment_id
 
     # -- protocol -------------------------------------------------------------------------------
-    def handle(self, method: str, path: str, headers: dict[str, str],
-               body: bytes) -> Answer:
+    def handle(self, method: str, path: str, headers: dict[str, str], body: bytes) -> Answer:
         base, _, query = path.partition("?")
         if base == PAGE_PATH and method == "GET":
             return self._payment_init(dict(parse_qsl(query, keep_blank_values=True)))
@@ -191,8 +194,12 @@ class FakeKnet(FakeGateway):
             return Answer(200, error("IPAY0100020", "Invalid action type"), XML)
         amount = fields.get("amt", "")
         transid = fields.get("transid", "")
-        if not AMOUNT_SHAPE.match(amount) or Decimal(amount) <= 0 or not transid \
-                or len(transid) > 19:
+        if (
+            not AMOUNT_SHAPE.match(amount)
+            or Decimal(amount) <= 0
+            or not transid
+            or len(transid) > 19
+        ):
             return Answer(200, error("IPAY0100013", "Invalid transaction data"), XML)
         with self.lock:
             payment = self._find(transid, fields.get("udf5", ""))
@@ -221,16 +228,19 @@ class FakeKnet(FakeGateway):
     def _find(self, transid: str, udf5: str) -> KnetPayment | None:
         kind = udf5.lower()
         for payment in self.payments.values():
-            if ((kind == "trackid" and payment.track_id == transid)
-                    or (kind == "paymentid" and payment.payment_id == transid)
-                    or (kind in ("", "transid", "transactionid") and payment.tran_id == transid)):
+            if (
+                (kind == "trackid" and payment.track_id == transid)
+                or (kind == "paymentid" and payment.payment_id == transid)
+                or (kind in ("", "transid", "transactionid") and payment.tran_id == transid)
+            ):
                 return payment
         return None
 
     # -- the payment page ---------------------------------------------------------------------
     @staticmethod
-    def _to_error_url(error_url: str, code: str, text: str,
-                      extra: dict[str, str] | None = None) -> Answer:
+    def _to_error_url(
+        error_url: str, code: str, text: str, extra: dict[str, str] | None = None
+    ) -> Answer:
         if not error_url.startswith(("http://", "https://")):
             return Answer(400, f"<html><body>{code} {escape(text)}</body></html>", "text/html")
         joiner = "&" if "?" in error_url else "?"
@@ -247,16 +257,21 @@ class FakeKnet(FakeGateway):
         try:
             fields = split_fields(decrypt(query.get("trandata", ""), RESOURCE_KEY))
         except ValueError:
-            return self._to_error_url(clear_error_url, "IPAY0100176",
-                                      "Decrypting transaction data failed")
+            return self._to_error_url(
+                clear_error_url, "IPAY0100176", "Decrypting transaction data failed"
+            )
         error_url = fields.get("errorurl", "")
         if fields.get("id") != TRANPORTAL_ID or fields.get("password") != TRANPORTAL_PASSWORD:
             return self._to_error_url(error_url, "IPAY0100015", "Invalid tranportal password")
         if fields.get("action") != "1":
             return self._to_error_url(error_url, "IPAY0100020", "Invalid action type")
         amount = fields.get("amt", "")
-        if (fields.get("currencycode") != "414" or not AMOUNT_SHAPE.match(amount)
-                or len(amount) > 10 or Decimal(amount) <= 0):
+        if (
+            fields.get("currencycode") != "414"
+            or not AMOUNT_SHAPE.match(amount)
+            or len(amount) > 10
+            or Decimal(amount) <= 0
+        ):
             return self._to_error_url(error_url, "IPAY0100013", "Invalid transaction data")
         track_id = fields.get("trackid", "")
         if not TRACK_ID_SHAPE.match(track_id):
@@ -282,8 +297,9 @@ class FakeKnet(FakeGateway):
         with self.lock:
             fields = self.pages.get(payment_id)
         if fields is None:
-            return Answer(404, "<html><body>IPAY0100047 Invalid order status</body></html>",
-                          "text/html")
+            return Answer(
+                404, "<html><body>IPAY0100047 Invalid order status</body></html>", "text/html"
+            )
         if method == "GET":
             return Answer(200, _card_page_html(payment_id, fields["amt"], ""), "text/html")
         if method != "POST":
@@ -292,18 +308,31 @@ class FakeKnet(FakeGateway):
         if time.monotonic() - self.opened.get(payment_id, 0.0) > self.page_lifetime:
             with self.lock:
                 self.pages.pop(payment_id, None)
-            return self._to_error_url(fields.get("errorurl", ""), "IPAY0100042",
-                                      "Transaction time limit exceeds",
-                                      {"paymentid": payment_id, "trackid": fields["trackid"]})
+            return self._to_error_url(
+                fields.get("errorurl", ""),
+                "IPAY0100042",
+                "Transaction time limit exceeds",
+                {"paymentid": payment_id, "trackid": fields["trackid"]},
+            )
         if form.get("cancel"):
             result = "CANCELED"
-        elif form.get("bank") != TEST_BANK or not form.get("cardN", "").isdigit() \
-                or not form.get("pin", "").isdigit():
-            return Answer(200, _card_page_html(payment_id, fields["amt"],
-                                               "Please enter valid card details."), "text/html")
+        elif (
+            form.get("bank") != TEST_BANK
+            or not form.get("cardN", "").isdigit()
+            or not form.get("pin", "").isdigit()
+        ):
+            return Answer(
+                200,
+                _card_page_html(payment_id, fields["amt"], "Please enter valid card details."),
+                "text/html",
+            )
         elif (form.get("expmnth"), form.get("expyr")) == EXPIRY_HELD:
-            return Answer(200, "<html><body><p>Your transaction is being processed. Please "
-                               "wait.</p></body></html>", "text/html")
+            return Answer(
+                200,
+                "<html><body><p>Your transaction is being processed. Please "
+                "wait.</p></body></html>",
+                "text/html",
+            )
         elif self.host_timeout_next:
             self.host_timeout_next = False
             result = "HOST TIMEOUT"
@@ -316,38 +345,56 @@ class FakeKnet(FakeGateway):
     def _complete(self, payment_id: str, fields: dict[str, str], result: str) -> Answer:
         with self.lock:
             self.pages.pop(payment_id, None)
-            payment = KnetPayment(fields["trackid"], payment_id, str(next(self._ids)),
-                                  Decimal(fields["amt"]), result)
+            payment = KnetPayment(
+                fields["trackid"], payment_id, str(next(self._ids)), Decimal(fields["amt"]), result
+            )
             self.payments[payment.track_id] = payment
         if self.drop_notification:
-            return Answer(200, "<html><body><p>Transaction complete.</p></body></html>",
-                          "text/html")
+            return Answer(
+                200, "<html><body><p>Transaction complete.</p></body></html>", "text/html"
+            )
         posted = self.result_fields(payment, fields)
         redirect = self._post_result(fields["responseurl"], posted, payment)
         if redirect is None:
-            return self._to_error_url(fields.get("errorurl", ""), "IPAY0100232",  # GUESS
-                                      "Merchant response not received",
-                                      {"paymentid": payment_id, "trackid": payment.track_id})
+            return self._to_error_url(
+                fields.get("errorurl", ""),
+                "IPAY0100232",  # GUESS
+                "Merchant response not received",
+                {"paymentid": payment_id, "trackid": payment.track_id},
+            )
         return Answer(302, "", "text/html", headers={"Location": redirect})
 
-    def result_fields(self, payment: KnetPayment, fields: dict[str, str],
-                      *, amount: str | None = None) -> dict[str, str]:
+    def result_fields(
+        self, payment: KnetPayment, fields: dict[str, str], *, amount: str | None = None
+    ) -> dict[str, str]:
         """The form KNET posts to responseURL: encrypted ``trandata`` and the clear copies."""
         captured = payment.result == "CAPTURED"
-        plain = join_fields([
-            ("paymentid", payment.payment_id), ("result", payment.result),
-            ("auth", "999554" if captured else ""), ("avr", "N"),
-            ("ref", f"{payment.tran_id[-12:]}" if captured else ""),
-            ("tranid", payment.tran_id if captured else ""),
-            ("postdate", "1130" if captured else ""), ("trackid", payment.track_id),
-            ("udf1", fields.get("udf1", "")), ("udf2", fields.get("udf2", "")),
-            ("udf3", fields.get("udf3", "")), ("udf4", fields.get("udf4", "")),
-            ("udf5", fields.get("udf5", "")), ("amt", amount or f"{payment.amount:.3f}"),
-            ("authRespCode", "00" if captured else "05")])
-        return {"trandata": encrypt(plain, RESOURCE_KEY).upper(),
-                "paymentid": payment.payment_id, "trackid": payment.track_id,
-                "amt": amount or f"{payment.amount:.3f}",
-                **{f"udf{n}": fields.get(f"udf{n}", "") for n in range(1, 6)}}
+        plain = join_fields(
+            [
+                ("paymentid", payment.payment_id),
+                ("result", payment.result),
+                ("auth", "999554" if captured else ""),
+                ("avr", "N"),
+                ("ref", f"{payment.tran_id[-12:]}" if captured else ""),
+                ("tranid", payment.tran_id if captured else ""),
+                ("postdate", "1130" if captured else ""),
+                ("trackid", payment.track_id),
+                ("udf1", fields.get("udf1", "")),
+                ("udf2", fields.get("udf2", "")),
+                ("udf3", fields.get("udf3", "")),
+                ("udf4", fields.get("udf4", "")),
+                ("udf5", fields.get("udf5", "")),
+                ("amt", amount or f"{payment.amount:.3f}"),
+                ("authRespCode", "00" if captured else "05"),
+            ]
+        )
+        return {
+            "trandata": encrypt(plain, RESOURCE_KEY).upper(),
+            "paymentid": payment.payment_id,
+            "trackid": payment.track_id,
+            "amt": amount or f"{payment.amount:.3f}",
+            **{f"udf{n}": fields.get(f"udf{n}", "") for n in range(1, 6)},
+        }
 
     def _post_result(self, url: str, posted: dict[str, str], payment: KnetPayment) -> str | None:
         """POST the result; the REDIRECT= URL, or None. A late or wrong answer reverses a
@@ -361,16 +408,26 @@ class FakeKnet(FakeGateway):
             pass
         elapsed = time.monotonic() - started
         lines = text.strip().splitlines()
-        redirect = (lines[0][len("REDIRECT="):].strip()
-                    if status == 200 and len(lines) == 1 and lines[0].startswith("REDIRECT=")
-                    else "")
+        redirect = (
+            lines[0][len("REDIRECT=") :].strip()
+            if status == 200 and len(lines) == 1 and lines[0].startswith("REDIRECT=")
+            else ""
+        )
         redirect = redirect if redirect.startswith(("http://", "https://")) else ""
         reverse = (not redirect or elapsed > self.reply_deadline) and payment.result == "CAPTURED"
         with self.lock:
             if reverse:
                 payment.result, payment.reversed = "VOIDED", True
-            self.posts.append({"url": url, "fields": posted, "status": status, "reply": text,
-                               "seconds": elapsed, "reversed": reverse})
+            self.posts.append(
+                {
+                    "url": url,
+                    "fields": posted,
+                    "status": status,
+                    "reply": text,
+                    "seconds": elapsed,
+                    "reversed": reverse,
+                }
+            )
         return redirect or None
 
     # -- payment side: control ------------------------------------------------------------------
@@ -381,8 +438,8 @@ class FakeKnet(FakeGateway):
                 if fields.get("trackid") == track_id:
                     self.pages.pop(payment_id)
                     self.payments[track_id] = KnetPayment(
-                        track_id, payment_id, str(next(self._ids)), Decimal(fields["amt"]),
-                        result)
+                        track_id, payment_id, str(next(self._ids)), Decimal(fields["amt"]), result
+                    )
                     return
         raise KeyError(track_id)
 
@@ -392,13 +449,24 @@ class FakeKnet(FakeGateway):
 
     @staticmethod
     def _inquiry(payment: KnetPayment, fields: dict[str, str]) -> str:
-        return fragment([
-            ("result", payment.result), ("auth", "887766"), ("ref", "335666353638"),
-            ("avr", "N"), ("postdate", "1130"), ("tranid", payment.tran_id),
-            ("trackid", payment.track_id), ("payid", payment.payment_id),
-            ("udf1", ""), ("udf2", ""), ("udf3", ""), ("udf4", ""),
-            ("udf5", fields.get("udf5", "")), ("amt", f"{payment.amount:.3f}"),
-        ])
+        return fragment(
+            [
+                ("result", payment.result),
+                ("auth", "887766"),
+                ("ref", "335666353638"),
+                ("avr", "N"),
+                ("postdate", "1130"),
+                ("tranid", payment.tran_id),
+                ("trackid", payment.track_id),
+                ("payid", payment.payment_id),
+                ("udf1", ""),
+                ("udf2", ""),
+                ("udf3", ""),
+                ("udf4", ""),
+                ("udf5", fields.get("udf5", "")),
+                ("amt", f"{payment.amount:.3f}"),
+            ]
+        )
 
     def _refund(self, payment: KnetPayment, amount: Decimal, fields: dict[str, str]) -> str:
         if payment.result != "CAPTURED":
@@ -406,12 +474,23 @@ class FakeKnet(FakeGateway):
         if payment.refunded + amount > payment.amount:
             return error("IPAY0100137", "Credit amount greater than authorised amount")
         payment.refunds.append(amount)
-        return fragment([
-            ("result", "CAPTURED"), ("payid", str(next(self._ids))), ("trackid", payment.track_id),
-            ("udf1", ""), ("udf2", ""), ("udf3", ""), ("udf4", ""), ("udf5", ""),
-            ("ref", str(next(self._ids))[-12:]), ("auth", ""), ("postdate", ""),
-            ("tranid", str(next(self._ids))), ("amt", ""),
-        ])
+        return fragment(
+            [
+                ("result", "CAPTURED"),
+                ("payid", str(next(self._ids))),
+                ("trackid", payment.track_id),
+                ("udf1", ""),
+                ("udf2", ""),
+                ("udf3", ""),
+                ("udf4", ""),
+                ("udf5", ""),
+                ("ref", str(next(self._ids))[-12:]),
+                ("auth", ""),
+                ("postdate", ""),
+                ("tranid", str(next(self._ids))),
+                ("amt", ""),
+            ]
+        )
 
     def decline_answer(self, fault: Fault, request: RecordedRequest) -> Answer:
         if fault.message:
@@ -442,7 +521,8 @@ def _card_page_html(payment_id: str, amount: str, message: str) -> str:
         '<label>PIN <input name="pin" type="password" maxlength="4"></label>'
         '<button type="submit" name="submit" value="1">Submit</button>'
         '<button type="submit" name="cancel" value="1">Cancel</button>'
-        "</form></body></html>")
+        "</form></body></html>"
+    )
 
 
 @pytest.fixture

@@ -43,9 +43,11 @@ PUBLIC = "https://payops.example"
 _refs = itertools.count(1)
 SPEC_KEY = "A1B2C3D4E5F6G7H8"
 SPEC_PLAIN = "paymentid=100202400000000001&result=CAPTURED&trackid=T20240101A&amt=10.500"
-SPEC_TRANDATA = ("b8f1104bf8f52c5f2490a658fcc4b7ebbb331bb61bea09a19c8010a88abc03a5d43e3af65ecc"
-                 "b2ae85e9113e83fde7ff64fc172d7a42bf9f993e9dae18ea2831d7179f2335ae8b8d52782f0d"
-                 "982eddba")
+SPEC_TRANDATA = (
+    "b8f1104bf8f52c5f2490a658fcc4b7ebbb331bb61bea09a19c8010a88abc03a5d43e3af65ecc"
+    "b2ae85e9113e83fde7ff64fc172d7a42bf9f993e9dae18ea2831d7179f2335ae8b8d52782f0d"
+    "982eddba"
+)
 
 
 @dataclass
@@ -103,8 +105,9 @@ def endpoint(connector: KnetConnector) -> Iterator[ResponseEndpoint]:
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     state.url = f"http://127.0.0.1:{server.server_address[1]}/checkout/response/tok"
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
-                              daemon=True)
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+    )
     thread.start()
     yield state
     server.shutdown()
@@ -112,34 +115,56 @@ def endpoint(connector: KnetConnector) -> Iterator[ResponseEndpoint]:
 
 
 def connector_for(fake: FakeKnet, **credentials: str) -> KnetConnector:
-    return KnetConnector(ConnectorConfig(
-        pg_code="knet-kwd", is_sandbox=True,
-        credentials={"tranportal_id": TRANPORTAL_ID, "tranportal_password": TRANPORTAL_PASSWORD,
-                     "resource_key": RESOURCE_KEY, **credentials},
-        timeout_seconds=5.0, options={"base_url": fake.url}))
+    return KnetConnector(
+        ConnectorConfig(
+            pg_code="knet-kwd",
+            is_sandbox=True,
+            credentials={
+                "tranportal_id": TRANPORTAL_ID,
+                "tranportal_password": TRANPORTAL_PASSWORD,
+                "resource_key": RESOURCE_KEY,
+                **credentials,
+            },
+            timeout_seconds=5.0,
+            options={"base_url": fake.url},
+        )
+    )
 
 
 def attempt(amount: int = 12_500, currency: str = "KWD") -> PaymentRef:
-    return PaymentRef(reference_number=f"KNATT{next(_refs):06d}", amount=amount,
-                      currency_code=currency, operation_mode="purchase")
+    return PaymentRef(
+        reference_number=f"KNATT{next(_refs):06d}",
+        amount=amount,
+        currency_code=currency,
+        operation_mode="purchase",
+    )
 
 
 def checkout(payment: PaymentRef, response_url: str, language: str = "en") -> CheckoutRequest:
     return CheckoutRequest(
-        payment=payment, return_url=f"{PUBLIC}/checkout/return/tok",
+        payment=payment,
+        return_url=f"{PUBLIC}/checkout/return/tok",
         cancel_url=f"{PUBLIC}/checkout/return/tok?outcome=cancel",
         failure_url=f"{PUBLIC}/checkout/return/tok?outcome=failure",
         response_url=response_url,
-        notification_url=f"{PUBLIC}/b/pg/notifications/knet-kwd", language=language)
+        notification_url=f"{PUBLIC}/b/pg/notifications/knet-kwd",
+        language=language,
+    )
 
 
-async def begin(connector: KnetConnector, endpoint: ResponseEndpoint,
-                payment: PaymentRef | None = None) -> tuple[PaymentRef, CheckoutStart]:
+async def begin(
+    connector: KnetConnector, endpoint: ResponseEndpoint, payment: PaymentRef | None = None
+) -> tuple[PaymentRef, CheckoutStart]:
     payment = payment or attempt()
     begun = await connector.start_checkout(checkout(payment, endpoint.url))
     assert begun.outcome == Outcome.SUCCESS, begun.message
-    kept = PaymentRef(payment.reference_number, payment.amount, payment.currency_code,
-                      payment.operation_mode, dict(begun.gateway_refs))
+    kept = PaymentRef(
+        payment.reference_number,
+        payment.amount,
+        payment.currency_code,
+        payment.operation_mode,
+        dict(begun.gateway_refs),
+    )
     endpoint.payment = kept
     return kept, begun
 
@@ -162,7 +187,8 @@ def test_the_envelope_matches_the_specs_vector_both_ways() -> None:
 
 
 async def test_the_request_is_built_locally_exactly_as_k064_says(
-        fake: FakeKnet, connector: KnetConnector, endpoint: ResponseEndpoint) -> None:
+    fake: FakeKnet, connector: KnetConnector, endpoint: ResponseEndpoint
+) -> None:
     payment, begun = await begin(connector, endpoint)
     assert fake.requests == []  # nothing was sent to KNET
     parts = urlsplit(begun.url)
@@ -176,30 +202,44 @@ async def test_the_request_is_built_locally_exactly_as_k064_says(
     assert plain == (
         f"id={TRANPORTAL_ID}&password={TRANPORTAL_PASSWORD}&action=1&langid=EN&currencycode=414"
         f"&amt=12.500&responseURL={endpoint.url}&errorURL={failure}"
-        f"&trackid={payment.reference_number}&udf1=&udf2=&udf3=&udf4=&udf5=")
+        f"&trackid={payment.reference_number}&udf1=&udf2=&udf3=&udf4=&udf5="
+    )
     assert TRANPORTAL_PASSWORD not in begun.url and RESOURCE_KEY not in begun.url
     assert begun.method == "GET" and begun.gateway_refs == {"track_id": payment.reference_number}
     # Nothing exists at KNET before the customer pays: a retried start builds the same request.
     request = checkout(payment, endpoint.url)
     again = await connector.start_checkout(CheckoutRequest(**{**request.__dict__, "retry": True}))
     assert again.gateway_refs == begun.gateway_refs and fake.requests == []
-    assert fake_server.decrypt(dict(parse_qsl(urlsplit(again.url).query))["trandata"],
-                               RESOURCE_KEY) == plain
+    assert (
+        fake_server.decrypt(dict(parse_qsl(urlsplit(again.url).query))["trandata"], RESOURCE_KEY)
+        == plain
+    )
     arabic = await connector.start_checkout(checkout(attempt(5), endpoint.url, "ar"))
-    plain = fake_server.decrypt(dict(parse_qsl(urlsplit(arabic.url).query))["trandata"],
-                                RESOURCE_KEY)
+    plain = fake_server.decrypt(
+        dict(parse_qsl(urlsplit(arabic.url).query))["trandata"], RESOURCE_KEY
+    )
     assert "&langid=AR&" in plain and "&amt=0.005&" in plain
 
 
-async def test_what_cannot_be_sent_fails_the_attempt(fake: FakeKnet,
-                                                     endpoint: ResponseEndpoint) -> None:
+async def test_what_cannot_be_sent_fails_the_attempt(
+    fake: FakeKnet, endpoint: ResponseEndpoint
+) -> None:
     no_key = connector_for(fake, resource_key="")
-    assert (await no_key.start_checkout(checkout(attempt(), endpoint.url))).outcome \
-        == Outcome.FAILED
-    live = KnetConnector(ConnectorConfig(
-        pg_code="knet-kwd", is_sandbox=False, options={"base_url": fake.url},
-        credentials={"tranportal_id": TRANPORTAL_ID, "tranportal_password": TRANPORTAL_PASSWORD,
-                     "resource_key": RESOURCE_KEY}))
+    assert (
+        await no_key.start_checkout(checkout(attempt(), endpoint.url))
+    ).outcome == Outcome.FAILED
+    live = KnetConnector(
+        ConnectorConfig(
+            pg_code="knet-kwd",
+            is_sandbox=False,
+            options={"base_url": fake.url},
+            credentials={
+                "tranportal_id": TRANPORTAL_ID,
+                "tranportal_password": TRANPORTAL_PASSWORD,
+                "resource_key": RESOURCE_KEY,
+            },
+        )
+    )
     plain_http = await live.start_checkout(checkout(attempt(), endpoint.url))  # http://
     assert plain_http.outcome == Outcome.FAILED and "HTTPS" in plain_http.message
     connector = connector_for(fake)
@@ -208,14 +248,23 @@ async def test_what_cannot_be_sent_fails_the_attempt(fake: FakeKnet,
         assert begun.outcome == Outcome.FAILED, payment
 
 
-@pytest.mark.parametrize(("action", "posted", "confirmed", "state"), [
-    ("success", Outcome.PENDING, Outcome.SUCCESS, None),  # CAPTURED: a claim until inquiry
-    ("decline", Outcome.FAILED, Outcome.FAILED, None),
-    ("cancel", Outcome.FAILED, Outcome.FAILED, "canceled"),
-])
+@pytest.mark.parametrize(
+    ("action", "posted", "confirmed", "state"),
+    [
+        ("success", Outcome.PENDING, Outcome.SUCCESS, None),  # CAPTURED: a claim until inquiry
+        ("decline", Outcome.FAILED, Outcome.FAILED, None),
+        ("cancel", Outcome.FAILED, Outcome.FAILED, "canceled"),
+    ],
+)
 async def test_result_posted_then_confirmed_by_inquiry(
-        fake: FakeKnet, connector: KnetConnector, endpoint: ResponseEndpoint, action: Any,
-        posted: Outcome, confirmed: Outcome, state: str | None) -> None:
+    fake: FakeKnet,
+    connector: KnetConnector,
+    endpoint: ResponseEndpoint,
+    action: Any,
+    posted: Outcome,
+    confirmed: Outcome,
+    state: str | None,
+) -> None:
     payment, begun = await begin(connector, endpoint)
     back = DRIVER.pay(fake, BrowserStep(begun.method, begun.url), action)
     # KNET's server posted first and got the REDIRECT= line at once; the browser follows it.
@@ -239,7 +288,8 @@ async def test_result_posted_then_confirmed_by_inquiry(
 
 
 async def test_held_payment_is_pending_until_knet_answers(
-        fake: FakeKnet, connector: KnetConnector, endpoint: ResponseEndpoint) -> None:
+    fake: FakeKnet, connector: KnetConnector, endpoint: ResponseEndpoint
+) -> None:
     payment, begun = await begin(connector, endpoint)
     assert DRIVER.pay(fake, BrowserStep("GET", begun.url), "pending") is None
     assert endpoint.results == [] and fake.posts == []
@@ -248,8 +298,9 @@ async def test_held_payment_is_pending_until_knet_answers(
     assert (await connector.inquire_payment(payment)).outcome == Outcome.SUCCESS
 
 
-async def test_host_timeout_is_pending(fake: FakeKnet, connector: KnetConnector,
-                                       endpoint: ResponseEndpoint) -> None:
+async def test_host_timeout_is_pending(
+    fake: FakeKnet, connector: KnetConnector, endpoint: ResponseEndpoint
+) -> None:
     payment, begun = await begin(connector, endpoint)
     fake.host_timeout_next = True
     assert DRIVER.pay(fake, BrowserStep("GET", begun.url), "success") is not None
@@ -257,7 +308,8 @@ async def test_host_timeout_is_pending(fake: FakeKnet, connector: KnetConnector,
 
 
 async def test_paid_but_nothing_ever_posted_is_found_by_inquiry(
-        fake: FakeKnet, connector: KnetConnector, endpoint: ResponseEndpoint) -> None:
+    fake: FakeKnet, connector: KnetConnector, endpoint: ResponseEndpoint
+) -> None:
     payment, begun = await begin(connector, endpoint)
     DRIVER.pay_without_return(fake, BrowserStep("GET", begun.url))
     assert endpoint.results == [] and fake.posts == []
@@ -266,7 +318,8 @@ async def test_paid_but_nothing_ever_posted_is_found_by_inquiry(
 
 
 async def test_forged_or_foreign_results_are_rejected(
-        fake: FakeKnet, connector: KnetConnector, endpoint: ResponseEndpoint) -> None:
+    fake: FakeKnet, connector: KnetConnector, endpoint: ResponseEndpoint
+) -> None:
     payment, begun = await begin(connector, endpoint)
     forged = DRIVER.forge_return(fake, BrowserStep("GET", begun.url))
     forged_params = dict(parse_qsl(urlsplit(forged.url).query))
@@ -275,27 +328,36 @@ async def test_forged_or_foreign_results_are_rejected(
     assert (await connector.confirm_return(payment, forged_params)).outcome == Outcome.PENDING
     other_key = knet_payment.encrypt(
         f"paymentid=1&result=CAPTURED&trackid={payment.reference_number}&amt=12.500",
-        "B1B2C3D4E5F6G7H8")
+        "B1B2C3D4E5F6G7H8",
+    )
     other_track = knet_payment.encrypt(
-        "paymentid=1&result=CAPTURED&trackid=SOMEONEELSE&amt=12.500", RESOURCE_KEY)
-    for params in (forged_params, {"trandata": other_key}, {"trandata": other_track},
-                   {"result": "CAPTURED", "trackid": payment.reference_number}):
+        "paymentid=1&result=CAPTURED&trackid=SOMEONEELSE&amt=12.500", RESOURCE_KEY
+    )
+    for params in (
+        forged_params,
+        {"trandata": other_key},
+        {"trandata": other_track},
+        {"result": "CAPTURED", "trackid": payment.reference_number},
+    ):
         with pytest.raises(NotificationRejected):
             connector.receive_result(payment, params)
 
 
 async def test_a_different_amount_is_reported_not_hidden(
-        connector: KnetConnector, endpoint: ResponseEndpoint) -> None:
+    connector: KnetConnector, endpoint: ResponseEndpoint
+) -> None:
     payment, _ = await begin(connector, endpoint)
     claim = knet_payment.encrypt(
         f"paymentid=9&result=CAPTURED&trackid={payment.reference_number}&amt=1.000&tranid=7",
-        RESOURCE_KEY)
+        RESOURCE_KEY,
+    )
     found = connector.receive_result(payment, {"trandata": claim})
     assert (found.amount, found.currency_code) == (1_000, "KWD")
 
 
 async def test_a_late_reply_makes_knet_reverse_the_payment(
-        fake: FakeKnet, connector: KnetConnector, endpoint: ResponseEndpoint) -> None:
+    fake: FakeKnet, connector: KnetConnector, endpoint: ResponseEndpoint
+) -> None:
     fake.reply_deadline = 0.3
     endpoint.delay = 0.8
     payment, begun = await begin(connector, endpoint)
@@ -309,7 +371,8 @@ async def test_a_late_reply_makes_knet_reverse_the_payment(
 
 
 async def test_a_wrong_reply_makes_knet_reverse_and_send_the_browser_to_error_url(
-        fake: FakeKnet, connector: KnetConnector, endpoint: ResponseEndpoint) -> None:
+    fake: FakeKnet, connector: KnetConnector, endpoint: ResponseEndpoint
+) -> None:
     endpoint.reply = "<html><body>Thank you</body></html>"
     payment, begun = await begin(connector, endpoint)
     back = DRIVER.pay(fake, BrowserStep("GET", begun.url), "success")
@@ -320,7 +383,8 @@ async def test_a_wrong_reply_makes_knet_reverse_and_send_the_browser_to_error_ur
 
 
 async def test_an_expired_page_sends_the_browser_to_error_url_and_fails_nobody(
-        fake: FakeKnet, connector: KnetConnector, endpoint: ResponseEndpoint) -> None:
+    fake: FakeKnet, connector: KnetConnector, endpoint: ResponseEndpoint
+) -> None:
     fake.page_lifetime = 0.0
     payment, begun = await begin(connector, endpoint)
     back = DRIVER.pay(fake, BrowserStep("GET", begun.url), "success")
@@ -333,7 +397,8 @@ async def test_an_expired_page_sends_the_browser_to_error_url_and_fails_nobody(
 
 
 async def test_the_fake_refuses_a_bad_initialisation(
-        fake: FakeKnet, connector: KnetConnector, endpoint: ResponseEndpoint) -> None:
+    fake: FakeKnet, connector: KnetConnector, endpoint: ResponseEndpoint
+) -> None:
     payment, begun = await begin(connector, endpoint)
     assert DRIVER.pay(fake, BrowserStep("GET", begun.url), "decline") is not None
     again = DRIVER.pay(fake, BrowserStep("GET", begun.url), "success")  # same track id
@@ -345,8 +410,11 @@ async def test_the_fake_refuses_a_bad_initialisation(
 
 
 async def test_credentials_never_reach_the_logs(
-        fake: FakeKnet, connector: KnetConnector, endpoint: ResponseEndpoint,
-        caplog: pytest.LogCaptureFixture) -> None:
+    fake: FakeKnet,
+    connector: KnetConnector,
+    endpoint: ResponseEndpoint,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     caplog.set_level(logging.DEBUG)
     payment, begun = await begin(connector, endpoint)
     DRIVER.pay(fake, BrowserStep("GET", begun.url), "success")

@@ -65,7 +65,7 @@ import itertools
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from html import escape
 from typing import Any, ClassVar
@@ -88,15 +88,29 @@ VENDOR_ZONE = ZoneInfo("Asia/Kuwait")  # test accounts' time zone (MyFatoorah's 
 CARD_SUCCESS = "4111111111111111"
 CARD_DECLINE = "4000000000000002"
 CARD_PENDING = "4000000000000259"
-ENDPOINTS = PAYMENT_ENDPOINTS + ("/v2/GetPaymentStatus", "/v2/UpdatePaymentStatus", "/v2/MakeRefund",
-             "/v2/GetRefundStatus")
-DECIMALS = {"KWD": 3, "BHD": 3, "OMR": 3, "JOD": 3, "SAR": 2, "AED": 2, "QAR": 2, "EGP": 2,
-            "USD": 2}
+ENDPOINTS = PAYMENT_ENDPOINTS + (
+    "/v2/GetPaymentStatus",
+    "/v2/UpdatePaymentStatus",
+    "/v2/MakeRefund",
+    "/v2/GetRefundStatus",
+)
+DECIMALS = {
+    "KWD": 3,
+    "BHD": 3,
+    "OMR": 3,
+    "JOD": 3,
+    "SAR": 2,
+    "AED": 2,
+    "QAR": 2,
+    "EGP": 2,
+    "USD": 2,
+}
 LOCAL_CURRENCY = {"KWD": "KD", "SAR": "SR", "BHD": "BD", "QAR": "QR", "OMR": "RO", "JOD": "JD"}
 MASKED_CARD = "450875xxxxxx1019"
 
 
 # -- JSON with exact numbers ----------------------------------------------------------------------
+
 
 def encode(value: Any) -> str:
     """JSON where a Decimal is written as the number literal it holds (as .NET writes decimals)."""
@@ -110,6 +124,7 @@ def encode(value: Any) -> str:
 
 
 # -- canned replies -------------------------------------------------------------------------------
+
 
 def envelope(data: Any, message: str = "") -> dict[str, Any]:
     return {"IsSuccess": True, "Message": message, "ValidationErrors": None, "Data": data}
@@ -157,8 +172,10 @@ def declined_response(message: str = "The operation was declined") -> dict[str, 
 
 
 def not_found_response(path: str) -> dict[str, Any]:
-    return {"Message": "No HTTP resource was found that matches the request URI "
-                       f"'https://apitest.myfatoorah.com{path}'."}
+    return {
+        "Message": "No HTTP resource was found that matches the request URI "
+        f"'https://apitest.myfatoorah.com{path}'."
+    }
 
 
 def method_not_allowed_response(method: str) -> dict[str, Any]:
@@ -166,8 +183,9 @@ def method_not_allowed_response(method: str) -> dict[str, Any]:
 
 
 def unsupported_media_response(media: str) -> dict[str, Any]:
-    return {"Message": f"The request entity's media type '{media}' is not supported for this "
-                       "resource."}  # GUESS: .NET's wording
+    return {
+        "Message": f"The request entity's media type '{media}' is not supported for this resource."
+    }  # GUESS: .NET's wording
 
 
 def payment_status_response(invoice: FakeInvoice) -> dict[str, Any]:
@@ -175,30 +193,35 @@ def payment_status_response(invoice: FakeInvoice) -> dict[str, Any]:
 
 
 def successful_refund_response(refund: FakeRefund, key: str) -> dict[str, Any]:
-    return envelope({
-        "Key": key,
-        "RefundId": refund.id,
-        "RefundReference": refund.reference,
-        "RefundInvoiceId": refund.refund_invoice_id,
-        "Amount": refund.amount,
-        "Comment": refund.comment,
-        "ExternalIdentifier": refund.external_identifier,
-    }, "Refund Created Successfully!")
+    return envelope(
+        {
+            "Key": key,
+            "RefundId": refund.id,
+            "RefundReference": refund.reference,
+            "RefundInvoiceId": refund.refund_invoice_id,
+            "Amount": refund.amount,
+            "Comment": refund.comment,
+            "ExternalIdentifier": refund.external_identifier,
+        },
+        "Refund Created Successfully!",
+    )
 
 
 def refund_status_response(refunds: list[FakeRefund]) -> dict[str, Any]:
     return envelope({"RefundStatusResult": [r.as_json() for r in refunds]})
 
 
-BLOCKED_HTML = ("<html>\r\n<head><title>403 Forbidden</title></head>\r\n<body>\r\n<center><h1>"
-                "403 Forbidden</h1></center>\r\n<hr><center>Microsoft-Azure-Application-Gateway/v2"
-                "</center>\r\n</body>\r\n</html>\r\n")
+BLOCKED_HTML = (
+    "<html>\r\n<head><title>403 Forbidden</title></head>\r\n<body>\r\n<center><h1>"
+    "403 Forbidden</h1></center>\r\n<hr><center>Microsoft-Azure-Application-Gateway/v2"
+    "</center>\r\n</body>\r\n</html>\r\n"
+)
 SERVER_ERROR_TEXT = "<html><body><h1>500 Internal Server Error</h1></body></html>"
 MALFORMED_TEXT = '{"IsSuccess":true,"Message":"","ValidationErrors":null,"Data":{"InvoiceId":58'
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def _stamp(moment: datetime) -> str:
@@ -206,6 +229,7 @@ def _stamp(moment: datetime) -> str:
 
 
 # -- state ----------------------------------------------------------------------------------------
+
 
 @dataclass
 class FakeRefund:
@@ -263,8 +287,9 @@ class FakeInvoice:
 
     @property
     def refunded(self) -> Decimal:
-        return sum((r.amount for r in self.refunds if r.status in ("Pending", "Refunded")),
-                   Decimal(0))
+        return sum(
+            (r.amount for r in self.refunds if r.status in ("Pending", "Refunded")), Decimal(0)
+        )
 
     def as_json(self) -> dict[str, Any]:
         expiry = (self.expiry or self.created + timedelta(days=3)).astimezone(VENDOR_ZONE)
@@ -323,8 +348,15 @@ class FakeMyFatoorah(FakeGateway):
         self._keys = itertools.count(1)
 
     # -- control: invoices ------------------------------------------------------------------
-    def _transaction(self, invoice: FakeInvoice, status: str, value: Decimal, *,
-                     error: str | None = None, error_code: str | None = None) -> dict[str, Any]:
+    def _transaction(
+        self,
+        invoice: FakeInvoice,
+        status: str,
+        value: Decimal,
+        *,
+        error: str | None = None,
+        error_code: str | None = None,
+    ) -> dict[str, Any]:
         number = next(self._payment_ids)
         return {
             "TransactionDate": _stamp(_now()),
@@ -350,14 +382,25 @@ class FakeMyFatoorah(FakeGateway):
             "ErrorCode": error_code,
         }
 
-    def add_invoice(self, amount: str = "100.000", currency: str = "KWD", *,
-                    state: str = "paid", customer_reference: str = "ORD-1") -> str:
+    def add_invoice(
+        self,
+        amount: str = "100.000",
+        currency: str = "KWD",
+        *,
+        state: str = "paid",
+        customer_reference: str = "ORD-1",
+    ) -> str:
         """An invoice in ``state``: paid | authorized | in_progress | failed | canceled | unpaid.
         Returns its InvoiceId (as text, as PayOps records it)."""
         with self.lock:
-            invoice = FakeInvoice(id=next(self._ids), value=Decimal(amount), currency=currency,
-                                  status="Pending", customer_reference=customer_reference,
-                                  created=_now())
+            invoice = FakeInvoice(
+                id=next(self._ids),
+                value=Decimal(amount),
+                currency=currency,
+                status="Pending",
+                customer_reference=customer_reference,
+                created=_now(),
+            )
             value = invoice.value
             if state == "paid":
                 invoice.status = "Paid"
@@ -368,8 +411,11 @@ class FakeMyFatoorah(FakeGateway):
             elif state == "in_progress":
                 invoice.transactions.append(self._transaction(invoice, "InProgress", value))
             elif state == "failed":
-                invoice.transactions.append(self._transaction(
-                    invoice, "Failed", value, error="Declined by the issuer", error_code="MF002"))
+                invoice.transactions.append(
+                    self._transaction(
+                        invoice, "Failed", value, error="Declined by the issuer", error_code="MF002"
+                    )
+                )
             elif state == "canceled":
                 invoice.status = "Canceled"
             elif state != "unpaid":
@@ -400,8 +446,14 @@ class FakeMyFatoorah(FakeGateway):
         with self.lock:
             return [r.as_json() for r in self.invoices[int(invoice_id)].refunds]
 
-    def add_refund(self, invoice_id: str | int, amount: str, *, status: str = "Pending",
-                   external_identifier: str | None = None) -> int:
+    def add_refund(
+        self,
+        invoice_id: str | int,
+        amount: str,
+        *,
+        status: str = "Pending",
+        external_identifier: str | None = None,
+    ) -> int:
         """A refund created elsewhere (e.g. in the MyFatoorah portal)."""
         with self.lock:
             invoice = self.invoices[int(invoice_id)]
@@ -409,8 +461,13 @@ class FakeMyFatoorah(FakeGateway):
             refund.status = status
             return refund.id
 
-    def settle_refund(self, invoice_id: str | int, status: str = "Refunded", *,
-                      external_identifier: str | None = None) -> None:
+    def settle_refund(
+        self,
+        invoice_id: str | int,
+        status: str = "Refunded",
+        *,
+        external_identifier: str | None = None,
+    ) -> None:
         """MyFatoorah's finance team executes (``Refunded``) or rejects (``Canceled``) refunds
         of the invoice (those with ``external_identifier`` only, when given)."""
         assert status in ("Refunded", "Canceled", "Pending")
@@ -421,13 +478,19 @@ class FakeMyFatoorah(FakeGateway):
                     if status == "Refunded":
                         refund.rrn = f"{refund.id:012d}"
 
-    def _new_refund(self, invoice: FakeInvoice, amount: Decimal, comment: str,
-                    external_identifier: str | None) -> FakeRefund:
+    def _new_refund(
+        self, invoice: FakeInvoice, amount: Decimal, comment: str, external_identifier: str | None
+    ) -> FakeRefund:
         number = next(self._refund_ids)
         refund = FakeRefund(
-            id=number, reference=f"2025{number:06d}", refund_invoice_id=next(self._ids),
-            invoice_id=invoice.id, amount=invoice.money(amount), currency=invoice.currency,
-            status="Refunded" if self.auto_refund else "Pending", comment=comment,
+            id=number,
+            reference=f"2025{number:06d}",
+            refund_invoice_id=next(self._ids),
+            invoice_id=invoice.id,
+            amount=invoice.money(amount),
+            currency=invoice.currency,
+            status="Refunded" if self.auto_refund else "Pending",
+            comment=comment,
             external_identifier=external_identifier,
         )
         if refund.status == "Refunded":
@@ -436,27 +499,37 @@ class FakeMyFatoorah(FakeGateway):
         return refund
 
     # -- control: faults and records --------------------------------------------------------
-    def fail_next(self, kind: str, *, endpoint: str | None = None, apply: bool = False,
-                  message: str = "", status: int = 400, **more: Any) -> None:
+    def fail_next(
+        self,
+        kind: str,
+        *,
+        endpoint: str | None = None,
+        apply: bool = False,
+        message: str = "",
+        status: int = 400,
+        **more: Any,
+    ) -> None:
         """The next request to ``endpoint`` (any when None) meets ``kind``. ``decline`` answers
         ``IsSuccess: false`` with ``message`` and HTTP ``status``."""
         assert endpoint is None or endpoint in ENDPOINTS, endpoint
-        super().fail_next(kind, path=endpoint, apply=apply, message=message, status=status,
-                          **more)
+        super().fail_next(kind, path=endpoint, apply=apply, message=message, status=status, **more)
 
     def encode(self, value: Any) -> bytes:
         return encode(value).encode()
 
     def decline_answer(self, fault: Fault, request: RecordedRequest) -> Answer:
-        return Answer(fault.status or 400, declined_response(fault.message) if fault.message
-                      else declined_response())
+        return Answer(
+            fault.status or 400,
+            declined_response(fault.message) if fault.message else declined_response(),
+        )
 
     def extra_fault(self, fault: Fault, request: RecordedRequest) -> Answer | None:
         return Answer(403, BLOCKED_HTML, "text/html")  # blocked
 
     # -- protocol ---------------------------------------------------------------------------
-    def handle(self, method: str, path: str, headers: dict[str, str],
-               body: bytes) -> tuple[int, Any]:
+    def handle(
+        self, method: str, path: str, headers: dict[str, str], body: bytes
+    ) -> tuple[int, Any]:
         """(status, JSON body, bare text or None for an empty body); mutates state."""
         lower = {k.lower(): v for k, v in headers.items()}
         if urlsplit(path).path == CHECKOUT_PAGE:
@@ -500,23 +573,34 @@ class FakeMyFatoorah(FakeGateway):
 
     # validation helpers: each returns a problem (Name, Error) or None
     @staticmethod
-    def _key(data: dict[str, Any], allowed: tuple[str, ...]) -> tuple[list[tuple[str, str]],
-                                                                       str, str]:
+    def _key(
+        data: dict[str, Any], allowed: tuple[str, ...]
+    ) -> tuple[list[tuple[str, str]], str, str]:
         problems = []
         key = data.get("Key")
-        if (isinstance(key, bool) or not isinstance(key, (str, int, Decimal))
-                or not str(key).strip()):
+        if (
+            isinstance(key, bool)
+            or not isinstance(key, (str, int, Decimal))
+            or not str(key).strip()
+        ):
             problems.append(("Key", "The Key field is required."))
         key_type = data.get("KeyType")
-        match = next((a for a in allowed if isinstance(key_type, str)
-                      and key_type.strip().lower() == a.lower()), None)
+        match = next(
+            (
+                a
+                for a in allowed
+                if isinstance(key_type, str) and key_type.strip().lower() == a.lower()
+            ),
+            None,
+        )
         if match is None:
             problems.append(("KeyType", f"KeyType must be one of {', '.join(allowed)}."))
         return problems, str(key).strip() if key is not None else "", match or ""
 
     @staticmethod
-    def _amount(data: dict[str, Any], currency: str | None, *,
-                required: bool) -> tuple[tuple[str, str] | None, Decimal | None]:
+    def _amount(
+        data: dict[str, Any], currency: str | None, *, required: bool
+    ) -> tuple[tuple[str, str] | None, Decimal | None]:
         raw = data.get("Amount")
         if raw is None:
             return (("Amount", "The Amount field is required.") if required else None), None
@@ -526,16 +610,17 @@ class FakeMyFatoorah(FakeGateway):
         if amount <= 0:
             return ("Amount", "The Amount must be greater than zero."), None
         if currency is not None and -amount.as_tuple().exponent > DECIMALS[currency]:  # type: ignore[operator]
-            return ("Amount", f"The Amount allows at most {DECIMALS[currency]} decimals for "
-                              f"{currency}."), None  # GUESS: refused, not rounded
+            return (
+                "Amount",
+                f"The Amount allows at most {DECIMALS[currency]} decimals for {currency}.",
+            ), None  # GUESS: refused, not rounded
         return None, amount
 
     def _find(self, key: str, key_type: str) -> FakeInvoice | None:
         if key_type == "InvoiceId":
             return self.invoices.get(int(key)) if key.isdigit() else None
         for invoice in self.invoices.values():
-            if key_type == "PaymentId" and any(t["PaymentId"] == key
-                                               for t in invoice.transactions):
+            if key_type == "PaymentId" and any(t["PaymentId"] == key for t in invoice.transactions):
                 return invoice
             if key_type == "CustomerReference" and invoice.customer_reference == key:
                 return invoice
@@ -558,7 +643,8 @@ class FakeMyFatoorah(FakeGateway):
             problems.append(("Operation", "Operation must be Capture or Release."))
         invoice = self._find(key, key_type) if not problems else None
         amount_problem, amount = self._amount(
-            data, invoice.currency if invoice else None, required=operation == "capture")
+            data, invoice.currency if invoice else None, required=operation == "capture"
+        )
         if amount_problem:
             problems.append(amount_problem)
         if problems:
@@ -580,8 +666,9 @@ class FakeMyFatoorah(FakeGateway):
         else:
             if amount is not None and amount != invoice.value:
                 return 400, release_amount_response()
-            invoice.transactions.append(self._transaction(
-                invoice, "Canceled", invoice.value, error="Transaction Released"))
+            invoice.transactions.append(
+                self._transaction(invoice, "Canceled", invoice.value, error="Transaction Released")
+            )
         invoice.updated = True
         return 200, payment_status_response(invoice)
 
@@ -594,8 +681,9 @@ class FakeMyFatoorah(FakeGateway):
             if data.get(name) is not None and not isinstance(data[name], str):
                 problems.append((name, f"{name} must be a string."))
         invoice = self._find(key, key_type) if not problems else None
-        amount_problem, amount = self._amount(data, invoice.currency if invoice else None,
-                                              required=True)
+        amount_problem, amount = self._amount(
+            data, invoice.currency if invoice else None, required=True
+        )
         if amount_problem:
             problems.append(amount_problem)
         if problems:
@@ -608,8 +696,9 @@ class FakeMyFatoorah(FakeGateway):
         if amount > invoice.value - invoice.refunded:
             return 400, refund_exceeds_response()
         # No idempotency: a repeated ExternalIdentifier makes another refund, as MyFatoorah does.
-        refund = self._new_refund(invoice, amount, data.get("Comment") or "",
-                                  data.get("ExternalIdentifier"))
+        refund = self._new_refund(
+            invoice, amount, data.get("Comment") or "", data.get("ExternalIdentifier")
+        )
         return 200, successful_refund_response(refund, key)
 
     def _get_refund_status(self, data: dict[str, Any]) -> tuple[int, Any]:
@@ -624,29 +713,55 @@ class FakeMyFatoorah(FakeGateway):
         for invoice in self.invoices.values():
             for refund in invoice.refunds:
                 if (key_type == "RefundId" and str(refund.id) == key) or (
-                        key_type == "RefundReference" and refund.reference == key):
+                    key_type == "RefundReference" and refund.reference == key
+                ):
                     return 200, refund_status_response([refund])
         return 400, invalid_key_response()
 
     # -- payment side: invoice creation (spec: payment acceptance §4.1, §4.5) -------------------
     def _initiate_payment(self, data: dict[str, Any]) -> tuple[int, Any]:
         currency = data.get("CurrencyIso")
-        problem, amount = self._amount({"Amount": data.get("InvoiceAmount")},
-                                       currency if currency in DECIMALS else None, required=True)
+        problem, amount = self._amount(
+            {"Amount": data.get("InvoiceAmount")},
+            currency if currency in DECIMALS else None,
+            required=True,
+        )
         if problem or currency not in DECIMALS:
-            return 400, validation_error_response(problem or ("CurrencyIso",
-                                                              "The CurrencyIso is invalid."))
+            return 400, validation_error_response(
+                problem or ("CurrencyIso", "The CurrencyIso is invalid.")
+            )
         assert amount is not None
-        return 200, envelope({"PaymentMethods": [
-            {"PaymentMethodId": 1, "PaymentMethodAr": "كي نت", "PaymentMethodEn": "KNET",
-             "PaymentMethodCode": "kn", "IsDirectPayment": False, "ServiceCharge": Decimal(0),
-             "TotalAmount": amount, "CurrencyIso": currency, "ImageUrl": "",
-             "IsEmbeddedSupported": False},
-            {"PaymentMethodId": 2, "PaymentMethodAr": "فيزا / ماستر", "PaymentMethodEn":
-             "VISA/MASTER", "PaymentMethodCode": "vm", "IsDirectPayment": False,
-             "ServiceCharge": Decimal(0), "TotalAmount": amount, "CurrencyIso": currency,
-             "ImageUrl": "", "IsEmbeddedSupported": True},
-        ]}, "Initiated Successfully!")
+        return 200, envelope(
+            {
+                "PaymentMethods": [
+                    {
+                        "PaymentMethodId": 1,
+                        "PaymentMethodAr": "كي نت",
+                        "PaymentMethodEn": "KNET",
+                        "PaymentMethodCode": "kn",
+                        "IsDirectPayment": False,
+                        "ServiceCharge": Decimal(0),
+                        "TotalAmount": amount,
+                        "CurrencyIso": currency,
+                        "ImageUrl": "",
+                        "IsEmbeddedSupported": False,
+                    },
+                    {
+                        "PaymentMethodId": 2,
+                        "PaymentMethodAr": "فيزا / ماستر",
+                        "PaymentMethodEn": "VISA/MASTER",
+                        "PaymentMethodCode": "vm",
+                        "IsDirectPayment": False,
+                        "ServiceCharge": Decimal(0),
+                        "TotalAmount": amount,
+                        "CurrencyIso": currency,
+                        "ImageUrl": "",
+                        "IsEmbeddedSupported": True,
+                    },
+                ]
+            },
+            "Initiated Successfully!",
+        )
 
     def _url_problem(self, name: str, value: Any) -> tuple[str, str] | None:
         if not isinstance(value, str) or not value.strip():
@@ -667,14 +782,14 @@ class FakeMyFatoorah(FakeGateway):
         if currency not in DECIMALS:
             problems.append(("DisplayCurrencyIso", "The DisplayCurrencyIso is invalid."))
             currency = None
-        problem, amount = self._amount({"Amount": data.get("InvoiceValue")}, currency,
-                                       required=True)
+        problem, amount = self._amount(
+            {"Amount": data.get("InvoiceValue")}, currency, required=True
+        )
         if problem:
             problems.append(("InvoiceValue", problem[1].replace("Amount", "InvoiceValue")))
         if execute:
             if (data.get("PaymentMethodId") is None) == (data.get("SessionId") is None):
-                problems.append(("PaymentMethodId",
-                                 "Provide either PaymentMethodId or SessionId."))
+                problems.append(("PaymentMethodId", "Provide either PaymentMethodId or SessionId."))
         else:
             option = str(data.get("NotificationOption") or "").upper()
             if option not in ("EML", "SMS", "LNK", "ALL"):
@@ -693,24 +808,35 @@ class FakeMyFatoorah(FakeGateway):
         expiry = None
         if data.get("ExpiryDate"):
             try:
-                expiry = datetime.strptime(str(data["ExpiryDate"])[:19], "%Y-%m-%dT%H:%M:%S"
-                                           ).replace(tzinfo=VENDOR_ZONE)
+                expiry = datetime.strptime(
+                    str(data["ExpiryDate"])[:19], "%Y-%m-%dT%H:%M:%S"
+                ).replace(tzinfo=VENDOR_ZONE)
             except ValueError:
                 problems.append(("ExpiryDate", "The ExpiryDate is invalid."))
         if problems:
             return 400, validation_error_response(*problems)
         assert amount is not None and currency is not None
         invoice = FakeInvoice(
-            id=next(self._ids), value=amount, currency=currency, status="Pending",
-            customer_reference=str(data.get("CustomerReference") or ""), created=_now(),
+            id=next(self._ids),
+            value=amount,
+            currency=currency,
+            status="Pending",
+            customer_reference=str(data.get("CustomerReference") or ""),
+            created=_now(),
             callback_url=str(data.get("CallBackUrl") or ""),
-            error_url=str(data.get("ErrorUrl") or ""), key=f"01072{next(self._keys):08d}",
-            expiry=expiry, created_by=path, request=dict(data))
+            error_url=str(data.get("ErrorUrl") or ""),
+            key=f"01072{next(self._keys):08d}",
+            expiry=expiry,
+            created_by=path,
+            request=dict(data),
+        )
         self.invoices[invoice.id] = invoice
         page = f"{self.url}{CHECKOUT_PAGE}?invoiceKey={invoice.key}"
-        reply: dict[str, Any] = {"InvoiceId": invoice.id,
-                                 "CustomerReference": invoice.customer_reference,
-                                 "UserDefinedField": data.get("UserDefinedField")}
+        reply: dict[str, Any] = {
+            "InvoiceId": invoice.id,
+            "CustomerReference": invoice.customer_reference,
+            "UserDefinedField": data.get("UserDefinedField"),
+        }
         if execute:
             page += f"&paymentGatewayId={data.get('PaymentMethodId') or 0}"
             reply.update(IsDirectPayment=False, PaymentURL=page, RecurringId="")
@@ -730,12 +856,15 @@ class FakeMyFatoorah(FakeGateway):
             if invoice is None:
                 return Answer(404, "<html><body>Invoice not found</body></html>", "text/html")
             if invoice.status in ("Paid", "DuplicatePayment"):
-                return Answer(200, _page_html(invoice, "This invoice is already paid.", None),
-                              "text/html")
-            if invoice.status == "Canceled" or (invoice.expiry is not None
-                                                and invoice.expiry <= _now()):
-                return Answer(200, _page_html(invoice, "This invoice has expired.", None),
-                              "text/html")
+                return Answer(
+                    200, _page_html(invoice, "This invoice is already paid.", None), "text/html"
+                )
+            if invoice.status == "Canceled" or (
+                invoice.expiry is not None and invoice.expiry <= _now()
+            ):
+                return Answer(
+                    200, _page_html(invoice, "This invoice has expired.", None), "text/html"
+                )
             action = f"{CHECKOUT_PAGE}?{urlencode(query)}"
             if method == "GET":
                 return Answer(200, _page_html(invoice, "", action), "text/html")
@@ -743,28 +872,41 @@ class FakeMyFatoorah(FakeGateway):
                 return Answer(405, "<html>Method Not Allowed</html>", "text/html")
             form = dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
             if form.get("action") == "cancel":
-                return self._finish(invoice, "Failed", error="Transaction cancelled",
-                                    error_code="MF006")
+                return self._finish(
+                    invoice, "Failed", error="Transaction cancelled", error_code="MF006"
+                )
             card = form.get("card_number", "").replace(" ", "")
             if card == CARD_SUCCESS:
                 return self._finish(invoice, "Authorize" if self.authorize_only else "Succss")
             if card == CARD_DECLINE:
-                return self._finish(invoice, "Failed", error="Declined by the issuer",
-                                    error_code="MF002")
+                return self._finish(
+                    invoice, "Failed", error="Declined by the issuer", error_code="MF002"
+                )
             if card == CARD_PENDING:
-                invoice.transactions.append(self._transaction(invoice, "InProgress",
-                                                              invoice.value))
-                return Answer(200, _page_html(invoice, "Your bank is checking the payment "
-                                                       "(3-D Secure). Please wait.", None),
-                              "text/html")
-            return Answer(200, _page_html(invoice, "Card number is invalid.", action),
-                          "text/html")
+                invoice.transactions.append(self._transaction(invoice, "InProgress", invoice.value))
+                return Answer(
+                    200,
+                    _page_html(
+                        invoice,
+                        "Your bank is checking the payment (3-D Secure). Please wait.",
+                        None,
+                    ),
+                    "text/html",
+                )
+            return Answer(200, _page_html(invoice, "Card number is invalid.", action), "text/html")
 
-    def _finish(self, invoice: FakeInvoice, status: str, *, error: str | None = None,
-                error_code: str | None = None) -> Answer:
+    def _finish(
+        self,
+        invoice: FakeInvoice,
+        status: str,
+        *,
+        error: str | None = None,
+        error_code: str | None = None,
+    ) -> Answer:
         """Record the card's result on the invoice and send the browser back (302)."""
-        transaction = self._transaction(invoice, status, invoice.value, error=error,
-                                        error_code=error_code)
+        transaction = self._transaction(
+            invoice, status, invoice.value, error=error, error_code=error_code
+        )
         invoice.transactions.append(transaction)
         if status == "Succss":
             invoice.status = "Paid"
@@ -774,8 +916,11 @@ class FakeMyFatoorah(FakeGateway):
                 invoice.status = "DuplicatePayment"
         payment_id = transaction["PaymentId"]
         if status in ("Succss", "Authorize") and self.never_return:
-            return Answer(200, _page_html(invoice, "Payment received. You may close this "
-                                                   "window.", None), "text/html")
+            return Answer(
+                200,
+                _page_html(invoice, "Payment received. You may close this window.", None),
+                "text/html",
+            )
         target = invoice.callback_url if status in ("Succss", "Authorize") else invoice.error_url
         if not target:
             return Answer(200, _page_html(invoice, "Payment finished.", None), "text/html")
@@ -817,32 +962,59 @@ class FakeMyFatoorah(FakeGateway):
         with self.lock:
             invoice = self.invoices[int(invoice_id)]
             last = invoice.transactions[-1] if invoice.transactions else {}
-            status = {"Succss": "SUCCESS", "Failed": "FAILED", "Authorize": "AUTHORIZE",
-                      "InProgress": "INPROGRESS", "Canceled": "CANCELED"}.get(
-                last.get("TransactionStatus", ""), "")
-            invoice_status = "PAID" if invoice.status in ("Paid", "DuplicatePayment") \
-                else "PENDING"
+            status = {
+                "Succss": "SUCCESS",
+                "Failed": "FAILED",
+                "Authorize": "AUTHORIZE",
+                "InProgress": "INPROGRESS",
+                "Canceled": "CANCELED",
+            }.get(last.get("TransactionStatus", ""), "")
+            invoice_status = "PAID" if invoice.status in ("Paid", "DuplicatePayment") else "PENDING"
             # INFERRED: Invoice.ExternalIdentifier carries the invoice's CustomerReference.
-            data = {"Invoice": {"Id": str(invoice.id), "Status": invoice_status,
-                                "Reference": f"2025{invoice.id:06d}",
-                                "ExternalIdentifier": invoice.customer_reference,
-                                "UserDefinedField": None},
-                    "Transaction": {"Id": str(last.get("TransactionId", "")), "Status": status,
-                                    "PaymentMethod": "VISA/MASTER",
-                                    "PaymentId": str(last.get("PaymentId", ""))},
-                    "Amount": {"BaseCurrency": invoice.currency,
-                               "ValueInBaseCurrency": invoice.money(invoice.value)}}
-        payload = {"Event": {"Code": 1, "Name": "PAYMENT_STATUS_CHANGED",
-                             "CountryIsoCode": "KWT", "CreationDate": _stamp(_now()) + "Z",
-                             "Reference": f"WH-{invoice.id}"}, "Data": data}
-        canonical = ",".join([
-            f"Invoice.Id={data['Invoice']['Id']}", f"Invoice.Status={invoice_status}",
-            f"Transaction.Status={status}",
-            f"Transaction.PaymentId={data['Transaction']['PaymentId']}",
-            f"Invoice.ExternalIdentifier={invoice.customer_reference}"])
+            data = {
+                "Invoice": {
+                    "Id": str(invoice.id),
+                    "Status": invoice_status,
+                    "Reference": f"2025{invoice.id:06d}",
+                    "ExternalIdentifier": invoice.customer_reference,
+                    "UserDefinedField": None,
+                },
+                "Transaction": {
+                    "Id": str(last.get("TransactionId", "")),
+                    "Status": status,
+                    "PaymentMethod": "VISA/MASTER",
+                    "PaymentId": str(last.get("PaymentId", "")),
+                },
+                "Amount": {
+                    "BaseCurrency": invoice.currency,
+                    "ValueInBaseCurrency": invoice.money(invoice.value),
+                },
+            }
+        payload = {
+            "Event": {
+                "Code": 1,
+                "Name": "PAYMENT_STATUS_CHANGED",
+                "CountryIsoCode": "KWT",
+                "CreationDate": _stamp(_now()) + "Z",
+                "Reference": f"WH-{invoice.id}",
+            },
+            "Data": data,
+        }
+        canonical = ",".join(
+            [
+                f"Invoice.Id={data['Invoice']['Id']}",
+                f"Invoice.Status={invoice_status}",
+                f"Transaction.Status={status}",
+                f"Transaction.PaymentId={data['Transaction']['PaymentId']}",
+                f"Invoice.ExternalIdentifier={invoice.customer_reference}",
+            ]
+        )
         digest = hmac.new(self.webhook_secret.encode(), canonical.encode(), hashlib.sha256)
-        headers = {"MyFatoorah-Signature": base64.b64encode(digest.digest()).decode(),
-                   "myfatoorah-webhook-version": "v2", "Content-Type": "application/json"}
+        headers = {
+            "MyFatoorah-Signature": base64.b64encode(digest.digest()).decode(),
+            "myfatoorah-webhook-version": "v2",
+            "Content-Type": "application/json",
+        }
         return encode(payload).encode(), headers
 
     def send_webhook(self, invoice_id: str | int, url: str) -> int:
@@ -852,10 +1024,12 @@ class FakeMyFatoorah(FakeGateway):
 
 def _page_html(invoice: FakeInvoice, message: str, action: str | None) -> str:
     amount = escape(invoice.display())
-    parts = [f"<html><head><title>MyFatoorah - Invoice {invoice.id}</title></head><body>",
-             f"<h1>Pay {amount}</h1>"]
+    parts = [
+        f"<html><head><title>MyFatoorah - Invoice {invoice.id}</title></head><body>",
+        f"<h1>Pay {amount}</h1>",
+    ]
     if message:
-        parts.append(f"<p class=\"message\">{escape(message)}</p>")
+        parts.append(f'<p class="message">{escape(message)}</p>')
     if action:
         parts.append(
             f'<form method="post" action="{escape(action)}">'
@@ -865,7 +1039,8 @@ def _page_html(invoice: FakeInvoice, message: str, action: str | None) -> str:
             '<label>Name on card <input name="cardholder_name"></label>'
             '<button type="submit" name="action" value="pay">Pay</button>'
             '<button type="submit" name="action" value="cancel">Cancel</button>'
-            "</form>")
+            "</form>"
+        )
     parts.append("</body></html>")
     return "".join(parts)
 

@@ -37,45 +37,76 @@ def fake() -> Iterator[FakeMyFatoorah]:
 
 
 def connector_for(fake: FakeMyFatoorah, **options: Any) -> MyFatoorahConnector:
-    return MyFatoorahConnector(ConnectorConfig(
-        pg_code="myfatoorah-kwd", is_sandbox=True, credentials={"api_token": TEST_API_TOKEN},
-        timeout_seconds=5.0, options={"base_url": fake.url, **options},
-        webhook_secret=WEBHOOK_SECRET))
+    return MyFatoorahConnector(
+        ConnectorConfig(
+            pg_code="myfatoorah-kwd",
+            is_sandbox=True,
+            credentials={"api_token": TEST_API_TOKEN},
+            timeout_seconds=5.0,
+            options={"base_url": fake.url, **options},
+            webhook_secret=WEBHOOK_SECRET,
+        )
+    )
 
 
-def attempt(amount: int = 12_500, *, mode: str = "purchase",
-            refs: dict[str, Any] | None = None, reference: str | None = None) -> PaymentRef:
-    return PaymentRef(reference_number=reference or f"MFATT{next(_refs):06d}", amount=amount,
-                      currency_code="KWD", operation_mode=mode, gateway_refs=refs or {})
+def attempt(
+    amount: int = 12_500,
+    *,
+    mode: str = "purchase",
+    refs: dict[str, Any] | None = None,
+    reference: str | None = None,
+) -> PaymentRef:
+    return PaymentRef(
+        reference_number=reference or f"MFATT{next(_refs):06d}",
+        amount=amount,
+        currency_code="KWD",
+        operation_mode=mode,
+        gateway_refs=refs or {},
+    )
 
 
-def checkout(payment: PaymentRef, *, retry: bool = False,
-             expires_at: datetime | None = None) -> CheckoutRequest:
+def checkout(
+    payment: PaymentRef, *, retry: bool = False, expires_at: datetime | None = None
+) -> CheckoutRequest:
     token = f"tok{payment.reference_number}"
     return CheckoutRequest(
-        payment=payment, return_url=f"{PUBLIC}/checkout/return/{token}",
+        payment=payment,
+        return_url=f"{PUBLIC}/checkout/return/{token}",
         cancel_url=f"{PUBLIC}/checkout/return/{token}?outcome=cancel",
         failure_url=f"{PUBLIC}/checkout/return/{token}?outcome=failure",
         response_url=f"{PUBLIC}/checkout/response/{token}",
         notification_url=f"{PUBLIC}/b/pg/notifications/myfatoorah-kwd",
-        merchant_name="Test Shop", description="Order 1",
-        customer={"email": "buyer@example.com", "first_name": "Sara", "last_name": "Ali",
-                  "phone": "55512345"},
-        expires_at=expires_at, retry=retry)
+        merchant_name="Test Shop",
+        description="Order 1",
+        customer={
+            "email": "buyer@example.com",
+            "first_name": "Sara",
+            "last_name": "Ali",
+            "phone": "55512345",
+        },
+        expires_at=expires_at,
+        retry=retry,
+    )
 
 
 def stored(payment: PaymentRef, start: CheckoutStart) -> PaymentRef:
     """The attempt as PayOps keeps it after the start (its gateway_refs recorded)."""
-    return PaymentRef(payment.reference_number, payment.amount, payment.currency_code,
-                      payment.operation_mode, {**payment.gateway_refs, **start.gateway_refs})
+    return PaymentRef(
+        payment.reference_number,
+        payment.amount,
+        payment.currency_code,
+        payment.operation_mode,
+        {**payment.gateway_refs, **start.gateway_refs},
+    )
 
 
 def params_of(step: BrowserStep) -> dict[str, str]:
     return {**dict(parse_qsl(urlsplit(step.url).query)), **step.fields}
 
 
-async def start(connector: MyFatoorahConnector, payment: PaymentRef,
-                **kwargs: Any) -> tuple[PaymentRef, CheckoutStart]:
+async def start(
+    connector: MyFatoorahConnector, payment: PaymentRef, **kwargs: Any
+) -> tuple[PaymentRef, CheckoutStart]:
     begun = await connector.start_checkout(checkout(payment, **kwargs))
     assert begun.outcome == Outcome.SUCCESS, begun.message
     return stored(payment, begun), begun
@@ -88,8 +119,7 @@ def test_takes_payments_with_ottus_inquiry_window() -> None:
     assert not cls.posts_result
 
 
-async def test_send_payment_request_is_exactly_the_documented_one(
-        fake: FakeMyFatoorah) -> None:
+async def test_send_payment_request_is_exactly_the_documented_one(fake: FakeMyFatoorah) -> None:
     connector = connector_for(fake)
     payment = attempt(12_500)
     expires = datetime(2026, 12, 1, 7, 30, tzinfo=UTC)
@@ -101,13 +131,18 @@ async def test_send_payment_request_is_exactly_the_documented_one(
     assert b'"InvoiceValue":12.500' in sent.body  # a JSON number, 3 decimals, never a float
     token = f"tok{payment.reference_number}"
     assert sent.json == {
-        "InvoiceValue": Decimal("12.500"), "DisplayCurrencyIso": "KWD",
+        "InvoiceValue": Decimal("12.500"),
+        "DisplayCurrencyIso": "KWD",
         "CallBackUrl": f"{PUBLIC}/checkout/return/{token}",
         "ErrorUrl": f"{PUBLIC}/checkout/return/{token}?outcome=failure",
-        "CustomerName": "Sara Ali", "CustomerEmail": "buyer@example.com",
-        "CustomerMobile": "55512345", "CustomerReference": payment.reference_number,
-        "Language": "en", "ExpiryDate": "2026-12-01T10:30:00",  # Asia/Kuwait local time
-        "SourceInfo": "PayOps", "NotificationOption": "LNK",
+        "CustomerName": "Sara Ali",
+        "CustomerEmail": "buyer@example.com",
+        "CustomerMobile": "55512345",
+        "CustomerReference": payment.reference_number,
+        "Language": "en",
+        "ExpiryDate": "2026-12-01T10:30:00",  # Asia/Kuwait local time
+        "SourceInfo": "PayOps",
+        "NotificationOption": "LNK",
     }
     [invoice] = fake.created()
     assert begun.outcome == Outcome.SUCCESS and begun.method == "GET"
@@ -127,25 +162,27 @@ async def test_execute_payment_for_a_configured_payment_method(fake: FakeMyFatoo
     assert "paymentGatewayId=2" in begun.url
 
 
-async def test_a_refused_create_fails_the_attempt_and_creates_nothing(
-        fake: FakeMyFatoorah) -> None:
+async def test_a_refused_create_fails_the_attempt_and_creates_nothing(fake: FakeMyFatoorah) -> None:
     connector = connector_for(fake)
     request = checkout(attempt())
-    too_long = CheckoutRequest(**{**request.__dict__,
-                                  "return_url": f"{PUBLIC}/{'x' * 260}"})
+    too_long = CheckoutRequest(**{**request.__dict__, "return_url": f"{PUBLIC}/{'x' * 260}"})
     begun = await connector.start_checkout(too_long)
     await connector.aclose()
     assert begun.outcome == Outcome.FAILED and "CallBackUrl" in begun.message
     assert fake.created() == []
 
 
-@pytest.mark.parametrize(("action", "outcome", "state"), [
-    ("success", Outcome.SUCCESS, None),
-    ("decline", Outcome.FAILED, None),
-    ("cancel", Outcome.FAILED, "canceled"),
-])
+@pytest.mark.parametrize(
+    ("action", "outcome", "state"),
+    [
+        ("success", Outcome.SUCCESS, None),
+        ("decline", Outcome.FAILED, None),
+        ("cancel", Outcome.FAILED, "canceled"),
+    ],
+)
 async def test_customer_at_the_page_then_return_confirmed_by_get_payment_status(
-        fake: FakeMyFatoorah, action: Any, outcome: Outcome, state: str | None) -> None:
+    fake: FakeMyFatoorah, action: Any, outcome: Outcome, state: str | None
+) -> None:
     connector = connector_for(fake)
     payment, begun = await start(connector, attempt(12_500))
     back = DRIVER.pay(fake, BrowserStep("GET", begun.url), action)
@@ -158,7 +195,9 @@ async def test_customer_at_the_page_then_return_confirmed_by_get_payment_status(
     assert found.payment_state == state
     # The browser's paymentId was read back at MyFatoorah, by PaymentId.
     assert fake.requests_to("/v2/GetPaymentStatus")[-1].json == {
-        "Key": params_of(back)["paymentId"], "KeyType": "PaymentId"}
+        "Key": params_of(back)["paymentId"],
+        "KeyType": "PaymentId",
+    }
     if outcome == Outcome.SUCCESS:
         assert (found.amount, found.currency_code) == (12_500, "KWD")
         assert found.review_reason == ""
@@ -201,10 +240,10 @@ async def test_duplicate_payment_is_paid_and_flagged_for_review(fake: FakeMyFato
     assert "DuplicatePayment" in found.review_reason
 
 
-@pytest.mark.parametrize(("mode", "outcome"), [("authorize", Outcome.SUCCESS),
-                                               ("purchase", Outcome.PENDING)])
-async def test_authorize_capture_account(fake: FakeMyFatoorah, mode: str,
-                                         outcome: Outcome) -> None:
+@pytest.mark.parametrize(
+    ("mode", "outcome"), [("authorize", Outcome.SUCCESS), ("purchase", Outcome.PENDING)]
+)
+async def test_authorize_capture_account(fake: FakeMyFatoorah, mode: str, outcome: Outcome) -> None:
     connector = connector_for(fake)
     fake.authorize_only = True
     payment, begun = await start(connector, attempt(mode=mode))
@@ -251,7 +290,9 @@ async def test_lost_create_reply_then_retry_reuses_the_invoice(fake: FakeMyFatoo
     [invoice] = fake.created()
     assert again.gateway_refs["invoice_id"] == str(invoice.id)
     assert fake.requests_to("/v2/GetPaymentStatus")[-1].json == {
-        "Key": payment.reference_number, "KeyType": "CustomerReference"}
+        "Key": payment.reference_number,
+        "KeyType": "CustomerReference",
+    }
     # Its page was never shown: the browser goes straight back to PayOps, which reads it.
     assert again.url == checkout(payment).return_url
     # A retry before anything was created creates it once.
@@ -282,8 +323,9 @@ async def test_inquiry_of_an_attempt_whose_create_reply_was_lost(fake: FakeMyFat
 
 async def test_expired_invoice(fake: FakeMyFatoorah) -> None:
     connector = connector_for(fake)
-    payment, begun = await start(connector, attempt(),
-                                 expires_at=datetime.now(UTC) + timedelta(minutes=30))
+    payment, begun = await start(
+        connector, attempt(), expires_at=datetime.now(UTC) + timedelta(minutes=30)
+    )
     invoice_id = payment.gateway_refs["invoice_id"]
     assert (await connector.inquire_payment(payment)).outcome == Outcome.PENDING
     fake.expire(invoice_id)
@@ -318,8 +360,9 @@ async def test_the_webhook_about_the_payment_is_authentic(fake: FakeMyFatoorah) 
     assert notice.reference == payment.reference_number
 
 
-async def test_the_api_token_never_reaches_the_logs(fake: FakeMyFatoorah,
-                                                    caplog: pytest.LogCaptureFixture) -> None:
+async def test_the_api_token_never_reaches_the_logs(
+    fake: FakeMyFatoorah, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.DEBUG)
     connector = connector_for(fake)
     payment, begun = await start(connector, attempt())

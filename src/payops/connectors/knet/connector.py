@@ -61,8 +61,10 @@ log = logging.getLogger(__name__)
 SANDBOX_HOST = "https://www.kpaytest.com.kw"
 PRODUCTION_HOST = "https://www.kpay.com.kw"
 PIPE_PATH = "/kpg/tranPipe.htm?param=tranInit"
-PORTAL = {True: "https://www.kpaytest.com.kw/kpg/merchant.htm",
-          False: "https://www.kpay.com.kw/portal/merchant.htm"}
+PORTAL = {
+    True: "https://www.kpaytest.com.kw/kpg/merchant.htm",
+    False: "https://www.kpay.com.kw/portal/merchant.htm",
+}
 
 
 class KnetConnector(Connector):
@@ -79,12 +81,14 @@ class KnetConnector(Connector):
 
     def __init__(self, config: ConnectorConfig) -> None:
         super().__init__(config)
-        host = kit.text_option(config, "host") or (SANDBOX_HOST if config.is_sandbox
-                                                   else PRODUCTION_HOST)
+        host = kit.text_option(config, "host") or (
+            SANDBOX_HOST if config.is_sandbox else PRODUCTION_HOST
+        )
         if "://" not in host:
             host = f"https://{host}"
-        self.client = kit.GatewayClient("knet", base_url=kit.base_url(config, host) or host,
-                                        timeout=config.timeout_seconds)
+        self.client = kit.GatewayClient(
+            "knet", base_url=kit.base_url(config, host) or host, timeout=config.timeout_seconds
+        )
 
     async def aclose(self) -> None:
         await self.client.aclose()
@@ -99,25 +103,30 @@ class KnetConnector(Connector):
         return kit.ref(payment.gateway_refs, "track_id") or payment.reference_number
 
     def _target(self, payment: PaymentRef) -> t.Target:
-        return t.payment_target(self.track_id(payment),
-                                kit.ref(payment.gateway_refs, "payment_id"))
+        return t.payment_target(self.track_id(payment), kit.ref(payment.gateway_refs, "payment_id"))
 
     def _body(self, action: str, amount: str, target: t.Target) -> bytes:
         return t.request_body(
             tranportal_id=kit.credential(self.config, "tranportal_id", strip=True),
             password=kit.credential(self.config, "tranportal_password"),
-            action=action, amount=amount, target=target)
+            action=action,
+            amount=amount,
+            target=target,
+        )
 
     async def _call(self, work: Any) -> GatewayResult:
         return await kit.guarded(
-            work, budget=self.config.timeout_seconds + 2.0,
+            work,
+            budget=self.config.timeout_seconds + 2.0,
             on_timeout=lambda: kit.unknown("KNET did not answer in time", {"error": "timeout"}),
-            on_error=lambda exc: kit.unknown("KNET call failed", {"error": type(exc).__name__}))
+            on_error=lambda exc: kit.unknown("KNET call failed", {"error": type(exc).__name__}),
+        )
 
     # -- taking payments ----------------------------------------------------------------------
     def _resource_key(self) -> str:
-        return (kit.credential(self.config, "resource_key")
-                or kit.credential(self.config, "terminal_resource_key"))
+        return kit.credential(self.config, "resource_key") or kit.credential(
+            self.config, "terminal_resource_key"
+        )
 
     async def start_checkout(self, request: CheckoutRequest) -> CheckoutStart:
         """Build the purchase request locally and send the browser to KNET's page. Nothing is
@@ -136,25 +145,44 @@ class KnetConnector(Connector):
             track_id = pay.check_track_id(self.track_id(payment))
         except ValueError as exc:  # KnetFormatError too
             problem = problem or f"Not sent to KNET: {exc}"
-        if problem is None and not self.config.is_sandbox and not all(
-                url.startswith("https://") for url in (request.response_url,
-                                                       request.failure_url)):
+        if (
+            problem is None
+            and not self.config.is_sandbox
+            and not all(
+                url.startswith("https://") for url in (request.response_url, request.failure_url)
+            )
+        ):
             # K-064 §2.3: KNET posts only to an HTTPS responseURL with a valid certificate.
             problem = "KNET needs HTTPS response and error URLs (PAYOPS_PUBLIC_URL)"
         if problem is not None:
             return CheckoutStart(Outcome.FAILED, raw={"error": problem}, message=problem)
         plaintext = pay.purchase_plaintext(
-            tranportal_id=tranportal_id, password=password, amount=amount,
-            language=pay.language(request.language), response_url=request.response_url,
-            error_url=request.failure_url, track_id=track_id)
+            tranportal_id=tranportal_id,
+            password=password,
+            amount=amount,
+            language=pay.language(request.language),
+            response_url=request.response_url,
+            error_url=request.failure_url,
+            track_id=track_id,
+        )
         trandata = pay.encrypt(plaintext, key)
-        query = urlencode({"param": "paymentInit", "trandata": trandata,
-                           "tranportalId": tranportal_id, "responseURL": request.response_url,
-                           "errorURL": request.failure_url})
+        query = urlencode(
+            {
+                "param": "paymentInit",
+                "trandata": trandata,
+                "tranportalId": tranportal_id,
+                "responseURL": request.response_url,
+                "errorURL": request.failure_url,
+            }
+        )
         url = f"{self.client.url(pay.PAGE_PATH)}?{query}"
-        return CheckoutStart(Outcome.SUCCESS, method="GET", url=url,
-                             gateway_refs={"track_id": track_id},
-                             raw={"trackid": track_id, "amt": amount})
+        return CheckoutStart(
+            Outcome.SUCCESS,
+            method="GET",
+            url=url,
+            gateway_refs={"track_id": track_id},
+            raw={"trackid": track_id, "amt": amount},
+        )
 
     def receive_result(self, payment: PaymentRef, params: Mapping[str, str]) -> GatewayResult:
         """KNET's server posted the result: decrypt ``trandata`` with the terminal key and check
@@ -183,16 +211,29 @@ class KnetConnector(Connector):
             # so a success is only a claim here; confirm_return's inquiry settles it.
             outcome = Outcome.PENDING
             message += "; to be confirmed by inquiry"
-        refs = {"track_id": expected, "payment_id": posted.get("paymentid"),
-                "tranid": posted.get("tranid")}
-        params_out = {"result": posted.result, "trackid": expected,
-                      "payid": posted.get("paymentid") or None, "tranid": posted.get("tranid"),
-                      "ref": posted.get("ref"), "auth": posted.get("auth"),
-                      "postdate": posted.get("postdate")}
-        found = kit.result(outcome, {"posted": posted.evidence(), "trandata": trandata},
-                           {k: v for k, v in params_out.items() if v}, message, refs,
-                           amount=recorded, currency_code=t.CURRENCY if recorded is not None
-                           else None)
+        refs = {
+            "track_id": expected,
+            "payment_id": posted.get("paymentid"),
+            "tranid": posted.get("tranid"),
+        }
+        params_out = {
+            "result": posted.result,
+            "trackid": expected,
+            "payid": posted.get("paymentid") or None,
+            "tranid": posted.get("tranid"),
+            "ref": posted.get("ref"),
+            "auth": posted.get("auth"),
+            "postdate": posted.get("postdate"),
+        }
+        found = kit.result(
+            outcome,
+            {"posted": posted.evidence(), "trandata": trandata},
+            {k: v for k, v in params_out.items() if v},
+            message,
+            refs,
+            amount=recorded,
+            currency_code=t.CURRENCY if recorded is not None else None,
+        )
         return replace(found, payment_state=state)
 
     async def confirm_return(self, payment: PaymentRef, params: Mapping[str, str]) -> GatewayResult:
@@ -201,7 +242,9 @@ class KnetConnector(Connector):
         trusted."""
         found = await self.inquire_payment(payment)
         if found.outcome == Outcome.FAILED and found.pg_params.get("result", "").upper() in (
-                "CANCELED", "CANCELLED"):
+            "CANCELED",
+            "CANCELLED",
+        ):
             return replace(found, payment_state="canceled")
         return found
 
@@ -222,7 +265,8 @@ class KnetConnector(Connector):
         except t.KnetFormatError as exc:
             return kit.not_sent(f"Not sent to KNET: {exc}")
         reply = await self.client.request(
-            "POST", PIPE_PATH, xml=self._body(t.ACTION_REFUND, amount, target), decode="text")
+            "POST", PIPE_PATH, xml=self._body(t.ACTION_REFUND, amount, target), decode="text"
+        )
         return decide.refund_result(request, reply, target, self.portal)
 
     # -- inquiries --------------------------------------------------------------------------
@@ -236,7 +280,8 @@ class KnetConnector(Connector):
         except t.KnetFormatError as exc:
             return kit.unknown(f"Cannot ask KNET: {exc}")
         reply = await self.client.request(
-            "POST", PIPE_PATH, xml=self._body(t.ACTION_INQUIRY, amount, target), decode="text")
+            "POST", PIPE_PATH, xml=self._body(t.ACTION_INQUIRY, amount, target), decode="text"
+        )
         return decide.inquiry_result(payment, reply, target)
 
     async def inquire_operation(self, request: OperationRequest) -> GatewayResult:
@@ -246,7 +291,8 @@ class KnetConnector(Connector):
             track_id = self._target(request.payment).trackid
         except t.KnetFormatError:
             track_id = self.track_id(request.payment)
-        return kit.unknown("KNET cannot say whether this refund happened. "
-                           + decide.review_note(request, track_id, self.portal),
-                           {"error": "no refund status inquiry at KNET"})
-
+        return kit.unknown(
+            "KNET cannot say whether this refund happened. "
+            + decide.review_note(request, track_id, self.portal),
+            {"error": "no refund status inquiry at KNET"},
+        )

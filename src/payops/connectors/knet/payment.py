@@ -32,8 +32,23 @@ UDF_MAX = 255
 _TRACK_ID_SHAPE = re.compile(r"^[A-Za-z0-9]+$")
 _HEX = re.compile(r"^(?:[0-9A-Fa-f]{32})+$")
 # What a decrypted result may hold worth keeping (nothing secret or personal).
-RESULT_FIELDS = ("paymentid", "result", "auth", "avr", "ref", "tranid", "postdate", "trackid",
-                 "amt", "authrespcode", "udf1", "udf2", "udf3", "udf4", "udf5")
+RESULT_FIELDS = (
+    "paymentid",
+    "result",
+    "auth",
+    "avr",
+    "ref",
+    "tranid",
+    "postdate",
+    "trackid",
+    "amt",
+    "authrespcode",
+    "udf1",
+    "udf2",
+    "udf3",
+    "udf4",
+    "udf5",
+)
 
 
 class EnvelopeError(ValueError):
@@ -99,14 +114,29 @@ def check_udf(value: str) -> str:
     return text.strip()
 
 
-def purchase_plaintext(*, tranportal_id: str, password: str, amount: str, language: str,
-                       response_url: str, error_url: str, track_id: str,
-                       udfs: tuple[str, str, str, str, str] = ("", "", "", "", "")) -> str:
+def purchase_plaintext(
+    *,
+    tranportal_id: str,
+    password: str,
+    amount: str,
+    language: str,
+    response_url: str,
+    error_url: str,
+    track_id: str,
+    udfs: tuple[str, str, str, str, str] = ("", "", "", "", ""),
+) -> str:
     """The purchase (action 1) request, in K-064's field order."""
-    fields = [("id", tranportal_id), ("password", password), ("action", ACTION_PURCHASE),
-              ("langid", language), ("currencycode", CURRENCY_CODE), ("amt", amount),
-              ("responseURL", response_url), ("errorURL", error_url),
-              ("trackid", check_track_id(track_id))]
+    fields = [
+        ("id", tranportal_id),
+        ("password", password),
+        ("action", ACTION_PURCHASE),
+        ("langid", language),
+        ("currencycode", CURRENCY_CODE),
+        ("amt", amount),
+        ("responseURL", response_url),
+        ("errorURL", error_url),
+        ("trackid", check_track_id(track_id)),
+    ]
     fields += [(f"udf{n}", check_udf(value)) for n, value in enumerate(udfs, start=1)]
     return join_fields(fields)
 
@@ -116,6 +146,7 @@ def language(code: str) -> str:
 
 
 # -- the posted result ---------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class PostedResult:

@@ -161,10 +161,17 @@ class MyFatoorahConnector(Connector):
     required_credentials: ClassVar[tuple[str, ...]] = ("api_token",)
     # The customer's name, contacts, civil id and address, and the payer's IP address.
     # ("ExpiryDate" is the invoice's, not the card's, and stays.)
-    personal_fields: ClassVar[frozenset[str]] = kit.field_set((
-        "CustomerName", "CustomerEmail", "CustomerMobile", "CustomerCivilId", "CustomerAddress",
-        "IpAddress", "CardHolderName",
-    ))
+    personal_fields: ClassVar[frozenset[str]] = kit.field_set(
+        (
+            "CustomerName",
+            "CustomerEmail",
+            "CustomerMobile",
+            "CustomerCivilId",
+            "CustomerAddress",
+            "IpAddress",
+            "CardHolderName",
+        )
+    )
 
     @classmethod
     def default_operations(cls, operation_mode: str) -> frozenset[str]:
@@ -176,8 +183,9 @@ class MyFatoorahConnector(Connector):
     def __init__(self, config: ConnectorConfig) -> None:
         # Never raises: configuration problems are reported as a result at call time.
         super().__init__(config)
-        self.client = kit.GatewayClient("myfatoorah", base_url=self._base_url() or "",
-                                        timeout=config.timeout_seconds)
+        self.client = kit.GatewayClient(
+            "myfatoorah", base_url=self._base_url() or "", timeout=config.timeout_seconds
+        )
 
     # -- configuration ----------------------------------------------------------------------
     @property
@@ -185,8 +193,10 @@ class MyFatoorahConnector(Connector):
         return kit.credential(self.config, "api_token", strip=True)
 
     def _country(self) -> str:
-        return (kit.text_option(self.config, "country")
-                or kit.credential(self.config, "country", strip=True)).upper()
+        return (
+            kit.text_option(self.config, "country")
+            or kit.credential(self.config, "country", strip=True)
+        ).upper()
 
     def _base_url(self) -> str | None:
         live = TEST_HOST if self.config.is_sandbox else LIVE_HOSTS.get(self._country())
@@ -196,22 +206,28 @@ class MyFatoorahConnector(Connector):
         if not self._token:
             return MSG_NO_TOKEN
         if self._base_url() is None:
-            return ("A live MyFatoorah configuration needs option country, one of "
-                    + ", ".join(sorted(LIVE_HOSTS)))
+            return "A live MyFatoorah configuration needs option country, one of " + ", ".join(
+                sorted(LIVE_HOSTS)
+            )
         return None
 
     def _auto_refund(self) -> bool:
         return kit.flag_option(self.config, "auto_refund")
 
     # -- the one send-and-parse point -------------------------------------------------------
-    async def _call(self, path: str, payload: GatewayRequest,
-                    idempotency_key: str | None = None) -> Answer:
-        headers = {"Authorization": f"Bearer {self._token}", "Accept": "application/json",
-                   "User-Agent": USER_AGENT}
+    async def _call(
+        self, path: str, payload: GatewayRequest, idempotency_key: str | None = None
+    ) -> Answer:
+        headers = {
+            "Authorization": f"Bearer {self._token}",
+            "Accept": "application/json",
+            "User-Agent": USER_AGENT,
+        }
         if idempotency_key:
             headers["Idempotency-Key"] = idempotency_key
-        return classify(await self.client.request("POST", path, json=payload.body(),
-                                                  headers=headers))
+        return classify(
+            await self.client.request("POST", path, json=payload.body(), headers=headers)
+        )
 
     async def aclose(self) -> None:
         await self.client.aclose()
@@ -233,9 +249,9 @@ class MyFatoorahConnector(Connector):
         return Notification(reference=notice.reference, gateway_refs=refs)
 
     # -- results ----------------------------------------------------------------------------
-    def _precheck(self, payment: PaymentRef, reference: str,
-                  *, inquiry: bool
-                  ) -> tuple[tuple[str, PaymentKeyType] | None, GatewayResult | None]:
+    def _precheck(
+        self, payment: PaymentRef, reference: str, *, inquiry: bool
+    ) -> tuple[tuple[str, PaymentKeyType] | None, GatewayResult | None]:
         """The key to send, or the result of a request that cannot be sent at all."""
         problem = self._configuration_problem()
         key = self._payment_key(payment)
@@ -247,8 +263,7 @@ class MyFatoorahConnector(Connector):
 
     def _unsupported_currency(self, request: OperationRequest) -> GatewayResult:
         message = f"Currency {request.currency_code!r} cannot be sent to MyFatoorah"
-        return simple(Outcome.FAILED, {"error": message}, request.reference_number,
-                            message)
+        return simple(Outcome.FAILED, {"error": message}, request.reference_number, message)
 
     @staticmethod
     def _payment_key(payment: PaymentRef) -> tuple[str, PaymentKeyType] | None:
@@ -270,8 +285,9 @@ class MyFatoorahConnector(Connector):
         payment_id = kit.ref(refs, "payment_id")
         if not payment_id:
             return None
-        answer = await self._call(GET_PAYMENT_STATUS,
-                                  PaymentStatusRequest(Key=payment_id, KeyType=KEY_PAYMENT_ID))
+        answer = await self._call(
+            GET_PAYMENT_STATUS, PaymentStatusRequest(Key=payment_id, KeyType=KEY_PAYMENT_ID)
+        )
         found = parse_data(PaymentStatus, answer.data) if answer.kind == "ok" else None
         return found.InvoiceId if found is not None and found.InvoiceId else None
 
@@ -282,8 +298,9 @@ class MyFatoorahConnector(Connector):
     async def void(self, request: OperationRequest) -> GatewayResult:
         return await self._update(request, OPERATION_RELEASE)
 
-    async def _update(self, request: OperationRequest,
-                      operation: Literal["capture", "release"]) -> GatewayResult:
+    async def _update(
+        self, request: OperationRequest, operation: Literal["capture", "release"]
+    ) -> GatewayResult:
         reference = request.reference_number
         key, refused = self._precheck(request.payment, reference, inquiry=False)
         if refused is not None:
@@ -294,8 +311,10 @@ class MyFatoorahConnector(Connector):
         # Release returns the whole authorization; its Amount must then equal the invoice value,
         # which is what PayOps voids (the authorized total).
         payload = UpdatePaymentStatusRequest(
-            Operation=operation, Amount=to_amount(request.amount, request.currency_code),
-            Key=key[0], KeyType=key[1],
+            Operation=operation,
+            Amount=to_amount(request.amount, request.currency_code),
+            Key=key[0],
+            KeyType=key[1],
         )
         answer = await self._call(UPDATE_PAYMENT_STATUS, payload)
         if answer.kind != "ok":
@@ -322,8 +341,9 @@ class MyFatoorahConnector(Connector):
             # Idempotency-Key covers only Kuwait and Saudi accounts and 250 minutes: look for a
             # refund already carrying this reference before creating one. Best effort: an
             # unreadable list does not stop us.
-            answer = await self._call(GET_REFUND_STATUS, RefundStatusRequest(
-                KeyType=KEY_INVOICE_ID, Key=invoice_id))
+            answer = await self._call(
+                GET_REFUND_STATUS, RefundStatusRequest(KeyType=KEY_INVOICE_ID, Key=invoice_id)
+            )
             # GUESS: an invoice without refunds is listed as an empty RefundStatusResult; any
             # other answer only skips this check.
             listed = parse_data(RefundStatusList, answer.data) if answer.kind == "ok" else None
@@ -333,9 +353,13 @@ class MyFatoorahConnector(Connector):
             key = (invoice_id, KEY_INVOICE_ID)
         # A refund is keyed by InvoiceId or PaymentId, which is all _payment_key returns.
         payload = MakeRefundRequest(
-            KeyType=KEY_INVOICE_ID if key[1] == KEY_INVOICE_ID else KEY_PAYMENT_ID, Key=key[0], Amount=to_amount(request.amount, request.currency_code),
-            Comment=f"PayOps refund {reference}", ServiceChargeOnCustomer=False,
-            RefundChargeOnCustomer=False, ExternalIdentifier=reference,
+            KeyType=KEY_INVOICE_ID if key[1] == KEY_INVOICE_ID else KEY_PAYMENT_ID,
+            Key=key[0],
+            Amount=to_amount(request.amount, request.currency_code),
+            Comment=f"PayOps refund {reference}",
+            ServiceChargeOnCustomer=False,
+            RefundChargeOnCustomer=False,
+            ExternalIdentifier=reference,
         )
         answer = await self._call(MAKE_REFUND, payload, idempotency_key=reference)
         if answer.kind != "ok":
@@ -344,39 +368,69 @@ class MyFatoorahConnector(Connector):
         # RefundInvoiceId is a new invoice made for the refund, never the payment's invoice.
         refs: dict[str, Any] = {"invoice_id": invoice_id}
         if created is not None:
-            refs.update(refund_id=created.RefundId, refund_reference=created.RefundReference,
-                        refund_invoice_id=created.RefundInvoiceId)
+            refs.update(
+                refund_id=created.RefundId,
+                refund_reference=created.RefundReference,
+                refund_invoice_id=created.RefundInvoiceId,
+            )
             recorded = to_minor(created.Amount, request.currency_code)
-            different = kit.mismatch(request.amount, request.currency_code, recorded,
-                                     gateway="MyFatoorah", what="this refund",
-                                     shown=created.Amount)
+            different = kit.mismatch(
+                request.amount,
+                request.currency_code,
+                recorded,
+                gateway="MyFatoorah",
+                what="this refund",
+                shown=created.Amount,
+            )
             if different:
-                return result(Outcome.UNKNOWN, answer.raw, refund_params(
-                    reference, "mismatch", different, refund_id=created.RefundId,
-                    refund_reference=created.RefundReference), different, refs)
+                return result(
+                    Outcome.UNKNOWN,
+                    answer.raw,
+                    refund_params(
+                        reference,
+                        "mismatch",
+                        different,
+                        refund_id=created.RefundId,
+                        refund_reference=created.RefundReference,
+                    ),
+                    different,
+                    refs,
+                )
             if self._auto_refund() and created.RefundId:
                 settled = await self._auto_refund_result(request, created.RefundId, refs)
                 if settled is not None:
                     return settled
         # IsSuccess: the refund request exists (even if Data could not be read); it is final
         # only once MyFatoorah executes it.
-        return result(Outcome.PENDING, answer.raw, refund_params(
-            reference, "queued", MSG_REFUND_QUEUED,
-            refund_id=created.RefundId if created else None,
-            refund_reference=created.RefundReference if created else None),
-            MSG_REFUND_QUEUED, refs)
+        return result(
+            Outcome.PENDING,
+            answer.raw,
+            refund_params(
+                reference,
+                "queued",
+                MSG_REFUND_QUEUED,
+                refund_id=created.RefundId if created else None,
+                refund_reference=created.RefundReference if created else None,
+            ),
+            MSG_REFUND_QUEUED,
+            refs,
+        )
 
-    async def _auto_refund_result(self, request: OperationRequest, refund_id: str,
-                                  refs: dict[str, Any]) -> GatewayResult | None:
+    async def _auto_refund_result(
+        self, request: OperationRequest, refund_id: str, refs: dict[str, Any]
+    ) -> GatewayResult | None:
         """With Auto Refund the refund may be executed at once: read its status."""
-        answer = await self._call(GET_REFUND_STATUS,
-                                  RefundStatusRequest(KeyType=KEY_REFUND_ID, Key=refund_id))
+        answer = await self._call(
+            GET_REFUND_STATUS, RefundStatusRequest(KeyType=KEY_REFUND_ID, Key=refund_id)
+        )
         listed = parse_data(RefundStatusList, answer.data) if answer.kind == "ok" else None
         if listed is None:
             return None
         entries = [r for r in listed.refunds if r.RefundId == refund_id]
-        if len(entries) != 1 or status_outcome(REFUND_STATUS_OUTCOME,
-                                               entries[0].RefundStatus) != Outcome.SUCCESS:
+        if (
+            len(entries) != 1
+            or status_outcome(REFUND_STATUS_OUTCOME, entries[0].RefundStatus) != Outcome.SUCCESS
+        ):
             return None
         return judge_refund_entry(request, entries[0], answer.raw, refs)
 
@@ -398,30 +452,39 @@ class MyFatoorahConnector(Connector):
             if payment.operation_mode == "authorize":
                 key = self._payment_key(payment)
                 assert key is not None
-                answer = await self._call(GET_PAYMENT_STATUS,
-                                          PaymentStatusRequest(Key=key[0], KeyType=key[1]))
+                answer = await self._call(
+                    GET_PAYMENT_STATUS, PaymentStatusRequest(Key=key[0], KeyType=key[1])
+                )
                 found = parse_data(PaymentStatus, answer.data) if answer.kind == "ok" else None
                 if found is None:
                     return None
                 if found.captured:
                     transaction = found.latest(*SUCCESS_STATUSES)
-                    amount = (to_minor(transaction.TransationValue, currency) if transaction
-                              else None)
+                    amount = (
+                        to_minor(transaction.TransationValue, currency) if transaction else None
+                    )
                     if amount is None:
                         amount = to_minor(found.InvoiceValue, currency)
                     if transaction is not None and transaction.PaymentId and amount:
-                        listed.append(GatewayOperation("capture", amount, Outcome.SUCCESS,
-                                                       transaction.PaymentId))
+                        listed.append(
+                            GatewayOperation(
+                                "capture", amount, Outcome.SUCCESS, transaction.PaymentId
+                            )
+                        )
                 elif found.released:
                     transaction = found.latest("canceled")
                     if transaction is not None and transaction.PaymentId:
-                        listed.append(GatewayOperation("void", payment.amount, Outcome.SUCCESS,
-                                                       transaction.PaymentId))
+                        listed.append(
+                            GatewayOperation(
+                                "void", payment.amount, Outcome.SUCCESS, transaction.PaymentId
+                            )
+                        )
             invoice_id = await self._invoice_id(payment)
             if invoice_id is None:
                 return None
-            answer = await self._call(GET_REFUND_STATUS, RefundStatusRequest(
-                KeyType=KEY_INVOICE_ID, Key=invoice_id))
+            answer = await self._call(
+                GET_REFUND_STATUS, RefundStatusRequest(KeyType=KEY_INVOICE_ID, Key=invoice_id)
+            )
             refunds = parse_data(RefundStatusList, answer.data) if answer.kind == "ok" else None
             if refunds is None:
                 return None
@@ -446,10 +509,13 @@ class MyFatoorahConnector(Connector):
         problem = self._configuration_problem()
         if problem is not None:
             return simple(Outcome.UNKNOWN, {"error": problem}, reference, problem)
-        key: tuple[str, PaymentKeyType] = (self._payment_key(payment)
-                                           or (reference, KEY_CUSTOMER_REFERENCE))
-        answer = await self._call(GET_PAYMENT_STATUS,
-                                  PaymentStatusRequest(Key=key[0], KeyType=key[1]))
+        key: tuple[str, PaymentKeyType] = self._payment_key(payment) or (
+            reference,
+            KEY_CUSTOMER_REFERENCE,
+        )
+        answer = await self._call(
+            GET_PAYMENT_STATUS, PaymentStatusRequest(Key=key[0], KeyType=key[1])
+        )
         if answer.kind != "ok":
             return not_ok(answer, reference, inquiry=True)
         found = parse_data(PaymentStatus, answer.data)
@@ -458,13 +524,13 @@ class MyFatoorahConnector(Connector):
         if key[1] == KEY_CUSTOMER_REFERENCE and not belongs_to(payment, found):
             message = "MyFatoorah answered about another invoice"
             return simple(Outcome.UNKNOWN, answer.raw, reference, message)
-        return judge_payment(payment, found, answer.raw, now=datetime.now(UTC),
-                             zone=self._zone())
+        return judge_payment(payment, found, answer.raw, now=datetime.now(UTC), zone=self._zone())
 
     # -- taking payments (spec: payment acceptance §4) ---------------------------------------
     def _zone(self) -> Any:
-        return vendor_time_zone(self._country(), self.config.is_sandbox,
-                                kit.text_option(self.config, "time_zone"))
+        return vendor_time_zone(
+            self._country(), self.config.is_sandbox, kit.text_option(self.config, "time_zone")
+        )
 
     def _payment_method_id(self) -> int | None:
         value = kit.text_option(self.config, "payment_method_id")
@@ -489,8 +555,9 @@ class MyFatoorahConnector(Connector):
             if reused is not None:
                 return reused
         payload = self._invoice_request(request)
-        answer = await self._call(EXECUTE_PAYMENT if isinstance(payload, ExecutePaymentRequest)
-                                  else SEND_PAYMENT, payload)
+        answer = await self._call(
+            EXECUTE_PAYMENT if isinstance(payload, ExecutePaymentRequest) else SEND_PAYMENT, payload
+        )
         if answer.kind == "unknown":
             return CheckoutStart(Outcome.UNKNOWN, raw=answer.raw, message=answer.message)
         if answer.kind == "refused":
@@ -501,8 +568,13 @@ class MyFatoorahConnector(Connector):
             # IsSuccess, but no invoice or page to send the customer to: an invoice may exist.
             return CheckoutStart(Outcome.UNKNOWN, raw=answer.raw, message=MSG_UNPARSABLE)
         log.info("myfatoorah invoice created for attempt %s", reference)
-        return CheckoutStart(Outcome.SUCCESS, method="GET", url=url, raw=answer.raw,
-                             gateway_refs={"invoice_id": created.InvoiceId, "payment_url": url})
+        return CheckoutStart(
+            Outcome.SUCCESS,
+            method="GET",
+            url=url,
+            raw=answer.raw,
+            gateway_refs={"invoice_id": created.InvoiceId, "payment_url": url},
+        )
 
     async def _existing_invoice(self, request: CheckoutRequest) -> CheckoutStart | None:
         """The attempt's invoice if MyFatoorah has one (None: create one). The browser goes to
@@ -513,10 +585,13 @@ class MyFatoorahConnector(Connector):
         known = dict(payment.gateway_refs or {})
         invoice_id = kit.ref(known, "invoice_id")
         key: tuple[str, PaymentKeyType] = (
-            (invoice_id, KEY_INVOICE_ID) if invoice_id
-            else (payment.reference_number, KEY_CUSTOMER_REFERENCE))
-        answer = await self._call(GET_PAYMENT_STATUS,
-                                  PaymentStatusRequest(Key=key[0], KeyType=key[1]))
+            (invoice_id, KEY_INVOICE_ID)
+            if invoice_id
+            else (payment.reference_number, KEY_CUSTOMER_REFERENCE)
+        )
+        answer = await self._call(
+            GET_PAYMENT_STATUS, PaymentStatusRequest(Key=key[0], KeyType=key[1])
+        )
         if answer.kind == "unknown":
             return CheckoutStart(Outcome.UNKNOWN, raw=answer.raw, message=answer.message)
         found = parse_data(PaymentStatus, answer.data) if answer.kind == "ok" else None
@@ -529,18 +604,31 @@ class MyFatoorahConnector(Connector):
         url = payment_url(kit.ref(known, "payment_url"))
         if found.status in ("paid", "duplicatepayment", "canceled"):
             url = None  # nothing left to pay there: PayOps reads the result at once
-        log.info("myfatoorah invoice for attempt %s already exists; not created again",
-                 payment.reference_number)
-        return CheckoutStart(Outcome.SUCCESS, method="GET", url=url or request.return_url,
-                             raw=answer.raw,
-                             gateway_refs={k: v for k, v in (("invoice_id", found.InvoiceId),
-                                                             ("payment_url", url)) if v})
+        log.info(
+            "myfatoorah invoice for attempt %s already exists; not created again",
+            payment.reference_number,
+        )
+        return CheckoutStart(
+            Outcome.SUCCESS,
+            method="GET",
+            url=url or request.return_url,
+            raw=answer.raw,
+            gateway_refs={
+                k: v for k, v in (("invoice_id", found.InvoiceId), ("payment_url", url)) if v
+            },
+        )
 
     def _invoice_request(self, request: CheckoutRequest) -> GatewayRequest:
         payment = request.payment
         customer = request.customer or {}
-        name = " ".join(part for part in (customer.get("first_name", "").strip(),
-                                          customer.get("last_name", "").strip()) if part)
+        name = " ".join(
+            part
+            for part in (
+                customer.get("first_name", "").strip(),
+                customer.get("last_name", "").strip(),
+            )
+            if part
+        )
         mobile = re.sub(r"[\s-]", "", customer.get("phone", "") or "")
         common: dict[str, Any] = {
             "InvoiceValue": to_amount(payment.amount, payment.currency_code),
@@ -556,11 +644,11 @@ class MyFatoorahConnector(Connector):
         }
         method = self._payment_method_id()
         if method is not None:
-            return ExecutePaymentRequest(PaymentMethodId=method, CustomerName=name or None,
-                                         **common)
+            return ExecutePaymentRequest(
+                PaymentMethodId=method, CustomerName=name or None, **common
+            )
         # SendPayment requires a name; without the customer's, a neutral one.
-        return SendPaymentRequest(CustomerName=name or "Customer",
-                                  **common)
+        return SendPaymentRequest(CustomerName=name or "Customer", **common)
 
     async def confirm_return(self, payment: PaymentRef, params: Mapping[str, str]) -> GatewayResult:
         """The browser's ``paymentId`` is only a hint: the invoice it names must be this
@@ -569,15 +657,19 @@ class MyFatoorahConnector(Connector):
         hint = str(params.get("paymentId") or params.get("Id") or "").strip()
         problem = self._configuration_problem()
         if hint and problem is None and re.fullmatch(r"[0-9A-Za-z]{1,64}", hint):
-            answer = await self._call(GET_PAYMENT_STATUS,
-                                      PaymentStatusRequest(Key=hint, KeyType=KEY_PAYMENT_ID))
+            answer = await self._call(
+                GET_PAYMENT_STATUS, PaymentStatusRequest(Key=hint, KeyType=KEY_PAYMENT_ID)
+            )
             found = parse_data(PaymentStatus, answer.data) if answer.kind == "ok" else None
             if found is not None and belongs_to(payment, found):
-                return judge_payment(payment, found, answer.raw,
-                                     now=datetime.now(UTC), zone=self._zone())
+                return judge_payment(
+                    payment, found, answer.raw, now=datetime.now(UTC), zone=self._zone()
+                )
             if found is not None:
-                log.warning("myfatoorah return for attempt %s named another invoice",
-                            payment.reference_number)
+                log.warning(
+                    "myfatoorah return for attempt %s named another invoice",
+                    payment.reference_number,
+                )
         return await self.inquire_payment(payment)
 
     async def inquire_operation(self, request: OperationRequest) -> GatewayResult:
@@ -591,16 +683,18 @@ class MyFatoorahConnector(Connector):
             if invoice_id is None:
                 message = "The MyFatoorah invoice of this payment could not be found"
                 return simple(Outcome.UNKNOWN, {"error": message}, reference, message)
-            answer = await self._call(GET_REFUND_STATUS, RefundStatusRequest(
-                KeyType=KEY_INVOICE_ID, Key=invoice_id))
+            answer = await self._call(
+                GET_REFUND_STATUS, RefundStatusRequest(KeyType=KEY_INVOICE_ID, Key=invoice_id)
+            )
             if answer.kind != "ok":
                 return not_ok(answer, reference, inquiry=True)
             listed = parse_data(RefundStatusList, answer.data)
             if listed is None:
                 return simple(Outcome.UNKNOWN, answer.raw, reference, MSG_UNPARSABLE)
             return judge_refunds(request, listed, answer.raw, invoice_id)
-        answer = await self._call(GET_PAYMENT_STATUS,
-                                  PaymentStatusRequest(Key=key[0], KeyType=key[1]))
+        answer = await self._call(
+            GET_PAYMENT_STATUS, PaymentStatusRequest(Key=key[0], KeyType=key[1])
+        )
         if answer.kind != "ok":
             return not_ok(answer, reference, inquiry=True)
         payment = parse_data(PaymentStatus, answer.data)

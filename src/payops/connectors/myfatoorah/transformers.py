@@ -51,6 +51,7 @@ _PLAIN_NUMBER = re.compile(r"-?[0-9]+(?:\.[0-9]+)?")
 
 # -- amounts --------------------------------------------------------------------------------------
 
+
 def to_amount(minor: int, currency_code: str) -> Decimal:
     """PayOps minor units → the Decimal MyFatoorah's ``Amount`` carries (major units, exact)."""
     return money.to_decimal(minor, currency_code)
@@ -67,6 +68,7 @@ def to_minor(value: Decimal | None, currency_code: str) -> int | None:
 
 
 # -- requests -------------------------------------------------------------------------------------
+
 
 class GatewayRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -134,6 +136,7 @@ class SendPaymentRequest(_InvoiceRequest):
 
 
 # -- replies --------------------------------------------------------------------------------------
+
 
 def _text(value: Any) -> Any:
     """Identifiers arrive as numbers or strings; keep them as text."""
@@ -253,14 +256,21 @@ class PaymentStatus(_Reply):
     @property
     def released(self) -> bool:
         """An authorization given back: a ``Canceled`` transaction next to the ``Authorize`` one."""
-        return (not self.with_status(*SUCCESS_STATUSES) and bool(self.with_status("authorize"))
-                and bool(self.with_status("canceled")))
+        return (
+            not self.with_status(*SUCCESS_STATUSES)
+            and bool(self.with_status("authorize"))
+            and bool(self.with_status("canceled"))
+        )
 
     @property
     def authorized(self) -> bool:
         """An authorization still held: neither captured nor released."""
-        return (bool(self.with_status("authorize")) and not self.with_status(*SUCCESS_STATUSES)
-                and not self.with_status("canceled") and self.status != "canceled")
+        return (
+            bool(self.with_status("authorize"))
+            and not self.with_status(*SUCCESS_STATUSES)
+            and not self.with_status("canceled")
+            and self.status != "canceled"
+        )
 
     def latest(self, *statuses: str) -> InvoiceTransaction | None:
         found = self.with_status(*statuses) if statuses else self.transactions
@@ -348,6 +358,7 @@ def parse_data(model: type[M], data: Any) -> M | None:
 
 # -- statuses -------------------------------------------------------------------------------------
 
+
 def normalise(status: str | None) -> str:
     """Statuses compare case-insensitively (``Paid``/``PAID``, ``InProgress``/``INPROGRESS``)."""
     return (status or "").strip().replace("_", "").replace(" ", "").lower()
@@ -411,8 +422,10 @@ def payment_outcome(payment: PaymentStatus, operation_mode: str) -> tuple[Outcom
         return Outcome.FAILED, "The MyFatoorah invoice is canceled"
     if payment.released:
         return Outcome.FAILED, "The authorization was released"
-    outcomes = [status_outcome(TRANSACTION_STATUS_OUTCOME, t.TransactionStatus)
-                for t in payment.transactions]
+    outcomes = [
+        status_outcome(TRANSACTION_STATUS_OUTCOME, t.TransactionStatus)
+        for t in payment.transactions
+    ]
     if not outcomes or Outcome.PENDING in outcomes:
         return Outcome.PENDING, "Payment in progress"
     if all(outcome == Outcome.FAILED for outcome in outcomes):
@@ -440,31 +453,45 @@ ERROR_CODES = {
 
 # -- what may be kept and shown -------------------------------------------------------------------
 
+
 def transaction_params(
     transaction: InvoiceTransaction | None, reference: str, result: str, message: str
 ) -> dict[str, Any]:
     """Normalised ``pg_params`` (keys of transactions.presenters.PG_PARAM_KEYS)."""
     params: dict[str, Any] = {"ref": reference, "result": result, "pg_message": message}
     if transaction is not None:
-        params.update({
-            "payment_id": transaction.PaymentId,
-            "transaction_id": transaction.TransactionId,
-            "auth_code": transaction.AuthorizationId,
-            "rrn": transaction.ReferenceId,
-            "track_id": transaction.TrackId,
-            "card_type": transaction.PaymentGateway,
-            "card_number": mask_first6_last4(transaction.CardNumber),
-            "post_date": transaction.TransactionDate,
-        })
+        params.update(
+            {
+                "payment_id": transaction.PaymentId,
+                "transaction_id": transaction.TransactionId,
+                "auth_code": transaction.AuthorizationId,
+                "rrn": transaction.ReferenceId,
+                "track_id": transaction.TrackId,
+                "card_type": transaction.PaymentGateway,
+                "card_number": mask_first6_last4(transaction.CardNumber),
+                "post_date": transaction.TransactionDate,
+            }
+        )
     return {key: value for key, value in params.items() if value not in (None, "")}
 
 
 def refund_params(
-    reference: str, result: str, message: str, *, refund_id: str | None = None,
-    refund_reference: str | None = None, rrn: str | None = None,
+    reference: str,
+    result: str,
+    message: str,
+    *,
+    refund_id: str | None = None,
+    refund_reference: str | None = None,
+    rrn: str | None = None,
 ) -> dict[str, Any]:
-    params = {"ref": reference, "result": result, "pg_message": message,
-              "transaction_id": refund_id, "receipt_no": refund_reference, "rrn": rrn}
+    params = {
+        "ref": reference,
+        "result": result,
+        "pg_message": message,
+        "transaction_id": refund_id,
+        "receipt_no": refund_reference,
+        "rrn": rrn,
+    }
     return {key: value for key, value in params.items() if value not in (None, "")}
 
 
@@ -473,21 +500,36 @@ def refund_params(
 # The vendor's time zone, in which MyFatoorah reads and writes an invoice's ``ExpiryDate`` (its
 # official library: Asia/Kuwait for test accounts; per country for live ones).
 VENDOR_TIME_ZONES = {
-    "KWT": "Asia/Kuwait", "BHR": "Asia/Kuwait", "SAU": "Asia/Riyadh", "ARE": "Asia/Dubai",
-    "QAT": "Asia/Qatar", "OMN": "Asia/Muscat", "JOR": "Asia/Amman", "EGY": "Africa/Cairo",
+    "KWT": "Asia/Kuwait",
+    "BHR": "Asia/Kuwait",
+    "SAU": "Asia/Riyadh",
+    "ARE": "Asia/Dubai",
+    "QAT": "Asia/Qatar",
+    "OMN": "Asia/Muscat",
+    "JOR": "Asia/Amman",
+    "EGY": "Africa/Cairo",
 }
 TEST_TIME_ZONE = "Asia/Kuwait"
 
 # The local currency names MyFatoorah writes in ``InvoiceDisplayValue`` and a transaction's
 # ``Currency`` ("KD", "SR"); ISO codes are read as they are.
-LOCAL_CURRENCY_NAMES = {"KD": "KWD", "SR": "SAR", "BD": "BHD", "QR": "QAR", "RO": "OMR",
-                        "JD": "JOD", "LE": "EGP"}
+LOCAL_CURRENCY_NAMES = {
+    "KD": "KWD",
+    "SR": "SAR",
+    "BD": "BHD",
+    "QR": "QAR",
+    "RO": "OMR",
+    "JD": "JOD",
+    "LE": "EGP",
+}
 
 # ``ErrorCode`` of a failed transaction that is not a decline (INFERRED, spec §4.3).
 CANCELED_CODES = frozenset({"MF006"})
 EXPIRED_CODES = frozenset({"MF005"})
-DUPLICATE_REVIEW = ("MyFatoorah shows this invoice paid more than once (DuplicatePayment): "
-                    "the customer paid twice; refund the duplicate payment")
+DUPLICATE_REVIEW = (
+    "MyFatoorah shows this invoice paid more than once (DuplicatePayment): "
+    "the customer paid twice; refund the duplicate payment"
+)
 
 
 def iso_currency(name: str | None) -> str | None:
@@ -514,8 +556,9 @@ def display_value(text: str | None) -> tuple[Decimal, str] | None:
 
 
 def vendor_time_zone(country: str, is_sandbox: bool, override: str = "") -> ZoneInfo:
-    name = override or (TEST_TIME_ZONE if is_sandbox else VENDOR_TIME_ZONES.get(
-        country.upper(), TEST_TIME_ZONE))
+    name = override or (
+        TEST_TIME_ZONE if is_sandbox else VENDOR_TIME_ZONES.get(country.upper(), TEST_TIME_ZONE)
+    )
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
@@ -531,8 +574,14 @@ def expiry_text(moment: datetime | None, zone: ZoneInfo) -> str | None:
     return moment.astimezone(zone).strftime("%Y-%m-%dT%H:%M:%S")
 
 
-_EXPIRY_FORMATS = ("%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S", "%B %d, %Y %H:%M:%S",
-                   "%b %d, %Y %H:%M:%S", "%d/%m/%Y %H:%M:%S", "%m/%d/%Y %H:%M:%S")
+_EXPIRY_FORMATS = (
+    "%Y-%m-%dT%H:%M:%S",
+    "%Y-%m-%d %H:%M:%S",
+    "%B %d, %Y %H:%M:%S",
+    "%b %d, %Y %H:%M:%S",
+    "%d/%m/%Y %H:%M:%S",
+    "%m/%d/%Y %H:%M:%S",
+)
 
 
 def invoice_expiry(found: PaymentStatus, zone: ZoneInfo) -> datetime | None:
