@@ -26,6 +26,24 @@ the socket) and enforces what MyFatoorah enforces:
 - ``GetRefundStatus`` ``{"KeyType": InvoiceId|RefundReference|RefundId, "Key"}``:
   ``Data.RefundStatusResult[]`` with ``RefundStatus`` ``Refunded``/``Canceled``/``Pending``.
 
+The payment side (spec/gateways-payment-acceptance.md §4.5):
+
+- ``InitiatePayment`` lists two methods; ``ExecutePayment`` (exactly one of ``PaymentMethodId`` /
+  ``SessionId``) and ``SendPayment`` (``CustomerName``, ``NotificationOption`` and the contact it
+  needs) create a **new invoice on every call** with its ``CustomerReference``; ``CallBackUrl`` and
+  ``ErrorUrl`` are checked (≤ 254 characters; localhost refused only with ``refuse_localhost``);
+  ``ExpiryDate`` is read in Asia/Kuwait time and shown back as ``ExpiryDate``/``ExpiryTime``.
+- ``GET /En/KWT/PayInvoice/Checkout?invoiceKey=…``: a card form. ``CARD_SUCCESS`` adds a
+  ``Succss`` transaction (``Authorize`` with ``authorize_only``), sets the invoice Paid and sends
+  the browser (302) to ``CallBackUrl?paymentId=<id>&Id=<id>``; ``CARD_DECLINE`` adds a ``Failed``
+  transaction (``MF002``) and sends it to ``ErrorUrl?paymentId=…``; Cancel does the same with
+  ``MF006``; ``CARD_PENDING`` adds an ``InProgress`` transaction and waits (3-D Secure, no answer
+  until ``complete_pending``). Another try on the same invoice is allowed until it is paid; an
+  expired invoice takes no card.
+- Switches: ``duplicate_next`` (the invoice is paid twice: ``DuplicatePayment``),
+  ``authorize_only``, ``never_return`` (paid, the browser is never sent back), and
+  ``webhook(invoice_id)`` / ``send_webhook`` for a signed V2 ``PAYMENT_STATUS_CHANGED``.
+
 Tests steer it with ``fail_next(kind, endpoint=…)`` (timeout, reset, 500, malformed, decline,
 blocked; ``apply=True`` performs the request before the fault, as when a reply is lost), with
 ``settle_refund`` (finance approves or cancels), and with the invoice builders below. Every request
@@ -40,14 +58,21 @@ an empty list, that an authorized invoice reads ``InvoiceStatus: "Pending"`` wit
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import itertools
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from html import escape
 from typing import Any, ClassVar
+from urllib.parse import parse_qsl, urlencode, urlsplit
+from zoneinfo import ZoneInfo
 
+import httpx
 import pytest
 
 from tests.fakes.base import Answer, FakeGateway, Fault, RecordedRequest
@@ -55,7 +80,15 @@ from tests.fakes.base import Answer, FakeGateway, Fault, RecordedRequest
 TEST_API_TOKEN = "mf-test-7Kq2VfX9LrT4nBw8ZsY3cJd6HgP1aE5uQm0oWiRx"  # made up here
 WRONG_API_TOKEN = "wrong-token-0000"
 
-ENDPOINTS = (
+PAYMENT_ENDPOINTS = ("/v2/InitiatePayment", "/v2/ExecutePayment", "/v2/SendPayment")
+CHECKOUT_PAGE = "/En/KWT/PayInvoice/Checkout"
+VENDOR_ZONE = ZoneInfo("Asia/Kuwait")  # test accounts' time zone (MyFatoorah's library)
+# Test cards of this fake's payment page (any expiry and CVV): approved, declined (MF002), and
+# held for 3-D Secure with no final answer (an InProgress transaction).
+CARD_SUCCESS = "4111111111111111"
+CARD_DECLINE = "4000000000000002"
+CARD_PENDING = "4000000000000259"
+ENDPOINTS = PAYMENT_ENDPOINTS + (
     "/v2/GetPaymentStatus",
     "/v2/UpdatePaymentStatus",
     "/v2/MakeRefund",
@@ -236,6 +269,14 @@ class FakeInvoice:
     transactions: list[dict[str, Any]] = field(default_factory=list)
     refunds: list[FakeRefund] = field(default_factory=list)
     updated: bool = False  # a capture or release was done (one per invoice)
+    # The payment side (ExecutePayment / SendPayment): where the page sends the browser back,
+    # the page's key, the invoice's expiry (aware), and which endpoint made it.
+    callback_url: str = ""
+    error_url: str = ""
+    key: str = ""
+    expiry: datetime | None = None
+    created_by: str = ""
+    request: dict[str, Any] = field(default_factory=dict)
 
     def money(self, value: Decimal) -> Decimal:
         return value.quantize(Decimal(1).scaleb(-DECIMALS[self.currency]))
@@ -251,7 +292,7 @@ class FakeInvoice:
         )
 
     def as_json(self) -> dict[str, Any]:
-        expiry = self.created + timedelta(days=3)
+        expiry = (self.expiry or self.created + timedelta(days=3)).astimezone(VENDOR_ZONE)
         return {
             "InvoiceId": self.id,
             "InvoiceStatus": self.status,
@@ -259,7 +300,7 @@ class FakeInvoice:
             "CustomerReference": self.customer_reference,
             "CreatedDate": _stamp(self.created),
             "ExpiryDate": expiry.strftime("%B %d, %Y"),
-            "ExpiryTime": expiry.strftime("%H:%M:%S"),
+            "ExpiryTime": expiry.strftime("%H:%M:%S") + ".000",
             "InvoiceValue": self.money(self.value),
             "Comments": None,
             "CustomerName": "Test Customer",
@@ -293,6 +334,18 @@ class FakeMyFatoorah(FakeGateway):
         self._ids = itertools.count(6_424_001)
         self._refund_ids = itertools.count(28_401)
         self._payment_ids = itertools.count(100_202_409_798_688_317)
+        # Payment side switches. ``authorize_only``: an Authorize-Capture account (a paid card
+        # leaves an ``Authorize`` transaction, the invoice Pending). ``duplicate_next``: the next
+        # approved card finds the invoice already paid once (``DuplicatePayment``).
+        # ``never_return``: after an approved card the page shows a receipt and never sends the
+        # browser back ("paid but never returned"). ``refuse_localhost``: ExecutePayment's
+        # refusal of localhost URLs (off: tests run on loopback).
+        self.authorize_only = False
+        self.duplicate_next = False
+        self.never_return = False
+        self.refuse_localhost = False
+        self.webhook_secret = ""
+        self._keys = itertools.count(1)
 
     # -- control: invoices ------------------------------------------------------------------
     def _transaction(
@@ -479,6 +532,8 @@ class FakeMyFatoorah(FakeGateway):
     ) -> tuple[int, Any]:
         """(status, JSON body, bare text or None for an empty body); mutates state."""
         lower = {k.lower(): v for k, v in headers.items()}
+        if urlsplit(path).path == CHECKOUT_PAGE:
+            return self._page(method, path, body)
         if path not in ENDPOINTS:
             return 404, not_found_response(path)
         if method != "POST":
@@ -510,6 +565,10 @@ class FakeMyFatoorah(FakeGateway):
                 if key and self.honours_idempotency and reply[0] == 200:
                     self.idempotent_replies[key] = reply
                 return reply
+            if path == "/v2/InitiatePayment":
+                return self._initiate_payment(data)
+            if path in ("/v2/ExecutePayment", "/v2/SendPayment"):
+                return self._create_invoice(path, data)
             return self._get_refund_status(data)
 
     # validation helpers: each returns a problem (Name, Error) or None
@@ -658,6 +717,336 @@ class FakeMyFatoorah(FakeGateway):
                 ):
                     return 200, refund_status_response([refund])
         return 400, invalid_key_response()
+
+    # -- payment side: invoice creation (spec: payment acceptance §4.1, §4.5) -------------------
+    def _initiate_payment(self, data: dict[str, Any]) -> tuple[int, Any]:
+        currency = data.get("CurrencyIso")
+        problem, amount = self._amount(
+            {"Amount": data.get("InvoiceAmount")},
+            currency if currency in DECIMALS else None,
+            required=True,
+        )
+        if problem or currency not in DECIMALS:
+            return 400, validation_error_response(
+                problem or ("CurrencyIso", "The CurrencyIso is invalid.")
+            )
+        assert amount is not None
+        return 200, envelope(
+            {
+                "PaymentMethods": [
+                    {
+                        "PaymentMethodId": 1,
+                        "PaymentMethodAr": "كي نت",
+                        "PaymentMethodEn": "KNET",
+                        "PaymentMethodCode": "kn",
+                        "IsDirectPayment": False,
+                        "ServiceCharge": Decimal(0),
+                        "TotalAmount": amount,
+                        "CurrencyIso": currency,
+                        "ImageUrl": "",
+                        "IsEmbeddedSupported": False,
+                    },
+                    {
+                        "PaymentMethodId": 2,
+                        "PaymentMethodAr": "فيزا / ماستر",
+                        "PaymentMethodEn": "VISA/MASTER",
+                        "PaymentMethodCode": "vm",
+                        "IsDirectPayment": False,
+                        "ServiceCharge": Decimal(0),
+                        "TotalAmount": amount,
+                        "CurrencyIso": currency,
+                        "ImageUrl": "",
+                        "IsEmbeddedSupported": True,
+                    },
+                ]
+            },
+            "Initiated Successfully!",
+        )
+
+    def _url_problem(self, name: str, value: Any) -> tuple[str, str] | None:
+        if not isinstance(value, str) or not value.strip():
+            return (name, f"The {name} field is required.")
+        if len(value) > 254:
+            return (name, f"The {name} must be at most 254 characters.")
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            return (name, f"The {name} is not a valid URL.")
+        if self.refuse_localhost and parts.hostname in ("localhost", "127.0.0.1", "::1"):
+            return (name, f"The {name} cannot be localhost.")
+        return None
+
+    def _create_invoice(self, path: str, data: dict[str, Any]) -> tuple[int, Any]:
+        problems: list[tuple[str, str]] = []
+        execute = path == "/v2/ExecutePayment"
+        currency = data.get("DisplayCurrencyIso") or "KWD"
+        if currency not in DECIMALS:
+            problems.append(("DisplayCurrencyIso", "The DisplayCurrencyIso is invalid."))
+            currency = None
+        problem, amount = self._amount(
+            {"Amount": data.get("InvoiceValue")}, currency, required=True
+        )
+        if problem:
+            problems.append(("InvoiceValue", problem[1].replace("Amount", "InvoiceValue")))
+        if execute:
+            if (data.get("PaymentMethodId") is None) == (data.get("SessionId") is None):
+                problems.append(("PaymentMethodId", "Provide either PaymentMethodId or SessionId."))
+        else:
+            option = str(data.get("NotificationOption") or "").upper()
+            if option not in ("EML", "SMS", "LNK", "ALL"):
+                problems.append(("NotificationOption", "The NotificationOption is invalid."))
+            if not str(data.get("CustomerName") or "").strip():
+                problems.append(("CustomerName", "The CustomerName field is required."))
+            if option in ("EML", "ALL") and not data.get("CustomerEmail"):
+                problems.append(("CustomerEmail", "The CustomerEmail field is required."))
+            if option in ("SMS", "ALL") and not data.get("CustomerMobile"):
+                problems.append(("CustomerMobile", "The CustomerMobile field is required."))
+        for name in ("CallBackUrl", "ErrorUrl"):
+            if name in data or execute:
+                url_problem = self._url_problem(name, data.get(name))
+                if url_problem:
+                    problems.append(url_problem)
+        expiry = None
+        if data.get("ExpiryDate"):
+            try:
+                expiry = datetime.strptime(
+                    str(data["ExpiryDate"])[:19], "%Y-%m-%dT%H:%M:%S"
+                ).replace(tzinfo=VENDOR_ZONE)
+            except ValueError:
+                problems.append(("ExpiryDate", "The ExpiryDate is invalid."))
+        if problems:
+            return 400, validation_error_response(*problems)
+        assert amount is not None and currency is not None
+        invoice = FakeInvoice(
+            id=next(self._ids),
+            value=amount,
+            currency=currency,
+            status="Pending",
+            customer_reference=str(data.get("CustomerReference") or ""),
+            created=_now(),
+            callback_url=str(data.get("CallBackUrl") or ""),
+            error_url=str(data.get("ErrorUrl") or ""),
+            key=f"01072{next(self._keys):08d}",
+            expiry=expiry,
+            created_by=path,
+            request=dict(data),
+        )
+        self.invoices[invoice.id] = invoice
+        page = f"{self.url}{CHECKOUT_PAGE}?invoiceKey={invoice.key}"
+        reply: dict[str, Any] = {
+            "InvoiceId": invoice.id,
+            "CustomerReference": invoice.customer_reference,
+            "UserDefinedField": data.get("UserDefinedField"),
+        }
+        if execute:
+            page += f"&paymentGatewayId={data.get('PaymentMethodId') or 0}"
+            reply.update(IsDirectPayment=False, PaymentURL=page, RecurringId="")
+        else:
+            reply.update(InvoiceURL=page)
+        return 200, envelope(reply, "Invoice Created Successfully!")
+
+    # -- payment side: the hosted page ----------------------------------------------------------
+    def invoice_by_key(self, key: str) -> FakeInvoice | None:
+        with self.lock:
+            return next((i for i in self.invoices.values() if i.key and i.key == key), None)
+
+    def _page(self, method: str, target: str, body: bytes) -> Answer:
+        query = dict(parse_qsl(urlsplit(target).query))
+        with self.lock:
+            invoice = self.invoice_by_key(query.get("invoiceKey", ""))
+            if invoice is None:
+                return Answer(404, "<html><body>Invoice not found</body></html>", "text/html")
+            if invoice.status in ("Paid", "DuplicatePayment"):
+                return Answer(
+                    200, _page_html(invoice, "This invoice is already paid.", None), "text/html"
+                )
+            if invoice.status == "Canceled" or (
+                invoice.expiry is not None and invoice.expiry <= _now()
+            ):
+                return Answer(
+                    200, _page_html(invoice, "This invoice has expired.", None), "text/html"
+                )
+            action = f"{CHECKOUT_PAGE}?{urlencode(query)}"
+            if method == "GET":
+                return Answer(200, _page_html(invoice, "", action), "text/html")
+            if method != "POST":
+                return Answer(405, "<html>Method Not Allowed</html>", "text/html")
+            form = dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
+            if form.get("action") == "cancel":
+                return self._finish(
+                    invoice, "Failed", error="Transaction cancelled", error_code="MF006"
+                )
+            card = form.get("card_number", "").replace(" ", "")
+            if card == CARD_SUCCESS:
+                return self._finish(invoice, "Authorize" if self.authorize_only else "Succss")
+            if card == CARD_DECLINE:
+                return self._finish(
+                    invoice, "Failed", error="Declined by the issuer", error_code="MF002"
+                )
+            if card == CARD_PENDING:
+                invoice.transactions.append(self._transaction(invoice, "InProgress", invoice.value))
+                return Answer(
+                    200,
+                    _page_html(
+                        invoice,
+                        "Your bank is checking the payment (3-D Secure). Please wait.",
+                        None,
+                    ),
+                    "text/html",
+                )
+            return Answer(200, _page_html(invoice, "Card number is invalid.", action), "text/html")
+
+    def _finish(
+        self,
+        invoice: FakeInvoice,
+        status: str,
+        *,
+        error: str | None = None,
+        error_code: str | None = None,
+    ) -> Answer:
+        """Record the card's result on the invoice and send the browser back (302)."""
+        transaction = self._transaction(
+            invoice, status, invoice.value, error=error, error_code=error_code
+        )
+        invoice.transactions.append(transaction)
+        if status == "Succss":
+            invoice.status = "Paid"
+            if self.duplicate_next:
+                self.duplicate_next = False
+                invoice.transactions.append(self._transaction(invoice, "Succss", invoice.value))
+                invoice.status = "DuplicatePayment"
+        payment_id = transaction["PaymentId"]
+        if status in ("Succss", "Authorize") and self.never_return:
+            return Answer(
+                200,
+                _page_html(invoice, "Payment received. You may close this window.", None),
+                "text/html",
+            )
+        target = invoice.callback_url if status in ("Succss", "Authorize") else invoice.error_url
+        if not target:
+            return Answer(200, _page_html(invoice, "Payment finished.", None), "text/html")
+        joiner = "&" if "?" in target else "?"
+        location = f"{target}{joiner}{urlencode({'paymentId': payment_id, 'Id': payment_id})}"
+        return Answer(302, _redirect_html(location), "text/html", headers={"Location": location})
+
+    # -- payment side: control --------------------------------------------------------------
+    def complete_pending(self, invoice_id: str | int, *, success: bool = True) -> None:
+        """The bank finishes a held (3-D Secure) payment: the InProgress transaction becomes
+        ``Succss`` (invoice Paid) or ``Failed``."""
+        with self.lock:
+            invoice = self.invoices[int(invoice_id)]
+            for transaction in invoice.transactions:
+                if transaction["TransactionStatus"] == "InProgress":
+                    transaction["TransactionStatus"] = "Succss" if success else "Failed"
+                    if not success:
+                        transaction.update(Error="Declined by the issuer", ErrorCode="MF002")
+            if success:
+                invoice.status = "Paid"
+
+    def expire(self, invoice_id: str | int) -> None:
+        """Move the invoice's ExpiryDate into the past."""
+        with self.lock:
+            self.invoices[int(invoice_id)].expiry = _now() - timedelta(minutes=1)
+
+    def set_invoice_value(self, invoice_id: str | int, amount: str) -> None:
+        with self.lock:
+            self.invoices[int(invoice_id)].value = Decimal(amount)
+
+    def created(self) -> list[FakeInvoice]:
+        """Invoices made by ExecutePayment / SendPayment, oldest first."""
+        with self.lock:
+            return [i for i in self.invoices.values() if i.created_by]
+
+    def webhook(self, invoice_id: str | int) -> tuple[bytes, dict[str, str]]:
+        """A signed V2 PAYMENT_STATUS_CHANGED webhook about the invoice's last transaction
+        (``MyFatoorah-Signature`` with ``webhook_secret``)."""
+        with self.lock:
+            invoice = self.invoices[int(invoice_id)]
+            last = invoice.transactions[-1] if invoice.transactions else {}
+            status = {
+                "Succss": "SUCCESS",
+                "Failed": "FAILED",
+                "Authorize": "AUTHORIZE",
+                "InProgress": "INPROGRESS",
+                "Canceled": "CANCELED",
+            }.get(last.get("TransactionStatus", ""), "")
+            invoice_status = "PAID" if invoice.status in ("Paid", "DuplicatePayment") else "PENDING"
+            # INFERRED: Invoice.ExternalIdentifier carries the invoice's CustomerReference.
+            data = {
+                "Invoice": {
+                    "Id": str(invoice.id),
+                    "Status": invoice_status,
+                    "Reference": f"2025{invoice.id:06d}",
+                    "ExternalIdentifier": invoice.customer_reference,
+                    "UserDefinedField": None,
+                },
+                "Transaction": {
+                    "Id": str(last.get("TransactionId", "")),
+                    "Status": status,
+                    "PaymentMethod": "VISA/MASTER",
+                    "PaymentId": str(last.get("PaymentId", "")),
+                },
+                "Amount": {
+                    "BaseCurrency": invoice.currency,
+                    "ValueInBaseCurrency": invoice.money(invoice.value),
+                },
+            }
+        payload = {
+            "Event": {
+                "Code": 1,
+                "Name": "PAYMENT_STATUS_CHANGED",
+                "CountryIsoCode": "KWT",
+                "CreationDate": _stamp(_now()) + "Z",
+                "Reference": f"WH-{invoice.id}",
+            },
+            "Data": data,
+        }
+        canonical = ",".join(
+            [
+                f"Invoice.Id={data['Invoice']['Id']}",
+                f"Invoice.Status={invoice_status}",
+                f"Transaction.Status={status}",
+                f"Transaction.PaymentId={data['Transaction']['PaymentId']}",
+                f"Invoice.ExternalIdentifier={invoice.customer_reference}",
+            ]
+        )
+        digest = hmac.new(self.webhook_secret.encode(), canonical.encode(), hashlib.sha256)
+        headers = {
+            "MyFatoorah-Signature": base64.b64encode(digest.digest()).decode(),
+            "myfatoorah-webhook-version": "v2",
+            "Content-Type": "application/json",
+        }
+        return encode(payload).encode(), headers
+
+    def send_webhook(self, invoice_id: str | int, url: str) -> int:
+        body, headers = self.webhook(invoice_id)
+        return httpx.post(url, content=body, headers=headers, timeout=10).status_code
+
+
+def _page_html(invoice: FakeInvoice, message: str, action: str | None) -> str:
+    amount = escape(invoice.display())
+    parts = [
+        f"<html><head><title>MyFatoorah - Invoice {invoice.id}</title></head><body>",
+        f"<h1>Pay {amount}</h1>",
+    ]
+    if message:
+        parts.append(f'<p class="message">{escape(message)}</p>')
+    if action:
+        parts.append(
+            f'<form method="post" action="{escape(action)}">'
+            '<label>Card number <input name="card_number" autocomplete="cc-number"></label>'
+            '<label>Expiry <input name="expiry" placeholder="MM/YY"></label>'
+            '<label>CVV <input name="cvv"></label>'
+            '<label>Name on card <input name="cardholder_name"></label>'
+            '<button type="submit" name="action" value="pay">Pay</button>'
+            '<button type="submit" name="action" value="cancel">Cancel</button>'
+            "</form>"
+        )
+    parts.append("</body></html>")
+    return "".join(parts)
+
+
+def _redirect_html(location: str) -> str:
+    return f'<html><body><a href="{escape(location)}">Continue</a></body></html>'
 
 
 @pytest.fixture

@@ -1,16 +1,25 @@
-"""KNET (Kuwait) tranportal connector: refund (action 2) and inquiry (action 8).
+"""KNET (Kuwait) tranportal connector: the payment page (action 1, AES ``trandata``), refund
+(action 2) and inquiry (action 8).
 
-Protocol: ``transformers.py`` (spec/gateway-protocol-check.md §6). KNET is a debit scheme,
-purchase only: no capture, no void. Payments are taken on KNET's hosted page (a separate issue);
-this connector serves payments registered with ``payops txn import``.
+Protocol: ``transformers.py`` (spec/gateway-protocol-check.md §6) and ``payment.py``
+(spec/gateways-payment-acceptance.md §5). KNET is a debit scheme, purchase only: no capture, no
+void, and ``gateway add`` refuses authorize mode.
+
+Taking a payment: ``start_checkout`` builds the encrypted request locally (nothing is sent) and
+sends the browser to ``PaymentHTTP.htm?param=paymentInit``; the attempt's reference number is the
+``trackid``. KNET's server then posts the result to PayOps's response URL: ``receive_result``
+decrypts it and checks the track id against the attempt, without any network call (KNET waits
+for the ``REDIRECT=`` line). When the browser reaches PayOps's receipt URL, ``confirm_return``
+confirms by inquiry (action 8); the decrypted result alone is never believed (no MAC).
 
 Configuration::
 
     payops gateway add knet --code knet-kwd --mode purchase --currency KWD \
       --credentials '{"tranportal_id": "…", "tranportal_password": "…"}' [--production]
 
-- credentials: ``tranportal_id``, ``tranportal_password`` (the Terminal Resource Key is used only
-  for the payment page's ``trandata`` and is not needed here);
+- credentials: ``tranportal_id``, ``tranportal_password``, and ``resource_key`` (the 16-character
+  Terminal Resource Key; needed only to take payments: it encrypts the payment page's
+  ``trandata`` and decrypts KNET's posted result);
 - options: ``base_url`` (tests), ``host`` (KNET's host; the default is
   ``www.kpaytest.com.kw`` in sandbox and ``www.kpay.com.kw`` live), ``timeout_seconds``;
 - payment references: ``track_id`` (defaults to the attempt's reference number) and
@@ -25,18 +34,29 @@ check it, and ``payops ops resolve`` settles it.
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any, ClassVar
+from urllib.parse import urlencode
 
 from payops.connectors import kit
 from payops.connectors.base import (
+    CheckoutRequest,
+    CheckoutStart,
     Connector,
     ConnectorConfig,
     GatewayResult,
+    NotificationRejected,
     OperationRequest,
+    Outcome,
     PaymentRef,
 )
 from payops.connectors.knet import decisions as decide
+from payops.connectors.knet import payment as pay
 from payops.connectors.knet import transformers as t
+
+log = logging.getLogger(__name__)
 
 SANDBOX_HOST = "https://www.kpaytest.com.kw"
 PRODUCTION_HOST = "https://www.kpay.com.kw"
@@ -54,6 +74,10 @@ class KnetConnector(Connector):
     # KNET documents no way to learn what became of a refund (decisions §13: such a refund goes to
     # an operator at once instead of waiting).
     documents_refund_status: ClassVar[bool] = False
+    takes_payments: ClassVar[bool] = True
+    payment_modes: ClassVar[frozenset[str]] = frozenset({"purchase"})
+    attempt_inquiry_minutes: ClassVar[int] = 8
+    posts_result: ClassVar[bool] = True
 
     def __init__(self, config: ConnectorConfig) -> None:
         super().__init__(config)
@@ -97,6 +121,132 @@ class KnetConnector(Connector):
             on_timeout=lambda: kit.unknown("KNET did not answer in time", {"error": "timeout"}),
             on_error=lambda exc: kit.unknown("KNET call failed", {"error": type(exc).__name__}),
         )
+
+    # -- taking payments ----------------------------------------------------------------------
+    def _resource_key(self) -> str:
+        return kit.credential(self.config, "resource_key") or kit.credential(
+            self.config, "terminal_resource_key"
+        )
+
+    async def start_checkout(self, request: CheckoutRequest) -> CheckoutStart:
+        """Build the purchase request locally and send the browser to KNET's page. Nothing is
+        created at KNET until the customer pays, so a retry simply builds it again."""
+        payment = request.payment
+        tranportal_id = kit.credential(self.config, "tranportal_id", strip=True)
+        password = kit.credential(self.config, "tranportal_password")
+        key = self._resource_key()
+        problem = None
+        if not (tranportal_id and password):
+            problem = "The KNET tranportal id and password are not configured"
+        elif len(key.encode("utf-8")) != 16:
+            problem = "The KNET terminal resource key (16 characters) is not configured"
+        try:
+            amount = t.knet_amount(payment.amount, payment.currency_code)
+            track_id = pay.check_track_id(self.track_id(payment))
+        except ValueError as exc:  # KnetFormatError too
+            problem = problem or f"Not sent to KNET: {exc}"
+        if (
+            problem is None
+            and not self.config.is_sandbox
+            and not all(
+                url.startswith("https://") for url in (request.response_url, request.failure_url)
+            )
+        ):
+            # K-064 §2.3: KNET posts only to an HTTPS responseURL with a valid certificate.
+            problem = "KNET needs HTTPS response and error URLs (PAYOPS_PUBLIC_URL)"
+        if problem is not None:
+            return CheckoutStart(Outcome.FAILED, raw={"error": problem}, message=problem)
+        plaintext = pay.purchase_plaintext(
+            tranportal_id=tranportal_id,
+            password=password,
+            amount=amount,
+            language=pay.language(request.language),
+            response_url=request.response_url,
+            error_url=request.failure_url,
+            track_id=track_id,
+        )
+        trandata = pay.encrypt(plaintext, key)
+        query = urlencode(
+            {
+                "param": "paymentInit",
+                "trandata": trandata,
+                "tranportalId": tranportal_id,
+                "responseURL": request.response_url,
+                "errorURL": request.failure_url,
+            }
+        )
+        url = f"{self.client.url(pay.PAGE_PATH)}?{query}"
+        return CheckoutStart(
+            Outcome.SUCCESS,
+            method="GET",
+            url=url,
+            gateway_refs={"track_id": track_id},
+            raw={"trackid": track_id, "amt": amount},
+        )
+
+    def receive_result(self, payment: PaymentRef, params: Mapping[str, str]) -> GatewayResult:
+        """KNET's server posted the result: decrypt ``trandata`` with the terminal key and check
+        that it names this attempt's track id. No network call. A refusal (``NOT CAPTURED``,
+        ``DENIED BY RISK``) is a failure and ``CANCELED`` a cancellation; ``CAPTURED`` is only a
+        claim (no MAC) and comes back PENDING, with the amount KNET states, until the inquiry
+        of ``confirm_return`` confirms it."""
+        key = self._resource_key()
+        trandata = str(params.get("trandata") or "")
+        if len(key.encode("utf-8")) != 16:
+            raise NotificationRejected("the KNET terminal resource key is not configured")
+        if not trandata:
+            raise NotificationRejected("no trandata in KNET's post")
+        try:
+            posted = pay.read_result(trandata, key)
+        except pay.EnvelopeError as exc:
+            raise NotificationRejected(str(exc)) from None
+        expected = self.track_id(payment)
+        if posted.track_id != expected:
+            raise NotificationRejected("KNET's result names another track id")
+        outcome, state = pay.posted_outcome(posted.result)
+        recorded = decide.amount_minor(posted.amount)
+        message = f"KNET posted result {posted.result or '(empty)'}"
+        if outcome == Outcome.SUCCESS:
+            # Spec §5.2/§5.3: paid is "CAPTURED, confirmed by inquiry". The envelope has no MAC,
+            # so a success is only a claim here; confirm_return's inquiry settles it.
+            outcome = Outcome.PENDING
+            message += "; to be confirmed by inquiry"
+        refs = {
+            "track_id": expected,
+            "payment_id": posted.get("paymentid"),
+            "tranid": posted.get("tranid"),
+        }
+        params_out = {
+            "result": posted.result,
+            "trackid": expected,
+            "payid": posted.get("paymentid") or None,
+            "tranid": posted.get("tranid"),
+            "ref": posted.get("ref"),
+            "auth": posted.get("auth"),
+            "postdate": posted.get("postdate"),
+        }
+        found = kit.result(
+            outcome,
+            {"posted": posted.evidence(), "trandata": trandata},
+            {k: v for k, v in params_out.items() if v},
+            message,
+            refs,
+            amount=recorded,
+            currency_code=t.CURRENCY if recorded is not None else None,
+        )
+        return replace(found, payment_state=state)
+
+    async def confirm_return(self, payment: PaymentRef, params: Mapping[str, str]) -> GatewayResult:
+        """The browser reached PayOps's receipt (or error) URL: KNET's inquiry (action 8) is
+        the answer. What the browser carries (``Error``, ``ErrorText``, ``result``) is never
+        trusted."""
+        found = await self.inquire_payment(payment)
+        if found.outcome == Outcome.FAILED and found.pg_params.get("result", "").upper() in (
+            "CANCELED",
+            "CANCELLED",
+        ):
+            return replace(found, payment_state="canceled")
+        return found
 
     # -- operations -------------------------------------------------------------------------
     async def capture(self, request: OperationRequest) -> GatewayResult:

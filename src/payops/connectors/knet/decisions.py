@@ -20,6 +20,11 @@ def recorded_minor(reply: t.KnetReply) -> int | None:
         return None
 
 
+def amount_minor(text: str) -> int | None:
+    """A KNET ``amt`` string (``12.500``) in fils; None when it is not one."""
+    return recorded_minor(t.KnetReply({"amt": text, "result": ""}))
+
+
 def review_note(request: OperationRequest, track_id: str, portal: str) -> str:
     """What an operator needs to check a refund KNET cannot be asked about."""
     payment_id = kit.ref(request.payment.gateway_refs, "payment_id") or "(unknown)"

@@ -61,11 +61,15 @@ header; it is never logged nor kept in a result.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from datetime import UTC, datetime
+from typing import Any, ClassVar, Literal
 
 from payops.connectors import kit
 from payops.connectors.base import (
+    CheckoutRequest,
+    CheckoutStart,
     Connector,
     ConnectorConfig,
     GatewayOperation,
@@ -81,8 +85,10 @@ from payops.connectors.myfatoorah.decisions import (
     MSG_REFUND_QUEUED,
     MSG_UNPARSABLE,
     Answer,
+    belongs_to,
     classify,
     judge_capture,
+    judge_payment,
     judge_refund_entry,
     judge_refunds,
     judge_release,
@@ -91,9 +97,10 @@ from payops.connectors.myfatoorah.decisions import (
     simple,
 )
 from payops.connectors.myfatoorah.transformers import (
-    ERROR_CODES,
+    EXECUTE_PAYMENT,
     GET_PAYMENT_STATUS,
     GET_REFUND_STATUS,
+    KEY_CUSTOMER_REFERENCE,
     KEY_INVOICE_ID,
     KEY_PAYMENT_ID,
     KEY_REFUND_ID,
@@ -101,23 +108,29 @@ from payops.connectors.myfatoorah.transformers import (
     OPERATION_CAPTURE,
     OPERATION_RELEASE,
     REFUND_STATUS_OUTCOME,
+    SEND_PAYMENT,
     SUCCESS_STATUSES,
     UPDATE_PAYMENT_STATUS,
+    ExecutePaymentRequest,
     GatewayRequest,
+    InvoiceCreated,
     MakeRefundRequest,
+    PaymentKeyType,
     PaymentStatus,
     PaymentStatusRequest,
     RefundCreated,
     RefundStatusList,
     RefundStatusRequest,
+    SendPaymentRequest,
     UpdatePaymentStatusRequest,
+    expiry_text,
     parse_data,
-    payment_outcome,
+    payment_url,
     refund_params,
     status_outcome,
     to_amount,
     to_minor,
-    transaction_params,
+    vendor_time_zone,
 )
 from payops.money import is_known_currency
 
@@ -143,6 +156,8 @@ MSG_NO_TOKEN = "The MyFatoorah API token is not configured"
 class MyFatoorahConnector(Connector):
     name: ClassVar[str] = "myfatoorah"
     capabilities: ClassVar[frozenset[str]] = frozenset({"capture", "refund", "void", "inquiry"})
+    takes_payments: ClassVar[bool] = True
+    attempt_inquiry_minutes: ClassVar[int] = 8
     required_credentials: ClassVar[tuple[str, ...]] = ("api_token",)
     # The customer's name, contacts, civil id and address, and the payer's IP address.
     # ("ExpiryDate" is the invoice's, not the card's, and stays.)
@@ -236,7 +251,7 @@ class MyFatoorahConnector(Connector):
     # -- results ----------------------------------------------------------------------------
     def _precheck(
         self, payment: PaymentRef, reference: str, *, inquiry: bool
-    ) -> tuple[tuple[str, str] | None, GatewayResult | None]:
+    ) -> tuple[tuple[str, PaymentKeyType] | None, GatewayResult | None]:
         """The key to send, or the result of a request that cannot be sent at all."""
         problem = self._configuration_problem()
         key = self._payment_key(payment)
@@ -251,7 +266,7 @@ class MyFatoorahConnector(Connector):
         return simple(Outcome.FAILED, {"error": message}, request.reference_number, message)
 
     @staticmethod
-    def _payment_key(payment: PaymentRef) -> tuple[str, str] | None:
+    def _payment_key(payment: PaymentRef) -> tuple[str, PaymentKeyType] | None:
         refs = payment.gateway_refs or {}
         invoice_id = kit.ref(refs, "invoice_id")
         if invoice_id:
@@ -283,7 +298,9 @@ class MyFatoorahConnector(Connector):
     async def void(self, request: OperationRequest) -> GatewayResult:
         return await self._update(request, OPERATION_RELEASE)
 
-    async def _update(self, request: OperationRequest, operation: str) -> GatewayResult:
+    async def _update(
+        self, request: OperationRequest, operation: Literal["capture", "release"]
+    ) -> GatewayResult:
         reference = request.reference_number
         key, refused = self._precheck(request.payment, reference, inquiry=False)
         if refused is not None:
@@ -334,8 +351,9 @@ class MyFatoorahConnector(Connector):
                 log.info("myfatoorah refund %s already exists; not sent again", reference)
                 return judge_refunds(request, listed, answer.raw, invoice_id)
             key = (invoice_id, KEY_INVOICE_ID)
+        # A refund is keyed by InvoiceId or PaymentId, which is all _payment_key returns.
         payload = MakeRefundRequest(
-            KeyType=key[1],
+            KeyType=KEY_INVOICE_ID if key[1] == KEY_INVOICE_ID else KEY_PAYMENT_ID,
             Key=key[0],
             Amount=to_amount(request.amount, request.currency_code),
             Comment=f"PayOps refund {reference}",
@@ -485,11 +503,16 @@ class MyFatoorahConnector(Connector):
 
     # -- inquiry ----------------------------------------------------------------------------
     async def inquire_payment(self, payment: PaymentRef) -> GatewayResult:
+        """GetPaymentStatus by the recorded InvoiceId (or PaymentId); for an attempt whose
+        create reply was lost, by PayOps's reference (CustomerReference)."""
         reference = payment.reference_number
-        key, refused = self._precheck(payment, reference, inquiry=True)
-        if refused is not None:
-            return refused
-        assert key is not None
+        problem = self._configuration_problem()
+        if problem is not None:
+            return simple(Outcome.UNKNOWN, {"error": problem}, reference, problem)
+        key: tuple[str, PaymentKeyType] = self._payment_key(payment) or (
+            reference,
+            KEY_CUSTOMER_REFERENCE,
+        )
         answer = await self._call(
             GET_PAYMENT_STATUS, PaymentStatusRequest(Key=key[0], KeyType=key[1])
         )
@@ -498,23 +521,156 @@ class MyFatoorahConnector(Connector):
         found = parse_data(PaymentStatus, answer.data)
         if found is None:
             return simple(Outcome.UNKNOWN, answer.raw, reference, MSG_UNPARSABLE)
-        outcome, message = payment_outcome(found, payment.operation_mode)
-        transaction = found.latest(*SUCCESS_STATUSES) or found.latest("authorize") or found.latest()
-        if outcome == Outcome.FAILED and transaction is not None and transaction.ErrorCode:
-            message = (transaction.Error or "").strip() or ERROR_CODES.get(
-                transaction.ErrorCode.upper(), message
-            )
-        refs = {
-            "invoice_id": found.InvoiceId,
-            "payment_id": transaction.PaymentId if transaction else None,
-        }
-        return result(
-            outcome,
-            answer.raw,
-            transaction_params(transaction, reference, found.status or "unknown", message),
-            message,
-            refs,
+        if key[1] == KEY_CUSTOMER_REFERENCE and not belongs_to(payment, found):
+            message = "MyFatoorah answered about another invoice"
+            return simple(Outcome.UNKNOWN, answer.raw, reference, message)
+        return judge_payment(payment, found, answer.raw, now=datetime.now(UTC), zone=self._zone())
+
+    # -- taking payments (spec: payment acceptance §4) ---------------------------------------
+    def _zone(self) -> Any:
+        return vendor_time_zone(
+            self._country(), self.config.is_sandbox, kit.text_option(self.config, "time_zone")
         )
+
+    def _payment_method_id(self) -> int | None:
+        value = kit.text_option(self.config, "payment_method_id")
+        return int(value) if value.isdigit() and int(value) > 0 else None
+
+    async def start_checkout(self, request: CheckoutRequest) -> CheckoutStart:
+        """One invoice per attempt: ExecutePayment for the configured ``payment_method_id``
+        (its ``PaymentURL``), else SendPayment with ``NotificationOption`` ``LNK`` (its
+        ``InvoiceURL``; the customer picks the method on MyFatoorah's page). Each call makes a
+        new invoice, so an attempt that already has one, or whose create reply was lost
+        (``retry``), looks it up (InvoiceId, else CustomerReference) before creating again."""
+        payment = request.payment
+        reference = payment.reference_number
+        problem = self._configuration_problem()
+        if problem is None and not is_known_currency(payment.currency_code):
+            problem = f"Currency {payment.currency_code!r} cannot be sent to MyFatoorah"
+        if problem is not None:
+            return CheckoutStart(Outcome.FAILED, raw={"error": problem}, message=problem)
+        known = dict(payment.gateway_refs or {})
+        if request.retry or kit.ref(known, "invoice_id"):
+            reused = await self._existing_invoice(request)
+            if reused is not None:
+                return reused
+        payload = self._invoice_request(request)
+        answer = await self._call(
+            EXECUTE_PAYMENT if isinstance(payload, ExecutePaymentRequest) else SEND_PAYMENT, payload
+        )
+        if answer.kind == "unknown":
+            return CheckoutStart(Outcome.UNKNOWN, raw=answer.raw, message=answer.message)
+        if answer.kind == "refused":
+            return CheckoutStart(Outcome.FAILED, raw=answer.raw, message=answer.message)
+        created = parse_data(InvoiceCreated, answer.data)
+        url = payment_url(created.url) if created is not None else None
+        if created is None or not created.InvoiceId or url is None:
+            # IsSuccess, but no invoice or page to send the customer to: an invoice may exist.
+            return CheckoutStart(Outcome.UNKNOWN, raw=answer.raw, message=MSG_UNPARSABLE)
+        log.info("myfatoorah invoice created for attempt %s", reference)
+        return CheckoutStart(
+            Outcome.SUCCESS,
+            method="GET",
+            url=url,
+            raw=answer.raw,
+            gateway_refs={"invoice_id": created.InvoiceId, "payment_url": url},
+        )
+
+    async def _existing_invoice(self, request: CheckoutRequest) -> CheckoutStart | None:
+        """The attempt's invoice if MyFatoorah has one (None: create one). The browser goes to
+        the stored page when it is known and the invoice still takes a payment; otherwise
+        straight back to PayOps, which confirms by GetPaymentStatus (a page never shown to
+        anyone cannot be paid twice)."""
+        payment = request.payment
+        known = dict(payment.gateway_refs or {})
+        invoice_id = kit.ref(known, "invoice_id")
+        key: tuple[str, PaymentKeyType] = (
+            (invoice_id, KEY_INVOICE_ID)
+            if invoice_id
+            else (payment.reference_number, KEY_CUSTOMER_REFERENCE)
+        )
+        answer = await self._call(
+            GET_PAYMENT_STATUS, PaymentStatusRequest(Key=key[0], KeyType=key[1])
+        )
+        if answer.kind == "unknown":
+            return CheckoutStart(Outcome.UNKNOWN, raw=answer.raw, message=answer.message)
+        found = parse_data(PaymentStatus, answer.data) if answer.kind == "ok" else None
+        if found is None or not found.InvoiceId or not belongs_to(payment, found):
+            if invoice_id:
+                # The recorded invoice cannot be read: never make a second one blindly.
+                message = "The attempt's MyFatoorah invoice could not be read"
+                return CheckoutStart(Outcome.UNKNOWN, raw=answer.raw, message=message)
+            return None  # MyFatoorah has no invoice with this reference: create it
+        url = payment_url(kit.ref(known, "payment_url"))
+        if found.status in ("paid", "duplicatepayment", "canceled"):
+            url = None  # nothing left to pay there: PayOps reads the result at once
+        log.info(
+            "myfatoorah invoice for attempt %s already exists; not created again",
+            payment.reference_number,
+        )
+        return CheckoutStart(
+            Outcome.SUCCESS,
+            method="GET",
+            url=url or request.return_url,
+            raw=answer.raw,
+            gateway_refs={
+                k: v for k, v in (("invoice_id", found.InvoiceId), ("payment_url", url)) if v
+            },
+        )
+
+    def _invoice_request(self, request: CheckoutRequest) -> GatewayRequest:
+        payment = request.payment
+        customer = request.customer or {}
+        name = " ".join(
+            part
+            for part in (
+                customer.get("first_name", "").strip(),
+                customer.get("last_name", "").strip(),
+            )
+            if part
+        )
+        mobile = re.sub(r"[\s-]", "", customer.get("phone", "") or "")
+        common: dict[str, Any] = {
+            "InvoiceValue": to_amount(payment.amount, payment.currency_code),
+            "DisplayCurrencyIso": payment.currency_code.upper(),
+            "CallBackUrl": request.return_url,
+            "ErrorUrl": request.failure_url,
+            "CustomerEmail": (customer.get("email") or "").strip() or None,
+            # MyFatoorah takes a local number of at most 11 digits (the country code apart).
+            "CustomerMobile": mobile if mobile.isdigit() and len(mobile) <= 11 else None,
+            "CustomerReference": payment.reference_number,
+            "Language": "ar" if (request.language or "").lower().startswith("ar") else "en",
+            "ExpiryDate": expiry_text(request.expires_at, self._zone()),
+        }
+        method = self._payment_method_id()
+        if method is not None:
+            return ExecutePaymentRequest(
+                PaymentMethodId=method, CustomerName=name or None, **common
+            )
+        # SendPayment requires a name; without the customer's, a neutral one.
+        return SendPaymentRequest(CustomerName=name or "Customer", **common)
+
+    async def confirm_return(self, payment: PaymentRef, params: Mapping[str, str]) -> GatewayResult:
+        """The browser's ``paymentId`` is only a hint: the invoice it names must be this
+        attempt's (InvoiceId / CustomerReference); otherwise, or without one, the attempt's own
+        invoice is read. Landing on ErrorUrl proves nothing either."""
+        hint = str(params.get("paymentId") or params.get("Id") or "").strip()
+        problem = self._configuration_problem()
+        if hint and problem is None and re.fullmatch(r"[0-9A-Za-z]{1,64}", hint):
+            answer = await self._call(
+                GET_PAYMENT_STATUS, PaymentStatusRequest(Key=hint, KeyType=KEY_PAYMENT_ID)
+            )
+            found = parse_data(PaymentStatus, answer.data) if answer.kind == "ok" else None
+            if found is not None and belongs_to(payment, found):
+                return judge_payment(
+                    payment, found, answer.raw, now=datetime.now(UTC), zone=self._zone()
+                )
+            if found is not None:
+                log.warning(
+                    "myfatoorah return for attempt %s named another invoice",
+                    payment.reference_number,
+                )
+        return await self.inquire_payment(payment)
 
     async def inquire_operation(self, request: OperationRequest) -> GatewayResult:
         reference = request.reference_number

@@ -8,26 +8,35 @@ GetRefundStatus, where PayOps's reference is the refund's ``ExternalIdentifier``
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import datetime
 from typing import Any, Literal
+from zoneinfo import ZoneInfo
 
 from payops.connectors import kit
-from payops.connectors.base import GatewayResult, OperationRequest, Outcome
+from payops.connectors.base import GatewayResult, OperationRequest, Outcome, PaymentRef
 from payops.connectors.kit import Reply, redaction, ref, result
 from payops.connectors.myfatoorah.transformers import (
+    CANCELED_CODES,
+    DUPLICATE_REVIEW,
+    ERROR_CODES,
+    EXPIRED_CODES,
     INVOICE_STATUS_OUTCOME,
     REFUND_STATUS_OUTCOME,
     SUCCESS_STATUSES,
     PaymentStatus,
     RefundStatusEntry,
     RefundStatusList,
+    display_value,
+    invoice_expiry,
     parse_envelope,
+    payment_outcome,
     refund_params,
     status_outcome,
     to_minor,
     transaction_params,
 )
-from payops.money import format_minor
+from payops.money import format_minor, is_known_currency
 
 MSG_NO_ANSWER = "MyFatoorah did not answer"
 MSG_UNPARSABLE = "MyFatoorah's reply could not be read"
@@ -271,3 +280,75 @@ def judge_refund_entry(
     )
     label = {Outcome.SUCCESS: "success", Outcome.FAILED: "canceled"}.get(outcome, "queued")
     return result(outcome, raw, refund_params(reference, label, message, **ids), message, refs)
+
+
+# -- a customer's payment (an attempt) --------------------------------------------------------
+
+
+def belongs_to(payment: PaymentRef, found: PaymentStatus) -> bool:
+    """Whether an invoice read by an id the browser brought is this attempt's (the official
+    library's "another order" check): the stored InvoiceId, or PayOps's CustomerReference."""
+    stored = ref(payment.gateway_refs or {}, "invoice_id")
+    if stored:
+        return (found.InvoiceId or "") == stored
+    return (found.CustomerReference or "") == payment.reference_number
+
+
+def judge_payment(
+    payment: PaymentRef, found: PaymentStatus, raw: dict[str, Any], *, now: datetime, zone: ZoneInfo
+) -> GatewayResult:
+    """GetPaymentStatus read for an attempt (spec §4.3): paid / authorized / failed (canceled,
+    expired) / pending, with what MyFatoorah confirmed (the invoice's display value, in the
+    currency PayOps sent) and, for ``DuplicatePayment``, a reason for review."""
+    reference = payment.reference_number
+    outcome, message = payment_outcome(found, payment.operation_mode)
+    transaction = found.latest(*SUCCESS_STATUSES) or found.latest("authorize") or found.latest()
+    state: str | None = None
+    review = ""
+    amount: int | None = None
+    currency: str | None = None
+    if outcome == Outcome.SUCCESS:
+        shown = display_value(found.InvoiceDisplayValue)
+        if shown is not None:
+            currency = shown[1]
+            amount = to_minor(shown[0], currency) if is_known_currency(currency) else None
+        else:  # the invoice value is in the currency PayOps sent (DisplayCurrencyIso)
+            amount = to_minor(found.InvoiceValue, payment.currency_code)
+        if amount is None:
+            message = (
+                f"MyFatoorah confirmed an amount that cannot be read "
+                f"({found.InvoiceDisplayValue or found.InvoiceValue})"
+            )
+            outcome = Outcome.PENDING
+        elif found.status == "duplicatepayment":
+            review = DUPLICATE_REVIEW
+    elif outcome == Outcome.FAILED:
+        code = (transaction.ErrorCode or "").strip().upper() if transaction else ""
+        if found.status == "canceled" or code in CANCELED_CODES:
+            state = "canceled"
+        elif code in EXPIRED_CODES:
+            state = "expired"
+        if transaction is not None and code:
+            message = (transaction.Error or "").strip() or ERROR_CODES.get(code, message)
+    elif outcome == Outcome.PENDING and not found.authorized:
+        expires = invoice_expiry(found, zone)
+        if expires is not None and expires <= now:
+            outcome, state = Outcome.FAILED, "expired"
+            message = "The MyFatoorah invoice expired without a payment"
+    label = {Outcome.SUCCESS: "success", Outcome.FAILED: state or "declined"}.get(
+        outcome, "pending"
+    )
+    refs = {
+        "invoice_id": found.InvoiceId,
+        "payment_id": transaction.PaymentId if transaction else None,
+    }
+    found_result = result(
+        outcome,
+        raw,
+        transaction_params(transaction, reference, label, message),
+        message,
+        refs,
+        amount=amount,
+        currency_code=currency,
+    )
+    return replace(found_result, payment_state=state, review_reason=review)

@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Final, Literal, TypeVar
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, StrictBool, ValidationError
 
@@ -27,15 +29,19 @@ GET_PAYMENT_STATUS = "/v2/GetPaymentStatus"
 UPDATE_PAYMENT_STATUS = "/v2/UpdatePaymentStatus"
 MAKE_REFUND = "/v2/MakeRefund"
 GET_REFUND_STATUS = "/v2/GetRefundStatus"
+EXECUTE_PAYMENT = "/v2/ExecutePayment"
+SEND_PAYMENT = "/v2/SendPayment"
 
-KEY_INVOICE_ID = "InvoiceId"
-KEY_PAYMENT_ID = "PaymentId"
-KEY_REFUND_ID = "RefundId"
+KEY_INVOICE_ID: Final = "InvoiceId"
+KEY_PAYMENT_ID: Final = "PaymentId"
+KEY_REFUND_ID: Final = "RefundId"
+KEY_CUSTOMER_REFERENCE: Final = "CustomerReference"
+PaymentKeyType = Literal["InvoiceId", "PaymentId", "CustomerReference"]
 
 # GUESS: the spec's example sends lower case ("capture"); MyFatoorah's reference table writes
 # "Capture"/"Release". The API is .NET and matches these case-insensitively elsewhere (KeyType).
-OPERATION_CAPTURE = "capture"
-OPERATION_RELEASE = "release"
+OPERATION_CAPTURE: Final = "capture"
+OPERATION_RELEASE: Final = "release"
 
 
 # -- JSON with exact decimals ---------------------------------------------------------------------
@@ -97,6 +103,36 @@ class MakeRefundRequest(GatewayRequest):
 class RefundStatusRequest(GatewayRequest):
     KeyType: Literal["InvoiceId", "RefundReference", "RefundId"]
     Key: str
+
+
+class _InvoiceRequest(GatewayRequest):
+    """What ExecutePayment and SendPayment share (spec: payment acceptance §4.1 step 2)."""
+
+    InvoiceValue: Decimal
+    DisplayCurrencyIso: str
+    CallBackUrl: str
+    ErrorUrl: str
+    CustomerName: str | None = None
+    CustomerEmail: str | None = None
+    CustomerMobile: str | None = None
+    CustomerReference: str
+    Language: Literal["en", "ar"] = "en"
+    ExpiryDate: str | None = None
+    SourceInfo: str = "PayOps"
+
+
+class ExecutePaymentRequest(_InvoiceRequest):
+    """An invoice for one payment method; the reply's ``PaymentURL`` is that method's page."""
+
+    PaymentMethodId: int
+
+
+class SendPaymentRequest(_InvoiceRequest):
+    """An invoice link (``NotificationOption`` ``LNK``: the link comes back in the reply only);
+    the customer chooses the method on MyFatoorah's page."""
+
+    NotificationOption: Literal["LNK"] = "LNK"
+    CustomerName: str  # required by SendPayment
 
 
 # -- replies --------------------------------------------------------------------------------------
@@ -195,6 +231,8 @@ class PaymentStatus(_Reply):
     CustomerReference: Text = None
     InvoiceValue: Money = None
     InvoiceDisplayValue: Text = None
+    ExpiryDate: Text = None
+    ExpiryTime: Text = None
     InvoiceTransactions: list[InvoiceTransaction] | None = None
 
     @property
@@ -237,6 +275,19 @@ class PaymentStatus(_Reply):
     def latest(self, *statuses: str) -> InvoiceTransaction | None:
         found = self.with_status(*statuses) if statuses else self.transactions
         return found[-1] if found else None
+
+
+class InvoiceCreated(_Reply):
+    """``Data`` of ExecutePayment (``PaymentURL``) or SendPayment (``InvoiceURL``)."""
+
+    InvoiceId: Text = None
+    PaymentURL: Text = None
+    InvoiceURL: Text = None
+    CustomerReference: Text = None
+
+    @property
+    def url(self) -> str | None:
+        return self.PaymentURL or self.InvoiceURL
 
 
 class RefundCreated(_Reply):
@@ -442,3 +493,118 @@ def refund_params(
         "rrn": rrn,
     }
     return {key: value for key, value in params.items() if value not in (None, "")}
+
+
+# -- taking payments (spec: payment acceptance §4) -----------------------------------------------
+
+# The vendor's time zone, in which MyFatoorah reads and writes an invoice's ``ExpiryDate`` (its
+# official library: Asia/Kuwait for test accounts; per country for live ones).
+VENDOR_TIME_ZONES = {
+    "KWT": "Asia/Kuwait",
+    "BHR": "Asia/Kuwait",
+    "SAU": "Asia/Riyadh",
+    "ARE": "Asia/Dubai",
+    "QAT": "Asia/Qatar",
+    "OMN": "Asia/Muscat",
+    "JOR": "Asia/Amman",
+    "EGY": "Africa/Cairo",
+}
+TEST_TIME_ZONE = "Asia/Kuwait"
+
+# The local currency names MyFatoorah writes in ``InvoiceDisplayValue`` and a transaction's
+# ``Currency`` ("KD", "SR"); ISO codes are read as they are.
+LOCAL_CURRENCY_NAMES = {
+    "KD": "KWD",
+    "SR": "SAR",
+    "BD": "BHD",
+    "QR": "QAR",
+    "RO": "OMR",
+    "JD": "JOD",
+    "LE": "EGP",
+}
+
+# ``ErrorCode`` of a failed transaction that is not a decline (INFERRED, spec §4.3).
+CANCELED_CODES = frozenset({"MF006"})
+EXPIRED_CODES = frozenset({"MF005"})
+DUPLICATE_REVIEW = (
+    "MyFatoorah shows this invoice paid more than once (DuplicatePayment): "
+    "the customer paid twice; refund the duplicate payment"
+)
+
+
+def iso_currency(name: str | None) -> str | None:
+    """``KD`` → ``KWD``; an ISO code stays; None when not recognisable."""
+    text = (name or "").strip().upper()
+    if text in LOCAL_CURRENCY_NAMES:
+        return LOCAL_CURRENCY_NAMES[text]
+    return text if re.fullmatch(r"[A-Z]{3}", text) else None
+
+
+def display_value(text: str | None) -> tuple[Decimal, str] | None:
+    """``"1,234.500 KD"`` → (Decimal("1234.500"), "KWD"); None when unreadable."""
+    parts = (text or "").strip().split()
+    if len(parts) != 2:
+        return None
+    number, currency = parts
+    if not currency[0].isalpha():  # "KD 12.500" is read too
+        number, currency = currency, number
+    number = number.replace(",", "")
+    iso = iso_currency(currency)
+    if iso is None or not _PLAIN_NUMBER.fullmatch(number):
+        return None
+    return Decimal(number), iso
+
+
+def vendor_time_zone(country: str, is_sandbox: bool, override: str = "") -> ZoneInfo:
+    name = override or (
+        TEST_TIME_ZONE if is_sandbox else VENDOR_TIME_ZONES.get(country.upper(), TEST_TIME_ZONE)
+    )
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return ZoneInfo(TEST_TIME_ZONE)
+
+
+def expiry_text(moment: datetime | None, zone: ZoneInfo) -> str | None:
+    """PayOps's session expiry as ExpiryDate: a local date-time in the vendor's zone."""
+    if moment is None:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(zone).strftime("%Y-%m-%dT%H:%M:%S")
+
+
+_EXPIRY_FORMATS = (
+    "%Y-%m-%dT%H:%M:%S",
+    "%Y-%m-%d %H:%M:%S",
+    "%B %d, %Y %H:%M:%S",
+    "%b %d, %Y %H:%M:%S",
+    "%d/%m/%Y %H:%M:%S",
+    "%m/%d/%Y %H:%M:%S",
+)
+
+
+def invoice_expiry(found: PaymentStatus, zone: ZoneInfo) -> datetime | None:
+    """When the invoice expires (``ExpiryDate`` + ``ExpiryTime``, vendor's local time) as an
+    aware UTC moment; None when it cannot be read."""
+    date = (found.ExpiryDate or "").strip()
+    if not date:
+        return None
+    time = (found.ExpiryTime or "").strip().split(".")[0]
+    if "T" in date:
+        date, _, inline = date.partition("T")
+        time = time or inline.split(".")[0]
+    text = f"{date} {time or '23:59:59'}"
+    for pattern in _EXPIRY_FORMATS:
+        try:
+            local = datetime.strptime(text, pattern.replace("T", " "))
+        except ValueError:
+            continue
+        return local.replace(tzinfo=zone).astimezone(UTC)
+    return None
+
+
+def payment_url(text: str | None) -> str | None:
+    """The page MyFatoorah named, when it is an absolute http(s) URL."""
+    value = (text or "").strip()
+    return value if value.startswith(("https://", "http://")) and len(value) < 2048 else None
