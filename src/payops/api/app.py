@@ -28,6 +28,7 @@ from payops.api.metrics import exposition
 from payops.api.observe import ObserveRequests
 from payops.checkout.endpoints import router as checkout_router
 from payops.checkout.hosted import router as hosted_router
+from payops.checkout.returns import router as returns_router
 from payops.transactions import expiry
 from payops.transactions.endpoints import router as import_router
 from payops.webhooks import delivery
@@ -213,6 +214,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     openapi.install(app)
     app.include_router(checkout_router)
     app.include_router(hosted_router)
+    app.include_router(returns_router)
     app.include_router(payment_methods_router)
     app.include_router(notifications_router)
     app.include_router(import_router)
