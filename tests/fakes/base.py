@@ -86,6 +86,8 @@ class Answer:
     # A fault the protocol itself decided to apply (a fake that consumes its faults only for
     # requests it accepts): met after this answer's state change when ``fault.apply``.
     fault: Fault | None = None
+    # Extra response headers (a hosted payment page's ``Location`` on a 303).
+    headers: dict[str, str] | None = None
 
 
 class FakeGateway:
@@ -342,6 +344,8 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_response(answer.status)
             self.send_header("Content-Type", kind)
             self.send_header("Content-Length", str(len(data)))
+            for name, value in (answer.headers or {}).items():
+                self.send_header(name, value)
             self.end_headers()
             self.wfile.write(data)
         except OSError:
