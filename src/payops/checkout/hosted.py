@@ -173,12 +173,23 @@ def _redirect_target(redirect_url: str, params: dict[str, str]) -> str:
     return urlunsplit(parts._replace(query=urlencode(query)))
 
 
-def send_to_start(start: dict[str, Any]) -> Response:
+def send_to_start(start: dict[str, Any], *, after_form: bool = False) -> Response:
     """Send the browser where the gateway said: a redirect, or a page whose form posts itself
-    to the gateway (the only page whose CSP lets a form go to another origin, that one)."""
+    to the gateway (the only page whose CSP lets a form go to another origin, that one).
+
+    ``after_form``: the answer to the customer's own form post. Browsers apply the posting
+    page's ``form-action`` to the redirects that follow a form submission, so a 303 to the
+    gateway would be blocked by the hosted page's strict policy; the answer is instead a small
+    page that moves the browser on (meta refresh, and a link for anyone it does not move)."""
     url = str(start.get("url") or "")
     if str(start.get("method") or "GET").upper() != "POST":
-        return RedirectResponse(url, status_code=303, headers=HEADERS)
+        if not after_form:
+            return RedirectResponse(url, status_code=303, headers=HEADERS)
+        target = html.escape(url)
+        body = (f'<meta http-equiv="refresh" content="0;url={target}">'
+                "<h1>Taking you to the payment page…</h1>"
+                f'<p><a id="go" href="{target}">Continue to the payment page</a></p>')
+        return _page("Continue", body)
     nonce = secrets.token_urlsafe(16)
     fields = "".join(
         f'<input type="hidden" name="{html.escape(k)}" value="{html.escape(v)}">'
@@ -215,7 +226,7 @@ async def _open_gateway_attempt(request: Request, parent, *, wait: bool
         return _processing_page()
     outcome = start.get("outcome")
     if outcome == gateway_flow.STARTED:
-        return send_to_start(start)
+        return send_to_start(start, after_form=wait)
     if outcome == gateway_flow.STARTING and gateway_flow.in_flight(attempt, ctx):
         return _processing_page()
     return _retry_page(str(start.get("message") or "Your payment was not started."))
@@ -370,7 +381,7 @@ def _after_start(begun: gateway_flow.Begun, methods: list[str]) -> Response:
     start = begun.attempt.start or {}
     outcome = start.get("outcome")
     if outcome == gateway_flow.STARTED:
-        return send_to_start(start)
+        return send_to_start(start, after_form=True)
     if outcome == gateway_flow.START_FAILED:
         notice = ("The payment could not be started: "
                   f"{start.get('message') or 'the gateway refused it'}. Please choose again.")
