@@ -57,7 +57,8 @@ async def _come_back(token: str, request: Request) -> Response:
     if attempt is None:
         return _not_found()
     settled = await gateway_flow.settle_return(ctx, attempt, params)
-    if settled.attempt.state == "pending":
+    if settled.attempt.state in ("pending", "needs_review"):
+        # No final answer yet, or a confirmation an operator must look at.
         return _processing_page()
     return await finish(request, settled.parent, settled.attempt.reference_number,
                         answered_before=not settled.asked_gateway)

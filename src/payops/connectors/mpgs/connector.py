@@ -410,8 +410,16 @@ class MpgsConnector(Connector):
         refs = {"order_id": order_id}
         if payment_txn is not None and payment_txn.transaction and payment_txn.transaction.id:
             refs["transaction_id"] = payment_txn.transaction.id
+        amount, currency = None, None
+        if outcome == Outcome.SUCCESS:
+            # What the order holds, so a payment for another amount goes to review (§1.3).
+            currency = (order.currency or payment.currency_code).upper()
+            total = order.total_authorized_amount
+            if total is None and payment_txn is not None and payment_txn.transaction is not None:
+                total = payment_txn.transaction.amount
+            amount = t.minor_units(total, currency)
         return GatewayResult(outcome, raw, params, f"MPGS order status {order.status or 'unknown'}",
-                             refs)
+                             refs, amount=amount, currency_code=currency)
 
     @staticmethod
     def _payment_transaction(order: t.OrderReply, payment: PaymentRef) -> t.TransactionReply | None:
