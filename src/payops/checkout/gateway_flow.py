@@ -27,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
@@ -183,7 +183,10 @@ async def _record_start(ctx: AppContext, attempt_id: int, start: CheckoutStart) 
         attempt = await session.get(PaymentAttempt, attempt_id, populate_existing=True)
         assert attempt is not None
         attempt.gateway_refs = {**(attempt.gateway_refs or {}), **(start.gateway_refs or {})}
-        attempt.start = stored_start(start)
+        # The gateway's reply is stored as evidence, without buyer personal data or secrets.
+        redacted = without_personal_data(attempt.gateway_config, GatewayResult(
+            start.outcome, dict(start.raw or {}))).raw
+        attempt.start = stored_start(replace(start, raw=redacted))
         if start.outcome == Outcome.FAILED and attempt.state == "pending":
             result = without_personal_data(attempt.gateway_config, GatewayResult(
                 Outcome.FAILED, public_refs(start.raw), {}, start.message or

@@ -272,7 +272,7 @@ async def _load(request: Request, session_id: str):
 
 
 async def finish(request: Request, parent, reference: str,
-                 *, answered_before: bool = False) -> Response:
+                 *, answered_before: bool = False, attempt_state: str = "") -> Response:
     """After a decided attempt: the payment webhook first; only its 200 sends the customer on
     to ``redirect_url`` (Ottu's order, decisions §10), else the summary page.
     ``answered_before``: a repeated return, decided by the answer the webhook already got."""
@@ -288,13 +288,15 @@ async def finish(request: Request, parent, reference: str,
             "session_id": parent.session_id, "order_no": parent.order_no or "",
             "reference_number": reference})
         return RedirectResponse(target, status_code=303, headers=HEADERS)
-    return _summary(parent, reference)
+    return _summary(parent, reference, attempt_state)
 
 
-def _summary(parent, reference: str) -> HTMLResponse:
+def _summary(parent, reference: str, attempt_state: str = "") -> HTMLResponse:
     outcome = {"paid": "Payment successful", "authorized": "Payment authorized",
                "expired": "Payment expired", "canceled": "Payment canceled"}.get(
         parent.state, "Payment declined")
+    if parent.state not in ("paid", "authorized") and attempt_state in ("canceled", "expired"):
+        outcome = f"Payment {attempt_state}"  # the customer left, or the gateway's time ran out
     again = ""
     if parent.state in PAYABLE:
         again = (f'<p><a href="/checkout/{html.escape(parent.session_id)}">'

@@ -61,7 +61,8 @@ async def _come_back(token: str, request: Request) -> Response:
         # No final answer yet, or a confirmation an operator must look at.
         return _processing_page()
     return await finish(request, settled.parent, settled.attempt.reference_number,
-                        answered_before=not settled.asked_gateway)
+                        answered_before=not settled.asked_gateway,
+                        attempt_state=settled.attempt.state)
 
 
 async def gateway_return(token: str, request: Request) -> Response:
