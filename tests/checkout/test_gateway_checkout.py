@@ -17,6 +17,7 @@ import pytest
 from sqlalchemy import select
 
 from payops.checkout.gateway_flow import public_refs
+from payops.checkout.hosted import send_to_start
 from payops.connectors.mpgs.connector import MpgsConnector
 from payops.db.models import PaymentAttempt
 from payops.gateways.service import GatewayConfigError, add_gateway
@@ -165,3 +166,25 @@ async def test_gateway_add_refuses_a_payment_mode_the_gateway_cannot_take(
             await add_gateway(db, seed.ctx.settings, pg_code="m", connector="mpgs",
                               operation_mode="authorize", default_currency="KWD",
                               credentials={"merchant_id": "M", "api_password": "p"})
+
+
+def test_a_gateway_taking_a_form_post_gets_a_self_posting_page() -> None:
+    # PayU, QPay and KNET take the browser's form POST: the only page whose CSP lets a form
+    # leave PayOps, and only to that gateway's origin.
+    page = send_to_start({"method": "POST", "url": "https://pay.example/_payment?x=1&y=2",
+                          "fields": {"hash": 'a"b<c>', "txnid": "R1"}})
+    csp = page.headers["content-security-policy"]
+    nonce = re.search(r"script-src 'nonce-([^']+)'", csp)
+    assert nonce is not None and f'<script nonce="{nonce[1]}">' in page.body.decode()
+    assert csp.endswith("form-action 'self' https://pay.example")
+    body = page.body.decode()
+    assert 'action="https://pay.example/_payment?x=1&amp;y=2"' in body
+    assert '<input type="hidden" name="hash" value="a&quot;b&lt;c&gt;">' in body
+    assert '<button type="submit">Continue to the payment page</button>' in body  # no JS
+    # A gateway reached by a link: a redirect on a reload, a page that moves on after a post.
+    link = {"method": "GET", "url": "https://gw.example/pay/S1"}
+    assert send_to_start(link).status_code == 303
+    moved = send_to_start(link, after_form=True)
+    assert moved.status_code == 200 and "form-action 'self'" in moved.headers[
+        "content-security-policy"] and 'content="0;url=https://gw.example/pay/S1"' in \
+        moved.body.decode()
