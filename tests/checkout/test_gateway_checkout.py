@@ -188,3 +188,23 @@ def test_a_gateway_taking_a_form_post_gets_a_self_posting_page() -> None:
     assert moved.status_code == 200 and "form-action 'self'" in moved.headers[
         "content-security-policy"] and 'content="0;url=https://gw.example/pay/S1"' in \
         moved.body.decode()
+
+
+async def test_gateway_time_out_expires_the_attempt(
+        client: httpx.AsyncClient, seed: Seed, fake: FakeMpgs) -> None:
+    created = await session(client, seed, fake)
+    page = f"/checkout/{created['session_id']}"
+    at_gateway = gateway_link(await client.post(page, data={"pg_code": "mpgs-kwd"}))
+    fake.checkout.expire_sessions()
+    expired = httpx.get(at_gateway)
+    link = re.search(r'id="timeout" href="([^"]+)"', expired.text)
+    assert expired.status_code == 410 and link is not None
+    back = httpx.URL(link[1].replace("&amp;", "&"))
+    assert back.params["outcome"] == "timeout"
+    returned = await client.get(back.raw_path.decode())
+    assert returned.status_code == 200 and "Payment expired" in returned.text
+    [attempt] = await attempts(seed)
+    assert attempt.state == "expired"
+    # The session itself is still open: the customer may pay again.
+    again = await client.get(page)
+    assert again.status_code == 200 and 'value="mpgs-kwd"' in again.text
