@@ -208,3 +208,20 @@ async def test_gateway_time_out_expires_the_attempt(
     # The session itself is still open: the customer may pay again.
     again = await client.get(page)
     assert again.status_code == 200 and 'value="mpgs-kwd"' in again.text
+
+
+async def test_a_session_with_the_sandbox_and_a_gateway_offers_both(
+        client: httpx.AsyncClient, seed: Seed, fake: FakeMpgs) -> None:
+    await seed.gateway("sandbox-kwd", "purchase", "KWD")
+    created = await session(client, seed, fake, pg_codes=["sandbox-kwd", "mpgs-kwd"])
+    page = f"/checkout/{created['session_id']}"
+    shown = await client.get(page)
+    assert 'name="card_number"' in shown.text  # the sandbox's card form, as before
+    assert "Pay with mpgs-kwd" in shown.text
+    assert shown.headers["content-security-policy"].endswith("form-action 'self'")
+    # The sandbox's form still pays with the sandbox, and nothing reached MPGS.
+    paid = await client.post(page, data={"pg_code": "sandbox-kwd",
+                                         "card_number": "4111111111111111", "expiry": "12/39",
+                                         "cvv": "123", "cardholder_name": "Test Customer"})
+    assert paid.status_code == 200 and "Payment successful" in paid.text
+    assert fake.requests == []
