@@ -83,8 +83,15 @@ class Shop:
         """The browser's request to PayOps (the return, or KNET's REDIRECT target)."""
         assert step.url.startswith(self.base), step.url
         if step.method.upper() == "POST":
-            return httpx.post(step.url, data=step.fields, timeout=60)
-        return httpx.get(step.url, timeout=60)
+            answer = httpx.post(step.url, data=step.fields, timeout=60)
+        else:
+            answer = httpx.get(step.url, timeout=60)
+        if answer.headers.get("content-type", "").startswith("text/plain") and \
+                answer.text.startswith("REDIRECT="):
+            # A step to PayOps's response URL (KNET's server post): the browser then goes
+            # where the one-line answer says.
+            return httpx.get(answer.text.removeprefix("REDIRECT=").strip(), timeout=60)
+        return answer
 
     def parent(self, session_id: str) -> PaymentTransaction:
         async def work(ctx: AppContext) -> PaymentTransaction:
