@@ -237,8 +237,10 @@ def test_success_then_operations(settings: Settings, connector: str, mode: str) 
         inquiry = httpx.post(f"{s.base}/b/pbl/v2/inquiry/", headers=s.auth, timeout=30,
                              json={"session_id": created["session_id"]})
         assert inquiry.status_code == 200, inquiry.text
-        for secret in (v for k, v in attempt.gateway_refs.items() if k.startswith("secret_")):
-            assert str(secret) not in inquiry.text and str(secret) not in back.text
+        secrets = [str(v) for k, v in attempt.gateway_refs.items() if k.startswith("secret_")]
+        for secret in secrets:
+            assert secret not in inquiry.text and secret not in back.text
+            assert secret not in str(receiver.received[0].body) and secret not in str(attempt.start)
         operations_work(s, created, mode)
 
 
