@@ -26,8 +26,11 @@ def backend() -> str:
     return "sqlite"
 
 
-def test_mpgs_payment_in_a_real_browser(browser: Any, settings: Settings,  # noqa: F811
-                                        shots: Any) -> None:  # noqa: F811
+def test_mpgs_payment_in_a_real_browser(
+    browser: Any,
+    settings: Settings,  # noqa: F811
+    shots: Any,
+) -> None:  # noqa: F811
     with shop(settings, "mpgs", "purchase") as s:
         # No redirect_url: the customer ends on PayOps's own summary page.
         created = s.create(order_no="BROWSER-1", redirect_url="")

@@ -48,8 +48,11 @@ CONNECTORS = list(DRIVERS)
 
 @pytest.fixture
 def settings_overrides() -> dict[str, Any]:
-    return {"webhook_redirect_deadline_seconds": 5.0, "webhook_timeout_seconds": 5.0,
-            "webhook_backoff_base_seconds": 60}
+    return {
+        "webhook_redirect_deadline_seconds": 5.0,
+        "webhook_timeout_seconds": 5.0,
+        "webhook_backoff_base_seconds": 60,
+    }
 
 
 @dataclass
@@ -65,9 +68,14 @@ class Shop:
     mode: str
 
     def create(self, **fields: Any) -> dict[str, Any]:
-        body = {"type": "e_commerce", "amount": self.journey.amount,
-                "currency_code": self.journey.currency, "pg_codes": [self.pg_code],
-                "redirect_url": REDIRECT, **fields}
+        body = {
+            "type": "e_commerce",
+            "amount": self.journey.amount,
+            "currency_code": self.journey.currency,
+            "pg_codes": [self.pg_code],
+            "redirect_url": REDIRECT,
+            **fields,
+        }
         created = httpx.post(f"{self.base}{CHECKOUT}", json=body, headers=self.auth, timeout=30)
         assert created.status_code == 201, created.text
         return created.json()
@@ -86,8 +94,9 @@ class Shop:
             answer = httpx.post(step.url, data=step.fields, timeout=60)
         else:
             answer = httpx.get(step.url, timeout=60)
-        if answer.headers.get("content-type", "").startswith("text/plain") and \
-                answer.text.startswith("REDIRECT="):
+        if answer.headers.get("content-type", "").startswith(
+            "text/plain"
+        ) and answer.text.startswith("REDIRECT="):
             # A step to PayOps's response URL (KNET's server post): the browser then goes
             # where the one-line answer says.
             return httpx.get(answer.text.removeprefix("REDIRECT=").strip(), timeout=60)
@@ -96,24 +105,32 @@ class Shop:
     def parent(self, session_id: str) -> PaymentTransaction:
         async def work(ctx: AppContext) -> PaymentTransaction:
             async with ctx.db.read() as session:
-                found = await session.scalar(select(PaymentTransaction).where(
-                    PaymentTransaction.session_id == session_id))
+                found = await session.scalar(
+                    select(PaymentTransaction).where(PaymentTransaction.session_id == session_id)
+                )
                 assert found is not None
                 return found
+
         return run(self.settings, work)
 
     def attempts(self, session_id: str) -> list[PaymentAttempt]:
         async def work(ctx: AppContext) -> list[PaymentAttempt]:
             async with ctx.db.read() as session:
-                return list(await session.scalars(
-                    select(PaymentAttempt).join(PaymentTransaction,
-                                                PaymentTransaction.id == PaymentAttempt.transaction_id)
-                    .where(PaymentTransaction.session_id == session_id)
-                    .order_by(PaymentAttempt.id)))
+                return list(
+                    await session.scalars(
+                        select(PaymentAttempt)
+                        .join(
+                            PaymentTransaction,
+                            PaymentTransaction.id == PaymentAttempt.transaction_id,
+                        )
+                        .where(PaymentTransaction.session_id == session_id)
+                        .order_by(PaymentAttempt.id)
+                    )
+                )
+
         return run(self.settings, work)
 
-    def operate(self, operation: str, session_id: str, amount: str | None = None
-                ) -> httpx.Response:
+    def operate(self, operation: str, session_id: str, amount: str | None = None) -> httpx.Response:
         body = {"operation": operation, "session_id": session_id}
         if amount is not None:
             body["amount"] = amount
@@ -147,8 +164,9 @@ def at_gateway(chosen: httpx.Response) -> BrowserStep:
         target = unescape(link[1])
         assert f'content="0;url={link[1]}"' in chosen.text
         return BrowserStep("GET", target)
-    form = re.search(r'<form id="go" method="post" action="([^"]+)">(.*?)</form>', chosen.text,
-                     re.S)
+    form = re.search(
+        r'<form id="go" method="post" action="([^"]+)">(.*?)</form>', chosen.text, re.S
+    )
     assert form is not None, chosen.text
     fields = dict(re.findall(r'<input type="hidden" name="([^"]*)" value="([^"]*)">', form[2]))
     csp = chosen.headers["content-security-policy"]
@@ -170,13 +188,21 @@ def shop(settings: Settings, connector: str, mode: str | None = None) -> Iterato
         async def prepare(ctx: AppContext) -> None:
             async with ctx.db.write() as session:
                 session.add(ApiKey(prefix=prefix, secret_hash=secret_hash, name="journeys"))
-                await add_gateway(session, ctx.settings, pg_code=pg_code, operation_mode=mode,
-                                  **config)
+                await add_gateway(
+                    session, ctx.settings, pg_code=pg_code, operation_mode=mode, **config
+                )
 
         run(settings, prepare)
         with live_server(settings) as base:
-            yield Shop(settings.model_copy(update={"public_url": base}), base,
-                       {"Authorization": f"Api-Key {key}"}, pg_code, journey, fake, mode)
+            yield Shop(
+                settings.model_copy(update={"public_url": base}),
+                base,
+                {"Authorization": f"Api-Key {key}"},
+                pg_code,
+                journey,
+                fake,
+                mode,
+            )
 
 
 def redirected_with(response: httpx.Response, created: dict[str, Any], reference: str) -> None:
@@ -206,6 +232,7 @@ def pay_successfully(s: Shop, created: dict[str, Any]) -> httpx.Response:
 
 # -- success: both databases, every mode the gateway takes ------------------------------------
 
+
 def success_cases() -> list[Any]:
     cases = []
     for connector in CONNECTORS:
@@ -231,11 +258,16 @@ def test_success_then_operations(settings: Settings, connector: str, mode: str) 
         parent = s.parent(created["session_id"])
         assert parent.state == expected and attempt.state == "success"
         assert parent.amount + parent.fee == s.minor(s.journey.amount)
-        assert (parent.authorized_total if mode == "authorize" else parent.paid_total) == \
-            s.minor(s.journey.amount)
+        assert (parent.authorized_total if mode == "authorize" else parent.paid_total) == s.minor(
+            s.journey.amount
+        )
         # No secret of the gateway's (MPGS's success indicator) shows anywhere.
-        inquiry = httpx.post(f"{s.base}/b/pbl/v2/inquiry/", headers=s.auth, timeout=30,
-                             json={"session_id": created["session_id"]})
+        inquiry = httpx.post(
+            f"{s.base}/b/pbl/v2/inquiry/",
+            headers=s.auth,
+            timeout=30,
+            json={"session_id": created["session_id"]},
+        )
         assert inquiry.status_code == 200, inquiry.text
         secrets = [str(v) for k, v in attempt.gateway_refs.items() if k.startswith("secret_")]
         for secret in secrets:
@@ -269,6 +301,7 @@ def operations_work(s: Shop, created: dict[str, Any], mode: str) -> None:
 
 
 # -- the failure matrix: PostgreSQL -----------------------------------------------------------
+
 
 @pytest.mark.parametrize("backend", PG)
 @pytest.mark.parametrize("connector", CONNECTORS)
@@ -341,8 +374,7 @@ def test_double_return_is_answered_from_storage(settings: Settings, connector: s
         assert first.status_code == 303, first.text
         calls = len(s.fake.requests)
         second = s.back(step)
-        assert second.status_code == 303 and second.headers["location"] == \
-            first.headers["location"]
+        assert second.status_code == 303 and second.headers["location"] == first.headers["location"]
         assert len(s.fake.requests) == calls  # no second gateway call
         # A reload of PayOps's page shows the result and starts nothing.
         page = httpx.get(created["checkout_url"], timeout=30)
@@ -357,8 +389,9 @@ def test_double_click_starts_one_attempt(settings: Settings, connector: str) -> 
         created = s.create()
 
         def click(_: int) -> BrowserStep:
-            return at_gateway(httpx.post(created["checkout_url"], data={"pg_code": s.pg_code},
-                                         timeout=60))
+            return at_gateway(
+                httpx.post(created["checkout_url"], data={"pg_code": s.pg_code}, timeout=60)
+            )
 
         # Three clicks at once, then one more: every one lands on the same stored start.
         with ThreadPoolExecutor(max_workers=3) as pool:
@@ -366,8 +399,11 @@ def test_double_click_starts_one_attempt(settings: Settings, connector: str) -> 
         starts.append(click(3))
         assert all(step == starts[0] for step in starts), starts
         reload = httpx.get(created["checkout_url"], timeout=30)
-        assert reload.status_code == 303 and reload.headers["location"] == starts[0].url \
+        assert (
+            reload.status_code == 303
+            and reload.headers["location"] == starts[0].url
             or at_gateway(reload) == starts[0]
+        )
         assert len(s.attempts(created["session_id"])) == 1
 
 
@@ -411,8 +447,10 @@ def run_attempt_inquiry(s: Shop) -> None:
     """The one-shot automatic attempt inquiry (issue 17 §6, helper F2's
     ``payops.transactions.attempt_inquiry``), run as if its window had passed."""
     # TODO(lead): drop this guard once F2's automatic attempt inquiry is merged.
-    inquiry = pytest.importorskip("payops.transactions.attempt_inquiry",
-                                  reason="F2's automatic attempt inquiry is not merged here")
+    inquiry = pytest.importorskip(
+        "payops.transactions.attempt_inquiry",
+        reason="F2's automatic attempt inquiry is not merged here",
+    )
 
     async def work(ctx: AppContext) -> None:
         await inquiry.inquire_due_attempts(ctx, now=datetime.now(UTC) + timedelta(hours=1))
@@ -442,8 +480,11 @@ def test_late_success_after_expiry_still_applies(settings: Settings, connector: 
 
         async def expire(ctx: AppContext) -> None:
             async with ctx.db.write() as session:
-                await session.execute(update(PaymentTransaction).values(
-                    expires_at=datetime.now(UTC) - timedelta(seconds=1)))
+                await session.execute(
+                    update(PaymentTransaction).values(
+                        expires_at=datetime.now(UTC) - timedelta(seconds=1)
+                    )
+                )
             await expire_due(ctx)
 
         run(s.settings, expire)

@@ -62,17 +62,19 @@ class RecordedRequest:
 class Fault:
     kind: str
     method: str | None = None
-    path: str | None = None      # the exact path, or None for any
-    suffix: str | None = None    # or a path ending
+    path: str | None = None  # the exact path, or None for any
+    suffix: str | None = None  # or a path ending
     apply: bool = False
-    status: int | None = None    # for decline: the HTTP status (the protocol's default if None)
-    message: str = ""            # for decline: the refusal's text
+    status: int | None = None  # for decline: the HTTP status (the protocol's default if None)
+    message: str = ""  # for decline: the refusal's text
     times: int = 1
 
     def matches(self, method: str, path: str) -> bool:
-        return ((self.method is None or self.method == method)
-                and (self.path is None or self.path == path)
-                and (self.suffix is None or path.endswith(self.suffix)))
+        return (
+            (self.method is None or self.method == method)
+            and (self.path is None or self.path == path)
+            and (self.suffix is None or path.endswith(self.suffix))
+        )
 
 
 @dataclass
@@ -112,8 +114,9 @@ class FakeGateway:
         self._thread: threading.Thread | None = None
 
     # -- the protocol (subclasses) -------------------------------------------------------------
-    def handle(self, method: str, path: str, headers: dict[str, str],
-               body: bytes) -> Answer | tuple[Any, ...]:
+    def handle(
+        self, method: str, path: str, headers: dict[str, str], body: bytes
+    ) -> Answer | tuple[Any, ...]:
         """One request of the protocol (``path`` includes any query string): an ``Answer`` or
         ``(status, body[, content_type])``. Mutates the fake's state."""
         raise NotImplementedError
@@ -144,20 +147,34 @@ class FakeGateway:
         return _encode(value).encode()
 
     # -- control -------------------------------------------------------------------------------
-    def fail_next(self, kind: str, *, method: str | None = None, path: str | None = None,
-                  suffix: str | None = None, apply: bool = False, status: int | None = None,
-                  message: str = "", times: int = 1) -> None:
+    def fail_next(
+        self,
+        kind: str,
+        *,
+        method: str | None = None,
+        path: str | None = None,
+        suffix: str | None = None,
+        apply: bool = False,
+        status: int | None = None,
+        message: str = "",
+        times: int = 1,
+    ) -> None:
         """The next ``times`` requests matching ``method``/``path``/``suffix`` meet ``kind``."""
         assert kind in FAULTS or kind in self.EXTRA_FAULTS, kind
         with self.lock:
             self.faults.append(Fault(kind, method, path, suffix, apply, status, message, times))
 
-    def requests_to(self, path: str | None = None, *, method: str | None = None,
-                    suffix: str | None = None) -> list[RecordedRequest]:
+    def requests_to(
+        self, path: str | None = None, *, method: str | None = None, suffix: str | None = None
+    ) -> list[RecordedRequest]:
         with self.lock:
-            return [r for r in self.requests
-                    if (path is None or r.path == path) and (method is None or r.method == method)
-                    and (suffix is None or r.path.endswith(suffix))]
+            return [
+                r
+                for r in self.requests
+                if (path is None or r.path == path)
+                and (method is None or r.method == method)
+                and (suffix is None or r.path.endswith(suffix))
+            ]
 
     def fault_matches(self, fault: Fault, method: str, path: str) -> bool:
         """Whether ``fault`` is for this request (a protocol may read ``suffix`` its own way)."""
@@ -185,8 +202,9 @@ class FakeGateway:
         self._server.daemon_threads = True
         port = self._server.server_address[1]
         self.url = f"http://127.0.0.1:{port}"
-        self._thread = threading.Thread(target=self._server.serve_forever,
-                                        kwargs={"poll_interval": 0.05}, daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
         self._thread.start()
         return self
 
@@ -323,8 +341,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _reset(self) -> None:
         try:
-            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
-                                       struct.pack("ii", 1, 0))
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             self.connection.close()
         except OSError:
             pass

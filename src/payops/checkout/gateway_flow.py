@@ -94,8 +94,14 @@ def origin_of(url: str) -> str:
     return f"{parts.scheme}://{parts.netloc}" if parts.scheme and parts.netloc else ""
 
 
-def checkout_request(base: str, token: str, parent: PaymentTransaction, attempt: PaymentAttempt,
-                     *, retry: bool = False) -> CheckoutRequest:
+def checkout_request(
+    base: str,
+    token: str,
+    parent: PaymentTransaction,
+    attempt: PaymentAttempt,
+    *,
+    retry: bool = False,
+) -> CheckoutRequest:
     back = return_url(base, token)
     customer = parent.customer or {}
     return CheckoutRequest(
@@ -122,7 +128,8 @@ def checkout_request(base: str, token: str, parent: PaymentTransaction, attempt:
 def stored_start(start: CheckoutStart) -> dict[str, Any]:
     return {
         "outcome": {Outcome.SUCCESS: STARTED, Outcome.FAILED: START_FAILED}.get(
-            start.outcome, START_UNKNOWN),
+            start.outcome, START_UNKNOWN
+        ),
         "method": (start.method or "GET").upper(),
         "url": start.url,
         "fields": {str(k): str(v) for k, v in (start.fields or {}).items()},
@@ -158,19 +165,23 @@ class Begun:
     parent: PaymentTransaction
 
 
-async def _ask_start(ctx: AppContext, gateway: GatewayConfig, request: CheckoutRequest
-                     ) -> CheckoutStart:
+async def _ask_start(
+    ctx: AppContext, gateway: GatewayConfig, request: CheckoutRequest
+) -> CheckoutStart:
     """One start_checkout call that never raises and never outlives its budget; run as a task,
     so a customer closing the tab does not cut it short between the call and its recording."""
     connector = connector_for(gateway, ctx.settings)
     try:
-        return await asyncio.wait_for(connector.start_checkout(request),
-                                      start_budget(gateway, ctx))
+        return await asyncio.wait_for(connector.start_checkout(request), start_budget(gateway, ctx))
     except Exception as exc:  # noqa: BLE001 - anything but an answer is "unknown"
-        log.warning("checkout start at %s ended without an answer: %s", gateway.pg_code,
-                    type(exc).__name__)
-        return CheckoutStart(Outcome.UNKNOWN, raw={"error": type(exc).__name__},
-                             message="The payment gateway did not answer")
+        log.warning(
+            "checkout start at %s ended without an answer: %s", gateway.pg_code, type(exc).__name__
+        )
+        return CheckoutStart(
+            Outcome.UNKNOWN,
+            raw={"error": type(exc).__name__},
+            message="The payment gateway did not answer",
+        )
     finally:
         await connector.aclose()
 
@@ -184,16 +195,24 @@ async def _record_start(ctx: AppContext, attempt_id: int, start: CheckoutStart) 
         assert attempt is not None
         attempt.gateway_refs = {**(attempt.gateway_refs or {}), **(start.gateway_refs or {})}
         # The gateway's reply is stored as evidence, without buyer personal data or secrets.
-        redacted = without_personal_data(attempt.gateway_config, GatewayResult(
-            start.outcome, dict(start.raw or {}))).raw
+        redacted = without_personal_data(
+            attempt.gateway_config, GatewayResult(start.outcome, dict(start.raw or {}))
+        ).raw
         attempt.start = stored_start(replace(start, raw=redacted))
         if start.outcome == Outcome.FAILED and attempt.state == "pending":
-            result = without_personal_data(attempt.gateway_config, GatewayResult(
-                Outcome.FAILED, public_refs(start.raw), {}, start.message or
-                "The payment gateway refused the payment"))
+            result = without_personal_data(
+                attempt.gateway_config,
+                GatewayResult(
+                    Outcome.FAILED,
+                    public_refs(start.raw),
+                    {},
+                    start.message or "The payment gateway refused the payment",
+                ),
+            )
             await apply_attempt_result(session, parent, attempt, result)
-        log.info("checkout start for attempt %s: %s", attempt.reference_number,
-                 attempt.start["outcome"])
+        log.info(
+            "checkout start for attempt %s: %s", attempt.reference_number, attempt.start["outcome"]
+        )
         return Begun(attempt, parent)
 
 
@@ -211,8 +230,9 @@ async def _run_start(ctx: AppContext, base: str, attempt_id: int, *, retry: bool
     return await asyncio.shield(task)
 
 
-async def _start_and_record(ctx: AppContext, gateway: GatewayConfig, request: CheckoutRequest,
-                            attempt_id: int) -> Begun:
+async def _start_and_record(
+    ctx: AppContext, gateway: GatewayConfig, request: CheckoutRequest, attempt_id: int
+) -> Begun:
     return await _record_start(ctx, attempt_id, await _ask_start(ctx, gateway, request))
 
 
@@ -238,14 +258,15 @@ async def claim_retry(ctx: AppContext, attempt_id: int) -> bool:
         if attempt.state != "pending" or start.get("returned"):
             return False
         if start.get("outcome") == START_UNKNOWN or (
-                start.get("outcome") == STARTING and not in_flight(attempt, ctx)):
+            start.get("outcome") == STARTING and not in_flight(attempt, ctx)
+        ):
             attempt.start = {**start, "outcome": STARTING, "since": _now().isoformat()}
             return True
         return False
 
 
 async def retry(ctx: AppContext, base: str, attempt_id: int) -> Begun | None:
-    """"Try again" after a start whose reply was lost: the same attempt, started again with
+    """ "Try again" after a start whose reply was lost: the same attempt, started again with
     ``retry=True`` (never a second attempt). None when the attempt is not retryable (another
     request is starting it, or it has moved on)."""
     if not await claim_retry(ctx, attempt_id):
@@ -285,8 +306,9 @@ class Settled:
     asked_gateway: bool
 
 
-async def settle_return(ctx: AppContext, attempt: PaymentAttempt, params: dict[str, str]
-                        ) -> Settled:
+async def settle_return(
+    ctx: AppContext, attempt: PaymentAttempt, params: dict[str, str]
+) -> Settled:
     """The browser came back for ``attempt``: confirm at the gateway (only the connector's
     server-side read or verified message decides) and apply what it says. An attempt whose
     outcome is known is answered from storage, without a gateway call."""
@@ -307,10 +329,12 @@ async def settle_return(ctx: AppContext, attempt: PaymentAttempt, params: dict[s
         return Settled(parent, stored, asked)
 
 
-async def _confirm_and_apply(ctx: AppContext, gateway: GatewayConfig, attempt_id: int, ref: Any,
-                             params: dict[str, str]) -> None:
-    result = await ask_gateway(gateway, ctx.settings, lambda c: c.confirm_return(ref, params),
-                               ref.reference_number)
+async def _confirm_and_apply(
+    ctx: AppContext, gateway: GatewayConfig, attempt_id: int, ref: Any, params: dict[str, str]
+) -> None:
+    result = await ask_gateway(
+        gateway, ctx.settings, lambda c: c.confirm_return(ref, params), ref.reference_number
+    )
     async with ctx.db.write() as session:
         attempt = await session.get(PaymentAttempt, attempt_id)
         assert attempt is not None
@@ -345,8 +369,7 @@ async def receive_posted_result(ctx: AppContext, token: str, form: dict[str, str
         try:
             result = connector.receive_result(payment_ref(attempt), form)
         except NotificationRejected as exc:
-            log.warning("posted result for attempt %s refused: %s", attempt.reference_number,
-                        exc)
+            log.warning("posted result for attempt %s refused: %s", attempt.reference_number, exc)
             return
         except NotImplementedError:
             log.warning("%s does not post results", gateway.pg_code)

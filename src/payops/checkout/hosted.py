@@ -55,8 +55,13 @@ def luhn_ok(number: str) -> bool:
 def card_errors(form: dict[str, str], now: datetime) -> dict[str, str]:
     errors: dict[str, str] = {}
     number = form.get("card_number", "").replace(" ", "").replace("-", "")
-    if not (number.isascii() and number.isdigit() and 12 <= len(number) <= 19 and luhn_ok(number)
-            and number in TEST_CARDS):
+    if not (
+        number.isascii()
+        and number.isdigit()
+        and 12 <= len(number) <= 19
+        and luhn_ok(number)
+        and number in TEST_CARDS
+    ):
         errors["card_number"] = "Enter a valid card number (use one of the sandbox test cards)."
     expiry = form.get("expiry", "").strip()
     try:
@@ -76,8 +81,9 @@ def card_errors(form: dict[str, str], now: datetime) -> dict[str, str]:
     return errors
 
 
-def _page(title: str, body: str, status: int = 200,
-          headers: dict[str, str] | None = None) -> HTMLResponse:
+def _page(
+    title: str, body: str, status: int = 200, headers: dict[str, str] | None = None
+) -> HTMLResponse:
     document = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
@@ -89,33 +95,42 @@ label{{display:block;margin-top:1rem;font-weight:600}}input,select{{font-size:1r
     return HTMLResponse(document, status_code=status, headers=headers or HEADERS)
 
 
-def _field(name: str, label: str, errors: dict[str, str], value: str = "", note: str = "",
-           **attrs: str) -> str:
+def _field(
+    name: str, label: str, errors: dict[str, str], value: str = "", note: str = "", **attrs: str
+) -> str:
     error = errors.get(name)
     if error and note:
         error = f"{error} {note}"
     extra = " ".join(f'{k.replace("_", "-")}="{html.escape(v)}"' for k, v in attrs.items())
     described = f' aria-describedby="{name}-error" aria-invalid="true"' if error else ""
     message = f'<p class="error" id="{name}-error">{html.escape(error)}</p>' if error else ""
-    return (f'<label for="{name}">{label}</label>'
-            f'<input id="{name}" name="{name}" value="{html.escape(value)}" required {extra}{described}>'
-            f"{message}")
+    return (
+        f'<label for="{name}">{label}</label>'
+        f'<input id="{name}" name="{name}" value="{html.escape(value)}" required {extra}{described}>'
+        f"{message}"
+    )
 
 
-def _form(parent, gateways: list[str], errors: dict[str, str], form: dict[str, str],
-          notice: str = "", methods: list[str] | None = None
-          ) -> HTMLResponse:
+def _form(
+    parent,
+    gateways: list[str],
+    errors: dict[str, str],
+    form: dict[str, str],
+    notice: str = "",
+    methods: list[str] | None = None,
+) -> HTMLResponse:
     if not gateways:
         return _methods_page(parent, methods or [], notice)
     amount = format_minor(parent.amount + parent.fee, parent.currency_code)
     choose = ""
     if len(gateways) > 1:
-        options = "".join(f'<option value="{html.escape(c)}">{html.escape(c)}</option>'
-                          for c in gateways)
+        options = "".join(
+            f'<option value="{html.escape(c)}">{html.escape(c)}</option>' for c in gateways
+        )
         choose = f'<label for="pg_code">Payment method</label><select id="pg_code" name="pg_code">{options}</select>'
     elif gateways:
         choose = f'<input type="hidden" name="pg_code" value="{html.escape(gateways[0])}">'
-    summary = (f'<p role="alert" class="error">{html.escape(notice)}</p>' if notice else "")
+    summary = f'<p role="alert" class="error">{html.escape(notice)}</p>' if notice else ""
     body = f"""<h1>Pay {amount} {parent.currency_code}</h1>
 <p>Order {html.escape(parent.order_no or parent.session_id)}. This is a sandbox: use a test card.</p>
 {summary}
@@ -137,17 +152,19 @@ def _method_buttons(methods: list[str], heading: str) -> str:
     buttons = "".join(
         f'<form method="post"><input type="hidden" name="pg_code" value="{html.escape(code)}">'
         f'<button type="submit">Pay with {html.escape(code)}</button></form>'
-        for code in methods)
+        for code in methods
+    )
     return f"<h2>{html.escape(heading)}</h2>{buttons}"
 
 
-def _methods_page(parent, methods: list[str], notice: str = "",
-                  status: int = 200) -> HTMLResponse:
+def _methods_page(parent, methods: list[str], notice: str = "", status: int = 200) -> HTMLResponse:
     amount = format_minor(parent.amount + parent.fee, parent.currency_code)
     summary = f'<p role="alert" class="error">{html.escape(notice)}</p>' if notice else ""
-    body = (f"<h1>Pay {amount} {parent.currency_code}</h1>"
-            f"<p>Order {html.escape(parent.order_no or parent.session_id)}.</p>{summary}"
-            f"{_method_buttons(methods, 'Choose how to pay')}")
+    body = (
+        f"<h1>Pay {amount} {parent.currency_code}</h1>"
+        f"<p>Order {html.escape(parent.order_no or parent.session_id)}.</p>{summary}"
+        f"{_method_buttons(methods, 'Choose how to pay')}"
+    )
     return _page("Pay", body, status)
 
 
@@ -158,13 +175,16 @@ def _card_note(form: dict[str, str]) -> str:
     return f"(You entered a number ending in {digits[-4:]}.)" if len(digits) >= 8 else ""
 
 
-
-
 # -- the session's current state, and where the customer goes next --------------------------------
 
+
 def _processing_page() -> HTMLResponse:
-    return _page("Processing", "<h1>Your payment is being processed.</h1>"
-                 "<p>You will be told the result once the bank confirms it.</p>", 202)
+    return _page(
+        "Processing",
+        "<h1>Your payment is being processed.</h1>"
+        "<p>You will be told the result once the bank confirms it.</p>",
+        202,
+    )
 
 
 def _redirect_target(redirect_url: str, params: dict[str, str]) -> str:
@@ -186,34 +206,44 @@ def send_to_start(start: dict[str, Any], *, after_form: bool = False) -> Respons
         if not after_form:
             return RedirectResponse(url, status_code=303, headers=HEADERS)
         target = html.escape(url)
-        body = (f'<meta http-equiv="refresh" content="0;url={target}">'
-                "<h1>Taking you to the payment page…</h1>"
-                f'<p><a id="go" href="{target}">Continue to the payment page</a></p>')
+        body = (
+            f'<meta http-equiv="refresh" content="0;url={target}">'
+            "<h1>Taking you to the payment page…</h1>"
+            f'<p><a id="go" href="{target}">Continue to the payment page</a></p>'
+        )
         return _page("Continue", body)
     nonce = secrets.token_urlsafe(16)
     fields = "".join(
         f'<input type="hidden" name="{html.escape(k)}" value="{html.escape(v)}">'
-        for k, v in (start.get("fields") or {}).items())
-    body = (f'<h1>Taking you to the payment page…</h1>'
-            f'<form id="go" method="post" action="{html.escape(url)}">{fields}'
-            f'<button type="submit">Continue to the payment page</button></form>'
-            f'<script nonce="{nonce}">document.getElementById("go").submit();</script>')
+        for k, v in (start.get("fields") or {}).items()
+    )
+    body = (
+        f"<h1>Taking you to the payment page…</h1>"
+        f'<form id="go" method="post" action="{html.escape(url)}">{fields}'
+        f'<button type="submit">Continue to the payment page</button></form>'
+        f'<script nonce="{nonce}">document.getElementById("go").submit();</script>'
+    )
     origin = html.escape(str(start.get("origin") or gateway_flow.origin_of(url)))
-    headers = {**HEADERS, "Content-Security-Policy":
-               "default-src 'none'; style-src 'unsafe-inline'; "
-               f"script-src 'nonce-{nonce}'; form-action 'self' {origin}"}
+    headers = {
+        **HEADERS,
+        "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; "
+        f"script-src 'nonce-{nonce}'; form-action 'self' {origin}",
+    }
     return _page("Continue", body, 200, headers)
 
 
 def _retry_page(message: str) -> HTMLResponse:
-    return _page("Not confirmed", "<h1>The payment gateway did not answer.</h1>"
-                 f"<p>{html.escape(message)}</p>"
-                 '<form method="post"><input type="hidden" name="action" value="retry">'
-                 '<button type="submit">Try again</button></form>', 200)
+    return _page(
+        "Not confirmed",
+        "<h1>The payment gateway did not answer.</h1>"
+        f"<p>{html.escape(message)}</p>"
+        '<form method="post"><input type="hidden" name="action" value="retry">'
+        '<button type="submit">Try again</button></form>',
+        200,
+    )
 
 
-async def _open_gateway_attempt(request: Request, parent, *, wait: bool
-                                ) -> Response | None:
+async def _open_gateway_attempt(request: Request, parent, *, wait: bool) -> Response | None:
     """A session with an open attempt at a real gateway: where its customer goes now."""
     ctx = get_context(request)
     attempt = await gateway_flow.open_attempt(ctx, parent.id)
@@ -232,8 +262,7 @@ async def _open_gateway_attempt(request: Request, parent, *, wait: bool
     return _retry_page(str(start.get("message") or "Your payment was not started."))
 
 
-async def _settled_page(request: Request, parent, *, wait: bool = False
-                        ) -> Response | None:
+async def _settled_page(request: Request, parent, *, wait: bool = False) -> Response | None:
     """The session's current result when it takes no new payment: paid, or an attempt whose
     outcome is still open. A repeated submission gets this page and starts no charge."""
     ctx = get_context(request)
@@ -264,15 +293,25 @@ async def _load(request: Request, session_id: str):
         if parent is None:
             return None, [], []
         gateways = await enabled_gateways(session)
-        usable = [gw for code in parent.pg_codes if (gw := gateways.get(code)) is not None
-                  and parent.currency_code in gw.accepted_currencies]
+        usable = [
+            gw
+            for code in parent.pg_codes
+            if (gw := gateways.get(code)) is not None
+            and parent.currency_code in gw.accepted_currencies
+        ]
         sandbox = [gw for gw in usable if gw.connector == "sandbox"]
         real = [gw for gw in usable if gw.connector != "sandbox" and takes_payments(gw)]
         return parent, sandbox, real
 
 
-async def finish(request: Request, parent, reference: str,
-                 *, answered_before: bool = False, attempt_state: str = "") -> Response:
+async def finish(
+    request: Request,
+    parent,
+    reference: str,
+    *,
+    answered_before: bool = False,
+    attempt_state: str = "",
+) -> Response:
     """After a decided attempt: the payment webhook first; only its 200 sends the customer on
     to ``redirect_url`` (Ottu's order, decisions §10), else the summary page.
     ``answered_before``: a repeated return, decided by the answer the webhook already got."""
@@ -284,23 +323,33 @@ async def finish(request: Request, parent, reference: str,
             answer = await last_payment_answer(ctx, parent.id, parent.webhook_url)
         redirect = redirect and answer == 200
     if redirect:
-        target = _redirect_target(parent.redirect_url, {
-            "session_id": parent.session_id, "order_no": parent.order_no or "",
-            "reference_number": reference})
+        target = _redirect_target(
+            parent.redirect_url,
+            {
+                "session_id": parent.session_id,
+                "order_no": parent.order_no or "",
+                "reference_number": reference,
+            },
+        )
         return RedirectResponse(target, status_code=303, headers=HEADERS)
     return _summary(parent, reference, attempt_state)
 
 
 def _summary(parent, reference: str, attempt_state: str = "") -> HTMLResponse:
-    outcome = {"paid": "Payment successful", "authorized": "Payment authorized",
-               "expired": "Payment expired", "canceled": "Payment canceled"}.get(
-        parent.state, "Payment declined")
+    outcome = {
+        "paid": "Payment successful",
+        "authorized": "Payment authorized",
+        "expired": "Payment expired",
+        "canceled": "Payment canceled",
+    }.get(parent.state, "Payment declined")
     if parent.state not in ("paid", "authorized") and attempt_state in ("canceled", "expired"):
         outcome = f"Payment {attempt_state}"  # the customer left, or the gateway's time ran out
     again = ""
     if parent.state in PAYABLE:
-        again = (f'<p><a href="/checkout/{html.escape(parent.session_id)}">'
-                 "Choose a way to pay again</a></p>")
+        again = (
+            f'<p><a href="/checkout/{html.escape(parent.session_id)}">'
+            "Choose a way to pay again</a></p>"
+        )
     return _page(outcome, f"<h1>{outcome}</h1><p>Reference {html.escape(reference)}.</p>{again}")
 
 
@@ -317,8 +366,7 @@ async def show(session_id: str, request: Request) -> Response:
         return settled
     if parent.state not in PAYABLE:
         return _closed(parent, 410 if parent.state in ("expired", "canceled") else 200)
-    return _form(parent, [g.pg_code for g in sandbox], {}, {},
-                 methods=[g.pg_code for g in real])
+    return _form(parent, [g.pg_code for g in sandbox], {}, {}, methods=[g.pg_code for g in real])
 
 
 @router.post("/checkout/{session_id}")
@@ -346,8 +394,14 @@ async def pay(session_id: str, request: Request) -> Response:
     if gateway is None:
         errors["pg_code"] = "Choose a payment method."
     if errors:
-        return _form(parent, list(by_code), errors, form, "Please correct the highlighted fields.",
-                     methods=[g.pg_code for g in real])
+        return _form(
+            parent,
+            list(by_code),
+            errors,
+            form,
+            "Please correct the highlighted fields.",
+            methods=[g.pg_code for g in real],
+        )
     card = form["card_number"].replace(" ", "").replace("-", "")
     try:
         assert gateway is not None
@@ -366,8 +420,7 @@ async def pay(session_id: str, request: Request) -> Response:
     return await finish(request, parent, reference)
 
 
-async def _pay_at_gateway(request: Request, parent, gateway,
-                          methods: list[str]) -> Response:
+async def _pay_at_gateway(request: Request, parent, gateway, methods: list[str]) -> Response:
     ctx = get_context(request)
     try:
         begun = await gateway_flow.begin(ctx, base_url(request), parent.id, gateway)
@@ -385,8 +438,10 @@ def _after_start(begun: gateway_flow.Begun, methods: list[str]) -> Response:
     if outcome == gateway_flow.STARTED:
         return send_to_start(start, after_form=True)
     if outcome == gateway_flow.START_FAILED:
-        notice = ("The payment could not be started: "
-                  f"{start.get('message') or 'the gateway refused it'}. Please choose again.")
+        notice = (
+            "The payment could not be started: "
+            f"{start.get('message') or 'the gateway refused it'}. Please choose again."
+        )
         if begun.parent.state in PAYABLE:
             return _methods_page(begun.parent, methods, notice)
         return _summary(begun.parent, begun.attempt.reference_number)
@@ -394,7 +449,7 @@ def _after_start(begun: gateway_flow.Begun, methods: list[str]) -> Response:
 
 
 async def _retry(request: Request, parent) -> Response:
-    """"Try again" after a start whose reply was lost: the same attempt, started again."""
+    """ "Try again" after a start whose reply was lost: the same attempt, started again."""
     ctx = get_context(request)
     attempt = await gateway_flow.open_attempt(ctx, parent.id)
     if attempt is not None and attempt.token is not None and attempt.state == "pending":

@@ -60,9 +60,13 @@ async def _come_back(token: str, request: Request) -> Response:
     if settled.attempt.state in ("pending", "needs_review"):
         # No final answer yet, or a confirmation an operator must look at.
         return _processing_page()
-    return await finish(request, settled.parent, settled.attempt.reference_number,
-                        answered_before=not settled.asked_gateway,
-                        attempt_state=settled.attempt.state)
+    return await finish(
+        request,
+        settled.parent,
+        settled.attempt.reference_number,
+        answered_before=not settled.asked_gateway,
+        attempt_state=settled.attempt.state,
+    )
 
 
 async def gateway_return(token: str, request: Request) -> Response:
@@ -77,11 +81,11 @@ async def response(token: str, request: Request) -> Response:
     """Answer KNET's server at once: one line, no HTML, no HTTP redirect, never a 5xx."""
     ctx = get_context(request)
     target = gateway_flow.receipt_url(
-        base_url(request), token if gateway_flow.token_ok(token) else UNKNOWN_RECEIPT)
+        base_url(request), token if gateway_flow.token_ok(token) else UNKNOWN_RECEIPT
+    )
     try:
         raw = await read_limited(request, FORM_LIMIT)
-        form = dict(parse_qsl(raw.decode("utf-8", "replace"), keep_blank_values=True)[
-            :PARAM_LIMIT])
+        form = dict(parse_qsl(raw.decode("utf-8", "replace"), keep_blank_values=True)[:PARAM_LIMIT])
         await gateway_flow.receive_posted_result(ctx, token, form)
     except Exception as exc:  # noqa: BLE001 - the gateway gets its answer regardless
         log.warning("posted gateway result not read: %s", type(exc).__name__)

@@ -68,7 +68,8 @@ async def add_gateway(
         # KNET and QPay only sell: an authorize-mode configuration could take no payment.
         raise GatewayConfigError(
             f"{connector} takes payments only in "
-            f"{' or '.join(sorted(cls.payment_modes))} mode, not {operation_mode}")
+            f"{' or '.join(sorted(cls.payment_modes))} mode, not {operation_mode}"
+        )
     default_currency = default_currency.upper()
     accepted = sorted({c.upper() for c in (accepted_currencies or [])} | {default_currency})
     for code in accepted:
@@ -183,9 +184,13 @@ async def ask_gateway(
     """One connector call whose failure is an unknown outcome. Every gateway answer PayOps
     stores passes here, so this is where buyer personal data leaves the reply."""
     result = await _call_connector(
-        config, settings, call, label,
-        lambda exc: GatewayResult(Outcome.UNKNOWN, {"error": type(exc).__name__}, {},
-                                  messages.GATEWAY_UNCONFIRMED),
+        config,
+        settings,
+        call,
+        label,
+        lambda exc: GatewayResult(
+            Outcome.UNKNOWN, {"error": type(exc).__name__}, {}, messages.GATEWAY_UNCONFIRMED
+        ),
         shared,
     )
     return without_personal_data(config, result)
@@ -199,5 +204,6 @@ async def ask_gateway_for_operations(
     config: GatewayConfig, settings: Settings, payment: PaymentRef
 ) -> list[GatewayOperation] | None:
     """The gateway's own list of operations on a payment; None when it cannot tell."""
-    return await _call_connector(config, settings, lambda c: c.list_operations(payment),
-                                 config.pg_code, lambda exc: None)
+    return await _call_connector(
+        config, settings, lambda c: c.list_operations(payment), config.pg_code, lambda exc: None
+    )

@@ -38,17 +38,28 @@ async def _event_to_try(ctx: AppContext, transaction_id: int, target_url: str) -
     async with ctx.db.read() as session:
         event = await session.scalar(
             select(OutboxEvent)
-            .where(OutboxEvent.transaction_id == transaction_id, OutboxEvent.kind == "payment",
-                   OutboxEvent.target_url == target_url, OutboxEvent.state == "pending")
+            .where(
+                OutboxEvent.transaction_id == transaction_id,
+                OutboxEvent.kind == "payment",
+                OutboxEvent.target_url == target_url,
+                OutboxEvent.state == "pending",
+            )
             .order_by(OutboxEvent.id.desc())
             .limit(1)
         )
         if event is None:
             return None
-        blocked = await session.scalar(select(exists().where(and_(
-            older.transaction_id == transaction_id, older.id < event.id,
-            older.state == "pending",
-        ))))
+        blocked = await session.scalar(
+            select(
+                exists().where(
+                    and_(
+                        older.transaction_id == transaction_id,
+                        older.id < event.id,
+                        older.state == "pending",
+                    )
+                )
+            )
+        )
         return None if blocked else event.id
 
 
@@ -77,14 +88,18 @@ async def try_payment_webhook(ctx: AppContext, transaction_id: int, webhook_url:
         # The claim is released by its lease; the worker delivers the event later.
         return None
     # The worker's own send, with a timeout that fits what is left of the deadline.
-    hurried = dataclasses.replace(ctx, settings=ctx.settings.model_copy(
-        update={"webhook_timeout_seconds": remaining - RECORDING_MARGIN_SECONDS}))
+    hurried = dataclasses.replace(
+        ctx,
+        settings=ctx.settings.model_copy(
+            update={"webhook_timeout_seconds": remaining - RECORDING_MARGIN_SECONDS}
+        ),
+    )
     task = asyncio.create_task(delivery.deliver_event(hurried, event_id))
     ctx.background.add(task)
     task.add_done_callback(ctx.background.discard)
     try:
         await asyncio.wait_for(asyncio.shield(task), remaining)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         log.info("payment webhook %s not answered before the redirect deadline", event_id)
         return None
     except Exception as exc:  # noqa: BLE001 - the customer still gets a page
@@ -99,8 +114,12 @@ async def last_payment_answer(ctx: AppContext, transaction_id: int, target_url: 
     async with ctx.db.read() as session:
         event_id = await session.scalar(
             select(OutboxEvent.id)
-            .where(OutboxEvent.transaction_id == transaction_id, OutboxEvent.kind == "payment",
-                   OutboxEvent.target_url == target_url, OutboxEvent.state == "delivered")
+            .where(
+                OutboxEvent.transaction_id == transaction_id,
+                OutboxEvent.kind == "payment",
+                OutboxEvent.target_url == target_url,
+                OutboxEvent.state == "delivered",
+            )
             .order_by(OutboxEvent.id.desc())
             .limit(1)
         )

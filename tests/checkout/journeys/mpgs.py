@@ -33,12 +33,17 @@ class MpgsDriver:
 
     def gateway_config(self, fake: FakeMpgs, mode: str) -> dict[str, Any]:
         fake.checkout.notification_secret = NOTIFICATION_SECRET
-        return {"connector": "mpgs", "default_currency": self.currency,
-                "credentials": {"merchant_id": MERCHANT_ID, "api_password": API_PASSWORD},
-                "options": {"base_url": fake.url}, "webhook_secret": NOTIFICATION_SECRET}
+        return {
+            "connector": "mpgs",
+            "default_currency": self.currency,
+            "credentials": {"merchant_id": MERCHANT_ID, "api_password": API_PASSWORD},
+            "options": {"base_url": fake.url},
+            "webhook_secret": NOTIFICATION_SECRET,
+        }
 
-    def pay(self, fake: FakeMpgs, at_gateway: BrowserStep, action: CustomerAction
-            ) -> BrowserStep | None:
+    def pay(
+        self, fake: FakeMpgs, at_gateway: BrowserStep, action: CustomerAction
+    ) -> BrowserStep | None:
         with _browser() as browser:
             page = browser.get(at_gateway.url)
             assert page.status_code == 200, page.text
@@ -49,8 +54,10 @@ class MpgsDriver:
             else:
                 form = re.search(r'<form method="post" action="([^"]+)"', page.text)
                 assert form is not None, page.text
-                gone = browser.post(urljoin(at_gateway.url, form.group(1)), data={
-                    "cardNumber": CARD_FOR[action], "expiry": "05/39", "securityCode": "123"})
+                gone = browser.post(
+                    urljoin(at_gateway.url, form.group(1)),
+                    data={"cardNumber": CARD_FOR[action], "expiry": "05/39", "securityCode": "123"},
+                )
             if action == "pending":
                 assert gone.status_code == 200 and "Waiting for your bank" in gone.text
                 return None
@@ -59,15 +66,20 @@ class MpgsDriver:
 
     def forge_return(self, fake: FakeMpgs, at_gateway: BrowserStep) -> BrowserStep:
         session = fake.checkout.session_for(at_gateway.url)
-        return BrowserStep("GET", f"{session.return_url}?resultIndicator={secrets.token_hex(8)}"
-                                  f"&sessionVersion={session.version}")
+        return BrowserStep(
+            "GET",
+            f"{session.return_url}?resultIndicator={secrets.token_hex(8)}"
+            f"&sessionVersion={session.version}",
+        )
 
     def pay_without_return(self, fake: FakeMpgs, at_gateway: BrowserStep) -> None:
         fake.checkout.never_return = True
         try:
             with _browser() as browser:
-                paid = browser.post(at_gateway.url.split("?", 1)[0], data={
-                    "cardNumber": SUCCESS_CARD, "expiry": "05/39", "securityCode": "123"})
+                paid = browser.post(
+                    at_gateway.url.split("?", 1)[0],
+                    data={"cardNumber": SUCCESS_CARD, "expiry": "05/39", "securityCode": "123"},
+                )
                 assert paid.status_code == 200 and "Payment complete" in paid.text
         finally:
             fake.checkout.never_return = False

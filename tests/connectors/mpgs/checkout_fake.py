@@ -45,14 +45,19 @@ from tests.fakes.base import Answer
 if TYPE_CHECKING:
     from tests.connectors.mpgs.fake_server import FakeMpgs
 
-SESSION_PATH = re.compile(r"^/api/rest/version/(?P<version>[^/]+)/merchant/(?P<merchant>[^/]+)"
-                          r"/session/?$")
+SESSION_PATH = re.compile(
+    r"^/api/rest/version/(?P<version>[^/]+)/merchant/(?P<merchant>[^/]+)"
+    r"/session/?$"
+)
 PAY_PATH = re.compile(r"^/checkout/pay/(?P<session>[A-Za-z0-9]+)(?P<cancel>/cancel)?/?$")
 SUCCESS_CARD = "5123450000000008"
 DECLINED_CARD = "4000000000000002"
 PENDING_CARD = "4000000000000259"  # 3-D Secure-style: the issuer has not decided yet
-CARDS = {SUCCESS_CARD: ("SUCCESS", "APPROVED"), DECLINED_CARD: ("FAILURE", "DECLINED"),
-         PENDING_CARD: ("PENDING", "PENDING")}
+CARDS = {
+    SUCCESS_CARD: ("SUCCESS", "APPROVED"),
+    DECLINED_CARD: ("FAILURE", "DECLINED"),
+    PENDING_CARD: ("PENDING", "PENDING"),
+}
 OPERATIONS = {"PURCHASE": "PAYMENT", "AUTHORIZE": "AUTHORIZATION"}
 DEFAULT_LIFETIME = 15 * 60.0
 
@@ -82,8 +87,10 @@ def _with_query(url: str, params: dict[str, str]) -> str:
 
 
 def _page(title: str, body: str, status: int = 200) -> Answer:
-    document = (f"<!doctype html><html><head><title>{html.escape(title)} · Mastercard Gateway "
-                f"(fake)</title></head><body>{body}</body></html>")
+    document = (
+        f"<!doctype html><html><head><title>{html.escape(title)} · Mastercard Gateway "
+        f"(fake)</title></head><body>{body}</body></html>"
+    )
     return Answer(status, document, "text/html; charset=utf-8")
 
 
@@ -119,17 +126,25 @@ class HostedCheckout:
         """Post the latest payment transaction of the last paid order, as MPGS's webhook does."""
         with self.fake.lock:
             order = self.fake.orders[self.last_order_id]
-            txn = [t for t in order.transactions.values()
-                   if t.type in ("AUTHORIZATION", "PAYMENT")][-1]
+            txn = [
+                t for t in order.transactions.values() if t.type in ("AUTHORIZATION", "PAYMENT")
+            ][-1]
             body = self.fake._txn_reply(self.fake.merchant_id, order, txn, "100")
-        response = httpx.post(url, content=self.fake.encode(body), timeout=10, headers={
-            "Content-Type": "application/json", "X-Notification-Secret": self.notification_secret,
-            "X-Notification-Id": secrets.token_hex(8), "X-Notification-Attempt": "1"})
+        response = httpx.post(
+            url,
+            content=self.fake.encode(body),
+            timeout=10,
+            headers={
+                "Content-Type": "application/json",
+                "X-Notification-Secret": self.notification_secret,
+                "X-Notification-Id": secrets.token_hex(8),
+                "X-Notification-Attempt": "1",
+            },
+        )
         return response.status_code == 200
 
     # -- the protocol -------------------------------------------------------------------------
-    def handle(self, method: str, path: str, headers: dict[str, str], body: bytes
-               ) -> Answer | None:
+    def handle(self, method: str, path: str, headers: dict[str, str], body: bytes) -> Answer | None:
         bare = path.split("?", 1)[0]
         if method == "POST" and (match := SESSION_PATH.match(bare)):
             return self._create(match["version"], match["merchant"], headers, body, bare)
@@ -143,20 +158,26 @@ class HostedCheckout:
         if session is None:
             return _page("Not found", "<h1>Unknown or invalid session</h1>", 404)
         if match["cancel"]:
-            return Answer(303, "", "text/html", headers={
-                "Location": session.cancel_url or session.return_url})
+            return Answer(
+                303, "", "text/html", headers={"Location": session.cancel_url or session.return_url}
+            )
         if time.monotonic() - session.created > self.session_lifetime:
             target = html.escape(session.timeout_url or session.return_url)
-            return _page("Expired", "<h1>Your payment session has expired.</h1>"
-                         f'<p><a id="timeout" href="{target}">Return to the merchant</a></p>', 410)
+            return _page(
+                "Expired",
+                "<h1>Your payment session has expired.</h1>"
+                f'<p><a id="timeout" href="{target}">Return to the merchant</a></p>',
+                410,
+            )
         if method == "GET":
             return self._form(session)
         if method == "POST":
             return self._pay(session, body)
         return _page("Not allowed", "<h1>Method not allowed</h1>", 405)
 
-    def _create(self, version: str, merchant: str, headers: dict[str, str], body: bytes,
-                path: str) -> Answer:
+    def _create(
+        self, version: str, merchant: str, headers: dict[str, str], body: bytes, path: str
+    ) -> Answer:
         from tests.connectors.mpgs import fake_server as f
 
         if not version.isdigit() or not 63 <= int(version) <= f.MAX_API_VERSION:
@@ -167,7 +188,9 @@ class HostedCheckout:
         try:
             data = json.loads(body, parse_float=Decimal)
         except ValueError:
-            return Answer(400, f.error_response("INVALID_REQUEST", "Request body is not valid JSON"))
+            return Answer(
+                400, f.error_response("INVALID_REQUEST", "Request body is not valid JSON")
+            )
         problem = self._shape_problem(data)
         if problem is not None:
             return Answer(400, problem)
@@ -176,20 +199,30 @@ class HostedCheckout:
             return Answer(200, None, fault=fault)
         order, interaction = data["order"], data["interaction"]
         session = CheckoutSession(
-            id="SESSION" + secrets.token_hex(12).upper(), merchant=merchant,
-            indicator=secrets.token_hex(8), version=secrets.token_hex(5),
-            order_id=str(order["id"]), amount=Decimal(str(order["amount"])),
-            currency=order["currency"], operation=interaction["operation"],
-            return_url=interaction["returnUrl"], cancel_url=interaction.get("cancelUrl", ""),
+            id="SESSION" + secrets.token_hex(12).upper(),
+            merchant=merchant,
+            indicator=secrets.token_hex(8),
+            version=secrets.token_hex(5),
+            order_id=str(order["id"]),
+            amount=Decimal(str(order["amount"])),
+            currency=order["currency"],
+            operation=interaction["operation"],
+            return_url=interaction["returnUrl"],
+            cancel_url=interaction.get("cancelUrl", ""),
             timeout_url=interaction.get("timeoutUrl", ""),
-            notification_url=order.get("notificationUrl", ""), created=time.monotonic(),
-            body=data)
+            notification_url=order.get("notificationUrl", ""),
+            created=time.monotonic(),
+            body=data,
+        )
         with self.fake.lock:
             self.sessions[session.id] = session
-        reply = {"checkoutMode": "WEBSITE", "merchant": merchant, "result": "SUCCESS",
-                 "session": {"id": session.id, "updateStatus": "SUCCESS",
-                             "version": session.version},
-                 "successIndicator": session.indicator}
+        reply = {
+            "checkoutMode": "WEBSITE",
+            "merchant": merchant,
+            "result": "SUCCESS",
+            "session": {"id": session.id, "updateStatus": "SUCCESS", "version": session.version},
+            "successIndicator": session.indicator,
+        }
         return Answer(201, reply, "application/json;charset=UTF-8", fault=fault)
 
     @staticmethod
@@ -223,8 +256,11 @@ class HostedCheckout:
             value = Decimal(text)
         except InvalidOperation:
             return f.invalid_field_response("order.amount", order["amount"])
-        if (not f.AMOUNT.match(text) or value <= 0
-                or len(text.partition(".")[2]) > f.CURRENCY_DIGITS[currency]):
+        if (
+            not f.AMOUNT.match(text)
+            or value <= 0
+            or len(text.partition(".")[2]) > f.CURRENCY_DIGITS[currency]
+        ):
             return f.invalid_field_response("order.amount", order["amount"])
         for name in ("returnUrl", "cancelUrl", "timeoutUrl"):
             url = interaction.get(name)
@@ -234,13 +270,15 @@ class HostedCheckout:
 
     def _form(self, session: CheckoutSession, error: str = "", status: int = 200) -> Answer:
         notice = f'<p class="error">{html.escape(error)}</p>' if error else ""
-        body = (f"<h1>Pay {session.amount} {session.currency}</h1>{notice}"
-                f'<form method="post" action="/checkout/pay/{session.id}">'
-                '<label>Card number <input name="cardNumber"></label>'
-                '<label>Expiry (MM/YY) <input name="expiry"></label>'
-                '<label>Security code <input name="securityCode"></label>'
-                '<button type="submit">Pay</button></form>'
-                f'<p><a id="cancel" href="/checkout/pay/{session.id}/cancel">Cancel</a></p>')
+        body = (
+            f"<h1>Pay {session.amount} {session.currency}</h1>{notice}"
+            f'<form method="post" action="/checkout/pay/{session.id}">'
+            '<label>Card number <input name="cardNumber"></label>'
+            '<label>Expiry (MM/YY) <input name="expiry"></label>'
+            '<label>Security code <input name="securityCode"></label>'
+            '<button type="submit">Pay</button></form>'
+            f'<p><a id="cancel" href="/checkout/pay/{session.id}/cancel">Cancel</a></p>'
+        )
         return _page("Payment", body, status)
 
     def _pay(self, session: CheckoutSession, body: bytes) -> Answer:
@@ -259,7 +297,8 @@ class HostedCheckout:
                 self.fake.orders[session.order_id] = order
             txn_id = str(len(order.transactions) + 1)
             order.transactions[txn_id] = f.StoredTransaction(
-                txn_id, OPERATIONS[session.operation], amount, session.currency, result, code)
+                txn_id, OPERATIONS[session.operation], amount, session.currency, result, code
+            )
             self.last_order_id = order.id
         if result == "PENDING":
             return _page("Authenticating", "<h1>Waiting for your bank to confirm…</h1>")
@@ -268,8 +307,9 @@ class HostedCheckout:
         indicator = session.indicator
         if result != "SUCCESS" or self.forge_indicator:
             indicator = secrets.token_hex(8)
-        target = _with_query(session.return_url, {"resultIndicator": indicator,
-                                                  "sessionVersion": session.version})
+        target = _with_query(
+            session.return_url, {"resultIndicator": indicator, "sessionVersion": session.version}
+        )
         return Answer(303, "", "text/html", headers={"Location": target})
 
 

@@ -32,7 +32,7 @@ import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any, ClassVar
 
@@ -45,8 +45,17 @@ API_PASSWORD = "mpgs-api-password-9f2c71d0"
 MAX_API_VERSION = 100  # the current documented version
 
 # ISO 4217 minor digits the notes list (AED/SAR/USD 2; KWD/BHD/OMR/JOD 3; JPY 0), plus EUR.
-CURRENCY_DIGITS = {"AED": 2, "SAR": 2, "USD": 2, "EUR": 2, "KWD": 3, "BHD": 3, "OMR": 3,
-                   "JOD": 3, "JPY": 0}
+CURRENCY_DIGITS = {
+    "AED": 2,
+    "SAR": 2,
+    "USD": 2,
+    "EUR": 2,
+    "KWD": 3,
+    "BHD": 3,
+    "OMR": 3,
+    "JOD": 3,
+    "JPY": 0,
+}
 
 MASKED_CARD = "512345xxxxxx0008"
 FULL_CARD = "5123450000000008"
@@ -73,8 +82,10 @@ MALFORMED_BODY = b'{"result":"SUCCESS","response":{"gatewayCode":"APPR'
 
 # -- canned replies -----------------------------------------------------------------------------
 
-def error_response(cause: str, explanation: str, *, field: str | None = None,
-                   validation_type: str | None = None) -> dict[str, Any]:
+
+def error_response(
+    cause: str, explanation: str, *, field: str | None = None, validation_type: str | None = None
+) -> dict[str, Any]:
     error: dict[str, Any] = {"cause": cause, "explanation": explanation}
     if field is not None:
         error["field"] = field
@@ -88,8 +99,12 @@ def invalid_credentials_response() -> dict[str, Any]:
 
 
 def missing_field_response(name: str) -> dict[str, Any]:
-    return error_response("INVALID_REQUEST", f"Missing parameter value for '{name}'",
-                          field=name, validation_type="MISSING")
+    return error_response(
+        "INVALID_REQUEST",
+        f"Missing parameter value for '{name}'",
+        field=name,
+        validation_type="MISSING",
+    )
 
 
 def invalid_field_response(name: str, value: Any, why: str = "") -> dict[str, Any]:
@@ -99,8 +114,12 @@ def invalid_field_response(name: str, value: Any, why: str = "") -> dict[str, An
 
 def unexpected_field_response(name: str) -> dict[str, Any]:
     # GUESS: the exact validationType for a field the operation does not take.
-    return error_response("INVALID_REQUEST", f"Unexpected parameter '{name}'", field=name,
-                          validation_type="UNSUPPORTED")
+    return error_response(
+        "INVALID_REQUEST",
+        f"Unexpected parameter '{name}'",
+        field=name,
+        validation_type="UNSUPPORTED",
+    )
 
 
 def server_failed_response() -> dict[str, Any]:
@@ -113,8 +132,13 @@ def server_busy_response() -> dict[str, Any]:
 
 def response_block(gateway_code: str) -> dict[str, Any]:
     approved = gateway_code in ("APPROVED", "APPROVED_AUTO")
-    acquirer = {"APPROVED": ("00", "Approved"), "DECLINED": ("05", "Do not honour"),
-                "PENDING": ("", ""), "SUBMITTED": ("", ""), "TIMED_OUT": ("", "")}
+    acquirer = {
+        "APPROVED": ("00", "Approved"),
+        "DECLINED": ("05", "Do not honour"),
+        "PENDING": ("", ""),
+        "SUBMITTED": ("", ""),
+        "TIMED_OUT": ("", ""),
+    }
     code, message = acquirer.get(gateway_code, ("00" if approved else "05", ""))
     block: dict[str, Any] = {"gatewayCode": gateway_code}
     if code:
@@ -124,12 +148,24 @@ def response_block(gateway_code: str) -> dict[str, Any]:
     return block
 
 
-def transaction_response(merchant: str, order: dict[str, Any], transaction: dict[str, Any],
-                         result: str, gateway_code: str, *, version: str = "100",
-                         card_number: str = MASKED_CARD, security_code: str | None = None
-                         ) -> dict[str, Any]:
-    card: dict[str, Any] = {"brand": "MASTERCARD", "scheme": "MASTERCARD", "number": card_number,
-                            "expiry": {"month": "5", "year": "39"}, "fundingMethod": "CREDIT"}
+def transaction_response(
+    merchant: str,
+    order: dict[str, Any],
+    transaction: dict[str, Any],
+    result: str,
+    gateway_code: str,
+    *,
+    version: str = "100",
+    card_number: str = MASKED_CARD,
+    security_code: str | None = None,
+) -> dict[str, Any]:
+    card: dict[str, Any] = {
+        "brand": "MASTERCARD",
+        "scheme": "MASTERCARD",
+        "number": card_number,
+        "expiry": {"month": "5", "year": "39"},
+        "fundingMethod": "CREDIT",
+    }
     if security_code is not None:
         card["securityCode"] = security_code
     return {
@@ -139,48 +175,86 @@ def transaction_response(merchant: str, order: dict[str, Any], transaction: dict
         "response": response_block(gateway_code),
         "result": result,
         "sourceOfFunds": {"provided": {"card": card}, "type": "CARD"},
-        "timeOfRecord": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.000Z"),
+        "timeOfRecord": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z"),
         "transaction": transaction,
         "version": version,
     }
 
 
-def successful_capture_response(merchant: str, order: dict[str, Any], txn_id: str, amount: Decimal,
-                                currency: str, reference: str | None = None) -> dict[str, Any]:
-    txn = {"id": txn_id, "type": "CAPTURE", "amount": amount, "currency": currency,
-           "authorizationCode": "A1B2C3", "receipt": "412345678901",
-           "acquirer": {"id": "FAKE_ACQUIRER", "merchantId": "ACQ-123"}}
+def successful_capture_response(
+    merchant: str,
+    order: dict[str, Any],
+    txn_id: str,
+    amount: Decimal,
+    currency: str,
+    reference: str | None = None,
+) -> dict[str, Any]:
+    txn = {
+        "id": txn_id,
+        "type": "CAPTURE",
+        "amount": amount,
+        "currency": currency,
+        "authorizationCode": "A1B2C3",
+        "receipt": "412345678901",
+        "acquirer": {"id": "FAKE_ACQUIRER", "merchantId": "ACQ-123"},
+    }
     if reference:
         txn["reference"] = reference
     return transaction_response(merchant, order, txn, "SUCCESS", "APPROVED")
 
 
-def successful_refund_response(merchant: str, order: dict[str, Any], txn_id: str, amount: Decimal,
-                               currency: str, reference: str | None = None) -> dict[str, Any]:
-    txn = {"id": txn_id, "type": "REFUND", "amount": amount, "currency": currency,
-           "receipt": "412345678902", "acquirer": {"id": "FAKE_ACQUIRER"}}
+def successful_refund_response(
+    merchant: str,
+    order: dict[str, Any],
+    txn_id: str,
+    amount: Decimal,
+    currency: str,
+    reference: str | None = None,
+) -> dict[str, Any]:
+    txn = {
+        "id": txn_id,
+        "type": "REFUND",
+        "amount": amount,
+        "currency": currency,
+        "receipt": "412345678902",
+        "acquirer": {"id": "FAKE_ACQUIRER"},
+    }
     if reference:
         txn["reference"] = reference
     return transaction_response(merchant, order, txn, "SUCCESS", "APPROVED")
 
 
-def successful_void_response(merchant: str, order: dict[str, Any], txn_id: str, amount: Decimal,
-                             currency: str, target: str, reference: str | None = None
-                             ) -> dict[str, Any]:
-    txn = {"id": txn_id, "type": "VOID_AUTHORIZATION", "amount": amount, "currency": currency,
-           "targetTransactionId": target, "acquirer": {"id": "FAKE_ACQUIRER"}}
+def successful_void_response(
+    merchant: str,
+    order: dict[str, Any],
+    txn_id: str,
+    amount: Decimal,
+    currency: str,
+    target: str,
+    reference: str | None = None,
+) -> dict[str, Any]:
+    txn = {
+        "id": txn_id,
+        "type": "VOID_AUTHORIZATION",
+        "amount": amount,
+        "currency": currency,
+        "targetTransactionId": target,
+        "acquirer": {"id": "FAKE_ACQUIRER"},
+    }
     if reference:
         txn["reference"] = reference
     return transaction_response(merchant, order, txn, "SUCCESS", "APPROVED")
 
 
-def declined_response(merchant: str, order: dict[str, Any], transaction: dict[str, Any]
-                      ) -> dict[str, Any]:
+def declined_response(
+    merchant: str, order: dict[str, Any], transaction: dict[str, Any]
+) -> dict[str, Any]:
     return transaction_response(merchant, order, transaction, "FAILURE", "DECLINED")
 
 
-def pending_response(merchant: str, order: dict[str, Any], transaction: dict[str, Any]
-                     ) -> dict[str, Any]:
+def pending_response(
+    merchant: str, order: dict[str, Any], transaction: dict[str, Any]
+) -> dict[str, Any]:
     return transaction_response(merchant, order, transaction, "PENDING", "SUBMITTED")
 
 
@@ -206,6 +280,7 @@ def render(value: Any) -> bytes:
 
 # -- state --------------------------------------------------------------------------------------
 
+
 @dataclass
 class StoredTransaction:
     id: str
@@ -220,8 +295,13 @@ class StoredTransaction:
     target: str | None = None
 
     def block(self) -> dict[str, Any]:
-        txn: dict[str, Any] = {"id": self.id, "type": self.type, "amount": self.amount,
-                               "currency": self.currency, "acquirer": {"id": "FAKE_ACQUIRER"}}
+        txn: dict[str, Any] = {
+            "id": self.id,
+            "type": self.type,
+            "amount": self.amount,
+            "currency": self.currency,
+            "acquirer": {"id": "FAKE_ACQUIRER"},
+        }
         if self.reference:
             txn["reference"] = self.reference
         if self.target:
@@ -242,13 +322,17 @@ class FakeOrder:
 
     def _sum(self, kind: str, *results: str) -> Decimal:
         wanted = results or ("SUCCESS",)
-        return sum((t.amount for t in self.transactions.values()
-                    if t.type == kind and t.result in wanted), Decimal(0))
+        return sum(
+            (t.amount for t in self.transactions.values() if t.type == kind and t.result in wanted),
+            Decimal(0),
+        )
 
     @property
     def voided_auth(self) -> bool:
-        return any(t.type == "VOID_AUTHORIZATION" and t.result == "SUCCESS"
-                   for t in self.transactions.values())
+        return any(
+            t.type == "VOID_AUTHORIZATION" and t.result == "SUCCESS"
+            for t in self.transactions.values()
+        )
 
     @property
     def authorized(self) -> Decimal:
@@ -258,14 +342,26 @@ class FakeOrder:
 
     @property
     def captured(self) -> Decimal:
-        voided_captures = sum((t.amount for t in self.transactions.values()
-                               if t.type == "VOID_CAPTURE" and t.result == "SUCCESS"), Decimal(0))
+        voided_captures = sum(
+            (
+                t.amount
+                for t in self.transactions.values()
+                if t.type == "VOID_CAPTURE" and t.result == "SUCCESS"
+            ),
+            Decimal(0),
+        )
         return self._sum("CAPTURE") + self._sum("PAYMENT") - voided_captures
 
     @property
     def refunded(self) -> Decimal:
-        voided_refunds = sum((t.amount for t in self.transactions.values()
-                              if t.type == "VOID_REFUND" and t.result == "SUCCESS"), Decimal(0))
+        voided_refunds = sum(
+            (
+                t.amount
+                for t in self.transactions.values()
+                if t.type == "VOID_REFUND" and t.result == "SUCCESS"
+            ),
+            Decimal(0),
+        )
         return self._sum("REFUND") - voided_refunds
 
     @property
@@ -278,16 +374,22 @@ class FakeOrder:
             return "CAPTURED" if self.captured >= self.authorized else "PARTIALLY_CAPTURED"
         if self.authorized > 0:
             return "AUTHORIZED"
-        if any(t.type in ("AUTHORIZATION", "PAYMENT") and t.result == "PENDING"
-               for t in self.transactions.values()):
+        if any(
+            t.type in ("AUTHORIZATION", "PAYMENT") and t.result == "PENDING"
+            for t in self.transactions.values()
+        ):
             return "AUTHENTICATION_INITIATED"  # 3-D Secure still running (§1.3: pending)
         return "FAILED"
 
     def summary(self) -> dict[str, Any]:
         return {
-            "id": self.id, "amount": self.amount, "currency": self.currency,
-            "status": self.status, "creationTime": "2026-01-01T10:00:00.000Z",
-            "totalAuthorizedAmount": self.authorized, "totalCapturedAmount": self.captured,
+            "id": self.id,
+            "amount": self.amount,
+            "currency": self.currency,
+            "status": self.status,
+            "creationTime": "2026-01-01T10:00:00.000Z",
+            "totalAuthorizedAmount": self.authorized,
+            "totalCapturedAmount": self.captured,
             "totalRefundedAmount": self.refunded,
         }
 
@@ -303,8 +405,13 @@ class FakeMpgs(FakeGateway):
     malformed_status = 201
     server_error_content_type = "application/json;charset=UTF-8"
 
-    def __init__(self, merchant_id: str = MERCHANT_ID, api_password: str = API_PASSWORD,
-                 *, hold_seconds: float = 3.0) -> None:
+    def __init__(
+        self,
+        merchant_id: str = MERCHANT_ID,
+        api_password: str = API_PASSWORD,
+        *,
+        hold_seconds: float = 3.0,
+    ) -> None:
         super().__init__()
         self.merchants = {merchant_id: api_password}
         self.merchant_id = merchant_id
@@ -318,13 +425,21 @@ class FakeMpgs(FakeGateway):
         self.checkout = HostedCheckout(self)
 
     # -- test controls --------------------------------------------------------------------------
-    def add_order(self, order_id: str, amount: str, currency: str, *, mode: str = "authorize",
-                  transaction_id: str = "1") -> FakeOrder:
+    def add_order(
+        self,
+        order_id: str,
+        amount: str,
+        currency: str,
+        *,
+        mode: str = "authorize",
+        transaction_id: str = "1",
+    ) -> FakeOrder:
         """An order the customer paid (mode purchase: PAYMENT) or authorized (AUTHORIZATION)."""
         order = FakeOrder(order_id, currency, Decimal(amount))
         kind = "AUTHORIZATION" if mode == "authorize" else "PAYMENT"
         order.transactions[transaction_id] = StoredTransaction(
-            transaction_id, kind, Decimal(amount), currency, "SUCCESS", "APPROVED")
+            transaction_id, kind, Decimal(amount), currency, "SUCCESS", "APPROVED"
+        )
         with self.lock:
             self.orders[order_id] = order
         return order
@@ -345,8 +460,9 @@ class FakeMpgs(FakeGateway):
     def settle_pending(self, order_id: str, transaction_id: str, approve: bool = True) -> None:
         with self.lock:
             txn = self.orders[order_id].transactions[transaction_id]
-            txn.result, txn.gateway_code = ("SUCCESS", "APPROVED") if approve else ("FAILURE",
-                                                                                     "DECLINED")
+            txn.result, txn.gateway_code = (
+                ("SUCCESS", "APPROVED") if approve else ("FAILURE", "DECLINED")
+            )
 
     def transaction(self, order_id: str, transaction_id: str) -> StoredTransaction | None:
         with self.lock:
@@ -356,8 +472,9 @@ class FakeMpgs(FakeGateway):
     def puts(self) -> list[RecordedRequest]:
         return [r for r in self.requests if r.method == "PUT"]
 
-    def expected_authorization(self, merchant_id: str | None = None,
-                               password: str | None = None) -> str:
+    def expected_authorization(
+        self, merchant_id: str | None = None, password: str | None = None
+    ) -> str:
         user = f"merchant.{merchant_id or self.merchant_id}"
         token = base64.b64encode(f"{user}:{password or self.api_password}".encode()).decode()
         return f"Basic {token}"
@@ -390,8 +507,9 @@ class FakeMpgs(FakeGateway):
             fault = None  # answered in the protocol
         return Answer(status, reply, content_type, fault)
 
-    def _handle(self, method: str, path: str, headers: dict[str, str], body: bytes
-                ) -> tuple[int, Any, Fault | None]:
+    def _handle(
+        self, method: str, path: str, headers: dict[str, str], body: bytes
+    ) -> tuple[int, Any, Fault | None]:
         """(status, reply, fault) for one request; a reply of bytes is sent as is."""
         match = PATH.match(path.split("?", 1)[0])
         if match is None:
@@ -413,8 +531,9 @@ class FakeMpgs(FakeGateway):
         with self.lock:
             return self._put(merchant, version, order_id, txn_id, headers, body, path)
 
-    def _retrieve(self, merchant: str, order_id: str, txn_id: str | None, version: str
-                  ) -> tuple[int, Any]:
+    def _retrieve(
+        self, merchant: str, order_id: str, txn_id: str | None, version: str
+    ) -> tuple[int, Any]:
         with self.lock:
             order = self.orders.get(order_id)
             if order is None:
@@ -424,8 +543,9 @@ class FakeMpgs(FakeGateway):
                 return 200, self._order_reply(merchant, order, version)
             txn = order.transactions.get(txn_id)
             if txn is None:
-                return 400, invalid_field_response("transactionId", txn_id,
-                                                   "Transaction not found.")
+                return 400, invalid_field_response(
+                    "transactionId", txn_id, "Transaction not found."
+                )
             return 200, self._txn_reply(merchant, order, txn, version)
 
     def _card(self) -> dict[str, Any]:
@@ -433,28 +553,55 @@ class FakeMpgs(FakeGateway):
             return {"card_number": FULL_CARD, "security_code": "123"}
         return {}
 
-    def _txn_reply(self, merchant: str, order: FakeOrder, txn: StoredTransaction, version: str
-                   ) -> dict[str, Any]:
-        return transaction_response(merchant, order.summary(), txn.block(), txn.result,
-                                    txn.gateway_code, version=version, **self._card())
+    def _txn_reply(
+        self, merchant: str, order: FakeOrder, txn: StoredTransaction, version: str
+    ) -> dict[str, Any]:
+        return transaction_response(
+            merchant,
+            order.summary(),
+            txn.block(),
+            txn.result,
+            txn.gateway_code,
+            version=version,
+            **self._card(),
+        )
 
     def _order_reply(self, merchant: str, order: FakeOrder, version: str) -> dict[str, Any]:
         return {
             **order.summary(),
             "merchant": merchant,
             "result": "SUCCESS",
-            "sourceOfFunds": {"type": "CARD", "provided": {"card": {
-                "brand": "MASTERCARD", "number": FULL_CARD if self.leak_card_data else MASKED_CARD,
-                "expiry": {"month": "5", "year": "39"}}}},
-            "transaction": [self._txn_reply(merchant, order, t, version)
-                            for t in order.transactions.values()],
+            "sourceOfFunds": {
+                "type": "CARD",
+                "provided": {
+                    "card": {
+                        "brand": "MASTERCARD",
+                        "number": FULL_CARD if self.leak_card_data else MASKED_CARD,
+                        "expiry": {"month": "5", "year": "39"},
+                    }
+                },
+            },
+            "transaction": [
+                self._txn_reply(merchant, order, t, version) for t in order.transactions.values()
+            ],
         }
 
-    def _put(self, merchant: str, version: str, order_id: str, txn_id: str,
-             headers: dict[str, str], body: bytes, path: str) -> tuple[int, Any, Fault | None]:
+    def _put(
+        self,
+        merchant: str,
+        version: str,
+        order_id: str,
+        txn_id: str,
+        headers: dict[str, str],
+        body: bytes,
+        path: str,
+    ) -> tuple[int, Any, Fault | None]:
         if not (headers.get("content-type") or "").lower().startswith("application/json"):
-            return 400, error_response("INVALID_REQUEST", "Content-Type must be application/json"
-                                       ), None
+            return (
+                400,
+                error_response("INVALID_REQUEST", "Content-Type must be application/json"),
+                None,
+            )
         try:
             data = json.loads(body, parse_float=Decimal)
         except ValueError:
@@ -476,9 +623,15 @@ class FakeMpgs(FakeGateway):
                 # An identical resend: the transaction is not processed again.
                 return 200, existing.reply, None  # GUESS: 200 (201 only on creation)
             # GUESS (VERIFY in the notes): a different body under an existing id is refused.
-            return 400, invalid_field_response(
-                "transactionId", txn_id, "A transaction with this id already exists on the order."
-            ), None
+            return (
+                400,
+                invalid_field_response(
+                    "transactionId",
+                    txn_id,
+                    "A transaction with this id already exists on the order.",
+                ),
+                None,
+            )
         operation = data["apiOperation"]
         txn_data = data["transaction"]
         refusal = self._business_problem(order, operation, txn_data)
@@ -545,19 +698,23 @@ class FakeMpgs(FakeGateway):
             decimals = len(text.partition(".")[2])
             if decimals > CURRENCY_DIGITS[currency]:
                 return invalid_field_response(
-                    "transaction.amount", amount,
-                    f"{currency} allows {CURRENCY_DIGITS[currency]} decimal places.")
+                    "transaction.amount",
+                    amount,
+                    f"{currency} allows {CURRENCY_DIGITS[currency]} decimal places.",
+                )
             if value <= 0:
                 return invalid_field_response("transaction.amount", amount)
         return None
 
     @staticmethod
-    def _business_problem(order: FakeOrder, operation: str, txn: dict[str, Any]
-                          ) -> dict[str, Any] | None:
+    def _business_problem(
+        order: FakeOrder, operation: str, txn: dict[str, Any]
+    ) -> dict[str, Any] | None:
         if operation != "VOID":
             if txn["currency"] != order.currency:
-                return invalid_field_response("transaction.currency", txn["currency"],
-                                              "Currency does not match the order.")
+                return invalid_field_response(
+                    "transaction.currency", txn["currency"], "Currency does not match the order."
+                )
             amount = Decimal(str(txn["amount"]))
         if operation == "CAPTURE":
             if order.voided_auth or order.authorized <= 0:
@@ -568,45 +725,80 @@ class FakeMpgs(FakeGateway):
             if amount > order.authorized - order.captured - open_captures:
                 # GUESS: explanation text (the notes: "rejected unless the profile allows it").
                 return invalid_field_response(
-                    "transaction.amount", txn["amount"],
-                    "Requested capture amount exceeds the outstanding authorized amount.")
+                    "transaction.amount",
+                    txn["amount"],
+                    "Requested capture amount exceeds the outstanding authorized amount.",
+                )
         elif operation == "REFUND":
             if order.captured <= 0:
-                return error_response("INVALID_REQUEST",
-                                      "Refund not possible: no funds have been captured")
+                return error_response(
+                    "INVALID_REQUEST", "Refund not possible: no funds have been captured"
+                )
             open_refunds = order._sum("REFUND", "PENDING")
             if amount > order.captured - order.refunded - open_refunds:
                 # GUESS: explanation text (VERIFY in the notes).
                 return invalid_field_response(
-                    "transaction.amount", txn["amount"],
-                    "Requested refund amount exceeds the captured amount.")
+                    "transaction.amount",
+                    txn["amount"],
+                    "Requested refund amount exceeds the captured amount.",
+                )
         else:
             target = order.transactions.get(str(txn["targetTransactionId"]))
             if target is None or target.result != "SUCCESS" or target.type.startswith("VOID"):
-                return invalid_field_response("transaction.targetTransactionId",
-                                              txn["targetTransactionId"])
+                return invalid_field_response(
+                    "transaction.targetTransactionId", txn["targetTransactionId"]
+                )
             if order.settled:
-                return error_response("INVALID_REQUEST",
-                                      "The target transaction has been settled; refund instead")
+                return error_response(
+                    "INVALID_REQUEST", "The target transaction has been settled; refund instead"
+                )
             if target.type == "AUTHORIZATION" and (order.captured > 0 or order.voided_auth):
-                return error_response("INVALID_REQUEST",
-                                      "The authorization has been captured or voided")
+                return error_response(
+                    "INVALID_REQUEST", "The authorization has been captured or voided"
+                )
         return None
 
     @staticmethod
-    def _record(order: FakeOrder, txn_id: str, operation: str, txn: dict[str, Any], result: str,
-                code: str, canonical: str) -> StoredTransaction:
+    def _record(
+        order: FakeOrder,
+        txn_id: str,
+        operation: str,
+        txn: dict[str, Any],
+        result: str,
+        code: str,
+        canonical: str,
+    ) -> StoredTransaction:
         reference = txn.get("reference")
         if operation == "VOID":
             target = order.transactions[str(txn["targetTransactionId"])]
-            kind = {"AUTHORIZATION": "VOID_AUTHORIZATION", "CAPTURE": "VOID_CAPTURE",
-                    "REFUND": "VOID_REFUND", "PAYMENT": "VOID_PAYMENT"}[target.type]
-            stored = StoredTransaction(txn_id, kind, target.amount, order.currency, result, code,
-                                       canonical, reference=reference, target=target.id)
+            kind = {
+                "AUTHORIZATION": "VOID_AUTHORIZATION",
+                "CAPTURE": "VOID_CAPTURE",
+                "REFUND": "VOID_REFUND",
+                "PAYMENT": "VOID_PAYMENT",
+            }[target.type]
+            stored = StoredTransaction(
+                txn_id,
+                kind,
+                target.amount,
+                order.currency,
+                result,
+                code,
+                canonical,
+                reference=reference,
+                target=target.id,
+            )
         else:
-            stored = StoredTransaction(txn_id, operation, Decimal(str(txn["amount"])),
-                                       txn["currency"], result, code, canonical,
-                                       reference=reference)
+            stored = StoredTransaction(
+                txn_id,
+                operation,
+                Decimal(str(txn["amount"])),
+                txn["currency"],
+                result,
+                code,
+                canonical,
+                reference=reference,
+            )
         order.transactions[txn_id] = stored
         return stored
 

@@ -31,26 +31,41 @@ async def mpgs(mpgs_fake: FakeMpgs) -> AsyncIterator[MpgsConnector]:  # noqa: F8
     await connector.aclose()
 
 
-def request(reference: str = "R7K2Q9", mode: str = "purchase", amount: int = 12_500,
-            refs: dict[str, Any] | None = None, retry: bool = False) -> CheckoutRequest:
+def request(
+    reference: str = "R7K2Q9",
+    mode: str = "purchase",
+    amount: int = 12_500,
+    refs: dict[str, Any] | None = None,
+    retry: bool = False,
+) -> CheckoutRequest:
     return CheckoutRequest(
         payment=PaymentRef(reference, amount, "KWD", mode, refs or {}),
-        return_url=RETURN, cancel_url=RETURN + "?outcome=cancel",
-        failure_url=RETURN + "?outcome=failure", timeout_url=RETURN + "?outcome=timeout",
+        return_url=RETURN,
+        cancel_url=RETURN + "?outcome=cancel",
+        failure_url=RETURN + "?outcome=failure",
+        timeout_url=RETURN + "?outcome=timeout",
         response_url="https://payops.example/checkout/response/TOKEN",
         notification_url="https://payops.example/b/pg/notifications/mpgs-kwd",
-        customer={"email": "c@example.com"}, retry=retry)
+        customer={"email": "c@example.com"},
+        retry=retry,
+    )
 
 
 def pay(fake: FakeMpgs, url: str, card: str = SUCCESS_CARD) -> httpx.Response:
-    return httpx.post(url.split("?", 1)[0], data={"cardNumber": card, "expiry": "05/39",
-                                                  "securityCode": "123"})
+    return httpx.post(
+        url.split("?", 1)[0], data={"cardNumber": card, "expiry": "05/39", "securityCode": "123"}
+    )
 
 
-@pytest.mark.parametrize(("mode", "operation"), [("purchase", "PURCHASE"),
-                                                  ("authorize", "AUTHORIZE")])
-async def test_start_sends_initiate_checkout(mpgs: MpgsConnector, mpgs_fake: FakeMpgs,  # noqa: F811
-                                             mode: str, operation: str) -> None:
+@pytest.mark.parametrize(
+    ("mode", "operation"), [("purchase", "PURCHASE"), ("authorize", "AUTHORIZE")]
+)
+async def test_start_sends_initiate_checkout(
+    mpgs: MpgsConnector,
+    mpgs_fake: FakeMpgs,  # noqa: F811
+    mode: str,
+    operation: str,
+) -> None:
     start = await mpgs.start_checkout(request(mode=mode))
     assert start.outcome == Outcome.SUCCESS and start.method == "GET"
     [sent] = mpgs_fake.requests_to(SESSION_PATH, method="POST")
@@ -58,14 +73,22 @@ async def test_start_sends_initiate_checkout(mpgs: MpgsConnector, mpgs_fake: Fak
     assert body["apiOperation"] == "INITIATE_CHECKOUT"
     assert body["interaction"]["operation"] == operation
     assert body["interaction"]["returnUrl"] == RETURN
-    assert body["order"] == {"id": "R7K2Q9", "amount": "12.500", "currency": "KWD",
-                             "description": "Order R7K2Q9", "reference": "R7K2Q9",
-                             "notificationUrl": "https://payops.example/b/pg/notifications/mpgs-kwd"}
+    assert body["order"] == {
+        "id": "R7K2Q9",
+        "amount": "12.500",
+        "currency": "KWD",
+        "description": "Order R7K2Q9",
+        "reference": "R7K2Q9",
+        "notificationUrl": "https://payops.example/b/pg/notifications/mpgs-kwd",
+    }
     assert sent.header("Authorization") == mpgs_fake.expected_authorization()
     [session] = mpgs_fake.checkout.sessions.values()
     assert start.url == f"{mpgs_fake.url}/checkout/pay/{session.id}?checkoutVersion=1.0.0"
-    assert start.gateway_refs == {"order_id": "R7K2Q9", SESSION_REF: session.id,
-                                  INDICATOR_REF: session.indicator}
+    assert start.gateway_refs == {
+        "order_id": "R7K2Q9",
+        SESSION_REF: session.id,
+        INDICATOR_REF: session.indicator,
+    }
     # The secret indicator is kept out of what PayOps may store as the raw reply.
     assert session.indicator not in json.dumps(start.raw)
 
@@ -91,8 +114,9 @@ async def test_lost_reply_is_unknown(mpgs_fake: FakeMpgs) -> None:  # noqa: F811
     assert start.outcome == Outcome.UNKNOWN and start.url == ""
 
 
-async def test_retry_over_a_paid_order_opens_no_session(mpgs: MpgsConnector,
-                                                        mpgs_fake: FakeMpgs) -> None:  # noqa: F811
+async def test_retry_over_a_paid_order_opens_no_session(
+    mpgs: MpgsConnector, mpgs_fake: FakeMpgs
+) -> None:  # noqa: F811
     first = await mpgs.start_checkout(request())
     assert pay(mpgs_fake, first.url).status_code == 303
     again = await mpgs.start_checkout(request(refs=first.gateway_refs, retry=True))
@@ -101,7 +125,8 @@ async def test_retry_over_a_paid_order_opens_no_session(mpgs: MpgsConnector,
 
 
 async def test_retry_of_an_unpaid_order_opens_a_new_session(
-        mpgs: MpgsConnector, mpgs_fake: FakeMpgs) -> None:  # noqa: F811
+    mpgs: MpgsConnector, mpgs_fake: FakeMpgs
+) -> None:  # noqa: F811
     first = await mpgs.start_checkout(request())
     again = await mpgs.start_checkout(request(refs=first.gateway_refs, retry=True))
     assert again.outcome == Outcome.SUCCESS and again.url != first.url
@@ -109,8 +134,9 @@ async def test_retry_of_an_unpaid_order_opens_a_new_session(
     assert len(mpgs_fake.checkout.sessions) == 2
 
 
-async def test_return_is_decided_by_retrieve_order(mpgs: MpgsConnector,
-                                                   mpgs_fake: FakeMpgs) -> None:  # noqa: F811
+async def test_return_is_decided_by_retrieve_order(
+    mpgs: MpgsConnector, mpgs_fake: FakeMpgs
+) -> None:  # noqa: F811
     start = await mpgs.start_checkout(request(mode="authorize"))
     ref = PaymentRef("R7K2Q9", 12_500, "KWD", "authorize", start.gateway_refs)
     # Before paying: a forged indicator yields "pending", never a failure.
@@ -163,4 +189,5 @@ async def test_expired_session_page(mpgs: MpgsConnector, mpgs_fake: FakeMpgs) ->
     mpgs_fake.checkout.expire_sessions()
     page = httpx.get(start.url)
     assert page.status_code == 410 and RETURN + "?outcome=timeout" in page.text.replace(
-        "&amp;", "&")
+        "&amp;", "&"
+    )

@@ -69,12 +69,16 @@ def initiate_checkout_body(request: CheckoutRequest, order_id: str) -> dict[str,
         "order": order,
         "transaction": {"reference": payment.reference_number, "source": "INTERNET"},
     }
-    customer = {key: value for key, value in (
-        ("email", request.customer.get("email", "")),
-        ("firstName", request.customer.get("first_name", "")),
-        ("lastName", request.customer.get("last_name", "")),
-        ("mobilePhone", request.customer.get("phone", "")),
-    ) if value}
+    customer = {
+        key: value
+        for key, value in (
+            ("email", request.customer.get("email", "")),
+            ("firstName", request.customer.get("first_name", "")),
+            ("lastName", request.customer.get("last_name", "")),
+            ("mobilePhone", request.customer.get("phone", "")),
+        )
+        if value
+    }
     if customer:
         body["customer"] = customer
     return body
@@ -115,7 +119,7 @@ def pay_page_url(base_url: str, session_id: str) -> str:
 
 
 def indicator_hint(payment: PaymentRef, params: Mapping[str, str]) -> str:
-    """"matched", "mismatched" or "absent": only ever a hint."""
+    """ "matched", "mismatched" or "absent": only ever a hint."""
     presented = params.get("resultIndicator") or ""
     stored = str((payment.gateway_refs or {}).get(INDICATOR_REF) or "")
     if not presented:
@@ -126,17 +130,21 @@ def indicator_hint(payment: PaymentRef, params: Mapping[str, str]) -> str:
 
 
 def payment_entries(order: t.OrderReply) -> list[t.TransactionReply]:
-    return [entry for entry in order.transaction
-            if entry.transaction is not None
-            and (entry.transaction.type or "").upper() in PAYMENT_TYPES]
+    return [
+        entry
+        for entry in order.transaction
+        if entry.transaction is not None and (entry.transaction.type or "").upper() in PAYMENT_TYPES
+    ]
 
 
 def latest_payment(order: t.OrderReply) -> tuple[t.TransactionReply | None, Outcome]:
     """The payment transaction that decides: the latest successful AUTHORIZATION/PAYMENT, else
     the latest one of any result (the payer may have retried on the gateway's page)."""
     entries = payment_entries(order)
-    outcomes = [(e, t.transaction_outcome(e.result, e.gateway_code,
-                                          e.error.cause if e.error else None)) for e in entries]
+    outcomes = [
+        (e, t.transaction_outcome(e.result, e.gateway_code, e.error.cause if e.error else None))
+        for e in entries
+    ]
     for entry, outcome in reversed(outcomes):
         if outcome == Outcome.SUCCESS:
             return entry, outcome
@@ -145,8 +153,9 @@ def latest_payment(order: t.OrderReply) -> tuple[t.TransactionReply | None, Outc
     return None, Outcome.PENDING
 
 
-def order_decision(payment: PaymentRef, order_id: str, order: t.OrderReply, raw: dict[str, Any],
-                   hint: str) -> GatewayResult:
+def order_decision(
+    payment: PaymentRef, order_id: str, order: t.OrderReply, raw: dict[str, Any], hint: str
+) -> GatewayResult:
     """What an order read by Retrieve Order says of the attempt (§1.3). ``hint`` is the
     return's ``outcome`` query value ("cancel", "timeout", "failure" or ""), never trusted
     on its own: it only names why a payer came back without any payment on the order."""
@@ -168,29 +177,50 @@ def order_decision(payment: PaymentRef, order_id: str, order: t.OrderReply, raw:
             if total is None and entry.transaction is not None:
                 total = entry.transaction.amount
             amount = t.minor_units(total, currency) if currency and total is not None else None
-            return GatewayResult(Outcome.SUCCESS, raw, params, t.reply_message(entry), refs,
-                                 amount=amount, currency_code=currency)
+            return GatewayResult(
+                Outcome.SUCCESS,
+                raw,
+                params,
+                t.reply_message(entry),
+                refs,
+                amount=amount,
+                currency_code=currency,
+            )
         if status_outcome == Outcome.FAILED:
             # Approved, then voided or cancelled at the gateway: not a payment PayOps keeps.
             return GatewayResult(Outcome.FAILED, raw, params, message, refs)
         return GatewayResult(Outcome.PENDING, raw, params, message, refs)
     if txn_outcome == Outcome.FAILED:
         state = {"cancel": "canceled", "timeout": "expired"}.get(hint)
-        return GatewayResult(Outcome.FAILED, raw, params, t.reply_message(entry), refs,
-                             payment_state=state)
+        return GatewayResult(
+            Outcome.FAILED, raw, params, t.reply_message(entry), refs, payment_state=state
+        )
     if txn_outcome == Outcome.UNKNOWN:
         return GatewayResult(Outcome.UNKNOWN, raw, params, t.reply_message(entry), refs)
     return GatewayResult(Outcome.PENDING, raw, params, t.reply_message(entry), refs)
 
 
-def no_payment(hint: str, raw: dict[str, Any], params: dict[str, Any], refs: dict[str, Any],
-               message: str) -> GatewayResult:
+def no_payment(
+    hint: str, raw: dict[str, Any], params: dict[str, Any], refs: dict[str, Any], message: str
+) -> GatewayResult:
     """No payment transaction on the order (or no order yet): the payer has not paid. Only a
     cancel or time-out return ends the attempt; anything else leaves it open."""
     if hint == "cancel":
-        return GatewayResult(Outcome.FAILED, raw, params, "The payer cancelled at MPGS", refs,
-                             payment_state="canceled")
+        return GatewayResult(
+            Outcome.FAILED,
+            raw,
+            params,
+            "The payer cancelled at MPGS",
+            refs,
+            payment_state="canceled",
+        )
     if hint == "timeout":
-        return GatewayResult(Outcome.FAILED, raw, params, "The MPGS checkout session timed out",
-                             refs, payment_state="expired")
+        return GatewayResult(
+            Outcome.FAILED,
+            raw,
+            params,
+            "The MPGS checkout session timed out",
+            refs,
+            payment_state="expired",
+        )
     return GatewayResult(Outcome.PENDING, raw, params, message or "No payment at MPGS yet", refs)

@@ -86,18 +86,33 @@ class MpgsConnector(Connector):
     attempt_inquiry_minutes: ClassVar[int] = 11
     # Customer contact details, addresses, the device (IP address) and the card beyond its
     # masked number (holder name, expiry).
-    personal_fields: ClassVar[frozenset[str]] = kit.field_set((
-        "customer", "billing", "shipping", "device", "email", "phone", "mobilePhone",
-        "firstName", "lastName", "nameOnCard", "expiry", "ipAddress",
-    ))
+    personal_fields: ClassVar[frozenset[str]] = kit.field_set(
+        (
+            "customer",
+            "billing",
+            "shipping",
+            "device",
+            "email",
+            "phone",
+            "mobilePhone",
+            "firstName",
+            "lastName",
+            "nameOnCard",
+            "expiry",
+            "ipAddress",
+        )
+    )
 
     def __init__(self, config: ConnectorConfig) -> None:
         super().__init__(config)
         self.client = kit.GatewayClient(
-            "mpgs", base_url=self.base_url, timeout=config.timeout_seconds,
+            "mpgs",
+            base_url=self.base_url,
+            timeout=config.timeout_seconds,
             headers={"Accept": "application/json"},
-            auth=httpx.BasicAuth(f"merchant.{self.merchant_id}",
-                                 kit.credential(config, "api_password")),
+            auth=httpx.BasicAuth(
+                f"merchant.{self.merchant_id}", kit.credential(config, "api_password")
+            ),
         )
 
     # -- configuration --------------------------------------------------------------------------
@@ -106,7 +121,9 @@ class MpgsConnector(Connector):
         options = self.config.options or {}
         if options.get("base_url"):
             return str(options["base_url"]).rstrip("/")
-        host = str(options.get("host") or (SANDBOX_HOST if self.config.is_sandbox else PRODUCTION_HOST))
+        host = str(
+            options.get("host") or (SANDBOX_HOST if self.config.is_sandbox else PRODUCTION_HOST)
+        )
         if "://" not in host:
             host = f"https://{host}"
         return host.rstrip("/")
@@ -120,8 +137,10 @@ class MpgsConnector(Connector):
         return kit.credential(self.config, "merchant_id")
 
     def _merchant_path(self) -> str:
-        return (f"/api/rest/version/{quote(self.api_version, safe='')}"
-                f"/merchant/{quote(self.merchant_id, safe='')}")
+        return (
+            f"/api/rest/version/{quote(self.api_version, safe='')}"
+            f"/merchant/{quote(self.merchant_id, safe='')}"
+        )
 
     def _order_path(self, order_id: str) -> str:
         return f"{self._merchant_path()}/order/{quote(order_id, safe='')}"
@@ -145,17 +164,20 @@ class MpgsConnector(Connector):
     async def _guarded(self, work: Any) -> GatewayResult:
         """Run one connector call within its time budget; never raise."""
         return await kit.guarded(
-            work, budget=self.config.timeout_seconds + CALL_MARGIN_SECONDS / 2,
+            work,
+            budget=self.config.timeout_seconds + CALL_MARGIN_SECONDS / 2,
             on_timeout=lambda: unknown({"error": "timeout"}, "MPGS did not answer in time"),
-            on_error=lambda exc: unknown({"error": type(exc).__name__}, "MPGS call failed"))
+            on_error=lambda exc: unknown({"error": type(exc).__name__}, "MPGS call failed"),
+        )
 
     async def aclose(self) -> None:
         await self.client.aclose()
 
     def parse_notification(self, headers: Mapping[str, str], body: bytes) -> Notification:
         try:
-            notice = webhooks.verify_and_parse(headers, body, self.config.webhook_secret,
-                                               merchant_id=self.merchant_id)
+            notice = webhooks.verify_and_parse(
+                headers, body, self.config.webhook_secret, merchant_id=self.merchant_id
+            )
             order_id, _ = webhooks.notification_key(body)
         except webhooks.InvalidNotification as exc:
             raise NotificationRejected(str(exc)) from None
@@ -166,14 +188,17 @@ class MpgsConnector(Connector):
         try:
             return await asyncio.wait_for(
                 self._start_checkout(request),
-                self.config.timeout_seconds * 2 + CALL_MARGIN_SECONDS / 2)
+                self.config.timeout_seconds * 2 + CALL_MARGIN_SECONDS / 2,
+            )
         except TimeoutError:
-            return CheckoutStart(Outcome.UNKNOWN, raw={"error": "timeout"},
-                                 message="MPGS did not answer in time")
+            return CheckoutStart(
+                Outcome.UNKNOWN, raw={"error": "timeout"}, message="MPGS did not answer in time"
+            )
         except Exception as exc:  # noqa: BLE001 - a connector must never raise
             log.warning("mpgs checkout start failed: %s", type(exc).__name__)
-            return CheckoutStart(Outcome.UNKNOWN, raw={"error": type(exc).__name__},
-                                 message="MPGS call failed")
+            return CheckoutStart(
+                Outcome.UNKNOWN, raw={"error": type(exc).__name__}, message="MPGS call failed"
+            )
 
     async def _start_checkout(self, request: CheckoutRequest) -> CheckoutStart:
         payment = request.payment
@@ -183,36 +208,56 @@ class MpgsConnector(Connector):
             # over a successful (or still undecided) payment on the order (§1.4).
             found = await self._order_payment(payment, order_id)
             if found is None:
-                return CheckoutStart(Outcome.UNKNOWN, raw={"order": "unreadable"},
-                                     message="MPGS could not say whether the order was paid")
+                return CheckoutStart(
+                    Outcome.UNKNOWN,
+                    raw={"order": "unreadable"},
+                    message="MPGS could not say whether the order was paid",
+                )
             if found != Outcome.FAILED:
                 # Send the customer to PayOps's return: it confirms from Retrieve Order.
-                return CheckoutStart(Outcome.SUCCESS, "GET", request.return_url,
-                                     gateway_refs={"order_id": order_id},
-                                     message="The MPGS order already has a payment")
+                return CheckoutStart(
+                    Outcome.SUCCESS,
+                    "GET",
+                    request.return_url,
+                    gateway_refs={"order_id": order_id},
+                    message="The MPGS order already has a payment",
+                )
         body = hc.initiate_checkout_body(request, order_id)
         reply = await self._send("POST", f"{self._merchant_path()}/session", body)
         raw = hc.without_indicator(raw_of(reply)) if reply.answered else reply.raw()
         if not reply.answered or (reply.status or 0) >= 500 or reply.body is None:
-            return CheckoutStart(Outcome.UNKNOWN, raw=raw,
-                                 message="MPGS did not confirm the checkout session")
+            return CheckoutStart(
+                Outcome.UNKNOWN, raw=raw, message="MPGS did not confirm the checkout session"
+            )
         parsed = hc.parse_session(reply.body)
         if parsed is None:
-            return CheckoutStart(Outcome.UNKNOWN, raw=raw,
-                                 message="MPGS reply does not have the documented shape")
+            return CheckoutStart(
+                Outcome.UNKNOWN, raw=raw, message="MPGS reply does not have the documented shape"
+            )
         if not 200 <= (reply.status or 0) < 300 or parsed.error is not None:
             outcome = t.error_outcome(parsed.error.cause if parsed.error else None)
             return CheckoutStart(outcome, raw=raw, message=t.error_message(parsed.error))
         session_id = parsed.session.id if parsed.session else None
-        if (parsed.result or "").upper() != "SUCCESS" or not session_id \
-                or not parsed.success_indicator:
-            return CheckoutStart(Outcome.UNKNOWN, raw=raw,
-                                 message="MPGS did not return a checkout session")
+        if (
+            (parsed.result or "").upper() != "SUCCESS"
+            or not session_id
+            or not parsed.success_indicator
+        ):
+            return CheckoutStart(
+                Outcome.UNKNOWN, raw=raw, message="MPGS did not return a checkout session"
+            )
         return CheckoutStart(
-            Outcome.SUCCESS, "GET", hc.pay_page_url(self.base_url, quote(session_id, safe="")),
-            gateway_refs={"order_id": order_id, hc.SESSION_REF: session_id,
-                          hc.INDICATOR_REF: parsed.success_indicator},
-            raw=raw, message="MPGS checkout session created")
+            Outcome.SUCCESS,
+            "GET",
+            hc.pay_page_url(self.base_url, quote(session_id, safe="")),
+            gateway_refs={
+                "order_id": order_id,
+                hc.SESSION_REF: session_id,
+                hc.INDICATOR_REF: parsed.success_indicator,
+            },
+            raw=raw,
+            message="MPGS checkout session created",
+        )
 
     async def _order_payment(self, payment: PaymentRef, order_id: str) -> Outcome | None:
         """SUCCESS / PENDING when the order holds a payment that succeeded or may still, FAILED
@@ -232,8 +277,9 @@ class MpgsConnector(Connector):
     async def confirm_return(self, payment: PaymentRef, params: Mapping[str, str]) -> GatewayResult:
         return await self._guarded(lambda: self._confirm_return(payment, params))
 
-    async def _confirm_return(self, payment: PaymentRef, params: Mapping[str, str]
-                              ) -> GatewayResult:
+    async def _confirm_return(
+        self, payment: PaymentRef, params: Mapping[str, str]
+    ) -> GatewayResult:
         # The indicator only says the browser passed a success page of this session; it is
         # recorded as a hint and never decides (a forged or missing one changes nothing).
         hint = hc.indicator_hint(payment, params)
@@ -253,8 +299,13 @@ class MpgsConnector(Connector):
             cause = (order.error.cause if order.error else "") or ""
             if 400 <= status < 500 and cause.upper() == "INVALID_REQUEST":
                 # No such order yet: the payer has not paid (§1.3 "pending").
-                return hc.no_payment(outcome_hint, raw, {"ref": order_id},
-                                     {"order_id": order_id}, t.error_message(order.error))
+                return hc.no_payment(
+                    outcome_hint,
+                    raw,
+                    {"ref": order_id},
+                    {"order_id": order_id},
+                    t.error_message(order.error),
+                )
             return unknown(raw, t.error_message(order.error))
         return hc.order_decision(payment, order_id, order, raw, outcome_hint)
 
@@ -278,7 +329,8 @@ class MpgsConnector(Connector):
         if not target:
             # Nothing was sent, so nothing was voided.
             return GatewayResult(
-                Outcome.FAILED, {"error": "authorization not found", "order_id": order_id},
+                Outcome.FAILED,
+                {"error": "authorization not found", "order_id": order_id},
                 {"ref": order_id},
                 f"No approved authorization found on MPGS order {order_id} to void",
             )
@@ -292,8 +344,12 @@ class MpgsConnector(Connector):
             return None
         for entry in reversed(order.transaction):
             txn = entry.transaction
-            if (txn is not None and txn.id and (txn.type or "").upper() == "AUTHORIZATION"
-                    and t.transaction_outcome(entry.result, entry.gateway_code) == Outcome.SUCCESS):
+            if (
+                txn is not None
+                and txn.id
+                and (txn.type or "").upper() == "AUTHORIZATION"
+                and t.transaction_outcome(entry.result, entry.gateway_code) == Outcome.SUCCESS
+            ):
                 return txn.id
         return None
 
@@ -318,8 +374,12 @@ class MpgsConnector(Connector):
         parsed = t.parse_transaction(reply.body) if reply.body is not None else None
         if 200 <= status < 300 and parsed is not None and parsed.transaction is not None:
             return decide(request, order_id, parsed, raw_of(reply))
-        if (400 <= status < 500 and parsed is not None and parsed.error is not None
-                and (parsed.error.cause or "").upper() == "INVALID_REQUEST"):
+        if (
+            400 <= status < 500
+            and parsed is not None
+            and parsed.error is not None
+            and (parsed.error.cause or "").upper() == "INVALID_REQUEST"
+        ):
             # Most likely "no such transaction"; confirm on the order before saying "not done".
             return await self._confirm_absent(request, order_id, raw_of(reply))
         return unknown(raw_of(reply), "MPGS could not say what happened to the operation")
@@ -330,17 +390,27 @@ class MpgsConnector(Connector):
         reply = await self._send("GET", self._order_path(order_id))
         status = reply.status or 0
         order = t.parse_order(reply.body) if reply.answered and reply.body is not None else None
-        if (order is None or not 200 <= status < 300 or order.error is not None
-                or (order.result or "").upper() == "ERROR" or order.id != order_id):
-            return unknown({"transaction": first, "order": raw_of(reply)},
-                            "MPGS could not say what happened to the operation")
+        if (
+            order is None
+            or not 200 <= status < 300
+            or order.error is not None
+            or (order.result or "").upper() == "ERROR"
+            or order.id != order_id
+        ):
+            return unknown(
+                {"transaction": first, "order": raw_of(reply)},
+                "MPGS could not say what happened to the operation",
+            )
         entry = order.find(request.reference_number)
         if entry is not None:
             return decide(request, order_id, entry, REDACTION.scrub(reply.body))
         return GatewayResult(
             Outcome.FAILED,
-            {"transaction": first, "order_status": order.status,
-             "transactions": [e.transaction.id for e in order.transaction if e.transaction]},
+            {
+                "transaction": first,
+                "order_status": order.status,
+                "transactions": [e.transaction.id for e in order.transaction if e.transaction],
+            },
             {"ref": order_id, "result": "NOT_FOUND"},
             f"MPGS has no transaction {request.reference_number} on order {order_id}",
         )
@@ -351,8 +421,9 @@ class MpgsConnector(Connector):
     async def list_operations(self, payment: PaymentRef) -> list[GatewayOperation] | None:
         try:
             deadline = kit.Deadline(self.config.timeout_seconds, CALL_MARGIN_SECONDS / 2)
-            reply = await self.client.request("GET", self._order_path(self.order_id(payment)),
-                                              deadline=deadline)
+            reply = await self.client.request(
+                "GET", self._order_path(self.order_id(payment)), deadline=deadline
+            )
             if reply.answered and not isinstance(reply.body, dict):
                 reply = replace(reply, body=None)
         except Exception as exc:  # noqa: BLE001 - a connector must never raise
@@ -376,8 +447,9 @@ class MpgsConnector(Connector):
                 amount = from_decimal(txn.amount, currency)
             except (AmountError, UnknownCurrency):
                 continue
-            outcome = t.transaction_outcome(entry.result, entry.gateway_code,
-                                            entry.error.cause if entry.error else None)
+            outcome = t.transaction_outcome(
+                entry.result, entry.gateway_code, entry.error.cause if entry.error else None
+            )
             listed.append(GatewayOperation(kind, amount, outcome, txn.id))
         return listed
 
@@ -397,12 +469,14 @@ class MpgsConnector(Connector):
             cause = (order.error.cause if order.error else "") or ""
             if 400 <= status < 500 and cause.upper() == "INVALID_REQUEST":
                 # No such order (yet): the payer may not have submitted; not a final "no".
-                return GatewayResult(Outcome.PENDING, raw, {"ref": order_id},
-                                     t.error_message(order.error))
+                return GatewayResult(
+                    Outcome.PENDING, raw, {"ref": order_id}, t.error_message(order.error)
+                )
             return unknown(raw, t.error_message(order.error))
         if order.currency and order.currency.upper() != payment.currency_code.upper():
-            return unknown(raw, f"MPGS order {order_id} is in {order.currency}, "
-                                 f"not {payment.currency_code}")
+            return unknown(
+                raw, f"MPGS order {order_id} is in {order.currency}, not {payment.currency_code}"
+            )
         outcome = t.order_outcome(order.status, payment.operation_mode)
         payment_txn = self._payment_transaction(order, payment)
         params = t.transaction_params(payment_txn, order_id) if payment_txn else {"ref": order_id}
@@ -418,8 +492,15 @@ class MpgsConnector(Connector):
             if total is None and payment_txn is not None and payment_txn.transaction is not None:
                 total = payment_txn.transaction.amount
             amount = t.minor_units(total, currency)
-        return GatewayResult(outcome, raw, params, f"MPGS order status {order.status or 'unknown'}",
-                             refs, amount=amount, currency_code=currency)
+        return GatewayResult(
+            outcome,
+            raw,
+            params,
+            f"MPGS order status {order.status or 'unknown'}",
+            refs,
+            amount=amount,
+            currency_code=currency,
+        )
 
     @staticmethod
     def _payment_transaction(order: t.OrderReply, payment: PaymentRef) -> t.TransactionReply | None:
@@ -434,4 +515,3 @@ class MpgsConnector(Connector):
                 if t.transaction_outcome(entry.result, entry.gateway_code) == Outcome.SUCCESS:
                     return entry
         return None
-
