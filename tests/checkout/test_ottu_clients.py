@@ -327,8 +327,13 @@ async def test_descriptive_fields_are_stored_and_echoed(
 
 
 async def test_session_on_a_gateway_without_payments_is_refused(
-    client: httpx.AsyncClient, auth: dict[str, str], seed: Seed
+    client: httpx.AsyncClient, auth: dict[str, str], seed: Seed, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # Every registered gateway takes payments since issue 17: the rule is tested on a
+    # connector made to take none.
+    from payops.connectors.mpgs.connector import MpgsConnector
+
+    monkeypatch.setattr(MpgsConnector, "takes_payments", False)
     async with seed.ctx.db.write() as session:
         await add_gateway(
             session,

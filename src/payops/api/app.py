@@ -26,6 +26,7 @@ from payops.api.observe import ObserveRequests
 from payops.auth.metrics import AuthMetrics
 from payops.checkout.endpoints import router as checkout_router
 from payops.checkout.hosted import router as hosted_router
+from payops.checkout.returns import router as returns_router
 from payops.config import Settings, get_settings
 from payops.context import AppContext
 from payops.db.engine import DATABASE_UNAVAILABLE
@@ -237,6 +238,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     openapi.install(app)
     app.include_router(checkout_router)
     app.include_router(hosted_router)
+    app.include_router(returns_router)
     app.include_router(payment_methods_router)
     app.include_router(notifications_router)
     app.include_router(import_router)

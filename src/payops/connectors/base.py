@@ -118,6 +118,10 @@ class CheckoutRequest:
     notification_url: str
     merchant_name: str = ""
     description: str = ""
+    # Where a gateway with its own time-out redirect (MPGS's timeoutUrl) sends a payer whose
+    # time ran out: PayOps's return endpoint with ``?outcome=timeout`` (a hint, never trusted).
+    # Added for MPGS; empty means "use failure_url".
+    timeout_url: str = ""
     # What the session knows of the customer: email, first_name, last_name, phone (may be empty).
     customer: Mapping[str, str] = field(default_factory=dict)
     language: str = "en"

@@ -220,8 +220,19 @@ class PaymentAttempt(Base):
     message: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+    # Gateway checkout (issue 17): PayOps's unguessable token naming this attempt in its
+    # return, response and receipt URLs (stored as is, unique: a retried start must rebuild the
+    # same URLs); where the customer's browser was sent ({"outcome", "method", "url", "fields",
+    # "message", "returned"}), stored before it was sent; and why a success still needs an
+    # operator's look (e.g. MyFatoorah's DuplicatePayment), "" when it does not.
+    token: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    start: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    review_reason: Mapped[str] = mapped_column(Text, default="", server_default=text("''"))
 
     gateway_config: Mapped[GatewayConfig] = relationship(lazy="selectin")
+
+
+Index("uq_payment_attempts_token", PaymentAttempt.token, unique=True)
 
 
 class Operation(Base):

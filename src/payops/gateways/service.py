@@ -64,6 +64,12 @@ async def add_gateway(
         raise GatewayConfigError(f"{connector} needs credentials: {', '.join(missing)}")
     if operation_mode not in OPERATION_MODES:
         raise GatewayConfigError(f"operation mode must be one of {', '.join(OPERATION_MODES)}")
+    if cls.takes_payments and operation_mode not in cls.payment_modes:
+        # KNET and QPay only sell: an authorize-mode configuration could take no payment.
+        raise GatewayConfigError(
+            f"{connector} takes payments only in "
+            f"{' or '.join(sorted(cls.payment_modes))} mode, not {operation_mode}"
+        )
     default_currency = default_currency.upper()
     accepted = sorted({c.upper() for c in (accepted_currencies or [])} | {default_currency})
     for code in accepted:

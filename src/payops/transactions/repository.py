@@ -92,6 +92,16 @@ async def blocking_attempt(session: AsyncSession, parent_id: int) -> PaymentAtte
     )
 
 
+async def attempt_by_token(
+    session: AsyncSession, token: str, *, for_update: bool = False
+) -> PaymentAttempt | None:
+    """The attempt PayOps's return/response/receipt URL names (issue 17)."""
+    query = select(PaymentAttempt).where(PaymentAttempt.token == token)
+    if for_update:
+        query = query.with_for_update().execution_options(populate_existing=True)
+    return await session.scalar(query)
+
+
 async def attempt_in_review(session: AsyncSession, parent_id: int) -> bool:
     """Has the gateway confirmed another amount than an attempt asked for? Such a parent waits
     for an operator: it is not expired, canceled or charged again (decisions §13)."""

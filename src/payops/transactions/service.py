@@ -33,6 +33,8 @@ ATTEMPT_STATE = {
 }
 
 
+# What a FAILED attempt result may say instead of a decline (GatewayResult.payment_state).
+ENDED_ATTEMPT_STATES = ("canceled", "expired")
 PAYABLE_STATES = ("created", "pending", "attempted")
 # States in which a parent still acknowledges a payment the gateway confirms late (decisions §4).
 LATE_SUCCESS_STATES = ("created", "pending", "attempted", "failed", "expired")
@@ -90,7 +92,16 @@ def payment_ref(attempt: PaymentAttempt) -> PaymentRef:
     )
 
 
-async def start_attempt(db: Database, parent_id: int, gateway: GatewayConfig) -> PaymentAttempt:
+async def start_attempt(
+    db: Database,
+    parent_id: int,
+    gateway: GatewayConfig,
+    *,
+    token: str | None = None,
+    start: dict[str, Any] | None = None,
+) -> PaymentAttempt:
+    """A new attempt, unless the session takes none; ``token`` and ``start`` are a gateway
+    checkout's return token and its start marker (checkout/gateway_flow.py)."""
     async with db.write() as session:
         parent = await repository.lock_parent_by_id(session, parent_id)
         if parent.state not in PAYABLE_STATES:
@@ -110,6 +121,8 @@ async def start_attempt(db: Database, parent_id: int, gateway: GatewayConfig) ->
             amount=parent.amount + parent.fee,
             fee=parent.fee,
             currency_code=parent.currency_code,
+            token=token,
+            start=start,
         )
         session.add(attempt)
         parent.state = "pending"
@@ -155,8 +168,18 @@ async def apply_attempt_result(
         )
         return False
     new_attempt_state = ATTEMPT_STATE[result.outcome]
+    if result.outcome == Outcome.FAILED and result.payment_state in ENDED_ATTEMPT_STATES:
+        new_attempt_state = result.payment_state  # canceled / expired rather than a decline
     if attempt.state != "success":
         attempt.state = new_attempt_state
+    if result.outcome == Outcome.SUCCESS and result.review_reason:
+        # Paid, and an operator must still look at it (e.g. a duplicate payment to refund).
+        attempt.review_reason = result.review_reason
+        log.warning(
+            "payment attempt %s succeeded but needs review: %s",
+            attempt.reference_number,
+            result.review_reason,
+        )
     gateway = attempt.gateway_config
     before = parent.state
     if result.outcome == Outcome.SUCCESS:

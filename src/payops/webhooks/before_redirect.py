@@ -106,3 +106,21 @@ async def try_payment_webhook(ctx: AppContext, transaction_id: int, webhook_url:
         log.warning("payment webhook %s try failed: %s", event_id, type(exc).__name__)
         return None
     return await _answer_of(ctx, event_id)
+
+
+async def last_payment_answer(ctx: AppContext, transaction_id: int, target_url: str) -> int | None:
+    """What the receiver answered the transaction's latest payment webhook, when it was
+    delivered (a repeated return decides the redirect as the first one did)."""
+    async with ctx.db.read() as session:
+        event_id = await session.scalar(
+            select(OutboxEvent.id)
+            .where(
+                OutboxEvent.transaction_id == transaction_id,
+                OutboxEvent.kind == "payment",
+                OutboxEvent.target_url == target_url,
+                OutboxEvent.state == "delivered",
+            )
+            .order_by(OutboxEvent.id.desc())
+            .limit(1)
+        )
+    return None if event_id is None else await _answer_of(ctx, event_id)

@@ -374,6 +374,11 @@ class FakeOrder:
             return "CAPTURED" if self.captured >= self.authorized else "PARTIALLY_CAPTURED"
         if self.authorized > 0:
             return "AUTHORIZED"
+        if any(
+            t.type in ("AUTHORIZATION", "PAYMENT") and t.result == "PENDING"
+            for t in self.transactions.values()
+        ):
+            return "AUTHENTICATION_INITIATED"  # 3-D Secure still running (§1.3: pending)
         return "FAILED"
 
     def summary(self) -> dict[str, Any]:
@@ -414,6 +419,10 @@ class FakeMpgs(FakeGateway):
         self.orders: dict[str, FakeOrder] = {}
         self.hang_seconds = hold_seconds
         self.leak_card_data = False  # misbehave: echo a full card number and security code
+        # The payment side: Hosted Checkout sessions and the payer's page (checkout_fake.py).
+        from tests.connectors.mpgs.checkout_fake import HostedCheckout
+
+        self.checkout = HostedCheckout(self)
 
     # -- test controls --------------------------------------------------------------------------
     def add_order(
@@ -489,6 +498,9 @@ class FakeMpgs(FakeGateway):
 
     def handle(self, method: str, path: str, headers: dict[str, str], body: bytes) -> Answer:
         headers = {k.lower(): v for k, v in headers.items()}
+        hosted = self.checkout.handle(method, path, headers, body)
+        if hosted is not None:
+            return hosted
         status, reply, fault = self._handle(method, path, headers, body)
         content_type = "text/html" if isinstance(reply, bytes) else "application/json;charset=UTF-8"
         if fault is not None and fault.kind in RESULT_FAULTS:

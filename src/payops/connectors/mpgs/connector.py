@@ -26,6 +26,7 @@ The connector never raises: transport errors, timeouts, 5xx and unparsable repli
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Mapping
 from dataclasses import replace
@@ -37,6 +38,8 @@ import httpx
 from payops.connectors import kit
 from payops.connectors.base import (
     CALL_MARGIN_SECONDS,
+    CheckoutRequest,
+    CheckoutStart,
     Connector,
     ConnectorConfig,
     GatewayOperation,
@@ -48,6 +51,7 @@ from payops.connectors.base import (
     PaymentRef,
 )
 from payops.connectors.kit import Reply
+from payops.connectors.mpgs import checkout as hc
 from payops.connectors.mpgs import transformers as t
 from payops.connectors.mpgs import webhooks
 from payops.connectors.mpgs.decisions import (
@@ -76,6 +80,10 @@ class MpgsConnector(Connector):
     name: ClassVar[str] = "mpgs"
     capabilities: ClassVar[frozenset[str]] = frozenset({"capture", "refund", "void", "inquiry"})
     required_credentials: ClassVar[tuple[str, ...]] = ("merchant_id", "api_password")
+    # Hosted Checkout (connectors/mpgs/checkout.py): PURCHASE or AUTHORIZE sessions; a pending
+    # attempt is inquired after Ottu's MPGS window.
+    takes_payments: ClassVar[bool] = True
+    attempt_inquiry_minutes: ClassVar[int] = 11
     # Customer contact details, addresses, the device (IP address) and the card beyond its
     # masked number (holder name, expiry).
     personal_fields: ClassVar[frozenset[str]] = kit.field_set(
@@ -174,6 +182,132 @@ class MpgsConnector(Connector):
         except webhooks.InvalidNotification as exc:
             raise NotificationRejected(str(exc)) from None
         return Notification(reference=notice.reference, gateway_refs={"order_id": order_id})
+
+    # -- payment acceptance (Hosted Checkout) ---------------------------------------------------
+    async def start_checkout(self, request: CheckoutRequest) -> CheckoutStart:
+        try:
+            return await asyncio.wait_for(
+                self._start_checkout(request),
+                self.config.timeout_seconds * 2 + CALL_MARGIN_SECONDS / 2,
+            )
+        except TimeoutError:
+            return CheckoutStart(
+                Outcome.UNKNOWN, raw={"error": "timeout"}, message="MPGS did not answer in time"
+            )
+        except Exception as exc:  # noqa: BLE001 - a connector must never raise
+            log.warning("mpgs checkout start failed: %s", type(exc).__name__)
+            return CheckoutStart(
+                Outcome.UNKNOWN, raw={"error": type(exc).__name__}, message="MPGS call failed"
+            )
+
+    async def _start_checkout(self, request: CheckoutRequest) -> CheckoutStart:
+        payment = request.payment
+        order_id = self.order_id(payment)
+        if request.retry or (payment.gateway_refs or {}).get(hc.SESSION_REF):
+            # An earlier session of this attempt may have been paid: never open another one
+            # over a successful (or still undecided) payment on the order (§1.4).
+            found = await self._order_payment(payment, order_id)
+            if found is None:
+                return CheckoutStart(
+                    Outcome.UNKNOWN,
+                    raw={"order": "unreadable"},
+                    message="MPGS could not say whether the order was paid",
+                )
+            if found != Outcome.FAILED:
+                # Send the customer to PayOps's return: it confirms from Retrieve Order.
+                return CheckoutStart(
+                    Outcome.SUCCESS,
+                    "GET",
+                    request.return_url,
+                    gateway_refs={"order_id": order_id},
+                    message="The MPGS order already has a payment",
+                )
+        body = hc.initiate_checkout_body(request, order_id)
+        reply = await self._send("POST", f"{self._merchant_path()}/session", body)
+        raw = hc.without_indicator(raw_of(reply)) if reply.answered else reply.raw()
+        if not reply.answered or (reply.status or 0) >= 500 or reply.body is None:
+            return CheckoutStart(
+                Outcome.UNKNOWN, raw=raw, message="MPGS did not confirm the checkout session"
+            )
+        parsed = hc.parse_session(reply.body)
+        if parsed is None:
+            return CheckoutStart(
+                Outcome.UNKNOWN, raw=raw, message="MPGS reply does not have the documented shape"
+            )
+        if not 200 <= (reply.status or 0) < 300 or parsed.error is not None:
+            outcome = t.error_outcome(parsed.error.cause if parsed.error else None)
+            return CheckoutStart(outcome, raw=raw, message=t.error_message(parsed.error))
+        session_id = parsed.session.id if parsed.session else None
+        if (
+            (parsed.result or "").upper() != "SUCCESS"
+            or not session_id
+            or not parsed.success_indicator
+        ):
+            return CheckoutStart(
+                Outcome.UNKNOWN, raw=raw, message="MPGS did not return a checkout session"
+            )
+        return CheckoutStart(
+            Outcome.SUCCESS,
+            "GET",
+            hc.pay_page_url(self.base_url, quote(session_id, safe="")),
+            gateway_refs={
+                "order_id": order_id,
+                hc.SESSION_REF: session_id,
+                hc.INDICATOR_REF: parsed.success_indicator,
+            },
+            raw=raw,
+            message="MPGS checkout session created",
+        )
+
+    async def _order_payment(self, payment: PaymentRef, order_id: str) -> Outcome | None:
+        """SUCCESS / PENDING when the order holds a payment that succeeded or may still, FAILED
+        when it has none (or does not exist), None when MPGS could not say."""
+        reply = await self._send("GET", self._order_path(order_id))
+        order = t.parse_order(reply.body) if reply.answered and reply.body is not None else None
+        if order is None or (reply.status or 0) >= 500:
+            return None
+        if not 200 <= (reply.status or 0) < 300 or order.error is not None:
+            cause = (order.error.cause if order.error else "") or ""
+            return Outcome.FAILED if cause.upper() == "INVALID_REQUEST" else None
+        _, outcome = hc.latest_payment(order)
+        if not hc.payment_entries(order):
+            return Outcome.FAILED
+        return Outcome.FAILED if outcome == Outcome.FAILED else Outcome.SUCCESS
+
+    async def confirm_return(self, payment: PaymentRef, params: Mapping[str, str]) -> GatewayResult:
+        return await self._guarded(lambda: self._confirm_return(payment, params))
+
+    async def _confirm_return(
+        self, payment: PaymentRef, params: Mapping[str, str]
+    ) -> GatewayResult:
+        # The indicator only says the browser passed a success page of this session; it is
+        # recorded as a hint and never decides (a forged or missing one changes nothing).
+        hint = hc.indicator_hint(payment, params)
+        outcome_hint = str(params.get("outcome") or "")
+        order_id = self.order_id(payment)
+        reply = await self._send("GET", self._order_path(order_id))
+        if not reply.answered:
+            return no_answer(reply)
+        status = reply.status or 0
+        raw = {**raw_of(reply), "return_indicator": hint}
+        if status >= 500 or reply.body is None:
+            return unknown(raw, f"MPGS answered HTTP {status} without a usable body")
+        order = t.parse_order(reply.body)
+        if order is None:
+            return unknown(raw, "MPGS reply does not have the documented shape")
+        if not 200 <= status < 300 or order.error is not None:
+            cause = (order.error.cause if order.error else "") or ""
+            if 400 <= status < 500 and cause.upper() == "INVALID_REQUEST":
+                # No such order yet: the payer has not paid (§1.3 "pending").
+                return hc.no_payment(
+                    outcome_hint,
+                    raw,
+                    {"ref": order_id},
+                    {"order_id": order_id},
+                    t.error_message(order.error),
+                )
+            return unknown(raw, t.error_message(order.error))
+        return hc.order_decision(payment, order_id, order, raw, outcome_hint)
 
     # -- operations -----------------------------------------------------------------------------
     async def capture(self, request: OperationRequest) -> GatewayResult:
@@ -350,8 +484,22 @@ class MpgsConnector(Connector):
         refs = {"order_id": order_id}
         if payment_txn is not None and payment_txn.transaction and payment_txn.transaction.id:
             refs["transaction_id"] = payment_txn.transaction.id
+        amount, currency = None, None
+        if outcome == Outcome.SUCCESS:
+            # What the order holds, so a payment for another amount goes to review (§1.3).
+            currency = (order.currency or payment.currency_code).upper()
+            total = order.total_authorized_amount
+            if total is None and payment_txn is not None and payment_txn.transaction is not None:
+                total = payment_txn.transaction.amount
+            amount = t.minor_units(total, currency)
         return GatewayResult(
-            outcome, raw, params, f"MPGS order status {order.status or 'unknown'}", refs
+            outcome,
+            raw,
+            params,
+            f"MPGS order status {order.status or 'unknown'}",
+            refs,
+            amount=amount,
+            currency_code=currency,
         )
 
     @staticmethod
