@@ -28,7 +28,8 @@ from payops.api.metrics import exposition
 from payops.api.observe import ObserveRequests
 from payops.checkout.endpoints import router as checkout_router
 from payops.checkout.hosted import router as hosted_router
-from payops.transactions import expiry
+from payops.transactions import attempt_inquiry, expiry
+from payops.transactions.attempt_review_endpoints import router as attempt_review_router
 from payops.transactions.endpoints import router as import_router
 from payops.webhooks import delivery
 from payops.domain import messages
@@ -92,6 +93,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 (settings.webhook_interval_seconds, "webhook delivery",
                  lambda: delivery.deliver_due(ctx)),
                 (settings.expiry_interval_seconds, "expiry", lambda: expiry.expire_due(ctx)),
+                (settings.attempt_inquiry_interval_seconds, "attempt inquiry",
+                 lambda: attempt_inquiry.inquire_due_attempts(ctx)),
             )
             if interval > 0
         ]
@@ -218,6 +221,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(import_router)
     app.include_router(operations_router)
     app.include_router(review_router)
+    app.include_router(attempt_review_router)
     app.include_router(inquiry_router)
     dashboard.install(app)
     return app
