@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 
 from payops.cli.main import app as cli_app
 from payops.config import Settings, get_settings
-from payops.db.models import PaymentTransaction
+from payops.db.models import PaymentAttempt, PaymentTransaction
 from payops.domain import messages
 from payops.transactions.attempt_inquiry import inquire_due_attempts
 from payops.transactions.expiry import expire_due
@@ -241,3 +241,58 @@ async def test_an_attempt_in_review_keeps_its_session_from_expiring(
     assert await expire_due(seed.ctx) == 0
     assert await payment_webhooks(seed) == [("paid", "success")]
 
+
+
+async def test_a_configuration_that_cannot_be_asked_goes_to_review_when_its_window_ends(
+    client: httpx.AsyncClient, seed: Seed, settings: Settings,
+) -> None:
+    attempt = await pending_attempt(client, seed, enabled_operations=["refund"])
+    reference = attempt.reference_number
+    async with seed.ctx.db.write() as session:
+        await session.execute(update(PaymentTransaction).values(expires_at=attempt.created_at))
+    assert await expire_due(seed.ctx) == 0  # its window has not ended
+    assert await inquire_due_attempts(
+        seed.ctx, attempt.created_at + WINDOW + timedelta(seconds=1)) == 0
+    assert gateway_inquiries(settings, reference) == 0
+    admin = await seed.superuser()
+    [listed] = (await client.get(QUEUE, headers=admin)).json()["results"]
+    assert (listed["review"], listed["review_reason"]) == (
+        "no_answer", messages.ATTEMPT_REVIEW_CANNOT_ASK)
+    refused = await client.post(path(reference, "recheck"), headers=admin)
+    assert refused.status_code == 400 and "cannot be asked" in refused.json()["detail"]
+    # Nothing more to wait for: the session expires; the operator's decision still counts.
+    assert await expire_due(seed.ctx) == 1
+    resolved = await client.post(path(reference, "resolve"), headers=admin, json={
+        "outcome": "paid", "reason": "the gateway's dashboard shows it captured"})
+    assert resolved.status_code == 200, resolved.text
+    assert (resolved.json()["state"], resolved.json()["session_state"]) == ("success", "paid")
+    assert await payment_webhooks(seed) == [("expired", "failed"), ("paid", "success")]
+
+
+async def test_a_flagged_payment_is_acknowledged_not_failed(
+    client: httpx.AsyncClient, seed: Seed, settings: Settings,
+) -> None:
+    """A gateway that took the payment but flags it (MyFatoorah's DuplicatePayment: the
+    connector reports ``review_reason`` with the success)."""
+    attempt = await pending_attempt(client, seed)
+    await inquire_due_attempts(seed.ctx, attempt.created_at + WINDOW + timedelta(seconds=1))
+    async with seed.ctx.db.write() as session:  # what the connector's answer records
+        await session.execute(update(PaymentAttempt).values(
+            review_reason="DuplicatePayment: the customer paid twice"))
+    admin = await seed.superuser()
+    [listed] = (await client.get(QUEUE, headers=admin)).json()["results"]
+    assert (listed["review"], listed["state"], listed["session_state"]) == (
+        "flagged", "success", "paid")
+    reference = attempt.reference_number
+    failed = await client.post(path(reference, "resolve"), headers=admin,
+                               json={"outcome": "failed", "reason": "duplicate"})
+    assert failed.status_code == 400 and "is paid" in failed.json()["detail"]
+    assert (await client.post(path(reference, "recheck"), headers=admin)).status_code == 400
+    before = await seed.snapshot()
+    done = await client.post(path(reference, "resolve"), headers=admin, json={
+        "outcome": "paid", "reason": "refunded the duplicate", "evidence": "refund R-2"})
+    assert done.status_code == 200, done.text
+    assert done.json()["resolution"]["review"] == "flagged"
+    after = await seed.snapshot()
+    assert after["transactions"] == before["transactions"] and after["outbox"] == before["outbox"]
+    assert (await client.get(QUEUE, headers=admin)).json()["count"] == 0

@@ -80,6 +80,7 @@ ATTEMPT_AMOUNT_BELOW_FEE = "The amount must be at least the fee of the attempt (
 ATTEMPT_NO_ANSWER = "The gateway gave no final answer; the attempt is unchanged"
 ATTEMPT_RESOLVED_MESSAGE = "Resolved as {outcome} by an operator"
 ATTEMPT_REVIEW_NO_ANSWER = "The gateway gave no final answer to {count} automatic inquiries"
+ATTEMPT_REVIEW_CANNOT_ASK = "The gateway configuration does not allow inquiries: check the gateway's dashboard"
 
 # Form and multipart bodies, unsupported Checkout features (issue 16)
 INVALID_JSON_VALUE = "Value must be valid JSON."

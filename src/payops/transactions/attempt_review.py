@@ -79,9 +79,13 @@ def describe(attempt: PaymentAttempt, parent: PaymentTransaction,
              message: str | None = None) -> dict[str, Any]:
     """An attempt as the review API and CLI show it."""
     kind = review_kind(attempt)
+    no_answer = (messages.ATTEMPT_REVIEW_NO_ANSWER.format(count=attempt.inquiry_count)
+                 if attempt.gateway_config is None
+                 or "inquiry" in supported_operations(attempt.gateway_config)
+                 else messages.ATTEMPT_REVIEW_CANNOT_ASK)
     reason = {
         "amount_mismatch": attempt.message,
-        "no_answer": messages.ATTEMPT_REVIEW_NO_ANSWER.format(count=attempt.inquiry_count),
+        "no_answer": no_answer,
         "flagged": attempt.review_reason,
     }.get(kind or "", "")
     return {
