@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -21,10 +23,12 @@ from typer.testing import CliRunner
 
 from payops.cli.main import app as cli_app
 from payops.config import Settings, get_settings
+from payops.context import AppContext
 from payops.db.models import GatewayInquiry, PaymentAttempt, PaymentTransaction
 from payops.transactions.attempt_inquiry import inquire_due_attempts
 from payops.transactions.expiry import expire_due
 from tests.helpers import PENDING_CARD, Seed
+from tests.live import run_with_context
 
 URL = "/b/checkout/v1/pymt-txn/"
 FORM = {"expiry": "12/39", "cvv": "123", "cardholder_name": "Test Customer"}
@@ -181,6 +185,29 @@ async def test_concurrent_callers_ask_once(
     due = attempt.created_at + WINDOW + timedelta(seconds=1)
     asked = await asyncio.gather(*(inquire_due_attempts(seed.ctx, due) for _ in range(4)))
     assert sum(asked) == 1
+    assert gateway_inquiries(settings, attempt.reference_number) == 1
+    assert (await only_attempt(seed)).inquiry_count == 1
+
+
+async def test_two_workers_with_their_own_connections_ask_once(
+    client: httpx.AsyncClient, seed: Seed, settings: Settings,
+) -> None:
+    """Two workers (each its own event loop and database pool, as two processes) run the pass
+    at the same moment against a slow gateway: one asks, the other finds the attempt claimed."""
+    attempt = await pending_attempt(client, seed, pending_inquiries=10)
+    due = attempt.created_at + WINDOW + timedelta(seconds=1)
+    slow = settings.model_copy(update={"sandbox_latency_ms": 300})
+    start = threading.Barrier(2)
+
+    def worker(_: int) -> int:
+        async def work(ctx: AppContext) -> int:
+            await asyncio.to_thread(start.wait)
+            return await inquire_due_attempts(ctx, due)
+        return run_with_context(slow, work)
+
+    with ThreadPoolExecutor(2) as pool:
+        asked = await asyncio.to_thread(lambda: list(pool.map(worker, range(2))))
+    assert sorted(asked) == [0, 1]
     assert gateway_inquiries(settings, attempt.reference_number) == 1
     assert (await only_attempt(seed)).inquiry_count == 1
 
