@@ -11,9 +11,8 @@ Revises: 0009
 Create Date: 2026-11-30
 """
 
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 revision = '0010'
 down_revision = '0008'  # TEMPORARY for F2's branch: '0009' at merge
