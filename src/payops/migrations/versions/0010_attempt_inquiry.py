@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = '0010'
-down_revision = '0008'  # TEMPORARY for F2's branch: '0009' at merge
+down_revision = '0009'
 branch_labels = None
 depends_on = None
 
