@@ -37,16 +37,20 @@ PG_ADMIN_URL = os.environ.get(
     "PAYOPS_TEST_PG_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 )
 IN_CI = os.environ.get("CI", "").lower() == "true"
-BACKENDS = [b.strip() for b in os.environ.get("PAYOPS_TEST_BACKENDS", "sqlite,postgresql").split(",")
-            if b.strip()]
+BACKENDS = [
+    b.strip()
+    for b in os.environ.get("PAYOPS_TEST_BACKENDS", "sqlite,postgresql").split(",")
+    if b.strip()
+]
 
 
 @pytest.fixture(autouse=True)
 def cheap_argon2id(monkeypatch: pytest.MonkeyPatch) -> None:
     """Real argon2id hashing and verification, with the cheapest parameters: the production
     cost (tens of ms per hash, far more on a busy 2-core CI box) buys nothing in tests."""
-    monkeypatch.setattr(auth_secrets, "_hasher",
-                        PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
+    monkeypatch.setattr(
+        auth_secrets, "_hasher", PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+    )
 
 
 async def _pg_admin(statements: list[str]) -> None:

@@ -125,7 +125,8 @@ class Settings(BaseSettings):
                 ipaddress.ip_network(item, strict=False)
             except ValueError:
                 raise ValueError(
-                    f"PAYOPS_TRUSTED_PROXIES: {item!r} is not an IP address or network") from None
+                    f"PAYOPS_TRUSTED_PROXIES: {item!r} is not an IP address or network"
+                ) from None
         return value
 
     @property

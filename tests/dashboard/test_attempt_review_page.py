@@ -14,7 +14,10 @@ from tests.recovery.test_attempt_review import in_review_for_another_amount
 
 
 async def test_an_attempt_in_review_is_resolved_from_the_page(
-    operator_for: Any, seed: Seed, client: httpx.AsyncClient, settings: Settings,
+    operator_for: Any,
+    seed: Seed,
+    client: httpx.AsyncClient,
+    settings: Settings,
 ) -> None:
     reference = await in_review_for_another_amount(client, seed, settings)
     clerk = await operator_for(["payment.inquiry", "payment.refund"])
@@ -27,16 +30,27 @@ async def test_an_attempt_in_review_is_resolved_from_the_page(
     page = (await op.get("/dashboard/review")).text
     assert reference in page and "4.500 KWD" in page
     assert f"/dashboard/review/attempts/{reference}/resolve" in page
-    bad = await op.post(f"/dashboard/review/attempts/{reference}/resolve",
-                        {"outcome": "paid", "reason": "seen", "amount": "4.5x"})
+    bad = await op.post(
+        f"/dashboard/review/attempts/{reference}/resolve",
+        {"outcome": "paid", "reason": "seen", "amount": "4.5x"},
+    )
     assert bad.status_code == 400
-    done = await op.post(f"/dashboard/review/attempts/{reference}/resolve",
-                         {"outcome": "paid", "reason": "dashboard shows 4.500",
-                          "amount": "4.500", "evidence": "txn 7"})
+    done = await op.post(
+        f"/dashboard/review/attempts/{reference}/resolve",
+        {
+            "outcome": "paid",
+            "reason": "dashboard shows 4.500",
+            "amount": "4.500",
+            "evidence": "txn 7",
+        },
+    )
     assert done.status_code == 303, done.text
     stored = await only_attempt(seed)
-    assert (stored.state, stored.amount, stored.resolution["actor"]) == ("success", 4500,
-                                                                         "reviewer")
+    assert (stored.state, stored.amount, stored.resolution["actor"]) == (
+        "success",
+        4500,
+        "reviewer",
+    )
     assert await payment_webhooks(seed) == [("paid", "success")]
     assert reference not in (await op.get("/dashboard/review")).text
     actions = [a.action for a in await seed.audit()]

@@ -39,30 +39,56 @@ WINDOW = timedelta(minutes=1)  # the sandbox connector's default inquiry window
 @pytest.fixture
 def settings_overrides() -> dict[str, Any]:
     # The merchant's inquiry throttle is on, and strict: one gateway inquiry a day per payment.
-    return {"inquiry_throttle": True, "inquiry_throttle_initial_delay_seconds": 0,
-            "inquiry_throttle_gap_seconds": 0, "inquiry_throttle_daily_max": 1}
+    return {
+        "inquiry_throttle": True,
+        "inquiry_throttle_initial_delay_seconds": 0,
+        "inquiry_throttle_gap_seconds": 0,
+        "inquiry_throttle_daily_max": 1,
+    }
 
 
 def gateway_inquiries(settings: Settings, reference: str) -> int:
     """How many times the sandbox gateway was asked about this payment (its own books)."""
     with sqlite3.connect(settings.effective_sandbox_ledger) as conn:
-        return int(conn.execute("SELECT COUNT(*) FROM payment_inquiries WHERE payment_reference=?",
-                                (reference,)).fetchone()[0])
+        return int(
+            conn.execute(
+                "SELECT COUNT(*) FROM payment_inquiries WHERE payment_reference=?", (reference,)
+            ).fetchone()[0]
+        )
 
 
-async def pending_attempt(client: httpx.AsyncClient, seed: Seed, *, order_no: str = "AUTO-1",
-                          pending_inquiries: int = 0, **gateway: Any) -> PaymentAttempt:
+async def pending_attempt(
+    client: httpx.AsyncClient,
+    seed: Seed,
+    *,
+    order_no: str = "AUTO-1",
+    pending_inquiries: int = 0,
+    **gateway: Any,
+) -> PaymentAttempt:
     """A customer who paid with the pending card on the hosted page and never came back."""
     code = f"sandbox-pending-{pending_inquiries}-{gateway.get('inquiry_window_minutes', 0)}"
-    await seed.gateway(code, "purchase", "KWD",
-                       options={"pending_inquiries": str(pending_inquiries)}, **gateway)
+    await seed.gateway(
+        code, "purchase", "KWD", options={"pending_inquiries": str(pending_inquiries)}, **gateway
+    )
     auth = await seed.api_key()
-    created = await client.post(URL, headers=auth, json={
-        "type": "e_commerce", "amount": "5.000", "currency_code": "KWD", "pg_codes": [code],
-        "order_no": order_no, "webhook_url": HOOK})
+    created = await client.post(
+        URL,
+        headers=auth,
+        json={
+            "type": "e_commerce",
+            "amount": "5.000",
+            "currency_code": "KWD",
+            "pg_codes": [code],
+            "order_no": order_no,
+            "webhook_url": HOOK,
+        },
+    )
     assert created.status_code == 201, created.text
-    page = await client.post("/checkout/" + created.json()["session_id"],
-                             data={**FORM, "card_number": PENDING_CARD}, timeout=30)
+    page = await client.post(
+        "/checkout/" + created.json()["session_id"],
+        data={**FORM, "card_number": PENDING_CARD},
+        timeout=30,
+    )
     assert page.status_code == 202 and "being processed" in page.text
     return await only_attempt(seed, order_no)
 
@@ -70,21 +96,31 @@ async def pending_attempt(client: httpx.AsyncClient, seed: Seed, *, order_no: st
 async def only_attempt(seed: Seed, order_no: str = "AUTO-1") -> PaymentAttempt:
     async with seed.ctx.db.read() as session:
         parent = await session.scalar(
-            select(PaymentTransaction).where(PaymentTransaction.order_no == order_no))
+            select(PaymentTransaction).where(PaymentTransaction.order_no == order_no)
+        )
         assert parent is not None
-        [attempt] = list(await session.scalars(
-            select(PaymentAttempt).where(PaymentAttempt.transaction_id == parent.id)
-            .execution_options(populate_existing=True)))
+        [attempt] = list(
+            await session.scalars(
+                select(PaymentAttempt)
+                .where(PaymentAttempt.transaction_id == parent.id)
+                .execution_options(populate_existing=True)
+            )
+        )
         return attempt
 
 
 async def payment_webhooks(seed: Seed) -> list[tuple[str, str]]:
-    return [(e.payload["state"], e.payload["result"]) for e in await seed.outbox()
-            if e.kind == "payment"]
+    return [
+        (e.payload["state"], e.payload["result"])
+        for e in await seed.outbox()
+        if e.kind == "payment"
+    ]
 
 
 async def test_inquired_once_per_window_at_most_three_times(
-    client: httpx.AsyncClient, seed: Seed, settings: Settings,
+    client: httpx.AsyncClient,
+    seed: Seed,
+    settings: Settings,
 ) -> None:
     attempt = await pending_attempt(client, seed, pending_inquiries=10)
     ref, start = attempt.reference_number, attempt.created_at
@@ -100,7 +136,10 @@ async def test_inquired_once_per_window_at_most_three_times(
     assert gateway_inquiries(settings, ref) == 1
     stored = await only_attempt(seed)
     assert (stored.state, stored.inquiry_count, stored.next_inquiry_at) == (
-        "pending", 1, first + WINDOW)
+        "pending",
+        1,
+        first + WINDOW,
+    )
 
     assert await inquire_due_attempts(ctx, first + WINDOW) == 1
     assert await inquire_due_attempts(ctx, first + 2 * WINDOW) == 1
@@ -118,13 +157,18 @@ async def test_inquired_once_per_window_at_most_three_times(
     assert queue.status_code == 200, queue.text
     [listed] = queue.json()["results"]
     assert (listed["reference_number"], listed["review"], listed["automatic_inquiries"]) == (
-        ref, "no_answer", 3)
+        ref,
+        "no_answer",
+        3,
+    )
     [entry] = [a for a in await seed.audit() if a.action == "attempt.review"]
     assert (entry.actor_type, entry.details["automatic_inquiries"]) == ("system", 3)
 
 
 async def test_the_configuration_sets_the_window(
-    client: httpx.AsyncClient, seed: Seed, settings: Settings,
+    client: httpx.AsyncClient,
+    seed: Seed,
+    settings: Settings,
 ) -> None:
     attempt = await pending_attempt(client, seed, pending_inquiries=10, inquiry_window_minutes=20)
     start = attempt.created_at
@@ -134,7 +178,9 @@ async def test_the_configuration_sets_the_window(
 
 
 async def test_a_final_answer_is_applied_and_not_throttled(
-    client: httpx.AsyncClient, seed: Seed, settings: Settings,
+    client: httpx.AsyncClient,
+    seed: Seed,
+    settings: Settings,
 ) -> None:
     attempt = await pending_attempt(client, seed, pending_inquiries=2)
     start = attempt.created_at
@@ -155,13 +201,16 @@ async def test_a_final_answer_is_applied_and_not_throttled(
     other = await pending_attempt(client, seed, order_no="AUTO-2", pending_inquiries=2)
     assert (await client.post("/b/pbl/v1/inquiry/AUTO-2", headers=auth)).status_code == 200
     assert (await client.post("/b/pbl/v1/inquiry/AUTO-2", headers=auth)).status_code == 429
-    assert await inquire_due_attempts(
-        seed.ctx, other.created_at + WINDOW + timedelta(seconds=1)) == 1
+    assert (
+        await inquire_due_attempts(seed.ctx, other.created_at + WINDOW + timedelta(seconds=1)) == 1
+    )
     assert gateway_inquiries(settings, other.reference_number) == 2
 
 
 async def test_the_answer_settles_the_session_with_its_webhook(
-    client: httpx.AsyncClient, seed: Seed, settings: Settings,
+    client: httpx.AsyncClient,
+    seed: Seed,
+    settings: Settings,
 ) -> None:
     attempt = await pending_attempt(client, seed, pending_inquiries=1)
     start = attempt.created_at
@@ -179,7 +228,9 @@ async def test_the_answer_settles_the_session_with_its_webhook(
 
 
 async def test_concurrent_callers_ask_once(
-    client: httpx.AsyncClient, seed: Seed, settings: Settings,
+    client: httpx.AsyncClient,
+    seed: Seed,
+    settings: Settings,
 ) -> None:
     attempt = await pending_attempt(client, seed, pending_inquiries=10)
     due = attempt.created_at + WINDOW + timedelta(seconds=1)
@@ -190,7 +241,9 @@ async def test_concurrent_callers_ask_once(
 
 
 async def test_two_workers_with_their_own_connections_ask_once(
-    client: httpx.AsyncClient, seed: Seed, settings: Settings,
+    client: httpx.AsyncClient,
+    seed: Seed,
+    settings: Settings,
 ) -> None:
     """Two workers (each its own event loop and database pool, as two processes) run the pass
     at the same moment against a slow gateway: one asks, the other finds the attempt claimed."""
@@ -203,6 +256,7 @@ async def test_two_workers_with_their_own_connections_ask_once(
         async def work(ctx: AppContext) -> int:
             await asyncio.to_thread(start.wait)
             return await inquire_due_attempts(ctx, due)
+
         return run_with_context(slow, work)
 
     with ThreadPoolExecutor(2) as pool:
@@ -213,21 +267,26 @@ async def test_two_workers_with_their_own_connections_ask_once(
 
 
 async def test_an_attempt_in_flight_is_not_asked_about(
-    client: httpx.AsyncClient, seed: Seed, settings: Settings,
+    client: httpx.AsyncClient,
+    seed: Seed,
+    settings: Settings,
 ) -> None:
     """Another worker holds the attempt (its lease runs): nobody else asks until it ends."""
     attempt = await pending_attempt(client, seed, pending_inquiries=10)
     due = attempt.created_at + WINDOW + timedelta(seconds=1)
     async with seed.ctx.db.write() as session:
-        await session.execute(update(PaymentAttempt).values(
-            inquiry_claimed_until=due + timedelta(seconds=30)))
+        await session.execute(
+            update(PaymentAttempt).values(inquiry_claimed_until=due + timedelta(seconds=30))
+        )
     assert await inquire_due_attempts(seed.ctx, due) == 0
     assert await inquire_due_attempts(seed.ctx, due + timedelta(seconds=31)) == 1
     assert gateway_inquiries(settings, attempt.reference_number) == 1
 
 
 async def test_expiry_waits_for_the_inquiries_and_a_late_success_still_applies(
-    client: httpx.AsyncClient, seed: Seed, settings: Settings,
+    client: httpx.AsyncClient,
+    seed: Seed,
+    settings: Settings,
 ) -> None:
     attempt = await pending_attempt(client, seed, pending_inquiries=3)
     start = attempt.created_at
@@ -235,8 +294,9 @@ async def test_expiry_waits_for_the_inquiries_and_a_late_success_still_applies(
         await session.execute(update(PaymentTransaction).values(expires_at=start))
     # Past its expiration_time, but the customer may have paid: it waits for the gateway.
     assert await expire_due(seed.ctx) == 0
-    assert (await client.get("/checkout/" + (await seed.find("AUTO-1")).session_id)
-            ).status_code == 202  # the page's own expiry check waits too
+    assert (
+        await client.get("/checkout/" + (await seed.find("AUTO-1")).session_id)
+    ).status_code == 202  # the page's own expiry check waits too
     for n in (1, 2):
         assert await inquire_due_attempts(seed.ctx, start + n * WINDOW + timedelta(seconds=1)) == 1
         assert await expire_due(seed.ctx) == 0
@@ -250,7 +310,8 @@ async def test_expiry_waits_for_the_inquiries_and_a_late_success_still_applies(
     # The gateway answers later (an operator's recheck here): the late success applies.
     admin = await seed.superuser()
     rechecked = await client.post(
-        f"/b/payops/v1/attempts/{attempt.reference_number}/recheck", headers=admin)
+        f"/b/payops/v1/attempts/{attempt.reference_number}/recheck", headers=admin
+    )
     assert rechecked.status_code == 200, rechecked.text
     assert (rechecked.json()["state"], rechecked.json()["session_state"]) == ("success", "paid")
     parent = await seed.find("AUTO-1")
@@ -261,16 +322,22 @@ async def test_expiry_waits_for_the_inquiries_and_a_late_success_still_applies(
 
 
 async def test_cli_inquires_due_attempts(
-    client: httpx.AsyncClient, seed: Seed, settings: Settings,
+    client: httpx.AsyncClient,
+    seed: Seed,
+    settings: Settings,
 ) -> None:
     attempt = await pending_attempt(client, seed, pending_inquiries=0)
     # The CLI runs on the wall clock: make the attempt older than its window.
     async with seed.ctx.db.write() as session:
-        await session.execute(update(PaymentAttempt).values(
-            created_at=attempt.created_at - 2 * WINDOW))
-    env = {"PAYOPS_DATA_DIR": str(Path(settings.data_dir)),
-           "PAYOPS_DATABASE_URL": settings.database_url,
-           "PAYOPS_SECRET_KEY": settings.secret_key, "COLUMNS": "300"}
+        await session.execute(
+            update(PaymentAttempt).values(created_at=attempt.created_at - 2 * WINDOW)
+        )
+    env = {
+        "PAYOPS_DATA_DIR": str(Path(settings.data_dir)),
+        "PAYOPS_DATABASE_URL": settings.database_url,
+        "PAYOPS_SECRET_KEY": settings.secret_key,
+        "COLUMNS": "300",
+    }
 
     def payops(*args: str) -> Any:
         get_settings.cache_clear()
@@ -284,4 +351,3 @@ async def test_cli_inquires_due_attempts(
     assert "1 attempt(s) inquired" in result.stdout
     parent = await seed.find("AUTO-1")
     assert parent is not None and parent.state == "paid"
-

@@ -31,10 +31,18 @@ async def review_page(request: Request, done: str = "", outcome: str = "") -> Re
     require(visitor, RESOLVE_PERMISSION)
     ctx = get_context(request)
     queue = await review.review_queue(
-        ctx, include_processing_older_than=ctx.settings.reconcile_after_seconds)
+        ctx, include_processing_older_than=ctx.settings.reconcile_after_seconds
+    )
     attempts = await attempt_review.review_queue(ctx)
-    return render(request, visitor, "review.html", queue=queue, attempts=attempts,
-                  done=done[:20], outcome=outcome[:200])
+    return render(
+        request,
+        visitor,
+        "review.html",
+        queue=queue,
+        attempts=attempts,
+        done=done[:20],
+        outcome=outcome[:200],
+    )
 
 
 @router.post("/review/{reference_number}/recheck")
@@ -47,10 +55,20 @@ async def recheck(request: Request, reference_number: str) -> Response:
     except ApiError as error:
         raise DashboardError(_message(error), error.status_code) from None
     async with ctx.db.write() as session:
-        record(session, visitor, "dashboard.recheck", after["state"], None,
-               order_no=after.get("order_no", ""), reference_number=reference_number)
-    return redirect("/dashboard/review", done=reference_number,
-                    outcome=f"{after['state']}: {after.get('message') or ''}".strip(": "))
+        record(
+            session,
+            visitor,
+            "dashboard.recheck",
+            after["state"],
+            None,
+            order_no=after.get("order_no", ""),
+            reference_number=reference_number,
+        )
+    return redirect(
+        "/dashboard/review",
+        done=reference_number,
+        outcome=f"{after['state']}: {after.get('message') or ''}".strip(": "),
+    )
 
 
 @router.post("/review/{reference_number}/resolve")
@@ -65,19 +83,35 @@ async def resolve(request: Request, reference_number: str) -> Response:
         raise DashboardError("Give a reason: it is kept with the resolution and in the audit log.")
     try:
         after = await review.resolve_operation(
-            ctx, reference_number, outcome=outcome, reason=reason,
-            evidence=form.get("evidence"), actor=visitor.principal)
+            ctx,
+            reference_number,
+            outcome=outcome,
+            reason=reason,
+            evidence=form.get("evidence"),
+            actor=visitor.principal,
+        )
     except ApiError as error:
         raise DashboardError(_message(error), error.status_code) from None
     async with ctx.db.write() as session:
-        record(session, visitor, "dashboard.resolve", outcome, None,
-               order_no=after.get("order_no", ""), reference_number=reference_number,
-               reason=reason)
-    return redirect("/dashboard/review", done=reference_number,
-                    outcome=f"resolved as {outcome}; now {after['state']}")
+        record(
+            session,
+            visitor,
+            "dashboard.resolve",
+            outcome,
+            None,
+            order_no=after.get("order_no", ""),
+            reference_number=reference_number,
+            reason=reason,
+        )
+    return redirect(
+        "/dashboard/review",
+        done=reference_number,
+        outcome=f"resolved as {outcome}; now {after['state']}",
+    )
 
 
 # -- payment attempts in review (transactions/attempt_review.py) ------------------------------
+
 
 @router.post("/review/attempts/{reference_number}/recheck")
 async def recheck_attempt(request: Request, reference_number: str) -> Response:
@@ -89,10 +123,20 @@ async def recheck_attempt(request: Request, reference_number: str) -> Response:
     except ApiError as error:
         raise DashboardError(_message(error), error.status_code) from None
     async with ctx.db.write() as session:
-        record(session, visitor, "dashboard.attempt_recheck", after["state"], None,
-               order_no=after.get("order_no", ""), reference_number=reference_number)
-    return redirect("/dashboard/review", done=reference_number,
-                    outcome=f"{after['state']}: {after.get('message') or ''}".strip(": "))
+        record(
+            session,
+            visitor,
+            "dashboard.attempt_recheck",
+            after["state"],
+            None,
+            order_no=after.get("order_no", ""),
+            reference_number=reference_number,
+        )
+    return redirect(
+        "/dashboard/review",
+        done=reference_number,
+        outcome=f"{after['state']}: {after.get('message') or ''}".strip(": "),
+    )
 
 
 @router.post("/review/attempts/{reference_number}/resolve")
@@ -114,13 +158,29 @@ async def resolve_attempt(request: Request, reference_number: str) -> Response:
             except AmountError as exc:
                 raise DashboardError(f"Amount: {exc}") from None
         after = await attempt_review.resolve_attempt(
-            ctx, reference_number, outcome=outcome, reason=reason,
-            evidence=form.get("evidence"), actor=visitor.principal, amount=amount)
+            ctx,
+            reference_number,
+            outcome=outcome,
+            reason=reason,
+            evidence=form.get("evidence"),
+            actor=visitor.principal,
+            amount=amount,
+        )
     except ApiError as error:
         raise DashboardError(_message(error), error.status_code) from None
     async with ctx.db.write() as session:
-        record(session, visitor, "dashboard.attempt_resolve", outcome, None,
-               order_no=after.get("order_no", ""), reference_number=reference_number,
-               reason=reason)
-    return redirect("/dashboard/review", done=reference_number,
-                    outcome=f"resolved as {outcome}; now {after['state']}")
+        record(
+            session,
+            visitor,
+            "dashboard.attempt_resolve",
+            outcome,
+            None,
+            order_no=after.get("order_no", ""),
+            reference_number=reference_number,
+            reason=reason,
+        )
+    return redirect(
+        "/dashboard/review",
+        done=reference_number,
+        outcome=f"resolved as {outcome}; now {after['state']}",
+    )

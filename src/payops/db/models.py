@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
@@ -32,7 +32,7 @@ NAMING = {
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -46,12 +46,12 @@ class UTCDateTime(TypeDecorator[datetime]):
             return None
         if value.tzinfo is None:
             raise ValueError("naive datetime")
-        return value.astimezone(timezone.utc)
+        return value.astimezone(UTC)
 
     def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
         if value is None:
             return None
-        return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value
 
 
 Money = BigInteger()
@@ -250,7 +250,9 @@ class Operation(Base):
             "tracking_key",
             unique=True,
             sqlite_where=text("tracking_key IS NOT NULL AND state NOT IN ('failed', 'rejected')"),
-            postgresql_where=text("tracking_key IS NOT NULL AND state NOT IN ('failed', 'rejected')"),
+            postgresql_where=text(
+                "tracking_key IS NOT NULL AND state NOT IN ('failed', 'rejected')"
+            ),
         ),
         # Reservations: the open operations of one parent, however many it settled before.
         Index("ix_operations_transaction_id_state", "transaction_id", "state"),
@@ -398,10 +400,16 @@ class DashboardSession(Base):
 # million rows; the home counters and the chart count by creation time.
 Index("ix_payment_transactions_created_at", PaymentTransaction.created_at)
 Index("ix_payment_transactions_state_id", PaymentTransaction.state, PaymentTransaction.id)
-Index("ix_payment_transactions_gateway_config_id_id", PaymentTransaction.gateway_config_id,
-      PaymentTransaction.id)
-Index("ix_payment_transactions_currency_code_id", PaymentTransaction.currency_code,
-      PaymentTransaction.id)
+Index(
+    "ix_payment_transactions_gateway_config_id_id",
+    PaymentTransaction.gateway_config_id,
+    PaymentTransaction.id,
+)
+Index(
+    "ix_payment_transactions_currency_code_id",
+    PaymentTransaction.currency_code,
+    PaymentTransaction.id,
+)
 Index("ix_operations_created_at", Operation.created_at)
 Index("ix_outbox_events_state_id", OutboxEvent.state, OutboxEvent.id)
 # Automatic attempt inquiry and the attempt review queue look for the few pending / needs_review

@@ -30,8 +30,10 @@ AMOUNT_NULL = "This field may not be null."
 AMOUNT_NOT_STRING = 'Send the amount as a decimal string, e.g. "10.000".'
 INVALID_CHARACTERS = "This field may not contain control characters."
 URL_WITH_CREDENTIALS = "Enter a URL without a user name or password."
-PRIVATE_TARGET = ("Enter a URL whose host is a public address; loopback, private, link-local and "
-                  "metadata addresses are not allowed.")
+PRIVATE_TARGET = (
+    "Enter a URL whose host is a public address; loopback, private, link-local and "
+    "metadata addresses are not allowed."
+)
 
 AUTH_MISSING = "Authentication credentials were not provided."
 AUTH_INVALID_BASIC = "Invalid username/password."
@@ -48,7 +50,9 @@ UNSUPPORTED_MEDIA = 'Unsupported media type "{media_type}" in request.'
 TOO_LARGE = "Request body is too large."
 BUSY = "The service is busy; try again shortly."
 DATABASE_UNAVAILABLE = "The service cannot reach its database; try again shortly."
-CROSS_SITE_REFUSED = "CSRF Failed: Origin checking failed - {origin} does not match any trusted origins."
+CROSS_SITE_REFUSED = (
+    "CSRF Failed: Origin checking failed - {origin} does not match any trusted origins."
+)
 CROSS_SITE_NO_ORIGIN = "CSRF Failed: Cross-site request refused."
 
 # Operator review of stuck operations (operations/review.py).
@@ -69,18 +73,26 @@ THROTTLED = "Request was throttled. Expected available in {seconds} seconds."
 # Operator review of payment attempts (transactions/attempt_review.py).
 ATTEMPT_UNKNOWN = "Payment attempt not found."
 ATTEMPT_NOT_IN_REVIEW = "Payment attempt {reference} is {state} and not in review: only an attempt in review can be resolved"
-ATTEMPT_NOT_OPEN = "Payment attempt {reference} is {state}: only pending or needs_review attempts can be rechecked"
-ATTEMPT_ALREADY_RESOLVED = "Payment attempt {reference} was already resolved as {outcome} by {actor}"
+ATTEMPT_NOT_OPEN = (
+    "Payment attempt {reference} is {state}: only pending or needs_review attempts can be rechecked"
+)
+ATTEMPT_ALREADY_RESOLVED = (
+    "Payment attempt {reference} was already resolved as {outcome} by {actor}"
+)
 ATTEMPT_IN_FLIGHT = "Payment attempt {reference} is being asked about right now; try again shortly"
 ATTEMPT_CANNOT_ASK = "The gateway of payment attempt {reference} cannot be asked about it; resolve it after checking the gateway's dashboard"
 ATTEMPT_BAD_OUTCOME = "outcome must be paid or failed"
 ATTEMPT_PAID_STAYS_PAID = "Payment attempt {reference} is paid: resolve it as paid once the gateway's dashboard is checked (refund a duplicate charge there or with a refund operation)"
-ATTEMPT_SESSION_CLOSED = "The session of payment attempt {reference} is {state}: it cannot take the payment"
+ATTEMPT_SESSION_CLOSED = (
+    "The session of payment attempt {reference} is {state}: it cannot take the payment"
+)
 ATTEMPT_AMOUNT_BELOW_FEE = "The amount must be at least the fee of the attempt ({fee} {currency})"
 ATTEMPT_NO_ANSWER = "The gateway gave no final answer; the attempt is unchanged"
 ATTEMPT_RESOLVED_MESSAGE = "Resolved as {outcome} by an operator"
 ATTEMPT_REVIEW_NO_ANSWER = "The gateway gave no final answer to {count} automatic inquiries"
-ATTEMPT_REVIEW_CANNOT_ASK = "The gateway configuration does not allow inquiries: check the gateway's dashboard"
+ATTEMPT_REVIEW_CANNOT_ASK = (
+    "The gateway configuration does not allow inquiries: check the gateway's dashboard"
+)
 
 # Form and multipart bodies, unsupported Checkout features (issue 16)
 INVALID_JSON_VALUE = "Value must be valid JSON."

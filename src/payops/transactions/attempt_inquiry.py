@@ -40,7 +40,9 @@ def _now() -> datetime:
 
 def inquiry_window(config: GatewayConfig) -> timedelta:
     """How long after an attempt starts (and between two automatic inquiries) PayOps waits."""
-    minutes = config.inquiry_window_minutes or connector_class(config.connector).attempt_inquiry_minutes
+    minutes = (
+        config.inquiry_window_minutes or connector_class(config.connector).attempt_inquiry_minutes
+    )
     return timedelta(minutes=max(1, int(minutes)))
 
 
@@ -60,23 +62,27 @@ def _due(attempt: PaymentAttempt, now: datetime) -> bool:
     return attempt.created_at + inquiry_window(config) <= now
 
 
-async def inquire_due_attempts(ctx: AppContext, now: datetime | None = None, *,
-                               limit: int = 200) -> int:
+async def inquire_due_attempts(
+    ctx: AppContext, now: datetime | None = None, *, limit: int = 200
+) -> int:
     """Ask the gateways about every attempt whose automatic inquiry is due; returns how many
     inquiries this call made (an attempt another worker claimed first is not counted)."""
     now = now or _now()
     async with ctx.db.read() as session:
-        due = [(a.id, a.inquiry_count, a.gateway_config)
-               for a in await attempt_repository.inquiry_candidates(session, now, limit)
-               if _due(a, now)]
+        due = [
+            (a.id, a.inquiry_count, a.gateway_config)
+            for a in await attempt_repository.inquiry_candidates(session, now, limit)
+            if _due(a, now)
+        ]
     asked = 0
     for attempt_id, seen, config in due:
         asked += await _inquire(ctx, attempt_id, seen, config, now)
     return asked
 
 
-async def _inquire(ctx: AppContext, attempt_id: int, seen: int, config: GatewayConfig,
-                   now: datetime) -> bool:
+async def _inquire(
+    ctx: AppContext, attempt_id: int, seen: int, config: GatewayConfig, now: datetime
+) -> bool:
     can_ask = "inquiry" in supported_operations(config)
     # A configuration that cannot be asked has nothing to wait for: the attempt goes to an
     # operator at once.
@@ -84,8 +90,14 @@ async def _inquire(ctx: AppContext, attempt_id: int, seen: int, config: GatewayC
     lease = now + timedelta(seconds=call_budget_seconds(config, ctx.settings))
     async with ctx.db.write() as session:
         if not await attempt_repository.claim_inquiry(
-                session, attempt_id, seen_count=seen, now=now, lease_until=lease,
-                next_at=now + inquiry_window(config), count_to=count):
+            session,
+            attempt_id,
+            seen_count=seen,
+            now=now,
+            lease_until=lease,
+            next_at=now + inquiry_window(config),
+            count_to=count,
+        ):
             return False
     try:
         result = await _ask(ctx, attempt_id) if can_ask else None
@@ -106,8 +118,12 @@ async def _ask(ctx: AppContext, attempt_id: int) -> GatewayResult:
     return await ask_gateway(config, ctx.settings, lambda c: c.inquire_payment(ref), label)
 
 
-async def apply_answer(ctx: AppContext, attempt_id: int, result: GatewayResult,
-                       open_states: tuple[str, ...] = ("pending",)) -> str:
+async def apply_answer(
+    ctx: AppContext,
+    attempt_id: int,
+    result: GatewayResult,
+    open_states: tuple[str, ...] = ("pending",),
+) -> str:
     """Apply a gateway's final answer about an attempt still open, under its parent's lock;
     returns the attempt's state after it."""
     async with ctx.db.write() as session:
@@ -126,15 +142,26 @@ async def _apply(ctx: AppContext, attempt_id: int, result: GatewayResult) -> Non
     log.info("automatic inquiry of attempt %s: %s", attempt_id, state)
 
 
-async def _to_review(ctx: AppContext, attempt_id: int, count: int,
-                     result: GatewayResult | None) -> None:
+async def _to_review(
+    ctx: AppContext, attempt_id: int, count: int, result: GatewayResult | None
+) -> None:
     async with ctx.db.write() as session:
         attempt = await session.get_one(PaymentAttempt, attempt_id)
         if attempt.state != "pending":
             return
         parent = await repository.lock_parent_by_id(session, attempt.transaction_id)
-        audit.record(session, SETTLEMENT, "attempt.review", "needs_review", parent,
-                     reference_number=attempt.reference_number, automatic_inquiries=count,
-                     gateway_outcome=result.outcome.value if result else "not_asked")
-    log.warning("payment attempt %s: no final answer after %d automatic inquiries; it needs "
-                "review", attempt.reference_number, count)
+        audit.record(
+            session,
+            SETTLEMENT,
+            "attempt.review",
+            "needs_review",
+            parent,
+            reference_number=attempt.reference_number,
+            automatic_inquiries=count,
+            gateway_outcome=result.outcome.value if result else "not_asked",
+        )
+    log.warning(
+        "payment attempt %s: no final answer after %d automatic inquiries; it needs review",
+        attempt.reference_number,
+        count,
+    )

@@ -75,14 +75,17 @@ def review_kind(attempt: PaymentAttempt) -> str | None:
     return None
 
 
-def describe(attempt: PaymentAttempt, parent: PaymentTransaction,
-             message: str | None = None) -> dict[str, Any]:
+def describe(
+    attempt: PaymentAttempt, parent: PaymentTransaction, message: str | None = None
+) -> dict[str, Any]:
     """An attempt as the review API and CLI show it."""
     kind = review_kind(attempt)
-    no_answer = (messages.ATTEMPT_REVIEW_NO_ANSWER.format(count=attempt.inquiry_count)
-                 if attempt.gateway_config is None
-                 or "inquiry" in supported_operations(attempt.gateway_config)
-                 else messages.ATTEMPT_REVIEW_CANNOT_ASK)
+    no_answer = (
+        messages.ATTEMPT_REVIEW_NO_ANSWER.format(count=attempt.inquiry_count)
+        if attempt.gateway_config is None
+        or "inquiry" in supported_operations(attempt.gateway_config)
+        else messages.ATTEMPT_REVIEW_CANNOT_ASK
+    )
     reason = {
         "amount_mismatch": attempt.message,
         "no_answer": no_answer,
@@ -100,8 +103,11 @@ def describe(attempt: PaymentAttempt, parent: PaymentTransaction,
         "session_id": parent.session_id,
         "session_state": parent.state,
         "pg_code": attempt.gateway_config.pg_code if attempt.gateway_config else "",
-        "gateway_refs": {k: v for k, v in (attempt.gateway_refs or {}).items()
-                         if not str(k).startswith("secret_")},
+        "gateway_refs": {
+            k: v
+            for k, v in (attempt.gateway_refs or {}).items()
+            if not str(k).startswith("secret_")
+        },
         "created_at": attempt.created_at.isoformat() if attempt.created_at else "",
         "automatic_inquiries": attempt.inquiry_count,
         "next_inquiry_at": attempt.next_inquiry_at.isoformat() if attempt.next_inquiry_at else None,
@@ -127,28 +133,36 @@ async def _find(ctx: AppContext, reference_number: str) -> PaymentAttempt:
 async def _current(ctx: AppContext, attempt_id: int, message: str | None = None) -> dict[str, Any]:
     async with ctx.db.read() as session:
         attempt = await session.get_one(PaymentAttempt, attempt_id, populate_existing=True)
-        parent = await session.get_one(PaymentTransaction, attempt.transaction_id,
-                                       populate_existing=True)
+        parent = await session.get_one(
+            PaymentTransaction, attempt.transaction_id, populate_existing=True
+        )
         return describe(attempt, parent, message)
 
 
 # -- recheck ------------------------------------------------------------------------------------
 
-async def recheck_attempt(ctx: AppContext, reference_number: str,
-                          actor: Principal) -> dict[str, Any]:
+
+async def recheck_attempt(
+    ctx: AppContext, reference_number: str, actor: Principal
+) -> dict[str, Any]:
     """Ask the gateway about a pending or needs_review attempt now and apply a final answer."""
     attempt = await _find(ctx, reference_number)
     if attempt.state not in RECHECKABLE:
-        raise AttemptReviewRefused(messages.ATTEMPT_NOT_OPEN.format(
-            reference=reference_number, state=attempt.state))
+        raise AttemptReviewRefused(
+            messages.ATTEMPT_NOT_OPEN.format(reference=reference_number, state=attempt.state)
+        )
     config = attempt.gateway_config
     if "inquiry" not in supported_operations(config):
         raise AttemptReviewRefused(messages.ATTEMPT_CANNOT_ASK.format(reference=reference_number))
     now = _now()
     async with ctx.db.write() as session:
         claimed = await attempt_repository.claim_recheck(
-            session, attempt.id, states=RECHECKABLE, now=now,
-            lease_until=now + timedelta(seconds=call_budget_seconds(config, ctx.settings)))
+            session,
+            attempt.id,
+            states=RECHECKABLE,
+            now=now,
+            lease_until=now + timedelta(seconds=call_budget_seconds(config, ctx.settings)),
+        )
     if not claimed:
         raise AttemptReviewRefused(messages.ATTEMPT_IN_FLIGHT.format(reference=reference_number))
     message: str | None = None
@@ -163,13 +177,22 @@ async def recheck_attempt(ctx: AppContext, reference_number: str,
             await attempt_repository.release(session, attempt.id)
     async with ctx.db.write() as session:
         parent = await session.get_one(PaymentTransaction, attempt.transaction_id)
-        audit.record(session, actor, "attempt.recheck", state, parent,
-                     reference_number=reference_number, gateway_outcome=result.outcome.value,
-                     previous_state=attempt.state, **_operator_of(actor))
+        audit.record(
+            session,
+            actor,
+            "attempt.recheck",
+            state,
+            parent,
+            reference_number=reference_number,
+            gateway_outcome=result.outcome.value,
+            previous_state=attempt.state,
+            **_operator_of(actor),
+        )
     return await _current(ctx, attempt.id, message)
 
 
 # -- resolve ------------------------------------------------------------------------------------
+
 
 async def resolve_attempt(
     ctx: AppContext,
@@ -193,39 +216,58 @@ async def resolve_attempt(
         parent = await repository.lock_parent_by_id(session, found.transaction_id)
         attempt = await attempt_repository.lock(session, found.id)
         if attempt.resolution:
-            raise AttemptReviewRefused(messages.ATTEMPT_ALREADY_RESOLVED.format(
-                reference=reference_number, outcome=attempt.resolution.get("outcome"),
-                actor=attempt.resolution.get("actor")))
+            raise AttemptReviewRefused(
+                messages.ATTEMPT_ALREADY_RESOLVED.format(
+                    reference=reference_number,
+                    outcome=attempt.resolution.get("outcome"),
+                    actor=attempt.resolution.get("actor"),
+                )
+            )
         kind = review_kind(attempt)
         if kind is None:
-            raise AttemptReviewRefused(messages.ATTEMPT_NOT_IN_REVIEW.format(
-                reference=reference_number, state=attempt.state))
-        if (attempt.inquiry_claimed_until is not None
-                and attempt.inquiry_claimed_until > _now()):
-            raise AttemptReviewRefused(messages.ATTEMPT_IN_FLIGHT.format(
-                reference=reference_number))
+            raise AttemptReviewRefused(
+                messages.ATTEMPT_NOT_IN_REVIEW.format(
+                    reference=reference_number, state=attempt.state
+                )
+            )
+        if attempt.inquiry_claimed_until is not None and attempt.inquiry_claimed_until > _now():
+            raise AttemptReviewRefused(
+                messages.ATTEMPT_IN_FLIGHT.format(reference=reference_number)
+            )
         asked = attempt.amount
         charged = asked if amount is None else amount
         if kind == "flagged":
             if outcome != "paid":
-                raise AttemptReviewRefused(messages.ATTEMPT_PAID_STAYS_PAID.format(
-                    reference=reference_number))
+                raise AttemptReviewRefused(
+                    messages.ATTEMPT_PAID_STAYS_PAID.format(reference=reference_number)
+                )
             charged = asked  # already applied; the operator acknowledges it
         elif outcome == "paid":
             if parent.state not in LATE_SUCCESS_STATES:
-                raise AttemptReviewRefused(messages.ATTEMPT_SESSION_CLOSED.format(
-                    reference=reference_number, state=parent.state))
+                raise AttemptReviewRefused(
+                    messages.ATTEMPT_SESSION_CLOSED.format(
+                        reference=reference_number, state=parent.state
+                    )
+                )
             if charged < attempt.fee or charged <= 0:
-                raise AttemptReviewRefused(messages.ATTEMPT_AMOUNT_BELOW_FEE.format(
-                    fee=format_minor(attempt.fee, attempt.currency_code),
-                    currency=attempt.currency_code))
+                raise AttemptReviewRefused(
+                    messages.ATTEMPT_AMOUNT_BELOW_FEE.format(
+                        fee=format_minor(attempt.fee, attempt.currency_code),
+                        currency=attempt.currency_code,
+                    )
+                )
         resolution = {
-            "outcome": outcome, "reason": reason.strip(), "evidence": evidence.strip(),
-            "review": kind, "previous_state": attempt.state,
+            "outcome": outcome,
+            "reason": reason.strip(),
+            "evidence": evidence.strip(),
+            "review": kind,
+            "previous_state": attempt.state,
             "asked": format_minor(asked, attempt.currency_code),
             "charged": format_minor(charged, attempt.currency_code) if outcome == "paid" else None,
             "currency_code": attempt.currency_code,
-            "actor": actor.audit_actor, "actor_type": actor.kind, "at": _now().isoformat(),
+            "actor": actor.audit_actor,
+            "actor_type": actor.kind,
+            "at": _now().isoformat(),
             **_operator_of(actor),
         }
         if kind != "flagged":
@@ -235,18 +277,30 @@ async def resolve_attempt(
             attempt.state = "pending"
             answer = GatewayResult(
                 Outcome.SUCCESS if outcome == "paid" else Outcome.FAILED,
-                raw=dict(attempt.pg_response or {}), pg_params=dict(attempt.pg_params or {}),
+                raw=dict(attempt.pg_response or {}),
+                pg_params=dict(attempt.pg_params or {}),
                 message=messages.ATTEMPT_RESOLVED_MESSAGE.format(outcome=outcome),
             )
             await apply_attempt_result(session, parent, attempt, answer)
         attempt.resolution = resolution
-        audit.record(session, actor, "attempt.resolve", outcome, parent,
-                     reference_number=reference_number, state=attempt.state, review=kind,
-                     reason=resolution["reason"], evidence=resolution["evidence"],
-                     asked=resolution["asked"], charged=resolution["charged"],
-                     **_operator_of(actor))
-        log.warning("payment attempt %s resolved as %s by %s", reference_number, outcome,
-                    actor.audit_actor)
+        audit.record(
+            session,
+            actor,
+            "attempt.resolve",
+            outcome,
+            parent,
+            reference_number=reference_number,
+            state=attempt.state,
+            review=kind,
+            reason=resolution["reason"],
+            evidence=resolution["evidence"],
+            asked=resolution["asked"],
+            charged=resolution["charged"],
+            **_operator_of(actor),
+        )
+        log.warning(
+            "payment attempt %s resolved as %s by %s", reference_number, outcome, actor.audit_actor
+        )
         return describe(attempt, parent)
 
 

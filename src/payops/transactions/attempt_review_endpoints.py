@@ -30,8 +30,10 @@ class AttemptResolveRequest(BaseModel):
     reason: str = Field(description="Why (what the gateway's dashboard shows)")
     evidence: str = Field(default="", description="e.g. the gateway's transaction id")
     amount: str | None = Field(
-        default=None, description="For paid: what the gateway charged (fee included), in the "
-        "attempt's currency; default the amount the attempt asked for")
+        default=None,
+        description="For paid: what the gateway charged (fee included), in the "
+        "attempt's currency; default the amount the attempt asked for",
+    )
 
 
 class ReviewFailure(BaseModel):
@@ -40,7 +42,9 @@ class ReviewFailure(BaseModel):
 
 
 RESPONSES: dict[int | str, dict[str, Any]] = {
-    400: {"model": ReviewFailure}, 401: {"model": Detail}, 403: {"model": Detail},
+    400: {"model": ReviewFailure},
+    401: {"model": Detail},
+    403: {"model": Detail},
     404: {"model": ReviewFailure},
 }
 
@@ -57,30 +61,45 @@ def _text(name: str, value: Any, *, required: bool) -> str:
     return value
 
 
-@router.get("/b/payops/v1/attempts/review", responses=RESPONSES,
-            summary="Payment attempts waiting for an operator, oldest first")
-async def review_queue(request: Request,
-                       principal: Principal = Depends(authenticate)) -> dict[str, Any]:
+@router.get(
+    "/b/payops/v1/attempts/review",
+    responses=RESPONSES,
+    summary="Payment attempts waiting for an operator, oldest first",
+)
+async def review_queue(
+    request: Request, principal: Principal = Depends(authenticate)
+) -> dict[str, Any]:
     require_permission(principal, RESOLVE_PERMISSION)
     results = await attempt_review.review_queue(get_context(request))
     return {"count": len(results), "results": results}
 
 
-@router.post("/b/payops/v1/attempts/{reference_number}/recheck", responses=RESPONSES,
-             summary="Ask the gateway about a pending or needs_review payment attempt now")
-async def recheck(reference_number: str, request: Request,
-                  principal: Principal = Depends(authenticate)) -> dict[str, Any]:
+@router.post(
+    "/b/payops/v1/attempts/{reference_number}/recheck",
+    responses=RESPONSES,
+    summary="Ask the gateway about a pending or needs_review payment attempt now",
+)
+async def recheck(
+    reference_number: str, request: Request, principal: Principal = Depends(authenticate)
+) -> dict[str, Any]:
     reference = identifier("reference_number", reference_number, max_length=20)
     require_permission(principal, RESOLVE_PERMISSION)
     return await attempt_review.recheck_attempt(get_context(request), reference or "", principal)
 
 
-@router.post("/b/payops/v1/attempts/{reference_number}/resolve", responses=RESPONSES,
-             openapi_extra={"requestBody": {"content": {"application/json": {
-                 "schema": AttemptResolveRequest.model_json_schema()}}}},
-             summary="Settle a payment attempt in review with an operator's decision")
-async def resolve(reference_number: str, request: Request,
-                  principal: Principal = Depends(authenticate)) -> dict[str, Any]:
+@router.post(
+    "/b/payops/v1/attempts/{reference_number}/resolve",
+    responses=RESPONSES,
+    openapi_extra={
+        "requestBody": {
+            "content": {"application/json": {"schema": AttemptResolveRequest.model_json_schema()}}
+        }
+    },
+    summary="Settle a payment attempt in review with an operator's decision",
+)
+async def resolve(
+    reference_number: str, request: Request, principal: Principal = Depends(authenticate)
+) -> dict[str, Any]:
     ctx = get_context(request)
     reference = identifier("reference_number", reference_number, max_length=20)
     require_permission(principal, RESOLVE_PERMISSION)
@@ -90,8 +109,14 @@ async def resolve(reference_number: str, request: Request,
     evidence = _text("evidence", body.get("evidence"), required=False)
     amount = await _amount(ctx, reference or "", body)
     return await attempt_review.resolve_attempt(
-        ctx, reference or "", outcome=outcome, reason=reason, evidence=evidence,
-        actor=principal, amount=amount)
+        ctx,
+        reference or "",
+        outcome=outcome,
+        reason=reason,
+        evidence=evidence,
+        actor=principal,
+        amount=amount,
+    )
 
 
 async def _amount(ctx: Any, reference: str, body: dict[str, Any]) -> int | None:

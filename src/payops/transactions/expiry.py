@@ -5,7 +5,7 @@ or while a pending attempt still has automatic inquiries to come (issue 17)."""
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from sqlalchemy import exists, select
 
@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 async def _expire(ctx: AppContext, parent_id: int) -> bool:
     async with ctx.db.write() as session:
         parent = await repository.lock_parent_by_id(session, parent_id)
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         if parent.state not in EXPIRABLE or parent.expires_at is None or parent.expires_at > now:
             return False
         # A charge confirmed for another amount waits for an operator; expiring the session
@@ -39,36 +39,55 @@ async def _expire(ctx: AppContext, parent_id: int) -> bool:
         if parent.webhook_url:
             key = await outbox.merchant_setting(session, outbox.HMAC_KEY_SETTING)
             outbox.enqueue(
-                session, kind="payment", target_url=parent.webhook_url,
-                payload=payment_body(parent, await repository.attempts(session, parent.id),
-                                     await repository.operations(session, parent.id), key),
+                session,
+                kind="payment",
+                target_url=parent.webhook_url,
+                payload=payment_body(
+                    parent,
+                    await repository.attempts(session, parent.id),
+                    await repository.operations(session, parent.id),
+                    key,
+                ),
                 transaction_id=parent.id,
             )
         return True
 
 
 def _attempt_in_review():  # type: ignore[no-untyped-def]
-    return exists().where(PaymentAttempt.transaction_id == PaymentTransaction.id,
-                          PaymentAttempt.state == ATTEMPT_IN_REVIEW)
+    return exists().where(
+        PaymentAttempt.transaction_id == PaymentTransaction.id,
+        PaymentAttempt.state == ATTEMPT_IN_REVIEW,
+    )
 
 
 async def expire_due(ctx: AppContext, limit: int = 500) -> int:
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     async with ctx.db.read() as session:
-        ids = list(await session.scalars(
-            select(PaymentTransaction.id)
-            .where(PaymentTransaction.state.in_(EXPIRABLE), PaymentTransaction.expires_at <= now,
-                   PaymentTransaction.deleted_at.is_(None), ~_attempt_in_review(),
-                   ~attempt_repository.awaiting_automatic_inquiry(now))
-            .limit(limit)))
+        ids = list(
+            await session.scalars(
+                select(PaymentTransaction.id)
+                .where(
+                    PaymentTransaction.state.in_(EXPIRABLE),
+                    PaymentTransaction.expires_at <= now,
+                    PaymentTransaction.deleted_at.is_(None),
+                    ~_attempt_in_review(),
+                    ~attempt_repository.awaiting_automatic_inquiry(now),
+                )
+                .limit(limit)
+            )
+        )
     return sum([await _expire(ctx, parent_id) for parent_id in ids])
 
 
 async def expire_if_due(ctx: AppContext, session_id: str) -> None:
     async with ctx.db.read() as session:
         parent = await repository.find_parent(session, session_id=session_id)
-        due = (parent is not None and parent.state in EXPIRABLE and parent.expires_at is not None
-               and parent.expires_at <= datetime.now(timezone.utc))
+        due = (
+            parent is not None
+            and parent.state in EXPIRABLE
+            and parent.expires_at is not None
+            and parent.expires_at <= datetime.now(UTC)
+        )
         parent_id = parent.id if parent is not None else None
     if due and parent_id is not None:
         await _expire(ctx, parent_id)

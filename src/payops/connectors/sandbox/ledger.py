@@ -102,8 +102,9 @@ class SandboxLedger:
     def _connection(self) -> Iterator[sqlite3.Connection]:
         with self._lock:
             if self._conn is None:
-                conn = sqlite3.connect(self.path, timeout=60, isolation_level=None,
-                                       check_same_thread=False)
+                conn = sqlite3.connect(
+                    self.path, timeout=60, isolation_level=None, check_same_thread=False
+                )
                 conn.row_factory = sqlite3.Row
                 conn.execute("PRAGMA journal_mode=WAL")
                 # WAL with NORMAL survives a crash of the process; like PayOps's own embedded
@@ -153,11 +154,12 @@ class SandboxLedger:
             conn.execute("BEGIN IMMEDIATE")
             try:
                 conn.execute("INSERT INTO payment_inquiries VALUES (?,?)", (reference, time.time()))
-                row = conn.execute("SELECT * FROM payments WHERE reference=?",
-                                   (reference,)).fetchone()
+                row = conn.execute(
+                    "SELECT * FROM payments WHERE reference=?", (reference,)
+                ).fetchone()
                 count = conn.execute(
-                    "SELECT COUNT(*) FROM payment_inquiries WHERE payment_reference=?",
-                    (reference,)).fetchone()[0]
+                    "SELECT COUNT(*) FROM payment_inquiries WHERE payment_reference=?", (reference,)
+                ).fetchone()[0]
                 conn.execute("COMMIT")
                 return (dict(row) if row else None), int(count)
             except BaseException:
@@ -198,8 +200,16 @@ class SandboxLedger:
                 self._enforce(conn, payment, operation, amount, currency)
                 conn.execute(
                     "INSERT INTO operations VALUES (?,?,?,?,?,?,?,?)",
-                    (reference, payment_reference, operation, amount, currency, status,
-                     transaction_id, time.time()),
+                    (
+                        reference,
+                        payment_reference,
+                        operation,
+                        amount,
+                        currency,
+                        status,
+                        transaction_id,
+                        time.time(),
+                    ),
                 )
                 conn.execute(
                     "INSERT INTO totals VALUES (?,?,?) ON CONFLICT (payment_reference, operation) "
@@ -217,7 +227,10 @@ class SandboxLedger:
 
     @staticmethod
     def _enforce(
-        conn: sqlite3.Connection, payment: sqlite3.Row | None, operation: str, amount: int,
+        conn: sqlite3.Connection,
+        payment: sqlite3.Row | None,
+        operation: str,
+        amount: int,
         currency: str,
     ) -> None:
         # A "pending" card payment settles successfully: it only answers late.
@@ -232,7 +245,11 @@ class SandboxLedger:
                 (payment["reference"],),
             )
         }
-        captured, refunded, voided = done.get("capture", 0), done.get("refund", 0), done.get("void", 0)
+        captured, refunded, voided = (
+            done.get("capture", 0),
+            done.get("refund", 0),
+            done.get("void", 0),
+        )
         if voided:
             raise LedgerRefusal("The authorization was voided")
         if operation == "capture":
