@@ -127,6 +127,7 @@ def make_settings(tmp_path: Path, database_url: str, **overrides: Any) -> Settin
         # Tests run the reconciler explicitly, so a background pass never races their asserts.
         "reconcile_interval_seconds": 0,
         "expiry_interval_seconds": 0,
+        "attempt_inquiry_interval_seconds": 0,
         "webhook_interval_seconds": 0,
         "webhook_allow_private": True,
         "reconcile_after_seconds": 0,

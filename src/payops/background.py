@@ -1,4 +1,5 @@
-"""The periodic loops inside `payops serve`: reconciler, webhook delivery, session expiry."""
+"""The periodic loops inside `payops serve`: reconciler, webhook delivery, session expiry,
+automatic attempt inquiry."""
 
 from __future__ import annotations
 

@@ -78,6 +78,9 @@ class Settings(BaseSettings):
     reconcile_after_seconds: float = 60.0
     reconcile_max_attempts: int = 10
     reconcile_lease_seconds: float = 120.0
+    # Automatic attempt inquiry (transactions/attempt_inquiry.py): how often `payops serve` looks
+    # for payment attempts still pending after their configuration's inquiry window (0 = never).
+    attempt_inquiry_interval_seconds: float = 30.0
     # A queued refund with no final answer after this long goes to needs_review (decisions §13);
     # seconds or ISO 8601 ("P7D").
     queued_review_after: timedelta = timedelta(days=7)

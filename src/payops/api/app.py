@@ -39,7 +39,8 @@ from payops.inquiry.endpoints import router as inquiry_router
 from payops.operations import alerts, reconciler
 from payops.operations.endpoints import router as operations_router
 from payops.operations.review_endpoints import router as review_router
-from payops.transactions import expiry
+from payops.transactions import attempt_inquiry, expiry
+from payops.transactions.attempt_review_endpoints import router as attempt_review_router
 from payops.transactions.endpoints import router as import_router
 from payops.webhooks import delivery
 
@@ -101,6 +102,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     lambda: delivery.deliver_due(ctx),
                 ),
                 (settings.expiry_interval_seconds, "expiry", lambda: expiry.expire_due(ctx)),
+                (
+                    settings.attempt_inquiry_interval_seconds,
+                    "attempt inquiry",
+                    lambda: attempt_inquiry.inquire_due_attempts(ctx),
+                ),
             )
             if interval > 0
         ]
@@ -244,6 +250,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(import_router)
     app.include_router(operations_router)
     app.include_router(review_router)
+    app.include_router(attempt_review_router)
     app.include_router(inquiry_router)
     dashboard.install(app)
     return app

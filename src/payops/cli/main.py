@@ -74,6 +74,9 @@ webhook_app = typer.Typer(help="Webhook settings: HMAC key, operations URL.", no
 webhook_key_app = typer.Typer(help="The merchant's webhook HMAC key.", no_args_is_help=True)
 webhooks_app = typer.Typer(help="Outgoing webhook events and their delivery.", no_args_is_help=True)
 secret_app = typer.Typer(help="The secret key that encrypts stored secrets.", no_args_is_help=True)
+attempt_app = typer.Typer(
+    help="Customers' payment attempts: automatic inquiry and review.", no_args_is_help=True
+)
 webhook_app.add_typer(webhook_key_app, name="key")
 for sub, name in (
     (db_app, "db"),
@@ -85,6 +88,7 @@ for sub, name in (
     (webhook_app, "webhook"),
     (webhooks_app, "webhooks"),
     (secret_app, "secret"),
+    (attempt_app, "attempt"),
 ):
     app.add_typer(sub, name=name)
 
@@ -546,6 +550,14 @@ def gateway_add(
         [], "--option", help="Non-secret setting KEY=VALUE, e.g. timeout_seconds=20; repeat"
     ),
     webhook_secret: str = typer.Option("", help="Secret for the gateway's incoming webhooks"),
+    inquiry_window: int = typer.Option(
+        0,
+        "--inquiry-window",
+        min=0,
+        max=10080,
+        help="Minutes after which a payment attempt still pending is inquired automatically "
+        "(0: the connector's default)",
+    ),
 ) -> None:
     """Add a gateway configuration."""
     try:
@@ -577,6 +589,7 @@ def gateway_add(
                 multi_attempt=not single_attempt,
                 options=options,
                 webhook_secret=webhook_secret,
+                inquiry_window_minutes=inquiry_window,
             )
             # The names of the credential fields only, never their values.
             audit.record(
@@ -952,6 +965,91 @@ def ops_resolve(
             actor=_operator(operator.strip()),
         )
     )
+
+
+@attempt_app.command("review")
+def attempt_review_list() -> None:
+    """Payment attempts waiting for an operator (amount mismatch, no answer, flagged)."""
+    from payops.transactions.attempt_review import review_queue
+
+    results = _run(review_queue)
+    _emit({"count": len(results), "results": results}, None)
+
+
+@attempt_app.command("inquire")
+def attempt_inquire() -> None:
+    """Ask the gateways now about pending attempts whose automatic inquiry is due (what
+    `payops serve` does every PAYOPS_ATTEMPT_INQUIRY_INTERVAL_SECONDS); safe beside a server."""
+    from payops.transactions.attempt_inquiry import inquire_due_attempts
+
+    asked = _run(lambda ctx: inquire_due_attempts(ctx))
+    console.print(f"{asked} attempt(s) inquired")
+
+
+@attempt_app.command("recheck")
+def attempt_recheck(
+    reference: str = typer.Argument(..., help="The attempt's reference_number"),
+    operator: str = typer.Option("", "--operator", help="Your name, for the audit trail"),
+) -> None:
+    """Ask the gateway about a pending or needs_review payment attempt now and apply its answer."""
+    from payops.transactions.attempt_review import recheck_attempt
+
+    if len(operator.strip()) > OPERATOR_MAX:
+        _fail(f"--operator may have at most {OPERATOR_MAX} characters")
+    _review_call(lambda ctx: recheck_attempt(ctx, reference, _operator(operator.strip() or None)))
+
+
+@attempt_app.command("resolve")
+def attempt_resolve(
+    reference: str = typer.Argument(..., help="The attempt's reference_number"),
+    outcome: str = typer.Option(
+        ..., "--outcome", help="paid or failed, as the gateway's own dashboard shows it"
+    ),
+    reason: str = typer.Option(..., "--reason", help="Why: what you checked"),
+    evidence: str = typer.Option("", "--evidence", help="e.g. the gateway's transaction id"),
+    amount: str = typer.Option(
+        None,
+        "--amount",
+        help="For paid: what the gateway charged, fee "
+        "included (default: the amount the attempt asked for)",
+    ),
+    operator: str = typer.Option(..., "--operator", help="Your name (recorded with the OS user)"),
+) -> None:
+    """Settle a payment attempt in review with an operator's decision (audited)."""
+    from payops.transactions.attempt_review import OUTCOMES, _find, resolve_attempt
+    from payops.transactions.attempt_review_endpoints import TEXT_MAX
+
+    if outcome not in OUTCOMES:
+        _fail(f"--outcome must be one of {', '.join(OUTCOMES)}")
+    if not operator.strip():
+        _fail("--operator must name you")
+    if len(operator.strip()) > OPERATOR_MAX:
+        _fail(f"--operator may have at most {OPERATOR_MAX} characters")
+    if not reason.strip():
+        _fail("--reason is required")
+    for name, text in (("--reason", reason), ("--evidence", evidence)):
+        if len(text) > TEXT_MAX:
+            _fail(f"{name} may have at most {TEXT_MAX} characters")
+
+    async def work(ctx: AppContext) -> dict[str, Any]:
+        minor = None
+        if amount is not None:
+            attempt = await _find(ctx, reference)
+            try:
+                minor = parse_amount(amount, attempt.currency_code)
+            except AmountError as exc:
+                _fail(f"--amount: {exc}")
+        return await resolve_attempt(
+            ctx,
+            reference,
+            outcome=outcome,
+            reason=reason,
+            evidence=evidence,
+            actor=_operator(operator.strip()),
+            amount=minor,
+        )
+
+    _review_call(work)
 
 
 @app.command()

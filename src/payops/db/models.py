@@ -228,6 +228,14 @@ class PaymentAttempt(Base):
     token: Mapped[str | None] = mapped_column(String(64), nullable=True)
     start: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     review_reason: Mapped[str] = mapped_column(Text, default="", server_default=text("''"))
+    # Automatic inquiry of an attempt still pending (transactions/attempt_inquiry.py): how many
+    # times PayOps asked the gateway on its own, when it asks next (null: the configuration's
+    # window after created_at), and until when one worker holds the attempt (a lease).
+    inquiry_count: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    next_inquiry_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    inquiry_claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # An operator's decision on an attempt in review: outcome, reason, evidence, who, when.
+    resolution: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
 
     gateway_config: Mapped[GatewayConfig] = relationship(lazy="selectin")
 
@@ -412,3 +420,6 @@ Index(
 )
 Index("ix_operations_created_at", Operation.created_at)
 Index("ix_outbox_events_state_id", OutboxEvent.state, OutboxEvent.id)
+# Automatic attempt inquiry and the attempt review queue look for the few pending / needs_review
+# attempts among all of them.
+Index("ix_payment_attempts_state_id", PaymentAttempt.state, PaymentAttempt.id)

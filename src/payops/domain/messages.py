@@ -70,6 +70,29 @@ REVIEW_CONTRADICTED = "The gateway now answers {outcome}, contradicting the reso
 REVIEW_RESOLUTION_STANDS = "The gateway answers {outcome}; the resolution stands"
 REVIEW_RESOLVED_MESSAGE = "Resolved as {outcome} by an operator"
 THROTTLED = "Request was throttled. Expected available in {seconds} seconds."
+# Operator review of payment attempts (transactions/attempt_review.py).
+ATTEMPT_UNKNOWN = "Payment attempt not found."
+ATTEMPT_NOT_IN_REVIEW = "Payment attempt {reference} is {state} and not in review: only an attempt in review can be resolved"
+ATTEMPT_NOT_OPEN = (
+    "Payment attempt {reference} is {state}: only pending or needs_review attempts can be rechecked"
+)
+ATTEMPT_ALREADY_RESOLVED = (
+    "Payment attempt {reference} was already resolved as {outcome} by {actor}"
+)
+ATTEMPT_IN_FLIGHT = "Payment attempt {reference} is being asked about right now; try again shortly"
+ATTEMPT_CANNOT_ASK = "The gateway of payment attempt {reference} cannot be asked about it; resolve it after checking the gateway's dashboard"
+ATTEMPT_BAD_OUTCOME = "outcome must be paid or failed"
+ATTEMPT_PAID_STAYS_PAID = "Payment attempt {reference} is paid: resolve it as paid once the gateway's dashboard is checked (refund a duplicate charge there or with a refund operation)"
+ATTEMPT_SESSION_CLOSED = (
+    "The session of payment attempt {reference} is {state}: it cannot take the payment"
+)
+ATTEMPT_AMOUNT_BELOW_FEE = "The amount must be at least the fee of the attempt ({fee} {currency})"
+ATTEMPT_NO_ANSWER = "The gateway gave no final answer; the attempt is unchanged"
+ATTEMPT_RESOLVED_MESSAGE = "Resolved as {outcome} by an operator"
+ATTEMPT_REVIEW_NO_ANSWER = "The gateway gave no final answer to {count} automatic inquiries"
+ATTEMPT_REVIEW_CANNOT_ASK = (
+    "The gateway configuration does not allow inquiries: check the gateway's dashboard"
+)
 
 # Form and multipart bodies, unsupported Checkout features (issue 16)
 INVALID_JSON_VALUE = "Value must be valid JSON."

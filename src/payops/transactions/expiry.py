@@ -1,5 +1,6 @@
 """Automatic expiry: sessions still created/pending/attempted at their expiration_time become
-``expired`` without anyone asking (decisions §9)."""
+``expired`` without anyone asking (decisions §9). A session waits while an attempt is in review
+or while a pending attempt still has automatic inquiries to come (issue 17)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from sqlalchemy import exists, select
 from payops.context import AppContext
 from payops.db.models import PaymentAttempt, PaymentTransaction
 from payops.domain.rules import EXPIRABLE
-from payops.transactions import repository
+from payops.transactions import attempt_repository, repository
 from payops.transactions.presenters import payment_body
 from payops.transactions.service import ATTEMPT_IN_REVIEW
 from payops.webhooks import outbox
@@ -28,6 +29,11 @@ async def _expire(ctx: AppContext, parent_id: int) -> bool:
         # A charge confirmed for another amount waits for an operator; expiring the session
         # would hide a payment the customer may have made (decisions §13).
         if await repository.attempt_in_review(session, parent_id):
+            return False
+        # A pending attempt is asked about first (automatic inquiry): the customer may have paid
+        # at the gateway. Once its inquiries are done the session expires; a success the
+        # gateway reports later still applies (decisions §4).
+        if await attempt_repository.has_attempt_awaiting_inquiry(session, parent_id, now):
             return False
         parent.state = "expired"
         if parent.webhook_url:
@@ -65,6 +71,7 @@ async def expire_due(ctx: AppContext, limit: int = 500) -> int:
                     PaymentTransaction.expires_at <= now,
                     PaymentTransaction.deleted_at.is_(None),
                     ~_attempt_in_review(),
+                    ~attempt_repository.awaiting_automatic_inquiry(now),
                 )
                 .limit(limit)
             )

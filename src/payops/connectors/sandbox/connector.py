@@ -47,6 +47,8 @@ class SandboxConnector(Connector):
     # The sandbox's replies carry no buyer data (a card's last four digits at most): nothing to
     # redact, declared so that every connector states its choice.
     personal_fields: ClassVar[frozenset[str]] = frozenset()
+    # Kept small, so a pending test payment is inquired automatically within a minute.
+    attempt_inquiry_minutes: ClassVar[int] = 1
 
     @classmethod
     def reports_refund_status(cls, options: Any) -> bool:
@@ -98,12 +100,27 @@ class SandboxConnector(Connector):
 
     async def inquire_payment(self, payment: PaymentRef) -> GatewayResult:
         await self._delay()
-        row = await asyncio.to_thread(self.ledger.payment, payment.reference_number)
+        row, asked = await asyncio.to_thread(self.ledger.inquire_payment, payment.reference_number)
         if row is None:
             return GatewayResult(
                 Outcome.FAILED, {"result": "NOT_FOUND"}, {}, "No payment with this reference"
             )
+        if row["status"] == "pending" and asked <= self._pending_inquiries():
+            # `--option pending_inquiries=N`: a pending-card payment is still being processed
+            # for its first N inquiries (a gateway that has no answer yet).
+            return GatewayResult(
+                Outcome.PENDING,
+                self._payment_reply(row, "PENDING"),
+                self._payment_params(row),
+                "Payment is being processed",
+            )
         return self._payment_result(row)
+
+    def _pending_inquiries(self) -> int:
+        try:
+            return max(0, int(str((self.config.options or {}).get("pending_inquiries", 0))))
+        except ValueError:
+            return 0
 
     def _payment_result(self, row: dict[str, Any]) -> GatewayResult:
         # A "pending" card settles successfully: only an inquiry reveals it.

@@ -30,6 +30,11 @@ CREATE TABLE IF NOT EXISTS operations (
     transaction_id TEXT NOT NULL, created REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS operations_by_payment ON operations (payment_reference);
+-- Every inquiry about a payment, as a gateway's logs would show it.
+CREATE TABLE IF NOT EXISTS payment_inquiries (
+    payment_reference TEXT NOT NULL, at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS payment_inquiries_by_payment ON payment_inquiries (payment_reference);
 -- What each payment has had captured, refunded and voided, kept with every operation so the
 -- gateway's limits cost the same on a payment's first operation and on its ten-thousandth.
 CREATE TABLE IF NOT EXISTS totals (
@@ -142,6 +147,24 @@ class SandboxLedger:
         with self._connection() as conn:
             row = conn.execute("SELECT * FROM payments WHERE reference=?", (reference,)).fetchone()
             return dict(row) if row else None
+
+    def inquire_payment(self, reference: str) -> tuple[dict[str, Any] | None, int]:
+        """The payment and how many times it has been asked about, this inquiry included."""
+        with self._connection() as conn:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.execute("INSERT INTO payment_inquiries VALUES (?,?)", (reference, time.time()))
+                row = conn.execute(
+                    "SELECT * FROM payments WHERE reference=?", (reference,)
+                ).fetchone()
+                count = conn.execute(
+                    "SELECT COUNT(*) FROM payment_inquiries WHERE payment_reference=?", (reference,)
+                ).fetchone()[0]
+                conn.execute("COMMIT")
+                return (dict(row) if row else None), int(count)
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
 
     def operation(self, reference: str) -> dict[str, Any] | None:
         with self._connection() as conn:
