@@ -106,6 +106,14 @@ class PayuDriver:
         with FakePayu() as fake:
             yield fake
 
+    def settle_operations(self, fake: FakePayu) -> None:
+        """PayU queues captures, refunds and cancels: its back office settles every queued
+        action (the reconciler then reads them)."""
+        for payment in list(fake.payments.values()):
+            for action in payment.actions:
+                if action.status == "QUEUED":
+                    fake.settle_action(action.request_id, "SUCCESS")
+
     def gateway_config(self, fake: FakePayu, mode: str) -> dict[str, Any]:
         # PayU sets pre-authorisation up per merchant account: authorize mode uses the fake's
         # pre-auth account.

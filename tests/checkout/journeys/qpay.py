@@ -43,11 +43,13 @@ class QpayDriver:
             yield fake
 
     def gateway_config(self, fake: FakeQpay, mode: str) -> dict[str, Any]:
+        fake.partial_refunds = True  # the merchant account allows partial refunds
         return {
             "connector": "qpay",
             "default_currency": "QAR",
             "credentials": {"merchant_id": MERCHANT_ID, "bank_id": BANK_ID, "secret_key": SECRET},
-            "options": {"base_url": fake.url},
+            # Partial refunds are enabled per QPay merchant account (the journey refunds half).
+            "options": {"base_url": fake.url, "partial_refunds": True},
         }
 
     def act(self, at_gateway: BrowserStep, action: CustomerAction) -> httpx.Response:
