@@ -70,7 +70,7 @@ class Cli:
 
     def fails(self, *args: str, match: str) -> Result:
         result = self(*args)
-        assert result.exit_code == 1, (result.output, result.exception)
+        assert result.exit_code == 2, (result.output, result.exception)
         assert re.search(match, result.stderr), result.stderr
         return result
 

@@ -155,7 +155,7 @@ def test_a_wrong_secret_key_stops_serve_with_one_line(cli: Cli, tmp_path: Path) 
     env["PAYOPS_PORT"] = "1"  # never reached: the check comes first
     done = subprocess.run([sys.executable, "-m", "payops.cli.main", "serve"], env=env,
                           cwd=tmp_path, capture_output=True, text=True, timeout=120)
-    assert done.returncode == 1
+    assert done.returncode == 2
     lines = [line for line in done.stderr.splitlines() if line.strip()]
     assert len(lines) == 1, done.stderr
     assert "PAYOPS_SECRET_KEY does not decrypt the stored credentials of gateway 'mpgs-kwd'" \

@@ -37,7 +37,7 @@ def test_serve_on_a_non_loopback_address_needs_the_public_url(tmp_path: Path, ho
     done = subprocess.run([sys.executable, "-m", "payops.cli.main", "serve", *args,
                            "--port", str(free_port())], env=env, cwd=tmp_path,
                           capture_output=True, text=True, timeout=120)
-    assert done.returncode == 1
+    assert done.returncode == 2
     assert "set PAYOPS_PUBLIC_URL" in done.stderr and OUTSIDE_ADDRESS in done.stderr
     assert not (tmp_path / "data" / "payops.sqlite3").exists(), "refused before any work"
 
