@@ -75,61 +75,67 @@ def _sqlite_file(settings: Settings) -> str | None:
     return parsed.database if parsed.database != ":memory:" else None
 
 
-def _reason(exc: BaseException) -> str:
+def _chain(exc: BaseException) -> list[BaseException]:
+    """The exception, the driver's error it wraps and their causes."""
+    found: list[BaseException] = []
+    todo: list[BaseException | None] = [exc]
+    while todo:
+        current = todo.pop(0)
+        if current is None or any(current is seen for seen in found):
+            continue
+        found.append(current)
+        orig = getattr(current, "orig", None)
+        todo += [orig if isinstance(orig, BaseException) else None, current.__cause__,
+                 current.__context__]
+    return found
+
+
+def _reason(chain: list[BaseException]) -> str:
     """The short cause of a connection failure, without the URL (which may hold a password)."""
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
+    for current in chain:
         if isinstance(current, ConnectionRefusedError):
             return "connection refused"
         if isinstance(current, TimeoutError):
             return "timed out"
         if isinstance(current, OSError) and current.strerror:
             return current.strerror.lower()
-        current = current.__cause__ or current.__context__
-    name = type(getattr(exc, "orig", None) or exc).__name__
-    return name
+    return type(chain[-1]).__name__
 
 
-NO_SCHEMA_MARKERS = ("no such table", "does not exist", "undefinedtable")
+NO_SCHEMA = ("no such table", "undefinedtableerror")
+NO_DATABASE = ("invalidcatalognameerror", "unable to open database file")
+LOGIN_REFUSED = ("invalidpassworderror", "invalidauthorizationspecificationerror",
+                 "password authentication failed")
+UNREACHABLE = ("connectiondoesnotexisterror", "cannotconnectnowerror", "toomanyconnectionserror",
+               "connection was closed", "could not connect", "connection refused")
 
 
 @contextmanager
 def database_errors(settings: Settings) -> Iterator[None]:
     """Turn the database's ordinary failures (not created yet, not reachable, refusing the
-    login) into one line with what to do."""
-    from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, ProgrammingError
+    login) into one line with what to do; anything else is left to surface."""
+    from sqlalchemy.exc import DBAPIError
 
     where = safe_url(settings.effective_database_url)
     try:
         yield
-    except (OperationalError, ProgrammingError, InterfaceError, DBAPIError) as exc:
-        text = f"{type(exc.orig).__name__} {exc.orig}".lower() if exc.orig else str(exc).lower()
-        if any(marker in text for marker in NO_SCHEMA_MARKERS) and "database" not in text:
+    except (DBAPIError, OSError) as exc:
+        chain = _chain(exc)
+        text = " ".join(f"{type(e).__name__} {e}" for e in chain).lower()
+        if any(marker in text for marker in NO_SCHEMA) or (
+                "relation" in text and "does not exist" in text):
             fail(f"the database at {where} has no PayOps schema yet: run `payops db upgrade` "
                  "(or `payops serve`, which migrates first)")
-        if isinstance(exc, ProgrammingError) or not _is_connection_problem(exc):
-            raise
-        fail(f"cannot reach the database at {where} ({_reason(exc)}): check "
-             "PAYOPS_DATABASE_URL and that the database server is running")
-    except (OSError, TimeoutError) as exc:
-        fail(f"cannot reach the database at {where} ({_reason(exc)}): check "
-             "PAYOPS_DATABASE_URL and that the database server is running")
-
-
-def _is_connection_problem(exc: Any) -> bool:
-    if getattr(exc, "connection_invalidated", False):
-        return True
-    orig = getattr(exc, "orig", None)
-    name = type(orig).__name__ if orig is not None else ""
-    text = str(orig or exc).lower()
-    return (isinstance(orig, OSError)
-            or name in {"InvalidPasswordError", "InvalidAuthorizationSpecificationError",
-                        "InvalidCatalogNameError", "ConnectionDoesNotExistError",
-                        "CannotConnectNowError", "TooManyConnectionsError"}
-            or "unable to open database file" in text or "connect" in text
-            or "password authentication failed" in text)
+        if any(marker in text for marker in NO_DATABASE):
+            fail(f"the database at {where} does not exist: create it (PostgreSQL: `createdb`) "
+                 "or correct PAYOPS_DATABASE_URL")
+        if any(marker in text for marker in LOGIN_REFUSED):
+            fail(f"the database at {where} refused the login: check the user and password in "
+                 "PAYOPS_DATABASE_URL")
+        if any(isinstance(e, OSError) for e in chain) or any(m in text for m in UNREACHABLE):
+            fail(f"cannot reach the database at {where} ({_reason(chain)}): check "
+                 "PAYOPS_DATABASE_URL and that the database server is running")
+        raise
 
 
 def require_database(settings: Settings) -> None:
