@@ -4,11 +4,14 @@ code the CLI runs)."""
 from __future__ import annotations
 
 import base64
-from typing import Any
+import itertools
+from collections.abc import Awaitable
+from typing import Any, TypeVar
 
 from sqlalchemy import func, select
 
 from payops.auth.secrets import hash_password, new_api_key
+from payops.connectors.base import Connector, GatewayResult, OperationRequest, PaymentRef
 from payops.context import AppContext
 from payops.db.models import (
     ApiKey,
@@ -26,6 +29,7 @@ from payops.transactions import repository
 from payops.transactions.service import import_transaction, new_parent, pay_with_sandbox
 from payops.webhooks import outbox
 
+T = TypeVar("T")
 SUCCESS_CARD = "4111111111111111"
 DECLINED_CARD = "4000000000000002"
 PENDING_CARD = "4000000000000259"
@@ -165,3 +169,36 @@ class Seed:
     async def count(self, model: Any) -> int:
         async with self.ctx.db.read() as session:
             return int(await session.scalar(select(func.count()).select_from(model)) or 0)
+
+
+# -- one connector, called directly (the connector tests) ----------------------------------------
+
+_references = itertools.count(1)
+
+
+def operation_request(operation: str, amount: int, payment: PaymentRef, *,
+                      reference: str | None = None, currency: str | None = None,
+                      **gateway_refs: Any) -> OperationRequest:
+    """An operation on ``payment``, with one argument order for every gateway's tests: the
+    operation, its amount in minor units, the payment. The reference is a fresh one unless
+    given; the currency is the payment's unless given."""
+    return OperationRequest(
+        operation=operation, reference_number=reference or f"OPREF{next(_references):011d}",
+        amount=amount, currency_code=currency or payment.currency_code, payment=payment,
+        gateway_refs=gateway_refs)
+
+
+async def once(connector: Connector, call: Awaitable[T]) -> T:
+    """Await one call of ``connector``, then close it (its HTTP client)."""
+    try:
+        return await call
+    finally:
+        await connector.aclose()
+
+
+async def run_once(connector: Connector, request: OperationRequest) -> GatewayResult:
+    return await once(connector, connector.run(request))
+
+
+async def inquire_once(connector: Connector, request: OperationRequest) -> GatewayResult:
+    return await once(connector, connector.inquire_operation(request))

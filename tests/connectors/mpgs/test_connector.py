@@ -47,6 +47,7 @@ from tests.connectors.mpgs.fake_server import (
     render,
     successful_capture_response,
 )
+from tests.helpers import operation_request
 
 ORDER = "MPGS-ORD-1"
 AUTH = "AUTH-1"
@@ -90,10 +91,8 @@ def payment(amount: int = 100_000, currency: str = "KWD", mode: str = "authorize
 
 def op(operation: str, amount: int, pay: PaymentRef | None = None, *, ref: str | None = None,
        currency: str | None = None) -> OperationRequest:
-    pay = pay or payment()
-    return OperationRequest(operation=operation, reference_number=ref or new_reference_number(),
-                            amount=amount, currency_code=currency or pay.currency_code,
-                            payment=pay)
+    return operation_request(operation, amount, pay or payment(),
+                             reference=ref or new_reference_number(), currency=currency)
 
 
 def authorized(fake: FakeMpgs, amount: str = "100.000", currency: str = "KWD") -> None:

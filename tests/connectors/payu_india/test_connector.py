@@ -19,9 +19,9 @@ from payops.connectors.base import (
 from payops.connectors.payu_india import transformers as t
 from payops.connectors.payu_india.connector import PayuIndiaConnector
 from payops.connectors.registry import connector_class
-
 from tests.connectors.payu_india import fake_server
 from tests.connectors.payu_india.fake_server import MERCHANT_KEY, SALT, FakePayu
+from tests.helpers import operation_request
 
 fake_payu = fake_server.fake_payu
 
@@ -116,7 +116,7 @@ def payment(mihpayid: str, amount: int = 50_000, mode: str = "purchase",
 
 def op(kind: str, amount: int, pay: PaymentRef, reference: str = "REF0001",
        **refs: Any) -> OperationRequest:
-    return OperationRequest(kind, reference, amount, "INR", pay, gateway_refs=refs)
+    return operation_request(kind, amount, pay, reference=reference, currency="INR", **refs)
 
 
 def test_registry_and_capabilities() -> None:
