@@ -5,9 +5,15 @@ from __future__ import annotations
 
 import base64
 import itertools
+import os
+import subprocess
+import time
 from collections.abc import Awaitable
+from pathlib import Path
 from typing import Any, TypeVar
 
+import httpx
+from cryptography.fernet import Fernet
 from sqlalchemy import func, select
 
 from payops.auth.secrets import hash_password, new_api_key
@@ -202,3 +208,31 @@ async def run_once(connector: Connector, request: OperationRequest) -> GatewayRe
 
 async def inquire_once(connector: Connector, request: OperationRequest) -> GatewayResult:
     return await once(connector, connector.inquire_operation(request))
+
+
+# -- `payops serve` in a subprocess ----------------------------------------------------------------
+
+def serve_env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    """The environment of a `payops serve` subprocess: a fresh data dir and secret key, no
+    PAYOPS_* from the caller, and no background loops."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("PAYOPS_")}
+    env.update({"PAYOPS_DATA_DIR": str(tmp_path / "data"),
+                "PAYOPS_SECRET_KEY": Fernet.generate_key().decode(),
+                "PAYOPS_RECONCILE_INTERVAL_SECONDS": "0", "PAYOPS_WEBHOOK_INTERVAL_SECONDS": "0",
+                "PAYOPS_EXPIRY_INTERVAL_SECONDS": "0", **extra})
+    return env
+
+
+def wait_until_healthy(server: subprocess.Popen[Any], base_url: str,
+                       seconds: float = 90.0) -> None:
+    """Until ``/healthz`` answers 200; fails with the server's output if it exits first."""
+    deadline = time.monotonic() + seconds
+    while True:
+        assert server.poll() is None, server.communicate()
+        try:
+            if httpx.get(f"{base_url}/healthz", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        assert time.monotonic() < deadline, "the server did not start"
+        time.sleep(0.2)

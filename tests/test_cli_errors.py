@@ -18,6 +18,7 @@ import pytest
 from click.testing import Result
 from cryptography.fernet import Fernet
 
+from tests.helpers import serve_env, wait_until_healthy
 from tests.live import free_port
 from tests.test_cli import Cli
 
@@ -193,15 +194,6 @@ def test_bad_port_setting(fresh: Cli) -> None:
 
 # -- payops serve -----------------------------------------------------------------------------
 
-def serve_env(tmp_path: Path, **extra: str) -> dict[str, str]:
-    env = {key: value for key, value in os.environ.items() if not key.startswith("PAYOPS_")}
-    env.update({"PAYOPS_DATA_DIR": str(tmp_path / "data"),
-                "PAYOPS_SECRET_KEY": Fernet.generate_key().decode(),
-                "PAYOPS_RECONCILE_INTERVAL_SECONDS": "0", "PAYOPS_WEBHOOK_INTERVAL_SECONDS": "0",
-                "PAYOPS_EXPIRY_INTERVAL_SECONDS": "0", "PYTHONUNBUFFERED": "1", **extra})
-    return env
-
-
 def test_serve_on_a_taken_port_says_so_in_one_line(tmp_path: Path) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
@@ -232,20 +224,12 @@ def test_serve_says_where_it_listens_and_logs_only_json(tmp_path: Path, workers:
     server = subprocess.Popen(
         [sys.executable, "-m", "payops.cli.main", "serve", "--port", str(port),
          "--workers", str(workers)],
-        env=serve_env(tmp_path), cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        env=serve_env(tmp_path, PYTHONUNBUFFERED="1"), cwd=tmp_path, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            assert server.poll() is None, server.communicate()
-            try:
-                if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, "the server did not start"
-            time.sleep(0.2)
+        wait_until_healthy(server, base)
         # A request of our own id, one of the server's choosing, and bytes that are not HTTP:
         # uvicorn itself logs that one ("Invalid HTTP request received.").
         chosen = httpx.post(f"{base}/b/pbl/v1/inquiry/ORD-1", headers={"X-Request-Id": "abc123"})

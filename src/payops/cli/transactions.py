@@ -12,7 +12,10 @@ from payops.cli.common import check_currency, check_print_field, console, emit, 
 from payops.cli.gateways import key_values
 
 if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
+
     from payops.context import AppContext
+    from payops.db.models import GatewayConfig
 
 app = typer.Typer(help="Transactions.", no_args_is_help=True)
 
@@ -31,8 +34,20 @@ def _minor(option: str, amount: str, currency: str) -> int:
              "(write e.g. 25.000)")
 
 
-def _no_gateway(pg_code: str, kind: str = "") -> str:
-    return f"no {kind}gateway configuration {pg_code!r}; see `payops gateway list`"
+async def _gateway_for_new_order(session: AsyncSession, pg_code: str, order_no: str | None, *,
+                                 sandbox: bool) -> GatewayConfig:
+    """The gateway configuration a new transaction goes to, with its order number still free;
+    or one line saying which is wrong."""
+    from payops.gateways import repository as gateway_repo
+    from payops.transactions import repository as txn_repo
+
+    gateway = await gateway_repo.get_by_code(session, pg_code)
+    if gateway is None or (sandbox and gateway.connector != "sandbox"):
+        kind = "sandbox " if sandbox else ""
+        fail(f"no {kind}gateway configuration {pg_code!r}; see `payops gateway list`")
+    if order_no and await txn_repo.find_parent(session, order_no=order_no, include_deleted=True):
+        fail(f"order number {order_no!r} is taken; choose another --order-no")
+    return gateway
 
 
 @app.command("create")
@@ -59,20 +74,14 @@ def txn_create(
         fail(f"not a sandbox test card; use one of {', '.join(TEST_CARDS)}")
 
     async def work(ctx: AppContext) -> dict[str, Any]:
-        from payops.gateways import repository as gateway_repo
         from payops.money import format_minor
-        from payops.transactions import repository as txn_repo
         from payops.transactions.service import TransactionError, new_parent, pay_with_sandbox
 
         async with ctx.db.write() as session:
-            gateway = await gateway_repo.get_by_code(session, pg_code)
-            if gateway is None or gateway.connector != "sandbox":
-                fail(_no_gateway(pg_code, "sandbox "))
+            gateway = await _gateway_for_new_order(session, pg_code, order, sandbox=True)
             if currency not in gateway.accepted_currencies:
                 fail(f"{pg_code} does not accept {currency}; it accepts "
                      f"{', '.join(gateway.accepted_currencies)}")
-            if await txn_repo.find_parent(session, order_no=order, include_deleted=True):
-                fail(f"order number {order!r} is taken; choose another --order-no")
             parent = new_parent(amount=minor, currency_code=currency, pg_codes=[pg_code],
                                 order_no=order, fee=fee_minor, webhook_url=webhook_url)
             session.add(parent)
@@ -108,17 +117,10 @@ def txn_import(
     refs = key_values("--ref", ref, empty_values=False)
 
     async def work(ctx: AppContext) -> dict[str, Any]:
-        from payops.gateways import repository as gateway_repo
-        from payops.transactions import repository as txn_repo
         from payops.transactions.service import TransactionError, import_transaction
 
         async with ctx.db.write() as session:
-            gateway = await gateway_repo.get_by_code(session, pg_code)
-            if gateway is None:
-                fail(_no_gateway(pg_code))
-            if order_no and await txn_repo.find_parent(session, order_no=order_no,
-                                                       include_deleted=True):
-                fail(f"order number {order_no!r} is taken; choose another --order-no")
+            gateway = await _gateway_for_new_order(session, pg_code, order_no, sandbox=False)
             try:
                 parent = await import_transaction(
                     session, gateway=gateway, amount=minor, currency_code=currency, state=state,
