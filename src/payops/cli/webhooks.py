@@ -106,15 +106,11 @@ def webhooks_list(
 ) -> None:
     """List webhook events with their delivery state and last error."""
     async def work(ctx: AppContext) -> list[OutboxEvent]:
-        from sqlalchemy import select
-
-        from payops.db.models import OutboxEvent
+        from payops.dashboard.repository import events_page  # the dashboard's list, newest first
 
         async with ctx.db.read() as session:
-            query = select(OutboxEvent).order_by(OutboxEvent.id.desc()).limit(limit)
-            if failed:
-                query = query.where(OutboxEvent.state == "failed")
-            return list(await session.scalars(query))
+            events, _ = await events_page(session, "failed" if failed else "", None, limit)
+            return events
     table = Table("id", "event id", "kind", "state", "tries", "target", "last error", "created")
     for event in run(work):
         table.add_row(str(event.id), event.event_id, event.kind, event.state, str(event.attempts),
