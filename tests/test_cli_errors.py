@@ -128,6 +128,26 @@ def test_a_bad_setting_names_its_variable(fresh: Cli) -> None:
     assert "eighty" not in line  # an input is never echoed: it may be a secret
 
 
+@pytest.mark.parametrize("url", ["mysql://shop:pw@db/shop", "nonsense", "postgresql://db/x"])
+def test_a_database_payops_does_not_run_on(fresh: Cli, url: str) -> None:
+    fresh.env["PAYOPS_DATABASE_URL"] = url
+    one_line(fresh("user", "list"), "PAYOPS_DATABASE_URL is not a database PayOps runs on",
+             "postgresql+asyncpg://")
+
+
+def test_a_secret_key_that_is_no_key(fresh: Cli) -> None:
+    fresh.ok("db", "upgrade")
+    fresh.env["PAYOPS_SECRET_KEY"] = "not-a-fernet-key"
+    for args in (["user", "list"], ["secret", "rotate"], ["serve"]):
+        one_line(fresh(*args), "PAYOPS_SECRET_KEY is not a valid key", "payops secret new-key")
+
+
+def test_a_data_dir_that_cannot_be_made(fresh: Cli, tmp_path: Path) -> None:
+    (tmp_path / "a-file").write_text("")
+    fresh.env["PAYOPS_DATA_DIR"] = str(tmp_path / "a-file" / "data")
+    one_line(fresh("db", "upgrade"), "cannot create the data directory", "PAYOPS_DATA_DIR")
+
+
 @pytest.fixture
 def ready(fresh: Cli) -> Cli:
     fresh.ok("db", "upgrade")

@@ -47,13 +47,32 @@ def load_settings() -> Settings:
     from payops.config import get_settings
 
     try:
-        return get_settings()
+        settings = get_settings()
     except ValidationError as exc:
         problem = exc.errors()[0]
         field = str(problem["loc"][0]) if problem["loc"] else ""
         name = f"PAYOPS_{field.upper()}" if field else "a PAYOPS_ setting"
         # The input is never echoed: it may be a secret (a key, a database URL with a password).
         fail(f"{name} is not valid ({problem['msg']}); fix it in the environment or in .env")
+    _check_database_url(settings.effective_database_url)
+    return settings
+
+
+DRIVERS = ("postgresql+asyncpg", "sqlite+aiosqlite")
+
+
+def _check_database_url(url: str) -> None:
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        driver = make_url(url).drivername
+    except (ArgumentError, ValueError):
+        driver = ""
+    if driver not in DRIVERS:
+        fail("PAYOPS_DATABASE_URL is not a database PayOps runs on: give "
+             "postgresql+asyncpg://USER:PASSWORD@HOST:5432/NAME, or leave it empty for the "
+             "embedded SQLite file")
 
 
 def safe_url(url: str) -> str:
@@ -157,7 +176,13 @@ def run(work: Callable[[AppContext], Awaitable[T]], settings: Settings | None = 
     async def main() -> T:
         from payops.context import AppContext
 
-        ctx = AppContext.build(chosen)
+        try:
+            ctx = AppContext.build(chosen)
+        except ValueError as exc:
+            if "Fernet key" not in str(exc):
+                raise
+            fail(f"PAYOPS_SECRET_KEY is not a valid key ({exc}); make one with "
+                 "`payops secret new-key`")
         try:
             return await work(ctx)
         finally:
@@ -170,7 +195,12 @@ def run(work: Callable[[AppContext], Awaitable[T]], settings: Settings | None = 
 def migrate(settings: Settings) -> None:
     from payops.db.migrate import upgrade
 
-    settings.ensure_data_dir()
+    try:
+        settings.ensure_data_dir()
+    except OSError as exc:
+        fail(f"cannot create the data directory {settings.data_dir} "
+             f"({(exc.strerror or str(exc)).lower()}): set PAYOPS_DATA_DIR to a directory this "
+             "user may write")
     with database_errors(settings):
         upgrade(settings.effective_database_url)
 
