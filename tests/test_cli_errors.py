@@ -138,8 +138,15 @@ def test_a_database_payops_does_not_run_on(fresh: Cli, url: str) -> None:
 def test_a_secret_key_that_is_no_key(fresh: Cli) -> None:
     fresh.ok("db", "upgrade")
     fresh.env["PAYOPS_SECRET_KEY"] = "not-a-fernet-key"
-    for args in (["user", "list"], ["secret", "rotate"], ["serve"]):
+    for args in (["user", "list"], ["secret", "rotate"]):
         one_line(fresh(*args), "PAYOPS_SECRET_KEY is not a valid key", "payops secret new-key")
+    # serve in a process of its own: it sets up this process's logging before its checks.
+    env = {**os.environ, **fresh.env, "PAYOPS_PORT": str(free_port())}
+    done = subprocess.run([sys.executable, "-m", "payops.cli.main", "serve"], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    [line] = [line for line in done.stderr.splitlines() if line.strip()]
+    assert "PAYOPS_SECRET_KEY is not a valid key" in line
 
 
 def test_a_data_dir_that_cannot_be_made(fresh: Cli, tmp_path: Path) -> None:
