@@ -4,6 +4,7 @@ log line as one JSON object."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import socket
@@ -17,7 +18,9 @@ import httpx
 import pytest
 from click.testing import Result
 from cryptography.fernet import Fernet
+from sqlalchemy.engine import make_url
 
+from tests.conftest import _pg_admin
 from tests.helpers import serve_env, wait_until_healthy
 from tests.live import free_port
 from tests.test_cli import Cli
@@ -110,6 +113,21 @@ def test_an_empty_database_file_says_to_migrate(fresh: Cli) -> None:
     fresh.data_dir.mkdir(parents=True)
     (fresh.data_dir / "payops.sqlite3").touch()
     one_line(fresh("user", "list"), "no PayOps schema yet", "payops db upgrade")
+
+
+def test_postgresql_without_the_schema_or_the_database(fresh: Cli, postgres_url: str) -> None:
+    empty = f"payops_cli_empty_{os.getpid()}"
+    asyncio.run(_pg_admin([f'DROP DATABASE IF EXISTS "{empty}"', f'CREATE DATABASE "{empty}"']))
+    try:
+        url = make_url(postgres_url)
+        fresh.env["PAYOPS_DATABASE_URL"] = url.set(database=empty).render_as_string(False)
+        one_line(fresh("user", "list"), "no PayOps schema yet", "payops db upgrade")
+        missing = url.set(database=f"{empty}_missing").render_as_string(False)
+        fresh.env["PAYOPS_DATABASE_URL"] = missing
+        one_line(fresh("user", "list"), f"{empty}_missing does not exist", "createdb")
+        one_line(fresh("db", "upgrade"), f"{empty}_missing does not exist", "createdb")
+    finally:
+        asyncio.run(_pg_admin([f'DROP DATABASE IF EXISTS "{empty}" WITH (FORCE)']))
 
 
 @pytest.mark.parametrize("args", [["user", "list"], ["db", "upgrade"], ["gateway", "list"]])
