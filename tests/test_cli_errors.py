@@ -226,6 +226,24 @@ def test_unknown_print_field_is_refused_before_any_work(ready: Cli) -> None:
     assert printed.stdout == "KWD\n"
 
 
+@pytest.mark.parametrize(("args", "needles"), [
+    (["txn", "create", "--amount", "1.000"], ["Missing option '--currency'",
+                                             "txn create --help`"]),
+    (["ops", "list", "--limit", "many"], ["Invalid value for '--limit'",
+                                          "ops list --help`"]),
+    (["serve", "--workers", "0"], ["'--workers'", "serve --help`"]),
+    (["teleport"], ["No such command 'teleport'", " --help`"]),
+])
+def test_usage_mistakes_are_one_line_too(fresh: Cli, args: list[str], needles: list[str]) -> None:
+    one_line(fresh(*args), *needles)
+
+
+def test_a_group_alone_still_shows_its_help(fresh: Cli) -> None:
+    shown = fresh("txn")
+    assert "Usage: " in shown.output and " txn [OPTIONS] COMMAND" in shown.output
+    assert "error:" not in shown.output
+
+
 @pytest.mark.parametrize("port", ["70000", "0", "http"])
 def test_bad_port_option(fresh: Cli, port: str) -> None:
     one_line(fresh("serve", "--port", port), f"--port {port!r} is not a port", "1 to 65535")
