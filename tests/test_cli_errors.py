@@ -255,6 +255,12 @@ def test_bad_port_setting(fresh: Cli) -> None:
     one_line(fresh("serve"), "PAYOPS_PORT '65536' is not a port")
 
 
+def test_bad_log_level(fresh: Cli) -> None:
+    fresh.env["PAYOPS_LOG_LEVEL"] = "chatty"
+    one_line(fresh("serve"), "PAYOPS_LOG_LEVEL 'chatty' is not a level", "INFO")
+    assert not fresh.data_dir.exists(), "refused before any work"
+
+
 # -- payops serve -----------------------------------------------------------------------------
 
 def test_serve_on_a_taken_port_says_so_in_one_line(tmp_path: Path) -> None:

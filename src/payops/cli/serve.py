@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from payops.config import Settings
 
 PORT_RANGE = (1, 65535)
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
 def is_loopback_host(host: str) -> bool:
@@ -111,6 +112,9 @@ def serve(
         plan = serving.check_pool(settings, count)
     except serving.ServeConfigError as exc:
         fail(str(exc))
+    if settings.log_level.upper() not in LOG_LEVELS:
+        fail(f"PAYOPS_LOG_LEVEL {settings.log_level!r} is not a level: use one of "
+             f"{', '.join(LOG_LEVELS)}")
     # From here on every line this process (and each worker) writes is one JSON object.
     payops_logging.configure(settings.log_level)
     if migrate_first:
