@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
+from typer.core import TyperGroup
 
 if TYPE_CHECKING:
     from payops.auth.service import Principal
@@ -258,3 +259,19 @@ def check_currency(option: str, code: str) -> str:
         fail(f"unknown currency {code.upper()} ({option}): use an ISO 4217 code such as KWD, "
              "SAR or USD")
     return code.upper()
+
+
+class OneLineUsageErrors(TyperGroup):
+    """A usage mistake (a missing option, a value of the wrong type, an unknown command) is one
+    line with the command's --help to read, exit code 2, like every other ordinary mistake."""
+
+    def invoke(self, ctx: Any) -> Any:
+        from typer._click.exceptions import NoArgsIsHelpError, UsageError  # typer is pinned
+
+        try:
+            return super().invoke(ctx)
+        except NoArgsIsHelpError:
+            raise  # `payops txn` alone shows the group's help
+        except UsageError as exc:
+            path = (exc.ctx or ctx).command_path
+            fail(f"{exc.format_message()} (see `{path} --help`)")

@@ -7,10 +7,7 @@ command imports the web stack, the database layer or a connector inside its own 
 
 from __future__ import annotations
 
-from typing import Any
-
 import typer
-from typer.core import TyperGroup
 
 from payops.cli import (
     apikeys,
@@ -24,24 +21,7 @@ from payops.cli import (
     users,
     webhooks,
 )
-from payops.cli.common import fail
-
-
-class OneLineUsageErrors(TyperGroup):
-    """A usage mistake (a missing option, a value of the wrong type, an unknown command) is one
-    line with the command's --help to read, exit code 2, like every other ordinary mistake."""
-
-    def invoke(self, ctx: Any) -> Any:
-        from typer._click.exceptions import NoArgsIsHelpError, UsageError  # typer is pinned
-
-        try:
-            return super().invoke(ctx)
-        except NoArgsIsHelpError:
-            raise  # `payops txn` alone shows the group's help
-        except UsageError as exc:
-            path = (exc.ctx or ctx).command_path
-            fail(f"{exc.format_message()} (see `{path} --help`)")
-
+from payops.cli.common import OneLineUsageErrors
 
 # Locals in tracebacks could hold passwords or keys: never print them.
 app = typer.Typer(help="PayOps: payment operations for your gateways.", no_args_is_help=True,
