@@ -43,8 +43,7 @@ async def auth(seed: Seed) -> dict[str, str]:
     return await seed.api_key()
 
 
-def gateway_options(base_url: str, timeout: float | None = None,
-                    **options: Any) -> dict[str, Any]:
+def gateway_options(base_url: str, timeout: float | None = None, **options: Any) -> dict[str, Any]:
     """A gateway configuration's options pointing at a fake: its base URL, the given options,
     and a timeout of its own when given."""
     found: dict[str, Any] = {"base_url": base_url, **options}
@@ -66,7 +65,10 @@ async def totals(seed: Seed, order_no: str = "ORD-1") -> tuple[int, int, int]:
 
 
 async def post_v2_op(
-    client: httpx.AsyncClient, auth: dict[str, str], operation: str, session_id: str,
+    client: httpx.AsyncClient,
+    auth: dict[str, str],
+    operation: str,
+    session_id: str,
     amount: str | None = None,
 ) -> httpx.Response:
     """Send one v2 operation (the transaction named by its session id)."""
@@ -76,8 +78,9 @@ async def post_v2_op(
     return await client.post(V2_OPERATION_PATH, headers=auth, json=body)
 
 
-async def v2_inquiry(client: httpx.AsyncClient, auth: dict[str, str],
-                     session_id: str) -> httpx.Response:
+async def v2_inquiry(
+    client: httpx.AsyncClient, auth: dict[str, str], session_id: str
+) -> httpx.Response:
     return await client.post(V2_INQUIRY_PATH, headers=auth, json={"session_id": session_id})
 
 
@@ -86,8 +89,14 @@ def op_path(order_no: str = "ORD-1", *, slash: bool = False) -> str:
 
 
 async def post_op(
-    client: httpx.AsyncClient, auth: dict[str, str], operation: str, amount: str | None = None,
-    *, order_no: str = "ORD-1", slash: bool = False, tracking_key: str | None = None,
+    client: httpx.AsyncClient,
+    auth: dict[str, str],
+    operation: str,
+    amount: str | None = None,
+    *,
+    order_no: str = "ORD-1",
+    slash: bool = False,
+    tracking_key: str | None = None,
     never_shown: Iterable[str] = (),
 ) -> httpx.Response:
     """Send one v1 operation; ``never_shown`` are secrets the answer must not contain."""
@@ -103,8 +112,14 @@ async def post_op(
     return response
 
 
-def assert_operation(response: httpx.Response, operation: str, amount: str, state: str, *,
-                     never_shown: Iterable[str] = ()) -> dict[str, Any]:
+def assert_operation(
+    response: httpx.Response,
+    operation: str,
+    amount: str,
+    state: str,
+    *,
+    never_shown: Iterable[str] = (),
+) -> dict[str, Any]:
     """A successful external operation (the ExternalOperation body) leaving the transaction in
     ``state``."""
     assert response.status_code == 200, response.text

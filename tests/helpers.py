@@ -47,16 +47,26 @@ class Seed:
         self._gateways: dict[str, Any] = {}
 
     async def user(
-        self, username: str = "merchant", password: str = "correct horse battery",
-        permissions: list[str] | tuple[str, ...] = (), superuser: bool = False,
+        self,
+        username: str = "merchant",
+        password: str = "correct horse battery",
+        permissions: list[str] | tuple[str, ...] = (),
+        superuser: bool = False,
         active: bool = True,
     ) -> dict[str, str]:
         async with self.ctx.db.write() as session:
-            session.add(User(
-                username=username, password_hash=hash_password(password), is_superuser=superuser,
-                is_active=active, first_name="Mer", last_name="Chant", email="m@example.com",
-                permissions=[UserPermission(code=code) for code in permissions],
-            ))
+            session.add(
+                User(
+                    username=username,
+                    password_hash=hash_password(password),
+                    is_superuser=superuser,
+                    is_active=active,
+                    first_name="Mer",
+                    last_name="Chant",
+                    email="m@example.com",
+                    permissions=[UserPermission(code=code) for code in permissions],
+                )
+            )
         token = base64.b64encode(f"{username}:{password}".encode()).decode()
         return {"Authorization": f"Basic {token}"}
 
@@ -70,23 +80,39 @@ class Seed:
         return {"Authorization": f"Api-Key {key}"}
 
     async def gateway(
-        self, code: str = "sandbox-kwd", mode: str = "purchase", currency: str = "KWD",
+        self,
+        code: str = "sandbox-kwd",
+        mode: str = "purchase",
+        currency: str = "KWD",
         **options: Any,
     ) -> Any:
         if code in self._gateways:
             return self._gateways[code]
         async with self.ctx.db.write() as session:
             config = await add_gateway(
-                session, self.ctx.settings, pg_code=code, connector="sandbox",
-                operation_mode=mode, default_currency=currency, **options,
+                session,
+                self.ctx.settings,
+                pg_code=code,
+                connector="sandbox",
+                operation_mode=mode,
+                default_currency=currency,
+                **options,
             )
         self._gateways[code] = config
         return config
 
     async def transaction(
-        self, amount: str = "100.000", currency: str = "KWD", *, order_no: str | None = "ORD-1",
-        mode: str = "purchase", gateway_code: str | None = None, gateway_currency: str | None = None,
-        card: str | None = SUCCESS_CARD, fee: str | None = None, webhook_url: str = "",
+        self,
+        amount: str = "100.000",
+        currency: str = "KWD",
+        *,
+        order_no: str | None = "ORD-1",
+        mode: str = "purchase",
+        gateway_code: str | None = None,
+        gateway_currency: str | None = None,
+        card: str | None = SUCCESS_CARD,
+        fee: str | None = None,
+        webhook_url: str = "",
         **gateway_options: Any,
     ) -> PaymentTransaction:
         """A parent transaction, paid at a sandbox gateway with ``card`` (None: never attempted)."""
@@ -95,8 +121,11 @@ class Seed:
         gateway = await self.gateway(code, mode, gw_currency, **gateway_options)
         async with self.ctx.db.write() as session:
             parent = new_parent(
-                amount=parse_amount(amount, currency), currency_code=currency, pg_codes=[code],
-                order_no=order_no, fee=parse_amount(fee, currency) if fee else 0,
+                amount=parse_amount(amount, currency),
+                currency_code=currency,
+                pg_codes=[code],
+                order_no=order_no,
+                fee=parse_amount(fee, currency) if fee else 0,
                 webhook_url=webhook_url,
             )
             session.add(parent)
@@ -107,21 +136,41 @@ class Seed:
         return await self.parent(parent_id)
 
     async def imported(
-        self, *, connector: str, code: str, amount: str, currency: str, state: str = "paid",
-        gateway_refs: dict[str, Any], credentials: dict[str, Any], options: dict[str, Any],
-        order_no: str | None = "ORD-1", mode: str | None = None, **gateway_options: Any,
+        self,
+        *,
+        connector: str,
+        code: str,
+        amount: str,
+        currency: str,
+        state: str = "paid",
+        gateway_refs: dict[str, Any],
+        credentials: dict[str, Any],
+        options: dict[str, Any],
+        order_no: str | None = "ORD-1",
+        mode: str | None = None,
+        **gateway_options: Any,
     ) -> PaymentTransaction:
         """A payment taken at a real gateway (``payops txn import``), on a new configuration."""
         async with self.ctx.db.write() as session:
             gateway = await add_gateway(
-                session, self.ctx.settings, pg_code=code, connector=connector,
+                session,
+                self.ctx.settings,
+                pg_code=code,
+                connector=connector,
                 operation_mode=mode or ("authorize" if state == "authorized" else "purchase"),
-                default_currency=currency, credentials=credentials, options=options,
+                default_currency=currency,
+                credentials=credentials,
+                options=options,
                 **gateway_options,
             )
             parent = await import_transaction(
-                session, gateway=gateway, amount=parse_amount(amount, currency),
-                currency_code=currency, state=state, gateway_refs=gateway_refs, order_no=order_no,
+                session,
+                gateway=gateway,
+                amount=parse_amount(amount, currency),
+                currency_code=currency,
+                state=state,
+                gateway_refs=gateway_refs,
+                order_no=order_no,
             )
             return parent
 
@@ -142,6 +191,7 @@ class Seed:
     async def snapshot(self) -> dict[str, Any]:
         """Every stored transaction, attempt and operation, for "nothing changed" assertions."""
         async with self.ctx.db.read() as session:
+
             def rows(model: Any) -> Any:
                 return session.execute(select(model.__table__).order_by(model.__table__.c.id))
 
@@ -158,7 +208,9 @@ class Seed:
             assert parent is not None
             return await repository.operations(session, parent.id)
 
-    async def find(self, order_no: str = "ORD-1", include_deleted: bool = True) -> PaymentTransaction | None:
+    async def find(
+        self, order_no: str = "ORD-1", include_deleted: bool = True
+    ) -> PaymentTransaction | None:
         async with self.ctx.db.read() as session:
             return await repository.find_parent(
                 session, order_no=order_no, include_deleted=include_deleted
@@ -182,16 +234,26 @@ class Seed:
 _references = itertools.count(1)
 
 
-def operation_request(operation: str, amount: int, payment: PaymentRef, *,
-                      reference: str | None = None, currency: str | None = None,
-                      **gateway_refs: Any) -> OperationRequest:
+def operation_request(
+    operation: str,
+    amount: int,
+    payment: PaymentRef,
+    *,
+    reference: str | None = None,
+    currency: str | None = None,
+    **gateway_refs: Any,
+) -> OperationRequest:
     """An operation on ``payment``, with one argument order for every gateway's tests: the
     operation, its amount in minor units, the payment. The reference is a fresh one unless
     given; the currency is the payment's unless given."""
     return OperationRequest(
-        operation=operation, reference_number=reference or f"OPREF{next(_references):011d}",
-        amount=amount, currency_code=currency or payment.currency_code, payment=payment,
-        gateway_refs=gateway_refs)
+        operation=operation,
+        reference_number=reference or f"OPREF{next(_references):011d}",
+        amount=amount,
+        currency_code=currency or payment.currency_code,
+        payment=payment,
+        gateway_refs=gateway_refs,
+    )
 
 
 async def once(connector: Connector, call: Awaitable[T]) -> T:
@@ -212,19 +274,25 @@ async def inquire_once(connector: Connector, request: OperationRequest) -> Gatew
 
 # -- `payops serve` in a subprocess ----------------------------------------------------------------
 
+
 def serve_env(tmp_path: Path, **extra: str) -> dict[str, str]:
     """The environment of a `payops serve` subprocess: a fresh data dir and secret key, no
     PAYOPS_* from the caller, and no background loops."""
     env = {key: value for key, value in os.environ.items() if not key.startswith("PAYOPS_")}
-    env.update({"PAYOPS_DATA_DIR": str(tmp_path / "data"),
-                "PAYOPS_SECRET_KEY": Fernet.generate_key().decode(),
-                "PAYOPS_RECONCILE_INTERVAL_SECONDS": "0", "PAYOPS_WEBHOOK_INTERVAL_SECONDS": "0",
-                "PAYOPS_EXPIRY_INTERVAL_SECONDS": "0", **extra})
+    env.update(
+        {
+            "PAYOPS_DATA_DIR": str(tmp_path / "data"),
+            "PAYOPS_SECRET_KEY": Fernet.generate_key().decode(),
+            "PAYOPS_RECONCILE_INTERVAL_SECONDS": "0",
+            "PAYOPS_WEBHOOK_INTERVAL_SECONDS": "0",
+            "PAYOPS_EXPIRY_INTERVAL_SECONDS": "0",
+            **extra,
+        }
+    )
     return env
 
 
-def wait_until_healthy(server: subprocess.Popen[Any], base_url: str,
-                       seconds: float = 90.0) -> None:
+def wait_until_healthy(server: subprocess.Popen[Any], base_url: str, seconds: float = 90.0) -> None:
     """Until ``/healthz`` answers 200; fails with the server's output if it exits first."""
     deadline = time.monotonic() + seconds
     while True:

@@ -77,8 +77,12 @@ class Cli:
     def settings(self) -> Settings:
         # conftest's test settings (no background loops, no inquiry throttle) on the very data
         # dir, database and secret key the CLI uses.
-        return make_settings(self.data_dir.parent, self.database_url or "",
-                             data_dir=self.data_dir, secret_key=self.secret_key)
+        return make_settings(
+            self.data_dir.parent,
+            self.database_url or "",
+            data_dir=self.data_dir,
+            secret_key=self.secret_key,
+        )
 
     # -- the HTTP API on the same deployment -------------------------------------------------
     def http(self, fn: Callable[[httpx.AsyncClient], Awaitable[Any]]) -> Any:
@@ -86,22 +90,29 @@ class Cli:
             application = create_app(self.settings)
             async with LifespanManager(application):
                 transport = httpx.ASGITransport(app=application, client=("127.0.0.1", 40000))
-                async with httpx.AsyncClient(transport=transport,
-                                             base_url="http://testserver") as client:
+                async with httpx.AsyncClient(
+                    transport=transport, base_url="http://testserver"
+                ) as client:
                     return await fn(client)
+
         return asyncio.run(main())
 
     def post(self, path: str, headers: dict[str, str], body: Any = None) -> httpx.Response:
         async def call(client: httpx.AsyncClient) -> httpx.Response:
             return await client.post(path, headers=headers, json=body)
+
         return self.http(call)
 
     def statuses(self, *credentials: dict[str, str]) -> list[int]:
         """Inquiry on an unknown order with each credential, in one app run: 401 when the
         credential is refused, 403 or 404 once it authenticates."""
+
         async def calls(client: httpx.AsyncClient) -> list[int]:
-            return [(await client.post("/b/pbl/v1/inquiry/no-such-order", headers=h)).status_code
-                    for h in credentials]
+            return [
+                (await client.post("/b/pbl/v1/inquiry/no-such-order", headers=h)).status_code
+                for h in credentials
+            ]
+
         return self.http(calls)
 
     # -- the database, bypassing the application ---------------------------------------------
@@ -113,6 +124,7 @@ class Cli:
                     return [tuple(r) for r in await conn.execute(text(statement), params)]
             finally:
                 await engine.dispose()
+
         return asyncio.run(main())
 
     def sql_write(self, statement: str, **params: Any) -> None:
@@ -123,6 +135,7 @@ class Cli:
                     await conn.execute(text(statement), params)
             finally:
                 await engine.dispose()
+
         asyncio.run(main())
 
 
@@ -130,8 +143,9 @@ class Cli:
 def cheap_argon2(monkeypatch: pytest.MonkeyPatch) -> None:
     """Still argon2id through the real code path, with the cheapest parameters: the production
     ones cost most of a second per hash on a loaded CI machine and these tests hash many times."""
-    monkeypatch.setattr(auth_secrets, "_hasher",
-                        PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
+    monkeypatch.setattr(
+        auth_secrets, "_hasher", PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+    )
 
 
 @pytest.fixture
@@ -166,6 +180,7 @@ def created_key(result: Result) -> tuple[str, str, str]:
 
 # -- db ---------------------------------------------------------------------------------------
 
+
 def test_db_upgrade(cli: Cli) -> None:
     result = cli.ok("db", "upgrade")
     assert "is up to date" in result.stdout
@@ -189,6 +204,7 @@ def test_db_upgrade_hides_the_database_password(tmp_path: Path) -> None:
 
 
 # -- users ------------------------------------------------------------------------------------
+
 
 def test_user_create_list_grant_revoke(cli: Cli) -> None:
     result = cli.ok("user", "create", "alice", "--password", PASSWORD, "-p", "payment.refund")
@@ -217,15 +233,24 @@ def test_user_create_list_grant_revoke(cli: Cli) -> None:
     for (stored,) in cli.sql("SELECT password_hash FROM users"):
         assert stored.startswith("$argon2id$") and PASSWORD not in stored
     # Over HTTP: alice authenticates but lacks payment.inquiry (403); bob is a superuser.
-    assert cli.statuses(basic("alice", PASSWORD), basic("alice", "wrong password"),
-                        basic("bob", PASSWORD)) == [403, 401, 404]
+    assert cli.statuses(
+        basic("alice", PASSWORD), basic("alice", "wrong password"), basic("bob", PASSWORD)
+    ) == [403, 401, 404]
     cli.ok("user", "grant", "alice", "payment.inquiry")
     assert cli.statuses(basic("alice", PASSWORD)) == [404]
 
 
 def test_user_refusals(cli: Cli) -> None:
-    cli.fails("user", "create", "alice", "--password", PASSWORD, "-p", "payment.teleport",
-              match="unknown permission.*payment.teleport")
+    cli.fails(
+        "user",
+        "create",
+        "alice",
+        "--password",
+        PASSWORD,
+        "-p",
+        "payment.teleport",
+        match="unknown permission.*payment.teleport",
+    )
     cli.fails("user", "create", "carol", "--password", "short", match="at least 8 characters")
     assert cli.sql("SELECT count(*) FROM users") == [(0,)]
 
@@ -233,8 +258,9 @@ def test_user_refusals(cli: Cli) -> None:
     cli.fails("user", "grant", "alice", "payment.teleport", match="unknown permission")
     cli.fails("user", "grant", "alice", "payment.capture", "nope", match="unknown permission")
     cli.fails("user", "grant", "nobody", "payment.capture", match="no user 'nobody'")
-    cli.fails("user", "create", "alice", "--password", "another password",
-              match="user 'alice' exists")
+    cli.fails(
+        "user", "create", "alice", "--password", "another password", match="user 'alice' exists"
+    )
     assert row_for(cli.ok("user", "list").stdout, "alice")[3] == "-"
     assert cli.sql("SELECT count(*) FROM users") == [(1,)]
     # The duplicate did not replace the password.
@@ -242,6 +268,7 @@ def test_user_refusals(cli: Cli) -> None:
 
 
 # -- API keys ---------------------------------------------------------------------------------
+
 
 def test_apikey_create_authenticate_list_revoke(cli: Cli) -> None:
     result = cli.ok("apikey", "create", "ci-key")
@@ -255,8 +282,9 @@ def test_apikey_create_authenticate_list_revoke(cli: Cli) -> None:
     assert secret not in repr(cli.sql("SELECT * FROM api_keys"))
 
     # 404: authenticated (unknown order); 401: refused.
-    assert cli.statuses(api_key_header(key), api_key_header(f"{prefix}.{'x' * 32}"),
-                        api_key_header(other), {}) == [404, 401, 404, 401]
+    assert cli.statuses(
+        api_key_header(key), api_key_header(f"{prefix}.{'x' * 32}"), api_key_header(other), {}
+    ) == [404, 401, 404, 401]
 
     cli.ok("apikey", "revoke", prefix)
     revoked = cli.ok("apikey", "revoke", other)  # the whole key is accepted too
@@ -264,10 +292,14 @@ def test_apikey_create_authenticate_list_revoke(cli: Cli) -> None:
     assert cli.statuses(api_key_header(key), api_key_header(other)) == [401, 401]
 
     _, live_prefix, live_secret = created_key(
-        cli.ok("apikey", "create", "short-lived", "--expires-in-days", "1"))
+        cli.ok("apikey", "create", "short-lived", "--expires-in-days", "1")
+    )
     listed = cli.ok("apikey", "list").stdout
-    for full, _prefix, sec in ((key, prefix, secret), (other, other_prefix, other_secret),
-                           (None, live_prefix, live_secret)):
+    for full, _prefix, sec in (
+        (key, prefix, secret),
+        (other, other_prefix, other_secret),
+        (None, live_prefix, live_secret),
+    ):
         assert sec not in listed and sec[:8] not in listed
         assert full is None or full not in listed
     assert row_for(listed, prefix)[1] == "ci-key" and row_for(listed, prefix)[4] != "-"
@@ -280,53 +312,170 @@ def test_apikey_create_authenticate_list_revoke(cli: Cli) -> None:
 
 # -- gateways ---------------------------------------------------------------------------------
 
+
 def test_gateway_add_and_list(cli: Cli) -> None:
-    result = cli.ok("gateway", "add", "sandbox", "--code", "X", "--mode", "authorize",
-                    "--currency", "KWD", "--accept", "USD")
+    result = cli.ok(
+        "gateway",
+        "add",
+        "sandbox",
+        "--code",
+        "X",
+        "--mode",
+        "authorize",
+        "--currency",
+        "KWD",
+        "--accept",
+        "USD",
+    )
     assert "added gateway X (sandbox, authorize, KWD)" in result.stdout
-    cli.ok("gateway", "add", "sandbox", "--code", "refund-only", "--currency", "usd",
-           "--operation", "refund", "--operation", "inquiry", "--production", "--single-attempt")
+    cli.ok(
+        "gateway",
+        "add",
+        "sandbox",
+        "--code",
+        "refund-only",
+        "--currency",
+        "usd",
+        "--operation",
+        "refund",
+        "--operation",
+        "inquiry",
+        "--production",
+        "--single-attempt",
+    )
     listed = cli.ok("gateway", "list").stdout
-    assert row_for(listed, "X") == ["X", "sandbox", "authorize", "KWD", "KWD, USD",
-                                    "capture, inquiry, refund, void", "yes"]
-    assert row_for(listed, "refund-only") == ["refund-only", "sandbox", "purchase", "USD", "USD",
-                                              "inquiry, refund", "no"]
+    assert row_for(listed, "X") == [
+        "X",
+        "sandbox",
+        "authorize",
+        "KWD",
+        "KWD, USD",
+        "capture, inquiry, refund, void",
+        "yes",
+    ]
+    assert row_for(listed, "refund-only") == [
+        "refund-only",
+        "sandbox",
+        "purchase",
+        "USD",
+        "USD",
+        "inquiry, refund",
+        "no",
+    ]
     [(multi,)] = cli.sql("SELECT multi_attempt FROM gateway_configs WHERE pg_code='refund-only'")
     assert not multi
 
 
 def test_gateway_add_refusals(cli: Cli) -> None:
     cli.ok("gateway", "add", "sandbox", "--code", "X", "--currency", "KWD")
-    cli.fails("gateway", "add", "sandbox", "--code", "X", "--currency", "KWD",
-              match="code 'X' exists")
-    cli.fails("gateway", "add", "teleport", "--code", "Y", "--currency", "KWD",
-              match="unknown connector 'teleport'")
-    cli.fails("gateway", "add", "sandbox", "--code", "Y", "--mode", "sale", "--currency", "KWD",
-              match="operation mode must be one of purchase, authorize")
-    cli.fails("gateway", "add", "sandbox", "--code", "Y", "--currency", "XYZ",
-              match="unknown currency XYZ")
-    cli.fails("gateway", "add", "sandbox", "--code", "Y", "--currency", "KWD", "--accept", "QQQ",
-              match="unknown currency QQQ")
-    cli.fails("gateway", "add", "sandbox", "--code", "Y", "--currency", "KWD",
-              "--operation", "teleport", match="cannot perform: teleport")
-    cli.fails("gateway", "add", "sandbox", "--code", "Y", "--currency", "KWD",
-              "--credentials", "{not json", match="must be a JSON object")
-    cli.fails("gateway", "add", "sandbox", "--code", "Y", "--currency", "KWD",
-              "--credentials", "[1, 2]", match="must be a JSON object")
+    cli.fails(
+        "gateway", "add", "sandbox", "--code", "X", "--currency", "KWD", match="code 'X' exists"
+    )
+    cli.fails(
+        "gateway",
+        "add",
+        "teleport",
+        "--code",
+        "Y",
+        "--currency",
+        "KWD",
+        match="unknown connector 'teleport'",
+    )
+    cli.fails(
+        "gateway",
+        "add",
+        "sandbox",
+        "--code",
+        "Y",
+        "--mode",
+        "sale",
+        "--currency",
+        "KWD",
+        match="operation mode must be one of purchase, authorize",
+    )
+    cli.fails(
+        "gateway",
+        "add",
+        "sandbox",
+        "--code",
+        "Y",
+        "--currency",
+        "XYZ",
+        match="unknown currency XYZ",
+    )
+    cli.fails(
+        "gateway",
+        "add",
+        "sandbox",
+        "--code",
+        "Y",
+        "--currency",
+        "KWD",
+        "--accept",
+        "QQQ",
+        match="unknown currency QQQ",
+    )
+    cli.fails(
+        "gateway",
+        "add",
+        "sandbox",
+        "--code",
+        "Y",
+        "--currency",
+        "KWD",
+        "--operation",
+        "teleport",
+        match="cannot perform: teleport",
+    )
+    cli.fails(
+        "gateway",
+        "add",
+        "sandbox",
+        "--code",
+        "Y",
+        "--currency",
+        "KWD",
+        "--credentials",
+        "{not json",
+        match="must be a JSON object",
+    )
+    cli.fails(
+        "gateway",
+        "add",
+        "sandbox",
+        "--code",
+        "Y",
+        "--currency",
+        "KWD",
+        "--credentials",
+        "[1, 2]",
+        match="must be a JSON object",
+    )
     assert cli.sql("SELECT pg_code FROM gateway_configs") == [("X",)]
 
 
 def test_gateway_credentials_encrypted_and_never_printed(cli: Cli) -> None:
     secret = "s3cr3t-value"
-    added = cli.ok("gateway", "add", "sandbox", "--code", "X", "--currency", "KWD",
-                   "--credentials", json.dumps({"secret": secret, "merchant_id": "MID-42"}))
+    added = cli.ok(
+        "gateway",
+        "add",
+        "sandbox",
+        "--code",
+        "X",
+        "--currency",
+        "KWD",
+        "--credentials",
+        json.dumps({"secret": secret, "merchant_id": "MID-42"}),
+    )
     assert secret not in added.output
     [(column,)] = cli.sql("SELECT credentials_encrypted FROM gateway_configs WHERE pg_code='X'")
     assert column and secret not in column and "MID-42" not in column
     assert secret not in repr(cli.sql("SELECT * FROM gateway_configs"))
     # It is Fernet under the configured key, and opens to what was given.
     assert json.loads(Fernet(cli.secret_key.encode()).decrypt(column.encode())) == {
-        "merchant_id": "MID-42", "secret": secret}
+        "merchant_id": "MID-42",
+        "secret": secret,
+    }
     listed = cli.ok("gateway", "list").output
     assert row_for(listed, "X")[0] == "X"
     assert secret not in listed and "MID-42" not in listed and column not in listed
@@ -334,61 +483,172 @@ def test_gateway_credentials_encrypted_and_never_printed(cli: Cli) -> None:
 
 # -- transactions -----------------------------------------------------------------------------
 
+
 def _gateways(cli: Cli) -> None:
     cli.ok("gateway", "add", "sandbox", "--code", "gw-p", "--currency", "KWD")
-    cli.ok("gateway", "add", "sandbox", "--code", "gw-a", "--mode", "authorize",
-           "--currency", "KWD", "--accept", "USD")
+    cli.ok(
+        "gateway",
+        "add",
+        "sandbox",
+        "--code",
+        "gw-a",
+        "--mode",
+        "authorize",
+        "--currency",
+        "KWD",
+        "--accept",
+        "USD",
+    )
     cli.ok("gateway", "add", "sandbox", "--code", "gw-s", "--currency", "KWD", "--single-attempt")
 
 
 def test_txn_create_states(cli: Cli) -> None:
     _gateways(cli)
-    result = cli.ok("txn", "create", "--amount", "25.000", "--currency", "KWD", "--pg-code", "gw-p",
-                    "--order-no", "o1")
+    result = cli.ok(
+        "txn",
+        "create",
+        "--amount",
+        "25.000",
+        "--currency",
+        "KWD",
+        "--pg-code",
+        "gw-p",
+        "--order-no",
+        "o1",
+    )
     body = json.loads(result.stdout)
     session = body.pop("session_id")
     assert re.fullmatch(r"[0-9a-f]{40}", session)
-    assert body == {"order_no": "o1", "state": "paid", "amount": "25.000",
-                    "currency_code": "KWD", "pg_code": "gw-p"}
-    assert cli.sql("SELECT state, paid_total, authorized_total FROM payment_transactions "
-                   "WHERE session_id=:s", s=session) == [("paid", 25_000, 0)]
+    assert body == {
+        "order_no": "o1",
+        "state": "paid",
+        "amount": "25.000",
+        "currency_code": "KWD",
+        "pg_code": "gw-p",
+    }
+    assert cli.sql(
+        "SELECT state, paid_total, authorized_total FROM payment_transactions WHERE session_id=:s",
+        s=session,
+    ) == [("paid", 25_000, 0)]
 
-    authorized = json.loads(cli.ok("txn", "create", "--amount", "25.000", "--currency", "KWD",
-                                   "--pg-code", "gw-a", "--order-no", "o2").stdout)
+    authorized = json.loads(
+        cli.ok(
+            "txn",
+            "create",
+            "--amount",
+            "25.000",
+            "--currency",
+            "KWD",
+            "--pg-code",
+            "gw-a",
+            "--order-no",
+            "o2",
+        ).stdout
+    )
     assert authorized["state"] == "authorized"
 
-    cases = [("gw-p", DECLINED_CARD, "attempted"), ("gw-a", DECLINED_CARD, "attempted"),
-             ("gw-s", DECLINED_CARD, "failed"), ("gw-p", PENDING_CARD, "pending")]
+    cases = [
+        ("gw-p", DECLINED_CARD, "attempted"),
+        ("gw-a", DECLINED_CARD, "attempted"),
+        ("gw-s", DECLINED_CARD, "failed"),
+        ("gw-p", PENDING_CARD, "pending"),
+    ]
     for number, (pg_code, card, state) in enumerate(cases):
-        out = cli.ok("txn", "create", "--amount", "25.000", "--currency", "KWD", "--pg-code",
-                     pg_code, "--order-no", f"card-{number}", "--card", card, "--print", "state")
+        out = cli.ok(
+            "txn",
+            "create",
+            "--amount",
+            "25.000",
+            "--currency",
+            "KWD",
+            "--pg-code",
+            pg_code,
+            "--order-no",
+            f"card-{number}",
+            "--card",
+            card,
+            "--print",
+            "state",
+        )
         assert out.stdout == f"{state}\n", (pg_code, card)
         assert card not in out.output
     assert DECLINED_CARD not in repr(cli.sql("SELECT * FROM payment_attempts"))
     assert PENDING_CARD not in repr(cli.sql("SELECT * FROM payment_attempts"))
 
     # --print for scripts; a generated order number; a currency the gateway also accepts.
-    usd = cli.ok("txn", "create", "--amount", "10.50", "--currency", "usd", "--pg-code", "gw-a",
-                 "--print", "session_id").stdout
+    usd = cli.ok(
+        "txn",
+        "create",
+        "--amount",
+        "10.50",
+        "--currency",
+        "usd",
+        "--pg-code",
+        "gw-a",
+        "--print",
+        "session_id",
+    ).stdout
     assert re.fullmatch(r"[0-9a-f]{40}\n", usd)
     [(order_no, state, amount, currency)] = cli.sql(
         "SELECT order_no, state, amount, currency_code FROM payment_transactions "
-        "WHERE session_id=:s", s=usd.strip())
+        "WHERE session_id=:s",
+        s=usd.strip(),
+    )
     assert order_no.startswith("demo-") and (state, amount, currency) == ("authorized", 1050, "USD")
 
 
 def test_txn_create_and_show_refusals(cli: Cli) -> None:
     _gateways(cli)
-    cli.ok("txn", "create", "--amount", "25.000", "--currency", "KWD", "--pg-code", "gw-p",
-           "--order-no", "o1")
-    cli.fails("txn", "create", "--amount", "1.000", "--currency", "KWD", "--pg-code", "gw-p",
-              "--order-no", "o1", match="order number 'o1' is taken")
-    cli.fails("txn", "create", "--amount", "1.000", "--currency", "KWD", "--pg-code", "nope",
-              match="no sandbox gateway configuration 'nope'")
-    cli.fails("txn", "create", "--amount", "1.0001", "--currency", "KWD", "--pg-code", "gw-p",
-              match="amount")
-    cli.fails("txn", "create", "--amount", "-1", "--currency", "KWD", "--pg-code", "gw-p",
-              match="amount")
+    cli.ok(
+        "txn",
+        "create",
+        "--amount",
+        "25.000",
+        "--currency",
+        "KWD",
+        "--pg-code",
+        "gw-p",
+        "--order-no",
+        "o1",
+    )
+    cli.fails(
+        "txn",
+        "create",
+        "--amount",
+        "1.000",
+        "--currency",
+        "KWD",
+        "--pg-code",
+        "gw-p",
+        "--order-no",
+        "o1",
+        match="order number 'o1' is taken",
+    )
+    cli.fails(
+        "txn",
+        "create",
+        "--amount",
+        "1.000",
+        "--currency",
+        "KWD",
+        "--pg-code",
+        "nope",
+        match="no sandbox gateway configuration 'nope'",
+    )
+    cli.fails(
+        "txn",
+        "create",
+        "--amount",
+        "1.0001",
+        "--currency",
+        "KWD",
+        "--pg-code",
+        "gw-p",
+        match="amount",
+    )
+    cli.fails(
+        "txn", "create", "--amount", "-1", "--currency", "KWD", "--pg-code", "gw-p", match="amount"
+    )
     assert cli.sql("SELECT count(*) FROM payment_transactions") == [(1,)]
     cli.fails("txn", "show", "nope", match="no such transaction")
     cli.fails("txn", "show", match="order number or --session-id")
@@ -396,19 +656,44 @@ def test_txn_create_and_show_refusals(cli: Cli) -> None:
 
 def test_txn_create_refused_currency_leaves_nothing(cli: Cli) -> None:
     _gateways(cli)
-    cli.fails("txn", "create", "--amount", "1.00", "--currency", "USD", "--pg-code", "gw-p",
-              "--order-no", "u1", match="does not accept USD")
+    cli.fails(
+        "txn",
+        "create",
+        "--amount",
+        "1.00",
+        "--currency",
+        "USD",
+        "--pg-code",
+        "gw-p",
+        "--order-no",
+        "u1",
+        match="does not accept USD",
+    )
     assert cli.sql("SELECT count(*) FROM payment_transactions") == [(0,)]
 
 
 def test_txn_show_parent_and_child_after_http_refund(cli: Cli) -> None:
     _gateways(cli)
-    session = cli.ok("txn", "create", "--amount", "25.000", "--currency", "KWD", "--pg-code",
-                     "gw-p", "--order-no", "o1", "--fee", "1.000", "--print",
-                     "session_id").stdout.strip()
+    session = cli.ok(
+        "txn",
+        "create",
+        "--amount",
+        "25.000",
+        "--currency",
+        "KWD",
+        "--pg-code",
+        "gw-p",
+        "--order-no",
+        "o1",
+        "--fee",
+        "1.000",
+        "--print",
+        "session_id",
+    ).stdout.strip()
     key, _, _ = created_key(cli.ok("apikey", "create", "ops"))
-    refund = cli.post("/b/pbl/v1/operation/o1", api_key_header(key),
-                      {"operation": "refund", "amount": "5.000"})
+    refund = cli.post(
+        "/b/pbl/v1/operation/o1", api_key_header(key), {"operation": "refund", "amount": "5.000"}
+    )
     assert refund.status_code == 200, refund.text
     child = refund.json()["txn"]
     reference = refund.json()["reference_number"]
@@ -435,18 +720,32 @@ def test_txn_show_parent_and_child_after_http_refund(cli: Cli) -> None:
 
 def test_pending_card_paid_by_inquiry_then_refunded(cli: Cli) -> None:
     _gateways(cli)
-    cli.ok("txn", "create", "--amount", "25.000", "--currency", "KWD", "--pg-code", "gw-p",
-           "--order-no", "o1", "--card", PENDING_CARD)
+    cli.ok(
+        "txn",
+        "create",
+        "--amount",
+        "25.000",
+        "--currency",
+        "KWD",
+        "--pg-code",
+        "gw-p",
+        "--order-no",
+        "o1",
+        "--card",
+        PENDING_CARD,
+    )
     key, _, _ = created_key(cli.ok("apikey", "create", "ops"))
     inquiry = cli.post("/b/pbl/v1/inquiry/o1", api_key_header(key))
     assert inquiry.status_code == 200, inquiry.text
     assert inquiry.json()["state"] == "paid"
-    refund = cli.post("/b/pbl/v1/operation/o1", api_key_header(key),
-                      {"operation": "refund", "amount": "5.000"})
+    refund = cli.post(
+        "/b/pbl/v1/operation/o1", api_key_header(key), {"operation": "refund", "amount": "5.000"}
+    )
     assert refund.status_code == 200, refund.text
 
 
 # -- demo -------------------------------------------------------------------------------------
+
 
 def _demo(cli: Cli) -> tuple[str, str, str]:
     out = cli.ok("demo").stdout
@@ -470,38 +769,70 @@ def test_demo_is_rerunnable_and_its_credentials_work(cli: Cli) -> None:
 
     env_file = cli.data_dir / "demo.env"
     assert stat.S_IMODE(env_file.stat().st_mode) == 0o600
-    assert {"PAYOPS_DEMO_USER=demo", f"PAYOPS_DEMO_PASSWORD={password}",
-            f"PAYOPS_DEMO_API_KEY={key}"} <= set(env_file.read_text().splitlines())
+    assert {
+        "PAYOPS_DEMO_USER=demo",
+        f"PAYOPS_DEMO_PASSWORD={password}",
+        f"PAYOPS_DEMO_API_KEY={key}",
+    } <= set(env_file.read_text().splitlines())
 
     password2, key2, hmac_key2 = _demo(cli)
     assert password2 != password and key2 != key
     assert hmac_key2 == hmac_key  # kept: receivers already verify with it
     # The password is reset on every run; earlier API keys stay valid.
-    assert cli.statuses(basic("demo", password2), api_key_header(key2), basic("demo", password),
-                        api_key_header(key)) == [404, 404, 401, 404]
+    assert cli.statuses(
+        basic("demo", password2), api_key_header(key2), basic("demo", password), api_key_header(key)
+    ) == [404, 404, 401, 404]
     assert cli.sql("SELECT count(*) FROM users") == [(1,)]
     assert cli.sql("SELECT count(*) FROM gateway_configs") == [(3,)]
     assert cli.sql("SELECT count(*) FROM api_keys") == [(2,)]
 
     # The README walk-through: pay at a demo gateway and refund over HTTP with the demo key.
-    cli.ok("txn", "create", "--amount", "25.000", "--currency", "KWD", "--pg-code", "sandbox-kwd",
-           "--order-no", "walk-1")
-    refund = cli.post("/b/pbl/v1/operation/walk-1", api_key_header(key2),
-                      {"operation": "refund", "amount": "5.000"})
+    cli.ok(
+        "txn",
+        "create",
+        "--amount",
+        "25.000",
+        "--currency",
+        "KWD",
+        "--pg-code",
+        "sandbox-kwd",
+        "--order-no",
+        "walk-1",
+    )
+    refund = cli.post(
+        "/b/pbl/v1/operation/walk-1",
+        api_key_header(key2),
+        {"operation": "refund", "amount": "5.000"},
+    )
     assert refund.status_code == 200, refund.text
     assert refund.json()["txn"]["state"] == "refunded"
 
 
 # -- webhooks ---------------------------------------------------------------------------------
 
+
 def test_webhooks_list_failed_and_retry(cli: Cli) -> None:
     _gateways(cli)
     for order in ("w1", "w2"):
-        cli.ok("txn", "create", "--amount", "1.000", "--currency", "KWD", "--pg-code", "gw-p",
-               "--order-no", order, "--webhook-url", f"https://merchant.example/{order}")
+        cli.ok(
+            "txn",
+            "create",
+            "--amount",
+            "1.000",
+            "--currency",
+            "KWD",
+            "--pg-code",
+            "gw-p",
+            "--order-no",
+            order,
+            "--webhook-url",
+            f"https://merchant.example/{order}",
+        )
     events = cli.sql("SELECT id, target_url, state FROM outbox_events ORDER BY id")
     assert [(url, state) for _, url, state in events] == [
-        ("https://merchant.example/w1", "pending"), ("https://merchant.example/w2", "pending")]
+        ("https://merchant.example/w1", "pending"),
+        ("https://merchant.example/w2", "pending"),
+    ]
     (first, _, _), (second, _, _) = events
     listed = rows(cli.ok("webhooks", "list").stdout)
     assert [r[0] for r in listed if r[0].isdigit()] == [str(second), str(first)]  # newest first
@@ -512,7 +843,8 @@ def test_webhooks_list_failed_and_retry(cli: Cli) -> None:
 
     assert f"event {first} queued" in cli.ok("webhooks", "retry", str(first)).stdout
     assert cli.sql("SELECT state, attempts FROM outbox_events WHERE id=:i", i=first) == [
-        ("pending", 0)]
+        ("pending", 0)
+    ]
     cli.sql_write("UPDATE outbox_events SET state='delivered' WHERE id=:i", i=second)
     cli.fails("webhooks", "retry", str(second), match="delivered already")
     cli.fails("webhooks", "retry", "999999", match="no webhook event 999999")

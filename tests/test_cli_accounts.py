@@ -50,8 +50,9 @@ async def answers(clients: list[httpx.AsyncClient], headers: dict[str, str]) -> 
     found = []
     for http in clients:
         response = await http.post(URL, headers=headers)
-        found.append(200 if response.status_code == 200 else (response.status_code,
-                                                              response.json()))
+        found.append(
+            200 if response.status_code == 200 else (response.status_code, response.json())
+        )
     return found
 
 
@@ -66,7 +67,8 @@ async def test_account_changes_end_cached_logins_at_once_in_every_process(
         assert await answers(processes, old) == [200, 200]  # verified, now cached in both
 
         result = await asyncio.to_thread(
-            cli.ok, "user", "set-password", "merchant", input=f"{NEW}\n{NEW}\n")
+            cli.ok, "user", "set-password", "merchant", input=f"{NEW}\n{NEW}\n"
+        )
         assert OLD not in result.output and NEW not in result.output
         assert await answers(processes, old) == [(401, INVALID_BASIC)] * 2
         assert await answers(processes, new) == [200, 200]
@@ -78,8 +80,11 @@ async def test_account_changes_end_cached_logins_at_once_in_every_process(
 
     async with seed.ctx.db.read() as session:
         user = (await session.scalars(select(User).where(User.username == "merchant"))).one()
-        trail = list(await session.scalars(
-            select(AuditEntry).where(AuditEntry.action.like("user.%")).order_by(AuditEntry.id)))
+        trail = list(
+            await session.scalars(
+                select(AuditEntry).where(AuditEntry.action.like("user.%")).order_by(AuditEntry.id)
+            )
+        )
     assert user.credentials_version == 4  # created at 1, then three changes
     assert user.is_active and user.password_hash.startswith("$argon2id$")
     assert [(e.action, e.actor_type, e.result, e.details["username"]) for e in trail] == [
@@ -101,32 +106,45 @@ async def test_set_password_from_stdin_and_what_it_refuses(
         return (await client.post(URL, headers=basic("merchant", password))).status_code
 
     # Scripts pipe the password in; it is never an argument (shell history, process lists).
-    await asyncio.to_thread(cli.ok, "user", "set-password", "merchant", "--password-stdin",
-                            input=f"{NEW}\n")
+    await asyncio.to_thread(
+        cli.ok, "user", "set-password", "merchant", "--password-stdin", input=f"{NEW}\n"
+    )
     assert (await status(NEW), await status(OLD)) == (200, 401)
     as_argument = await asyncio.to_thread(cli, "user", "set-password", "merchant", "Arg-passw0rd")
     assert as_argument.exit_code == 2, as_argument.output
 
     refusals = [
-        (("user", "set-password", "merchant", "--password-stdin"), "short\n",
-         "at least 8 characters"),
-        (("user", "set-password", "merchant", "--password-stdin"), "x" * 4097 + "\n",
-         "at most 4096 bytes"),
-        (("user", "set-password", "ghost", "--password-stdin"), f"{NEW}\n", "No user named 'ghost'"),
+        (
+            ("user", "set-password", "merchant", "--password-stdin"),
+            "short\n",
+            "at least 8 characters",
+        ),
+        (
+            ("user", "set-password", "merchant", "--password-stdin"),
+            "x" * 4097 + "\n",
+            "at most 4096 bytes",
+        ),
+        (
+            ("user", "set-password", "ghost", "--password-stdin"),
+            f"{NEW}\n",
+            "No user named 'ghost'",
+        ),
         (("user", "deactivate", "ghost"), None, "No user named 'ghost'"),
         (("user", "activate", "ghost"), None, "No user named 'ghost'"),
     ]
     # `user create` keeps to the same policy: a password logins would refuse unread is refused.
-    refusals.append((("user", "create", "longpw"), "x" * 4097 + "\n" + "x" * 4097 + "\n",
-                     "at most 4096 bytes"))
+    refusals.append(
+        (("user", "create", "longpw"), "x" * 4097 + "\n" + "x" * 4097 + "\n", "at most 4096 bytes")
+    )
     for args, stdin, message in refusals:
         result = await asyncio.to_thread(cli, *args, input=stdin)
         assert result.exit_code == 2 and message in result.stderr, (args, result.output)
     # Nothing changed: the password set above still works, and only that change was audited.
     assert await status(NEW) == 200
     async with seed.ctx.db.read() as session:
-        actions = list(await session.scalars(
-            select(AuditEntry.action).where(AuditEntry.action.like("user.%"))))
+        actions = list(
+            await session.scalars(select(AuditEntry.action).where(AuditEntry.action.like("user.%")))
+        )
     assert actions == ["user.set_password"]
 
 
@@ -137,14 +155,18 @@ async def test_user_create_refuses_a_username_no_login_could_use(
     # and the dashboard strips spaces: such users were created but could never sign in.
     await seed.transaction(order_no="ORD-1")
     for name in ("u" * 151, "ops:team", "", " ops ", "ops team", "op\ts"):
-        result = await asyncio.to_thread(cli, "user", "create", name, "--superuser",
-                                         input=f"{NEW}\n{NEW}\n")
+        result = await asyncio.to_thread(
+            cli, "user", "create", name, "--superuser", input=f"{NEW}\n{NEW}\n"
+        )
         assert result.exit_code == 2 and "A username has 1 to 150" in result.stderr, (
-            name, result.output)
+            name,
+            result.output,
+        )
     async with seed.ctx.db.read() as session:
         assert list(await session.scalars(select(User.username))) == []
     longest = "u" * 150
-    await asyncio.to_thread(cli.ok, "user", "create", longest, "--superuser",
-                            input=f"{NEW}\n{NEW}\n")
+    await asyncio.to_thread(
+        cli.ok, "user", "create", longest, "--superuser", input=f"{NEW}\n{NEW}\n"
+    )
     response = await client.post(URL, headers=basic(longest, NEW))
     assert response.status_code == 200, response.text

@@ -25,13 +25,27 @@ from tests.helpers import serve_env, wait_until_healthy
 from tests.live import free_port
 from tests.test_cli import Cli
 
-HEAVY = ("fastapi", "starlette", "uvicorn", "sqlalchemy", "alembic", "httpx", "asyncpg",
-         "aiosqlite")
-CONNECTOR_MODULES = ("payops.connectors.sandbox", "payops.connectors.mpgs",
-                     "payops.connectors.tabby", "payops.connectors.ngenius",
-                     "payops.connectors.myfatoorah", "payops.connectors.knet",
-                     "payops.connectors.payu_india", "payops.connectors.qpay",
-                     "payops.connectors.kit")
+HEAVY = (
+    "fastapi",
+    "starlette",
+    "uvicorn",
+    "sqlalchemy",
+    "alembic",
+    "httpx",
+    "asyncpg",
+    "aiosqlite",
+)
+CONNECTOR_MODULES = (
+    "payops.connectors.sandbox",
+    "payops.connectors.mpgs",
+    "payops.connectors.tabby",
+    "payops.connectors.ngenius",
+    "payops.connectors.myfatoorah",
+    "payops.connectors.knet",
+    "payops.connectors.payu_india",
+    "payops.connectors.qpay",
+    "payops.connectors.kit",
+)
 # Runs `payops ARGS` as the console script does and prints the modules it loaded.
 PROBE = """
 import json, sys
@@ -45,25 +59,47 @@ print("\\n@@MODULES@@" + json.dumps({"code": code, "modules": sorted(sys.modules
 
 
 def loaded_by(*args: str) -> tuple[int, list[str]]:
-    done = subprocess.run([sys.executable, "-c", PROBE, *args], capture_output=True, text=True,
-                          timeout=120, env={**os.environ, "COLUMNS": "200"})
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE, *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "COLUMNS": "200"},
+    )
     report = json.loads(done.stdout.rsplit("@@MODULES@@", 1)[1])
     return report["code"], report["modules"]
 
 
-@pytest.mark.parametrize("args", [
-    ["--help"], ["serve", "--help"], ["db", "--help"], ["user", "--help"], ["apikey", "--help"],
-    ["gateway", "--help"], ["gateway", "add", "--help"], ["txn", "--help"], ["ops", "--help"],
-    ["webhook", "--help"], ["webhooks", "--help"], ["secret", "--help"], ["reconcile", "--help"],
-    ["demo", "--help"],
-])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--help"],
+        ["serve", "--help"],
+        ["db", "--help"],
+        ["user", "--help"],
+        ["apikey", "--help"],
+        ["gateway", "--help"],
+        ["gateway", "add", "--help"],
+        ["txn", "--help"],
+        ["ops", "--help"],
+        ["webhook", "--help"],
+        ["webhooks", "--help"],
+        ["secret", "--help"],
+        ["reconcile", "--help"],
+        ["demo", "--help"],
+    ],
+)
 def test_help_loads_neither_the_web_stack_nor_the_database_nor_a_connector(
     args: list[str],
 ) -> None:
     code, modules = loaded_by(*args)
     assert code in (0, None)
-    heavy = [m for m in modules if m.split(".")[0] in HEAVY
-             or any(m == c or m.startswith(c + ".") for c in CONNECTOR_MODULES)]
+    heavy = [
+        m
+        for m in modules
+        if m.split(".")[0] in HEAVY
+        or any(m == c or m.startswith(c + ".") for c in CONNECTOR_MODULES)
+    ]
     assert heavy == [], heavy
     # The probe can see a heavy import: a command that runs loads them.
     assert "payops.cli.gateways" in modules
@@ -71,16 +107,26 @@ def test_help_loads_neither_the_web_stack_nor_the_database_nor_a_connector(
 
 def test_a_command_that_runs_does_load_the_database_layer(tmp_path: Path) -> None:
     """The probe above could not pass by never seeing sys.modules fill up."""
-    env = {**os.environ, "PAYOPS_DATA_DIR": str(tmp_path / "data"),
-           "PAYOPS_SECRET_KEY": Fernet.generate_key().decode(), "PAYOPS_DATABASE_URL": ""}
-    done = subprocess.run([sys.executable, "-c", PROBE, "db", "upgrade"], capture_output=True,
-                          text=True, timeout=120, env=env)
+    env = {
+        **os.environ,
+        "PAYOPS_DATA_DIR": str(tmp_path / "data"),
+        "PAYOPS_SECRET_KEY": Fernet.generate_key().decode(),
+        "PAYOPS_DATABASE_URL": "",
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE, "db", "upgrade"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
     report = json.loads(done.stdout.rsplit("@@MODULES@@", 1)[1])
     assert report["code"] in (0, None), done.stderr
     assert "sqlalchemy" in report["modules"] and "alembic" in report["modules"]
 
 
 # -- ordinary mistakes ------------------------------------------------------------------------
+
 
 def one_line(result: Result, *needles: str) -> str:
     """Exit 2, no traceback, exactly one non-empty stderr line holding every needle."""
@@ -100,10 +146,18 @@ def fresh(tmp_path: Path) -> Cli:
     return Cli(tmp_path / "data", None, Fernet.generate_key().decode())
 
 
-@pytest.mark.parametrize("args", [
-    ["user", "list"], ["apikey", "create", "shop"], ["gateway", "list"], ["txn", "show", "o1"],
-    ["ops", "list"], ["webhooks", "list"], ["reconcile"],
-])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["user", "list"],
+        ["apikey", "create", "shop"],
+        ["gateway", "list"],
+        ["txn", "show", "o1"],
+        ["ops", "list"],
+        ["webhooks", "list"],
+        ["reconcile"],
+    ],
+)
 def test_no_database_yet(fresh: Cli, args: list[str]) -> None:
     one_line(fresh(*args), "no database yet", "payops db upgrade")
     assert not (fresh.data_dir / "payops.sqlite3").exists(), "an empty database was created"
@@ -134,9 +188,15 @@ def test_postgresql_without_the_schema_or_the_database(fresh: Cli, postgres_url:
 def test_unreachable_database(fresh: Cli, args: list[str]) -> None:
     closed = free_port()  # nothing listens there
     fresh.env["PAYOPS_DATABASE_URL"] = (
-        f"postgresql+asyncpg://payops:hunter2-secret@127.0.0.1:{closed}/payops")
-    line = one_line(fresh(*args), "cannot reach the database", f"127.0.0.1:{closed}",
-                    "connection refused", "PAYOPS_DATABASE_URL")
+        f"postgresql+asyncpg://payops:hunter2-secret@127.0.0.1:{closed}/payops"
+    )
+    line = one_line(
+        fresh(*args),
+        "cannot reach the database",
+        f"127.0.0.1:{closed}",
+        "connection refused",
+        "PAYOPS_DATABASE_URL",
+    )
     assert "hunter2-secret" not in line
 
 
@@ -149,8 +209,11 @@ def test_a_bad_setting_names_its_variable(fresh: Cli) -> None:
 @pytest.mark.parametrize("url", ["mysql://shop:pw@db/shop", "nonsense", "postgresql://db/x"])
 def test_a_database_payops_does_not_run_on(fresh: Cli, url: str) -> None:
     fresh.env["PAYOPS_DATABASE_URL"] = url
-    one_line(fresh("user", "list"), "PAYOPS_DATABASE_URL is not a database PayOps runs on",
-             "postgresql+asyncpg://")
+    one_line(
+        fresh("user", "list"),
+        "PAYOPS_DATABASE_URL is not a database PayOps runs on",
+        "postgresql+asyncpg://",
+    )
 
 
 def test_a_secret_key_that_is_no_key(fresh: Cli) -> None:
@@ -160,8 +223,13 @@ def test_a_secret_key_that_is_no_key(fresh: Cli) -> None:
         one_line(fresh(*args), "PAYOPS_SECRET_KEY is not a valid key", "payops secret new-key")
     # serve in a process of its own: it sets up this process's logging before its checks.
     env = {**os.environ, **fresh.env, "PAYOPS_PORT": str(free_port())}
-    done = subprocess.run([sys.executable, "-m", "payops.cli.main", "serve"], env=env,
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "payops.cli.main", "serve"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
     [line] = [line for line in done.stderr.splitlines() if line.strip()]
     assert "PAYOPS_SECRET_KEY is not a valid key" in line
@@ -181,59 +249,157 @@ def ready(fresh: Cli) -> Cli:
 
 
 def test_unknown_pg_code(ready: Cli) -> None:
-    one_line(ready("txn", "create", "--amount", "1.000", "--currency", "KWD", "--pg-code", "nope"),
-             "no sandbox gateway configuration 'nope'", "payops gateway list")
-    one_line(ready("txn", "import", "--amount", "1.000", "--currency", "KWD", "--pg-code", "nope",
-                   "--ref", "payment_id=P1"),
-             "no gateway configuration 'nope'", "payops gateway list")
+    one_line(
+        ready("txn", "create", "--amount", "1.000", "--currency", "KWD", "--pg-code", "nope"),
+        "no sandbox gateway configuration 'nope'",
+        "payops gateway list",
+    )
+    one_line(
+        ready(
+            "txn",
+            "import",
+            "--amount",
+            "1.000",
+            "--currency",
+            "KWD",
+            "--pg-code",
+            "nope",
+            "--ref",
+            "payment_id=P1",
+        ),
+        "no gateway configuration 'nope'",
+        "payops gateway list",
+    )
     assert ready.sql("SELECT count(*) FROM payment_transactions") == [(0,)]
 
 
-@pytest.mark.parametrize("args", [
-    ["txn", "create", "--amount", "1.000", "--currency", "XYZ", "--pg-code", "gw"],
-    ["txn", "import", "--amount", "1.000", "--currency", "XYZ", "--pg-code", "gw",
-     "--ref", "payment_id=P1"],
-    ["gateway", "add", "sandbox", "--code", "gw2", "--currency", "XYZ"],
-    ["gateway", "add", "sandbox", "--code", "gw2", "--currency", "KWD", "--accept", "XYZ"],
-])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["txn", "create", "--amount", "1.000", "--currency", "XYZ", "--pg-code", "gw"],
+        [
+            "txn",
+            "import",
+            "--amount",
+            "1.000",
+            "--currency",
+            "XYZ",
+            "--pg-code",
+            "gw",
+            "--ref",
+            "payment_id=P1",
+        ],
+        ["gateway", "add", "sandbox", "--code", "gw2", "--currency", "XYZ"],
+        ["gateway", "add", "sandbox", "--code", "gw2", "--currency", "KWD", "--accept", "XYZ"],
+    ],
+)
 def test_bad_currency(ready: Cli, args: list[str]) -> None:
     one_line(ready(*args), "unknown currency XYZ", "ISO 4217")
 
 
-@pytest.mark.parametrize(("amount", "why"), [
-    ("1.0001", "no more than 3 decimal places"), ("-1", "valid number"), ("ten", "valid number"),
-])
+@pytest.mark.parametrize(
+    ("amount", "why"),
+    [
+        ("1.0001", "no more than 3 decimal places"),
+        ("-1", "valid number"),
+        ("ten", "valid number"),
+    ],
+)
 def test_bad_amount(ready: Cli, amount: str, why: str) -> None:
-    one_line(ready("txn", "create", "--amount", amount, "--currency", "KWD", "--pg-code", "gw"),
-             "--amount", why, "not an amount in KWD")
-    one_line(ready("txn", "create", "--amount", "1.000", "--fee", amount, "--currency", "KWD",
-                   "--pg-code", "gw"), "--fee", why)
+    one_line(
+        ready("txn", "create", "--amount", amount, "--currency", "KWD", "--pg-code", "gw"),
+        "--amount",
+        why,
+        "not an amount in KWD",
+    )
+    one_line(
+        ready(
+            "txn",
+            "create",
+            "--amount",
+            "1.000",
+            "--fee",
+            amount,
+            "--currency",
+            "KWD",
+            "--pg-code",
+            "gw",
+        ),
+        "--fee",
+        why,
+    )
     assert ready.sql("SELECT count(*) FROM payment_transactions") == [(0,)]
 
 
 def test_unknown_print_field_is_refused_before_any_work(ready: Cli) -> None:
-    line = one_line(ready("txn", "create", "--amount", "1.000", "--currency", "KWD", "--pg-code",
-                          "gw", "--order-no", "o1", "--print", "sesion_id"),
-                    "--print 'sesion_id'", "valid fields:")
+    line = one_line(
+        ready(
+            "txn",
+            "create",
+            "--amount",
+            "1.000",
+            "--currency",
+            "KWD",
+            "--pg-code",
+            "gw",
+            "--order-no",
+            "o1",
+            "--print",
+            "sesion_id",
+        ),
+        "--print 'sesion_id'",
+        "valid fields:",
+    )
     for field in ("order_no", "session_id", "state", "amount", "currency_code", "pg_code"):
         assert field in line
     assert ready.sql("SELECT count(*) FROM payment_transactions") == [(0,)]
-    one_line(ready("txn", "import", "--amount", "1.000", "--currency", "KWD", "--pg-code", "gw",
-                   "--ref", "payment_id=P1", "--print", "amount"), "valid fields: order_no")
+    one_line(
+        ready(
+            "txn",
+            "import",
+            "--amount",
+            "1.000",
+            "--currency",
+            "KWD",
+            "--pg-code",
+            "gw",
+            "--ref",
+            "payment_id=P1",
+            "--print",
+            "amount",
+        ),
+        "valid fields: order_no",
+    )
     # A valid field prints that field alone.
-    printed = ready.ok("txn", "create", "--amount", "1.000", "--currency", "KWD", "--pg-code",
-                       "gw", "--order-no", "o2", "--print", "currency_code")
+    printed = ready.ok(
+        "txn",
+        "create",
+        "--amount",
+        "1.000",
+        "--currency",
+        "KWD",
+        "--pg-code",
+        "gw",
+        "--order-no",
+        "o2",
+        "--print",
+        "currency_code",
+    )
     assert printed.stdout == "KWD\n"
 
 
-@pytest.mark.parametrize(("args", "needles"), [
-    (["txn", "create", "--amount", "1.000"], ["Missing option '--currency'",
-                                             "txn create --help`"]),
-    (["ops", "list", "--limit", "many"], ["Invalid value for '--limit'",
-                                          "ops list --help`"]),
-    (["serve", "--workers", "0"], ["'--workers'", "serve --help`"]),
-    (["teleport"], ["No such command 'teleport'", " --help`"]),
-])
+@pytest.mark.parametrize(
+    ("args", "needles"),
+    [
+        (
+            ["txn", "create", "--amount", "1.000"],
+            ["Missing option '--currency'", "txn create --help`"],
+        ),
+        (["ops", "list", "--limit", "many"], ["Invalid value for '--limit'", "ops list --help`"]),
+        (["serve", "--workers", "0"], ["'--workers'", "serve --help`"]),
+        (["teleport"], ["No such command 'teleport'", " --help`"]),
+    ],
+)
 def test_usage_mistakes_are_one_line_too(fresh: Cli, args: list[str], needles: list[str]) -> None:
     one_line(fresh(*args), *needles)
 
@@ -263,14 +429,20 @@ def test_bad_log_level(fresh: Cli) -> None:
 
 # -- payops serve -----------------------------------------------------------------------------
 
+
 def test_serve_on_a_taken_port_says_so_in_one_line(tmp_path: Path) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        done = subprocess.run([sys.executable, "-m", "payops.cli.main", "serve", "--port",
-                               str(port)], env=serve_env(tmp_path), cwd=tmp_path,
-                              capture_output=True, text=True, timeout=120)
+        done = subprocess.run(
+            [sys.executable, "-m", "payops.cli.main", "serve", "--port", str(port)],
+            env=serve_env(tmp_path),
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
     assert done.returncode == 2, done.stderr
     errors = [line for line in done.stderr.splitlines() if not line.startswith("{")]
     assert len(errors) == 1 and "Traceback" not in done.stderr, done.stderr
@@ -291,11 +463,22 @@ def json_lines(text: str) -> list[dict[str, Any]]:
 def test_serve_says_where_it_listens_and_logs_only_json(tmp_path: Path, workers: int) -> None:
     port = free_port()
     server = subprocess.Popen(
-        [sys.executable, "-m", "payops.cli.main", "serve", "--port", str(port),
-         "--workers", str(workers)],
-        env=serve_env(tmp_path, PYTHONUNBUFFERED="1"), cwd=tmp_path, stdout=subprocess.PIPE,
+        [
+            sys.executable,
+            "-m",
+            "payops.cli.main",
+            "serve",
+            "--port",
+            str(port),
+            "--workers",
+            str(workers),
+        ],
+        env=serve_env(tmp_path, PYTHONUNBUFFERED="1"),
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
-        text=True)
+        text=True,
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         wait_until_healthy(server, base)
@@ -322,5 +505,6 @@ def test_serve_says_where_it_listens_and_logs_only_json(tmp_path: Path, workers:
     assert requests["abc123"]["path"] == "/b/pbl/v1/inquiry/{order_no}"
     assert requests["abc123"]["status"] == 401 and requests["abc123"]["method"] == "POST"
     assert requests[assigned]["path"] == "/healthz" and "duration_ms" in requests[assigned]
-    assert any(e["logger"] == "uvicorn.error" and "Invalid HTTP request" in e["message"]
-               for e in entries), entries
+    assert any(
+        e["logger"] == "uvicorn.error" and "Invalid HTTP request" in e["message"] for e in entries
+    ), entries

@@ -44,8 +44,9 @@ def test_data_dir_database_key_and_ledger_are_private(tmp_path: Path) -> None:
     old_umask = os.umask(0o022)  # an ordinary umask: files would be 0644, folders 0755
     try:
         cli.ok("demo")
-        cli.ok("txn", "create", "--amount", "5.000", "--currency", "KWD",
-               "--pg-code", "sandbox-kwd")
+        cli.ok(
+            "txn", "create", "--amount", "5.000", "--currency", "KWD", "--pg-code", "sandbox-kwd"
+        )
     finally:
         os.umask(old_umask)
     data = tmp_path / "data"
@@ -73,7 +74,7 @@ def test_hmac_key_is_stored_encrypted_and_still_signs(cli: Cli) -> None:
     cli.ok("webhook", "key", "set", input=f"{HMAC_KEY}\n{HMAC_KEY}\n")
     [(stored,)] = cli.sql("SELECT value FROM merchant_settings WHERE key='webhook_hmac_key'")
     assert HMAC_KEY not in stored and stored.startswith("fernet:")
-    assert Fernet(cli.secret_key.encode()).decrypt(stored[len("fernet:"):]).decode() == HMAC_KEY
+    assert Fernet(cli.secret_key.encode()).decrypt(stored[len("fernet:") :]).decode() == HMAC_KEY
     assert HMAC_KEY not in repr(cli.sql("SELECT * FROM merchant_settings"))
     body = delivered_payment_webhook(cli)
     assert verify(body, body["signature"], HMAC_KEY)
@@ -83,8 +84,18 @@ def delivered_payment_webhook(cli: Cli) -> dict[str, Any]:
     """A sandbox payment whose webhook is delivered to a local receiver; its body."""
     cli.ok("gateway", "add", "sandbox", "--code", "sandbox-kwd", "--currency", "KWD")
     with receiving(Receiver()) as receiver:
-        cli.ok("txn", "create", "--amount", "5.000", "--currency", "KWD",
-               "--pg-code", "sandbox-kwd", "--webhook-url", receiver.url)
+        cli.ok(
+            "txn",
+            "create",
+            "--amount",
+            "5.000",
+            "--currency",
+            "KWD",
+            "--pg-code",
+            "sandbox-kwd",
+            "--webhook-url",
+            receiver.url,
+        )
         cli.env["PAYOPS_WEBHOOK_ALLOW_PRIVATE"] = "true"
         cli.ok("webhooks", "deliver")
     [delivered] = receiver.delivered
@@ -93,8 +104,9 @@ def delivered_payment_webhook(cli: Cli) -> dict[str, Any]:
 
 def test_a_plaintext_hmac_key_from_an_older_version_is_encrypted_at_start(cli: Cli) -> None:
     cli.ok("db", "upgrade")
-    cli.sql_write("INSERT INTO merchant_settings (key, value) VALUES ('webhook_hmac_key', :v)",
-                  v=HMAC_KEY)
+    cli.sql_write(
+        "INSERT INTO merchant_settings (key, value) VALUES ('webhook_hmac_key', :v)", v=HMAC_KEY
+    )
     assert cli.sql("SELECT value FROM merchant_settings") == [(HMAC_KEY,)]
     cli.http(lambda client: client.get("/healthz"))  # the application starts once
     [(stored,)] = cli.sql("SELECT value FROM merchant_settings WHERE key='webhook_hmac_key'")
@@ -106,9 +118,19 @@ def test_a_plaintext_hmac_key_from_an_older_version_is_encrypted_at_start(cli: C
 def test_secret_rotate_re_encrypts_everything_under_the_new_key(cli: Cli) -> None:
     old_key = cli.secret_key
     cli.ok("db", "upgrade")
-    cli.ok("gateway", "add", "mpgs", "--code", "mpgs-kwd", "--currency", "KWD",
-           "--credentials", json.dumps({"merchant_id": "TEST1", "api_password": GATEWAY_SECRET}),
-           "--webhook-secret", "notification-secret")
+    cli.ok(
+        "gateway",
+        "add",
+        "mpgs",
+        "--code",
+        "mpgs-kwd",
+        "--currency",
+        "KWD",
+        "--credentials",
+        json.dumps({"merchant_id": "TEST1", "api_password": GATEWAY_SECRET}),
+        "--webhook-secret",
+        "notification-secret",
+    )
     cli.ok("webhook", "key", "set", input=f"{HMAC_KEY}\n{HMAC_KEY}\n")
 
     new_key = cli.ok("secret", "new-key").stdout.strip()
@@ -119,13 +141,16 @@ def test_secret_rotate_re_encrypts_everything_under_the_new_key(cli: Cli) -> Non
 
     cli.env["PAYOPS_SECRET_KEY"] = cli.secret_key = new_key  # the old key is gone
     [(credentials, webhook_secret)] = cli.sql(
-        "SELECT credentials_encrypted, webhook_secret_encrypted FROM gateway_configs")
-    assert json.loads(Fernet(new_key.encode()).decrypt(credentials))["api_password"] == \
-        GATEWAY_SECRET
+        "SELECT credentials_encrypted, webhook_secret_encrypted FROM gateway_configs"
+    )
+    assert (
+        json.loads(Fernet(new_key.encode()).decrypt(credentials))["api_password"] == GATEWAY_SECRET
+    )
     assert json.loads(Fernet(new_key.encode()).decrypt(webhook_secret)) == {
-        "secret": "notification-secret"}
+        "secret": "notification-secret"
+    }
     [(hmac_row,)] = cli.sql("SELECT value FROM merchant_settings WHERE key='webhook_hmac_key'")
-    assert Fernet(new_key.encode()).decrypt(hmac_row[len("fernet:"):]).decode() == HMAC_KEY
+    assert Fernet(new_key.encode()).decrypt(hmac_row[len("fernet:") :]).decode() == HMAC_KEY
     assert cli.http(lambda client: client.get("/healthz")).status_code == 200
 
     cli.env["PAYOPS_SECRET_KEY"] = old_key  # only the old key: nothing opens any more
@@ -134,19 +159,36 @@ def test_secret_rotate_re_encrypts_everything_under_the_new_key(cli: Cli) -> Non
 
 def test_a_wrong_secret_key_stops_serve_with_one_line(cli: Cli, tmp_path: Path) -> None:
     cli.ok("db", "upgrade")
-    cli.ok("gateway", "add", "mpgs", "--code", "mpgs-kwd", "--currency", "KWD",
-           "--credentials", json.dumps({"merchant_id": "TEST1", "api_password": "x"}))
+    cli.ok(
+        "gateway",
+        "add",
+        "mpgs",
+        "--code",
+        "mpgs-kwd",
+        "--currency",
+        "KWD",
+        "--credentials",
+        json.dumps({"merchant_id": "TEST1", "api_password": "x"}),
+    )
     env = {key: value for key, value in os.environ.items() if not key.startswith("PAYOPS_")}
     env.update(cli.env)
     env["PAYOPS_SECRET_KEY"] = Fernet.generate_key().decode()
     env["PAYOPS_PORT"] = "1"  # never reached: the check comes first
-    done = subprocess.run([sys.executable, "-m", "payops.cli.main", "serve"], env=env,
-                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "payops.cli.main", "serve"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 2
     lines = [line for line in done.stderr.splitlines() if line.strip()]
     assert len(lines) == 1, done.stderr
-    assert "PAYOPS_SECRET_KEY does not decrypt the stored credentials of gateway 'mpgs-kwd'" \
+    assert (
+        "PAYOPS_SECRET_KEY does not decrypt the stored credentials of gateway 'mpgs-kwd'"
         in lines[0]
+    )
 
 
 def test_a_wrong_secret_key_stops_the_application_start(cli: Cli) -> None:

@@ -22,9 +22,14 @@ def test_serve_on_a_non_loopback_address_needs_the_public_url(tmp_path: Path, ho
         args, env = ["--host", OUTSIDE_ADDRESS], serve_env(tmp_path)
     else:
         args, env = [], serve_env(tmp_path, PAYOPS_HOST=OUTSIDE_ADDRESS)
-    done = subprocess.run([sys.executable, "-m", "payops.cli.main", "serve", *args,
-                           "--port", str(free_port())], env=env, cwd=tmp_path,
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "payops.cli.main", "serve", *args, "--port", str(free_port())],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 2
     assert "set PAYOPS_PUBLIC_URL" in done.stderr and OUTSIDE_ADDRESS in done.stderr
     assert not (tmp_path / "data" / "payops.sqlite3").exists(), "refused before any work"
@@ -32,9 +37,22 @@ def test_serve_on_a_non_loopback_address_needs_the_public_url(tmp_path: Path, ho
 
 def test_serve_on_loopback_without_public_url_still_starts(tmp_path: Path) -> None:
     port = free_port()
-    server = subprocess.Popen([sys.executable, "-m", "payops.cli.main", "serve", "--host",
-                               "127.0.0.1", "--port", str(port)], env=serve_env(tmp_path),
-                              cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "payops.cli.main",
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        env=serve_env(tmp_path),
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     try:
         wait_until_healthy(server, f"http://127.0.0.1:{port}")
     finally:

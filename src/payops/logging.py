@@ -23,7 +23,11 @@ request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", d
 
 # What every LogRecord carries; anything else on a record came from ``extra=``.
 _RECORD_FIELDS = frozenset(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {
-    "message", "asctime", "taskName", "color_message"}  # uvicorn's copy with ANSI colours
+    "message",
+    "asctime",
+    "taskName",
+    "color_message",
+}  # uvicorn's copy with ANSI colours
 _ENTRY_FIELDS = ("ts", "level", "logger", "request_id", "message")
 
 
@@ -84,8 +88,13 @@ def dict_config(level: str = "INFO") -> dict[str, Any]:
         "version": 1,
         "disable_existing_loggers": False,
         "formatters": {"json": {"()": "payops.logging.JsonFormatter"}},
-        "handlers": {HANDLER: {"class": "logging.StreamHandler", "formatter": "json",
-                               "stream": "ext://sys.stderr"}},
+        "handlers": {
+            HANDLER: {
+                "class": "logging.StreamHandler",
+                "formatter": "json",
+                "stream": "ext://sys.stderr",
+            }
+        },
         "root": {"handlers": [HANDLER], "level": "WARNING"},
         "loggers": {
             "payops": {"level": level.upper(), "handlers": [], "propagate": True},

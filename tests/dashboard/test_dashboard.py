@@ -7,7 +7,7 @@ import asyncio
 import csv
 import io
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -42,26 +42,37 @@ async def confirmation(op: Operator, session_id: str, operation: str) -> tuple[s
     return TRACKING.search(page.text).group(1), amount.group(1) if amount else ""
 
 
-async def refund(op: Operator, session_id: str, amount: str, reason: str = "customer asked",
-                 key: str | None = None) -> httpx.Response:
+async def refund(
+    op: Operator,
+    session_id: str,
+    amount: str,
+    reason: str = "customer asked",
+    key: str | None = None,
+) -> httpx.Response:
     if key is None:
         key, _ = await confirmation(op, session_id, "refund")
-    return await op.post(f"/dashboard/transactions/{session_id}/refund",
-                         {"amount": amount, "reason": reason, "tracking_key": key})
+    return await op.post(
+        f"/dashboard/transactions/{session_id}/refund",
+        {"amount": amount, "reason": reason, "tracking_key": key},
+    )
 
 
 # -- sign-in and sessions ----------------------------------------------------------------------
+
 
 async def test_pages_need_sign_in_and_remember_where_to_go(client: httpx.AsyncClient) -> None:
     response = await client.get("/dashboard/transactions?state=paid")
     assert response.status_code == 303
     assert response.headers["location"] == (
-        "/dashboard/login?next=%2Fdashboard%2Ftransactions%3Fstate%3Dpaid")
+        "/dashboard/login?next=%2Fdashboard%2Ftransactions%3Fstate%3Dpaid"
+    )
     assert (await client.post("/dashboard/users", data={"username": "x"})).status_code == 303
 
 
 async def test_sign_in_sets_a_strict_http_only_cookie_and_sign_out_ends_the_session(
-    client: httpx.AsyncClient, seed: Any, ctx: Any,
+    client: httpx.AsyncClient,
+    seed: Any,
+    ctx: Any,
 ) -> None:
     await seed.user("alice", PASSWORD, permissions=["payment.inquiry"])
     op = Operator(client)
@@ -107,33 +118,44 @@ async def test_idle_session_expires(operator_for: Any, ctx: Any) -> None:
     assert (await op.get("/dashboard/transactions")).status_code == 200
     idle = timedelta(minutes=ctx.settings.dashboard_idle_minutes, seconds=1)
     async with ctx.db.write() as session:
-        await session.execute(update(DashboardSession).values(
-            last_seen_at=datetime.now(timezone.utc) - idle))
+        await session.execute(
+            update(DashboardSession).values(last_seen_at=datetime.now(UTC) - idle)
+        )
     response = await op.get("/dashboard/transactions")
     assert response.status_code == 303 and response.headers["location"].startswith(
-        "/dashboard/login")
+        "/dashboard/login"
+    )
 
 
 async def test_sign_in_form_needs_its_csrf_token(client: httpx.AsyncClient, seed: Any) -> None:
     await seed.user("alice", PASSWORD)
-    response = await client.post("/dashboard/login", data={
-        "username": "alice", "password": PASSWORD, "csrf_token": "forged"})
+    response = await client.post(
+        "/dashboard/login", data={"username": "alice", "password": PASSWORD, "csrf_token": "forged"}
+    )
     assert response.status_code == 403 and "payops_session" not in client.cookies
 
 
 async def test_next_never_leaves_the_dashboard(client: httpx.AsyncClient, seed: Any) -> None:
     await seed.user("alice", PASSWORD)
     page = await client.get("/dashboard/login?next=//evil.example/x")
-    response = await client.post("/dashboard/login", data={
-        "csrf_token": csrf_of(page.text), "username": "alice", "password": PASSWORD,
-        "next": "https://evil.example/"})
+    response = await client.post(
+        "/dashboard/login",
+        data={
+            "csrf_token": csrf_of(page.text),
+            "username": "alice",
+            "password": PASSWORD,
+            "next": "https://evil.example/",
+        },
+    )
     assert response.headers["location"] == "/dashboard"
 
 
 # -- CSRF --------------------------------------------------------------------------------------
 
+
 async def test_forms_without_the_session_csrf_token_are_refused(
-    operator_for: Any, seed: Any,
+    operator_for: Any,
+    seed: Any,
 ) -> None:
     parent = await seed.transaction("100.000", order_no="ORD-1")
     admin = await operator_for(superuser=True)
@@ -141,13 +163,16 @@ async def test_forms_without_the_session_csrf_token_are_refused(
     before = await seed.snapshot()
     users_before = await seed.count(User)
     for csrf in ("", "forged-token"):
-        response = await admin.post(f"/dashboard/transactions/{parent.session_id}/refund",
-                                    {"amount": "5.000", "reason": "x", "tracking_key": key},
-                                    csrf=csrf)
+        response = await admin.post(
+            f"/dashboard/transactions/{parent.session_id}/refund",
+            {"amount": "5.000", "reason": "x", "tracking_key": key},
+            csrf=csrf,
+        )
         assert response.status_code == 403, response.text
         assert "security token" in response.text
-        response = await admin.post("/dashboard/users", {
-            "username": "mallory", "password": "long enough pw"}, csrf=csrf)
+        response = await admin.post(
+            "/dashboard/users", {"username": "mallory", "password": "long enough pw"}, csrf=csrf
+        )
         assert response.status_code == 403
     assert await seed.snapshot() == before
     assert await seed.count(User) == users_before
@@ -155,9 +180,11 @@ async def test_forms_without_the_session_csrf_token_are_refused(
 
 async def test_a_form_posted_from_another_site_is_refused(operator_for: Any, seed: Any) -> None:
     admin = await operator_for(superuser=True)
-    response = await admin.http.post("/dashboard/users", data={
-        "csrf_token": admin.csrf, "username": "mallory", "password": "long enough pw"},
-        headers={"Origin": "https://evil.example", "Sec-Fetch-Site": "cross-site"})
+    response = await admin.http.post(
+        "/dashboard/users",
+        data={"csrf_token": admin.csrf, "username": "mallory", "password": "long enough pw"},
+        headers={"Origin": "https://evil.example", "Sec-Fetch-Site": "cross-site"},
+    )
     assert response.status_code == 403
     async with seed.ctx.db.read() as session:
         assert await session.scalar(select(User).where(User.username == "mallory")) is None
@@ -165,14 +192,21 @@ async def test_a_form_posted_from_another_site_is_refused(operator_for: Any, see
 
 # -- permissions -------------------------------------------------------------------------------
 
+
 async def _world(seed: Any) -> dict[str, str]:
     """One of everything the pages act on."""
     parent = await seed.transaction("100.000", order_no="ORD-1", mode="authorize")
     paid = await seed.transaction("50.000", order_no="ORD-2")
     async with seed.ctx.db.write() as session:
-        event = OutboxEvent(event_id="evt-1", kind="payment", target_url="http://127.0.0.1:9/",
-                            payload={"order_no": "ORD-1"}, transaction_id=parent.id,
-                            state="failed", attempts=3)
+        event = OutboxEvent(
+            event_id="evt-1",
+            kind="payment",
+            target_url="http://127.0.0.1:9/",
+            payload={"order_no": "ORD-1"},
+            transaction_id=parent.id,
+            state="failed",
+            attempts=3,
+        )
         session.add(event)
         await session.flush()
         event_id = event.id
@@ -180,8 +214,12 @@ async def _world(seed: Any) -> dict[str, str]:
     await seed.api_key()
     async with seed.ctx.db.read() as session:
         prefix = (await session.scalar(select(ApiKey))).prefix
-    return {"sid": parent.session_id, "paid": paid.session_id, "event": str(event_id),
-            "prefix": prefix}
+    return {
+        "sid": parent.session_id,
+        "paid": paid.session_id,
+        "event": str(event_id),
+        "prefix": prefix,
+    }
 
 
 # (method, path template, form, the permission it needs)
@@ -192,18 +230,38 @@ CASES: list[tuple[str, str, dict[str, str], str]] = [
     ("GET", "/dashboard/transactions/{sid}/capture", {}, "payment.capture"),
     ("GET", "/dashboard/transactions/{paid}/refund", {}, "payment.refund"),
     ("GET", "/dashboard/transactions/{sid}/void", {}, "payment.void"),
-    ("POST", "/dashboard/transactions/{sid}/capture",
-     {"amount": "1.000", "reason": "r", "tracking_key": "dash-" + "a" * 32}, "payment.capture"),
-    ("POST", "/dashboard/transactions/{paid}/refund",
-     {"amount": "1.000", "reason": "r", "tracking_key": "dash-" + "b" * 32}, "payment.refund"),
-    ("POST", "/dashboard/transactions/{sid}/void",
-     {"reason": "r", "tracking_key": "dash-" + "c" * 32}, "payment.void"),
-    ("POST", "/dashboard/transactions/{sid}/cancel",
-     {"reason": "r", "tracking_key": "dash-" + "d" * 32}, "payment.cancel"),
+    (
+        "POST",
+        "/dashboard/transactions/{sid}/capture",
+        {"amount": "1.000", "reason": "r", "tracking_key": "dash-" + "a" * 32},
+        "payment.capture",
+    ),
+    (
+        "POST",
+        "/dashboard/transactions/{paid}/refund",
+        {"amount": "1.000", "reason": "r", "tracking_key": "dash-" + "b" * 32},
+        "payment.refund",
+    ),
+    (
+        "POST",
+        "/dashboard/transactions/{sid}/void",
+        {"reason": "r", "tracking_key": "dash-" + "c" * 32},
+        "payment.void",
+    ),
+    (
+        "POST",
+        "/dashboard/transactions/{sid}/cancel",
+        {"reason": "r", "tracking_key": "dash-" + "d" * 32},
+        "payment.cancel",
+    ),
     ("GET", "/dashboard/review", {}, "payment.resolve"),
     ("POST", "/dashboard/review/NOSUCHREFERENCE1/recheck", {}, "payment.resolve"),
-    ("POST", "/dashboard/review/NOSUCHREFERENCE1/resolve",
-     {"outcome": "failed", "reason": "r"}, "payment.resolve"),
+    (
+        "POST",
+        "/dashboard/review/NOSUCHREFERENCE1/resolve",
+        {"outcome": "failed", "reason": "r"},
+        "payment.resolve",
+    ),
     ("GET", "/dashboard/webhooks", {}, "payment.inquiry"),
     ("GET", "/dashboard/webhooks/{event}", {}, "payment.inquiry"),
     ("POST", "/dashboard/webhooks/{event}/retry", {}, "payment.inquiry"),
@@ -216,8 +274,12 @@ CASES: list[tuple[str, str, dict[str, str], str]] = [
     ("GET", "/dashboard/users", {}, "admin.users"),
     ("GET", "/dashboard/users/victim", {}, "admin.users"),
     ("POST", "/dashboard/users", {"username": "new1", "password": "long enough"}, "admin.users"),
-    ("POST", "/dashboard/users/victim/permissions", {"permission": "payment.inquiry"},
-     "admin.users"),
+    (
+        "POST",
+        "/dashboard/users/victim/permissions",
+        {"permission": "payment.inquiry"},
+        "admin.users",
+    ),
     ("POST", "/dashboard/users/victim/active", {"active": "no"}, "admin.users"),
     ("POST", "/dashboard/users/victim/password", {"password": "a new password"}, "admin.users"),
     ("GET", "/dashboard/audit", {}, "audit.view"),
@@ -225,7 +287,8 @@ CASES: list[tuple[str, str, dict[str, str], str]] = [
 
 
 async def test_each_page_and_action_answers_403_without_its_permission(
-    operator_for: Any, seed: Any,
+    operator_for: Any,
+    seed: Any,
 ) -> None:
     world = await _world(seed)
     before = await seed.snapshot()
@@ -245,8 +308,9 @@ async def test_each_page_and_action_answers_403_without_its_permission(
         victim = await session.scalar(select(User).where(User.username == "victim"))
         assert victim.is_active and [p.code for p in victim.permissions] == ["payment.inquiry"]
         assert (await session.scalar(select(ApiKey))).revoked_at is None
-        gateway = await session.scalar(select(GatewayConfig).where(
-            GatewayConfig.pg_code == "sandbox-authorize-kwd"))
+        gateway = await session.scalar(
+            select(GatewayConfig).where(GatewayConfig.pg_code == "sandbox-authorize-kwd")
+        )
         assert gateway.is_enabled
     # The users the loop signed in are the only new users.
     assert await seed.count(User) == users_before + len(CASES)
@@ -284,6 +348,7 @@ async def test_api_keys_hold_no_dashboard_or_operator_permission(ctx: Any, seed:
 
 # -- operations --------------------------------------------------------------------------------
 
+
 async def test_refund_form_is_prefilled_and_needs_a_reason(operator_for: Any, seed: Any) -> None:
     parent = await seed.transaction("100.000", order_no="ORD-1")
     op = await operator_for(["payment.inquiry", "payment.refund"])
@@ -298,15 +363,23 @@ async def test_refund_form_is_prefilled_and_needs_a_reason(operator_for: Any, se
 
 
 async def test_a_dashboard_refund_settles_exactly_like_the_api(
-    operator_for: Any, seed: Any, client: httpx.AsyncClient,
+    operator_for: Any,
+    seed: Any,
+    client: httpx.AsyncClient,
 ) -> None:
     await seed.user("api-user", PASSWORD, permissions=["payment.refund"])
     await seed.set_hmac_key("k" * 32)
-    via_api = await seed.transaction("100.000", order_no="API-1", webhook_url="http://127.0.0.1:9/w")
-    via_dash = await seed.transaction("100.000", order_no="DASH-1",
-                                      webhook_url="http://127.0.0.1:9/w")
-    answer = await client.post("/b/pbl/v1/operation/API-1", headers=basic("api-user", PASSWORD),
-                               json={"operation": "refund", "amount": "12.500"})
+    via_api = await seed.transaction(
+        "100.000", order_no="API-1", webhook_url="http://127.0.0.1:9/w"
+    )
+    via_dash = await seed.transaction(
+        "100.000", order_no="DASH-1", webhook_url="http://127.0.0.1:9/w"
+    )
+    answer = await client.post(
+        "/b/pbl/v1/operation/API-1",
+        headers=basic("api-user", PASSWORD),
+        json={"operation": "refund", "amount": "12.500"},
+    )
     assert answer.status_code == 200, answer.text
     op = await operator_for(["payment.inquiry", "payment.refund"], username="dash-user")
     response = await refund(op, via_dash.session_id, "12.500")
@@ -335,8 +408,8 @@ async def test_a_dashboard_refund_settles_exactly_like_the_api(
     api_actions = [(a.action, a.result) for a in audit if a.transaction_id == api_parent.id]
     dash_rows = [a for a in audit if a.transaction_id == dash_parent.id]
     # The service's own rows, identical; then the dashboard's with the reason and address.
-    assert [(a.action, a.result) for a in dash_rows[:len(api_actions)]] == api_actions
-    extra = dash_rows[len(api_actions):]
+    assert [(a.action, a.result) for a in dash_rows[: len(api_actions)]] == api_actions
+    extra = dash_rows[len(api_actions) :]
     assert [(a.action, a.result) for a in extra] == [("dashboard.refund", "success")]
     assert extra[0].details["reason"] == "customer asked"
     assert extra[0].details["address"] == "127.0.0.1"
@@ -348,7 +421,8 @@ async def test_a_double_submitted_refund_moves_money_once(operator_for: Any, see
     key, _ = await confirmation(op, parent.session_id, "refund")
     first, second = await asyncio.gather(
         refund(op, parent.session_id, "30.000", key=key),
-        refund(op, parent.session_id, "30.000", key=key))
+        refund(op, parent.session_id, "30.000", key=key),
+    )
     third = await refund(op, parent.session_id, "30.000", key=key)  # the browser's "resubmit"
     assert {first.status_code, second.status_code} <= {303, 409}
     assert third.status_code == 303
@@ -369,7 +443,8 @@ async def test_a_double_click_shows_the_first_submissions_operation(
     key, _ = await confirmation(op, parent.session_id, "refund")
     first, second = await asyncio.gather(
         refund(op, parent.session_id, "30.000", key=key),
-        refund(op, parent.session_id, "30.000", key=key))
+        refund(op, parent.session_id, "30.000", key=key),
+    )
     [operation] = await seed.operations()
     assert operation.state == "succeeded" and (await seed.find()).refunded == 30_000
     for response in (first, second):
@@ -383,13 +458,17 @@ async def test_capture_and_void_through_their_confirmations(operator_for: Any, s
     op = await operator_for(["payment.inquiry", "payment.capture", "payment.void"])
     key, amount = await confirmation(op, first.session_id, "capture")
     assert amount == "100.000"
-    response = await op.post(f"/dashboard/transactions/{first.session_id}/capture",
-                             {"amount": "60.000", "reason": "shipped", "tracking_key": key})
+    response = await op.post(
+        f"/dashboard/transactions/{first.session_id}/capture",
+        {"amount": "60.000", "reason": "shipped", "tracking_key": key},
+    )
     assert response.status_code == 303
     assert (await seed.find("AUTH-1")).captured == 60_000
     key, _ = await confirmation(op, second.session_id, "void")
-    response = await op.post(f"/dashboard/transactions/{second.session_id}/void",
-                             {"reason": "out of stock", "tracking_key": key})
+    response = await op.post(
+        f"/dashboard/transactions/{second.session_id}/void",
+        {"reason": "out of stock", "tracking_key": key},
+    )
     assert response.status_code == 303
     assert (await seed.find("AUTH-2")).voided == 40_000
     # Nothing to void any more: no button, and the form is not drawn.
@@ -403,19 +482,24 @@ async def test_cancel_of_an_unpaid_transaction(operator_for: Any, seed: Any) -> 
     op = await operator_for(["payment.inquiry", "payment.cancel"])
     page = await op.get(f"/dashboard/transactions/{parent.session_id}/cancel")
     key = TRACKING.search(page.text).group(1)
-    response = await op.post(f"/dashboard/transactions/{parent.session_id}/cancel",
-                             {"reason": "duplicate order", "tracking_key": key})
+    response = await op.post(
+        f"/dashboard/transactions/{parent.session_id}/cancel",
+        {"reason": "duplicate order", "tracking_key": key},
+    )
     assert response.status_code == 303
     assert (await seed.find("ORD-C")).state == "canceled"
     page = await op.get(response.headers["location"])
     assert "Operation done successfully" in page.text and "canceled" in page.text
-    forged = await op.get(f"/dashboard/transactions/{parent.session_id}",
-                          params={"notice": "Call 555-0100 to confirm"})
+    forged = await op.get(
+        f"/dashboard/transactions/{parent.session_id}",
+        params={"notice": "Call 555-0100 to confirm"},
+    )
     assert "555-0100" not in forged.text
 
 
 async def test_detail_shows_timeline_attempts_webhooks_and_audit(
-    operator_for: Any, seed: Any,
+    operator_for: Any,
+    seed: Any,
 ) -> None:
     parent = await seed.transaction("100.000", order_no="ORD-1", webhook_url="http://127.0.0.1:9/")
     op = await operator_for(["payment.inquiry", "payment.refund"], username="carol")
@@ -424,7 +508,7 @@ async def test_detail_shows_timeline_attempts_webhooks_and_audit(
     page = (await op.get(f"/dashboard/transactions/{parent.session_id}")).text
     assert operation.reference_number in page and "by carol" in page
     assert "source <code>input</code>" in page
-    attempt_ref = (await seed_attempt_reference(seed, parent.id))
+    attempt_ref = await seed_attempt_reference(seed, parent.id)
     assert attempt_ref in page
     assert "/dashboard/webhooks/" in page  # the operation webhook
     assert "dashboard.refund" in page and "reason=customer asked" in page
@@ -441,11 +525,18 @@ async def seed_attempt_reference(seed: Any, parent_id: int) -> str:
 
 # -- transactions list and export --------------------------------------------------------------
 
+
 async def _many(seed: Any, count: int, **fields: Any) -> None:
     async with seed.ctx.db.write() as session:
         for index in range(count):
-            session.add(new_parent(amount=1000 + index, currency_code=fields.get("currency", "KWD"),
-                                   pg_codes=["x"], order_no=f"{fields.get('prefix', 'BULK')}-{index:03d}"))
+            session.add(
+                new_parent(
+                    amount=1000 + index,
+                    currency_code=fields.get("currency", "KWD"),
+                    pg_codes=["x"],
+                    order_no=f"{fields.get('prefix', 'BULK')}-{index:03d}",
+                )
+            )
 
 
 async def test_list_pages_by_keyset_without_gaps_or_repeats(operator_for: Any, seed: Any) -> None:
@@ -472,14 +563,20 @@ async def test_search_finds_by_each_identifier(operator_for: Any, seed: Any) -> 
     await refund(op, parent.session_id, "1.000")
     (operation,) = await seed.operations("FIND-ME")
     attempt = await seed_attempt_reference(seed, parent.id)
-    for query in ("FIND-ME", parent.session_id, attempt, operation.reference_number,
-                  "buyer@example.com"):
+    for query in (
+        "FIND-ME",
+        parent.session_id,
+        attempt,
+        operation.reference_number,
+        "buyer@example.com",
+    ):
         page = (await op.get("/dashboard/transactions", params={"q": query})).text
         assert ">FIND-ME</a>" in page and ">OTHER</a>" not in page, query
 
 
 async def test_date_filters_and_cursors_at_their_limits_answer_not_500(
-    operator_for: Any, seed: Any,
+    operator_for: Any,
+    seed: Any,
 ) -> None:
     # "to=9999-12-31" asked for the day after it (OverflowError): the list answered 500 and the
     # CSV export broke off mid-stream; a keyset cursor beyond 64 bits overflowed the query.
@@ -489,40 +586,53 @@ async def test_date_filters_and_cursors_at_their_limits_answer_not_500(
         for cursor in ("99999999999999999999", "9223372036854775808"):
             page = await op.get(path, params={"before": cursor})
             assert page.status_code == 200, (path, cursor, page.status_code)
-    for params in ({"to": "9999-12-31"}, {"from": "0001-01-01", "to": "9999-12-31"},
-                   {"from": "9999-12-31"}):
+    for params in (
+        {"to": "9999-12-31"},
+        {"from": "0001-01-01", "to": "9999-12-31"},
+        {"from": "9999-12-31"},
+    ):
         listing = await op.get("/dashboard/transactions", params=params)
         assert listing.status_code == 200, (params, listing.status_code)
         export = await op.get("/dashboard/transactions.csv", params=params)
         assert export.status_code == 200, params
-        assert ("ORD-END" in export.text) == ("from" not in params or params["from"] < "2000"), params
+        assert ("ORD-END" in export.text) == ("from" not in params or params["from"] < "2000"), (
+            params
+        )
 
 
 async def test_csv_export_matches_the_filter_and_escapes_formulas(
-    operator_for: Any, seed: Any,
+    operator_for: Any,
+    seed: Any,
 ) -> None:
     await _many(seed, 5, prefix="KWD")
     await _many(seed, 3, prefix="USD", currency="USD")
-    await seed.transaction("10.000", order_no="=HYPERLINK(\"http://x\")")
+    await seed.transaction("10.000", order_no='=HYPERLINK("http://x")')
     async with seed.ctx.db.write() as session:
-        row = await session.scalar(select(PaymentTransaction).where(
-            PaymentTransaction.order_no == "KWD-001"))
+        row = await session.scalar(
+            select(PaymentTransaction).where(PaymentTransaction.order_no == "KWD-001")
+        )
         row.customer = {"customer_email": "@evil"}
     op = await operator_for(["payment.inquiry"])
-    response = await op.get("/dashboard/transactions.csv",
-                            params={"currency": "KWD", "state": "created"})
+    response = await op.get(
+        "/dashboard/transactions.csv", params={"currency": "KWD", "state": "created"}
+    )
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/csv")
     rows = list(csv.DictReader(io.StringIO(response.text)))
     assert sorted(r["order_no"] for r in rows) == [f"KWD-{i:03d}" for i in range(5)]
-    listed = re.findall(r">(KWD-\d{3})</a>", (await op.get(
-        "/dashboard/transactions", params={"currency": "KWD", "state": "created"})).text)
+    listed = re.findall(
+        r">(KWD-\d{3})</a>",
+        (
+            await op.get("/dashboard/transactions", params={"currency": "KWD", "state": "created"})
+        ).text,
+    )
     assert [r["order_no"] for r in rows] == listed
     assert {r["customer_email"] for r in rows} == {"", "'@evil"}
-    everything = list(csv.DictReader(io.StringIO(
-        (await op.get("/dashboard/transactions.csv")).text)))
+    everything = list(
+        csv.DictReader(io.StringIO((await op.get("/dashboard/transactions.csv")).text))
+    )
     assert len(everything) == 9
-    assert "'=HYPERLINK(\"http://x\")" in {r["order_no"] for r in everything}
+    assert '\'=HYPERLINK("http://x")' in {r["order_no"] for r in everything}
     assert {r["currency_code"] for r in everything} == {"KWD", "USD"}
 
 
@@ -530,19 +640,25 @@ async def test_date_filter(operator_for: Any, seed: Any) -> None:
     await _many(seed, 2, prefix="NEW")
     await _many(seed, 2, prefix="OLD")
     async with seed.ctx.db.write() as session:
-        await session.execute(update(PaymentTransaction).where(
-            PaymentTransaction.order_no.like("OLD-%")).values(
-            created_at=datetime.now(timezone.utc) - timedelta(days=10)))
+        await session.execute(
+            update(PaymentTransaction)
+            .where(PaymentTransaction.order_no.like("OLD-%"))
+            .values(created_at=datetime.now(UTC) - timedelta(days=10))
+        )
     op = await operator_for(["payment.inquiry"])
-    today = datetime.now(timezone.utc).date()
+    today = datetime.now(UTC).date()
     page = (await op.get("/dashboard/transactions", params={"from": today.isoformat()})).text
     assert ">NEW-000</a>" in page and ">OLD-000</a>" not in page
-    page = (await op.get("/dashboard/transactions", params={
-        "to": (today - timedelta(days=5)).isoformat()})).text
+    page = (
+        await op.get(
+            "/dashboard/transactions", params={"to": (today - timedelta(days=5)).isoformat()}
+        )
+    ).text
     assert ">NEW-000</a>" not in page and ">OLD-000</a>" in page
 
 
 # -- home ----------------------------------------------------------------------------------------
+
 
 async def test_home_counts_and_links_to_the_lists(operator_for: Any, seed: Any) -> None:
     await seed.transaction("100.000", order_no="P1")
@@ -550,9 +666,14 @@ async def test_home_counts_and_links_to_the_lists(operator_for: Any, seed: Any) 
     op = await operator_for(["payment.inquiry", "payment.refund"])
     await refund(op, (await seed.find("P1")).session_id, "1.000")
     page = (await op.get("/dashboard")).text
-    today = datetime.now(timezone.utc).date().isoformat()
-    assert f'href="/dashboard/transactions?state=paid&amp;from={today}"><span class="n">2</span> paid' in page
-    link = f"/dashboard/transactions?operation=refund&amp;operation_state=succeeded&amp;from={today}"
+    today = datetime.now(UTC).date().isoformat()
+    assert (
+        f'href="/dashboard/transactions?state=paid&amp;from={today}"><span class="n">2</span> paid'
+        in page
+    )
+    link = (
+        f"/dashboard/transactions?operation=refund&amp;operation_state=succeeded&amp;from={today}"
+    )
     assert f'href="{link}">1</a>' in page
     listed = (await op.get(link.replace("&amp;", "&"))).text
     assert ">P1</a>" in listed and ">P2</a>" not in listed
@@ -567,13 +688,16 @@ async def test_home_counts_and_links_to_the_lists(operator_for: Any, seed: Any) 
 
 # -- needs review --------------------------------------------------------------------------------
 
+
 async def _stuck_refund(seed: Any, client: httpx.AsyncClient, order_no: str) -> Operation:
     """A refund the sandbox times out on (…994: nothing done), then left for a human."""
     await seed.transaction("100.000", order_no=order_no)
     await seed.user(f"api-{order_no}", PASSWORD, permissions=["payment.refund"])
-    answer = await client.post(f"/b/pbl/v1/operation/{order_no}",
-                               headers=basic(f"api-{order_no}", PASSWORD),
-                               json={"operation": "refund", "amount": "0.994"})
+    answer = await client.post(
+        f"/b/pbl/v1/operation/{order_no}",
+        headers=basic(f"api-{order_no}", PASSWORD),
+        json={"operation": "refund", "amount": "0.994"},
+    )
     assert answer.status_code == 504, answer.text
     async with seed.ctx.db.write() as session:
         await session.execute(update(Operation).values(state="needs_review", claimed_until=None))
@@ -582,18 +706,22 @@ async def _stuck_refund(seed: Any, client: httpx.AsyncClient, order_no: str) -> 
 
 
 async def test_review_resolve_as_failed_releases_the_reservation(
-    operator_for: Any, seed: Any, client: httpx.AsyncClient,
+    operator_for: Any,
+    seed: Any,
+    client: httpx.AsyncClient,
 ) -> None:
     stuck = await _stuck_refund(seed, client, "ORD-R")
     op = await operator_for(["payment.resolve", "payment.inquiry"], username="reviewer")
     page = (await op.get("/dashboard/review")).text
     assert stuck.reference_number in page and "Resolve" in page
-    response = await op.post(f"/dashboard/review/{stuck.reference_number}/resolve",
-                             {"outcome": "failed", "reason": " "})
+    response = await op.post(
+        f"/dashboard/review/{stuck.reference_number}/resolve", {"outcome": "failed", "reason": " "}
+    )
     assert response.status_code == 400
-    response = await op.post(f"/dashboard/review/{stuck.reference_number}/resolve",
-                             {"outcome": "failed", "reason": "gateway report shows nothing",
-                              "evidence": "ticket 42"})
+    response = await op.post(
+        f"/dashboard/review/{stuck.reference_number}/resolve",
+        {"outcome": "failed", "reason": "gateway report shows nothing", "evidence": "ticket 42"},
+    )
     assert response.status_code == 303, response.text
     (after,) = await seed.operations("ORD-R")
     assert after.state == "rejected"  # a refund decided as failed: rejected, as the gateway says
@@ -601,14 +729,18 @@ async def test_review_resolve_as_failed_releases_the_reservation(
     assert (await seed.find("ORD-R")).refunded == 0
     assert stuck.reference_number not in (await op.get("/dashboard/review")).text
     # Resolving twice is refused, and changes nothing.
-    again = await op.post(f"/dashboard/review/{stuck.reference_number}/resolve",
-                          {"outcome": "succeeded", "reason": "changed my mind"})
+    again = await op.post(
+        f"/dashboard/review/{stuck.reference_number}/resolve",
+        {"outcome": "succeeded", "reason": "changed my mind"},
+    )
     assert again.status_code == 400
     assert (await seed.operations("ORD-R"))[0].state == "rejected"
 
 
 async def test_review_ask_the_gateway_now(
-    operator_for: Any, seed: Any, client: httpx.AsyncClient,
+    operator_for: Any,
+    seed: Any,
+    client: httpx.AsyncClient,
 ) -> None:
     stuck = await _stuck_refund(seed, client, "ORD-Q")
     op = await operator_for(["payment.resolve"])
@@ -617,20 +749,26 @@ async def test_review_ask_the_gateway_now(
     page = (await op.get(response.headers["location"])).text
     assert stuck.reference_number in page
     audit = await seed.audit()
-    assert any(a.action == "dashboard.recheck" and a.details.get("address") == "127.0.0.1"
-               for a in audit)
+    assert any(
+        a.action == "dashboard.recheck" and a.details.get("address") == "127.0.0.1" for a in audit
+    )
 
 
 # -- webhooks ------------------------------------------------------------------------------------
+
 
 async def test_retry_now_sends_a_failed_event_again(operator_for: Any, seed: Any) -> None:
     parent = await seed.transaction("100.000", order_no="ORD-W")
     op = await operator_for(["payment.inquiry"])
     with receiving(Receiver(script=[410])) as receiver:
         async with seed.ctx.db.write() as session:
-            event = OutboxEvent(event_id="evt-retry", kind="payment", target_url=receiver.url,
-                                payload={"order_no": "ORD-W", "amount": "100.000"},
-                                transaction_id=parent.id)
+            event = OutboxEvent(
+                event_id="evt-retry",
+                kind="payment",
+                target_url=receiver.url,
+                payload={"order_no": "ORD-W", "amount": "100.000"},
+                transaction_id=parent.id,
+            )
             session.add(event)
             await session.flush()
             event_id = event.id
@@ -656,20 +794,26 @@ async def test_retry_now_sends_a_failed_event_again(operator_for: Any, seed: Any
 
 # -- administration ------------------------------------------------------------------------------
 
+
 async def test_users_create_grant_revoke_deactivate_and_reset_password(
-    operator_for: Any, seed: Any, app: Any,
+    operator_for: Any,
+    seed: Any,
+    app: Any,
 ) -> None:
     admin = await operator_for(superuser=True, username="root")
-    response = await admin.post("/dashboard/users", {
-        "username": "dave", "password": "first password", "permission": "payment.inquiry"})
+    response = await admin.post(
+        "/dashboard/users",
+        {"username": "dave", "password": "first password", "permission": "payment.inquiry"},
+    )
     assert response.status_code == 303
     transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 41000))
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
         dave = Operator(http)
         assert (await dave.sign_in("dave", "first password")).status_code == 303
         assert (await dave.get("/dashboard/users")).status_code == 403
-        response = await admin.post("/dashboard/users/dave/permissions", {
-            "permission": ["admin.users", "audit.view"]})
+        response = await admin.post(
+            "/dashboard/users/dave/permissions", {"permission": ["admin.users", "audit.view"]}
+        )
         assert response.status_code == 303
         # A permission change ends the user's sessions: they sign in again with the new rights.
         assert (await dave.get("/dashboard/users")).status_code == 303
@@ -677,15 +821,21 @@ async def test_users_create_grant_revoke_deactivate_and_reset_password(
         assert (await dave.get("/dashboard/users")).status_code == 200
         assert (await dave.get("/dashboard/transactions")).status_code == 403  # revoked
         # Dave manages users but cannot hand out what he does not hold, nor make superusers.
-        refused = await dave.post("/dashboard/users", {
-            "username": "eve", "password": "long enough", "permission": "payment.refund"})
+        refused = await dave.post(
+            "/dashboard/users",
+            {"username": "eve", "password": "long enough", "permission": "payment.refund"},
+        )
         assert refused.status_code == 403
-        refused = await dave.post("/dashboard/users", {
-            "username": "eve", "password": "long enough", "superuser": "on"})
+        refused = await dave.post(
+            "/dashboard/users", {"username": "eve", "password": "long enough", "superuser": "on"}
+        )
         assert refused.status_code == 403
-        assert (await dave.post("/dashboard/users/root/password",
-                                {"password": "taken over!"})).status_code == 403
-        response = await admin.post("/dashboard/users/dave/password", {"password": "second password"})
+        assert (
+            await dave.post("/dashboard/users/root/password", {"password": "taken over!"})
+        ).status_code == 403
+        response = await admin.post(
+            "/dashboard/users/dave/password", {"password": "second password"}
+        )
         assert response.status_code == 303
         assert (await dave.get("/dashboard/users")).status_code == 303, "session ended"
         assert (await dave.sign_in("dave", "first password")).status_code == 400
@@ -696,30 +846,44 @@ async def test_users_create_grant_revoke_deactivate_and_reset_password(
         assert (await dave.sign_in("dave", "second password")).status_code == 400
     short = await admin.post("/dashboard/users/dave/password", {"password": "short"})
     assert short.status_code == 400
-    actions = [(a.action, a.actor, a.details.get("address")) for a in await seed.audit()
-               if a.details.get("username") == "dave"]
-    for action in ("user.create", "user.grant", "user.revoke", "dashboard.user.set_password",
-                   "dashboard.user.deactivate"):
+    actions = [
+        (a.action, a.actor, a.details.get("address"))
+        for a in await seed.audit()
+        if a.details.get("username") == "dave"
+    ]
+    for action in (
+        "user.create",
+        "user.grant",
+        "user.revoke",
+        "dashboard.user.set_password",
+        "dashboard.user.deactivate",
+    ):
         assert (action, "root", "127.0.0.1") in actions, action
 
 
 async def test_a_user_admin_cannot_take_over_a_user_holding_more(
-    operator_for: Any, seed: Any, app: Any,
+    operator_for: Any,
+    seed: Any,
+    app: Any,
 ) -> None:
     # admin.users alone once reset the password of a colleague holding payment.resolve and
     # admin.api_keys; signing in as them was a grant of what the admin does not hold.
     admin = await operator_for(["admin.users", "payment.refund"], username="dave")
-    await seed.user("bigger", "their own password",
-                    permissions=["payment.refund", "payment.resolve", "admin.api_keys"])
+    await seed.user(
+        "bigger",
+        "their own password",
+        permissions=["payment.refund", "payment.resolve", "admin.api_keys"],
+    )
     await seed.user("smaller", "their own password", permissions=["payment.refund"])
     page = (await admin.get("/dashboard/users/bigger")).text
     assert "/dashboard/users/bigger/password" not in page and "/active" not in page
     assert "/dashboard/users/smaller/password" in (await admin.get("/dashboard/users/smaller")).text
     before = {a.id for a in await seed.audit()}
-    for path, form in (("/dashboard/users/bigger/password", {"password": "taken over!"}),
-                       ("/dashboard/users/bigger/active", {"active": "no"}),
-                       ("/dashboard/users/bigger/permissions",
-                        {"permission": ["payment.refund", "admin.users"]})):
+    for path, form in (
+        ("/dashboard/users/bigger/password", {"password": "taken over!"}),
+        ("/dashboard/users/bigger/active", {"active": "no"}),
+        ("/dashboard/users/bigger/permissions", {"permission": ["payment.refund", "admin.users"]}),
+    ):
         response = await admin.post(path, form)
         assert response.status_code == 403, (path, response.status_code)
     assert [a for a in await seed.audit() if a.id not in before] == []
@@ -734,7 +898,9 @@ async def test_a_user_admin_cannot_take_over_a_user_holding_more(
 
 
 async def test_api_keys_are_shown_once_and_revoked(
-    operator_for: Any, seed: Any, client: httpx.AsyncClient,
+    operator_for: Any,
+    seed: Any,
+    client: httpx.AsyncClient,
 ) -> None:
     await seed.transaction("100.000", order_no="ORD-K")
     admin = await operator_for(superuser=True)
@@ -742,12 +908,16 @@ async def test_api_keys_are_shown_once_and_revoked(
     assert response.status_code == 200
     key = re.search(r'id="new-key" class="secret" readonly value="([^"]+)"', response.text).group(1)
     prefix = key.split(".")[0]
-    inquiry = await client.post("/b/pbl/v1/inquiry/ORD-K", headers={"Authorization": f"Api-Key {key}"})
+    inquiry = await client.post(
+        "/b/pbl/v1/inquiry/ORD-K", headers={"Authorization": f"Api-Key {key}"}
+    )
     assert inquiry.status_code == 200
     listing = (await admin.get("/dashboard/api-keys")).text
     assert prefix in listing and key not in listing
     assert (await admin.post(f"/dashboard/api-keys/{prefix}/revoke")).status_code == 303
-    inquiry = await client.post("/b/pbl/v1/inquiry/ORD-K", headers={"Authorization": f"Api-Key {key}"})
+    inquiry = await client.post(
+        "/b/pbl/v1/inquiry/ORD-K", headers={"Authorization": f"Api-Key {key}"}
+    )
     assert inquiry.status_code == 401
     keeper = await operator_for(["admin.api_keys"])
     assert (await keeper.get("/dashboard/api-keys")).status_code == 200
@@ -759,48 +929,71 @@ async def test_api_keys_are_shown_once_and_revoked(
 
 
 async def test_hostile_ids_and_credentials_are_refused_not_500(
-    operator_for: Any, seed: Any, ctx: Any,
+    operator_for: Any,
+    seed: Any,
+    ctx: Any,
 ) -> None:
     # An event id beyond 64 bits reached the query, and deeply nested credentials JSON raised
     # RecursionError: both answered 500.
     await seed.gateway("sandbox-kwd")
     admin = await operator_for(superuser=True)
     for event_id in ("99999999999999999999999", "9223372036854775808", "0"):
-        for response in (await admin.get(f"/dashboard/webhooks/{event_id}"),
-                         await admin.post(f"/dashboard/webhooks/{event_id}/retry")):
+        for response in (
+            await admin.get(f"/dashboard/webhooks/{event_id}"),
+            await admin.post(f"/dashboard/webhooks/{event_id}/retry"),
+        ):
             assert 400 <= response.status_code < 500, (event_id, response.status_code)
     async with ctx.db.read() as session:
-        before = (await session.scalar(select(GatewayConfig).where(
-            GatewayConfig.pg_code == "sandbox-kwd"))).credentials_encrypted
-    response = await admin.post("/dashboard/gateways/sandbox-kwd", {
-        "enabled": "on", "operation": ["refund"], "credentials": '{"a":' * 2000 + "1" + "}" * 2000})
+        before = (
+            await session.scalar(
+                select(GatewayConfig).where(GatewayConfig.pg_code == "sandbox-kwd")
+            )
+        ).credentials_encrypted
+    response = await admin.post(
+        "/dashboard/gateways/sandbox-kwd",
+        {
+            "enabled": "on",
+            "operation": ["refund"],
+            "credentials": '{"a":' * 2000 + "1" + "}" * 2000,
+        },
+    )
     assert response.status_code == 400 and "Credentials must be a JSON object." in response.text
     async with ctx.db.read() as session:
-        after = (await session.scalar(select(GatewayConfig).where(
-            GatewayConfig.pg_code == "sandbox-kwd"))).credentials_encrypted
+        after = (
+            await session.scalar(
+                select(GatewayConfig).where(GatewayConfig.pg_code == "sandbox-kwd")
+            )
+        ).credentials_encrypted
     assert after == before
 
 
 async def test_gateways_enable_operations_and_credentials_never_shown(
-    operator_for: Any, seed: Any, ctx: Any,
+    operator_for: Any,
+    seed: Any,
+    ctx: Any,
 ) -> None:
     await seed.gateway("sandbox-kwd")
     admin = await operator_for(["admin.gateways"])
     page = (await admin.get("/dashboard/gateways/sandbox-kwd")).text
     assert "stored, encrypted (never shown)" in page
-    response = await admin.post("/dashboard/gateways/sandbox-kwd", {
-        "operation": ["refund"], "credentials": '{"api_secret": "s3cret-value"}'})
+    response = await admin.post(
+        "/dashboard/gateways/sandbox-kwd",
+        {"operation": ["refund"], "credentials": '{"api_secret": "s3cret-value"}'},
+    )
     assert response.status_code == 303
     async with ctx.db.read() as session:
-        gateway = await session.scalar(select(GatewayConfig).where(
-            GatewayConfig.pg_code == "sandbox-kwd"))
+        gateway = await session.scalar(
+            select(GatewayConfig).where(GatewayConfig.pg_code == "sandbox-kwd")
+        )
     assert not gateway.is_enabled and gateway.enabled_operations == ["refund"]
     assert secret_box(ctx.settings).open(gateway.credentials_encrypted) == {
-        "api_secret": "s3cret-value"}
+        "api_secret": "s3cret-value"
+    }
     page = (await admin.get("/dashboard/gateways/sandbox-kwd")).text
     assert "s3cret-value" not in page
-    bad = await admin.post("/dashboard/gateways/sandbox-kwd", {
-        "enabled": "on", "operation": ["teleport"]})
+    bad = await admin.post(
+        "/dashboard/gateways/sandbox-kwd", {"enabled": "on", "operation": ["teleport"]}
+    )
     assert bad.status_code == 400
     (row,) = [a for a in await seed.audit() if a.action == "gateway.update"]
     assert row.details["credentials_replaced"] == ["api_secret"]
@@ -820,17 +1013,23 @@ async def test_audit_log_lists_admin_actions_with_address(operator_for: Any, see
 
 # -- page hygiene --------------------------------------------------------------------------------
 
-OUTSIDE = re.compile(r"""(?:src|href|action|srcset)\s*=\s*["']?\s*(?:[a-z][a-z0-9+.-]*:|//)""",
-                     re.I)
+OUTSIDE = re.compile(
+    r"""(?:src|href|action|srcset)\s*=\s*["']?\s*(?:[a-z][a-z0-9+.-]*:|//)""", re.I
+)
 
 
 async def test_no_page_references_an_outside_url_and_each_is_locked_down(
-    operator_for: Any, seed: Any, client: httpx.AsyncClient,
+    operator_for: Any,
+    seed: Any,
+    client: httpx.AsyncClient,
 ) -> None:
     world = await _world(seed)
     admin = await operator_for(superuser=True)
-    paths = ["/dashboard/login"] + [template.format(**world) for method, template, _, _ in CASES
-                                    if method == "GET" and not template.endswith(".csv")]
+    paths = ["/dashboard/login"] + [
+        template.format(**world)
+        for method, template, _, _ in CASES
+        if method == "GET" and not template.endswith(".csv")
+    ]
     paths += ["/dashboard", f"/dashboard/transactions/{world['paid']}"]
     missing = await admin.get("/dashboard/no-such-page")
     assert missing.status_code == 404 and "no such page" in missing.text
@@ -862,8 +1061,16 @@ def test_the_cli_grants_the_dashboard_codes(database_url: str, tmp_path: Any) ->
     from tests.test_cli import Cli
 
     cli = Cli(tmp_path / "data", database_url, Fernet.generate_key().decode())
-    created = cli("user", "create", "alice", "-p", "admin.users", "-p", "audit.view",
-                  input=f"{PASSWORD}\n{PASSWORD}\n")
+    created = cli(
+        "user",
+        "create",
+        "alice",
+        "-p",
+        "admin.users",
+        "-p",
+        "audit.view",
+        input=f"{PASSWORD}\n{PASSWORD}\n",
+    )
     assert created.exit_code == 0, created.output
     granted = cli("user", "grant", "alice", "admin.gateways")
     assert granted.exit_code == 0, granted.output
@@ -871,8 +1078,17 @@ def test_the_cli_grants_the_dashboard_codes(database_url: str, tmp_path: Any) ->
     assert cli("user", "grant", "alice", "admin.everything").exit_code == 2
     # Administration from the command line is audited too, with the OS account as the actor.
     assert cli("apikey", "create", "shop").exit_code == 0
-    added = cli("gateway", "add", "sandbox", "--code", "gw-1", "--currency", "KWD",
-                "--credentials", '{"secret": "do-not-log"}')
+    added = cli(
+        "gateway",
+        "add",
+        "sandbox",
+        "--code",
+        "gw-1",
+        "--currency",
+        "KWD",
+        "--credentials",
+        '{"secret": "do-not-log"}',
+    )
     assert added.exit_code == 0, added.output
 
     async def rows() -> list[tuple[str, str, str]]:
@@ -881,20 +1097,26 @@ def test_the_cli_grants_the_dashboard_codes(database_url: str, tmp_path: Any) ->
         engine = create_async_engine(database_url)
         try:
             async with engine.connect() as conn:
-                result = await conn.execute(select(
-                    AuditEntry.action, AuditEntry.actor_type, AuditEntry.details))
+                result = await conn.execute(
+                    select(AuditEntry.action, AuditEntry.actor_type, AuditEntry.details)
+                )
                 return [(a, t, str(d)) for a, t, d in result]
         finally:
             await engine.dispose()
+
     audited = asyncio.run(rows())
     assert [(a, t) for a, t, _ in audited] == [
-        ("user.create", "cli"), ("user.grant", "cli"), ("api_key.create", "cli"),
-        ("gateway.add", "cli")]
+        ("user.create", "cli"),
+        ("user.grant", "cli"),
+        ("api_key.create", "cli"),
+        ("gateway.add", "cli"),
+    ]
     assert "do-not-log" not in audited[-1][2] and "secret" in audited[-1][2]
 
 
 async def test_a_declined_or_unconfirmed_refund_is_told_as_such(
-    operator_for: Any, seed: Any,
+    operator_for: Any,
+    seed: Any,
 ) -> None:
     parent = await seed.transaction("100.000", order_no="ORD-D")
     op = await operator_for(["payment.inquiry", "payment.refund"])
@@ -913,12 +1135,16 @@ async def test_a_declined_or_unconfirmed_refund_is_told_as_such(
 
 
 async def test_repeated_wrong_passwords_are_throttled_like_the_api(
-    client: httpx.AsyncClient, seed: Any, ctx: Any,
+    client: httpx.AsyncClient,
+    seed: Any,
+    ctx: Any,
 ) -> None:
     await seed.user("alice", PASSWORD)
     op = Operator(client)
-    statuses = [(await op.sign_in("alice", f"guess {n}")).status_code
-                for n in range(ctx.settings.auth_failure_limit + 2)]
+    statuses = [
+        (await op.sign_in("alice", f"guess {n}")).status_code
+        for n in range(ctx.settings.auth_failure_limit + 2)
+    ]
     assert statuses[0] == 400 and statuses[-1] == 429, statuses
     refused = await op.sign_in("alice")  # even the right password waits now
     assert refused.status_code == 429 and "Try again in" in refused.text
@@ -928,12 +1154,17 @@ async def test_repeated_wrong_passwords_are_throttled_like_the_api(
 
 
 async def test_review_lists_old_processing_operations_with_only_ask_now(
-    operator_for: Any, seed: Any, client: httpx.AsyncClient,
+    operator_for: Any,
+    seed: Any,
+    client: httpx.AsyncClient,
 ) -> None:
     await seed.transaction("100.000", order_no="ORD-P")
     await seed.user("api-p", PASSWORD, permissions=["payment.refund"])
-    answer = await client.post("/b/pbl/v1/operation/ORD-P", headers=basic("api-p", PASSWORD),
-                               json={"operation": "refund", "amount": "0.994"})
+    answer = await client.post(
+        "/b/pbl/v1/operation/ORD-P",
+        headers=basic("api-p", PASSWORD),
+        json={"operation": "refund", "amount": "0.994"},
+    )
     assert answer.status_code == 504
     (processing,) = await seed.operations("ORD-P")
     op = await operator_for(["payment.resolve"])
@@ -941,7 +1172,8 @@ async def test_review_lists_old_processing_operations_with_only_ask_now(
     reference = processing.reference_number
     assert f"/dashboard/review/{reference}/recheck" in page
     assert f"/dashboard/review/{reference}/resolve" not in page
-    refused = await op.post(f"/dashboard/review/{reference}/resolve",
-                            {"outcome": "succeeded", "reason": "looks fine"})
+    refused = await op.post(
+        f"/dashboard/review/{reference}/resolve", {"outcome": "succeeded", "reason": "looks fine"}
+    )
     assert refused.status_code == 400  # only needs_review operations are resolved
     assert (await seed.operations("ORD-P"))[0].state == "processing"

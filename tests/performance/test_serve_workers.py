@@ -28,26 +28,41 @@ def pg_settings(postgres_url: str, tmp_path: Path) -> Settings:
 
 
 def _env(settings: Settings, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith("PAYOPS_") and k != "PROMETHEUS_MULTIPROC_DIR"}
-    env.update({"PAYOPS_DATABASE_URL": settings.effective_database_url,
-                "PAYOPS_DATA_DIR": str(settings.data_dir),
-                "PAYOPS_SECRET_KEY": settings.secret_key,
-                "PAYOPS_RECONCILE_INTERVAL_SECONDS": "0", "PAYOPS_WEBHOOK_INTERVAL_SECONDS": "0",
-                "PAYOPS_EXPIRY_INTERVAL_SECONDS": "0", **extra})
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("PAYOPS_") and k != "PROMETHEUS_MULTIPROC_DIR"
+    }
+    env.update(
+        {
+            "PAYOPS_DATABASE_URL": settings.effective_database_url,
+            "PAYOPS_DATA_DIR": str(settings.data_dir),
+            "PAYOPS_SECRET_KEY": settings.secret_key,
+            "PAYOPS_RECONCILE_INTERVAL_SECONDS": "0",
+            "PAYOPS_WEBHOOK_INTERVAL_SECONDS": "0",
+            "PAYOPS_EXPIRY_INTERVAL_SECONDS": "0",
+            **extra,
+        }
+    )
     return env
 
 
 def _serve(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(BIN / "payops"), "serve", "--no-migrate", *args], env=env,
-                          capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [str(BIN / "payops"), "serve", "--no-migrate", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def test_serve_refuses_a_pool_total_above_max_connections(pg_settings: Settings) -> None:
     result = _serve(_env(pg_settings, PAYOPS_DB_POOL_TOTAL="100000"), "--workers", "2")
     assert result.returncode == 2
     assert "PAYOPS_DB_POOL_TOTAL=100000 is above what the PostgreSQL server accepts" in (
-        result.stdout + result.stderr)
+        result.stdout + result.stderr
+    )
 
 
 def test_serve_refuses_workers_without_two_connections_each(pg_settings: Settings) -> None:
@@ -71,9 +86,14 @@ def test_metrics_count_every_workers_requests(pg_settings: Settings, tmp_path: P
     port = free_port()
     proc = subprocess.Popen(
         [str(BIN / "payops"), "serve", "--no-migrate", "--workers", "2", "--port", str(port)],
-        env={**_env(pg_settings), "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
-             "PAYOPS_METRICS_TOKEN": "metrics-reader"},
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        env={
+            **_env(pg_settings),
+            "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
+            "PAYOPS_METRICS_TOKEN": "metrics-reader",
+        },
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
@@ -95,10 +115,15 @@ def test_metrics_count_every_workers_requests(pg_settings: Settings, tmp_path: P
             sent += 1
         assert len(list(metrics_dir.glob("counter_*.db"))) == 2, "one worker served everything"
         for _ in range(3):  # any worker answers /metrics with every worker's counts
-            metrics = httpx.get(f"{base}/metrics", headers={
-                "Connection": "close", "Authorization": "Bearer metrics-reader"}).text
-            counted = re.search(r'payops_http_requests_total\{method="GET",route="/healthz",'
-                                r'status="200"\} ([\d.]+)', metrics)
+            metrics = httpx.get(
+                f"{base}/metrics",
+                headers={"Connection": "close", "Authorization": "Bearer metrics-reader"},
+            ).text
+            counted = re.search(
+                r'payops_http_requests_total\{method="GET",route="/healthz",'
+                r'status="200"\} ([\d.]+)',
+                metrics,
+            )
             assert counted is not None, metrics[:2000]
             assert float(counted.group(1)) == sent
     finally:

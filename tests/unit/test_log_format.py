@@ -37,8 +37,17 @@ def entries(stream: io.StringIO) -> list[dict[str, Any]]:
 
 def test_extra_fields_are_kept_beside_the_standard_ones(lines: io.StringIO) -> None:
     log = logging.getLogger("payops.test_log_format")
-    log.info("refund %s of %s", "R-1", "ORD-7", extra={
-        "operation": "refund", "amount": Decimal("5.000"), "attempt": 2, "refs": {"id": "P1"}})
+    log.info(
+        "refund %s of %s",
+        "R-1",
+        "ORD-7",
+        extra={
+            "operation": "refund",
+            "amount": Decimal("5.000"),
+            "attempt": 2,
+            "refs": {"id": "P1"},
+        },
+    )
     token = payops_logging.request_id.set("abc123")
     try:
         log.warning("inside a request")
@@ -48,7 +57,11 @@ def test_extra_fields_are_kept_beside_the_standard_ones(lines: io.StringIO) -> N
     assert first["message"] == "refund R-1 of ORD-7" and first["level"] == "INFO"
     assert first["logger"] == "payops.test_log_format" and first["request_id"] == "-"
     assert (first["operation"], first["amount"], first["attempt"], first["refs"]) == (
-        "refund", "5.000", 2, {"id": "P1"})
+        "refund",
+        "5.000",
+        2,
+        {"id": "P1"},
+    )
     assert "T" in first["ts"] and first["ts"].endswith("+00:00")
     assert second["request_id"] == "abc123" and "operation" not in second
     # Nothing of LogRecord's own bookkeeping leaks in as a field.
@@ -60,9 +73,15 @@ def test_masked_values_are_masked_in_the_message_and_the_extra_fields(
 ) -> None:
     secret = "sk_live_0123456789"
     log = logging.getLogger("payops.test_log_format")
-    log.error("gateway said no with key %s", Masked(secret), extra={
-        "api_key": Masked(secret), "credentials": Credentials({"secret_key": secret}),
-        "nested": [{"token": Masked(secret)}]})
+    log.error(
+        "gateway said no with key %s",
+        Masked(secret),
+        extra={
+            "api_key": Masked(secret),
+            "credentials": Credentials({"secret_key": secret}),
+            "nested": [{"token": Masked(secret)}],
+        },
+    )
     log.info("by name %(key)s", {"key": Masked(secret)})
     text = lines.getvalue()
     assert secret not in text

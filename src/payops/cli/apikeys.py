@@ -21,8 +21,9 @@ app = typer.Typer(help="API keys (Api-Key auth).", no_args_is_help=True)
 NAME_MAX = 50
 
 
-def add_api_key(session: AsyncSession, actor: Principal, name: str,
-                expires_in_days: int = 0) -> tuple[str, str]:
+def add_api_key(
+    session: AsyncSession, actor: Principal, name: str, expires_in_days: int = 0
+) -> tuple[str, str]:
     """A new API key, stored as prefix + hash and audited (``apikey create`` and ``demo``).
     Returns (the whole key, to show once; its prefix)."""
     from payops import audit
@@ -30,11 +31,17 @@ def add_api_key(session: AsyncSession, actor: Principal, name: str,
     from payops.db.models import ApiKey
 
     key, prefix, secret_hash = new_api_key()
-    expires = (datetime.now(UTC) + timedelta(days=expires_in_days)
-               if expires_in_days > 0 else None)
+    expires = datetime.now(UTC) + timedelta(days=expires_in_days) if expires_in_days > 0 else None
     session.add(ApiKey(prefix=prefix, secret_hash=secret_hash, name=name, expires_at=expires))
-    audit.record(session, actor, "api_key.create", "success", prefix=prefix, name=name,
-                 expires_in_days=expires_in_days)
+    audit.record(
+        session,
+        actor,
+        "api_key.create",
+        "success",
+        prefix=prefix,
+        name=name,
+        expires_in_days=expires_in_days,
+    )
     return key, prefix
 
 
@@ -50,6 +57,7 @@ def apikey_create(
     async def work(ctx: AppContext) -> tuple[str, str]:
         async with ctx.db.write() as session:
             return add_api_key(session, cli_actor(), name, expires_in_days)
+
     key, prefix = run(work)
     console.print(f"API key [bold]{name}[/bold] (prefix {prefix}), shown only now:")
     print(key)
@@ -68,9 +76,16 @@ def apikey_revoke(prefix: str) -> None:
                 return False
             if key.revoked_at is None:
                 key.revoked_at = datetime.now(UTC)
-                audit.record(session, cli_actor(), "api_key.revoke", "success",
-                             prefix=key.prefix, name=key.name)
+                audit.record(
+                    session,
+                    cli_actor(),
+                    "api_key.revoke",
+                    "success",
+                    prefix=key.prefix,
+                    name=key.name,
+                )
             return True
+
     if not run(work):
         fail(f"no API key with prefix {prefix.split('.')[0]!r}; see `payops apikey list`")
     console.print(f"revoked API key {prefix.split('.')[0]}")
@@ -84,9 +99,14 @@ def apikey_list() -> None:
     async def work(ctx: AppContext) -> list[ApiKey]:
         async with ctx.db.read() as session:
             return await auth_repo.list_api_keys(session)
+
     table = Table("prefix", "name", "created", "expires", "revoked")
     for key in run(work):
-        table.add_row(key.prefix, key.name, str(key.created_at)[:19],
-                      str(key.expires_at)[:19] if key.expires_at else "-",
-                      str(key.revoked_at)[:19] if key.revoked_at else "-")
+        table.add_row(
+            key.prefix,
+            key.name,
+            str(key.created_at)[:19],
+            str(key.expires_at)[:19] if key.expires_at else "-",
+            str(key.revoked_at)[:19] if key.revoked_at else "-",
+        )
     console.print(table)

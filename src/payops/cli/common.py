@@ -71,9 +71,11 @@ def _check_database_url(url: str) -> None:
     except (ArgumentError, ValueError):
         driver = ""
     if driver not in DRIVERS:
-        fail("PAYOPS_DATABASE_URL is not a database PayOps runs on: give "
-             "postgresql+asyncpg://USER:PASSWORD@HOST:5432/NAME, or leave it empty for the "
-             "embedded SQLite file")
+        fail(
+            "PAYOPS_DATABASE_URL is not a database PayOps runs on: give "
+            "postgresql+asyncpg://USER:PASSWORD@HOST:5432/NAME, or leave it empty for the "
+            "embedded SQLite file"
+        )
 
 
 def safe_url(url: str) -> str:
@@ -105,8 +107,11 @@ def _chain(exc: BaseException) -> list[BaseException]:
             continue
         found.append(current)
         orig = getattr(current, "orig", None)
-        todo += [orig if isinstance(orig, BaseException) else None, current.__cause__,
-                 current.__context__]
+        todo += [
+            orig if isinstance(orig, BaseException) else None,
+            current.__cause__,
+            current.__context__,
+        ]
     return found
 
 
@@ -124,10 +129,19 @@ def _reason(chain: list[BaseException]) -> str:
 
 NO_SCHEMA = ("no such table", "undefinedtableerror")
 NO_DATABASE = ("invalidcatalognameerror", "unable to open database file")
-LOGIN_REFUSED = ("invalidpassworderror", "invalidauthorizationspecificationerror",
-                 "password authentication failed")
-UNREACHABLE = ("connectiondoesnotexisterror", "cannotconnectnowerror", "toomanyconnectionserror",
-               "connection was closed", "could not connect", "connection refused")
+LOGIN_REFUSED = (
+    "invalidpassworderror",
+    "invalidauthorizationspecificationerror",
+    "password authentication failed",
+)
+UNREACHABLE = (
+    "connectiondoesnotexisterror",
+    "cannotconnectnowerror",
+    "toomanyconnectionserror",
+    "connection was closed",
+    "could not connect",
+    "connection refused",
+)
 
 
 @contextmanager
@@ -143,18 +157,27 @@ def database_errors(settings: Settings) -> Iterator[None]:
         chain = _chain(exc)
         text = " ".join(f"{type(e).__name__} {e}" for e in chain).lower()
         if any(marker in text for marker in NO_SCHEMA) or (
-                "relation" in text and "does not exist" in text):
-            fail(f"the database at {where} has no PayOps schema yet: run `payops db upgrade` "
-                 "(or `payops serve`, which migrates first)")
+            "relation" in text and "does not exist" in text
+        ):
+            fail(
+                f"the database at {where} has no PayOps schema yet: run `payops db upgrade` "
+                "(or `payops serve`, which migrates first)"
+            )
         if any(marker in text for marker in NO_DATABASE):
-            fail(f"the database at {where} does not exist: create it (PostgreSQL: `createdb`) "
-                 "or correct PAYOPS_DATABASE_URL")
+            fail(
+                f"the database at {where} does not exist: create it (PostgreSQL: `createdb`) "
+                "or correct PAYOPS_DATABASE_URL"
+            )
         if any(marker in text for marker in LOGIN_REFUSED):
-            fail(f"the database at {where} refused the login: check the user and password in "
-                 "PAYOPS_DATABASE_URL")
+            fail(
+                f"the database at {where} refused the login: check the user and password in "
+                "PAYOPS_DATABASE_URL"
+            )
         if any(isinstance(e, OSError) for e in chain) or any(m in text for m in UNREACHABLE):
-            fail(f"cannot reach the database at {where} ({_reason(chain)}): check "
-                 "PAYOPS_DATABASE_URL and that the database server is running")
+            fail(
+                f"cannot reach the database at {where} ({_reason(chain)}): check "
+                "PAYOPS_DATABASE_URL and that the database server is running"
+            )
         raise
 
 
@@ -165,8 +188,10 @@ def require_database(settings: Settings) -> None:
 
     path = _sqlite_file(settings)
     if path is not None and not Path(path).exists():
-        fail(f"no database yet at {path}: run `payops db upgrade` (or `payops demo` for a "
-             "playground) first")
+        fail(
+            f"no database yet at {path}: run `payops db upgrade` (or `payops demo` for a "
+            "playground) first"
+        )
 
 
 def run(work: Callable[[AppContext], Awaitable[T]], settings: Settings | None = None) -> T:
@@ -182,8 +207,10 @@ def run(work: Callable[[AppContext], Awaitable[T]], settings: Settings | None = 
         except ValueError as exc:
             if "Fernet key" not in str(exc):
                 raise
-            fail(f"PAYOPS_SECRET_KEY is not a valid key ({exc}); make one with "
-                 "`payops secret new-key`")
+            fail(
+                f"PAYOPS_SECRET_KEY is not a valid key ({exc}); make one with "
+                "`payops secret new-key`"
+            )
         try:
             return await work(ctx)
         finally:
@@ -199,9 +226,11 @@ def migrate(settings: Settings) -> None:
     try:
         settings.ensure_data_dir()
     except OSError as exc:
-        fail(f"cannot create the data directory {settings.data_dir} "
-             f"({(exc.strerror or str(exc)).lower()}): set PAYOPS_DATA_DIR to a directory this "
-             "user may write")
+        fail(
+            f"cannot create the data directory {settings.data_dir} "
+            f"({(exc.strerror or str(exc)).lower()}): set PAYOPS_DATA_DIR to a directory this "
+            "user may write"
+        )
     with database_errors(settings):
         upgrade(settings.effective_database_url)
 
@@ -209,8 +238,10 @@ def migrate(settings: Settings) -> None:
 def check_print_field(print_field: str | None, fields: tuple[str, ...]) -> None:
     """``--print FIELD`` names one of the result's fields (checked before any work is done)."""
     if print_field is not None and print_field not in fields:
-        fail(f"--print {print_field!r} is not a field of the result; valid fields: "
-             f"{', '.join(fields)}")
+        fail(
+            f"--print {print_field!r} is not a field of the result; valid fields: "
+            f"{', '.join(fields)}"
+        )
 
 
 def emit(result: dict[str, Any], print_field: str | None) -> None:
@@ -250,14 +281,15 @@ def operator(name: str | None) -> Principal:
     return Principal("cli", label[:150], frozenset(ALL_PERMISSIONS), initiator)
 
 
-
 def check_currency(option: str, code: str) -> str:
     """An ISO 4217 code, upper-cased; or one line saying which option is wrong."""
     from payops.money import is_known_currency
 
     if not is_known_currency(code):
-        fail(f"unknown currency {code.upper()} ({option}): use an ISO 4217 code such as KWD, "
-             "SAR or USD")
+        fail(
+            f"unknown currency {code.upper()} ({option}): use an ISO 4217 code such as KWD, "
+            "SAR or USD"
+        )
     return code.upper()
 
 

@@ -14,5 +14,6 @@ def db_upgrade() -> None:
     """Create or migrate the schema to the latest version."""
     settings = load_settings()
     migrate(settings)
-    console.print(f"database at [bold]{safe_url(settings.effective_database_url)}[/bold] "
-                  "is up to date")
+    console.print(
+        f"database at [bold]{safe_url(settings.effective_database_url)}[/bold] is up to date"
+    )

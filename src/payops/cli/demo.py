@@ -16,8 +16,11 @@ if TYPE_CHECKING:
     from payops.context import AppContext
 
 DEMO_USER = "demo"
-DEMO_GATEWAYS = (("sandbox-kwd", "purchase", "KWD"), ("sandbox-auth-kwd", "authorize", "KWD"),
-                 ("sandbox-usd", "purchase", "USD"))
+DEMO_GATEWAYS = (
+    ("sandbox-kwd", "purchase", "KWD"),
+    ("sandbox-auth-kwd", "authorize", "KWD"),
+    ("sandbox-usd", "purchase", "USD"),
+)
 
 
 def demo() -> None:
@@ -38,21 +41,35 @@ def demo() -> None:
         async with ctx.db.write() as session:
             user = await auth_repo.user_by_username(session, DEMO_USER)
             if user is None:
-                await add_user(session, actor, DEMO_USER, password, superuser=True,
-                               first_name="Demo", last_name="Merchant")
+                await add_user(
+                    session,
+                    actor,
+                    DEMO_USER,
+                    password,
+                    superuser=True,
+                    first_name="Demo",
+                    last_name="Merchant",
+                )
             else:
                 user.password_hash = hash_password(password)
-            shown["key"], _ = add_api_key(
-                session, actor, f"demo-{datetime.now(UTC):%Y%m%d%H%M%S}")
+            shown["key"], _ = add_api_key(session, actor, f"demo-{datetime.now(UTC):%Y%m%d%H%M%S}")
             if not await outbox.merchant_setting(session, outbox.HMAC_KEY_SETTING):
                 await outbox.set_merchant_setting(
-                    session, outbox.HMAC_KEY_SETTING, secrets.token_urlsafe(24))
+                    session, outbox.HMAC_KEY_SETTING, secrets.token_urlsafe(24)
+                )
             shown["hmac"] = await outbox.merchant_setting(session, outbox.HMAC_KEY_SETTING)
             existing = {gw.pg_code for gw in await gateway_repo.list_all(session)}
             for code, mode, currency in DEMO_GATEWAYS:
                 if code not in existing:
-                    await add_gateway(session, ctx.settings, pg_code=code, connector="sandbox",
-                                      operation_mode=mode, default_currency=currency)
+                    await add_gateway(
+                        session,
+                        ctx.settings,
+                        pg_code=code,
+                        connector="sandbox",
+                        operation_mode=mode,
+                        default_currency=currency,
+                    )
+
     run(work, settings)
     server = f"http://{settings.host}:{settings.port}"
     table = Table(show_header=False, title="PayOps demo (sandbox only)")

@@ -36,12 +36,14 @@ def gateway_add(
     currency: str = typer.Option(..., help="Default currency, e.g. KWD"),
     accept: list[str] = typer.Option([], "--accept", help="Another accepted currency; repeat"),
     operations: list[str] = typer.Option(
-        [], "--operation", help="Enable only these operations; repeat (default: all supported)"),
+        [], "--operation", help="Enable only these operations; repeat (default: all supported)"
+    ),
     production: bool = typer.Option(False, help="Use the gateway's production host"),
     single_attempt: bool = typer.Option(False, help="A failed attempt fails the transaction"),
     credentials: str = typer.Option("{}", help="Gateway credentials as JSON (stored encrypted)"),
     option: list[str] = typer.Option(
-        [], "--option", help="Non-secret setting KEY=VALUE, e.g. timeout_seconds=20; repeat"),
+        [], "--option", help="Non-secret setting KEY=VALUE, e.g. timeout_seconds=20; repeat"
+    ),
     webhook_secret: str = typer.Option("", help="Secret for the gateway's incoming webhooks"),
 ) -> None:
     """Add a gateway configuration."""
@@ -50,7 +52,7 @@ def gateway_add(
     except ValueError:
         creds = None
     if not isinstance(creds, dict):
-        fail("--credentials must be a JSON object, e.g. '{\"merchant_id\": \"…\"}'")
+        fail('--credentials must be a JSON object, e.g. \'{"merchant_id": "…"}\'')
     options: dict[str, Any] = key_values("--option", option)
     check_currency("--currency", currency)
     for accepted in accept:
@@ -62,15 +64,31 @@ def gateway_add(
 
         async with ctx.db.write() as session:
             await add_gateway(
-                session, ctx.settings, pg_code=code, connector=connector, operation_mode=mode,
-                default_currency=currency, accepted_currencies=list(accept),
-                is_sandbox=not production, credentials=creds,
-                enabled_operations=list(operations) or None, multi_attempt=not single_attempt,
-                options=options, webhook_secret=webhook_secret,
+                session,
+                ctx.settings,
+                pg_code=code,
+                connector=connector,
+                operation_mode=mode,
+                default_currency=currency,
+                accepted_currencies=list(accept),
+                is_sandbox=not production,
+                credentials=creds,
+                enabled_operations=list(operations) or None,
+                multi_attempt=not single_attempt,
+                options=options,
+                webhook_secret=webhook_secret,
             )
             # The names of the credential fields only, never their values.
-            audit.record(session, cli_actor(), "gateway.add", "success", pg_code=code,
-                         connector=connector, credentials=sorted(creds))
+            audit.record(
+                session,
+                cli_actor(),
+                "gateway.add",
+                "success",
+                pg_code=code,
+                connector=connector,
+                credentials=sorted(creds),
+            )
+
     try:
         run(work)
     except ValueError as exc:  # GatewayConfigError among them: what the configuration lacks
@@ -81,14 +99,22 @@ def gateway_add(
 @app.command("list")
 def gateway_list() -> None:
     """List gateway configurations (credentials are never shown)."""
+
     async def work(ctx: AppContext) -> list[Any]:
         from payops.gateways import repository as gateway_repo
 
         async with ctx.db.read() as session:
             return await gateway_repo.list_all(session)
+
     table = Table("pg_code", "connector", "mode", "currency", "accepts", "operations", "sandbox")
     for gw in run(work):
-        table.add_row(gw.pg_code, gw.connector, gw.operation_mode, gw.default_currency,
-                      ", ".join(gw.accepted_currencies), ", ".join(gw.enabled_operations),
-                      "yes" if gw.is_sandbox else "no")
+        table.add_row(
+            gw.pg_code,
+            gw.connector,
+            gw.operation_mode,
+            gw.default_currency,
+            ", ".join(gw.accepted_currencies),
+            ", ".join(gw.enabled_operations),
+            "yes" if gw.is_sandbox else "no",
+        )
     console.print(table)

@@ -24,13 +24,24 @@ from payops.cli import (
 from payops.cli.common import OneLineUsageErrors
 
 # Locals in tracebacks could hold passwords or keys: never print them.
-app = typer.Typer(help="PayOps: payment operations for your gateways.", no_args_is_help=True,
-                  pretty_exceptions_show_locals=False, pretty_exceptions_enable=False,
-                  cls=OneLineUsageErrors)
-for group, name in ((db.app, "db"), (users.app, "user"), (apikeys.app, "apikey"),
-                    (gateways.app, "gateway"), (transactions.app, "txn"), (ops.app, "ops"),
-                    (webhooks.settings_app, "webhook"), (webhooks.events_app, "webhooks"),
-                    (secrets.app, "secret")):
+app = typer.Typer(
+    help="PayOps: payment operations for your gateways.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+    pretty_exceptions_enable=False,
+    cls=OneLineUsageErrors,
+)
+for group, name in (
+    (db.app, "db"),
+    (users.app, "user"),
+    (apikeys.app, "apikey"),
+    (gateways.app, "gateway"),
+    (transactions.app, "txn"),
+    (ops.app, "ops"),
+    (webhooks.settings_app, "webhook"),
+    (webhooks.events_app, "webhooks"),
+    (secrets.app, "secret"),
+):
     app.add_typer(group, name=name)
 app.command()(serve.serve)
 app.command()(ops.reconcile)

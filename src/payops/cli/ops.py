@@ -23,7 +23,8 @@ OPERATOR_MAX = 100
 @app.command("list")
 def ops_list(
     state: list[str] = typer.Option(
-        ["processing", "needs_review"], "--state", help="State to show; repeat"),
+        ["processing", "needs_review"], "--state", help="State to show; repeat"
+    ),
     limit: int = typer.Option(200, help="At most this many rows"),
 ) -> None:
     """List operations by state (default: the unresolved ones)."""
@@ -31,7 +32,9 @@ def ops_list(
 
     unknown = set(state) - set(OPERATION_STATES)
     if unknown:
-        fail(f"unknown state(s): {', '.join(sorted(unknown))}; known: {', '.join(OPERATION_STATES)}")
+        fail(
+            f"unknown state(s): {', '.join(sorted(unknown))}; known: {', '.join(OPERATION_STATES)}"
+        )
 
     async def work(ctx: AppContext) -> list[tuple[Any, Any]]:
         from sqlalchemy import select
@@ -43,17 +46,34 @@ def ops_list(
                 select(Operation, PaymentTransaction)
                 .join(PaymentTransaction, PaymentTransaction.id == Operation.transaction_id)
                 .where(Operation.state.in_(state))
-                .order_by(Operation.created_at).limit(limit)
+                .order_by(Operation.created_at)
+                .limit(limit)
             )
             return [(op, parent) for op, parent in rows]
-    table = Table("reference", "order_no", "operation", "state", "amount", "gateway", "asked",
-                  "created", title=f"operations: {', '.join(state)}")
+
+    table = Table(
+        "reference",
+        "order_no",
+        "operation",
+        "state",
+        "amount",
+        "gateway",
+        "asked",
+        "created",
+        title=f"operations: {', '.join(state)}",
+    )
     rows = run(work)
     for op, parent in rows:
-        table.add_row(op.reference_number, parent.order_no or parent.session_id, op.operation,
-                      op.state, f"{format_minor(op.amount, op.currency_code)} {op.currency_code}",
-                      op.gateway_config.pg_code, str(op.reconcile_attempts),
-                      str(op.created_at)[:19])
+        table.add_row(
+            op.reference_number,
+            parent.order_no or parent.session_id,
+            op.operation,
+            op.state,
+            f"{format_minor(op.amount, op.currency_code)} {op.currency_code}",
+            op.gateway_config.pg_code,
+            str(op.reconcile_attempts),
+            str(op.created_at)[:19],
+        )
     console.print(table)
     console.print(f"{len(rows)} operation(s)")
 
@@ -85,12 +105,14 @@ def ops_recheck(
 @app.command("resolve")
 def ops_resolve(
     reference: str = typer.Argument(..., help="The operation's reference_number"),
-    outcome: str = typer.Option(..., "--outcome", help="succeeded or failed, as the gateway's "
-                                "own dashboard shows it"),
+    outcome: str = typer.Option(
+        ..., "--outcome", help="succeeded or failed, as the gateway's own dashboard shows it"
+    ),
     reason: str = typer.Option(..., "--reason", help="Why: what you checked"),
     evidence: str = typer.Option("", "--evidence", help="e.g. the gateway's transaction id"),
-    operator_name: str = typer.Option(..., "--operator",
-                                      help="Your name (recorded with the OS user)"),
+    operator_name: str = typer.Option(
+        ..., "--operator", help="Your name (recorded with the OS user)"
+    ),
 ) -> None:
     """Settle an operation in needs_review with an operator's decision (audited)."""
     from payops.operations.review import OUTCOMES, resolve_operation
@@ -109,14 +131,19 @@ def ops_resolve(
         if len(text) > TEXT_MAX:  # the API's limit: one rule for both doors
             fail(f"{name} may have at most {TEXT_MAX} characters")
     actor = operator(operator_name.strip())
-    _review_call(lambda ctx: resolve_operation(
-        ctx, reference, outcome=outcome, reason=reason, evidence=evidence, actor=actor))
+    _review_call(
+        lambda ctx: resolve_operation(
+            ctx, reference, outcome=outcome, reason=reason, evidence=evidence, actor=actor
+        )
+    )
 
 
 def reconcile(
     older_than: float = typer.Option(
-        None, help="Ask about processing operations older than this many seconds "
-        "(default PAYOPS_RECONCILE_AFTER_SECONDS)"),
+        None,
+        help="Ask about processing operations older than this many seconds "
+        "(default PAYOPS_RECONCILE_AFTER_SECONDS)",
+    ),
 ) -> None:
     """Settle open operations now by asking their gateways (safe beside a running server)."""
     from rich.progress import Progress
@@ -133,6 +160,7 @@ def reconcile(
 
             def advance(done: int, total: int) -> None:
                 progress.update(task, completed=done, total=total)
+
             return await reconcile_once(ctx, on_progress=advance)
 
     summary = run(work, settings)

@@ -20,8 +20,10 @@ def check_secret_key() -> None:
     except SecretKeyMismatch as exc:
         fail(str(exc))
     except ValueError as exc:  # not a Fernet key at all
-        fail(f"PAYOPS_SECRET_KEY is not a valid Fernet key ({exc}); make one with "
-             "`payops secret new-key`")
+        fail(
+            f"PAYOPS_SECRET_KEY is not a valid Fernet key ({exc}); make one with "
+            "`payops secret new-key`"
+        )
 
 
 @app.command("rotate")
@@ -34,9 +36,11 @@ def secret_rotate() -> None:
         summary = run(stored_secrets.rotate)
     except SecretKeyMismatch as exc:
         fail(str(exc))
-    console.print(f"re-encrypted {summary.gateway_secrets} gateway secret(s) and "
-                  f"{summary.settings} setting(s) under the first key; older keys can now be "
-                  "removed from PAYOPS_SECRET_KEY")
+    console.print(
+        f"re-encrypted {summary.gateway_secrets} gateway secret(s) and "
+        f"{summary.settings} setting(s) under the first key; older keys can now be "
+        "removed from PAYOPS_SECRET_KEY"
+    )
 
 
 @app.command("new-key")

@@ -30,12 +30,14 @@ def _minor(option: str, amount: str, currency: str) -> int:
     try:
         return parse_amount(amount, currency)
     except (AmountError, ValueError) as exc:
-        fail(f"{option} {amount!r} is not an amount in {currency.upper()}: {exc} "
-             "(write e.g. 25.000)")
+        fail(
+            f"{option} {amount!r} is not an amount in {currency.upper()}: {exc} (write e.g. 25.000)"
+        )
 
 
-async def _gateway_for_new_order(session: AsyncSession, pg_code: str, order_no: str | None, *,
-                                 sandbox: bool) -> GatewayConfig:
+async def _gateway_for_new_order(
+    session: AsyncSession, pg_code: str, order_no: str | None, *, sandbox: bool
+) -> GatewayConfig:
     """The gateway configuration a new transaction goes to, with its order number still free;
     or one line saying which is wrong."""
     from payops.gateways import repository as gateway_repo
@@ -59,8 +61,9 @@ def txn_create(
     card: str = typer.Option("4111111111111111", help="Sandbox test card to pay with"),
     fee: str = typer.Option(None, help="Fee the customer pays on top"),
     webhook_url: str = typer.Option("", help="Merchant webhook URL for this transaction"),
-    print_field: str = typer.Option(None, "--print",
-                                    help=PRINT_HELP.format(", ".join(CREATED_FIELDS))),
+    print_field: str = typer.Option(
+        None, "--print", help=PRINT_HELP.format(", ".join(CREATED_FIELDS))
+    ),
 ) -> None:
     """Create a transaction and pay it at a sandbox gateway with a test card."""
     from payops.connectors.sandbox.connector import TEST_CARDS
@@ -80,35 +83,54 @@ def txn_create(
         async with ctx.db.write() as session:
             gateway = await _gateway_for_new_order(session, pg_code, order, sandbox=True)
             if currency not in gateway.accepted_currencies:
-                fail(f"{pg_code} does not accept {currency}; it accepts "
-                     f"{', '.join(gateway.accepted_currencies)}")
-            parent = new_parent(amount=minor, currency_code=currency, pg_codes=[pg_code],
-                                order_no=order, fee=fee_minor, webhook_url=webhook_url)
+                fail(
+                    f"{pg_code} does not accept {currency}; it accepts "
+                    f"{', '.join(gateway.accepted_currencies)}"
+                )
+            parent = new_parent(
+                amount=minor,
+                currency_code=currency,
+                pg_codes=[pg_code],
+                order_no=order,
+                fee=fee_minor,
+                webhook_url=webhook_url,
+            )
             session.add(parent)
             await session.flush()
             parent_id = parent.id
         try:
-            parent = await pay_with_sandbox(ctx.db, ctx.settings, parent_id, gateway,
-                                            card.replace(" ", ""))
+            parent = await pay_with_sandbox(
+                ctx.db, ctx.settings, parent_id, gateway, card.replace(" ", "")
+            )
         except TransactionError as exc:
             fail(str(exc))
-        return {"order_no": parent.order_no, "session_id": parent.session_id,
-                "state": parent.state, "amount": format_minor(parent.amount, parent.currency_code),
-                "currency_code": parent.currency_code, "pg_code": pg_code}
+        return {
+            "order_no": parent.order_no,
+            "session_id": parent.session_id,
+            "state": parent.state,
+            "amount": format_minor(parent.amount, parent.currency_code),
+            "currency_code": parent.currency_code,
+            "pg_code": pg_code,
+        }
+
     emit(run(work), print_field)
 
 
 @app.command("import")
 def txn_import(
-    pg_code: str = typer.Option(..., "--pg-code", help="Gateway configuration that took the payment"),
+    pg_code: str = typer.Option(
+        ..., "--pg-code", help="Gateway configuration that took the payment"
+    ),
     amount: str = typer.Option(..., help="Amount paid or authorized, e.g. 25.000"),
     currency: str = typer.Option(..., help="Currency code"),
     state: str = typer.Option("paid", help="paid or authorized"),
     ref: list[str] = typer.Option(
-        ..., "--ref", help="Gateway reference KEY=VALUE (e.g. order_id=ORD-7, payment_id=…); repeat"),
+        ..., "--ref", help="Gateway reference KEY=VALUE (e.g. order_id=ORD-7, payment_id=…); repeat"
+    ),
     order_no: str = typer.Option(None, help="Merchant order number"),
-    print_field: str = typer.Option(None, "--print",
-                                    help=PRINT_HELP.format(", ".join(IMPORTED_FIELDS))),
+    print_field: str = typer.Option(
+        None, "--print", help=PRINT_HELP.format(", ".join(IMPORTED_FIELDS))
+    ),
 ) -> None:
     """Register a payment taken through a gateway outside PayOps, so it can be operated on."""
     check_print_field(print_field, IMPORTED_FIELDS)
@@ -123,12 +145,23 @@ def txn_import(
             gateway = await _gateway_for_new_order(session, pg_code, order_no, sandbox=False)
             try:
                 parent = await import_transaction(
-                    session, gateway=gateway, amount=minor, currency_code=currency, state=state,
-                    gateway_refs=refs, order_no=order_no)
+                    session,
+                    gateway=gateway,
+                    amount=minor,
+                    currency_code=currency,
+                    state=state,
+                    gateway_refs=refs,
+                    order_no=order_no,
+                )
             except TransactionError as exc:
                 fail(str(exc))
-            return {"order_no": parent.order_no, "session_id": parent.session_id,
-                    "state": parent.state, "pg_code": pg_code}
+            return {
+                "order_no": parent.order_no,
+                "session_id": parent.session_id,
+                "state": parent.state,
+                "pg_code": pg_code,
+            }
+
     emit(run(work), print_field)
 
 
@@ -148,36 +181,68 @@ def txn_show(
         from payops.transactions import repository as txn_repo
 
         async with ctx.db.read() as session:
-            parent = await txn_repo.find_parent(session, order_no=order_no if not session_id else None,
-                                                session_id=session_id, include_deleted=True)
+            parent = await txn_repo.find_parent(
+                session,
+                order_no=order_no if not session_id else None,
+                session_id=session_id,
+                include_deleted=True,
+            )
             if parent is None:
                 fail("no such transaction; check the order number (or give --session-id)")
-            return (parent, await txn_repo.attempts(session, parent.id),
-                    await txn_repo.operations(session, parent.id))
+            return (
+                parent,
+                await txn_repo.attempts(session, parent.id),
+                await txn_repo.operations(session, parent.id),
+            )
+
     parent, attempts, operations = run(work)
     ccy = parent.currency_code
     money = lambda v: format_minor(v, ccy)  # noqa: E731
     summary = Table(show_header=False, title=f"transaction {parent.order_no or parent.session_id}")
     for label, value in (
-        ("session_id", parent.session_id), ("order_no", parent.order_no or ""),
+        ("session_id", parent.session_id),
+        ("order_no", parent.order_no or ""),
         ("state", parent.state + (" (deleted)" if parent.deleted_at else "")),
-        ("amount", f"{money(parent.amount)} {ccy}"), ("fee", money(parent.fee)),
+        ("amount", f"{money(parent.amount)} {ccy}"),
+        ("fee", money(parent.fee)),
         ("gateway", parent.gateway_config.pg_code if parent.gateway_config else "-"),
         ("mode", parent.operation_mode or "-"),
-        ("authorized", money(parent.authorized_total)), ("paid", money(parent.paid_total)),
-        ("captured", money(parent.captured)), ("refunded", money(parent.refunded)),
+        ("authorized", money(parent.authorized_total)),
+        ("paid", money(parent.paid_total)),
+        ("captured", money(parent.captured)),
+        ("refunded", money(parent.refunded)),
         ("voided", money(parent.voided)),
     ):
         summary.add_row(label, value)
     console.print(summary)
     table = Table("attempt", "state", "amount", "gateway", "message", title="payment attempts")
     for attempt in attempts:
-        table.add_row(attempt.reference_number, attempt.state, money(attempt.amount),
-                      attempt.gateway_config.pg_code, attempt.message)
+        table.add_row(
+            attempt.reference_number,
+            attempt.state,
+            money(attempt.amount),
+            attempt.gateway_config.pg_code,
+            attempt.message,
+        )
     console.print(table)
-    table = Table("reference", "operation", "state", "child state", "amount", "child session_id",
-                  "created", title="operations (child transactions)")
+    table = Table(
+        "reference",
+        "operation",
+        "state",
+        "child state",
+        "amount",
+        "child session_id",
+        "created",
+        title="operations (child transactions)",
+    )
     for op in operations:
-        table.add_row(op.reference_number, op.operation, op.state, child_state(op) or "-",
-                      money(op.amount), op.child_session_id, str(op.created_at)[:19])
+        table.add_row(
+            op.reference_number,
+            op.operation,
+            op.state,
+            child_state(op) or "-",
+            money(op.amount),
+            op.child_session_id,
+            str(op.created_at)[:19],
+        )
     console.print(table)

@@ -36,19 +36,39 @@ def refusal(exc: Exception) -> str:
     return str(body["detail"]) if isinstance(body, dict) else str(exc)
 
 
-async def add_user(session: AsyncSession, actor: Principal, username: str, password: str, *,
-                   superuser: bool, permissions: Iterable[str] = (), **profile: str) -> User:
+async def add_user(
+    session: AsyncSession,
+    actor: Principal,
+    username: str,
+    password: str,
+    *,
+    superuser: bool,
+    permissions: Iterable[str] = (),
+    **profile: str,
+) -> User:
     """A new user with an argon2id-hashed password, audited (``user create`` and ``demo``)."""
     from payops import audit
     from payops.auth.secrets import hash_password
     from payops.db.models import User, UserPermission
 
     codes = sorted(set(permissions))
-    user = User(username=username, password_hash=hash_password(password), is_superuser=superuser,
-                permissions=[UserPermission(code=code) for code in codes], **profile)
+    user = User(
+        username=username,
+        password_hash=hash_password(password),
+        is_superuser=superuser,
+        permissions=[UserPermission(code=code) for code in codes],
+        **profile,
+    )
     session.add(user)
-    audit.record(session, actor, "user.create", "success", username=username,
-                 superuser=superuser, permissions=codes)
+    audit.record(
+        session,
+        actor,
+        "user.create",
+        "success",
+        username=username,
+        superuser=superuser,
+        permissions=codes,
+    )
     return user
 
 
@@ -58,7 +78,10 @@ def user_create(
     password: str = typer.Option(..., prompt=True, hide_input=True, confirmation_prompt=True),
     superuser: bool = typer.Option(False, help="Holds every permission"),
     permission: list[str] = typer.Option([], "--permission", "-p", help="Permission code; repeat"),
-    first_name: str = "", last_name: str = "", email: str = "", phone: str = "",
+    first_name: str = "",
+    last_name: str = "",
+    email: str = "",
+    phone: str = "",
 ) -> None:
     """Create a user with an argon2id-hashed password."""
     from payops.auth import repository as auth_repo
@@ -75,9 +98,19 @@ def user_create(
         async with ctx.db.write() as session:
             if await auth_repo.user_by_username(session, username):
                 fail(f"user {username!r} exists; choose another name, or see `payops user list`")
-            await add_user(session, cli_actor(), username, password, superuser=superuser,
-                           permissions=permission, first_name=first_name, last_name=last_name,
-                           email=email, phone=phone)
+            await add_user(
+                session,
+                cli_actor(),
+                username,
+                password,
+                superuser=superuser,
+                permissions=permission,
+                first_name=first_name,
+                last_name=last_name,
+                email=email,
+                phone=phone,
+            )
+
     run(work)
     console.print(f"created user [bold]{username}[/bold]")
 
@@ -90,11 +123,15 @@ def user_list() -> None:
     async def work(ctx: AppContext) -> list[User]:
         async with ctx.db.read() as session:
             return await auth_repo.list_users(session)
+
     table = Table("username", "superuser", "active", "permissions")
     for user in run(work):
-        table.add_row(user.username, "yes" if user.is_superuser else "no",
-                      "yes" if user.is_active else "no",
-                      ", ".join(sorted(p.code for p in user.permissions)) or "-")
+        table.add_row(
+            user.username,
+            "yes" if user.is_superuser else "no",
+            "yes" if user.is_active else "no",
+            ", ".join(sorted(p.code for p in user.permissions)) or "-",
+        )
     console.print(table)
 
 
@@ -124,10 +161,17 @@ def user_grant(
                 elif not revoke and code not in held:
                     user.permissions.append(UserPermission(code=code))
             bump_credentials_version(user)  # cached logins pick up the new permissions
-            audit.record(session, cli_actor(), "user.revoke" if revoke else "user.grant",
-                         "success", username=username, permissions=sorted(set(permissions)))
+            audit.record(
+                session,
+                cli_actor(),
+                "user.revoke" if revoke else "user.grant",
+                "success",
+                username=username,
+                permissions=sorted(set(permissions)),
+            )
             await session.flush()
             return sorted(p.code for p in user.permissions)
+
     now_held = run(work)
     console.print(f"{username}: {', '.join(now_held) or 'no permissions'}")
 
@@ -165,7 +209,8 @@ def user_activate(username: str) -> None:
 def user_set_password(
     username: str,
     password_stdin: bool = typer.Option(
-        False, "--password-stdin", help="Read the password from the first line of stdin (scripts)"),
+        False, "--password-stdin", help="Read the password from the first line of stdin (scripts)"
+    ),
 ) -> None:
     """Change a user's password; asked at a hidden prompt (or read from stdin), never taken as an
     argument, so it stays out of shell history and process lists. Cached logins end at once."""

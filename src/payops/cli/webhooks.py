@@ -30,6 +30,7 @@ def _set_setting(key: str, value: str) -> None:
     async def work(ctx: AppContext) -> None:
         async with ctx.db.write() as session:
             await outbox.set_merchant_setting(session, key, value)
+
     run(work)
 
 
@@ -70,11 +71,16 @@ def webhook_operations_url(url: str = typer.Argument(..., help="URL, or '' to cl
     except FieldErrors:
         fail("enter an http(s) URL")
     try:
-        asyncio.run(refuse_private_fields({"url": checked}, ("url",),
-                                          allow_private=load_settings().webhook_allow_private))
+        asyncio.run(
+            refuse_private_fields(
+                {"url": checked}, ("url",), allow_private=load_settings().webhook_allow_private
+            )
+        )
     except FieldErrors:
-        fail("the URL's host is a loopback, private, link-local or metadata address "
-             "(allowed only with PAYOPS_WEBHOOK_ALLOW_PRIVATE=true)")
+        fail(
+            "the URL's host is a loopback, private, link-local or metadata address "
+            "(allowed only with PAYOPS_WEBHOOK_ALLOW_PRIVATE=true)"
+        )
     _set_setting(OPERATIONS_URL_SETTING, checked)
     console.print(f"operations webhook URL: {checked or '(none)'}")
 
@@ -92,6 +98,7 @@ def webhooks_deliver() -> None:
                 return total
             for state, count in outcomes.items():
                 total[state] = total.get(state, 0) + count
+
     outcomes = run(work)
     table = Table("outcome", "events", title="webhook delivery")
     for state, count in sorted(outcomes.items()):
@@ -105,22 +112,35 @@ def webhooks_list(
     limit: int = typer.Option(100, help="At most this many rows"),
 ) -> None:
     """List webhook events with their delivery state and last error."""
+
     async def work(ctx: AppContext) -> list[OutboxEvent]:
         from payops.dashboard.repository import events_page  # the dashboard's list, newest first
 
         async with ctx.db.read() as session:
             events, _ = await events_page(session, "failed" if failed else "", None, limit)
             return events
+
     table = Table("id", "event id", "kind", "state", "tries", "target", "last error", "created")
     for event in run(work):
-        table.add_row(str(event.id), event.event_id, event.kind, event.state, str(event.attempts),
-                      event.target_url[:60], event.last_error[:40], str(event.created_at)[:19])
+        table.add_row(
+            str(event.id),
+            event.event_id,
+            event.kind,
+            event.state,
+            str(event.attempts),
+            event.target_url[:60],
+            event.last_error[:40],
+            str(event.created_at)[:19],
+        )
     console.print(table)
 
 
 @events_app.command("retry")
-def webhooks_retry(event: int = typer.Argument(..., help="Event id (the number in `list`)")) -> None:
+def webhooks_retry(
+    event: int = typer.Argument(..., help="Event id (the number in `list`)"),
+) -> None:
     """Send a failed (or pending) event again, starting a fresh series of tries."""
+
     async def work(ctx: AppContext) -> str | None:
         from payops.db.models import OutboxEvent
 
@@ -133,6 +153,7 @@ def webhooks_retry(event: int = typer.Argument(..., help="Event id (the number i
             row.state, row.attempts = "pending", 0
             row.next_attempt_at = datetime.now(UTC)
             return "pending"
+
     state = run(work)
     if state is None:
         fail(f"no webhook event {event}; see `payops webhooks list`")

@@ -22,20 +22,29 @@ auth = e2e.auth
 settings_overrides = e2e.settings_overrides
 
 
-async def knet_payment(seed: Seed, fake: FakeKnet, *, amount: str = "25.000",
-                       timeout: float | None = None) -> str:
+async def knet_payment(
+    seed: Seed, fake: FakeKnet, *, amount: str = "25.000", timeout: float | None = None
+) -> str:
     payment_id = fake.add_payment("TRK20261130A", amount)
     await seed.imported(
-        connector="knet", code="knet-kwd", amount=amount, currency="KWD",
+        connector="knet",
+        code="knet-kwd",
+        amount=amount,
+        currency="KWD",
         gateway_refs={"track_id": "TRK20261130A", "payment_id": payment_id},
         credentials={"tranportal_id": TRANPORTAL_ID, "tranportal_password": TRANPORTAL_PASSWORD},
-        options=gateway_options(fake.url, timeout))
+        options=gateway_options(fake.url, timeout),
+    )
     return payment_id
 
 
-
-async def test_refunds_v1_and_v2(client: httpx.AsyncClient, seed: Seed, auth: dict[str, str],
-                                 fake_knet: FakeKnet, caplog: pytest.LogCaptureFixture) -> None:
+async def test_refunds_v1_and_v2(
+    client: httpx.AsyncClient,
+    seed: Seed,
+    auth: dict[str, str],
+    fake_knet: FakeKnet,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     caplog.set_level(logging.DEBUG)
     await knet_payment(seed, fake_knet)
     first = await post_op(client, auth, "refund", "10.000")
@@ -60,7 +69,10 @@ async def test_refunds_v1_and_v2(client: httpx.AsyncClient, seed: Seed, auth: di
 
 
 async def test_knet_refusals_are_400_and_change_nothing(
-    client: httpx.AsyncClient, seed: Seed, auth: dict[str, str], fake_knet: FakeKnet,
+    client: httpx.AsyncClient,
+    seed: Seed,
+    auth: dict[str, str],
+    fake_knet: FakeKnet,
 ) -> None:
     await knet_payment(seed, fake_knet)
     fake_knet.payments["TRK20261130A"].refunds.append(Decimal("20.000"))  # portal
@@ -81,8 +93,12 @@ async def test_knet_refusals_are_400_and_change_nothing(
 
 @pytest.mark.parametrize("performed", [True, False])
 async def test_a_lost_refund_reply_goes_to_review_and_is_never_resent(
-    client: httpx.AsyncClient, seed: Seed, auth: dict[str, str], ctx: AppContext,
-    fake_knet: FakeKnet, performed: bool,
+    client: httpx.AsyncClient,
+    seed: Seed,
+    auth: dict[str, str],
+    ctx: AppContext,
+    fake_knet: FakeKnet,
+    performed: bool,
 ) -> None:
     fake_knet.hang_seconds = 1.5
     payment_id = await knet_payment(seed, fake_knet, timeout=0.5)
@@ -90,8 +106,12 @@ async def test_a_lost_refund_reply_goes_to_review_and_is_never_resent(
     response = await post_op(client, auth, "refund", "7.000")
     assert response.status_code == 504
     [operation] = await seed.operations()
-    assert response.json() == {"detail": UNCONFIRMED, "operation": "refund", "result": "pending",
-                               "reference_number": operation.reference_number}
+    assert response.json() == {
+        "detail": UNCONFIRMED,
+        "operation": "refund",
+        "result": "pending",
+        "reference_number": operation.reference_number,
+    }
 
     summary = await reconcile_once(ctx)
     assert summary.examined == 1

@@ -34,37 +34,55 @@ QUEUED = "Refund request created; MyFatoorah will review and execute it"
 TIMEOUT = 0.5
 
 
-def assert_operation(response: httpx.Response, operation: str, amount: str, state: str
-                     ) -> dict[str, Any]:
+def assert_operation(
+    response: httpx.Response, operation: str, amount: str, state: str
+) -> dict[str, Any]:
     return _assert_operation(response, operation, amount, state, never_shown=(TEST_API_TOKEN,))
 
 
 async def myfatoorah_payment(
-    seed: Seed, fake: FakeMyFatoorah, *, state: str = "paid", amount: str = "100.000",
-    currency: str = "KWD", timeout: float | None = None, options: dict[str, Any] | None = None,
+    seed: Seed,
+    fake: FakeMyFatoorah,
+    *,
+    state: str = "paid",
+    amount: str = "100.000",
+    currency: str = "KWD",
+    timeout: float | None = None,
+    options: dict[str, Any] | None = None,
     **gateway: Any,
 ) -> str:
     """An invoice at the fake, imported into PayOps as order ORD-1; returns its InvoiceId."""
     invoice_id = fake.add_invoice(amount, currency, state=state)
     await seed.imported(
-        connector="myfatoorah", code=f"myfatoorah-{currency.lower()}", amount=amount,
-        currency=currency, state=state, gateway_refs={"invoice_id": invoice_id},
+        connector="myfatoorah",
+        code=f"myfatoorah-{currency.lower()}",
+        amount=amount,
+        currency=currency,
+        state=state,
+        gateway_refs={"invoice_id": invoice_id},
         credentials={"api_token": TEST_API_TOKEN},
-        options=gateway_options(fake.url, timeout, country="KWT", **(options or {})), **gateway,
+        options=gateway_options(fake.url, timeout, country="KWT", **(options or {})),
+        **gateway,
     )
     return invoice_id
 
 
 # -- refunds --------------------------------------------------------------------------------------
 
+
 async def test_refunds_are_queued_until_myfatoorah_decides(
-    client: httpx.AsyncClient, seed: Seed, auth: dict[str, str], ctx: AppContext,
+    client: httpx.AsyncClient,
+    seed: Seed,
+    auth: dict[str, str],
+    ctx: AppContext,
     fake_myfatoorah: FakeMyFatoorah,
 ) -> None:
-    invoice = await myfatoorah_payment(seed, fake_myfatoorah, enabled_operations=["refund",
-                                                                                 "inquiry"])
-    body = assert_operation(await post_op(client, auth, "refund", "30.000"), "refund", "30.000",
-                            "refund_queued")
+    invoice = await myfatoorah_payment(
+        seed, fake_myfatoorah, enabled_operations=["refund", "inquiry"]
+    )
+    body = assert_operation(
+        await post_op(client, auth, "refund", "30.000"), "refund", "30.000", "refund_queued"
+    )
     assert body["result"] == "queued"
     assert body["pg_params"]["pg_message"] == QUEUED
     assert body["pg_response"]["Message"] == "Refund Created Successfully!"
@@ -81,10 +99,10 @@ async def test_refunds_are_queued_until_myfatoorah_decides(
     assert await totals(seed) == (0, 30_000, 0)
 
     # the rest (amount omitted), which MyFatoorah then rejects
-    rest = assert_operation(await post_op(client, auth, "refund"), "refund", "70.000",
-                            "refund_queued")
-    fake_myfatoorah.settle_refund(invoice, "Canceled",
-                                  external_identifier=rest["reference_number"])
+    rest = assert_operation(
+        await post_op(client, auth, "refund"), "refund", "70.000", "refund_queued"
+    )
+    fake_myfatoorah.settle_refund(invoice, "Canceled", external_identifier=rest["reference_number"])
     await reconcile_once(ctx)
     assert await states(seed) == ["succeeded", "rejected"]
     assert await totals(seed) == (0, 30_000, 0)
@@ -94,10 +112,10 @@ async def test_an_auto_refund_account_refunds_at_once(
     client: httpx.AsyncClient, seed: Seed, auth: dict[str, str], fake_myfatoorah: FakeMyFatoorah
 ) -> None:
     fake_myfatoorah.auto_refund = True
-    await myfatoorah_payment(seed, fake_myfatoorah, amount="80.00", currency="SAR",
-                             options={"auto_refund": "true"})
-    assert_operation(await post_op(client, auth, "refund", "12.50"), "refund", "12.50",
-                     "refunded")
+    await myfatoorah_payment(
+        seed, fake_myfatoorah, amount="80.00", currency="SAR", options={"auto_refund": "true"}
+    )
+    assert_operation(await post_op(client, auth, "refund", "12.50"), "refund", "12.50", "refunded")
     assert await totals(seed) == (0, 1_250, 0)
 
 
@@ -105,21 +123,29 @@ async def test_a_gateway_refusal_is_400_with_its_message(
     client: httpx.AsyncClient, seed: Seed, auth: dict[str, str], fake_myfatoorah: FakeMyFatoorah
 ) -> None:
     invoice = await myfatoorah_payment(seed, fake_myfatoorah)
-    fake_myfatoorah.fail_next("decline", endpoint="/v2/MakeRefund",
-                              message="Refunds are disabled for this account")
+    fake_myfatoorah.fail_next(
+        "decline", endpoint="/v2/MakeRefund", message="Refunds are disabled for this account"
+    )
     declined = await post_op(client, auth, "refund", "10.000")
     assert declined.status_code == 400
     message = "Refunds are disabled for this account"
-    assert declined.json() == {"detail": message, "operation": "refund", "result": "failed",
-                               "pg_response": declined_response(message)}
+    assert declined.json() == {
+        "detail": message,
+        "operation": "refund",
+        "result": "failed",
+        "pg_response": declined_response(message),
+    }
 
     # a refund made in MyFatoorah's portal leaves less than PayOps believes
     fake_myfatoorah.add_refund(invoice, "95.000")
     exceeds = await post_op(client, auth, "refund", "10.000")
     assert exceeds.status_code == 400
-    assert exceeds.json() == {"detail": refund_exceeds_response()["Message"],
-                              "operation": "refund", "result": "failed",
-                              "pg_response": refund_exceeds_response()}
+    assert exceeds.json() == {
+        "detail": refund_exceeds_response()["Message"],
+        "operation": "refund",
+        "result": "failed",
+        "pg_response": refund_exceeds_response(),
+    }
     assert await states(seed) == ["failed", "failed"]
     assert await totals(seed) == (0, 0, 0)
     assert TEST_API_TOKEN not in declined.text + exceeds.text
@@ -127,17 +153,24 @@ async def test_a_gateway_refusal_is_400_with_its_message(
 
 # -- capture and release (Authorize-Capture accounts) ---------------------------------------------
 
+
 async def test_capture_then_refund(
-    client: httpx.AsyncClient, seed: Seed, auth: dict[str, str], ctx: AppContext,
+    client: httpx.AsyncClient,
+    seed: Seed,
+    auth: dict[str, str],
+    ctx: AppContext,
     fake_myfatoorah: FakeMyFatoorah,
 ) -> None:
     invoice = await myfatoorah_payment(seed, fake_myfatoorah, state="authorized")
-    body = assert_operation(await post_op(client, auth, "capture", "40.000"), "capture",
-                            "40.000", "paid")
+    body = assert_operation(
+        await post_op(client, auth, "capture", "40.000"), "capture", "40.000", "paid"
+    )
     assert fake_myfatoorah.requests[-1].json["Operation"] == "capture"
     assert body["pg_response"]["Data"]["InvoiceStatus"] == "Paid"
-    assert body["pg_params"]["payment_id"] == fake_myfatoorah.invoice(invoice)[
-        "InvoiceTransactions"][-1]["PaymentId"]
+    assert (
+        body["pg_params"]["payment_id"]
+        == fake_myfatoorah.invoice(invoice)["InvoiceTransactions"][-1]["PaymentId"]
+    )
     assert "remaining_amount" not in body  # exactly ExternalOperation (issue 16)
 
     # PayOps would let the rest be captured; MyFatoorah takes one capture per invoice
@@ -145,8 +178,9 @@ async def test_capture_then_refund(
     assert second.status_code == 400
     assert second.json()["detail"] == already_updated_response()["Message"]
 
-    assert_operation(await post_op(client, auth, "refund", "15.000"), "refund", "15.000",
-                     "refund_queued")
+    assert_operation(
+        await post_op(client, auth, "refund", "15.000"), "refund", "15.000", "refund_queued"
+    )
     fake_myfatoorah.settle_refund(invoice, "Refunded")
     await reconcile_once(ctx)
     assert await states(seed) == ["succeeded", "failed", "succeeded"]
@@ -156,13 +190,16 @@ async def test_capture_then_refund(
 async def test_void_releases_the_authorization(
     client: httpx.AsyncClient, seed: Seed, auth: dict[str, str], fake_myfatoorah: FakeMyFatoorah
 ) -> None:
-    invoice = await myfatoorah_payment(seed, fake_myfatoorah, state="authorized",
-                                       amount="75.50", currency="SAR")
+    invoice = await myfatoorah_payment(
+        seed, fake_myfatoorah, state="authorized", amount="75.50", currency="SAR"
+    )
     body = assert_operation(await post_op(client, auth, "void"), "void", "75.50", "voided")
     assert fake_myfatoorah.requests[-1].json["Operation"] == "release"
     assert b'"Amount":75.50,' in fake_myfatoorah.requests[-1].body
-    assert fake_myfatoorah.invoice(invoice)["InvoiceTransactions"][-1]["Error"] == \
-        "Transaction Released"
+    assert (
+        fake_myfatoorah.invoice(invoice)["InvoiceTransactions"][-1]["Error"]
+        == "Transaction Released"
+    )
     assert body["pg_params"]["result"] == "success"
     assert await totals(seed) == (0, 0, 7_550)
     refused = await post_op(client, auth, "capture", "1.00")
@@ -172,11 +209,18 @@ async def test_void_releases_the_authorization(
 
 # -- unknown outcomes and reconciliation ----------------------------------------------------------
 
+
 @pytest.mark.parametrize(
-    ("performed", "final"), [(True, "queued"), (False, "failed")], ids=["done", "not-done"])
+    ("performed", "final"), [(True, "queued"), (False, "failed")], ids=["done", "not-done"]
+)
 async def test_a_refund_timeout_is_504_then_reconciled_to_myfatoorahs_truth(
-    client: httpx.AsyncClient, seed: Seed, auth: dict[str, str], ctx: AppContext,
-    fake_myfatoorah: FakeMyFatoorah, performed: bool, final: str,
+    client: httpx.AsyncClient,
+    seed: Seed,
+    auth: dict[str, str],
+    ctx: AppContext,
+    fake_myfatoorah: FakeMyFatoorah,
+    performed: bool,
+    final: str,
 ) -> None:
     fake_myfatoorah.hang_seconds = 1.5
     invoice = await myfatoorah_payment(seed, fake_myfatoorah, timeout=TIMEOUT)
@@ -186,8 +230,12 @@ async def test_a_refund_timeout_is_504_then_reconciled_to_myfatoorahs_truth(
 
     assert response.status_code == 504
     [operation] = await seed.operations()
-    assert response.json() == {"detail": UNCONFIRMED, "operation": "refund", "result": "pending",
-                               "reference_number": operation.reference_number}
+    assert response.json() == {
+        "detail": UNCONFIRMED,
+        "operation": "refund",
+        "result": "pending",
+        "reference_number": operation.reference_number,
+    }
     assert operation.state == "processing"
     assert len(fake_myfatoorah.refunds(invoice)) == (1 if performed else 0)
 
@@ -203,7 +251,10 @@ async def test_a_refund_timeout_is_504_then_reconciled_to_myfatoorahs_truth(
 
 
 async def test_a_lost_capture_is_reconciled(
-    client: httpx.AsyncClient, seed: Seed, auth: dict[str, str], ctx: AppContext,
+    client: httpx.AsyncClient,
+    seed: Seed,
+    auth: dict[str, str],
+    ctx: AppContext,
     fake_myfatoorah: FakeMyFatoorah,
 ) -> None:
     await myfatoorah_payment(seed, fake_myfatoorah, state="authorized", timeout=TIMEOUT)
@@ -219,17 +270,22 @@ async def test_a_lost_capture_is_reconciled(
 
 # -- capability -----------------------------------------------------------------------------------
 
+
 async def test_an_operation_not_enabled_for_the_configuration_is_not_supported(
     client: httpx.AsyncClient, seed: Seed, auth: dict[str, str], fake_myfatoorah: FakeMyFatoorah
 ) -> None:
     """An account without Authorize-Capture: configured with refund and inquiry only."""
-    await myfatoorah_payment(seed, fake_myfatoorah, state="authorized",
-                             enabled_operations=["refund", "inquiry"])
+    await myfatoorah_payment(
+        seed, fake_myfatoorah, state="authorized", enabled_operations=["refund", "inquiry"]
+    )
     for operation, amount in (("capture", "10.000"), ("void", None)):
         response = await post_op(client, auth, operation, amount)
         assert response.status_code == 400
-        assert response.json() == {"detail": NOT_SUPPORTED, "operation": operation,
-                                   "result": "failed"}
+        assert response.json() == {
+            "detail": NOT_SUPPORTED,
+            "operation": operation,
+            "result": "failed",
+        }
     assert fake_myfatoorah.requests == []
 
 
@@ -238,53 +294,67 @@ async def test_an_operation_not_enabled_for_the_configuration_is_not_supported(
 WEBHOOK_SECRET = "mf-webhook-secret-for-tests"
 
 
-def signed_refund_event(reference: str, invoice: str | None, refund_id: int, status: str,
-                        amount: str, secret: str = WEBHOOK_SECRET) -> tuple[bytes, dict[str, str]]:
+def signed_refund_event(
+    reference: str,
+    invoice: str | None,
+    refund_id: int,
+    status: str,
+    amount: str,
+    secret: str = WEBHOOK_SECRET,
+) -> tuple[bytes, dict[str, str]]:
     """A V2 REFUND_STATUS_CHANGED event, signed as the webhook documentation describes. It
     carries no refund ExternalIdentifier (``reference`` is not in it); ``Refund.InvoiceId`` is the
     refund's own invoice. ``invoice`` None: the event names no referenced invoice."""
     referenced = f'{{"Id":"{invoice}"}}' if invoice is not None else "null"
-    body = ('{"Event":{"Code":2,"Name":"REFUND_STATUS_CHANGED","CountryIsoCode":"KWT",'
-            '"CreationDate":"2025-01-26T12:07:15Z","Reference":"WH-9"},'
-            f'"Data":{{"Refund":{{"Id":{refund_id},"Reference":"2025{refund_id}",'
-            f'"Status":"{status}","InvoiceId":9999001}},'
-            f'"Amount":{{"BaseCurrency":"KWD","ValueInBaseCurrency":{amount}}},'
-            f'"ReferencedInvoice":{referenced}}}}}')
-    canonical = (f"Refund.Id={refund_id},Refund.Status={status},"
-                 f"Amount.ValueInBaseCurrency={amount},ReferencedInvoice.Id={invoice or ''}")
-    signature = base64.b64encode(hmac.new(secret.encode(), canonical.encode(),
-                                          hashlib.sha256).digest()).decode()
-    return body.encode(), {"MyFatoorah-Signature": signature,
-                           "myfatoorah-webhook-version": "v2",
-                           "Content-Type": "application/json"}
+    body = (
+        '{"Event":{"Code":2,"Name":"REFUND_STATUS_CHANGED","CountryIsoCode":"KWT",'
+        '"CreationDate":"2025-01-26T12:07:15Z","Reference":"WH-9"},'
+        f'"Data":{{"Refund":{{"Id":{refund_id},"Reference":"2025{refund_id}",'
+        f'"Status":"{status}","InvoiceId":9999001}},'
+        f'"Amount":{{"BaseCurrency":"KWD","ValueInBaseCurrency":{amount}}},'
+        f'"ReferencedInvoice":{referenced}}}}}'
+    )
+    canonical = (
+        f"Refund.Id={refund_id},Refund.Status={status},"
+        f"Amount.ValueInBaseCurrency={amount},ReferencedInvoice.Id={invoice or ''}"
+    )
+    signature = base64.b64encode(
+        hmac.new(secret.encode(), canonical.encode(), hashlib.sha256).digest()
+    ).decode()
+    return body.encode(), {
+        "MyFatoorah-Signature": signature,
+        "myfatoorah-webhook-version": "v2",
+        "Content-Type": "application/json",
+    }
 
 
 async def test_a_signed_refund_notification_settles_the_queued_refund(
     client: httpx.AsyncClient, seed: Seed, auth: dict[str, str], fake_myfatoorah: FakeMyFatoorah
 ) -> None:
     invoice = await myfatoorah_payment(seed, fake_myfatoorah, webhook_secret=WEBHOOK_SECRET)
-    body = assert_operation(await post_op(client, auth, "refund", "20.000"), "refund", "20.000",
-                            "refund_queued")
+    body = assert_operation(
+        await post_op(client, auth, "refund", "20.000"), "refund", "20.000", "refund_queued"
+    )
     reference = body["reference_number"]
     refund_id = fake_myfatoorah.refunds(invoice)[0]["RefundId"]
 
-    forged, headers = signed_refund_event(reference, invoice, refund_id, "REFUNDED", "20.000",
-                                          secret="not-the-secret")
-    refused = await client.post("/b/pg/notifications/myfatoorah-kwd", content=forged,
-                                headers=headers)
+    forged, headers = signed_refund_event(
+        reference, invoice, refund_id, "REFUNDED", "20.000", secret="not-the-secret"
+    )
+    refused = await client.post(
+        "/b/pg/notifications/myfatoorah-kwd", content=forged, headers=headers
+    )
     assert refused.status_code == 401
     assert await states(seed) == ["queued"]
 
     # A genuine event is only a hint: PayOps asks MyFatoorah, which has not executed it yet.
     event, headers = signed_refund_event(reference, invoice, refund_id, "REFUNDED", "20.000")
-    early = await client.post("/b/pg/notifications/myfatoorah-kwd", content=event,
-                              headers=headers)
+    early = await client.post("/b/pg/notifications/myfatoorah-kwd", content=event, headers=headers)
     assert early.status_code == 200
     assert await states(seed) == ["queued"]
 
     fake_myfatoorah.settle_refund(invoice, "Refunded")
-    done = await client.post("/b/pg/notifications/myfatoorah-kwd", content=event,
-                             headers=headers)
+    done = await client.post("/b/pg/notifications/myfatoorah-kwd", content=event, headers=headers)
     assert done.status_code == 200
     assert await states(seed) == ["succeeded"]
     assert await totals(seed) == (0, 20_000, 0)
@@ -294,15 +364,16 @@ async def test_a_v2_refund_event_is_matched_by_its_refund_id(
     client: httpx.AsyncClient, seed: Seed, auth: dict[str, str], fake_myfatoorah: FakeMyFatoorah
 ) -> None:
     invoice = await myfatoorah_payment(seed, fake_myfatoorah, webhook_secret=WEBHOOK_SECRET)
-    body = assert_operation(await post_op(client, auth, "refund", "15.000"), "refund", "15.000",
-                            "refund_queued")
+    body = assert_operation(
+        await post_op(client, auth, "refund", "15.000"), "refund", "15.000", "refund_queued"
+    )
     refund_id = fake_myfatoorah.refunds(invoice)[0]["RefundId"]
     fake_myfatoorah.settle_refund(invoice, "Refunded")
     # No referenced invoice in the event: only Refund.Id (MakeRefund's RefundId) names ours.
-    event, headers = signed_refund_event(body["reference_number"], None, refund_id, "REFUNDED",
-                                         "15.000")
-    answer = await client.post("/b/pg/notifications/myfatoorah-kwd", content=event,
-                               headers=headers)
+    event, headers = signed_refund_event(
+        body["reference_number"], None, refund_id, "REFUNDED", "15.000"
+    )
+    answer = await client.post("/b/pg/notifications/myfatoorah-kwd", content=event, headers=headers)
     assert answer.status_code == 200
     assert await states(seed) == ["succeeded"]
 
@@ -315,14 +386,17 @@ async def test_a_notification_nested_too_deeply_is_refused_not_500(
     await myfatoorah_payment(seed, fake_myfatoorah, webhook_secret=WEBHOOK_SECRET)
     before = await states(seed)
     for body in (b"[" * 5000 + b"]" * 5000, b'{"Data":' * 3000 + b"{}" + b"}" * 3000):
-        response = await client.post("/b/pg/notifications/myfatoorah-kwd", content=body,
-                                     headers={"MyFatoorah-Signature": "x",
-                                              "Content-Type": "application/json"})
+        response = await client.post(
+            "/b/pg/notifications/myfatoorah-kwd",
+            content=body,
+            headers={"MyFatoorah-Signature": "x", "Content-Type": "application/json"},
+        )
         assert response.status_code == 401, response.status_code
     assert await states(seed) == before
 
 
 # -- credentials ----------------------------------------------------------------------------------
+
 
 async def test_credentials_never_appear_in_responses(
     client: httpx.AsyncClient, seed: Seed, auth: dict[str, str], fake_myfatoorah: FakeMyFatoorah
@@ -331,7 +405,7 @@ async def test_credentials_never_appear_in_responses(
     await myfatoorah_payment(seed, fake_myfatoorah, timeout=TIMEOUT)
     responses = [
         await post_op(client, auth, "refund", "1.000"),
-        await post_op(client, auth, "capture", "1.000"),             # not allowed: paid
+        await post_op(client, auth, "capture", "1.000"),  # not allowed: paid
         await client.post("/b/pbl/v1/inquiry/ORD-1", headers=auth),
     ]
     fake_myfatoorah.fail_next("timeout", endpoint="/v2/MakeRefund")

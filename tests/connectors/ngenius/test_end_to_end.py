@@ -48,18 +48,29 @@ def fake(ngenius_fake: FakeNgenius) -> FakeNgenius:  # noqa: F811
 
 
 async def ngenius_payment(
-    seed: Seed, fake: FakeNgenius, *, state: str = "authorized", amount: str = "100.00",
-    currency: str = "AED", action: str | None = None, timeout: float | None = None,
+    seed: Seed,
+    fake: FakeNgenius,
+    *,
+    state: str = "authorized",
+    amount: str = "100.00",
+    currency: str = "AED",
+    action: str | None = None,
+    timeout: float | None = None,
     **gateway_options: Any,
 ) -> tuple[str, str]:
     """A payment taken at N-Genius, imported into PayOps as ORD-1; (order ref, payment ref)."""
     action = action or ("AUTH" if state == "authorized" else "PURCHASE")
     order_ref, payment_ref = fake.create_order(action, parse_amount(amount, currency), currency)
     await seed.imported(
-        connector="ngenius", code=f"ngenius-{currency.lower()}", amount=amount,
-        currency=currency, state=state,
+        connector="ngenius",
+        code=f"ngenius-{currency.lower()}",
+        amount=amount,
+        currency=currency,
+        state=state,
         gateway_refs={"order_reference": order_ref, "payment_reference": payment_ref},
-        credentials=CREDENTIALS, options=e2e.gateway_options(fake.url, timeout), **gateway_options,
+        credentials=CREDENTIALS,
+        options=e2e.gateway_options(fake.url, timeout),
+        **gateway_options,
     )
     return order_ref, payment_ref
 
@@ -69,16 +80,17 @@ async def prewarm(fake: FakeNgenius, order_ref: str) -> None:
     operation's own request."""
     from payops.connectors.base import PaymentRef
 
-    conn = NgeniusConnector(ConnectorConfig("warm", True, CREDENTIALS, 5.0,
-                                            {"base_url": fake.url}))
+    conn = NgeniusConnector(ConnectorConfig("warm", True, CREDENTIALS, 5.0, {"base_url": fake.url}))
     try:
-        await conn.inquire_payment(PaymentRef("W", 1, "AED", "purchase",
-                                              {"order_reference": order_ref}))
+        await conn.inquire_payment(
+            PaymentRef("W", 1, "AED", "purchase", {"order_reference": order_ref})
+        )
     finally:
         await conn.aclose()
 
 
 # -- successes -------------------------------------------------------------------------------------
+
 
 async def test_capture_partial_then_the_rest(
     client: httpx.AsyncClient, seed: Seed, fake: FakeNgenius, auth: dict[str, str]
@@ -88,7 +100,11 @@ async def test_capture_partial_then_the_rest(
     assert first.status_code == 200, first.text
     body = first.json()
     assert (body["operation"], body["amount"], body["result"], body["success"]) == (
-        "capture", "40.00", "success", True)
+        "capture",
+        "40.00",
+        "success",
+        True,
+    )
     assert body["txn"]["state"] == "paid"
     assert body["txn"]["amount"] == "40.00"
     assert body["pg_code"] and "gateway_name" not in body  # exactly ExternalOperation
@@ -96,7 +112,8 @@ async def test_capture_partial_then_the_rest(
     assert body["pg_params"]["transaction_id"] == capture.ref
     assert body["pg_response"]["_embedded"]["cnp:capture"][0]["state"] == "SUCCESS"
     assert fake.calls("POST", "/captures")[0].json == {
-        "amount": {"currencyCode": "AED", "value": 4000}}
+        "amount": {"currencyCode": "AED", "value": 4000}
+    }
 
     rest = await post_op(client, auth, "capture")  # omitted amount: all that remains
     assert rest.status_code == 200, rest.text
@@ -115,7 +132,8 @@ async def test_capture_in_a_three_decimal_currency(
     assert reply.status_code == 200, reply.text
     assert reply.json()["amount"] == "1.005"
     assert fake.calls("POST", "/captures")[0].json == {
-        "amount": {"currencyCode": "KWD", "value": 1005}}
+        "amount": {"currencyCode": "KWD", "value": 1005}
+    }
 
 
 async def test_refund_of_a_purchase(
@@ -125,11 +143,16 @@ async def test_refund_of_a_purchase(
     reply = await post_op(client, auth, "refund", "25.00")
     assert reply.status_code == 200, reply.text
     body = reply.json()
-    assert (body["operation"], body["amount"], body["txn"]["state"]) == ("refund", "25.00",
-                                                                         "refunded")
+    assert (body["operation"], body["amount"], body["txn"]["state"]) == (
+        "refund",
+        "25.00",
+        "refunded",
+    )
     call = fake.calls("POST", "/refund")[0]
-    assert call.path == (f"/transactions/outlets/{OUTLET}/orders/{order_ref}/payments/"
-                         f"{payment_ref}/captures/sale/refund")
+    assert call.path == (
+        f"/transactions/outlets/{OUTLET}/orders/{order_ref}/payments/"
+        f"{payment_ref}/captures/sale/refund"
+    )
     assert call.json == {"amount": {"currencyCode": "AED", "value": 2500}}
     assert fake.payment(order_ref).state == "PARTIALLY_REFUNDED"
     parent = await seed.find()
@@ -155,14 +178,16 @@ async def test_void(
     reply = await post_op(client, auth, "void")
     assert reply.status_code == 200, reply.text
     body = reply.json()
-    assert (body["operation"], body["amount"], body["txn"]["state"]) == ("void", "100.00",
-                                                                         "voided")
+    assert (body["operation"], body["amount"], body["txn"]["state"]) == ("void", "100.00", "voided")
     assert fake.payment(order_ref).state == "REVERSED"
     assert fake.calls("PUT", "/cancel")[0].body == b""
 
 
 async def test_refund_requested_is_queued_then_reconciled(
-    client: httpx.AsyncClient, seed: Seed, fake: FakeNgenius, auth: dict[str, str],
+    client: httpx.AsyncClient,
+    seed: Seed,
+    fake: FakeNgenius,
+    auth: dict[str, str],
     ctx: AppContext,
 ) -> None:
     await ngenius_payment(seed, fake, state="paid")
@@ -184,7 +209,10 @@ async def test_refund_requested_is_queued_then_reconciled(
 
 
 async def test_webhook_prompts_a_confirming_inquiry(
-    client: httpx.AsyncClient, seed: Seed, fake: FakeNgenius, auth: dict[str, str],
+    client: httpx.AsyncClient,
+    seed: Seed,
+    fake: FakeNgenius,
+    auth: dict[str, str],
 ) -> None:
     """An authentic N-Genius webhook is only a hint: PayOps asks the gateway, which says the
     queued refund has settled. A webhook without the secret header changes nothing."""
@@ -192,17 +220,24 @@ async def test_webhook_prompts_a_confirming_inquiry(
     order_ref, _ = await ngenius_payment(seed, fake, state="paid", webhook_secret=secret)
     fake.inject("refund", "queue")
     assert (await post_op(client, auth, "refund", "10.00")).json()["txn"]["state"] == (
-        "refund_queued")
+        "refund_queued"
+    )
     fake.settle_requested_refunds()
     order = fake.orders[order_ref]
-    body = {"eventId": "8f0b6c1e-0000-4000-8000-000000000002", "eventName": "REFUNDED",
-            "outletId": OUTLET, "order": order_status_response(fake.url, order)}
-    forged = await client.post("/b/pg/notifications/ngenius-aed", json=body,
-                               headers={"X-PayOps-Webhook-Secret": "guess"})
+    body = {
+        "eventId": "8f0b6c1e-0000-4000-8000-000000000002",
+        "eventName": "REFUNDED",
+        "outletId": OUTLET,
+        "order": order_status_response(fake.url, order),
+    }
+    forged = await client.post(
+        "/b/pg/notifications/ngenius-aed", json=body, headers={"X-PayOps-Webhook-Secret": "guess"}
+    )
     assert forged.status_code == 401
     assert (await seed.operations())[0].state == "queued"
-    genuine = await client.post("/b/pg/notifications/ngenius-aed", json=body,
-                                headers={"X-PayOps-Webhook-Secret": secret})
+    genuine = await client.post(
+        "/b/pg/notifications/ngenius-aed", json=body, headers={"X-PayOps-Webhook-Secret": secret}
+    )
     assert genuine.status_code == 200, genuine.text
     [operation] = await seed.operations()
     assert operation.state == "succeeded"
@@ -212,6 +247,7 @@ async def test_webhook_prompts_a_confirming_inquiry(
 
 # -- failures --------------------------------------------------------------------------------------
 
+
 async def test_gateway_decline(
     client: httpx.AsyncClient, seed: Seed, fake: FakeNgenius, auth: dict[str, str]
 ) -> None:
@@ -219,9 +255,12 @@ async def test_gateway_decline(
     fake.inject("capture", "decline")
     reply = await post_op(client, auth, "capture", "50.00")
     assert reply.status_code == 400
-    assert reply.json() == {"detail": "The capture was declined by the acquirer",
-                            "operation": "capture", "result": "failed",
-                            "pg_response": declined_response("capture")}
+    assert reply.json() == {
+        "detail": "The capture was declined by the acquirer",
+        "operation": "capture",
+        "result": "failed",
+        "pg_response": declined_response("capture"),
+    }
     [operation] = await seed.operations()
     assert operation.state == "failed"
     # the reservation is released: the whole amount can still be captured
@@ -230,15 +269,25 @@ async def test_gateway_decline(
     assert fake.payment(order_ref).captures[0].value == 10000
 
 
-@pytest.mark.parametrize(("operation", "perform", "final"), [
-    ("capture", True, "succeeded"),
-    ("capture", False, "failed"),
-    ("void", True, "succeeded"),
-    ("refund", False, "failed"),
-], ids=["capture-done", "capture-not-done", "void-done", "refund-not-done"])
+@pytest.mark.parametrize(
+    ("operation", "perform", "final"),
+    [
+        ("capture", True, "succeeded"),
+        ("capture", False, "failed"),
+        ("void", True, "succeeded"),
+        ("refund", False, "failed"),
+    ],
+    ids=["capture-done", "capture-not-done", "void-done", "refund-not-done"],
+)
 async def test_timeout_answers_504_then_the_reconciler_settles_it(
-    client: httpx.AsyncClient, seed: Seed, fake: FakeNgenius, auth: dict[str, str],
-    ctx: AppContext, operation: str, perform: bool, final: str,
+    client: httpx.AsyncClient,
+    seed: Seed,
+    fake: FakeNgenius,
+    auth: dict[str, str],
+    ctx: AppContext,
+    operation: str,
+    perform: bool,
+    final: str,
 ) -> None:
     state = "paid" if operation == "refund" else "authorized"
     order_ref, _ = await ngenius_payment(seed, fake, state=state, timeout=SHORT)
@@ -248,8 +297,12 @@ async def test_timeout_answers_504_then_the_reconciler_settles_it(
     reply = await post_op(client, auth, operation, amount)
     assert reply.status_code == 504, reply.text
     [pending] = await seed.operations()
-    assert reply.json() == {"detail": UNCONFIRMED, "operation": operation, "result": "pending",
-                            "reference_number": pending.reference_number}
+    assert reply.json() == {
+        "detail": UNCONFIRMED,
+        "operation": operation,
+        "result": "pending",
+        "reference_number": pending.reference_number,
+    }
     assert pending.state == "processing"
 
     summary = await reconcile_once(ctx)
@@ -262,15 +315,20 @@ async def test_timeout_answers_504_then_the_reconciler_settles_it(
     expected = {"capture": 2000, "refund": 2000, "void": 10000}[operation] if perform else 0
     assert performed[operation] == expected
     payment = fake.payment(order_ref)
-    at_gateway = {"capture": sum(c.value for c in payment.captures),
-                  "refund": sum(r.value for r in payment.refunds),
-                  "void": 10000 if payment.state == "REVERSED" else 0}[operation]
+    at_gateway = {
+        "capture": sum(c.value for c in payment.captures),
+        "refund": sum(r.value for r in payment.refunds),
+        "void": 10000 if payment.state == "REVERSED" else 0,
+    }[operation]
     assert at_gateway == expected
 
 
 @pytest.mark.parametrize("operation", ["capture", "void"])
 async def test_operation_not_enabled_for_the_configuration(
-    client: httpx.AsyncClient, seed: Seed, fake: FakeNgenius, auth: dict[str, str],
+    client: httpx.AsyncClient,
+    seed: Seed,
+    fake: FakeNgenius,
+    auth: dict[str, str],
     operation: str,
 ) -> None:
     await ngenius_payment(seed, fake, enabled_operations=["refund", "inquiry"])
@@ -281,7 +339,10 @@ async def test_operation_not_enabled_for_the_configuration(
 
 
 async def test_secrets_never_appear_in_responses(
-    client: httpx.AsyncClient, seed: Seed, fake: FakeNgenius, auth: dict[str, str],
+    client: httpx.AsyncClient,
+    seed: Seed,
+    fake: FakeNgenius,
+    auth: dict[str, str],
     ctx: AppContext,
 ) -> None:
     order_ref, _ = await ngenius_payment(seed, fake, timeout=SHORT)

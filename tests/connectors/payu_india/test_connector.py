@@ -28,13 +28,19 @@ fake_payu = fake_server.fake_payu
 
 # -- pure protocol -----------------------------------------------------------------------------
 
+
 def test_hash_is_sha512_of_key_command_var1_salt() -> None:
     expected = hashlib.sha512(b"K1|verify_payment|TXN-9|S1").hexdigest()
     assert t.command_hash("K1", "verify_payment", "TXN-9", "S1") == expected
     form = t.command_form("K1", "S1", "cancel_refund_transaction", "4039", "TOKEN1", "150.00")
-    assert form == {"key": "K1", "command": "cancel_refund_transaction", "var1": "4039",
-                    "var2": "TOKEN1", "var3": "150.00",
-                    "hash": t.command_hash("K1", "cancel_refund_transaction", "4039", "S1")}
+    assert form == {
+        "key": "K1",
+        "command": "cancel_refund_transaction",
+        "var1": "4039",
+        "var2": "TOKEN1",
+        "var3": "150.00",
+        "hash": t.command_hash("K1", "cancel_refund_transaction", "4039", "S1"),
+    }
     assert t.hash_matches(form, "S1") and not t.hash_matches(form, "S2")
     assert not t.hash_matches({**form, "var1": "4040"}, "S1")
 
@@ -48,21 +54,35 @@ def test_token_and_amount_rules() -> None:
         t.payu_amount(0, "INR")
 
 
-@pytest.mark.parametrize(("body", "outcome"), [
-    ({"status": 1, "msg": "Refund Request Queued", "request_id": "1", "error_code": 102},
-     Outcome.PENDING),
-    ({"status": 1, "msg": "Cancel Request Queued", "txn_update_id": "7", "error_code": "102"},
-     Outcome.PENDING),
-    ({"status": 1, "msg": "ok", "error_code": 100}, Outcome.SUCCESS),
-    ({"status": 0, "msg": "Refund FAILURE - Transaction Not Found", "error_code": 116},
-     Outcome.FAILED),
-    ({"status": 0, "msg": "Token already exists", "error_code": 106}, Outcome.UNKNOWN),
-    ({"status": 0, "msg": "already logged", "error_code": 109}, Outcome.UNKNOWN),
-    ({"status": 0, "msg": "same amount", "error_code": 214}, Outcome.FAILED),
-    ({"status": 1, "msg": "capture today", "error_code": 226}, Outcome.PENDING),
-    ({"status": 1, "msg": "new", "error_code": 999}, Outcome.PENDING),  # never success
-    ({"status": "x", "msg": "?"}, Outcome.UNKNOWN),
-])
+@pytest.mark.parametrize(
+    ("body", "outcome"),
+    [
+        (
+            {"status": 1, "msg": "Refund Request Queued", "request_id": "1", "error_code": 102},
+            Outcome.PENDING,
+        ),
+        (
+            {
+                "status": 1,
+                "msg": "Cancel Request Queued",
+                "txn_update_id": "7",
+                "error_code": "102",
+            },
+            Outcome.PENDING,
+        ),
+        ({"status": 1, "msg": "ok", "error_code": 100}, Outcome.SUCCESS),
+        (
+            {"status": 0, "msg": "Refund FAILURE - Transaction Not Found", "error_code": 116},
+            Outcome.FAILED,
+        ),
+        ({"status": 0, "msg": "Token already exists", "error_code": 106}, Outcome.UNKNOWN),
+        ({"status": 0, "msg": "already logged", "error_code": 109}, Outcome.UNKNOWN),
+        ({"status": 0, "msg": "same amount", "error_code": 214}, Outcome.FAILED),
+        ({"status": 1, "msg": "capture today", "error_code": 226}, Outcome.PENDING),
+        ({"status": 1, "msg": "new", "error_code": 999}, Outcome.PENDING),  # never success
+        ({"status": "x", "msg": "?"}, Outcome.UNKNOWN),
+    ],
+)
 def test_command_outcomes(body: dict[str, Any], outcome: Outcome) -> None:
     reply = t.parse_command_reply(body)
     assert reply is not None and t.command_outcome(reply) == outcome
@@ -73,12 +93,24 @@ def test_action_status_maps_case_insensitively_defaulting_to_pending() -> None:
     assert t.action_outcome("FAILURE") == Outcome.FAILED
     for status in ("QUEUED", "queued", "IN PROGRESS", "REQUESTED", "od_hit", "brand new"):
         assert t.action_outcome(status) == Outcome.PENDING
-    nested = {"status": 1, "transaction_details": {"4039": {"1378": {
-        "request_id": "1378", "action": "refund", "token": "T1", "amt": "23.00",
-        "status": "queued"}}}}
+    nested = {
+        "status": 1,
+        "transaction_details": {
+            "4039": {
+                "1378": {
+                    "request_id": "1378",
+                    "action": "refund",
+                    "token": "T1",
+                    "amt": "23.00",
+                    "status": "queued",
+                }
+            }
+        },
+    }
     actions = t.parse_actions(nested)
     assert actions is not None and [(a.request_id, a.token, a.amount) for a in actions] == [
-        ("1378", "T1", "23.00")]
+        ("1378", "T1", "23.00")
+    ]
     assert t.parse_actions({"status": 0, "msg": "No action status found"}) == []
     assert t.parse_actions({"status": 0, "msg": "Invalid Hash."}) is None  # says nothing
     assert t.parse_actions("junk") is None
@@ -86,10 +118,12 @@ def test_action_status_maps_case_insensitively_defaulting_to_pending() -> None:
 
 def test_payment_status_map() -> None:
     def status(s: str, u: str, mode: str = "purchase") -> Outcome:
-        parsed = t.parse_payment({"transaction_details": {"T": {
-            "mihpayid": "1", "status": s, "unmappedstatus": u}}}, "T")
+        parsed = t.parse_payment(
+            {"transaction_details": {"T": {"mihpayid": "1", "status": s, "unmappedstatus": u}}}, "T"
+        )
         assert parsed is not None
         return t.payment_outcome(parsed, mode)
+
     assert status("success", "captured") == Outcome.SUCCESS
     assert status("success", "auth", "authorize") == Outcome.SUCCESS
     assert status("success", "auth") == Outcome.PENDING
@@ -102,20 +136,28 @@ def test_payment_status_map() -> None:
 
 # -- connector against the fake ----------------------------------------------------------------
 
+
 def connector(fake: FakePayu, *, salt: str = SALT, timeout: float = 5.0) -> PayuIndiaConnector:
-    return PayuIndiaConnector(ConnectorConfig(
-        pg_code="payu-inr", is_sandbox=True, timeout_seconds=timeout,
-        credentials={"merchant_key": MERCHANT_KEY, "salt": salt},
-        options={"base_url": fake.url}))
+    return PayuIndiaConnector(
+        ConnectorConfig(
+            pg_code="payu-inr",
+            is_sandbox=True,
+            timeout_seconds=timeout,
+            credentials={"merchant_key": MERCHANT_KEY, "salt": salt},
+            options={"base_url": fake.url},
+        )
+    )
 
 
-def payment(mihpayid: str, amount: int = 50_000, mode: str = "purchase",
-            txnid: str = "TXN0001") -> PaymentRef:
+def payment(
+    mihpayid: str, amount: int = 50_000, mode: str = "purchase", txnid: str = "TXN0001"
+) -> PaymentRef:
     return PaymentRef(txnid, amount, "INR", mode, {"mihpayid": mihpayid, "txnid": txnid})
 
 
-def op(kind: str, amount: int, pay: PaymentRef, reference: str = "REF0001",
-       **refs: Any) -> OperationRequest:
+def op(
+    kind: str, amount: int, pay: PaymentRef, reference: str = "REF0001", **refs: Any
+) -> OperationRequest:
     return operation_request(kind, amount, pay, reference=reference, currency="INR", **refs)
 
 
@@ -127,8 +169,9 @@ def test_registry_and_capabilities() -> None:
     assert cls.required_credentials == ("merchant_key", "salt")
 
 
-async def test_refund_is_queued_then_followed_to_success(fake_payu: FakePayu,
-                                                         caplog: pytest.LogCaptureFixture) -> None:
+async def test_refund_is_queued_then_followed_to_success(
+    fake_payu: FakePayu, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.DEBUG)
     mihpayid = fake_payu.add_payment("TXN0001", "500.00")
     gateway = connector(fake_payu)
@@ -136,21 +179,28 @@ async def test_refund_is_queued_then_followed_to_success(fake_payu: FakePayu,
         queued = await gateway.refund(op("refund", 15_000, payment(mihpayid)))
         sent = fake_payu.requests[-1]
         request_id = queued.gateway_refs["request_id"]
-        still = await gateway.inquire_operation(op("refund", 15_000, payment(mihpayid),
-                                                   request_id=request_id))
+        still = await gateway.inquire_operation(
+            op("refund", 15_000, payment(mihpayid), request_id=request_id)
+        )
         fake_payu.settle_action(request_id, "SUCCESS")
-        done = await gateway.inquire_operation(op("refund", 15_000, payment(mihpayid),
-                                                  request_id=request_id))
+        done = await gateway.inquire_operation(
+            op("refund", 15_000, payment(mihpayid), request_id=request_id)
+        )
     finally:
         await gateway.aclose()
     assert queued.outcome == Outcome.PENDING and queued.message.startswith("PayU 102")
     assert sent.path == "/merchant/postservice.php" and sent.query == "form=2"
     assert sent.header("Content-Type") == "application/x-www-form-urlencoded"
     assert dict(parse_qsl(sent.body.decode())) == {
-        "key": MERCHANT_KEY, "command": "cancel_refund_transaction", "var1": mihpayid,
-        "var2": "REF0001", "var3": "150.00",
-        "hash": hashlib.sha512(f"{MERCHANT_KEY}|cancel_refund_transaction|{mihpayid}|{SALT}"
-                               .encode()).hexdigest()}
+        "key": MERCHANT_KEY,
+        "command": "cancel_refund_transaction",
+        "var1": mihpayid,
+        "var2": "REF0001",
+        "var3": "150.00",
+        "hash": hashlib.sha512(
+            f"{MERCHANT_KEY}|cancel_refund_transaction|{mihpayid}|{SALT}".encode()
+        ).hexdigest(),
+    }
     assert still.outcome == Outcome.PENDING
     assert done.outcome == Outcome.SUCCESS
     assert SALT not in str(queued) + str(done) + caplog.text
@@ -165,8 +215,7 @@ async def test_a_lost_reply_is_found_again_by_token_never_resent(fake_payu: Fake
         found = await gateway.inquire_operation(op("refund", 10_000, payment(mihpayid)))
         fake_payu.fail_next("timeout")  # nothing reaches PayU's books
         never = await gateway.refund(op("refund", 5_000, payment(mihpayid), "REF0002"))
-        absent = await gateway.inquire_operation(op("refund", 5_000, payment(mihpayid),
-                                                    "REF0002"))
+        absent = await gateway.inquire_operation(op("refund", 5_000, payment(mihpayid), "REF0002"))
     finally:
         await gateway.aclose()
     assert lost.outcome == Outcome.UNKNOWN
@@ -175,7 +224,8 @@ async def test_a_lost_reply_is_found_again_by_token_never_resent(fake_payu: Fake
     assert absent.outcome == Outcome.FAILED
     assert len(fake_payu.actions(mihpayid)) == 1
     assert [dict(parse_qsl(r.body.decode()))["command"] for r in fake_payu.requests].count(
-        "cancel_refund_transaction") == 2  # one per operation, none resent
+        "cancel_refund_transaction"
+    ) == 2  # one per operation, none resent
 
 
 async def test_void_cancels_the_full_authorisation_and_capture_is_queued(
@@ -188,12 +238,15 @@ async def test_void_cancels_the_full_authorisation_and_capture_is_queued(
         void = await gateway.void(op("void", 80_000, payment(first, 80_000, "authorize", "TXNA")))
         update_id = void.gateway_refs["txn_update_id"]
         fake_payu.settle_action(update_id, "SUCCESS")
-        voided = await gateway.inquire_operation(op(
-            "void", 80_000, payment(first, 80_000, "authorize", "TXNA"), txn_update_id=update_id))
-        capture = await gateway.capture(op("capture", 20_000,
-                                           payment(second, 30_000, "authorize", "TXNB"), "C1"))
-        over = await gateway.capture(op("capture", 20_000,
-                                        payment(second, 30_000, "authorize", "TXNB"), "C2"))
+        voided = await gateway.inquire_operation(
+            op("void", 80_000, payment(first, 80_000, "authorize", "TXNA"), txn_update_id=update_id)
+        )
+        capture = await gateway.capture(
+            op("capture", 20_000, payment(second, 30_000, "authorize", "TXNB"), "C1")
+        )
+        over = await gateway.capture(
+            op("capture", 20_000, payment(second, 30_000, "authorize", "TXNB"), "C2")
+        )
     finally:
         await gateway.aclose()
     assert void.outcome == Outcome.PENDING
@@ -249,8 +302,9 @@ async def test_payment_inquiry(fake_payu: FakePayu) -> None:
 
 def test_refund_callback_is_only_a_hint(fake_payu: FakePayu) -> None:
     gateway = connector(fake_payu)
-    notice = gateway.parse_notification({}, b'{"mihpayid": 4039, "request_id": "1", '
-                                             b'"token": "REF0001", "status": "success"}')
+    notice = gateway.parse_notification(
+        {}, b'{"mihpayid": 4039, "request_id": "1", "token": "REF0001", "status": "success"}'
+    )
     assert notice.reference == "REF0001" and notice.gateway_refs == {"mihpayid": "4039"}
     with pytest.raises(NotificationRejected):
         gateway.parse_notification({}, b"not json")

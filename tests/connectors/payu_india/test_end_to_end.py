@@ -22,21 +22,37 @@ auth = e2e.auth
 settings_overrides = e2e.settings_overrides
 
 
-async def payu_payment(seed: Seed, fake: FakePayu, *, state: str = "paid",
-                       amount: str = "500.00", timeout: float | None = None) -> str:
-    mihpayid = fake.add_payment("TXN0001", amount,
-                                state="auth" if state == "authorized" else "captured")
+async def payu_payment(
+    seed: Seed,
+    fake: FakePayu,
+    *,
+    state: str = "paid",
+    amount: str = "500.00",
+    timeout: float | None = None,
+) -> str:
+    mihpayid = fake.add_payment(
+        "TXN0001", amount, state="auth" if state == "authorized" else "captured"
+    )
     await seed.imported(
-        connector="payu_india", code="payu-inr", amount=amount, currency="INR", state=state,
+        connector="payu_india",
+        code="payu-inr",
+        amount=amount,
+        currency="INR",
+        state=state,
         gateway_refs={"mihpayid": mihpayid, "txnid": "TXN0001"},
-        credentials={"merchant_key": MERCHANT_KEY, "salt": SALT}, options=gateway_options(fake.url, timeout))
+        credentials={"merchant_key": MERCHANT_KEY, "salt": SALT},
+        options=gateway_options(fake.url, timeout),
+    )
     return mihpayid
 
 
-
 async def test_queued_refund_followed_to_its_final_state(
-    client: httpx.AsyncClient, seed: Seed, auth: dict[str, str], ctx: AppContext,
-    fake_payu: FakePayu, caplog: pytest.LogCaptureFixture,
+    client: httpx.AsyncClient,
+    seed: Seed,
+    auth: dict[str, str],
+    ctx: AppContext,
+    fake_payu: FakePayu,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.DEBUG)
     mihpayid = await payu_payment(seed, fake_payu)
@@ -46,7 +62,11 @@ async def test_queued_refund_followed_to_its_final_state(
     assert (body["result"], body["txn"]["state"]) == ("queued", "refund_queued")
     sent = dict(parse_qsl(fake_payu.requests[-1].body.decode()))
     assert (sent["command"], sent["var1"], sent["var2"], sent["var3"]) == (
-        "cancel_refund_transaction", mihpayid, body["reference_number"], "150.00")
+        "cancel_refund_transaction",
+        mihpayid,
+        body["reference_number"],
+        "150.00",
+    )
 
     await reconcile_once(ctx)
     assert await states(seed) == ["queued"]
@@ -68,7 +88,10 @@ async def test_queued_refund_followed_to_its_final_state(
 
 
 async def test_capture_and_void_of_authorisations(
-    client: httpx.AsyncClient, seed: Seed, auth: dict[str, str], ctx: AppContext,
+    client: httpx.AsyncClient,
+    seed: Seed,
+    auth: dict[str, str],
+    ctx: AppContext,
     fake_payu: FakePayu,
 ) -> None:
     mihpayid = await payu_payment(seed, fake_payu, state="authorized", amount="800.00")
@@ -87,7 +110,10 @@ async def test_capture_and_void_of_authorisations(
 
 
 async def test_capture_is_followed_by_the_reconciler(
-    client: httpx.AsyncClient, seed: Seed, auth: dict[str, str], ctx: AppContext,
+    client: httpx.AsyncClient,
+    seed: Seed,
+    auth: dict[str, str],
+    ctx: AppContext,
     fake_payu: FakePayu,
 ) -> None:
     mihpayid = await payu_payment(seed, fake_payu, state="authorized", amount="800.00")
@@ -102,7 +128,10 @@ async def test_capture_is_followed_by_the_reconciler(
 
 
 async def test_refusals_and_a_lost_reply(
-    client: httpx.AsyncClient, seed: Seed, auth: dict[str, str], ctx: AppContext,
+    client: httpx.AsyncClient,
+    seed: Seed,
+    auth: dict[str, str],
+    ctx: AppContext,
     fake_payu: FakePayu,
 ) -> None:
     mihpayid = await payu_payment(seed, fake_payu, timeout=0.5)
@@ -120,14 +149,24 @@ async def test_refusals_and_a_lost_reply(
 
 
 async def test_the_unsigned_refund_callback_is_only_a_hint(
-    client: httpx.AsyncClient, seed: Seed, auth: dict[str, str], fake_payu: FakePayu,
+    client: httpx.AsyncClient,
+    seed: Seed,
+    auth: dict[str, str],
+    fake_payu: FakePayu,
 ) -> None:
     mihpayid = await payu_payment(seed, fake_payu)
     queued = await post_op(client, auth, "refund", "40.00")
     reference = queued.json()["reference_number"]
     [action] = fake_payu.actions(mihpayid)
-    callback = {"mihpayid": mihpayid, "request_id": action.request_id, "token": reference,
-                "amt": "40.00", "status": "success", "action": "refund", "key": MERCHANT_KEY}
+    callback = {
+        "mihpayid": mihpayid,
+        "request_id": action.request_id,
+        "token": reference,
+        "amt": "40.00",
+        "status": "success",
+        "action": "refund",
+        "key": MERCHANT_KEY,
+    }
     # Anyone can post this: PayOps asks PayU, which still says QUEUED, so nothing changes.
     answer = await client.post("/b/pg/notifications/payu-inr", json=callback)
     assert answer.status_code == 200

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -24,11 +24,18 @@ GUIDE_SECRET = "3aJYQWELpNywSw3O"
 # -- the guide's worked examples (Appendix D, as given in the protocol documents) ---------------
 
 PAY_REQUEST = {
-    "Action": "0", "Amount": "20000", "BankID": "QIB", "CurrencyCode": "634",
-    "ExtraFields_f14": "https://merchantUrl.com/response", "Lang": "en",
-    "MerchantID": "simulator123", "MerchantModuleSessionID": "f859a6e54bd54de4ad3d",
-    "NationalID": "2215275104", "PUN": "f859a6e54bd54de4ad3d",
-    "PaymentDescription": "SamplePayment", "Quantity": "1",
+    "Action": "0",
+    "Amount": "20000",
+    "BankID": "QIB",
+    "CurrencyCode": "634",
+    "ExtraFields_f14": "https://merchantUrl.com/response",
+    "Lang": "en",
+    "MerchantID": "simulator123",
+    "MerchantModuleSessionID": "f859a6e54bd54de4ad3d",
+    "NationalID": "2215275104",
+    "PUN": "f859a6e54bd54de4ad3d",
+    "PaymentDescription": "SamplePayment",
+    "Quantity": "1",
     "TransactionRequestDate": "06082023161317",
 }
 PAY_RESPONSE = (
@@ -44,26 +51,36 @@ PAY_RESPONSE = (
 
 def test_guide_payment_request_vector() -> None:
     assert t.secure_hash(GUIDE_SECRET, PAY_REQUEST) == (
-        "2d4cd46694e97d22e3e86d6ec054afbda99e8c1f7ade8d99f4ae07544afa2ab8")
+        "2d4cd46694e97d22e3e86d6ec054afbda99e8c1f7ade8d99f4ae07544afa2ab8"
+    )
 
 
 def test_guide_inquiry_request_vector() -> None:
-    fields = t.inquiry_fields(merchant_id="simulator123", bank_id="QIB", lang="en",
-                              original_pun="f859a6e54bd54de4ad3d")
+    fields = t.inquiry_fields(
+        merchant_id="simulator123", bank_id="QIB", lang="en", original_pun="f859a6e54bd54de4ad3d"
+    )
     assert t.secure_hash(GUIDE_SECRET, fields) == (
-        "ca49b75c35d42f09fafda9f29d560039e4ae6074fcdcf4db854f39ef107afce1")
+        "ca49b75c35d42f09fafda9f29d560039e4ae6074fcdcf4db854f39ef107afce1"
+    )
 
 
 def test_guide_refund_request_vector() -> None:
     # 06/08/2023 16:19:32 in Qatar is 13:19:32 UTC
     fields = t.refund_fields(
-        merchant_id="simulator123", bank_id="QIB", lang="en", amount_minor=1000,
-        currency_code="QAR", original_pun="f859a6e54bd54de4ad3d", refund_pun="62ab9838993a43a48909",
-        moment=datetime(2023, 8, 6, 13, 19, 32, tzinfo=timezone.utc))
+        merchant_id="simulator123",
+        bank_id="QIB",
+        lang="en",
+        amount_minor=1000,
+        currency_code="QAR",
+        original_pun="f859a6e54bd54de4ad3d",
+        refund_pun="62ab9838993a43a48909",
+        moment=datetime(2023, 8, 6, 13, 19, 32, tzinfo=UTC),
+    )
     assert fields["TransactionRequestDate"] == "06082023161932"
     assert fields["RequestDate"] == ""
     assert t.secure_hash(GUIDE_SECRET, fields) == (
-        "99d5e09f096eeba95e893e7461554b49ba3d9c9c835a28dcc9db5b045cf38cae")
+        "99d5e09f096eeba95e893e7461554b49ba3d9c9c835a28dcc9db5b045cf38cae"
+    )
 
 
 def test_guide_payment_response_vector_with_the_status_message_quirk() -> None:
@@ -76,8 +93,9 @@ def test_guide_payment_response_vector_with_the_status_message_quirk() -> None:
     decoded = dict(reply.fields)
     assert t.secure_hash(GUIDE_SECRET, decoded) != good
     # any change to a signed field, or another secret, fails
-    assert not t.parse_reply(f"{PAY_RESPONSE.replace('20000', '20001')}"
-                             f"&Response.SecureHash={good}").verified(GUIDE_SECRET)  # type: ignore[union-attr]
+    assert not t.parse_reply(
+        f"{PAY_RESPONSE.replace('20000', '20001')}&Response.SecureHash={good}"
+    ).verified(GUIDE_SECRET)  # type: ignore[union-attr]
     assert not reply.verified("another-secret00")
     assert t.parse_reply(PAY_RESPONSE).verified(GUIDE_SECRET) is False  # type: ignore[union-attr]
 
@@ -85,14 +103,23 @@ def test_guide_payment_response_vector_with_the_status_message_quirk() -> None:
 def test_sort_is_by_byte_order() -> None:
     # "PUN" sorts before "PaymentDescription" ("U" < "a")
     assert t.secure_hash("s", {"PaymentDescription": "b", "PUN": "a"}) == t.secure_hash(
-        "s", {"X": "ab"})
+        "s", {"X": "ab"}
+    )
 
 
-@pytest.mark.parametrize(("code", "outcome"), [
-    ("5002", Outcome.PENDING), ("5003", Outcome.UNKNOWN), ("5004", Outcome.FAILED),
-    ("5008", Outcome.FAILED), ("5015", Outcome.FAILED), ("8201", Outcome.FAILED),
-    ("9001", Outcome.UNKNOWN), ("7777", Outcome.UNKNOWN),
-])
+@pytest.mark.parametrize(
+    ("code", "outcome"),
+    [
+        ("5002", Outcome.PENDING),
+        ("5003", Outcome.UNKNOWN),
+        ("5004", Outcome.FAILED),
+        ("5008", Outcome.FAILED),
+        ("5015", Outcome.FAILED),
+        ("8201", Outcome.FAILED),
+        ("9001", Outcome.UNKNOWN),
+        ("7777", Outcome.UNKNOWN),
+    ],
+)
 def test_refund_status_map(code: str, outcome: Outcome) -> None:
     reply = t.parse_reply(f"Response.Status_1={code}")
     assert reply is not None and t.refund_outcome(reply)[0] == outcome
@@ -103,6 +130,7 @@ def test_inquiry_status_map() -> None:
         reply = t.parse_reply(body)
         assert reply is not None
         return t.inquiry_outcome(reply)
+
     assert outcome("Response.Status=0000&Response.OriginalStatus=0000") == Outcome.SUCCESS
     assert outcome("Response.Status=0000&Response.OriginalStatus=3000") == Outcome.FAILED
     assert outcome("Response.Status=0000&Response.OriginalStatus=4444") == Outcome.PENDING
@@ -113,20 +141,28 @@ def test_inquiry_status_map() -> None:
 
 # -- connector against the fake ----------------------------------------------------------------
 
-def connector(fake: FakeQpay, *, secret: str = SECRET, timeout: float = 5.0,
-              **options: Any) -> QpayConnector:
-    return QpayConnector(ConnectorConfig(
-        pg_code="qpay-qar", is_sandbox=True, timeout_seconds=timeout,
-        credentials={"merchant_id": MERCHANT_ID, "bank_id": BANK_ID, "secret_key": secret},
-        options={"base_url": fake.url, **options}))
+
+def connector(
+    fake: FakeQpay, *, secret: str = SECRET, timeout: float = 5.0, **options: Any
+) -> QpayConnector:
+    return QpayConnector(
+        ConnectorConfig(
+            pg_code="qpay-qar",
+            is_sandbox=True,
+            timeout_seconds=timeout,
+            credentials={"merchant_id": MERCHANT_ID, "bank_id": BANK_ID, "secret_key": secret},
+            options={"base_url": fake.url, **options},
+        )
+    )
 
 
 def payment(pun: str = "PUN0000000000000001", amount: int = 20_000) -> PaymentRef:
     return PaymentRef(pun, amount, "QAR", "purchase", {"pun": pun})
 
 
-def refund(amount: int, pay: PaymentRef, reference: str = "REFUND00000000001",
-           **refs: Any) -> OperationRequest:
+def refund(
+    amount: int, pay: PaymentRef, reference: str = "REFUND00000000001", **refs: Any
+) -> OperationRequest:
     return operation_request("refund", amount, pay, reference=reference, currency="QAR", **refs)
 
 
@@ -139,7 +175,8 @@ def test_registry_and_capabilities() -> None:
 
 
 async def test_full_refund_is_pending_with_the_exact_request(
-    fake_qpay: FakeQpay, caplog: pytest.LogCaptureFixture,
+    fake_qpay: FakeQpay,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.DEBUG)
     fake_qpay.add_payment("PUN0000000000000001", 20_000)
@@ -156,10 +193,17 @@ async def test_full_refund_is_pending_with_the_exact_request(
     form = dict(parse_qsl(sent.body.decode(), keep_blank_values=True))
     stamp = form.pop("TransactionRequestDate")
     digest = form.pop("SecureHash")
-    assert form == {"Action": "6", "Amount_1": "20000", "BankID": BANK_ID, "CurrencyCode": "634",
-                    "Lang": "en", "MerchantID": MERCHANT_ID,
-                    "OriginalTransactionPaymentUniqueNumber_1": "PUN0000000000000001",
-                    "PUN_1": "REFUND00000000001", "RequestDate": ""}
+    assert form == {
+        "Action": "6",
+        "Amount_1": "20000",
+        "BankID": BANK_ID,
+        "CurrencyCode": "634",
+        "Lang": "en",
+        "MerchantID": MERCHANT_ID,
+        "OriginalTransactionPaymentUniqueNumber_1": "PUN0000000000000001",
+        "PUN_1": "REFUND00000000001",
+        "RequestDate": "",
+    }
     assert len(stamp) == 14 and stamp.isdigit()
     assert digest == t.secure_hash(SECRET, {**form, "TransactionRequestDate": stamp})
     assert result.gateway_refs["refund_status"] == "5002"
@@ -231,9 +275,11 @@ async def test_refusals(fake_qpay: FakeQpay) -> None:
         blocked = await gateway.refund(refund(20_000, payment()))
         fake_qpay.fail_next("decline", message="5011")
         chargeback = await gateway.refund(refund(20_000, payment()))
-        foreign = await gateway.refund(OperationRequest("refund", "R", 20_000, "USD",
-                                                        PaymentRef("P", 20_000, "USD",
-                                                                   "purchase")))
+        foreign = await gateway.refund(
+            OperationRequest(
+                "refund", "R", 20_000, "USD", PaymentRef("P", 20_000, "USD", "purchase")
+            )
+        )
     finally:
         await gateway.aclose()
     assert missing.outcome == Outcome.FAILED and "5004" in missing.message
@@ -252,8 +298,9 @@ async def test_inquiry(fake_qpay: FakeQpay) -> None:
         failed = await gateway.inquire_payment(payment("PUN0000000000000002", 5_000))
         absent = await gateway.inquire_payment(payment("PUN0000000000000003"))
         queued = await gateway.inquire_operation(refund(20_000, payment(), refund_status="5002"))
-        nothing = await gateway.inquire_operation(refund(5_000, payment("PUN0000000000000002",
-                                                                        5_000)))
+        nothing = await gateway.inquire_operation(
+            refund(5_000, payment("PUN0000000000000002", 5_000))
+        )
     finally:
         await gateway.aclose()
     assert paid.outcome == Outcome.SUCCESS and paid.amount == 20_000

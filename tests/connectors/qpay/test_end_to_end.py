@@ -25,20 +25,33 @@ settings_overrides = e2e.settings_overrides
 PUN = "PUN0000000000000001"
 
 
-async def qpay_payment(seed: Seed, fake: FakeQpay, *, amount: str = "200.00",
-                       timeout: float | None = None, **options: Any) -> None:
+async def qpay_payment(
+    seed: Seed,
+    fake: FakeQpay,
+    *,
+    amount: str = "200.00",
+    timeout: float | None = None,
+    **options: Any,
+) -> None:
     fake.add_payment(PUN, int(amount.replace(".", "")))
     await seed.imported(
-        connector="qpay", code="qpay-qar", amount=amount, currency="QAR",
+        connector="qpay",
+        code="qpay-qar",
+        amount=amount,
+        currency="QAR",
         gateway_refs={"pun": PUN},
         credentials={"merchant_id": MERCHANT_ID, "bank_id": BANK_ID, "secret_key": SECRET},
-        options=gateway_options(fake.url, timeout, **options))
-
+        options=gateway_options(fake.url, timeout, **options),
+    )
 
 
 async def test_a_full_refund_is_queued(
-    client: httpx.AsyncClient, seed: Seed, auth: dict[str, str], ctx: AppContext,
-    fake_qpay: FakeQpay, caplog: pytest.LogCaptureFixture,
+    client: httpx.AsyncClient,
+    seed: Seed,
+    auth: dict[str, str],
+    ctx: AppContext,
+    fake_qpay: FakeQpay,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.DEBUG)
     await qpay_payment(seed, fake_qpay)
@@ -52,10 +65,16 @@ async def test_a_full_refund_is_queued(
     assert full.status_code == 200, full.text
     body = full.json()
     assert (body["result"], body["amount"], body["txn"]["state"]) == (
-        "queued", "200.00", "refund_queued")
+        "queued",
+        "200.00",
+        "refund_queued",
+    )
     sent = fake_qpay.sent()
     assert (sent["Action"], sent["Amount_1"], sent["PUN_1"]) == (
-        "6", "20000", body["reference_number"])
+        "6",
+        "20000",
+        body["reference_number"],
+    )
     assert fake_qpay.payments[PUN].refunds == {body["reference_number"]: 20_000}
 
     # QPay has no refund status: the reconciler asks Action 14 about the payment, which cannot
@@ -67,7 +86,10 @@ async def test_a_full_refund_is_queued(
 
 
 async def test_partial_refunds_when_configured_and_qpay_refusals(
-    client: httpx.AsyncClient, seed: Seed, auth: dict[str, str], fake_qpay: FakeQpay,
+    client: httpx.AsyncClient,
+    seed: Seed,
+    auth: dict[str, str],
+    fake_qpay: FakeQpay,
 ) -> None:
     fake_qpay.partial_refunds = True
     await qpay_payment(seed, fake_qpay, partial_refunds="true")
@@ -81,7 +103,10 @@ async def test_partial_refunds_when_configured_and_qpay_refusals(
 
 
 async def test_a_forged_or_lost_reply_goes_to_review(
-    client: httpx.AsyncClient, seed: Seed, auth: dict[str, str], ctx: AppContext,
+    client: httpx.AsyncClient,
+    seed: Seed,
+    auth: dict[str, str],
+    ctx: AppContext,
     fake_qpay: FakeQpay,
 ) -> None:
     await qpay_payment(seed, fake_qpay, timeout=0.5)

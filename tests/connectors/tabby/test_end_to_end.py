@@ -28,14 +28,21 @@ auth = e2e.auth
 TIMEOUT = 0.5
 
 
-def assert_operation(response: httpx.Response, operation: str, amount: str, state: str
-                     ) -> dict[str, Any]:
+def assert_operation(
+    response: httpx.Response, operation: str, amount: str, state: str
+) -> dict[str, Any]:
     return _assert_operation(response, operation, amount, state, never_shown=(TEST_SECRET_KEY,))
 
 
 async def tabby_payment(
-    seed: Seed, fake: FakeTabby, *, state: str = "authorized", amount: str = "100.000",
-    currency: str = "KWD", timeout: float | None = None, options: dict[str, Any] | None = None,
+    seed: Seed,
+    fake: FakeTabby,
+    *,
+    state: str = "authorized",
+    amount: str = "100.000",
+    currency: str = "KWD",
+    timeout: float | None = None,
+    options: dict[str, Any] | None = None,
     **gateway: Any,
 ) -> str:
     """A Tabby payment at the fake, imported into PayOps as order ORD-1; returns its id."""
@@ -44,25 +51,34 @@ async def tabby_payment(
     else:
         payment_id = fake.paid_payment(amount, currency)  # captured in full, so CLOSED
     await seed.imported(
-        connector="tabby", code=f"tabby-{currency.lower()}", amount=amount, currency=currency,
-        state=state, gateway_refs={"payment_id": payment_id},
+        connector="tabby",
+        code=f"tabby-{currency.lower()}",
+        amount=amount,
+        currency=currency,
+        state=state,
+        gateway_refs={"payment_id": payment_id},
         credentials={"secret_key": TEST_SECRET_KEY},
-        options=gateway_options(fake.url, timeout, **(options or {})), **gateway,
+        options=gateway_options(fake.url, timeout, **(options or {})),
+        **gateway,
     )
     return payment_id
 
 
 # -- every supported operation --------------------------------------------------------------------
 
+
 async def test_capture_in_parts_then_refund(
     client: httpx.AsyncClient, seed: Seed, auth: dict[str, str], fake_tabby: FakeTabby
 ) -> None:
     payment_id = await tabby_payment(seed, fake_tabby)
 
-    first = assert_operation(await post_op(client, auth, "capture", "40.000"), "capture",
-                             "40.000", "paid")
+    first = assert_operation(
+        await post_op(client, auth, "capture", "40.000"), "capture", "40.000", "paid"
+    )
     assert fake_tabby.requests_to("/captures")[-1].json == {
-        "amount": "40.000", "reference_id": first["reference_number"]}
+        "amount": "40.000",
+        "reference_id": first["reference_number"],
+    }
     capture_id = fake_tabby.payment(payment_id)["captures"][0]["id"]
     assert first["pg_params"]["transaction_id"] == capture_id
     assert first["pg_params"]["payment_id"] == payment_id
@@ -75,7 +91,9 @@ async def test_capture_in_parts_then_refund(
     assert refused.status_code == 400
     assert refused.json() == {
         "detail": "can not refund payment that has no captures and not closed",
-        "operation": "refund", "result": "failed", "pg_response": refund_not_closed_response(),
+        "operation": "refund",
+        "result": "failed",
+        "pg_response": refund_not_closed_response(),
     }
     assert TEST_SECRET_KEY not in refused.text
     assert [op.state for op in await seed.operations()] == ["succeeded", "failed"]
@@ -85,14 +103,21 @@ async def test_capture_in_parts_then_refund(
     assert rest["pg_response"]["status"] == "CLOSED"
     assert fake_tabby.payment(payment_id)["status"] == "CLOSED"
 
-    refund = assert_operation(await post_op(client, auth, "refund", "25.000"), "refund",
-                              "25.000", "refunded")
+    refund = assert_operation(
+        await post_op(client, auth, "refund", "25.000"), "refund", "25.000", "refunded"
+    )
     assert fake_tabby.requests_to("/refunds")[-1].json == {
-        "amount": "25.000", "reference_id": refund["reference_number"]}
+        "amount": "25.000",
+        "reference_id": refund["reference_number"],
+    }
     assert [r["amount"] for r in fake_tabby.payment(payment_id)["refunds"]] == ["25.000"]
     assert await totals(seed) == (100_000, 25_000, 0)
     assert [op.state for op in await seed.operations()] == [
-        "succeeded", "failed", "succeeded", "succeeded"]
+        "succeeded",
+        "failed",
+        "succeeded",
+        "succeeded",
+    ]
 
 
 async def test_void_closes_the_payment(
@@ -115,34 +140,46 @@ async def test_void_closes_the_payment(
 async def test_refunds_of_a_paid_payment_until_it_is_disputed(
     client: httpx.AsyncClient, seed: Seed, auth: dict[str, str], fake_tabby: FakeTabby
 ) -> None:
-    payment_id = await tabby_payment(seed, fake_tabby, state="paid", amount="200.00",
-                                     currency="SAR")
-    assert_operation(await post_op(client, auth, "refund", "50.25"), "refund", "50.25",
-                     "refunded")
+    payment_id = await tabby_payment(
+        seed, fake_tabby, state="paid", amount="200.00", currency="SAR"
+    )
+    assert_operation(await post_op(client, auth, "refund", "50.25"), "refund", "50.25", "refunded")
 
     fake_tabby.set_disputed(payment_id)
     disputed = await post_op(client, auth, "refund", "10.00")
     assert disputed.status_code == 400
-    assert disputed.json() == {"detail": "payment is disputed", "operation": "refund",
-                               "result": "failed", "pg_response": disputed_response()}
+    assert disputed.json() == {
+        "detail": "payment is disputed",
+        "operation": "refund",
+        "result": "failed",
+        "pg_response": disputed_response(),
+    }
     fake_tabby.set_disputed(payment_id, False)
 
     assert_operation(await post_op(client, auth, "refund"), "refund", "149.75", "refunded")
     assert [r.json["amount"] for r in fake_tabby.requests_to("/refunds")] == [
-        "50.25", "10.00", "149.75"]
+        "50.25",
+        "10.00",
+        "149.75",
+    ]
     assert [r["amount"] for r in fake_tabby.payment(payment_id)["refunds"]] == ["50.25", "149.75"]
     assert await totals(seed) == (0, 20_000, 0)
 
 
 async def test_a_delayed_refund_is_queued_then_reconciled(
-    client: httpx.AsyncClient, seed: Seed, auth: dict[str, str], fake_tabby: FakeTabby,
+    client: httpx.AsyncClient,
+    seed: Seed,
+    auth: dict[str, str],
+    fake_tabby: FakeTabby,
     ctx: AppContext,
 ) -> None:
     fake_tabby.delayed_refunds = True
-    payment_id = await tabby_payment(seed, fake_tabby, state="paid",
-                                     options={"delayed_refunds": True})
-    body = assert_operation(await post_op(client, auth, "refund", "30.000"), "refund", "30.000",
-                            "refund_queued")
+    payment_id = await tabby_payment(
+        seed, fake_tabby, state="paid", options={"delayed_refunds": True}
+    )
+    body = assert_operation(
+        await post_op(client, auth, "refund", "30.000"), "refund", "30.000", "refund_queued"
+    )
     assert body["result"] == "queued"
     assert (await seed.operations())[0].state == "queued"
 
@@ -157,11 +194,18 @@ async def test_a_delayed_refund_is_queued_then_reconciled(
 
 # -- unknown outcomes and reconciliation --------------------------------------------------------
 
+
 @pytest.mark.parametrize(
-    ("performed", "final"), [(True, "succeeded"), (False, "failed")], ids=["done", "not-done"])
+    ("performed", "final"), [(True, "succeeded"), (False, "failed")], ids=["done", "not-done"]
+)
 async def test_a_timeout_is_504_then_reconciled_to_tabbys_truth(
-    client: httpx.AsyncClient, seed: Seed, auth: dict[str, str], fake_tabby: FakeTabby,
-    ctx: AppContext, performed: bool, final: str,
+    client: httpx.AsyncClient,
+    seed: Seed,
+    auth: dict[str, str],
+    fake_tabby: FakeTabby,
+    ctx: AppContext,
+    performed: bool,
+    final: str,
 ) -> None:
     fake_tabby.hang_seconds = 1.5
     payment_id = await tabby_payment(seed, fake_tabby, state="paid", timeout=TIMEOUT)
@@ -170,8 +214,12 @@ async def test_a_timeout_is_504_then_reconciled_to_tabbys_truth(
     response = await post_op(client, auth, "refund", "10.000")
     assert response.status_code == 504
     [operation] = await seed.operations()
-    assert response.json() == {"detail": UNCONFIRMED, "operation": "refund", "result": "pending",
-                               "reference_number": operation.reference_number}
+    assert response.json() == {
+        "detail": UNCONFIRMED,
+        "operation": "refund",
+        "result": "pending",
+        "reference_number": operation.reference_number,
+    }
     assert operation.state == "processing"
     assert len(fake_tabby.payment(payment_id)["refunds"]) == (1 if performed else 0)
 
@@ -184,7 +232,10 @@ async def test_a_timeout_is_504_then_reconciled_to_tabbys_truth(
 
 
 async def test_a_lost_void_is_reconciled(
-    client: httpx.AsyncClient, seed: Seed, auth: dict[str, str], fake_tabby: FakeTabby,
+    client: httpx.AsyncClient,
+    seed: Seed,
+    auth: dict[str, str],
+    fake_tabby: FakeTabby,
     ctx: AppContext,
 ) -> None:
     fake_tabby.hang_seconds = 1.5
@@ -201,6 +252,7 @@ async def test_a_lost_void_is_reconciled(
 
 # -- capability ---------------------------------------------------------------------------------
 
+
 async def test_an_operation_not_enabled_for_the_configuration_is_not_supported(
     client: httpx.AsyncClient, seed: Seed, auth: dict[str, str], fake_tabby: FakeTabby
 ) -> None:
@@ -208,12 +260,16 @@ async def test_an_operation_not_enabled_for_the_configuration_is_not_supported(
     for operation, amount in (("capture", "10.000"), ("void", None)):
         response = await post_op(client, auth, operation, amount)
         assert response.status_code == 400
-        assert response.json() == {"detail": NOT_SUPPORTED, "operation": operation,
-                                   "result": "failed"}
+        assert response.json() == {
+            "detail": NOT_SUPPORTED,
+            "operation": operation,
+            "result": "failed",
+        }
     assert fake_tabby.requests == []
 
 
 # -- credentials --------------------------------------------------------------------------------
+
 
 async def test_credentials_never_appear_in_responses(
     client: httpx.AsyncClient, seed: Seed, auth: dict[str, str], fake_tabby: FakeTabby
@@ -222,7 +278,7 @@ async def test_credentials_never_appear_in_responses(
     payment_id = await tabby_payment(seed, fake_tabby, timeout=TIMEOUT)
     responses = [
         await post_op(client, auth, "capture", "30.000"),
-        await post_op(client, auth, "refund", "1.000"),            # Tabby refuses: not closed
+        await post_op(client, auth, "refund", "1.000"),  # Tabby refuses: not closed
         await client.post("/b/pbl/v1/inquiry/ORD-1", headers=auth),
     ]
     fake_tabby.fail_next("timeout", suffix="/captures")
