@@ -1,7 +1,14 @@
-"""End-to-end helpers: one way to send a v1 operation and check its answer.
+"""End-to-end helpers: one way to send a v1 or v2 operation and check its answer, and the
+fixtures and helpers every gateway's end-to-end module shares.
 
 Every test that drives ``POST /b/pbl/v1/operation/{order_no}`` through the HTTP API uses these,
-with one argument order: ``post_op(client, auth, operation, amount, order_no=…)``.
+with one argument order: ``post_op(client, auth, operation, amount, order_no=…)``; v2 (by
+session id) is ``post_v2_op(client, auth, operation, session_id, amount)``.
+
+A gateway's module takes the shared fixtures by name, as it takes its fake's::
+
+    auth = e2e.auth
+    settings_overrides = e2e.settings_overrides
 """
 
 from __future__ import annotations
@@ -10,8 +17,71 @@ from collections.abc import Iterable
 from typing import Any
 
 import httpx
+import pytest
+
+from tests.helpers import Seed
 
 OPERATION_PATH = "/b/pbl/v1/operation/{}"
+V2_OPERATION_PATH = "/b/pbl/v2/operation/"
+V2_INQUIRY_PATH = "/b/pbl/v2/inquiry/"
+# What PayOps answers when a gateway's reply was lost, and for an operation it cannot perform.
+UNCONFIRMED = "The payment gateway did not confirm the operation; it will be reconciled"
+NOT_SUPPORTED = "Operation is not supported by the payment gateway"
+
+
+@pytest.fixture
+def settings_overrides() -> dict[str, Any]:
+    """A generous default gateway timeout, so a loaded test machine never turns a healthy call
+    into an unknown outcome; the timeout tests set a short one per configuration
+    (``gateway_options(…, timeout=…)``)."""
+    return {"gateway_timeout_seconds": 20.0}
+
+
+@pytest.fixture
+async def auth(seed: Seed) -> dict[str, str]:
+    """An API key's header (sha256-hashed: no argon2 cost per test)."""
+    return await seed.api_key()
+
+
+def gateway_options(base_url: str, timeout: float | None = None, **options: Any) -> dict[str, Any]:
+    """A gateway configuration's options pointing at a fake: its base URL, the given options,
+    and a timeout of its own when given."""
+    found: dict[str, Any] = {"base_url": base_url, **options}
+    if timeout is not None:
+        found["timeout_seconds"] = timeout
+    return found
+
+
+async def states(seed: Seed) -> list[str]:
+    """The states of every operation, oldest first."""
+    return [op.state for op in await seed.operations()]
+
+
+async def totals(seed: Seed, order_no: str = "ORD-1") -> tuple[int, int, int]:
+    """The parent's captured, refunded and voided totals (minor units)."""
+    parent = await seed.find(order_no)
+    assert parent is not None
+    return parent.captured, parent.refunded, parent.voided
+
+
+async def post_v2_op(
+    client: httpx.AsyncClient,
+    auth: dict[str, str],
+    operation: str,
+    session_id: str,
+    amount: str | None = None,
+) -> httpx.Response:
+    """Send one v2 operation (the transaction named by its session id)."""
+    body: dict[str, Any] = {"operation": operation, "session_id": session_id}
+    if amount is not None:
+        body["amount"] = amount
+    return await client.post(V2_OPERATION_PATH, headers=auth, json=body)
+
+
+async def v2_inquiry(
+    client: httpx.AsyncClient, auth: dict[str, str], session_id: str
+) -> httpx.Response:
+    return await client.post(V2_INQUIRY_PATH, headers=auth, json={"session_id": session_id})
 
 
 def op_path(order_no: str = "ORD-1", *, slash: bool = False) -> str:

@@ -4,11 +4,20 @@ code the CLI runs)."""
 from __future__ import annotations
 
 import base64
-from typing import Any
+import itertools
+import os
+import subprocess
+import time
+from collections.abc import Awaitable
+from pathlib import Path
+from typing import Any, TypeVar
 
+import httpx
+from cryptography.fernet import Fernet
 from sqlalchemy import func, select
 
 from payops.auth.secrets import hash_password, new_api_key
+from payops.connectors.base import Connector, GatewayResult, OperationRequest, PaymentRef
 from payops.context import AppContext
 from payops.db.models import (
     ApiKey,
@@ -26,6 +35,7 @@ from payops.transactions import repository
 from payops.transactions.service import import_transaction, new_parent, pay_with_sandbox
 from payops.webhooks import outbox
 
+T = TypeVar("T")
 SUCCESS_CARD = "4111111111111111"
 DECLINED_CARD = "4000000000000002"
 PENDING_CARD = "4000000000000259"
@@ -217,3 +227,80 @@ class Seed:
     async def count(self, model: Any) -> int:
         async with self.ctx.db.read() as session:
             return int(await session.scalar(select(func.count()).select_from(model)) or 0)
+
+
+# -- one connector, called directly (the connector tests) ----------------------------------------
+
+_references = itertools.count(1)
+
+
+def operation_request(
+    operation: str,
+    amount: int,
+    payment: PaymentRef,
+    *,
+    reference: str | None = None,
+    currency: str | None = None,
+    **gateway_refs: Any,
+) -> OperationRequest:
+    """An operation on ``payment``, with one argument order for every gateway's tests: the
+    operation, its amount in minor units, the payment. The reference is a fresh one unless
+    given; the currency is the payment's unless given."""
+    return OperationRequest(
+        operation=operation,
+        reference_number=reference or f"OPREF{next(_references):011d}",
+        amount=amount,
+        currency_code=currency or payment.currency_code,
+        payment=payment,
+        gateway_refs=gateway_refs,
+    )
+
+
+async def once(connector: Connector, call: Awaitable[T]) -> T:
+    """Await one call of ``connector``, then close it (its HTTP client)."""
+    try:
+        return await call
+    finally:
+        await connector.aclose()
+
+
+async def run_once(connector: Connector, request: OperationRequest) -> GatewayResult:
+    return await once(connector, connector.run(request))
+
+
+async def inquire_once(connector: Connector, request: OperationRequest) -> GatewayResult:
+    return await once(connector, connector.inquire_operation(request))
+
+
+# -- `payops serve` in a subprocess ----------------------------------------------------------------
+
+
+def serve_env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    """The environment of a `payops serve` subprocess: a fresh data dir and secret key, no
+    PAYOPS_* from the caller, and no background loops."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("PAYOPS_")}
+    env.update(
+        {
+            "PAYOPS_DATA_DIR": str(tmp_path / "data"),
+            "PAYOPS_SECRET_KEY": Fernet.generate_key().decode(),
+            "PAYOPS_RECONCILE_INTERVAL_SECONDS": "0",
+            "PAYOPS_WEBHOOK_INTERVAL_SECONDS": "0",
+            "PAYOPS_EXPIRY_INTERVAL_SECONDS": "0",
+            **extra,
+        }
+    )
+    return env
+
+
+def wait_until_healthy(server: subprocess.Popen[Any], base_url: str, seconds: float = 90.0) -> None:
+    """Until ``/healthz`` answers 200; fails with the server's output if it exits first."""
+    deadline = time.monotonic() + seconds
+    while True:
+        assert server.poll() is None, server.communicate()
+        try:
+            if httpx.get(f"{base_url}/healthz", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        assert time.monotonic() < deadline, "the server did not start"
+        time.sleep(0.2)

@@ -69,7 +69,7 @@ class Cli:
 
     def fails(self, *args: str, match: str) -> Result:
         result = self(*args)
-        assert result.exit_code == 1, (result.output, result.exception)
+        assert result.exit_code == 2, (result.output, result.exception)
         assert re.search(match, result.stderr), result.stderr
         return result
 
@@ -126,6 +126,17 @@ class Cli:
                 await engine.dispose()
 
         return asyncio.run(main())
+
+    def sql_write(self, statement: str, **params: Any) -> None:
+        async def main() -> None:
+            engine = create_async_engine(self.settings.effective_database_url)
+            try:
+                async with engine.begin() as conn:
+                    await conn.execute(text(statement), params)
+            finally:
+                await engine.dispose()
+
+        asyncio.run(main())
 
 
 @pytest.fixture(autouse=True)
@@ -284,7 +295,7 @@ def test_apikey_create_authenticate_list_revoke(cli: Cli) -> None:
         cli.ok("apikey", "create", "short-lived", "--expires-in-days", "1")
     )
     listed = cli.ok("apikey", "list").stdout
-    for full, _pre, sec in (
+    for full, _prefix, sec in (
         (key, prefix, secret),
         (other, other_prefix, other_secret),
         (None, live_prefix, live_secret),
@@ -795,3 +806,45 @@ def test_demo_is_rerunnable_and_its_credentials_work(cli: Cli) -> None:
     )
     assert refund.status_code == 200, refund.text
     assert refund.json()["txn"]["state"] == "refunded"
+
+
+# -- webhooks ---------------------------------------------------------------------------------
+
+
+def test_webhooks_list_failed_and_retry(cli: Cli) -> None:
+    _gateways(cli)
+    for order in ("w1", "w2"):
+        cli.ok(
+            "txn",
+            "create",
+            "--amount",
+            "1.000",
+            "--currency",
+            "KWD",
+            "--pg-code",
+            "gw-p",
+            "--order-no",
+            order,
+            "--webhook-url",
+            f"https://merchant.example/{order}",
+        )
+    events = cli.sql("SELECT id, target_url, state FROM outbox_events ORDER BY id")
+    assert [(url, state) for _, url, state in events] == [
+        ("https://merchant.example/w1", "pending"),
+        ("https://merchant.example/w2", "pending"),
+    ]
+    (first, _, _), (second, _, _) = events
+    listed = rows(cli.ok("webhooks", "list").stdout)
+    assert [r[0] for r in listed if r[0].isdigit()] == [str(second), str(first)]  # newest first
+
+    cli.sql_write("UPDATE outbox_events SET state='failed', attempts=7 WHERE id=:i", i=first)
+    failed = [r for r in rows(cli.ok("webhooks", "list", "--failed").stdout) if r[0].isdigit()]
+    assert [(r[0], r[3], r[4]) for r in failed] == [(str(first), "failed", "7")]
+
+    assert f"event {first} queued" in cli.ok("webhooks", "retry", str(first)).stdout
+    assert cli.sql("SELECT state, attempts FROM outbox_events WHERE id=:i", i=first) == [
+        ("pending", 0)
+    ]
+    cli.sql_write("UPDATE outbox_events SET state='delivered' WHERE id=:i", i=second)
+    cli.fails("webhooks", "retry", str(second), match="delivered already")
+    cli.fails("webhooks", "retry", "999999", match="no webhook event 999999")

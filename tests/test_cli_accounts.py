@@ -138,7 +138,7 @@ async def test_set_password_from_stdin_and_what_it_refuses(
     )
     for args, stdin, message in refusals:
         result = await asyncio.to_thread(cli, *args, input=stdin)
-        assert result.exit_code == 1 and message in result.stderr, (args, result.output)
+        assert result.exit_code == 2 and message in result.stderr, (args, result.output)
     # Nothing changed: the password set above still works, and only that change was audited.
     assert await status(NEW) == 200
     async with seed.ctx.db.read() as session:
@@ -158,7 +158,7 @@ async def test_user_create_refuses_a_username_no_login_could_use(
         result = await asyncio.to_thread(
             cli, "user", "create", name, "--superuser", input=f"{NEW}\n{NEW}\n"
         )
-        assert result.exit_code == 1 and "A username has 1 to 150" in result.stderr, (
+        assert result.exit_code == 2 and "A username has 1 to 150" in result.stderr, (
             name,
             result.output,
         )

@@ -3,35 +3,17 @@ PAYOPS_PUBLIC_URL, a link follows the request's Host header, so only loopback ma
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import httpx
 import pytest
-from cryptography.fernet import Fernet
 
+from tests.helpers import serve_env, wait_until_healthy
 from tests.live import free_port
 
 # TEST-NET-1 (RFC 5737): assigned to no interface here, so nothing could ever listen on it.
 OUTSIDE_ADDRESS = "192.0.2.10"
-
-
-def serve_env(tmp_path: Path, **extra: str) -> dict[str, str]:
-    env = {key: value for key, value in os.environ.items() if not key.startswith("PAYOPS_")}
-    env.update(
-        {
-            "PAYOPS_DATA_DIR": str(tmp_path / "data"),
-            "PAYOPS_SECRET_KEY": Fernet.generate_key().decode(),
-            "PAYOPS_RECONCILE_INTERVAL_SECONDS": "0",
-            "PAYOPS_WEBHOOK_INTERVAL_SECONDS": "0",
-            "PAYOPS_EXPIRY_INTERVAL_SECONDS": "0",
-            **extra,
-        }
-    )
-    return env
 
 
 @pytest.mark.parametrize("how", ["option", "environment"])
@@ -48,7 +30,7 @@ def test_serve_on_a_non_loopback_address_needs_the_public_url(tmp_path: Path, ho
         text=True,
         timeout=120,
     )
-    assert done.returncode == 1
+    assert done.returncode == 2
     assert "set PAYOPS_PUBLIC_URL" in done.stderr and OUTSIDE_ADDRESS in done.stderr
     assert not (tmp_path / "data" / "payops.sqlite3").exists(), "refused before any work"
 
@@ -72,16 +54,7 @@ def test_serve_on_loopback_without_public_url_still_starts(tmp_path: Path) -> No
         stderr=subprocess.PIPE,
     )
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            assert server.poll() is None, server.communicate()[1].decode()
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, "the server did not start"
-            time.sleep(0.2)
+        wait_until_healthy(server, f"http://127.0.0.1:{port}")
     finally:
         server.terminate()
         server.wait(timeout=30)

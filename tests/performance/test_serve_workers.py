@@ -59,7 +59,7 @@ def _serve(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
 
 def test_serve_refuses_a_pool_total_above_max_connections(pg_settings: Settings) -> None:
     result = _serve(_env(pg_settings, PAYOPS_DB_POOL_TOTAL="100000"), "--workers", "2")
-    assert result.returncode == 1
+    assert result.returncode == 2
     assert "PAYOPS_DB_POOL_TOTAL=100000 is above what the PostgreSQL server accepts" in (
         result.stdout + result.stderr
     )
@@ -67,7 +67,7 @@ def test_serve_refuses_a_pool_total_above_max_connections(pg_settings: Settings)
 
 def test_serve_refuses_workers_without_two_connections_each(pg_settings: Settings) -> None:
     result = _serve(_env(pg_settings, PAYOPS_DB_POOL_TOTAL="6"), "--workers", "4")
-    assert result.returncode == 1
+    assert result.returncode == 2
     assert "gives 4 workers fewer than 2 connections each" in result.stdout + result.stderr
 
 

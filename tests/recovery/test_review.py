@@ -402,7 +402,7 @@ async def test_cli_recheck_and_resolve_record_the_operator(
 
     # The configuration cannot be asked: recheck says so, and changes nothing.
     code, _, err = await asyncio.to_thread(payops, "ops", "recheck", reference)
-    assert code == 1 and "cannot be asked" in err
+    assert code == 2 and "cannot be asked" in err
     # --operator is required.
     code, _, err = await asyncio.to_thread(
         payops, "ops", "resolve", reference, "--outcome", "succeeded", "--reason", "seen"
@@ -419,7 +419,7 @@ async def test_cli_recheck_and_resolve_record_the_operator(
         code, _, err = await asyncio.to_thread(
             payops, "ops", "resolve", reference, "--outcome", "succeeded", *args
         )
-        assert code == 1 and message in err and "at most" in err, err
+        assert code == 2 and message in err and "at most" in err, err
     assert (await only_operation(seed)).state == "needs_review"
     code, out, err = await asyncio.to_thread(
         payops,
@@ -455,7 +455,7 @@ async def test_cli_recheck_and_resolve_record_the_operator(
         "--operator",
         "Eve",
     )
-    assert code == 1 and "already resolved as succeeded" in err
+    assert code == 2 and "already resolved as succeeded" in err
 
 
 async def test_gateway_notification_contradicting_a_resolution_raises_the_alert(

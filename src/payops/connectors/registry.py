@@ -6,8 +6,10 @@ Classes are imported on first use, so a deployment loads only the connectors it 
 from __future__ import annotations
 
 from importlib import import_module
+from typing import TYPE_CHECKING
 
-from payops.connectors.base import Connector, ConnectorConfig
+if TYPE_CHECKING:  # the names alone (`payops gateway add --help`) need no connector code
+    from payops.connectors.base import Connector, ConnectorConfig
 
 CONNECTORS: dict[str, str | type[Connector]] = {
     "sandbox": "payops.connectors.sandbox.connector:SandboxConnector",

@@ -13,6 +13,7 @@ from payops.connectors.knet.connector import KnetConnector
 from payops.connectors.registry import connector_class
 from tests.connectors.knet import fake_server
 from tests.connectors.knet.fake_server import TRANPORTAL_ID, TRANPORTAL_PASSWORD, FakeKnet
+from tests.helpers import operation_request
 
 fake_knet = fake_server.fake_knet
 
@@ -143,7 +144,7 @@ def payment(track_id: str = "TRK0001", amount: int = 25_000, **refs: Any) -> Pay
 
 
 def refund(amount: int, pay: PaymentRef, reference: str = "REF0001") -> OperationRequest:
-    return OperationRequest("refund", reference, amount, "KWD", pay)
+    return operation_request("refund", amount, pay, reference=reference, currency="KWD")
 
 
 def test_registry_and_capabilities() -> None:

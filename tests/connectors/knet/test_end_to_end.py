@@ -5,41 +5,27 @@ from __future__ import annotations
 
 import logging
 from decimal import Decimal
-from typing import Any
 
 import httpx
 import pytest
 
 from payops.context import AppContext
 from payops.operations.reconciler import reconcile_once
+from tests import e2e
 from tests.connectors.knet import fake_server
 from tests.connectors.knet.fake_server import TRANPORTAL_ID, TRANPORTAL_PASSWORD, FakeKnet
-from tests.e2e import post_op
+from tests.e2e import UNCONFIRMED, gateway_options, post_op, post_v2_op, v2_inquiry
 from tests.helpers import Seed
 
 fake_knet = fake_server.fake_knet
-
-UNCONFIRMED = "The payment gateway did not confirm the operation; it will be reconciled"
-NOT_SUPPORTED = "Operation is not supported by the payment gateway"
-
-
-@pytest.fixture
-def settings_overrides() -> dict[str, Any]:
-    return {"gateway_timeout_seconds": 20.0}
-
-
-@pytest.fixture
-async def auth(seed: Seed) -> dict[str, str]:
-    return await seed.api_key()
+auth = e2e.auth
+settings_overrides = e2e.settings_overrides
 
 
 async def knet_payment(
     seed: Seed, fake: FakeKnet, *, amount: str = "25.000", timeout: float | None = None
 ) -> str:
     payment_id = fake.add_payment("TRK20261130A", amount)
-    options: dict[str, Any] = {"base_url": fake.url}
-    if timeout is not None:
-        options["timeout_seconds"] = timeout
     await seed.imported(
         connector="knet",
         code="knet-kwd",
@@ -47,7 +33,7 @@ async def knet_payment(
         currency="KWD",
         gateway_refs={"track_id": "TRK20261130A", "payment_id": payment_id},
         credentials={"tranportal_id": TRANPORTAL_ID, "tranportal_password": TRANPORTAL_PASSWORD},
-        options=options,
+        options=gateway_options(fake.url, timeout),
     )
     return payment_id
 
@@ -71,15 +57,9 @@ async def test_refunds_v1_and_v2(
 
     parent = await seed.find("ORD-1")
     assert parent is not None
-    second = await client.post(
-        "/b/pbl/v2/operation/",
-        headers=auth,
-        json={"operation": "refund", "session_id": parent.session_id, "amount": "5.500"},
-    )
+    second = await post_v2_op(client, auth, "refund", parent.session_id, "5.500")
     assert second.status_code == 200, second.text
-    inquiry = await client.post(
-        "/b/pbl/v2/inquiry/", headers=auth, json={"session_id": parent.session_id}
-    )
+    inquiry = await v2_inquiry(client, auth, parent.session_id)
     assert inquiry.status_code == 200 and inquiry.json()["refunded_amount"] == "15.500"
     assert [str(a) for a in fake_knet.payments["TRK20261130A"].refunds] == ["10.000", "5.500"]
     assert len(fake_knet.requests) == 2  # the paid transaction's inquiry answers from storage

@@ -47,6 +47,7 @@ from tests.connectors.mpgs.fake_server import (
     render,
     successful_capture_response,
 )
+from tests.helpers import operation_request
 
 ORDER = "MPGS-ORD-1"
 AUTH = "AUTH-1"
@@ -113,13 +114,12 @@ def op(
     ref: str | None = None,
     currency: str | None = None,
 ) -> OperationRequest:
-    pay = pay or payment()
-    return OperationRequest(
-        operation=operation,
-        reference_number=ref or new_reference_number(),
-        amount=amount,
-        currency_code=currency or pay.currency_code,
-        payment=pay,
+    return operation_request(
+        operation,
+        amount,
+        pay or payment(),
+        reference=ref or new_reference_number(),
+        currency=currency,
     )
 
 

@@ -20,12 +20,11 @@ from tests.connectors.mpgs.fake_server import (  # noqa: F401 - mpgs_fake is a f
     FakeMpgs,
     mpgs_fake,
 )
+from tests.e2e import NOT_SUPPORTED, UNCONFIRMED, post_v2_op, totals, v2_inquiry
 from tests.helpers import Seed
 
 MPGS_ORDER = "MPGS-ORD-1"
 AUTH_TXN = "AUTH-1"
-UNCONFIRMED = "The payment gateway did not confirm the operation; it will be reconciled"
-NOT_SUPPORTED = "Operation is not supported by the payment gateway"
 TIMEOUT = 0.5
 BASIC_TOKEN = base64.b64encode(f"merchant.{MERCHANT_ID}:{API_PASSWORD}".encode()).decode()
 
@@ -82,12 +81,6 @@ def assert_operation(
     assert body["pg_params"]["ref"] == MPGS_ORDER
     assert body["pg_response"]["transaction"]["id"] == body["reference_number"]
     return body
-
-
-async def totals(seed: Seed) -> tuple[int, int, int]:
-    parent = await seed.find("ORD-1")
-    assert parent is not None
-    return parent.captured, parent.refunded, parent.voided
 
 
 async def test_capture_then_refund(
@@ -348,15 +341,9 @@ async def test_v2_operations_by_session_id(
         ("capture", "60.000", "paid"),
         ("refund", "10.000", "refunded"),
     ):
-        response = await client.post(
-            "/b/pbl/v2/operation/",
-            headers=auth,
-            json={"operation": operation, "session_id": parent.session_id, "amount": amount},
-        )
+        response = await post_v2_op(client, auth, operation, parent.session_id, amount)
         assert_operation(response, operation, amount, state)
-    inquiry = await client.post(
-        "/b/pbl/v2/inquiry/", headers=auth, json={"session_id": parent.session_id}
-    )
+    inquiry = await v2_inquiry(client, auth, parent.session_id)
     assert inquiry.status_code == 200
     body = inquiry.json()
     assert (body["state"], body["captured_amount"], body["refunded_amount"]) == (

@@ -6,7 +6,6 @@ import base64
 import dataclasses
 import hashlib
 import hmac
-import itertools
 import json
 import logging
 from decimal import Decimal
@@ -47,6 +46,7 @@ from tests.connectors.myfatoorah.fake_server import (
     refund_exceeds_response,
     refund_not_paid_response,
 )
+from tests.helpers import inquire_once, once, operation_request, run_once
 
 fake_myfatoorah = fake_server.fake_myfatoorah  # the fake's fixture, used by this module
 
@@ -55,7 +55,6 @@ UPDATE_PAYMENT_STATUS = "/v2/UpdatePaymentStatus"
 MAKE_REFUND = "/v2/MakeRefund"
 GET_REFUND_STATUS = "/v2/GetRefundStatus"
 FAULT_TIMEOUT = 0.5
-_references = itertools.count(1)
 
 
 def connector_for(
@@ -100,34 +99,14 @@ def payment(
 def op(
     operation: str, pay: PaymentRef, amount: int, reference: str | None = None
 ) -> OperationRequest:
-    return OperationRequest(
-        operation=operation,
-        reference_number=reference or f"OPREF{next(_references):011d}",
-        amount=amount,
-        currency_code=pay.currency_code,
-        payment=pay,
-    )
+    return operation_request(operation, amount, pay, reference=reference)
 
 
-async def run(connector: MyFatoorahConnector, request: OperationRequest) -> GatewayResult:
-    try:
-        return await connector.run(request)
-    finally:
-        await connector.aclose()
-
-
-async def inquire(connector: MyFatoorahConnector, request: OperationRequest) -> GatewayResult:
-    try:
-        return await connector.inquire_operation(request)
-    finally:
-        await connector.aclose()
+run, inquire = run_once, inquire_once
 
 
 async def inquire_payment(connector: MyFatoorahConnector, pay: PaymentRef) -> GatewayResult:
-    try:
-        return await connector.inquire_payment(pay)
-    finally:
-        await connector.aclose()
+    return await once(connector, connector.inquire_payment(pay))
 
 
 def assert_sent(

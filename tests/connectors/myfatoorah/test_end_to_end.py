@@ -13,6 +13,7 @@ import pytest
 
 from payops.context import AppContext
 from payops.operations.reconciler import reconcile_once
+from tests import e2e
 from tests.connectors.myfatoorah import fake_server
 from tests.connectors.myfatoorah.fake_server import (
     TEST_API_TOKEN,
@@ -21,28 +22,16 @@ from tests.connectors.myfatoorah.fake_server import (
     declined_response,
     refund_exceeds_response,
 )
+from tests.e2e import NOT_SUPPORTED, UNCONFIRMED, gateway_options, post_op, states, totals
 from tests.e2e import assert_operation as _assert_operation
-from tests.e2e import post_op
 from tests.helpers import Seed
 
 fake_myfatoorah = fake_server.fake_myfatoorah  # the fake's fixture, used by this module
+auth = e2e.auth
+settings_overrides = e2e.settings_overrides  # the timeout tests set their own short one
 
-UNCONFIRMED = "The payment gateway did not confirm the operation; it will be reconciled"
-NOT_SUPPORTED = "Operation is not supported by the payment gateway"
 QUEUED = "Refund request created; MyFatoorah will review and execute it"
 TIMEOUT = 0.5
-
-
-@pytest.fixture
-def settings_overrides() -> dict[str, Any]:
-    # A generous default gateway timeout, so a loaded test machine never turns a healthy call
-    # into an unknown outcome; the timeout tests set their own short one per configuration.
-    return {"gateway_timeout_seconds": 20.0}
-
-
-@pytest.fixture
-async def auth(seed: Seed) -> dict[str, str]:
-    return await seed.api_key()  # sha256-hashed: no argon2 cost per test
 
 
 def assert_operation(
@@ -64,9 +53,6 @@ async def myfatoorah_payment(
 ) -> str:
     """An invoice at the fake, imported into PayOps as order ORD-1; returns its InvoiceId."""
     invoice_id = fake.add_invoice(amount, currency, state=state)
-    settings: dict[str, Any] = {"base_url": fake.url, "country": "KWT", **(options or {})}
-    if timeout is not None:
-        settings["timeout_seconds"] = timeout
     await seed.imported(
         connector="myfatoorah",
         code=f"myfatoorah-{currency.lower()}",
@@ -75,20 +61,10 @@ async def myfatoorah_payment(
         state=state,
         gateway_refs={"invoice_id": invoice_id},
         credentials={"api_token": TEST_API_TOKEN},
-        options=settings,
+        options=gateway_options(fake.url, timeout, country="KWT", **(options or {})),
         **gateway,
     )
     return invoice_id
-
-
-async def totals(seed: Seed) -> tuple[int, int, int]:
-    parent = await seed.find("ORD-1")
-    assert parent is not None
-    return parent.captured, parent.refunded, parent.voided
-
-
-async def states(seed: Seed) -> list[str]:
-    return [op.state for op in await seed.operations()]
 
 
 # -- refunds --------------------------------------------------------------------------------------

@@ -53,6 +53,7 @@ from tests.connectors.ngenius.fake_server import (
     successful_capture_response,
     successful_refund_response,
 )
+from tests.helpers import once, operation_request
 
 # Generous for ordinary calls (the test machine may be loaded); short where a hang is the point.
 TIMEOUT = 5.0
@@ -124,14 +125,10 @@ def op(
     reference: str = "OPREF00000000001",
     currency: str | None = None,
 ) -> OperationRequest:
-    return OperationRequest(kind, reference, amount, currency or payment.currency_code, payment)
+    return operation_request(kind, amount, payment, reference=reference, currency=currency)
 
 
-async def run(conn: NgeniusConnector, coro: Any) -> GatewayResult:
-    try:
-        return await coro
-    finally:
-        await conn.aclose()
+run = once  # run(conn, conn.capture(request)): one call, then the connector is closed
 
 
 def order_path(payment: PaymentRef) -> str:

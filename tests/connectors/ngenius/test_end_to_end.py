@@ -18,6 +18,7 @@ from payops.connectors.ngenius.connector import NgeniusConnector
 from payops.context import AppContext
 from payops.money import parse_amount
 from payops.operations.reconciler import reconcile_once
+from tests import e2e
 from tests.connectors.ngenius.fake_server import (
     API_KEY,
     CARD_TOKEN,
@@ -28,13 +29,12 @@ from tests.connectors.ngenius.fake_server import (
     ngenius_server,  # noqa: F401
     order_status_response,
 )
-from tests.e2e import post_op
+from tests.e2e import NOT_SUPPORTED, UNCONFIRMED, post_op
 from tests.helpers import Seed
 
-UNCONFIRMED = "The payment gateway did not confirm the operation; it will be reconciled"
-NOT_SUPPORTED = "Operation is not supported by the payment gateway"
 SHORT = 1.0  # the gateway timeout where a hang is the point
 CREDENTIALS = {"api_key": API_KEY, "outlet_reference": OUTLET}
+auth = e2e.auth  # an API key: holds every permission
 
 
 @pytest.fixture(autouse=True)
@@ -45,11 +45,6 @@ def _fresh_token_cache() -> None:
 @pytest.fixture
 def fake(ngenius_fake: FakeNgenius) -> FakeNgenius:  # noqa: F811
     return ngenius_fake
-
-
-@pytest.fixture
-async def auth(seed: Seed) -> dict[str, str]:
-    return await seed.api_key()  # holds every permission; no argon2 cost per test
 
 
 async def ngenius_payment(
@@ -66,9 +61,6 @@ async def ngenius_payment(
     """A payment taken at N-Genius, imported into PayOps as ORD-1; (order ref, payment ref)."""
     action = action or ("AUTH" if state == "authorized" else "PURCHASE")
     order_ref, payment_ref = fake.create_order(action, parse_amount(amount, currency), currency)
-    options: dict[str, Any] = {"base_url": fake.url}
-    if timeout is not None:
-        options["timeout_seconds"] = timeout
     await seed.imported(
         connector="ngenius",
         code=f"ngenius-{currency.lower()}",
@@ -77,7 +69,7 @@ async def ngenius_payment(
         state=state,
         gateway_refs={"order_reference": order_ref, "payment_reference": payment_ref},
         credentials=CREDENTIALS,
-        options=options,
+        options=e2e.gateway_options(fake.url, timeout),
         **gateway_options,
     )
     return order_ref, payment_ref

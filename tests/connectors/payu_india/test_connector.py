@@ -21,6 +21,7 @@ from payops.connectors.payu_india.connector import PayuIndiaConnector
 from payops.connectors.registry import connector_class
 from tests.connectors.payu_india import fake_server
 from tests.connectors.payu_india.fake_server import MERCHANT_KEY, SALT, FakePayu
+from tests.helpers import operation_request
 
 fake_payu = fake_server.fake_payu
 
@@ -157,7 +158,7 @@ def payment(
 def op(
     kind: str, amount: int, pay: PaymentRef, reference: str = "REF0001", **refs: Any
 ) -> OperationRequest:
-    return OperationRequest(kind, reference, amount, "INR", pay, gateway_refs=refs)
+    return operation_request(kind, amount, pay, reference=reference, currency="INR", **refs)
 
 
 def test_registry_and_capabilities() -> None:

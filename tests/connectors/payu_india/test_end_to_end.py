@@ -4,7 +4,6 @@ PostgreSQL: queued refunds, capture and void followed by the reconciler."""
 from __future__ import annotations
 
 import logging
-from typing import Any
 from urllib.parse import parse_qsl
 
 import httpx
@@ -12,24 +11,15 @@ import pytest
 
 from payops.context import AppContext
 from payops.operations.reconciler import reconcile_once
+from tests import e2e
 from tests.connectors.payu_india import fake_server
 from tests.connectors.payu_india.fake_server import MERCHANT_KEY, SALT, FakePayu
-from tests.e2e import post_op
+from tests.e2e import UNCONFIRMED, gateway_options, post_op, post_v2_op, states
 from tests.helpers import Seed
 
 fake_payu = fake_server.fake_payu
-
-UNCONFIRMED = "The payment gateway did not confirm the operation; it will be reconciled"
-
-
-@pytest.fixture
-def settings_overrides() -> dict[str, Any]:
-    return {"gateway_timeout_seconds": 20.0}
-
-
-@pytest.fixture
-async def auth(seed: Seed) -> dict[str, str]:
-    return await seed.api_key()
+auth = e2e.auth
+settings_overrides = e2e.settings_overrides
 
 
 async def payu_payment(
@@ -43,9 +33,6 @@ async def payu_payment(
     mihpayid = fake.add_payment(
         "TXN0001", amount, state="auth" if state == "authorized" else "captured"
     )
-    options: dict[str, Any] = {"base_url": fake.url}
-    if timeout is not None:
-        options["timeout_seconds"] = timeout
     await seed.imported(
         connector="payu_india",
         code="payu-inr",
@@ -54,13 +41,9 @@ async def payu_payment(
         state=state,
         gateway_refs={"mihpayid": mihpayid, "txnid": "TXN0001"},
         credentials={"merchant_key": MERCHANT_KEY, "salt": SALT},
-        options=options,
+        options=gateway_options(fake.url, timeout),
     )
     return mihpayid
-
-
-async def states(seed: Seed) -> list[str]:
-    return [op.state for op in await seed.operations()]
 
 
 async def test_queued_refund_followed_to_its_final_state(
@@ -95,11 +78,7 @@ async def test_queued_refund_followed_to_its_final_state(
     assert parent is not None and parent.refunded == 15_000
 
     # a second one through v2, which PayU then fails
-    second = await client.post(
-        "/b/pbl/v2/operation/",
-        headers=auth,
-        json={"operation": "refund", "session_id": parent.session_id, "amount": "50.00"},
-    )
+    second = await post_v2_op(client, auth, "refund", parent.session_id, "50.00")
     assert second.status_code == 200 and second.json()["result"] == "queued"
     fake_payu.settle_action(fake_payu.actions(mihpayid)[1].request_id, "FAILURE")
     await reconcile_once(ctx)

@@ -15,6 +15,7 @@ from payops.connectors.qpay.connector import QpayConnector
 from payops.connectors.registry import connector_class
 from tests.connectors.qpay import fake_server
 from tests.connectors.qpay.fake_server import BANK_ID, MERCHANT_ID, SECRET, FakeQpay
+from tests.helpers import operation_request
 
 fake_qpay = fake_server.fake_qpay
 
@@ -162,7 +163,7 @@ def payment(pun: str = "PUN0000000000000001", amount: int = 20_000) -> PaymentRe
 def refund(
     amount: int, pay: PaymentRef, reference: str = "REFUND00000000001", **refs: Any
 ) -> OperationRequest:
-    return OperationRequest("refund", reference, amount, "QAR", pay, gateway_refs=refs)
+    return operation_request("refund", amount, pay, reference=reference, currency="QAR", **refs)
 
 
 def test_registry_and_capabilities() -> None:

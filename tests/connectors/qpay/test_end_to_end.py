@@ -12,24 +12,17 @@ import pytest
 
 from payops.context import AppContext
 from payops.operations.reconciler import reconcile_once
+from tests import e2e
 from tests.connectors.qpay import fake_server
 from tests.connectors.qpay.fake_server import BANK_ID, MERCHANT_ID, SECRET, FakeQpay
-from tests.e2e import post_op
+from tests.e2e import gateway_options, post_op, post_v2_op, states
 from tests.helpers import Seed
 
 fake_qpay = fake_server.fake_qpay
+auth = e2e.auth
+settings_overrides = e2e.settings_overrides
 
 PUN = "PUN0000000000000001"
-
-
-@pytest.fixture
-def settings_overrides() -> dict[str, Any]:
-    return {"gateway_timeout_seconds": 20.0}
-
-
-@pytest.fixture
-async def auth(seed: Seed) -> dict[str, str]:
-    return await seed.api_key()
 
 
 async def qpay_payment(
@@ -41,9 +34,6 @@ async def qpay_payment(
     **options: Any,
 ) -> None:
     fake.add_payment(PUN, int(amount.replace(".", "")))
-    settings: dict[str, Any] = {"base_url": fake.url, **options}
-    if timeout is not None:
-        settings["timeout_seconds"] = timeout
     await seed.imported(
         connector="qpay",
         code="qpay-qar",
@@ -51,12 +41,8 @@ async def qpay_payment(
         currency="QAR",
         gateway_refs={"pun": PUN},
         credentials={"merchant_id": MERCHANT_ID, "bank_id": BANK_ID, "secret_key": SECRET},
-        options=settings,
+        options=gateway_options(fake.url, timeout, **options),
     )
-
-
-async def states(seed: Seed) -> list[str]:
-    return [op.state for op in await seed.operations()]
 
 
 async def test_a_full_refund_is_queued(
@@ -75,11 +61,7 @@ async def test_a_full_refund_is_queued(
 
     parent = await seed.find("ORD-1")
     assert parent is not None
-    full = await client.post(
-        "/b/pbl/v2/operation/",
-        headers=auth,
-        json={"operation": "refund", "session_id": parent.session_id},
-    )
+    full = await post_v2_op(client, auth, "refund", parent.session_id)
     assert full.status_code == 200, full.text
     body = full.json()
     assert (body["result"], body["amount"], body["txn"]["state"]) == (

@@ -12,7 +12,6 @@ import pytest
 
 from payops.connectors.base import (
     ConnectorConfig,
-    GatewayResult,
     OperationRequest,
     Outcome,
     PaymentRef,
@@ -55,6 +54,7 @@ from tests.connectors.tabby.fake_server import (
     refund_pending_response,
     throttled_response,
 )
+from tests.helpers import inquire_once, operation_request, run_once
 
 fake_tabby = fake_server.fake_tabby  # the fake's fixture, used by this module
 
@@ -103,27 +103,15 @@ def op(
     currency: str = "KWD",
     reference: str | None = None,
 ) -> OperationRequest:
-    return OperationRequest(
-        operation=operation,
-        reference_number=reference or new_reference_number(),
-        amount=amount,
-        currency_code=currency,
-        payment=payment_ref(payment_id, currency=currency),
+    return operation_request(
+        operation,
+        amount,
+        payment_ref(payment_id, currency=currency),
+        reference=reference or new_reference_number(),
     )
 
 
-async def run(connector: TabbyConnector, request: OperationRequest) -> GatewayResult:
-    try:
-        return await connector.run(request)
-    finally:
-        await connector.aclose()
-
-
-async def inquire(connector: TabbyConnector, request: OperationRequest) -> GatewayResult:
-    try:
-        return await connector.inquire_operation(request)
-    finally:
-        await connector.aclose()
+run, inquire = run_once, inquire_once
 
 
 def only_request(fake: FakeTabby) -> Any:

@@ -10,6 +10,7 @@ import pytest
 
 from payops.context import AppContext
 from payops.operations.reconciler import reconcile_once
+from tests import e2e
 from tests.connectors.tabby import fake_server
 from tests.connectors.tabby.fake_server import (
     TEST_SECRET_KEY,
@@ -17,20 +18,14 @@ from tests.connectors.tabby.fake_server import (
     disputed_response,
     refund_not_closed_response,
 )
+from tests.e2e import NOT_SUPPORTED, UNCONFIRMED, gateway_options, post_op, totals
 from tests.e2e import assert_operation as _assert_operation
-from tests.e2e import post_op
 from tests.helpers import Seed
 
 fake_tabby = fake_server.fake_tabby  # the fake's fixture, used by this module
+auth = e2e.auth
 
-UNCONFIRMED = "The payment gateway did not confirm the operation; it will be reconciled"
-NOT_SUPPORTED = "Operation is not supported by the payment gateway"
 TIMEOUT = 0.5
-
-
-@pytest.fixture
-async def auth(seed: Seed) -> dict[str, str]:
-    return await seed.api_key()  # sha256-hashed: no argon2 cost per test
 
 
 def assert_operation(
@@ -55,9 +50,6 @@ async def tabby_payment(
         payment_id = fake.add_payment(amount, currency)
     else:
         payment_id = fake.paid_payment(amount, currency)  # captured in full, so CLOSED
-    settings: dict[str, Any] = {"base_url": fake.url, **(options or {})}
-    if timeout is not None:
-        settings["timeout_seconds"] = timeout
     await seed.imported(
         connector="tabby",
         code=f"tabby-{currency.lower()}",
@@ -66,16 +58,10 @@ async def tabby_payment(
         state=state,
         gateway_refs={"payment_id": payment_id},
         credentials={"secret_key": TEST_SECRET_KEY},
-        options=settings,
+        options=gateway_options(fake.url, timeout, **(options or {})),
         **gateway,
     )
     return payment_id
-
-
-async def totals(seed: Seed) -> tuple[int, int, int]:
-    parent = await seed.find("ORD-1")
-    assert parent is not None
-    return parent.captured, parent.refunded, parent.voided
 
 
 # -- every supported operation --------------------------------------------------------------------
