@@ -211,7 +211,7 @@ async def test_cli_resolve_failed_frees_the_session(
         "--operator",
         "Dana",
     )
-    assert code == 1 and "paid, failed" in err
+    assert code == 2 and "paid, failed" in err
     assert (await only_attempt(seed)).state == "needs_review"
 
     code, out, err = await payops("attempt", "review")
@@ -248,7 +248,7 @@ async def test_cli_resolve_failed_frees_the_session(
     code, _, err = await payops(
         "attempt", "resolve", reference, "--outcome", "paid", "--reason", "x", "--operator", "Eve"
     )
-    assert code == 1 and "already resolved as failed" in err
+    assert code == 2 and "already resolved as failed" in err
 
 
 async def test_recheck_of_an_attempt_without_answer(
@@ -288,7 +288,7 @@ async def test_recheck_of_an_attempt_without_answer(
     ]
     # A settled attempt is not rechecked.
     code, _, err = await payops("attempt", "recheck", reference)
-    assert code == 1 and "only pending or needs_review" in err
+    assert code == 2 and "only pending or needs_review" in err
     assert (await client.get(QUEUE, headers=admin)).json()["count"] == 0
 
 
