@@ -33,7 +33,7 @@ from payops.transactions.endpoints import router as import_router
 from payops.webhooks import delivery
 from payops.domain import messages
 from payops.gateways.endpoints import router as payment_methods_router
-from payops.gateways.notifications import router as notifications_router
+from payops.notifications.endpoints import router as notifications_router
 from payops.errors import ApiError
 from payops.gateways.crypto import SecretKeyMismatch
 from payops.inquiry.endpoints import router as inquiry_router

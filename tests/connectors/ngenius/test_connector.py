@@ -30,7 +30,7 @@ from payops.connectors.ngenius import tokens as token_cache
 from payops.connectors.ngenius import transformers as t
 from payops.connectors.ngenius.connector import NgeniusConnector
 from payops.connectors.ngenius.tokens import token_cache_key
-from payops.connectors.ngenius.webhooks import (
+from payops.connectors.ngenius.notifications import (
     WebhookError,
     parse_event,
     parse_webhook,

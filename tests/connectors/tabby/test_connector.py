@@ -25,7 +25,7 @@ from payops.connectors.tabby.transformers import (
     error_outcome,
     payment_outcome,
 )
-from payops.connectors.tabby.webhooks import (
+from payops.connectors.tabby.notifications import (
     DEFAULT_HEADER_NAME,
     TabbyWebhookError,
     parse_notification,
