@@ -48,8 +48,8 @@ from payops.connectors.base import (
     PaymentRef,
 )
 from payops.connectors.kit import Reply
-from payops.connectors.mpgs import transformers as t
 from payops.connectors.mpgs import notifications
+from payops.connectors.mpgs import transformers as t
 from payops.connectors.mpgs.decisions import (
     decide,
     no_answer,
