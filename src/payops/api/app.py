@@ -32,7 +32,7 @@ from payops.transactions import expiry
 from payops.transactions.endpoints import router as import_router
 from payops.webhooks import delivery
 from payops.domain import messages
-from payops.gateways.endpoints import router as payment_methods_router
+from payops.checkout.payment_methods import router as payment_methods_router
 from payops.notifications.endpoints import router as notifications_router
 from payops.errors import ApiError
 from payops.gateways.crypto import SecretKeyMismatch
