@@ -42,7 +42,7 @@ from payops.errors import DatabaseUnavailable
 from payops.operations import alerts, reconciler
 from payops.operations.endpoints import router as operations_router
 from payops.operations.review_endpoints import router as review_router
-from payops.api.cross_site import CrossSiteGuard
+from payops.web.cross_site import CrossSiteGuard
 
 log = logging.getLogger("payops.http")
 

@@ -14,14 +14,14 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from payops.api.dependencies import get_context
-from payops.api.requests import read_limited
 from payops.checkout.service import enabled_gateways
 from payops.connectors.sandbox.connector import TEST_CARDS
 from payops.money import format_minor
 from payops.transactions import repository
 from payops.transactions.expiry import expire_if_due
 from payops.transactions.service import NoNewAttempt, TransactionError, pay_with_sandbox
+from payops.web.dependencies import get_context
+from payops.web.requests import read_limited
 from payops.webhooks.before_redirect import try_payment_webhook
 
 router = APIRouter(include_in_schema=False)

@@ -7,14 +7,14 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel
 
-from payops.api.dependencies import authenticate, get_context, require_permission
-from payops.api.requests import FormShape, boolean, choice, read_object
 from payops.auth.service import Principal
 from payops.checkout.endpoints import can_view
 from payops.checkout.service import enabled_gateways
 from payops.errors import field_error
 from payops.gateways.service import supported_operations, takes_payments
 from payops.operations.schemas import Detail
+from payops.web.dependencies import authenticate, get_context, require_permission
+from payops.web.requests import FormShape, boolean, choice, read_object
 
 router = APIRouter(tags=["payment methods"])
 

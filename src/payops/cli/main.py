@@ -811,7 +811,7 @@ def webhook_key_rotate() -> None:
 @webhook_app.command("operations-url")
 def webhook_operations_url(url: str = typer.Argument(..., help="URL, or '' to clear")) -> None:
     """Set the merchant-wide URL that receives every operation webhook."""
-    from payops.api.requests import url as valid_url
+    from payops.web.requests import url as valid_url
     from payops.errors import FieldErrors
 
     from payops.webhooks.targets import refuse_private_fields

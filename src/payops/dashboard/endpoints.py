@@ -11,7 +11,6 @@ from urllib.parse import quote, urlencode
 from fastapi import APIRouter, Path, Request
 from fastapi.responses import Response, StreamingResponse
 
-from payops.api.dependencies import get_context
 from payops.auth.permissions import OPERATION_PERMISSIONS
 from payops.dashboard import repository, review, service, sessions
 from payops.dashboard.rendering import PAGE_HEADERS, render
@@ -20,6 +19,7 @@ from payops.dashboard.web import posted, read_form, redirect, safe_next, signed_
 from payops.db.models import OutboxEvent
 from payops.domain.messages import DONE as DONE_MESSAGE
 from payops.domain.rules import PARENT_STATES
+from payops.web.dependencies import get_context
 
 router = APIRouter(prefix="/dashboard", include_in_schema=False)
 VIEW_PAYMENTS = OPERATION_PERMISSIONS["inquiry"]

@@ -7,13 +7,13 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from payops.api.dependencies import get_context
 from payops.auth.permissions import RESOLVE_PERMISSION
 from payops.dashboard.rendering import render
 from payops.dashboard.service import DashboardError, record, require
 from payops.dashboard.web import posted, redirect, signed_in
 from payops.errors import ApiError
 from payops.operations import review
+from payops.web.dependencies import get_context
 
 router = APIRouter()
 

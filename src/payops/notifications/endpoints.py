@@ -9,10 +9,10 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from payops.api.dependencies import get_context
-from payops.api.requests import read_limited
 from payops.errors import NotFound
 from payops.notifications import service
+from payops.web.dependencies import get_context
+from payops.web.requests import read_limited
 
 router = APIRouter(tags=["gateway notifications"])
 NOTIFICATION_LIMIT = 262_144

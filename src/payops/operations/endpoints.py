@@ -7,15 +7,15 @@ from typing import Any
 from fastapi import APIRouter, Depends, Header, Request
 from fastapi.responses import Response
 
-from payops.api.dependencies import authenticate, get_context, require_permission
-from payops.api.requests import identifier, read_object
-from payops.api.responses import ExactJSONResponse
 from payops.auth.permissions import OPERATION_PERMISSIONS
 from payops.auth.service import Principal
 from payops.domain import messages
 from payops.errors import OperationFailed
 from payops.operations import schemas
 from payops.operations.service import Lookup, run_operation
+from payops.web.dependencies import authenticate, get_context, require_permission
+from payops.web.requests import identifier, read_object
+from payops.web.responses import ExactJSONResponse
 
 router = APIRouter(tags=["operations"])
 

@@ -6,9 +6,9 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from payops.api.requests import FormShape, choice, identifier
 from payops.domain import messages
 from payops.errors import FieldErrors, field_error
+from payops.web.requests import FormShape, choice, identifier
 
 V1_OPERATIONS = ("capture", "refund", "void", "cancel")
 V2_OPERATIONS = ("delete", "cancel", "expire", "refund", "capture", "void")

@@ -10,8 +10,6 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from payops import audit
-from payops.api.dependencies import authenticate, get_context, require_permission
-from payops.api.requests import choice, identifier, read_object
 from payops.auth.permissions import IMPORT_PERMISSION
 from payops.auth.service import Principal
 from payops.errors import FieldErrors
@@ -23,6 +21,8 @@ from payops.transactions.service import (
     TransactionError,
     import_transaction,
 )
+from payops.web.dependencies import authenticate, get_context, require_permission
+from payops.web.requests import choice, identifier, read_object
 
 router = APIRouter(tags=["admin"])
 
