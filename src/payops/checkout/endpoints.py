@@ -14,10 +14,9 @@ from fastapi.responses import JSONResponse, Response
 from payops.auth.service import Principal
 from payops.checkout import service
 from payops.checkout.schemas import CHECKOUT_FORM, CheckoutRequest
-from payops.operations.schemas import Detail
 from payops.web.dependencies import authenticate, get_context, require_permission
 from payops.web.requests import identifier, read_object
-from payops.web.responses import ExactJSONResponse
+from payops.web.responses import Detail, ExactJSONResponse
 from payops.webhooks.targets import refuse_private_fields
 
 router = APIRouter(tags=["checkout"])

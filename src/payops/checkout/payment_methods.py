@@ -12,9 +12,9 @@ from payops.checkout.endpoints import can_view
 from payops.checkout.service import enabled_gateways
 from payops.errors import field_error
 from payops.gateways.service import supported_operations, takes_payments
-from payops.operations.schemas import Detail
 from payops.web.dependencies import authenticate, get_context, require_permission
 from payops.web.requests import FormShape, boolean, choice, read_object
+from payops.web.responses import Detail
 
 router = APIRouter(tags=["payment methods"])
 

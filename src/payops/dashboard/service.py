@@ -49,8 +49,9 @@ from payops.errors import ApiError, TrackingKeyInProgress
 from payops.gateways import repository as gateway_repo
 from payops.gateways.service import gateway_facts, secret_box
 from payops.money import format_minor
-from payops.operations.service import Lookup, run_operation, totals_of
+from payops.operations.service import run_operation, totals_of
 from payops.transactions import repository as txn_repo
+from payops.transactions.lookup import Lookup
 from payops.transactions.presenters import child_state
 from payops.webhooks import delivery
 

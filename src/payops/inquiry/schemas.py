@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from payops.operations.schemas import parse_lookup
+from payops.transactions.lookup import parse_lookup
 from payops.web.requests import boolean, url
 
 

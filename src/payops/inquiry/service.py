@@ -20,8 +20,8 @@ from payops.domain.rules import InquiryPath, RuleViolation, inquiry_path
 from payops.errors import ApiError, InquiryFailed, Throttled
 from payops.gateways.service import ask_gateway, supported_operations
 from payops.inquiry.throttle import ThrottlePolicy, seconds_to_wait
-from payops.operations.service import Lookup
 from payops.transactions import repository
+from payops.transactions.lookup import Lookup
 from payops.transactions.presenters import payment_body
 from payops.transactions.service import apply_attempt_result, payment_ref
 from payops.webhooks import outbox

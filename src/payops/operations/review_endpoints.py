@@ -16,9 +16,9 @@ from payops.auth.service import Principal
 from payops.domain import messages
 from payops.errors import field_error
 from payops.operations import review
-from payops.operations.schemas import Detail
 from payops.web.dependencies import authenticate, get_context, require_permission
 from payops.web.requests import choice, identifier, read_object
+from payops.web.responses import Detail
 
 router = APIRouter(tags=["operator review"])
 TEXT_MAX = 2000
