@@ -16,6 +16,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from payops.checkout.service import enabled_gateways
 from payops.connectors.sandbox.connector import TEST_CARDS
+from payops.domain.states import PAYABLE
 from payops.money import format_minor
 from payops.transactions import repository
 from payops.transactions.expiry import expire_if_due
@@ -25,7 +26,6 @@ from payops.web.requests import read_limited
 from payops.webhooks.before_redirect import try_payment_webhook
 
 router = APIRouter(include_in_schema=False)
-PAYABLE = ("created", "pending", "attempted")
 HEADERS = {
     "Cache-Control": "no-store",
     "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'",

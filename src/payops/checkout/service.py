@@ -14,13 +14,14 @@ from payops.context import AppContext
 from payops.db.models import GatewayConfig, PaymentTransaction
 from payops.domain import messages
 from payops.domain.rules import payment_terms_locked
+from payops.domain.states import PAYABLE
 from payops.errors import DetailError, FieldErrors, NotFound
 from payops.money import format_minor
 from payops.transactions import repository
 from payops.transactions.presenters import child_state, child_transaction
 from payops.transactions.service import DEFAULT_LIFETIME, new_parent
 
-CHANGEABLE_STATES = ("created", "pending", "attempted")
+CHANGEABLE_STATES = PAYABLE
 ORDER_NO_TAKEN = "Payment transaction with this order number already exists."
 ADDRESS_TO_CUSTOMER = {
     "line1": "customer_address_line1", "line2": "customer_address_line2",

@@ -18,12 +18,11 @@ from payops.dashboard.service import DashboardError, PageNotFound, require
 from payops.dashboard.web import posted, read_form, redirect, safe_next, signed_in
 from payops.db.models import OutboxEvent
 from payops.domain.messages import DONE as DONE_MESSAGE
-from payops.domain.rules import PARENT_STATES
+from payops.domain.states import OPERATION_STATES, PARENT_STATES
 from payops.web.dependencies import get_context
 
 router = APIRouter(prefix="/dashboard", include_in_schema=False)
 VIEW_PAYMENTS = OPERATION_PERMISSIONS["inquiry"]
-OPERATION_STATES = ("processing", "queued", "needs_review", "succeeded", "failed", "rejected")
 
 
 def _int(value: str | None) -> int | None:

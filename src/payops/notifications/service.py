@@ -15,7 +15,7 @@ from typing import Any
 from payops.connectors.base import Notification, NotificationRejected
 from payops.context import AppContext
 from payops.db.models import GatewayConfig
-from payops.domain.rules import INQUIRABLE
+from payops.domain.states import INQUIRABLE, OPEN
 from payops.gateways import repository as gateways
 from payops.gateways.service import connector_for
 from payops.inquiry.service import ask_gateways_about
@@ -24,7 +24,6 @@ from payops.operations import reconciler, review
 from payops.operations.service import record_gateway_side_operations
 
 log = logging.getLogger(__name__)
-OPEN = ("processing", "queued")
 
 
 class NotAccepted(Exception):

@@ -23,6 +23,7 @@ from payops.connectors.base import GatewayResult, OperationRequest, Outcome
 from payops.connectors.registry import connector_class
 from payops.context import AppContext
 from payops.db.models import GatewayConfig, Operation
+from payops.domain.states import OPEN
 from payops.connectors.registry import connector_class
 from payops.gateways.service import ask_gateway, supported_operations
 from payops.operations.service import settle
@@ -31,7 +32,7 @@ from payops.transactions.service import payment_ref
 
 log = logging.getLogger(__name__)
 
-OPEN_STATES = ("processing", "queued")
+OPEN_STATES = OPEN
 
 
 @dataclass

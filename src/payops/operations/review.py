@@ -29,6 +29,7 @@ from payops.connectors.base import GatewayResult, Outcome
 from payops.context import AppContext
 from payops.db.models import Operation, PaymentTransaction
 from payops.domain import messages
+from payops.domain.states import RESERVING
 from payops.errors import ApiError
 from payops.gateways.service import call_budget_seconds, supported_operations
 from payops.money import format_minor
@@ -40,7 +41,7 @@ from payops.transactions.presenters import child_state
 log = logging.getLogger(__name__)
 
 OUTCOMES = ("succeeded", "failed")
-RECHECKABLE = ("processing", "queued", "needs_review")
+RECHECKABLE = RESERVING
 
 
 class ReviewRefused(ApiError):

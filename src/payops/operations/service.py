@@ -31,6 +31,7 @@ from payops.domain.rules import (
     check_external,
     check_internal,
 )
+from payops.domain.states import RESERVING, UNSETTLED
 from payops.errors import (
     ApiError,
     GatewayUnconfirmed,
@@ -58,7 +59,6 @@ from payops.webhooks import outbox
 
 log = logging.getLogger(__name__)
 
-UNSETTLED = ("processing", "needs_review")
 
 
 async def totals_of(
@@ -289,7 +289,7 @@ async def settle(
         merchant = await ctx.merchant_settings.get(session, settings_version)
     else:
         merchant, _ = await outbox.all_merchant_settings(session)
-    if op.state not in ("processing", "queued", "needs_review"):
+    if op.state not in RESERVING:
         # Already settled by someone else (a reconciler, a retry). An answer that contradicts
         # an operator's resolution changes nothing, but a human must hear of it.
         if op.resolution and resolution is None:
