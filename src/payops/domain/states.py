@@ -48,42 +48,38 @@ class AttemptState(StrEnum):
     NEEDS_REVIEW = "needs_review"
 
 
-P, O, A = ParentState, OperationState, AttemptState
-
 # -- parent transactions -----------------------------------------------------------------------
 PARENT_STATES = tuple(ParentState)
 # No payment has been taken yet: a customer may (still) pay, the checkout may be changed, and the
 # payment may expire.
-PAYABLE = (P.CREATED, P.PENDING, P.ATTEMPTED)
+PAYABLE = (ParentState.CREATED, ParentState.PENDING, ParentState.ATTEMPTED)
 EXPIRABLE = PAYABLE
-CANCELABLE = (*PAYABLE, P.COD)
+CANCELABLE = (*PAYABLE, ParentState.COD)
 # The money was taken (or held): answered from storage, importable, deleted softly.
-SETTLED = (P.PAID, P.AUTHORIZED)
-SOFT_DELETABLE = (*SETTLED, P.COD)
+SETTLED = (ParentState.PAID, ParentState.AUTHORIZED)
+SOFT_DELETABLE = (*SETTLED, ParentState.COD)
 # An inquiry may still learn something from the gateway.
-INQUIRABLE = (P.PENDING, P.ATTEMPTED, P.FAILED, P.EXPIRED)
+INQUIRABLE = (ParentState.PENDING, ParentState.ATTEMPTED, ParentState.FAILED, ParentState.EXPIRED)
 # The parent still acknowledges a payment the gateway confirms late (decisions §4).
-LATE_SUCCESS = (*PAYABLE, P.FAILED, P.EXPIRED)
+LATE_SUCCESS = (*PAYABLE, ParentState.FAILED, ParentState.EXPIRED)
 
 # -- operations --------------------------------------------------------------------------------
 OPERATION_STATES = tuple(OperationState)
 # The gateway's answer may still change the outcome: the reconciler asks about these.
-OPEN = (O.PROCESSING, O.QUEUED)
+OPEN = (OperationState.PROCESSING, OperationState.QUEUED)
 # Money is reserved by these (their amount counts against what remains), and an operator may
 # recheck them at the gateway.
-RESERVING = (*OPEN, O.NEEDS_REVIEW)
+RESERVING = (*OPEN, OperationState.NEEDS_REVIEW)
 # No final answer was given to the client yet: a replay of the Tracking-Key waits or is refused.
-UNSETTLED = (O.PROCESSING, O.NEEDS_REVIEW)
+UNSETTLED = (OperationState.PROCESSING, OperationState.NEEDS_REVIEW)
 # The gateway accepted the operation (the wire's ``success: true``).
-ACCEPTED = (O.SUCCEEDED, O.QUEUED)
+ACCEPTED = (OperationState.SUCCEEDED, OperationState.QUEUED)
 # Ended without effect: the Tracking-Key may be used again.
-WITHOUT_EFFECT = (O.FAILED, O.REJECTED)
+WITHOUT_EFFECT = (OperationState.FAILED, OperationState.REJECTED)
 
 # -- payment attempts --------------------------------------------------------------------------
 ATTEMPT_STATES = tuple(AttemptState)
 # The attempt may still succeed, or did: no new attempt may start beside it.
-ATTEMPT_BLOCKING = (A.PENDING, A.SUCCESS, A.NEEDS_REVIEW)
+ATTEMPT_BLOCKING = (AttemptState.PENDING, AttemptState.SUCCESS, AttemptState.NEEDS_REVIEW)
 # Nobody knows yet how the attempt ends.
-ATTEMPT_UNDECIDED = (A.PENDING, A.NEEDS_REVIEW)
-
-del P, O, A
+ATTEMPT_UNDECIDED = (AttemptState.PENDING, AttemptState.NEEDS_REVIEW)
