@@ -16,7 +16,6 @@ from payops.dashboard import repository, review, service, sessions
 from payops.dashboard.rendering import PAGE_HEADERS, render
 from payops.dashboard.service import DashboardError, PageNotFound, require
 from payops.dashboard.web import posted, read_form, redirect, safe_next, signed_in
-from payops.db.models import OutboxEvent
 from payops.domain.messages import DONE as DONE_MESSAGE
 from payops.domain.states import OPERATION_STATES, PARENT_STATES
 from payops.web.dependencies import get_context
@@ -129,10 +128,8 @@ async def transactions(request: Request) -> Response:
     require(visitor, VIEW_PAYMENTS)
     ctx = get_context(request)
     flt = transaction_filter(request)
-    async with ctx.db.read() as session:
-        rows, cursor = await repository.transactions_page(
-            session, flt, _int(request.query_params.get("before")))
-        configured = await repository.gateways(session)
+    rows, cursor, configured = await service.transactions_page(
+        ctx, flt, _int(request.query_params.get("before")))
     codes = {g.id: g.pg_code for g in configured}
     gateways = sorted(codes.values())
     currencies = sorted({code for g in configured
@@ -163,12 +160,7 @@ async def transaction(request: Request, session_id: str, done: str = "",
     require(visitor, VIEW_PAYMENTS)
     ctx = get_context(request)
     view = await service.transaction_view(ctx, visitor, session_id)
-    just_done = None
-    if done:
-        async with ctx.db.read() as session:
-            op = await repository.operation_by_reference(session, done[:20])
-        if op is not None and op.transaction_id == view.parent.id:
-            just_done = op
+    just_done = await service.operation_on(ctx, done, view.parent.id) if done else None
     # Only the service's own fixed messages come back here (cancel's "Operation done
     # successfully"); anything else in the link is not shown.
     shown = notice if notice in (DONE_MESSAGE,) else ""
@@ -233,11 +225,8 @@ async def webhooks(request: Request, state: str = "") -> Response:
     require(visitor, VIEW_PAYMENTS)
     ctx = get_context(request)
     state = state if state in EVENT_STATES else ""
-    async with ctx.db.read() as session:
-        rows, cursor = await repository.events_page(
-            session, state, _int(request.query_params.get("before")))
-        parents = await repository.parents_by_ids(
-            session, {e.transaction_id for e in rows if e.transaction_id})
+    rows, cursor, parents = await service.events_page(
+        ctx, state, _int(request.query_params.get("before")))
     return render(request, visitor, "webhooks.html", rows=rows, state=state, states=EVENT_STATES,
                   parents=parents,
                   next_page=urlencode({"state": state, "before": cursor}) if cursor else "")
@@ -251,16 +240,9 @@ EventId = Annotated[int, Path(ge=1, le=2**63 - 1)]
 async def webhook(request: Request, event_id: EventId) -> Response:
     visitor = await signed_in(request)
     require(visitor, VIEW_PAYMENTS)
-    ctx = get_context(request)
-    async with ctx.db.read() as session:
-        event = await session.get(OutboxEvent, event_id)
-        if event is None:
-            raise PageNotFound("No such webhook event.")
-        attempts = await repository.attempts_of_event(session, event_id)
-        parents = await repository.parents_by_ids(
-            session, {event.transaction_id} if event.transaction_id else set())
+    event, attempts, parent = await service.event_detail(get_context(request), event_id)
     return render(request, visitor, "webhook.html", event=event, attempts=attempts,
-                  parent=parents.get(event.transaction_id or 0))
+                  parent=parent)
 
 
 @router.post("/webhooks/{event_id}/retry")
@@ -425,9 +407,8 @@ async def audit_log(request: Request, actor: str = "", action: str = "") -> Resp
     visitor = await signed_in(request)
     require(visitor, "audit.view")
     ctx = get_context(request)
-    async with ctx.db.read() as session:
-        rows, cursor = await repository.audit_page(
-            session, actor[:150], action[:32], _int(request.query_params.get("before")))
+    rows, cursor = await service.audit_page(
+        ctx, actor, action, _int(request.query_params.get("before")))
     params: dict[str, Any] = {"actor": actor, "action": action}
     return render(request, visitor, "audit.html", rows=rows, actor=actor, action=action,
                   next_page=urlencode({**params, "before": cursor}) if cursor else "")

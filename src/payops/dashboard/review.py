@@ -9,7 +9,7 @@ from fastapi.responses import Response
 
 from payops.auth.permissions import RESOLVE_PERMISSION
 from payops.dashboard.rendering import render
-from payops.dashboard.service import DashboardError, record, require
+from payops.dashboard.service import DashboardError, record_visit, require
 from payops.dashboard.web import posted, redirect, signed_in
 from payops.errors import ApiError
 from payops.operations import review
@@ -43,9 +43,8 @@ async def recheck(request: Request, reference_number: str) -> Response:
         after = await review.recheck_operation(ctx, reference_number, visitor.principal)
     except ApiError as error:
         raise DashboardError(_message(error), error.status_code) from None
-    async with ctx.db.write() as session:
-        record(session, visitor, "dashboard.recheck", after["state"], None,
-               order_no=after.get("order_no", ""), reference_number=reference_number)
+    await record_visit(ctx, visitor, "dashboard.recheck", after["state"],
+                       order_no=after.get("order_no", ""), reference_number=reference_number)
     return redirect("/dashboard/review", done=reference_number,
                     outcome=f"{after['state']}: {after.get('message') or ''}".strip(": "))
 
@@ -66,9 +65,8 @@ async def resolve(request: Request, reference_number: str) -> Response:
             evidence=form.get("evidence"), actor=visitor.principal)
     except ApiError as error:
         raise DashboardError(_message(error), error.status_code) from None
-    async with ctx.db.write() as session:
-        record(session, visitor, "dashboard.resolve", outcome, None,
-               order_no=after.get("order_no", ""), reference_number=reference_number,
-               reason=reason)
+    await record_visit(ctx, visitor, "dashboard.resolve", outcome,
+                       order_no=after.get("order_no", ""), reference_number=reference_number,
+                       reason=reason)
     return redirect("/dashboard/review", done=reference_number,
                     outcome=f"resolved as {outcome}; now {after['state']}")
