@@ -14,3 +14,8 @@ async def get_by_code(session: AsyncSession, pg_code: str) -> GatewayConfig | No
 
 async def list_all(session: AsyncSession) -> list[GatewayConfig]:
     return list(await session.scalars(select(GatewayConfig).order_by(GatewayConfig.pg_code)))
+
+
+async def list_enabled(session: AsyncSession) -> list[GatewayConfig]:
+    return list(await session.scalars(
+        select(GatewayConfig).where(GatewayConfig.is_enabled.is_(True))))
