@@ -16,13 +16,16 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+from typing import TYPE_CHECKING
 
 from sqlalchemy import and_, exists, select
 from sqlalchemy.orm import aliased
 
-from payops.context import AppContext
 from payops.db.models import OutboxEvent, WebhookAttempt
 from payops.webhooks import delivery
+
+if TYPE_CHECKING:  # the context is built from this package: name its type only
+    from payops.context import AppContext
 
 log = logging.getLogger(__name__)
 

@@ -24,17 +24,20 @@ import random
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from typing import TYPE_CHECKING
 
 import httpx
 from sqlalchemy import and_, exists, select, update
 from sqlalchemy.orm import aliased
 
 from payops import exact_json
-from payops.context import AppContext
 from payops.db.models import OutboxEvent, WebhookAttempt
 from payops.webhooks import outbox
 from payops.webhooks.signing import sign
 from payops.webhooks.targets import TargetRefused, TargetUnresolved, resolve
+
+if TYPE_CHECKING:  # the context is built from this package: name its type only
+    from payops.context import AppContext
 
 log = logging.getLogger(__name__)
 
