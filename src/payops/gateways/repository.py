@@ -27,3 +27,11 @@ async def get_fresh(session: AsyncSession, gateway_id: int) -> GatewayConfig | N
         select(GatewayConfig).where(GatewayConfig.id == gateway_id)
         .execution_options(populate_existing=True)
     )
+
+
+async def all_by_id(session: AsyncSession, *, for_update: bool = False) -> list[GatewayConfig]:
+    """Every configuration in id order; ``for_update`` locks them all (key rotation)."""
+    query = select(GatewayConfig).order_by(GatewayConfig.id)
+    if for_update:
+        query = query.with_for_update()
+    return list(await session.scalars(query))
