@@ -217,3 +217,12 @@ def test_the_checker_sees_lazy_and_typing_only_imports() -> None:
     upward = [e for e in cross_package(edges)
               if LAYER_OF[e.target_package] > LAYER_OF[e.source_package]]
     assert [e.target for e in upward] == ["payops.context", "payops.api.app"]
+
+
+def test_the_architecture_page_shows_these_layers() -> None:
+    page = (SOURCE.parents[1] / "docs" / "architecture.md").read_text(encoding="utf-8")
+    section = page.split("## Layers", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("| ") and "`" in line]
+    documented = [tuple(cell.strip(" `") for cell in row.split("|")[2].split(","))
+                  for row in rows]
+    assert documented == LAYERS

@@ -60,7 +60,6 @@ from payops.webhooks import outbox
 log = logging.getLogger(__name__)
 
 
-
 async def totals_of(
     session: AsyncSession, parent: PaymentTransaction, held: dict[str, int] | None = None
 ) -> Totals:
