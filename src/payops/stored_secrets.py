@@ -17,8 +17,10 @@ from payops.gateways import repository as gateways
 from payops.gateways.crypto import SecretBox, SecretKeyMismatch
 from payops.webhooks.outbox import secret_box, secret_setting_rows
 
-WRONG_KEY = ("PAYOPS_SECRET_KEY does not decrypt the stored {what}; start with the key they were "
-             "encrypted with (several keys may be given, separated by commas)")
+WRONG_KEY = (
+    "PAYOPS_SECRET_KEY does not decrypt the stored {what}; start with the key they were "
+    "encrypted with (several keys may be given, separated by commas)"
+)
 
 
 @dataclass
@@ -41,11 +43,14 @@ async def check_key(ctx: AppContext) -> None:
     async with ctx.db.read() as session:
         box = secret_box(session)
         for config in await gateways.all_by_id(session):
-            for token, what in ((config.credentials_encrypted, "credentials"),
-                                (config.webhook_secret_encrypted, "webhook secret")):
+            for token, what in (
+                (config.credentials_encrypted, "credentials"),
+                (config.webhook_secret_encrypted, "webhook secret"),
+            ):
                 if token and not _opens(box, token):
-                    raise SecretKeyMismatch(WRONG_KEY.format(
-                        what=f"{what} of gateway {config.pg_code!r}"))
+                    raise SecretKeyMismatch(
+                        WRONG_KEY.format(what=f"{what} of gateway {config.pg_code!r}")
+                    )
         for row in await secret_setting_rows(session):
             if box.is_sealed_text(row.value) and not _opens(box, row.value):
                 raise SecretKeyMismatch(WRONG_KEY.format(what=f"setting {row.key!r}"))

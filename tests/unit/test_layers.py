@@ -23,8 +23,18 @@ SOURCE = Path(__file__).resolve().parents[2] / "src" / "payops"
 # Lowest first. A package may import from its own layer and from every layer below it.
 LAYERS: list[tuple[str, ...]] = [
     # Plain values and rules: no I/O, no database, no web.
-    ("money", "domain", "errors", "masked", "ids", "exact_json", "config", "logging",
-     "crashpoints", "background"),
+    (
+        "money",
+        "domain",
+        "errors",
+        "masked",
+        "ids",
+        "exact_json",
+        "config",
+        "logging",
+        "crashpoints",
+        "background",
+    ),
     # The database (models, engine, migrations) and the audit rows written into it.
     ("db", "migrations", "audit"),
     # One gateway's protocol each; never the database.
@@ -54,12 +64,15 @@ LAZY = "lazy"
 EXCEPTIONS: dict[tuple[str, str], str] = {
     ("payops.webhooks.delivery", "payops.context"): (
         "AppContext is built from webhooks.outbox (the merchant-settings cache); delivery only "
-        "names its type"),
+        "names its type"
+    ),
     ("payops.webhooks.before_redirect", "payops.context"): (
-        "AppContext is built from webhooks.outbox; the before-redirect try only names its type"),
+        "AppContext is built from webhooks.outbox; the before-redirect try only names its type"
+    ),
     ("payops.auth.accounts", "payops.context"): (
         "AppContext is built from auth.service (the authenticator); account changes only name "
-        "its type"),
+        "its type"
+    ),
 }
 
 
@@ -96,7 +109,8 @@ def module_name(path: Path) -> str:
 
 def _is_type_checking(test: ast.expr) -> bool:
     return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
-        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
 
 
 def _imports(node: ast.AST, module: str, is_package: bool, kind: str) -> list[Edge]:
@@ -104,8 +118,11 @@ def _imports(node: ast.AST, module: str, is_package: bool, kind: str) -> list[Ed
     found: list[Edge] = []
     for child in ast.iter_child_nodes(node):
         if isinstance(child, ast.Import):
-            found += [Edge(module, alias.name, child.lineno, kind) for alias in child.names
-                      if alias.name.split(".")[0] == "payops"]
+            found += [
+                Edge(module, alias.name, child.lineno, kind)
+                for alias in child.names
+                if alias.name.split(".")[0] == "payops"
+            ]
         elif isinstance(child, ast.ImportFrom):
             if child.level:  # relative: resolve against this module's package
                 base = module.split(".")
@@ -116,17 +133,21 @@ def _imports(node: ast.AST, module: str, is_package: bool, kind: str) -> list[Ed
             if target.split(".")[0] != "payops":
                 continue
             if target == "payops" or not child.module:  # from payops import audit / from . import x
-                found += [Edge(module, f"{target}.{alias.name}", child.lineno, kind)
-                          for alias in child.names]
+                found += [
+                    Edge(module, f"{target}.{alias.name}", child.lineno, kind)
+                    for alias in child.names
+                ]
             else:
                 found.append(Edge(module, target, child.lineno, kind))
         elif isinstance(child, ast.If) and _is_type_checking(child.test):
             for stmt in child.body:
-                found += _imports(ast.Module(body=[stmt], type_ignores=[]), module, is_package,
-                                  TYPING_ONLY)
+                found += _imports(
+                    ast.Module(body=[stmt], type_ignores=[]), module, is_package, TYPING_ONLY
+                )
             for stmt in child.orelse:
-                found += _imports(ast.Module(body=[stmt], type_ignores=[]), module, is_package,
-                                  kind)
+                found += _imports(
+                    ast.Module(body=[stmt], type_ignores=[]), module, is_package, kind
+                )
         elif isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda):
             found += _imports(child, module, is_package, LAZY if kind == "top" else kind)
         else:
@@ -153,9 +174,13 @@ LAYER_OF = {package: index for index, layer in enumerate(LAYERS) for package in 
 
 
 def cross_package(edges: list[Edge]) -> list[Edge]:
-    return [e for e in edges
-            if e.source_package != e.target_package and e.module != "payops"
-            and (e.module, e.target) not in EXCEPTIONS]
+    return [
+        e
+        for e in edges
+        if e.source_package != e.target_package
+        and e.module != "payops"
+        and (e.module, e.target) not in EXCEPTIONS
+    ]
 
 
 def test_every_package_has_one_layer() -> None:
@@ -166,8 +191,11 @@ def test_every_package_has_one_layer() -> None:
 
 
 def test_no_package_imports_from_a_layer_above_its_own() -> None:
-    upward = [str(e) for e in cross_package(all_imports())
-              if LAYER_OF[e.target_package] > LAYER_OF[e.source_package]]
+    upward = [
+        str(e)
+        for e in cross_package(all_imports())
+        if LAYER_OF[e.target_package] > LAYER_OF[e.source_package]
+    ]
     assert upward == []
 
 
@@ -182,7 +210,7 @@ def test_no_cycle_between_packages() -> None:
         state[package] = 1
         for target in sorted(graph[package]):
             if state.get(target) == 1:
-                cycles.append(path[path.index(target):] + [target])
+                cycles.append(path[path.index(target) :] + [target])
             elif target not in state:
                 visit(target, [*path, target])
         state[package] = 2
@@ -212,10 +240,14 @@ def test_the_checker_sees_lazy_and_typing_only_imports() -> None:
     )
     edges = _imports(ast.parse(source), "payops.domain.example", False, "top")
     assert [(e.target, e.kind) for e in edges] == [
-        ("payops.money", "top"), ("payops.context", TYPING_ONLY), ("payops.api.app", LAZY),
-        ("payops.domain.sibling", "top")]
-    upward = [e for e in cross_package(edges)
-              if LAYER_OF[e.target_package] > LAYER_OF[e.source_package]]
+        ("payops.money", "top"),
+        ("payops.context", TYPING_ONLY),
+        ("payops.api.app", LAZY),
+        ("payops.domain.sibling", "top"),
+    ]
+    upward = [
+        e for e in cross_package(edges) if LAYER_OF[e.target_package] > LAYER_OF[e.source_package]
+    ]
     assert [e.target for e in upward] == ["payops.context", "payops.api.app"]
 
 
@@ -223,6 +255,5 @@ def test_the_architecture_page_shows_these_layers() -> None:
     page = (SOURCE.parents[1] / "docs" / "architecture.md").read_text(encoding="utf-8")
     section = page.split("## Layers", 1)[1].split("\n## ", 1)[0]
     rows = [line for line in section.splitlines() if line.startswith("| ") and "`" in line]
-    documented = [tuple(cell.strip(" `") for cell in row.split("|")[2].split(","))
-                  for row in rows]
+    documented = [tuple(cell.strip(" `") for cell in row.split("|")[2].split(",")) for row in rows]
     assert documented == LAYERS

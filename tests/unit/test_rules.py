@@ -46,8 +46,16 @@ def exceeds(kind: str, amount: str, currency: str) -> str:
 
 
 ALL_STATES = (
-    "created", "pending", "attempted", "authorized", "paid", "failed",
-    "canceled", "expired", "invalided", "cod",
+    "created",
+    "pending",
+    "attempted",
+    "authorized",
+    "paid",
+    "failed",
+    "canceled",
+    "expired",
+    "invalided",
+    "cod",
 )
 EXTERNAL = ("capture", "refund", "void")
 
@@ -88,48 +96,94 @@ STORAGE, GATEWAY = "storage", "gateway"
 # parent just paid/authorized for 10.000 KWD with a 0.250 KWD fee.
 TABLE: dict[str, dict[str, object]] = {
     "created": dict(
-        capture=NA, refund=NA, void=NA,
-        cancel="canceled", expire="expired", delete=HARD, inquiry=NA,
+        capture=NA,
+        refund=NA,
+        void=NA,
+        cancel="canceled",
+        expire="expired",
+        delete=HARD,
+        inquiry=NA,
     ),
     "pending": dict(
-        capture=NA, refund=NA, void=NA,
-        cancel="canceled", expire="expired", delete=HARD, inquiry=GATEWAY,
+        capture=NA,
+        refund=NA,
+        void=NA,
+        cancel="canceled",
+        expire="expired",
+        delete=HARD,
+        inquiry=GATEWAY,
     ),
     "attempted": dict(
-        capture=NA, refund=NA, void=NA,
-        cancel="canceled", expire="expired", delete=HARD, inquiry=GATEWAY,
+        capture=NA,
+        refund=NA,
+        void=NA,
+        cancel="canceled",
+        expire="expired",
+        delete=HARD,
+        inquiry=GATEWAY,
     ),
     "authorized": dict(
         capture=10_250,  # amount + fee
         refund=NA,  # nothing captured yet
         void=10_250,  # amount + fee
-        cancel=NA, expire=NA, delete=SOFT, inquiry=STORAGE,
+        cancel=NA,
+        expire=NA,
+        delete=SOFT,
+        inquiry=STORAGE,
     ),
     "paid": dict(
         capture=NA,
         refund=10_000,  # never the fee
         void=NA,
-        cancel=NA, expire=NA, delete=SOFT, inquiry=STORAGE,
+        cancel=NA,
+        expire=NA,
+        delete=SOFT,
+        inquiry=STORAGE,
     ),
     "failed": dict(
-        capture=NA, refund=NA, void=NA,
-        cancel=NA, expire=NA, delete=HARD, inquiry=GATEWAY,
+        capture=NA,
+        refund=NA,
+        void=NA,
+        cancel=NA,
+        expire=NA,
+        delete=HARD,
+        inquiry=GATEWAY,
     ),
     "canceled": dict(
-        capture=NA, refund=NA, void=NA,
-        cancel=NA, expire=NA, delete=HARD, inquiry=NA,
+        capture=NA,
+        refund=NA,
+        void=NA,
+        cancel=NA,
+        expire=NA,
+        delete=HARD,
+        inquiry=NA,
     ),
     "expired": dict(
-        capture=NA, refund=NA, void=NA,
-        cancel=NA, expire=NA, delete=HARD, inquiry=GATEWAY,
+        capture=NA,
+        refund=NA,
+        void=NA,
+        cancel=NA,
+        expire=NA,
+        delete=HARD,
+        inquiry=GATEWAY,
     ),
     "invalided": dict(
-        capture=NA, refund=NA, void=NA,
-        cancel=NA, expire=NA, delete=HARD, inquiry=NA,
+        capture=NA,
+        refund=NA,
+        void=NA,
+        cancel=NA,
+        expire=NA,
+        delete=HARD,
+        inquiry=NA,
     ),
     "cod": dict(
-        capture=NA, refund=NA, void=NA,
-        cancel="canceled", expire=NA, delete=SOFT, inquiry=NA,
+        capture=NA,
+        refund=NA,
+        void=NA,
+        cancel="canceled",
+        expire=NA,
+        delete=SOFT,
+        inquiry=NA,
     ),
 }
 CASES = [(state, op, TABLE[state][op]) for state in TABLE for op in TABLE[state]]
@@ -204,7 +258,10 @@ AUTH_MOMENTS = {
     "captured and fully refunded": (dict(captured=6_000, refunded=6_000), 4_250, "zero", NA),
     "capture in flight": (dict(reserved_capture=3_000), 7_250, NA, NA),
     "capture in flight, one settled": (
-        dict(captured=2_000, reserved_capture=3_000), 5_250, 2_000, NA,
+        dict(captured=2_000, reserved_capture=3_000),
+        5_250,
+        2_000,
+        NA,
     ),
     "refund in flight": (dict(captured=5_000, reserved_refund=2_000), 5_250, 3_000, NA),
     "void in flight": (dict(void_in_flight=True), NA, NA, NA),
@@ -250,7 +307,9 @@ INTERNAL_TABLE = {
 def test_internal_table_agrees_with_main_table() -> None:
     for state, (cancel, expire, delete) in INTERNAL_TABLE.items():
         assert (TABLE[state]["cancel"], TABLE[state]["expire"], TABLE[state]["delete"]) == (
-            cancel, expire, delete,
+            cancel,
+            expire,
+            delete,
         )
 
 
@@ -300,8 +359,14 @@ def test_refund_message_example_from_brief() -> None:
 def test_refund_limit_exact_and_one_over(
     currency: str, amount: int, fee: int, refunded: int, limit_text: str
 ) -> None:
-    t = Totals(state="paid", currency_code=currency, operation_mode="purchase",
-               amount=amount, fee=fee, refunded=refunded)
+    t = Totals(
+        state="paid",
+        currency_code=currency,
+        operation_mode="purchase",
+        amount=amount,
+        fee=fee,
+        refunded=refunded,
+    )
     gw = GatewayFacts(frozenset({"refund"}), currency)
     limit = amount - refunded  # never the fee
     assert check_external("refund", t, gw, limit) == limit
@@ -328,8 +393,14 @@ def test_refund_limit_exact_and_one_over(
 def test_capture_limit_exact_and_one_over(
     currency: str, amount: int, fee: int, captured: int, limit_text: str
 ) -> None:
-    t = Totals(state="authorized", currency_code=currency, operation_mode="authorize",
-               amount=amount, fee=fee, captured=captured)
+    t = Totals(
+        state="authorized",
+        currency_code=currency,
+        operation_mode="authorize",
+        amount=amount,
+        fee=fee,
+        captured=captured,
+    )
     gw = GatewayFacts(frozenset({"capture"}), currency)
     limit = amount + fee - captured
     assert check_external("capture", t, gw, limit) == limit
@@ -445,8 +516,7 @@ def test_reserved_refund_lowers_refundable_on_authorize() -> None:
 
 def test_reserved_refund_fully_reserved_refuses() -> None:
     t = fresh("paid", reserved_refund=10_000)
-    refused(lambda: check_external("refund", t, GW_ALL, 1),
-            exceeds("refundable", "0.000", "KWD"))
+    refused(lambda: check_external("refund", t, GW_ALL, 1), exceeds("refundable", "0.000", "KWD"))
 
 
 def test_reserved_capture_alone_does_not_allow_refund() -> None:
@@ -468,15 +538,17 @@ def test_reserved_capture_alone_does_not_allow_refund() -> None:
     ],
 )
 def test_void_refused_when_anything_captured_in_flight_or_voided(overrides: dict) -> None:
-    refused(lambda: check_external("void", fresh("authorized", **overrides), GW_ALL, None),
-            NOT_ALLOWED)
+    refused(
+        lambda: check_external("void", fresh("authorized", **overrides), GW_ALL, None), NOT_ALLOWED
+    )
 
 
 @pytest.mark.parametrize("requested", [None, 1, 10_250])
 def test_capture_refused_while_void_in_flight(requested: int | None) -> None:
     refused(
-        lambda: check_external("capture", fresh("authorized", void_in_flight=True), GW_ALL,
-                               requested),
+        lambda: check_external(
+            "capture", fresh("authorized", void_in_flight=True), GW_ALL, requested
+        ),
         NOT_ALLOWED,
     )
 
@@ -529,8 +601,12 @@ def test_gateway_with_only_that_operation(op: str) -> None:
 
 def test_refund_on_authorized_needs_refund_support() -> None:
     t = fresh("authorized", captured=5_000)
-    refused(lambda: check_external("refund", t, GatewayFacts(frozenset({"capture", "void"}), "KWD"), None),
-            NOT_SUPPORTED)
+    refused(
+        lambda: check_external(
+            "refund", t, GatewayFacts(frozenset({"capture", "void"}), "KWD"), None
+        ),
+        NOT_SUPPORTED,
+    )
 
 
 @pytest.mark.parametrize("op", EXTERNAL)
@@ -642,8 +718,9 @@ def _try(op: str, t: Totals, gw: GatewayFacts, requested: int | None) -> int | N
 )
 def test_property_refunds_on_purchase_never_exceed_amount(currency, amount, fee, reqs) -> None:
     gw = GatewayFacts(frozenset({"refund"}), currency)
-    t = Totals(state="paid", currency_code=currency, operation_mode="purchase",
-               amount=amount, fee=fee)
+    t = Totals(
+        state="paid", currency_code=currency, operation_mode="purchase", amount=amount, fee=fee
+    )
     for req in reqs:
         remaining = amount - t.refunded
         granted = _try("refund", t, gw, req)
@@ -669,8 +746,14 @@ def test_property_refunds_on_authorize_never_exceed_min_captured_amount(
     captured = data.draw(st.integers(min_value=1, max_value=amount + fee), label="captured")
     reqs = data.draw(st.lists(requests, max_size=25), label="requests")
     gw = GatewayFacts(frozenset({"refund"}), currency)
-    t = Totals(state="authorized", currency_code=currency, operation_mode="authorize",
-               amount=amount, fee=fee, captured=captured)
+    t = Totals(
+        state="authorized",
+        currency_code=currency,
+        operation_mode="authorize",
+        amount=amount,
+        fee=fee,
+        captured=captured,
+    )
     base = min(captured, amount)
     for req in reqs:
         remaining = base - t.refunded
@@ -693,8 +776,13 @@ def test_property_refunds_on_authorize_never_exceed_min_captured_amount(
 )
 def test_property_captures_never_exceed_amount_plus_fee(currency, amount, fee, steps) -> None:
     gw = GatewayFacts(frozenset({"capture", "refund", "void"}), currency)
-    t = Totals(state="authorized", currency_code=currency, operation_mode="authorize",
-               amount=amount, fee=fee)
+    t = Totals(
+        state="authorized",
+        currency_code=currency,
+        operation_mode="authorize",
+        amount=amount,
+        fee=fee,
+    )
     for op, req in steps:
         if op == "capture":
             remaining = amount + fee - t.captured
@@ -720,8 +808,9 @@ def test_property_captures_never_exceed_amount_plus_fee(currency, amount, fee, s
 )
 def test_property_void_and_capture_exclusive(amount, fee, steps) -> None:
     gw = GatewayFacts(frozenset({"capture", "refund", "void"}), "KWD")
-    t = Totals(state="authorized", currency_code="KWD", operation_mode="authorize",
-               amount=amount, fee=fee)
+    t = Totals(
+        state="authorized", currency_code="KWD", operation_mode="authorize", amount=amount, fee=fee
+    )
     captures = voids = 0
     for op, req in steps:
         granted = _try(op, t, gw, req)
@@ -763,12 +852,18 @@ def test_property_reservations_plus_settled_never_exceed_limits(mode, amount, fe
             op, held = in_flight.pop(index)
             success = data.draw(st.booleans(), label="success")
             if op == "capture":
-                t = replace(t, reserved_capture=t.reserved_capture - held,
-                            captured=t.captured + (held if success else 0))
+                t = replace(
+                    t,
+                    reserved_capture=t.reserved_capture - held,
+                    captured=t.captured + (held if success else 0),
+                )
                 capture_succeeded |= success
             elif op == "refund":
-                t = replace(t, reserved_refund=t.reserved_refund - held,
-                            refunded=t.refunded + (held if success else 0))
+                t = replace(
+                    t,
+                    reserved_refund=t.reserved_refund - held,
+                    refunded=t.refunded + (held if success else 0),
+                )
             else:
                 t = replace(t, void_in_flight=False, voided=held if success else 0)
                 void_succeeded |= success

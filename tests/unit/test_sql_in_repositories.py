@@ -12,22 +12,44 @@ import pytest
 
 from tests.unit.test_layers import SOURCE, module_name
 
-STATEMENT_BUILDERS = frozenset({
-    "select", "update", "delete", "insert", "text", "exists", "union", "union_all", "literal",
-    "literal_column", "bindparam", "case", "func", "and_", "or_", "not_", "Select", "Update",
-    "Delete", "Insert",
-})
+STATEMENT_BUILDERS = frozenset(
+    {
+        "select",
+        "update",
+        "delete",
+        "insert",
+        "text",
+        "exists",
+        "union",
+        "union_all",
+        "literal",
+        "literal_column",
+        "bindparam",
+        "case",
+        "func",
+        "and_",
+        "or_",
+        "not_",
+        "Select",
+        "Update",
+        "Delete",
+        "Insert",
+    }
+)
 SQL_HOMES = ("payops.db", "payops.migrations")
 EXCEPTIONS = {
     "payops.webhooks.outbox": (
         "the outbox and merchant-settings store itself: its functions are called inside the "
-        "caller's transaction and are nothing but queries"),
+        "caller's transaction and are nothing but queries"
+    ),
     "payops.transactions.expiry": (
         "the due-parents query; to move into transactions/repository.py with issue 17's expiry "
-        "changes, which rewrite this module"),
+        "changes, which rewrite this module"
+    ),
     "payops.cli.main": "the `payops ops list` query; to move with the CLI split into groups",
     "payops.api.serving": (
-        "reads PostgreSQL's connection limits (SHOW) to size the pools before any model is used"),
+        "reads PostgreSQL's connection limits (SHOW) to size the pools before any model is used"
+    ),
 }
 
 
@@ -47,8 +69,9 @@ def writers_of_sql() -> dict[str, list[str]]:
 
 
 def test_only_repositories_build_sql() -> None:
-    outside = {module: names for module, names in writers_of_sql().items()
-               if module not in EXCEPTIONS}
+    outside = {
+        module: names for module, names in writers_of_sql().items() if module not in EXCEPTIONS
+    }
     assert outside == {}, "move these queries into the package's repository.py"
 
 

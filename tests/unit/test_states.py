@@ -12,17 +12,34 @@ def test_members_equal_the_stored_strings() -> None:
     assert ParentState.PAID == "paid" and f"{ParentState.PAID}" == "paid"
     assert "needs_review" in states.RESERVING
     assert [str(s) for s in OperationState] == [
-        "processing", "queued", "needs_review", "succeeded", "failed", "rejected"]
+        "processing",
+        "queued",
+        "needs_review",
+        "succeeded",
+        "failed",
+        "rejected",
+    ]
 
 
-@pytest.mark.parametrize(("name", "kind"), [
-    ("PAYABLE", ParentState), ("EXPIRABLE", ParentState), ("CANCELABLE", ParentState),
-    ("SETTLED", ParentState), ("SOFT_DELETABLE", ParentState), ("INQUIRABLE", ParentState),
-    ("LATE_SUCCESS", ParentState), ("OPEN", OperationState), ("RESERVING", OperationState),
-    ("UNSETTLED", OperationState), ("ACCEPTED", OperationState),
-    ("WITHOUT_EFFECT", OperationState), ("ATTEMPT_BLOCKING", AttemptState),
-    ("ATTEMPT_UNDECIDED", AttemptState),
-])
+@pytest.mark.parametrize(
+    ("name", "kind"),
+    [
+        ("PAYABLE", ParentState),
+        ("EXPIRABLE", ParentState),
+        ("CANCELABLE", ParentState),
+        ("SETTLED", ParentState),
+        ("SOFT_DELETABLE", ParentState),
+        ("INQUIRABLE", ParentState),
+        ("LATE_SUCCESS", ParentState),
+        ("OPEN", OperationState),
+        ("RESERVING", OperationState),
+        ("UNSETTLED", OperationState),
+        ("ACCEPTED", OperationState),
+        ("WITHOUT_EFFECT", OperationState),
+        ("ATTEMPT_BLOCKING", AttemptState),
+        ("ATTEMPT_UNDECIDED", AttemptState),
+    ],
+)
 def test_each_named_set_holds_distinct_states_of_one_kind(name: str, kind: type) -> None:
     members = getattr(states, name)
     assert members and all(isinstance(m, kind) for m in members)

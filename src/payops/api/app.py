@@ -19,30 +19,28 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from payops import background, dashboard, stored_secrets
-from payops import logging as payops_logging
-from payops.auth.metrics import AuthMetrics
-from payops.config import Settings, get_settings
-from payops.context import AppContext
 from payops.api import openapi
 from payops.api.metrics import exposition
 from payops.api.observe import ObserveRequests
+from payops.auth.metrics import AuthMetrics
 from payops.checkout.endpoints import router as checkout_router
 from payops.checkout.hosted import router as hosted_router
-from payops.transactions import expiry
-from payops.transactions.endpoints import router as import_router
-from payops.webhooks import delivery
-from payops.domain import messages
 from payops.checkout.payment_methods import router as payment_methods_router
-from payops.notifications.endpoints import router as notifications_router
-from payops.errors import ApiError
+from payops.config import Settings, get_settings
+from payops.context import AppContext
+from payops.db.engine import DATABASE_UNAVAILABLE
+from payops.domain import messages
+from payops.errors import ApiError, DatabaseUnavailable
 from payops.gateways.crypto import SecretKeyMismatch
 from payops.inquiry.endpoints import router as inquiry_router
-from payops.db.engine import DATABASE_UNAVAILABLE
-from payops.errors import DatabaseUnavailable
+from payops.notifications.endpoints import router as notifications_router
 from payops.operations import alerts, reconciler
 from payops.operations.endpoints import router as operations_router
 from payops.operations.review_endpoints import router as review_router
+from payops.transactions import expiry
+from payops.transactions.endpoints import router as import_router
 from payops.web.cross_site import CrossSiteGuard
+from payops.webhooks import delivery
 
 log = logging.getLogger("payops.http")
 
@@ -60,11 +58,15 @@ def metrics_access(request: Request) -> None:
         raise StarletteHTTPException(404)
     scheme, _, given = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not given:
-        raise StarletteHTTPException(401, messages.AUTH_MISSING,
-                                     headers={"WWW-Authenticate": 'Bearer realm="metrics"'})
+        raise StarletteHTTPException(
+            401, messages.AUTH_MISSING, headers={"WWW-Authenticate": 'Bearer realm="metrics"'}
+        )
     if not hmac.compare_digest(given.strip().encode(), expected.encode()):
-        raise StarletteHTTPException(401, messages.METRICS_TOKEN_INVALID,
-                                     headers={"WWW-Authenticate": 'Bearer realm="metrics"'})
+        raise StarletteHTTPException(
+            401,
+            messages.METRICS_TOKEN_INVALID,
+            headers={"WWW-Authenticate": 'Bearer realm="metrics"'},
+        )
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -87,10 +89,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         loops = [
             asyncio.create_task(background.every(interval, name, work))
             for interval, name, work in (
-                (settings.reconcile_interval_seconds, "reconciliation",
-                 lambda: _summary(reconciler.reconcile_once(ctx))),
-                (settings.webhook_interval_seconds, "webhook delivery",
-                 lambda: delivery.deliver_due(ctx)),
+                (
+                    settings.reconcile_interval_seconds,
+                    "reconciliation",
+                    lambda: _summary(reconciler.reconcile_once(ctx)),
+                ),
+                (
+                    settings.webhook_interval_seconds,
+                    "webhook delivery",
+                    lambda: delivery.deliver_due(ctx),
+                ),
                 (settings.expiry_interval_seconds, "expiry", lambda: expiry.expire_due(ctx)),
             )
             if interval > 0
@@ -111,13 +119,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     registry = CollectorRegistry()
     requests_total = Counter(
-        "payops_http_requests_total", "HTTP requests", ["route", "method", "status"],
+        "payops_http_requests_total",
+        "HTTP requests",
+        ["route", "method", "status"],
         registry=registry,
     )
     latency = Histogram("payops_http_request_seconds", "HTTP latency", ["route"], registry=registry)
     server_errors = Counter(
-        "payops_http_server_errors_total", "HTTP 5xx answers (unexpected errors included)",
-        ["route", "status"], registry=registry,
+        "payops_http_server_errors_total",
+        "HTTP 5xx answers (unexpected errors included)",
+        ["route", "status"],
+        registry=registry,
     )
     registry.register(alerts.CONTRADICTED_RESOLUTIONS)
     app.state.metrics = registry
@@ -127,8 +139,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # authentication: a cross-site request is refused before any work (decisions §13).
     app.add_middleware(CrossSiteGuard, settings=settings)
 
-    app.add_middleware(ObserveRequests, requests_total=requests_total, latency=latency,
-                       server_errors=server_errors)
+    app.add_middleware(
+        ObserveRequests, requests_total=requests_total, latency=latency, server_errors=server_errors
+    )
 
     if settings.trusted_proxy_list:
         # The client address (failed-login counters) and scheme come from X-Forwarded-For and
@@ -147,8 +160,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             detail = messages.METHOD_NOT_ALLOWED.format(method=request.method)
         else:
             detail = str(exc.detail)
-        return JSONResponse({"detail": detail}, status_code=exc.status_code,
-                            headers=getattr(exc, "headers", None))
+        return JSONResponse(
+            {"detail": detail}, status_code=exc.status_code, headers=getattr(exc, "headers", None)
+        )
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -162,8 +176,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def database_busy(_: Request, exc: SQLAlchemyTimeout) -> JSONResponse:
         # Every pooled connection is in use: an overload, not a fault. Nothing was changed.
         log.warning("database pool exhausted")
-        return JSONResponse({"detail": messages.BUSY}, status_code=503,
-                            headers={"Retry-After": "1"})
+        return JSONResponse(
+            {"detail": messages.BUSY}, status_code=503, headers={"Retry-After": "1"}
+        )
 
     async def database_unavailable(_: Request, exc: Exception) -> JSONResponse:
         # The database is down or refuses writes. Nothing was done (a settle that fails after
@@ -179,8 +194,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def database_error(request: Request, exc: DBAPIError) -> JSONResponse:
         # A connection lost mid-statement arrives as a plain DBAPIError (asyncpg's
         # ConnectionDoesNotExistError); SQLAlchemy marks it invalidated. Anything else is a bug.
-        if exc.connection_invalidated or isinstance(exc.orig, DATABASE_UNAVAILABLE) or isinstance(
-                getattr(exc.orig, "__cause__", None), DATABASE_UNAVAILABLE):
+        if (
+            exc.connection_invalidated
+            or isinstance(exc.orig, DATABASE_UNAVAILABLE)
+            or isinstance(getattr(exc.orig, "__cause__", None), DATABASE_UNAVAILABLE)
+        ):
             return await database_unavailable(request, exc)
         return await unexpected(request, exc)
 
@@ -203,10 +221,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             return JSONResponse({"status": "unavailable"}, status_code=503)
         return JSONResponse({"status": "ok"})
 
-    @app.get("/metrics", tags=["operability"], response_class=Response,
-             dependencies=[Depends(metrics_access)],
-             responses={401: {"description": "missing or wrong Bearer token"},
-                        404: {"description": "PAYOPS_METRICS_TOKEN is not set"}})
+    @app.get(
+        "/metrics",
+        tags=["operability"],
+        response_class=Response,
+        dependencies=[Depends(metrics_access)],
+        responses={
+            401: {"description": "missing or wrong Bearer token"},
+            404: {"description": "PAYOPS_METRICS_TOKEN is not set"},
+        },
+    )
     async def metrics() -> Response:
         return Response(exposition(registry), media_type=CONTENT_TYPE_LATEST)
 

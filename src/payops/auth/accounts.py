@@ -87,5 +87,11 @@ async def set_active(ctx: AppContext, username: str, active: bool, *, actor: Pri
         was_active = user.is_active
         user.is_active = active
         bump_credentials_version(user)
-        audit.record(session, actor, "user.activate" if active else "user.deactivate", "success",
-                     username=username, was_active=was_active)
+        audit.record(
+            session,
+            actor,
+            "user.activate" if active else "user.deactivate",
+            "success",
+            username=username,
+            was_active=was_active,
+        )

@@ -8,7 +8,7 @@ only the last four digits reach the sandbox's ledger.
 from __future__ import annotations
 
 import html
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from fastapi import APIRouter, Request
@@ -50,8 +50,13 @@ def luhn_ok(number: str) -> bool:
 def card_errors(form: dict[str, str], now: datetime) -> dict[str, str]:
     errors: dict[str, str] = {}
     number = form.get("card_number", "").replace(" ", "").replace("-", "")
-    if not (number.isascii() and number.isdigit() and 12 <= len(number) <= 19 and luhn_ok(number)
-            and number in TEST_CARDS):
+    if not (
+        number.isascii()
+        and number.isdigit()
+        and 12 <= len(number) <= 19
+        and luhn_ok(number)
+        and number in TEST_CARDS
+    ):
         errors["card_number"] = "Enter a valid card number (use one of the sandbox test cards)."
     expiry = form.get("expiry", "").strip()
     try:
@@ -83,30 +88,35 @@ label{{display:block;margin-top:1rem;font-weight:600}}input,select{{font-size:1r
     return HTMLResponse(document, status_code=status, headers=HEADERS)
 
 
-def _field(name: str, label: str, errors: dict[str, str], value: str = "", note: str = "",
-           **attrs: str) -> str:
+def _field(
+    name: str, label: str, errors: dict[str, str], value: str = "", note: str = "", **attrs: str
+) -> str:
     error = errors.get(name)
     if error and note:
         error = f"{error} {note}"
     extra = " ".join(f'{k.replace("_", "-")}="{html.escape(v)}"' for k, v in attrs.items())
     described = f' aria-describedby="{name}-error" aria-invalid="true"' if error else ""
     message = f'<p class="error" id="{name}-error">{html.escape(error)}</p>' if error else ""
-    return (f'<label for="{name}">{label}</label>'
-            f'<input id="{name}" name="{name}" value="{html.escape(value)}" required {extra}{described}>'
-            f"{message}")
+    return (
+        f'<label for="{name}">{label}</label>'
+        f'<input id="{name}" name="{name}" value="{html.escape(value)}" required {extra}{described}>'
+        f"{message}"
+    )
 
 
-def _form(parent, gateways: list[str], errors: dict[str, str], form: dict[str, str],
-          notice: str = "") -> HTMLResponse:  # type: ignore[no-untyped-def]
+def _form(
+    parent, gateways: list[str], errors: dict[str, str], form: dict[str, str], notice: str = ""
+) -> HTMLResponse:  # type: ignore[no-untyped-def]
     amount = format_minor(parent.amount + parent.fee, parent.currency_code)
     choose = ""
     if len(gateways) > 1:
-        options = "".join(f'<option value="{html.escape(c)}">{html.escape(c)}</option>'
-                          for c in gateways)
+        options = "".join(
+            f'<option value="{html.escape(c)}">{html.escape(c)}</option>' for c in gateways
+        )
         choose = f'<label for="pg_code">Payment method</label><select id="pg_code" name="pg_code">{options}</select>'
     elif gateways:
         choose = f'<input type="hidden" name="pg_code" value="{html.escape(gateways[0])}">'
-    summary = (f'<p role="alert" class="error">{html.escape(notice)}</p>' if notice else "")
+    summary = f'<p role="alert" class="error">{html.escape(notice)}</p>' if notice else ""
     body = f"""<h1>Pay {amount} {parent.currency_code}</h1>
 <p>Order {html.escape(parent.order_no or parent.session_id)}. This is a sandbox: use a test card.</p>
 {summary}
@@ -147,8 +157,12 @@ async def _settled_page(request: Request, parent) -> Response | None:  # type: i
 
 
 def _processing_page() -> HTMLResponse:
-    return _page("Processing", "<h1>Your payment is being processed.</h1>"
-                 "<p>You will be told the result once the bank confirms it.</p>", 202)
+    return _page(
+        "Processing",
+        "<h1>Your payment is being processed.</h1>"
+        "<p>You will be told the result once the bank confirms it.</p>",
+        202,
+    )
 
 
 def _redirect_target(redirect_url: str, params: dict[str, str]) -> str:
@@ -167,9 +181,13 @@ async def _load(request: Request, session_id: str):  # type: ignore[no-untyped-d
         if parent is None:
             return None, []
         gateways = await enabled_gateways(session)
-        sandbox_codes = [code for code in parent.pg_codes
-                         if (gw := gateways.get(code)) is not None and gw.connector == "sandbox"
-                         and parent.currency_code in gw.accepted_currencies]
+        sandbox_codes = [
+            code
+            for code in parent.pg_codes
+            if (gw := gateways.get(code)) is not None
+            and gw.connector == "sandbox"
+            and parent.currency_code in gw.accepted_currencies
+        ]
         return parent, [gateways[c] for c in sandbox_codes]
 
 
@@ -181,8 +199,11 @@ async def show(session_id: str, request: Request) -> Response:
     if (settled := await _settled_page(request, parent)) is not None:
         return settled
     if parent.state not in PAYABLE:
-        return _page("Closed", f"<h1>This payment is {html.escape(parent.state)}.</h1>", 410
-                     if parent.state in ("expired", "canceled") else 200)
+        return _page(
+            "Closed",
+            f"<h1>This payment is {html.escape(parent.state)}.</h1>",
+            410 if parent.state in ("expired", "canceled") else 200,
+        )
     return _form(parent, [g.pg_code for g in gateways], {}, {})
 
 
@@ -198,7 +219,7 @@ async def pay(session_id: str, request: Request) -> Response:
         return _page("Closed", f"<h1>This payment is {html.escape(parent.state)}.</h1>", 409)
     raw = await read_limited(request, FORM_LIMIT)
     form = dict(parse_qsl(raw.decode("utf-8", "replace"), keep_blank_values=True))
-    errors = card_errors(form, datetime.now(timezone.utc))
+    errors = card_errors(form, datetime.now(UTC))
     by_code = {g.pg_code: g for g in gateways}
     gateway = by_code.get(form.get("pg_code", "")) or (gateways[0] if len(gateways) == 1 else None)
     if gateway is None:
@@ -225,10 +246,16 @@ async def pay(session_id: str, request: Request) -> Response:
         answer = await try_payment_webhook(ctx, parent.id, parent.webhook_url)
         redirect = redirect and answer == 200
     if redirect:
-        target = _redirect_target(parent.redirect_url, {
-            "session_id": parent.session_id, "order_no": parent.order_no or "",
-            "reference_number": reference})
+        target = _redirect_target(
+            parent.redirect_url,
+            {
+                "session_id": parent.session_id,
+                "order_no": parent.order_no or "",
+                "reference_number": reference,
+            },
+        )
         return RedirectResponse(target, status_code=303, headers=HEADERS)
     outcome = {"paid": "Payment successful", "authorized": "Payment authorized"}.get(
-        parent.state, "Payment declined")
+        parent.state, "Payment declined"
+    )
     return _page(outcome, f"<h1>{outcome}</h1><p>Reference {html.escape(reference)}.</p>")

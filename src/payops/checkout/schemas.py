@@ -23,11 +23,20 @@ TYPES = ("e_commerce", "payment_request")
 LANGUAGES = ("en", "ar")
 PAYMENT_TYPES = ("one_off",)
 CUSTOMER_LIMITS = {
-    "customer_id": 64, "customer_first_name": 64, "customer_last_name": 64,
-    "customer_phone": 32, "customer_email": 128,
+    "customer_id": 64,
+    "customer_first_name": 64,
+    "customer_last_name": 64,
+    "customer_phone": 32,
+    "customer_email": 128,
 }
-ADDRESS_LIMITS = {"line1": 255, "line2": 255, "city": 40, "state": 40, "country": 2,
-                  "postal_code": 12}
+ADDRESS_LIMITS = {
+    "line1": 255,
+    "line2": 255,
+    "city": 40,
+    "state": 40,
+    "country": 2,
+    "postal_code": 12,
+}
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 DURATION = re.compile(r"^(?:(?P<days>[0-9]+) )?(?P<h>[0-9]{1,2}):(?P<m>[0-9]{2}):(?P<s>[0-9]{2})$")
 INVALID_DURATION = (
@@ -43,30 +52,64 @@ BAD_NUMBER = messages.EXTRA_BAD_NUMBER.format(digits=EXTRA_MAX_DIGITS, exponent=
 
 # Fields that ask PayOps to do something it does not do: refused when their value asks for it.
 UNSUPPORTED_FEATURES = (
-    "notifications", "email_recipients", "generate_qr_code", "shortify_checkout_url",
-    "shortify_attachment_url", "attachment", "attachment_upload_url", "payment_instrument",
-    "loyalty", "include_sdk_setup_preload", "preload_checkout_page", "branding_options",
+    "notifications",
+    "email_recipients",
+    "generate_qr_code",
+    "shortify_checkout_url",
+    "shortify_attachment_url",
+    "attachment",
+    "attachment_upload_url",
+    "payment_instrument",
+    "loyalty",
+    "include_sdk_setup_preload",
+    "preload_checkout_page",
+    "branding_options",
     "agreement",
 )
 # Descriptive fields: stored as given and echoed in the checkout body.
-DESCRIPTIVE_LIMITS = {"vendor_name": 64, "product_type": 128, "unit_code": 64,
-                      "customer_phone_2": 16}
-SHIPPING_LIMITS = {"line1": 128, "line2": 128, "city": 40, "state": 40, "country": 2,
-                   "postal_code": 12, "first_name": 64, "last_name": 64, "email": 128,
-                   "phone": 16}
+DESCRIPTIVE_LIMITS = {
+    "vendor_name": 64,
+    "product_type": 128,
+    "unit_code": 64,
+    "customer_phone_2": 16,
+}
+SHIPPING_LIMITS = {
+    "line1": 128,
+    "line2": 128,
+    "city": 40,
+    "state": 40,
+    "country": 2,
+    "postal_code": 12,
+    "first_name": 64,
+    "last_name": 64,
+    "email": 128,
+    "phone": 16,
+}
 SHIPPING_REQUIRED = ("line1", "city", "country", "first_name", "last_name", "email", "phone")
 DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 INVALID_DATE = "Date has wrong format. Use one of these formats instead: YYYY-MM-DD."
-INVALID_DATETIME = ("Datetime has wrong format. Use one of these formats instead: "
-                    "YYYY-MM-DDThh:mm[:ss[.uuuuuu]][+HH:MM|-HH:MM|Z].")
+INVALID_DATETIME = (
+    "Datetime has wrong format. Use one of these formats instead: "
+    "YYYY-MM-DDThh:mm[:ss[.uuuuuu]][+HH:MM|-HH:MM|Z]."
+)
 FALSE_WORDS = frozenset({"false", "False", "FALSE", "0", "no", "off", "n", "f", "null"})
 # How the checkout fields read from a form or multipart body (DRF: ListField, JSONField and
 # nested serializers).
 CHECKOUT_FORM = FormShape(
     lists=frozenset({"pg_codes", "email_recipients"}),
-    json=frozenset({"extra", "billing_address", "shipping_address", "notifications",
-                    "agreement", "card_acceptance_criteria", "payment_instrument", "loyalty",
-                    "branding_options"}),
+    json=frozenset(
+        {
+            "extra",
+            "billing_address",
+            "shipping_address",
+            "notifications",
+            "agreement",
+            "card_acceptance_criteria",
+            "payment_instrument",
+            "loyalty",
+            "branding_options",
+        }
+    ),
 )
 
 
@@ -117,8 +160,11 @@ def format_duration(value: timedelta) -> str:
 
 def _exact_number(value: Decimal) -> JsonNumber:
     digits = value.as_tuple().digits
-    if (not value.is_finite() or len(digits) > EXTRA_MAX_DIGITS
-            or not -EXTRA_MAX_EXPONENT <= value.adjusted() <= EXTRA_MAX_EXPONENT):
+    if (
+        not value.is_finite()
+        or len(digits) > EXTRA_MAX_DIGITS
+        or not -EXTRA_MAX_EXPONENT <= value.adjusted() <= EXTRA_MAX_EXPONENT
+    ):
         raise ValueError(BAD_NUMBER)
     number = JsonNumber.from_decimal(value)
     if not math.isfinite(number):  # 9.9e308: within the exponent, beyond what a double holds
@@ -136,7 +182,7 @@ def _clean_value(value: Any, depth: int) -> Any:
     if value is None or isinstance(value, (str, bool)):
         return value
     if isinstance(value, int):
-        if abs(value) >= 10 ** EXTRA_MAX_DIGITS:
+        if abs(value) >= 10**EXTRA_MAX_DIGITS:
             raise ValueError(BAD_NUMBER)
         return value
     if isinstance(value, Decimal):
@@ -221,12 +267,15 @@ def _descriptive(errors: dict[str, Any], body: dict[str, Any]) -> dict[str, Any]
         if address in (None, "", {}):
             out["shipping_address"] = {}
         elif not isinstance(address, dict):
-            errors["shipping_address"] = {"non_field_errors": [
-                messages.NOT_AN_OBJECT.format(kind=type(address).__name__)]}
+            errors["shipping_address"] = {
+                "non_field_errors": [messages.NOT_AN_OBJECT.format(kind=type(address).__name__)]
+            }
         else:
             nested: dict[str, Any] = {}
-            clean = {key: _text(nested, key, address.get(key), limit) or ""
-                     for key, limit in SHIPPING_LIMITS.items()}
+            clean = {
+                key: _text(nested, key, address.get(key), limit) or ""
+                for key, limit in SHIPPING_LIMITS.items()
+            }
             for key in SHIPPING_REQUIRED:
                 if not clean[key] and key not in nested:
                     nested[key] = [messages.FIELD_REQUIRED]
@@ -257,7 +306,10 @@ def _valid_datetime(value: str) -> bool:
 
 
 def validate_checkout(
-    body: dict[str, Any], *, partial: bool, enabled_gateways: dict[str, Any],
+    body: dict[str, Any],
+    *,
+    partial: bool,
+    enabled_gateways: dict[str, Any],
     current_currency: str | None = None,
 ) -> dict[str, Any]:
     """Validated values for create (partial=False, PUT) or PATCH (partial=True)."""
@@ -273,10 +325,15 @@ def validate_checkout(
             # PATCH: only an absent key keeps the stored value. A blank or null one is a
             # mistake the merchant must hear of, not a silent no-op (the customer would pay
             # the old amount).
-            errors[name] = [messages.FIELD_NULL if value is None
-                            else messages.AMOUNT_BLANK if name == "amount"
-                            else messages.LIST_EMPTY if value == []
-                            else messages.FIELD_BLANK]
+            errors[name] = [
+                messages.FIELD_NULL
+                if value is None
+                else messages.AMOUNT_BLANK
+                if name == "amount"
+                else messages.LIST_EMPTY
+                if value == []
+                else messages.FIELD_BLANK
+            ]
         return present
 
     if required("type"):
@@ -297,25 +354,34 @@ def validate_checkout(
     if required("pg_codes"):
         codes = body["pg_codes"]
         if not isinstance(codes, list) or not all(isinstance(c, str) for c in codes):
-            errors["pg_codes"] = ['Expected a list of items but got type "%s".'
-                                  % type(codes).__name__]
+            errors["pg_codes"] = [
+                'Expected a list of items but got type "%s".' % type(codes).__name__
+            ]
         else:
             unknown = [c for c in codes if c not in enabled_gateways]
-            no_payments = [c for c in codes if c in enabled_gateways
-                           and not takes_payments(enabled_gateways[c])]
+            no_payments = [
+                c
+                for c in codes
+                if c in enabled_gateways and not takes_payments(enabled_gateways[c])
+            ]
             if unknown:
-                errors["pg_codes"] = [f'Payment gateway code "{c[:64]}" does not exist or is disabled.'
-                                      for c in unknown]
+                errors["pg_codes"] = [
+                    f'Payment gateway code "{c[:64]}" does not exist or is disabled.'
+                    for c in unknown
+                ]
             elif no_payments:
-                errors["pg_codes"] = [messages.TAKES_NO_PAYMENTS.format(pg_code=c)
-                                      for c in dict.fromkeys(no_payments)]
+                errors["pg_codes"] = [
+                    messages.TAKES_NO_PAYMENTS.format(pg_code=c) for c in dict.fromkeys(no_payments)
+                ]
             else:
                 out["pg_codes"] = list(dict.fromkeys(codes))
                 gateways = [enabled_gateways[c] for c in out["pg_codes"]]
 
     effective_currency = currency or current_currency
-    if effective_currency and gateways and not any(
-        effective_currency in g.accepted_currencies for g in gateways
+    if (
+        effective_currency
+        and gateways
+        and not any(effective_currency in g.accepted_currencies for g in gateways)
     ):
         errors.setdefault("currency_code", []).append(
             f"None of the payment gateways in pg_codes accepts {effective_currency}."
@@ -347,12 +413,15 @@ def validate_checkout(
     if body.get("billing_address") not in (None, {}):
         address = body["billing_address"]
         if not isinstance(address, dict):
-            errors["billing_address"] = {"non_field_errors": [
-                messages.NOT_AN_OBJECT.format(kind=type(address).__name__)]}
+            errors["billing_address"] = {
+                "non_field_errors": [messages.NOT_AN_OBJECT.format(kind=type(address).__name__)]
+            }
         else:
             nested: dict[str, Any] = {}
-            clean = {key: _text(nested, key, address.get(key), limit) or ""
-                     for key, limit in ADDRESS_LIMITS.items()}
+            clean = {
+                key: _text(nested, key, address.get(key), limit) or ""
+                for key, limit in ADDRESS_LIMITS.items()
+            }
             if clean["country"] and not re.fullmatch(r"[A-Za-z]{2}", clean["country"]):
                 nested["country"] = ["Enter a two-letter country code."]
             if nested:
@@ -379,8 +448,12 @@ def validate_checkout(
         elif len(match["days"] or "") > len(str(MAX_LIFETIME.days)):
             errors["expiration_time"] = [TOO_LONG]
         else:
-            lifetime = timedelta(days=int(match["days"] or 0), hours=int(match["h"]),
-                                 minutes=int(match["m"]), seconds=int(match["s"]))
+            lifetime = timedelta(
+                days=int(match["days"] or 0),
+                hours=int(match["h"]),
+                minutes=int(match["m"]),
+                seconds=int(match["s"]),
+            )
             if lifetime <= timedelta(0):
                 errors["expiration_time"] = [INVALID_DURATION]
             elif lifetime > MAX_LIFETIME:
@@ -403,7 +476,8 @@ def validate_checkout(
     if body.get("payment_type") not in (None, ""):
         if body["payment_type"] not in PAYMENT_TYPES:
             errors["payment_type"] = [
-                messages.INVALID_CHOICE.format(value=str(body["payment_type"])[:32])]
+                messages.INVALID_CHOICE.format(value=str(body["payment_type"])[:32])
+            ]
 
     _unsupported_features(errors, body)
     out.update(_descriptive(errors, body))

@@ -8,7 +8,7 @@ import json
 import secrets
 import sys
 from collections.abc import Awaitable, Callable
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import typer
@@ -56,22 +56,36 @@ from payops.transactions.service import (
 from payops.webhooks import outbox
 
 # Locals in tracebacks could hold passwords or keys: never print them.
-app = typer.Typer(help="PayOps: payment operations for your gateways.", no_args_is_help=True,
-                  pretty_exceptions_show_locals=False, pretty_exceptions_enable=False)
+app = typer.Typer(
+    help="PayOps: payment operations for your gateways.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+    pretty_exceptions_enable=False,
+)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 user_app = typer.Typer(help="Dashboard/API users (Basic auth).", no_args_is_help=True)
 apikey_app = typer.Typer(help="API keys (Api-Key auth).", no_args_is_help=True)
 gateway_app = typer.Typer(help="Gateway configurations (MIDs).", no_args_is_help=True)
 txn_app = typer.Typer(help="Transactions.", no_args_is_help=True)
-ops_app = typer.Typer(help="Operations (child transactions) and their states.", no_args_is_help=True)
+ops_app = typer.Typer(
+    help="Operations (child transactions) and their states.", no_args_is_help=True
+)
 webhook_app = typer.Typer(help="Webhook settings: HMAC key, operations URL.", no_args_is_help=True)
 webhook_key_app = typer.Typer(help="The merchant's webhook HMAC key.", no_args_is_help=True)
 webhooks_app = typer.Typer(help="Outgoing webhook events and their delivery.", no_args_is_help=True)
 secret_app = typer.Typer(help="The secret key that encrypts stored secrets.", no_args_is_help=True)
 webhook_app.add_typer(webhook_key_app, name="key")
-for sub, name in ((db_app, "db"), (user_app, "user"), (apikey_app, "apikey"),
-                  (gateway_app, "gateway"), (txn_app, "txn"), (ops_app, "ops"),
-                  (webhook_app, "webhook"), (webhooks_app, "webhooks"), (secret_app, "secret")):
+for sub, name in (
+    (db_app, "db"),
+    (user_app, "user"),
+    (apikey_app, "apikey"),
+    (gateway_app, "gateway"),
+    (txn_app, "txn"),
+    (ops_app, "ops"),
+    (webhook_app, "webhook"),
+    (webhooks_app, "webhooks"),
+    (secret_app, "secret"),
+):
     app.add_typer(sub, name=name)
 
 # Piped or captured output gets full-width tables: a reference number cut to "GU9U4…" is useless
@@ -114,12 +128,15 @@ def _migrate(settings: Settings) -> None:
 
 # -- db / serve -----------------------------------------------------------------------------
 
+
 @db_app.command("upgrade")
 def db_upgrade() -> None:
     """Create or migrate the schema to the latest version."""
     settings = get_settings()
     _migrate(settings)
-    console.print(f"database at [bold]{_safe_url(settings.effective_database_url)}[/bold] is up to date")
+    console.print(
+        f"database at [bold]{_safe_url(settings.effective_database_url)}[/bold] is up to date"
+    )
 
 
 def _safe_url(url: str) -> str:
@@ -133,9 +150,13 @@ def serve(
     host: str = typer.Option(None, help="Bind address (default PAYOPS_HOST or 127.0.0.1)"),
     port: int = typer.Option(None, help="Port (default PAYOPS_PORT or 8000)"),
     migrate: bool = typer.Option(True, help="Apply migrations before starting"),
-    workers: int = typer.Option(None, min=1, help="Worker processes (default PAYOPS_WORKERS, or "
-                                "one per CPU core on PostgreSQL and one on SQLite); each gets a "
-                                "share of PAYOPS_DB_POOL_TOTAL"),
+    workers: int = typer.Option(
+        None,
+        min=1,
+        help="Worker processes (default PAYOPS_WORKERS, or "
+        "one per CPU core on PostgreSQL and one on SQLite); each gets a "
+        "share of PAYOPS_DB_POOL_TOTAL",
+    ),
 ) -> None:
     """Run the HTTP API (and the background loops) in one or more worker processes."""
     import os
@@ -165,16 +186,24 @@ def serve(
     trusted = settings.trusted_proxy_list
     console.print(f"serving on http://{host or settings.host}:{port or settings.port} with {plan}")
     try:
-        uvicorn.run("payops.api.serving:serve_app", factory=True, workers=count,
-                    host=host or settings.host, port=port or settings.port,
-                    log_level="warning", access_log=False,
-                    # h11 with a 16 KiB limit on the request line and headers (decisions.md).
-                    http=HeaderLimitedH11Protocol, h11_max_incomplete_event_size=MAX_HEADER_BYTES,
-                    proxy_headers=bool(trusted), forwarded_allow_ips=trusted or None,
-                    # uvicorn replaces a worker that misses this deadline on a health check or
-                    # at start-up. Its 5 s default killed busy workers (and the requests they
-                    # held) on a loaded 2-core machine; a hung worker is still replaced.
-                    timeout_worker_healthcheck=serving.WORKER_HEALTHCHECK_SECONDS)
+        uvicorn.run(
+            "payops.api.serving:serve_app",
+            factory=True,
+            workers=count,
+            host=host or settings.host,
+            port=port or settings.port,
+            log_level="warning",
+            access_log=False,
+            # h11 with a 16 KiB limit on the request line and headers (decisions.md).
+            http=HeaderLimitedH11Protocol,
+            h11_max_incomplete_event_size=MAX_HEADER_BYTES,
+            proxy_headers=bool(trusted),
+            forwarded_allow_ips=trusted or None,
+            # uvicorn replaces a worker that misses this deadline on a health check or
+            # at start-up. Its 5 s default killed busy workers (and the requests they
+            # held) on a loaded 2-core machine; a hung worker is still replaced.
+            timeout_worker_healthcheck=serving.WORKER_HEALTHCHECK_SECONDS,
+        )
     finally:
         serving.remove_metrics_dir(metrics_dir)
 
@@ -197,12 +226,16 @@ def _require_public_url(settings: Settings, host: str) -> None:
     if settings.public_url:
         return
     if not is_loopback_host(host):
-        _fail(f"set PAYOPS_PUBLIC_URL (e.g. https://pay.example.com) to serve on {host}: "
-              "without it checkout links follow the client's Host header")
+        _fail(
+            f"set PAYOPS_PUBLIC_URL (e.g. https://pay.example.com) to serve on {host}: "
+            "without it checkout links follow the client's Host header"
+        )
     # PAYOPS_TRUSTED_PROXIES (authentication settings) puts a proxy in front: same rule.
     if settings.trusted_proxy_list:
-        _fail("set PAYOPS_PUBLIC_URL (e.g. https://pay.example.com) when trusting a proxy "
-              "(PAYOPS_TRUSTED_PROXIES): without it checkout links follow the Host header")
+        _fail(
+            "set PAYOPS_PUBLIC_URL (e.g. https://pay.example.com) when trusting a proxy "
+            "(PAYOPS_TRUSTED_PROXIES): without it checkout links follow the Host header"
+        )
 
 
 def _check_secrets() -> None:
@@ -220,6 +253,7 @@ def _check_secrets() -> None:
 
 # -- secret key -------------------------------------------------------------------------------
 
+
 @secret_app.command("rotate")
 def secret_rotate() -> None:
     """Re-encrypt every stored secret under the first key of PAYOPS_SECRET_KEY."""
@@ -230,9 +264,11 @@ def secret_rotate() -> None:
         summary = _run(stored_secrets.rotate)
     except SecretKeyMismatch as exc:
         _fail(str(exc))
-    console.print(f"re-encrypted {summary.gateway_secrets} gateway secret(s) and "
-                  f"{summary.settings} setting(s) under the first key; older keys can now be "
-                  "removed from PAYOPS_SECRET_KEY")
+    console.print(
+        f"re-encrypted {summary.gateway_secrets} gateway secret(s) and "
+        f"{summary.settings} setting(s) under the first key; older keys can now be "
+        "removed from PAYOPS_SECRET_KEY"
+    )
 
 
 @secret_app.command("new-key")
@@ -245,19 +281,25 @@ def secret_new_key() -> None:
 
 # -- users ------------------------------------------------------------------------------------
 
+
 @user_app.command("create")
 def user_create(
     username: str,
     password: str = typer.Option(..., prompt=True, hide_input=True, confirmation_prompt=True),
     superuser: bool = typer.Option(False, help="Holds every permission"),
     permission: list[str] = typer.Option([], "--permission", "-p", help="Permission code; repeat"),
-    first_name: str = "", last_name: str = "", email: str = "", phone: str = "",
+    first_name: str = "",
+    last_name: str = "",
+    email: str = "",
+    phone: str = "",
 ) -> None:
     """Create a user with an argon2id-hashed password."""
     unknown = set(permission) - GRANTABLE_PERMISSIONS
     if unknown:
-        _fail(f"unknown permission(s): {', '.join(sorted(unknown))}; "
-              f"known: {', '.join(sorted(GRANTABLE_PERMISSIONS))}")
+        _fail(
+            f"unknown permission(s): {', '.join(sorted(unknown))}; "
+            f"known: {', '.join(sorted(GRANTABLE_PERMISSIONS))}"
+        )
     try:
         check_new_username(username)  # one that Basic auth and the dashboard can sign in with
         check_new_password(password)  # at least 8 characters, at most what logins accept
@@ -268,13 +310,28 @@ def user_create(
         async with ctx.db.write() as session:
             if await auth_repo.user_by_username(session, username):
                 _fail(f"user {username!r} exists")
-            session.add(User(
-                username=username, password_hash=hash_password(password), is_superuser=superuser,
-                first_name=first_name, last_name=last_name, email=email, phone=phone,
-                permissions=[UserPermission(code=code) for code in sorted(set(permission))],
-            ))
-            audit.record(session, _cli_actor(), "user.create", "success", username=username,
-                         superuser=superuser, permissions=sorted(set(permission)))
+            session.add(
+                User(
+                    username=username,
+                    password_hash=hash_password(password),
+                    is_superuser=superuser,
+                    first_name=first_name,
+                    last_name=last_name,
+                    email=email,
+                    phone=phone,
+                    permissions=[UserPermission(code=code) for code in sorted(set(permission))],
+                )
+            )
+            audit.record(
+                session,
+                _cli_actor(),
+                "user.create",
+                "success",
+                username=username,
+                superuser=superuser,
+                permissions=sorted(set(permission)),
+            )
+
     _run(work)
     console.print(f"created user [bold]{username}[/bold]")
 
@@ -282,14 +339,19 @@ def user_create(
 @user_app.command("list")
 def user_list() -> None:
     """List users and their permissions."""
+
     async def work(ctx: AppContext) -> list[User]:
         async with ctx.db.read() as session:
             return await auth_repo.list_users(session)
+
     table = Table("username", "superuser", "active", "permissions")
     for user in _run(work):
-        table.add_row(user.username, "yes" if user.is_superuser else "no",
-                      "yes" if user.is_active else "no",
-                      ", ".join(sorted(p.code for p in user.permissions)) or "-")
+        table.add_row(
+            user.username,
+            "yes" if user.is_superuser else "no",
+            "yes" if user.is_active else "no",
+            ", ".join(sorted(p.code for p in user.permissions)) or "-",
+        )
     console.print(table)
 
 
@@ -317,10 +379,17 @@ def user_grant(
                 elif not revoke and code not in held:
                     user.permissions.append(UserPermission(code=code))
             bump_credentials_version(user)  # cached logins pick up the new permissions
-            audit.record(session, _cli_actor(), "user.revoke" if revoke else "user.grant",
-                         "success", username=username, permissions=sorted(set(permissions)))
+            audit.record(
+                session,
+                _cli_actor(),
+                "user.revoke" if revoke else "user.grant",
+                "success",
+                username=username,
+                permissions=sorted(set(permissions)),
+            )
             await session.flush()
             return sorted(p.code for p in user.permissions)
+
     now_held = _run(work)
     console.print(f"{username}: {', '.join(now_held) or 'no permissions'}")
 
@@ -361,7 +430,8 @@ def user_activate(username: str) -> None:
 def user_set_password(
     username: str,
     password_stdin: bool = typer.Option(
-        False, "--password-stdin", help="Read the password from the first line of stdin (scripts)"),
+        False, "--password-stdin", help="Read the password from the first line of stdin (scripts)"
+    ),
 ) -> None:
     """Change a user's password; asked at a hidden prompt (or read from stdin), never taken as an
     argument, so it stays out of shell history and process lists. Cached logins end at once."""
@@ -376,6 +446,7 @@ def user_set_password(
 
 # -- API keys ---------------------------------------------------------------------------------
 
+
 @apikey_app.command("create")
 def apikey_create(
     name: str,
@@ -388,12 +459,22 @@ def apikey_create(
 
     async def work(ctx: AppContext) -> None:
         async with ctx.db.write() as session:
-            expires = (datetime.now(timezone.utc) + timedelta(days=expires_in_days)
-                       if expires_in_days > 0 else None)
-            session.add(ApiKey(prefix=prefix, secret_hash=secret_hash, name=name,
-                               expires_at=expires))
-            audit.record(session, _cli_actor(), "api_key.create", "success", prefix=prefix,
-                         name=name, expires_in_days=expires_in_days)
+            expires = (
+                datetime.now(UTC) + timedelta(days=expires_in_days) if expires_in_days > 0 else None
+            )
+            session.add(
+                ApiKey(prefix=prefix, secret_hash=secret_hash, name=name, expires_at=expires)
+            )
+            audit.record(
+                session,
+                _cli_actor(),
+                "api_key.create",
+                "success",
+                prefix=prefix,
+                name=name,
+                expires_in_days=expires_in_days,
+            )
+
     _run(work)
     console.print(f"API key [bold]{name}[/bold] (prefix {prefix}), shown only now:")
     print(key)
@@ -402,16 +483,24 @@ def apikey_create(
 @apikey_app.command("revoke")
 def apikey_revoke(prefix: str) -> None:
     """Revoke an API key by its prefix (the part before the dot)."""
+
     async def work(ctx: AppContext) -> bool:
         async with ctx.db.write() as session:
             key = await auth_repo.api_key_by_prefix(session, prefix.split(".")[0])
             if key is None:
                 return False
             if key.revoked_at is None:
-                key.revoked_at = datetime.now(timezone.utc)
-                audit.record(session, _cli_actor(), "api_key.revoke", "success",
-                             prefix=key.prefix, name=key.name)
+                key.revoked_at = datetime.now(UTC)
+                audit.record(
+                    session,
+                    _cli_actor(),
+                    "api_key.revoke",
+                    "success",
+                    prefix=key.prefix,
+                    name=key.name,
+                )
             return True
+
     if not _run(work):
         _fail(f"no API key with prefix {prefix!r}")
     console.print(f"revoked API key {prefix.split('.')[0]}")
@@ -420,18 +509,25 @@ def apikey_revoke(prefix: str) -> None:
 @apikey_app.command("list")
 def apikey_list() -> None:
     """List API keys (never their secrets)."""
+
     async def work(ctx: AppContext) -> list[ApiKey]:
         async with ctx.db.read() as session:
             return await auth_repo.list_api_keys(session)
+
     table = Table("prefix", "name", "created", "expires", "revoked")
     for key in _run(work):
-        table.add_row(key.prefix, key.name, str(key.created_at)[:19],
-                      str(key.expires_at)[:19] if key.expires_at else "-",
-                      str(key.revoked_at)[:19] if key.revoked_at else "-")
+        table.add_row(
+            key.prefix,
+            key.name,
+            str(key.created_at)[:19],
+            str(key.expires_at)[:19] if key.expires_at else "-",
+            str(key.revoked_at)[:19] if key.revoked_at else "-",
+        )
     console.print(table)
 
 
 # -- gateways ---------------------------------------------------------------------------------
+
 
 @gateway_app.command("add")
 def gateway_add(
@@ -441,12 +537,14 @@ def gateway_add(
     currency: str = typer.Option(..., help="Default currency, e.g. KWD"),
     accept: list[str] = typer.Option([], "--accept", help="Another accepted currency; repeat"),
     operations: list[str] = typer.Option(
-        [], "--operation", help="Enable only these operations; repeat (default: all supported)"),
+        [], "--operation", help="Enable only these operations; repeat (default: all supported)"
+    ),
     production: bool = typer.Option(False, help="Use the gateway's production host"),
     single_attempt: bool = typer.Option(False, help="A failed attempt fails the transaction"),
     credentials: str = typer.Option("{}", help="Gateway credentials as JSON (stored encrypted)"),
     option: list[str] = typer.Option(
-        [], "--option", help="Non-secret setting KEY=VALUE, e.g. timeout_seconds=20; repeat"),
+        [], "--option", help="Non-secret setting KEY=VALUE, e.g. timeout_seconds=20; repeat"
+    ),
     webhook_secret: str = typer.Option("", help="Secret for the gateway's incoming webhooks"),
 ) -> None:
     """Add a gateway configuration."""
@@ -466,15 +564,31 @@ def gateway_add(
     async def work(ctx: AppContext) -> None:
         async with ctx.db.write() as session:
             await add_gateway(
-                session, ctx.settings, pg_code=code, connector=connector, operation_mode=mode,
-                default_currency=currency, accepted_currencies=list(accept),
-                is_sandbox=not production, credentials=creds,
-                enabled_operations=list(operations) or None, multi_attempt=not single_attempt,
-                options=options, webhook_secret=webhook_secret,
+                session,
+                ctx.settings,
+                pg_code=code,
+                connector=connector,
+                operation_mode=mode,
+                default_currency=currency,
+                accepted_currencies=list(accept),
+                is_sandbox=not production,
+                credentials=creds,
+                enabled_operations=list(operations) or None,
+                multi_attempt=not single_attempt,
+                options=options,
+                webhook_secret=webhook_secret,
             )
             # The names of the credential fields only, never their values.
-            audit.record(session, _cli_actor(), "gateway.add", "success", pg_code=code,
-                         connector=connector, credentials=sorted(creds))
+            audit.record(
+                session,
+                _cli_actor(),
+                "gateway.add",
+                "success",
+                pg_code=code,
+                connector=connector,
+                credentials=sorted(creds),
+            )
+
     try:
         _run(work)
     except (GatewayConfigError, ValueError) as exc:
@@ -485,18 +599,27 @@ def gateway_add(
 @gateway_app.command("list")
 def gateway_list() -> None:
     """List gateway configurations (credentials are never shown)."""
+
     async def work(ctx: AppContext) -> list[Any]:
         async with ctx.db.read() as session:
             return await gateway_repo.list_all(session)
+
     table = Table("pg_code", "connector", "mode", "currency", "accepts", "operations", "sandbox")
     for gw in _run(work):
-        table.add_row(gw.pg_code, gw.connector, gw.operation_mode, gw.default_currency,
-                      ", ".join(gw.accepted_currencies), ", ".join(gw.enabled_operations),
-                      "yes" if gw.is_sandbox else "no")
+        table.add_row(
+            gw.pg_code,
+            gw.connector,
+            gw.operation_mode,
+            gw.default_currency,
+            ", ".join(gw.accepted_currencies),
+            ", ".join(gw.enabled_operations),
+            "yes" if gw.is_sandbox else "no",
+        )
     console.print(table)
 
 
 # -- transactions -----------------------------------------------------------------------------
+
 
 @txn_app.command("create")
 def txn_create(
@@ -528,30 +651,46 @@ def txn_create(
                 _fail(f"{pg_code} does not accept {currency.upper()}")
             if await txn_repo.find_parent(session, order_no=order, include_deleted=True):
                 _fail(f"order number {order!r} is taken")
-            parent = new_parent(amount=minor, currency_code=currency, pg_codes=[pg_code],
-                                order_no=order, fee=fee_minor, webhook_url=webhook_url)
+            parent = new_parent(
+                amount=minor,
+                currency_code=currency,
+                pg_codes=[pg_code],
+                order_no=order,
+                fee=fee_minor,
+                webhook_url=webhook_url,
+            )
             session.add(parent)
             await session.flush()
             parent_id = parent.id
         try:
-            parent = await pay_with_sandbox(ctx.db, ctx.settings, parent_id, gateway,
-                                            card.replace(" ", ""))
+            parent = await pay_with_sandbox(
+                ctx.db, ctx.settings, parent_id, gateway, card.replace(" ", "")
+            )
         except TransactionError as exc:
             _fail(str(exc))
-        return {"order_no": parent.order_no, "session_id": parent.session_id,
-                "state": parent.state, "amount": format_minor(parent.amount, parent.currency_code),
-                "currency_code": parent.currency_code, "pg_code": pg_code}
+        return {
+            "order_no": parent.order_no,
+            "session_id": parent.session_id,
+            "state": parent.state,
+            "amount": format_minor(parent.amount, parent.currency_code),
+            "currency_code": parent.currency_code,
+            "pg_code": pg_code,
+        }
+
     _emit(_run(work), print_field)
 
 
 @txn_app.command("import")
 def txn_import(
-    pg_code: str = typer.Option(..., "--pg-code", help="Gateway configuration that took the payment"),
+    pg_code: str = typer.Option(
+        ..., "--pg-code", help="Gateway configuration that took the payment"
+    ),
     amount: str = typer.Option(..., help="Amount paid or authorized, e.g. 25.000"),
     currency: str = typer.Option(..., help="Currency code"),
     state: str = typer.Option("paid", help="paid or authorized"),
     ref: list[str] = typer.Option(
-        ..., "--ref", help="Gateway reference KEY=VALUE (e.g. order_id=ORD-7, payment_id=…); repeat"),
+        ..., "--ref", help="Gateway reference KEY=VALUE (e.g. order_id=ORD-7, payment_id=…); repeat"
+    ),
     order_no: str = typer.Option(None, help="Merchant order number"),
     print_field: str = typer.Option(None, "--print", help="Print only this field (for scripts)"),
 ) -> None:
@@ -572,17 +711,29 @@ def txn_import(
             gateway = await gateway_repo.get_by_code(session, pg_code)
             if gateway is None:
                 _fail(f"no gateway configuration {pg_code!r}")
-            if order_no and await txn_repo.find_parent(session, order_no=order_no,
-                                                       include_deleted=True):
+            if order_no and await txn_repo.find_parent(
+                session, order_no=order_no, include_deleted=True
+            ):
                 _fail(f"order number {order_no!r} is taken")
             try:
                 parent = await import_transaction(
-                    session, gateway=gateway, amount=minor, currency_code=currency, state=state,
-                    gateway_refs=refs, order_no=order_no)
+                    session,
+                    gateway=gateway,
+                    amount=minor,
+                    currency_code=currency,
+                    state=state,
+                    gateway_refs=refs,
+                    order_no=order_no,
+                )
             except TransactionError as exc:
                 _fail(str(exc))
-            return {"order_no": parent.order_no, "session_id": parent.session_id,
-                    "state": parent.state, "pg_code": pg_code}
+            return {
+                "order_no": parent.order_no,
+                "session_id": parent.session_id,
+                "state": parent.state,
+                "pg_code": pg_code,
+            }
+
     _emit(_run(work), print_field)
 
 
@@ -597,38 +748,70 @@ def txn_show(
 
     async def work(ctx: AppContext) -> tuple[Any, list[Any], list[Any]]:
         async with ctx.db.read() as session:
-            parent = await txn_repo.find_parent(session, order_no=order_no if not session_id else None,
-                                                session_id=session_id, include_deleted=True)
+            parent = await txn_repo.find_parent(
+                session,
+                order_no=order_no if not session_id else None,
+                session_id=session_id,
+                include_deleted=True,
+            )
             if parent is None:
                 _fail("no such transaction")
-            return (parent, await txn_repo.attempts(session, parent.id),
-                    await txn_repo.operations(session, parent.id))
+            return (
+                parent,
+                await txn_repo.attempts(session, parent.id),
+                await txn_repo.operations(session, parent.id),
+            )
+
     parent, attempts, operations = _run(work)
     ccy = parent.currency_code
     money = lambda v: format_minor(v, ccy)  # noqa: E731
     summary = Table(show_header=False, title=f"transaction {parent.order_no or parent.session_id}")
     for label, value in (
-        ("session_id", parent.session_id), ("order_no", parent.order_no or ""),
+        ("session_id", parent.session_id),
+        ("order_no", parent.order_no or ""),
         ("state", parent.state + (" (deleted)" if parent.deleted_at else "")),
-        ("amount", f"{money(parent.amount)} {ccy}"), ("fee", money(parent.fee)),
+        ("amount", f"{money(parent.amount)} {ccy}"),
+        ("fee", money(parent.fee)),
         ("gateway", parent.gateway_config.pg_code if parent.gateway_config else "-"),
         ("mode", parent.operation_mode or "-"),
-        ("authorized", money(parent.authorized_total)), ("paid", money(parent.paid_total)),
-        ("captured", money(parent.captured)), ("refunded", money(parent.refunded)),
+        ("authorized", money(parent.authorized_total)),
+        ("paid", money(parent.paid_total)),
+        ("captured", money(parent.captured)),
+        ("refunded", money(parent.refunded)),
         ("voided", money(parent.voided)),
     ):
         summary.add_row(label, value)
     console.print(summary)
     table = Table("attempt", "state", "amount", "gateway", "message", title="payment attempts")
     for attempt in attempts:
-        table.add_row(attempt.reference_number, attempt.state, money(attempt.amount),
-                      attempt.gateway_config.pg_code, attempt.message)
+        table.add_row(
+            attempt.reference_number,
+            attempt.state,
+            money(attempt.amount),
+            attempt.gateway_config.pg_code,
+            attempt.message,
+        )
     console.print(table)
-    table = Table("reference", "operation", "state", "child state", "amount", "child session_id",
-                  "created", title="operations (child transactions)")
+    table = Table(
+        "reference",
+        "operation",
+        "state",
+        "child state",
+        "amount",
+        "child session_id",
+        "created",
+        title="operations (child transactions)",
+    )
     for op in operations:
-        table.add_row(op.reference_number, op.operation, op.state, child_state(op) or "-",
-                      money(op.amount), op.child_session_id, str(op.created_at)[:19])
+        table.add_row(
+            op.reference_number,
+            op.operation,
+            op.state,
+            child_state(op) or "-",
+            money(op.amount),
+            op.child_session_id,
+            str(op.created_at)[:19],
+        )
     console.print(table)
 
 
@@ -640,13 +823,16 @@ OPERATION_STATES = ("processing", "queued", "needs_review", "succeeded", "failed
 @ops_app.command("list")
 def ops_list(
     state: list[str] = typer.Option(
-        ["processing", "needs_review"], "--state", help="State to show; repeat"),
+        ["processing", "needs_review"], "--state", help="State to show; repeat"
+    ),
     limit: int = typer.Option(200, help="At most this many rows"),
 ) -> None:
     """List operations by state (default: the unresolved ones)."""
     unknown = set(state) - set(OPERATION_STATES)
     if unknown:
-        _fail(f"unknown state(s): {', '.join(sorted(unknown))}; known: {', '.join(OPERATION_STATES)}")
+        _fail(
+            f"unknown state(s): {', '.join(sorted(unknown))}; known: {', '.join(OPERATION_STATES)}"
+        )
 
     async def work(ctx: AppContext) -> list[tuple[Any, Any]]:
         async with ctx.db.read() as session:
@@ -654,17 +840,34 @@ def ops_list(
                 select(Operation, PaymentTransaction)
                 .join(PaymentTransaction, PaymentTransaction.id == Operation.transaction_id)
                 .where(Operation.state.in_(state))
-                .order_by(Operation.created_at).limit(limit)
+                .order_by(Operation.created_at)
+                .limit(limit)
             )
             return [tuple(row) for row in rows]
-    table = Table("reference", "order_no", "operation", "state", "amount", "gateway", "asked",
-                  "created", title=f"operations: {', '.join(state)}")
+
+    table = Table(
+        "reference",
+        "order_no",
+        "operation",
+        "state",
+        "amount",
+        "gateway",
+        "asked",
+        "created",
+        title=f"operations: {', '.join(state)}",
+    )
     rows = _run(work)
     for op, parent in rows:
-        table.add_row(op.reference_number, parent.order_no or parent.session_id, op.operation,
-                      op.state, f"{format_minor(op.amount, op.currency_code)} {op.currency_code}",
-                      op.gateway_config.pg_code, str(op.reconcile_attempts),
-                      str(op.created_at)[:19])
+        table.add_row(
+            op.reference_number,
+            parent.order_no or parent.session_id,
+            op.operation,
+            op.state,
+            f"{format_minor(op.amount, op.currency_code)} {op.currency_code}",
+            op.gateway_config.pg_code,
+            str(op.reconcile_attempts),
+            str(op.created_at)[:19],
+        )
     console.print(table)
     console.print(f"{len(rows)} operation(s)")
 
@@ -715,8 +918,9 @@ def ops_recheck(
 @ops_app.command("resolve")
 def ops_resolve(
     reference: str = typer.Argument(..., help="The operation's reference_number"),
-    outcome: str = typer.Option(..., "--outcome", help="succeeded or failed, as the gateway's "
-                                "own dashboard shows it"),
+    outcome: str = typer.Option(
+        ..., "--outcome", help="succeeded or failed, as the gateway's own dashboard shows it"
+    ),
     reason: str = typer.Option(..., "--reason", help="Why: what you checked"),
     evidence: str = typer.Option("", "--evidence", help="e.g. the gateway's transaction id"),
     operator: str = typer.Option(..., "--operator", help="Your name (recorded with the OS user)"),
@@ -734,19 +938,29 @@ def ops_resolve(
     if not reason.strip():
         _fail("--reason is required")
     from payops.operations.review_endpoints import TEXT_MAX
+
     for name, text in (("--reason", reason), ("--evidence", evidence)):
         if len(text) > TEXT_MAX:  # the API's limit: one rule for both doors
             _fail(f"{name} may have at most {TEXT_MAX} characters")
-    _review_call(lambda ctx: resolve_operation(
-        ctx, reference, outcome=outcome, reason=reason, evidence=evidence,
-        actor=_operator(operator.strip())))
+    _review_call(
+        lambda ctx: resolve_operation(
+            ctx,
+            reference,
+            outcome=outcome,
+            reason=reason,
+            evidence=evidence,
+            actor=_operator(operator.strip()),
+        )
+    )
 
 
 @app.command()
 def reconcile(
     older_than: float = typer.Option(
-        None, help="Ask about processing operations older than this many seconds "
-        "(default PAYOPS_RECONCILE_AFTER_SECONDS)"),
+        None,
+        help="Ask about processing operations older than this many seconds "
+        "(default PAYOPS_RECONCILE_AFTER_SECONDS)",
+    ),
 ) -> None:
     """Settle open operations now by asking their gateways (safe beside a running server)."""
     from rich.progress import Progress
@@ -763,6 +977,7 @@ def reconcile(
 
             def advance(done: int, total: int) -> None:
                 progress.update(task, completed=done, total=total)
+
             return await reconcile_once(ctx, on_progress=advance)
 
     async def main() -> Any:
@@ -771,6 +986,7 @@ def reconcile(
             return await work(ctx)
         finally:
             await ctx.aclose()
+
     summary = asyncio.run(main())
     table = Table("outcome", "operations", title="reconciliation")
     for outcome, count in sorted(summary.outcomes.items()):
@@ -781,10 +997,12 @@ def reconcile(
 
 # -- webhooks ---------------------------------------------------------------------------------
 
+
 def _set_setting(key: str, value: str) -> None:
     async def work(ctx: AppContext) -> None:
         async with ctx.db.write() as session:
             await outbox.set_merchant_setting(session, key, value)
+
     _run(work)
 
 
@@ -811,9 +1029,8 @@ def webhook_key_rotate() -> None:
 @webhook_app.command("operations-url")
 def webhook_operations_url(url: str = typer.Argument(..., help="URL, or '' to clear")) -> None:
     """Set the merchant-wide URL that receives every operation webhook."""
-    from payops.web.requests import url as valid_url
     from payops.errors import FieldErrors
-
+    from payops.web.requests import url as valid_url
     from payops.webhooks.targets import refuse_private_fields
 
     try:
@@ -821,11 +1038,16 @@ def webhook_operations_url(url: str = typer.Argument(..., help="URL, or '' to cl
     except FieldErrors:
         _fail("enter an http(s) URL")
     try:
-        asyncio.run(refuse_private_fields({"url": checked}, ("url",), allow_private=get_settings(
-        ).webhook_allow_private))
+        asyncio.run(
+            refuse_private_fields(
+                {"url": checked}, ("url",), allow_private=get_settings().webhook_allow_private
+            )
+        )
     except FieldErrors:
-        _fail("the URL's host is a loopback, private, link-local or metadata address "
-              "(allowed only with PAYOPS_WEBHOOK_ALLOW_PRIVATE=true)")
+        _fail(
+            "the URL's host is a loopback, private, link-local or metadata address "
+            "(allowed only with PAYOPS_WEBHOOK_ALLOW_PRIVATE=true)"
+        )
     _set_setting(outbox.OPERATIONS_URL_SETTING, checked)
     console.print(f"operations webhook URL: {checked or '(none)'}")
 
@@ -843,6 +1065,7 @@ def webhooks_deliver() -> None:
                 return total
             for state, count in outcomes.items():
                 total[state] = total.get(state, 0) + count
+
     outcomes = _run(work)
     table = Table("outcome", "events", title="webhook delivery")
     for state, count in sorted(outcomes.items()):
@@ -856,22 +1079,35 @@ def webhooks_list(
     limit: int = typer.Option(100, help="At most this many rows"),
 ) -> None:
     """List webhook events with their delivery state and last error."""
+
     async def work(ctx: AppContext) -> list[OutboxEvent]:
         async with ctx.db.read() as session:
             query = select(OutboxEvent).order_by(OutboxEvent.id.desc()).limit(limit)
             if failed:
                 query = query.where(OutboxEvent.state == "failed")
             return list(await session.scalars(query))
+
     table = Table("id", "event id", "kind", "state", "tries", "target", "last error", "created")
     for event in _run(work):
-        table.add_row(str(event.id), event.event_id, event.kind, event.state, str(event.attempts),
-                      event.target_url[:60], event.last_error[:40], str(event.created_at)[:19])
+        table.add_row(
+            str(event.id),
+            event.event_id,
+            event.kind,
+            event.state,
+            str(event.attempts),
+            event.target_url[:60],
+            event.last_error[:40],
+            str(event.created_at)[:19],
+        )
     console.print(table)
 
 
 @webhooks_app.command("retry")
-def webhooks_retry(event: int = typer.Argument(..., help="Event id (the number in `list`)")) -> None:
+def webhooks_retry(
+    event: int = typer.Argument(..., help="Event id (the number in `list`)"),
+) -> None:
     """Send a failed (or pending) event again, starting a fresh series of tries."""
+
     async def work(ctx: AppContext) -> str | None:
         async with ctx.db.write() as session:
             row = await session.get(OutboxEvent, event)
@@ -880,8 +1116,9 @@ def webhooks_retry(event: int = typer.Argument(..., help="Event id (the number i
             if row.state == "delivered":
                 return "delivered"
             row.state, row.attempts = "pending", 0
-            row.next_attempt_at = datetime.now(timezone.utc)
+            row.next_attempt_at = datetime.now(UTC)
             return "pending"
+
     state = _run(work)
     if state is None:
         _fail(f"no webhook event {event}")
@@ -893,8 +1130,11 @@ def webhooks_retry(event: int = typer.Argument(..., help="Event id (the number i
 # -- demo -------------------------------------------------------------------------------------
 
 DEMO_USER = "demo"
-DEMO_GATEWAYS = (("sandbox-kwd", "purchase", "KWD"), ("sandbox-auth-kwd", "authorize", "KWD"),
-                 ("sandbox-usd", "purchase", "USD"))
+DEMO_GATEWAYS = (
+    ("sandbox-kwd", "purchase", "KWD"),
+    ("sandbox-auth-kwd", "authorize", "KWD"),
+    ("sandbox-usd", "purchase", "USD"),
+)
 
 
 @app.command()
@@ -910,26 +1150,47 @@ def demo() -> None:
         async with ctx.db.write() as session:
             user = await auth_repo.user_by_username(session, DEMO_USER)
             if user is None:
-                session.add(User(username=DEMO_USER, password_hash=hash_password(password),
-                                 is_superuser=True, first_name="Demo", last_name="Merchant"))
+                session.add(
+                    User(
+                        username=DEMO_USER,
+                        password_hash=hash_password(password),
+                        is_superuser=True,
+                        first_name="Demo",
+                        last_name="Merchant",
+                    )
+                )
             else:
                 user.password_hash = hash_password(password)
-            session.add(ApiKey(prefix=prefix, secret_hash=secret_hash,
-                               name=f"demo-{datetime.now(timezone.utc):%Y%m%d%H%M%S}"))
+            session.add(
+                ApiKey(
+                    prefix=prefix,
+                    secret_hash=secret_hash,
+                    name=f"demo-{datetime.now(UTC):%Y%m%d%H%M%S}",
+                )
+            )
             if not await outbox.merchant_setting(session, outbox.HMAC_KEY_SETTING):
                 await outbox.set_merchant_setting(
-                    session, outbox.HMAC_KEY_SETTING, secrets.token_urlsafe(24))
+                    session, outbox.HMAC_KEY_SETTING, secrets.token_urlsafe(24)
+                )
             hmac_key.append(await outbox.merchant_setting(session, outbox.HMAC_KEY_SETTING))
             existing = {gw.pg_code for gw in await gateway_repo.list_all(session)}
             for code, mode, currency in DEMO_GATEWAYS:
                 if code not in existing:
-                    await add_gateway(session, ctx.settings, pg_code=code, connector="sandbox",
-                                      operation_mode=mode, default_currency=currency)
+                    await add_gateway(
+                        session,
+                        ctx.settings,
+                        pg_code=code,
+                        connector="sandbox",
+                        operation_mode=mode,
+                        default_currency=currency,
+                    )
+
     _run(work)
     table = Table(show_header=False, title="PayOps demo (sandbox only)")
     table.add_row("server", f"http://{settings.host}:{settings.port}")
-    table.add_row("dashboard", f"http://{settings.host}:{settings.port}/dashboard "
-                  f"(sign in as {DEMO_USER})")
+    table.add_row(
+        "dashboard", f"http://{settings.host}:{settings.port}/dashboard (sign in as {DEMO_USER})"
+    )
     table.add_row("Basic user", DEMO_USER)
     table.add_row("password", password)
     table.add_row("API key", key)

@@ -45,6 +45,7 @@ def _date(value: str | None, *, until: bool = False) -> date | None:
 
 # -- sign in / out ---------------------------------------------------------------------------
 
+
 @router.get("/login")
 async def login_page(request: Request, next: str = "/dashboard") -> Response:
     token = secrets.token_urlsafe(32)
@@ -58,8 +59,9 @@ async def login(request: Request) -> Response:
     ctx = get_context(request)
     form = await read_form(request)
     next_path = safe_next(form.get("next", "/dashboard"))
-    if not sessions.tokens_match(request.cookies.get(sessions.LOGIN_CSRF_COOKIE, ""),
-                                 form.get("csrf_token")):
+    if not sessions.tokens_match(
+        request.cookies.get(sessions.LOGIN_CSRF_COOKIE, ""), form.get("csrf_token")
+    ):
         raise DashboardError("The sign-in form has expired. Reload the page and try again.", 403)
     username = form.get("username").strip()
     address = sessions.client_address(request)
@@ -69,9 +71,16 @@ async def login(request: Request) -> Response:
         if refusal.status_code == 400:  # a wrong password; throttled tries cost no write
             await service.audit_sign_in(ctx, username, address, "refused")
         fresh = secrets.token_urlsafe(32)
-        response = render(request, None, "login.html", status_code=refusal.status_code,
-                          error=refusal.message, login_csrf=fresh, next=next_path,
-                          username=username)
+        response = render(
+            request,
+            None,
+            "login.html",
+            status_code=refusal.status_code,
+            error=refusal.message,
+            login_csrf=fresh,
+            next=next_path,
+            username=username,
+        )
         sessions.set_login_csrf_cookie(response, request, fresh)
         return response
     await service.audit_sign_in(ctx, user.username, address, "success")
@@ -95,16 +104,23 @@ async def logout(request: Request) -> Response:
 
 # -- home ------------------------------------------------------------------------------------
 
+
 @router.get("")
 @router.get("/")
 async def home(request: Request) -> Response:
     visitor = await signed_in(request)
     data = await service.home(get_context(request))
-    return render(request, visitor, "home.html", home=data,
-                  chart=service.bar_chart(data.chart_days, data.chart_counts))
+    return render(
+        request,
+        visitor,
+        "home.html",
+        home=data,
+        chart=service.bar_chart(data.chart_days, data.chart_counts),
+    )
 
 
 # -- transactions ----------------------------------------------------------------------------
+
 
 def transaction_filter(request: Request) -> repository.TransactionFilter:
     q = request.query_params
@@ -116,7 +132,8 @@ def transaction_filter(request: Request) -> repository.TransactionFilter:
         state=state if state in PARENT_STATES else "",
         gateway=q.get("gateway", "")[:64],
         currency=q.get("currency", "").upper()[:3],
-        date_from=_date(q.get("from")), date_to=_date(q.get("to"), until=True),
+        date_from=_date(q.get("from")),
+        date_to=_date(q.get("to"), until=True),
         operation=operation if operation in ("capture", "refund", "void") else "",
         operation_state=op_state if op_state in OPERATION_STATES else "",
     )
@@ -129,17 +146,29 @@ async def transactions(request: Request) -> Response:
     ctx = get_context(request)
     flt = transaction_filter(request)
     rows, cursor, configured = await service.transactions_page(
-        ctx, flt, _int(request.query_params.get("before")))
+        ctx, flt, _int(request.query_params.get("before"))
+    )
     codes = {g.id: g.pg_code for g in configured}
     gateways = sorted(codes.values())
-    currencies = sorted({code for g in configured
-                         for code in (*g.accepted_currencies, g.default_currency)})
+    currencies = sorted(
+        {code for g in configured for code in (*g.accepted_currencies, g.default_currency)}
+    )
     params = flt.as_params()
-    return render(request, visitor, "transactions.html", rows=rows, flt=flt, states=PARENT_STATES,
-                  gateways=gateways, currencies=currencies, codes=codes,
-                  next_page=urlencode({**params, "before": cursor}) if cursor else "",
-                  export=urlencode(params), first_page=bool(request.query_params.get("before")),
-                  reset=urlencode(params))
+    return render(
+        request,
+        visitor,
+        "transactions.html",
+        rows=rows,
+        flt=flt,
+        states=PARENT_STATES,
+        gateways=gateways,
+        currencies=currencies,
+        codes=codes,
+        next_page=urlencode({**params, "before": cursor}) if cursor else "",
+        export=urlencode(params),
+        first_page=bool(request.query_params.get("before")),
+        reset=urlencode(params),
+    )
 
 
 @router.get("/transactions.csv")
@@ -148,14 +177,16 @@ async def transactions_csv(request: Request) -> Response:
     require(visitor, VIEW_PAYMENTS)
     flt = transaction_filter(request)
     return StreamingResponse(
-        service.export_csv(get_context(request), flt), media_type="text/csv; charset=utf-8",
-        headers={**PAGE_HEADERS,
-                 "Content-Disposition": 'attachment; filename="transactions.csv"'})
+        service.export_csv(get_context(request), flt),
+        media_type="text/csv; charset=utf-8",
+        headers={**PAGE_HEADERS, "Content-Disposition": 'attachment; filename="transactions.csv"'},
+    )
 
 
 @router.get("/transactions/{session_id}")
-async def transaction(request: Request, session_id: str, done: str = "",
-                      notice: str = "") -> Response:
+async def transaction(
+    request: Request, session_id: str, done: str = "", notice: str = ""
+) -> Response:
     visitor = await signed_in(request)
     require(visitor, VIEW_PAYMENTS)
     ctx = get_context(request)
@@ -164,8 +195,9 @@ async def transaction(request: Request, session_id: str, done: str = "",
     # Only the service's own fixed messages come back here (cancel's "Operation done
     # successfully"); anything else in the link is not shown.
     shown = notice if notice in (DONE_MESSAGE,) else ""
-    return render(request, visitor, "transaction.html", view=view, just_done=just_done,
-                  notice=shown)
+    return render(
+        request, visitor, "transaction.html", view=view, just_done=just_done, notice=shown
+    )
 
 
 @router.get("/transactions/{session_id}/{operation}")
@@ -179,8 +211,16 @@ async def confirm_operation(request: Request, session_id: str, operation: str) -
     allowed = next((a for a in view.allowed if a.operation == operation), None)
     if allowed is None:
         raise DashboardError(f"A {operation} is not possible on this transaction now.", 409)
-    return render(request, visitor, "confirm.html", view=view, allowed=allowed,
-                  tracking_key=service.new_tracking_key(), amount=allowed.amount, reason="")
+    return render(
+        request,
+        visitor,
+        "confirm.html",
+        view=view,
+        allowed=allowed,
+        tracking_key=service.new_tracking_key(),
+        amount=allowed.amount,
+        reason="",
+    )
 
 
 @router.post("/transactions/{session_id}/{operation}")
@@ -193,25 +233,50 @@ async def run_operation(request: Request, session_id: str, operation: str) -> Re
     tracking_key = form.get("tracking_key")
     try:
         outcome = await service.operate(
-            ctx, visitor, session_id, operation, amount=form.get("amount"),
-            reason=form.get("reason"), tracking_key=tracking_key)
+            ctx,
+            visitor,
+            session_id,
+            operation,
+            amount=form.get("amount"),
+            reason=form.get("reason"),
+            tracking_key=tracking_key,
+        )
     except DashboardError as error:
         if error.status_code != 400:
             raise
         outcome = service.OperationOutcome(False, error.message, status_code=400)
     if outcome.ok or outcome.status_code == 504 or outcome.in_progress:
-        return redirect(f"/dashboard/transactions/{session_id}", done=outcome.reference_number,
-                        notice="" if outcome.reference_number else outcome.message)
+        return redirect(
+            f"/dashboard/transactions/{session_id}",
+            done=outcome.reference_number,
+            notice="" if outcome.reference_number else outcome.message,
+        )
     view = await service.transaction_view(ctx, visitor, session_id)
     allowed = next((a for a in view.allowed if a.operation == operation), None)
     if allowed is None:
-        return render(request, visitor, "transaction.html", view=view, just_done=None,
-                      error=outcome.message, status_code=outcome.status_code)
-    return render(request, visitor, "confirm.html", view=view, allowed=allowed,
-                  tracking_key=tracking_key if service.TRACKING_KEY.match(tracking_key)
-                  else service.new_tracking_key(),
-                  amount=form.get("amount"), reason=form.get("reason"), error=outcome.message,
-                  status_code=outcome.status_code)
+        return render(
+            request,
+            visitor,
+            "transaction.html",
+            view=view,
+            just_done=None,
+            error=outcome.message,
+            status_code=outcome.status_code,
+        )
+    return render(
+        request,
+        visitor,
+        "confirm.html",
+        view=view,
+        allowed=allowed,
+        tracking_key=tracking_key
+        if service.TRACKING_KEY.match(tracking_key)
+        else service.new_tracking_key(),
+        amount=form.get("amount"),
+        reason=form.get("reason"),
+        error=outcome.message,
+        status_code=outcome.status_code,
+    )
 
 
 # -- webhooks --------------------------------------------------------------------------------
@@ -226,10 +291,18 @@ async def webhooks(request: Request, state: str = "") -> Response:
     ctx = get_context(request)
     state = state if state in EVENT_STATES else ""
     rows, cursor, parents = await service.events_page(
-        ctx, state, _int(request.query_params.get("before")))
-    return render(request, visitor, "webhooks.html", rows=rows, state=state, states=EVENT_STATES,
-                  parents=parents,
-                  next_page=urlencode({"state": state, "before": cursor}) if cursor else "")
+        ctx, state, _int(request.query_params.get("before"))
+    )
+    return render(
+        request,
+        visitor,
+        "webhooks.html",
+        rows=rows,
+        state=state,
+        states=EVENT_STATES,
+        parents=parents,
+        next_page=urlencode({"state": state, "before": cursor}) if cursor else "",
+    )
 
 
 # An id past the database's 64-bit integers once reached the query and answered 500.
@@ -241,8 +314,7 @@ async def webhook(request: Request, event_id: EventId) -> Response:
     visitor = await signed_in(request)
     require(visitor, VIEW_PAYMENTS)
     event, attempts, parent = await service.event_detail(get_context(request), event_id)
-    return render(request, visitor, "webhook.html", event=event, attempts=attempts,
-                  parent=parent)
+    return render(request, visitor, "webhook.html", event=event, attempts=attempts, parent=parent)
 
 
 @router.post("/webhooks/{event_id}/retry")
@@ -260,6 +332,7 @@ router.include_router(review.router)
 
 # -- gateways --------------------------------------------------------------------------------
 
+
 @router.get("/gateways")
 async def gateways(request: Request) -> Response:
     visitor = await signed_in(request)
@@ -273,8 +346,14 @@ async def gateway(request: Request, pg_code: str, saved: str = "") -> Response:
     visitor = await signed_in(request)
     require(visitor, "admin.gateways")
     row = await service.get_gateway(get_context(request), pg_code)
-    return render(request, visitor, "gateway.html", gateway=row,
-                  capabilities=service.gateway_capabilities(row), saved=bool(saved))
+    return render(
+        request,
+        visitor,
+        "gateway.html",
+        gateway=row,
+        capabilities=service.gateway_capabilities(row),
+        saved=bool(saved),
+    )
 
 
 @router.post("/gateways/{pg_code}")
@@ -283,20 +362,33 @@ async def gateway_update(request: Request, pg_code: str) -> Response:
     require(visitor, "admin.gateways")
     ctx = get_context(request)
     try:
-        await service.update_gateway(ctx, visitor, pg_code, enabled=form.get("enabled") == "on",
-                                     operations=form.all("operation"),
-                                     credentials=form.get("credentials"))
+        await service.update_gateway(
+            ctx,
+            visitor,
+            pg_code,
+            enabled=form.get("enabled") == "on",
+            operations=form.all("operation"),
+            credentials=form.get("credentials"),
+        )
     except DashboardError as error:
         if error.status_code != 400:
             raise
         row = await service.get_gateway(ctx, pg_code)
-        return render(request, visitor, "gateway.html", gateway=row,
-                      capabilities=service.gateway_capabilities(row), error=error.message,
-                      saved=False, status_code=400)
+        return render(
+            request,
+            visitor,
+            "gateway.html",
+            gateway=row,
+            capabilities=service.gateway_capabilities(row),
+            error=error.message,
+            saved=False,
+            status_code=400,
+        )
     return redirect(f"/dashboard/gateways/{quote(pg_code, safe='')}", saved="1")
 
 
 # -- API keys --------------------------------------------------------------------------------
+
 
 @router.get("/api-keys")
 async def api_keys(request: Request) -> Response:
@@ -328,13 +420,15 @@ async def api_key_revoke(request: Request, prefix: str) -> Response:
 
 # -- users -----------------------------------------------------------------------------------
 
+
 @router.get("/users")
 async def users(request: Request) -> Response:
     visitor = await signed_in(request)
     require(visitor, "admin.users")
     rows = await service.list_users(get_context(request))
-    return render(request, visitor, "users.html", rows=rows,
-                  grantable=service.grantable_by(visitor))
+    return render(
+        request, visitor, "users.html", rows=rows, grantable=service.grantable_by(visitor)
+    )
 
 
 @router.post("/users")
@@ -343,18 +437,32 @@ async def user_create(request: Request) -> Response:
     ctx = get_context(request)
     try:
         await service.create_user(
-            ctx, visitor, username=form.get("username"), password=form.get("password"),
-            email=form.get("email"), superuser=form.get("superuser") == "on",
-            permissions=form.all("permission"))
+            ctx,
+            visitor,
+            username=form.get("username"),
+            password=form.get("password"),
+            email=form.get("email"),
+            superuser=form.get("superuser") == "on",
+            permissions=form.all("permission"),
+        )
     except DashboardError as error:
         if error.status_code not in (400, 409):
             raise
         rows = await service.list_users(ctx)
-        return render(request, visitor, "users.html", rows=rows, status_code=error.status_code,
-                      grantable=service.grantable_by(visitor), error=error.message,
-                      username=form.get("username"), email=form.get("email"))
-    return redirect(f"/dashboard/users/{quote(form.get('username').strip(), safe='')}",
-                    saved="created")
+        return render(
+            request,
+            visitor,
+            "users.html",
+            rows=rows,
+            status_code=error.status_code,
+            grantable=service.grantable_by(visitor),
+            error=error.message,
+            username=form.get("username"),
+            email=form.get("email"),
+        )
+    return redirect(
+        f"/dashboard/users/{quote(form.get('username').strip(), safe='')}", saved="created"
+    )
 
 
 @router.get("/users/{username}")
@@ -362,16 +470,21 @@ async def user(request: Request, username: str, saved: str = "") -> Response:
     visitor = await signed_in(request)
     require(visitor, "admin.users")
     row = await service.get_user(get_context(request), username)
-    return render(request, visitor, "user.html", user=row, saved=saved,
-                  grantable=service.grantable_by(visitor),
-                  held={p.code for p in row.permissions})
+    return render(
+        request,
+        visitor,
+        "user.html",
+        user=row,
+        saved=saved,
+        grantable=service.grantable_by(visitor),
+        held={p.code for p in row.permissions},
+    )
 
 
 @router.post("/users/{username}/permissions")
 async def user_permissions(request: Request, username: str) -> Response:
     visitor, form = await posted(request)
-    await service.set_permissions(get_context(request), visitor, username,
-                                  form.all("permission"))
+    await service.set_permissions(get_context(request), visitor, username, form.all("permission"))
     return redirect(f"/dashboard/users/{quote(username, safe='')}", saved="permissions")
 
 
@@ -380,8 +493,10 @@ async def user_active(request: Request, username: str) -> Response:
     visitor, form = await posted(request)
     active = form.get("active") == "yes"
     await service.set_user_active(get_context(request), visitor, username, active)
-    return redirect(f"/dashboard/users/{quote(username, safe='')}",
-                    saved="activated" if active else "deactivated")
+    return redirect(
+        f"/dashboard/users/{quote(username, safe='')}",
+        saved="activated" if active else "deactivated",
+    )
 
 
 @router.post("/users/{username}/password")
@@ -394,13 +509,22 @@ async def user_password(request: Request, username: str) -> Response:
         if error.status_code != 400:
             raise
         row = await service.get_user(ctx, username)
-        return render(request, visitor, "user.html", user=row, saved="", status_code=400,
-                      grantable=service.grantable_by(visitor), error=error.message,
-                      held={p.code for p in row.permissions})
+        return render(
+            request,
+            visitor,
+            "user.html",
+            user=row,
+            saved="",
+            status_code=400,
+            grantable=service.grantable_by(visitor),
+            error=error.message,
+            held={p.code for p in row.permissions},
+        )
     return redirect(f"/dashboard/users/{quote(username, safe='')}", saved="password")
 
 
 # -- audit -----------------------------------------------------------------------------------
+
 
 @router.get("/audit")
 async def audit_log(request: Request, actor: str = "", action: str = "") -> Response:
@@ -408,7 +532,15 @@ async def audit_log(request: Request, actor: str = "", action: str = "") -> Resp
     require(visitor, "audit.view")
     ctx = get_context(request)
     rows, cursor = await service.audit_page(
-        ctx, actor, action, _int(request.query_params.get("before")))
+        ctx, actor, action, _int(request.query_params.get("before"))
+    )
     params: dict[str, Any] = {"actor": actor, "action": action}
-    return render(request, visitor, "audit.html", rows=rows, actor=actor, action=action,
-                  next_page=urlencode({**params, "before": cursor}) if cursor else "")
+    return render(
+        request,
+        visitor,
+        "audit.html",
+        rows=rows,
+        actor=actor,
+        action=action,
+        next_page=urlencode({**params, "before": cursor}) if cursor else "",
+    )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from sqlalchemy import Select, and_, delete, exists, func, or_, select
@@ -38,17 +38,20 @@ class TransactionFilter:
 
     def as_params(self) -> dict[str, str]:
         params = {
-            "q": self.query, "state": self.state, "gateway": self.gateway,
+            "q": self.query,
+            "state": self.state,
+            "gateway": self.gateway,
             "currency": self.currency,
             "from": self.date_from.isoformat() if self.date_from else "",
             "to": self.date_to.isoformat() if self.date_to else "",
-            "operation": self.operation, "operation_state": self.operation_state,
+            "operation": self.operation,
+            "operation_state": self.operation_state,
         }
         return {k: v for k, v in params.items() if v}
 
 
 def day_start(day: date) -> datetime:
-    return datetime.combine(day, time.min, tzinfo=timezone.utc)
+    return datetime.combine(day, time.min, tzinfo=UTC)
 
 
 def _search_condition(query: str) -> Any:
@@ -60,10 +63,12 @@ def _search_condition(query: str) -> Any:
     return or_(
         PaymentTransaction.order_no == query,
         PaymentTransaction.session_id == query,
-        PaymentTransaction.id.in_(select(PaymentAttempt.transaction_id)
-                                  .where(PaymentAttempt.reference_number == query)),
-        PaymentTransaction.id.in_(select(Operation.transaction_id)
-                                  .where(Operation.reference_number == query)),
+        PaymentTransaction.id.in_(
+            select(PaymentAttempt.transaction_id).where(PaymentAttempt.reference_number == query)
+        ),
+        PaymentTransaction.id.in_(
+            select(Operation.transaction_id).where(Operation.reference_number == query)
+        ),
     )
 
 
@@ -74,8 +79,11 @@ def transactions_query(flt: TransactionFilter) -> Select[tuple[PaymentTransactio
     if flt.state:
         query = query.where(PaymentTransaction.state == flt.state)
     if flt.gateway:
-        query = query.where(PaymentTransaction.gateway_config_id.in_(
-            select(GatewayConfig.id).where(GatewayConfig.pg_code == flt.gateway)))
+        query = query.where(
+            PaymentTransaction.gateway_config_id.in_(
+                select(GatewayConfig.id).where(GatewayConfig.pg_code == flt.gateway)
+            )
+        )
     if flt.currency:
         query = query.where(PaymentTransaction.currency_code == flt.currency)
     if flt.date_from:
@@ -84,8 +92,10 @@ def transactions_query(flt: TransactionFilter) -> Select[tuple[PaymentTransactio
         day_after = day_start(flt.date_to + timedelta(days=1))
         query = query.where(PaymentTransaction.created_at < day_after)
     if flt.operation:
-        condition = [Operation.transaction_id == PaymentTransaction.id,
-                     Operation.operation == flt.operation]
+        condition = [
+            Operation.transaction_id == PaymentTransaction.id,
+            Operation.operation == flt.operation,
+        ]
         if flt.operation_state:
             condition.append(Operation.state == flt.operation_state)
         if flt.date_from:
@@ -101,8 +111,9 @@ async def transactions_page(
     query = transactions_query(flt)
     if before_id is not None:
         query = query.where(PaymentTransaction.id < before_id)
-    rows = list(await session.scalars(
-        query.order_by(PaymentTransaction.id.desc()).limit(limit + 1)))
+    rows = list(
+        await session.scalars(query.order_by(PaymentTransaction.id.desc()).limit(limit + 1))
+    )
     more = len(rows) > limit
     rows = rows[:limit]
     return rows, (rows[-1].id if more and rows else None)
@@ -113,18 +124,27 @@ async def gateways(session: AsyncSession) -> list[GatewayConfig]:
 
 
 async def parent_by_session_id(session: AsyncSession, session_id: str) -> PaymentTransaction | None:
-    return await session.scalar(select(PaymentTransaction).where(
-        PaymentTransaction.session_id == session_id))
+    return await session.scalar(
+        select(PaymentTransaction).where(PaymentTransaction.session_id == session_id)
+    )
 
 
 async def events_of(session: AsyncSession, parent_id: int) -> list[OutboxEvent]:
-    return list(await session.scalars(select(OutboxEvent).where(
-        OutboxEvent.transaction_id == parent_id).order_by(OutboxEvent.id)))
+    return list(
+        await session.scalars(
+            select(OutboxEvent)
+            .where(OutboxEvent.transaction_id == parent_id)
+            .order_by(OutboxEvent.id)
+        )
+    )
 
 
 async def audit_of(session: AsyncSession, parent_id: int) -> list[AuditEntry]:
-    return list(await session.scalars(select(AuditEntry).where(
-        AuditEntry.transaction_id == parent_id).order_by(AuditEntry.id)))
+    return list(
+        await session.scalars(
+            select(AuditEntry).where(AuditEntry.transaction_id == parent_id).order_by(AuditEntry.id)
+        )
+    )
 
 
 async def operation_by_reference(session: AsyncSession, reference: str) -> Operation | None:
@@ -132,6 +152,7 @@ async def operation_by_reference(session: AsyncSession, reference: str) -> Opera
 
 
 # -- counters ---------------------------------------------------------------------------------
+
 
 @dataclass
 class Counters:
@@ -144,38 +165,58 @@ async def counters_since(session: AsyncSession, since: datetime) -> Counters:
     rows = await session.execute(
         select(PaymentTransaction.state, func.count())
         .where(PaymentTransaction.created_at >= since, PaymentTransaction.deleted_at.is_(None))
-        .group_by(PaymentTransaction.state))
+        .group_by(PaymentTransaction.state)
+    )
     counters.payments = {state: int(count) for state, count in rows}
     rows = await session.execute(
         select(Operation.operation, Operation.state, func.count())
         .where(Operation.created_at >= since)
-        .group_by(Operation.operation, Operation.state))
+        .group_by(Operation.operation, Operation.state)
+    )
     counters.operations = {(op, state): int(count) for op, state, count in rows}
     return counters
 
 
 async def count_operations_in(session: AsyncSession, states: tuple[str, ...]) -> int:
-    return int(await session.scalar(
-        select(func.count()).select_from(Operation).where(Operation.state.in_(states))) or 0)
+    return int(
+        await session.scalar(
+            select(func.count()).select_from(Operation).where(Operation.state.in_(states))
+        )
+        or 0
+    )
 
 
 async def count_events(session: AsyncSession, state: str) -> int:
-    return int(await session.scalar(
-        select(func.count()).select_from(OutboxEvent).where(OutboxEvent.state == state)) or 0)
+    return int(
+        await session.scalar(
+            select(func.count()).select_from(OutboxEvent).where(OutboxEvent.state == state)
+        )
+        or 0
+    )
 
 
 async def operations_per_day(session: AsyncSession, days: list[date]) -> list[int]:
     """How many operations were created on each day (one indexed range count per day)."""
     counts = []
     for day in days:
-        counts.append(int(await session.scalar(
-            select(func.count()).select_from(Operation).where(
-                Operation.created_at >= day_start(day),
-                Operation.created_at < day_start(day + timedelta(days=1)))) or 0))
+        counts.append(
+            int(
+                await session.scalar(
+                    select(func.count())
+                    .select_from(Operation)
+                    .where(
+                        Operation.created_at >= day_start(day),
+                        Operation.created_at < day_start(day + timedelta(days=1)),
+                    )
+                )
+                or 0
+            )
+        )
     return counts
 
 
 # -- webhooks and audit -----------------------------------------------------------------------
+
 
 async def events_page(
     session: AsyncSession, state: str, before_id: int | None, limit: int = PAGE_SIZE
@@ -192,12 +233,20 @@ async def events_page(
 
 
 async def attempts_of_event(session: AsyncSession, event_id: int) -> list[WebhookAttempt]:
-    return list(await session.scalars(select(WebhookAttempt).where(
-        WebhookAttempt.event_id == event_id).order_by(WebhookAttempt.attempt, WebhookAttempt.id)))
+    return list(
+        await session.scalars(
+            select(WebhookAttempt)
+            .where(WebhookAttempt.event_id == event_id)
+            .order_by(WebhookAttempt.attempt, WebhookAttempt.id)
+        )
+    )
 
 
 async def audit_page(
-    session: AsyncSession, actor: str, action: str, before_id: int | None,
+    session: AsyncSession,
+    actor: str,
+    action: str,
+    before_id: int | None,
     limit: int = PAGE_SIZE,
 ) -> tuple[list[AuditEntry], int | None]:
     query = select(AuditEntry)

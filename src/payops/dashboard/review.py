@@ -29,9 +29,11 @@ async def review_page(request: Request, done: str = "", outcome: str = "") -> Re
     require(visitor, RESOLVE_PERMISSION)
     ctx = get_context(request)
     queue = await review.review_queue(
-        ctx, include_processing_older_than=ctx.settings.reconcile_after_seconds)
-    return render(request, visitor, "review.html", queue=queue, done=done[:20],
-                  outcome=outcome[:200])
+        ctx, include_processing_older_than=ctx.settings.reconcile_after_seconds
+    )
+    return render(
+        request, visitor, "review.html", queue=queue, done=done[:20], outcome=outcome[:200]
+    )
 
 
 @router.post("/review/{reference_number}/recheck")
@@ -43,10 +45,19 @@ async def recheck(request: Request, reference_number: str) -> Response:
         after = await review.recheck_operation(ctx, reference_number, visitor.principal)
     except ApiError as error:
         raise DashboardError(_message(error), error.status_code) from None
-    await record_visit(ctx, visitor, "dashboard.recheck", after["state"],
-                       order_no=after.get("order_no", ""), reference_number=reference_number)
-    return redirect("/dashboard/review", done=reference_number,
-                    outcome=f"{after['state']}: {after.get('message') or ''}".strip(": "))
+    await record_visit(
+        ctx,
+        visitor,
+        "dashboard.recheck",
+        after["state"],
+        order_no=after.get("order_no", ""),
+        reference_number=reference_number,
+    )
+    return redirect(
+        "/dashboard/review",
+        done=reference_number,
+        outcome=f"{after['state']}: {after.get('message') or ''}".strip(": "),
+    )
 
 
 @router.post("/review/{reference_number}/resolve")
@@ -61,12 +72,26 @@ async def resolve(request: Request, reference_number: str) -> Response:
         raise DashboardError("Give a reason: it is kept with the resolution and in the audit log.")
     try:
         after = await review.resolve_operation(
-            ctx, reference_number, outcome=outcome, reason=reason,
-            evidence=form.get("evidence"), actor=visitor.principal)
+            ctx,
+            reference_number,
+            outcome=outcome,
+            reason=reason,
+            evidence=form.get("evidence"),
+            actor=visitor.principal,
+        )
     except ApiError as error:
         raise DashboardError(_message(error), error.status_code) from None
-    await record_visit(ctx, visitor, "dashboard.resolve", outcome,
-                       order_no=after.get("order_no", ""), reference_number=reference_number,
-                       reason=reason)
-    return redirect("/dashboard/review", done=reference_number,
-                    outcome=f"resolved as {outcome}; now {after['state']}")
+    await record_visit(
+        ctx,
+        visitor,
+        "dashboard.resolve",
+        outcome,
+        order_no=after.get("order_no", ""),
+        reference_number=reference_number,
+        reason=reason,
+    )
+    return redirect(
+        "/dashboard/review",
+        done=reference_number,
+        outcome=f"resolved as {outcome}; now {after['state']}",
+    )

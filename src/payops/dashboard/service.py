@@ -12,7 +12,7 @@ import re
 import secrets
 from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -94,11 +94,25 @@ def require(visitor: Visitor, permission: str) -> None:
         raise Forbidden()
 
 
-def record(session: AsyncSession, visitor: Visitor, action: str, result: str,
-           parent: PaymentTransaction | None = None, **details: Any) -> None:
+def record(
+    session: AsyncSession,
+    visitor: Visitor,
+    action: str,
+    result: str,
+    parent: PaymentTransaction | None = None,
+    **details: Any,
+) -> None:
     """An audit row for something done in the dashboard: who, what, and from which address."""
-    audit.record(session, visitor.principal, action, result, parent, address=visitor.address,
-                 via="dashboard", **details)
+    audit.record(
+        session,
+        visitor.principal,
+        action,
+        result,
+        parent,
+        address=visitor.address,
+        via="dashboard",
+        **details,
+    )
 
 
 def money(minor: int, currency: str) -> str:
@@ -106,6 +120,7 @@ def money(minor: int, currency: str) -> str:
 
 
 # -- transactions -----------------------------------------------------------------------------
+
 
 @dataclass
 class AllowedOperation:
@@ -142,26 +157,38 @@ async def transaction_view(ctx: AppContext, visitor: Visitor, session_id: str) -
         operations = await txn_repo.operations(session, parent.id)
         events = await repository.events_of(session, parent.id)
         audit_rows = await repository.audit_of(session, parent.id)
-        successful = await txn_repo.successful_attempt(session, parent.id,
-                                                       parent.gateway_config_id)
+        successful = await txn_repo.successful_attempt(session, parent.id, parent.gateway_config_id)
     ccy = parent.currency_code
     # Money the merchant holds: paid (or captured after an authorization) less refunds.
     paid = parent.paid_total if parent.operation_mode == "purchase" else parent.captured
     amounts = {
-        "amount": money(parent.amount, ccy), "fee": money(parent.fee, ccy),
-        "authorized": money(parent.authorized_total, ccy), "paid": money(paid, ccy),
-        "captured": money(parent.captured, ccy), "refunded": money(parent.refunded, ccy),
+        "amount": money(parent.amount, ccy),
+        "fee": money(parent.fee, ccy),
+        "authorized": money(parent.authorized_total, ccy),
+        "paid": money(paid, ccy),
+        "captured": money(parent.captured, ccy),
+        "refunded": money(parent.refunded, ccy),
         "voided": money(parent.voided, ccy),
         "remaining": money(max(paid - parent.refunded, 0), ccy),
-        "capturable": money(capturable(totals), ccy), "refundable": money(refundable(totals), ccy),
+        "capturable": money(capturable(totals), ccy),
+        "refundable": money(refundable(totals), ccy),
     }
-    timeline = [{
-        "when": op.created_at, "settled": op.settled_at, "who": who(op), "source": op.source,
-        "operation": op.operation, "state": op.state, "child_state": child_state(op) or "",
-        "amount": money(op.amount, op.currency_code), "reference_number": op.reference_number,
-        "gateway_reference": ", ".join(f"{k}: {v}" for k, v in (op.gateway_refs or {}).items()),
-        "message": op.message,
-    } for op in operations]
+    timeline = [
+        {
+            "when": op.created_at,
+            "settled": op.settled_at,
+            "who": who(op),
+            "source": op.source,
+            "operation": op.operation,
+            "state": op.state,
+            "child_state": child_state(op) or "",
+            "amount": money(op.amount, op.currency_code),
+            "reference_number": op.reference_number,
+            "gateway_reference": ", ".join(f"{k}: {v}" for k, v in (op.gateway_refs or {}).items()),
+            "message": op.message,
+        }
+        for op in operations
+    ]
     view = TransactionView(parent, amounts, attempts, timeline, events, audit_rows)
     if parent.deleted_at is not None:
         return view
@@ -206,14 +233,23 @@ def _refusal_message(error: ApiError) -> str:
     body = error.body if isinstance(error.body, dict) else {}
     if "detail" in body:
         return str(body["detail"])
-    parts = [f"{name}: {' '.join(map(str, errs))}" for name, errs in body.items()
-             if isinstance(errs, list)]
+    parts = [
+        f"{name}: {' '.join(map(str, errs))}"
+        for name, errs in body.items()
+        if isinstance(errs, list)
+    ]
     return "; ".join(parts) or "The operation was refused."
 
 
 async def operate(
-    ctx: AppContext, visitor: Visitor, session_id: str, operation: str, *, amount: str,
-    reason: str, tracking_key: str,
+    ctx: AppContext,
+    visitor: Visitor,
+    session_id: str,
+    operation: str,
+    *,
+    amount: str,
+    reason: str,
+    tracking_key: str,
 ) -> OperationOutcome:
     if operation not in DASHBOARD_OPERATIONS:
         raise PageNotFound()
@@ -230,27 +266,45 @@ async def operate(
         raise DashboardError("Enter the amount.")
     lookup = Lookup(session_id=session_id)
     try:
-        body = await run_operation(ctx, visitor.principal, lookup, operation, raw_amount,
-                                   tracking_key if operation != "cancel" else None)
+        body = await run_operation(
+            ctx,
+            visitor.principal,
+            lookup,
+            operation,
+            raw_amount,
+            tracking_key if operation != "cancel" else None,
+        )
     except ApiError as error:
         message = _refusal_message(error)
         result = "pending" if error.status_code == 504 else "refused"
-        reference = str(error.body.get("reference_number", "")) if isinstance(
-            error.body, dict) else ""
+        reference = (
+            str(error.body.get("reference_number", "")) if isinstance(error.body, dict) else ""
+        )
         in_progress = isinstance(error, TrackingKeyInProgress)
         if in_progress:  # a double click: show the first submission's operation
             reference = await _first_submission(ctx, session_id, tracking_key)
-        outcome = OperationOutcome(False, message, reference, error.status_code,
-                                   in_progress=in_progress)
+        outcome = OperationOutcome(
+            False, message, reference, error.status_code, in_progress=in_progress
+        )
     else:
         reference = str(body.get("reference_number", ""))
         result = "success"
         outcome = OperationOutcome(True, str(body.get("detail") or "Done."), reference)
     async with ctx.db.write() as session:
         parent = await repository.parent_by_session_id(session, session_id)
-        record(session, visitor, f"dashboard.{operation}", result, parent, reason=reason,
-               tracking_key=tracking_key, amount=raw_amount or "", reference_number=reference,
-               status=outcome.status_code, message=outcome.message if not outcome.ok else "")
+        record(
+            session,
+            visitor,
+            f"dashboard.{operation}",
+            result,
+            parent,
+            reason=reason,
+            tracking_key=tracking_key,
+            amount=raw_amount or "",
+            reference_number=reference,
+            status=outcome.status_code,
+            message=outcome.message if not outcome.ok else "",
+        )
     return outcome
 
 
@@ -261,8 +315,11 @@ async def _first_submission(ctx: AppContext, session_id: str, tracking_key: str)
     for _ in range(FIRST_SUBMISSION_POLLS):
         async with ctx.db.read() as session:
             parent = await repository.parent_by_session_id(session, session_id)
-            op = (await txn_repo.operation_by_tracking_key(session, parent.id, tracking_key)
-                  if parent is not None else None)
+            op = (
+                await txn_repo.operation_by_tracking_key(session, parent.id, tracking_key)
+                if parent is not None
+                else None
+            )
         if op is None:
             return reference
         reference = op.reference_number
@@ -277,8 +334,20 @@ FIRST_SUBMISSION_POLLS = 50  # at 0.1 s: wait at most about 5 s for the first su
 
 # -- CSV export --------------------------------------------------------------------------------
 
-CSV_COLUMNS = ("created_at", "order_no", "session_id", "state", "amount", "fee", "currency_code",
-               "captured", "refunded", "voided", "gateway", "customer_email")
+CSV_COLUMNS = (
+    "created_at",
+    "order_no",
+    "session_id",
+    "state",
+    "amount",
+    "fee",
+    "currency_code",
+    "captured",
+    "refunded",
+    "voided",
+    "gateway",
+    "customer_email",
+)
 
 
 def escape_cell(value: Any) -> str:
@@ -290,17 +359,25 @@ def escape_cell(value: Any) -> str:
 def csv_row(parent: PaymentTransaction, gateway_codes: dict[int, str]) -> list[str]:
     ccy = parent.currency_code
     values = (
-        parent.created_at.strftime("%Y-%m-%d %H:%M:%S"), parent.order_no or "", parent.session_id,
-        parent.state, money(parent.amount, ccy), money(parent.fee, ccy), ccy,
-        money(parent.captured, ccy), money(parent.refunded, ccy), money(parent.voided, ccy),
+        parent.created_at.strftime("%Y-%m-%d %H:%M:%S"),
+        parent.order_no or "",
+        parent.session_id,
+        parent.state,
+        money(parent.amount, ccy),
+        money(parent.fee, ccy),
+        ccy,
+        money(parent.captured, ccy),
+        money(parent.refunded, ccy),
+        money(parent.voided, ccy),
         gateway_codes.get(parent.gateway_config_id or 0, ""),
         (parent.customer or {}).get("customer_email", ""),
     )
     return [escape_cell(v) for v in values]
 
 
-async def export_csv(ctx: AppContext, flt: repository.TransactionFilter,
-                     batch: int = 500) -> AsyncIterator[str]:
+async def export_csv(
+    ctx: AppContext, flt: repository.TransactionFilter, batch: int = 500
+) -> AsyncIterator[str]:
     """The whole filtered list, newest first, streamed a page at a time (a short read
     transaction per page, so a long download holds no transaction open)."""
     buffer = io.StringIO()
@@ -329,6 +406,7 @@ async def export_csv(ctx: AppContext, flt: repository.TransactionFilter,
 
 # -- home --------------------------------------------------------------------------------------
 
+
 @dataclass
 class Home:
     today: repository.Counters
@@ -343,7 +421,7 @@ class Home:
 
 
 async def home(ctx: AppContext, now: datetime | None = None, chart_days: int = 14) -> Home:
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     today = now.date()
     week_start = today - timedelta(days=6)
     days = [today - timedelta(days=n) for n in range(chart_days - 1, -1, -1)]
@@ -351,7 +429,8 @@ async def home(ctx: AppContext, now: datetime | None = None, chart_days: int = 1
         return Home(
             today=await repository.counters_since(session, repository.day_start(today)),
             week=await repository.counters_since(session, repository.day_start(week_start)),
-            today_start=today, week_start=week_start,
+            today_start=today,
+            week_start=week_start,
             in_review=await repository.count_operations_in(session, ("needs_review",)),
             processing=await repository.count_operations_in(session, ("processing",)),
             webhooks_failing=await repository.count_events(session, "failed"),
@@ -360,8 +439,9 @@ async def home(ctx: AppContext, now: datetime | None = None, chart_days: int = 1
         )
 
 
-def bar_chart(days: list[date], counts: list[int], width: int = 560,
-              height: int = 160) -> dict[str, Any]:
+def bar_chart(
+    days: list[date], counts: list[int], width: int = 560, height: int = 160
+) -> dict[str, Any]:
     """Geometry of a bar chart drawn as SVG by the template (no script, no inline style)."""
     top = max(counts or [0]) or 1
     gap, left, bottom = 4, 28, 20
@@ -369,24 +449,37 @@ def bar_chart(days: list[date], counts: list[int], width: int = 560,
     bars = []
     for index, (day, count) in enumerate(zip(days, counts)):
         bar_height = round((height - bottom - 10) * count / top, 1)
-        bars.append({
-            "x": round(left + index * slot + gap / 2, 1), "width": round(slot - gap, 1),
-            "y": round(height - bottom - bar_height, 1), "height": bar_height,
-            "count": count, "label": day.strftime("%d"), "title": f"{day.isoformat()}: {count}",
-            "label_x": round(left + index * slot + slot / 2, 1),
-        })
-    return {"width": width, "height": height, "bars": bars, "top": top,
-            "baseline": height - bottom, "left": left}
+        bars.append(
+            {
+                "x": round(left + index * slot + gap / 2, 1),
+                "width": round(slot - gap, 1),
+                "y": round(height - bottom - bar_height, 1),
+                "height": bar_height,
+                "count": count,
+                "label": day.strftime("%d"),
+                "title": f"{day.isoformat()}: {count}",
+                "label_x": round(left + index * slot + slot / 2, 1),
+            }
+        )
+    return {
+        "width": width,
+        "height": height,
+        "bars": bars,
+        "top": top,
+        "baseline": height - bottom,
+        "left": left,
+    }
 
 
 # -- webhooks ----------------------------------------------------------------------------------
+
 
 async def retry_event(ctx: AppContext, visitor: Visitor, event_id: int) -> str:
     """Start a fresh series of tries for an event that failed for good, and make the first now.
     Only failed events: a pending one may be in a worker's hands right now (its lease and its
     backoff share ``next_attempt_at``), and it is retried on its own schedule anyway. The
     delivery lease is taken as a worker takes it, so the event is never sent twice at once."""
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     async with ctx.db.write() as session:
         event = await session.get(OutboxEvent, event_id, with_for_update=True)
         if event is None:
@@ -394,12 +487,23 @@ async def retry_event(ctx: AppContext, visitor: Visitor, event_id: int) -> str:
         if event.state == "delivered":
             raise DashboardError("This event was delivered already.", 409)
         if event.state != "failed":
-            raise DashboardError("This event is still being tried on its own schedule; it can "
-                                 "be retried by hand once it has failed.", 409)
+            raise DashboardError(
+                "This event is still being tried on its own schedule; it can "
+                "be retried by hand once it has failed.",
+                409,
+            )
         previous = event.state
         event.state, event.attempts, event.next_attempt_at = "pending", 0, now
-        record(session, visitor, "webhook.retry", "requested", None,
-               order_no="", event_id=event.event_id, previous_state=previous)
+        record(
+            session,
+            visitor,
+            "webhook.retry",
+            "requested",
+            None,
+            order_no="",
+            event_id=event.event_id,
+            previous_state=previous,
+        )
     deadline = await delivery.claim(ctx, event_id)
     if deadline is None:
         return "pending"  # a worker took it first; it is being sent
@@ -409,14 +513,21 @@ async def retry_event(ctx: AppContext, visitor: Visitor, event_id: int) -> str:
 # -- users -------------------------------------------------------------------------------------
 
 
-
 def grantable_by(visitor: Visitor) -> list[str]:
     """Codes this administrator may give or take: those they hold themselves (no escalation)."""
     return sorted(superuser_permissions() if visitor.is_superuser else visitor.permissions)
 
 
-async def create_user(ctx: AppContext, visitor: Visitor, *, username: str, password: str,
-                      email: str, superuser: bool, permissions: list[str]) -> None:
+async def create_user(
+    ctx: AppContext,
+    visitor: Visitor,
+    *,
+    username: str,
+    password: str,
+    email: str,
+    superuser: bool,
+    permissions: list[str],
+) -> None:
     require(visitor, "admin.users")
     username = username.strip()
     if not accounts.USERNAME.fullmatch(username):
@@ -424,8 +535,11 @@ async def create_user(ctx: AppContext, visitor: Visitor, *, username: str, passw
     try:
         accounts.check_new_password(password)
     except accounts.AccountError as error:
-        raise DashboardError(str(error.body.get("detail", "")) if isinstance(
-            error.body, dict) else "Choose another password.") from None
+        raise DashboardError(
+            str(error.body.get("detail", ""))
+            if isinstance(error.body, dict)
+            else "Choose another password."
+        ) from None
     if superuser and not visitor.is_superuser:
         raise Forbidden("Only a superuser can create a superuser.")
     codes = sorted(set(permissions))
@@ -434,11 +548,25 @@ async def create_user(ctx: AppContext, visitor: Visitor, *, username: str, passw
     async with ctx.db.write() as session:
         if await auth_repo.user_by_username(session, username):
             raise DashboardError(f"A user named {username} exists.", 409)
-        session.add(User(username=username, password_hash=hash_password(password),
-                         email=email.strip()[:254], is_superuser=superuser,
-                         permissions=[UserPermission(code=c) for c in codes]))
-        record(session, visitor, "user.create", "success", None, username=username,
-               superuser=superuser, permissions=codes)
+        session.add(
+            User(
+                username=username,
+                password_hash=hash_password(password),
+                email=email.strip()[:254],
+                is_superuser=superuser,
+                permissions=[UserPermission(code=c) for c in codes],
+            )
+        )
+        record(
+            session,
+            visitor,
+            "user.create",
+            "success",
+            None,
+            username=username,
+            superuser=superuser,
+            permissions=codes,
+        )
 
 
 async def _managed_user(session: AsyncSession, visitor: Visitor, username: str) -> User:
@@ -448,15 +576,17 @@ async def _managed_user(session: AsyncSession, visitor: Visitor, username: str) 
     if user.is_superuser and not visitor.is_superuser:
         raise Forbidden("Only a superuser can change a superuser.")
     if not visitor.is_superuser and not {p.code for p in user.permissions} <= set(
-            grantable_by(visitor)):
+        grantable_by(visitor)
+    ):
         # Otherwise an admin.users holder could reset the password of a colleague holding more
         # (payment.resolve, admin.api_keys …) and sign in as them: a grant by another door.
         raise Forbidden("You can only change users whose permissions you hold.")
     return user
 
 
-async def set_permissions(ctx: AppContext, visitor: Visitor, username: str,
-                          wanted: list[str]) -> tuple[list[str], list[str]]:
+async def set_permissions(
+    ctx: AppContext, visitor: Visitor, username: str, wanted: list[str]
+) -> tuple[list[str], list[str]]:
     """Make the user hold exactly ``wanted`` among the codes the visitor may manage.
     Returns (granted, revoked)."""
     require(visitor, "admin.users")
@@ -476,11 +606,25 @@ async def set_permissions(ctx: AppContext, visitor: Visitor, username: str,
         if granted or revoked:
             accounts.bump_credentials_version(user)
         if granted:
-            record(session, visitor, "user.grant", "success", None, username=username,
-                   permissions=granted)
+            record(
+                session,
+                visitor,
+                "user.grant",
+                "success",
+                None,
+                username=username,
+                permissions=granted,
+            )
         if revoked:
-            record(session, visitor, "user.revoke", "success", None, username=username,
-                   permissions=revoked)
+            record(
+                session,
+                visitor,
+                "user.revoke",
+                "success",
+                None,
+                username=username,
+                permissions=revoked,
+            )
     return granted, revoked
 
 
@@ -499,30 +643,40 @@ async def get_user(ctx: AppContext, username: str) -> User:
 
 # -- API keys ----------------------------------------------------------------------------------
 
+
 async def list_api_keys(ctx: AppContext) -> list[ApiKey]:
     async with ctx.db.read() as session:
         return await auth_repo.list_api_keys(session)
 
 
-async def create_api_key(ctx: AppContext, visitor: Visitor, name: str,
-                         expires_in_days: int) -> tuple[str, str]:
+async def create_api_key(
+    ctx: AppContext, visitor: Visitor, name: str, expires_in_days: int
+) -> tuple[str, str]:
     """Only superusers: a key holds every payment permission. Returns (key, prefix)."""
     require(visitor, "admin.api_keys")
     if not visitor.is_superuser:
-        raise Forbidden("Only a superuser can create API keys: a key holds every payment "
-                        "permission.")
+        raise Forbidden(
+            "Only a superuser can create API keys: a key holds every payment permission."
+        )
     name = name.strip()
     if not name or len(name) > 50:
         raise DashboardError("Give the key a name of at most 50 characters.")
     if expires_in_days < 0 or expires_in_days > 3650:
         raise DashboardError("The expiry is 0 (never) to 3650 days.")
     key, prefix, secret_hash = new_api_key()
-    expires = (datetime.now(timezone.utc) + timedelta(days=expires_in_days)
-               if expires_in_days else None)
+    expires = datetime.now(UTC) + timedelta(days=expires_in_days) if expires_in_days else None
     async with ctx.db.write() as session:
         session.add(ApiKey(prefix=prefix, secret_hash=secret_hash, name=name, expires_at=expires))
-        record(session, visitor, "api_key.create", "success", None, prefix=prefix, name=name,
-               expires_in_days=expires_in_days)
+        record(
+            session,
+            visitor,
+            "api_key.create",
+            "success",
+            None,
+            prefix=prefix,
+            name=name,
+            expires_in_days=expires_in_days,
+        )
     return key, prefix
 
 
@@ -535,12 +689,14 @@ async def revoke_api_key(ctx: AppContext, visitor: Visitor, prefix: str) -> None
         if key is None:
             raise PageNotFound("No such API key.")
         if key.revoked_at is None:
-            key.revoked_at = datetime.now(timezone.utc)
-            record(session, visitor, "api_key.revoke", "success", None, prefix=prefix,
-                   name=key.name)
+            key.revoked_at = datetime.now(UTC)
+            record(
+                session, visitor, "api_key.revoke", "success", None, prefix=prefix, name=key.name
+            )
 
 
 # -- gateways ----------------------------------------------------------------------------------
+
 
 async def list_gateways(ctx: AppContext) -> list[GatewayConfig]:
     async with ctx.db.read() as session:
@@ -562,8 +718,15 @@ def gateway_capabilities(gateway: GatewayConfig) -> list[str]:
         return []
 
 
-async def update_gateway(ctx: AppContext, visitor: Visitor, pg_code: str, *, enabled: bool,
-                         operations: list[str], credentials: str) -> None:
+async def update_gateway(
+    ctx: AppContext,
+    visitor: Visitor,
+    pg_code: str,
+    *,
+    enabled: bool,
+    operations: list[str],
+    credentials: str,
+) -> None:
     """Enable/disable, choose the operations, and replace (never show) the credentials."""
     require(visitor, "admin.gateways")
     async with ctx.db.write() as session:
@@ -573,15 +736,19 @@ async def update_gateway(ctx: AppContext, visitor: Visitor, pg_code: str, *, ena
         cls = connector_class(gateway.connector)
         wanted = sorted(set(operations))
         if set(wanted) - cls.capabilities:
-            raise DashboardError(f"{gateway.connector} cannot perform: "
-                                 f"{', '.join(sorted(set(wanted) - cls.capabilities))}.")
+            raise DashboardError(
+                f"{gateway.connector} cannot perform: "
+                f"{', '.join(sorted(set(wanted) - cls.capabilities))}."
+            )
         changes: dict[str, Any] = {}
         if gateway.is_enabled != enabled:
             gateway.is_enabled = enabled
             changes["enabled"] = enabled
         if sorted(gateway.enabled_operations or []) != wanted:
-            changes["operations"] = {"before": sorted(gateway.enabled_operations or []),
-                                     "after": wanted}
+            changes["operations"] = {
+                "before": sorted(gateway.enabled_operations or []),
+                "after": wanted,
+            }
             gateway.enabled_operations = wanted
         if credentials.strip():
             try:
@@ -593,21 +760,29 @@ async def update_gateway(ctx: AppContext, visitor: Visitor, pg_code: str, *, ena
             missing = [k for k in cls.required_credentials if not values.get(k)]
             if missing:
                 raise DashboardError(
-                    f"{gateway.connector} needs credentials: {', '.join(missing)}.")
+                    f"{gateway.connector} needs credentials: {', '.join(missing)}."
+                )
             gateway.credentials_encrypted = secret_box(ctx.settings).seal(values)
             # Only the names of the fields, never their values.
             changes["credentials_replaced"] = sorted(values)
         if changes:
-            record(session, visitor, "gateway.update", "success", None, pg_code=pg_code,
-                   **changes)
+            record(session, visitor, "gateway.update", "success", None, pg_code=pg_code, **changes)
 
 
 # -- audit -------------------------------------------------------------------------------------
 
+
 async def audit_sign_in(ctx: AppContext, username: str, address: str, result: str) -> None:
     async with ctx.db.write() as session:
-        audit.record(session, Principal("user", username[:150], frozenset()), "dashboard.sign_in",
-                     result, None, address=address, via="dashboard")
+        audit.record(
+            session,
+            Principal("user", username[:150], frozenset()),
+            "dashboard.sign_in",
+            result,
+            None,
+            address=address,
+            via="dashboard",
+        )
 
 
 async def set_user_active(ctx: AppContext, visitor: Visitor, username: str, active: bool) -> None:
@@ -620,19 +795,23 @@ async def set_user_active(ctx: AppContext, visitor: Visitor, username: str, acti
         raise DashboardError("You cannot deactivate your own account.", 409)
     await _account_change(accounts.set_active(ctx, username, active, actor=visitor.principal))
     async with ctx.db.write() as session:
-        record(session, visitor, "dashboard.user.activate" if active
-               else "dashboard.user.deactivate", "success", None, username=username)
+        record(
+            session,
+            visitor,
+            "dashboard.user.activate" if active else "dashboard.user.deactivate",
+            "success",
+            None,
+            username=username,
+        )
 
 
 async def reset_password(ctx: AppContext, visitor: Visitor, username: str, password: str) -> None:
     require(visitor, "admin.users")
     async with ctx.db.read() as session:
         await _managed_user(session, visitor, username)
-    await _account_change(accounts.set_password(ctx, username, password,
-                                                actor=visitor.principal))
+    await _account_change(accounts.set_password(ctx, username, password, actor=visitor.principal))
     async with ctx.db.write() as session:
-        record(session, visitor, "dashboard.user.set_password", "success", None,
-               username=username)
+        record(session, visitor, "dashboard.user.set_password", "success", None, username=username)
 
 
 async def _account_change(change: Awaitable[None]) -> None:
@@ -644,6 +823,7 @@ async def _account_change(change: Awaitable[None]) -> None:
 
 
 # -- page reads -------------------------------------------------------------------------------
+
 
 async def transactions_page(
     ctx: AppContext, flt: repository.TransactionFilter, before: int | None
@@ -670,12 +850,14 @@ async def events_page(
     async with ctx.db.read() as session:
         rows, cursor = await repository.events_page(session, state, before)
         parents = await repository.parents_by_ids(
-            session, {e.transaction_id for e in rows if e.transaction_id})
+            session, {e.transaction_id for e in rows if e.transaction_id}
+        )
     return rows, cursor, parents
 
 
-async def event_detail(ctx: AppContext, event_id: int) -> tuple[
-        OutboxEvent, list[WebhookAttempt], PaymentTransaction | None]:
+async def event_detail(
+    ctx: AppContext, event_id: int
+) -> tuple[OutboxEvent, list[WebhookAttempt], PaymentTransaction | None]:
     """One webhook event, its delivery attempts and its parent; PageNotFound if none."""
     async with ctx.db.read() as session:
         event = await repository.event(session, event_id)
@@ -683,7 +865,8 @@ async def event_detail(ctx: AppContext, event_id: int) -> tuple[
             raise PageNotFound("No such webhook event.")
         attempts = await repository.attempts_of_event(session, event_id)
         parents = await repository.parents_by_ids(
-            session, {event.transaction_id} if event.transaction_id else set())
+            session, {event.transaction_id} if event.transaction_id else set()
+        )
     return event, attempts, parents.get(event.transaction_id or 0)
 
 
@@ -694,8 +877,9 @@ async def audit_page(
         return await repository.audit_page(session, actor[:150], action[:32], before)
 
 
-async def record_visit(ctx: AppContext, visitor: Visitor, action: str, result: str,
-                       **details: Any) -> None:
+async def record_visit(
+    ctx: AppContext, visitor: Visitor, action: str, result: str, **details: Any
+) -> None:
     """An audit row, in its own transaction, for a dashboard action whose work is done."""
     async with ctx.db.write() as session:
         record(session, visitor, action, result, None, **details)

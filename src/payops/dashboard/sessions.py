@@ -14,7 +14,7 @@ import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from fastapi import Request
 from fastapi.responses import Response
@@ -46,8 +46,12 @@ def user_permissions(user: User) -> frozenset[str]:
 def principal_for(user: User) -> Principal:
     """The same caller the API builds for this user's Basic credentials."""
     initiator = {
-        "id": user.id, "first_name": user.first_name, "last_name": user.last_name,
-        "username": user.username, "email": user.email, "phone": user.phone,
+        "id": user.id,
+        "first_name": user.first_name,
+        "last_name": user.last_name,
+        "username": user.username,
+        "email": user.email,
+        "phone": user.phone,
     }
     return Principal("user", user.username, user_permissions(user), initiator)
 
@@ -105,19 +109,26 @@ async def sign_in(ctx: AppContext, username: str, password: str, address: str) -
         raise SignInRefused("Invalid username or password, or the account is inactive.") from None
     except DetailError as error:  # throttled (429) or too busy verifying passwords (503)
         seconds = error.headers.get("Retry-After", "60")
-        raise SignInRefused(f"Sign-in is not possible now. Try again in {seconds} seconds.",
-                            error.status_code) from None
+        raise SignInRefused(
+            f"Sign-in is not possible now. Try again in {seconds} seconds.", error.status_code
+        ) from None
     token = secrets.token_urlsafe(32)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     async with ctx.db.write() as session:
         user = await session.get_one(User, principal.initiator["id"])
         await repository.delete_expired_sessions(session, now)
-        session.add(DashboardSession(
-            token_hash=token_hash(token), user_id=user.id, csrf_token=secrets.token_urlsafe(32),
-            credentials_version=credentials_version(user), client_address=address,
-            created_at=now, last_seen_at=now,
-            expires_at=now + timedelta(hours=ctx.settings.dashboard_session_hours),
-        ))
+        session.add(
+            DashboardSession(
+                token_hash=token_hash(token),
+                user_id=user.id,
+                csrf_token=secrets.token_urlsafe(32),
+                credentials_version=credentials_version(user),
+                client_address=address,
+                created_at=now,
+                last_seen_at=now,
+                expires_at=now + timedelta(hours=ctx.settings.dashboard_session_hours),
+            )
+        )
     return token, user
 
 
@@ -127,15 +138,19 @@ async def current_visitor(ctx: AppContext, request: Request) -> Visitor | None:
     if not token or len(token) > 128:
         return None
     key = token_hash(token)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     idle = timedelta(minutes=ctx.settings.dashboard_idle_minutes)
     async with ctx.db.read() as session:
         row = await session.get(DashboardSession, key)
         user = await session.get(User, row.user_id) if row is not None else None
     if row is None or user is None:
         return None
-    if (row.expires_at <= now or row.last_seen_at + idle <= now or not user.is_active
-            or credentials_version(user) != row.credentials_version):
+    if (
+        row.expires_at <= now
+        or row.last_seen_at + idle <= now
+        or not user.is_active
+        or credentials_version(user) != row.credentials_version
+    ):
         await end_session(ctx, key)
         return None
     if now - row.last_seen_at >= TOUCH_EVERY:
@@ -144,8 +159,15 @@ async def current_visitor(ctx: AppContext, request: Request) -> Visitor | None:
             if stored is not None:
                 stored.last_seen_at = now
     principal = principal_for(user)
-    return Visitor(user.id, user.username, user.is_superuser, row.csrf_token, key,
-                   client_address(request), principal)
+    return Visitor(
+        user.id,
+        user.username,
+        user.is_superuser,
+        row.csrf_token,
+        key,
+        client_address(request),
+        principal,
+    )
 
 
 async def end_session(ctx: AppContext, key: str) -> None:
@@ -158,15 +180,33 @@ def tokens_match(expected: str, given: str | None) -> bool:
 
 
 def set_session_cookie(response: Response, request: Request, token: str) -> None:
-    response.set_cookie(SESSION_COOKIE, token, httponly=True, samesite="strict",
-                        secure=is_https(request), path="/dashboard")
+    response.set_cookie(
+        SESSION_COOKIE,
+        token,
+        httponly=True,
+        samesite="strict",
+        secure=is_https(request),
+        path="/dashboard",
+    )
 
 
 def clear_session_cookie(response: Response, request: Request) -> None:
-    response.delete_cookie(SESSION_COOKIE, path="/dashboard", httponly=True, samesite="strict",
-                           secure=is_https(request))
+    response.delete_cookie(
+        SESSION_COOKIE,
+        path="/dashboard",
+        httponly=True,
+        samesite="strict",
+        secure=is_https(request),
+    )
 
 
 def set_login_csrf_cookie(response: Response, request: Request, token: str) -> None:
-    response.set_cookie(LOGIN_CSRF_COOKIE, token, httponly=True, samesite="strict",
-                        secure=is_https(request), path="/dashboard", max_age=3600)
+    response.set_cookie(
+        LOGIN_CSRF_COOKIE,
+        token,
+        httponly=True,
+        samesite="strict",
+        secure=is_https(request),
+        path="/dashboard",
+        max_age=3600,
+    )

@@ -17,8 +17,9 @@ from payops.web.dependencies import get_context
 from payops.web.requests import read_limited
 
 FORM_LIMIT = 65_536
-CSRF_REFUSED = ("The form's security token is missing or out of date. "
-                "Go back, reload the page and try again.")
+CSRF_REFUSED = (
+    "The form's security token is missing or out of date. Go back, reload the page and try again."
+)
 
 
 class SignInNeeded(Exception):
@@ -65,8 +66,11 @@ def check_same_origin(request: Request) -> None:
     from another site is refused."""
     settings = get_context(request).settings
     headers = {k.lower(): v for k, v in request.headers.items()}
-    own = origin_of(settings.public_url) if settings.public_url else origin_of(
-        f"{request.url.scheme}://{headers.get('host', '')}")
+    own = (
+        origin_of(settings.public_url)
+        if settings.public_url
+        else origin_of(f"{request.url.scheme}://{headers.get('host', '')}")
+    )
     if refusal(headers, own, allowed_origins(settings)) is not None:
         raise DashboardError(CSRF_REFUSED, 403)
 
@@ -83,13 +87,19 @@ async def posted(request: Request) -> tuple[Visitor, Form]:
 
 def redirect(path: str, **params: str) -> RedirectResponse:
     query = urlencode({k: v for k, v in params.items() if v})
-    return RedirectResponse(path + (f"?{query}" if query else ""), status_code=303,
-                            headers=PAGE_HEADERS)
+    return RedirectResponse(
+        path + (f"?{query}" if query else ""), status_code=303, headers=PAGE_HEADERS
+    )
 
 
 def safe_next(value: str) -> str:
     """Only a path inside the dashboard: never an open redirect."""
-    if (value.startswith("/dashboard") and not value.startswith("//") and "\\" not in value
-            and "\r" not in value and "\n" not in value):
+    if (
+        value.startswith("/dashboard")
+        and not value.startswith("//")
+        and "\\" not in value
+        and "\r" not in value
+        and "\n" not in value
+    ):
         return value
     return "/dashboard"

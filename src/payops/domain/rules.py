@@ -98,9 +98,7 @@ def _state_allows(operation: str, t: Totals) -> bool:
     raise ValueError(f"not an external operation: {operation}")
 
 
-def check_external(
-    operation: str, t: Totals, gateway: GatewayFacts, requested: int | None
-) -> int:
+def check_external(operation: str, t: Totals, gateway: GatewayFacts, requested: int | None) -> int:
     """The amount (minor units) the operation may run for, or RuleViolation.
 
     ``requested`` None means "all that is still capturable/refundable"; it is ignored for void,
@@ -114,8 +112,9 @@ def check_external(
         raise RuleViolation(messages.FOREIGN_CURRENCY)
     if operation == "void":
         return t.amount + t.fee
-    limit, kind = (capturable(t), "capturable") if operation == "capture" else (
-        refundable(t), "refundable")
+    limit, kind = (
+        (capturable(t), "capturable") if operation == "capture" else (refundable(t), "refundable")
+    )
     amount = limit if requested is None else requested
     if amount <= 0 or amount > limit:
         raise RuleViolation(

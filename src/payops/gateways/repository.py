@@ -17,14 +17,16 @@ async def list_all(session: AsyncSession) -> list[GatewayConfig]:
 
 
 async def list_enabled(session: AsyncSession) -> list[GatewayConfig]:
-    return list(await session.scalars(
-        select(GatewayConfig).where(GatewayConfig.is_enabled.is_(True))))
+    return list(
+        await session.scalars(select(GatewayConfig).where(GatewayConfig.is_enabled.is_(True)))
+    )
 
 
 async def get_fresh(session: AsyncSession, gateway_id: int) -> GatewayConfig | None:
     """The configuration as stored now, even if this session holds an older copy."""
     return await session.scalar(
-        select(GatewayConfig).where(GatewayConfig.id == gateway_id)
+        select(GatewayConfig)
+        .where(GatewayConfig.id == gateway_id)
         .execution_options(populate_existing=True)
     )
 

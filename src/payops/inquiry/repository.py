@@ -16,8 +16,7 @@ GLOBAL_INQUIRY_LOCK = 0x7061796F7073_01
 async def take_global_turn(session: AsyncSession) -> None:
     """PostgreSQL: wait for the transaction-scoped lock that admissions take turns on (held to
     commit). SQLite write transactions take turns already."""
-    await session.execute(text("SELECT pg_advisory_xact_lock(:key)"),
-                          {"key": GLOBAL_INQUIRY_LOCK})
+    await session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": GLOBAL_INQUIRY_LOCK})
 
 
 async def inquiries_since(

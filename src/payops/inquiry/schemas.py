@@ -43,5 +43,6 @@ def parse_v2_inquiry(body: dict[str, Any]) -> tuple[str | None, str | None, bool
     notify = boolean("notify_webhook_url", body.get("notify_webhook_url"))
     disclose = boolean("disclose_to_merchant", body.get("disclose_to_merchant"))
     target = url("webhook_url", body.get("webhook_url")) or url(
-        "disclosure_url", body.get("disclosure_url"))
+        "disclosure_url", body.get("disclosure_url")
+    )
     return session_id, order_no, notify or disclose, target

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import math
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from payops import audit
@@ -50,8 +50,16 @@ async def inquire(
             parent = await repository.find_parent(
                 session, order_no=lookup.order_no, session_id=lookup.session_id
             )
-            audit.record(session, principal, "inquiry", "refused", parent,
-                         order_no=lookup.label, status=error.status_code, body=error.body)
+            audit.record(
+                session,
+                principal,
+                "inquiry",
+                "refused",
+                parent,
+                order_no=lookup.label,
+                status=error.status_code,
+                body=error.body,
+            )
         raise
 
 
@@ -97,10 +105,16 @@ async def _inquire(
             key,
         )
         if disclose:
-            outbox.enqueue(session, kind="disclosure", target_url=target, payload=body,
-                           transaction_id=parent_id)
-        audit.record(session, principal, "inquiry", "success", parent, path=path.value,
-                     disclosed_to=target)
+            outbox.enqueue(
+                session,
+                kind="disclosure",
+                target_url=target,
+                payload=body,
+                transaction_id=parent_id,
+            )
+        audit.record(
+            session, principal, "inquiry", "success", parent, path=path.value, disclosed_to=target
+        )
     return body
 
 
@@ -115,7 +129,7 @@ async def _admit(ctx: AppContext, parent_id: int) -> None:
         daily_max=settings.inquiry_throttle_daily_max,
         global_per_minute=settings.inquiry_throttle_global_per_minute,
     )
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     async with ctx.db.write() as session:
         parent = await repository.lock_parent_by_id(session, parent_id)
         if not ctx.db.is_sqlite:
@@ -126,9 +140,13 @@ async def _admit(ctx: AppContext, parent_id: int) -> None:
             await inquiries.take_global_turn(session)
         served = await inquiries.inquiries_since(session, now - inquiries.DAY, parent_id=parent_id)
         recent = await inquiries.inquiries_since(session, now - inquiries.MINUTE)
-        wait = seconds_to_wait(policy, now=now, created_at=parent.created_at,
-                               served_for_transaction=list(served),
-                               served_last_minute_all=list(recent))
+        wait = seconds_to_wait(
+            policy,
+            now=now,
+            created_at=parent.created_at,
+            served_for_transaction=list(served),
+            served_last_minute_all=list(recent),
+        )
         if wait > 0:
             raise Throttled(math.ceil(wait))
         inquiries.record_inquiry(session, parent_id, now)
@@ -161,6 +179,9 @@ async def _ask_gateways(ctx: AppContext, parent_id: int, attempts: list[PaymentA
 
 
 async def _inquire_attempt(ctx: AppContext, attempt: PaymentAttempt) -> GatewayResult:
-    return await ask_gateway(attempt.gateway_config, ctx.settings,
-                             lambda c: c.inquire_payment(payment_ref(attempt)),
-                             attempt.reference_number)
+    return await ask_gateway(
+        attempt.gateway_config,
+        ctx.settings,
+        lambda c: c.inquire_payment(payment_ref(attempt)),
+        attempt.reference_number,
+    )

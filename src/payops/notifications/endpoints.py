@@ -35,11 +35,22 @@ async def receive(pg_code: str, request: Request) -> JSONResponse:
 
 RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"description": "Accepted (and confirmed by inquiry where it named something known)"},
-    401: {"description": "Not authentic"}, 404: {"description": "No such gateway configuration"},
+    401: {"description": "Not authentic"},
+    404: {"description": "No such gateway configuration"},
 }
-router.add_api_route("/b/pg/notifications/{pg_code}", receive, methods=["POST"],
-                     operation_id="gateway_notification", responses=RESPONSES,
-                     summary="Receive a gateway's notification (verified, then confirmed by inquiry)")
-router.add_api_route("/b/pg/notifications/{pg_code}/", receive, methods=["POST"],
-                     operation_id="gateway_notification_slash", responses=RESPONSES,
-                     include_in_schema=False)
+router.add_api_route(
+    "/b/pg/notifications/{pg_code}",
+    receive,
+    methods=["POST"],
+    operation_id="gateway_notification",
+    responses=RESPONSES,
+    summary="Receive a gateway's notification (verified, then confirmed by inquiry)",
+)
+router.add_api_route(
+    "/b/pg/notifications/{pg_code}/",
+    receive,
+    methods=["POST"],
+    operation_id="gateway_notification_slash",
+    responses=RESPONSES,
+    include_in_schema=False,
+)

@@ -50,14 +50,17 @@ async def matching_parents(ctx: AppContext, gateway_id: int, notice: Notificatio
     parents: set[int] = set()
     async with ctx.db.read() as session:
         if notice.reference:
-            for found in (await repository.operation_parent(session, gateway_id, notice.reference),
-                          await repository.attempt_parent(session, gateway_id, notice.reference)):
+            for found in (
+                await repository.operation_parent(session, gateway_id, notice.reference),
+                await repository.attempt_parent(session, gateway_id, notice.reference),
+            ):
                 if found is not None:
                     parents.add(found)
         if notice.gateway_refs:
             # Gateway ids live in JSON; compare in Python over this gateway's attempts.
             for parent_id, refs, reference in await repository.recent_attempt_refs(
-                    session, gateway_id):
+                session, gateway_id
+            ):
                 known = {**(refs or {}), "order_id": (refs or {}).get("order_id", reference)}
                 if _names_one_of(known, notice.gateway_refs, refunds=False):
                     parents.add(parent_id)

@@ -25,13 +25,19 @@ OPERATION_RESPONSES: dict[int | str, dict[str, Any]] = {
         "description": "capture/refund/void: ExternalOperation; cancel: InternalOperation",
         "model": schemas.ExternalOperationResponse | schemas.InternalOperationResponse,
     },
-    400: {"model": schemas.OperationFailure,
-          "description": "Refused by the rules or declined by the gateway, or field errors"},
-    401: {"model": Detail}, 403: {"model": Detail},
+    400: {
+        "model": schemas.OperationFailure,
+        "description": "Refused by the rules or declined by the gateway, or field errors",
+    },
+    401: {"model": Detail},
+    403: {"model": Detail},
     409: {"model": schemas.OperationFailure, "description": "Tracking-Key still in progress"},
-    413: {"model": Detail}, 415: {"model": Detail},
-    504: {"model": schemas.OperationPending,
-          "description": "The gateway did not confirm; the operation will be reconciled"},
+    413: {"model": Detail},
+    415: {"model": Detail},
+    504: {
+        "model": schemas.OperationPending,
+        "description": "The gateway did not confirm; the operation will be reconciled",
+    },
 }
 
 
@@ -46,17 +52,35 @@ async def v1_operation(
     body = await read_object(request, ctx.settings.max_body_bytes, schemas.OPERATION_FORM)
     operation, amount = schemas.parse_v1_operation(body)
     require_permission(principal, OPERATION_PERMISSIONS[operation])
-    return ExactJSONResponse(await run_operation(
-        ctx, principal, Lookup(order_no=order), operation, amount, schemas.tracking_key(tracking_key)
-    ))
+    return ExactJSONResponse(
+        await run_operation(
+            ctx,
+            principal,
+            Lookup(order_no=order),
+            operation,
+            amount,
+            schemas.tracking_key(tracking_key),
+        )
+    )
 
 
-for path, name in (("/b/pbl/v1/operation/{order_no}", "v1_operation"),
-                   ("/b/pbl/v1/operation/{order_no}/", "v1_operation_slash")):
+for path, name in (
+    ("/b/pbl/v1/operation/{order_no}", "v1_operation"),
+    ("/b/pbl/v1/operation/{order_no}/", "v1_operation_slash"),
+):
     router.add_api_route(
-        path, v1_operation, methods=["POST"], operation_id=name, responses=OPERATION_RESPONSES,
-        openapi_extra={"requestBody": {"content": {"application/json": {
-            "schema": schemas.V1OperationRequest.model_json_schema()}}}},
+        path,
+        v1_operation,
+        methods=["POST"],
+        operation_id=name,
+        responses=OPERATION_RESPONSES,
+        openapi_extra={
+            "requestBody": {
+                "content": {
+                    "application/json": {"schema": schemas.V1OperationRequest.model_json_schema()}
+                }
+            }
+        },
         summary="Capture, refund, void or cancel a transaction by order number",
     )
 
@@ -72,17 +96,34 @@ async def v2_operation(
     require_permission(principal, OPERATION_PERMISSIONS[operation])
     if body.get("destination") == "wallet" and operation == "refund":
         raise OperationFailed(messages.WALLET_UNAVAILABLE, operation)
-    return ExactJSONResponse(await run_operation(
-        ctx, principal, Lookup(order_no=order_no, session_id=session_id), operation, amount,
-        schemas.tracking_key(tracking_key),
-    ))
+    return ExactJSONResponse(
+        await run_operation(
+            ctx,
+            principal,
+            Lookup(order_no=order_no, session_id=session_id),
+            operation,
+            amount,
+            schemas.tracking_key(tracking_key),
+        )
+    )
 
 
-for path, name in (("/b/pbl/v2/operation/", "v2_operation"),
-                   ("/b/pbl/v2/operation", "v2_operation_no_slash")):
+for path, name in (
+    ("/b/pbl/v2/operation/", "v2_operation"),
+    ("/b/pbl/v2/operation", "v2_operation_no_slash"),
+):
     router.add_api_route(
-        path, v2_operation, methods=["POST"], operation_id=name, responses=OPERATION_RESPONSES,
-        openapi_extra={"requestBody": {"content": {"application/json": {
-            "schema": schemas.V2OperationRequest.model_json_schema()}}}},
+        path,
+        v2_operation,
+        methods=["POST"],
+        operation_id=name,
+        responses=OPERATION_RESPONSES,
+        openapi_extra={
+            "requestBody": {
+                "content": {
+                    "application/json": {"schema": schemas.V2OperationRequest.model_json_schema()}
+                }
+            }
+        },
         summary="Run any of the six operations on a transaction named by session_id or order_no",
     )

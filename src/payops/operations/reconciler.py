@@ -14,7 +14,7 @@ import logging
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from payops.connectors.base import GatewayResult, OperationRequest, Outcome
@@ -44,7 +44,7 @@ class ReconcileSummary:
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 async def candidates(ctx: AppContext, limit: int) -> list[int]:
@@ -52,7 +52,8 @@ async def candidates(ctx: AppContext, limit: int) -> list[int]:
     threshold = now - timedelta(seconds=ctx.settings.reconcile_after_seconds)
     async with ctx.db.read() as session:
         return await operations.reconcile_candidates(
-            session, processing_before=threshold, now=now, limit=limit)
+            session, processing_before=threshold, now=now, limit=limit
+        )
 
 
 async def claim(ctx: AppContext, operation_id: int) -> bool:
@@ -60,28 +61,40 @@ async def claim(ctx: AppContext, operation_id: int) -> bool:
     now = _now()
     async with ctx.db.write() as session:
         return await operations.take_lease(
-            session, operation_id, states=OPEN_STATES, now=now,
-            until=now + timedelta(seconds=ctx.settings.reconcile_lease_seconds))
+            session,
+            operation_id,
+            states=OPEN_STATES,
+            now=now,
+            until=now + timedelta(seconds=ctx.settings.reconcile_lease_seconds),
+        )
 
 
-async def _request_for(ctx: AppContext, operation_id: int) -> tuple[Operation, OperationRequest | None]:
+async def _request_for(
+    ctx: AppContext, operation_id: int
+) -> tuple[Operation, OperationRequest | None]:
     async with ctx.db.read() as session:
         op = await session.get_one(Operation, operation_id)
-        attempt = await repository.successful_attempt(session, op.transaction_id,
-                                                      op.gateway_config_id)
+        attempt = await repository.successful_attempt(
+            session, op.transaction_id, op.gateway_config_id
+        )
         if attempt is None:
             return op, None
         known = await operations.gateway_ids_of_others(session, op.transaction_id, op.id)
         return op, OperationRequest(
-            operation=op.operation, reference_number=op.reference_number, amount=op.amount,
-            currency_code=op.currency_code, payment=payment_ref(attempt),
-            gateway_refs=dict(op.gateway_refs or {}), known_gateway_ids=known,
+            operation=op.operation,
+            reference_number=op.reference_number,
+            amount=op.amount,
+            currency_code=op.currency_code,
+            payment=payment_ref(attempt),
+            gateway_refs=dict(op.gateway_refs or {}),
+            known_gateway_ids=known,
         )
 
 
 async def _ask(ctx: AppContext, op: Operation, request: OperationRequest) -> GatewayResult:
-    return await ask_gateway(op.gateway_config, ctx.settings,
-                             lambda c: c.inquire_operation(request), op.reference_number)
+    return await ask_gateway(
+        op.gateway_config, ctx.settings, lambda c: c.inquire_operation(request), op.reference_number
+    )
 
 
 async def _unresolved(
@@ -93,8 +106,9 @@ async def _unresolved(
     answer, so it does not move the operation towards review; only silence does.
     """
     async with ctx.db.write() as session:
-        op = await session.get_one(Operation, operation_id, with_for_update=True,
-                                   populate_existing=True)
+        op = await session.get_one(
+            Operation, operation_id, with_for_update=True, populate_existing=True
+        )
         if op.state not in OPEN_STATES:
             return op.state
         if counts:
@@ -108,8 +122,9 @@ async def _unresolved(
             op.claimed_until = None
             log.warning("operation %s needs review", op.reference_number)
             return "needs_review"
-        backoff = min(ctx.settings.reconcile_after_seconds * 2 ** min(op.reconcile_attempts, 10),
-                      3600.0)
+        backoff = min(
+            ctx.settings.reconcile_after_seconds * 2 ** min(op.reconcile_attempts, 10), 3600.0
+        )
         op.claimed_until = _now() + timedelta(seconds=backoff)
         return "still_open"
 
@@ -120,8 +135,12 @@ async def reconcile_operation(ctx: AppContext, operation_id: int) -> str:
     if request is None or "inquiry" not in supported_operations(op.gateway_config):
         return await _unresolved(ctx, operation_id, review=True)
     result = await _ask(ctx, op, request)
-    if (result.outcome == Outcome.UNKNOWN and op.operation == "refund"
-            and op.state == "processing" and not _documents_refund_status(op.gateway_config)):
+    if (
+        result.outcome == Outcome.UNKNOWN
+        and op.operation == "refund"
+        and op.state == "processing"
+        and not _documents_refund_status(op.gateway_config)
+    ):
         # A refund whose reply was lost at a gateway that cannot be asked about refunds (KNET,
         # QPay): waiting and asking again cannot tell, and resending could refund twice.
         return await _unresolved(ctx, operation_id, review=True)
@@ -132,16 +151,19 @@ async def reconcile_operation(ctx: AppContext, operation_id: int) -> str:
             settled, _ = await settle(session, operation_id, result)
             # The settled row is locked without its relationships: the configuration is op's.
             if settled.state == "queued" and not _waits_for_refund_status(
-                    ctx, settled, op.gateway_config):
+                ctx, settled, op.gateway_config
+            ):
                 return await _queued_to_review(session, settled)
             return settled.state
     if op.state == "queued" and not _waits_for_refund_status(ctx, op, op.gateway_config):
         async with ctx.db.write() as session:
-            queued = await session.get_one(Operation, operation_id, with_for_update=True,
-                                           populate_existing=True)
+            queued = await session.get_one(
+                Operation, operation_id, with_for_update=True, populate_existing=True
+            )
             return await _queued_to_review(session, queued)
-    return await _unresolved(ctx, operation_id, review=False,
-                             counts=result.outcome != Outcome.PENDING)
+    return await _unresolved(
+        ctx, operation_id, review=False, counts=result.outcome != Outcome.PENDING
+    )
 
 
 def _waits_for_refund_status(ctx: AppContext, op: Operation, config: GatewayConfig) -> bool:
@@ -170,7 +192,9 @@ def _documents_refund_status(config: GatewayConfig) -> bool:
 
 
 async def reconcile_once(
-    ctx: AppContext, *, limit: int = 500,
+    ctx: AppContext,
+    *,
+    limit: int = 500,
     on_progress: Callable[[int, int], None] | None = None,
 ) -> ReconcileSummary:
     summary = ReconcileSummary()

@@ -25,8 +25,10 @@ async def reconcile_candidates(
         select(Operation.id)
         .where(
             or_(
-                and_(Operation.state == OperationState.PROCESSING,
-                     Operation.created_at <= processing_before),
+                and_(
+                    Operation.state == OperationState.PROCESSING,
+                    Operation.created_at <= processing_before,
+                ),
                 Operation.state == OperationState.QUEUED,
             ),
             _lease_free(now),
@@ -38,7 +40,11 @@ async def reconcile_candidates(
 
 
 async def take_lease(
-    session: AsyncSession, operation_id: int, *, states: Collection[str], now: datetime,
+    session: AsyncSession,
+    operation_id: int,
+    *,
+    states: Collection[str],
+    now: datetime,
     until: datetime,
 ) -> bool:
     """Take the lease on one operation in one of ``states`` (a conditional UPDATE); False if
@@ -53,21 +59,26 @@ async def take_lease(
 
 async def release_lease(session: AsyncSession, operation_id: int) -> None:
     await session.execute(
-        update(Operation).where(Operation.id == operation_id).values(claimed_until=None))
+        update(Operation).where(Operation.id == operation_id).values(claimed_until=None)
+    )
 
 
 async def gateway_ids_of_others(
     session: AsyncSession, parent_id: int, operation_id: int
 ) -> frozenset[str]:
     """Every gateway id recorded on the parent's other operations."""
-    others = await session.scalars(select(Operation.gateway_refs).where(
-        Operation.transaction_id == parent_id, Operation.id != operation_id))
+    others = await session.scalars(
+        select(Operation.gateway_refs).where(
+            Operation.transaction_id == parent_id, Operation.id != operation_id
+        )
+    )
     return frozenset(str(value) for refs in others for value in (refs or {}).values())
 
 
 async def by_reference(session: AsyncSession, reference_number: str) -> Operation | None:
     return await session.scalar(
-        select(Operation).where(Operation.reference_number == reference_number))
+        select(Operation).where(Operation.reference_number == reference_number)
+    )
 
 
 async def in_review(
@@ -77,8 +88,13 @@ async def in_review(
     also the ``processing`` ones created before then."""
     wanted = Operation.state == OperationState.NEEDS_REVIEW
     if processing_before is not None:
-        wanted = or_(wanted, and_(Operation.state == OperationState.PROCESSING,
-                                  Operation.created_at <= processing_before))
+        wanted = or_(
+            wanted,
+            and_(
+                Operation.state == OperationState.PROCESSING,
+                Operation.created_at <= processing_before,
+            ),
+        )
     rows = await session.execute(
         select(Operation, PaymentTransaction)
         .join(PaymentTransaction, PaymentTransaction.id == Operation.transaction_id)

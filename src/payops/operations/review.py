@@ -18,7 +18,7 @@ CLI's ``--operator`` together with the OS user), the time, the reason and the ev
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from payops import audit
@@ -58,10 +58,12 @@ class OperationNotFound(ApiError):
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
-def describe(op: Operation, parent: PaymentTransaction, message: str | None = None) -> dict[str, Any]:
+def describe(
+    op: Operation, parent: PaymentTransaction, message: str | None = None
+) -> dict[str, Any]:
     """An operation as the review API, CLI and dashboard show it."""
     return {
         "reference_number": op.reference_number,
@@ -110,14 +112,14 @@ async def review_queue(
 
 # -- recheck ------------------------------------------------------------------------------------
 
+
 async def _claim(ctx: AppContext, op: Operation) -> bool:
     """Take the reconciliation lease, so no reconciler (and no other recheck) asks at once, and
     an operation whose own gateway call is still in flight is never asked about too early."""
     now = _now()
     lease = now + timedelta(seconds=call_budget_seconds(op.gateway_config, ctx.settings))
     async with ctx.db.write() as session:
-        return await operations.take_lease(session, op.id, states=RECHECKABLE, now=now,
-                                           until=lease)
+        return await operations.take_lease(session, op.id, states=RECHECKABLE, now=now, until=lease)
 
 
 async def _release(ctx: AppContext, operation_id: int) -> None:
@@ -125,13 +127,15 @@ async def _release(ctx: AppContext, operation_id: int) -> None:
         await operations.release_lease(session, operation_id)
 
 
-async def _audit(ctx: AppContext, actor: Principal, action: str, result: str,
-                 operation_id: int, **details: Any) -> None:
+async def _audit(
+    ctx: AppContext, actor: Principal, action: str, result: str, operation_id: int, **details: Any
+) -> None:
     async with ctx.db.write() as session:
         op = await session.get_one(Operation, operation_id)
         parent = await session.get(PaymentTransaction, op.transaction_id)
-        audit.record(session, actor, action, result, parent,
-                     reference_number=op.reference_number, **details)
+        audit.record(
+            session, actor, action, result, parent, reference_number=op.reference_number, **details
+        )
 
 
 async def recheck_operation(
@@ -140,8 +144,9 @@ async def recheck_operation(
     """Ask the gateway about the operation now and settle it through the normal path."""
     op = await _find(ctx, reference_number)
     if op.state not in RECHECKABLE and not op.resolution:
-        raise ReviewRefused(messages.REVIEW_NOT_OPEN.format(reference=reference_number,
-                                                            state=op.state))
+        raise ReviewRefused(
+            messages.REVIEW_NOT_OPEN.format(reference=reference_number, state=op.state)
+        )
     _, request = await reconciler._request_for(ctx, op.id)
     if request is None or "inquiry" not in supported_operations(op.gateway_config):
         raise ReviewRefused(messages.REVIEW_CANNOT_ASK.format(reference=reference_number))
@@ -154,8 +159,10 @@ async def recheck_operation(
     try:
         result = await reconciler._ask(ctx, op, request)
         final = result.outcome in (Outcome.SUCCESS, Outcome.FAILED) or (
-            result.outcome == Outcome.PENDING and op.operation == "refund"
-            and op.state == "processing")
+            result.outcome == Outcome.PENDING
+            and op.operation == "refund"
+            and op.state == "processing"
+        )
         if final:
             async with ctx.db.write() as session:
                 settled, _ = await settle(session, op.id, result)
@@ -165,8 +172,15 @@ async def recheck_operation(
             message = messages.REVIEW_NO_ANSWER
     finally:
         await _release(ctx, op.id)
-    await _audit(ctx, actor, "recheck", state, op.id, gateway_outcome=result.outcome.value,
-                 previous_state=op.state)
+    await _audit(
+        ctx,
+        actor,
+        "recheck",
+        state,
+        op.id,
+        gateway_outcome=result.outcome.value,
+        previous_state=op.state,
+    )
     return await _current(ctx, op.id, message)
 
 
@@ -180,11 +194,19 @@ async def _verify_resolution(
         parent = await repository.lock_parent_by_id(session, op.transaction_id)
         locked = await repository.lock_operation(session, op.id)
         contradicted = alerts.report_contradiction(session, locked, parent, result)
-        audit.record(session, actor, "recheck", locked.state, parent,
-                     reference_number=locked.reference_number,
-                     gateway_outcome=result.outcome.value, contradicts_resolution=contradicted)
-    message = (messages.REVIEW_CONTRADICTED if contradicted
-               else messages.REVIEW_RESOLUTION_STANDS).format(outcome=result.outcome.value)
+        audit.record(
+            session,
+            actor,
+            "recheck",
+            locked.state,
+            parent,
+            reference_number=locked.reference_number,
+            gateway_outcome=result.outcome.value,
+            contradicts_resolution=contradicted,
+        )
+    message = (
+        messages.REVIEW_CONTRADICTED if contradicted else messages.REVIEW_RESOLUTION_STANDS
+    ).format(outcome=result.outcome.value)
     return contradicted, await _current(ctx, op.id, message)
 
 
@@ -193,8 +215,11 @@ async def verify_resolutions(ctx: AppContext, parent_id: int) -> int:
     (after a gateway notification about it). Changes nothing; returns how many answers
     contradicted their resolution (each raised the alert)."""
     async with ctx.db.read() as session:
-        resolved = [op for op in await repository.operations(session, parent_id)
-                    if op.resolution and op.state not in RECHECKABLE]
+        resolved = [
+            op
+            for op in await repository.operations(session, parent_id)
+            if op.resolution and op.state not in RECHECKABLE
+        ]
     contradicted = 0
     for op in resolved:
         _, request = await reconciler._request_for(ctx, op.id)
@@ -205,6 +230,7 @@ async def verify_resolutions(ctx: AppContext, parent_id: int) -> int:
 
 
 # -- resolve ------------------------------------------------------------------------------------
+
 
 async def resolve_operation(
     ctx: AppContext,
@@ -228,30 +254,49 @@ async def resolve_operation(
         parent = await repository.lock_parent_by_id(session, found.transaction_id)
         op = await repository.lock_operation(session, found.id)
         if op.resolution:
-            raise ReviewRefused(messages.REVIEW_ALREADY_RESOLVED.format(
-                reference=reference_number, outcome=op.resolution.get("outcome"),
-                actor=op.resolution.get("actor")))
+            raise ReviewRefused(
+                messages.REVIEW_ALREADY_RESOLVED.format(
+                    reference=reference_number,
+                    outcome=op.resolution.get("outcome"),
+                    actor=op.resolution.get("actor"),
+                )
+            )
         if op.state != "needs_review":
-            raise ReviewRefused(messages.REVIEW_NOT_IN_REVIEW.format(
-                reference=reference_number, state=op.state))
+            raise ReviewRefused(
+                messages.REVIEW_NOT_IN_REVIEW.format(reference=reference_number, state=op.state)
+            )
         resolution = {
-            "outcome": outcome, "reason": reason.strip(), "evidence": evidence.strip(),
-            "actor": actor.audit_actor, "actor_type": actor.kind,
-            "at": _now().isoformat(), **_operator_of(actor),
+            "outcome": outcome,
+            "reason": reason.strip(),
+            "evidence": evidence.strip(),
+            "actor": actor.audit_actor,
+            "actor_type": actor.kind,
+            "at": _now().isoformat(),
+            **_operator_of(actor),
         }
         answer = GatewayResult(
             Outcome.SUCCESS if outcome == "succeeded" else Outcome.FAILED,
-            raw=dict(op.pg_response or {}), pg_params=dict(op.pg_params or {}),
+            raw=dict(op.pg_response or {}),
+            pg_params=dict(op.pg_params or {}),
             message=messages.REVIEW_RESOLVED_MESSAGE.format(outcome=outcome),
             gateway_refs={},
         )
         settled, parent = await settle(session, op.id, answer, resolution=resolution)
-        audit.record(session, actor, "resolve", outcome, parent,
-                     reference_number=reference_number, state=settled.state,
-                     reason=resolution["reason"], evidence=resolution["evidence"],
-                     **_operator_of(actor))
-        log.warning("operation %s resolved as %s by %s", reference_number, outcome,
-                    actor.audit_actor)
+        audit.record(
+            session,
+            actor,
+            "resolve",
+            outcome,
+            parent,
+            reference_number=reference_number,
+            state=settled.state,
+            reason=resolution["reason"],
+            evidence=resolution["evidence"],
+            **_operator_of(actor),
+        )
+        log.warning(
+            "operation %s resolved as %s by %s", reference_number, outcome, actor.audit_actor
+        )
         return describe(settled, parent)
 
 

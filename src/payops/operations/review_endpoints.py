@@ -28,7 +28,9 @@ MAX_AGE_SECONDS = 10 * 365 * 86400
 class ResolveRequest(BaseModel):
     outcome: str = Field(description="succeeded or failed")
     reason: str = Field(description="Why (what the gateway's dashboard shows)")
-    evidence: str = Field(default="", description="e.g. the gateway's transaction id, a screenshot name")
+    evidence: str = Field(
+        default="", description="e.g. the gateway's transaction id, a screenshot name"
+    )
 
 
 class ReviewFailure(BaseModel):
@@ -37,7 +39,9 @@ class ReviewFailure(BaseModel):
 
 
 RESPONSES: dict[int | str, dict[str, Any]] = {
-    400: {"model": ReviewFailure}, 401: {"model": Detail}, 403: {"model": Detail},
+    400: {"model": ReviewFailure},
+    401: {"model": Detail},
+    403: {"model": Detail},
     404: {"model": ReviewFailure},
 }
 
@@ -54,38 +58,58 @@ def _text(name: str, value: Any, *, required: bool) -> str:
     return value
 
 
-@router.get("/b/payops/v1/operations/review", responses=RESPONSES,
-            summary="Operations waiting for an operator (needs_review), oldest first")
+@router.get(
+    "/b/payops/v1/operations/review",
+    responses=RESPONSES,
+    summary="Operations waiting for an operator (needs_review), oldest first",
+)
 async def review_queue(
-    request: Request, include_processing_older_than: float | None = None,
+    request: Request,
+    include_processing_older_than: float | None = None,
     principal: Principal = Depends(authenticate),
 ) -> dict[str, Any]:
     require_permission(principal, RESOLVE_PERMISSION)
     if include_processing_older_than is not None and not (
-            0 <= include_processing_older_than <= MAX_AGE_SECONDS):  # also refuses nan
-        raise field_error("include_processing_older_than",
-                          messages.REVIEW_AGE_RANGE.format(n=MAX_AGE_SECONDS))
+        0 <= include_processing_older_than <= MAX_AGE_SECONDS
+    ):  # also refuses nan
+        raise field_error(
+            "include_processing_older_than", messages.REVIEW_AGE_RANGE.format(n=MAX_AGE_SECONDS)
+        )
     results = await review.review_queue(
-        get_context(request), include_processing_older_than=include_processing_older_than)
+        get_context(request), include_processing_older_than=include_processing_older_than
+    )
     return {"count": len(results), "results": results}
 
 
-@router.post("/b/payops/v1/operations/{reference_number}/recheck", responses=RESPONSES,
-             summary="Ask the gateway about an open operation now and settle it")
+@router.post(
+    "/b/payops/v1/operations/{reference_number}/recheck",
+    responses=RESPONSES,
+    summary="Ask the gateway about an open operation now and settle it",
+)
 async def recheck(
-    reference_number: str, request: Request, principal: Principal = Depends(authenticate),
+    reference_number: str,
+    request: Request,
+    principal: Principal = Depends(authenticate),
 ) -> dict[str, Any]:
     reference = identifier("reference_number", reference_number, max_length=20)
     require_permission(principal, RESOLVE_PERMISSION)
     return await review.recheck_operation(get_context(request), reference or "", principal)
 
 
-@router.post("/b/payops/v1/operations/{reference_number}/resolve", responses=RESPONSES,
-             openapi_extra={"requestBody": {"content": {"application/json": {
-                 "schema": ResolveRequest.model_json_schema()}}}},
-             summary="Settle an operation in needs_review with an operator's decision")
+@router.post(
+    "/b/payops/v1/operations/{reference_number}/resolve",
+    responses=RESPONSES,
+    openapi_extra={
+        "requestBody": {
+            "content": {"application/json": {"schema": ResolveRequest.model_json_schema()}}
+        }
+    },
+    summary="Settle an operation in needs_review with an operator's decision",
+)
 async def resolve(
-    reference_number: str, request: Request, principal: Principal = Depends(authenticate),
+    reference_number: str,
+    request: Request,
+    principal: Principal = Depends(authenticate),
 ) -> dict[str, Any]:
     ctx = get_context(request)
     reference = identifier("reference_number", reference_number, max_length=20)
@@ -94,5 +118,6 @@ async def resolve(
     outcome = choice("outcome", body.get("outcome"), review.OUTCOMES)
     reason = _text("reason", body.get("reason"), required=True)
     evidence = _text("evidence", body.get("evidence"), required=False)
-    return await review.resolve_operation(ctx, reference or "", outcome=outcome, reason=reason,
-                                          evidence=evidence, actor=principal)
+    return await review.resolve_operation(
+        ctx, reference or "", outcome=outcome, reason=reason, evidence=evidence, actor=principal
+    )

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
@@ -87,8 +87,16 @@ async def _audit_refusal(
         parent = await repository.find_parent(
             session, order_no=lookup.order_no, session_id=lookup.session_id
         )
-        audit.record(session, principal, operation, "refused", parent,
-                     order_no=lookup.label, status=error.status_code, body=error.body)
+        audit.record(
+            session,
+            principal,
+            operation,
+            "refused",
+            parent,
+            order_no=lookup.label,
+            status=error.status_code,
+            body=error.body,
+        )
 
 
 async def run_operation(
@@ -109,6 +117,7 @@ async def run_operation(
 
 
 # -- external operations ------------------------------------------------------------------------
+
 
 async def _run_external(
     ctx: AppContext,
@@ -140,8 +149,11 @@ async def _run_external(
                 # more fields).
                 key = await outbox.merchant_setting(session, outbox.HMAC_KEY_SETTING)
                 return operation_body(prior, parent, key)
-        cached = (await ctx.gateways.get(session, parent.gateway_config_id, gateway_version)
-                  if parent.gateway_config_id is not None else None)
+        cached = (
+            await ctx.gateways.get(session, parent.gateway_config_id, gateway_version)
+            if parent.gateway_config_id is not None
+            else None
+        )
         attempt, held = await repository.successful_attempt_and_reservations(
             session, parent.id, parent.gateway_config_id
         )
@@ -150,7 +162,9 @@ async def _run_external(
         gateway = cached.config
         try:
             amount = check_external(
-                operation, await totals_of(session, parent, held), gateway_facts(gateway),
+                operation,
+                await totals_of(session, parent, held),
+                gateway_facts(gateway),
                 requested,
             )
         except RuleViolation as violation:
@@ -170,13 +184,20 @@ async def _run_external(
             initiator=principal.initiator,
             # The in-flight call holds the reconciliation lease, so no reconciler asks the
             # gateway about it before this call has had its full time; settle() releases it.
-            claimed_until=datetime.now(timezone.utc)
+            claimed_until=datetime.now(UTC)
             + timedelta(seconds=call_budget_seconds(gateway, ctx.settings)),
         )
         session.add(intent)
         # Both rows go in at commit (one flush), the reference number being chosen here.
-        audit.record(session, principal, operation, "intent", parent,
-                     reference_number=intent.reference_number, amount=amount)
+        audit.record(
+            session,
+            principal,
+            operation,
+            "intent",
+            parent,
+            reference_number=intent.reference_number,
+            amount=amount,
+        )
         await session.flush()
         request = OperationRequest(
             operation=operation,
@@ -235,7 +256,10 @@ def _check_replay(prior: Operation, fingerprint: str, principal: Principal) -> N
 
 
 async def _call_and_settle(
-    ctx: AppContext, gateway: CachedGateway, operation_id: int, parent_id: int,
+    ctx: AppContext,
+    gateway: CachedGateway,
+    operation_id: int,
+    parent_id: int,
     request: OperationRequest,
 ) -> tuple[Operation, PaymentTransaction, str]:
     crashpoints.reach(crashpoints.AFTER_INTENT)
@@ -243,11 +267,13 @@ async def _call_and_settle(
     crashpoints.reach(crashpoints.AFTER_GATEWAY)
     try:
         async with ctx.db.write() as session:
-            settled, parent = await settle(session, operation_id, result, ctx=ctx,
-                                           parent_id=parent_id)
+            settled, parent = await settle(
+                session, operation_id, result, ctx=ctx, parent_id=parent_id
+            )
             # settle() has just checked the cache against the database: no statement here.
             key = (await ctx.merchant_settings.get(session, ctx.merchant_settings.version)).get(
-                outbox.HMAC_KEY_SETTING, "")
+                outbox.HMAC_KEY_SETTING, ""
+            )
     except (SQLAlchemyError, *DATABASE_UNAVAILABLE) as exc:
         # The gateway has answered but the answer could not be recorded (the database is down:
         # asyncpg raises OSErrors, not SQLAlchemy errors): the operation stays processing under
@@ -261,14 +287,19 @@ async def _call_and_settle(
 async def call_gateway(
     ctx: AppContext, gateway: Any, request: OperationRequest, connector: Connector | None = None
 ) -> GatewayResult:
-    return await ask_gateway(gateway, ctx.settings, lambda c: c.run(request),
-                             request.reference_number, connector)
+    return await ask_gateway(
+        gateway, ctx.settings, lambda c: c.run(request), request.reference_number, connector
+    )
 
 
 async def settle(
-    session: AsyncSession, operation_id: int, result: GatewayResult, *,
+    session: AsyncSession,
+    operation_id: int,
+    result: GatewayResult,
+    *,
     resolution: dict[str, Any] | None = None,
-    ctx: AppContext | None = None, parent_id: int | None = None,
+    ctx: AppContext | None = None,
+    parent_id: int | None = None,
 ) -> tuple[Operation, PaymentTransaction]:
     """Apply a gateway's answer to a processing (or queued) operation, exactly once.
 
@@ -312,39 +343,59 @@ async def settle(
             parent.voided += op.amount
     elif result.outcome == Outcome.PENDING and op.operation == "refund":
         op.state = "queued"
-        op.queued_at = op.queued_at or datetime.now(timezone.utc)
+        op.queued_at = op.queued_at or datetime.now(UTC)
     elif result.outcome == Outcome.FAILED:
         # A refund the gateway had queued, or one an operator resolved as failed, is "rejected":
         # the merchant was told of it (queued), so it hears the end too.
         was_accepted = before == "queued" or op.queued_at is not None or resolution is not None
         op.state = "rejected" if op.operation == "refund" and was_accepted else "failed"
     if op.state != before:
-        op.settled_at = datetime.now(timezone.utc)
-        audit.record(session, SETTLEMENT, op.operation, op.state, parent,
-                     reference_number=op.reference_number, amount=op.amount)
+        op.settled_at = datetime.now(UTC)
+        audit.record(
+            session,
+            SETTLEMENT,
+            op.operation,
+            op.state,
+            parent,
+            reference_number=op.reference_number,
+            amount=op.amount,
+        )
         if op.state in ("succeeded", "queued", "rejected"):
-            cached = (await ctx.gateways.get(session, op.gateway_config_id, gateway_version
-                                             if op.gateway_config_id == parent.gateway_config_id
-                                             else None)
-                      if ctx is not None else None)
-            gateway = (cached.config if cached is not None
-                       else await session.get_one(GatewayConfig, op.gateway_config_id))
-            op.response = operation_body(op, parent, merchant.get(outbox.HMAC_KEY_SETTING, ""),
-                                         gateway)
-            await _notify_operation(session, parent, op.response,
-                                    merchant.get(outbox.OPERATIONS_URL_SETTING, ""))
+            cached = (
+                await ctx.gateways.get(
+                    session,
+                    op.gateway_config_id,
+                    gateway_version if op.gateway_config_id == parent.gateway_config_id else None,
+                )
+                if ctx is not None
+                else None
+            )
+            gateway = (
+                cached.config
+                if cached is not None
+                else await session.get_one(GatewayConfig, op.gateway_config_id)
+            )
+            op.response = operation_body(
+                op, parent, merchant.get(outbox.HMAC_KEY_SETTING, ""), gateway
+            )
+            await _notify_operation(
+                session, parent, op.response, merchant.get(outbox.OPERATIONS_URL_SETTING, "")
+            )
     return op, parent
 
 
 async def _notify_operation(
-    session: AsyncSession, parent: PaymentTransaction, body: dict[str, Any],
+    session: AsyncSession,
+    parent: PaymentTransaction,
+    body: dict[str, Any],
     operations_url: str | None = None,
 ) -> None:
     if operations_url is None:
         operations_url = await outbox.merchant_setting(session, outbox.OPERATIONS_URL_SETTING)
     for target in {parent.webhook_url, operations_url} - {""}:
-        outbox.enqueue(session, kind="operation", target_url=target, payload=body,
-                       transaction_id=parent.id)
+        outbox.enqueue(
+            session, kind="operation", target_url=target, payload=body, transaction_id=parent.id
+        )
 
 
 def _answer(
@@ -361,13 +412,17 @@ def _answer(
 
 # -- operations done on the gateway's own dashboard ---------------------------------------------
 
+
 async def record_gateway_side_operations(ctx: AppContext, parent_id: int) -> int:
     """Record, with ``source: "pg"``, the successful operations the gateway's books show for this
     payment that PayOps did not send (done on the gateway's dashboard). Returns how many."""
     async with ctx.db.read() as session:
         parent = await session.get(PaymentTransaction, parent_id)
-        attempt = (await repository.successful_attempt(session, parent.id, parent.gateway_config_id)
-                   if parent else None)
+        attempt = (
+            await repository.successful_attempt(session, parent.id, parent.gateway_config_id)
+            if parent
+            else None
+        )
         if parent is None or attempt is None or parent.gateway_config is None:
             return 0
         gateway = parent.gateway_config
@@ -392,13 +447,19 @@ async def record_gateway_side_operations(ctx: AppContext, parent_id: int) -> int
                 continue
             known.add(seen.gateway_id)
             op = Operation(
-                transaction_id=parent.id, gateway_config_id=gateway.id,
-                operation=seen.operation, state="succeeded", amount=seen.amount,
-                currency_code=parent.currency_code, reference_number=new_reference_number(),
-                child_session_id=new_session_id(), source="pg", initiator={},
+                transaction_id=parent.id,
+                gateway_config_id=gateway.id,
+                operation=seen.operation,
+                state="succeeded",
+                amount=seen.amount,
+                currency_code=parent.currency_code,
+                reference_number=new_reference_number(),
+                child_session_id=new_session_id(),
+                source="pg",
+                initiator={},
                 gateway_refs={"gateway_id": seen.gateway_id},
                 message="Performed on the gateway's dashboard",
-                settled_at=datetime.now(timezone.utc),
+                settled_at=datetime.now(UTC),
             )
             session.add(op)
             if seen.operation == "capture":
@@ -411,9 +472,17 @@ async def record_gateway_side_operations(ctx: AppContext, parent_id: int) -> int
             await session.refresh(op, ["gateway_config"])
             op.response = operation_body(op, parent, key)
             await _notify_operation(session, parent, op.response)
-            audit.record(session, SETTLEMENT, seen.operation, "recorded", parent,
-                         reference_number=op.reference_number, gateway_id=seen.gateway_id,
-                         amount=seen.amount, source="pg")
+            audit.record(
+                session,
+                SETTLEMENT,
+                seen.operation,
+                "recorded",
+                parent,
+                reference_number=op.reference_number,
+                gateway_id=seen.gateway_id,
+                amount=seen.amount,
+                source="pg",
+            )
             recorded += 1
     return recorded
 
@@ -431,14 +500,22 @@ async def _run_internal(
         try:
             outcome = check_internal(operation, parent.state)
             if operation in ("cancel", "expire") and await repository.attempt_in_review(
-                    session, parent.id):
+                session, parent.id
+            ):
                 raise RuleViolation(messages.NOT_ALLOWED)  # an operator decides first (§13)
         except RuleViolation as violation:
             raise OperationFailed(violation.message, operation) from None
-        audit.record(session, principal, operation, "success", parent,
-                     previous_state=parent.state, outcome=str(outcome))
+        audit.record(
+            session,
+            principal,
+            operation,
+            "success",
+            parent,
+            previous_state=parent.state,
+            outcome=str(outcome),
+        )
         if outcome == DeleteKind.SOFT:
-            parent.deleted_at = datetime.now(timezone.utc)
+            parent.deleted_at = datetime.now(UTC)
         elif outcome == DeleteKind.HARD:
             await session.delete(parent)
         else:
@@ -446,10 +523,14 @@ async def _run_internal(
             if parent.webhook_url:
                 key = await outbox.merchant_setting(session, outbox.HMAC_KEY_SETTING)
                 outbox.enqueue(
-                    session, kind="payment", target_url=parent.webhook_url,
+                    session,
+                    kind="payment",
+                    target_url=parent.webhook_url,
                     payload=payment_body(
-                        parent, await repository.attempts(session, parent.id),
-                        await repository.operations(session, parent.id), key,
+                        parent,
+                        await repository.attempts(session, parent.id),
+                        await repository.operations(session, parent.id),
+                        key,
                     ),
                     transaction_id=parent.id,
                 )

@@ -25,13 +25,15 @@ class ImportRequest(BaseModel):
     currency_code: str
     state: str = Field(default="paid", description="paid or authorized")
     gateway_refs: dict[str, str] = Field(
-        description="The gateway's identifiers, e.g. {\"order_id\": \"…\"} (MPGS), "
-        "{\"payment_id\": \"…\"} (Tabby)")
+        description='The gateway\'s identifiers, e.g. {"order_id": "…"} (MPGS), '
+        '{"payment_id": "…"} (Tabby)'
+    )
     order_no: str | None = None
 
 
-async def import_payment(request: Request, principal: Principal = Depends(authenticate)
-                         ) -> JSONResponse:
+async def import_payment(
+    request: Request, principal: Principal = Depends(authenticate)
+) -> JSONResponse:
     require_permission(principal, IMPORT_PERMISSION)
     ctx = get_context(request)
     body = await read_object(request, ctx.settings.max_body_bytes)
@@ -48,23 +50,45 @@ async def import_payment(request: Request, principal: Principal = Depends(authen
     except AmountError as exc:
         raise FieldErrors({"amount": [str(exc)]}) from None
     refs = body.get("gateway_refs")
-    if not isinstance(refs, dict) or not refs or not all(
-        isinstance(k, str) and isinstance(v, str) and v and len(v) <= 255 for k, v in refs.items()
+    if (
+        not isinstance(refs, dict)
+        or not refs
+        or not all(
+            isinstance(k, str) and isinstance(v, str) and v and len(v) <= 255
+            for k, v in refs.items()
+        )
     ):
-        raise FieldErrors({"gateway_refs": ["Give the gateway's identifiers as an object of "
-                                            "non-empty strings."]})
+        raise FieldErrors(
+            {"gateway_refs": ["Give the gateway's identifiers as an object of non-empty strings."]}
+        )
     result = await register_import(
-        ctx, principal, pg_code=pg_code or "", order_no=order_no, amount=amount,
-        currency_code=currency, state=state, gateway_refs=refs)
+        ctx,
+        principal,
+        pg_code=pg_code or "",
+        order_no=order_no,
+        amount=amount,
+        currency_code=currency,
+        state=state,
+        gateway_refs=refs,
+    )
     return JSONResponse(result, status_code=201)
 
 
-for path, name in (("/b/payops/v1/import/", "import_payment"),
-                   ("/b/payops/v1/import", "import_payment_no_slash")):
+for path, name in (
+    ("/b/payops/v1/import/", "import_payment"),
+    ("/b/payops/v1/import", "import_payment_no_slash"),
+):
     router.add_api_route(
-        path, import_payment, methods=["POST"], operation_id=name, status_code=201,
+        path,
+        import_payment,
+        methods=["POST"],
+        operation_id=name,
+        status_code=201,
         responses={201: {"description": "The registered transaction"}},
-        openapi_extra={"requestBody": {"content": {"application/json": {
-            "schema": ImportRequest.model_json_schema()}}}},
+        openapi_extra={
+            "requestBody": {
+                "content": {"application/json": {"schema": ImportRequest.model_json_schema()}}
+            }
+        },
         summary="Register a payment taken at a gateway outside PayOps (superusers, API keys)",
     )

@@ -15,24 +15,43 @@ from payops.transactions.service import TransactionError, import_transaction
 
 
 async def register_import(
-    ctx: AppContext, principal: Principal, *, pg_code: str, order_no: str | None, amount: int,
-    currency_code: str, state: str, gateway_refs: dict[str, str],
+    ctx: AppContext,
+    principal: Principal,
+    *,
+    pg_code: str,
+    order_no: str | None,
+    amount: int,
+    currency_code: str,
+    state: str,
+    gateway_refs: dict[str, str],
 ) -> dict[str, Any]:
     """Create the paid (or authorized) parent and its attempt, audited; the answer's body."""
     async with ctx.db.write() as session:
         gateway = await gateways.get_by_code(session, pg_code)
         if gateway is None:
             raise FieldErrors({"pg_code": [f'Payment gateway code "{pg_code}" does not exist.']})
-        if order_no and await repository.find_parent(session, order_no=order_no,
-                                                      include_deleted=True):
-            raise FieldErrors({"order_no": [
-                "Payment transaction with this order number already exists."]})
+        if order_no and await repository.find_parent(
+            session, order_no=order_no, include_deleted=True
+        ):
+            raise FieldErrors(
+                {"order_no": ["Payment transaction with this order number already exists."]}
+            )
         try:
             parent = await import_transaction(
-                session, gateway=gateway, amount=amount, currency_code=currency_code, state=state,
-                gateway_refs=gateway_refs, order_no=order_no)
+                session,
+                gateway=gateway,
+                amount=amount,
+                currency_code=currency_code,
+                state=state,
+                gateway_refs=gateway_refs,
+                order_no=order_no,
+            )
         except TransactionError as exc:
             raise FieldErrors({"non_field_errors": [str(exc)]}) from None
         audit.record(session, principal, "import", "success", parent, gateway_refs=gateway_refs)
-        return {"session_id": parent.session_id, "order_no": parent.order_no,
-                "state": parent.state, "pg_code": gateway.pg_code}
+        return {
+            "session_id": parent.session_id,
+            "order_no": parent.order_no,
+            "state": parent.state,
+            "pg_code": gateway.pg_code,
+        }

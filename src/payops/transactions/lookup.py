@@ -36,7 +36,9 @@ class Lookup:
 
     @property
     def not_found_message(self) -> str:
-        return messages.SESSION_NOT_FOUND if self.session_id is not None else messages.ORDER_NOT_FOUND
+        return (
+            messages.SESSION_NOT_FOUND if self.session_id is not None else messages.ORDER_NOT_FOUND
+        )
 
     def names_other_than(self, parent: PaymentTransaction) -> bool:
         """Both identifiers given (the SDK sends both) but the order_no is not this parent's."""

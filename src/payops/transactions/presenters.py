@@ -4,7 +4,7 @@ currency's exact decimals."""
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from payops.db.models import GatewayConfig, Operation, PaymentAttempt, PaymentTransaction
@@ -13,22 +13,57 @@ from payops.money import format_minor
 from payops.webhooks.signing import sign
 
 CUSTOMER_FIELDS = (
-    "customer_id", "customer_email", "customer_first_name", "customer_last_name",
-    "customer_phone", "customer_birthdate", "customer_address_line1", "customer_address_line2",
-    "customer_address_city", "customer_address_state", "customer_address_country",
+    "customer_id",
+    "customer_email",
+    "customer_first_name",
+    "customer_last_name",
+    "customer_phone",
+    "customer_birthdate",
+    "customer_address_line1",
+    "customer_address_line2",
+    "customer_address_city",
+    "customer_address_state",
+    "customer_address_country",
     "customer_address_postal_code",
 )
 PG_PARAM_KEYS = (
-    "auth_code", "card_type", "card_holder", "cardholder_email", "card_expiry_month",
-    "card_expiry_year", "full_card_expiry", "card_number", "card_issuer", "ref", "result",
-    "track_id", "post_date", "transaction_id", "payment_id", "pg_message", "receipt_no",
-    "transaction_no", "decision", "card_expiry", "card_details", "dcc_payer_amount",
-    "dcc_payer_currency", "dcc_payer_exchange_rate", "rrn",
+    "auth_code",
+    "card_type",
+    "card_holder",
+    "cardholder_email",
+    "card_expiry_month",
+    "card_expiry_year",
+    "full_card_expiry",
+    "card_number",
+    "card_issuer",
+    "ref",
+    "result",
+    "track_id",
+    "post_date",
+    "transaction_id",
+    "payment_id",
+    "pg_message",
+    "receipt_no",
+    "transaction_no",
+    "decision",
+    "card_expiry",
+    "card_details",
+    "dcc_payer_amount",
+    "dcc_payer_currency",
+    "dcc_payer_exchange_rate",
+    "rrn",
 )
 PARENT_RESULT = {
-    "paid": "success", "authorized": "success", "cod": "cod", "created": "pending",
-    "pending": "pending", "attempted": "failed", "failed": "failed", "expired": "failed",
-    "invalided": "failed", "canceled": "canceled",
+    "paid": "success",
+    "authorized": "success",
+    "cod": "cod",
+    "created": "pending",
+    "pending": "pending",
+    "attempted": "failed",
+    "failed": "failed",
+    "expired": "failed",
+    "invalided": "failed",
+    "canceled": "canceled",
 }
 CHILD_STATE = {
     ("capture", "succeeded"): "paid",
@@ -41,9 +76,7 @@ OPERATION_RESULT = {"succeeded": "success", "queued": "queued", "rejected": "rej
 
 
 def timestamp(moment: datetime | None = None) -> str:
-    return (moment or datetime.now(timezone.utc)).astimezone(timezone.utc).strftime(
-        "%Y-%m-%d %H:%M:%S"
-    )
+    return (moment or datetime.now(UTC)).astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def normalised_pg_params(params: dict[str, Any]) -> dict[str, Any]:
@@ -81,7 +114,9 @@ def operation_txn(operation: Operation, parent: PaymentTransaction) -> dict[str,
 
 
 def operation_body(
-    operation: Operation, parent: PaymentTransaction, hmac_key: str,
+    operation: Operation,
+    parent: PaymentTransaction,
+    hmac_key: str,
     gateway: GatewayConfig | None = None,
 ) -> dict[str, Any]:
     """ExternalOperation (spec §4.3, decisions §13) for a settled (succeeded / queued / rejected)
@@ -125,8 +160,10 @@ def payment_body(
     gateway = parent.gateway_config or (latest.gateway_config if latest else None)
     settled = parent.amount if parent.state in SETTLED else 0
     paid_amount = (
-        parent.paid_total if parent.state == "paid" else parent.captured
-    ) if parent.state in SETTLED else 0
+        (parent.paid_total if parent.state == "paid" else parent.captured)
+        if parent.state in SETTLED
+        else 0
+    )
     customer = parent.customer or {}
     body: dict[str, Any] = {
         "agreement": {},

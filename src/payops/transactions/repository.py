@@ -84,8 +84,10 @@ BLOCKING_ATTEMPT_STATES = ATTEMPT_BLOCKING
 async def blocking_attempt(session: AsyncSession, parent_id: int) -> PaymentAttempt | None:
     return await session.scalar(
         select(PaymentAttempt)
-        .where(PaymentAttempt.transaction_id == parent_id,
-               PaymentAttempt.state.in_(BLOCKING_ATTEMPT_STATES))
+        .where(
+            PaymentAttempt.transaction_id == parent_id,
+            PaymentAttempt.state.in_(BLOCKING_ATTEMPT_STATES),
+        )
         .order_by(PaymentAttempt.id.desc())
         .limit(1)
     )
@@ -94,11 +96,15 @@ async def blocking_attempt(session: AsyncSession, parent_id: int) -> PaymentAtte
 async def attempt_in_review(session: AsyncSession, parent_id: int) -> bool:
     """Has the gateway confirmed another amount than an attempt asked for? Such a parent waits
     for an operator: it is not expired, canceled or charged again (decisions §13)."""
-    return bool(await session.scalar(
-        select(PaymentAttempt.id)
-        .where(PaymentAttempt.transaction_id == parent_id, PaymentAttempt.state == "needs_review")
-        .limit(1)
-    ))
+    return bool(
+        await session.scalar(
+            select(PaymentAttempt.id)
+            .where(
+                PaymentAttempt.transaction_id == parent_id, PaymentAttempt.state == "needs_review"
+            )
+            .limit(1)
+        )
+    )
 
 
 async def successful_attempt(
@@ -107,9 +113,11 @@ async def successful_attempt(
     """The attempt that took the payment at this gateway (the newest, should there be several)."""
     return await session.scalar(
         select(PaymentAttempt)
-        .where(PaymentAttempt.transaction_id == parent_id,
-               PaymentAttempt.state == "success",
-               PaymentAttempt.gateway_config_id == gateway_config_id)
+        .where(
+            PaymentAttempt.transaction_id == parent_id,
+            PaymentAttempt.state == "success",
+            PaymentAttempt.gateway_config_id == gateway_config_id,
+        )
         .order_by(PaymentAttempt.id.desc())
     )
 
@@ -151,6 +159,7 @@ async def lock_operation(session: AsyncSession, operation_id: int) -> Operation:
 # -- the operation path: few statements, no relationship loading (issue 11) ---------------------
 # The statements are built once (bound parameters): constructing them cost more than compiling.
 
+
 @cache
 def _lock_parent_statement(by: str) -> Any:
     gateway_version = (
@@ -162,8 +171,11 @@ def _lock_parent_statement(by: str) -> Any:
     query = select(PaymentTransaction, gateway_version, settings_version()).options(
         raiseload(PaymentTransaction.gateway_config)
     )
-    column = {"parent_id": PaymentTransaction.id, "session_id": PaymentTransaction.session_id,
-              "order_no": PaymentTransaction.order_no}[by]
+    column = {
+        "parent_id": PaymentTransaction.id,
+        "session_id": PaymentTransaction.session_id,
+        "order_no": PaymentTransaction.order_no,
+    }[by]
     query = query.where(column == bindparam("key"))
     if by != "parent_id":
         query = query.where(PaymentTransaction.deleted_at.is_(None))
@@ -200,8 +212,11 @@ def _held(operation: str, *, count: bool = False) -> Any:
     measure = func.count() if count else func.coalesce(func.sum(Operation.amount), 0)
     return (
         select(measure)
-        .where(Operation.transaction_id == PaymentAttempt.transaction_id,
-               Operation.state.in_(RESERVING_STATES), Operation.operation == operation)
+        .where(
+            Operation.transaction_id == PaymentAttempt.transaction_id,
+            Operation.state.in_(RESERVING_STATES),
+            Operation.operation == operation,
+        )
         .correlate(PaymentAttempt)
         .scalar_subquery()
     )
@@ -210,12 +225,19 @@ def _held(operation: str, *, count: bool = False) -> Any:
 @cache
 def _attempt_and_reservations_statement() -> Any:
     return (
-        select(PaymentAttempt, _held("capture"), _held("refund"), _held("void"),
-               _held("void", count=True))
+        select(
+            PaymentAttempt,
+            _held("capture"),
+            _held("refund"),
+            _held("void"),
+            _held("void", count=True),
+        )
         .options(raiseload(PaymentAttempt.gateway_config))
-        .where(PaymentAttempt.transaction_id == bindparam("parent_id"),
-               PaymentAttempt.state == "success",
-               PaymentAttempt.gateway_config_id == bindparam("gateway_config_id"))
+        .where(
+            PaymentAttempt.transaction_id == bindparam("parent_id"),
+            PaymentAttempt.state == "success",
+            PaymentAttempt.gateway_config_id == bindparam("gateway_config_id"),
+        )
         .order_by(PaymentAttempt.id.desc())
         .limit(1)
     )
@@ -229,15 +251,21 @@ async def successful_attempt_and_reservations(
     the previous holder of the lock."""
     if gateway_config_id is None:
         return None, {"capture": 0, "refund": 0, "void": 0, "void_count": 0}
-    row = (await session.execute(
-        _attempt_and_reservations_statement(),
-        {"parent_id": parent_id, "gateway_config_id": gateway_config_id},
-    )).first()
+    row = (
+        await session.execute(
+            _attempt_and_reservations_statement(),
+            {"parent_id": parent_id, "gateway_config_id": gateway_config_id},
+        )
+    ).first()
     if row is None:
         return None, {"capture": 0, "refund": 0, "void": 0, "void_count": 0}
     attempt, capture, refund, void, void_count = row
-    return attempt, {"capture": int(capture), "refund": int(refund), "void": int(void),
-                     "void_count": int(void_count)}
+    return attempt, {
+        "capture": int(capture),
+        "refund": int(refund),
+        "void": int(void),
+        "void_count": int(void_count),
+    }
 
 
 @cache
@@ -253,11 +281,12 @@ def _lock_operation_statement() -> Any:
 
 async def lock_operation_row(session: AsyncSession, operation_id: int) -> Operation:
     """``lock_operation`` without loading its gateway configuration."""
-    return (await session.scalars(_lock_operation_statement(),
-                                  {"operation_id": operation_id})).one()
+    return (
+        await session.scalars(_lock_operation_statement(), {"operation_id": operation_id})
+    ).one()
 
 
 async def operation_parent_id(session: AsyncSession, operation_id: int) -> int:
-    return (await session.scalars(
-        select(Operation.transaction_id).where(Operation.id == operation_id)
-    )).one()
+    return (
+        await session.scalars(select(Operation.transaction_id).where(Operation.id == operation_id))
+    ).one()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -27,7 +27,9 @@ log = logging.getLogger(__name__)
 DEFAULT_LIFETIME = timedelta(hours=24)
 ATTEMPT_IN_REVIEW = "needs_review"
 ATTEMPT_STATE = {
-    Outcome.SUCCESS: "success", Outcome.FAILED: "failed", Outcome.PENDING: "pending",
+    Outcome.SUCCESS: "success",
+    Outcome.FAILED: "failed",
+    Outcome.PENDING: "pending",
     Outcome.UNKNOWN: "pending",
 }
 
@@ -59,7 +61,7 @@ def new_parent(
     lifetime: timedelta = DEFAULT_LIFETIME,
     type_: str = "e_commerce",
 ) -> PaymentTransaction:
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     return PaymentTransaction(
         created_at=now,
         session_id=new_session_id(),
@@ -88,9 +90,7 @@ def payment_ref(attempt: PaymentAttempt) -> PaymentRef:
     )
 
 
-async def start_attempt(
-    db: Database, parent_id: int, gateway: GatewayConfig
-) -> PaymentAttempt:
+async def start_attempt(db: Database, parent_id: int, gateway: GatewayConfig) -> PaymentAttempt:
     async with db.write() as session:
         parent = await repository.lock_parent_by_id(session, parent_id)
         if parent.state not in PAYABLE_STATES:
@@ -138,15 +138,21 @@ async def apply_attempt_result(
     attempt.pg_params = result.pg_params
     attempt.message = result.message
     attempt.gateway_refs = {**(attempt.gateway_refs or {}), **result.gateway_refs}
-    if result.outcome == Outcome.SUCCESS and attempt.state != "success" and not _confirms(
-            attempt, result):
+    if (
+        result.outcome == Outcome.SUCCESS
+        and attempt.state != "success"
+        and not _confirms(attempt, result)
+    ):
         attempt.state = ATTEMPT_IN_REVIEW
         attempt.message = messages.ATTEMPT_AMOUNT_MISMATCH.format(
             asked=format_minor(attempt.amount, attempt.currency_code),
             asked_currency=attempt.currency_code,
-            confirmed=_confirmed_text(result))
-        log.warning("payment attempt %s confirmed for another amount; it needs review",
-                    attempt.reference_number)
+            confirmed=_confirmed_text(result),
+        )
+        log.warning(
+            "payment attempt %s confirmed for another amount; it needs review",
+            attempt.reference_number,
+        )
         return False
     new_attempt_state = ATTEMPT_STATE[result.outcome]
     if attempt.state != "success":
@@ -155,7 +161,9 @@ async def apply_attempt_result(
     before = parent.state
     if result.outcome == Outcome.SUCCESS:
         if parent.state in LATE_SUCCESS_STATES:
-            parent.state = state_after_attempt("success", gateway.operation_mode, gateway.multi_attempt)
+            parent.state = state_after_attempt(
+                "success", gateway.operation_mode, gateway.multi_attempt
+            )
             parent.operation_mode = gateway.operation_mode
             parent.gateway_config_id = gateway.id
             parent.gateway_config = gateway
@@ -177,8 +185,11 @@ async def apply_attempt_result(
         attempts = await repository.attempts(session, parent.id)
         operations = await repository.operations(session, parent.id)
         outbox.enqueue(
-            session, kind="payment", target_url=parent.webhook_url,
-            payload=payment_body(parent, attempts, operations, key), transaction_id=parent.id,
+            session,
+            kind="payment",
+            target_url=parent.webhook_url,
+            payload=payment_body(parent, attempts, operations, key),
+            transaction_id=parent.id,
         )
     return changed
 
@@ -187,8 +198,10 @@ def _confirms(attempt: PaymentAttempt, result: GatewayResult) -> bool:
     """Does the gateway's confirmation match what the attempt asked for? A gateway that does not
     report the amount (or currency) confirms the one asked."""
     amount_ok = result.amount is None or result.amount == attempt.amount
-    currency_ok = (result.currency_code is None
-                   or result.currency_code.upper() == attempt.currency_code.upper())
+    currency_ok = (
+        result.currency_code is None
+        or result.currency_code.upper() == attempt.currency_code.upper()
+    )
     return amount_ok and currency_ok
 
 
@@ -208,8 +221,7 @@ async def pay_with_sandbox(
     """One customer attempt at the sandbox gateway (hosted page and `payops txn create`)."""
     attempt = await start_attempt(db, parent_id, gateway)
     connector = connector_for(gateway, settings)
-    result = without_personal_data(
-        gateway, await connector.pay(payment_ref(attempt), card_number))  # type: ignore[attr-defined]
+    result = without_personal_data(gateway, await connector.pay(payment_ref(attempt), card_number))  # type: ignore[attr-defined]
     async with db.write() as session:
         parent = await repository.lock_parent_by_id(session, parent_id)
         stored = await session.get(PaymentAttempt, attempt.id)
@@ -242,8 +254,9 @@ async def import_transaction(
     mode = "authorize" if state == "authorized" else "purchase"
     if currency_code.upper() not in gateway.accepted_currencies:
         raise TransactionError(f"{gateway.pg_code} does not accept {currency_code.upper()}")
-    parent = new_parent(amount=amount, currency_code=currency_code, pg_codes=[gateway.pg_code],
-                        order_no=order_no)
+    parent = new_parent(
+        amount=amount, currency_code=currency_code, pg_codes=[gateway.pg_code], order_no=order_no
+    )
     parent.state = state
     parent.operation_mode = mode
     parent.gateway_config_id = gateway.id
@@ -253,17 +266,19 @@ async def import_transaction(
         parent.paid_total = amount
     session.add(parent)
     await session.flush()
-    session.add(PaymentAttempt(
-        transaction_id=parent.id,
-        gateway_config_id=gateway.id,
-        reference_number=reference_number or new_reference_number(),
-        state="success",
-        operation_mode=mode,
-        amount=amount,
-        currency_code=parent.currency_code,
-        gateway_refs=gateway_refs,
-        message="Imported",
-    ))
+    session.add(
+        PaymentAttempt(
+            transaction_id=parent.id,
+            gateway_config_id=gateway.id,
+            reference_number=reference_number or new_reference_number(),
+            state="success",
+            operation_mode=mode,
+            amount=amount,
+            currency_code=parent.currency_code,
+            gateway_refs=gateway_refs,
+            message="Imported",
+        )
+    )
     await session.flush()
     await session.refresh(parent, ["gateway_config"])
     return parent

@@ -92,8 +92,15 @@ class CrossSiteGuard:
             await self.app(scope, receive, send)
             return
         body = json.dumps({"detail": reason}).encode()
-        await send({"type": "http.response.start", "status": 403, "headers": [
-            (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-            (b"vary", b"Origin, Sec-Fetch-Site"),
-        ]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 403,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"vary", b"Origin, Sec-Fetch-Site"),
+                ],
+            }
+        )
         await send({"type": "http.response.body", "body": body})

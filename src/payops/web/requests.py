@@ -194,7 +194,9 @@ async def read_object(
             reason = "number too large" if "int_max_str_digits" in str(exc) else exc
             raise DetailError(messages.INVALID_JSON.format(error=reason), 400) from None
         except RecursionError:
-            raise DetailError(messages.INVALID_JSON.format(error="nested too deeply"), 400) from None
+            raise DetailError(
+                messages.INVALID_JSON.format(error="nested too deeply"), 400
+            ) from None
     elif media == FORM_TYPE:
         try:
             pairs = parse_qsl(raw.decode("utf-8"), keep_blank_values=True)
@@ -210,8 +212,16 @@ async def read_object(
         try:
             files = sorted({key for key, value in form.multi_items() if not isinstance(value, str)})
             if files:
-                raise FieldErrors({key: [messages.ATTACHMENT_UNSUPPORTED if key == "attachment"
-                                         else messages.FILE_UNSUPPORTED] for key in files})
+                raise FieldErrors(
+                    {
+                        key: [
+                            messages.ATTACHMENT_UNSUPPORTED
+                            if key == "attachment"
+                            else messages.FILE_UNSUPPORTED
+                        ]
+                        for key in files
+                    }
+                )
             data = fold_form([(k, v) for k, v in form.multi_items() if isinstance(v, str)], shape)
         finally:
             await form.close()
@@ -229,7 +239,9 @@ def has_control_characters(value: str) -> bool:
     return any(unicodedata.category(ch) in ("Cc", "Cf", "Cs") for ch in value)
 
 
-def identifier(name: str, value: Any, *, max_length: int = 128, required: bool = True) -> str | None:
+def identifier(
+    name: str, value: Any, *, max_length: int = 128, required: bool = True
+) -> str | None:
     """A transaction identifier from a path or body: a short printable string."""
     if value is None or value == "":
         if required:

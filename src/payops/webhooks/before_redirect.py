@@ -61,14 +61,18 @@ async def try_payment_webhook(ctx: AppContext, transaction_id: int, webhook_url:
         # The claim is released by its lease; the worker delivers the event later.
         return None
     # The worker's own send, with a timeout that fits what is left of the deadline.
-    hurried = dataclasses.replace(ctx, settings=ctx.settings.model_copy(
-        update={"webhook_timeout_seconds": remaining - RECORDING_MARGIN_SECONDS}))
+    hurried = dataclasses.replace(
+        ctx,
+        settings=ctx.settings.model_copy(
+            update={"webhook_timeout_seconds": remaining - RECORDING_MARGIN_SECONDS}
+        ),
+    )
     task = asyncio.create_task(delivery.deliver_event(hurried, event_id))
     ctx.background.add(task)
     task.add_done_callback(ctx.background.discard)
     try:
         await asyncio.wait_for(asyncio.shield(task), remaining)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         log.info("payment webhook %s not answered before the redirect deadline", event_id)
         return None
     except Exception as exc:  # noqa: BLE001 - the customer still gets a page

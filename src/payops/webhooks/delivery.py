@@ -23,7 +23,7 @@ import logging
 import random
 import time
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 import httpx
@@ -73,7 +73,7 @@ def backoff_seconds(attempt: int, base: float, factor: float, cap: float) -> flo
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 async def due_events(ctx: AppContext, limit: int) -> list[int]:
@@ -92,15 +92,17 @@ async def claim(ctx: AppContext, event_id: int) -> float | None:
     now = _now()
     async with ctx.db.write() as session:
         if not await repository.take_send_lease(
-                session, event_id, now, now + timedelta(seconds=lease_seconds(ctx))):
+            session, event_id, now, now + timedelta(seconds=lease_seconds(ctx))
+        ):
             return None
     # Measured from before the UPDATE: waiting for the write lock eats into the budget, never
     # into the margin that protects the lease.
     return started + ctx.settings.webhook_timeout_seconds
 
 
-async def send(ctx: AppContext, event: OutboxEvent, body: dict[str, object],
-               deadline: float | None = None) -> SendResult:
+async def send(
+    ctx: AppContext, event: OutboxEvent, body: dict[str, object], deadline: float | None = None
+) -> SendResult:
     """One POST; everything (resolution, connection, request, the whole answer) ends by
     ``deadline`` (monotonic; default: the webhook timeout from now)."""
     started = time.perf_counter()
@@ -117,8 +119,9 @@ async def send(ctx: AppContext, event: OutboxEvent, body: dict[str, object],
         return SendResult(None, latency, "timeout: no complete answer before the deadline", "")
 
 
-async def _post(ctx: AppContext, event: OutboxEvent, body: dict[str, object],
-                started: float) -> SendResult:
+async def _post(
+    ctx: AppContext, event: OutboxEvent, body: dict[str, object], started: float
+) -> SendResult:
     try:
         target = await resolve(event.target_url, allow_private=ctx.settings.webhook_allow_private)
     except TargetRefused as refusal:
@@ -139,12 +142,17 @@ async def _post(ctx: AppContext, event: OutboxEvent, body: dict[str, object],
     # The per-read timeout is only a backstop; the caller's total deadline is what bounds a send.
     timeout = httpx.Timeout(ctx.settings.webhook_timeout_seconds)
     try:
-        async with httpx.AsyncClient(timeout=timeout, follow_redirects=False,
-                                     trust_env=False) as client:
+        async with httpx.AsyncClient(
+            timeout=timeout, follow_redirects=False, trust_env=False
+        ) as client:
             # exact_json: a merchant's extra decimals go out as they were accepted.
-            request = client.build_request("POST", target.url,
-                                           content=exact_json.dumps(body).encode("utf-8"),
-                                           headers=headers, extensions=extensions)
+            request = client.build_request(
+                "POST",
+                target.url,
+                content=exact_json.dumps(body).encode("utf-8"),
+                headers=headers,
+                extensions=extensions,
+            )
             response = await client.send(request, stream=True)
             try:
                 excerpt = b""
@@ -155,8 +163,12 @@ async def _post(ctx: AppContext, event: OutboxEvent, body: dict[str, object],
             finally:
                 await response.aclose()
         latency = int((time.perf_counter() - started) * 1000)
-        return SendResult(response.status_code, latency, "",
-                          excerpt[:RESPONSE_EXCERPT_BYTES].decode("utf-8", "replace"))
+        return SendResult(
+            response.status_code,
+            latency,
+            "",
+            excerpt[:RESPONSE_EXCERPT_BYTES].decode("utf-8", "replace"),
+        )
     except (httpx.HTTPError, OSError) as exc:
         latency = int((time.perf_counter() - started) * 1000)
         return SendResult(None, latency, type(exc).__name__, "")
@@ -174,22 +186,33 @@ async def deliver_event(ctx: AppContext, event_id: int, deadline: float | None =
     result = await send(ctx, event, body, deadline)
     settings = ctx.settings
     async with ctx.db.write() as session:
-        stored = await session.get_one(OutboxEvent, event_id, with_for_update=True,
-                                       populate_existing=True)
+        stored = await session.get_one(
+            OutboxEvent, event_id, with_for_update=True, populate_existing=True
+        )
         stored.attempts += 1
-        session.add(WebhookAttempt(
-            event_id=stored.id, attempt=stored.attempts, status_code=result.status_code,
-            latency_ms=result.latency_ms, error=result.error[:255],
-            response_excerpt=result.excerpt,
-        ))
+        session.add(
+            WebhookAttempt(
+                event_id=stored.id,
+                attempt=stored.attempts,
+                status_code=result.status_code,
+                latency_ms=result.latency_ms,
+                error=result.error[:255],
+                response_excerpt=result.excerpt,
+            )
+        )
         if result.delivered:
             stored.state = "delivered"
             stored.delivered_at = _now()
             stored.last_error = ""
         elif result.retryable and stored.attempts < settings.webhook_max_attempts:
-            stored.next_attempt_at = _now() + timedelta(seconds=backoff_seconds(
-                stored.attempts, settings.webhook_backoff_base_seconds,
-                settings.webhook_backoff_factor, settings.webhook_backoff_cap_seconds))
+            stored.next_attempt_at = _now() + timedelta(
+                seconds=backoff_seconds(
+                    stored.attempts,
+                    settings.webhook_backoff_base_seconds,
+                    settings.webhook_backoff_factor,
+                    settings.webhook_backoff_cap_seconds,
+                )
+            )
             stored.last_error = result.error or f"HTTP {result.status_code}"
         else:
             stored.state = "failed"
@@ -212,8 +235,9 @@ async def deliver_due(ctx: AppContext, limit: int = 100) -> dict[str, int]:
             state = await deliver_event(ctx, event_id, deadline)
             outcomes[state] = outcomes.get(state, 0) + 1
 
-    results = await asyncio.gather(*(one(event_id) for event_id in await due_events(ctx, limit)),
-                                   return_exceptions=True)
+    results = await asyncio.gather(
+        *(one(event_id) for event_id in await due_events(ctx, limit)), return_exceptions=True
+    )
     for failure in results:
         if isinstance(failure, BaseException):
             # A try that could not be recorded stays leased and is sent again after the lease.

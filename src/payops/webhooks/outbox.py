@@ -42,9 +42,11 @@ def settings_version() -> ScalarSelect[int]:
 
 async def all_merchant_settings(session: AsyncSession) -> tuple[dict[str, str], int]:
     """Every merchant setting and their version (as ``settings_version``), in one statement."""
-    rows = (await session.execute(
-        select(MerchantSetting.key, MerchantSetting.value, MerchantSetting.version)
-    )).all()
+    rows = (
+        await session.execute(
+            select(MerchantSetting.key, MerchantSetting.value, MerchantSetting.version)
+        )
+    ).all()
     values = {key: value or "" for key, value, _ in rows}
     for key in SECRET_SETTINGS & values.keys():
         if values[key]:
@@ -78,13 +80,20 @@ async def set_merchant_setting(session: AsyncSession, key: str, value: str) -> N
 
 
 def enqueue(
-    session: AsyncSession, *, kind: str, target_url: str, payload: dict[str, Any],
+    session: AsyncSession,
+    *,
+    kind: str,
+    target_url: str,
+    payload: dict[str, Any],
     transaction_id: int | None,
 ) -> OutboxEvent | None:
     if not target_url:
         return None
     event = OutboxEvent(
-        event_id=new_event_id(), kind=kind, target_url=target_url, payload=payload,
+        event_id=new_event_id(),
+        kind=kind,
+        target_url=target_url,
+        payload=payload,
         transaction_id=transaction_id,
     )
     session.add(event)

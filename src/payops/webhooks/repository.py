@@ -17,8 +17,9 @@ PENDING = "pending"
 def _older_pending(transaction_id: Any, event_id: Any) -> Exists:
     """An older event of the same transaction is still pending (events go out in order)."""
     older = aliased(OutboxEvent)
-    return exists().where(and_(older.transaction_id == transaction_id, older.id < event_id,
-                               older.state == PENDING))
+    return exists().where(
+        and_(older.transaction_id == transaction_id, older.id < event_id, older.state == PENDING)
+    )
 
 
 async def due_event_ids(session: AsyncSession, now: datetime, limit: int) -> list[int]:
@@ -43,8 +44,11 @@ async def take_send_lease(
     False when another worker holds it or it is not due."""
     result = await session.execute(
         update(OutboxEvent)
-        .where(OutboxEvent.id == event_id, OutboxEvent.state == PENDING,
-               OutboxEvent.next_attempt_at <= now)
+        .where(
+            OutboxEvent.id == event_id,
+            OutboxEvent.state == PENDING,
+            OutboxEvent.next_attempt_at <= now,
+        )
         .values(next_attempt_at=until)
     )
     return result.rowcount == 1  # type: ignore[attr-defined]
@@ -55,8 +59,12 @@ async def newest_pending_payment_event(
 ) -> OutboxEvent | None:
     return await session.scalar(
         select(OutboxEvent)
-        .where(OutboxEvent.transaction_id == transaction_id, OutboxEvent.kind == "payment",
-               OutboxEvent.target_url == target_url, OutboxEvent.state == PENDING)
+        .where(
+            OutboxEvent.transaction_id == transaction_id,
+            OutboxEvent.kind == "payment",
+            OutboxEvent.target_url == target_url,
+            OutboxEvent.state == PENDING,
+        )
         .order_by(OutboxEvent.id.desc())
         .limit(1)
     )

@@ -56,13 +56,24 @@ BASE = f"/api/rest/version/100/merchant/{MERCHANT_ID}"
 
 # -- helpers ------------------------------------------------------------------------------------
 
-def make_connector(fake: FakeMpgs, *, timeout: float = 3.0, password: str = API_PASSWORD,
-                   merchant_id: str = MERCHANT_ID, **options: Any) -> MpgsConnector:
-    return MpgsConnector(ConnectorConfig(
-        pg_code="mpgs-kwd", is_sandbox=True,
-        credentials={"merchant_id": merchant_id, "api_password": password},
-        timeout_seconds=timeout, options={"base_url": fake.url, **options},
-    ))
+
+def make_connector(
+    fake: FakeMpgs,
+    *,
+    timeout: float = 3.0,
+    password: str = API_PASSWORD,
+    merchant_id: str = MERCHANT_ID,
+    **options: Any,
+) -> MpgsConnector:
+    return MpgsConnector(
+        ConnectorConfig(
+            pg_code="mpgs-kwd",
+            is_sandbox=True,
+            credentials={"merchant_id": merchant_id, "api_password": password},
+            timeout_seconds=timeout,
+            options={"base_url": fake.url, **options},
+        )
+    )
 
 
 @pytest.fixture
@@ -79,21 +90,37 @@ async def impatient(mpgs_fake: FakeMpgs) -> AsyncIterator[MpgsConnector]:  # noq
     await connector.aclose()
 
 
-def payment(amount: int = 100_000, currency: str = "KWD", mode: str = "authorize",
-            refs: dict[str, Any] | None = None) -> PaymentRef:
+def payment(
+    amount: int = 100_000,
+    currency: str = "KWD",
+    mode: str = "authorize",
+    refs: dict[str, Any] | None = None,
+) -> PaymentRef:
     return PaymentRef(
-        reference_number=new_reference_number(), amount=amount, currency_code=currency,
+        reference_number=new_reference_number(),
+        amount=amount,
+        currency_code=currency,
         operation_mode=mode,
         gateway_refs={"order_id": ORDER, "transaction_id": AUTH} if refs is None else refs,
     )
 
 
-def op(operation: str, amount: int, pay: PaymentRef | None = None, *, ref: str | None = None,
-       currency: str | None = None) -> OperationRequest:
+def op(
+    operation: str,
+    amount: int,
+    pay: PaymentRef | None = None,
+    *,
+    ref: str | None = None,
+    currency: str | None = None,
+) -> OperationRequest:
     pay = pay or payment()
-    return OperationRequest(operation=operation, reference_number=ref or new_reference_number(),
-                            amount=amount, currency_code=currency or pay.currency_code,
-                            payment=pay)
+    return OperationRequest(
+        operation=operation,
+        reference_number=ref or new_reference_number(),
+        amount=amount,
+        currency_code=currency or pay.currency_code,
+        payment=pay,
+    )
 
 
 def authorized(fake: FakeMpgs, amount: str = "100.000", currency: str = "KWD") -> None:
@@ -124,6 +151,7 @@ def decimal_of(raw_amount: Any) -> Decimal:
 
 # -- identity and configuration -----------------------------------------------------------------
 
+
 def test_registered_with_its_capabilities_and_credentials() -> None:
     assert connector_class("mpgs") is MpgsConnector
     assert MpgsConnector.name == "mpgs"
@@ -131,20 +159,38 @@ def test_registered_with_its_capabilities_and_credentials() -> None:
     assert MpgsConnector.required_credentials == ("merchant_id", "api_password")
 
 
-@pytest.mark.parametrize(("sandbox", "options", "url"), [
-    (True, {}, "https://mtf.gateway.mastercard.com"),
-    (False, {}, "https://ap-gateway.mastercard.com"),
-    (False, {"host": "eu-gateway.mastercard.com"}, "https://eu-gateway.mastercard.com"),
-    (True, {"host": "test-nbkpayment.mtf.gateway.mastercard.com"},
-     "https://test-nbkpayment.mtf.gateway.mastercard.com"),
-    (False, {"host": "https://na-gateway.mastercard.com/"}, "https://na-gateway.mastercard.com"),
-    (False, {"host": "eu-gateway.mastercard.com", "base_url": "http://127.0.0.1:9/"},
-     "http://127.0.0.1:9"),
-])
-def test_host_follows_is_sandbox_unless_overridden(sandbox: bool, options: dict[str, Any],
-                                                   url: str) -> None:
-    connector = build_connector("mpgs", ConnectorConfig(
-        "mpgs-x", sandbox, {"merchant_id": "M", "api_password": "p"}, options=options))
+@pytest.mark.parametrize(
+    ("sandbox", "options", "url"),
+    [
+        (True, {}, "https://mtf.gateway.mastercard.com"),
+        (False, {}, "https://ap-gateway.mastercard.com"),
+        (False, {"host": "eu-gateway.mastercard.com"}, "https://eu-gateway.mastercard.com"),
+        (
+            True,
+            {"host": "test-nbkpayment.mtf.gateway.mastercard.com"},
+            "https://test-nbkpayment.mtf.gateway.mastercard.com",
+        ),
+        (
+            False,
+            {"host": "https://na-gateway.mastercard.com/"},
+            "https://na-gateway.mastercard.com",
+        ),
+        (
+            False,
+            {"host": "eu-gateway.mastercard.com", "base_url": "http://127.0.0.1:9/"},
+            "http://127.0.0.1:9",
+        ),
+    ],
+)
+def test_host_follows_is_sandbox_unless_overridden(
+    sandbox: bool, options: dict[str, Any], url: str
+) -> None:
+    connector = build_connector(
+        "mpgs",
+        ConnectorConfig(
+            "mpgs-x", sandbox, {"merchant_id": "M", "api_password": "p"}, options=options
+        ),
+    )
     assert connector.base_url == url  # type: ignore[attr-defined]
 
 
@@ -159,11 +205,13 @@ async def test_api_version_is_configurable(mpgs_fake: FakeMpgs) -> None:  # noqa
     assert result.outcome == Outcome.SUCCESS
     assert mpgs_fake.puts()[-1].path == (
         f"/api/rest/version/63/merchant/{MERCHANT_ID}/order/{ORDER}/transaction/"
-        f"{request.reference_number}")
+        f"{request.reference_number}"
+    )
     assert result.raw["version"] == "63"
 
 
 # -- capture ------------------------------------------------------------------------------------
+
 
 async def test_capture_success(mpgs_fake: FakeMpgs, mpgs: MpgsConnector) -> None:  # noqa: F811
     authorized(mpgs_fake)
@@ -172,8 +220,14 @@ async def test_capture_success(mpgs_fake: FakeMpgs, mpgs: MpgsConnector) -> None
 
     result = await mpgs.capture(request)
 
-    assert_put(mpgs_fake, ref, {"apiOperation": "CAPTURE", "transaction": {
-        "amount": "60.000", "currency": "KWD", "reference": ref}})
+    assert_put(
+        mpgs_fake,
+        ref,
+        {
+            "apiOperation": "CAPTURE",
+            "transaction": {"amount": "60.000", "currency": "KWD", "reference": ref},
+        },
+    )
     assert result.outcome == Outcome.SUCCESS
     assert result.message == "Approved (APPROVED)"
     assert result.raw["result"] == "SUCCESS"
@@ -184,25 +238,40 @@ async def test_capture_success(mpgs_fake: FakeMpgs, mpgs: MpgsConnector) -> None
     assert result.raw["order"]["status"] == "PARTIALLY_CAPTURED"
     assert decimal_of(result.raw["order"]["totalCapturedAmount"]) == Decimal("60")
     assert result.pg_params == {
-        "ref": ORDER, "transaction_id": ref, "result": "APPROVED", "decision": "SUCCESS",
-        "pg_message": "Approved (APPROVED)", "auth_code": "A1B2C3", "receipt_no": "412345678900",
-        "rrn": "412345678900", "card_number": MASKED_CARD, "card_type": "MASTERCARD",
-        "card_expiry_month": "5", "card_expiry_year": "39",
+        "ref": ORDER,
+        "transaction_id": ref,
+        "result": "APPROVED",
+        "decision": "SUCCESS",
+        "pg_message": "Approved (APPROVED)",
+        "auth_code": "A1B2C3",
+        "receipt_no": "412345678900",
+        "rrn": "412345678900",
+        "card_number": MASKED_CARD,
+        "card_type": "MASTERCARD",
+        "card_expiry_month": "5",
+        "card_expiry_year": "39",
     }
     assert result.gateway_refs == {"order_id": ORDER, "operation_transaction_id": ref}
     assert mpgs_fake.orders[ORDER].captured == Decimal("60")
 
 
-@pytest.mark.parametrize(("currency", "order_amount", "minor", "wire"), [
-    ("KWD", "10.000", 1, "0.001"),
-    ("KWD", "10.000", 5_250, "5.250"),
-    ("USD", "100.00", 1_050, "10.50"),
-    ("SAR", "100.00", 10_000, "100.00"),
-    ("JPY", "1000", 500, "500"),
-])
+@pytest.mark.parametrize(
+    ("currency", "order_amount", "minor", "wire"),
+    [
+        ("KWD", "10.000", 1, "0.001"),
+        ("KWD", "10.000", 5_250, "5.250"),
+        ("USD", "100.00", 1_050, "10.50"),
+        ("SAR", "100.00", 10_000, "100.00"),
+        ("JPY", "1000", 500, "500"),
+    ],
+)
 async def test_capture_amount_has_the_currency_decimals(
-    mpgs_fake: FakeMpgs, mpgs: MpgsConnector, currency: str, order_amount: str,  # noqa: F811
-    minor: int, wire: str,
+    mpgs_fake: FakeMpgs,
+    mpgs: MpgsConnector,
+    currency: str,
+    order_amount: str,  # noqa: F811
+    minor: int,
+    wire: str,
 ) -> None:
     authorized(mpgs_fake, order_amount, currency)
     request = op("capture", minor, payment(currency=currency))
@@ -224,7 +293,8 @@ async def test_partial_captures_accumulate(mpgs_fake: FakeMpgs, mpgs: MpgsConnec
 
 
 async def test_capture_beyond_the_authorization_is_refused(
-    mpgs_fake: FakeMpgs, mpgs: MpgsConnector,  # noqa: F811
+    mpgs_fake: FakeMpgs,
+    mpgs: MpgsConnector,  # noqa: F811
 ) -> None:
     authorized(mpgs_fake)
     result = await mpgs.capture(op("capture", 100_001))
@@ -238,7 +308,8 @@ async def test_capture_beyond_the_authorization_is_refused(
 
 
 async def test_capture_in_another_currency_is_refused(
-    mpgs_fake: FakeMpgs, mpgs: MpgsConnector,  # noqa: F811
+    mpgs_fake: FakeMpgs,
+    mpgs: MpgsConnector,  # noqa: F811
 ) -> None:
     authorized(mpgs_fake)
     result = await mpgs.capture(op("capture", 1_000, currency="USD"))
@@ -247,7 +318,8 @@ async def test_capture_in_another_currency_is_refused(
 
 
 async def test_capture_on_an_unknown_order_is_refused(
-    mpgs_fake: FakeMpgs, mpgs: MpgsConnector,  # noqa: F811
+    mpgs_fake: FakeMpgs,
+    mpgs: MpgsConnector,  # noqa: F811
 ) -> None:
     result = await mpgs.capture(op("capture", 1_000))
     assert result.outcome == Outcome.FAILED
@@ -262,8 +334,11 @@ async def test_declined_capture(mpgs_fake: FakeMpgs, mpgs: MpgsConnector) -> Non
     assert result.outcome == Outcome.FAILED
     assert result.message == "Do not honour (DECLINED)"
     assert result.raw["result"] == "FAILURE"
-    assert result.raw["response"] == {"gatewayCode": "DECLINED", "acquirerCode": "05",
-                                      "acquirerMessage": "Do not honour"}
+    assert result.raw["response"] == {
+        "gatewayCode": "DECLINED",
+        "acquirerCode": "05",
+        "acquirerMessage": "Do not honour",
+    }
     assert result.pg_params["result"] == "DECLINED"
     stored = mpgs_fake.transaction(ORDER, request.reference_number)
     assert stored is not None and stored.result == "FAILURE"
@@ -278,10 +353,14 @@ async def test_wrong_credentials(mpgs_fake: FakeMpgs) -> None:  # noqa: F811
     finally:
         await connector.aclose()
     assert mpgs_fake.puts()[-1].headers["authorization"] == basic(
-        f"merchant.{MERCHANT_ID}", "not-the-password")
+        f"merchant.{MERCHANT_ID}", "not-the-password"
+    )
     assert result.outcome == Outcome.FAILED
-    assert result.raw == {"error": {"cause": "REQUEST_REJECTED", "explanation": "Invalid credentials."},
-                          "result": "ERROR", "http_status": 401}
+    assert result.raw == {
+        "error": {"cause": "REQUEST_REJECTED", "explanation": "Invalid credentials."},
+        "result": "ERROR",
+        "http_status": 401,
+    }
     assert result.message == "REQUEST_REJECTED: Invalid credentials."
     assert mpgs_fake.orders[ORDER].captured == 0
 
@@ -299,6 +378,7 @@ async def test_credentials_of_another_merchant(mpgs_fake: FakeMpgs) -> None:  # 
 
 # -- refund -------------------------------------------------------------------------------------
 
+
 async def test_refund_success_and_limit(mpgs_fake: FakeMpgs, mpgs: MpgsConnector) -> None:  # noqa: F811
     paid(mpgs_fake)
     pay = payment(mode="purchase")
@@ -307,8 +387,14 @@ async def test_refund_success_and_limit(mpgs_fake: FakeMpgs, mpgs: MpgsConnector
 
     result = await mpgs.refund(request)
 
-    assert_put(mpgs_fake, ref, {"apiOperation": "REFUND", "transaction": {
-        "amount": "25.500", "currency": "KWD", "reference": ref}})
+    assert_put(
+        mpgs_fake,
+        ref,
+        {
+            "apiOperation": "REFUND",
+            "transaction": {"amount": "25.500", "currency": "KWD", "reference": ref},
+        },
+    )
     assert "sourceOfFunds" not in mpgs_fake.puts()[-1].json
     assert result.outcome == Outcome.SUCCESS
     assert result.raw["transaction"]["type"] == "REFUND"
@@ -328,7 +414,8 @@ async def test_refund_success_and_limit(mpgs_fake: FakeMpgs, mpgs: MpgsConnector
 
 
 async def test_refund_before_any_capture_is_refused(
-    mpgs_fake: FakeMpgs, mpgs: MpgsConnector,  # noqa: F811
+    mpgs_fake: FakeMpgs,
+    mpgs: MpgsConnector,  # noqa: F811
 ) -> None:
     authorized(mpgs_fake)
     result = await mpgs.refund(op("refund", 1_000))
@@ -337,7 +424,8 @@ async def test_refund_before_any_capture_is_refused(
 
 
 async def test_refund_after_partial_capture_is_limited_to_the_capture(
-    mpgs_fake: FakeMpgs, mpgs: MpgsConnector,  # noqa: F811
+    mpgs_fake: FakeMpgs,
+    mpgs: MpgsConnector,  # noqa: F811
 ) -> None:
     authorized(mpgs_fake)
     assert (await mpgs.capture(op("capture", 30_000))).outcome == Outcome.SUCCESS
@@ -357,7 +445,10 @@ async def test_pending_refund_then_inquiry(mpgs_fake: FakeMpgs, mpgs: MpgsConnec
     still = await mpgs.inquire_operation(request)
     assert still.outcome == Outcome.PENDING
     assert mpgs_fake.requests[-1].method == "GET"
-    assert mpgs_fake.requests[-1].path == f"{BASE}/order/{ORDER}/transaction/{request.reference_number}"
+    assert (
+        mpgs_fake.requests[-1].path
+        == f"{BASE}/order/{ORDER}/transaction/{request.reference_number}"
+    )
 
     mpgs_fake.settle_pending(ORDER, request.reference_number, approve=True)
     done = await mpgs.inquire_operation(request)
@@ -376,6 +467,7 @@ async def test_pending_refund_rejected_later(mpgs_fake: FakeMpgs, mpgs: MpgsConn
 
 # -- void ---------------------------------------------------------------------------------------
 
+
 async def test_void_success(mpgs_fake: FakeMpgs, mpgs: MpgsConnector) -> None:  # noqa: F811
     authorized(mpgs_fake)
     request = op("void", 100_000)
@@ -383,8 +475,11 @@ async def test_void_success(mpgs_fake: FakeMpgs, mpgs: MpgsConnector) -> None:  
 
     result = await mpgs.void(request)
 
-    assert_put(mpgs_fake, ref, {"apiOperation": "VOID", "transaction": {
-        "targetTransactionId": AUTH, "reference": ref}})
+    assert_put(
+        mpgs_fake,
+        ref,
+        {"apiOperation": "VOID", "transaction": {"targetTransactionId": AUTH, "reference": ref}},
+    )
     assert result.outcome == Outcome.SUCCESS
     assert result.raw["transaction"]["type"] == "VOID_AUTHORIZATION"
     assert result.raw["transaction"]["targetTransactionId"] == AUTH
@@ -393,7 +488,8 @@ async def test_void_success(mpgs_fake: FakeMpgs, mpgs: MpgsConnector) -> None:  
 
 
 async def test_void_finds_the_authorization_when_not_given(
-    mpgs_fake: FakeMpgs, mpgs: MpgsConnector,  # noqa: F811
+    mpgs_fake: FakeMpgs,
+    mpgs: MpgsConnector,  # noqa: F811
 ) -> None:
     mpgs_fake.add_order(ORDER, "100.000", "KWD", mode="authorize", transaction_id="auth-77")
     request = op("void", 100_000, payment(refs={"order_id": ORDER}))
@@ -405,7 +501,8 @@ async def test_void_finds_the_authorization_when_not_given(
 
 
 async def test_void_without_any_authorization_sends_nothing(
-    mpgs_fake: FakeMpgs, mpgs: MpgsConnector,  # noqa: F811
+    mpgs_fake: FakeMpgs,
+    mpgs: MpgsConnector,  # noqa: F811
 ) -> None:
     paid(mpgs_fake)  # a PAYMENT, no AUTHORIZATION to reverse
     result = await mpgs.void(op("void", 100_000, payment(refs={"order_id": ORDER})))
@@ -439,8 +536,10 @@ async def test_second_void_is_refused(mpgs_fake: FakeMpgs, mpgs: MpgsConnector) 
 
 # -- idempotency: the transaction id is PayOps's reference number --------------------------------
 
+
 async def test_identical_resend_is_not_processed_twice(
-    mpgs_fake: FakeMpgs, mpgs: MpgsConnector,  # noqa: F811
+    mpgs_fake: FakeMpgs,
+    mpgs: MpgsConnector,  # noqa: F811
 ) -> None:
     authorized(mpgs_fake)
     request = op("capture", 60_000)
@@ -454,7 +553,8 @@ async def test_identical_resend_is_not_processed_twice(
 
 
 async def test_same_id_with_another_body_is_refused(
-    mpgs_fake: FakeMpgs, mpgs: MpgsConnector,  # noqa: F811
+    mpgs_fake: FakeMpgs,
+    mpgs: MpgsConnector,  # noqa: F811
 ) -> None:
     authorized(mpgs_fake)
     ref = new_reference_number()
@@ -467,10 +567,15 @@ async def test_same_id_with_another_body_is_refused(
 
 # -- faults: the outcome is unknown, never an exception -----------------------------------------
 
+
 @pytest.mark.parametrize("perform", [False, True])
 @pytest.mark.parametrize("kind", ["timeout", "reset", "500", "server_busy", "malformed"])
-async def test_faults_are_unknown(mpgs_fake: FakeMpgs, impatient: MpgsConnector, kind: str,  # noqa: F811
-                                 perform: bool) -> None:
+async def test_faults_are_unknown(
+    mpgs_fake: FakeMpgs,
+    impatient: MpgsConnector,
+    kind: str,  # noqa: F811
+    perform: bool,
+) -> None:
     authorized(mpgs_fake)
     mpgs_fake.fail_next(kind, apply=perform)
     request = op("capture", 10_000)
@@ -485,9 +590,14 @@ async def test_fault_replies_are_kept(mpgs_fake: FakeMpgs, impatient: MpgsConnec
     authorized(mpgs_fake)
     mpgs_fake.fail_next("500")
     result = await impatient.capture(op("capture", 10_000))
-    assert result.raw == {"error": {"cause": "SERVER_FAILED",
-                                    "explanation": "An internal error occurred; retry later."},
-                          "result": "ERROR", "http_status": 500}
+    assert result.raw == {
+        "error": {
+            "cause": "SERVER_FAILED",
+            "explanation": "An internal error occurred; retry later.",
+        },
+        "result": "ERROR",
+        "http_status": 500,
+    }
     mpgs_fake.fail_next("malformed")
     result = await impatient.capture(op("capture", 10_000))
     assert result.raw == {"http_status": 201, "error": "unparsable reply"}
@@ -497,7 +607,8 @@ async def test_fault_replies_are_kept(mpgs_fake: FakeMpgs, impatient: MpgsConnec
 
 
 async def test_gateway_that_cannot_tell_is_unknown(
-    mpgs_fake: FakeMpgs, mpgs: MpgsConnector,  # noqa: F811
+    mpgs_fake: FakeMpgs,
+    mpgs: MpgsConnector,  # noqa: F811
 ) -> None:
     authorized(mpgs_fake)
     mpgs_fake.fail_next("result_unknown")
@@ -507,13 +618,23 @@ async def test_gateway_that_cannot_tell_is_unknown(
 
 
 async def test_unreachable_gateway_is_unknown() -> None:
-    connector = MpgsConnector(ConnectorConfig(
-        "mpgs-x", True, {"merchant_id": MERCHANT_ID, "api_password": API_PASSWORD},
-        timeout_seconds=SHORT_TIMEOUT, options={"base_url": "http://127.0.0.1:9"}))
+    connector = MpgsConnector(
+        ConnectorConfig(
+            "mpgs-x",
+            True,
+            {"merchant_id": MERCHANT_ID, "api_password": API_PASSWORD},
+            timeout_seconds=SHORT_TIMEOUT,
+            options={"base_url": "http://127.0.0.1:9"},
+        )
+    )
     try:
-        for call in (connector.capture(op("capture", 1)), connector.refund(op("refund", 1)),
-                     connector.void(op("void", 1)), connector.inquire_operation(op("capture", 1)),
-                     connector.inquire_payment(payment())):
+        for call in (
+            connector.capture(op("capture", 1)),
+            connector.refund(op("refund", 1)),
+            connector.void(op("void", 1)),
+            connector.inquire_operation(op("capture", 1)),
+            connector.inquire_payment(payment()),
+        ):
             assert (await call).outcome == Outcome.UNKNOWN
     finally:
         await connector.aclose()
@@ -521,9 +642,12 @@ async def test_unreachable_gateway_is_unknown() -> None:
 
 # -- inquire_operation: done / not done / pending ----------------------------------------------
 
+
 @pytest.mark.parametrize("kind", ["timeout", "reset", "500", "malformed"])
 async def test_inquiry_finds_an_operation_whose_reply_was_lost(
-    mpgs_fake: FakeMpgs, impatient: MpgsConnector, kind: str,  # noqa: F811
+    mpgs_fake: FakeMpgs,
+    impatient: MpgsConnector,
+    kind: str,  # noqa: F811
 ) -> None:
     authorized(mpgs_fake)
     mpgs_fake.fail_next(kind, apply=True)
@@ -534,8 +658,10 @@ async def test_inquiry_finds_an_operation_whose_reply_was_lost(
 
     assert result.outcome == Outcome.SUCCESS
     sent = mpgs_fake.requests[-1]
-    assert (sent.method, sent.path) == ("GET", f"{BASE}/order/{ORDER}/transaction/"
-                                               f"{request.reference_number}")
+    assert (sent.method, sent.path) == (
+        "GET",
+        f"{BASE}/order/{ORDER}/transaction/{request.reference_number}",
+    )
     assert sent.headers["authorization"] == basic(f"merchant.{MERCHANT_ID}", API_PASSWORD)
     assert sent.body == b""
     assert result.raw["transaction"]["id"] == request.reference_number
@@ -545,7 +671,9 @@ async def test_inquiry_finds_an_operation_whose_reply_was_lost(
 
 @pytest.mark.parametrize("operation", ["capture", "refund", "void"])
 async def test_inquiry_of_an_operation_never_performed(
-    mpgs_fake: FakeMpgs, impatient: MpgsConnector, operation: str,  # noqa: F811
+    mpgs_fake: FakeMpgs,
+    impatient: MpgsConnector,
+    operation: str,  # noqa: F811
 ) -> None:
     if operation == "refund":
         paid(mpgs_fake)
@@ -559,8 +687,10 @@ async def test_inquiry_of_an_operation_never_performed(
 
     assert result.outcome == Outcome.FAILED
     gets = [r.path for r in mpgs_fake.requests if r.method == "GET"]
-    assert gets[-2:] == [f"{BASE}/order/{ORDER}/transaction/{request.reference_number}",
-                         f"{BASE}/order/{ORDER}"]
+    assert gets[-2:] == [
+        f"{BASE}/order/{ORDER}/transaction/{request.reference_number}",
+        f"{BASE}/order/{ORDER}",
+    ]
     assert result.message == f"MPGS has no transaction {request.reference_number} on order {ORDER}"
     assert result.raw["transactions"] == [AUTH]
 
@@ -586,7 +716,9 @@ async def test_inquiry_of_a_void(mpgs_fake: FakeMpgs, mpgs: MpgsConnector) -> No
 
 @pytest.mark.parametrize("kind", ["timeout", "reset", "500", "server_busy", "malformed"])
 async def test_inquiry_that_gets_no_answer_is_unknown(
-    mpgs_fake: FakeMpgs, impatient: MpgsConnector, kind: str,  # noqa: F811
+    mpgs_fake: FakeMpgs,
+    impatient: MpgsConnector,
+    kind: str,  # noqa: F811
 ) -> None:
     authorized(mpgs_fake)
     request = op("capture", 1_000)
@@ -596,7 +728,8 @@ async def test_inquiry_that_gets_no_answer_is_unknown(
 
 
 async def test_inquiry_that_cannot_confirm_absence_is_unknown(
-    mpgs_fake: FakeMpgs, impatient: MpgsConnector,  # noqa: F811
+    mpgs_fake: FakeMpgs,
+    impatient: MpgsConnector,  # noqa: F811
 ) -> None:
     authorized(mpgs_fake)
     request = op("capture", 1_000)  # never sent: Retrieve Transaction says "not found"
@@ -618,6 +751,7 @@ async def test_inquiry_with_wrong_credentials_is_unknown(mpgs_fake: FakeMpgs) ->
 
 
 # -- inquire_payment ----------------------------------------------------------------------------
+
 
 async def test_inquire_payment_authorized(mpgs_fake: FakeMpgs, mpgs: MpgsConnector) -> None:  # noqa: F811
     authorized(mpgs_fake)
@@ -641,7 +775,8 @@ async def test_inquire_payment_purchase(mpgs_fake: FakeMpgs, mpgs: MpgsConnector
 
 
 async def test_inquire_payment_only_authorized_is_not_a_purchase(
-    mpgs_fake: FakeMpgs, mpgs: MpgsConnector,  # noqa: F811
+    mpgs_fake: FakeMpgs,
+    mpgs: MpgsConnector,  # noqa: F811
 ) -> None:
     authorized(mpgs_fake)
     result = await mpgs.inquire_payment(payment(mode="purchase"))
@@ -657,14 +792,16 @@ async def test_inquire_payment_voided(mpgs_fake: FakeMpgs, mpgs: MpgsConnector) 
 
 
 async def test_inquire_payment_unknown_order_is_pending(
-    mpgs_fake: FakeMpgs, mpgs: MpgsConnector,  # noqa: F811
+    mpgs_fake: FakeMpgs,
+    mpgs: MpgsConnector,  # noqa: F811
 ) -> None:
     result = await mpgs.inquire_payment(payment())
     assert result.outcome == Outcome.PENDING
 
 
 async def test_inquire_payment_order_id_defaults_to_the_reference(
-    mpgs_fake: FakeMpgs, mpgs: MpgsConnector,  # noqa: F811
+    mpgs_fake: FakeMpgs,
+    mpgs: MpgsConnector,  # noqa: F811
 ) -> None:
     pay = payment(refs={})
     mpgs_fake.add_order(pay.reference_number, "100.000", "KWD")
@@ -673,7 +810,9 @@ async def test_inquire_payment_order_id_defaults_to_the_reference(
     assert mpgs_fake.requests[-1].path == f"{BASE}/order/{pay.reference_number}"
 
 
-async def test_inquire_payment_without_answer(mpgs_fake: FakeMpgs, impatient: MpgsConnector) -> None:  # noqa: F811
+async def test_inquire_payment_without_answer(
+    mpgs_fake: FakeMpgs, impatient: MpgsConnector
+) -> None:  # noqa: F811
     authorized(mpgs_fake)
     mpgs_fake.fail_next("500", method="GET")
     assert (await impatient.inquire_payment(payment())).outcome == Outcome.UNKNOWN
@@ -683,46 +822,54 @@ async def test_inquire_payment_without_answer(mpgs_fake: FakeMpgs, impatient: Mp
 
 # -- a reply that does not match what was sent --------------------------------------------------
 
+
 def test_reply_for_another_amount_is_unknown() -> None:
     request = op("capture", 60_000)
-    reply = successful_capture_response(MERCHANT_ID, {"id": ORDER}, request.reference_number,
-                                        Decimal("6.000"), "KWD")
+    reply = successful_capture_response(
+        MERCHANT_ID, {"id": ORDER}, request.reference_number, Decimal("6.000"), "KWD"
+    )
     result = transaction_result(request, ORDER, Reply(201, t.decode_json(render(reply))))
     assert result.outcome == Outcome.UNKNOWN
     assert "amount" in result.message
-    fine = successful_capture_response(MERCHANT_ID, {"id": ORDER}, request.reference_number,
-                                       Decimal("60.000"), "KWD")
+    fine = successful_capture_response(
+        MERCHANT_ID, {"id": ORDER}, request.reference_number, Decimal("60.000"), "KWD"
+    )
     ok = transaction_result(request, ORDER, Reply(201, t.decode_json(render(fine))))
     assert ok.outcome == Outcome.SUCCESS
 
 
 # -- the status map -----------------------------------------------------------------------------
 
-@pytest.mark.parametrize(("result", "code", "cause", "outcome"), [
-    ("SUCCESS", "APPROVED", None, Outcome.SUCCESS),
-    ("SUCCESS", "APPROVED_AUTO", None, Outcome.SUCCESS),
-    ("SUCCESS", "APPROVED_PENDING_SETTLEMENT", None, Outcome.SUCCESS),
-    ("SUCCESS", "PENDING", None, Outcome.PENDING),
-    ("SUCCESS", "SUBMITTED", None, Outcome.PENDING),
-    ("SUCCESS", "SOMETHING_NEW", None, Outcome.PENDING),
-    ("SUCCESS", None, None, Outcome.PENDING),
-    ("SUCCESS", "DECLINED", None, Outcome.UNKNOWN),
-    ("SUCCESS", "TIMED_OUT", None, Outcome.UNKNOWN),
-    ("FAILURE", "DECLINED", None, Outcome.FAILED),
-    ("FAILURE", "INSUFFICIENT_FUNDS", None, Outcome.FAILED),
-    ("FAILURE", "APPROVED", None, Outcome.FAILED),
-    ("PENDING", "SUBMITTED", None, Outcome.PENDING),
-    ("UNKNOWN", "TIMED_OUT", None, Outcome.UNKNOWN),
-    ("ERROR", None, "INVALID_REQUEST", Outcome.FAILED),
-    ("ERROR", None, "REQUEST_REJECTED", Outcome.FAILED),
-    ("ERROR", None, "SERVER_BUSY", Outcome.UNKNOWN),
-    ("ERROR", None, "SERVER_FAILED", Outcome.UNKNOWN),
-    ("ERROR", None, "NEW_CAUSE", Outcome.UNKNOWN),
-    ("SOMETHING_ELSE", "APPROVED", None, Outcome.PENDING),
-    (None, "APPROVED", None, Outcome.PENDING),
-])
-def test_transaction_outcome(result: str | None, code: str | None, cause: str | None,
-                             outcome: Outcome) -> None:
+
+@pytest.mark.parametrize(
+    ("result", "code", "cause", "outcome"),
+    [
+        ("SUCCESS", "APPROVED", None, Outcome.SUCCESS),
+        ("SUCCESS", "APPROVED_AUTO", None, Outcome.SUCCESS),
+        ("SUCCESS", "APPROVED_PENDING_SETTLEMENT", None, Outcome.SUCCESS),
+        ("SUCCESS", "PENDING", None, Outcome.PENDING),
+        ("SUCCESS", "SUBMITTED", None, Outcome.PENDING),
+        ("SUCCESS", "SOMETHING_NEW", None, Outcome.PENDING),
+        ("SUCCESS", None, None, Outcome.PENDING),
+        ("SUCCESS", "DECLINED", None, Outcome.UNKNOWN),
+        ("SUCCESS", "TIMED_OUT", None, Outcome.UNKNOWN),
+        ("FAILURE", "DECLINED", None, Outcome.FAILED),
+        ("FAILURE", "INSUFFICIENT_FUNDS", None, Outcome.FAILED),
+        ("FAILURE", "APPROVED", None, Outcome.FAILED),
+        ("PENDING", "SUBMITTED", None, Outcome.PENDING),
+        ("UNKNOWN", "TIMED_OUT", None, Outcome.UNKNOWN),
+        ("ERROR", None, "INVALID_REQUEST", Outcome.FAILED),
+        ("ERROR", None, "REQUEST_REJECTED", Outcome.FAILED),
+        ("ERROR", None, "SERVER_BUSY", Outcome.UNKNOWN),
+        ("ERROR", None, "SERVER_FAILED", Outcome.UNKNOWN),
+        ("ERROR", None, "NEW_CAUSE", Outcome.UNKNOWN),
+        ("SOMETHING_ELSE", "APPROVED", None, Outcome.PENDING),
+        (None, "APPROVED", None, Outcome.PENDING),
+    ],
+)
+def test_transaction_outcome(
+    result: str | None, code: str | None, cause: str | None, outcome: Outcome
+) -> None:
     assert t.transaction_outcome(result, code, cause) == outcome
 
 
@@ -738,56 +885,106 @@ def test_status_maps_never_default_to_success() -> None:
     assert t.order_outcome(None, "purchase") == Outcome.PENDING
 
 
-@pytest.mark.parametrize(("status", "mode", "outcome"), [
-    ("AUTHORIZED", "authorize", Outcome.SUCCESS),
-    ("AUTHORIZED", "purchase", Outcome.PENDING),
-    ("CAPTURED", "purchase", Outcome.SUCCESS),
-    ("PARTIALLY_CAPTURED", "authorize", Outcome.SUCCESS),
-    ("REFUNDED", "purchase", Outcome.SUCCESS),
-    ("PARTIALLY_REFUNDED", "purchase", Outcome.SUCCESS),
-    ("VOID_AUTHORIZATION", "authorize", Outcome.FAILED),
-    ("CANCELLED", "authorize", Outcome.FAILED),
-    ("FAILED", "purchase", Outcome.FAILED),
-    ("INITIATED", "purchase", Outcome.PENDING),
-    ("AUTHENTICATION_INITIATED", "purchase", Outcome.PENDING),
-])
+@pytest.mark.parametrize(
+    ("status", "mode", "outcome"),
+    [
+        ("AUTHORIZED", "authorize", Outcome.SUCCESS),
+        ("AUTHORIZED", "purchase", Outcome.PENDING),
+        ("CAPTURED", "purchase", Outcome.SUCCESS),
+        ("PARTIALLY_CAPTURED", "authorize", Outcome.SUCCESS),
+        ("REFUNDED", "purchase", Outcome.SUCCESS),
+        ("PARTIALLY_REFUNDED", "purchase", Outcome.SUCCESS),
+        ("VOID_AUTHORIZATION", "authorize", Outcome.FAILED),
+        ("CANCELLED", "authorize", Outcome.FAILED),
+        ("FAILED", "purchase", Outcome.FAILED),
+        ("INITIATED", "purchase", Outcome.PENDING),
+        ("AUTHENTICATION_INITIATED", "purchase", Outcome.PENDING),
+    ],
+)
 def test_order_outcome(status: str, mode: str, outcome: Outcome) -> None:
     assert t.order_outcome(status, mode) == outcome
 
 
 # -- the fake refuses what the gateway refuses (so the connector's shapes are really checked) ---
 
-@pytest.mark.parametrize(("body", "field", "validation"), [
-    ({"apiOperation": "CAPTURE", "transaction": {"amount": "1.0001", "currency": "KWD"}},
-     "transaction.amount", "INVALID"),
-    ({"apiOperation": "CAPTURE", "transaction": {"amount": "1.001", "currency": "USD"}},
-     "transaction.amount", "INVALID"),
-    ({"apiOperation": "CAPTURE", "transaction": {"amount": "1e3", "currency": "KWD"}},
-     "transaction.amount", "INVALID"),
-    ({"apiOperation": "CAPTURE", "transaction": {"amount": "-1.000", "currency": "KWD"}},
-     "transaction.amount", "INVALID"),
-    ({"apiOperation": "CAPTURE", "transaction": {"amount": "0.000", "currency": "KWD"}},
-     "transaction.amount", "INVALID"),
-    ({"apiOperation": "CAPTURE", "transaction": {"currency": "KWD"}},
-     "transaction.amount", "MISSING"),
-    ({"apiOperation": "REFUND", "transaction": {"amount": "1.000"}},
-     "transaction.currency", "MISSING"),
-    ({"transaction": {"amount": "1.000", "currency": "KWD"}}, "apiOperation", "MISSING"),
-    ({"apiOperation": "PAY", "transaction": {"amount": "1.000", "currency": "KWD"}},
-     "apiOperation", "INVALID"),
-    ({"apiOperation": "VOID", "transaction": {}}, "transaction.targetTransactionId", "MISSING"),
-    ({"apiOperation": "VOID", "transaction": {"targetTransactionId": AUTH, "amount": "1.000"}},
-     "transaction.amount", "UNSUPPORTED"),
-    ({"apiOperation": "REFUND", "transaction": {"amount": "1.000", "currency": "KWD"},
-      "sourceOfFunds": {"type": "CARD"}}, "sourceOfFunds", "UNSUPPORTED"),
-])
-async def test_fake_rejects_malformed_requests(mpgs_fake: FakeMpgs, body: dict[str, Any],  # noqa: F811
-                                               field: str, validation: str) -> None:
+
+@pytest.mark.parametrize(
+    ("body", "field", "validation"),
+    [
+        (
+            {"apiOperation": "CAPTURE", "transaction": {"amount": "1.0001", "currency": "KWD"}},
+            "transaction.amount",
+            "INVALID",
+        ),
+        (
+            {"apiOperation": "CAPTURE", "transaction": {"amount": "1.001", "currency": "USD"}},
+            "transaction.amount",
+            "INVALID",
+        ),
+        (
+            {"apiOperation": "CAPTURE", "transaction": {"amount": "1e3", "currency": "KWD"}},
+            "transaction.amount",
+            "INVALID",
+        ),
+        (
+            {"apiOperation": "CAPTURE", "transaction": {"amount": "-1.000", "currency": "KWD"}},
+            "transaction.amount",
+            "INVALID",
+        ),
+        (
+            {"apiOperation": "CAPTURE", "transaction": {"amount": "0.000", "currency": "KWD"}},
+            "transaction.amount",
+            "INVALID",
+        ),
+        (
+            {"apiOperation": "CAPTURE", "transaction": {"currency": "KWD"}},
+            "transaction.amount",
+            "MISSING",
+        ),
+        (
+            {"apiOperation": "REFUND", "transaction": {"amount": "1.000"}},
+            "transaction.currency",
+            "MISSING",
+        ),
+        ({"transaction": {"amount": "1.000", "currency": "KWD"}}, "apiOperation", "MISSING"),
+        (
+            {"apiOperation": "PAY", "transaction": {"amount": "1.000", "currency": "KWD"}},
+            "apiOperation",
+            "INVALID",
+        ),
+        ({"apiOperation": "VOID", "transaction": {}}, "transaction.targetTransactionId", "MISSING"),
+        (
+            {
+                "apiOperation": "VOID",
+                "transaction": {"targetTransactionId": AUTH, "amount": "1.000"},
+            },
+            "transaction.amount",
+            "UNSUPPORTED",
+        ),
+        (
+            {
+                "apiOperation": "REFUND",
+                "transaction": {"amount": "1.000", "currency": "KWD"},
+                "sourceOfFunds": {"type": "CARD"},
+            },
+            "sourceOfFunds",
+            "UNSUPPORTED",
+        ),
+    ],
+)
+async def test_fake_rejects_malformed_requests(
+    mpgs_fake: FakeMpgs,
+    body: dict[str, Any],  # noqa: F811
+    field: str,
+    validation: str,
+) -> None:
     authorized(mpgs_fake)
     async with httpx.AsyncClient(base_url=mpgs_fake.url) as http:
         reply = await http.put(
-            f"{BASE}/order/{ORDER}/transaction/T1", json=body,
-            headers={"Authorization": basic(f"merchant.{MERCHANT_ID}", API_PASSWORD)})
+            f"{BASE}/order/{ORDER}/transaction/T1",
+            json=body,
+            headers={"Authorization": basic(f"merchant.{MERCHANT_ID}", API_PASSWORD)},
+        )
     assert reply.status_code == 400
     assert reply.json()["result"] == "ERROR"
     assert reply.json()["error"]["cause"] == "INVALID_REQUEST"
@@ -803,9 +1000,10 @@ async def test_fake_requires_basic_auth_as_merchant_user(mpgs_fake: FakeMpgs) ->
             headers = {"Authorization": header} if header else {}
             reply = await http.get(f"{BASE}/order/{ORDER}", headers=headers)
             assert reply.status_code == 401
-            assert reply.json() == {"error": {"cause": "REQUEST_REJECTED",
-                                              "explanation": "Invalid credentials."},
-                                    "result": "ERROR"}
+            assert reply.json() == {
+                "error": {"cause": "REQUEST_REJECTED", "explanation": "Invalid credentials."},
+                "result": "ERROR",
+            }
 
 
 # -- webhooks -----------------------------------------------------------------------------------
@@ -813,21 +1011,36 @@ async def test_fake_requires_basic_auth_as_merchant_user(mpgs_fake: FakeMpgs) ->
 WEBHOOK_SECRET = "6F1D2C3B4A59687766554433221100FF"
 
 
-def notification_body(ref: str = "REF123", result: str = "SUCCESS",
-                      code: str = "APPROVED") -> bytes:
-    return render({
-        "merchant": MERCHANT_ID, "result": result,
-        "order": {"id": ORDER, "amount": Decimal("100.000"), "currency": "KWD",
-                  "status": "CAPTURED"},
-        "response": {"gatewayCode": code},
-        "transaction": {"id": ref, "type": "CAPTURE", "amount": Decimal("100.000"),
-                        "currency": "KWD"},
-    })
+def notification_body(
+    ref: str = "REF123", result: str = "SUCCESS", code: str = "APPROVED"
+) -> bytes:
+    return render(
+        {
+            "merchant": MERCHANT_ID,
+            "result": result,
+            "order": {
+                "id": ORDER,
+                "amount": Decimal("100.000"),
+                "currency": "KWD",
+                "status": "CAPTURED",
+            },
+            "response": {"gatewayCode": code},
+            "transaction": {
+                "id": ref,
+                "type": "CAPTURE",
+                "amount": Decimal("100.000"),
+                "currency": "KWD",
+            },
+        }
+    )
 
 
 def test_webhook_valid() -> None:
-    headers = {"X-Notification-Secret": WEBHOOK_SECRET, "X-Notification-Id": "n-1",
-               "X-Notification-Attempt": "1"}
+    headers = {
+        "X-Notification-Secret": WEBHOOK_SECRET,
+        "X-Notification-Id": "n-1",
+        "X-Notification-Attempt": "1",
+    }
     assert verify_notification(headers, WEBHOOK_SECRET)
     assert verify_notification({"x-notification-secret": WEBHOOK_SECRET}, WEBHOOK_SECRET)
     parsed = verify_and_parse(headers, notification_body(), WEBHOOK_SECRET, merchant_id=MERCHANT_ID)
@@ -837,13 +1050,16 @@ def test_webhook_valid() -> None:
     assert notification_key(notification_body()) == (ORDER, "REF123")
 
 
-@pytest.mark.parametrize("headers", [
-    {"X-Notification-Secret": WEBHOOK_SECRET[:-1] + "E"},  # tampered
-    {"X-Notification-Secret": WEBHOOK_SECRET + " "},
-    {"X-Notification-Secret": ""},
-    {"X-Notification-Secret": "é" + WEBHOOK_SECRET},
-    {"X-Other": WEBHOOK_SECRET},  # missing
-])
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"X-Notification-Secret": WEBHOOK_SECRET[:-1] + "E"},  # tampered
+        {"X-Notification-Secret": WEBHOOK_SECRET + " "},
+        {"X-Notification-Secret": ""},
+        {"X-Notification-Secret": "é" + WEBHOOK_SECRET},
+        {"X-Other": WEBHOOK_SECRET},  # missing
+    ],
+)
 def test_webhook_tampered_or_missing(headers: dict[str, str]) -> None:
     assert not verify_notification(headers, WEBHOOK_SECRET)
     with pytest.raises(InvalidNotification):
@@ -857,12 +1073,15 @@ def test_webhook_wrong_or_unset_secret() -> None:
     assert not verify_notification({"X-Notification-Secret": ""}, "")
 
 
-@pytest.mark.parametrize(("result", "code", "status"), [
-    ("SUCCESS", "APPROVED", Outcome.SUCCESS),
-    ("FAILURE", "DECLINED", Outcome.FAILED),
-    ("PENDING", "SUBMITTED", Outcome.PENDING),
-    ("SUCCESS", "NEW_CODE", Outcome.PENDING),
-])
+@pytest.mark.parametrize(
+    ("result", "code", "status"),
+    [
+        ("SUCCESS", "APPROVED", Outcome.SUCCESS),
+        ("FAILURE", "DECLINED", Outcome.FAILED),
+        ("PENDING", "SUBMITTED", Outcome.PENDING),
+        ("SUCCESS", "NEW_CODE", Outcome.PENDING),
+    ],
+)
 def test_webhook_status(result: str, code: str, status: Outcome) -> None:
     assert parse_notification(notification_body("R9", result, code)) == ("R9", status)
 
@@ -878,8 +1097,10 @@ def test_webhook_unreadable_or_foreign() -> None:
 
 # -- secrets and card data stay out of logs and raw replies -------------------------------------
 
+
 async def test_no_credentials_or_card_data_in_logs_or_raw(
-    mpgs_fake: FakeMpgs, caplog: pytest.LogCaptureFixture,  # noqa: F811
+    mpgs_fake: FakeMpgs,
+    caplog: pytest.LogCaptureFixture,  # noqa: F811
 ) -> None:
     for name in ("", "httpx", "httpcore", "payops"):
         caplog.set_level(logging.DEBUG, logger=name or None)

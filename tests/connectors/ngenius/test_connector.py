@@ -79,30 +79,51 @@ async def prewarm(fake: FakeNgenius, payment: PaymentRef) -> None:
     await run(conn, conn.inquire_payment(payment))
 
 
-def connector(fake: FakeNgenius, *, api_key: str = API_KEY, outlet: str = OUTLET,
-              timeout: float = TIMEOUT, **options: Any) -> NgeniusConnector:
+def connector(
+    fake: FakeNgenius,
+    *,
+    api_key: str = API_KEY,
+    outlet: str = OUTLET,
+    timeout: float = TIMEOUT,
+    **options: Any,
+) -> NgeniusConnector:
     config = ConnectorConfig(
-        pg_code="ngenius-aed", is_sandbox=True,
+        pg_code="ngenius-aed",
+        is_sandbox=True,
         credentials={"api_key": api_key, "outlet_reference": outlet},
-        timeout_seconds=timeout, options={"base_url": fake.url, **options},
+        timeout_seconds=timeout,
+        options={"base_url": fake.url, **options},
     )
     built = build_connector("ngenius", config)
     assert isinstance(built, NgeniusConnector)
     return built
 
 
-def paid(fake: FakeNgenius, action: str = "AUTH", value: int = 10000, currency: str = "AED",
-         *, with_payment_ref: bool = True, state: str | None = None) -> PaymentRef:
+def paid(
+    fake: FakeNgenius,
+    action: str = "AUTH",
+    value: int = 10000,
+    currency: str = "AED",
+    *,
+    with_payment_ref: bool = True,
+    state: str | None = None,
+) -> PaymentRef:
     order, payment = fake.create_order(action, value, currency, state)
     refs = {"order_reference": order}
     if with_payment_ref:
         refs["payment_reference"] = payment
-    return PaymentRef("ATTEMPT0000000001", value, currency,
-                      "authorize" if action == "AUTH" else "purchase", refs)
+    return PaymentRef(
+        "ATTEMPT0000000001", value, currency, "authorize" if action == "AUTH" else "purchase", refs
+    )
 
 
-def op(kind: str, amount: int, payment: PaymentRef, reference: str = "OPREF00000000001",
-       currency: str | None = None) -> OperationRequest:
+def op(
+    kind: str,
+    amount: int,
+    payment: PaymentRef,
+    reference: str = "OPREF00000000001",
+    currency: str | None = None,
+) -> OperationRequest:
     return OperationRequest(kind, reference, amount, currency or payment.currency_code, payment)
 
 
@@ -122,8 +143,9 @@ def payment_path(fake: FakeNgenius, payment: PaymentRef) -> str:
     return f"{order_path(payment)}/payments/{pay.ref}"
 
 
-def expected_raw(fake: FakeNgenius, payment: PaymentRef, canned: Any = successful_capture_response
-                 ) -> dict[str, Any]:
+def expected_raw(
+    fake: FakeNgenius, payment: PaymentRef, canned: Any = successful_capture_response
+) -> dict[str, Any]:
     order = fake.orders[payment.gateway_refs["order_reference"]]
     return t.REDACTION.scrub(canned(fake.url, order, fake.payment(order.ref)))
 
@@ -149,6 +171,7 @@ def assert_payment_headers(fake: FakeNgenius, call: Any, *, token: str | None = 
 
 # -- the connector's declaration -------------------------------------------------------------------
 
+
 def test_registry_and_declaration() -> None:
     cls = connector_class("ngenius")
     assert cls is NgeniusConnector
@@ -156,18 +179,22 @@ def test_registry_and_declaration() -> None:
     assert cls.required_credentials == ("api_key", "outlet_reference")
 
 
-@pytest.mark.parametrize(("sandbox", "options", "host"), [
-    (True, {}, "https://api-gateway.sandbox.ngenius-payments.com"),
-    (False, {}, "https://api-gateway.ngenius-payments.com"),
-    (True, {"region": "ksa"}, "https://api-gateway.sandbox.ksa.ngenius-payments.com"),
-    (False, {"base_url": "https://pay.example-bank.ae/"}, "https://pay.example-bank.ae"),
-])
+@pytest.mark.parametrize(
+    ("sandbox", "options", "host"),
+    [
+        (True, {}, "https://api-gateway.sandbox.ngenius-payments.com"),
+        (False, {}, "https://api-gateway.ngenius-payments.com"),
+        (True, {"region": "ksa"}, "https://api-gateway.sandbox.ksa.ngenius-payments.com"),
+        (False, {"base_url": "https://pay.example-bank.ae/"}, "https://pay.example-bank.ae"),
+    ],
+)
 def test_host_selection(sandbox: bool, options: dict[str, Any], host: str) -> None:
     conn = NgeniusConnector(ConnectorConfig("ng", sandbox, {}, 1.0, options))
     assert conn.base_url == host
 
 
 # -- capture ---------------------------------------------------------------------------------------
+
 
 async def test_capture_success_exact_request(fake: FakeNgenius) -> None:
     payment = paid(fake)
@@ -191,22 +218,35 @@ async def test_capture_success_exact_request(fake: FakeNgenius) -> None:
     assert result.raw == expected_raw(fake, payment)
     assert result.raw["_embedded"]["cnp:capture"][0]["state"] == "SUCCESS"
     assert result.pg_params == {
-        "ref": payment.gateway_refs["order_reference"], "payment_id": pay.ref,
-        "transaction_id": capture_ref, "result": "success", "pg_message": "Capture successful",
-        "card_type": "VISA", "card_holder": "Test Holder", "card_number": "************1111",
-        "card_expiry_year": "2029", "card_expiry_month": "04", "auth_code": "AB12CD",
+        "ref": payment.gateway_refs["order_reference"],
+        "payment_id": pay.ref,
+        "transaction_id": capture_ref,
+        "result": "success",
+        "pg_message": "Capture successful",
+        "card_type": "VISA",
+        "card_holder": "Test Holder",
+        "card_number": "************1111",
+        "card_expiry_year": "2029",
+        "card_expiry_month": "04",
+        "auth_code": "AB12CD",
         "rrn": "412345678901",
     }
-    assert result.gateway_refs == {"order_reference": payment.gateway_refs["order_reference"],
-                                   "payment_reference": pay.ref, "capture_reference": capture_ref}
+    assert result.gateway_refs == {
+        "order_reference": payment.gateway_refs["order_reference"],
+        "payment_reference": pay.ref,
+        "capture_reference": capture_ref,
+    }
 
 
-@pytest.mark.parametrize(("currency", "authorised", "minor", "value"), [
-    ("AED", 10000, 1234, 1234),      # 12.34 AED
-    ("KWD", 100000, 1234, 1234),     # 1.234 KWD: three decimals
-    ("JPY", 1000, 500, 500),         # no decimals
-    ("BHD", 50000, 1, 1),            # 0.001 BHD
-])
+@pytest.mark.parametrize(
+    ("currency", "authorised", "minor", "value"),
+    [
+        ("AED", 10000, 1234, 1234),  # 12.34 AED
+        ("KWD", 100000, 1234, 1234),  # 1.234 KWD: three decimals
+        ("JPY", 1000, 500, 500),  # no decimals
+        ("BHD", 50000, 1, 1),  # 0.001 BHD
+    ],
+)
 async def test_capture_amount_is_integer_minor_units(
     fake: FakeNgenius, currency: str, authorised: int, minor: int, value: int
 ) -> None:
@@ -215,8 +255,12 @@ async def test_capture_amount_is_integer_minor_units(
     result = await run(conn, conn.capture(op("capture", minor, payment)))
     assert result.outcome == Outcome.SUCCESS, (result.message, result.raw)
     body = fake.calls("POST", "/captures")[0].body
-    assert body == json.dumps({"amount": {"currencyCode": currency, "value": value}},
-                              separators=(",", ":")).encode()
+    assert (
+        body
+        == json.dumps(
+            {"amount": {"currencyCode": currency, "value": value}}, separators=(",", ":")
+        ).encode()
+    )
 
 
 async def test_amount_exponent_override_and_unrepresentable_amount(fake: FakeNgenius) -> None:
@@ -246,7 +290,7 @@ async def test_capture_without_payment_reference_follows_the_order(fake: FakeNge
 
 
 async def test_a_payment_without_order_reference_is_refused_before_sending(
-    fake: FakeNgenius
+    fake: FakeNgenius,
 ) -> None:
     payment = PaymentRef("A", 10000, "AED", "authorize", {})
     conn = connector(fake)
@@ -260,8 +304,9 @@ async def test_several_captures_up_to_the_authorisation_then_refused(fake: FakeN
     payment = paid(fake)
     for amount in (6000, 4000):
         conn = connector(fake)
-        assert (await run(conn, conn.capture(op("capture", amount, payment)))).outcome == \
-            Outcome.SUCCESS
+        assert (
+            await run(conn, conn.capture(op("capture", amount, payment)))
+        ).outcome == Outcome.SUCCESS
     conn = connector(fake)
     result = await run(conn, conn.capture(op("capture", 1, payment)))
     assert result.outcome == Outcome.FAILED
@@ -290,6 +335,7 @@ async def test_no_idempotency_key_so_a_repeat_captures_twice(fake: FakeNgenius) 
 
 
 # -- refund ----------------------------------------------------------------------------------------
+
 
 async def test_refund_of_a_capture_exact_request(fake: FakeNgenius) -> None:
     payment = paid(fake)
@@ -360,13 +406,27 @@ async def test_a_full_refund_without_a_refund_link_reverses_the_purchase(
 
 def test_event_names_and_china_union_pay_refund_ids() -> None:
     from payops.connectors.ngenius import transformers as nt
-    for name in ("FULL_AUTH_REVERSAL_FAILED", "PURCHASE_REVERSAL_FAILED", "CAPTURE_VOID_FAILED",
-                 "REFUND_REQUEST_FAILED", "CANCELLATION_FAILED", "SOMETHING_NEW_FAILED"):
+
+    for name in (
+        "FULL_AUTH_REVERSAL_FAILED",
+        "PURCHASE_REVERSAL_FAILED",
+        "CAPTURE_VOID_FAILED",
+        "REFUND_REQUEST_FAILED",
+        "CANCELLATION_FAILED",
+        "SOMETHING_NEW_FAILED",
+    ):
         assert nt.event_outcome(name) == Outcome.FAILED
     for name in ("CANCELLATION_REQUESTED", "PARTIAL_REFUND_REQUESTED", "REFUND_REQUESTED"):
         assert nt.event_outcome(name) == Outcome.PENDING
-    cup = nt.Child.model_validate({"_id": "urn:tnx:ignored", "state": "REQUESTED", "_links": {
-        "cnp:china_union_pay_results": {"href": "https://x/refunds/7f3a-cup/cup-results"}}})
+    cup = nt.Child.model_validate(
+        {
+            "_id": "urn:tnx:ignored",
+            "state": "REQUESTED",
+            "_links": {
+                "cnp:china_union_pay_results": {"href": "https://x/refunds/7f3a-cup/cup-results"}
+            },
+        }
+    )
     assert cup.ref == "7f3a-cup"
 
 
@@ -403,7 +463,9 @@ async def test_refund_tries_the_next_capture_after_a_refusal(fake: FakeNgenius) 
     assert result.outcome == Outcome.SUCCESS
     # the newest capture has only 2000 left: refused (nothing done), then the older one
     assert [r.path.rsplit("/", 2)[-2] for r in fake.calls("POST", "/refund")] == [
-        second.ref, first.ref]
+        second.ref,
+        first.ref,
+    ]
 
 
 async def test_refund_no_single_capture_covers_the_amount(fake: FakeNgenius) -> None:
@@ -437,6 +499,7 @@ async def test_refund_requested_is_pending_until_settlement(fake: FakeNgenius) -
 
 # -- void ------------------------------------------------------------------------------------------
 
+
 async def test_void_exact_request(fake: FakeNgenius) -> None:
     payment = paid(fake)
     conn = connector(fake)
@@ -457,7 +520,9 @@ async def test_void_without_payment_reference_uses_the_cancel_link(fake: FakeNge
     result = await run(conn, conn.void(op("void", 10000, payment)))
     assert result.outcome == Outcome.SUCCESS
     assert [(r.method, r.path) for r in fake.requests[1:]] == [
-        ("GET", order_path(payment)), ("PUT", f"{payment_path(fake, payment)}/cancel")]
+        ("GET", order_path(payment)),
+        ("PUT", f"{payment_path(fake, payment)}/cancel"),
+    ]
 
 
 async def test_void_after_capture_is_refused(fake: FakeNgenius) -> None:
@@ -467,8 +532,9 @@ async def test_void_after_capture_is_refused(fake: FakeNgenius) -> None:
     conn = connector(fake)
     result = await run(conn, conn.void(op("void", 10000, payment)))
     assert result.outcome == Outcome.FAILED
-    assert result.message == ("A payment in state PARTIALLY_CAPTURED with captures or refunds "
-                              "cannot be reversed")
+    assert result.message == (
+        "A payment in state PARTIALLY_CAPTURED with captures or refunds cannot be reversed"
+    )
     assert fake.payment(payment.gateway_refs["order_reference"]).state == "PARTIALLY_CAPTURED"
 
 
@@ -483,6 +549,7 @@ async def test_void_twice_is_refused(fake: FakeNgenius) -> None:
 
 
 # -- declines and faults ---------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("kind", ["capture", "refund", "void"])
 async def test_gateway_decline(fake: FakeNgenius, kind: str) -> None:
@@ -518,9 +585,12 @@ async def test_faults_are_unknown(fake: FakeNgenius, fault: str, kind: str, perf
     assert result.outcome == Outcome.UNKNOWN
     assert time.monotonic() - started < SHORT + 2
     assert result.pg_params == {}
-    expected = {"timeout": {"error": "timeout"}, "reset": {"error": "connection_error"},
-                "500": {"status": 500, "error": "unparsable"}, "malformed": {"status": 201 if kind != "void" else 200,
-                                                      "error": "unparsable"}}[fault]
+    expected = {
+        "timeout": {"error": "timeout"},
+        "reset": {"error": "connection_error"},
+        "500": {"status": 500, "error": "unparsable"},
+        "malformed": {"status": 201 if kind != "void" else 200, "error": "unparsable"},
+    }[fault]
     assert result.raw == expected
 
 
@@ -547,7 +617,7 @@ async def test_token_exchange_failure_means_nothing_was_sent(fake: FakeNgenius, 
 
 
 async def test_order_lookup_failure_before_a_refund_means_nothing_was_sent(
-    fake: FakeNgenius
+    fake: FakeNgenius,
 ) -> None:
     payment = paid(fake, "PURCHASE", 5000)
     await prewarm(fake, payment)
@@ -561,14 +631,18 @@ async def test_order_lookup_failure_before_a_refund_means_nothing_was_sent(
 
 # -- credentials and tokens ------------------------------------------------------------------------
 
+
 async def test_wrong_api_key(fake: FakeNgenius) -> None:
     payment = paid(fake)
     conn = connector(fake, api_key="d3Jvbmcta2V5")
     result = await run(conn, conn.capture(op("capture", 1000, payment)))
     assert result.outcome == Outcome.FAILED
     assert result.message == "N-Genius refused the API key: Invalid client credentials"
-    assert result.raw == {"stage": "access-token", "status": 401,
-                          "body": invalid_credentials_response()}
+    assert result.raw == {
+        "stage": "access-token",
+        "status": 401,
+        "body": invalid_credentials_response(),
+    }
     assert [r.path for r in fake.requests] == ["/identity/auth/access-token"]
     conn = connector(fake, api_key="d3Jvbmcta2V5")
     inquiry = await run(conn, conn.inquire_payment(payment))
@@ -587,8 +661,9 @@ async def test_token_is_cached_across_connector_instances(fake: FakeNgenius) -> 
     payment = paid(fake)
     for amount in (1000, 2000, 3000):
         conn = connector(fake)  # PayOps builds a connector per call
-        assert (await run(conn, conn.capture(op("capture", amount, payment)))).outcome == \
-            Outcome.SUCCESS
+        assert (
+            await run(conn, conn.capture(op("capture", amount, payment)))
+        ).outcome == Outcome.SUCCESS
     assert len(fake.calls("POST", "/access-token")) == 1
     tokens = {call.headers["authorization"] for call in fake.calls("POST", "/captures")}
     assert tokens == {f"Bearer {issued_token(fake)}"}
@@ -602,7 +677,9 @@ async def test_token_is_cached_across_connector_instances(fake: FakeNgenius) -> 
 async def test_concurrent_callers_share_one_token_exchange(fake: FakeNgenius) -> None:
     payments = [paid(fake) for _ in range(5)]
     conns = [connector(fake) for _ in payments]
-    results = await asyncio.gather(*(c.inquire_payment(p) for c, p in zip(conns, payments, strict=True)))
+    results = await asyncio.gather(
+        *(c.inquire_payment(p) for c, p in zip(conns, payments, strict=True))
+    )
     for conn in conns:
         await conn.aclose()
     assert {r.outcome for r in results} == {Outcome.SUCCESS}
@@ -626,14 +703,17 @@ async def test_expired_token_is_reissued_once(fake: FakeNgenius) -> None:
     assert result.outcome == Outcome.SUCCESS
     new = issued_token(fake)
     assert new != old
-    assert [(r.method, r.path.rsplit("/", 1)[-1], r.headers["authorization"])
-            for r in fake.requests] == [
-        ("POST", "captures", f"Bearer {old}"),          # 401: nothing done
+    assert [
+        (r.method, r.path.rsplit("/", 1)[-1], r.headers["authorization"]) for r in fake.requests
+    ] == [
+        ("POST", "captures", f"Bearer {old}"),  # 401: nothing done
         ("POST", "access-token", f"Basic {API_KEY}"),
         ("POST", "captures", f"Bearer {new}"),
     ]
     assert [c.value for c in fake.payment(payment.gateway_refs["order_reference"]).captures] == [
-        1000, 2000]
+        1000,
+        2000,
+    ]
 
 
 async def test_token_is_refreshed_before_it_expires(fake: FakeNgenius) -> None:
@@ -663,38 +743,62 @@ async def test_a_gateway_that_keeps_refusing_the_token_is_a_failure(fake: FakeNg
 
 # -- the fake enforces the protocol (checked directly) ---------------------------------------------
 
+
 async def _token_for(fake: FakeNgenius, http: httpx.AsyncClient) -> str:
-    reply = await http.post(f"{fake.url}/identity/auth/access-token",
-                            headers={"Authorization": f"Basic {API_KEY}",
-                                     "Content-Type": IDENTITY})
+    reply = await http.post(
+        f"{fake.url}/identity/auth/access-token",
+        headers={"Authorization": f"Basic {API_KEY}", "Content-Type": IDENTITY},
+    )
     assert reply.status_code == 200
-    assert set(reply.json()) == {"access_token", "expires_in", "refresh_expires_in",
-                                 "refresh_token", "token_type"}
+    assert set(reply.json()) == {
+        "access_token",
+        "expires_in",
+        "refresh_expires_in",
+        "refresh_token",
+        "token_type",
+    }
     return str(reply.json()["access_token"])
 
 
-@pytest.mark.parametrize(("body", "message"), [
-    ({"amount": {"currencyCode": "AED", "value": "10.00"}},
-     "amount.value must be an integer in minor units"),
-    ({"amount": {"currencyCode": "AED", "value": 10.5}},
-     "amount.value must be an integer in minor units"),
-    ({"amount": {"currencyCode": "AED", "value": True}},
-     "amount.value must be an integer in minor units"),
-    ({"amount": {"currencyCode": "AED", "value": 0}}, "amount.value must be greater than zero"),
-    ({"amount": {"currencyCode": "USD", "value": 100}},
-     "amount.currencyCode does not match the payment currency"),
-    ({"amount": {"value": 100}}, "amount.currencyCode and amount.value are required"),
-    ({}, "amount.currencyCode and amount.value are required"),
-])
-async def test_fake_refuses_malformed_amounts(fake: FakeNgenius, body: dict[str, Any],
-                                              message: str) -> None:
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (
+            {"amount": {"currencyCode": "AED", "value": "10.00"}},
+            "amount.value must be an integer in minor units",
+        ),
+        (
+            {"amount": {"currencyCode": "AED", "value": 10.5}},
+            "amount.value must be an integer in minor units",
+        ),
+        (
+            {"amount": {"currencyCode": "AED", "value": True}},
+            "amount.value must be an integer in minor units",
+        ),
+        ({"amount": {"currencyCode": "AED", "value": 0}}, "amount.value must be greater than zero"),
+        (
+            {"amount": {"currencyCode": "USD", "value": 100}},
+            "amount.currencyCode does not match the payment currency",
+        ),
+        ({"amount": {"value": 100}}, "amount.currencyCode and amount.value are required"),
+        ({}, "amount.currencyCode and amount.value are required"),
+    ],
+)
+async def test_fake_refuses_malformed_amounts(
+    fake: FakeNgenius, body: dict[str, Any], message: str
+) -> None:
     payment = paid(fake)
     async with httpx.AsyncClient() as http:
         token = await _token_for(fake, http)
         reply = await http.post(
-            f"{fake.url}{payment_path(fake, payment)}/captures", json=body,
-            headers={"Authorization": f"Bearer {token}", "Content-Type": PAYMENT,
-                     "Accept": PAYMENT})
+            f"{fake.url}{payment_path(fake, payment)}/captures",
+            json=body,
+            headers={
+                "Authorization": f"Bearer {token}",
+                "Content-Type": PAYMENT,
+                "Accept": PAYMENT,
+            },
+        )
     assert reply.status_code == 400
     assert reply.json()["errors"][0]["message"] == message
 
@@ -704,28 +808,46 @@ async def test_fake_refuses_wrong_and_expired_tokens_and_media_types(fake: FakeN
     url = f"{fake.url}{payment_path(fake, payment)}/captures"
     body = {"amount": {"currencyCode": "AED", "value": 100}}
     async with httpx.AsyncClient() as http:
-        wrong = await http.post(url, json=body, headers={
-            "Authorization": "Bearer not-a-token", "Content-Type": PAYMENT, "Accept": PAYMENT})
+        wrong = await http.post(
+            url,
+            json=body,
+            headers={
+                "Authorization": "Bearer not-a-token",
+                "Content-Type": PAYMENT,
+                "Accept": PAYMENT,
+            },
+        )
         assert wrong.status_code == 401
         assert wrong.json()["errors"][0]["errorCode"] == "unauthorized"
         token = await _token_for(fake, http)
         plain_json = await http.post(url, json=body, headers={"Authorization": f"Bearer {token}"})
         assert plain_json.status_code == 415
         fake.expire_tokens()
-        expired = await http.post(url, json=body, headers={
-            "Authorization": f"Bearer {token}", "Content-Type": PAYMENT, "Accept": PAYMENT})
+        expired = await http.post(
+            url,
+            json=body,
+            headers={
+                "Authorization": f"Bearer {token}",
+                "Content-Type": PAYMENT,
+                "Accept": PAYMENT,
+            },
+        )
         assert expired.status_code == 401
-        no_type = await http.post(f"{fake.url}/identity/auth/access-token",
-                                  headers={"Authorization": f"Basic {API_KEY}"})
+        no_type = await http.post(
+            f"{fake.url}/identity/auth/access-token", headers={"Authorization": f"Basic {API_KEY}"}
+        )
         assert no_type.status_code == 415
-        with_body = await http.post(f"{fake.url}/identity/auth/access-token", content=b"{}",
-                                    headers={"Authorization": f"Basic {API_KEY}",
-                                             "Content-Type": IDENTITY})
+        with_body = await http.post(
+            f"{fake.url}/identity/auth/access-token",
+            content=b"{}",
+            headers={"Authorization": f"Basic {API_KEY}", "Content-Type": IDENTITY},
+        )
         assert with_body.status_code == 400
     assert fake.payment(payment.gateway_refs["order_reference"]).captures == []
 
 
 # -- inquiries -------------------------------------------------------------------------------------
+
 
 async def test_inquire_operation_capture_done_and_not_done(fake: FakeNgenius) -> None:
     payment = paid(fake)
@@ -758,11 +880,13 @@ async def test_inquire_operation_refund_pending_and_failed(fake: FakeNgenius) ->
     conn = connector(fake)
     await run(conn, conn.refund(op("refund", 2000, payment)))
     conn = connector(fake)
-    assert (await run(conn, conn.inquire_operation(op("refund", 1000, payment)))).outcome == \
-        Outcome.FAILED
+    assert (
+        await run(conn, conn.inquire_operation(op("refund", 1000, payment)))
+    ).outcome == Outcome.FAILED
     conn = connector(fake)
-    assert (await run(conn, conn.inquire_operation(op("refund", 2000, payment)))).outcome == \
-        Outcome.PENDING
+    assert (
+        await run(conn, conn.inquire_operation(op("refund", 2000, payment)))
+    ).outcome == Outcome.PENDING
 
 
 async def test_inquire_operation_same_amount_twice_is_ambiguous(fake: FakeNgenius) -> None:
@@ -789,8 +913,14 @@ async def test_inquire_operation_leaves_out_children_of_other_operations(fake: F
     first = await run(conn, conn.capture(op("capture", 3000, payment)))
     known = frozenset({first.gateway_refs["capture_reference"]})
     base = op("capture", 3000, payment)
-    request = _RequestWithKnownIds(base.operation, base.reference_number, base.amount,
-                                   base.currency_code, base.payment, known_gateway_ids=known)
+    request = _RequestWithKnownIds(
+        base.operation,
+        base.reference_number,
+        base.amount,
+        base.currency_code,
+        base.payment,
+        known_gateway_ids=known,
+    )
     conn = connector(fake)
     assert (await run(conn, conn.inquire_operation(request))).outcome == Outcome.FAILED
     conn = connector(fake)
@@ -810,9 +940,14 @@ async def test_inquire_operation_uses_the_child_an_earlier_answer_named(fake: Fa
         answers.append(await run(conn, conn.refund(op("refund", 2000, payment))))
     first_ref = answers[0].gateway_refs["refund_reference"]
     base = op("refund", 2000, payment)
-    request = OperationRequest(base.operation, base.reference_number, base.amount,
-                               base.currency_code, base.payment,
-                               gateway_refs={"refund_reference": first_ref})
+    request = OperationRequest(
+        base.operation,
+        base.reference_number,
+        base.amount,
+        base.currency_code,
+        base.payment,
+        gateway_refs={"refund_reference": first_ref},
+    )
     conn = connector(fake)
     pending = await run(conn, conn.inquire_operation(request))
     assert pending.outcome == Outcome.PENDING
@@ -822,9 +957,14 @@ async def test_inquire_operation_uses_the_child_an_earlier_answer_named(fake: Fa
     fake.settle_requested_refunds()
     conn = connector(fake)
     assert (await run(conn, conn.inquire_operation(request))).outcome == Outcome.SUCCESS
-    gone = OperationRequest(base.operation, base.reference_number, base.amount,
-                            base.currency_code, base.payment,
-                            gateway_refs={"refund_reference": "no-such-refund"})
+    gone = OperationRequest(
+        base.operation,
+        base.reference_number,
+        base.amount,
+        base.currency_code,
+        base.payment,
+        gateway_refs={"refund_reference": "no-such-refund"},
+    )
     conn = connector(fake)
     assert (await run(conn, conn.inquire_operation(gone))).outcome == Outcome.UNKNOWN
 
@@ -850,25 +990,30 @@ async def test_inquiries_without_an_answer_are_unknown(fake: FakeNgenius, fault:
     fake.inject("order", fault, times=2)
     timeout = SHORT if fault == "timeout" else TIMEOUT
     conn = connector(fake, timeout=timeout)
-    assert (await run(conn, conn.inquire_operation(op("capture", 1, payment)))).outcome == \
-        Outcome.UNKNOWN
+    assert (
+        await run(conn, conn.inquire_operation(op("capture", 1, payment)))
+    ).outcome == Outcome.UNKNOWN
     conn = connector(fake, timeout=timeout)
     assert (await run(conn, conn.inquire_payment(payment))).outcome == Outcome.UNKNOWN
 
 
-@pytest.mark.parametrize(("action", "state", "outcome"), [
-    ("AUTH", None, Outcome.SUCCESS),
-    ("PURCHASE", None, Outcome.SUCCESS),
-    ("SALE", None, Outcome.SUCCESS),
-    ("AUTH", "AWAIT_3DS", Outcome.PENDING),
-    ("AUTH", "STARTED", Outcome.PENDING),
-    ("AUTH", "FAILED", Outcome.FAILED),
-    ("AUTH", "DECLINED", Outcome.FAILED),
-    ("AUTH", "REVERSED", Outcome.FAILED),
-    ("AUTH", "SOMETHING_NEW", Outcome.PENDING),
-])
-async def test_inquire_payment(fake: FakeNgenius, action: str, state: str | None,
-                               outcome: Outcome) -> None:
+@pytest.mark.parametrize(
+    ("action", "state", "outcome"),
+    [
+        ("AUTH", None, Outcome.SUCCESS),
+        ("PURCHASE", None, Outcome.SUCCESS),
+        ("SALE", None, Outcome.SUCCESS),
+        ("AUTH", "AWAIT_3DS", Outcome.PENDING),
+        ("AUTH", "STARTED", Outcome.PENDING),
+        ("AUTH", "FAILED", Outcome.FAILED),
+        ("AUTH", "DECLINED", Outcome.FAILED),
+        ("AUTH", "REVERSED", Outcome.FAILED),
+        ("AUTH", "SOMETHING_NEW", Outcome.PENDING),
+    ],
+)
+async def test_inquire_payment(
+    fake: FakeNgenius, action: str, state: str | None, outcome: Outcome
+) -> None:
     payment = paid(fake, action, state=state)
     conn = connector(fake)
     result = await run(conn, conn.inquire_payment(payment))
@@ -882,8 +1027,9 @@ async def test_inquire_payment(fake: FakeNgenius, action: str, state: str | None
 
 
 async def test_inquire_payment_unknown_order(fake: FakeNgenius) -> None:
-    payment = PaymentRef("A", 100, "AED", "purchase",
-                         {"order_reference": "11111111-2222-3333-4444-555555555555"})
+    payment = PaymentRef(
+        "A", 100, "AED", "purchase", {"order_reference": "11111111-2222-3333-4444-555555555555"}
+    )
     conn = connector(fake)
     result = await run(conn, conn.inquire_payment(payment))
     assert result.outcome == Outcome.FAILED
@@ -891,9 +1037,21 @@ async def test_inquire_payment_unknown_order(fake: FakeNgenius) -> None:
 
 
 def test_status_maps_are_exhaustive_and_never_succeed_by_default() -> None:
-    documented = {"STARTED", "AWAIT_3DS", "PENDING", "AUTHORISED", "CAPTURED",
-                  "PARTIALLY_CAPTURED", "PURCHASED", "PARTIALLY_REFUNDED", "REFUNDED", "REVERSED",
-                  "FAILED", "DECLINED", "CANCELLED"}
+    documented = {
+        "STARTED",
+        "AWAIT_3DS",
+        "PENDING",
+        "AUTHORISED",
+        "CAPTURED",
+        "PARTIALLY_CAPTURED",
+        "PURCHASED",
+        "PARTIALLY_REFUNDED",
+        "REFUNDED",
+        "REVERSED",
+        "FAILED",
+        "DECLINED",
+        "CANCELLED",
+    }
     assert documented <= set(t.PAYMENT_STATES)
     assert documented <= set(t.VOID_STATES)
     assert {"SUCCESS", "REQUESTED"} <= set(t.CHILD_STATES)
@@ -914,9 +1072,14 @@ WEBHOOK_SECRET = "whk_9f1c2b7e4a0d4c5f8e3b6a1d2c7f0e9b"
 def webhook_body(fake: FakeNgenius, event: str = "CAPTURED") -> bytes:
     payment = paid(fake, "SALE")
     order = fake.orders[payment.gateway_refs["order_reference"]]
-    return json.dumps({"eventId": "5b9d7a8e-0000-4000-8000-000000000001", "eventName": event,
-                       "outletId": OUTLET,
-                       "order": order_status_response(fake.url, order)}).encode()
+    return json.dumps(
+        {
+            "eventId": "5b9d7a8e-0000-4000-8000-000000000001",
+            "eventName": event,
+            "outletId": OUTLET,
+            "order": order_status_response(fake.url, order),
+        }
+    ).encode()
 
 
 def test_webhook_valid(fake: FakeNgenius) -> None:
@@ -934,13 +1097,17 @@ def test_webhook_valid(fake: FakeNgenius) -> None:
     assert verify_webhook(custom, secret=WEBHOOK_SECRET, header_name="x-merchant-hook")
 
 
-@pytest.mark.parametrize("headers", [
-    {"X-PayOps-Webhook-Secret": WEBHOOK_SECRET[:-1] + "x"},   # tampered value
-    {"X-PayOps-Webhook-Secret": WEBHOOK_SECRET + " "},
-    {"X-PayOps-Webhook-Secret": ""},
-    {},                                                        # no header at all
-    {"X-Other": WEBHOOK_SECRET},
-], ids=["tampered", "padded", "empty", "missing", "other-header"])
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"X-PayOps-Webhook-Secret": WEBHOOK_SECRET[:-1] + "x"},  # tampered value
+        {"X-PayOps-Webhook-Secret": WEBHOOK_SECRET + " "},
+        {"X-PayOps-Webhook-Secret": ""},
+        {},  # no header at all
+        {"X-Other": WEBHOOK_SECRET},
+    ],
+    ids=["tampered", "padded", "empty", "missing", "other-header"],
+)
 def test_webhook_not_authentic(fake: FakeNgenius, headers: dict[str, str]) -> None:
     assert not verify_webhook(headers, secret=WEBHOOK_SECRET)
     with pytest.raises(WebhookError):
@@ -955,9 +1122,13 @@ def test_webhook_wrong_or_unset_secret(fake: FakeNgenius) -> None:
 
 def test_connector_parse_notification(fake: FakeNgenius) -> None:
     body = webhook_body(fake, "REFUND_REQUESTED")
-    config = ConnectorConfig("ng", True, {"api_key": API_KEY, "outlet_reference": OUTLET},
-                             options={"base_url": fake.url, "webhook_header": "X-Hook"},
-                             webhook_secret=WEBHOOK_SECRET)
+    config = ConnectorConfig(
+        "ng",
+        True,
+        {"api_key": API_KEY, "outlet_reference": OUTLET},
+        options={"base_url": fake.url, "webhook_header": "X-Hook"},
+        webhook_secret=WEBHOOK_SECRET,
+    )
     conn = NgeniusConnector(config)
     notice = conn.parse_notification({"x-hook": WEBHOOK_SECRET}, body)
     assert notice.gateway_refs == {"order_reference": json.loads(body)["order"]["reference"]}
@@ -972,15 +1143,23 @@ def test_connector_parse_notification(fake: FakeNgenius) -> None:
         unset.parse_notification({"x-hook": ""}, body)
 
 
-@pytest.mark.parametrize("body", [b"not json", b"[]", b'{"eventName": "CAPTURED"}',
-                                  b'{"order": {"reference": "x"}}',
-                                  b'{"eventName": "CAPTURED", "order": {}}'])
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"not json",
+        b"[]",
+        b'{"eventName": "CAPTURED"}',
+        b'{"order": {"reference": "x"}}',
+        b'{"eventName": "CAPTURED", "order": {}}',
+    ],
+)
 def test_webhook_unreadable_body(body: bytes) -> None:
     with pytest.raises(WebhookError):
         parse_event(body)
 
 
 # -- secrets stay out of logs and results ----------------------------------------------------------
+
 
 async def test_credentials_and_card_data_never_logged_nor_returned(
     fake: FakeNgenius, caplog: pytest.LogCaptureFixture
@@ -1007,14 +1186,20 @@ async def test_credentials_and_card_data_never_logged_nor_returned(
     conn = connector(fake)
     results.append(await run(conn, conn.void(op("void", 10000, fresh))))
 
-    secrets = [API_KEY, "c2Vjb25kLWtleS10aGF0LWlzLXdyb25n", CARD_TOKEN, "4111111111111111",
-               *fake.tokens]
+    secrets = [
+        API_KEY,
+        "c2Vjb25kLWtleS10aGF0LWlzLXdyb25n",
+        CARD_TOKEN,
+        "4111111111111111",
+        *fake.tokens,
+    ]
     assert len(fake.tokens) >= 2
     assert "ngenius" in caplog.text  # the connector did log its calls
     for secret in secrets:
         assert secret not in caplog.text
         for result in results:
-            assert secret not in json.dumps([result.raw, result.pg_params, result.message,
-                                             result.gateway_refs])
+            assert secret not in json.dumps(
+                [result.raw, result.pg_params, result.message, result.gateway_refs]
+            )
     assert "Bearer" not in caplog.text and "Basic" not in caplog.text
     assert all("cardToken" not in json.dumps(r.raw) for r in results)

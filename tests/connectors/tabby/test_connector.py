@@ -63,26 +63,52 @@ FAULT_TIMEOUT = 0.4
 
 # -- helpers ------------------------------------------------------------------------------------
 
-def connector_for(fake: FakeTabby, *, key: str = TEST_SECRET_KEY, sandbox: bool = True,
-                  timeout: float = 3.0, **options: Any) -> TabbyConnector:
-    return TabbyConnector(ConnectorConfig(
-        pg_code="tabby-test", is_sandbox=sandbox, credentials={"secret_key": key},
-        timeout_seconds=timeout, options={"base_url": fake.url, **options},
-    ))
+
+def connector_for(
+    fake: FakeTabby,
+    *,
+    key: str = TEST_SECRET_KEY,
+    sandbox: bool = True,
+    timeout: float = 3.0,
+    **options: Any,
+) -> TabbyConnector:
+    return TabbyConnector(
+        ConnectorConfig(
+            pg_code="tabby-test",
+            is_sandbox=sandbox,
+            credentials={"secret_key": key},
+            timeout_seconds=timeout,
+            options={"base_url": fake.url, **options},
+        )
+    )
 
 
-def payment_ref(payment_id: str | None, amount: int = 100_000, currency: str = "KWD",
-                mode: str = "authorize") -> PaymentRef:
+def payment_ref(
+    payment_id: str | None, amount: int = 100_000, currency: str = "KWD", mode: str = "authorize"
+) -> PaymentRef:
     refs = {"payment_id": payment_id} if payment_id is not None else {}
-    return PaymentRef(reference_number=new_reference_number(), amount=amount,
-                      currency_code=currency, operation_mode=mode, gateway_refs=refs)
+    return PaymentRef(
+        reference_number=new_reference_number(),
+        amount=amount,
+        currency_code=currency,
+        operation_mode=mode,
+        gateway_refs=refs,
+    )
 
 
-def op(operation: str, payment_id: str | None, amount: int, currency: str = "KWD",
-       reference: str | None = None) -> OperationRequest:
+def op(
+    operation: str,
+    payment_id: str | None,
+    amount: int,
+    currency: str = "KWD",
+    reference: str | None = None,
+) -> OperationRequest:
     return OperationRequest(
-        operation=operation, reference_number=reference or new_reference_number(),
-        amount=amount, currency_code=currency, payment=payment_ref(payment_id, currency=currency),
+        operation=operation,
+        reference_number=reference or new_reference_number(),
+        amount=amount,
+        currency_code=currency,
+        payment=payment_ref(payment_id, currency=currency),
     )
 
 
@@ -112,6 +138,7 @@ def assert_authenticated(recorded: Any, key: str = TEST_SECRET_KEY) -> None:
 
 # -- capabilities and configuration ---------------------------------------------------------------
 
+
 def test_registry_resolves_the_tabby_connector() -> None:
     cls = connector_class("tabby")
     assert cls is TabbyConnector
@@ -139,9 +166,14 @@ def test_host_follows_region_then_currency(
 ) -> None:
     # Sandbox and production share Tabby's host: is_sandbox does not change it.
     for sandbox in (True, False):
-        connector = TabbyConnector(ConnectorConfig(
-            pg_code="x", is_sandbox=sandbox,
-            credentials={"secret_key": TEST_SECRET_KEY, **credentials}, options=options))
+        connector = TabbyConnector(
+            ConnectorConfig(
+                pg_code="x",
+                is_sandbox=sandbox,
+                credentials={"secret_key": TEST_SECRET_KEY, **credentials},
+                options=options,
+            )
+        )
         assert connector._base_url(currency) == host
 
 
@@ -151,8 +183,12 @@ def test_host_follows_region_then_currency(
         ("", True, {}, "The Tabby secret key is not configured"),
         (LIVE_SECRET_KEY, True, {}, "This sandbox configuration holds a live Tabby secret key"),
         (TEST_SECRET_KEY, False, {}, "This live configuration holds a Tabby test secret key"),
-        (TEST_SECRET_KEY, True, {"region": "eu", "base_url": ""},
-         "The Tabby region must be 'ai' or 'sa'"),
+        (
+            TEST_SECRET_KEY,
+            True,
+            {"region": "eu", "base_url": ""},
+            "The Tabby region must be 'ai' or 'sa'",
+        ),
     ],
 )
 async def test_configuration_problems_refuse_without_calling(
@@ -176,10 +212,14 @@ async def test_an_operation_without_a_tabby_payment_id_is_refused(fake_tabby: Fa
 
 # -- capture ------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize(
     ("currency", "authorized", "minor", "wire"),
-    [("KWD", "100.000", 40_000, "40.000"), ("AED", "250.00", 4_050, "40.50"),
-     ("SAR", "10.00", 1, "0.01")],
+    [
+        ("KWD", "100.000", 40_000, "40.000"),
+        ("AED", "250.00", 4_050, "40.50"),
+        ("SAR", "10.00", 1, "0.01"),
+    ],
 )
 async def test_partial_capture_succeeds_and_keeps_the_payment_authorized(
     fake_tabby: FakeTabby, currency: str, authorized: str, minor: int, wire: str
@@ -201,8 +241,11 @@ async def test_partial_capture_succeeds_and_keeps_the_payment_authorized(
     assert result.raw == payment
     assert result.message == "Approved"
     assert result.pg_params == {
-        "payment_id": payment_id, "ref": request.reference_number, "result": "success",
-        "pg_message": "Approved", "transaction_id": capture["id"],
+        "payment_id": payment_id,
+        "ref": request.reference_number,
+        "result": "success",
+        "pg_message": "Approved",
+        "transaction_id": capture["id"],
     }
     assert result.gateway_refs == {"payment_id": payment_id, "capture_id": capture["id"]}
 
@@ -251,6 +294,7 @@ async def test_capture_of_a_payment_not_authorized_is_refused(
 
 # -- refund -------------------------------------------------------------------------------------
 
+
 async def test_refund_of_a_closed_payment_succeeds(fake_tabby: FakeTabby) -> None:
     payment_id = fake_tabby.paid_payment("100.000", "KWD")
     request = op("refund", payment_id, 25_000)
@@ -272,8 +316,9 @@ async def test_refund_of_a_closed_payment_succeeds(fake_tabby: FakeTabby) -> Non
 
 async def test_refund_beyond_the_captured_amount_is_refused(fake_tabby: FakeTabby) -> None:
     payment_id = fake_tabby.paid_payment("100.000", "KWD")
-    assert (await run(connector_for(fake_tabby), op("refund", payment_id, 80_000))).outcome \
-        == Outcome.SUCCESS
+    assert (
+        await run(connector_for(fake_tabby), op("refund", payment_id, 80_000))
+    ).outcome == Outcome.SUCCESS
     result = await run(connector_for(fake_tabby), op("refund", payment_id, 20_001))
     assert result.outcome == Outcome.FAILED
     assert result.raw == refund_exceeds_response()
@@ -308,8 +353,9 @@ async def test_delayed_refunds_are_queued_until_the_delay_passes(fake_tabby: Fak
     assert result.message == "Refund scheduled by Tabby (Delayed Refunds)"
 
     # Tabby takes no second refund while the first waits.
-    second = await run(connector_for(fake_tabby, delayed_refunds=True),
-                       op("refund", payment_id, 10_000))
+    second = await run(
+        connector_for(fake_tabby, delayed_refunds=True), op("refund", payment_id, 10_000)
+    )
     assert second.outcome == Outcome.FAILED
     assert second.raw == refund_pending_response()
 
@@ -324,14 +370,16 @@ async def test_a_cancelled_delayed_refund_reads_as_not_performed(fake_tabby: Fak
     fake_tabby.delayed_refunds = True
     payment_id = fake_tabby.paid_payment()
     request = op("refund", payment_id, 30_000)
-    assert (await run(connector_for(fake_tabby, delayed_refunds=True), request)).outcome \
-        == Outcome.PENDING
+    assert (
+        await run(connector_for(fake_tabby, delayed_refunds=True), request)
+    ).outcome == Outcome.PENDING
     fake_tabby.cancel_refund(payment_id, request.reference_number)
     result = await inquire(connector_for(fake_tabby, delayed_refunds=True), request)
     assert result.outcome == Outcome.FAILED
 
 
 # -- void (close) -------------------------------------------------------------------------------
+
 
 async def test_void_reads_the_payment_then_closes_it(fake_tabby: FakeTabby) -> None:
     payment_id = fake_tabby.add_payment("100.000", "KWD")
@@ -352,8 +400,12 @@ async def test_void_reads_the_payment_then_closes_it(fake_tabby: FakeTabby) -> N
     assert result.outcome == Outcome.SUCCESS
     assert result.raw == payment
     assert result.gateway_refs == {"payment_id": payment_id}
-    assert result.pg_params == {"payment_id": payment_id, "ref": request.reference_number,
-                                "result": "success", "pg_message": "Approved"}
+    assert result.pg_params == {
+        "payment_id": payment_id,
+        "ref": request.reference_number,
+        "result": "success",
+        "pg_message": "Approved",
+    }
 
 
 @pytest.mark.parametrize("captured", ["40.000", "100.000"], ids=["partial", "full"])
@@ -411,6 +463,7 @@ async def test_a_refused_close_fails(fake_tabby: FakeTabby) -> None:
 
 # -- documented refusals ---------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("operation", ["capture", "refund", "void"])
 async def test_wrong_credentials_are_refused(fake_tabby: FakeTabby, operation: str) -> None:
     payment_id = fake_tabby.paid_payment() if operation == "refund" else fake_tabby.add_payment()
@@ -431,8 +484,9 @@ async def test_a_payment_of_another_merchant_is_forbidden(fake_tabby: FakeTabby)
 
 
 async def test_an_unknown_payment_is_not_found(fake_tabby: FakeTabby) -> None:
-    result = await run(connector_for(fake_tabby),
-                       op("capture", "0f0f0f0f-0000-4000-8000-000000000000", 10_000))
+    result = await run(
+        connector_for(fake_tabby), op("capture", "0f0f0f0f-0000-4000-8000-000000000000", 10_000)
+    )
     assert result.outcome == Outcome.FAILED
     assert result.raw == no_such_payment_response()
     assert result.message == "no such payment"
@@ -465,13 +519,18 @@ async def test_the_fake_enforces_the_wire_format(fake_tabby: FakeTabby) -> None:
     auth = {"Authorization": f"Bearer {TEST_SECRET_KEY}"}
     async with httpx.AsyncClient() as http:
         no_auth = await http.post(url, json={"amount": "1.000", "reference_id": "a"})
-        basic = await http.post(url, json={"amount": "1.000", "reference_id": "a"},
-                                headers={"Authorization": f"Basic {TEST_SECRET_KEY}"})
+        basic = await http.post(
+            url,
+            json={"amount": "1.000", "reference_id": "a"},
+            headers={"Authorization": f"Basic {TEST_SECRET_KEY}"},
+        )
         number = await http.post(url, json={"amount": 1, "reference_id": "a"}, headers=auth)
-        too_fine = await http.post(url, json={"amount": "1.0001", "reference_id": "a"},
-                                   headers=auth)
-        negative = await http.post(url, json={"amount": "-1.000", "reference_id": "a"},
-                                   headers=auth)
+        too_fine = await http.post(
+            url, json={"amount": "1.0001", "reference_id": "a"}, headers=auth
+        )
+        negative = await http.post(
+            url, json={"amount": "-1.000", "reference_id": "a"}, headers=auth
+        )
         no_reference = await http.post(url, json={"amount": "1.000"}, headers=auth)
         not_json = await http.post(url, content=b"amount=1", headers=auth)
         unknown = await http.get(f"{fake_tabby.url}/api/v3/whatever", headers=auth)
@@ -492,18 +551,23 @@ async def test_the_fake_enforces_close_and_refund_rules(fake_tabby: FakeTabby) -
     url = f"{fake_tabby.url}/api/v2/payments/{authorized}"
     auth = {"Authorization": f"Bearer {TEST_SECRET_KEY}"}
     async with httpx.AsyncClient() as http:
-        early_refund = await http.post(f"{url}/refunds", headers=auth,
-                                       json={"amount": "1.000", "reference_id": "r1"})
+        early_refund = await http.post(
+            f"{url}/refunds", headers=auth, json={"amount": "1.000", "reference_id": "r1"}
+        )
         close = await http.post(f"{url}/close", headers=auth)  # releases the other 60.000
         again = await http.post(f"{url}/close", headers=auth)
-        capture = await http.post(f"{url}/captures", headers=auth,
-                                  json={"amount": "1.000", "reference_id": "c1"})
-        over = await http.post(f"{url}/refunds", headers=auth,
-                               json={"amount": "40.001", "reference_id": "r2"})
-        full = await http.post(f"{url}/refunds", headers=auth,
-                               json={"amount": "40.000", "reference_id": "r3"})
-        replay = await http.post(f"{url}/refunds", headers=auth,
-                                 json={"amount": "40.000", "reference_id": "r3"})
+        capture = await http.post(
+            f"{url}/captures", headers=auth, json={"amount": "1.000", "reference_id": "c1"}
+        )
+        over = await http.post(
+            f"{url}/refunds", headers=auth, json={"amount": "40.001", "reference_id": "r2"}
+        )
+        full = await http.post(
+            f"{url}/refunds", headers=auth, json={"amount": "40.000", "reference_id": "r3"}
+        )
+        replay = await http.post(
+            f"{url}/refunds", headers=auth, json={"amount": "40.000", "reference_id": "r3"}
+        )
     assert (early_refund.status_code, early_refund.json()) == (400, refund_not_closed_response())
     assert close.status_code == 200 and close.json()["status"] == "CLOSED"
     assert (again.status_code, again.json()) == (400, already_closed_response())
@@ -525,21 +589,27 @@ async def test_an_errors_array_becomes_the_message(fake_tabby: FakeTabby) -> Non
 # -- faults: the outcome is unknown -------------------------------------------------------------
 
 FAULT_CASES = [
-    ("capture", "/captures"), ("refund", "/refunds"), ("void", "/close"), ("void", ""),
+    ("capture", "/captures"),
+    ("refund", "/refunds"),
+    ("void", "/close"),
+    ("void", ""),
 ]
 
 
 @pytest.mark.parametrize("fault", ["timeout", "reset", "500", "malformed"])
-@pytest.mark.parametrize(("operation", "suffix"), FAULT_CASES,
-                         ids=["capture", "refund", "void-close", "void-read"])
+@pytest.mark.parametrize(
+    ("operation", "suffix"), FAULT_CASES, ids=["capture", "refund", "void-close", "void-read"]
+)
 async def test_faults_leave_the_outcome_unknown(
     fake_tabby: FakeTabby, fault: str, operation: str, suffix: str
 ) -> None:
     fake_tabby.hang_seconds = 1.5
     payment_id = fake_tabby.paid_payment() if operation == "refund" else fake_tabby.add_payment()
     fake_tabby.fail_next(fault, suffix=suffix, apply=True)
-    result = await run(connector_for(fake_tabby, timeout=FAULT_TIMEOUT),
-                       op(operation, payment_id, 10_000 if operation != "void" else 100_000))
+    result = await run(
+        connector_for(fake_tabby, timeout=FAULT_TIMEOUT),
+        op(operation, payment_id, 10_000 if operation != "void" else 100_000),
+    )
     assert result.outcome == Outcome.UNKNOWN
     expected_raw = {
         "timeout": {"error": "timeout"},
@@ -552,9 +622,15 @@ async def test_faults_leave_the_outcome_unknown(
 
 async def test_an_unreachable_gateway_is_unknown(fake_tabby: FakeTabby) -> None:
     payment_id = fake_tabby.add_payment()
-    connector = TabbyConnector(ConnectorConfig(
-        pg_code="x", is_sandbox=True, credentials={"secret_key": TEST_SECRET_KEY},
-        timeout_seconds=FAULT_TIMEOUT, options={"base_url": "http://127.0.0.1:9"}))
+    connector = TabbyConnector(
+        ConnectorConfig(
+            pg_code="x",
+            is_sandbox=True,
+            credentials={"secret_key": TEST_SECRET_KEY},
+            timeout_seconds=FAULT_TIMEOUT,
+            options={"base_url": "http://127.0.0.1:9"},
+        )
+    )
     result = await run(connector, op("capture", payment_id, 10_000))
     assert result.outcome == Outcome.UNKNOWN
 
@@ -566,6 +642,7 @@ async def test_a_reply_without_the_capture_is_unknown(fake_tabby: FakeTabby) -> 
 
     async def send(*args: Any, **kwargs: Any) -> Any:
         from payops.connectors.kit import Reply
+
         return Reply(200, fake_tabby.payment(payment_id))
 
     connector._send = send  # type: ignore[method-assign]
@@ -575,8 +652,10 @@ async def test_a_reply_without_the_capture_is_unknown(fake_tabby: FakeTabby) -> 
 
 # -- inquire_operation --------------------------------------------------------------------------
 
-@pytest.mark.parametrize(("operation", "suffix"), [("capture", "/captures"), ("refund", "/refunds"),
-                                                   ("void", "/close")])
+
+@pytest.mark.parametrize(
+    ("operation", "suffix"), [("capture", "/captures"), ("refund", "/refunds"), ("void", "/close")]
+)
 async def test_inquiry_finds_an_operation_whose_reply_was_lost(
     fake_tabby: FakeTabby, operation: str, suffix: str
 ) -> None:
@@ -597,8 +676,9 @@ async def test_inquiry_finds_an_operation_whose_reply_was_lost(
     assert result.raw == fake_tabby.payment(payment_id)
 
 
-@pytest.mark.parametrize(("operation", "suffix"), [("capture", "/captures"), ("refund", "/refunds"),
-                                                   ("void", "/close")])
+@pytest.mark.parametrize(
+    ("operation", "suffix"), [("capture", "/captures"), ("refund", "/refunds"), ("void", "/close")]
+)
 async def test_inquiry_reports_an_operation_never_performed(
     fake_tabby: FakeTabby, operation: str, suffix: str
 ) -> None:
@@ -606,8 +686,9 @@ async def test_inquiry_reports_an_operation_never_performed(
     payment_id = fake_tabby.paid_payment() if operation == "refund" else fake_tabby.add_payment()
     request = op(operation, payment_id, 10_000 if operation != "void" else 100_000)
     fake_tabby.fail_next("timeout", suffix=suffix)
-    assert (await run(connector_for(fake_tabby, timeout=FAULT_TIMEOUT), request)).outcome \
-        == Outcome.UNKNOWN
+    assert (
+        await run(connector_for(fake_tabby, timeout=FAULT_TIMEOUT), request)
+    ).outcome == Outcome.UNKNOWN
     result = await inquire(connector_for(fake_tabby), request)
     assert result.outcome == Outcome.FAILED
 
@@ -616,8 +697,13 @@ async def test_inquiry_of_a_capture_with_another_amount_is_unknown(fake_tabby: F
     payment_id = fake_tabby.add_payment()
     request = op("capture", payment_id, 10_000)
     await run(connector_for(fake_tabby), request)
-    changed = OperationRequest(operation="capture", reference_number=request.reference_number,
-                               amount=20_000, currency_code="KWD", payment=request.payment)
+    changed = OperationRequest(
+        operation="capture",
+        reference_number=request.reference_number,
+        amount=20_000,
+        currency_code="KWD",
+        payment=request.payment,
+    )
     result = await inquire(connector_for(fake_tabby), changed)
     assert result.outcome == Outcome.UNKNOWN
     assert result.message == "Tabby recorded a different amount (10.000) for this capture"
@@ -635,33 +721,37 @@ async def test_inquiry_faults_are_unknown(fake_tabby: FakeTabby, fault: str) -> 
     fake_tabby.hang_seconds = 1.0
     payment_id = fake_tabby.add_payment()
     fake_tabby.fail_next(fault, method="GET")
-    result = await inquire(connector_for(fake_tabby, timeout=FAULT_TIMEOUT),
-                           op("capture", payment_id, 10_000))
+    result = await inquire(
+        connector_for(fake_tabby, timeout=FAULT_TIMEOUT), op("capture", payment_id, 10_000)
+    )
     assert result.outcome == Outcome.UNKNOWN
 
 
 async def test_inquiry_with_refused_credentials_is_unknown(fake_tabby: FakeTabby) -> None:
     payment_id = fake_tabby.add_payment()
-    result = await inquire(connector_for(fake_tabby, key="sk_test_rotated"),
-                           op("capture", payment_id, 10_000))
+    result = await inquire(
+        connector_for(fake_tabby, key="sk_test_rotated"), op("capture", payment_id, 10_000)
+    )
     assert result.outcome == Outcome.UNKNOWN
     assert result.raw == invalid_key_response()
 
 
 async def test_inquiry_of_an_unknown_payment_is_failed(fake_tabby: FakeTabby) -> None:
-    result = await inquire(connector_for(fake_tabby),
-                           op("refund", "0f0f0f0f-0000-4000-8000-000000000000", 10_000))
+    result = await inquire(
+        connector_for(fake_tabby), op("refund", "0f0f0f0f-0000-4000-8000-000000000000", 10_000)
+    )
     assert result.outcome == Outcome.FAILED
 
 
 # -- inquire_payment ----------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize(
     ("status", "captured", "outcome"),
     [
         ("AUTHORIZED", None, Outcome.SUCCESS),
         ("AUTHORIZED", "100.000", Outcome.SUCCESS),  # becomes CLOSED with a capture
-        ("CLOSED", None, Outcome.FAILED),            # closed without capture: cancelled
+        ("CLOSED", None, Outcome.FAILED),  # closed without capture: cancelled
         ("CREATED", None, Outcome.PENDING),
         ("REJECTED", None, Outcome.FAILED),
         ("EXPIRED", None, Outcome.FAILED),
@@ -696,7 +786,8 @@ async def test_inquire_payment_faults_and_missing_ids(fake_tabby: FakeTabby) -> 
         assert (await connector.inquire_payment(payment_ref(payment_id))).outcome == Outcome.UNKNOWN
         assert (await connector.inquire_payment(payment_ref(None))).outcome == Outcome.UNKNOWN
         missing = await connector.inquire_payment(
-            payment_ref("0f0f0f0f-0000-4000-8000-000000000000"))
+            payment_ref("0f0f0f0f-0000-4000-8000-000000000000")
+        )
         assert missing.outcome == Outcome.FAILED
     finally:
         await connector.aclose()
@@ -704,9 +795,9 @@ async def test_inquire_payment_faults_and_missing_ids(fake_tabby: FakeTabby) -> 
 
 # -- status and error maps ----------------------------------------------------------------------
 
+
 def test_every_documented_status_is_mapped_and_nothing_defaults_to_success() -> None:
-    assert set(PAYMENT_STATUS_OUTCOME) == {"CREATED", "AUTHORIZED", "CLOSED", "REJECTED",
-                                           "EXPIRED"}
+    assert set(PAYMENT_STATUS_OUTCOME) == {"CREATED", "AUTHORIZED", "CLOSED", "REJECTED", "EXPIRED"}
     for status in ("authorized", "closed", "rejected", "expired"):  # webhooks: lower case
         assert payment_outcome(status) == PAYMENT_STATUS_OUTCOME[status.upper()]
     for unknown in ("", None, "CAPTURED", "REFUNDED", "ON_HOLD", "new"):
@@ -718,8 +809,16 @@ def test_every_documented_status_is_mapped_and_nothing_defaults_to_success() -> 
 
 @pytest.mark.parametrize(
     ("value", "currency", "minor"),
-    [("100", "AED", 10_000), ("100.5", "AED", 10_050), ("0.001", "KWD", 1), ("1.005", "AED", None),
-     ("NaN", "AED", None), ("Infinity", "KWD", None), ("abc", "KWD", None), (None, "KWD", None)],
+    [
+        ("100", "AED", 10_000),
+        ("100.5", "AED", 10_050),
+        ("0.001", "KWD", 1),
+        ("1.005", "AED", None),
+        ("NaN", "AED", None),
+        ("Infinity", "KWD", None),
+        ("abc", "KWD", None),
+        (None, "KWD", None),
+    ],
 )
 def test_tabby_amounts_are_read_exactly(
     value: str | None, currency: str, minor: int | None
@@ -746,23 +845,25 @@ def test_a_webhook_with_the_registered_header_is_accepted(fake_tabby: FakeTabby)
     assert note.order_reference_id == "ORD-1"
     assert note.dedupe_key == (payment_id, "AUTHORIZED", 1, 0)
     # any header title the merchant registered, as a list of pairs too
-    assert verify_and_parse([(b"X-Shop-Token", WEBHOOK_SECRET.encode())], body, WEBHOOK_SECRET,
-                            header_name="x-shop-token") == (payment_id, "AUTHORIZED")
+    assert verify_and_parse(
+        [(b"X-Shop-Token", WEBHOOK_SECRET.encode())],
+        body,
+        WEBHOOK_SECRET,
+        header_name="x-shop-token",
+    ) == (payment_id, "AUTHORIZED")
 
 
 @pytest.mark.parametrize(
     "headers",
     [
-        {DEFAULT_HEADER_NAME: WEBHOOK_SECRET + "x"},          # tampered value
-        {DEFAULT_HEADER_NAME: "whsec-other"},                 # another secret
-        {"Authorization": f"Bearer {WEBHOOK_SECRET}"},        # not the registered header
+        {DEFAULT_HEADER_NAME: WEBHOOK_SECRET + "x"},  # tampered value
+        {DEFAULT_HEADER_NAME: "whsec-other"},  # another secret
+        {"Authorization": f"Bearer {WEBHOOK_SECRET}"},  # not the registered header
         {},
     ],
     ids=["tampered", "wrong-secret", "other-header", "missing"],
 )
-def test_an_unauthentic_webhook_is_refused(
-    fake_tabby: FakeTabby, headers: dict[str, str]
-) -> None:
+def test_an_unauthentic_webhook_is_refused(fake_tabby: FakeTabby, headers: dict[str, str]) -> None:
     body = webhook_body(fake_tabby.payment(fake_tabby.add_payment()), "authorized")
     assert not verify_notification(headers, WEBHOOK_SECRET)
     with pytest.raises(TabbyWebhookError, match="not authentic"):
@@ -778,21 +879,33 @@ def test_a_webhook_is_refused_when_no_secret_is_configured_or_the_header_repeats
 def test_a_tampered_body_is_caught_by_parsing_only_when_malformed() -> None:
     # Tabby signs nothing: the header proves the sender, and the body must still parse.
     headers = {DEFAULT_HEADER_NAME: WEBHOOK_SECRET}
-    for body in (b"{", b"[]", b'{"status": "closed"}', b'{"id": "x"}',
-                 b'{"id": "x", "status": "closed", "captures": {}}', b"\xff"):
+    for body in (
+        b"{",
+        b"[]",
+        b'{"status": "closed"}',
+        b'{"id": "x"}',
+        b'{"id": "x", "status": "closed", "captures": {}}',
+        b"\xff",
+    ):
         with pytest.raises(TabbyWebhookError):
             verify_and_parse(headers, body, WEBHOOK_SECRET)
 
 
 @pytest.mark.parametrize(
     ("status", "captures", "outcome"),
-    [("authorized", 0, Outcome.SUCCESS), ("closed", 1, Outcome.SUCCESS),
-     ("closed", 0, Outcome.FAILED), ("rejected", 0, Outcome.FAILED),
-     ("expired", 0, Outcome.FAILED), ("mystery", 0, Outcome.PENDING)],
+    [
+        ("authorized", 0, Outcome.SUCCESS),
+        ("closed", 1, Outcome.SUCCESS),
+        ("closed", 0, Outcome.FAILED),
+        ("rejected", 0, Outcome.FAILED),
+        ("expired", 0, Outcome.FAILED),
+        ("mystery", 0, Outcome.PENDING),
+    ],
 )
 def test_webhook_statuses(status: str, captures: int, outcome: Outcome) -> None:
-    body = json.dumps({"id": "p-1", "status": status,
-                       "captures": [{"amount": "1.00"}] * captures, "refunds": []})
+    body = json.dumps(
+        {"id": "p-1", "status": status, "captures": [{"amount": "1.00"}] * captures, "refunds": []}
+    )
     note = parse_notification(body)
     assert (note.status, note.outcome) == (status.upper(), outcome)
 
@@ -819,15 +932,20 @@ async def test_credentials_never_reach_logs_or_results(
         await inquire(connector_for(fake_tabby), op("refund", paid, 10_000)),
     ]
     fake_tabby.fail_next("timeout")
-    results.append(await run(connector_for(fake_tabby, timeout=FAULT_TIMEOUT),
-                             op("capture", authorized, 10_000)))
+    results.append(
+        await run(
+            connector_for(fake_tabby, timeout=FAULT_TIMEOUT), op("capture", authorized, 10_000)
+        )
+    )
     fake_tabby.fail_next("500")
     results.append(await run(connector_for(fake_tabby), op("capture", authorized, 10_000)))
     wrong = "sk_test_99999999-wrong-key"
-    results.append(await run(connector_for(fake_tabby, key=wrong),
-                             op("capture", authorized, 10_000)))
-    results.append(await run(connector_for(fake_tabby, key=LIVE_SECRET_KEY),
-                             op("capture", authorized, 10_000)))
+    results.append(
+        await run(connector_for(fake_tabby, key=wrong), op("capture", authorized, 10_000))
+    )
+    results.append(
+        await run(connector_for(fake_tabby, key=LIVE_SECRET_KEY), op("capture", authorized, 10_000))
+    )
 
     assert any(record.name.startswith("httpx") for record in caplog.records)
     logged = caplog.text + "".join(repr(record.args) for record in caplog.records)

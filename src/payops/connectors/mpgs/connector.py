@@ -78,18 +78,33 @@ class MpgsConnector(Connector):
     required_credentials: ClassVar[tuple[str, ...]] = ("merchant_id", "api_password")
     # Customer contact details, addresses, the device (IP address) and the card beyond its
     # masked number (holder name, expiry).
-    personal_fields: ClassVar[frozenset[str]] = kit.field_set((
-        "customer", "billing", "shipping", "device", "email", "phone", "mobilePhone",
-        "firstName", "lastName", "nameOnCard", "expiry", "ipAddress",
-    ))
+    personal_fields: ClassVar[frozenset[str]] = kit.field_set(
+        (
+            "customer",
+            "billing",
+            "shipping",
+            "device",
+            "email",
+            "phone",
+            "mobilePhone",
+            "firstName",
+            "lastName",
+            "nameOnCard",
+            "expiry",
+            "ipAddress",
+        )
+    )
 
     def __init__(self, config: ConnectorConfig) -> None:
         super().__init__(config)
         self.client = kit.GatewayClient(
-            "mpgs", base_url=self.base_url, timeout=config.timeout_seconds,
+            "mpgs",
+            base_url=self.base_url,
+            timeout=config.timeout_seconds,
             headers={"Accept": "application/json"},
-            auth=httpx.BasicAuth(f"merchant.{self.merchant_id}",
-                                 kit.credential(config, "api_password")),
+            auth=httpx.BasicAuth(
+                f"merchant.{self.merchant_id}", kit.credential(config, "api_password")
+            ),
         )
 
     # -- configuration --------------------------------------------------------------------------
@@ -98,7 +113,9 @@ class MpgsConnector(Connector):
         options = self.config.options or {}
         if options.get("base_url"):
             return str(options["base_url"]).rstrip("/")
-        host = str(options.get("host") or (SANDBOX_HOST if self.config.is_sandbox else PRODUCTION_HOST))
+        host = str(
+            options.get("host") or (SANDBOX_HOST if self.config.is_sandbox else PRODUCTION_HOST)
+        )
         if "://" not in host:
             host = f"https://{host}"
         return host.rstrip("/")
@@ -112,8 +129,10 @@ class MpgsConnector(Connector):
         return kit.credential(self.config, "merchant_id")
 
     def _merchant_path(self) -> str:
-        return (f"/api/rest/version/{quote(self.api_version, safe='')}"
-                f"/merchant/{quote(self.merchant_id, safe='')}")
+        return (
+            f"/api/rest/version/{quote(self.api_version, safe='')}"
+            f"/merchant/{quote(self.merchant_id, safe='')}"
+        )
 
     def _order_path(self, order_id: str) -> str:
         return f"{self._merchant_path()}/order/{quote(order_id, safe='')}"
@@ -137,17 +156,20 @@ class MpgsConnector(Connector):
     async def _guarded(self, work: Any) -> GatewayResult:
         """Run one connector call within its time budget; never raise."""
         return await kit.guarded(
-            work, budget=self.config.timeout_seconds + CALL_MARGIN_SECONDS / 2,
+            work,
+            budget=self.config.timeout_seconds + CALL_MARGIN_SECONDS / 2,
             on_timeout=lambda: unknown({"error": "timeout"}, "MPGS did not answer in time"),
-            on_error=lambda exc: unknown({"error": type(exc).__name__}, "MPGS call failed"))
+            on_error=lambda exc: unknown({"error": type(exc).__name__}, "MPGS call failed"),
+        )
 
     async def aclose(self) -> None:
         await self.client.aclose()
 
     def parse_notification(self, headers: Mapping[str, str], body: bytes) -> Notification:
         try:
-            notice = notifications.verify_and_parse(headers, body, self.config.webhook_secret,
-                                               merchant_id=self.merchant_id)
+            notice = notifications.verify_and_parse(
+                headers, body, self.config.webhook_secret, merchant_id=self.merchant_id
+            )
             order_id, _ = notifications.notification_key(body)
         except notifications.InvalidNotification as exc:
             raise NotificationRejected(str(exc)) from None
@@ -173,7 +195,8 @@ class MpgsConnector(Connector):
         if not target:
             # Nothing was sent, so nothing was voided.
             return GatewayResult(
-                Outcome.FAILED, {"error": "authorization not found", "order_id": order_id},
+                Outcome.FAILED,
+                {"error": "authorization not found", "order_id": order_id},
                 {"ref": order_id},
                 f"No approved authorization found on MPGS order {order_id} to void",
             )
@@ -187,8 +210,12 @@ class MpgsConnector(Connector):
             return None
         for entry in reversed(order.transaction):
             txn = entry.transaction
-            if (txn is not None and txn.id and (txn.type or "").upper() == "AUTHORIZATION"
-                    and t.transaction_outcome(entry.result, entry.gateway_code) == Outcome.SUCCESS):
+            if (
+                txn is not None
+                and txn.id
+                and (txn.type or "").upper() == "AUTHORIZATION"
+                and t.transaction_outcome(entry.result, entry.gateway_code) == Outcome.SUCCESS
+            ):
                 return txn.id
         return None
 
@@ -213,8 +240,12 @@ class MpgsConnector(Connector):
         parsed = t.parse_transaction(reply.body) if reply.body is not None else None
         if 200 <= status < 300 and parsed is not None and parsed.transaction is not None:
             return decide(request, order_id, parsed, raw_of(reply))
-        if (400 <= status < 500 and parsed is not None and parsed.error is not None
-                and (parsed.error.cause or "").upper() == "INVALID_REQUEST"):
+        if (
+            400 <= status < 500
+            and parsed is not None
+            and parsed.error is not None
+            and (parsed.error.cause or "").upper() == "INVALID_REQUEST"
+        ):
             # Most likely "no such transaction"; confirm on the order before saying "not done".
             return await self._confirm_absent(request, order_id, raw_of(reply))
         return unknown(raw_of(reply), "MPGS could not say what happened to the operation")
@@ -225,17 +256,27 @@ class MpgsConnector(Connector):
         reply = await self._send("GET", self._order_path(order_id))
         status = reply.status or 0
         order = t.parse_order(reply.body) if reply.answered and reply.body is not None else None
-        if (order is None or not 200 <= status < 300 or order.error is not None
-                or (order.result or "").upper() == "ERROR" or order.id != order_id):
-            return unknown({"transaction": first, "order": raw_of(reply)},
-                            "MPGS could not say what happened to the operation")
+        if (
+            order is None
+            or not 200 <= status < 300
+            or order.error is not None
+            or (order.result or "").upper() == "ERROR"
+            or order.id != order_id
+        ):
+            return unknown(
+                {"transaction": first, "order": raw_of(reply)},
+                "MPGS could not say what happened to the operation",
+            )
         entry = order.find(request.reference_number)
         if entry is not None:
             return decide(request, order_id, entry, REDACTION.scrub(reply.body))
         return GatewayResult(
             Outcome.FAILED,
-            {"transaction": first, "order_status": order.status,
-             "transactions": [e.transaction.id for e in order.transaction if e.transaction]},
+            {
+                "transaction": first,
+                "order_status": order.status,
+                "transactions": [e.transaction.id for e in order.transaction if e.transaction],
+            },
             {"ref": order_id, "result": "NOT_FOUND"},
             f"MPGS has no transaction {request.reference_number} on order {order_id}",
         )
@@ -246,8 +287,9 @@ class MpgsConnector(Connector):
     async def list_operations(self, payment: PaymentRef) -> list[GatewayOperation] | None:
         try:
             deadline = kit.Deadline(self.config.timeout_seconds, CALL_MARGIN_SECONDS / 2)
-            reply = await self.client.request("GET", self._order_path(self.order_id(payment)),
-                                              deadline=deadline)
+            reply = await self.client.request(
+                "GET", self._order_path(self.order_id(payment)), deadline=deadline
+            )
             if reply.answered and not isinstance(reply.body, dict):
                 reply = replace(reply, body=None)
         except Exception as exc:  # noqa: BLE001 - a connector must never raise
@@ -271,8 +313,9 @@ class MpgsConnector(Connector):
                 amount = from_decimal(txn.amount, currency)
             except (AmountError, UnknownCurrency):
                 continue
-            outcome = t.transaction_outcome(entry.result, entry.gateway_code,
-                                            entry.error.cause if entry.error else None)
+            outcome = t.transaction_outcome(
+                entry.result, entry.gateway_code, entry.error.cause if entry.error else None
+            )
             listed.append(GatewayOperation(kind, amount, outcome, txn.id))
         return listed
 
@@ -292,12 +335,14 @@ class MpgsConnector(Connector):
             cause = (order.error.cause if order.error else "") or ""
             if 400 <= status < 500 and cause.upper() == "INVALID_REQUEST":
                 # No such order (yet): the payer may not have submitted; not a final "no".
-                return GatewayResult(Outcome.PENDING, raw, {"ref": order_id},
-                                     t.error_message(order.error))
+                return GatewayResult(
+                    Outcome.PENDING, raw, {"ref": order_id}, t.error_message(order.error)
+                )
             return unknown(raw, t.error_message(order.error))
         if order.currency and order.currency.upper() != payment.currency_code.upper():
-            return unknown(raw, f"MPGS order {order_id} is in {order.currency}, "
-                                 f"not {payment.currency_code}")
+            return unknown(
+                raw, f"MPGS order {order_id} is in {order.currency}, not {payment.currency_code}"
+            )
         outcome = t.order_outcome(order.status, payment.operation_mode)
         payment_txn = self._payment_transaction(order, payment)
         params = t.transaction_params(payment_txn, order_id) if payment_txn else {"ref": order_id}
@@ -305,8 +350,9 @@ class MpgsConnector(Connector):
         refs = {"order_id": order_id}
         if payment_txn is not None and payment_txn.transaction and payment_txn.transaction.id:
             refs["transaction_id"] = payment_txn.transaction.id
-        return GatewayResult(outcome, raw, params, f"MPGS order status {order.status or 'unknown'}",
-                             refs)
+        return GatewayResult(
+            outcome, raw, params, f"MPGS order status {order.status or 'unknown'}", refs
+        )
 
     @staticmethod
     def _payment_transaction(order: t.OrderReply, payment: PaymentRef) -> t.TransactionReply | None:
@@ -321,4 +367,3 @@ class MpgsConnector(Connector):
                 if t.transaction_outcome(entry.result, entry.gateway_code) == Outcome.SUCCESS:
                     return entry
         return None
-

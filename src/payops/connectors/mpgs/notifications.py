@@ -92,8 +92,11 @@ def notification_key(body: bytes | str | Mapping[str, Any]) -> tuple[str, str]:
 
 
 def verify_and_parse(
-    headers: Mapping[str, str], body: bytes | str | Mapping[str, Any], secret: str,
-    *, merchant_id: str | None = None,
+    headers: Mapping[str, str],
+    body: bytes | str | Mapping[str, Any],
+    secret: str,
+    *,
+    merchant_id: str | None = None,
 ) -> Notification:
     """Authenticate, then parse; raises InvalidNotification for anything not acceptable."""
     if not verify_notification(headers, secret):

@@ -146,10 +146,17 @@ class MyFatoorahConnector(Connector):
     required_credentials: ClassVar[tuple[str, ...]] = ("api_token",)
     # The customer's name, contacts, civil id and address, and the payer's IP address.
     # ("ExpiryDate" is the invoice's, not the card's, and stays.)
-    personal_fields: ClassVar[frozenset[str]] = kit.field_set((
-        "CustomerName", "CustomerEmail", "CustomerMobile", "CustomerCivilId", "CustomerAddress",
-        "IpAddress", "CardHolderName",
-    ))
+    personal_fields: ClassVar[frozenset[str]] = kit.field_set(
+        (
+            "CustomerName",
+            "CustomerEmail",
+            "CustomerMobile",
+            "CustomerCivilId",
+            "CustomerAddress",
+            "IpAddress",
+            "CardHolderName",
+        )
+    )
 
     @classmethod
     def default_operations(cls, operation_mode: str) -> frozenset[str]:
@@ -161,8 +168,9 @@ class MyFatoorahConnector(Connector):
     def __init__(self, config: ConnectorConfig) -> None:
         # Never raises: configuration problems are reported as a result at call time.
         super().__init__(config)
-        self.client = kit.GatewayClient("myfatoorah", base_url=self._base_url() or "",
-                                        timeout=config.timeout_seconds)
+        self.client = kit.GatewayClient(
+            "myfatoorah", base_url=self._base_url() or "", timeout=config.timeout_seconds
+        )
 
     # -- configuration ----------------------------------------------------------------------
     @property
@@ -170,8 +178,10 @@ class MyFatoorahConnector(Connector):
         return kit.credential(self.config, "api_token", strip=True)
 
     def _country(self) -> str:
-        return (kit.text_option(self.config, "country")
-                or kit.credential(self.config, "country", strip=True)).upper()
+        return (
+            kit.text_option(self.config, "country")
+            or kit.credential(self.config, "country", strip=True)
+        ).upper()
 
     def _base_url(self) -> str | None:
         live = TEST_HOST if self.config.is_sandbox else LIVE_HOSTS.get(self._country())
@@ -181,22 +191,28 @@ class MyFatoorahConnector(Connector):
         if not self._token:
             return MSG_NO_TOKEN
         if self._base_url() is None:
-            return ("A live MyFatoorah configuration needs option country, one of "
-                    + ", ".join(sorted(LIVE_HOSTS)))
+            return "A live MyFatoorah configuration needs option country, one of " + ", ".join(
+                sorted(LIVE_HOSTS)
+            )
         return None
 
     def _auto_refund(self) -> bool:
         return kit.flag_option(self.config, "auto_refund")
 
     # -- the one send-and-parse point -------------------------------------------------------
-    async def _call(self, path: str, payload: GatewayRequest,
-                    idempotency_key: str | None = None) -> Answer:
-        headers = {"Authorization": f"Bearer {self._token}", "Accept": "application/json",
-                   "User-Agent": USER_AGENT}
+    async def _call(
+        self, path: str, payload: GatewayRequest, idempotency_key: str | None = None
+    ) -> Answer:
+        headers = {
+            "Authorization": f"Bearer {self._token}",
+            "Accept": "application/json",
+            "User-Agent": USER_AGENT,
+        }
         if idempotency_key:
             headers["Idempotency-Key"] = idempotency_key
-        return classify(await self.client.request("POST", path, json=payload.body(),
-                                                  headers=headers))
+        return classify(
+            await self.client.request("POST", path, json=payload.body(), headers=headers)
+        )
 
     async def aclose(self) -> None:
         await self.client.aclose()
@@ -218,8 +234,9 @@ class MyFatoorahConnector(Connector):
         return Notification(reference=notice.reference, gateway_refs=refs)
 
     # -- results ----------------------------------------------------------------------------
-    def _precheck(self, payment: PaymentRef, reference: str,
-                  *, inquiry: bool) -> tuple[tuple[str, str] | None, GatewayResult | None]:
+    def _precheck(
+        self, payment: PaymentRef, reference: str, *, inquiry: bool
+    ) -> tuple[tuple[str, str] | None, GatewayResult | None]:
         """The key to send, or the result of a request that cannot be sent at all."""
         problem = self._configuration_problem()
         key = self._payment_key(payment)
@@ -231,8 +248,7 @@ class MyFatoorahConnector(Connector):
 
     def _unsupported_currency(self, request: OperationRequest) -> GatewayResult:
         message = f"Currency {request.currency_code!r} cannot be sent to MyFatoorah"
-        return simple(Outcome.FAILED, {"error": message}, request.reference_number,
-                            message)
+        return simple(Outcome.FAILED, {"error": message}, request.reference_number, message)
 
     @staticmethod
     def _payment_key(payment: PaymentRef) -> tuple[str, str] | None:
@@ -254,8 +270,9 @@ class MyFatoorahConnector(Connector):
         payment_id = kit.ref(refs, "payment_id")
         if not payment_id:
             return None
-        answer = await self._call(GET_PAYMENT_STATUS,
-                                  PaymentStatusRequest(Key=payment_id, KeyType=KEY_PAYMENT_ID))
+        answer = await self._call(
+            GET_PAYMENT_STATUS, PaymentStatusRequest(Key=payment_id, KeyType=KEY_PAYMENT_ID)
+        )
         found = parse_data(PaymentStatus, answer.data) if answer.kind == "ok" else None
         return found.InvoiceId if found is not None and found.InvoiceId else None
 
@@ -277,8 +294,10 @@ class MyFatoorahConnector(Connector):
         # Release returns the whole authorization; its Amount must then equal the invoice value,
         # which is what PayOps voids (the authorized total).
         payload = UpdatePaymentStatusRequest(
-            Operation=operation, Amount=to_amount(request.amount, request.currency_code),
-            Key=key[0], KeyType=key[1],
+            Operation=operation,
+            Amount=to_amount(request.amount, request.currency_code),
+            Key=key[0],
+            KeyType=key[1],
         )
         answer = await self._call(UPDATE_PAYMENT_STATUS, payload)
         if answer.kind != "ok":
@@ -305,8 +324,9 @@ class MyFatoorahConnector(Connector):
             # Idempotency-Key covers only Kuwait and Saudi accounts and 250 minutes: look for a
             # refund already carrying this reference before creating one. Best effort: an
             # unreadable list does not stop us.
-            answer = await self._call(GET_REFUND_STATUS, RefundStatusRequest(
-                KeyType=KEY_INVOICE_ID, Key=invoice_id))
+            answer = await self._call(
+                GET_REFUND_STATUS, RefundStatusRequest(KeyType=KEY_INVOICE_ID, Key=invoice_id)
+            )
             # GUESS: an invoice without refunds is listed as an empty RefundStatusResult; any
             # other answer only skips this check.
             listed = parse_data(RefundStatusList, answer.data) if answer.kind == "ok" else None
@@ -315,9 +335,13 @@ class MyFatoorahConnector(Connector):
                 return judge_refunds(request, listed, answer.raw, invoice_id)
             key = (invoice_id, KEY_INVOICE_ID)
         payload = MakeRefundRequest(
-            KeyType=key[1], Key=key[0], Amount=to_amount(request.amount, request.currency_code),
-            Comment=f"PayOps refund {reference}", ServiceChargeOnCustomer=False,
-            RefundChargeOnCustomer=False, ExternalIdentifier=reference,
+            KeyType=key[1],
+            Key=key[0],
+            Amount=to_amount(request.amount, request.currency_code),
+            Comment=f"PayOps refund {reference}",
+            ServiceChargeOnCustomer=False,
+            RefundChargeOnCustomer=False,
+            ExternalIdentifier=reference,
         )
         answer = await self._call(MAKE_REFUND, payload, idempotency_key=reference)
         if answer.kind != "ok":
@@ -326,39 +350,69 @@ class MyFatoorahConnector(Connector):
         # RefundInvoiceId is a new invoice made for the refund, never the payment's invoice.
         refs: dict[str, Any] = {"invoice_id": invoice_id}
         if created is not None:
-            refs.update(refund_id=created.RefundId, refund_reference=created.RefundReference,
-                        refund_invoice_id=created.RefundInvoiceId)
+            refs.update(
+                refund_id=created.RefundId,
+                refund_reference=created.RefundReference,
+                refund_invoice_id=created.RefundInvoiceId,
+            )
             recorded = to_minor(created.Amount, request.currency_code)
-            different = kit.mismatch(request.amount, request.currency_code, recorded,
-                                     gateway="MyFatoorah", what="this refund",
-                                     shown=created.Amount)
+            different = kit.mismatch(
+                request.amount,
+                request.currency_code,
+                recorded,
+                gateway="MyFatoorah",
+                what="this refund",
+                shown=created.Amount,
+            )
             if different:
-                return result(Outcome.UNKNOWN, answer.raw, refund_params(
-                    reference, "mismatch", different, refund_id=created.RefundId,
-                    refund_reference=created.RefundReference), different, refs)
+                return result(
+                    Outcome.UNKNOWN,
+                    answer.raw,
+                    refund_params(
+                        reference,
+                        "mismatch",
+                        different,
+                        refund_id=created.RefundId,
+                        refund_reference=created.RefundReference,
+                    ),
+                    different,
+                    refs,
+                )
             if self._auto_refund() and created.RefundId:
                 settled = await self._auto_refund_result(request, created.RefundId, refs)
                 if settled is not None:
                     return settled
         # IsSuccess: the refund request exists (even if Data could not be read); it is final
         # only once MyFatoorah executes it.
-        return result(Outcome.PENDING, answer.raw, refund_params(
-            reference, "queued", MSG_REFUND_QUEUED,
-            refund_id=created.RefundId if created else None,
-            refund_reference=created.RefundReference if created else None),
-            MSG_REFUND_QUEUED, refs)
+        return result(
+            Outcome.PENDING,
+            answer.raw,
+            refund_params(
+                reference,
+                "queued",
+                MSG_REFUND_QUEUED,
+                refund_id=created.RefundId if created else None,
+                refund_reference=created.RefundReference if created else None,
+            ),
+            MSG_REFUND_QUEUED,
+            refs,
+        )
 
-    async def _auto_refund_result(self, request: OperationRequest, refund_id: str,
-                                  refs: dict[str, Any]) -> GatewayResult | None:
+    async def _auto_refund_result(
+        self, request: OperationRequest, refund_id: str, refs: dict[str, Any]
+    ) -> GatewayResult | None:
         """With Auto Refund the refund may be executed at once: read its status."""
-        answer = await self._call(GET_REFUND_STATUS,
-                                  RefundStatusRequest(KeyType=KEY_REFUND_ID, Key=refund_id))
+        answer = await self._call(
+            GET_REFUND_STATUS, RefundStatusRequest(KeyType=KEY_REFUND_ID, Key=refund_id)
+        )
         listed = parse_data(RefundStatusList, answer.data) if answer.kind == "ok" else None
         if listed is None:
             return None
         entries = [r for r in listed.refunds if r.RefundId == refund_id]
-        if len(entries) != 1 or status_outcome(REFUND_STATUS_OUTCOME,
-                                               entries[0].RefundStatus) != Outcome.SUCCESS:
+        if (
+            len(entries) != 1
+            or status_outcome(REFUND_STATUS_OUTCOME, entries[0].RefundStatus) != Outcome.SUCCESS
+        ):
             return None
         return judge_refund_entry(request, entries[0], answer.raw, refs)
 
@@ -380,30 +434,39 @@ class MyFatoorahConnector(Connector):
             if payment.operation_mode == "authorize":
                 key = self._payment_key(payment)
                 assert key is not None
-                answer = await self._call(GET_PAYMENT_STATUS,
-                                          PaymentStatusRequest(Key=key[0], KeyType=key[1]))
+                answer = await self._call(
+                    GET_PAYMENT_STATUS, PaymentStatusRequest(Key=key[0], KeyType=key[1])
+                )
                 found = parse_data(PaymentStatus, answer.data) if answer.kind == "ok" else None
                 if found is None:
                     return None
                 if found.captured:
                     transaction = found.latest(*SUCCESS_STATUSES)
-                    amount = (to_minor(transaction.TransationValue, currency) if transaction
-                              else None)
+                    amount = (
+                        to_minor(transaction.TransationValue, currency) if transaction else None
+                    )
                     if amount is None:
                         amount = to_minor(found.InvoiceValue, currency)
                     if transaction is not None and transaction.PaymentId and amount:
-                        listed.append(GatewayOperation("capture", amount, Outcome.SUCCESS,
-                                                       transaction.PaymentId))
+                        listed.append(
+                            GatewayOperation(
+                                "capture", amount, Outcome.SUCCESS, transaction.PaymentId
+                            )
+                        )
                 elif found.released:
                     transaction = found.latest("canceled")
                     if transaction is not None and transaction.PaymentId:
-                        listed.append(GatewayOperation("void", payment.amount, Outcome.SUCCESS,
-                                                       transaction.PaymentId))
+                        listed.append(
+                            GatewayOperation(
+                                "void", payment.amount, Outcome.SUCCESS, transaction.PaymentId
+                            )
+                        )
             invoice_id = await self._invoice_id(payment)
             if invoice_id is None:
                 return None
-            answer = await self._call(GET_REFUND_STATUS, RefundStatusRequest(
-                KeyType=KEY_INVOICE_ID, Key=invoice_id))
+            answer = await self._call(
+                GET_REFUND_STATUS, RefundStatusRequest(KeyType=KEY_INVOICE_ID, Key=invoice_id)
+            )
             refunds = parse_data(RefundStatusList, answer.data) if answer.kind == "ok" else None
             if refunds is None:
                 return None
@@ -427,23 +490,31 @@ class MyFatoorahConnector(Connector):
         if refused is not None:
             return refused
         assert key is not None
-        answer = await self._call(GET_PAYMENT_STATUS,
-                                  PaymentStatusRequest(Key=key[0], KeyType=key[1]))
+        answer = await self._call(
+            GET_PAYMENT_STATUS, PaymentStatusRequest(Key=key[0], KeyType=key[1])
+        )
         if answer.kind != "ok":
             return not_ok(answer, reference, inquiry=True)
         found = parse_data(PaymentStatus, answer.data)
         if found is None:
             return simple(Outcome.UNKNOWN, answer.raw, reference, MSG_UNPARSABLE)
         outcome, message = payment_outcome(found, payment.operation_mode)
-        transaction = (found.latest(*SUCCESS_STATUSES) or found.latest("authorize")
-                       or found.latest())
+        transaction = found.latest(*SUCCESS_STATUSES) or found.latest("authorize") or found.latest()
         if outcome == Outcome.FAILED and transaction is not None and transaction.ErrorCode:
             message = (transaction.Error or "").strip() or ERROR_CODES.get(
-                transaction.ErrorCode.upper(), message)
-        refs = {"invoice_id": found.InvoiceId,
-                "payment_id": transaction.PaymentId if transaction else None}
-        return result(outcome, answer.raw, transaction_params(
-            transaction, reference, found.status or "unknown", message), message, refs)
+                transaction.ErrorCode.upper(), message
+            )
+        refs = {
+            "invoice_id": found.InvoiceId,
+            "payment_id": transaction.PaymentId if transaction else None,
+        }
+        return result(
+            outcome,
+            answer.raw,
+            transaction_params(transaction, reference, found.status or "unknown", message),
+            message,
+            refs,
+        )
 
     async def inquire_operation(self, request: OperationRequest) -> GatewayResult:
         reference = request.reference_number
@@ -456,16 +527,18 @@ class MyFatoorahConnector(Connector):
             if invoice_id is None:
                 message = "The MyFatoorah invoice of this payment could not be found"
                 return simple(Outcome.UNKNOWN, {"error": message}, reference, message)
-            answer = await self._call(GET_REFUND_STATUS, RefundStatusRequest(
-                KeyType=KEY_INVOICE_ID, Key=invoice_id))
+            answer = await self._call(
+                GET_REFUND_STATUS, RefundStatusRequest(KeyType=KEY_INVOICE_ID, Key=invoice_id)
+            )
             if answer.kind != "ok":
                 return not_ok(answer, reference, inquiry=True)
             listed = parse_data(RefundStatusList, answer.data)
             if listed is None:
                 return simple(Outcome.UNKNOWN, answer.raw, reference, MSG_UNPARSABLE)
             return judge_refunds(request, listed, answer.raw, invoice_id)
-        answer = await self._call(GET_PAYMENT_STATUS,
-                                  PaymentStatusRequest(Key=key[0], KeyType=key[1]))
+        answer = await self._call(
+            GET_PAYMENT_STATUS, PaymentStatusRequest(Key=key[0], KeyType=key[1])
+        )
         if answer.kind != "ok":
             return not_ok(answer, reference, inquiry=True)
         payment = parse_data(PaymentStatus, answer.data)

@@ -59,10 +59,19 @@ V1_EXCLUDED = {V1_EVENT_REFUND: ("GatewayReference",)}
 V2_EVENT_PAYMENT = 1
 V2_EVENT_REFUND = 2
 V2_SIGNED_FIELDS: dict[int, tuple[str, ...]] = {
-    V2_EVENT_PAYMENT: ("Invoice.Id", "Invoice.Status", "Transaction.Status",
-                       "Transaction.PaymentId", "Invoice.ExternalIdentifier"),
-    V2_EVENT_REFUND: ("Refund.Id", "Refund.Status", "Amount.ValueInBaseCurrency",
-                      "ReferencedInvoice.Id"),
+    V2_EVENT_PAYMENT: (
+        "Invoice.Id",
+        "Invoice.Status",
+        "Transaction.Status",
+        "Transaction.PaymentId",
+        "Invoice.ExternalIdentifier",
+    ),
+    V2_EVENT_REFUND: (
+        "Refund.Id",
+        "Refund.Status",
+        "Amount.ValueInBaseCurrency",
+        "ReferencedInvoice.Id",
+    ),
 }
 
 
@@ -76,11 +85,11 @@ class JsonNumber(str):
 
 @dataclass(frozen=True)
 class MyFatoorahNotification:
-    version: str                  # "v1" | "v2"
-    event: str                    # "payment" | "refund"
-    status: str                   # as sent, upper case: SUCCESS, FAILED, REFUNDED, CANCELED, …
-    outcome: Outcome              # what the status says (unknown statuses: PENDING)
-    reference: str | None         # PayOps's reference echoed back (ExternalIdentifier), if any
+    version: str  # "v1" | "v2"
+    event: str  # "payment" | "refund"
+    status: str  # as sent, upper case: SUCCESS, FAILED, REFUNDED, CANCELED, …
+    outcome: Outcome  # what the status says (unknown statuses: PENDING)
+    reference: str | None  # PayOps's reference echoed back (ExternalIdentifier), if any
     invoice_id: str | None = None
     payment_id: str | None = None
     refund_id: str | None = None
@@ -90,6 +99,7 @@ class MyFatoorahNotification:
 
 
 # -- body and headers -----------------------------------------------------------------------------
+
 
 def load_body(body: bytes | str) -> dict[str, Any]:
     """The JSON object of a notification, numbers kept as their literal text."""
@@ -140,6 +150,7 @@ def detect_version(payload: Mapping[str, Any], header_value: str | None = None) 
 
 
 # -- the canonical string -------------------------------------------------------------------------
+
 
 def _render(value: Any) -> str:
     if value is None:
@@ -204,11 +215,13 @@ def verify_signature(
         expected = compute_signature(canonical_string(payload, version), secret)
     except MyFatoorahWebhookError:
         return False
-    return hmac.compare_digest(expected.encode("ascii"),
-                               signature.strip().encode("utf-8", "replace"))
+    return hmac.compare_digest(
+        expected.encode("ascii"), signature.strip().encode("utf-8", "replace")
+    )
 
 
 # -- parsing --------------------------------------------------------------------------------------
+
 
 def _text(value: Any) -> str | None:
     if value is None or isinstance(value, (bool, Mapping, list)):
@@ -241,15 +254,23 @@ def parse_notification(
         if code == V2_EVENT_PAYMENT:
             status = (_text(_path(data, "Transaction.Status")) or "").upper()
             return MyFatoorahNotification(
-                "v2", "payment", status, status_outcome(TRANSACTION_STATUS_OUTCOME, status),
+                "v2",
+                "payment",
+                status,
+                status_outcome(TRANSACTION_STATUS_OUTCOME, status),
                 _text(_path(data, "Invoice.ExternalIdentifier")),
                 invoice_id=_text(_path(data, "Invoice.Id")),
                 payment_id=_text(_path(data, "Transaction.PaymentId")),
-                amount=_amount(_path(data, "Amount.ValueInBaseCurrency")), payload=payload)
+                amount=_amount(_path(data, "Amount.ValueInBaseCurrency")),
+                payload=payload,
+            )
         if code == V2_EVENT_REFUND:
             status = (_text(_path(data, "Refund.Status")) or "").upper()
             return MyFatoorahNotification(
-                "v2", "refund", status, status_outcome(REFUND_STATUS_OUTCOME, status),
+                "v2",
+                "refund",
+                status,
+                status_outcome(REFUND_STATUS_OUTCOME, status),
                 # A V2 refund event carries no ExternalIdentifier of the refund (ReferencedInvoice's
                 # is the payment's): the refund is matched by Refund.Id, the refund_id MakeRefund
                 # returned. Refund.InvoiceId is the refund's own invoice, never the payment's.
@@ -257,25 +278,39 @@ def parse_notification(
                 invoice_id=_text(_path(data, "ReferencedInvoice.Id")),
                 refund_id=_text(_path(data, "Refund.Id")),
                 refund_reference=_text(_path(data, "Refund.Reference")),
-                amount=_amount(_path(data, "Amount.ValueInBaseCurrency")), payload=payload)
+                amount=_amount(_path(data, "Amount.ValueInBaseCurrency")),
+                payload=payload,
+            )
         raise MyFatoorahWebhookError("V2 notification of an event PayOps does not take")
     if version == "v1":
         code = _event_code(payload.get("EventType"))
         if code == V1_EVENT_TRANSACTION:
             status = (_text(data.get("TransactionStatus")) or "").upper()
             return MyFatoorahNotification(
-                "v1", "payment", status, status_outcome(TRANSACTION_STATUS_OUTCOME, status),
+                "v1",
+                "payment",
+                status,
+                status_outcome(TRANSACTION_STATUS_OUTCOME, status),
                 _text(data.get("ExternalIdentifier")) or _text(data.get("CustomerReference")),
-                invoice_id=_text(data.get("InvoiceId")), payment_id=_text(data.get("PaymentId")),
-                amount=_amount(data.get("InvoiceValueInBaseCurrency")), payload=payload)
+                invoice_id=_text(data.get("InvoiceId")),
+                payment_id=_text(data.get("PaymentId")),
+                amount=_amount(data.get("InvoiceValueInBaseCurrency")),
+                payload=payload,
+            )
         if code == V1_EVENT_REFUND:
             status = (_text(data.get("RefundStatus")) or "").upper()
             return MyFatoorahNotification(
-                "v1", "refund", status, status_outcome(REFUND_STATUS_OUTCOME, status),
+                "v1",
+                "refund",
+                status,
+                status_outcome(REFUND_STATUS_OUTCOME, status),
                 _text(data.get("ExternalIdentifier")),
-                invoice_id=_text(data.get("InvoiceId")), refund_id=_text(data.get("RefundId")),
+                invoice_id=_text(data.get("InvoiceId")),
+                refund_id=_text(data.get("RefundId")),
                 refund_reference=_text(data.get("RefundReference")),
-                amount=_amount(data.get("Amount")), payload=payload)
+                amount=_amount(data.get("Amount")),
+                payload=payload,
+            )
         raise MyFatoorahWebhookError("V1 notification of an event PayOps does not take")
     raise MyFatoorahWebhookError("unknown webhook version")
 

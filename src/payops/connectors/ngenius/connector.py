@@ -63,7 +63,6 @@ LIVE_HOSTS = {
 TOKEN_PATH = "/identity/auth/access-token"
 
 
-
 class _NotSent(Exception):
     """The operation's own request was never sent: the gateway did nothing."""
 
@@ -78,10 +77,19 @@ class NgeniusConnector(Connector):
     capabilities: ClassVar[frozenset[str]] = frozenset({"capture", "refund", "void", "inquiry"})
     required_credentials: ClassVar[tuple[str, ...]] = ("api_key", "outlet_reference")
     # The payer's contact details and addresses, and the card beyond its masked number.
-    personal_fields: ClassVar[frozenset[str]] = kit.field_set((
-        "emailAddress", "billingAddress", "shippingAddress", "phoneNumber", "cardholderName",
-        "expiry", "customerIp", "ipAddress", "payer",
-    ))
+    personal_fields: ClassVar[frozenset[str]] = kit.field_set(
+        (
+            "emailAddress",
+            "billingAddress",
+            "shippingAddress",
+            "phoneNumber",
+            "cardholderName",
+            "expiry",
+            "customerIp",
+            "ipAddress",
+            "payer",
+        )
+    )
 
     def __init__(self, config: ConnectorConfig) -> None:
         super().__init__(config)
@@ -93,8 +101,9 @@ class NgeniusConnector(Connector):
             self.base_url = hosts.get(str(options.get("region", "uae")).lower(), hosts["uae"])
         self.timeout = float(config.timeout_seconds)
         self.exponents: dict[str, Any] = dict(options.get("amount_exponents") or {})
-        self.client = kit.GatewayClient("ngenius", base_url=self.base_url, timeout=self.timeout,
-                                        trust_env=False)
+        self.client = kit.GatewayClient(
+            "ngenius", base_url=self.base_url, timeout=self.timeout, trust_env=False
+        )
 
     # -- the one send-and-parse point --------------------------------------------------------------
 
@@ -102,20 +111,43 @@ class NgeniusConnector(Connector):
         await self.client.aclose()
 
     async def _send(
-        self, method: str, target: str, deadline: kit.Deadline, *, bearer: str | None = None,
+        self,
+        method: str,
+        target: str,
+        deadline: kit.Deadline,
+        *,
+        bearer: str | None = None,
         body: dict[str, Any] | None = None,
     ) -> kit.Reply:
         """Send one request and decode its answer. Never raises; never logs headers or bodies."""
         if bearer is None:  # the token exchange
             headers = {"Authorization": f"Basic {kit.credential(self.config, 'api_key')}"}
-            return await self.client.request(method, target, content=b"", deadline=deadline,
-                                             headers=headers, content_type=t.IDENTITY_MEDIA_TYPE)
+            return await self.client.request(
+                method,
+                target,
+                content=b"",
+                deadline=deadline,
+                headers=headers,
+                content_type=t.IDENTITY_MEDIA_TYPE,
+            )
         headers = {"Authorization": f"Bearer {bearer}", "Accept": t.PAYMENT_MEDIA_TYPE}
         if body is None:
-            return await self.client.request(method, target, content=b"", deadline=deadline,
-                                             headers=headers, content_type=t.PAYMENT_MEDIA_TYPE)
-        return await self.client.request(method, target, json=body, deadline=deadline,
-                                         headers=headers, content_type=t.PAYMENT_MEDIA_TYPE)
+            return await self.client.request(
+                method,
+                target,
+                content=b"",
+                deadline=deadline,
+                headers=headers,
+                content_type=t.PAYMENT_MEDIA_TYPE,
+            )
+        return await self.client.request(
+            method,
+            target,
+            json=body,
+            deadline=deadline,
+            headers=headers,
+            content_type=t.PAYMENT_MEDIA_TYPE,
+        )
 
     # -- auth ---------------------------------------------------------------------------------------
 
@@ -131,17 +163,23 @@ class NgeniusConnector(Connector):
                 raise _NotSent(self._token_failure(reply), self._token_raw(reply))
             return token.access_token, float(token.expires_in)
 
-        return await tokens.token(tokens.token_cache_key(self.base_url, api_key), exchange,
-                                  stale=stale)
+        return await tokens.token(
+            tokens.token_cache_key(self.base_url, api_key), exchange, stale=stale
+        )
 
     @staticmethod
     def _token_failure(reply: kit.Reply) -> str:
         if reply.status is None:
-            return f"N-Genius access-token request failed ({decide.problem(reply)}); nothing was sent"
+            return (
+                f"N-Genius access-token request failed ({decide.problem(reply)}); nothing was sent"
+            )
         detail = t.error_message(reply.body)
         if reply.status in (401, 403):
-            return f"N-Genius refused the API key: {detail}" if detail else (
-                "N-Genius refused the API key")
+            return (
+                f"N-Genius refused the API key: {detail}"
+                if detail
+                else ("N-Genius refused the API key")
+            )
         return f"N-Genius did not issue an access token (HTTP {reply.status})"
 
     @staticmethod
@@ -153,8 +191,9 @@ class NgeniusConnector(Connector):
             raw["body"] = t.REDACTION.scrub(reply.body)
         return raw
 
-    async def _call(self, method: str, target: str, deadline: kit.Deadline,
-                    body: dict[str, Any] | None = None) -> kit.Reply:
+    async def _call(
+        self, method: str, target: str, deadline: kit.Deadline, body: dict[str, Any] | None = None
+    ) -> kit.Reply:
         """A payment-API call with a bearer token, re-issued once if the gateway answers 401."""
         token = await self._token(deadline)
         reply = await self._send(method, target, deadline, bearer=token, body=body)
@@ -167,19 +206,25 @@ class NgeniusConnector(Connector):
 
     def _outlet(self, payment: PaymentRef) -> str:
         outlet = payment.gateway_refs.get("outlet_reference") or self.config.credentials.get(
-            "outlet_reference")
+            "outlet_reference"
+        )
         if not outlet:
-            raise _NotSent("The N-Genius configuration has no outlet_reference",
-                           {"error": "configuration"})
+            raise _NotSent(
+                "The N-Genius configuration has no outlet_reference", {"error": "configuration"}
+            )
         return str(outlet)
 
     def _order_path(self, payment: PaymentRef) -> str:
         order = decide.payment_ref(payment, "order")
         if not order:
-            raise _NotSent("The payment has no N-Genius order_reference",
-                           {"error": "missing gateway reference"})
-        return (f"/transactions/outlets/{quote(self._outlet(payment), safe='')}"
-                f"/orders/{quote(str(order), safe='')}")
+            raise _NotSent(
+                "The payment has no N-Genius order_reference",
+                {"error": "missing gateway reference"},
+            )
+        return (
+            f"/transactions/outlets/{quote(self._outlet(payment), safe='')}"
+            f"/orders/{quote(str(order), safe='')}"
+        )
 
     def _payment_path(self, payment: PaymentRef, payment_reference: str) -> str:
         return f"{self._order_path(payment)}/payments/{quote(payment_reference, safe='')}"
@@ -193,7 +238,9 @@ class NgeniusConnector(Connector):
             return None
         return href
 
-    async def _order(self, payment: PaymentRef, deadline: kit.Deadline) -> tuple[t.Order | None, kit.Reply]:
+    async def _order(
+        self, payment: PaymentRef, deadline: kit.Deadline
+    ) -> tuple[t.Order | None, kit.Reply]:
         reply = await self._call("GET", self._order_path(payment), deadline)
         ok = reply.status is not None and 200 <= reply.status < 300
         order = t.parse(t.Order, reply.body) if ok else None
@@ -206,18 +253,31 @@ class NgeniusConnector(Connector):
         order, reply = await self._order(request.payment, deadline)
         if order is None:
             detail = t.error_message(reply.body)
-            what = decide.problem(reply) or (f"HTTP {reply.status}" if reply.status else "no answer")
+            what = decide.problem(reply) or (
+                f"HTTP {reply.status}" if reply.status else "no answer"
+            )
             raise _NotSent(
                 detail or f"N-Genius order lookup failed ({what}); nothing was sent",
-                {"stage": "order-lookup", "status": reply.status,
-                 **({"body": t.REDACTION.scrub(reply.body)} if isinstance(reply.body, dict) else {}),
-                 **({"error": decide.problem(reply)} if decide.problem(reply) else {})},
+                {
+                    "stage": "order-lookup",
+                    "status": reply.status,
+                    **(
+                        {"body": t.REDACTION.scrub(reply.body)}
+                        if isinstance(reply.body, dict)
+                        else {}
+                    ),
+                    **({"error": decide.problem(reply)} if decide.problem(reply) else {}),
+                },
             )
         payment = decide.pick_payment(order, decide.payment_ref(request.payment, "payment"))
         if payment is None:
-            raise _NotSent("N-Genius has no such payment on this order",
-                           {"stage": "order-lookup", "order": t.REDACTION.scrub(order.model_dump(
-                               by_alias=True))})
+            raise _NotSent(
+                "N-Genius has no such payment on this order",
+                {
+                    "stage": "order-lookup",
+                    "order": t.REDACTION.scrub(order.model_dump(by_alias=True)),
+                },
+            )
         return order, payment
 
     def _value(self, request: OperationRequest) -> int:
@@ -242,13 +302,22 @@ class NgeniusConnector(Connector):
         try:
             return await perform(request, deadline)
         except _NotSent as refusal:
-            return GatewayResult(Outcome.FAILED, refusal.raw, {"pg_message": refusal.message},
-                                 refusal.message)
+            return GatewayResult(
+                Outcome.FAILED, refusal.raw, {"pg_message": refusal.message}, refusal.message
+            )
         except Exception as exc:  # noqa: BLE001 - a connector bug must never look like an answer
-            log.warning("ngenius %s %s: unexpected %s", request.operation,
-                        request.reference_number, type(exc).__name__)
-            return GatewayResult(Outcome.UNKNOWN, {"error": type(exc).__name__}, {},
-                                 "The N-Genius call ended without a readable answer")
+            log.warning(
+                "ngenius %s %s: unexpected %s",
+                request.operation,
+                request.reference_number,
+                type(exc).__name__,
+            )
+            return GatewayResult(
+                Outcome.UNKNOWN,
+                {"error": type(exc).__name__},
+                {},
+                "The N-Genius call ended without a readable answer",
+            )
 
     async def _capture(self, request: OperationRequest, deadline: kit.Deadline) -> GatewayResult:
         value = self._value(request)
@@ -259,7 +328,8 @@ class NgeniusConnector(Connector):
         else:
             _, payment = await self._payment_for_operation(request, deadline)
             target = self._same_origin(payment.href(t.CAPTURES)) or (
-                f"{self._payment_path(request.payment, payment.ref)}/captures")
+                f"{self._payment_path(request.payment, payment.ref)}/captures"
+            )
         reply = await self._call("POST", target, deadline, body)
         return decide.result(request, reply, value)
 
@@ -270,25 +340,31 @@ class NgeniusConnector(Connector):
         payment_path = self._payment_path(request.payment, payment.ref)
         captures = [c for c in payment.captures if t.child_outcome(c.state) == Outcome.SUCCESS]
         own_link = self._same_origin(payment.href(t.REFUNDS))
-        if not captures or (own_link and payment.state.upper() in ("PURCHASED",
-                                                                   "PARTIALLY_REFUNDED")):
+        if not captures or (
+            own_link and payment.state.upper() in ("PURCHASED", "PARTIALLY_REFUNDED")
+        ):
             # Single-stage PURCHASE: only through a link N-Genius offers. There is no documented
             # payment-level refund path to build when it offers none.
             if own_link:
-                return decide.result(request, await self._call("POST", own_link, deadline, body),
-                                     value)
+                return decide.result(
+                    request, await self._call("POST", own_link, deadline, body), value
+                )
             cancel_link = self._same_origin(payment.href(t.CANCEL))
             if cancel_link and decide.reverses_whole_purchase(request, payment, value):
                 # cnp:cancel reverses the whole purchase: one full refund, done when the payment
                 # reads REVERSED. Never for part of it.
                 reply = await self._call("PUT", cancel_link, deadline)
                 return decide.result(request, reply, value, reversal=True)
-            reason = ("N-Genius offered no cnp:refund link for this payment; nothing was sent")
+            reason = "N-Genius offered no cnp:refund link for this payment; nothing was sent"
             if cancel_link:
-                reason += (" (its cnp:cancel reverses the whole purchase, so it is used only for a "
-                           "refund of the full amount with no other refund)")
-            raise _NotSent(reason, {"stage": "refund", "payment_state": payment.state,
-                                    "links": sorted(payment.links)})
+                reason += (
+                    " (its cnp:cancel reverses the whole purchase, so it is used only for a "
+                    "refund of the full amount with no other refund)"
+                )
+            raise _NotSent(
+                reason,
+                {"stage": "refund", "payment_state": payment.state, "links": sorted(payment.links)},
+            )
         # Refunds are made against one capture. Newest first, among those large enough; a 4xx
         # refusal means nothing was done, so the next capture may be tried.
         candidates = [c for c in reversed(captures) if c.amount and c.amount.value >= value]
@@ -302,8 +378,11 @@ class NgeniusConnector(Connector):
         for index, capture in enumerate(candidates):
             target = self._capture_refund_target(capture, payment_path)
             reply = await self._call("POST", target, deadline, body)
-            refused = reply.status is not None and 400 <= reply.status < 500 and reply.status not in (
-                401, 408, 429)
+            refused = (
+                reply.status is not None
+                and 400 <= reply.status < 500
+                and reply.status not in (401, 408, 429)
+            )
             if not (refused and index + 1 < len(candidates)):
                 break
         return decide.result(request, reply, value)
@@ -325,7 +404,8 @@ class NgeniusConnector(Connector):
         else:
             _, payment = await self._payment_for_operation(request, deadline)
             target = self._same_origin(payment.href(t.CANCEL)) or (
-                f"{self._payment_path(request.payment, payment.ref)}/cancel")
+                f"{self._payment_path(request.payment, payment.ref)}/cancel"
+            )
         reply = await self._call("PUT", target, deadline)
         return decide.result(request, reply, None)
 
@@ -337,8 +417,9 @@ class NgeniusConnector(Connector):
         reference it names is matched against the stored ``order_reference``."""
         header = str(self.config.options.get("webhook_header") or notifications.DEFAULT_HEADER_NAME)
         try:
-            event = notifications.verify_and_parse(headers, body, secret=self.config.webhook_secret,
-                                              header_name=header)
+            event = notifications.verify_and_parse(
+                headers, body, secret=self.config.webhook_secret, header_name=header
+            )
         except notifications.WebhookError as exc:
             raise NotificationRejected(str(exc)) from None
         return Notification(gateway_refs={"order_reference": event.reference})
@@ -352,25 +433,42 @@ class NgeniusConnector(Connector):
         except _NotSent as problem:
             return GatewayResult(Outcome.UNKNOWN, problem.raw, {}, problem.message)
         except Exception as exc:  # noqa: BLE001
-            return GatewayResult(Outcome.UNKNOWN, {"error": type(exc).__name__}, {},
-                                 "The N-Genius inquiry ended without a readable answer")
+            return GatewayResult(
+                Outcome.UNKNOWN,
+                {"error": type(exc).__name__},
+                {},
+                "The N-Genius inquiry ended without a readable answer",
+            )
         order_reference = decide.payment_ref(payment, "order") or ""
         if order is None:
             if reply.status == 404:
                 message = t.error_message(reply.body) or "N-Genius has no such order"
-                return GatewayResult(Outcome.FAILED, t.REDACTION.scrub(reply.body) if isinstance(
-                    reply.body, dict) else {"status": 404}, {"ref": order_reference}, message)
+                return GatewayResult(
+                    Outcome.FAILED,
+                    t.REDACTION.scrub(reply.body)
+                    if isinstance(reply.body, dict)
+                    else {"status": 404},
+                    {"ref": order_reference},
+                    message,
+                )
             return decide.unreadable(reply, "inquiry")
         chosen = decide.pick_payment(order, decide.payment_ref(payment, "payment"))
         raw = t.REDACTION.scrub(order.model_dump(by_alias=True))
         if chosen is None:
-            return GatewayResult(Outcome.PENDING, raw, {"ref": order_reference},
-                                 "No payment on this N-Genius order yet")
+            return GatewayResult(
+                Outcome.PENDING,
+                raw,
+                {"ref": order_reference},
+                "No payment on this N-Genius order yet",
+            )
         outcome = t.payment_outcome(chosen.state)
         message = f"N-Genius payment state {chosen.state or 'unknown'}"
         return GatewayResult(
-            outcome, raw, t.payment_params(chosen, order_reference=order_reference, message=message),
-            message, {"order_reference": order_reference, "payment_reference": chosen.ref},
+            outcome,
+            raw,
+            t.payment_params(chosen, order_reference=order_reference, message=message),
+            message,
+            {"order_reference": order_reference, "payment_reference": chosen.ref},
         )
 
     async def inquire_operation(self, request: OperationRequest) -> GatewayResult:
@@ -393,35 +491,59 @@ class NgeniusConnector(Connector):
         except _NotSent as problem:
             return GatewayResult(Outcome.UNKNOWN, problem.raw, {}, problem.message)
         except Exception as exc:  # noqa: BLE001
-            return GatewayResult(Outcome.UNKNOWN, {"error": type(exc).__name__}, {},
-                                 "The N-Genius inquiry ended without a readable answer")
+            return GatewayResult(
+                Outcome.UNKNOWN,
+                {"error": type(exc).__name__},
+                {},
+                "The N-Genius inquiry ended without a readable answer",
+            )
         if order is None:
             return decide.unreadable(reply, "inquiry")
         order_reference = decide.payment_ref(request.payment, "order") or ""
         raw = t.REDACTION.scrub(order.model_dump(by_alias=True))
         payment = decide.pick_payment(order, decide.payment_ref(request.payment, "payment"))
         if payment is None:
-            return GatewayResult(Outcome.FAILED, raw, {"ref": order_reference},
-                                 "N-Genius has no such payment: the operation was not performed")
+            return GatewayResult(
+                Outcome.FAILED,
+                raw,
+                {"ref": order_reference},
+                "N-Genius has no such payment: the operation was not performed",
+            )
         refs = {"order_reference": order_reference, "payment_reference": payment.ref}
         if request.operation == "void":
             outcome = t.void_outcome(payment.state)
             message = f"N-Genius payment state {payment.state or 'unknown'}"
-            return GatewayResult(outcome, raw, t.payment_params(
-                payment, order_reference=order_reference, message=message), message, refs)
+            return GatewayResult(
+                outcome,
+                raw,
+                t.payment_params(payment, order_reference=order_reference, message=message),
+                message,
+                refs,
+            )
         try:
             value = t.to_gateway_value(request.amount, request.currency_code, self.exponents)
         except (t.AmountNotRepresentable, UnknownCurrency):
-            return GatewayResult(Outcome.FAILED, raw, {},
-                                 "The amount cannot be expressed at N-Genius; it was not sent")
-        if (request.operation == "refund" and payment.state.upper() == "REVERSED"
-                and decide.reverses_whole_purchase(request, payment, value)):
+            return GatewayResult(
+                Outcome.FAILED,
+                raw,
+                {},
+                "The amount cannot be expressed at N-Genius; it was not sent",
+            )
+        if (
+            request.operation == "refund"
+            and payment.state.upper() == "REVERSED"
+            and decide.reverses_whole_purchase(request, payment, value)
+        ):
             # A full refund sent as the purchase's reversal (cnp:cancel) shows as the payment's
             # state, not as a refund child.
             message = "Purchase reversed (full refund)"
-            return GatewayResult(Outcome.SUCCESS, raw, t.payment_params(
-                payment, order_reference=order_reference, message=message), message,
-                {**refs, "reversal": True})
+            return GatewayResult(
+                Outcome.SUCCESS,
+                raw,
+                t.payment_params(payment, order_reference=order_reference, message=message),
+                message,
+                {**refs, "reversal": True},
+            )
         return decide.match_operation(request, payment, value, raw, order_reference, refs)
 
     # -- the gateway's own books ---------------------------------------------------------------------
@@ -457,14 +579,17 @@ class NgeniusConnector(Connector):
                         continue
                     if amount <= 0:
                         continue
-                    listed.append(GatewayOperation(kind, amount, t.child_outcome(child.state),
-                                                   child.ref))
-            if (payment.operation_mode == "authorize" and chosen.state.upper() == "REVERSED"
-                    and not chosen.captures and chosen.ref):
-                listed.append(GatewayOperation("void", payment.amount, Outcome.SUCCESS,
-                                               chosen.ref))
+                    listed.append(
+                        GatewayOperation(kind, amount, t.child_outcome(child.state), child.ref)
+                    )
+            if (
+                payment.operation_mode == "authorize"
+                and chosen.state.upper() == "REVERSED"
+                and not chosen.captures
+                and chosen.ref
+            ):
+                listed.append(GatewayOperation("void", payment.amount, Outcome.SUCCESS, chosen.ref))
             return listed
         except Exception as exc:  # noqa: BLE001 - a connector must never raise
             log.warning("ngenius operation listing failed: %s", type(exc).__name__)
             return None
-

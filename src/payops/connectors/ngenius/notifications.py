@@ -40,8 +40,9 @@ class WebhookEvent:
         return event_outcome(self.status)
 
 
-def verify_webhook(headers: Mapping[str, str], *, secret: str,
-                   header_name: str = DEFAULT_HEADER_NAME) -> bool:
+def verify_webhook(
+    headers: Mapping[str, str], *, secret: str, header_name: str = DEFAULT_HEADER_NAME
+) -> bool:
     """True when the notification carries the configured header value (constant-time compare).
 
     An empty configured secret verifies nothing: unauthenticated webhooks are refused.
@@ -95,8 +96,13 @@ def parse_event(body: bytes | str | Mapping[str, Any]) -> WebhookEvent:
     )
 
 
-def verify_and_parse(headers: Mapping[str, str], body: bytes | str, *, secret: str,
-                     header_name: str = DEFAULT_HEADER_NAME) -> WebhookEvent:
+def verify_and_parse(
+    headers: Mapping[str, str],
+    body: bytes | str,
+    *,
+    secret: str,
+    header_name: str = DEFAULT_HEADER_NAME,
+) -> WebhookEvent:
     """Authenticate, then parse; WebhookError for either failure."""
     if not verify_webhook(headers, secret=secret, header_name=header_name):
         raise WebhookError("the notification is not authentic")

@@ -81,10 +81,20 @@ class TabbyConnector(Connector):
     capabilities: ClassVar[frozenset[str]] = frozenset({"capture", "refund", "void", "inquiry"})
     required_credentials: ClassVar[tuple[str, ...]] = ("secret_key",)
     # The buyer, their addresses and purchase history, echoed in every payment reply.
-    personal_fields: ClassVar[frozenset[str]] = kit.field_set((
-        "buyer", "buyer_history", "order_history", "shipping_address", "address", "customer",
-        "email", "phone", "dob", "attachment",
-    ))
+    personal_fields: ClassVar[frozenset[str]] = kit.field_set(
+        (
+            "buyer",
+            "buyer_history",
+            "order_history",
+            "shipping_address",
+            "address",
+            "customer",
+            "email",
+            "phone",
+            "dob",
+            "attachment",
+        )
+    )
 
     def __init__(self, config: ConnectorConfig) -> None:
         # Never raises: configuration problems are reported as a FAILED result at call time.
@@ -98,8 +108,11 @@ class TabbyConnector(Connector):
         return kit.credential(self.config, "secret_key")
 
     def _base_url(self, currency_code: str) -> str | None:
-        region = (kit.text_option(self.config, "region") or kit.credential(self.config, "region")
-                  or ("sa" if (currency_code or "").upper() == "SAR" else "ai"))
+        region = (
+            kit.text_option(self.config, "region")
+            or kit.credential(self.config, "region")
+            or ("sa" if (currency_code or "").upper() == "SAR" else "ai")
+        )
         return kit.base_url(self.config, HOSTS.get(str(region).lower()))
 
     def _configuration_problem(self, currency_code: str) -> str | None:
@@ -119,17 +132,20 @@ class TabbyConnector(Connector):
         """Seconds a refund stays queued with Delayed Refunds; None without them."""
         if not kit.flag_option(self.config, "delayed_refunds"):
             return None
-        return kit.float_option(self.config, "delayed_refund_seconds",
-                                DEFAULT_REFUND_DELAY_SECONDS)
+        return kit.float_option(self.config, "delayed_refund_seconds", DEFAULT_REFUND_DELAY_SECONDS)
 
     # -- the one send-and-parse point -------------------------------------------------------
     async def _send(
         self, method: str, currency_code: str, path: str, body: dict[str, Any] | None = None
     ) -> kit.Reply:
-        headers = {"Authorization": f"Bearer {self._secret_key}",
-                   "Accept": "application/json", "User-Agent": USER_AGENT}
-        return await self.client.request(method, f"{self._base_url(currency_code)}{path}",
-                                         json=body, headers=headers)
+        headers = {
+            "Authorization": f"Bearer {self._secret_key}",
+            "Accept": "application/json",
+            "User-Agent": USER_AGENT,
+        }
+        return await self.client.request(
+            method, f"{self._base_url(currency_code)}{path}", json=body, headers=headers
+        )
 
     async def aclose(self) -> None:
         await self.client.aclose()
@@ -158,8 +174,11 @@ class TabbyConnector(Connector):
     @staticmethod
     def _refused(message: str, reference: str, raw: dict[str, Any] | None = None) -> GatewayResult:
         """Refused before anything was sent to Tabby."""
-        return kit.not_sent(message, raw or {"error": message},
-                            {"ref": reference, "result": "error", "pg_message": message})
+        return kit.not_sent(
+            message,
+            raw or {"error": message},
+            {"ref": reference, "result": "error", "pg_message": message},
+        )
 
     def _precheck(
         self, payment: PaymentRef, reference: str
@@ -174,14 +193,18 @@ class TabbyConnector(Connector):
 
     # -- operations -------------------------------------------------------------------------
     async def capture(self, request: OperationRequest) -> GatewayResult:
-        return await self._move(request, "/captures",
-                                capture_request(request.amount, request.currency_code,
-                                                request.reference_number).body())
+        return await self._move(
+            request,
+            "/captures",
+            capture_request(request.amount, request.currency_code, request.reference_number).body(),
+        )
 
     async def refund(self, request: OperationRequest) -> GatewayResult:
-        return await self._move(request, "/refunds",
-                                refund_request(request.amount, request.currency_code,
-                                               request.reference_number).body())
+        return await self._move(
+            request,
+            "/refunds",
+            refund_request(request.amount, request.currency_code, request.reference_number).body(),
+        )
 
     async def _move(
         self, request: OperationRequest, suffix: str, body: dict[str, Any]
@@ -191,17 +214,27 @@ class TabbyConnector(Connector):
         if refused is not None:
             return refused
         assert payment_id is not None
-        reply = await self._send("POST", request.currency_code, self._path(payment_id, suffix),
-                                 body)
+        reply = await self._send(
+            "POST", request.currency_code, self._path(payment_id, suffix), body
+        )
         if reply.status != 200:
             return not_ok(reply, reference)
         payment = parse_payment(reply.body)
         if payment is None:
             return unknown(reply, reference, MSG_UNPARSABLE)
-        entry = (payment.capture(reference) if request.operation == "capture"
-                 else payment.refund(reference))
-        return movement_result(request, payment, entry, reply.raw(), absent=Outcome.UNKNOWN,
-                               refund_delay=self._refund_delay())
+        entry = (
+            payment.capture(reference)
+            if request.operation == "capture"
+            else payment.refund(reference)
+        )
+        return movement_result(
+            request,
+            payment,
+            entry,
+            reply.raw(),
+            absent=Outcome.UNKNOWN,
+            refund_delay=self._refund_delay(),
+        )
 
     async def void(self, request: OperationRequest) -> GatewayResult:
         reference = request.reference_number
@@ -227,8 +260,9 @@ class TabbyConnector(Connector):
                 return unknown(reply, reference, MSG_UNPARSABLE)
             if closed.normalised_status == "CLOSED" and not closed.captures:
                 return void_success(closed, reply.raw(), reference, "Approved")
-            return unknown(reply, reference,
-                                 f"Tabby answered the close with status {closed.status}")
+            return unknown(
+                reply, reference, f"Tabby answered the close with status {closed.status}"
+            )
         refusal = not_ok(reply, reference)
         if reply.status == 400:
             # e.g. "already closed" when someone closed it meanwhile: the payment says whether
@@ -246,8 +280,11 @@ class TabbyConnector(Connector):
         payment_id = self._payment_id(payment)
         if problem or payment_id is None:
             message = problem or MSG_NO_PAYMENT_ID
-            return kit.unknown(message, {"error": message},
-                               {"ref": reference, "result": "unknown", "pg_message": message})
+            return kit.unknown(
+                message,
+                {"error": message},
+                {"ref": reference, "result": "unknown", "pg_message": message},
+            )
         reply = await self._send("GET", payment.currency_code, self._path(payment_id))
         if reply.status != 200:
             return not_ok(reply, reference, inquiry=True)
@@ -256,9 +293,13 @@ class TabbyConnector(Connector):
             return unknown(reply, reference, MSG_UNPARSABLE)
         outcome = payment_outcome(found.status, has_captures=bool(found.captures))
         message = f"Tabby payment {found.status}"
-        return GatewayResult(outcome, reply.raw(),
-                             params(found, reference, found.status.lower(), message),
-                             message, {"payment_id": found.id})
+        return GatewayResult(
+            outcome,
+            reply.raw(),
+            params(found, reference, found.status.lower(), message),
+            message,
+            {"payment_id": found.id},
+        )
 
     async def inquire_operation(self, request: OperationRequest) -> GatewayResult:
         reference = request.reference_number
@@ -267,8 +308,11 @@ class TabbyConnector(Connector):
         if problem or payment_id is None:
             # Nothing can have been sent without these, but say so only through a human.
             message = problem or MSG_NO_PAYMENT_ID
-            return kit.unknown(message, {"error": message},
-                               {"ref": reference, "result": "unknown", "pg_message": message})
+            return kit.unknown(
+                message,
+                {"error": message},
+                {"ref": reference, "result": "unknown", "pg_message": message},
+            )
         reply = await self._send("GET", request.currency_code, self._path(payment_id))
         if reply.status != 200:
             return not_ok(reply, reference, inquiry=True)
@@ -277,27 +321,38 @@ class TabbyConnector(Connector):
             return unknown(reply, reference, MSG_UNPARSABLE)
         raw = reply.raw()
         if request.operation == "capture":
-            return movement_result(request, payment, payment.capture(reference), raw,
-                                         absent=Outcome.FAILED,
-                                   refund_delay=self._refund_delay())
+            return movement_result(
+                request,
+                payment,
+                payment.capture(reference),
+                raw,
+                absent=Outcome.FAILED,
+                refund_delay=self._refund_delay(),
+            )
         if request.operation == "refund":
-            return movement_result(request, payment, payment.refund(reference), raw,
-                                         absent=Outcome.FAILED,
-                                   refund_delay=self._refund_delay())
+            return movement_result(
+                request,
+                payment,
+                payment.refund(reference),
+                raw,
+                absent=Outcome.FAILED,
+                refund_delay=self._refund_delay(),
+            )
         # void: done when the payment is closed without any capture.
         status = payment.normalised_status
         if status == "CLOSED" and not payment.captures:
             return void_success(payment, raw, reference, "Closed at Tabby")
         if status in ("AUTHORIZED", "CLOSED", "CREATED", "REJECTED", "EXPIRED"):
             message = f"Tabby payment is {payment.status}" + (
-                " with captures" if payment.captures else "")
-            return GatewayResult(Outcome.FAILED, raw,
-                                 params(payment, reference, status.lower(), message),
-                                 message)
+                " with captures" if payment.captures else ""
+            )
+            return GatewayResult(
+                Outcome.FAILED, raw, params(payment, reference, status.lower(), message), message
+            )
         message = f"Tabby payment status {payment.status} is not understood"
-        return GatewayResult(Outcome.PENDING, raw,
-                             params(payment, reference, "pending", message), message)
-
+        return GatewayResult(
+            Outcome.PENDING, raw, params(payment, reference, "pending", message), message
+        )
 
     # -- the gateway's own books -------------------------------------------------------------
     async def list_operations(self, payment: PaymentRef) -> list[GatewayOperation] | None:
@@ -337,4 +392,3 @@ class TabbyConnector(Connector):
         except Exception as exc:  # noqa: BLE001 - a connector must never raise
             log.warning("tabby operation listing failed: %s", type(exc).__name__)
             return None
-

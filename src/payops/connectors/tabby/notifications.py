@@ -38,8 +38,8 @@ class TabbyWebhookError(ValueError):
 @dataclass(frozen=True)
 class TabbyNotification:
     payment_id: str
-    status: str                       # the documented status, upper case (AUTHORIZED, CLOSED, …)
-    outcome: Outcome                  # what the status says about the customer's payment
+    status: str  # the documented status, upper case (AUTHORIZED, CLOSED, …)
+    outcome: Outcome  # what the status says about the customer's payment
     order_reference_id: str | None
     capture_count: int
     refund_count: int
