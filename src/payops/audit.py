@@ -2,17 +2,26 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from payops.auth.service import Principal
 from payops.db.models import AuditEntry, PaymentTransaction
+
+
+class Actor(Protocol):
+    """Who acted, as the audit trail names them (``auth.service.Principal`` is one)."""
+
+    @property
+    def kind(self) -> str: ...
+
+    @property
+    def audit_actor(self) -> str: ...
 
 
 def record(
     session: AsyncSession,
-    principal: Principal,
+    principal: Actor,
     action: str,
     result: str,
     parent: PaymentTransaction | None = None,

@@ -7,7 +7,7 @@ standard json module still writes its value) that remembers its decimal text, wh
 :func:`dumps` writes as is. Integers are Python ints, exact at any size.
 
 The database engines read and write JSON columns with :func:`loads` / :func:`dumps`, and the API
-answers with :class:`payops.api.responses.ExactJSONResponse`, so such numbers survive storage and
+answers with :class:`payops.web.responses.ExactJSONResponse`, so such numbers survive storage and
 come back exactly as they were accepted.
 """
 

@@ -12,12 +12,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import select
-
 from payops.context import AppContext
-from payops.db.models import GatewayConfig, MerchantSetting
+from payops.gateways import repository as gateways
 from payops.gateways.crypto import SecretBox, SecretKeyMismatch
-from payops.webhooks.outbox import SECRET_SETTINGS, secret_box
+from payops.webhooks.outbox import secret_box, secret_setting_rows
 
 WRONG_KEY = (
     "PAYOPS_SECRET_KEY does not decrypt the stored {what}; start with the key they were "
@@ -44,7 +42,7 @@ async def check_key(ctx: AppContext) -> None:
     configured key opens every stored secret."""
     async with ctx.db.read() as session:
         box = secret_box(session)
-        for config in await session.scalars(select(GatewayConfig).order_by(GatewayConfig.id)):
+        for config in await gateways.all_by_id(session):
             for token, what in (
                 (config.credentials_encrypted, "credentials"),
                 (config.webhook_secret_encrypted, "webhook secret"),
@@ -53,9 +51,7 @@ async def check_key(ctx: AppContext) -> None:
                     raise SecretKeyMismatch(
                         WRONG_KEY.format(what=f"{what} of gateway {config.pg_code!r}")
                     )
-        for row in await session.scalars(
-            select(MerchantSetting).where(MerchantSetting.key.in_(SECRET_SETTINGS))
-        ):
+        for row in await secret_setting_rows(session):
             if box.is_sealed_text(row.value) and not _opens(box, row.value):
                 raise SecretKeyMismatch(WRONG_KEY.format(what=f"setting {row.key!r}"))
 
@@ -64,11 +60,7 @@ async def protect_plaintext(ctx: AppContext) -> int:
     """Encrypt secret settings still stored in plaintext; returns how many were."""
     async with ctx.db.write() as session:
         box = secret_box(session)
-        rows = await session.scalars(
-            select(MerchantSetting)
-            .where(MerchantSetting.key.in_(SECRET_SETTINGS))
-            .with_for_update()
-        )
+        rows = await secret_setting_rows(session, for_update=True)
         count = 0
         for row in rows:
             if row.value and not box.is_sealed_text(row.value):
@@ -89,19 +81,13 @@ async def rotate(ctx: AppContext) -> RotationSummary:
     await protect_plaintext(ctx)
     async with ctx.db.write() as session:
         box = secret_box(session)
-        for config in await session.scalars(
-            select(GatewayConfig).order_by(GatewayConfig.id).with_for_update()
-        ):
+        for config in await gateways.all_by_id(session, for_update=True):
             for column in ("credentials_encrypted", "webhook_secret_encrypted"):
                 token = getattr(config, column)
                 if token:
                     setattr(config, column, box.rotate(token))
                     summary.gateway_secrets += 1
-        for row in await session.scalars(
-            select(MerchantSetting)
-            .where(MerchantSetting.key.in_(SECRET_SETTINGS))
-            .with_for_update()
-        ):
+        for row in await secret_setting_rows(session, for_update=True):
             if row.value:
                 row.value = box.rotate(row.value)
                 summary.settings += 1

@@ -13,7 +13,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from payops.domain.rules import (
-    PARENT_STATES,
     DeleteKind,
     GatewayFacts,
     InquiryPath,
@@ -27,6 +26,7 @@ from payops.domain.rules import (
     state_after_attempt,
     voidable,
 )
+from payops.domain.states import PARENT_STATES
 
 FAST = settings(
     max_examples=300,

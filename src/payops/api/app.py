@@ -20,12 +20,12 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from payops import background, dashboard, stored_secrets
 from payops.api import openapi
-from payops.api.cross_site import CrossSiteGuard
 from payops.api.metrics import exposition
 from payops.api.observe import ObserveRequests
 from payops.auth.metrics import AuthMetrics
 from payops.checkout.endpoints import router as checkout_router
 from payops.checkout.hosted import router as hosted_router
+from payops.checkout.payment_methods import router as payment_methods_router
 from payops.checkout.returns import router as returns_router
 from payops.config import Settings, get_settings
 from payops.context import AppContext
@@ -33,15 +33,15 @@ from payops.db.engine import DATABASE_UNAVAILABLE
 from payops.domain import messages
 from payops.errors import ApiError, DatabaseUnavailable
 from payops.gateways.crypto import SecretKeyMismatch
-from payops.gateways.endpoints import router as payment_methods_router
-from payops.gateways.notifications import router as notifications_router
 from payops.inquiry.endpoints import router as inquiry_router
+from payops.notifications.endpoints import router as notifications_router
 from payops.operations import alerts, reconciler
 from payops.operations.endpoints import router as operations_router
 from payops.operations.review_endpoints import router as review_router
 from payops.transactions import attempt_inquiry, expiry
 from payops.transactions.attempt_review_endpoints import router as attempt_review_router
 from payops.transactions.endpoints import router as import_router
+from payops.web.cross_site import CrossSiteGuard
 from payops.webhooks import delivery
 
 log = logging.getLogger("payops.http")

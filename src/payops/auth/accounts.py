@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from typing import TYPE_CHECKING
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -22,10 +23,12 @@ from payops.auth.secrets import (
     hash_password,
 )
 from payops.auth.service import Principal
-from payops.context import AppContext
 from payops.db.models import User
 from payops.domain import messages
 from payops.errors import ApiError
+
+if TYPE_CHECKING:  # the context is built from this package: name its type only
+    from payops.context import AppContext
 
 
 class AccountError(ApiError):

@@ -11,13 +11,12 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 
-from payops.api.dependencies import authenticate, get_context, require_permission
-from payops.api.requests import identifier, read_object
-from payops.api.responses import ExactJSONResponse
 from payops.auth.service import Principal
 from payops.checkout import service
 from payops.checkout.schemas import CHECKOUT_FORM, CheckoutRequest
-from payops.operations.schemas import Detail
+from payops.web.dependencies import authenticate, get_context, require_permission
+from payops.web.requests import identifier, read_object
+from payops.web.responses import Detail, ExactJSONResponse
 from payops.webhooks.targets import refuse_private_fields
 
 router = APIRouter(tags=["checkout"])

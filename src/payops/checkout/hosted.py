@@ -16,21 +16,21 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from payops.api.dependencies import get_context
-from payops.api.requests import read_limited
 from payops.checkout import gateway_flow
 from payops.checkout.endpoints import base_url
 from payops.checkout.service import enabled_gateways
 from payops.connectors.sandbox.connector import TEST_CARDS
+from payops.domain.states import PAYABLE
 from payops.gateways.service import takes_payments
 from payops.money import format_minor
 from payops.transactions import repository
 from payops.transactions.expiry import expire_if_due
 from payops.transactions.service import NoNewAttempt, TransactionError, pay_with_sandbox
+from payops.web.dependencies import get_context
+from payops.web.requests import read_limited
 from payops.webhooks.before_redirect import last_payment_answer, try_payment_webhook
 
 router = APIRouter(include_in_schema=False)
-PAYABLE = ("created", "pending", "attempted")
 HEADERS = {
     "Cache-Control": "no-store",
     "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'",

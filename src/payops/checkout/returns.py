@@ -21,12 +21,12 @@ from urllib.parse import parse_qsl
 from fastapi import APIRouter, Request
 from fastapi.responses import PlainTextResponse, Response
 
-from payops.api.dependencies import get_context
-from payops.api.requests import read_limited
 from payops.checkout import gateway_flow
 from payops.checkout.endpoints import base_url
 from payops.checkout.hosted import FORM_LIMIT, _page, _processing_page, finish
 from payops.errors import DetailError
+from payops.web.dependencies import get_context
+from payops.web.requests import read_limited
 
 log = logging.getLogger(__name__)
 router = APIRouter(include_in_schema=False)

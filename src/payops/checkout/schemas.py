@@ -12,12 +12,12 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from payops import exact_json
-from payops.api.requests import FormShape, has_control_characters, url
 from payops.domain import messages
 from payops.errors import FieldErrors
 from payops.exact_json import JsonNumber
 from payops.gateways.service import takes_payments
 from payops.money import AmountError, is_known_currency, parse_amount
+from payops.web.requests import FormShape, has_control_characters, url
 
 TYPES = ("e_commerce", "payment_request")
 LANGUAGES = ("en", "ar")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from payops import audit
@@ -14,13 +13,16 @@ from payops.context import AppContext
 from payops.db.models import GatewayConfig, PaymentTransaction
 from payops.domain import messages
 from payops.domain.rules import payment_terms_locked
+from payops.domain.states import PAYABLE
 from payops.errors import DetailError, FieldErrors, NotFound
+from payops.gateways import repository as gateways
+from payops.gateways.service import supported_operations, takes_payments
 from payops.money import format_minor
 from payops.transactions import repository
 from payops.transactions.presenters import child_state, child_transaction
 from payops.transactions.service import DEFAULT_LIFETIME, new_parent
 
-CHANGEABLE_STATES = ("created", "pending", "attempted")
+CHANGEABLE_STATES = PAYABLE
 ORDER_NO_TAKEN = "Payment transaction with this order number already exists."
 ADDRESS_TO_CUSTOMER = {
     "line1": "customer_address_line1",
@@ -44,8 +46,7 @@ DETAIL_KEYS = ("due_datetime", "vendor_name", "product_type", "unit_code", "ship
 
 
 async def enabled_gateways(session: AsyncSession) -> dict[str, GatewayConfig]:
-    rows = await session.scalars(select(GatewayConfig).where(GatewayConfig.is_enabled.is_(True)))
-    return {gw.pg_code: gw for gw in rows}
+    return {gw.pg_code: gw for gw in await gateways.list_enabled(session)}
 
 
 def checkout_url(base_url: str, session_id: str) -> str:
@@ -278,3 +279,49 @@ async def checkout_body(
         ],
         "created": parent.created_at.isoformat(),
     }
+
+
+async def payment_methods(
+    ctx: AppContext,
+    *,
+    kind: str | None,
+    operation: str | None,
+    currencies: set[str],
+    pg_names: set[str],
+) -> list[dict[str, Any]]:
+    """The enabled gateway configurations a checkout may use, as Ottu lists payment methods,
+    narrowed by the request's filters (an empty filter narrows nothing)."""
+    async with ctx.db.read() as session:
+        configured = await enabled_gateways(session)
+    methods = []
+    for code, gw in sorted(configured.items()):
+        if kind and gw.is_sandbox != (kind == "sandbox"):
+            continue
+        if operation and gw.operation_mode != operation:
+            continue
+        if currencies and not currencies & set(gw.accepted_currencies):
+            continue
+        if pg_names and gw.connector not in pg_names:
+            continue
+        methods.append(
+            {
+                "code": code,
+                "name": code,
+                "pg": gw.connector,
+                "is_sandbox": gw.is_sandbox,
+                "logo": "",
+                "wallets": [],
+                "default_currency": gw.default_currency,
+                "accepted_currencies": list(gw.accepted_currencies),
+                "operation": gw.operation_mode,
+                "operations": sorted(supported_operations(gw) - {"inquiry"}),
+                "is_tokenizable": False,
+                "auto_debit_enabled": False,
+                "payment_services": [],
+                "tags": [],
+                # Whether customers can pay at it through PayOps (a checkout session may name it);
+                # payments taken elsewhere are registered with the import API.
+                "takes_payments": takes_payments(gw),
+            }
+        )
+    return methods

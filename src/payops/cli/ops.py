@@ -37,19 +37,10 @@ def ops_list(
         )
 
     async def work(ctx: AppContext) -> list[tuple[Any, Any]]:
-        from sqlalchemy import select
-
-        from payops.db.models import Operation, PaymentTransaction
+        from payops.operations.repository import operations_in_states
 
         async with ctx.db.read() as session:
-            rows = await session.execute(
-                select(Operation, PaymentTransaction)
-                .join(PaymentTransaction, PaymentTransaction.id == Operation.transaction_id)
-                .where(Operation.state.in_(state))
-                .order_by(Operation.created_at)
-                .limit(limit)
-            )
-            return [(op, parent) for op, parent in rows]
+            return await operations_in_states(session, state, limit)
 
     table = Table(
         "reference",

@@ -61,8 +61,8 @@ def webhook_key_rotate() -> None:
 @settings_app.command("operations-url")
 def webhook_operations_url(url: str = typer.Argument(..., help="URL, or '' to clear")) -> None:
     """Set the merchant-wide URL that receives every operation webhook."""
-    from payops.api.requests import url as valid_url
     from payops.errors import FieldErrors
+    from payops.web.requests import url as valid_url
     from payops.webhooks.outbox import OPERATIONS_URL_SETTING
     from payops.webhooks.targets import refuse_private_fields
 

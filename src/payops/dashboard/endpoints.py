@@ -11,19 +11,17 @@ from urllib.parse import quote, urlencode
 from fastapi import APIRouter, Path, Request
 from fastapi.responses import Response, StreamingResponse
 
-from payops.api.dependencies import get_context
 from payops.auth.permissions import OPERATION_PERMISSIONS
 from payops.dashboard import repository, review, service, sessions
 from payops.dashboard.rendering import PAGE_HEADERS, render
 from payops.dashboard.service import DashboardError, PageNotFound, require
 from payops.dashboard.web import posted, read_form, redirect, safe_next, signed_in
-from payops.db.models import OutboxEvent
 from payops.domain.messages import DONE as DONE_MESSAGE
-from payops.domain.rules import PARENT_STATES
+from payops.domain.states import OPERATION_STATES, PARENT_STATES
+from payops.web.dependencies import get_context
 
 router = APIRouter(prefix="/dashboard", include_in_schema=False)
 VIEW_PAYMENTS = OPERATION_PERMISSIONS["inquiry"]
-OPERATION_STATES = ("processing", "queued", "needs_review", "succeeded", "failed", "rejected")
 
 
 def _int(value: str | None) -> int | None:
@@ -147,11 +145,9 @@ async def transactions(request: Request) -> Response:
     require(visitor, VIEW_PAYMENTS)
     ctx = get_context(request)
     flt = transaction_filter(request)
-    async with ctx.db.read() as session:
-        rows, cursor = await repository.transactions_page(
-            session, flt, _int(request.query_params.get("before"))
-        )
-        configured = await repository.gateways(session)
+    rows, cursor, configured = await service.transactions_page(
+        ctx, flt, _int(request.query_params.get("before"))
+    )
     codes = {g.id: g.pg_code for g in configured}
     gateways = sorted(codes.values())
     currencies = sorted(
@@ -195,12 +191,7 @@ async def transaction(
     require(visitor, VIEW_PAYMENTS)
     ctx = get_context(request)
     view = await service.transaction_view(ctx, visitor, session_id)
-    just_done = None
-    if done:
-        async with ctx.db.read() as session:
-            op = await repository.operation_by_reference(session, done[:20])
-        if op is not None and op.transaction_id == view.parent.id:
-            just_done = op
+    just_done = await service.operation_on(ctx, done, view.parent.id) if done else None
     # Only the service's own fixed messages come back here (cancel's "Operation done
     # successfully"); anything else in the link is not shown.
     shown = notice if notice in (DONE_MESSAGE,) else ""
@@ -299,13 +290,9 @@ async def webhooks(request: Request, state: str = "") -> Response:
     require(visitor, VIEW_PAYMENTS)
     ctx = get_context(request)
     state = state if state in EVENT_STATES else ""
-    async with ctx.db.read() as session:
-        rows, cursor = await repository.events_page(
-            session, state, _int(request.query_params.get("before"))
-        )
-        parents = await repository.parents_by_ids(
-            session, {e.transaction_id for e in rows if e.transaction_id}
-        )
+    rows, cursor, parents = await service.events_page(
+        ctx, state, _int(request.query_params.get("before"))
+    )
     return render(
         request,
         visitor,
@@ -326,23 +313,8 @@ EventId = Annotated[int, Path(ge=1, le=2**63 - 1)]
 async def webhook(request: Request, event_id: EventId) -> Response:
     visitor = await signed_in(request)
     require(visitor, VIEW_PAYMENTS)
-    ctx = get_context(request)
-    async with ctx.db.read() as session:
-        event = await session.get(OutboxEvent, event_id)
-        if event is None:
-            raise PageNotFound("No such webhook event.")
-        attempts = await repository.attempts_of_event(session, event_id)
-        parents = await repository.parents_by_ids(
-            session, {event.transaction_id} if event.transaction_id else set()
-        )
-    return render(
-        request,
-        visitor,
-        "webhook.html",
-        event=event,
-        attempts=attempts,
-        parent=parents.get(event.transaction_id or 0),
-    )
+    event, attempts, parent = await service.event_detail(get_context(request), event_id)
+    return render(request, visitor, "webhook.html", event=event, attempts=attempts, parent=parent)
 
 
 @router.post("/webhooks/{event_id}/retry")
@@ -559,10 +531,9 @@ async def audit_log(request: Request, actor: str = "", action: str = "") -> Resp
     visitor = await signed_in(request)
     require(visitor, "audit.view")
     ctx = get_context(request)
-    async with ctx.db.read() as session:
-        rows, cursor = await repository.audit_page(
-            session, actor[:150], action[:32], _int(request.query_params.get("before"))
-        )
+    rows, cursor = await service.audit_page(
+        ctx, actor, action, _int(request.query_params.get("before"))
+    )
     params: dict[str, Any] = {"actor": actor, "action": action}
     return render(
         request,

@@ -6,11 +6,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-from sqlalchemy import Select, and_, exists, func, or_, select
+from sqlalchemy import Select, and_, delete, exists, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from payops.db.models import (
     AuditEntry,
+    DashboardSession,
     GatewayConfig,
     Operation,
     OutboxEvent,
@@ -266,3 +267,15 @@ async def parents_by_ids(session: AsyncSession, ids: set[int]) -> dict[int, Paym
         return {}
     rows = await session.scalars(select(PaymentTransaction).where(PaymentTransaction.id.in_(ids)))
     return {row.id: row for row in rows}
+
+
+async def event(session: AsyncSession, event_id: int) -> OutboxEvent | None:
+    return await session.get(OutboxEvent, event_id)
+
+
+async def delete_expired_sessions(session: AsyncSession, now: datetime) -> None:
+    await session.execute(delete(DashboardSession).where(DashboardSession.expires_at <= now))
+
+
+async def delete_session(session: AsyncSession, token_hash: str) -> None:
+    await session.execute(delete(DashboardSession).where(DashboardSession.token_hash == token_hash))

@@ -7,15 +7,15 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from payops.api.dependencies import get_context
 from payops.auth.permissions import RESOLVE_PERMISSION
 from payops.dashboard.rendering import render
-from payops.dashboard.service import DashboardError, record, require
+from payops.dashboard.service import DashboardError, record_visit, require
 from payops.dashboard.web import posted, redirect, signed_in
 from payops.errors import ApiError
 from payops.money import AmountError, parse_amount
 from payops.operations import review
 from payops.transactions import attempt_review
+from payops.web.dependencies import get_context
 
 router = APIRouter()
 
@@ -54,16 +54,14 @@ async def recheck(request: Request, reference_number: str) -> Response:
         after = await review.recheck_operation(ctx, reference_number, visitor.principal)
     except ApiError as error:
         raise DashboardError(_message(error), error.status_code) from None
-    async with ctx.db.write() as session:
-        record(
-            session,
-            visitor,
-            "dashboard.recheck",
-            after["state"],
-            None,
-            order_no=after.get("order_no", ""),
-            reference_number=reference_number,
-        )
+    await record_visit(
+        ctx,
+        visitor,
+        "dashboard.recheck",
+        after["state"],
+        order_no=after.get("order_no", ""),
+        reference_number=reference_number,
+    )
     return redirect(
         "/dashboard/review",
         done=reference_number,
@@ -92,17 +90,15 @@ async def resolve(request: Request, reference_number: str) -> Response:
         )
     except ApiError as error:
         raise DashboardError(_message(error), error.status_code) from None
-    async with ctx.db.write() as session:
-        record(
-            session,
-            visitor,
-            "dashboard.resolve",
-            outcome,
-            None,
-            order_no=after.get("order_no", ""),
-            reference_number=reference_number,
-            reason=reason,
-        )
+    await record_visit(
+        ctx,
+        visitor,
+        "dashboard.resolve",
+        outcome,
+        order_no=after.get("order_no", ""),
+        reference_number=reference_number,
+        reason=reason,
+    )
     return redirect(
         "/dashboard/review",
         done=reference_number,
@@ -122,16 +118,14 @@ async def recheck_attempt(request: Request, reference_number: str) -> Response:
         after = await attempt_review.recheck_attempt(ctx, reference_number, visitor.principal)
     except ApiError as error:
         raise DashboardError(_message(error), error.status_code) from None
-    async with ctx.db.write() as session:
-        record(
-            session,
-            visitor,
-            "dashboard.attempt_recheck",
-            after["state"],
-            None,
-            order_no=after.get("order_no", ""),
-            reference_number=reference_number,
-        )
+    await record_visit(
+        ctx,
+        visitor,
+        "dashboard.attempt_recheck",
+        after["state"],
+        order_no=after.get("order_no", ""),
+        reference_number=reference_number,
+    )
     return redirect(
         "/dashboard/review",
         done=reference_number,
@@ -168,17 +162,15 @@ async def resolve_attempt(request: Request, reference_number: str) -> Response:
         )
     except ApiError as error:
         raise DashboardError(_message(error), error.status_code) from None
-    async with ctx.db.write() as session:
-        record(
-            session,
-            visitor,
-            "dashboard.attempt_resolve",
-            outcome,
-            None,
-            order_no=after.get("order_no", ""),
-            reference_number=reference_number,
-            reason=reason,
-        )
+    await record_visit(
+        ctx,
+        visitor,
+        "dashboard.attempt_resolve",
+        outcome,
+        order_no=after.get("order_no", ""),
+        reference_number=reference_number,
+        reason=reason,
+    )
     return redirect(
         "/dashboard/review",
         done=reference_number,

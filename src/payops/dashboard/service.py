@@ -37,6 +37,7 @@ from payops.db.models import (
     PaymentTransaction,
     User,
     UserPermission,
+    WebhookAttempt,
 )
 from payops.domain.rules import (
     RuleViolation,
@@ -49,8 +50,9 @@ from payops.errors import ApiError, TrackingKeyInProgress
 from payops.gateways import repository as gateway_repo
 from payops.gateways.service import gateway_facts, secret_box
 from payops.money import format_minor
-from payops.operations.service import Lookup, run_operation, totals_of
+from payops.operations.service import run_operation, totals_of
 from payops.transactions import repository as txn_repo
+from payops.transactions.lookup import Lookup
 from payops.transactions.presenters import child_state
 from payops.webhooks import delivery
 
@@ -818,3 +820,66 @@ async def _account_change(change: Awaitable[None]) -> None:
     except accounts.AccountError as error:
         body = error.body if isinstance(error.body, dict) else {}
         raise DashboardError(str(body.get("detail", "Not possible.")), error.status_code) from None
+
+
+# -- page reads -------------------------------------------------------------------------------
+
+
+async def transactions_page(
+    ctx: AppContext, flt: repository.TransactionFilter, before: int | None
+) -> tuple[list[PaymentTransaction], int | None, list[GatewayConfig]]:
+    """One page of the transactions list, the cursor of the next, and the configured gateways
+    (for the filter's choices)."""
+    async with ctx.db.read() as session:
+        rows, cursor = await repository.transactions_page(session, flt, before)
+        configured = await repository.gateways(session)
+    return rows, cursor, configured
+
+
+async def operation_on(ctx: AppContext, reference: str, parent_id: int) -> Operation | None:
+    """The operation with this reference if it belongs to this parent (a page's "just done")."""
+    async with ctx.db.read() as session:
+        op = await repository.operation_by_reference(session, reference[:20])
+    return op if op is not None and op.transaction_id == parent_id else None
+
+
+async def events_page(
+    ctx: AppContext, state: str, before: int | None
+) -> tuple[list[OutboxEvent], int | None, dict[int, PaymentTransaction]]:
+    """One page of webhook events, the next cursor, and the parents they are about."""
+    async with ctx.db.read() as session:
+        rows, cursor = await repository.events_page(session, state, before)
+        parents = await repository.parents_by_ids(
+            session, {e.transaction_id for e in rows if e.transaction_id}
+        )
+    return rows, cursor, parents
+
+
+async def event_detail(
+    ctx: AppContext, event_id: int
+) -> tuple[OutboxEvent, list[WebhookAttempt], PaymentTransaction | None]:
+    """One webhook event, its delivery attempts and its parent; PageNotFound if none."""
+    async with ctx.db.read() as session:
+        event = await repository.event(session, event_id)
+        if event is None:
+            raise PageNotFound("No such webhook event.")
+        attempts = await repository.attempts_of_event(session, event_id)
+        parents = await repository.parents_by_ids(
+            session, {event.transaction_id} if event.transaction_id else set()
+        )
+    return event, attempts, parents.get(event.transaction_id or 0)
+
+
+async def audit_page(
+    ctx: AppContext, actor: str, action: str, before: int | None
+) -> tuple[list[AuditEntry], int | None]:
+    async with ctx.db.read() as session:
+        return await repository.audit_page(session, actor[:150], action[:32], before)
+
+
+async def record_visit(
+    ctx: AppContext, visitor: Visitor, action: str, result: str, **details: Any
+) -> None:
+    """An audit row, in its own transaction, for a dashboard action whose work is done."""
+    async with ctx.db.write() as session:
+        record(session, visitor, action, result, None, **details)

@@ -18,11 +18,11 @@ from datetime import UTC, datetime, timedelta
 
 from fastapi import Request
 from fastapi.responses import Response
-from sqlalchemy import delete
 
 from payops.auth.permissions import GRANTABLE_PERMISSIONS
 from payops.auth.service import Principal
 from payops.context import AppContext
+from payops.dashboard import repository
 from payops.db.models import DashboardSession, User
 from payops.errors import AuthenticationFailed, DetailError
 
@@ -116,7 +116,7 @@ async def sign_in(ctx: AppContext, username: str, password: str, address: str) -
     now = datetime.now(UTC)
     async with ctx.db.write() as session:
         user = await session.get_one(User, principal.initiator["id"])
-        await session.execute(delete(DashboardSession).where(DashboardSession.expires_at <= now))
+        await repository.delete_expired_sessions(session, now)
         session.add(
             DashboardSession(
                 token_hash=token_hash(token),
@@ -172,7 +172,7 @@ async def current_visitor(ctx: AppContext, request: Request) -> Visitor | None:
 
 async def end_session(ctx: AppContext, key: str) -> None:
     async with ctx.db.write() as session:
-        await session.execute(delete(DashboardSession).where(DashboardSession.token_hash == key))
+        await repository.delete_session(session, key)
 
 
 def tokens_match(expected: str, given: str | None) -> bool:

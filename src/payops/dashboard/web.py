@@ -7,14 +7,14 @@ from urllib.parse import parse_qsl, urlencode
 from fastapi import Request
 from fastapi.responses import RedirectResponse
 
-from payops.api.cross_site import allowed_origins, origin_of, refusal
-from payops.api.dependencies import get_context
-from payops.api.requests import read_limited
 from payops.dashboard import sessions
 from payops.dashboard.rendering import PAGE_HEADERS
 from payops.dashboard.service import DashboardError
 from payops.dashboard.sessions import Visitor
 from payops.errors import DetailError
+from payops.web.cross_site import allowed_origins, origin_of, refusal
+from payops.web.dependencies import get_context
+from payops.web.requests import read_limited
 
 FORM_LIMIT = 65_536
 CSRF_REFUSED = (

@@ -9,29 +9,22 @@ from dataclasses import dataclass
 from enum import Enum
 
 from payops.domain import messages
+from payops.domain.states import (
+    ATTEMPT_UNDECIDED,
+    CANCELABLE,
+    EXPIRABLE,
+    INQUIRABLE,
+    LATE_SUCCESS,
+    SETTLED,
+    SOFT_DELETABLE,
+)
 from payops.money import format_minor
 
 EXTERNAL_OPERATIONS = ("capture", "refund", "void")
 INTERNAL_OPERATIONS = ("cancel", "expire", "delete")
 ALL_OPERATIONS = EXTERNAL_OPERATIONS + INTERNAL_OPERATIONS
 
-PARENT_STATES = (
-    "created",
-    "pending",
-    "attempted",
-    "authorized",
-    "paid",
-    "failed",
-    "canceled",
-    "expired",
-    "invalided",
-    "cod",
-)
-CANCELABLE = frozenset({"created", "pending", "attempted", "cod"})
-EXPIRABLE = frozenset({"created", "pending", "attempted"})
-SOFT_DELETABLE = frozenset({"paid", "authorized", "cod"})
-INQUIRABLE = frozenset({"pending", "attempted", "failed", "expired"})
-ANSWERED_FROM_STORAGE = frozenset({"paid", "authorized"})
+ANSWERED_FROM_STORAGE = SETTLED
 
 
 class RuleViolation(Exception):
@@ -178,13 +171,13 @@ def state_after_attempt(attempt_result: str, operation_mode: str, multi_attempt:
     return "attempted" if multi_attempt else "failed"
 
 
-LATE_SUCCESS_STATES = frozenset({"created", "pending", "attempted", "failed", "expired"})
+LATE_SUCCESS_STATES = LATE_SUCCESS
 
 
 def payment_terms_locked(state: str, attempt_states: list[str]) -> bool:
     """May an attempt on this parent still succeed? Then its amount, currency and gateways are
     fixed (decisions §13): a pending attempt, or any attempt on a parent that still takes a late
     success (§4)."""
-    if "pending" in attempt_states or "needs_review" in attempt_states:
+    if any(attempt in ATTEMPT_UNDECIDED for attempt in attempt_states):
         return True
     return state in LATE_SUCCESS_STATES and bool(attempt_states)

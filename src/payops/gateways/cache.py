@@ -14,12 +14,12 @@ import logging
 import time
 from dataclasses import dataclass
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from payops.config import Settings
 from payops.connectors.base import Connector
 from payops.db.models import GatewayConfig
+from payops.gateways import repository
 from payops.gateways.service import call_budget_seconds, connector_for
 
 log = logging.getLogger(__name__)
@@ -49,11 +49,7 @@ class GatewayCache:
         if entry is not None and version is not None and entry.version == version:
             return entry
         await self._close_retired()
-        config = await session.scalar(
-            select(GatewayConfig)
-            .where(GatewayConfig.id == gateway_id)
-            .execution_options(populate_existing=True)
-        )
+        config = await repository.get_fresh(session, gateway_id)
         if config is None:
             return None
         session.expunge(config)

@@ -7,15 +7,14 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
-from payops.api.dependencies import authenticate, get_context, require_permission
-from payops.api.requests import identifier, read_object
-from payops.api.responses import ExactJSONResponse
 from payops.auth.permissions import OPERATION_PERMISSIONS
 from payops.auth.service import Principal
 from payops.inquiry import schemas
 from payops.inquiry.service import inquire
-from payops.operations.schemas import Detail
-from payops.operations.service import Lookup
+from payops.transactions.lookup import Lookup
+from payops.web.dependencies import authenticate, get_context, require_permission
+from payops.web.requests import identifier, read_object
+from payops.web.responses import Detail, ExactJSONResponse
 from payops.webhooks.targets import refuse_private_fields
 
 router = APIRouter(tags=["inquiry"])

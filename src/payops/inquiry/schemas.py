@@ -6,8 +6,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from payops.api.requests import boolean, url
-from payops.operations.schemas import parse_lookup
+from payops.transactions.lookup import parse_lookup
+from payops.web.requests import boolean, url
 
 
 class V1InquiryRequest(BaseModel):

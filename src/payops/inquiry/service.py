@@ -8,27 +8,24 @@ import math
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, text
-
 from payops import audit
 from payops.auth.service import Principal
 from payops.connectors.base import GatewayResult, Outcome
 from payops.context import AppContext
-from payops.db.models import GatewayInquiry, PaymentAttempt
+from payops.db.models import PaymentAttempt
 from payops.domain import messages
 from payops.domain.rules import InquiryPath, RuleViolation, inquiry_path
 from payops.errors import ApiError, InquiryFailed, Throttled
 from payops.gateways.service import ask_gateway, supported_operations
+from payops.inquiry import repository as inquiries
 from payops.inquiry.throttle import ThrottlePolicy, seconds_to_wait
-from payops.operations.service import Lookup
 from payops.transactions import repository
+from payops.transactions.lookup import Lookup
 from payops.transactions.presenters import payment_body
 from payops.transactions.service import apply_attempt_result, payment_ref
 from payops.webhooks import outbox
 
 log = logging.getLogger(__name__)
-# pg_advisory_xact_lock key serialising gateway-inquiry admissions (any 64-bit constant).
-GLOBAL_INQUIRY_LOCK = 0x7061796F7073_01
 
 
 class InquiryNotFound(ApiError):
@@ -140,18 +137,9 @@ async def _admit(ctx: AppContext, parent_id: int) -> None:
             # different transactions (in any process) must take turns, or each sees the same
             # count and all pass. Held to commit; always taken after the parent's lock.
             # (SQLite write transactions take turns already.)
-            await session.execute(
-                text("SELECT pg_advisory_xact_lock(:key)"), {"key": GLOBAL_INQUIRY_LOCK}
-            )
-        served = await session.scalars(
-            select(GatewayInquiry.at).where(
-                GatewayInquiry.transaction_id == parent_id,
-                GatewayInquiry.at > now - timedelta(days=1),
-            )
-        )
-        recent = await session.scalars(
-            select(GatewayInquiry.at).where(GatewayInquiry.at > now - timedelta(minutes=1))
-        )
+            await inquiries.take_global_turn(session)
+        served = await inquiries.inquiries_since(session, now - inquiries.DAY, parent_id=parent_id)
+        recent = await inquiries.inquiries_since(session, now - inquiries.MINUTE)
         wait = seconds_to_wait(
             policy,
             now=now,
@@ -161,7 +149,7 @@ async def _admit(ctx: AppContext, parent_id: int) -> None:
         )
         if wait > 0:
             raise Throttled(math.ceil(wait))
-        session.add(GatewayInquiry(transaction_id=parent_id, at=now))
+        inquiries.record_inquiry(session, parent_id, now)
 
 
 async def ask_gateways_about(ctx: AppContext, parent_id: int) -> None:

@@ -7,15 +7,16 @@ from typing import Any
 from fastapi import APIRouter, Depends, Header, Request
 from fastapi.responses import Response
 
-from payops.api.dependencies import authenticate, get_context, require_permission
-from payops.api.requests import identifier, read_object
-from payops.api.responses import ExactJSONResponse
 from payops.auth.permissions import OPERATION_PERMISSIONS
 from payops.auth.service import Principal
 from payops.domain import messages
 from payops.errors import OperationFailed
 from payops.operations import schemas
-from payops.operations.service import Lookup, run_operation
+from payops.operations.service import run_operation
+from payops.transactions.lookup import Lookup
+from payops.web.dependencies import authenticate, get_context, require_permission
+from payops.web.requests import identifier, read_object
+from payops.web.responses import Detail, ExactJSONResponse
 
 router = APIRouter(tags=["operations"])
 
@@ -28,11 +29,11 @@ OPERATION_RESPONSES: dict[int | str, dict[str, Any]] = {
         "model": schemas.OperationFailure,
         "description": "Refused by the rules or declined by the gateway, or field errors",
     },
-    401: {"model": schemas.Detail},
-    403: {"model": schemas.Detail},
+    401: {"model": Detail},
+    403: {"model": Detail},
     409: {"model": schemas.OperationFailure, "description": "Tracking-Key still in progress"},
-    413: {"model": schemas.Detail},
-    415: {"model": schemas.Detail},
+    413: {"model": Detail},
+    415: {"model": Detail},
     504: {
         "model": schemas.OperationPending,
         "description": "The gateway did not confirm; the operation will be reconciled",

@@ -17,20 +17,20 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, or_, select, update
-
 from payops.connectors.base import GatewayResult, OperationRequest, Outcome
 from payops.connectors.registry import connector_class
 from payops.context import AppContext
 from payops.db.models import GatewayConfig, Operation
+from payops.domain.states import OPEN
 from payops.gateways.service import ask_gateway, supported_operations
+from payops.operations import repository as operations
 from payops.operations.service import settle
 from payops.transactions import repository
 from payops.transactions.service import payment_ref
 
 log = logging.getLogger(__name__)
 
-OPEN_STATES = ("processing", "queued")
+OPEN_STATES = OPEN
 
 
 @dataclass
@@ -51,35 +51,22 @@ async def candidates(ctx: AppContext, limit: int) -> list[int]:
     now = _now()
     threshold = now - timedelta(seconds=ctx.settings.reconcile_after_seconds)
     async with ctx.db.read() as session:
-        rows = await session.scalars(
-            select(Operation.id)
-            .where(
-                or_(
-                    and_(Operation.state == "processing", Operation.created_at <= threshold),
-                    Operation.state == "queued",
-                ),
-                or_(Operation.claimed_until.is_(None), Operation.claimed_until <= now),
-            )
-            .order_by(Operation.created_at)
-            .limit(limit)
+        return await operations.reconcile_candidates(
+            session, processing_before=threshold, now=now, limit=limit
         )
-        return list(rows)
 
 
 async def claim(ctx: AppContext, operation_id: int) -> bool:
     """Take the lease on one operation; False if another reconciler holds it or it settled."""
     now = _now()
     async with ctx.db.write() as session:
-        result = await session.execute(
-            update(Operation)
-            .where(
-                Operation.id == operation_id,
-                Operation.state.in_(OPEN_STATES),
-                or_(Operation.claimed_until.is_(None), Operation.claimed_until <= now),
-            )
-            .values(claimed_until=now + timedelta(seconds=ctx.settings.reconcile_lease_seconds))
+        return await operations.take_lease(
+            session,
+            operation_id,
+            states=OPEN_STATES,
+            now=now,
+            until=now + timedelta(seconds=ctx.settings.reconcile_lease_seconds),
         )
-        return result.rowcount == 1
 
 
 async def _request_for(
@@ -92,12 +79,7 @@ async def _request_for(
         )
         if attempt is None:
             return op, None
-        others = await session.scalars(
-            select(Operation.gateway_refs).where(
-                Operation.transaction_id == op.transaction_id, Operation.id != op.id
-            )
-        )
-        known = frozenset(str(value) for refs in others for value in (refs or {}).values())
+        known = await operations.gateway_ids_of_others(session, op.transaction_id, op.id)
         return op, OperationRequest(
             operation=op.operation,
             reference_number=op.reference_number,

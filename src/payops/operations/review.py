@@ -21,18 +21,18 @@ import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, or_, select, update
-
 from payops import audit
 from payops.auth.service import SETTLEMENT, Principal
 from payops.connectors.base import GatewayResult, Outcome
 from payops.context import AppContext
 from payops.db.models import Operation, PaymentTransaction
 from payops.domain import messages
+from payops.domain.states import RESERVING
 from payops.errors import ApiError
 from payops.gateways.service import call_budget_seconds, supported_operations
 from payops.money import format_minor
 from payops.operations import alerts, reconciler
+from payops.operations import repository as operations
 from payops.operations.service import settle
 from payops.transactions import repository
 from payops.transactions.presenters import child_state
@@ -40,7 +40,7 @@ from payops.transactions.presenters import child_state
 log = logging.getLogger(__name__)
 
 OUTCOMES = ("succeeded", "failed")
-RECHECKABLE = ("processing", "queued", "needs_review")
+RECHECKABLE = RESERVING
 
 
 class ReviewRefused(ApiError):
@@ -84,9 +84,7 @@ def describe(
 
 async def _find(ctx: AppContext, reference_number: str) -> Operation:
     async with ctx.db.read() as session:
-        op = await session.scalar(
-            select(Operation).where(Operation.reference_number == reference_number)
-        )
+        op = await operations.by_reference(session, reference_number)
     if op is None:
         raise OperationNotFound()
     return op
@@ -104,19 +102,11 @@ async def review_queue(
 ) -> list[dict[str, Any]]:
     """Operations waiting for a human (``needs_review``), oldest first; with
     ``include_processing_older_than`` also ``processing`` ones older than that many seconds."""
-    wanted = Operation.state == "needs_review"
+    threshold = None
     if include_processing_older_than is not None:
         threshold = _now() - timedelta(seconds=include_processing_older_than)
-        wanted = or_(
-            wanted, and_(Operation.state == "processing", Operation.created_at <= threshold)
-        )
     async with ctx.db.read() as session:
-        rows = await session.execute(
-            select(Operation, PaymentTransaction)
-            .join(PaymentTransaction, PaymentTransaction.id == Operation.transaction_id)
-            .where(wanted)
-            .order_by(Operation.created_at, Operation.id)
-        )
+        rows = await operations.in_review(session, processing_before=threshold)
         return [describe(op, parent) for op, parent in rows]
 
 
@@ -129,23 +119,12 @@ async def _claim(ctx: AppContext, op: Operation) -> bool:
     now = _now()
     lease = now + timedelta(seconds=call_budget_seconds(op.gateway_config, ctx.settings))
     async with ctx.db.write() as session:
-        result = await session.execute(
-            update(Operation)
-            .where(
-                Operation.id == op.id,
-                Operation.state.in_(RECHECKABLE),
-                or_(Operation.claimed_until.is_(None), Operation.claimed_until <= now),
-            )
-            .values(claimed_until=lease)
-        )
-        return result.rowcount == 1
+        return await operations.take_lease(session, op.id, states=RECHECKABLE, now=now, until=lease)
 
 
 async def _release(ctx: AppContext, operation_id: int) -> None:
     async with ctx.db.write() as session:
-        await session.execute(
-            update(Operation).where(Operation.id == operation_id).values(claimed_until=None)
-        )
+        await operations.release_lease(session, operation_id)
 
 
 async def _audit(

@@ -11,14 +11,14 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, Field
 
-from payops.api.dependencies import authenticate, get_context, require_permission
-from payops.api.requests import choice, identifier, read_object
 from payops.auth.permissions import RESOLVE_PERMISSION
 from payops.auth.service import Principal
 from payops.domain import messages
 from payops.errors import field_error
 from payops.operations import review
-from payops.operations.schemas import Detail
+from payops.web.dependencies import authenticate, get_context, require_permission
+from payops.web.requests import choice, identifier, read_object
+from payops.web.responses import Detail
 
 router = APIRouter(tags=["operator review"])
 TEXT_MAX = 2000

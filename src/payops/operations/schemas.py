@@ -6,16 +6,14 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from payops.api.requests import FormShape, choice, identifier
 from payops.domain import messages
-from payops.errors import FieldErrors, field_error
+from payops.errors import field_error
+from payops.transactions.lookup import parse_lookup
+from payops.web.requests import FormShape, choice, identifier
 
 V1_OPERATIONS = ("capture", "refund", "void", "cancel")
 V2_OPERATIONS = ("delete", "cancel", "expire", "refund", "capture", "void")
 DESTINATIONS = ("pg", "wallet")
-LOOKUP_REQUIRED = (
-    "You must provide either `session_id` or `order_no` to identify the PaymentTransaction."
-)
 TRACKING_KEY_MAX = 255
 # Form and multipart operation bodies: ``extra`` is a JSON field (JSON text or nested keys).
 OPERATION_FORM = FormShape(json=frozenset({"extra"}))
@@ -77,10 +75,6 @@ class OperationPending(BaseModel):
     reference_number: str
 
 
-class Detail(BaseModel):
-    detail: str
-
-
 class V2OperationRequest(BaseModel):
     operation: str = Field(description="delete, cancel, expire, refund, capture or void")
     session_id: str | None = Field(default=None, max_length=128)
@@ -88,14 +82,6 @@ class V2OperationRequest(BaseModel):
     amount: str | None = Field(default=None, description="Decimal string; capture/refund only")
     extra: dict[str, Any] | None = None
     destination: str | None = Field(default=None, description="pg (default) or wallet; refund only")
-
-
-def parse_lookup(body: dict[str, Any]) -> tuple[str | None, str | None]:
-    session_id = identifier("session_id", body.get("session_id"), required=False)
-    order_no = identifier("order_no", body.get("order_no"), required=False)
-    if session_id is None and order_no is None:
-        raise FieldErrors({"non_field_errors": [LOOKUP_REQUIRED]})
-    return session_id, order_no
 
 
 def parse_v2_operation(body: dict[str, Any]) -> tuple[str, Any, str | None, str | None]:

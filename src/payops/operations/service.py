@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -32,6 +31,7 @@ from payops.domain.rules import (
     check_external,
     check_internal,
 )
+from payops.domain.states import RESERVING, UNSETTLED
 from payops.errors import (
     ApiError,
     GatewayUnconfirmed,
@@ -52,52 +52,12 @@ from payops.ids import new_reference_number, new_session_id
 from payops.money import AmountError, format_minor, parse_amount
 from payops.operations import alerts
 from payops.transactions import repository
+from payops.transactions.lookup import Lookup, find_or_fail
 from payops.transactions.presenters import operation_body, payment_body
 from payops.transactions.service import payment_ref
 from payops.webhooks import outbox
 
 log = logging.getLogger(__name__)
-
-UNSETTLED = ("processing", "needs_review")
-
-
-@dataclass(frozen=True)
-class Lookup:
-    """How the client named the parent transaction."""
-
-    order_no: str | None = None
-    session_id: str | None = None
-
-    @property
-    def not_found_message(self) -> str:
-        return (
-            messages.SESSION_NOT_FOUND if self.session_id is not None else messages.ORDER_NOT_FOUND
-        )
-
-    def names_other_than(self, parent: PaymentTransaction) -> bool:
-        """Both identifiers given (the SDK sends both) but the order_no is not this parent's."""
-        return (
-            self.session_id is not None
-            and self.order_no is not None
-            and parent.order_no != self.order_no
-        )
-
-    @property
-    def label(self) -> str:
-        return self.session_id or self.order_no or ""
-
-
-async def find_or_fail(
-    session: AsyncSession, lookup: Lookup, operation: str, *, for_update: bool = False
-) -> PaymentTransaction:
-    parent = await repository.find_parent(
-        session, order_no=lookup.order_no, session_id=lookup.session_id, for_update=for_update
-    )
-    if parent is None:
-        raise OperationFailed(lookup.not_found_message, operation)
-    if lookup.names_other_than(parent):
-        raise OperationFailed(messages.LOOKUP_MISMATCH, operation)
-    return parent
 
 
 async def totals_of(
@@ -359,7 +319,7 @@ async def settle(
         merchant = await ctx.merchant_settings.get(session, settings_version)
     else:
         merchant, _ = await outbox.all_merchant_settings(session)
-    if op.state not in ("processing", "queued", "needs_review"):
+    if op.state not in RESERVING:
         # Already settled by someone else (a reconciler, a retry). An answer that contradicts
         # an operator's resolution changes nothing, but a human must hear of it.
         if op.resolution and resolution is None:

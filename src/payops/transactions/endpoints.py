@@ -3,26 +3,18 @@ HTTP twin of ``payops txn import``."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from payops import audit
-from payops.api.dependencies import authenticate, get_context, require_permission
-from payops.api.requests import choice, identifier, read_object
 from payops.auth.permissions import IMPORT_PERMISSION
 from payops.auth.service import Principal
 from payops.errors import FieldErrors
-from payops.gateways import repository as gateway_repo
 from payops.money import AmountError, is_known_currency, parse_amount
-from payops.transactions import repository
-from payops.transactions.service import (
-    IMPORTABLE_STATES,
-    TransactionError,
-    import_transaction,
-)
+from payops.transactions.importing import register_import
+from payops.transactions.service import IMPORTABLE_STATES
+from payops.web.dependencies import authenticate, get_context, require_permission
+from payops.web.requests import choice, identifier, read_object
 
 router = APIRouter(tags=["admin"])
 
@@ -69,35 +61,16 @@ async def import_payment(
         raise FieldErrors(
             {"gateway_refs": ["Give the gateway's identifiers as an object of non-empty strings."]}
         )
-    async with ctx.db.write() as session:
-        gateway = await gateway_repo.get_by_code(session, pg_code or "")
-        if gateway is None:
-            raise FieldErrors({"pg_code": [f'Payment gateway code "{pg_code}" does not exist.']})
-        if order_no and await repository.find_parent(
-            session, order_no=order_no, include_deleted=True
-        ):
-            raise FieldErrors(
-                {"order_no": ["Payment transaction with this order number already exists."]}
-            )
-        try:
-            parent = await import_transaction(
-                session,
-                gateway=gateway,
-                amount=amount,
-                currency_code=currency,
-                state=state,
-                gateway_refs=refs,
-                order_no=order_no,
-            )
-        except TransactionError as exc:
-            raise FieldErrors({"non_field_errors": [str(exc)]}) from None
-        audit.record(session, principal, "import", "success", parent, gateway_refs=refs)
-        result: dict[str, Any] = {
-            "session_id": parent.session_id,
-            "order_no": parent.order_no,
-            "state": parent.state,
-            "pg_code": gateway.pg_code,
-        }
+    result = await register_import(
+        ctx,
+        principal,
+        pg_code=pg_code or "",
+        order_no=order_no,
+        amount=amount,
+        currency_code=currency,
+        state=state,
+        gateway_refs=refs,
+    )
     return JSONResponse(result, status_code=201)
 
 

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from payops.db.models import GatewayConfig, Operation, PaymentAttempt, PaymentTransaction
+from payops.domain.states import ACCEPTED, SETTLED
 from payops.money import format_minor
 from payops.webhooks.signing import sign
 
@@ -137,7 +138,7 @@ def operation_body(
         "pg_params": normalised_pg_params(operation.pg_params or {}),
         "reference_number": operation.reference_number,
         "source": operation.source,
-        "success": operation.state in ("succeeded", "queued"),
+        "success": operation.state in ACCEPTED,
         "result": OPERATION_RESULT.get(operation.state, "failed"),
         "timestamp_utc": timestamp(operation.settled_at),
         "txn": operation_txn(operation, parent),
@@ -157,10 +158,10 @@ def payment_body(
     currency = parent.currency_code
     latest = attempts[0] if attempts else None
     gateway = parent.gateway_config or (latest.gateway_config if latest else None)
-    settled = parent.amount if parent.state in ("paid", "authorized") else 0
+    settled = parent.amount if parent.state in SETTLED else 0
     paid_amount = (
         (parent.paid_total if parent.state == "paid" else parent.captured)
-        if parent.state in ("paid", "authorized")
+        if parent.state in SETTLED
         else 0
     )
     customer = parent.customer or {}

@@ -10,11 +10,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import raiseload
 
 from payops.db.models import GatewayConfig, Operation, PaymentAttempt, PaymentTransaction
+from payops.domain.states import ATTEMPT_BLOCKING, RESERVING, WITHOUT_EFFECT
 from payops.webhooks.outbox import settings_version
 
-RESERVING_STATES = ("processing", "queued", "needs_review")
+RESERVING_STATES = RESERVING
 # A Tracking-Key whose operation ended in one of these may be used again (decisions §6).
-TRACKING_KEY_FREE_STATES = ("failed", "rejected")
+TRACKING_KEY_FREE_STATES = WITHOUT_EFFECT
 
 
 async def find_parent(
@@ -77,7 +78,7 @@ async def attempts(session: AsyncSession, parent_id: int) -> list[PaymentAttempt
 
 # A session takes no new attempt while one of these exists (decisions §13): a charge in flight,
 # a payment taken, or a confirmed amount that differs from the one asked and awaits an operator.
-BLOCKING_ATTEMPT_STATES = ("pending", "success", "needs_review")
+BLOCKING_ATTEMPT_STATES = ATTEMPT_BLOCKING
 
 
 async def blocking_attempt(session: AsyncSession, parent_id: int) -> PaymentAttempt | None:

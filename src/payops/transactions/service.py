@@ -14,6 +14,7 @@ from payops.db import Database
 from payops.db.models import GatewayConfig, PaymentAttempt, PaymentTransaction
 from payops.domain import messages
 from payops.domain.rules import state_after_attempt
+from payops.domain.states import LATE_SUCCESS, PAYABLE, SETTLED
 from payops.gateways.service import connector_for, without_personal_data
 from payops.ids import new_reference_number, new_session_id
 from payops.money import format_minor
@@ -35,9 +36,8 @@ ATTEMPT_STATE = {
 
 # What a FAILED attempt result may say instead of a decline (GatewayResult.payment_state).
 ENDED_ATTEMPT_STATES = ("canceled", "expired")
-PAYABLE_STATES = ("created", "pending", "attempted")
-# States in which a parent still acknowledges a payment the gateway confirms late (decisions §4).
-LATE_SUCCESS_STATES = ("created", "pending", "attempted", "failed", "expired")
+PAYABLE_STATES = PAYABLE
+LATE_SUCCESS_STATES = LATE_SUCCESS
 
 
 class TransactionError(ValueError):
@@ -253,7 +253,7 @@ async def pay_with_sandbox(
         return parent
 
 
-IMPORTABLE_STATES = ("paid", "authorized")
+IMPORTABLE_STATES = SETTLED
 
 
 async def import_transaction(

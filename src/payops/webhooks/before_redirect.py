@@ -16,13 +16,12 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+from typing import TYPE_CHECKING
 
-from sqlalchemy import and_, exists, select
-from sqlalchemy.orm import aliased
+from payops.webhooks import delivery, repository
 
-from payops.context import AppContext
-from payops.db.models import OutboxEvent, WebhookAttempt
-from payops.webhooks import delivery
+if TYPE_CHECKING:  # the context is built from this package: name its type only
+    from payops.context import AppContext
 
 log = logging.getLogger(__name__)
 
@@ -34,43 +33,17 @@ RECORDING_MARGIN_SECONDS = 0.5
 async def _event_to_try(ctx: AppContext, transaction_id: int, target_url: str) -> int | None:
     """The newest pending payment event of the transaction for ``target_url``, unless an older
     event of the same transaction is still pending."""
-    older = aliased(OutboxEvent)
     async with ctx.db.read() as session:
-        event = await session.scalar(
-            select(OutboxEvent)
-            .where(
-                OutboxEvent.transaction_id == transaction_id,
-                OutboxEvent.kind == "payment",
-                OutboxEvent.target_url == target_url,
-                OutboxEvent.state == "pending",
-            )
-            .order_by(OutboxEvent.id.desc())
-            .limit(1)
-        )
+        event = await repository.newest_pending_payment_event(session, transaction_id, target_url)
         if event is None:
             return None
-        blocked = await session.scalar(
-            select(
-                exists().where(
-                    and_(
-                        older.transaction_id == transaction_id,
-                        older.id < event.id,
-                        older.state == "pending",
-                    )
-                )
-            )
-        )
+        blocked = await repository.has_older_pending(session, transaction_id, event.id)
         return None if blocked else event.id
 
 
 async def _answer_of(ctx: AppContext, event_id: int) -> int | None:
     async with ctx.db.read() as session:
-        return await session.scalar(
-            select(WebhookAttempt.status_code)
-            .where(WebhookAttempt.event_id == event_id)
-            .order_by(WebhookAttempt.attempt.desc())
-            .limit(1)
-        )
+        return await repository.last_status_code(session, event_id)
 
 
 async def try_payment_webhook(ctx: AppContext, transaction_id: int, webhook_url: str) -> int | None:
@@ -112,15 +85,7 @@ async def last_payment_answer(ctx: AppContext, transaction_id: int, target_url: 
     """What the receiver answered the transaction's latest payment webhook, when it was
     delivered (a repeated return decides the redirect as the first one did)."""
     async with ctx.db.read() as session:
-        event_id = await session.scalar(
-            select(OutboxEvent.id)
-            .where(
-                OutboxEvent.transaction_id == transaction_id,
-                OutboxEvent.kind == "payment",
-                OutboxEvent.target_url == target_url,
-                OutboxEvent.state == "delivered",
-            )
-            .order_by(OutboxEvent.id.desc())
-            .limit(1)
+        event_id = await repository.newest_delivered_payment_event_id(
+            session, transaction_id, target_url
         )
     return None if event_id is None else await _answer_of(ctx, event_id)

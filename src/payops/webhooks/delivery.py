@@ -24,18 +24,18 @@ import random
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, cast
+from typing import TYPE_CHECKING
 
 import httpx
-from sqlalchemy import CursorResult, and_, exists, select, update
-from sqlalchemy.orm import aliased
 
 from payops import exact_json
-from payops.context import AppContext
 from payops.db.models import OutboxEvent, WebhookAttempt
-from payops.webhooks import outbox
+from payops.webhooks import outbox, repository
 from payops.webhooks.signing import sign
 from payops.webhooks.targets import TargetRefused, TargetUnresolved, resolve
+
+if TYPE_CHECKING:  # the context is built from this package: name its type only
+    from payops.context import AppContext
 
 log = logging.getLogger(__name__)
 
@@ -77,26 +77,8 @@ def _now() -> datetime:
 
 
 async def due_events(ctx: AppContext, limit: int) -> list[int]:
-    older = aliased(OutboxEvent)
-    now = _now()
     async with ctx.db.read() as session:
-        rows = await session.scalars(
-            select(OutboxEvent.id)
-            .where(
-                OutboxEvent.state == "pending",
-                OutboxEvent.next_attempt_at <= now,
-                ~exists().where(
-                    and_(
-                        older.transaction_id == OutboxEvent.transaction_id,
-                        older.id < OutboxEvent.id,
-                        older.state == "pending",
-                    )
-                ),
-            )
-            .order_by(OutboxEvent.id)
-            .limit(limit)
-        )
-        return list(rows)
+        return await repository.due_event_ids(session, _now(), limit)
 
 
 def lease_seconds(ctx: AppContext) -> float:
@@ -109,16 +91,9 @@ async def claim(ctx: AppContext, event_id: int) -> float | None:
     started = time.monotonic()
     now = _now()
     async with ctx.db.write() as session:
-        result = await session.execute(
-            update(OutboxEvent)
-            .where(
-                OutboxEvent.id == event_id,
-                OutboxEvent.state == "pending",
-                OutboxEvent.next_attempt_at <= now,
-            )
-            .values(next_attempt_at=now + timedelta(seconds=lease_seconds(ctx)))
-        )
-        if cast(CursorResult[Any], result).rowcount != 1:
+        if not await repository.take_send_lease(
+            session, event_id, now, now + timedelta(seconds=lease_seconds(ctx))
+        ):
             return None
     # Measured from before the UPDATE: waiting for the write lock eats into the budget, never
     # into the margin that protects the lease.

@@ -98,3 +98,13 @@ def enqueue(
     )
     session.add(event)
     return event
+
+
+async def secret_setting_rows(
+    session: AsyncSession, *, for_update: bool = False
+) -> list[MerchantSetting]:
+    """The stored rows of the secret settings, as stored (sealed); ``for_update`` locks them."""
+    query = select(MerchantSetting).where(MerchantSetting.key.in_(SECRET_SETTINGS))
+    if for_update:
+        query = query.with_for_update()
+    return list(await session.scalars(query))

@@ -8,7 +8,7 @@ from typing import Any
 
 import httpx
 
-from payops.connectors.ngenius.webhooks import DEFAULT_HEADER_NAME
+from payops.connectors.ngenius.notifications import DEFAULT_HEADER_NAME
 from tests.checkout.journeys import BrowserStep, CustomerAction
 from tests.checkout.journeys.html_forms import the_form
 from tests.connectors.ngenius.fake_server import (

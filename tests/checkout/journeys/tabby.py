@@ -8,7 +8,7 @@ from typing import Any
 
 import httpx
 
-from payops.connectors.tabby.webhooks import DEFAULT_HEADER_NAME
+from payops.connectors.tabby.notifications import DEFAULT_HEADER_NAME
 from tests.checkout.journeys import BrowserStep, CustomerAction
 from tests.checkout.journeys.html_forms import the_form
 from tests.connectors.tabby.fake_server import TEST_OTP, TEST_SECRET_KEY, FakeTabby, _with_query

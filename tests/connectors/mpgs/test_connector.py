@@ -27,7 +27,7 @@ from payops.connectors.kit import Reply
 from payops.connectors.mpgs import transformers as t
 from payops.connectors.mpgs.connector import MpgsConnector
 from payops.connectors.mpgs.decisions import transaction_result
-from payops.connectors.mpgs.webhooks import (
+from payops.connectors.mpgs.notifications import (
     InvalidNotification,
     Notification,
     notification_key,

@@ -26,7 +26,7 @@ from payops.connectors.base import (
 )
 from payops.connectors.myfatoorah import transformers
 from payops.connectors.myfatoorah.connector import MyFatoorahConnector
-from payops.connectors.myfatoorah.webhooks import (
+from payops.connectors.myfatoorah.notifications import (
     MyFatoorahWebhookError,
     parse_notification,
     verify_and_parse,

@@ -29,14 +29,14 @@ from payops.connectors.base import (
 from payops.connectors.ngenius import tokens as token_cache
 from payops.connectors.ngenius import transformers as t
 from payops.connectors.ngenius.connector import NgeniusConnector
-from payops.connectors.ngenius.tokens import token_cache_key
-from payops.connectors.ngenius.webhooks import (
+from payops.connectors.ngenius.notifications import (
     WebhookError,
     parse_event,
     parse_webhook,
     verify_and_parse,
     verify_webhook,
 )
+from payops.connectors.ngenius.tokens import token_cache_key
 from payops.connectors.registry import build_connector, connector_class
 from tests.connectors.ngenius.fake_server import (
     API_KEY,

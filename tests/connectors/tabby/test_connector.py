@@ -18,18 +18,18 @@ from payops.connectors.base import (
 )
 from payops.connectors.registry import connector_class
 from payops.connectors.tabby.connector import TabbyConnector
-from payops.connectors.tabby.transformers import (
-    PAYMENT_STATUS_OUTCOME,
-    amount_minor,
-    error_outcome,
-    payment_outcome,
-)
-from payops.connectors.tabby.webhooks import (
+from payops.connectors.tabby.notifications import (
     DEFAULT_HEADER_NAME,
     TabbyWebhookError,
     parse_notification,
     verify_and_parse,
     verify_notification,
+)
+from payops.connectors.tabby.transformers import (
+    PAYMENT_STATUS_OUTCOME,
+    amount_minor,
+    error_outcome,
+    payment_outcome,
 )
 from payops.ids import new_reference_number
 from tests.connectors.tabby import fake_server

@@ -7,7 +7,7 @@ A new connector starts here, not from a neighbour. The shape (see ``connectors/m
         connector.py     # the Connector subclass: addressing, calls, and nothing else
         transformers.py  # pydantic models of the protocol, request bodies, status → Outcome
                          # tables, and the pure decisions (reply → GatewayResult)
-        notifications.py / webhooks.py  # verifying incoming notifications (if any)
+        notifications.py # verifying and parsing incoming notifications (if any)
 
 A minimal connector::
 

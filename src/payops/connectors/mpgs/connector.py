@@ -12,7 +12,7 @@ Protocol (REST-JSON, ``/api/rest/version/{N}/merchant/{merchantId}/…``):
 
 Configuration:
 - credentials: ``merchant_id``, ``api_password`` (the webhook secret is the configuration's own
-  webhook secret, see ``webhooks.py``);
+  webhook secret, see ``notifications.py``);
 - options: ``base_url`` (full URL, wins over everything; tests use it), ``host`` (the regional or
   bank-branded gateway host, e.g. ``eu-gateway.mastercard.com``), ``api_version`` (default 100),
   ``timeout_seconds``;
@@ -52,8 +52,8 @@ from payops.connectors.base import (
 )
 from payops.connectors.kit import Reply
 from payops.connectors.mpgs import checkout as hc
+from payops.connectors.mpgs import notifications
 from payops.connectors.mpgs import transformers as t
-from payops.connectors.mpgs import webhooks
 from payops.connectors.mpgs.decisions import (
     decide,
     no_answer,
@@ -175,11 +175,11 @@ class MpgsConnector(Connector):
 
     def parse_notification(self, headers: Mapping[str, str], body: bytes) -> Notification:
         try:
-            notice = webhooks.verify_and_parse(
+            notice = notifications.verify_and_parse(
                 headers, body, self.config.webhook_secret, merchant_id=self.merchant_id
             )
-            order_id, _ = webhooks.notification_key(body)
-        except webhooks.InvalidNotification as exc:
+            order_id, _ = notifications.notification_key(body)
+        except notifications.InvalidNotification as exc:
             raise NotificationRejected(str(exc)) from None
         return Notification(reference=notice.reference, gateway_refs={"order_id": order_id})
 

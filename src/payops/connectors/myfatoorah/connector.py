@@ -36,7 +36,7 @@ Protocol (docs.myfatoorah.com, summarised in the gateway protocols spec, section
   Capture and release need no key: the gateway accepts only one of them per invoice.
 - Inquiry: ``POST /v2/GetPaymentStatus`` ``{"Key", "KeyType"}``.
 - Notifications: webhooks V1 and V2 signed with ``MyFatoorah-Signature`` (HMAC-SHA256 with the
-  configuration's webhook secret, ``--webhook-secret``); see ``webhooks.py``.
+  configuration's webhook secret, ``--webhook-secret``); see ``notifications.py``.
 
 Payment references (``gateway_refs`` of the imported payment): ``invoice_id`` (MyFatoorah's
 InvoiceId, preferred) or ``payment_id`` (a PaymentId; the connector then looks the invoice up).
@@ -80,7 +80,7 @@ from payops.connectors.base import (
     Outcome,
     PaymentRef,
 )
-from payops.connectors.myfatoorah import webhooks
+from payops.connectors.myfatoorah import notifications
 from payops.connectors.myfatoorah.decisions import (
     MSG_REFUND_QUEUED,
     MSG_UNPARSABLE,
@@ -235,13 +235,13 @@ class MyFatoorahConnector(Connector):
     # -- incoming notifications -------------------------------------------------------------
     def parse_notification(self, headers: Mapping[str, str], body: bytes) -> Notification:
         """A webhook signed with the configuration's webhook secret (``MyFatoorah-Signature``,
-        see ``webhooks.py``): a refund names PayOps's reference (its ExternalIdentifier), and
+        see ``notifications.py``): a refund names PayOps's reference (its ExternalIdentifier), and
         every event names the invoice."""
-        if not webhooks.verify_signature(body, headers, self.config.webhook_secret):
+        if not notifications.verify_signature(body, headers, self.config.webhook_secret):
             raise NotificationRejected("notification is not authentic")
         try:
-            notice = webhooks.parse_notification(body, headers)
-        except webhooks.MyFatoorahWebhookError as exc:
+            notice = notifications.parse_notification(body, headers)
+        except notifications.MyFatoorahWebhookError as exc:
             raise NotificationRejected(str(exc)) from None
         refs = {"invoice_id": notice.invoice_id} if notice.invoice_id else {}
         if notice.refund_id:

@@ -49,7 +49,7 @@ from payops.connectors.base import (
     PaymentRef,
 )
 from payops.connectors.ngenius import decisions as decide
-from payops.connectors.ngenius import tokens, webhooks
+from payops.connectors.ngenius import notifications, tokens
 from payops.connectors.ngenius import transformers as t
 from payops.money import AmountError, UnknownCurrency, format_minor
 
@@ -608,12 +608,12 @@ class NgeniusConnector(Connector):
         """N-Genius tags its webhooks with the static custom header configured in its portal
         (name: option ``webhook_header``; value: the configuration's webhook secret). The order
         reference it names is matched against the stored ``order_reference``."""
-        header = str(self.config.options.get("webhook_header") or webhooks.DEFAULT_HEADER_NAME)
+        header = str(self.config.options.get("webhook_header") or notifications.DEFAULT_HEADER_NAME)
         try:
-            event = webhooks.verify_and_parse(
+            event = notifications.verify_and_parse(
                 headers, body, secret=self.config.webhook_secret, header_name=header
             )
-        except webhooks.WebhookError as exc:
+        except notifications.WebhookError as exc:
             raise NotificationRejected(str(exc)) from None
         return Notification(gateway_refs={"order_reference": event.reference})
 

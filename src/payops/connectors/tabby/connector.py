@@ -50,7 +50,7 @@ from payops.connectors.base import (
     Outcome,
     PaymentRef,
 )
-from payops.connectors.tabby import webhooks
+from payops.connectors.tabby import notifications
 from payops.connectors.tabby.decisions import (
     MSG_UNPARSABLE,
     attempt_result,
@@ -178,12 +178,12 @@ class TabbyConnector(Connector):
         await self.client.aclose()
 
     def parse_notification(self, headers: Mapping[str, str], body: bytes) -> Notification:
-        header = str(self.config.options.get("webhook_header") or webhooks.DEFAULT_HEADER_NAME)
-        if not webhooks.verify_notification(headers, self.config.webhook_secret, header):
+        header = str(self.config.options.get("webhook_header") or notifications.DEFAULT_HEADER_NAME)
+        if not notifications.verify_notification(headers, self.config.webhook_secret, header):
             raise NotificationRejected("notification is not authentic")
         try:
-            notice = webhooks.parse_notification(body)
-        except webhooks.TabbyWebhookError as exc:
+            notice = notifications.parse_notification(body)
+        except notifications.TabbyWebhookError as exc:
             raise NotificationRejected(str(exc)) from None
         return Notification(gateway_refs={"payment_id": notice.payment_id})
 

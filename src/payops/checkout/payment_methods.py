@@ -7,14 +7,13 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel
 
-from payops.api.dependencies import authenticate, get_context, require_permission
-from payops.api.requests import FormShape, boolean, choice, read_object
 from payops.auth.service import Principal
 from payops.checkout.endpoints import can_view
-from payops.checkout.service import enabled_gateways
+from payops.checkout.service import payment_methods as payment_methods_of
 from payops.errors import field_error
-from payops.gateways.service import supported_operations, takes_payments
-from payops.operations.schemas import Detail
+from payops.web.dependencies import authenticate, get_context, require_permission
+from payops.web.requests import FormShape, boolean, choice, read_object
+from payops.web.responses import Detail
 
 router = APIRouter(tags=["payment methods"])
 
@@ -56,39 +55,9 @@ async def payment_methods(
     pg_names = set(_string_list("pg_names", body.get("pg_names")) or [])
     if boolean("tokenizable", body.get("tokenizable")):
         return {"payment_methods": [], "customer_payment_methods": []}
-    async with ctx.db.read() as session:
-        gateways = await enabled_gateways(session)
-    methods = []
-    for code, gw in sorted(gateways.items()):
-        if kind and gw.is_sandbox != (kind == "sandbox"):
-            continue
-        if operation and gw.operation_mode != operation:
-            continue
-        if currencies and not currencies & set(gw.accepted_currencies):
-            continue
-        if pg_names and gw.connector not in pg_names:
-            continue
-        methods.append(
-            {
-                "code": code,
-                "name": code,
-                "pg": gw.connector,
-                "is_sandbox": gw.is_sandbox,
-                "logo": "",
-                "wallets": [],
-                "default_currency": gw.default_currency,
-                "accepted_currencies": list(gw.accepted_currencies),
-                "operation": gw.operation_mode,
-                "operations": sorted(supported_operations(gw) - {"inquiry"}),
-                "is_tokenizable": False,
-                "auto_debit_enabled": False,
-                "payment_services": [],
-                "tags": [],
-                # Whether customers can pay at it through PayOps (a checkout session may name it);
-                # payments taken elsewhere are registered with the import API.
-                "takes_payments": takes_payments(gw),
-            }
-        )
+    methods = await payment_methods_of(
+        ctx, kind=kind, operation=operation, currencies=currencies, pg_names=pg_names
+    )
     return {"payment_methods": methods, "customer_payment_methods": []}
 
 

@@ -1,10 +1,12 @@
-"""The JSON response the API answers with: numbers a merchant sent come back exactly."""
+"""The JSON response the API answers with (numbers a merchant sent come back exactly), and the
+response shapes every endpoint shares."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 
 from payops.exact_json import dumps
 
@@ -17,3 +19,9 @@ class ExactJSONResponse(JSONResponse):
 
     def render(self, content: Any) -> bytes:
         return dumps(content).encode("utf-8")
+
+
+class Detail(BaseModel):
+    """The ``{"detail": …}`` body of an error or a plain answer (DRF's shape)."""
+
+    detail: str
