@@ -115,4 +115,4 @@ async def operations_in_states(
         .order_by(Operation.created_at)
         .limit(limit)
     )
-    return [(operation, parent) for operation, parent in rows.tuples()]
+    return [(row[0], row[1]) for row in rows]
