@@ -53,7 +53,7 @@ async def _expire(ctx: AppContext, parent_id: int) -> bool:
         return True
 
 
-def _attempt_in_review():  # type: ignore[no-untyped-def]
+def _attempt_in_review():
     return exists().where(
         PaymentAttempt.transaction_id == PaymentTransaction.id,
         PaymentAttempt.state == ATTEMPT_IN_REVIEW,

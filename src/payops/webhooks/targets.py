@@ -86,7 +86,7 @@ async def _addresses(host: str, port: int) -> list[ipaddress.IPv4Address | ipadd
         infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except OSError as exc:
         raise TargetUnresolved(f"cannot resolve {host}: {exc.strerror or exc}") from None
-    addresses = [ipaddress.ip_address(info[4][0].split("%")[0]) for info in infos]
+    addresses = [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos]
     if not addresses:
         raise TargetUnresolved(f"cannot resolve {host}")
     return addresses

@@ -479,7 +479,9 @@ class MpgsConnector(Connector):
             )
         outcome = t.order_outcome(order.status, payment.operation_mode)
         payment_txn = self._payment_transaction(order, payment)
-        params = t.transaction_params(payment_txn, order_id) if payment_txn else {"ref": order_id}
+        params: dict[str, Any] = (
+            t.transaction_params(payment_txn, order_id) if payment_txn else {"ref": order_id}
+        )
         params["result"] = order.status or params.get("result")
         refs = {"order_id": order_id}
         if payment_txn is not None and payment_txn.transaction and payment_txn.transaction.id:
