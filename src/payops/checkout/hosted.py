@@ -20,7 +20,13 @@ from payops.checkout import gateway_flow
 from payops.checkout.endpoints import base_url
 from payops.checkout.service import enabled_gateways
 from payops.connectors.sandbox.connector import TEST_CARDS
-from payops.domain.states import PAYABLE
+from payops.domain.states import (
+    ATTEMPT_ENDED,
+    ATTEMPT_UNDECIDED,
+    CLOSED_UNPAID,
+    PAYABLE,
+    SETTLED,
+)
 from payops.gateways.service import takes_payments
 from payops.money import format_minor
 from payops.transactions import repository
@@ -271,11 +277,11 @@ async def _settled_page(request: Request, parent, *, wait: bool = False) -> Resp
         attempts = await repository.attempts(session, parent.id)
     if current is None:
         return None
-    if current.state in ("paid", "authorized"):
+    if current.state in SETTLED:
         reference = next((a.reference_number for a in attempts if a.state == "success"), "")
         outcome = "Payment successful" if current.state == "paid" else "Payment authorized"
         return _page(outcome, f"<h1>{outcome}</h1><p>Reference {html.escape(reference)}.</p>")
-    if current.state in PAYABLE and any(a.state in ("pending", "needs_review") for a in attempts):
+    if current.state in PAYABLE and any(a.state in ATTEMPT_UNDECIDED for a in attempts):
         gateway_page = await _open_gateway_attempt(request, current, wait=wait)
         return gateway_page or _processing_page()
     return None
@@ -342,7 +348,7 @@ def _summary(parent, reference: str, attempt_state: str = "") -> HTMLResponse:
         "expired": "Payment expired",
         "canceled": "Payment canceled",
     }.get(parent.state, "Payment declined")
-    if parent.state not in ("paid", "authorized") and attempt_state in ("canceled", "expired"):
+    if parent.state not in SETTLED and attempt_state in ATTEMPT_ENDED:
         outcome = f"Payment {attempt_state}"  # the customer left, or the gateway's time ran out
     again = ""
     if parent.state in PAYABLE:
@@ -365,7 +371,7 @@ async def show(session_id: str, request: Request) -> Response:
     if (settled := await _settled_page(request, parent)) is not None:
         return settled
     if parent.state not in PAYABLE:
-        return _closed(parent, 410 if parent.state in ("expired", "canceled") else 200)
+        return _closed(parent, 410 if parent.state in CLOSED_UNPAID else 200)
     return _form(parent, [g.pg_code for g in sandbox], {}, {}, methods=[g.pg_code for g in real])
 
 

@@ -24,6 +24,7 @@ from fastapi.responses import PlainTextResponse, Response
 from payops.checkout import gateway_flow
 from payops.checkout.endpoints import base_url
 from payops.checkout.hosted import FORM_LIMIT, _page, _processing_page, finish
+from payops.domain.states import ATTEMPT_UNDECIDED
 from payops.errors import DetailError
 from payops.web.dependencies import get_context
 from payops.web.requests import read_limited
@@ -57,7 +58,7 @@ async def _come_back(token: str, request: Request) -> Response:
     if attempt is None:
         return _not_found()
     settled = await gateway_flow.settle_return(ctx, attempt, params)
-    if settled.attempt.state in ("pending", "needs_review"):
+    if settled.attempt.state in ATTEMPT_UNDECIDED:
         # No final answer yet, or a confirmation an operator must look at.
         return _processing_page()
     return await finish(

@@ -44,6 +44,7 @@ class AttemptState(StrEnum):
     SUCCESS = "success"
     FAILED = "failed"
     CANCELED = "canceled"
+    EXPIRED = "expired"  # the gateway's own payment window closed (GatewayResult.payment_state)
     ERROR = "error"
     NEEDS_REVIEW = "needs_review"
 
@@ -83,3 +84,7 @@ ATTEMPT_STATES = tuple(AttemptState)
 ATTEMPT_BLOCKING = (AttemptState.PENDING, AttemptState.SUCCESS, AttemptState.NEEDS_REVIEW)
 # Nobody knows yet how the attempt ends.
 ATTEMPT_UNDECIDED = (AttemptState.PENDING, AttemptState.NEEDS_REVIEW)
+# A session that ended without a payment and takes none any more (the hosted page answers 410).
+CLOSED_UNPAID = (ParentState.EXPIRED, ParentState.CANCELED)
+# How an attempt ended when it was not a decline (GatewayResult.payment_state).
+ATTEMPT_ENDED = (AttemptState.CANCELED, AttemptState.EXPIRED)

@@ -14,7 +14,7 @@ from payops.db import Database
 from payops.db.models import GatewayConfig, PaymentAttempt, PaymentTransaction
 from payops.domain import messages
 from payops.domain.rules import state_after_attempt
-from payops.domain.states import LATE_SUCCESS, PAYABLE, SETTLED
+from payops.domain.states import ATTEMPT_ENDED, LATE_SUCCESS, PAYABLE, SETTLED
 from payops.gateways.service import connector_for, without_personal_data
 from payops.ids import new_reference_number, new_session_id
 from payops.money import format_minor
@@ -35,7 +35,7 @@ ATTEMPT_STATE = {
 
 
 # What a FAILED attempt result may say instead of a decline (GatewayResult.payment_state).
-ENDED_ATTEMPT_STATES = ("canceled", "expired")
+ENDED_ATTEMPT_STATES = ATTEMPT_ENDED
 PAYABLE_STATES = PAYABLE
 LATE_SUCCESS_STATES = LATE_SUCCESS
 
