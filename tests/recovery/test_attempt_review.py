@@ -385,3 +385,25 @@ async def test_a_flagged_payment_is_acknowledged_not_failed(
     after = await seed.snapshot()
     assert after["transactions"] == before["transactions"] and after["outbox"] == before["outbox"]
     assert (await client.get(QUEUE, headers=admin)).json()["count"] == 0
+
+
+async def test_a_success_the_session_cannot_take_is_flagged_for_a_refund(
+    client: httpx.AsyncClient,
+    seed: Seed,
+) -> None:
+    """The gateway takes a payment after the session stopped taking one (the merchant canceled
+    it, or another attempt paid it while this page was still open): the session is left as it
+    is, and the attempt goes to the review queue so an operator refunds the money."""
+    attempt = await pending_attempt(client, seed)
+    await seed.set_state("AUTO-1", "canceled")
+    await inquire_due_attempts(seed.ctx, attempt.created_at + WINDOW + timedelta(seconds=1))
+    parent = await seed.find("AUTO-1")
+    assert parent is not None and parent.state == "canceled" and parent.paid_total == 0
+    admin = await seed.superuser()
+    [listed] = (await client.get(QUEUE, headers=admin)).json()["results"]
+    assert (listed["review"], listed["state"], listed["session_state"]) == (
+        "flagged",
+        "success",
+        "canceled",
+    )
+    assert "refund it at the gateway" in listed["review_reason"]

@@ -127,3 +127,8 @@ EXTRA_BAD_NUMBER = (
 )
 DURATION_TOO_LONG = "Ensure this value is at most {days} days."
 SERVER_ERROR = "A server error occurred."
+# A gateway confirmed a payment on a session that cannot take it any more (already paid by
+# another attempt, or canceled): the money must be refunded by an operator.
+ATTEMPT_UNAPPLIED_SUCCESS = (
+    "The gateway took this payment, but the session was already {state}: refund it at the gateway"
+)

@@ -167,6 +167,7 @@ async def apply_attempt_result(
             attempt.reference_number,
         )
         return False
+    was_success = attempt.state == "success"
     new_attempt_state = ATTEMPT_STATE[result.outcome]
     if result.outcome == Outcome.FAILED and result.payment_state in ENDED_ATTEMPT_STATES:
         new_attempt_state = result.payment_state  # canceled / expired rather than a decline
@@ -199,6 +200,15 @@ async def apply_attempt_result(
                 parent.authorized_total = total
             else:
                 parent.paid_total = total
+        elif not was_success and not attempt.review_reason:
+            # Money taken that the session cannot acknowledge: it was already paid by another
+            # attempt (a second payment page left open), or canceled. An operator refunds it.
+            attempt.review_reason = messages.ATTEMPT_UNAPPLIED_SUCCESS.format(state=parent.state)
+            log.warning(
+                "payment attempt %s succeeded on a %s session; it needs review",
+                attempt.reference_number,
+                parent.state,
+            )
     elif result.outcome == Outcome.FAILED and parent.state in ("created", "pending"):
         parent.state = state_after_attempt("failed", gateway.operation_mode, gateway.multi_attempt)
     parent.message = result.message
