@@ -17,7 +17,14 @@ from cryptography.fernet import Fernet
 from sqlalchemy import func, select
 
 from payops.auth.secrets import hash_password, new_api_key
-from payops.connectors.base import Connector, GatewayResult, OperationRequest, PaymentRef
+from payops.connectors.base import (
+    Connector,
+    ConnectorConfig,
+    GatewayResult,
+    Notification,
+    OperationRequest,
+    PaymentRef,
+)
 from payops.context import AppContext
 from payops.db.models import (
     ApiKey,
@@ -270,6 +277,29 @@ async def run_once(connector: Connector, request: OperationRequest) -> GatewayRe
 
 async def inquire_once(connector: Connector, request: OperationRequest) -> GatewayResult:
     return await once(connector, connector.inquire_operation(request))
+
+
+def driver_notification(
+    journey: Any, fake: Any, connector_class: type[Connector], pg_code: str
+) -> tuple[Notification, bytes]:
+    """The notification a journey driver has the fake send, read by a connector configured as
+    the driver configures the gateway (its webhook secret included), and the raw body."""
+    from tests.fakes.receiver import receiver
+
+    config = journey.gateway_config(fake, "purchase")
+    listening = connector_class(
+        ConnectorConfig(
+            pg_code=pg_code,
+            is_sandbox=True,
+            credentials=config["credentials"],
+            options=config["options"],
+            webhook_secret=config["webhook_secret"],
+        )
+    )
+    with receiver() as received:
+        assert journey.notify(fake, received.url) is True
+    [(headers, body)] = received.posts
+    return listening.parse_notification(headers, body), body
 
 
 # -- `payops serve` in a subprocess ----------------------------------------------------------------

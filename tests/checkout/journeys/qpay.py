@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 
 from tests.checkout.journeys import BrowserStep, CustomerAction
-from tests.checkout.journeys.payu_india import auto_post, browser, forms, submit
+from tests.checkout.journeys.html_forms import FormPostDriver, auto_post, browser, forms, submit
 from tests.connectors.qpay.fake_server import (
     BANK_ID,
     DECLINE_CARD,
@@ -31,7 +31,7 @@ from tests.connectors.qpay.fake_server import (
 CARDS = {"success": SUCCESS_CARD, "decline": DECLINE_CARD, "pending": PENDING_CARD}
 
 
-class QpayDriver:
+class QpayDriver(FormPostDriver):
     connector = "qpay"
     currency = "QAR"
     amount = "200.00"
@@ -89,14 +89,6 @@ class QpayDriver:
             "Response.SecureHash": secrets.token_hex(32),
         }
         return BrowserStep("POST", sent["ExtraFields_f14"], fields)
-
-    def pay_without_return(self, fake: FakeQpay, at_gateway: BrowserStep) -> None:
-        fake.never_return = True
-        try:
-            response = self.act(at_gateway, "success")
-            assert auto_post(response) is None and "successful" in response.text
-        finally:
-            fake.never_return = False
 
     def notify(self, fake: FakeQpay, notification_url: str) -> bool:
         return False  # QPay sends no notification (spec §7.1 step 3)

@@ -31,7 +31,7 @@ from tests.connectors.ngenius.fake_server import (
     ngenius_fake,  # noqa: F401 - fixtures
     ngenius_server,  # noqa: F401
 )
-from tests.fakes.receiver import receiver
+from tests.helpers import driver_notification
 
 DRIVER = driver("ngenius")
 RETURN = "http://payops.test/checkout/return/tok-2b8e41"
@@ -384,20 +384,7 @@ async def test_driver_notification_is_authentic_for_the_configuration(
 ) -> None:
     payment, start = await begin(ngenius, attempt())
     DRIVER.pay_without_return(fake, BrowserStep("GET", start.url))
-    config = DRIVER.gateway_config(fake, "purchase")
-    listening = NgeniusConnector(
-        ConnectorConfig(
-            pg_code="ngenius-aed",
-            is_sandbox=True,
-            credentials=config["credentials"],
-            options=config["options"],
-            webhook_secret=config["webhook_secret"],
-        )
-    )
-    with receiver() as received:
-        assert DRIVER.notify(fake, received.url) is True
-    [(headers, body)] = received.posts
-    notice = listening.parse_notification(headers, body)
+    notice, _ = driver_notification(DRIVER, fake, NgeniusConnector, "ngenius-aed")
     assert notice.gateway_refs == {"order_reference": start.gateway_refs["order_reference"]}
     assert (await ngenius.inquire_payment(payment)).outcome == Outcome.SUCCESS
 

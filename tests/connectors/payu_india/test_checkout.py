@@ -23,7 +23,8 @@ from payops.connectors.base import (
 from payops.connectors.payu_india import transformers as t
 from payops.connectors.payu_india.connector import PayuIndiaConnector
 from tests.checkout.journeys import BrowserStep
-from tests.checkout.journeys.payu_india import DRIVER, browser
+from tests.checkout.journeys.html_forms import browser
+from tests.checkout.journeys.payu_india import DRIVER
 from tests.connectors.payu_india import fake_server
 from tests.connectors.payu_india.fake_server import (
     MERCHANT_KEY,

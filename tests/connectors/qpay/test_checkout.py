@@ -22,7 +22,7 @@ from payops.connectors.qpay import transformers as t
 from payops.connectors.qpay.connector import QpayConnector
 from payops.connectors.registry import connector_class
 from tests.checkout.journeys import BrowserStep
-from tests.checkout.journeys.payu_india import browser
+from tests.checkout.journeys.html_forms import browser
 from tests.checkout.journeys.qpay import DRIVER
 from tests.connectors.qpay import fake_server
 from tests.connectors.qpay.fake_server import (

@@ -28,6 +28,7 @@ from tests.checkout.journeys import BrowserStep, driver
 from tests.connectors.tabby import fake_server
 from tests.connectors.tabby.fake_server import TEST_SECRET_KEY, FakeTabby
 from tests.fakes.receiver import receiver
+from tests.helpers import driver_notification
 
 fake_tabby = fake_server.fake_tabby
 
@@ -403,20 +404,7 @@ async def test_driver_notification_is_authentic_for_the_configuration(
 ) -> None:
     payment, start = await begin(tabby, attempt())
     DRIVER.pay_without_return(fake_tabby, BrowserStep("GET", start.url))
-    config = DRIVER.gateway_config(fake_tabby, "purchase")
-    listening = TabbyConnector(
-        ConnectorConfig(
-            pg_code="tabby-kwd",
-            is_sandbox=True,
-            credentials=config["credentials"],
-            options=config["options"],
-            webhook_secret=config["webhook_secret"],
-        )
-    )
-    with receiver() as received:
-        assert DRIVER.notify(fake_tabby, received.url) is True
-    [(headers, body)] = received.posts
-    notice = listening.parse_notification(headers, body)
+    notice, body = driver_notification(DRIVER, fake_tabby, TabbyConnector, "tabby-kwd")
     assert notice.gateway_refs == {"payment_id": start.gateway_refs["payment_id"]}
     assert b'"status": "authorized"' in body
     # The notification is only a hint: the inquiry settles (and captures) the purchase.
