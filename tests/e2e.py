@@ -13,7 +13,8 @@ A gateway's module takes the shared fixtures by name, as it takes its fake's::
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import functools
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import httpx
@@ -133,3 +134,37 @@ def assert_operation(
     for secret in never_shown:
         assert secret not in response.text
     return body
+
+
+def asserting_operation(*never_shown: str) -> Callable[..., dict[str, Any]]:
+    """``assert_operation`` for a gateway's module: its secrets are never shown."""
+    return functools.partial(assert_operation, never_shown=never_shown)
+
+
+async def import_payment(
+    seed: Seed,
+    connector: str,
+    base_url: str,
+    gateway_refs: dict[str, Any],
+    credentials: dict[str, Any],
+    *,
+    amount: str,
+    currency: str,
+    state: str = "paid",
+    timeout: float | None = None,
+    options: dict[str, Any] | None = None,
+    **gateway: Any,
+) -> None:
+    """A payment at a fake gateway (at ``base_url``) imported into PayOps as order ORD-1, on a
+    new configuration ``<connector>-<currency>``."""
+    await seed.imported(
+        connector=connector,
+        code=f"{connector}-{currency.lower()}",
+        amount=amount,
+        currency=currency,
+        state=state,
+        gateway_refs=gateway_refs,
+        credentials=credentials,
+        options=gateway_options(base_url, timeout, **(options or {})),
+        **gateway,
+    )

@@ -9,6 +9,7 @@ import os
 import subprocess
 import time
 from collections.abc import Awaitable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -18,6 +19,7 @@ from sqlalchemy import func, select
 
 from payops.auth.secrets import hash_password, new_api_key
 from payops.connectors.base import (
+    CheckoutRequest,
     Connector,
     ConnectorConfig,
     GatewayResult,
@@ -37,6 +39,7 @@ from payops.db.models import (
     UserPermission,
 )
 from payops.gateways.service import add_gateway
+from payops.ids import new_reference_number
 from payops.money import parse_amount
 from payops.transactions import repository
 from payops.transactions.service import import_transaction, new_parent, pay_with_sandbox
@@ -277,6 +280,40 @@ async def run_once(connector: Connector, request: OperationRequest) -> GatewayRe
 
 async def inquire_once(connector: Connector, request: OperationRequest) -> GatewayResult:
     return await once(connector, connector.inquire_operation(request))
+
+
+def new_attempt(amount: int, currency: str, mode: str = "purchase") -> PaymentRef:
+    """A fresh payment attempt as a connector's checkout sees it: a new reference number."""
+    return PaymentRef(
+        reference_number=new_reference_number(),
+        amount=amount,
+        currency_code=currency,
+        operation_mode=mode,
+    )
+
+
+def checkout_request(
+    payment: PaymentRef,
+    return_url: str,
+    pg_code: str,
+    token: str,
+    customer: dict[str, Any],
+    **changes: Any,
+) -> CheckoutRequest:
+    """A checkout start as PayOps's checkout sends it: the return, cancel and failure URLs under
+    ``return_url``, the response URL of the page ``token``, the notification URL of ``pg_code``."""
+    request = CheckoutRequest(
+        payment=payment,
+        return_url=return_url,
+        cancel_url=f"{return_url}?outcome=cancel",
+        failure_url=f"{return_url}?outcome=failure",
+        response_url=f"http://payops.test/checkout/response/{token}",
+        notification_url=f"http://payops.test/b/pg/notifications/{pg_code}",
+        merchant_name="PayOps Test Shop",
+        description="Order 42",
+        customer=customer,
+    )
+    return replace(request, **changes)
 
 
 def driver_notification(

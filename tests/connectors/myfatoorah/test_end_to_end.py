@@ -22,8 +22,7 @@ from tests.connectors.myfatoorah.fake_server import (
     declined_response,
     refund_exceeds_response,
 )
-from tests.e2e import NOT_SUPPORTED, UNCONFIRMED, gateway_options, post_op, states, totals
-from tests.e2e import assert_operation as _assert_operation
+from tests.e2e import NOT_SUPPORTED, UNCONFIRMED, post_op, states, totals
 from tests.helpers import Seed
 
 fake_myfatoorah = fake_server.fake_myfatoorah  # the fake's fixture, used by this module
@@ -34,10 +33,7 @@ QUEUED = "Refund request created; MyFatoorah will review and execute it"
 TIMEOUT = 0.5
 
 
-def assert_operation(
-    response: httpx.Response, operation: str, amount: str, state: str
-) -> dict[str, Any]:
-    return _assert_operation(response, operation, amount, state, never_shown=(TEST_API_TOKEN,))
+assert_operation = e2e.asserting_operation(TEST_API_TOKEN)
 
 
 async def myfatoorah_payment(
@@ -47,22 +43,24 @@ async def myfatoorah_payment(
     state: str = "paid",
     amount: str = "100.000",
     currency: str = "KWD",
-    timeout: float | None = None,
     options: dict[str, Any] | None = None,
-    **gateway: Any,
+    **imported: Any,
 ) -> str:
     """An invoice at the fake, imported into PayOps as order ORD-1; returns its InvoiceId."""
     invoice_id = fake.add_invoice(amount, currency, state=state)
-    await seed.imported(
-        connector="myfatoorah",
-        code=f"myfatoorah-{currency.lower()}",
+    refs, credentials = {"invoice_id": invoice_id}, {"api_token": TEST_API_TOKEN}
+    options = {"country": "KWT", **(options or {})}
+    await e2e.import_payment(
+        seed,
+        "myfatoorah",
+        fake.url,
+        refs,
+        credentials,
         amount=amount,
         currency=currency,
         state=state,
-        gateway_refs={"invoice_id": invoice_id},
-        credentials={"api_token": TEST_API_TOKEN},
-        options=gateway_options(fake.url, timeout, country="KWT", **(options or {})),
-        **gateway,
+        options=options,
+        **imported,
     )
     return invoice_id
 

@@ -22,7 +22,6 @@ from payops.connectors.base import (
 from payops.connectors.ngenius import tokens as token_cache
 from payops.connectors.ngenius.connector import NgeniusConnector
 from payops.connectors.registry import connector_class
-from payops.ids import new_reference_number
 from tests.checkout.journeys import BrowserStep, driver
 from tests.connectors.ngenius.fake_server import (
     API_KEY,
@@ -31,7 +30,7 @@ from tests.connectors.ngenius.fake_server import (
     ngenius_fake,  # noqa: F401 - fixtures
     ngenius_server,  # noqa: F401
 )
-from tests.helpers import driver_notification
+from tests.helpers import checkout_request, driver_notification, new_attempt
 
 DRIVER = driver("ngenius")
 RETURN = "http://payops.test/checkout/return/tok-2b8e41"
@@ -69,27 +68,15 @@ async def ngenius(fake: FakeNgenius) -> Any:
 
 
 def attempt(mode: str = "purchase", amount: int = AMOUNT, currency: str = "AED") -> PaymentRef:
-    return PaymentRef(
-        reference_number=new_reference_number(),
-        amount=amount,
-        currency_code=currency,
-        operation_mode=mode,
-    )
+    return new_attempt(amount, currency, mode)
 
 
 def checkout(payment: PaymentRef, **changes: Any) -> CheckoutRequest:
-    request = CheckoutRequest(
-        payment=payment,
-        return_url=RETURN,
-        cancel_url=f"{RETURN}?outcome=cancel",
-        failure_url=f"{RETURN}?outcome=failure",
-        response_url="http://payops.test/checkout/response/tok-2b8e41",
-        notification_url="http://payops.test/b/pg/notifications/ngenius-aed",
-        merchant_name="PayOps Test Shop",
-        description="Order 42",
-        customer={"email": "payer@example.com", "first_name": "Test", "last_name": "Payer"},
+    customer = changes.pop(
+        "customer",
+        {"email": "payer@example.com", "first_name": "Test", "last_name": "Payer"},
     )
-    return replace(request, **changes)
+    return checkout_request(payment, RETURN, "ngenius-aed", "tok-2b8e41", customer, **changes)
 
 
 def started(payment: PaymentRef, start: CheckoutStart) -> PaymentRef:

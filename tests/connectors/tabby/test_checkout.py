@@ -23,12 +23,11 @@ from payops.connectors.base import (
 )
 from payops.connectors.registry import connector_class
 from payops.connectors.tabby.connector import TabbyConnector
-from payops.ids import new_reference_number
 from tests.checkout.journeys import BrowserStep, driver
 from tests.connectors.tabby import fake_server
 from tests.connectors.tabby.fake_server import TEST_SECRET_KEY, FakeTabby
 from tests.fakes.receiver import receiver
-from tests.helpers import driver_notification
+from tests.helpers import checkout_request, driver_notification, new_attempt
 
 fake_tabby = fake_server.fake_tabby
 
@@ -50,32 +49,20 @@ def connector_for(fake: FakeTabby, **options: Any) -> TabbyConnector:
 
 
 def attempt(mode: str = "purchase", amount: int = AMOUNT, currency: str = "KWD") -> PaymentRef:
-    return PaymentRef(
-        reference_number=new_reference_number(),
-        amount=amount,
-        currency_code=currency,
-        operation_mode=mode,
-    )
+    return new_attempt(amount, currency, mode)
 
 
 def checkout(payment: PaymentRef, **changes: Any) -> CheckoutRequest:
-    request = CheckoutRequest(
-        payment=payment,
-        return_url=RETURN,
-        cancel_url=f"{RETURN}?outcome=cancel",
-        failure_url=f"{RETURN}?outcome=failure",
-        response_url="http://payops.test/checkout/response/tok-7f3a9c",
-        notification_url="http://payops.test/b/pg/notifications/tabby-kwd",
-        merchant_name="PayOps Test Shop",
-        description="Order 42",
-        customer={
+    customer = changes.pop(
+        "customer",
+        {
             "email": "otp.success@tabby.ai",
             "first_name": "Test",
             "last_name": "Buyer",
             "phone": "+96550000001",
         },
     )
-    return replace(request, **changes)
+    return checkout_request(payment, RETURN, "tabby-kwd", "tok-7f3a9c", customer, **changes)
 
 
 def started(payment: PaymentRef, start: CheckoutStart) -> PaymentRef:
