@@ -20,6 +20,7 @@ from sqlalchemy import func, select
 from payops.auth.secrets import hash_password, new_api_key
 from payops.connectors.base import (
     CheckoutRequest,
+    CheckoutStart,
     Connector,
     ConnectorConfig,
     GatewayResult,
@@ -44,6 +45,7 @@ from payops.money import parse_amount
 from payops.transactions import repository
 from payops.transactions.service import import_transaction, new_parent, pay_with_sandbox
 from payops.webhooks import outbox
+from tests.checkout.journeys import BrowserStep
 
 T = TypeVar("T")
 SUCCESS_CARD = "4111111111111111"
@@ -297,7 +299,7 @@ def checkout_request(
     return_url: str,
     pg_code: str,
     token: str,
-    customer: dict[str, Any],
+    customer: dict[str, Any] | None = None,
     **changes: Any,
 ) -> CheckoutRequest:
     """A checkout start as PayOps's checkout sends it: the return, cancel and failure URLs under
@@ -311,9 +313,29 @@ def checkout_request(
         notification_url=f"http://payops.test/b/pg/notifications/{pg_code}",
         merchant_name="PayOps Test Shop",
         description="Order 42",
-        customer=customer,
+        customer=customer or {},
     )
     return replace(request, **changes)
+
+
+def attempt_of(request: CheckoutRequest, start: CheckoutStart) -> PaymentRef:
+    """The attempt as PayOps keeps it after ``start``: its gateway refs stored."""
+    return replace(request.payment, gateway_refs=dict(start.gateway_refs))
+
+
+def browser_step(start: CheckoutStart) -> BrowserStep:
+    """Where ``start`` sends the customer's browser."""
+    return BrowserStep(start.method, start.url, dict(start.fields))
+
+
+async def paid_and_returned(
+    gateway: Connector, journey: Any, fake: Any, request: CheckoutRequest
+) -> tuple[CheckoutStart, GatewayResult]:
+    """Start ``request``, pay at the fake's page, and confirm the browser's return."""
+    start = await gateway.start_checkout(request)
+    back = journey.pay(fake, browser_step(start), "success")
+    assert back is not None
+    return start, await gateway.confirm_return(attempt_of(request, start), back.fields)
 
 
 def driver_notification(
