@@ -128,11 +128,35 @@ def auto_post(response: httpx.Response) -> BrowserStep | None:
 
 
 class FormPostDriver:
-    """What a driver whose gateway page answers with an auto-submitting form shares: the fake
-    holds the payer's return (``never_return``) and thanks the payer instead."""
+    """What the drivers of pages that post forms share (PayU India, QPay): the page holds a card
+    form and a cancel form; a decided payment answers with an auto-submitting form (the
+    browser's return), a pending one with a "processed" page; a fake that holds the payer's
+    return (``never_return``) thanks the payer instead."""
+
+    def card(self, action: CustomerAction) -> dict[str, str]:
+        """The card form's fields for ``action`` (success, decline or pending)."""
+        raise NotImplementedError
 
     def act(self, at_gateway: BrowserStep, action: CustomerAction) -> httpx.Response:
-        raise NotImplementedError
+        """Open the gateway's page and do ``action``: the gateway's answer to the browser."""
+        opened = browser(at_gateway)
+        assert opened.status_code == 200, opened.text
+        card_form, cancel_form = forms(opened.text, str(opened.url))
+        if action == "cancel":
+            response = submit(cancel_form)
+        else:
+            response = submit(card_form, **self.card(action))
+        assert response.status_code == 200, response.text
+        return response
+
+    def pay(self, fake: Any, at_gateway: BrowserStep, action: CustomerAction) -> BrowserStep | None:
+        response = self.act(at_gateway, action)
+        step = auto_post(response)
+        if action == "pending":
+            assert step is None and "processed" in response.text, response.text
+        else:
+            assert step is not None, response.text
+        return step
 
     def pay_without_return(self, fake: Any, at_gateway: BrowserStep) -> None:
         fake.never_return = True

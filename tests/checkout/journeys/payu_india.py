@@ -8,33 +8,19 @@ reverse hash) to ``surl`` or ``furl``, which is the browser's next request to Pa
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from typing import Any
 
-import httpx
-
 from tests.checkout.journeys import BrowserStep, CustomerAction
-from tests.checkout.journeys.html_forms import (
-    FormPostDriver,
-    HtmlForm,
-    auto_post,
-    browser,
-    forms,
-    submit,
-)
+from tests.checkout.journeys.html_forms import FormPostDriver
 from tests.connectors.payu_india.fake_server import (
-    DECLINE_CARD,
+    CARDS,
     MERCHANT_KEY,
-    PENDING_CARD,
     PREAUTH_KEY,
     PREAUTH_SALT,
     SALT,
-    SUCCESS_CARD,
     FakePayu,
 )
-
-CARDS = {"success": SUCCESS_CARD, "decline": DECLINE_CARD, "pending": PENDING_CARD}
 
 
 class PayuDriver(FormPostDriver):
@@ -43,10 +29,8 @@ class PayuDriver(FormPostDriver):
     amount = "1250.00"
     modes = ("purchase", "authorize")
 
-    @contextmanager
-    def fake(self) -> Iterator[FakePayu]:
-        with FakePayu() as fake:
-            yield fake
+    def fake(self) -> AbstractContextManager[Any]:
+        return FakePayu()
 
     def settle_operations(self, fake: FakePayu) -> None:
         """PayU queues captures, refunds and cancels: its back office settles every queued
@@ -72,37 +56,13 @@ class PayuDriver(FormPostDriver):
             },
         }
 
-    def page(self, at_gateway: BrowserStep) -> list[HtmlForm]:
-        response = browser(at_gateway)
-        assert response.status_code == 200, response.text
-        return forms(response.text, str(response.url))
-
-    def pay(
-        self, fake: FakePayu, at_gateway: BrowserStep, action: CustomerAction
-    ) -> BrowserStep | None:
-        response = self.act(at_gateway, action)
-        step = auto_post(response)
-        if action == "pending":
-            assert step is None and "processed" in response.text, response.text
-        else:
-            assert step is not None, response.text
-        return step
-
-    def act(self, at_gateway: BrowserStep, action: CustomerAction) -> httpx.Response:
-        """Open PayU's page and do ``action``: PayU's answer to the browser."""
-        card_form, cancel_form = self.page(at_gateway)
-        if action == "cancel":
-            response = submit(cancel_form)
-        else:
-            response = submit(
-                card_form,
-                card_number=CARDS[action],
-                expiry="12/30",
-                cvv="123",
-                name_on_card="Asha Rao",
-            )
-        assert response.status_code == 200, response.text
-        return response
+    def card(self, action: CustomerAction) -> dict[str, str]:
+        return {
+            "card_number": CARDS[action],
+            "expiry": "12/30",
+            "cvv": "123",
+            "name_on_card": "Asha Rao",
+        }
 
     def forge_return(self, fake: FakePayu, at_gateway: BrowserStep) -> BrowserStep:
         sent = at_gateway.fields

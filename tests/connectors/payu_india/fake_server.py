@@ -77,6 +77,8 @@ CHECKOUT_AMOUNT_SHAPE = re.compile(r"^[0-9]{1,10}(\.[0-9]{1,2})?$")
 SUCCESS_CARD = "5123456789012346"  # PayU's published test card
 DECLINE_CARD = "4000000000000002"
 PENDING_CARD = "4000000000003220"
+# The card a customer uses at the page for each outcome (the journey drivers).
+CARDS = {"success": SUCCESS_CARD, "decline": DECLINE_CARD, "pending": PENDING_CARD}
 UDFS = ("udf1", "udf2", "udf3", "udf4", "udf5")
 # verify_payment's words for each state of the fake's records.
 STATE_WORDS = {

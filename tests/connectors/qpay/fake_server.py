@@ -64,6 +64,8 @@ PAGE_PATH = "/qcb-pg/pay"  # the fake's own card page (QPay's page addresses are
 SUCCESS_CARD = "4215375500883243"
 DECLINE_CARD = "4215375500880001"
 PENDING_CARD = "4215375500889999"
+# The card a customer uses at the page for each outcome (the journey drivers).
+CARDS = {"success": SUCCESS_CARD, "decline": DECLINE_CARD, "pending": PENDING_CARD}
 PAYMENT_FIELDS = (
     "Action",
     "Amount",
