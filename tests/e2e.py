@@ -99,15 +99,21 @@ async def post_op(
     slash: bool = False,
     tracking_key: str | None = None,
     never_shown: Iterable[str] = (),
+    base_url: str = "",
+    expect: int | None = None,
 ) -> httpx.Response:
-    """Send one v1 operation; ``never_shown`` are secrets the answer must not contain."""
+    """Send one v1 operation; ``never_shown`` are secrets the answer must not contain, ``expect``
+    the status it must have. ``base_url`` names a server apart from ``client``'s own."""
     body: dict[str, Any] = {"operation": operation}
     if amount is not None:
         body["amount"] = amount
     headers = dict(auth)
     if tracking_key is not None:
         headers["Tracking-Key"] = tracking_key
-    response = await client.post(op_path(order_no, slash=slash), json=body, headers=headers)
+    url = base_url + op_path(order_no, slash=slash)
+    response = await client.post(url, json=body, headers=headers)
+    if expect is not None:
+        assert response.status_code == expect, response.text
     for secret in never_shown:
         assert secret not in response.text
     return response
