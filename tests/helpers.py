@@ -12,6 +12,7 @@ from collections.abc import Awaitable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import parse_qsl, urlsplit
 
 import httpx
 from cryptography.fernet import Fernet
@@ -26,6 +27,7 @@ from payops.connectors.base import (
     GatewayResult,
     Notification,
     OperationRequest,
+    Outcome,
     PaymentRef,
 )
 from payops.context import AppContext
@@ -318,9 +320,26 @@ def checkout_request(
     return replace(request, **changes)
 
 
-def attempt_of(request: CheckoutRequest, start: CheckoutStart) -> PaymentRef:
+def started(payment: PaymentRef, start: CheckoutStart) -> PaymentRef:
     """The attempt as PayOps keeps it after ``start``: its gateway refs stored."""
-    return replace(request.payment, gateway_refs=dict(start.gateway_refs))
+    return replace(payment, gateway_refs={**payment.gateway_refs, **start.gateway_refs})
+
+
+def attempt_of(request: CheckoutRequest, start: CheckoutStart) -> PaymentRef:
+    return started(request.payment, start)
+
+
+async def begun(connector: Connector, request: CheckoutRequest) -> tuple[PaymentRef, CheckoutStart]:
+    """Start ``request``, which must succeed: the attempt as kept after it, and the start."""
+    start = await connector.start_checkout(request)
+    assert start.outcome == Outcome.SUCCESS, start
+    return started(request.payment, start), start
+
+
+def returned_params(step: BrowserStep, return_url: str) -> dict[str, str]:
+    """What the browser brings back to ``return_url``: its query and posted fields."""
+    assert step.url.startswith(return_url)
+    return {**dict(parse_qsl(urlsplit(step.url).query)), **step.fields}
 
 
 def browser_step(start: CheckoutStart) -> BrowserStep:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import logging
 from dataclasses import replace
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
 
 import httpx
 import pytest
@@ -30,7 +29,14 @@ from tests.connectors.ngenius.fake_server import (
     ngenius_fake,  # noqa: F401 - fixtures
     ngenius_server,  # noqa: F401
 )
-from tests.helpers import checkout_request, driver_notification, new_attempt
+from tests.helpers import (
+    begun,
+    checkout_request,
+    driver_notification,
+    new_attempt,
+    returned_params,
+    started,
+)
 
 DRIVER = driver("ngenius")
 RETURN = "http://payops.test/checkout/return/tok-2b8e41"
@@ -79,21 +85,14 @@ def checkout(payment: PaymentRef, **changes: Any) -> CheckoutRequest:
     return checkout_request(payment, RETURN, "ngenius-aed", "tok-2b8e41", customer, **changes)
 
 
-def started(payment: PaymentRef, start: CheckoutStart) -> PaymentRef:
-    return replace(payment, gateway_refs={**payment.gateway_refs, **start.gateway_refs})
-
-
 def return_params(step: BrowserStep) -> dict[str, str]:
-    assert step.url.startswith(RETURN)
-    return {**dict(parse_qsl(urlsplit(step.url).query)), **step.fields}
+    return returned_params(step, RETURN)
 
 
 async def begin(
     connector: NgeniusConnector, payment: PaymentRef, **changes: Any
 ) -> tuple[PaymentRef, CheckoutStart]:
-    start = await connector.start_checkout(checkout(payment, **changes))
-    assert start.outcome == Outcome.SUCCESS, start
-    return started(payment, start), start
+    return await begun(connector, checkout(payment, **changes))
 
 
 def creates(fake: FakeNgenius) -> list[Any]:

@@ -9,7 +9,6 @@ import logging
 from dataclasses import replace
 from decimal import Decimal
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
 
 import httpx
 import pytest
@@ -27,7 +26,14 @@ from tests.checkout.journeys import BrowserStep, driver
 from tests.connectors.tabby import fake_server
 from tests.connectors.tabby.fake_server import TEST_SECRET_KEY, FakeTabby
 from tests.fakes.receiver import receiver
-from tests.helpers import checkout_request, driver_notification, new_attempt
+from tests.helpers import (
+    begun,
+    checkout_request,
+    driver_notification,
+    new_attempt,
+    returned_params,
+    started,
+)
 
 fake_tabby = fake_server.fake_tabby
 
@@ -65,22 +71,14 @@ def checkout(payment: PaymentRef, **changes: Any) -> CheckoutRequest:
     return checkout_request(payment, RETURN, "tabby-kwd", "tok-7f3a9c", customer, **changes)
 
 
-def started(payment: PaymentRef, start: CheckoutStart) -> PaymentRef:
-    """The attempt as PayOps keeps it after the start (its refs stored)."""
-    return replace(payment, gateway_refs={**payment.gateway_refs, **start.gateway_refs})
-
-
 def return_params(step: BrowserStep) -> dict[str, str]:
-    assert step.url.startswith(RETURN)
-    return {**dict(parse_qsl(urlsplit(step.url).query)), **step.fields}
+    return returned_params(step, RETURN)
 
 
 async def begin(
     connector: TabbyConnector, payment: PaymentRef, **changes: Any
 ) -> tuple[PaymentRef, CheckoutStart]:
-    start = await connector.start_checkout(checkout(payment, **changes))
-    assert start.outcome == Outcome.SUCCESS, start
-    return started(payment, start), start
+    return await begun(connector, checkout(payment, **changes))
 
 
 @pytest.fixture
