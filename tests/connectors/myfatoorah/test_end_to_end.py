@@ -3,9 +3,6 @@ MyFatoorah, on SQLite and PostgreSQL (the ``backend`` fixture)."""
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 from typing import Any
 
 import httpx
@@ -21,6 +18,7 @@ from tests.connectors.myfatoorah.fake_server import (
     already_updated_response,
     declined_response,
     refund_exceeds_response,
+    refund_webhook,
 )
 from tests.e2e import NOT_SUPPORTED, UNCONFIRMED, post_op, states, totals
 from tests.helpers import Seed
@@ -303,27 +301,8 @@ def signed_refund_event(
     """A V2 REFUND_STATUS_CHANGED event, signed as the webhook documentation describes. It
     carries no refund ExternalIdentifier (``reference`` is not in it); ``Refund.InvoiceId`` is the
     refund's own invoice. ``invoice`` None: the event names no referenced invoice."""
-    referenced = f'{{"Id":"{invoice}"}}' if invoice is not None else "null"
-    body = (
-        '{"Event":{"Code":2,"Name":"REFUND_STATUS_CHANGED","CountryIsoCode":"KWT",'
-        '"CreationDate":"2025-01-26T12:07:15Z","Reference":"WH-9"},'
-        f'"Data":{{"Refund":{{"Id":{refund_id},"Reference":"2025{refund_id}",'
-        f'"Status":"{status}","InvoiceId":9999001}},'
-        f'"Amount":{{"BaseCurrency":"KWD","ValueInBaseCurrency":{amount}}},'
-        f'"ReferencedInvoice":{referenced}}}}}'
-    )
-    canonical = (
-        f"Refund.Id={refund_id},Refund.Status={status},"
-        f"Amount.ValueInBaseCurrency={amount},ReferencedInvoice.Id={invoice or ''}"
-    )
-    signature = base64.b64encode(
-        hmac.new(secret.encode(), canonical.encode(), hashlib.sha256).digest()
-    ).decode()
-    return body.encode(), {
-        "MyFatoorah-Signature": signature,
-        "myfatoorah-webhook-version": "v2",
-        "Content-Type": "application/json",
-    }
+    refund = {"Reference": f"2025{refund_id}", "InvoiceId": 9999001}
+    return refund_webhook(secret, refund_id, status, amount, invoice, **refund)
 
 
 async def test_a_signed_refund_notification_settles_the_queued_refund(
