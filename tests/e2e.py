@@ -20,6 +20,7 @@ from typing import Any
 import httpx
 import pytest
 
+from payops.db.models import Operation
 from tests.helpers import Seed
 
 OPERATION_PATH = "/b/pbl/v1/operation/{}"
@@ -174,3 +175,18 @@ async def import_payment(
         options=gateway_options(base_url, timeout, **(options or {})),
         **gateway,
     )
+
+
+async def assert_unconfirmed(response: httpx.Response, seed: Seed, operation: str) -> Operation:
+    """The 504 answer to an operation the gateway did not confirm: the one operation of ORD-1,
+    left processing for the reconciler."""
+    assert response.status_code == 504, response.text
+    [stored] = await seed.operations()
+    assert response.json() == {
+        "detail": UNCONFIRMED,
+        "operation": operation,
+        "result": "pending",
+        "reference_number": stored.reference_number,
+    }
+    assert stored.state == "processing"
+    return stored

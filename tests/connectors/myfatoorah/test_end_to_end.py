@@ -20,7 +20,7 @@ from tests.connectors.myfatoorah.fake_server import (
     refund_exceeds_response,
     refund_webhook,
 )
-from tests.e2e import NOT_SUPPORTED, UNCONFIRMED, post_op, states, totals
+from tests.e2e import NOT_SUPPORTED, assert_unconfirmed, post_op, states, totals
 from tests.helpers import Seed
 
 fake_myfatoorah = fake_server.fake_myfatoorah  # the fake's fixture, used by this module
@@ -223,16 +223,7 @@ async def test_a_refund_timeout_is_504_then_reconciled_to_myfatoorahs_truth(
     fake_myfatoorah.fail_next("timeout", endpoint="/v2/MakeRefund", apply=performed)
 
     response = await post_op(client, auth, "refund", "10.000")
-
-    assert response.status_code == 504
-    [operation] = await seed.operations()
-    assert response.json() == {
-        "detail": UNCONFIRMED,
-        "operation": "refund",
-        "result": "pending",
-        "reference_number": operation.reference_number,
-    }
-    assert operation.state == "processing"
+    await assert_unconfirmed(response, seed, "refund")
     assert len(fake_myfatoorah.refunds(invoice)) == (1 if performed else 0)
 
     summary = await reconcile_once(ctx)

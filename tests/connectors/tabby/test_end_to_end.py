@@ -18,7 +18,7 @@ from tests.connectors.tabby.fake_server import (
     disputed_response,
     refund_not_closed_response,
 )
-from tests.e2e import NOT_SUPPORTED, UNCONFIRMED, post_op, totals
+from tests.e2e import NOT_SUPPORTED, assert_unconfirmed, post_op, totals
 from tests.helpers import Seed
 
 fake_tabby = fake_server.fake_tabby  # the fake's fixture, used by this module
@@ -207,15 +207,7 @@ async def test_a_timeout_is_504_then_reconciled_to_tabbys_truth(
     fake_tabby.fail_next("timeout", suffix="/refunds", apply=performed)
 
     response = await post_op(client, auth, "refund", "10.000")
-    assert response.status_code == 504
-    [operation] = await seed.operations()
-    assert response.json() == {
-        "detail": UNCONFIRMED,
-        "operation": "refund",
-        "result": "pending",
-        "reference_number": operation.reference_number,
-    }
-    assert operation.state == "processing"
+    operation = await assert_unconfirmed(response, seed, "refund")
     assert len(fake_tabby.payment(payment_id)["refunds"]) == (1 if performed else 0)
 
     summary = await reconcile_once(ctx)
