@@ -357,6 +357,24 @@ async def paid_and_returned(
     return start, await gateway.confirm_return(attempt_of(request, start), back.fields)
 
 
+async def forged_return(
+    connector: Connector,
+    journey: Any,
+    fake: Any,
+    attempt: tuple[PaymentRef, CheckoutStart],
+    return_url: str,
+    forged_key: str,
+) -> GatewayResult:
+    """Confirm the return the driver forges for ``attempt`` (a paid-looking return naming
+    another gateway id in ``forged_key``), after which the fake must never have been asked about
+    that id: only the stored one is read."""
+    payment, start = attempt
+    params = returned_params(journey.forge_return(fake, BrowserStep("GET", start.url)), return_url)
+    result = await connector.confirm_return(payment, params)
+    assert all(params[forged_key] not in r.path for r in fake.requests)
+    return result
+
+
 def driver_notification(
     journey: Any, fake: Any, connector_class: type[Connector], pg_code: str
 ) -> tuple[Notification, bytes]:

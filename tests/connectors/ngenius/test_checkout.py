@@ -33,6 +33,7 @@ from tests.helpers import (
     begun,
     checkout_request,
     driver_notification,
+    forged_return,
     new_attempt,
     returned_params,
     started,
@@ -227,12 +228,9 @@ async def test_three_d_secure_left_pending(fake: FakeNgenius, ngenius: NgeniusCo
 async def test_forged_return_is_neither_success_nor_failure(
     fake: FakeNgenius, ngenius: NgeniusConnector
 ) -> None:
-    payment, start = await begin(ngenius, attempt())
-    forged = DRIVER.forge_return(fake, BrowserStep("GET", start.url))
-    result = await ngenius.confirm_return(payment, return_params(forged))
-    assert result.outcome == Outcome.PENDING
-    forged_ref = return_params(forged)["ref"]
-    assert all(forged_ref not in r.path for r in fake.requests)  # only the stored order is read
+    started_attempt = await begin(ngenius, attempt())
+    result = await forged_return(ngenius, DRIVER, fake, started_attempt, RETURN, "ref")
+    assert result.outcome == Outcome.PENDING  # only the stored order was read
 
     # Another attempt's paid order named in the return of an attempt with nothing stored.
     other, other_start = await begin(ngenius, attempt())

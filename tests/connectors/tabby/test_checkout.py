@@ -30,6 +30,7 @@ from tests.helpers import (
     begun,
     checkout_request,
     driver_notification,
+    forged_return,
     new_attempt,
     returned_params,
     started,
@@ -197,13 +198,10 @@ async def test_pending_payment_stays_pending(fake_tabby: FakeTabby, tabby: Tabby
 async def test_forged_return_is_neither_success_nor_failure(
     fake_tabby: FakeTabby, tabby: TabbyConnector
 ) -> None:
-    payment, start = await begin(tabby, attempt())
-    forged = DRIVER.forge_return(fake_tabby, BrowserStep("GET", start.url))
-    result = await tabby.confirm_return(payment, return_params(forged))
+    # Only the stored payment is read, never the forged id.
+    started_attempt = await begin(tabby, attempt())
+    result = await forged_return(tabby, DRIVER, fake_tabby, started_attempt, RETURN, "payment_id")
     assert result.outcome == Outcome.PENDING
-    # Only the stored payment was read, never the forged id.
-    forged_id = return_params(forged)["payment_id"]
-    assert all(forged_id not in r.path for r in fake_tabby.requests)
 
     # Someone else's paid payment named in the return of an attempt with no stored id.
     other, other_start = await begin(tabby, attempt("authorize"))
