@@ -13,12 +13,14 @@ A gateway's module takes the shared fixtures by name, as it takes its fake's::
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import functools
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import httpx
 import pytest
 
+from payops.db.models import Operation
 from tests.helpers import Seed
 
 OPERATION_PATH = "/b/pbl/v1/operation/{}"
@@ -98,15 +100,21 @@ async def post_op(
     slash: bool = False,
     tracking_key: str | None = None,
     never_shown: Iterable[str] = (),
+    base_url: str = "",
+    expect: int | None = None,
 ) -> httpx.Response:
-    """Send one v1 operation; ``never_shown`` are secrets the answer must not contain."""
+    """Send one v1 operation; ``never_shown`` are secrets the answer must not contain, ``expect``
+    the status it must have. ``base_url`` names a server apart from ``client``'s own."""
     body: dict[str, Any] = {"operation": operation}
     if amount is not None:
         body["amount"] = amount
     headers = dict(auth)
     if tracking_key is not None:
         headers["Tracking-Key"] = tracking_key
-    response = await client.post(op_path(order_no, slash=slash), json=body, headers=headers)
+    url = base_url + op_path(order_no, slash=slash)
+    response = await client.post(url, json=body, headers=headers)
+    if expect is not None:
+        assert response.status_code == expect, response.text
     for secret in never_shown:
         assert secret not in response.text
     return response
@@ -133,3 +141,52 @@ def assert_operation(
     for secret in never_shown:
         assert secret not in response.text
     return body
+
+
+def asserting_operation(*never_shown: str) -> Callable[..., dict[str, Any]]:
+    """``assert_operation`` for a gateway's module: its secrets are never shown."""
+    return functools.partial(assert_operation, never_shown=never_shown)
+
+
+async def import_payment(
+    seed: Seed,
+    connector: str,
+    base_url: str,
+    gateway_refs: dict[str, Any],
+    credentials: dict[str, Any],
+    *,
+    amount: str,
+    currency: str,
+    state: str = "paid",
+    timeout: float | None = None,
+    options: dict[str, Any] | None = None,
+    **gateway: Any,
+) -> None:
+    """A payment at a fake gateway (at ``base_url``) imported into PayOps as order ORD-1, on a
+    new configuration ``<connector>-<currency>``."""
+    await seed.imported(
+        connector=connector,
+        code=f"{connector}-{currency.lower()}",
+        amount=amount,
+        currency=currency,
+        state=state,
+        gateway_refs=gateway_refs,
+        credentials=credentials,
+        options=gateway_options(base_url, timeout, **(options or {})),
+        **gateway,
+    )
+
+
+async def assert_unconfirmed(response: httpx.Response, seed: Seed, operation: str) -> Operation:
+    """The 504 answer to an operation the gateway did not confirm: the one operation of ORD-1,
+    left processing for the reconciler."""
+    assert response.status_code == 504, response.text
+    [stored] = await seed.operations()
+    assert response.json() == {
+        "detail": UNCONFIRMED,
+        "operation": operation,
+        "result": "pending",
+        "reference_number": stored.reference_number,
+    }
+    assert stored.state == "processing"
+    return stored

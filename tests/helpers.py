@@ -9,15 +9,27 @@ import os
 import subprocess
 import time
 from collections.abc import Awaitable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import parse_qsl, urlsplit
 
 import httpx
 from cryptography.fernet import Fernet
 from sqlalchemy import func, select
 
 from payops.auth.secrets import hash_password, new_api_key
-from payops.connectors.base import Connector, GatewayResult, OperationRequest, PaymentRef
+from payops.connectors.base import (
+    CheckoutRequest,
+    CheckoutStart,
+    Connector,
+    ConnectorConfig,
+    GatewayResult,
+    Notification,
+    OperationRequest,
+    Outcome,
+    PaymentRef,
+)
 from payops.context import AppContext
 from payops.db.models import (
     ApiKey,
@@ -30,10 +42,12 @@ from payops.db.models import (
     UserPermission,
 )
 from payops.gateways.service import add_gateway
+from payops.ids import new_reference_number
 from payops.money import parse_amount
 from payops.transactions import repository
 from payops.transactions.service import import_transaction, new_parent, pay_with_sandbox
 from payops.webhooks import outbox
+from tests.checkout.journeys import BrowserStep
 
 T = TypeVar("T")
 SUCCESS_CARD = "4111111111111111"
@@ -270,6 +284,118 @@ async def run_once(connector: Connector, request: OperationRequest) -> GatewayRe
 
 async def inquire_once(connector: Connector, request: OperationRequest) -> GatewayResult:
     return await once(connector, connector.inquire_operation(request))
+
+
+def new_attempt(amount: int, currency: str, mode: str = "purchase") -> PaymentRef:
+    """A fresh payment attempt as a connector's checkout sees it: a new reference number."""
+    return PaymentRef(
+        reference_number=new_reference_number(),
+        amount=amount,
+        currency_code=currency,
+        operation_mode=mode,
+    )
+
+
+def checkout_request(
+    payment: PaymentRef,
+    return_url: str,
+    pg_code: str,
+    token: str,
+    customer: dict[str, Any] | None = None,
+    **changes: Any,
+) -> CheckoutRequest:
+    """A checkout start as PayOps's checkout sends it: the return, cancel and failure URLs under
+    ``return_url``, the response URL of the page ``token``, the notification URL of ``pg_code``."""
+    request = CheckoutRequest(
+        payment=payment,
+        return_url=return_url,
+        cancel_url=f"{return_url}?outcome=cancel",
+        failure_url=f"{return_url}?outcome=failure",
+        response_url=f"http://payops.test/checkout/response/{token}",
+        notification_url=f"http://payops.test/b/pg/notifications/{pg_code}",
+        merchant_name="PayOps Test Shop",
+        description="Order 42",
+        customer=customer or {},
+    )
+    return replace(request, **changes)
+
+
+def started(payment: PaymentRef, start: CheckoutStart) -> PaymentRef:
+    """The attempt as PayOps keeps it after ``start``: its gateway refs stored."""
+    return replace(payment, gateway_refs={**payment.gateway_refs, **start.gateway_refs})
+
+
+def attempt_of(request: CheckoutRequest, start: CheckoutStart) -> PaymentRef:
+    return started(request.payment, start)
+
+
+async def begun(connector: Connector, request: CheckoutRequest) -> tuple[PaymentRef, CheckoutStart]:
+    """Start ``request``, which must succeed: the attempt as kept after it, and the start."""
+    start = await connector.start_checkout(request)
+    assert start.outcome == Outcome.SUCCESS, start
+    return started(request.payment, start), start
+
+
+def returned_params(step: BrowserStep, return_url: str) -> dict[str, str]:
+    """What the browser brings back to ``return_url``: its query and posted fields."""
+    assert step.url.startswith(return_url)
+    return {**dict(parse_qsl(urlsplit(step.url).query)), **step.fields}
+
+
+def browser_step(start: CheckoutStart) -> BrowserStep:
+    """Where ``start`` sends the customer's browser."""
+    return BrowserStep(start.method, start.url, dict(start.fields))
+
+
+async def paid_and_returned(
+    gateway: Connector, journey: Any, fake: Any, request: CheckoutRequest
+) -> tuple[CheckoutStart, GatewayResult]:
+    """Start ``request``, pay at the fake's page, and confirm the browser's return."""
+    start = await gateway.start_checkout(request)
+    back = journey.pay(fake, browser_step(start), "success")
+    assert back is not None
+    return start, await gateway.confirm_return(attempt_of(request, start), back.fields)
+
+
+async def forged_return(
+    connector: Connector,
+    journey: Any,
+    fake: Any,
+    attempt: tuple[PaymentRef, CheckoutStart],
+    return_url: str,
+    forged_key: str,
+) -> GatewayResult:
+    """Confirm the return the driver forges for ``attempt`` (a paid-looking return naming
+    another gateway id in ``forged_key``), after which the fake must never have been asked about
+    that id: only the stored one is read."""
+    payment, start = attempt
+    params = returned_params(journey.forge_return(fake, BrowserStep("GET", start.url)), return_url)
+    result = await connector.confirm_return(payment, params)
+    assert all(params[forged_key] not in r.path for r in fake.requests)
+    return result
+
+
+def driver_notification(
+    journey: Any, fake: Any, connector_class: type[Connector], pg_code: str
+) -> tuple[Notification, bytes]:
+    """The notification a journey driver has the fake send, read by a connector configured as
+    the driver configures the gateway (its webhook secret included), and the raw body."""
+    from tests.fakes.receiver import receiver
+
+    config = journey.gateway_config(fake, "purchase")
+    listening = connector_class(
+        ConnectorConfig(
+            pg_code=pg_code,
+            is_sandbox=True,
+            credentials=config["credentials"],
+            options=config["options"],
+            webhook_secret=config["webhook_secret"],
+        )
+    )
+    with receiver() as received:
+        assert journey.notify(fake, received.url) is True
+    [(headers, body)] = received.posts
+    return listening.parse_notification(headers, body), body
 
 
 # -- `payops serve` in a subprocess ----------------------------------------------------------------

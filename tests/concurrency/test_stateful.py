@@ -44,6 +44,7 @@ from payops.money import format_minor
 from payops.operations.reconciler import reconcile_once
 from payops.transactions import repository
 from tests.conftest import make_settings
+from tests.e2e import post_op
 from tests.helpers import Seed
 
 pytestmark = pytest.mark.timeout(300)
@@ -288,13 +289,10 @@ class OperationsMachine(RuleBasedStateMachine):
     # -- requests -------------------------------------------------------------------------------
 
     async def _post(self, operation: str, amount: int | None, key: str | None) -> httpx.Response:
-        body: dict[str, Any] = {"operation": operation}
-        if amount is not None:
-            body["amount"] = kwd(amount)
-        headers = dict(self.auth)
-        if key is not None:
-            headers["Tracking-Key"] = key
-        return await self.client.post(f"/b/pbl/v1/operation/{ORDER_NO}", json=body, headers=headers)
+        sent = None if amount is None else kwd(amount)
+        return await post_op(
+            self.client, self.auth, operation, sent, order_no=ORDER_NO, tracking_key=key
+        )
 
     def check_answer(
         self, response: httpx.Response, operation: str, after: Books, *, reconciling: bool = False

@@ -16,6 +16,7 @@ import httpx
 from sqlalchemy import event
 
 from payops.context import AppContext
+from tests.e2e import post_op
 from tests.helpers import Seed
 
 # Statements of one partial refund through the API, caches warm, gateway answering success:
@@ -45,24 +46,17 @@ def counting(ctx: AppContext) -> Iterator[list[str]]:
             event.remove(engine, "before_cursor_execute", count)
 
 
-async def refund(client: httpx.AsyncClient, auth: dict[str, str], order_no: str) -> httpx.Response:
-    return await client.post(
-        f"/b/pbl/v1/operation/{order_no}",
-        headers=auth,
-        json={"operation": "refund", "amount": "1.000"},
-    )
-
-
 async def test_one_refund_stays_within_its_statements(
     client: httpx.AsyncClient, seed: Seed, ctx: AppContext, backend: str
 ) -> None:
     auth = await seed.api_key()
     await seed.transaction("100.000", "KWD", order_no="ORD-S")
-    first = await refund(client, auth, "ORD-S")  # fills the caches: configuration, settings
+    # The first refund fills the caches: configuration, settings.
+    first = await post_op(client, auth, "refund", "1.000", order_no="ORD-S")
     assert first.status_code == 200, first.text
 
     with counting(ctx) as statements:
-        second = await refund(client, auth, "ORD-S")
+        second = await post_op(client, auth, "refund", "1.000", order_no="ORD-S")
 
     assert second.status_code == 200, second.text
     assert second.json()["txn"]["state"] == "refunded"
@@ -87,11 +81,11 @@ async def test_a_changed_merchant_setting_is_used_at_once(
     await seed.transaction("100.000", "KWD", order_no="ORD-K")
     async with ctx.db.write() as session:
         await outbox.set_merchant_setting(session, outbox.HMAC_KEY_SETTING, "first-key")
-    assert (await refund(client, auth, "ORD-K")).status_code == 200
+    assert (await post_op(client, auth, "refund", "1.000", order_no="ORD-K")).status_code == 200
     async with ctx.db.write() as session:
         await outbox.set_merchant_setting(session, outbox.HMAC_KEY_SETTING, "second-key")
 
-    body = (await refund(client, auth, "ORD-K")).json()
+    body = (await post_op(client, auth, "refund", "1.000", order_no="ORD-K")).json()
     unsigned = {k: v for k, v in body.items() if k != "signature"}
     assert body["signature"] == sign(unsigned, "second-key")
 
@@ -107,12 +101,12 @@ async def test_a_changed_gateway_configuration_is_used_at_once(
 
     auth = await seed.api_key()
     await seed.transaction("100.000", "KWD", order_no="ORD-G")
-    assert (await refund(client, auth, "ORD-G")).status_code == 200
+    assert (await post_op(client, auth, "refund", "1.000", order_no="ORD-G")).status_code == 200
     async with ctx.db.write() as session:
         config = await session.scalar(select(GatewayConfig))
         config.enabled_operations = [op for op in config.enabled_operations if op != "refund"]
 
-    response = await refund(client, auth, "ORD-G")
+    response = await post_op(client, auth, "refund", "1.000", order_no="ORD-G")
     assert response.status_code == 400, response.text
     parent = await seed.find("ORD-G")
     assert parent is not None and parent.refunded == 1000

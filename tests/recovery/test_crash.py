@@ -13,6 +13,7 @@ Every test runs on SQLite and PostgreSQL (the ``backend`` fixture).
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import signal
 import socket
@@ -32,13 +33,13 @@ from payops.context import AppContext
 from payops.crashpoints import AFTER_GATEWAY, AFTER_INTENT, AFTER_SETTLE, POINTS
 from payops.operations.reconciler import reconcile_once
 from payops.transactions import repository
+from tests.e2e import post_op
 from tests.helpers import Seed
 
 PAYOPS = Path(sys.executable).with_name("payops")
 START_DEADLINE = 60.0
 RECONCILE_DEADLINE = 30.0
 ORDER = "ORD-1"
-PATH = f"/b/pbl/v1/operation/{ORDER}"
 REFUND = "10.000"
 REFUND_MINOR = 10_000
 KEY = "refund-crash-1"
@@ -178,14 +179,6 @@ async def reconcile_until_settled(ctx: AppContext, seed: Seed) -> int:
         await asyncio.sleep(0.25)
 
 
-async def post_refund(http: httpx.AsyncClient, base: str, auth: dict[str, str]) -> httpx.Response:
-    return await http.post(
-        f"{base}{PATH}",
-        json={"operation": "refund", "amount": REFUND},
-        headers={**auth, "Tracking-Key": KEY},
-    )
-
-
 @pytest.mark.parametrize("point", POINTS)
 async def test_crash_point_recovers_to_the_gateway_truth(
     point: str,
@@ -196,6 +189,9 @@ async def test_crash_point_recovers_to_the_gateway_truth(
     http: httpx.AsyncClient,
 ) -> None:
     auth = await seed.api_key()
+    refund = functools.partial(
+        post_op, http, auth, "refund", REFUND, order_no=ORDER, tracking_key=KEY
+    )
     parent = await seed.transaction("100.000", order_no=ORDER)
     assert parent.state == "paid"
     assert ledger_operations(settings) == []
@@ -209,7 +205,7 @@ async def test_crash_point_recovers_to_the_gateway_truth(
         servers.ready(crashing, base), servers.ready(replacement, replacement_base)
     )
     with pytest.raises(httpx.TransportError):
-        await post_refund(http, base, auth)
+        await refund(base_url=base)
     assert crashing.wait(timeout=20) == -signal.SIGKILL
 
     [op] = await seed.operations(ORDER)
@@ -234,7 +230,7 @@ async def test_crash_point_recovers_to_the_gateway_truth(
     # 2. Served again without the crash point; a retry before reconciliation must not call the
     #    gateway again: 409 while the outcome is open, the stored answer once it is settled.
     base = replacement_base
-    early = await post_refund(http, base, auth)
+    early = await refund(base_url=base)
     if point == AFTER_SETTLE:
         assert early.status_code == 200, early.text
         assert early.json()["reference_number"] == reference
@@ -264,7 +260,7 @@ async def test_crash_point_recovers_to_the_gateway_truth(
     assert await reconcile(ctx) == 0, "a settled operation is never asked about again"
 
     # 4. The retry with the same Tracking-Key after reconciliation.
-    retry = await post_refund(http, base, auth)
+    retry = await refund(base_url=base)
     assert retry.status_code == 200, retry.text
     body = retry.json()
     assert body["result"] == "success"
@@ -288,7 +284,7 @@ async def test_crash_point_recovers_to_the_gateway_truth(
     assert await reserved_refunds(ctx) == 0
 
     # A second retry is answered from storage too (nothing moves).
-    again = await post_refund(http, base, auth)
+    again = await refund(base_url=base)
     assert again.status_code == 200, again.text
     assert again.json()["reference_number"] == body["reference_number"]
     assert len(ledger_operations(settings)) == 1

@@ -53,10 +53,10 @@ from payops.gateways.service import add_gateway
 from payops.operations.reconciler import reconcile_once
 from payops.transactions import repository
 from payops.transactions.service import apply_attempt_result, new_parent, start_attempt
+from tests.e2e import post_op
 from tests.helpers import Seed
 
 ORDER = "ORD-1"
-PATH = f"/b/pbl/v1/operation/{ORDER}"
 UNCONFIRMED = "The payment gateway did not confirm the operation; it will be reconciled"
 CLIENT_TIMEOUT = 1.0  # the connector's HTTP timeout for each connect / read / write
 OPERATION_DEADLINE = 2.0  # settings.gateway_timeout_seconds: the connector's budget for a call
@@ -425,10 +425,7 @@ async def refund(
     amount: str = "10.000",
     tracking_key: str | None = "fault-1",
 ) -> httpx.Response:
-    headers = dict(auth)
-    if tracking_key:
-        headers["Tracking-Key"] = tracking_key
-    return await client.post(PATH, json={"operation": "refund", "amount": amount}, headers=headers)
+    return await post_op(client, auth, "refund", amount, order_no=ORDER, tracking_key=tracking_key)
 
 
 async def state_of(ctx: AppContext) -> tuple[list[tuple[str, str]], int, int]:

@@ -17,6 +17,7 @@ from payops.operations.reconciler import reconcile_once
 from payops.webhooks import outbox
 from payops.webhooks.delivery import deliver_due
 from payops.webhooks.signing import verify
+from tests.e2e import post_op
 from tests.helpers import Seed
 from tests.webhooks.receiver import Receiver, receiving
 
@@ -31,14 +32,6 @@ def settings_overrides() -> dict[str, Any]:
         "webhook_backoff_base_seconds": 0,
         "webhook_max_attempts": 10,
     }
-
-
-async def refund(client: httpx.AsyncClient, auth: dict[str, str], amount: str) -> httpx.Response:
-    response = await client.post(
-        "/b/pbl/v1/operation/ORD-1", json={"operation": "refund", "amount": amount}, headers=auth
-    )
-    assert response.status_code == 200, response.text
-    return response
 
 
 async def send_operations_to(seed: Seed, url: str) -> None:
@@ -67,7 +60,7 @@ async def test_event_survives_a_down_receiver_500s_and_timeouts_and_arrives_once
     port = unused_port()
     await send_operations_to(seed, f"http://127.0.0.1:{port}/hooks/payops")
     await seed.transaction("50.000")
-    await refund(client, auth, "5.000")
+    await post_op(client, auth, "refund", "5.000", expect=200)
 
     assert await deliver_due(ctx) == {"pending": 1}  # nobody listens yet: connection refused
     receiver = Receiver(script=[500, "timeout", 503, 429])
@@ -104,7 +97,7 @@ async def test_gone_receiver_ends_the_event_failed_without_retries(
     with receiving(Receiver(default=410)) as receiver:
         await send_operations_to(seed, receiver.url)
         await seed.transaction("50.000")
-        await refund(client, auth, "5.000")
+        await post_op(client, auth, "refund", "5.000", expect=200)
         await drain(ctx)
     [event] = await seed.outbox()
     assert event.state == "failed" and event.attempts == 1 and event.last_error == "HTTP 410"
@@ -118,8 +111,8 @@ async def test_events_of_one_transaction_arrive_in_order(
     with receiving(Receiver(script=[500, 500])) as receiver:
         await send_operations_to(seed, receiver.url)
         await seed.transaction("50.000")
-        await refund(client, auth, "1.000")
-        await refund(client, auth, "2.000")
+        await post_op(client, auth, "refund", "1.000", expect=200)
+        await post_op(client, auth, "refund", "2.000", expect=200)
         await drain(ctx)
     amounts = [r.body["amount"] for r in receiver.received]
     assert amounts == ["1.000", "1.000", "1.000", "2.000"]
@@ -133,7 +126,7 @@ async def test_signature_follows_a_rotated_key(
     with receiving(Receiver()) as receiver:
         await send_operations_to(seed, receiver.url)
         await seed.transaction("50.000")
-        await refund(client, auth, "1.000")
+        await post_op(client, auth, "refund", "1.000", expect=200)
         await seed.set_hmac_key("new-key-456")
         await drain(ctx)
     body = receiver.delivered[0].body
@@ -164,7 +157,7 @@ async def test_private_targets_are_refused_without_a_connection(
     auth = await seed.api_key()
     await send_operations_to(seed, target)
     await seed.transaction("50.000")
-    await refund(client, auth, "1.000")
+    await post_op(client, auth, "refund", "1.000", expect=200)
     assert await deliver_due(ctx) == {"failed": 1}
     [event] = await seed.outbox()
     assert event.last_error.startswith("refused:")
@@ -177,7 +170,8 @@ async def test_payment_and_operation_webhooks_reach_the_transaction_url(
     await seed.set_hmac_key(HMAC_KEY)
     with receiving(Receiver()) as receiver:
         await seed.transaction("50.000", webhook_url=receiver.url)  # paid: a payment webhook
-        await refund(client, auth, "0.992")  # queued at the sandbox: an operation webhook
+        # Queued at the sandbox: an operation webhook.
+        await post_op(client, auth, "refund", "0.992", expect=200)
         await drain(ctx)
         await asyncio.sleep(ctx.settings.sandbox_queue_seconds)
         await reconcile_once(ctx)  # the queued refund becomes final: another operation webhook

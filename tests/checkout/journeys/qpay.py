@@ -10,37 +10,28 @@ inquiry (Action 14).
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from typing import Any
 
-import httpx
-
 from tests.checkout.journeys import BrowserStep, CustomerAction
-from tests.checkout.journeys.payu_india import auto_post, browser, forms, submit
+from tests.checkout.journeys.html_forms import FormPostDriver
 from tests.connectors.qpay.fake_server import (
     BANK_ID,
-    DECLINE_CARD,
+    CARDS,
     MERCHANT_ID,
-    PENDING_CARD,
     SECRET,
-    SUCCESS_CARD,
     FakeQpay,
 )
 
-CARDS = {"success": SUCCESS_CARD, "decline": DECLINE_CARD, "pending": PENDING_CARD}
 
-
-class QpayDriver:
+class QpayDriver(FormPostDriver):
     connector = "qpay"
     currency = "QAR"
     amount = "200.00"
     modes = ("purchase",)
 
-    @contextmanager
-    def fake(self) -> Iterator[FakeQpay]:
-        with FakeQpay() as fake:
-            yield fake
+    def fake(self) -> AbstractContextManager[Any]:
+        return FakeQpay()
 
     def gateway_config(self, fake: FakeQpay, mode: str) -> dict[str, Any]:
         fake.partial_refunds = True  # the merchant account allows partial refunds
@@ -52,28 +43,8 @@ class QpayDriver:
             "options": {"base_url": fake.url, "partial_refunds": True},
         }
 
-    def act(self, at_gateway: BrowserStep, action: CustomerAction) -> httpx.Response:
-        """Open QPay's page and do ``action``: QPay's answer to the browser."""
-        opened = browser(at_gateway)
-        assert opened.status_code == 200, opened.text
-        card_form, cancel_form = forms(opened.text, str(opened.url))
-        if action == "cancel":
-            response = submit(cancel_form)
-        else:
-            response = submit(card_form, card_number=CARDS[action], expiry="06/30", pin="1234")
-        assert response.status_code == 200, response.text
-        return response
-
-    def pay(
-        self, fake: FakeQpay, at_gateway: BrowserStep, action: CustomerAction
-    ) -> BrowserStep | None:
-        response = self.act(at_gateway, action)
-        step = auto_post(response)
-        if action == "pending":
-            assert step is None and "processed" in response.text, response.text
-        else:
-            assert step is not None, response.text
-        return step
+    def card(self, action: CustomerAction) -> dict[str, str]:
+        return {"card_number": CARDS[action], "expiry": "06/30", "pin": "1234"}
 
     def forge_return(self, fake: FakeQpay, at_gateway: BrowserStep) -> BrowserStep:
         sent = at_gateway.fields
@@ -89,14 +60,6 @@ class QpayDriver:
             "Response.SecureHash": secrets.token_hex(32),
         }
         return BrowserStep("POST", sent["ExtraFields_f14"], fields)
-
-    def pay_without_return(self, fake: FakeQpay, at_gateway: BrowserStep) -> None:
-        fake.never_return = True
-        try:
-            response = self.act(at_gateway, "success")
-            assert auto_post(response) is None and "successful" in response.text
-        finally:
-            fake.never_return = False
 
     def notify(self, fake: FakeQpay, notification_url: str) -> bool:
         return False  # QPay sends no notification (spec §7.1 step 3)

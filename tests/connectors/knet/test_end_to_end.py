@@ -14,7 +14,7 @@ from payops.operations.reconciler import reconcile_once
 from tests import e2e
 from tests.connectors.knet import fake_server
 from tests.connectors.knet.fake_server import TRANPORTAL_ID, TRANPORTAL_PASSWORD, FakeKnet
-from tests.e2e import UNCONFIRMED, gateway_options, post_op, post_v2_op, v2_inquiry
+from tests.e2e import assert_unconfirmed, gateway_options, post_op, post_v2_op, v2_inquiry
 from tests.helpers import Seed
 
 fake_knet = fake_server.fake_knet
@@ -104,14 +104,7 @@ async def test_a_lost_refund_reply_goes_to_review_and_is_never_resent(
     payment_id = await knet_payment(seed, fake_knet, timeout=0.5)
     fake_knet.fail_next("timeout", apply=performed)
     response = await post_op(client, auth, "refund", "7.000")
-    assert response.status_code == 504
-    [operation] = await seed.operations()
-    assert response.json() == {
-        "detail": UNCONFIRMED,
-        "operation": "refund",
-        "result": "pending",
-        "reference_number": operation.reference_number,
-    }
+    operation = await assert_unconfirmed(response, seed, "refund")
 
     summary = await reconcile_once(ctx)
     assert summary.examined == 1

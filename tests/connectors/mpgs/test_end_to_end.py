@@ -20,7 +20,7 @@ from tests.connectors.mpgs.fake_server import (  # noqa: F401 - mpgs_fake is a f
     FakeMpgs,
     mpgs_fake,
 )
-from tests.e2e import NOT_SUPPORTED, UNCONFIRMED, post_v2_op, totals, v2_inquiry
+from tests.e2e import NOT_SUPPORTED, assert_unconfirmed, post_v2_op, totals, v2_inquiry
 from tests.helpers import Seed
 
 MPGS_ORDER = "MPGS-ORD-1"
@@ -233,16 +233,7 @@ async def test_timeout_is_504_then_reconciled_to_the_gateway_truth(
     mpgs_fake.fail_next("timeout", apply=perform)
 
     response = await post_op(client, auth, "capture", "30.000")
-
-    assert response.status_code == 504
-    [operation] = await seed.operations()
-    assert response.json() == {
-        "detail": UNCONFIRMED,
-        "operation": "capture",
-        "result": "pending",
-        "reference_number": operation.reference_number,
-    }
-    assert operation.state == "processing"
+    operation = await assert_unconfirmed(response, seed, "capture")
     assert await totals(seed) == (0, 0, 0)
     # The client gave up after TIMEOUT; on a loaded machine the fake's thread may handle the
     # request a moment later. Wait (bounded) until it has, so its books are the gateway's truth.

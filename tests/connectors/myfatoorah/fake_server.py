@@ -126,6 +126,40 @@ def encode(value: Any) -> str:
 # -- canned replies -------------------------------------------------------------------------------
 
 
+def refund_webhook(
+    secret: str,
+    refund_id: int,
+    status: str,
+    amount: str,
+    invoice: str | None,
+    *,
+    event_reference: str = "WH-9",
+    **refund: Any,
+) -> tuple[bytes, dict[str, str]]:
+    """A signed V2 REFUND_STATUS_CHANGED webhook (``MyFatoorah-Signature`` over the documented
+    fields). ``refund`` adds fields to ``Data.Refund``; ``invoice`` None: the event names no
+    referenced invoice. ``amount`` is written as given (a JSON number)."""
+    extra = "".join(f",{json.dumps(key)}:{json.dumps(value)}" for key, value in refund.items())
+    referenced = f'{{"Id":"{invoice}"}}' if invoice is not None else "null"
+    body = (
+        '{"Event":{"Code":2,"Name":"REFUND_STATUS_CHANGED","CountryIsoCode":"KWT",'
+        f'"CreationDate":"2025-01-26T12:07:15Z","Reference":"{event_reference}"}},'
+        f'"Data":{{"Refund":{{"Id":{refund_id},"Status":"{status}"{extra}}},'
+        f'"Amount":{{"BaseCurrency":"KWD","ValueInBaseCurrency":{amount}}},'
+        f'"ReferencedInvoice":{referenced}}}}}'
+    )
+    canonical = (
+        f"Refund.Id={refund_id},Refund.Status={status},"
+        f"Amount.ValueInBaseCurrency={amount},ReferencedInvoice.Id={invoice or ''}"
+    )
+    digest = hmac.new(secret.encode(), canonical.encode(), hashlib.sha256)
+    return body.encode(), {
+        "MyFatoorah-Signature": base64.b64encode(digest.digest()).decode(),
+        "myfatoorah-webhook-version": "v2",
+        "Content-Type": "application/json",
+    }
+
+
 def envelope(data: Any, message: str = "") -> dict[str, Any]:
     return {"IsSuccess": True, "Message": message, "ValidationErrors": None, "Data": data}
 

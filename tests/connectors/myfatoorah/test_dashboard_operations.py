@@ -3,16 +3,13 @@ authentic (signed) notification arrives, exactly once, next to PayOps's own refu
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 from typing import Any
 
 import httpx
 import pytest
 
 from tests.connectors.myfatoorah import fake_server
-from tests.connectors.myfatoorah.fake_server import TEST_API_TOKEN, FakeMyFatoorah
+from tests.connectors.myfatoorah.fake_server import TEST_API_TOKEN, FakeMyFatoorah, refund_webhook
 from tests.helpers import Seed
 
 fake_myfatoorah = fake_server.fake_myfatoorah  # the fake's fixture, used by this module
@@ -35,26 +32,9 @@ def signed_refund_event(
 ) -> tuple[bytes, dict[str, str]]:
     """A V2 REFUND_STATUS_CHANGED event for a portal refund (no ExternalIdentifier), signed as
     MyFatoorah's webhook documentation describes."""
-    body = (
-        '{"Event":{"Code":2,"Name":"REFUND_STATUS_CHANGED","CountryIsoCode":"KWT",'
-        '"CreationDate":"2025-01-26T12:07:15Z","Reference":"WH-10"},'
-        f'"Data":{{"Refund":{{"Id":{refund_id},"Status":"{status}",'
-        '"ExternalIdentifier":null},'
-        f'"Amount":{{"BaseCurrency":"KWD","ValueInBaseCurrency":{amount}}},'
-        f'"ReferencedInvoice":{{"Id":"{invoice}"}}}}}}'
+    return refund_webhook(
+        SECRET, refund_id, status, amount, invoice, event_reference="WH-10", ExternalIdentifier=None
     )
-    canonical = (
-        f"Refund.Id={refund_id},Refund.Status={status},"
-        f"Amount.ValueInBaseCurrency={amount},ReferencedInvoice.Id={invoice}"
-    )
-    signature = base64.b64encode(
-        hmac.new(SECRET.encode(), canonical.encode(), hashlib.sha256).digest()
-    ).decode()
-    return body.encode(), {
-        "MyFatoorah-Signature": signature,
-        "myfatoorah-webhook-version": "v2",
-        "Content-Type": "application/json",
-    }
 
 
 async def test_refund_made_in_the_myfatoorah_portal_is_recorded_once(

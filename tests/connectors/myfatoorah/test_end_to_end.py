@@ -3,9 +3,6 @@ MyFatoorah, on SQLite and PostgreSQL (the ``backend`` fixture)."""
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 from typing import Any
 
 import httpx
@@ -21,9 +18,9 @@ from tests.connectors.myfatoorah.fake_server import (
     already_updated_response,
     declined_response,
     refund_exceeds_response,
+    refund_webhook,
 )
-from tests.e2e import NOT_SUPPORTED, UNCONFIRMED, gateway_options, post_op, states, totals
-from tests.e2e import assert_operation as _assert_operation
+from tests.e2e import NOT_SUPPORTED, assert_unconfirmed, post_op, states, totals
 from tests.helpers import Seed
 
 fake_myfatoorah = fake_server.fake_myfatoorah  # the fake's fixture, used by this module
@@ -34,10 +31,7 @@ QUEUED = "Refund request created; MyFatoorah will review and execute it"
 TIMEOUT = 0.5
 
 
-def assert_operation(
-    response: httpx.Response, operation: str, amount: str, state: str
-) -> dict[str, Any]:
-    return _assert_operation(response, operation, amount, state, never_shown=(TEST_API_TOKEN,))
+assert_operation = e2e.asserting_operation(TEST_API_TOKEN)
 
 
 async def myfatoorah_payment(
@@ -47,22 +41,24 @@ async def myfatoorah_payment(
     state: str = "paid",
     amount: str = "100.000",
     currency: str = "KWD",
-    timeout: float | None = None,
     options: dict[str, Any] | None = None,
-    **gateway: Any,
+    **imported: Any,
 ) -> str:
     """An invoice at the fake, imported into PayOps as order ORD-1; returns its InvoiceId."""
     invoice_id = fake.add_invoice(amount, currency, state=state)
-    await seed.imported(
-        connector="myfatoorah",
-        code=f"myfatoorah-{currency.lower()}",
+    refs, credentials = {"invoice_id": invoice_id}, {"api_token": TEST_API_TOKEN}
+    options = {"country": "KWT", **(options or {})}
+    await e2e.import_payment(
+        seed,
+        "myfatoorah",
+        fake.url,
+        refs,
+        credentials,
         amount=amount,
         currency=currency,
         state=state,
-        gateway_refs={"invoice_id": invoice_id},
-        credentials={"api_token": TEST_API_TOKEN},
-        options=gateway_options(fake.url, timeout, country="KWT", **(options or {})),
-        **gateway,
+        options=options,
+        **imported,
     )
     return invoice_id
 
@@ -227,16 +223,7 @@ async def test_a_refund_timeout_is_504_then_reconciled_to_myfatoorahs_truth(
     fake_myfatoorah.fail_next("timeout", endpoint="/v2/MakeRefund", apply=performed)
 
     response = await post_op(client, auth, "refund", "10.000")
-
-    assert response.status_code == 504
-    [operation] = await seed.operations()
-    assert response.json() == {
-        "detail": UNCONFIRMED,
-        "operation": "refund",
-        "result": "pending",
-        "reference_number": operation.reference_number,
-    }
-    assert operation.state == "processing"
+    await assert_unconfirmed(response, seed, "refund")
     assert len(fake_myfatoorah.refunds(invoice)) == (1 if performed else 0)
 
     summary = await reconcile_once(ctx)
@@ -305,27 +292,8 @@ def signed_refund_event(
     """A V2 REFUND_STATUS_CHANGED event, signed as the webhook documentation describes. It
     carries no refund ExternalIdentifier (``reference`` is not in it); ``Refund.InvoiceId`` is the
     refund's own invoice. ``invoice`` None: the event names no referenced invoice."""
-    referenced = f'{{"Id":"{invoice}"}}' if invoice is not None else "null"
-    body = (
-        '{"Event":{"Code":2,"Name":"REFUND_STATUS_CHANGED","CountryIsoCode":"KWT",'
-        '"CreationDate":"2025-01-26T12:07:15Z","Reference":"WH-9"},'
-        f'"Data":{{"Refund":{{"Id":{refund_id},"Reference":"2025{refund_id}",'
-        f'"Status":"{status}","InvoiceId":9999001}},'
-        f'"Amount":{{"BaseCurrency":"KWD","ValueInBaseCurrency":{amount}}},'
-        f'"ReferencedInvoice":{referenced}}}}}'
-    )
-    canonical = (
-        f"Refund.Id={refund_id},Refund.Status={status},"
-        f"Amount.ValueInBaseCurrency={amount},ReferencedInvoice.Id={invoice or ''}"
-    )
-    signature = base64.b64encode(
-        hmac.new(secret.encode(), canonical.encode(), hashlib.sha256).digest()
-    ).decode()
-    return body.encode(), {
-        "MyFatoorah-Signature": signature,
-        "myfatoorah-webhook-version": "v2",
-        "Content-Type": "application/json",
-    }
+    refund = {"Reference": f"2025{refund_id}", "InvoiceId": 9999001}
+    return refund_webhook(secret, refund_id, status, amount, invoice, **refund)
 
 
 async def test_a_signed_refund_notification_settles_the_queued_refund(

@@ -7,7 +7,6 @@ from __future__ import annotations
 import logging
 from dataclasses import replace
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
 
 import httpx
 import pytest
@@ -22,7 +21,6 @@ from payops.connectors.base import (
 from payops.connectors.ngenius import tokens as token_cache
 from payops.connectors.ngenius.connector import NgeniusConnector
 from payops.connectors.registry import connector_class
-from payops.ids import new_reference_number
 from tests.checkout.journeys import BrowserStep, driver
 from tests.connectors.ngenius.fake_server import (
     API_KEY,
@@ -31,7 +29,15 @@ from tests.connectors.ngenius.fake_server import (
     ngenius_fake,  # noqa: F401 - fixtures
     ngenius_server,  # noqa: F401
 )
-from tests.fakes.receiver import receiver
+from tests.helpers import (
+    begun,
+    checkout_request,
+    driver_notification,
+    forged_return,
+    new_attempt,
+    returned_params,
+    started,
+)
 
 DRIVER = driver("ngenius")
 RETURN = "http://payops.test/checkout/return/tok-2b8e41"
@@ -69,44 +75,25 @@ async def ngenius(fake: FakeNgenius) -> Any:
 
 
 def attempt(mode: str = "purchase", amount: int = AMOUNT, currency: str = "AED") -> PaymentRef:
-    return PaymentRef(
-        reference_number=new_reference_number(),
-        amount=amount,
-        currency_code=currency,
-        operation_mode=mode,
-    )
+    return new_attempt(amount, currency, mode)
 
 
 def checkout(payment: PaymentRef, **changes: Any) -> CheckoutRequest:
-    request = CheckoutRequest(
-        payment=payment,
-        return_url=RETURN,
-        cancel_url=f"{RETURN}?outcome=cancel",
-        failure_url=f"{RETURN}?outcome=failure",
-        response_url="http://payops.test/checkout/response/tok-2b8e41",
-        notification_url="http://payops.test/b/pg/notifications/ngenius-aed",
-        merchant_name="PayOps Test Shop",
-        description="Order 42",
-        customer={"email": "payer@example.com", "first_name": "Test", "last_name": "Payer"},
+    customer = changes.pop(
+        "customer",
+        {"email": "payer@example.com", "first_name": "Test", "last_name": "Payer"},
     )
-    return replace(request, **changes)
-
-
-def started(payment: PaymentRef, start: CheckoutStart) -> PaymentRef:
-    return replace(payment, gateway_refs={**payment.gateway_refs, **start.gateway_refs})
+    return checkout_request(payment, RETURN, "ngenius-aed", "tok-2b8e41", customer, **changes)
 
 
 def return_params(step: BrowserStep) -> dict[str, str]:
-    assert step.url.startswith(RETURN)
-    return {**dict(parse_qsl(urlsplit(step.url).query)), **step.fields}
+    return returned_params(step, RETURN)
 
 
 async def begin(
     connector: NgeniusConnector, payment: PaymentRef, **changes: Any
 ) -> tuple[PaymentRef, CheckoutStart]:
-    start = await connector.start_checkout(checkout(payment, **changes))
-    assert start.outcome == Outcome.SUCCESS, start
-    return started(payment, start), start
+    return await begun(connector, checkout(payment, **changes))
 
 
 def creates(fake: FakeNgenius) -> list[Any]:
@@ -241,12 +228,9 @@ async def test_three_d_secure_left_pending(fake: FakeNgenius, ngenius: NgeniusCo
 async def test_forged_return_is_neither_success_nor_failure(
     fake: FakeNgenius, ngenius: NgeniusConnector
 ) -> None:
-    payment, start = await begin(ngenius, attempt())
-    forged = DRIVER.forge_return(fake, BrowserStep("GET", start.url))
-    result = await ngenius.confirm_return(payment, return_params(forged))
-    assert result.outcome == Outcome.PENDING
-    forged_ref = return_params(forged)["ref"]
-    assert all(forged_ref not in r.path for r in fake.requests)  # only the stored order is read
+    started_attempt = await begin(ngenius, attempt())
+    result = await forged_return(ngenius, DRIVER, fake, started_attempt, RETURN, "ref")
+    assert result.outcome == Outcome.PENDING  # only the stored order was read
 
     # Another attempt's paid order named in the return of an attempt with nothing stored.
     other, other_start = await begin(ngenius, attempt())
@@ -384,20 +368,7 @@ async def test_driver_notification_is_authentic_for_the_configuration(
 ) -> None:
     payment, start = await begin(ngenius, attempt())
     DRIVER.pay_without_return(fake, BrowserStep("GET", start.url))
-    config = DRIVER.gateway_config(fake, "purchase")
-    listening = NgeniusConnector(
-        ConnectorConfig(
-            pg_code="ngenius-aed",
-            is_sandbox=True,
-            credentials=config["credentials"],
-            options=config["options"],
-            webhook_secret=config["webhook_secret"],
-        )
-    )
-    with receiver() as received:
-        assert DRIVER.notify(fake, received.url) is True
-    [(headers, body)] = received.posts
-    notice = listening.parse_notification(headers, body)
+    notice, _ = driver_notification(DRIVER, fake, NgeniusConnector, "ngenius-aed")
     assert notice.gateway_refs == {"order_reference": start.gateway_refs["order_reference"]}
     assert (await ngenius.inquire_payment(payment)).outcome == Outcome.SUCCESS
 

@@ -29,7 +29,7 @@ from tests.connectors.ngenius.fake_server import (
     ngenius_server,  # noqa: F401
     order_status_response,
 )
-from tests.e2e import NOT_SUPPORTED, UNCONFIRMED, post_op
+from tests.e2e import NOT_SUPPORTED, assert_unconfirmed, post_op
 from tests.helpers import Seed
 
 SHORT = 1.0  # the gateway timeout where a hang is the point
@@ -295,15 +295,7 @@ async def test_timeout_answers_504_then_the_reconciler_settles_it(
     fake.inject(operation, "timeout", perform=perform)
     amount = None if operation == "void" else "20.00"
     reply = await post_op(client, auth, operation, amount)
-    assert reply.status_code == 504, reply.text
-    [pending] = await seed.operations()
-    assert reply.json() == {
-        "detail": UNCONFIRMED,
-        "operation": operation,
-        "result": "pending",
-        "reference_number": pending.reference_number,
-    }
-    assert pending.state == "processing"
+    await assert_unconfirmed(reply, seed, operation)
 
     summary = await reconcile_once(ctx)
     assert summary.examined == 1

@@ -61,6 +61,7 @@ from urllib.parse import parse_qsl
 import httpx
 import pytest
 
+from tests.fakes import pages
 from tests.fakes.base import Answer, FakeGateway, Fault, RecordedRequest
 
 MERCHANT_KEY = "gtKFFx"  # made up here
@@ -76,6 +77,8 @@ CHECKOUT_AMOUNT_SHAPE = re.compile(r"^[0-9]{1,10}(\.[0-9]{1,2})?$")
 SUCCESS_CARD = "5123456789012346"  # PayU's published test card
 DECLINE_CARD = "4000000000000002"
 PENDING_CARD = "4000000000003220"
+# The card a customer uses at the page for each outcome (the journey drivers).
+CARDS = {"success": SUCCESS_CARD, "decline": DECLINE_CARD, "pending": PENDING_CARD}
 UDFS = ("udf1", "udf2", "udf3", "udf4", "udf5")
 # verify_payment's words for each state of the fake's records.
 STATE_WORDS = {
@@ -394,7 +397,7 @@ class FakePayu(FakeGateway):
             (p for p in self.payments.values() if p.page and p.page == form.get("session")), None
         )
         if payment is None or payment.state not in ("initiated",):
-            return self._page("Error", "<p>This payment session is not open.</p>", 400)
+            return pages.page_answer("Error", "<p>This payment session is not open.</p>", 400)
         if self._age(payment):
             return self._post_back(payment, "furl")
         if base == CHECKOUT_PATH + "/cancel":
@@ -405,7 +408,7 @@ class FakePayu(FakeGateway):
         card = form.get("card_number", "").replace(" ", "")
         if card == PENDING_CARD:
             payment.state = "pending"
-            return self._page(
+            return pages.page_answer(
                 "Processing",
                 "<p>Your payment is being processed by your bank. You may close this window.</p>",
             )
@@ -415,7 +418,7 @@ class FakePayu(FakeGateway):
             # Nothing is paid; the browser posts a "success" whose hash is wrong.
             fields = self._response(payment, "success", "captured")
             fields["hash"] = secrets.token_hex(64)
-            return self._auto_post(payment.form["surl"], fields)
+            return pages.auto_post(payment.form["surl"], fields, form_id="payu_return")
         if card == DECLINE_CARD:
             payment.state = "failed"
             return self._post_back(payment, "furl")
@@ -425,7 +428,9 @@ class FakePayu(FakeGateway):
             payment.amount = self.record_amount
         if self.never_return:
             self._decided(payment)
-            return self._page("Thank you", "<p>Payment successful. You may close this window.</p>")
+            return pages.page_answer(
+                "Thank you", "<p>Payment successful. You may close this window.</p>"
+            )
         return self._post_back(payment, "surl")
 
     def _age(self, payment: PayuPayment) -> bool:
@@ -439,12 +444,12 @@ class FakePayu(FakeGateway):
     def _open(self, form: dict[str, str]) -> Answer:
         problem = self._request_problem(form)
         if problem:
-            return self._page("Error", f"<p>{html.escape(problem)}</p>", 400)
+            return pages.page_answer("Error", f"<p>{html.escape(problem)}</p>", 400)
         existing = self.by_txnid(form["txnid"])
         if existing is not None:
             self._age(existing)
         if existing is not None and existing.state in ("captured", "auth", "cancelled"):
-            return self._page(
+            return pages.page_answer(
                 "Error",
                 "<p>Error Reason: duplicate Order ID. The transaction"
                 " id has already been used for a successful payment.</p>",
@@ -492,33 +497,18 @@ class FakePayu(FakeGateway):
 
     def _card_page(self, payment: PayuPayment, error: str) -> Answer:
         if payment.state == "pending":
-            return self._page("Processing", "<p>Your payment is being processed.</p>")
-        token = html.escape(payment.page)
-        notice = f'<p class="error">{html.escape(error)}</p>' if error else ""
+            return pages.page_answer("Processing", "<p>Your payment is being processed.</p>")
         amount = html.escape(f"{payment.amount:.2f}")
-        body = (
-            f"<p>Pay INR {amount}</p>{notice}"
-            f'<form method="post" action="{CHECKOUT_PATH}/submit">'
-            f'<input type="hidden" name="session" value="{token}">'
+        inputs = (
             '<label>Card number <input name="card_number"></label>'
             '<label>Expiry <input name="expiry" placeholder="MM/YY"></label>'
             '<label>CVV <input name="cvv"></label>'
             '<label>Name on card <input name="name_on_card"></label>'
-            '<button type="submit">Pay</button></form>'
-            f'<form method="post" action="{CHECKOUT_PATH}/cancel">'
-            f'<input type="hidden" name="session" value="{token}">'
-            '<button type="submit">Cancel payment</button></form>'
         )
-        return self._page("PayU", body)
-
-    @staticmethod
-    def _page(title: str, body: str, status: int = 200) -> Answer:
-        return Answer(
-            status,
-            f"<!doctype html><html><head><title>{html.escape(title)}</title>"
-            f"</head><body>{body}</body></html>",
-            "text/html; charset=utf-8",
+        body = f"<p>Pay INR {amount}</p>{pages.error_notice(error)}" + pages.card_forms(
+            CHECKOUT_PATH, payment.page, inputs, cancel="Cancel payment"
         )
+        return pages.page_answer("PayU", body)
 
     def _response(self, payment: PayuPayment, status: str, unmapped: str) -> dict[str, str]:
         form = payment.form
@@ -569,19 +559,7 @@ class FakePayu(FakeGateway):
         return payment.answer
 
     def _post_back(self, payment: PayuPayment, target: str) -> Answer:
-        return self._auto_post(payment.form[target], self._decided(payment))
-
-    def _auto_post(self, url: str, fields: dict[str, str]) -> Answer:
-        inputs = "".join(
-            f'<input type="hidden" name="{html.escape(k)}" value="{html.escape(v)}">'
-            for k, v in fields.items()
-        )
-        return self._page(
-            "Redirecting",
-            f'<form method="post" action="{html.escape(url)}" '
-            f'id="payu_return">{inputs}</form>'
-            "<script>document.getElementById('payu_return').submit()</script>",
-        )
+        return pages.auto_post(payment.form[target], self._decided(payment), form_id="payu_return")
 
     # -- payment side: controls for tests --------------------------------------------------------
     def expire(self, txnid: str) -> None:

@@ -14,7 +14,6 @@ import pytest
 
 from payops.connectors.base import (
     CheckoutRequest,
-    CheckoutStart,
     ConnectorConfig,
     NotificationRejected,
     Outcome,
@@ -22,8 +21,8 @@ from payops.connectors.base import (
 )
 from payops.connectors.payu_india import transformers as t
 from payops.connectors.payu_india.connector import PayuIndiaConnector
-from tests.checkout.journeys import BrowserStep
-from tests.checkout.journeys.payu_india import DRIVER, browser
+from tests.checkout.journeys.html_forms import browser
+from tests.checkout.journeys.payu_india import DRIVER
 from tests.connectors.payu_india import fake_server
 from tests.connectors.payu_india.fake_server import (
     MERCHANT_KEY,
@@ -33,6 +32,7 @@ from tests.connectors.payu_india.fake_server import (
     checkout_hash,
     response_hash,
 )
+from tests.helpers import attempt_of, browser_step, checkout_request, paid_and_returned
 
 fake_payu = fake_server.fake_payu
 
@@ -139,26 +139,21 @@ def checkout(
     customer: dict[str, str] | None = None,
     retry: bool = False,
 ) -> CheckoutRequest:
-    return CheckoutRequest(
-        payment=PaymentRef(reference, amount, currency, mode),
-        return_url=RETURN,
-        cancel_url=RETURN + "?outcome=cancel",
-        failure_url=RETURN + "?outcome=failure",
-        response_url="http://payops.test/checkout/response/tok-123",
-        notification_url="http://payops.test/b/pg/notifications/payu-inr",
+    payment = PaymentRef(reference, amount, currency, mode)
+    return checkout_request(
+        payment,
+        RETURN,
+        "payu-inr",
+        "tok-123",
+        CUSTOMER if customer is None else customer,
         merchant_name="Acme Books",
         description="Order 42 | books",
-        customer=CUSTOMER if customer is None else customer,
         retry=retry,
     )
 
 
-def attempt(request: CheckoutRequest, start: CheckoutStart) -> PaymentRef:
-    return replace(request.payment, gateway_refs=dict(start.gateway_refs))
-
-
-def step(start: CheckoutStart) -> BrowserStep:
-    return BrowserStep(start.method, start.url, dict(start.fields))
+attempt = attempt_of
+step = browser_step
 
 
 async def test_start_checkout_builds_the_hashed_payment_form(fake_payu: FakePayu) -> None:
@@ -431,11 +426,7 @@ async def test_credentials_never_reach_logs_or_results(
 ) -> None:
     caplog.set_level(logging.DEBUG)
     gateway = connector(fake_payu)
-    request = checkout()
-    start = await gateway.start_checkout(request)
-    back = DRIVER.pay(fake_payu, step(start), "success")
-    assert back is not None
-    result = await gateway.confirm_return(attempt(request, start), back.fields)
+    start, result = await paid_and_returned(gateway, DRIVER, fake_payu, checkout())
     assert result.outcome == Outcome.SUCCESS
     assert SALT not in caplog.text and MERCHANT_KEY not in caplog.text
     kept = repr((result.raw, result.pg_params, result.gateway_refs, result.message, start.raw))

@@ -51,6 +51,7 @@ from urllib.parse import parse_qsl, quote_plus
 
 import pytest
 
+from tests.fakes import pages
 from tests.fakes.base import Answer, FakeGateway, Fault, RecordedRequest
 
 MERCHANT_ID = "simulator123"
@@ -63,6 +64,8 @@ PAGE_PATH = "/qcb-pg/pay"  # the fake's own card page (QPay's page addresses are
 SUCCESS_CARD = "4215375500883243"
 DECLINE_CARD = "4215375500880001"
 PENDING_CARD = "4215375500889999"
+# The card a customer uses at the page for each outcome (the journey drivers).
+CARDS = {"success": SUCCESS_CARD, "decline": DECLINE_CARD, "pending": PENDING_CARD}
 PAYMENT_FIELDS = (
     "Action",
     "Amount",
@@ -285,13 +288,13 @@ class FakeQpay(FakeGateway):
     def _open(self, form: dict[str, str]) -> Answer:
         problem = self._payment_problem(form)
         if problem:
-            return self._html("Error", f"<p>{html.escape(problem)}</p>", 400)
+            return pages.page_answer("Error", f"<p>{html.escape(problem)}</p>", 400)
         pun = form["PUN"]
         payment = self.payments.get(pun)
         if payment is not None:
             self._age(payment)
         if payment is not None and payment.stage != "open":
-            return self._html(
+            return pages.page_answer(
                 "Error", "<p>Duplicate PUN: this transaction was already submitted.</p>", 400
             )
         if payment is None:
@@ -320,30 +323,16 @@ class FakeQpay(FakeGateway):
         return ""
 
     def _card_page(self, payment: QpayPayment, error: str) -> Answer:
-        token = html.escape(payment.page)
-        notice = f'<p class="error">{html.escape(error)}</p>' if error else ""
-        body = (
-            f"<p>Pay QAR {payment.amount / 100:.2f} to {MERCHANT_ID}</p>{notice}"
-            f'<form method="post" action="{PAGE_PATH}/submit">'
-            f'<input type="hidden" name="session" value="{token}">'
+        inputs = (
             '<label>Debit card number <input name="card_number"></label>'
             '<label>Expiry <input name="expiry" placeholder="MM/YY"></label>'
             '<label>PIN <input name="pin" type="password"></label>'
-            '<button type="submit">Pay</button></form>'
-            f'<form method="post" action="{PAGE_PATH}/cancel">'
-            f'<input type="hidden" name="session" value="{token}">'
-            '<button type="submit">Cancel</button></form>'
         )
-        return self._html("QPay", body)
-
-    @staticmethod
-    def _html(title: str, body: str, status: int = 200) -> Answer:
-        return Answer(
-            status,
-            f"<!doctype html><html><head><title>{html.escape(title)}</title>"
-            f"</head><body>{body}</body></html>",
-            "text/html; charset=utf-8",
+        body = (
+            f"<p>Pay QAR {payment.amount / 100:.2f} to {MERCHANT_ID}</p>"
+            f"{pages.error_notice(error)}{pages.card_forms(PAGE_PATH, payment.page, inputs)}"
         )
+        return pages.page_answer("QPay", body)
 
     def _page_action(self, base: str, body: bytes) -> Answer:
         form = dict(parse_qsl(body.decode(), keep_blank_values=True))
@@ -351,21 +340,24 @@ class FakeQpay(FakeGateway):
             (p for p in self.payments.values() if p.page and p.page == form.get("session")), None
         )
         if payment is None or payment.stage != "open":
-            return self._html("Error", "<p>This payment session is not open.</p>", 400)
+            return pages.page_answer("Error", "<p>This payment session is not open.</p>", 400)
         if self._age(payment):
-            return self._html("Expired", "<p>Your session has expired.</p>")
+            return pages.page_answer("Expired", "<p>Your session has expired.</p>")
         if base == PAGE_PATH + "/cancel":
             return self._decide(payment, "3000", "Payment Cancelled by the customer")
         card = form.get("card_number", "").replace(" ", "")
         if card == PENDING_CARD:
             payment.stage = "processing"
-            return self._html("Processing", "<p>Your payment is being processed.</p>")
+            return pages.page_answer("Processing", "<p>Your payment is being processed.</p>")
         if card not in (SUCCESS_CARD, DECLINE_CARD) or not form.get("pin"):
             return self._card_page(payment, "Invalid card details")
         if self.forge_returns:
             fields = self._result_fields(payment, "0000", "Payment Processed Successfully")
-            return self._auto_post(
-                payment.form["ExtraFields_f14"], {**fields, "SecureHash": secrets.token_hex(32)}
+            return pages.auto_post(
+                payment.form["ExtraFields_f14"],
+                {**fields, "SecureHash": secrets.token_hex(32)},
+                form_id="qpay_return",
+                prefix="Response.",
             )
         if card == DECLINE_CARD:
             return self._decide(payment, "3000", "Payment Failed.")
@@ -373,7 +365,9 @@ class FakeQpay(FakeGateway):
             payment.amount = self.record_amount
         if self.never_return:
             self._record(payment, "0000", "Payment Processed Successfully")
-            return self._html("Thank you", "<p>Payment successful. You may close this window.</p>")
+            return pages.page_answer(
+                "Thank you", "<p>Payment successful. You may close this window.</p>"
+            )
         return self._decide(payment, "0000", "Payment Processed Successfully")
 
     def _record(self, payment: QpayPayment, status: str, message: str) -> None:
@@ -384,7 +378,9 @@ class FakeQpay(FakeGateway):
         self._record(payment, status, message)
         fields = self._result_fields(payment, status, message)
         fields["SecureHash"] = signed_result_hash(fields)
-        return self._auto_post(payment.form["ExtraFields_f14"], fields)
+        return pages.auto_post(
+            payment.form["ExtraFields_f14"], fields, form_id="qpay_return", prefix="Response."
+        )
 
     def _result_fields(self, payment: QpayPayment, status: str, message: str) -> dict[str, str]:
         form = payment.form
@@ -405,19 +401,6 @@ class FakeQpay(FakeGateway):
             "Status": status,
             "StatusMessage": message,
         }
-
-    @staticmethod
-    def _auto_post(url: str, fields: dict[str, str]) -> Answer:
-        inputs = "".join(
-            f'<input type="hidden" name="Response.{html.escape(k)}" value="{html.escape(v)}">'
-            for k, v in fields.items()
-        )
-        return FakeQpay._html(
-            "Redirecting",
-            f'<form method="post" action="{html.escape(url)}" '
-            f'id="qpay_return">{inputs}</form>'
-            "<script>document.getElementById('qpay_return').submit()</script>",
-        )
 
     # -- payment side: controls for tests --------------------------------------------------------
     def expire(self, pun: str) -> None:

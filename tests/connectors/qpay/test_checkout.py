@@ -13,7 +13,6 @@ import pytest
 
 from payops.connectors.base import (
     CheckoutRequest,
-    CheckoutStart,
     ConnectorConfig,
     Outcome,
     PaymentRef,
@@ -21,8 +20,7 @@ from payops.connectors.base import (
 from payops.connectors.qpay import transformers as t
 from payops.connectors.qpay.connector import QpayConnector
 from payops.connectors.registry import connector_class
-from tests.checkout.journeys import BrowserStep
-from tests.checkout.journeys.payu_india import browser
+from tests.checkout.journeys.html_forms import browser
 from tests.checkout.journeys.qpay import DRIVER
 from tests.connectors.qpay import fake_server
 from tests.connectors.qpay.fake_server import (
@@ -33,6 +31,7 @@ from tests.connectors.qpay.fake_server import (
     FakeQpay,
     sign,
 )
+from tests.helpers import attempt_of, browser_step, checkout_request, paid_and_returned
 
 fake_qpay = fake_server.fake_qpay
 
@@ -113,24 +112,19 @@ def connector(fake: FakeQpay, **options: str) -> QpayConnector:
 def checkout(
     reference: str = PUN, amount: int = 20_000, *, currency: str = "QAR"
 ) -> CheckoutRequest:
-    return CheckoutRequest(
-        payment=PaymentRef(reference, amount, currency, "purchase"),
-        return_url=RETURN,
-        cancel_url=RETURN + "?outcome=cancel",
-        failure_url=RETURN + "?outcome=failure",
-        response_url="http://payops.test/checkout/response/tok-456",
-        notification_url="http://payops.test/b/pg/notifications/qpay-qar",
+    payment = PaymentRef(reference, amount, currency, "purchase")
+    return checkout_request(
+        payment,
+        RETURN,
+        "qpay-qar",
+        "tok-456",
         merchant_name="Doha Books",
         description="Order 42 | books",
     )
 
 
-def attempt(request: CheckoutRequest, start: CheckoutStart) -> PaymentRef:
-    return replace(request.payment, gateway_refs=dict(start.gateway_refs))
-
-
-def step(start: CheckoutStart) -> BrowserStep:
-    return BrowserStep(start.method, start.url, dict(start.fields))
+attempt = attempt_of
+step = browser_step
 
 
 async def test_start_checkout_builds_the_signed_action_0_form(fake_qpay: FakeQpay) -> None:
@@ -326,11 +320,7 @@ async def test_credentials_never_reach_logs(
 ) -> None:
     caplog.set_level(logging.DEBUG)
     gateway = connector(fake_qpay)
-    request = checkout()
-    start = await gateway.start_checkout(request)
-    back = DRIVER.pay(fake_qpay, step(start), "success")
-    assert back is not None
-    result = await gateway.confirm_return(attempt(request, start), back.fields)
+    start, result = await paid_and_returned(gateway, DRIVER, fake_qpay, checkout())
     assert result.outcome == Outcome.SUCCESS
     assert SECRET not in caplog.text
     assert SECRET not in repr((result, start.raw, start.gateway_refs))

@@ -9,7 +9,6 @@ import logging
 from dataclasses import replace
 from decimal import Decimal
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
 
 import httpx
 import pytest
@@ -23,11 +22,19 @@ from payops.connectors.base import (
 )
 from payops.connectors.registry import connector_class
 from payops.connectors.tabby.connector import TabbyConnector
-from payops.ids import new_reference_number
 from tests.checkout.journeys import BrowserStep, driver
 from tests.connectors.tabby import fake_server
 from tests.connectors.tabby.fake_server import TEST_SECRET_KEY, FakeTabby
 from tests.fakes.receiver import receiver
+from tests.helpers import (
+    begun,
+    checkout_request,
+    driver_notification,
+    forged_return,
+    new_attempt,
+    returned_params,
+    started,
+)
 
 fake_tabby = fake_server.fake_tabby
 
@@ -49,50 +56,30 @@ def connector_for(fake: FakeTabby, **options: Any) -> TabbyConnector:
 
 
 def attempt(mode: str = "purchase", amount: int = AMOUNT, currency: str = "KWD") -> PaymentRef:
-    return PaymentRef(
-        reference_number=new_reference_number(),
-        amount=amount,
-        currency_code=currency,
-        operation_mode=mode,
-    )
+    return new_attempt(amount, currency, mode)
 
 
 def checkout(payment: PaymentRef, **changes: Any) -> CheckoutRequest:
-    request = CheckoutRequest(
-        payment=payment,
-        return_url=RETURN,
-        cancel_url=f"{RETURN}?outcome=cancel",
-        failure_url=f"{RETURN}?outcome=failure",
-        response_url="http://payops.test/checkout/response/tok-7f3a9c",
-        notification_url="http://payops.test/b/pg/notifications/tabby-kwd",
-        merchant_name="PayOps Test Shop",
-        description="Order 42",
-        customer={
+    customer = changes.pop(
+        "customer",
+        {
             "email": "otp.success@tabby.ai",
             "first_name": "Test",
             "last_name": "Buyer",
             "phone": "+96550000001",
         },
     )
-    return replace(request, **changes)
-
-
-def started(payment: PaymentRef, start: CheckoutStart) -> PaymentRef:
-    """The attempt as PayOps keeps it after the start (its refs stored)."""
-    return replace(payment, gateway_refs={**payment.gateway_refs, **start.gateway_refs})
+    return checkout_request(payment, RETURN, "tabby-kwd", "tok-7f3a9c", customer, **changes)
 
 
 def return_params(step: BrowserStep) -> dict[str, str]:
-    assert step.url.startswith(RETURN)
-    return {**dict(parse_qsl(urlsplit(step.url).query)), **step.fields}
+    return returned_params(step, RETURN)
 
 
 async def begin(
     connector: TabbyConnector, payment: PaymentRef, **changes: Any
 ) -> tuple[PaymentRef, CheckoutStart]:
-    start = await connector.start_checkout(checkout(payment, **changes))
-    assert start.outcome == Outcome.SUCCESS, start
-    return started(payment, start), start
+    return await begun(connector, checkout(payment, **changes))
 
 
 @pytest.fixture
@@ -211,13 +198,10 @@ async def test_pending_payment_stays_pending(fake_tabby: FakeTabby, tabby: Tabby
 async def test_forged_return_is_neither_success_nor_failure(
     fake_tabby: FakeTabby, tabby: TabbyConnector
 ) -> None:
-    payment, start = await begin(tabby, attempt())
-    forged = DRIVER.forge_return(fake_tabby, BrowserStep("GET", start.url))
-    result = await tabby.confirm_return(payment, return_params(forged))
+    # Only the stored payment is read, never the forged id.
+    started_attempt = await begin(tabby, attempt())
+    result = await forged_return(tabby, DRIVER, fake_tabby, started_attempt, RETURN, "payment_id")
     assert result.outcome == Outcome.PENDING
-    # Only the stored payment was read, never the forged id.
-    forged_id = return_params(forged)["payment_id"]
-    assert all(forged_id not in r.path for r in fake_tabby.requests)
 
     # Someone else's paid payment named in the return of an attempt with no stored id.
     other, other_start = await begin(tabby, attempt("authorize"))
@@ -403,20 +387,7 @@ async def test_driver_notification_is_authentic_for_the_configuration(
 ) -> None:
     payment, start = await begin(tabby, attempt())
     DRIVER.pay_without_return(fake_tabby, BrowserStep("GET", start.url))
-    config = DRIVER.gateway_config(fake_tabby, "purchase")
-    listening = TabbyConnector(
-        ConnectorConfig(
-            pg_code="tabby-kwd",
-            is_sandbox=True,
-            credentials=config["credentials"],
-            options=config["options"],
-            webhook_secret=config["webhook_secret"],
-        )
-    )
-    with receiver() as received:
-        assert DRIVER.notify(fake_tabby, received.url) is True
-    [(headers, body)] = received.posts
-    notice = listening.parse_notification(headers, body)
+    notice, body = driver_notification(DRIVER, fake_tabby, TabbyConnector, "tabby-kwd")
     assert notice.gateway_refs == {"payment_id": start.gateway_refs["payment_id"]}
     assert b'"status": "authorized"' in body
     # The notification is only a hint: the inquiry settles (and captures) the purchase.

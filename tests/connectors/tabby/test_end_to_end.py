@@ -18,8 +18,7 @@ from tests.connectors.tabby.fake_server import (
     disputed_response,
     refund_not_closed_response,
 )
-from tests.e2e import NOT_SUPPORTED, UNCONFIRMED, gateway_options, post_op, totals
-from tests.e2e import assert_operation as _assert_operation
+from tests.e2e import NOT_SUPPORTED, assert_unconfirmed, post_op, totals
 from tests.helpers import Seed
 
 fake_tabby = fake_server.fake_tabby  # the fake's fixture, used by this module
@@ -28,10 +27,7 @@ auth = e2e.auth
 TIMEOUT = 0.5
 
 
-def assert_operation(
-    response: httpx.Response, operation: str, amount: str, state: str
-) -> dict[str, Any]:
-    return _assert_operation(response, operation, amount, state, never_shown=(TEST_SECRET_KEY,))
+assert_operation = e2e.asserting_operation(TEST_SECRET_KEY)
 
 
 async def tabby_payment(
@@ -41,25 +37,24 @@ async def tabby_payment(
     state: str = "authorized",
     amount: str = "100.000",
     currency: str = "KWD",
-    timeout: float | None = None,
-    options: dict[str, Any] | None = None,
-    **gateway: Any,
+    **imported: Any,
 ) -> str:
     """A Tabby payment at the fake, imported into PayOps as order ORD-1; returns its id."""
     if state == "authorized":
         payment_id = fake.add_payment(amount, currency)
     else:
         payment_id = fake.paid_payment(amount, currency)  # captured in full, so CLOSED
-    await seed.imported(
-        connector="tabby",
-        code=f"tabby-{currency.lower()}",
+    refs, credentials = {"payment_id": payment_id}, {"secret_key": TEST_SECRET_KEY}
+    await e2e.import_payment(
+        seed,
+        "tabby",
+        fake.url,
+        refs,
+        credentials,
         amount=amount,
         currency=currency,
         state=state,
-        gateway_refs={"payment_id": payment_id},
-        credentials={"secret_key": TEST_SECRET_KEY},
-        options=gateway_options(fake.url, timeout, **(options or {})),
-        **gateway,
+        **imported,
     )
     return payment_id
 
@@ -212,15 +207,7 @@ async def test_a_timeout_is_504_then_reconciled_to_tabbys_truth(
     fake_tabby.fail_next("timeout", suffix="/refunds", apply=performed)
 
     response = await post_op(client, auth, "refund", "10.000")
-    assert response.status_code == 504
-    [operation] = await seed.operations()
-    assert response.json() == {
-        "detail": UNCONFIRMED,
-        "operation": "refund",
-        "result": "pending",
-        "reference_number": operation.reference_number,
-    }
-    assert operation.state == "processing"
+    operation = await assert_unconfirmed(response, seed, "refund")
     assert len(fake_tabby.payment(payment_id)["refunds"]) == (1 if performed else 0)
 
     summary = await reconcile_once(ctx)

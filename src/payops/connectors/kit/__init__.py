@@ -54,6 +54,8 @@ Rules the kit enforces or assumes:
   currency the gateway recorded, and ``check_recorded`` turns a different one into unknown.
 - **Redaction**: ``Redaction.scrub`` (secrets dropped, card numbers masked) on every reply kept,
   and ``personal_fields`` (``field_set``) for buyer data, which PayOps redacts before storing.
+- **Hosted pages** (form-post gateways): ``form_post`` for the browser's form, and
+  ``held_already`` before a retried start re-sends an attempt the gateway may hold.
 - **Options and credentials**: read with ``text_option``/``flag_option``/``float_option``/
   ``base_url`` and ``credential``, which never raise.
 - A connector never touches the database and never raises for a gateway problem.
@@ -61,6 +63,7 @@ Rules the kit enforces or assumes:
 Registering it: see "Adding a gateway" in ``docs/gateways.md``.
 """
 
+from payops.connectors.kit.checkout import form_post, held_already
 from payops.connectors.kit.options import (
     base_url,
     credential,
@@ -122,9 +125,11 @@ __all__ = [
     "encode_json",
     "field_set",
     "flag",
+    "form_post",
     "flag_option",
     "float_option",
     "guarded",
+    "held_already",
     "jsonable",
     "looks_like_pan",
     "mask_first6_last4",

@@ -123,7 +123,11 @@ def normalise(key: str) -> str:
     return key.lower().replace("_", "").replace("-", "")
 
 
-def field_set(names: Iterable[str]) -> frozenset[str]:
+def field_set(names: str | Iterable[str]) -> frozenset[str]:
+    """The keys named, matched whatever their case or separators; a string names them
+    separated by spaces (``field_set("email phone billing_address")``)."""
+    if isinstance(names, str):
+        names = names.split()
     return frozenset(normalise(name) for name in names)
 
 

@@ -87,20 +87,8 @@ class MpgsConnector(Connector):
     # Customer contact details, addresses, the device (IP address) and the card beyond its
     # masked number (holder name, expiry).
     personal_fields: ClassVar[frozenset[str]] = kit.field_set(
-        (
-            "customer",
-            "billing",
-            "shipping",
-            "device",
-            "email",
-            "phone",
-            "mobilePhone",
-            "firstName",
-            "lastName",
-            "nameOnCard",
-            "expiry",
-            "ipAddress",
-        )
+        "customer billing shipping device email phone mobilePhone firstName lastName "
+        "nameOnCard expiry ipAddress"
     )
 
     def __init__(self, config: ConnectorConfig) -> None:

@@ -162,15 +162,8 @@ class MyFatoorahConnector(Connector):
     # The customer's name, contacts, civil id and address, and the payer's IP address.
     # ("ExpiryDate" is the invoice's, not the card's, and stays.)
     personal_fields: ClassVar[frozenset[str]] = kit.field_set(
-        (
-            "CustomerName",
-            "CustomerEmail",
-            "CustomerMobile",
-            "CustomerCivilId",
-            "CustomerAddress",
-            "IpAddress",
-            "CardHolderName",
-        )
+        "CustomerName CustomerEmail CustomerMobile CustomerCivilId CustomerAddress "
+        "IpAddress CardHolderName"
     )
 
     @classmethod

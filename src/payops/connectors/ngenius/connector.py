@@ -88,17 +88,8 @@ class NgeniusConnector(Connector):
     attempt_inquiry_minutes: ClassVar[int] = 8
     # The payer's contact details and addresses, and the card beyond its masked number.
     personal_fields: ClassVar[frozenset[str]] = kit.field_set(
-        (
-            "emailAddress",
-            "billingAddress",
-            "shippingAddress",
-            "phoneNumber",
-            "cardholderName",
-            "expiry",
-            "customerIp",
-            "ipAddress",
-            "payer",
-        )
+        "emailAddress billingAddress shippingAddress phoneNumber cardholderName expiry "
+        "customerIp ipAddress payer"
     )
 
     def __init__(self, config: ConnectorConfig) -> None:

@@ -77,18 +77,8 @@ class PayuIndiaConnector(Connector):
     attempt_inquiry_minutes: ClassVar[int] = 15
     required_credentials: ClassVar[tuple[str, ...]] = ("merchant_key", "salt")
     personal_fields: ClassVar[frozenset[str]] = kit.field_set(
-        (
-            "email",
-            "phone",
-            "firstname",
-            "lastname",
-            "address1",
-            "address2",
-            "name_on_card",
-            "customerName",
-            "customerEmail",
-            "customerPhone",
-        )
+        "email phone firstname lastname address1 address2 name_on_card customerName "
+        "customerEmail customerPhone"
     )
 
     def __init__(self, config: ConnectorConfig) -> None:
@@ -283,21 +273,12 @@ class PayuIndiaConnector(Connector):
             )
         except t.PayuFormatError as exc:
             return CheckoutStart(Outcome.FAILED, message=f"Not sent to PayU: {exc}")
-        if request.retry:
-            # Sent before: when PayU already took this txnid, the browser goes nowhere (PayU
-            # would only refuse the duplicate); the attempt waits for its inquiry.
-            known = await self.inquire_payment(payment)
-            if known.outcome == Outcome.SUCCESS:
-                return CheckoutStart(
-                    Outcome.UNKNOWN,
-                    gateway_refs=dict(known.gateway_refs),
-                    message="PayU already holds a payment for this attempt; its inquiry settles it",
-                )
-        return CheckoutStart(
-            Outcome.SUCCESS,
-            method="POST",
-            url=self.checkout_url,
-            fields=form,
+        # Sent before: when PayU already took this txnid, the browser goes nowhere.
+        if request.retry and (held := await kit.held_already(self, payment, gateway="PayU")):
+            return held
+        return kit.form_post(
+            self.checkout_url,
+            form,
             gateway_refs={"txnid": form["txnid"]},
             raw={"txnid": form["txnid"], "amount": form["amount"]},
         )

@@ -212,20 +212,12 @@ class QpayConnector(Connector):
             )
         except t.QpayFormatError as exc:
             return CheckoutStart(Outcome.FAILED, message=f"Not sent to QPay: {exc}")
-        if request.retry:
-            # Sent before: a PUN QPay already paid is not offered again; its inquiry settles it.
-            known = await self.inquire_payment(payment)
-            if known.outcome == Outcome.SUCCESS:
-                return CheckoutStart(
-                    Outcome.UNKNOWN,
-                    gateway_refs=dict(known.gateway_refs),
-                    message="QPay already holds a payment for this attempt; its inquiry settles it",
-                )
-        return CheckoutStart(
-            Outcome.SUCCESS,
-            method="POST",
-            url=self.url,
-            fields=t.signed(self._secret, fields),
+        # Sent before: a PUN QPay already paid is not offered again; its inquiry settles it.
+        if request.retry and (held := await kit.held_already(self, payment, gateway="QPay")):
+            return held
+        return kit.form_post(
+            self.url,
+            t.signed(self._secret, fields),
             gateway_refs={"pun": fields["PUN"], "requested_at": moment.isoformat()},
             raw={
                 "PUN": fields["PUN"],

@@ -109,18 +109,8 @@ class TabbyConnector(Connector):
     attempt_inquiry_minutes: ClassVar[int] = 16
     # The buyer, their addresses and purchase history, echoed in every payment reply.
     personal_fields: ClassVar[frozenset[str]] = kit.field_set(
-        (
-            "buyer",
-            "buyer_history",
-            "order_history",
-            "shipping_address",
-            "address",
-            "customer",
-            "email",
-            "phone",
-            "dob",
-            "attachment",
-        )
+        "buyer buyer_history order_history shipping_address address customer email phone "
+        "dob attachment"
     )
 
     def __init__(self, config: ConnectorConfig) -> None:
