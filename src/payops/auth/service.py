@@ -253,8 +253,8 @@ class Authenticator:
         prefix, sep, secret = credential.partition(".")
         key = None
         if sep and secret and len(credential) <= MAX_API_KEY_CHARS:
-            async with self.db.read() as session:
-                key = await repository.api_key_by_prefix(session, prefix)
+            async with self.db.read(single_statement=True) as session:
+                key = await repository.api_key_check(session, prefix)
         now = datetime.now(timezone.utc)
         if (
             key is None

@@ -50,7 +50,13 @@ def _sqlite_pragmas(engine: AsyncEngine, *, immediate: bool) -> None:
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(conn: Any) -> None:
+        if conn.get_execution_options().get(SINGLE_STATEMENT):
+            return  # one SELECT: SQLite runs it in a transaction of its own
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+# Execution option of a read that is a single statement (Database.read(single_statement=True)).
+SINGLE_STATEMENT = "payops_single_statement"
 
 
 
@@ -125,8 +131,13 @@ class Database:
             yield session
 
     @asynccontextmanager
-    async def read(self) -> AsyncIterator[AsyncSession]:
+    async def read(self, *, single_statement: bool = False) -> AsyncIterator[AsyncSession]:
+        """A read. ``single_statement``: the caller runs one statement, which on SQLite then
+        needs no BEGIN of its own (PostgreSQL's reads run in autocommit anyway); the hot path's
+        API-key lookup saves a statement and its thread hand-off per request that way."""
         async with self._read() as session, session.begin():
+            if single_statement and self.is_sqlite:
+                await session.connection(execution_options={SINGLE_STATEMENT: True})
             yield session
 
     async def can_write(self) -> bool:
