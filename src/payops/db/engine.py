@@ -131,6 +131,18 @@ class Database:
             yield session
 
     @asynccontextmanager
+    async def write_alone(self) -> AsyncIterator[AsyncSession]:
+        """A session for writes that need no transaction around them: on PostgreSQL each
+        statement commits on its own (autocommit: no BEGIN and COMMIT round trips), so use it
+        for one statement that is complete by itself; on SQLite it is ``write()``."""
+        if self.is_sqlite:
+            async with self.write() as session:
+                yield session
+            return
+        async with self._read() as session, session.begin():
+            yield session
+
+    @asynccontextmanager
     async def read(self, *, single_statement: bool = False) -> AsyncIterator[AsyncSession]:
         """A read. ``single_statement``: the caller runs one statement, which on SQLite then
         needs no BEGIN of its own (PostgreSQL's reads run in autocommit anyway); the hot path's

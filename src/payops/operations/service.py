@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any, cast
 
@@ -203,6 +203,10 @@ async def _run_external(
             child_session_id=new_session_id(),
             initiator=principal.initiator,
             stamp=now,
+            parent=parent,
+            # No statement while the version read with the lock is the cache's.
+            merchant=await ctx.merchant_settings.get(session, parent.settings_version),
+            settings_version=parent.settings_version,
         )
         intent.id = await repository.insert_intent(
             session,
@@ -260,6 +264,11 @@ class Intent:
     child_session_id: str
     initiator: dict[str, Any]
     stamp: datetime  # its created_at and updated_at
+    # The locked parent's row (its columns that settling reads do not change once it is paid),
+    # and the merchant settings with their version, as the intent saw them.
+    parent: Any = None
+    merchant: dict[str, str] = field(default_factory=dict)
+    settings_version: int = 0
     id: int = 0
 
 
@@ -331,8 +340,8 @@ async def _call_and_settle(
     settled: Any
     try:
         try:
-            async with ctx.db.write() as session:
-                settled, parent, key = await _settle_fresh(session, ctx, intent, result)
+            async with ctx.db.write_alone() as session:
+                settled, parent, key = await _settle_fresh(session, ctx, gateway, intent, result)
         except repository.SettleConflict:
             settled = None
         if settled is None:  # touched since the intent, or an answer the lean path leaves
@@ -356,14 +365,16 @@ _TOTAL_OF = {"capture": "captured", "refund": "refunded", "void": "voided"}
 
 
 async def _settle_fresh(
-    session: AsyncSession, ctx: AppContext, intent: Intent, result: GatewayResult
+    session: AsyncSession, ctx: AppContext, gateway: CachedGateway, intent: Intent,
+    result: GatewayResult,
 ) -> tuple[SettledOperation | None, Any, str]:
-    """``settle`` for the operation this request has just written, in two statements on
-    PostgreSQL: lock the parent (reading the cache versions), then write everything at once on
-    the condition that nobody touched the operation since its intent. Returns no operation (and
-    writes nothing) for an answer it leaves to ``settle``: an unknown outcome. Raises
-    ``repository.SettleConflict`` when the operation was touched; the caller then rolls back and
-    settles the general way."""
+    """``settle`` for the operation this request has just written, on the condition that nobody
+    touched it since its intent (else ``repository.SettleConflict``: the caller rolls back and
+    settles the general way). PostgreSQL: one statement, which takes the parent's lock and checks
+    that the gateway configuration and merchant settings the answer is built with (the intent's)
+    are still current. SQLite: lock the parent (reading the cache versions), then write. Returns
+    no operation (and writes nothing) for an answer it leaves to ``settle``: an unknown
+    outcome."""
     if result.outcome == Outcome.SUCCESS:
         state = "succeeded"
     elif result.outcome == Outcome.PENDING and intent.operation == "refund":
@@ -372,9 +383,19 @@ async def _settle_fresh(
         state = "failed"  # never queued nor resolved by an operator: not "rejected"
     else:
         return None, None, ""
-    # Lock order everywhere: parent, then operation.
-    parent = await repository.lock_parent_row(session, parent_id=intent.parent_id)
-    merchant = await ctx.merchant_settings.get(session, parent.settings_version)
+    if ctx.db.is_sqlite:
+        # Lock order everywhere: parent, then operation.
+        parent = await repository.lock_parent_row(session, parent_id=intent.parent_id)
+        merchant = await ctx.merchant_settings.get(session, parent.settings_version)
+        settings_version = parent.settings_version
+        if parent.gateway_version != gateway.version:
+            cached = await ctx.gateways.get(session, intent.gateway_config_id,
+                                            parent.gateway_version)
+            if cached is None:
+                raise repository.SettleConflict()
+            gateway = cached
+    else:
+        parent, merchant, settings_version = intent.parent, intent.merchant, intent.settings_version
     key = merchant.get(outbox.HMAC_KEY_SETTING, "")
     now = datetime.now(UTC)
     op = SettledOperation(
@@ -391,13 +412,8 @@ async def _settle_fresh(
     }
     events: list[dict[str, Any]] = []
     if state != "failed":
-        cached = await ctx.gateways.get(
-            session, intent.gateway_config_id,
-            parent.gateway_version if intent.gateway_config_id == parent.gateway_config_id
-            else None)
-        gateway = (cached.config if cached is not None
-                   else await session.get_one(GatewayConfig, intent.gateway_config_id))
-        op.response = values["response"] = operation_body(cast(Any, op), parent, key, gateway)
+        op.response = values["response"] = operation_body(cast(Any, op), parent, key,
+                                                          gateway.config)
         for target in {parent.webhook_url, merchant.get(outbox.OPERATIONS_URL_SETTING, "")} - {""}:
             events.append({"event_id": new_event_id(), "kind": "operation",
                            "target_url": target, "payload": op.response,
@@ -411,7 +427,8 @@ async def _settle_fresh(
             action=intent.operation, result=state, parent=parent, at=now,
             details={"reference_number": intent.reference_number, "amount": intent.amount},
         ),
-        events=events,
+        events=events, gateway_id=intent.gateway_config_id, gateway_version=gateway.version,
+        settings_version=settings_version,
     )
     return op, parent, key
 

@@ -443,58 +443,111 @@ _SETTLED_FIELDS = ("state", "pg_response", "pg_params", "gateway_refs", "message
                    "claimed_until", "settled_at", "queued_at", "updated_at")
 
 
+def _typed(table: Table, column: str, name: str) -> Any:
+    return bindparam(name, type_=table.c[column].type)
+
+
 @cache
 def _settle_statements(
     postgresql: bool, total: str | None, with_response: bool, targets: int
 ) -> tuple[Any, ...]:
     fields = _SETTLED_FIELDS + (("response",) if with_response else ())
-    operation = (
+    untouched = (_operations.c.id == bindparam("op_id"),
+                 _operations.c.state == "processing",
+                 _operations.c.updated_at == bindparam("op_stamp"))
+    values: dict[str, Any] = {name: bindparam(f"op_{name}") for name in fields}
+    if not postgresql:  # run after locking the parent, in one write transaction
+        writes: list[Any] = [update(_operations).where(*untouched).values(values)]
+        if total is not None:
+            writes.append(
+                update(_parents)
+                .where(_parents.c.id == bindparam("parent_id"))
+                .values({total: _parents.c[total] + bindparam("parent_amount"),
+                         "updated_at": bindparam("parent_updated_at")})
+            )
+        writes.append(_audit_insert("audit_"))
+        for index in range(targets):
+            writes.append(insert(_outbox).values(
+                {name: bindparam(f"outbox{index}_{name}") for name in _OUTBOX_FIELDS}))
+        return tuple(writes)
+
+    # PostgreSQL: one statement, on its own (autocommit). It locks the parent first (lock order
+    # everywhere: parent, then operation): the operation's UPDATE reads the locked CTE in its
+    # condition, so the parent's lock is taken before the operation's row is; every other write
+    # reads the settled CTE, so they happen only when the operation was settled here. The caches'
+    # versions the answer was built with must still be the database's.
+    gateways = cast(Table, GatewayConfig.__table__)
+    settings = cast(Table, MerchantSetting.__table__)
+    locked = (select(_parents.c.id).where(_parents.c.id == bindparam("parent_id"))
+              .with_for_update().cte("locked"))
+    gateway_version = (select(gateways.c.version)
+                       .where(gateways.c.id == bindparam("gateway_id")).scalar_subquery())
+    settings_version = select(func.coalesce(func.sum(settings.c.version), 0)).scalar_subquery()
+    settled = (
         update(_operations)
-        .where(_operations.c.id == bindparam("op_id"),
-               _operations.c.state == "processing",
-               _operations.c.updated_at == bindparam("op_stamp"))
-        .values({name: bindparam(f"op_{name}") for name in fields})
+        .where(*untouched, select(locked.c.id).exists(),
+               gateway_version == bindparam("gateway_version"),
+               settings_version == bindparam("settings_version"))
+        .values(values)
+        .returning(_operations.c.id)
+        .cte("settled")
     )
-    writes: list[Any] = []
+    done = select(settled.c.id).exists()
+    statement = select(func.count()).select_from(settled)
     if total is not None:
-        writes.append(
+        statement = statement.add_cte(
             update(_parents)
-            .where(_parents.c.id == bindparam("parent_id"))
+            .where(_parents.c.id == bindparam("parent_id"), done)
             .values({total: _parents.c[total] + bindparam("parent_amount"),
                      "updated_at": bindparam("parent_updated_at")})
-        )
-    writes.append(_audit_insert("audit_"))
+            .cte("settled_parent"))
+    statement = statement.add_cte(
+        insert(_audit).from_select(
+            list(_AUDIT_FIELDS),
+            select(*(_typed(_audit, name, f"audit_{name}") for name in _AUDIT_FIELDS))
+            .where(done))
+        .cte("settled_audit"))
     for index in range(targets):
-        writes.append(insert(_outbox).values(
-            {name: bindparam(f"outbox{index}_{name}") for name in _OUTBOX_FIELDS}))
-    if not postgresql:
-        return (operation, *writes)
-    settled = operation.returning(_operations.c.id).cte("settled")
-    combined = select(func.count()).select_from(settled)
-    for index, write in enumerate(writes):
-        combined = combined.add_cte(write.cte(f"settle_{index}"))
-    return (combined,)
+        statement = statement.add_cte(
+            insert(_outbox).from_select(
+                list(_OUTBOX_FIELDS),
+                select(*(_typed(_outbox, name, f"outbox{index}_{name}")
+                         for name in _OUTBOX_FIELDS))
+                .where(done))
+            .cte(f"settled_event{index}"))
+    return (statement,)
 
 
 class SettleConflict(Exception):
-    """The operation changed since its intent was written: settle it the general way."""
+    """The operation changed since its intent was written, or a cache version the answer was
+    built with did: settle it the general way."""
 
 
 async def settle_fresh_operation(
     session: AsyncSession, *, operation_id: int, stamp: datetime, values: dict[str, Any],
     parent_id: int, total: str | None, amount: int, audit_entry: dict[str, Any],
-    events: list[dict[str, Any]],
+    events: list[dict[str, Any]], gateway_id: int, gateway_version: int | None,
+    settings_version: int,
 ) -> None:
     """Write the gateway's answer for an operation nobody has touched since its intent (its
     ``updated_at`` is still ``stamp`` and it is processing): the operation's new columns
     (``_SETTLED_FIELDS``, and ``response`` when given), ``amount`` added to the parent's
     ``total`` column (captured / refunded / voided, or None), the audit entry (prefix
-    ``audit_``) and one outbox event per entry of ``events``. Call it with the parent locked.
-    Raises ``SettleConflict`` when the operation was touched; on PostgreSQL the caller must then
-    roll the transaction back (the other writes ran in the same statement)."""
+    ``audit_``) and one outbox event per entry of ``events``.
+
+    PostgreSQL: one statement in a session of its own in autocommit (``Database.write_alone``),
+    which also takes the parent's lock and checks that ``gateway_version`` and
+    ``settings_version`` (what the answer was built with) are current. SQLite: in a write
+    transaction, after ``lock_parent_row``. Raises ``SettleConflict`` (nothing written on
+    PostgreSQL; on SQLite the caller rolls back) when the operation was touched or a version
+    moved."""
     with_response = "response" in values
-    params: dict[str, Any] = {"op_id": operation_id, "op_stamp": stamp, "parent_id": parent_id,
-                              "parent_amount": amount, "parent_updated_at": values["updated_at"]}
+    params: dict[str, Any] = {
+        "op_id": operation_id, "op_stamp": stamp, "parent_id": parent_id,
+        "parent_amount": amount, "parent_updated_at": values["updated_at"],
+        "gateway_id": gateway_id, "gateway_version": gateway_version,
+        "settings_version": settings_version,
+    }
     params.update({f"op_{name}": value for name, value in values.items()})
     params.update(audit_entry)
     for index, event in enumerate(events):
