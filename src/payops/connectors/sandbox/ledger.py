@@ -199,8 +199,11 @@ class SandboxLedger:
             conn.execute("BEGIN IMMEDIATE")
         except sqlite3.OperationalError:  # locked by another connection: no wait here
             return None
-        return self._perform(conn, reference, payment_reference, operation, amount, currency,
-                             status, transaction_id)
+        try:
+            return self._perform(conn, reference, payment_reference, operation, amount,
+                                 currency, status, transaction_id)
+        except sqlite3.OperationalError:  # busy after all (rolled back): nothing was done
+            return None
 
     # A quick call in this many is left to the thread's connection (see perform_now).
     CHECKPOINT_EVERY: ClassVar[int] = 50
