@@ -143,7 +143,7 @@ def serve(
     import uvicorn
 
     from payops.api import serving
-    from payops.api.server import HeaderLimitedHttpToolsProtocol
+    from payops.api.server import MAX_HEADER_BYTES, HeaderLimitedH11Protocol
 
     settings = get_settings()
     _require_public_url(settings, host or settings.host)
@@ -168,9 +168,8 @@ def serve(
         uvicorn.run("payops.api.serving:serve_app", factory=True, workers=count,
                     host=host or settings.host, port=port or settings.port,
                     log_level="warning", access_log=False,
-                    # httptools with a 16 KiB limit on the request line and headers
-                    # (decisions.md; api/server.py).
-                    http=HeaderLimitedHttpToolsProtocol,
+                    # h11 with a 16 KiB limit on the request line and headers (decisions.md).
+                    http=HeaderLimitedH11Protocol, h11_max_incomplete_event_size=MAX_HEADER_BYTES,
                     proxy_headers=bool(trusted), forwarded_allow_ips=trusted or None,
                     # uvicorn replaces a worker that misses this deadline on a health check or
                     # at start-up. Its 5 s default killed busy workers (and the requests they
