@@ -157,8 +157,11 @@ async def _run_external(
     tracking_key: str | None,
 ) -> dict[str, Any]:
     async with ctx.db.intent_slots, ctx.db.write() as session:
-        # Rows, not ORM objects, on this path (transactions/repository.py, issue 11).
-        parent = await _lock_for_operation(session, lookup, operation)
+        # Rows, not ORM objects, on this path (transactions/repository.py, issue 11). SQLite
+        # reads the successful attempt and the reservations with the parent; PostgreSQL must
+        # read them after the parent's lock is taken, in a statement of their own (below).
+        parent, attempt, held = await _lock_for_operation(
+            session, lookup, operation, with_attempt=ctx.db.is_sqlite)
         requested = None
         if raw_amount is not None and operation != "void":
             try:
@@ -179,9 +182,10 @@ async def _run_external(
                 return operation_body(prior, parent, key)
         cached = (await ctx.gateways.get(session, parent.gateway_config_id, parent.gateway_version)
                   if parent.gateway_config_id is not None else None)
-        attempt, held = await repository.successful_attempt_row_and_reservations(
-            session, parent.id, parent.gateway_config_id
-        )
+        if not ctx.db.is_sqlite:
+            attempt, held = await repository.successful_attempt_row_and_reservations(
+                session, parent.id, parent.gateway_config_id
+            )
         if cached is None or attempt is None:
             raise OperationFailed(messages.NOT_ALLOWED, operation)
         gateway = cached.config
@@ -294,17 +298,24 @@ class SettledOperation:
     response: dict[str, Any] | None = None
 
 
-async def _lock_for_operation(session: AsyncSession, lookup: Lookup, operation: str) -> Any:
+async def _lock_for_operation(
+    session: AsyncSession, lookup: Lookup, operation: str, *, with_attempt: bool = False
+) -> tuple[Any, Any, dict[str, int]]:
     """``find_or_fail`` for the operation path: the locked parent as a row, with the versions of
-    its gateway configuration and of the merchant settings (for the process's caches)."""
-    found = await repository.lock_parent_row(
-        session, order_no=lookup.order_no, session_id=lookup.session_id
-    )
-    if found is None:
+    its gateway configuration and of the merchant settings (for the process's caches), and with
+    ``with_attempt`` (SQLite) its successful attempt and reservations, else None and {}."""
+    if with_attempt:
+        found = await repository.lock_parent_row_with_attempt(
+            session, order_no=lookup.order_no, session_id=lookup.session_id)
+        parent, attempt, held = found if found is not None else (None, None, {})
+    else:
+        parent, attempt, held = await repository.lock_parent_row(
+            session, order_no=lookup.order_no, session_id=lookup.session_id), None, {}
+    if parent is None:
         raise OperationFailed(lookup.not_found_message, operation)
-    if lookup.names_other_than(found):
+    if lookup.names_other_than(parent):
         raise OperationFailed(messages.LOOKUP_MISMATCH, operation)
-    return found
+    return parent, attempt, held
 
 
 def request_fingerprint(operation: str, requested: int | None, currency_code: str) -> str:
@@ -369,11 +380,12 @@ async def _settle_fresh(
     result: GatewayResult,
 ) -> tuple[SettledOperation | None, Any, str]:
     """``settle`` for the operation this request has just written, on the condition that nobody
-    touched it since its intent (else ``repository.SettleConflict``: the caller rolls back and
-    settles the general way). PostgreSQL: one statement, which takes the parent's lock and checks
-    that the gateway configuration and merchant settings the answer is built with (the intent's)
-    are still current. SQLite: lock the parent (reading the cache versions), then write. Returns
-    no operation (and writes nothing) for an answer it leaves to ``settle``: an unknown
+    touched it since its intent and that the gateway configuration and merchant settings the
+    answer is built with (the intent's) are still current; else ``repository.SettleConflict``
+    (nothing written) and the caller settles the general way. PostgreSQL: one statement, which
+    also takes the parent's lock. SQLite: a statement per write (the transaction holds the
+    database's lock). The parent's columns it reads do not change once the parent is paid.
+    Returns no operation (and writes nothing) for an answer it leaves to ``settle``: an unknown
     outcome."""
     if result.outcome == Outcome.SUCCESS:
         state = "succeeded"
@@ -383,19 +395,7 @@ async def _settle_fresh(
         state = "failed"  # never queued nor resolved by an operator: not "rejected"
     else:
         return None, None, ""
-    if ctx.db.is_sqlite:
-        # Lock order everywhere: parent, then operation.
-        parent = await repository.lock_parent_row(session, parent_id=intent.parent_id)
-        merchant = await ctx.merchant_settings.get(session, parent.settings_version)
-        settings_version = parent.settings_version
-        if parent.gateway_version != gateway.version:
-            cached = await ctx.gateways.get(session, intent.gateway_config_id,
-                                            parent.gateway_version)
-            if cached is None:
-                raise repository.SettleConflict()
-            gateway = cached
-    else:
-        parent, merchant, settings_version = intent.parent, intent.merchant, intent.settings_version
+    parent, merchant, settings_version = intent.parent, intent.merchant, intent.settings_version
     key = merchant.get(outbox.HMAC_KEY_SETTING, "")
     now = datetime.now(UTC)
     op = SettledOperation(

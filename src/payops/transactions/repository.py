@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from functools import cache
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 from sqlalchemy import Table, bindparam, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -383,6 +383,70 @@ async def successful_attempt_row_and_reservations(
                  "void": int(row.held_void), "void_count": int(row.void_count)}
 
 
+class AttemptRow(NamedTuple):
+    """What ``payment_ref`` reads of the successful attempt."""
+
+    reference_number: str
+    amount: int
+    currency_code: str
+    operation_mode: str
+    gateway_refs: dict[str, Any] | None
+
+
+@cache
+def _parent_and_attempt_statement(by: str) -> Any:
+    latest = (
+        select(func.max(_attempts.c.id))
+        .where(_attempts.c.transaction_id == _parents.c.id, _attempts.c.state == "success",
+               _attempts.c.gateway_config_id == _parents.c.gateway_config_id)
+        .correlate(_parents)
+        .scalar_subquery()
+    )
+
+    def held(operation: str, *, count: bool = False) -> Any:
+        measure = func.count() if count else func.coalesce(func.sum(_operations.c.amount), 0)
+        return (
+            select(measure)
+            .where(_operations.c.transaction_id == _parents.c.id,
+                   _operations.c.state.in_(RESERVING_STATES),
+                   _operations.c.operation == operation)
+            .correlate(_parents)
+            .scalar_subquery()
+        )
+
+    parent = _parent_row_statement(by)
+    return (
+        parent.add_columns(
+            _attempts.c.id.label("attempt_id"),
+            *(_attempts.c[name].label(f"attempt_{name}") for name in AttemptRow._fields),
+            held("capture").label("held_capture"), held("refund").label("held_refund"),
+            held("void").label("held_void"), held("void", count=True).label("void_count"))
+        .select_from(_parents.outerjoin(_attempts, _attempts.c.id == latest))
+    )
+
+
+async def lock_parent_row_with_attempt(
+    session: AsyncSession, *, order_no: str | None = None, session_id: str | None = None
+) -> tuple[Any, AttemptRow | None, dict[str, int]] | None:
+    """``lock_parent_row`` and ``successful_attempt_row_and_reservations`` in one statement,
+    for SQLite only: there the write transaction holds the database's lock from its BEGIN, so a
+    read sees every write committed before it. (On PostgreSQL the reservations must be read by a
+    statement that starts after the parent's lock is taken.)"""
+    if session_id is not None:
+        by, key = "session_id", session_id
+    elif order_no is not None:
+        by, key = "order_no", order_no
+    else:
+        raise ValueError("order_no or session_id is required")
+    row = (await session.execute(_parent_and_attempt_statement(by), {"key": key})).first()
+    if row is None:
+        return None
+    attempt = (AttemptRow(*(getattr(row, f"attempt_{name}") for name in AttemptRow._fields))
+               if row.attempt_id is not None else None)
+    return row, attempt, {"capture": int(row.held_capture), "refund": int(row.held_refund),
+                          "void": int(row.held_void), "void_count": int(row.void_count)}
+
+
 # Bound parameters of the operation path's writes, by table (prefixed, as PostgreSQL runs them
 # in one statement).
 _INTENT_OPERATION_FIELDS = (
@@ -452,12 +516,21 @@ def _settle_statements(
     postgresql: bool, total: str | None, with_response: bool, targets: int
 ) -> tuple[Any, ...]:
     fields = _SETTLED_FIELDS + (("response",) if with_response else ())
-    untouched = (_operations.c.id == bindparam("op_id"),
-                 _operations.c.state == "processing",
-                 _operations.c.updated_at == bindparam("op_stamp"))
+    gateways = cast(Table, GatewayConfig.__table__)
+    settings = cast(Table, MerchantSetting.__table__)
+    gateway_version = (select(gateways.c.version)
+                       .where(gateways.c.id == bindparam("gateway_id")).scalar_subquery())
+    settings_version = select(func.coalesce(func.sum(settings.c.version), 0)).scalar_subquery()
+    # Untouched since its intent, and the caches' versions the answer was built with are still
+    # the database's.
+    conditions = (_operations.c.id == bindparam("op_id"),
+                  _operations.c.state == "processing",
+                  _operations.c.updated_at == bindparam("op_stamp"),
+                  gateway_version == bindparam("gateway_version"),
+                  settings_version == bindparam("settings_version"))
     values: dict[str, Any] = {name: bindparam(f"op_{name}") for name in fields}
-    if not postgresql:  # run after locking the parent, in one write transaction
-        writes: list[Any] = [update(_operations).where(*untouched).values(values)]
+    if not postgresql:  # statements of one write transaction (SQLite: the database's lock)
+        writes: list[Any] = [update(_operations).where(*conditions).values(values)]
         if total is not None:
             writes.append(
                 update(_parents)
@@ -474,20 +547,12 @@ def _settle_statements(
     # PostgreSQL: one statement, on its own (autocommit). It locks the parent first (lock order
     # everywhere: parent, then operation): the operation's UPDATE reads the locked CTE in its
     # condition, so the parent's lock is taken before the operation's row is; every other write
-    # reads the settled CTE, so they happen only when the operation was settled here. The caches'
-    # versions the answer was built with must still be the database's.
-    gateways = cast(Table, GatewayConfig.__table__)
-    settings = cast(Table, MerchantSetting.__table__)
+    # reads the settled CTE, so they happen only when the operation was settled here.
     locked = (select(_parents.c.id).where(_parents.c.id == bindparam("parent_id"))
               .with_for_update().cte("locked"))
-    gateway_version = (select(gateways.c.version)
-                       .where(gateways.c.id == bindparam("gateway_id")).scalar_subquery())
-    settings_version = select(func.coalesce(func.sum(settings.c.version), 0)).scalar_subquery()
     settled = (
         update(_operations)
-        .where(*untouched, select(locked.c.id).exists(),
-               gateway_version == bindparam("gateway_version"),
-               settings_version == bindparam("settings_version"))
+        .where(*conditions, select(locked.c.id).exists())
         .values(values)
         .returning(_operations.c.id)
         .cte("settled")
@@ -535,12 +600,12 @@ async def settle_fresh_operation(
     ``total`` column (captured / refunded / voided, or None), the audit entry (prefix
     ``audit_``) and one outbox event per entry of ``events``.
 
-    PostgreSQL: one statement in a session of its own in autocommit (``Database.write_alone``),
-    which also takes the parent's lock and checks that ``gateway_version`` and
-    ``settings_version`` (what the answer was built with) are current. SQLite: in a write
-    transaction, after ``lock_parent_row``. Raises ``SettleConflict`` (nothing written on
-    PostgreSQL; on SQLite the caller rolls back) when the operation was touched or a version
-    moved."""
+    Each checks that ``gateway_version`` and ``settings_version`` (what the answer was built
+    with) are current. PostgreSQL: one statement in a session of its own in autocommit
+    (``Database.write_alone``), which also takes the parent's lock. SQLite: a statement per
+    write, in a write transaction (which holds the database's lock). Raises ``SettleConflict``
+    when the operation was touched or a version moved (nothing is written: the operation's
+    UPDATE comes first)."""
     with_response = "response" in values
     params: dict[str, Any] = {
         "op_id": operation_id, "op_stamp": stamp, "parent_id": parent_id,
