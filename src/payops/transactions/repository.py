@@ -6,7 +6,7 @@ from datetime import datetime
 from functools import cache
 from typing import Any, NamedTuple, cast
 
-from sqlalchemy import Table, bindparam, func, insert, select, update
+from sqlalchemy import Table, bindparam, func, insert, literal_column, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import raiseload
 
@@ -284,6 +284,10 @@ _attempts = cast(Table, PaymentAttempt.__table__)
 _audit = cast(Table, AuditEntry.__table__)
 _outbox = cast(Table, OutboxEvent.__table__)
 
+# Rendered into the statement (constants): an expanding IN parameter is re-rendered on every
+# execution, which cost more than the rest of the statement's preparation.
+_RESERVING_LITERALS = tuple(literal_column(f"'{state}'") for state in RESERVING_STATES)
+
 # What the operation path reads of a parent (rules, presenter, audit, webhooks).
 PARENT_ROW_COLUMNS = (
     "id", "session_id", "order_no", "state", "currency_code", "operation_mode", "amount", "fee",
@@ -347,7 +351,7 @@ def _attempt_row_and_reservations_statement() -> Any:
         return (
             select(measure)
             .where(_operations.c.transaction_id == _attempts.c.transaction_id,
-                   _operations.c.state.in_(RESERVING_STATES),
+                   _operations.c.state.in_(_RESERVING_LITERALS),
                    _operations.c.operation == operation)
             .correlate(_attempts)
             .scalar_subquery()
@@ -408,7 +412,7 @@ def _parent_and_attempt_statement(by: str) -> Any:
         return (
             select(measure)
             .where(_operations.c.transaction_id == _parents.c.id,
-                   _operations.c.state.in_(RESERVING_STATES),
+                   _operations.c.state.in_(_RESERVING_LITERALS),
                    _operations.c.operation == operation)
             .correlate(_parents)
             .scalar_subquery()
