@@ -286,7 +286,7 @@ _outbox = cast(Table, OutboxEvent.__table__)
 
 # Rendered into the statement (constants): an expanding IN parameter is re-rendered on every
 # execution, which cost more than the rest of the statement's preparation.
-_RESERVING_LITERALS = tuple(literal_column(f"'{state}'") for state in RESERVING_STATES)
+_RESERVING_LITERALS: tuple[Any, ...] = tuple(literal_column(f"'{state}'") for state in RESERVING_STATES)
 
 # What the operation path reads of a parent (rules, presenter, audit, webhooks).
 PARENT_ROW_COLUMNS = (
