@@ -6,7 +6,7 @@ from typing import Any, cast
 
 from sqlalchemy import Table, bindparam, case, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from payops.db.models import ApiKey, AuthFailureCounter, User
 
@@ -35,7 +35,7 @@ _KEY_CHECK = (
 )
 
 
-async def api_key_check(session: AsyncSession, prefix: str) -> Any:
+async def api_key_check(session: AsyncSession | AsyncConnection, prefix: str) -> Any:
     """What authenticating with an API key reads (prefix, secret_hash, revoked_at, expires_at),
     as a row, or None: every request of an API client makes this lookup."""
     return (await session.execute(_KEY_CHECK, {"prefix": prefix})).first()

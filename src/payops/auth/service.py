@@ -253,8 +253,8 @@ class Authenticator:
         prefix, sep, secret = credential.partition(".")
         key = None
         if sep and secret and len(credential) <= MAX_API_KEY_CHARS:
-            async with self.db.read(single_statement=True) as session:
-                key = await repository.api_key_check(session, prefix)
+            async with self.db.read_statement() as conn:
+                key = await repository.api_key_check(conn, prefix)
         now = datetime.now(timezone.utc)
         if (
             key is None

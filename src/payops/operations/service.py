@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import Any, cast
 
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from payops import audit, crashpoints
 from payops.auth.permissions import OPERATION_PERMISSIONS
@@ -376,8 +376,8 @@ _TOTAL_OF = {"capture": "captured", "refund": "refunded", "void": "voided"}
 
 
 async def _settle_fresh(
-    session: AsyncSession, ctx: AppContext, gateway: CachedGateway, intent: Intent,
-    result: GatewayResult,
+    session: AsyncSession | AsyncConnection, ctx: AppContext, gateway: CachedGateway,
+    intent: Intent, result: GatewayResult,
 ) -> tuple[SettledOperation | None, Any, str]:
     """``settle`` for the operation this request has just written, on the condition that nobody
     touched it since its intent and that the gateway configuration and merchant settings the

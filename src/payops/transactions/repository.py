@@ -7,7 +7,7 @@ from functools import cache
 from typing import Any, NamedTuple, cast
 
 from sqlalchemy import Table, bindparam, func, insert, literal_column, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import raiseload
 
 from payops.db.models import (
@@ -295,8 +295,9 @@ PARENT_ROW_COLUMNS = (
 )
 
 
-def _is_postgresql(session: AsyncSession) -> bool:
-    return session.bind is not None and session.bind.dialect.name == "postgresql"
+def _is_postgresql(session: AsyncSession | AsyncConnection) -> bool:
+    bind = session if isinstance(session, AsyncConnection) else session.bind
+    return bind is not None and bind.dialect.name == "postgresql"
 
 
 @cache
@@ -593,7 +594,7 @@ class SettleConflict(Exception):
 
 
 async def settle_fresh_operation(
-    session: AsyncSession, *, operation_id: int, stamp: datetime, values: dict[str, Any],
+    session: AsyncSession | AsyncConnection, *, operation_id: int, stamp: datetime, values: dict[str, Any],
     parent_id: int, total: str | None, amount: int, audit_entry: dict[str, Any],
     events: list[dict[str, Any]], gateway_id: int, gateway_version: int | None,
     settings_version: int,
