@@ -95,8 +95,9 @@ def _encode(value: Any, out: list[str]) -> None:
         for index, (key, item) in enumerate(value.items()):
             if index:
                 out.append(",")
-            out.append(json.dumps(key if isinstance(key, str) else json.dumps(key),
-                                  ensure_ascii=False))
+            out.append(
+                json.dumps(key if isinstance(key, str) else json.dumps(key), ensure_ascii=False)
+            )
             out.append(":")
             _encode(item, out)
         out.append("}")

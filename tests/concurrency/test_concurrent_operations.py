@@ -43,6 +43,7 @@ OPEN_STATES = ("processing", "queued", "needs_review")
 
 # -- helpers ------------------------------------------------------------------------------------
 
+
 def failure(detail: str, operation: str) -> dict[str, str]:
     return {"detail": detail, "operation": operation, "result": "failed"}
 
@@ -69,8 +70,9 @@ async def payment_reference(ctx: AppContext, order_no: str) -> str:
     async with ctx.db.read() as session:
         parent = await repository.find_parent(session, order_no=order_no)
         assert parent is not None
-        attempts = [a for a in await repository.attempts(session, parent.id)
-                    if a.state == "success"]
+        attempts = [
+            a for a in await repository.attempts(session, parent.id) if a.state == "success"
+        ]
     assert len(attempts) == 1, attempts
     return attempts[0].reference_number
 
@@ -85,11 +87,15 @@ async def check_books(ctx: AppContext, seed: Seed, order_no: str) -> list[Operat
     operations = await seed.operations(order_no)
 
     def succeeded(kind: str) -> int:
-        return sum(op.amount for op in operations
-                   if op.operation == kind and op.state == "succeeded")
+        return sum(
+            op.amount for op in operations if op.operation == kind and op.state == "succeeded"
+        )
 
     assert (parent.captured, parent.refunded, parent.voided) == (
-        succeeded("capture"), succeeded("refund"), succeeded("void"))
+        succeeded("capture"),
+        succeeded("refund"),
+        succeeded("void"),
+    )
     assert [op for op in operations if op.state in OPEN_STATES] == []
     assert parent.captured <= parent.amount + parent.fee
     if parent.operation_mode == "authorize":
@@ -102,11 +108,15 @@ async def check_books(ctx: AppContext, seed: Seed, order_no: str) -> list[Operat
     done = {op.reference_number: op for op in operations if op.state == "succeeded"}
     assert len(ledger) == len({row["reference"] for row in ledger})
     assert {row["reference"] for row in ledger} == set(done), (
-        "the gateway's ledger and PayOps disagree on which operations were performed")
+        "the gateway's ledger and PayOps disagree on which operations were performed"
+    )
     for row in ledger:
         op = done[row["reference"]]
         assert (row["operation"], row["amount"], row["currency"]) == (
-            op.operation, op.amount, op.currency_code)
+            op.operation,
+            op.amount,
+            op.currency_code,
+        )
         # the sandbox keeps a queued refund's row as "queued" and reports it done once it is old
         # enough (decisions §8)
         queued = op.operation == "refund" and op.amount % 1000 == 992
@@ -135,8 +145,12 @@ def gateway_calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str, int]]
 
 # -- many partial operations racing for the same money ------------------------------------------
 
+
 async def test_concurrent_partial_refunds_never_over_refund(
-    client: httpx.AsyncClient, seed: Seed, ctx: AppContext, auth: dict[str, str],
+    client: httpx.AsyncClient,
+    seed: Seed,
+    ctx: AppContext,
+    auth: dict[str, str],
     gateway_calls: list[tuple[str, str, int]],
 ) -> None:
     await seed.transaction("10.000", "KWD", order_no="ORD-R")
@@ -165,7 +179,10 @@ async def test_concurrent_partial_refunds_never_over_refund(
 
 
 async def test_concurrent_partial_captures_never_over_capture(
-    client: httpx.AsyncClient, seed: Seed, ctx: AppContext, auth: dict[str, str],
+    client: httpx.AsyncClient,
+    seed: Seed,
+    ctx: AppContext,
+    auth: dict[str, str],
     gateway_calls: list[tuple[str, str, int]],
 ) -> None:
     # capturable = amount + fee = 10.250 → floor(10250 / 70) = 146 captures, 0.030 left over
@@ -193,7 +210,10 @@ async def test_concurrent_partial_captures_never_over_capture(
 
 
 async def test_void_racing_captures_never_both_succeed(
-    client: httpx.AsyncClient, seed: Seed, ctx: AppContext, auth: dict[str, str],
+    client: httpx.AsyncClient,
+    seed: Seed,
+    ctx: AppContext,
+    auth: dict[str, str],
     gateway_calls: list[tuple[str, str, int]],
 ) -> None:
     # The void is fired first, in the middle and last among 50 captures of fresh authorizations.
@@ -224,7 +244,8 @@ async def test_void_racing_captures_never_both_succeed(
             assert captures == {200: 50}, captures
             assert (parent.voided, parent.captured) == (0, 50 * 70)
             assert [(op.operation, op.state) for op in operations] == [
-                ("capture", "succeeded")] * 50
+                ("capture", "succeeded")
+            ] * 50
 
     all_ops = [ref for _, ref, _ in gateway_calls]
     assert len(all_ops) == len(set(all_ops))
@@ -232,16 +253,22 @@ async def test_void_racing_captures_never_both_succeed(
 
 # -- Tracking-Key under concurrency (decisions §6) -----------------------------------------------
 
+
 @pytest.mark.parametrize("settings_overrides", [{"sandbox_latency_ms": 300}], ids=["slow-sandbox"])
 async def test_concurrent_same_tracking_key_runs_once(
-    client: httpx.AsyncClient, seed: Seed, ctx: AppContext, auth: dict[str, str],
+    client: httpx.AsyncClient,
+    seed: Seed,
+    ctx: AppContext,
+    auth: dict[str, str],
     gateway_calls: list[tuple[str, str, int]],
 ) -> None:
     assert ctx.settings.sandbox_latency_ms == 300
     await seed.transaction("10.000", "KWD", order_no="ORD-T")
     responses = await asyncio.gather(
-        *(post_op(client, auth, "refund", "1.000", tracking_key="TK-1", order_no="ORD-T")
-          for _ in range(20))
+        *(
+            post_op(client, auth, "refund", "1.000", tracking_key="TK-1", order_no="ORD-T")
+            for _ in range(20)
+        )
     )
 
     operations = await seed.operations("ORD-T")
@@ -277,30 +304,38 @@ async def test_concurrent_same_tracking_key_runs_once(
 
 # -- unconfirmed operations, queued refunds and several reconcilers at once ----------------------
 
+
 async def test_concurrent_reconcilers_settle_each_operation_once(
-    client: httpx.AsyncClient, seed: Seed, ctx: AppContext, auth: dict[str, str],
+    client: httpx.AsyncClient,
+    seed: Seed,
+    ctx: AppContext,
+    auth: dict[str, str],
     gateway_calls: list[tuple[str, str, int]],
 ) -> None:
     """Refunds the sandbox leaves unconfirmed (993 done, 994/995 not done) or queues (992), racing
     each other, then three reconciliation passes at once beside more refunds."""
     await seed.transaction("10.000", "KWD", order_no="ORD-Q")
     amounts = ["0.993", "0.994", "0.995", "0.992", "0.070"] * 6  # 30 asks for 12.132 in all
-    first = await asyncio.gather(*(post_op(client, auth, "refund", a, order_no="ORD-Q")
-                                   for a in amounts))
+    first = await asyncio.gather(
+        *(post_op(client, auth, "refund", a, order_no="ORD-Q") for a in amounts)
+    )
     for response in first:
         assert response.status_code in (200, 400, 504), response.text
         if response.status_code == 504:
             assert response.json()["result"] == "pending"
         elif response.status_code == 400:
             assert response.json()["detail"].startswith("Amount exceeds the refundable amount ("), (
-                response.text)
+                response.text
+            )
     pending = [r.json()["reference_number"] for r in first if r.status_code == 504]
     assert pending, "expected unconfirmed refunds"
     by_ref = {op.reference_number: op for op in await seed.operations("ORD-Q")}
     assert {by_ref[ref].state for ref in pending} == {"processing"}
 
     second = await asyncio.gather(
-        reconcile_once(ctx), reconcile_once(ctx), reconcile_once(ctx),
+        reconcile_once(ctx),
+        reconcile_once(ctx),
+        reconcile_once(ctx),
         *(post_op(client, auth, "refund", "0.070", order_no="ORD-Q") for _ in range(10)),
     )
     for response in second[3:]:
@@ -314,8 +349,13 @@ async def test_concurrent_reconcilers_settle_each_operation_once(
     operations = await check_books(ctx, seed, "ORD-Q")
     states = Counter((op.amount % 1000, op.state) for op in operations)
     # 993 was done by the gateway, 994/995 were not, 992 was queued and then done
-    assert set(states) <= {(993, "succeeded"), (994, "failed"), (995, "failed"),
-                           (992, "succeeded"), (70, "succeeded")}, states
+    assert set(states) <= {
+        (993, "succeeded"),
+        (994, "failed"),
+        (995, "failed"),
+        (992, "succeeded"),
+        (70, "succeeded"),
+    }, states
     assert {op.reference_number for op in operations} >= set(pending)
     # one gateway call per operation: the reconcilers only asked, they never sent one again
     sent = [ref for _, ref, _ in gateway_calls]
@@ -324,9 +364,14 @@ async def test_concurrent_reconcilers_settle_each_operation_once(
 
 # -- the settle transaction cannot get the database after the gateway acted ---------------------
 
+
 async def test_settle_failure_after_gateway_call_answers_pending(
-    app: Any, seed: Seed, ctx: AppContext, auth: dict[str, str],
-    gateway_calls: list[tuple[str, str, int]], monkeypatch: pytest.MonkeyPatch,
+    app: Any,
+    seed: Seed,
+    ctx: AppContext,
+    auth: dict[str, str],
+    gateway_calls: list[tuple[str, str, int]],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """A burst of operations on one parent can hold every pooled connection with intents waiting
     for the parent's lock, so a settle (after the gateway acted) waits past the pool timeout:
@@ -345,9 +390,12 @@ async def test_settle_failure_after_gateway_call_answers_pending(
         async def settle_without_a_connection(*args: Any, **kwargs: Any) -> Any:
             if not failures:
                 failures.append(True)
-                raise PoolTimeout("QueuePool limit of size 20 overflow 20 reached, connection "
-                                  "timed out, timeout 30.00")
+                raise PoolTimeout(
+                    "QueuePool limit of size 20 overflow 20 reached, connection "
+                    "timed out, timeout 30.00"
+                )
             return await original(*args, **kwargs)
+
         return settle_without_a_connection
 
     # The operation path settles its own fresh operation with _settle_fresh (issue 11), and
@@ -355,17 +403,23 @@ async def test_settle_failure_after_gateway_call_answers_pending(
     for name in ("_settle_fresh", "settle"):
         monkeypatch.setattr(service, name, without_a_connection(getattr(service, name)))
     await seed.transaction("10.000", "KWD", order_no="ORD-P")
-    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False,
-                                    client=("127.0.0.1", 40000))
+    transport = httpx.ASGITransport(
+        app=app, raise_app_exceptions=False, client=("127.0.0.1", 40000)
+    )
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
         response = await post_op(client, auth, "refund", "1.000", order_no="ORD-P")
 
     (op,) = await seed.operations("ORD-P")
     assert [ref for _, ref, _ in gateway_calls] == [op.reference_number]  # the gateway acted
-    assert (response.status_code, response.json()) == (504, {
-        "detail": "The payment gateway did not confirm the operation; it will be reconciled",
-        "operation": "refund", "result": "pending", "reference_number": op.reference_number,
-    }), response.text
+    assert (response.status_code, response.json()) == (
+        504,
+        {
+            "detail": "The payment gateway did not confirm the operation; it will be reconciled",
+            "operation": "refund",
+            "result": "pending",
+            "reference_number": op.reference_number,
+        },
+    ), response.text
     assert op.state == "processing"
 
     # Once the in-flight call's lease has run out, the reconciler settles it from the gateway's

@@ -52,8 +52,11 @@ def counting(ctx: AppContext) -> Iterator[list[str]]:
 
 
 async def refund(client: httpx.AsyncClient, auth: dict[str, str], order_no: str) -> httpx.Response:
-    return await client.post(f"/b/pbl/v1/operation/{order_no}", headers=auth,
-                             json={"operation": "refund", "amount": "1.000"})
+    return await client.post(
+        f"/b/pbl/v1/operation/{order_no}",
+        headers=auth,
+        json={"operation": "refund", "amount": "1.000"},
+    )
 
 
 async def test_one_refund_stays_within_its_statements(
@@ -73,8 +76,9 @@ async def test_one_refund_stays_within_its_statements(
     listing = "\n".join(statements)
     assert len(statements) <= CEILING[backend], f"{len(statements)} statements:\n{listing}"
     # No relationship loading on the path: the configuration comes from the process's cache.
-    assert not any("FROM gateway_configs" in s and "WHERE gateway_configs.id IN" in s
-                   for s in statements), listing
+    assert not any(
+        "FROM gateway_configs" in s and "WHERE gateway_configs.id IN" in s for s in statements
+    ), listing
 
 
 async def test_a_changed_merchant_setting_is_used_at_once(

@@ -28,11 +28,9 @@ async def api_key_by_prefix(session: AsyncSession, prefix: str) -> ApiKey | None
 
 
 _api_keys = cast(Table, ApiKey.__table__)
-_KEY_CHECK = (
-    select(_api_keys.c.prefix, _api_keys.c.secret_hash, _api_keys.c.revoked_at,
-           _api_keys.c.expires_at)
-    .where(_api_keys.c.prefix == bindparam("prefix"))
-)
+_KEY_CHECK = select(
+    _api_keys.c.prefix, _api_keys.c.secret_hash, _api_keys.c.revoked_at, _api_keys.c.expires_at
+).where(_api_keys.c.prefix == bindparam("prefix"))
 
 
 async def api_key_check(session: AsyncSession | AsyncConnection, prefix: str) -> Any:
@@ -47,6 +45,7 @@ async def list_api_keys(session: AsyncSession) -> list[ApiKey]:
 
 # -- failed-login counters (auth/throttle.py) -------------------------------------------------
 
+
 def _insert_for(session: AsyncSession) -> Any:
     dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
     return postgresql.insert if dialect == "postgresql" else sqlite.insert
@@ -58,8 +57,9 @@ async def current_failures(
     """Failures and window end of each key whose window is still open."""
     table = AuthFailureCounter.__table__
     rows = await session.execute(
-        select(table.c.key, table.c.failures, table.c.window_ends_ms)
-        .where(table.c.key.in_(keys), table.c.window_ends_ms > now_ms)
+        select(table.c.key, table.c.failures, table.c.window_ends_ms).where(
+            table.c.key.in_(keys), table.c.window_ends_ms > now_ms
+        )
     )
     return {key: (int(failures), int(ends)) for key, failures, ends in rows}
 
@@ -95,8 +95,9 @@ async def uncount_failures(session: AsyncSession, counted: list[tuple[str, int]]
     for key, window_ends_ms in counted:
         await session.execute(
             update(table)
-            .where(table.c.key == key, table.c.window_ends_ms == window_ends_ms,
-                   table.c.failures > 0)
+            .where(
+                table.c.key == key, table.c.window_ends_ms == window_ends_ms, table.c.failures > 0
+            )
             .values(failures=table.c.failures - 1)
         )
     await session.execute(
@@ -110,8 +111,11 @@ async def sweep_failures(session: AsyncSession, now_ms: int, max_entries: int) -
     Rows a login is updating right now are skipped (PostgreSQL ``SKIP LOCKED``), so the sweep
     never waits for, or deadlocks with, a login; SQLite serialises writers anyway."""
     table = AuthFailureCounter.__table__
-    expired = (select(table.c.key).where(table.c.window_ends_ms <= now_ms)
-               .with_for_update(skip_locked=True))
+    expired = (
+        select(table.c.key)
+        .where(table.c.window_ends_ms <= now_ms)
+        .with_for_update(skip_locked=True)
+    )
     deleted = (await session.execute(delete(table).where(table.c.key.in_(expired)))).rowcount
     count = int(await session.scalar(select(func.count()).select_from(table)) or 0)
     if count > max_entries:

@@ -22,19 +22,19 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from payops.auth import repository
 from payops.auth.metrics import AuthMetrics
 from payops.auth.permissions import ALL_PERMISSIONS, API_KEY_PERMISSIONS
-from payops.auth.throttle import FailureThrottle
 from payops.auth.secrets import (
     MAX_PASSWORD_BYTES,
     MAX_USERNAME_LENGTH,
     api_secret_matches,
     verify_password,
 )
+from payops.auth.throttle import FailureThrottle
 from payops.domain import messages
 from payops.errors import AuthenticationFailed, DetailError
 
@@ -147,7 +147,8 @@ class VerificationGate:
             self._queued.dec()
         self._running.inc()
         verification = asyncio.ensure_future(
-            asyncio.to_thread(verify_password, password_hash, password))
+            asyncio.to_thread(verify_password, password_hash, password)
+        )
 
         def release(_: object) -> None:
             # Only when the thread is done: a client that hangs up must not free the slot
@@ -160,13 +161,16 @@ class VerificationGate:
 
 
 class Authenticator:
-    def __init__(self, settings: Settings, db: Database, metrics: AuthMetrics | None = None) -> None:
+    def __init__(
+        self, settings: Settings, db: Database, metrics: AuthMetrics | None = None
+    ) -> None:
         self.db = db
         self.metrics = metrics or AuthMetrics()
         self.cache = VerifiedCache(settings.auth_cache_seconds)
         self.throttle = FailureThrottle(settings, db, self.metrics)
         self.gate = VerificationGate(
-            settings.auth_verify_concurrency, settings.auth_verify_queue, self.metrics)
+            settings.auth_verify_concurrency, settings.auth_verify_queue, self.metrics
+        )
         self._in_flight: dict[bytes, asyncio.Future[User]] = {}
 
     async def authenticate(self, authorization: str | None, client: str) -> Principal:
@@ -255,7 +259,7 @@ class Authenticator:
         if sep and secret and len(credential) <= MAX_API_KEY_CHARS:
             async with self.db.read_statement() as conn:
                 key = await repository.api_key_check(conn, prefix)
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         if (
             key is None
             or not api_secret_matches(secret, key.secret_hash)
@@ -270,19 +274,21 @@ class Authenticator:
         return Principal("api_key", f"api_key:{key.prefix}", API_KEY_PERMISSIONS, {})
 
 
-def _user_principal(
-    user: User, remember: tuple[VerifiedCache, bytes] | None = None
-) -> Principal:
+def _user_principal(user: User, remember: tuple[VerifiedCache, bytes] | None = None) -> Principal:
     if not user.is_active:
         raise AuthenticationFailed(messages.AUTH_INACTIVE)
     if remember is not None:
         cache, fingerprint = remember
         cache.put(fingerprint, user)
-    permissions = ALL_PERMISSIONS if user.is_superuser else frozenset(
-        p.code for p in user.permissions
+    permissions = (
+        ALL_PERMISSIONS if user.is_superuser else frozenset(p.code for p in user.permissions)
     )
     initiator = {
-        "id": user.id, "first_name": user.first_name, "last_name": user.last_name,
-        "username": user.username, "email": user.email, "phone": user.phone,
+        "id": user.id,
+        "first_name": user.first_name,
+        "last_name": user.last_name,
+        "username": user.username,
+        "email": user.email,
+        "phone": user.phone,
     }
     return Principal("user", user.username, permissions, initiator)

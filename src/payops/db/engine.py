@@ -31,8 +31,13 @@ SQLITE_BUSY_TIMEOUT_MS = 60_000
 # What a database that is down, unreachable or refusing writes raises. asyncpg's connect failures
 # reach us unwrapped (ConnectionRefusedError and other OSErrors), not as SQLAlchemy errors.
 DATABASE_UNAVAILABLE: tuple[type[BaseException], ...] = (
-    OperationalError, InterfaceError, DisconnectionError, OSError,
-    asyncpg.InterfaceError, asyncpg.PostgresConnectionError, asyncpg.CannotConnectNowError,
+    OperationalError,
+    InterfaceError,
+    DisconnectionError,
+    OSError,
+    asyncpg.InterfaceError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.CannotConnectNowError,
 )
 
 
@@ -60,7 +65,6 @@ def _sqlite_pragmas(engine: AsyncEngine, *, immediate: bool) -> None:
 SINGLE_STATEMENT = "payops_single_statement"
 
 
-
 # PostgreSQL connections one process may hold when nothing says otherwise (`payops serve`
 # divides PAYOPS_DB_POOL_TOTAL between its workers).
 DEFAULT_POOL_SIZE = 40
@@ -81,16 +85,25 @@ def _skip_closed_connections(engine: AsyncEngine) -> None:
 
 
 class Database:
-    def __init__(self, url: str, *, echo: bool = False, pool_size: int = DEFAULT_POOL_SIZE,
-                 info: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        echo: bool = False,
+        pool_size: int = DEFAULT_POOL_SIZE,
+        info: dict[str, Any] | None = None,
+    ) -> None:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
         # hide_parameters: statement parameters (customer data, card-holder names, payloads)
         # never reach an exception message or a log line. JSON columns keep exact numbers
         # (exact_json, with orjson as its fast path).
-        options: dict[str, Any] = {"echo": echo, "hide_parameters": True,
-                                   "json_serializer": exact_json.dumps,
-                                   "json_deserializer": exact_json.loads}
+        options: dict[str, Any] = {
+            "echo": echo,
+            "hide_parameters": True,
+            "json_serializer": exact_json.dumps,
+            "json_deserializer": exact_json.loads,
+        }
         if self.is_sqlite:
             self.write_engine = create_async_engine(url, pool_size=5, max_overflow=10, **options)
             self.read_engine = create_async_engine(url, **options)
@@ -100,7 +113,10 @@ class Database:
         else:
             # A hard cap (no overflow): the process's share of the server's connections.
             self.write_engine = create_async_engine(
-                url, pool_size=pool_size, max_overflow=0, **options,
+                url,
+                pool_size=pool_size,
+                max_overflow=0,
+                **options,
             )
             _skip_closed_connections(self.write_engine)
             # Reads share the pool but run without BEGIN/ROLLBACK: under READ COMMITTED every
@@ -169,8 +185,9 @@ class Database:
         the probe updates no row and is rolled back."""
         async with self._write() as session:
             try:
-                await session.execute(text(
-                    "UPDATE alembic_version SET version_num = version_num WHERE 1 = 0"))
+                await session.execute(
+                    text("UPDATE alembic_version SET version_num = version_num WHERE 1 = 0")
+                )
             finally:
                 await session.rollback()
         return True

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 from sqlalchemy.exc import SQLAlchemyError
@@ -70,7 +70,9 @@ class Lookup:
 
     @property
     def not_found_message(self) -> str:
-        return messages.SESSION_NOT_FOUND if self.session_id is not None else messages.ORDER_NOT_FOUND
+        return (
+            messages.SESSION_NOT_FOUND if self.session_id is not None else messages.ORDER_NOT_FOUND
+        )
 
     def names_other_than(self, parent: PaymentTransaction) -> bool:
         """Both identifiers given (the SDK sends both) but the order_no is not this parent's."""
@@ -125,8 +127,16 @@ async def _audit_refusal(
         parent = await repository.find_parent(
             session, order_no=lookup.order_no, session_id=lookup.session_id
         )
-        audit.record(session, principal, operation, "refused", parent,
-                     order_no=lookup.label, status=error.status_code, body=error.body)
+        audit.record(
+            session,
+            principal,
+            operation,
+            "refused",
+            parent,
+            order_no=lookup.label,
+            status=error.status_code,
+            body=error.body,
+        )
 
 
 async def run_operation(
@@ -148,6 +158,7 @@ async def run_operation(
 
 # -- external operations ------------------------------------------------------------------------
 
+
 async def _run_external(
     ctx: AppContext,
     principal: Principal,
@@ -161,7 +172,8 @@ async def _run_external(
         # reads the successful attempt and the reservations with the parent; PostgreSQL must
         # read them after the parent's lock is taken, in a statement of their own (below).
         parent, attempt, held = await _lock_for_operation(
-            session, lookup, operation, with_attempt=ctx.db.is_sqlite)
+            session, lookup, operation, with_attempt=ctx.db.is_sqlite
+        )
         requested = None
         if raw_amount is not None and operation != "void":
             try:
@@ -180,8 +192,11 @@ async def _run_external(
                 # more fields).
                 key = await outbox.merchant_setting(session, outbox.HMAC_KEY_SETTING)
                 return operation_body(prior, parent, key)
-        cached = (await ctx.gateways.get(session, parent.gateway_config_id, parent.gateway_version)
-                  if parent.gateway_config_id is not None else None)
+        cached = (
+            await ctx.gateways.get(session, parent.gateway_config_id, parent.gateway_version)
+            if parent.gateway_config_id is not None
+            else None
+        )
         if not ctx.db.is_sqlite:
             attempt, held = await repository.successful_attempt_row_and_reservations(
                 session, parent.id, parent.gateway_config_id
@@ -191,7 +206,9 @@ async def _run_external(
         gateway = cached.config
         try:
             amount = check_external(
-                operation, await totals_of(session, parent, held), gateway_facts(gateway),
+                operation,
+                await totals_of(session, parent, held),
+                gateway_facts(gateway),
                 requested,
             )
         except RuleViolation as violation:
@@ -229,14 +246,19 @@ async def _run_external(
                 "initiator": principal.initiator,
                 # The in-flight call holds the reconciliation lease, so no reconciler asks the
                 # gateway about it before this call has had its full time; settling releases it.
-                "claimed_until": now + timedelta(
-                    seconds=call_budget_seconds(gateway, ctx.settings)),
+                "claimed_until": now
+                + timedelta(seconds=call_budget_seconds(gateway, ctx.settings)),
                 "created_at": now,
                 "updated_at": now,
             },
             repository.audit_values(
-                "audit_", actor_type=principal.kind, actor=principal.audit_actor,
-                action=operation, result="intent", parent=parent, at=now,
+                "audit_",
+                actor_type=principal.kind,
+                actor=principal.audit_actor,
+                action=operation,
+                result="intent",
+                parent=parent,
+                at=now,
                 details={"reference_number": intent.reference_number, "amount": amount},
             ),
         )
@@ -306,11 +328,17 @@ async def _lock_for_operation(
     ``with_attempt`` (SQLite) its successful attempt and reservations, else None and {}."""
     if with_attempt:
         found = await repository.lock_parent_row_with_attempt(
-            session, order_no=lookup.order_no, session_id=lookup.session_id)
+            session, order_no=lookup.order_no, session_id=lookup.session_id
+        )
         parent, attempt, held = found if found is not None else (None, None, {})
     else:
-        parent, attempt, held = await repository.lock_parent_row(
-            session, order_no=lookup.order_no, session_id=lookup.session_id), None, {}
+        parent, attempt, held = (
+            await repository.lock_parent_row(
+                session, order_no=lookup.order_no, session_id=lookup.session_id
+            ),
+            None,
+            {},
+        )
     if parent is None:
         raise OperationFailed(lookup.not_found_message, operation)
     if lookup.names_other_than(parent):
@@ -343,7 +371,10 @@ def _check_replay(prior: Operation, fingerprint: str, principal: Principal) -> N
 
 
 async def _call_and_settle(
-    ctx: AppContext, gateway: CachedGateway, intent: Intent, request: OperationRequest,
+    ctx: AppContext,
+    gateway: CachedGateway,
+    intent: Intent,
+    request: OperationRequest,
 ) -> tuple[Any, Any, str]:
     crashpoints.reach(crashpoints.AFTER_INTENT)
     result = await call_gateway(ctx, gateway.config, request, gateway.connector)
@@ -357,11 +388,13 @@ async def _call_and_settle(
             settled = None
         if settled is None:  # touched since the intent, or an answer the lean path leaves
             async with ctx.db.write() as session:
-                settled, parent = await settle(session, intent.id, result, ctx=ctx,
-                                               parent_id=intent.parent_id)
+                settled, parent = await settle(
+                    session, intent.id, result, ctx=ctx, parent_id=intent.parent_id
+                )
                 # settle() has just checked the cache against the database: no statement here.
-                key = (await ctx.merchant_settings.get(
-                    session, ctx.merchant_settings.version)).get(outbox.HMAC_KEY_SETTING, "")
+                key = (await ctx.merchant_settings.get(session, ctx.merchant_settings.version)).get(
+                    outbox.HMAC_KEY_SETTING, ""
+                )
     except (SQLAlchemyError, *DATABASE_UNAVAILABLE) as exc:
         # The gateway has answered but the answer could not be recorded (the database is down:
         # asyncpg raises OSErrors, not SQLAlchemy errors): the operation stays processing under
@@ -376,8 +409,11 @@ _TOTAL_OF = {"capture": "captured", "refund": "refunded", "void": "voided"}
 
 
 async def _settle_fresh(
-    session: AsyncSession | AsyncConnection, ctx: AppContext, gateway: CachedGateway,
-    intent: Intent, result: GatewayResult,
+    session: AsyncSession | AsyncConnection,
+    ctx: AppContext,
+    gateway: CachedGateway,
+    intent: Intent,
+    result: GatewayResult,
 ) -> tuple[SettledOperation | None, Any, str]:
     """``settle`` for the operation this request has just written, on the condition that nobody
     touched it since its intent and that the gateway configuration and merchant settings the
@@ -399,35 +435,67 @@ async def _settle_fresh(
     key = merchant.get(outbox.HMAC_KEY_SETTING, "")
     now = datetime.now(UTC)
     op = SettledOperation(
-        id=intent.id, operation=intent.operation, state=state, amount=intent.amount,
-        currency_code=intent.currency_code, reference_number=intent.reference_number,
-        child_session_id=intent.child_session_id, initiator=intent.initiator,
-        pg_response=result.raw, pg_params=result.pg_params, message=result.message,
-        settled_at=now, queued_at=now if state == "queued" else None,
+        id=intent.id,
+        operation=intent.operation,
+        state=state,
+        amount=intent.amount,
+        currency_code=intent.currency_code,
+        reference_number=intent.reference_number,
+        child_session_id=intent.child_session_id,
+        initiator=intent.initiator,
+        pg_response=result.raw,
+        pg_params=result.pg_params,
+        message=result.message,
+        settled_at=now,
+        queued_at=now if state == "queued" else None,
     )
     values: dict[str, Any] = {
-        "state": state, "pg_response": result.raw, "pg_params": result.pg_params,
-        "gateway_refs": dict(result.gateway_refs), "message": result.message,
-        "claimed_until": None, "settled_at": now, "queued_at": op.queued_at, "updated_at": now,
+        "state": state,
+        "pg_response": result.raw,
+        "pg_params": result.pg_params,
+        "gateway_refs": dict(result.gateway_refs),
+        "message": result.message,
+        "claimed_until": None,
+        "settled_at": now,
+        "queued_at": op.queued_at,
+        "updated_at": now,
     }
     events: list[dict[str, Any]] = []
     if state != "failed":
-        op.response = values["response"] = operation_body(cast(Any, op), parent, key,
-                                                          gateway.config)
+        op.response = values["response"] = operation_body(
+            cast(Any, op), parent, key, gateway.config
+        )
         for target in {parent.webhook_url, merchant.get(outbox.OPERATIONS_URL_SETTING, "")} - {""}:
-            events.append({"event_id": new_event_id(), "kind": "operation",
-                           "target_url": target, "payload": op.response,
-                           "transaction_id": parent.id})
+            events.append(
+                {
+                    "event_id": new_event_id(),
+                    "kind": "operation",
+                    "target_url": target,
+                    "payload": op.response,
+                    "transaction_id": parent.id,
+                }
+            )
     await repository.settle_fresh_operation(
-        session, operation_id=intent.id, stamp=intent.stamp, values=values,
-        parent_id=parent.id, total=_TOTAL_OF[intent.operation] if state == "succeeded" else None,
+        session,
+        operation_id=intent.id,
+        stamp=intent.stamp,
+        values=values,
+        parent_id=parent.id,
+        total=_TOTAL_OF[intent.operation] if state == "succeeded" else None,
         amount=intent.amount,
         audit_entry=repository.audit_values(
-            "audit_", actor_type=SETTLEMENT.kind, actor=SETTLEMENT.audit_actor,
-            action=intent.operation, result=state, parent=parent, at=now,
+            "audit_",
+            actor_type=SETTLEMENT.kind,
+            actor=SETTLEMENT.audit_actor,
+            action=intent.operation,
+            result=state,
+            parent=parent,
+            at=now,
             details={"reference_number": intent.reference_number, "amount": intent.amount},
         ),
-        events=events, gateway_id=intent.gateway_config_id, gateway_version=gateway.version,
+        events=events,
+        gateway_id=intent.gateway_config_id,
+        gateway_version=gateway.version,
         settings_version=settings_version,
     )
     return op, parent, key
@@ -436,14 +504,19 @@ async def _settle_fresh(
 async def call_gateway(
     ctx: AppContext, gateway: Any, request: OperationRequest, connector: Connector | None = None
 ) -> GatewayResult:
-    return await ask_gateway(gateway, ctx.settings, lambda c: c.run(request),
-                             request.reference_number, connector)
+    return await ask_gateway(
+        gateway, ctx.settings, lambda c: c.run(request), request.reference_number, connector
+    )
 
 
 async def settle(
-    session: AsyncSession, operation_id: int, result: GatewayResult, *,
+    session: AsyncSession,
+    operation_id: int,
+    result: GatewayResult,
+    *,
     resolution: dict[str, Any] | None = None,
-    ctx: AppContext | None = None, parent_id: int | None = None,
+    ctx: AppContext | None = None,
+    parent_id: int | None = None,
 ) -> tuple[Operation, PaymentTransaction]:
     """Apply a gateway's answer to a processing (or queued) operation, exactly once.
 
@@ -487,39 +560,59 @@ async def settle(
             parent.voided += op.amount
     elif result.outcome == Outcome.PENDING and op.operation == "refund":
         op.state = "queued"
-        op.queued_at = op.queued_at or datetime.now(timezone.utc)
+        op.queued_at = op.queued_at or datetime.now(UTC)
     elif result.outcome == Outcome.FAILED:
         # A refund the gateway had queued, or one an operator resolved as failed, is "rejected":
         # the merchant was told of it (queued), so it hears the end too.
         was_accepted = before == "queued" or op.queued_at is not None or resolution is not None
         op.state = "rejected" if op.operation == "refund" and was_accepted else "failed"
     if op.state != before:
-        op.settled_at = datetime.now(timezone.utc)
-        audit.record(session, SETTLEMENT, op.operation, op.state, parent,
-                     reference_number=op.reference_number, amount=op.amount)
+        op.settled_at = datetime.now(UTC)
+        audit.record(
+            session,
+            SETTLEMENT,
+            op.operation,
+            op.state,
+            parent,
+            reference_number=op.reference_number,
+            amount=op.amount,
+        )
         if op.state in ("succeeded", "queued", "rejected"):
-            cached = (await ctx.gateways.get(session, op.gateway_config_id, gateway_version
-                                             if op.gateway_config_id == parent.gateway_config_id
-                                             else None)
-                      if ctx is not None else None)
-            gateway = (cached.config if cached is not None
-                       else await session.get_one(GatewayConfig, op.gateway_config_id))
-            op.response = operation_body(op, parent, merchant.get(outbox.HMAC_KEY_SETTING, ""),
-                                         gateway)
-            await _notify_operation(session, parent, op.response,
-                                    merchant.get(outbox.OPERATIONS_URL_SETTING, ""))
+            cached = (
+                await ctx.gateways.get(
+                    session,
+                    op.gateway_config_id,
+                    gateway_version if op.gateway_config_id == parent.gateway_config_id else None,
+                )
+                if ctx is not None
+                else None
+            )
+            gateway = (
+                cached.config
+                if cached is not None
+                else await session.get_one(GatewayConfig, op.gateway_config_id)
+            )
+            op.response = operation_body(
+                op, parent, merchant.get(outbox.HMAC_KEY_SETTING, ""), gateway
+            )
+            await _notify_operation(
+                session, parent, op.response, merchant.get(outbox.OPERATIONS_URL_SETTING, "")
+            )
     return op, parent
 
 
 async def _notify_operation(
-    session: AsyncSession, parent: PaymentTransaction, body: dict[str, Any],
+    session: AsyncSession,
+    parent: PaymentTransaction,
+    body: dict[str, Any],
     operations_url: str | None = None,
 ) -> None:
     if operations_url is None:
         operations_url = await outbox.merchant_setting(session, outbox.OPERATIONS_URL_SETTING)
     for target in {parent.webhook_url, operations_url} - {""}:
-        outbox.enqueue(session, kind="operation", target_url=target, payload=body,
-                       transaction_id=parent.id)
+        outbox.enqueue(
+            session, kind="operation", target_url=target, payload=body, transaction_id=parent.id
+        )
 
 
 def _answer(
@@ -536,13 +629,17 @@ def _answer(
 
 # -- operations done on the gateway's own dashboard ---------------------------------------------
 
+
 async def record_gateway_side_operations(ctx: AppContext, parent_id: int) -> int:
     """Record, with ``source: "pg"``, the successful operations the gateway's books show for this
     payment that PayOps did not send (done on the gateway's dashboard). Returns how many."""
     async with ctx.db.read() as session:
         parent = await session.get(PaymentTransaction, parent_id)
-        attempt = (await repository.successful_attempt(session, parent.id, parent.gateway_config_id)
-                   if parent else None)
+        attempt = (
+            await repository.successful_attempt(session, parent.id, parent.gateway_config_id)
+            if parent
+            else None
+        )
         if parent is None or attempt is None or parent.gateway_config is None:
             return 0
         gateway = parent.gateway_config
@@ -567,13 +664,19 @@ async def record_gateway_side_operations(ctx: AppContext, parent_id: int) -> int
                 continue
             known.add(seen.gateway_id)
             op = Operation(
-                transaction_id=parent.id, gateway_config_id=gateway.id,
-                operation=seen.operation, state="succeeded", amount=seen.amount,
-                currency_code=parent.currency_code, reference_number=new_reference_number(),
-                child_session_id=new_session_id(), source="pg", initiator={},
+                transaction_id=parent.id,
+                gateway_config_id=gateway.id,
+                operation=seen.operation,
+                state="succeeded",
+                amount=seen.amount,
+                currency_code=parent.currency_code,
+                reference_number=new_reference_number(),
+                child_session_id=new_session_id(),
+                source="pg",
+                initiator={},
                 gateway_refs={"gateway_id": seen.gateway_id},
                 message="Performed on the gateway's dashboard",
-                settled_at=datetime.now(timezone.utc),
+                settled_at=datetime.now(UTC),
             )
             session.add(op)
             if seen.operation == "capture":
@@ -586,9 +689,17 @@ async def record_gateway_side_operations(ctx: AppContext, parent_id: int) -> int
             await session.refresh(op, ["gateway_config"])
             op.response = operation_body(op, parent, key)
             await _notify_operation(session, parent, op.response)
-            audit.record(session, SETTLEMENT, seen.operation, "recorded", parent,
-                         reference_number=op.reference_number, gateway_id=seen.gateway_id,
-                         amount=seen.amount, source="pg")
+            audit.record(
+                session,
+                SETTLEMENT,
+                seen.operation,
+                "recorded",
+                parent,
+                reference_number=op.reference_number,
+                gateway_id=seen.gateway_id,
+                amount=seen.amount,
+                source="pg",
+            )
             recorded += 1
     return recorded
 
@@ -606,14 +717,22 @@ async def _run_internal(
         try:
             outcome = check_internal(operation, parent.state)
             if operation in ("cancel", "expire") and await repository.attempt_in_review(
-                    session, parent.id):
+                session, parent.id
+            ):
                 raise RuleViolation(messages.NOT_ALLOWED)  # an operator decides first (§13)
         except RuleViolation as violation:
             raise OperationFailed(violation.message, operation) from None
-        audit.record(session, principal, operation, "success", parent,
-                     previous_state=parent.state, outcome=str(outcome))
+        audit.record(
+            session,
+            principal,
+            operation,
+            "success",
+            parent,
+            previous_state=parent.state,
+            outcome=str(outcome),
+        )
         if outcome == DeleteKind.SOFT:
-            parent.deleted_at = datetime.now(timezone.utc)
+            parent.deleted_at = datetime.now(UTC)
         elif outcome == DeleteKind.HARD:
             await session.delete(parent)
         else:
@@ -621,10 +740,14 @@ async def _run_internal(
             if parent.webhook_url:
                 key = await outbox.merchant_setting(session, outbox.HMAC_KEY_SETTING)
                 outbox.enqueue(
-                    session, kind="payment", target_url=parent.webhook_url,
+                    session,
+                    kind="payment",
+                    target_url=parent.webhook_url,
                     payload=payment_body(
-                        parent, await repository.attempts(session, parent.id),
-                        await repository.operations(session, parent.id), key,
+                        parent,
+                        await repository.attempts(session, parent.id),
+                        await repository.operations(session, parent.id),
+                        key,
                     ),
                     transaction_id=parent.id,
                 )

@@ -92,8 +92,10 @@ BLOCKING_ATTEMPT_STATES = ("pending", "success", "needs_review")
 async def blocking_attempt(session: AsyncSession, parent_id: int) -> PaymentAttempt | None:
     return await session.scalar(
         select(PaymentAttempt)
-        .where(PaymentAttempt.transaction_id == parent_id,
-               PaymentAttempt.state.in_(BLOCKING_ATTEMPT_STATES))
+        .where(
+            PaymentAttempt.transaction_id == parent_id,
+            PaymentAttempt.state.in_(BLOCKING_ATTEMPT_STATES),
+        )
         .order_by(PaymentAttempt.id.desc())
         .limit(1)
     )
@@ -102,11 +104,15 @@ async def blocking_attempt(session: AsyncSession, parent_id: int) -> PaymentAtte
 async def attempt_in_review(session: AsyncSession, parent_id: int) -> bool:
     """Has the gateway confirmed another amount than an attempt asked for? Such a parent waits
     for an operator: it is not expired, canceled or charged again (decisions §13)."""
-    return bool(await session.scalar(
-        select(PaymentAttempt.id)
-        .where(PaymentAttempt.transaction_id == parent_id, PaymentAttempt.state == "needs_review")
-        .limit(1)
-    ))
+    return bool(
+        await session.scalar(
+            select(PaymentAttempt.id)
+            .where(
+                PaymentAttempt.transaction_id == parent_id, PaymentAttempt.state == "needs_review"
+            )
+            .limit(1)
+        )
+    )
 
 
 async def successful_attempt(
@@ -115,9 +121,11 @@ async def successful_attempt(
     """The attempt that took the payment at this gateway (the newest, should there be several)."""
     return await session.scalar(
         select(PaymentAttempt)
-        .where(PaymentAttempt.transaction_id == parent_id,
-               PaymentAttempt.state == "success",
-               PaymentAttempt.gateway_config_id == gateway_config_id)
+        .where(
+            PaymentAttempt.transaction_id == parent_id,
+            PaymentAttempt.state == "success",
+            PaymentAttempt.gateway_config_id == gateway_config_id,
+        )
         .order_by(PaymentAttempt.id.desc())
     )
 
@@ -159,6 +167,7 @@ async def lock_operation(session: AsyncSession, operation_id: int) -> Operation:
 # -- the operation path: few statements, no relationship loading (issue 11) ---------------------
 # The statements are built once (bound parameters): constructing them cost more than compiling.
 
+
 @cache
 def _lock_parent_statement(by: str) -> Any:
     gateway_version = (
@@ -170,8 +179,11 @@ def _lock_parent_statement(by: str) -> Any:
     query = select(PaymentTransaction, gateway_version, settings_version()).options(
         raiseload(PaymentTransaction.gateway_config)
     )
-    column = {"parent_id": PaymentTransaction.id, "session_id": PaymentTransaction.session_id,
-              "order_no": PaymentTransaction.order_no}[by]
+    column = {
+        "parent_id": PaymentTransaction.id,
+        "session_id": PaymentTransaction.session_id,
+        "order_no": PaymentTransaction.order_no,
+    }[by]
     query = query.where(column == bindparam("key"))
     if by != "parent_id":
         query = query.where(PaymentTransaction.deleted_at.is_(None))
@@ -208,8 +220,11 @@ def _held(operation: str, *, count: bool = False) -> Any:
     measure = func.count() if count else func.coalesce(func.sum(Operation.amount), 0)
     return (
         select(measure)
-        .where(Operation.transaction_id == PaymentAttempt.transaction_id,
-               Operation.state.in_(RESERVING_STATES), Operation.operation == operation)
+        .where(
+            Operation.transaction_id == PaymentAttempt.transaction_id,
+            Operation.state.in_(RESERVING_STATES),
+            Operation.operation == operation,
+        )
         .correlate(PaymentAttempt)
         .scalar_subquery()
     )
@@ -218,12 +233,19 @@ def _held(operation: str, *, count: bool = False) -> Any:
 @cache
 def _attempt_and_reservations_statement() -> Any:
     return (
-        select(PaymentAttempt, _held("capture"), _held("refund"), _held("void"),
-               _held("void", count=True))
+        select(
+            PaymentAttempt,
+            _held("capture"),
+            _held("refund"),
+            _held("void"),
+            _held("void", count=True),
+        )
         .options(raiseload(PaymentAttempt.gateway_config))
-        .where(PaymentAttempt.transaction_id == bindparam("parent_id"),
-               PaymentAttempt.state == "success",
-               PaymentAttempt.gateway_config_id == bindparam("gateway_config_id"))
+        .where(
+            PaymentAttempt.transaction_id == bindparam("parent_id"),
+            PaymentAttempt.state == "success",
+            PaymentAttempt.gateway_config_id == bindparam("gateway_config_id"),
+        )
         .order_by(PaymentAttempt.id.desc())
         .limit(1)
     )
@@ -237,15 +259,21 @@ async def successful_attempt_and_reservations(
     the previous holder of the lock."""
     if gateway_config_id is None:
         return None, {"capture": 0, "refund": 0, "void": 0, "void_count": 0}
-    row = (await session.execute(
-        _attempt_and_reservations_statement(),
-        {"parent_id": parent_id, "gateway_config_id": gateway_config_id},
-    )).first()
+    row = (
+        await session.execute(
+            _attempt_and_reservations_statement(),
+            {"parent_id": parent_id, "gateway_config_id": gateway_config_id},
+        )
+    ).first()
     if row is None:
         return None, {"capture": 0, "refund": 0, "void": 0, "void_count": 0}
     attempt, capture, refund, void, void_count = row
-    return attempt, {"capture": int(capture), "refund": int(refund), "void": int(void),
-                     "void_count": int(void_count)}
+    return attempt, {
+        "capture": int(capture),
+        "refund": int(refund),
+        "void": int(void),
+        "void_count": int(void_count),
+    }
 
 
 @cache
@@ -261,14 +289,15 @@ def _lock_operation_statement() -> Any:
 
 async def lock_operation_row(session: AsyncSession, operation_id: int) -> Operation:
     """``lock_operation`` without loading its gateway configuration."""
-    return (await session.scalars(_lock_operation_statement(),
-                                  {"operation_id": operation_id})).one()
+    return (
+        await session.scalars(_lock_operation_statement(), {"operation_id": operation_id})
+    ).one()
 
 
 async def operation_parent_id(session: AsyncSession, operation_id: int) -> int:
-    return (await session.scalars(
-        select(Operation.transaction_id).where(Operation.id == operation_id)
-    )).one()
+    return (
+        await session.scalars(select(Operation.transaction_id).where(Operation.id == operation_id))
+    ).one()
 
 
 # -- the operation path in Core: explicit columns, no unit of work (issue 11) ------------------
@@ -286,12 +315,26 @@ _outbox = cast(Table, OutboxEvent.__table__)
 
 # Rendered into the statement (constants): an expanding IN parameter is re-rendered on every
 # execution, which cost more than the rest of the statement's preparation.
-_RESERVING_LITERALS: tuple[Any, ...] = tuple(literal_column(f"'{state}'") for state in RESERVING_STATES)
+_RESERVING_LITERALS: tuple[Any, ...] = tuple(
+    literal_column(f"'{state}'") for state in RESERVING_STATES
+)
 
 # What the operation path reads of a parent (rules, presenter, audit, webhooks).
 PARENT_ROW_COLUMNS = (
-    "id", "session_id", "order_no", "state", "currency_code", "operation_mode", "amount", "fee",
-    "captured", "refunded", "voided", "gateway_config_id", "webhook_url", "extra",
+    "id",
+    "session_id",
+    "order_no",
+    "state",
+    "currency_code",
+    "operation_mode",
+    "amount",
+    "fee",
+    "captured",
+    "refunded",
+    "voided",
+    "gateway_config_id",
+    "webhook_url",
+    "extra",
 )
 
 
@@ -311,14 +354,16 @@ def _parent_row_statement(by: str) -> Any:
     )
     settings = cast(Table, MerchantSetting.__table__)
     merchant_version = select(func.coalesce(func.sum(settings.c.version), 0)).scalar_subquery()
-    column = {"parent_id": _parents.c.id, "session_id": _parents.c.session_id,
-              "order_no": _parents.c.order_no}[by]
-    query = (
-        select(*(_parents.c[name] for name in PARENT_ROW_COLUMNS),
-               gateway_version.label("gateway_version"),
-               merchant_version.label("settings_version"))
-        .where(column == bindparam("key"))
-    )
+    column = {
+        "parent_id": _parents.c.id,
+        "session_id": _parents.c.session_id,
+        "order_no": _parents.c.order_no,
+    }[by]
+    query = select(
+        *(_parents.c[name] for name in PARENT_ROW_COLUMNS),
+        gateway_version.label("gateway_version"),
+        merchant_version.label("settings_version"),
+    ).where(column == bindparam("key"))
     if by != "parent_id":
         query = query.where(_parents.c.deleted_at.is_(None))
     return query.with_for_update(of=_parents)
@@ -351,21 +396,32 @@ def _attempt_row_and_reservations_statement() -> Any:
         measure = func.count() if count else func.coalesce(func.sum(_operations.c.amount), 0)
         return (
             select(measure)
-            .where(_operations.c.transaction_id == _attempts.c.transaction_id,
-                   _operations.c.state.in_(_RESERVING_LITERALS),
-                   _operations.c.operation == operation)
+            .where(
+                _operations.c.transaction_id == _attempts.c.transaction_id,
+                _operations.c.state.in_(_RESERVING_LITERALS),
+                _operations.c.operation == operation,
+            )
             .correlate(_attempts)
             .scalar_subquery()
         )
 
     return (
-        select(_attempts.c.reference_number, _attempts.c.amount, _attempts.c.currency_code,
-               _attempts.c.operation_mode, _attempts.c.gateway_refs,
-               held("capture").label("held_capture"), held("refund").label("held_refund"),
-               held("void").label("held_void"), held("void", count=True).label("void_count"))
-        .where(_attempts.c.transaction_id == bindparam("parent_id"),
-               _attempts.c.state == "success",
-               _attempts.c.gateway_config_id == bindparam("gateway_config_id"))
+        select(
+            _attempts.c.reference_number,
+            _attempts.c.amount,
+            _attempts.c.currency_code,
+            _attempts.c.operation_mode,
+            _attempts.c.gateway_refs,
+            held("capture").label("held_capture"),
+            held("refund").label("held_refund"),
+            held("void").label("held_void"),
+            held("void", count=True).label("void_count"),
+        )
+        .where(
+            _attempts.c.transaction_id == bindparam("parent_id"),
+            _attempts.c.state == "success",
+            _attempts.c.gateway_config_id == bindparam("gateway_config_id"),
+        )
         .order_by(_attempts.c.id.desc())
         .limit(1)
     )
@@ -378,14 +434,20 @@ async def successful_attempt_row_and_reservations(
     after the parent is locked (its snapshot must include the previous lock holder's writes)."""
     if gateway_config_id is None:
         return None, {"capture": 0, "refund": 0, "void": 0, "void_count": 0}
-    row = (await session.execute(
-        _attempt_row_and_reservations_statement(),
-        {"parent_id": parent_id, "gateway_config_id": gateway_config_id},
-    )).first()
+    row = (
+        await session.execute(
+            _attempt_row_and_reservations_statement(),
+            {"parent_id": parent_id, "gateway_config_id": gateway_config_id},
+        )
+    ).first()
     if row is None:
         return None, {"capture": 0, "refund": 0, "void": 0, "void_count": 0}
-    return row, {"capture": int(row.held_capture), "refund": int(row.held_refund),
-                 "void": int(row.held_void), "void_count": int(row.void_count)}
+    return row, {
+        "capture": int(row.held_capture),
+        "refund": int(row.held_refund),
+        "void": int(row.held_void),
+        "void_count": int(row.void_count),
+    }
 
 
 class AttemptRow(NamedTuple):
@@ -402,8 +464,11 @@ class AttemptRow(NamedTuple):
 def _parent_and_attempt_statement(by: str) -> Any:
     latest = (
         select(func.max(_attempts.c.id))
-        .where(_attempts.c.transaction_id == _parents.c.id, _attempts.c.state == "success",
-               _attempts.c.gateway_config_id == _parents.c.gateway_config_id)
+        .where(
+            _attempts.c.transaction_id == _parents.c.id,
+            _attempts.c.state == "success",
+            _attempts.c.gateway_config_id == _parents.c.gateway_config_id,
+        )
         .correlate(_parents)
         .scalar_subquery()
     )
@@ -412,22 +477,24 @@ def _parent_and_attempt_statement(by: str) -> Any:
         measure = func.count() if count else func.coalesce(func.sum(_operations.c.amount), 0)
         return (
             select(measure)
-            .where(_operations.c.transaction_id == _parents.c.id,
-                   _operations.c.state.in_(_RESERVING_LITERALS),
-                   _operations.c.operation == operation)
+            .where(
+                _operations.c.transaction_id == _parents.c.id,
+                _operations.c.state.in_(_RESERVING_LITERALS),
+                _operations.c.operation == operation,
+            )
             .correlate(_parents)
             .scalar_subquery()
         )
 
     parent = _parent_row_statement(by)
-    return (
-        parent.add_columns(
-            _attempts.c.id.label("attempt_id"),
-            *(_attempts.c[name].label(f"attempt_{name}") for name in AttemptRow._fields),
-            held("capture").label("held_capture"), held("refund").label("held_refund"),
-            held("void").label("held_void"), held("void", count=True).label("void_count"))
-        .select_from(_parents.outerjoin(_attempts, _attempts.c.id == latest))
-    )
+    return parent.add_columns(
+        _attempts.c.id.label("attempt_id"),
+        *(_attempts.c[name].label(f"attempt_{name}") for name in AttemptRow._fields),
+        held("capture").label("held_capture"),
+        held("refund").label("held_refund"),
+        held("void").label("held_void"),
+        held("void", count=True).label("void_count"),
+    ).select_from(_parents.outerjoin(_attempts, _attempts.c.id == latest))
 
 
 async def lock_parent_row_with_attempt(
@@ -446,37 +513,99 @@ async def lock_parent_row_with_attempt(
     row = (await session.execute(_parent_and_attempt_statement(by), {"key": key})).first()
     if row is None:
         return None
-    attempt = (AttemptRow(*(getattr(row, f"attempt_{name}") for name in AttemptRow._fields))
-               if row.attempt_id is not None else None)
-    return row, attempt, {"capture": int(row.held_capture), "refund": int(row.held_refund),
-                          "void": int(row.held_void), "void_count": int(row.void_count)}
+    attempt = (
+        AttemptRow(*(getattr(row, f"attempt_{name}") for name in AttemptRow._fields))
+        if row.attempt_id is not None
+        else None
+    )
+    return (
+        row,
+        attempt,
+        {
+            "capture": int(row.held_capture),
+            "refund": int(row.held_refund),
+            "void": int(row.held_void),
+            "void_count": int(row.void_count),
+        },
+    )
 
 
 # Bound parameters of the operation path's writes, by table (prefixed, as PostgreSQL runs them
 # in one statement).
 _INTENT_OPERATION_FIELDS = (
-    "transaction_id", "gateway_config_id", "operation", "state", "amount", "currency_code",
-    "reference_number", "child_session_id", "tracking_key", "request_fingerprint", "source",
-    "initiator", "claimed_until", "created_at", "updated_at", "pg_response", "pg_params",
-    "gateway_refs", "message", "reconcile_attempts",
+    "transaction_id",
+    "gateway_config_id",
+    "operation",
+    "state",
+    "amount",
+    "currency_code",
+    "reference_number",
+    "child_session_id",
+    "tracking_key",
+    "request_fingerprint",
+    "source",
+    "initiator",
+    "claimed_until",
+    "created_at",
+    "updated_at",
+    "pg_response",
+    "pg_params",
+    "gateway_refs",
+    "message",
+    "reconcile_attempts",
 )
-_AUDIT_FIELDS = ("at", "actor_type", "actor", "action", "transaction_id", "session_id",
-                 "order_no", "result", "details")
-_OUTBOX_FIELDS = ("event_id", "kind", "target_url", "payload", "transaction_id", "state",
-                  "attempts", "next_attempt_at", "last_error", "created_at")
+_AUDIT_FIELDS = (
+    "at",
+    "actor_type",
+    "actor",
+    "action",
+    "transaction_id",
+    "session_id",
+    "order_no",
+    "result",
+    "details",
+)
+_OUTBOX_FIELDS = (
+    "event_id",
+    "kind",
+    "target_url",
+    "payload",
+    "transaction_id",
+    "state",
+    "attempts",
+    "next_attempt_at",
+    "last_error",
+    "created_at",
+)
 
 
 def _audit_insert(prefix: str) -> Any:
     return insert(_audit).values({name: bindparam(f"{prefix}{name}") for name in _AUDIT_FIELDS})
 
 
-def audit_values(prefix: str, *, actor_type: str, actor: str, action: str, result: str,
-                 parent: Any, at: datetime, details: dict[str, Any]) -> dict[str, Any]:
+def audit_values(
+    prefix: str,
+    *,
+    actor_type: str,
+    actor: str,
+    action: str,
+    result: str,
+    parent: Any,
+    at: datetime,
+    details: dict[str, Any],
+) -> dict[str, Any]:
     """An audit entry's bound parameters (what ``audit.record`` writes) for the statements here."""
-    return {f"{prefix}at": at, f"{prefix}actor_type": actor_type, f"{prefix}actor": actor,
-            f"{prefix}action": action, f"{prefix}transaction_id": parent.id,
-            f"{prefix}session_id": parent.session_id, f"{prefix}order_no": parent.order_no or "",
-            f"{prefix}result": result, f"{prefix}details": details}
+    return {
+        f"{prefix}at": at,
+        f"{prefix}actor_type": actor_type,
+        f"{prefix}actor": actor,
+        f"{prefix}action": action,
+        f"{prefix}transaction_id": parent.id,
+        f"{prefix}session_id": parent.session_id,
+        f"{prefix}order_no": parent.order_no or "",
+        f"{prefix}result": result,
+        f"{prefix}details": details,
+    }
 
 
 @cache
@@ -497,8 +626,14 @@ async def insert_intent(
     """Insert the operation (``_INTENT_OPERATION_FIELDS``; a new operation's empty columns are
     filled here) and its audit entry (``audit_values`` with the prefix ``audit_``); returns the
     operation's id. Every column is given: no Python-side default runs inside a CTE."""
-    operation = {"pg_response": {}, "pg_params": {}, "gateway_refs": {}, "message": "",
-                 "reconcile_attempts": 0, **operation}
+    operation = {
+        "pg_response": {},
+        "pg_params": {},
+        "gateway_refs": {},
+        "message": "",
+        "reconcile_attempts": 0,
+        **operation,
+    }
     params = {f"op_{name}": operation[name] for name in _INTENT_OPERATION_FIELDS}
     params.update(audit_entry)
     statements = _intent_statements(_is_postgresql(session))
@@ -508,8 +643,17 @@ async def insert_intent(
     return int(operation_id)
 
 
-_SETTLED_FIELDS = ("state", "pg_response", "pg_params", "gateway_refs", "message",
-                   "claimed_until", "settled_at", "queued_at", "updated_at")
+_SETTLED_FIELDS = (
+    "state",
+    "pg_response",
+    "pg_params",
+    "gateway_refs",
+    "message",
+    "claimed_until",
+    "settled_at",
+    "queued_at",
+    "updated_at",
+)
 
 
 def _typed(table: Table, column: str, name: str) -> Any:
@@ -523,16 +667,19 @@ def _settle_statements(
     fields = _SETTLED_FIELDS + (("response",) if with_response else ())
     gateways = cast(Table, GatewayConfig.__table__)
     settings = cast(Table, MerchantSetting.__table__)
-    gateway_version = (select(gateways.c.version)
-                       .where(gateways.c.id == bindparam("gateway_id")).scalar_subquery())
+    gateway_version = (
+        select(gateways.c.version).where(gateways.c.id == bindparam("gateway_id")).scalar_subquery()
+    )
     settings_version = select(func.coalesce(func.sum(settings.c.version), 0)).scalar_subquery()
     # Untouched since its intent, and the caches' versions the answer was built with are still
     # the database's.
-    conditions = (_operations.c.id == bindparam("op_id"),
-                  _operations.c.state == "processing",
-                  _operations.c.updated_at == bindparam("op_stamp"),
-                  gateway_version == bindparam("gateway_version"),
-                  settings_version == bindparam("settings_version"))
+    conditions = (
+        _operations.c.id == bindparam("op_id"),
+        _operations.c.state == "processing",
+        _operations.c.updated_at == bindparam("op_stamp"),
+        gateway_version == bindparam("gateway_version"),
+        settings_version == bindparam("settings_version"),
+    )
     values: dict[str, Any] = {name: bindparam(f"op_{name}") for name in fields}
     if not postgresql:  # statements of one write transaction (SQLite: the database's lock)
         writes: list[Any] = [update(_operations).where(*conditions).values(values)]
@@ -540,21 +687,32 @@ def _settle_statements(
             writes.append(
                 update(_parents)
                 .where(_parents.c.id == bindparam("parent_id"))
-                .values({total: _parents.c[total] + bindparam("parent_amount"),
-                         "updated_at": bindparam("parent_updated_at")})
+                .values(
+                    {
+                        total: _parents.c[total] + bindparam("parent_amount"),
+                        "updated_at": bindparam("parent_updated_at"),
+                    }
+                )
             )
         writes.append(_audit_insert("audit_"))
         for index in range(targets):
-            writes.append(insert(_outbox).values(
-                {name: bindparam(f"outbox{index}_{name}") for name in _OUTBOX_FIELDS}))
+            writes.append(
+                insert(_outbox).values(
+                    {name: bindparam(f"outbox{index}_{name}") for name in _OUTBOX_FIELDS}
+                )
+            )
         return tuple(writes)
 
     # PostgreSQL: one statement, on its own (autocommit). It locks the parent first (lock order
     # everywhere: parent, then operation): the operation's UPDATE reads the locked CTE in its
     # condition, so the parent's lock is taken before the operation's row is; every other write
     # reads the settled CTE, so they happen only when the operation was settled here.
-    locked = (select(_parents.c.id).where(_parents.c.id == bindparam("parent_id"))
-              .with_for_update().cte("locked"))
+    locked = (
+        select(_parents.c.id)
+        .where(_parents.c.id == bindparam("parent_id"))
+        .with_for_update()
+        .cte("locked")
+    )
     settled = (
         update(_operations)
         .where(*conditions, select(locked.c.id).exists())
@@ -568,23 +726,33 @@ def _settle_statements(
         statement = statement.add_cte(
             update(_parents)
             .where(_parents.c.id == bindparam("parent_id"), done)
-            .values({total: _parents.c[total] + bindparam("parent_amount"),
-                     "updated_at": bindparam("parent_updated_at")})
-            .cte("settled_parent"))
+            .values(
+                {
+                    total: _parents.c[total] + bindparam("parent_amount"),
+                    "updated_at": bindparam("parent_updated_at"),
+                }
+            )
+            .cte("settled_parent")
+        )
     statement = statement.add_cte(
-        insert(_audit).from_select(
+        insert(_audit)
+        .from_select(
             list(_AUDIT_FIELDS),
-            select(*(_typed(_audit, name, f"audit_{name}") for name in _AUDIT_FIELDS))
-            .where(done))
-        .cte("settled_audit"))
+            select(*(_typed(_audit, name, f"audit_{name}") for name in _AUDIT_FIELDS)).where(done),
+        )
+        .cte("settled_audit")
+    )
     for index in range(targets):
         statement = statement.add_cte(
-            insert(_outbox).from_select(
+            insert(_outbox)
+            .from_select(
                 list(_OUTBOX_FIELDS),
-                select(*(_typed(_outbox, name, f"outbox{index}_{name}")
-                         for name in _OUTBOX_FIELDS))
-                .where(done))
-            .cte(f"settled_event{index}"))
+                select(
+                    *(_typed(_outbox, name, f"outbox{index}_{name}") for name in _OUTBOX_FIELDS)
+                ).where(done),
+            )
+            .cte(f"settled_event{index}")
+        )
     return (statement,)
 
 
@@ -594,9 +762,18 @@ class SettleConflict(Exception):
 
 
 async def settle_fresh_operation(
-    session: AsyncSession | AsyncConnection, *, operation_id: int, stamp: datetime, values: dict[str, Any],
-    parent_id: int, total: str | None, amount: int, audit_entry: dict[str, Any],
-    events: list[dict[str, Any]], gateway_id: int, gateway_version: int | None,
+    session: AsyncSession | AsyncConnection,
+    *,
+    operation_id: int,
+    stamp: datetime,
+    values: dict[str, Any],
+    parent_id: int,
+    total: str | None,
+    amount: int,
+    audit_entry: dict[str, Any],
+    events: list[dict[str, Any]],
+    gateway_id: int,
+    gateway_version: int | None,
     settings_version: int,
 ) -> None:
     """Write the gateway's answer for an operation nobody has touched since its intent (its
@@ -613,16 +790,26 @@ async def settle_fresh_operation(
     UPDATE comes first)."""
     with_response = "response" in values
     params: dict[str, Any] = {
-        "op_id": operation_id, "op_stamp": stamp, "parent_id": parent_id,
-        "parent_amount": amount, "parent_updated_at": values["updated_at"],
-        "gateway_id": gateway_id, "gateway_version": gateway_version,
+        "op_id": operation_id,
+        "op_stamp": stamp,
+        "parent_id": parent_id,
+        "parent_amount": amount,
+        "parent_updated_at": values["updated_at"],
+        "gateway_id": gateway_id,
+        "gateway_version": gateway_version,
         "settings_version": settings_version,
     }
     params.update({f"op_{name}": value for name, value in values.items()})
     params.update(audit_entry)
     for index, event in enumerate(events):
-        event = {"state": "pending", "attempts": 0, "next_attempt_at": values["updated_at"],
-                 "last_error": "", "created_at": values["updated_at"], **event}
+        event = {
+            "state": "pending",
+            "attempts": 0,
+            "next_attempt_at": values["updated_at"],
+            "last_error": "",
+            "created_at": values["updated_at"],
+            **event,
+        }
         params.update({f"outbox{index}_{name}": event[name] for name in _OUTBOX_FIELDS})
     postgresql = _is_postgresql(session)
     statements = _settle_statements(postgresql, total, with_response, len(events))

@@ -56,9 +56,11 @@ class SandboxConnector(Connector):
 
     @classmethod
     def deployment(cls, settings: Any) -> dict[str, Any]:
-        return {"ledger_path": settings.effective_sandbox_ledger,
-                "queue_seconds": settings.sandbox_queue_seconds,
-                "latency_ms": settings.sandbox_latency_ms}
+        return {
+            "ledger_path": settings.effective_sandbox_ledger,
+            "queue_seconds": settings.sandbox_queue_seconds,
+            "latency_ms": settings.sandbox_latency_ms,
+        }
 
     def __init__(self, config: ConnectorConfig) -> None:
         super().__init__(config)
@@ -78,32 +80,50 @@ class SandboxConnector(Connector):
         status = {"success": "success", "pending": "pending", "declined": "declined"}[behaviour]
         row = await asyncio.to_thread(
             self.ledger.record_payment,
-            payment.reference_number, payment.amount, payment.currency_code,
-            payment.operation_mode, status, card_number[-4:],
+            payment.reference_number,
+            payment.amount,
+            payment.currency_code,
+            payment.operation_mode,
+            status,
+            card_number[-4:],
         )
         # The ledger answers for a reference it already knows, whatever card came this time.
         if row["status"] == "pending":
-            return GatewayResult(Outcome.PENDING, self._payment_reply(row, "PENDING"),
-                                 self._payment_params(row), "Payment is being processed")
+            return GatewayResult(
+                Outcome.PENDING,
+                self._payment_reply(row, "PENDING"),
+                self._payment_params(row),
+                "Payment is being processed",
+            )
         return self._payment_result(row)
 
     async def inquire_payment(self, payment: PaymentRef) -> GatewayResult:
         await self._delay()
         row = await asyncio.to_thread(self.ledger.payment, payment.reference_number)
         if row is None:
-            return GatewayResult(Outcome.FAILED, {"result": "NOT_FOUND"}, {},
-                                 "No payment with this reference")
+            return GatewayResult(
+                Outcome.FAILED, {"result": "NOT_FOUND"}, {}, "No payment with this reference"
+            )
         return self._payment_result(row)
 
     def _payment_result(self, row: dict[str, Any]) -> GatewayResult:
         # A "pending" card settles successfully: only an inquiry reveals it.
         if row["status"] in ("success", "pending"):
-            return GatewayResult(Outcome.SUCCESS, self._payment_reply(row, "SUCCESS"),
-                                 self._payment_params(row), "Approved",
-                                 {"transaction_id": row["reference"]},
-                                 amount=row["amount"], currency_code=row["currency"])
-        return GatewayResult(Outcome.FAILED, self._payment_reply(row, "DECLINED"),
-                             self._payment_params(row), "Card declined")
+            return GatewayResult(
+                Outcome.SUCCESS,
+                self._payment_reply(row, "SUCCESS"),
+                self._payment_params(row),
+                "Approved",
+                {"transaction_id": row["reference"]},
+                amount=row["amount"],
+                currency_code=row["currency"],
+            )
+        return GatewayResult(
+            Outcome.FAILED,
+            self._payment_reply(row, "DECLINED"),
+            self._payment_params(row),
+            "Card declined",
+        )
 
     def _payment_reply(self, row: dict[str, Any], result: str) -> dict[str, Any]:
         return {
@@ -140,14 +160,20 @@ class SandboxConnector(Connector):
         if code == TRIGGER_DECLINE:
             return GatewayResult(
                 Outcome.FAILED,
-                {"result": "DECLINED", "reference": request.reference_number,
-                 "message": "Declined by the sandbox issuer"},
+                {
+                    "result": "DECLINED",
+                    "reference": request.reference_number,
+                    "message": "Declined by the sandbox issuer",
+                },
                 {"result": "declined", "ref": request.reference_number},
                 "Declined by the sandbox issuer",
             )
         if code in (TRIGGER_TIMEOUT, TRIGGER_SERVER_ERROR):
-            reply = ({"error": "timeout"} if code == TRIGGER_TIMEOUT
-                     else {"status_code": 500, "body": "Internal Server Error"})
+            reply = (
+                {"error": "timeout"}
+                if code == TRIGGER_TIMEOUT
+                else {"status_code": 500, "body": "Internal Server Error"}
+            )
             return GatewayResult(Outcome.UNKNOWN, reply, {}, "The sandbox gateway did not answer")
         queued = request.operation == "refund" and code == TRIGGER_QUEUE
         call: dict[str, Any] = {
@@ -166,8 +192,9 @@ class SandboxConnector(Connector):
                 row = await asyncio.to_thread(functools.partial(self.ledger.perform, **call))
         except LedgerRefusal as refusal:
             if code == TRIGGER_DONE_THEN_TIMEOUT:  # the refusal's reply is lost too
-                return GatewayResult(Outcome.UNKNOWN, {"error": "timeout"}, {},
-                                     "The sandbox gateway did not answer")
+                return GatewayResult(
+                    Outcome.UNKNOWN, {"error": "timeout"}, {}, "The sandbox gateway did not answer"
+                )
             return GatewayResult(
                 Outcome.FAILED,
                 {"result": "ERROR", "reference": request.reference_number, "message": str(refusal)},
@@ -175,8 +202,9 @@ class SandboxConnector(Connector):
                 str(refusal),
             )
         if code == TRIGGER_DONE_THEN_TIMEOUT:
-            return GatewayResult(Outcome.UNKNOWN, {"error": "timeout"}, {},
-                                 "The sandbox gateway did not answer")
+            return GatewayResult(
+                Outcome.UNKNOWN, {"error": "timeout"}, {}, "The sandbox gateway did not answer"
+            )
         return self._operation_result(row)
 
     async def inquire_operation(self, request: OperationRequest) -> GatewayResult:
@@ -210,5 +238,6 @@ class SandboxConnector(Connector):
         }
         outcome = Outcome.SUCCESS if status == "done" else Outcome.PENDING
         message = "Approved" if status == "done" else "Refund queued"
-        return GatewayResult(outcome, raw, params, message,
-                             {"transaction_id": row["transaction_id"]})
+        return GatewayResult(
+            outcome, raw, params, message, {"transaction_id": row["transaction_id"]}
+        )

@@ -101,8 +101,9 @@ class SandboxLedger:
     def _connection(self) -> Iterator[sqlite3.Connection]:
         with self._lock:
             if self._conn is None:
-                conn = sqlite3.connect(self.path, timeout=60, isolation_level=None,
-                                       check_same_thread=False)
+                conn = sqlite3.connect(
+                    self.path, timeout=60, isolation_level=None, check_same_thread=False
+                )
                 conn.row_factory = sqlite3.Row
                 conn.execute("PRAGMA journal_mode=WAL")
                 # WAL with NORMAL survives a crash of the process; like PayOps's own embedded
@@ -170,8 +171,16 @@ class SandboxLedger:
         """Apply an operation once per reference, enforcing the gateway's own limits."""
         with self._connection() as conn:
             conn.execute("BEGIN IMMEDIATE")
-            return self._perform(conn, reference, payment_reference, operation, amount,
-                                 currency, status, transaction_id)
+            return self._perform(
+                conn,
+                reference,
+                payment_reference,
+                operation,
+                amount,
+                currency,
+                status,
+                transaction_id,
+            )
 
     def perform_now(
         self,
@@ -200,8 +209,16 @@ class SandboxLedger:
         except sqlite3.OperationalError:  # locked by another connection: no wait here
             return None
         try:
-            return self._perform(conn, reference, payment_reference, operation, amount,
-                                 currency, status, transaction_id)
+            return self._perform(
+                conn,
+                reference,
+                payment_reference,
+                operation,
+                amount,
+                currency,
+                status,
+                transaction_id,
+            )
         except sqlite3.OperationalError:  # busy after all (rolled back): nothing was done
             return None
 
@@ -211,8 +228,9 @@ class SandboxLedger:
     def _quick_connection(self) -> sqlite3.Connection:
         if self._quick is None:
             # No busy timeout (a locked file answers at once) and no automatic checkpoint.
-            conn = sqlite3.connect(self.path, timeout=0, isolation_level=None,
-                                   check_same_thread=False)
+            conn = sqlite3.connect(
+                self.path, timeout=0, isolation_level=None, check_same_thread=False
+            )
             conn.row_factory = sqlite3.Row
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA wal_autocheckpoint=0")
@@ -220,8 +238,15 @@ class SandboxLedger:
         return self._quick
 
     def _perform(
-        self, conn: sqlite3.Connection, reference: str, payment_reference: str, operation: str,
-        amount: int, currency: str, status: str, transaction_id: str,
+        self,
+        conn: sqlite3.Connection,
+        reference: str,
+        payment_reference: str,
+        operation: str,
+        amount: int,
+        currency: str,
+        status: str,
+        transaction_id: str,
     ) -> dict[str, Any]:
         """The body of ``perform``, inside the transaction ``conn`` has begun."""
         try:
@@ -237,8 +262,16 @@ class SandboxLedger:
             self._enforce(conn, payment, operation, amount, currency)
             conn.execute(
                 "INSERT INTO operations VALUES (?,?,?,?,?,?,?,?)",
-                (reference, payment_reference, operation, amount, currency, status,
-                 transaction_id, time.time()),
+                (
+                    reference,
+                    payment_reference,
+                    operation,
+                    amount,
+                    currency,
+                    status,
+                    transaction_id,
+                    time.time(),
+                ),
             )
             conn.execute(
                 "INSERT INTO totals VALUES (?,?,?) ON CONFLICT (payment_reference, operation) "
@@ -257,7 +290,10 @@ class SandboxLedger:
 
     @staticmethod
     def _enforce(
-        conn: sqlite3.Connection, payment: sqlite3.Row | None, operation: str, amount: int,
+        conn: sqlite3.Connection,
+        payment: sqlite3.Row | None,
+        operation: str,
+        amount: int,
         currency: str,
     ) -> None:
         # A "pending" card payment settles successfully: it only answers late.
@@ -272,7 +308,11 @@ class SandboxLedger:
                 (payment["reference"],),
             )
         }
-        captured, refunded, voided = done.get("capture", 0), done.get("refund", 0), done.get("void", 0)
+        captured, refunded, voided = (
+            done.get("capture", 0),
+            done.get("refund", 0),
+            done.get("void", 0),
+        )
         if voided:
             raise LedgerRefusal("The authorization was voided")
         if operation == "capture":
