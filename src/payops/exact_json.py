@@ -136,4 +136,15 @@ def dumps(value: Any) -> str:
 
 
 def _holds_non_finite(value: Any) -> bool:
-    return _holds(value, lambda item: isinstance(item, float) and not math.isfinite(item))
+    # ``_holds`` with the test inlined: every JSON value written (each JSON column of a refund,
+    # each answer) passes here, and a call per item cost more than orjson's whole encoding.
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, dict):
+            pending.extend(item.values())
+        elif isinstance(item, (list, tuple)):
+            pending.extend(item)
+        elif isinstance(item, float) and not math.isfinite(item):
+            return True
+    return False

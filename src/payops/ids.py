@@ -13,8 +13,21 @@ def new_session_id() -> str:
     return secrets.token_hex(20)
 
 
+# Random bytes below this multiple of the alphabet's size map onto it uniformly (byte % 36).
+_UNIFORM_BELOW = 256 - 256 % len(_REFERENCE_ALPHABET)
+
+
 def new_reference_number() -> str:
-    return "".join(secrets.choice(_REFERENCE_ALPHABET) for _ in range(REFERENCE_LENGTH))
+    # One read of the system's randomness for all characters: secrets.choice per character cost
+    # a system call each, on every operation (docs/performance.md).
+    chars: list[str] = []
+    while len(chars) < REFERENCE_LENGTH:
+        for byte in secrets.token_bytes(REFERENCE_LENGTH + 8):
+            if byte < _UNIFORM_BELOW:
+                chars.append(_REFERENCE_ALPHABET[byte % len(_REFERENCE_ALPHABET)])
+                if len(chars) == REFERENCE_LENGTH:
+                    break
+    return "".join(chars)
 
 
 def new_event_id() -> str:

@@ -384,19 +384,24 @@ async def test_settle_failure_after_gateway_call_answers_pending(
 
     from payops.operations import reconciler, service
 
-    original = service.settle
     failures = []
 
-    async def settle_without_a_connection(*args: Any, **kwargs: Any) -> Any:
-        if not failures:
-            failures.append(True)
-            raise PoolTimeout(
-                "QueuePool limit of size 20 overflow 20 reached, connection timed "
-                "out, timeout 30.00"
-            )
-        return await original(*args, **kwargs)
+    def without_a_connection(original: Any) -> Any:
+        async def settle_without_a_connection(*args: Any, **kwargs: Any) -> Any:
+            if not failures:
+                failures.append(True)
+                raise PoolTimeout(
+                    "QueuePool limit of size 20 overflow 20 reached, connection "
+                    "timed out, timeout 30.00"
+                )
+            return await original(*args, **kwargs)
 
-    monkeypatch.setattr(service, "settle", settle_without_a_connection)
+        return settle_without_a_connection
+
+    # The operation path settles its own fresh operation with _settle_fresh (issue 11), and
+    # falls back to settle(): the first settlement attempt fails, whichever it is.
+    for name in ("_settle_fresh", "settle"):
+        monkeypatch.setattr(service, name, without_a_connection(getattr(service, name)))
     await seed.transaction("10.000", "KWD", order_no="ORD-P")
     transport = httpx.ASGITransport(
         app=app, raise_app_exceptions=False, client=("127.0.0.1", 40000)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, Result, Table, case, delete, func, select, update
+from sqlalchemy import CursorResult, Result, Table, bindparam, case, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from payops.db.models import ApiKey, AuthFailureCounter, User
 
@@ -25,6 +25,18 @@ async def list_users(session: AsyncSession) -> list[User]:
 
 async def api_key_by_prefix(session: AsyncSession, prefix: str) -> ApiKey | None:
     return await session.scalar(select(ApiKey).where(ApiKey.prefix == prefix))
+
+
+_api_keys = cast(Table, ApiKey.__table__)
+_KEY_CHECK = select(
+    _api_keys.c.prefix, _api_keys.c.secret_hash, _api_keys.c.revoked_at, _api_keys.c.expires_at
+).where(_api_keys.c.prefix == bindparam("prefix"))
+
+
+async def api_key_check(session: AsyncSession | AsyncConnection, prefix: str) -> Any:
+    """What authenticating with an API key reads (prefix, secret_hash, revoked_at, expires_at),
+    as a row, or None: every request of an API client makes this lookup."""
+    return (await session.execute(_KEY_CHECK, {"prefix": prefix})).first()
 
 
 async def list_api_keys(session: AsyncSession) -> list[ApiKey]:

@@ -257,8 +257,8 @@ class Authenticator:
         prefix, sep, secret = credential.partition(".")
         key = None
         if sep and secret and len(credential) <= MAX_API_KEY_CHARS:
-            async with self.db.read() as session:
-                key = await repository.api_key_by_prefix(session, prefix)
+            async with self.db.read_statement() as conn:
+                key = await repository.api_key_check(conn, prefix)
         now = datetime.now(UTC)
         if (
             key is None

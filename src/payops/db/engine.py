@@ -17,6 +17,7 @@ import asyncpg
 from sqlalchemy import event, text
 from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
@@ -55,7 +56,13 @@ def _sqlite_pragmas(engine: AsyncEngine, *, immediate: bool) -> None:
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(conn: Any) -> None:
+        if conn.get_execution_options().get(SINGLE_STATEMENT):
+            return  # one SELECT: SQLite runs it in a transaction of its own
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+# Execution option of a read that is a single statement (Database.read(single_statement=True)).
+SINGLE_STATEMENT = "payops_single_statement"
 
 
 # PostgreSQL connections one process may hold when nothing says otherwise (`payops serve`
@@ -141,8 +148,35 @@ class Database:
             yield session
 
     @asynccontextmanager
-    async def read(self) -> AsyncIterator[AsyncSession]:
+    async def write_alone(self) -> AsyncIterator[AsyncSession | AsyncConnection]:
+        """For writes that need no transaction around them: on PostgreSQL a connection in
+        autocommit, each statement committing on its own (no BEGIN and COMMIT round trips, no
+        session), so use it for one statement that is complete by itself; on SQLite a
+        ``write()`` session."""
+        if self.is_sqlite:
+            async with self.write() as session:
+                yield session
+            return
+        async with self.read_engine.connect() as conn:
+            yield conn
+
+    @asynccontextmanager
+    async def read_statement(self) -> AsyncIterator[AsyncConnection]:
+        """A connection for one reading statement, without a session: PostgreSQL's reads run
+        in autocommit, and on SQLite one statement is its own transaction (no BEGIN). The hot
+        path's API-key lookup, on every request, costs less that way."""
+        async with self.read_engine.connect() as conn:
+            if self.is_sqlite:
+                conn = await conn.execution_options(**{SINGLE_STATEMENT: True})
+            yield conn
+
+    @asynccontextmanager
+    async def read(self, *, single_statement: bool = False) -> AsyncIterator[AsyncSession]:
+        """A read. ``single_statement``: the caller runs one statement, which on SQLite then
+        needs no BEGIN of its own (PostgreSQL's reads run in autocommit anyway)."""
         async with self._read() as session, session.begin():
+            if single_statement and self.is_sqlite:
+                await session.connection(execution_options={SINGLE_STATEMENT: True})
             yield session
 
     async def can_write(self) -> bool:

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from payops import audit, crashpoints
 from payops.auth.permissions import OPERATION_PERMISSIONS
@@ -48,7 +49,7 @@ from payops.gateways.service import (
     call_budget_seconds,
     gateway_facts,
 )
-from payops.ids import new_reference_number, new_session_id
+from payops.ids import new_event_id, new_reference_number, new_session_id
 from payops.money import AmountError, format_minor, parse_amount
 from payops.operations import alerts
 from payops.transactions import repository
@@ -128,8 +129,11 @@ async def _run_external(
     tracking_key: str | None,
 ) -> dict[str, Any]:
     async with ctx.db.intent_slots, ctx.db.write() as session:
-        parent, gateway_version, settings_version = await _lock_for_operation(
-            session, lookup, operation
+        # Rows, not ORM objects, on this path (transactions/repository.py, issue 11). SQLite
+        # reads the successful attempt and the reservations with the parent; PostgreSQL must
+        # read them after the parent's lock is taken, in a statement of their own (below).
+        parent, attempt, held = await _lock_for_operation(
+            session, lookup, operation, with_attempt=ctx.db.is_sqlite
         )
         requested = None
         if raw_amount is not None and operation != "void":
@@ -150,13 +154,14 @@ async def _run_external(
                 key = await outbox.merchant_setting(session, outbox.HMAC_KEY_SETTING)
                 return operation_body(prior, parent, key)
         cached = (
-            await ctx.gateways.get(session, parent.gateway_config_id, gateway_version)
+            await ctx.gateways.get(session, parent.gateway_config_id, parent.gateway_version)
             if parent.gateway_config_id is not None
             else None
         )
-        attempt, held = await repository.successful_attempt_and_reservations(
-            session, parent.id, parent.gateway_config_id
-        )
+        if not ctx.db.is_sqlite:
+            attempt, held = await repository.successful_attempt_row_and_reservations(
+                session, parent.id, parent.gateway_config_id
+            )
         if cached is None or attempt is None:
             raise OperationFailed(messages.NOT_ALLOWED, operation)
         gateway = cached.config
@@ -169,36 +174,55 @@ async def _run_external(
             )
         except RuleViolation as violation:
             raise OperationFailed(violation.message, operation) from None
-        intent = Operation(
-            transaction_id=parent.id,
+        now = datetime.now(UTC)
+        intent = Intent(
+            parent_id=parent.id,
             gateway_config_id=gateway.id,
             operation=operation,
-            state="processing",
             amount=amount,
             currency_code=parent.currency_code,
             reference_number=new_reference_number(),
             child_session_id=new_session_id(),
-            tracking_key=tracking_key,
-            request_fingerprint=fingerprint if tracking_key else None,
-            source="input",
             initiator=principal.initiator,
-            # The in-flight call holds the reconciliation lease, so no reconciler asks the
-            # gateway about it before this call has had its full time; settle() releases it.
-            claimed_until=datetime.now(UTC)
-            + timedelta(seconds=call_budget_seconds(gateway, ctx.settings)),
+            stamp=now,
+            parent=parent,
+            # No statement while the version read with the lock is the cache's.
+            merchant=await ctx.merchant_settings.get(session, parent.settings_version),
+            settings_version=parent.settings_version,
         )
-        session.add(intent)
-        # Both rows go in at commit (one flush), the reference number being chosen here.
-        audit.record(
+        intent.id = await repository.insert_intent(
             session,
-            principal,
-            operation,
-            "intent",
-            parent,
-            reference_number=intent.reference_number,
-            amount=amount,
+            {
+                "transaction_id": parent.id,
+                "gateway_config_id": gateway.id,
+                "operation": operation,
+                "state": "processing",
+                "amount": amount,
+                "currency_code": parent.currency_code,
+                "reference_number": intent.reference_number,
+                "child_session_id": intent.child_session_id,
+                "tracking_key": tracking_key,
+                "request_fingerprint": fingerprint if tracking_key else None,
+                "source": "input",
+                "initiator": principal.initiator,
+                # The in-flight call holds the reconciliation lease, so no reconciler asks the
+                # gateway about it before this call has had its full time; settling releases it.
+                "claimed_until": now
+                + timedelta(seconds=call_budget_seconds(gateway, ctx.settings)),
+                "created_at": now,
+                "updated_at": now,
+            },
+            repository.audit_values(
+                "audit_",
+                actor_type=principal.kind,
+                actor=principal.audit_actor,
+                action=operation,
+                result="intent",
+                parent=parent,
+                at=now,
+                details={"reference_number": intent.reference_number, "amount": amount},
+            ),
         )
-        await session.flush()
         request = OperationRequest(
             operation=operation,
             reference_number=intent.reference_number,
@@ -206,29 +230,81 @@ async def _run_external(
             currency_code=parent.currency_code,
             payment=payment_ref(attempt),
         )
-        operation_id = intent.id
-        parent_id = parent.id
     # The intent is committed. From here a crash leaves a `processing` row for the reconciler.
-    task = asyncio.create_task(_call_and_settle(ctx, cached, operation_id, parent_id, request))
+    task = asyncio.create_task(_call_and_settle(ctx, cached, intent, request))
     ctx.background.add(task)
     task.add_done_callback(ctx.background.discard)
     settled, parent, key = await asyncio.shield(task)
     return _answer(settled, parent, key, gateway)
 
 
+@dataclass
+class Intent:
+    """What the operation path knows of the operation it has just written."""
+
+    parent_id: int
+    gateway_config_id: int
+    operation: str
+    amount: int
+    currency_code: str
+    reference_number: str
+    child_session_id: str
+    initiator: dict[str, Any]
+    stamp: datetime  # its created_at and updated_at
+    # The locked parent's row (its columns that settling reads do not change once it is paid),
+    # and the merchant settings with their version, as the intent saw them.
+    parent: Any = None
+    merchant: dict[str, str] = field(default_factory=dict)
+    settings_version: int = 0
+    id: int = 0
+
+
+@dataclass
+class SettledOperation:
+    """An operation as the lean settlement wrote it: the columns the presenter and the answer
+    read (``Operation``'s names)."""
+
+    id: int
+    operation: str
+    state: str
+    amount: int
+    currency_code: str
+    reference_number: str
+    child_session_id: str
+    initiator: dict[str, Any]
+    pg_response: dict[str, Any]
+    pg_params: dict[str, Any]
+    message: str
+    settled_at: datetime
+    queued_at: datetime | None
+    source: str = "input"
+    response: dict[str, Any] | None = None
+
+
 async def _lock_for_operation(
-    session: AsyncSession, lookup: Lookup, operation: str
-) -> tuple[PaymentTransaction, int | None, int]:
-    """``find_or_fail`` for the operation path: the locked parent with the versions of its
-    gateway configuration and of the merchant settings (for the process's caches)."""
-    found = await repository.lock_parent_for_operation(
-        session, order_no=lookup.order_no, session_id=lookup.session_id
-    )
-    if found is None:
+    session: AsyncSession, lookup: Lookup, operation: str, *, with_attempt: bool = False
+) -> tuple[Any, Any, dict[str, int]]:
+    """``find_or_fail`` for the operation path: the locked parent as a row, with the versions of
+    its gateway configuration and of the merchant settings (for the process's caches), and with
+    ``with_attempt`` (SQLite) its successful attempt and reservations, else None and {}."""
+    if with_attempt:
+        found = await repository.lock_parent_row_with_attempt(
+            session, order_no=lookup.order_no, session_id=lookup.session_id
+        )
+        parent, attempt, held = found if found is not None else (None, None, {})
+    else:
+        parent, attempt, held = (
+            await repository.lock_parent_row(
+                session, order_no=lookup.order_no, session_id=lookup.session_id
+            ),
+            None,
+            {},
+        )
+    if parent is None:
         raise OperationFailed(lookup.not_found_message, operation)
-    if lookup.names_other_than(found[0]):
+    if lookup.names_other_than(parent):
         raise OperationFailed(messages.LOOKUP_MISMATCH, operation)
-    return found
+    return parent, attempt, held
 
 
 def request_fingerprint(operation: str, requested: int | None, currency_code: str) -> str:
@@ -258,22 +334,28 @@ def _check_replay(prior: Operation, fingerprint: str, principal: Principal) -> N
 async def _call_and_settle(
     ctx: AppContext,
     gateway: CachedGateway,
-    operation_id: int,
-    parent_id: int,
+    intent: Intent,
     request: OperationRequest,
-) -> tuple[Operation, PaymentTransaction, str]:
+) -> tuple[Any, Any, str]:
     crashpoints.reach(crashpoints.AFTER_INTENT)
     result = await call_gateway(ctx, gateway.config, request, gateway.connector)
     crashpoints.reach(crashpoints.AFTER_GATEWAY)
+    settled: Any
     try:
-        async with ctx.db.write() as session:
-            settled, parent = await settle(
-                session, operation_id, result, ctx=ctx, parent_id=parent_id
-            )
-            # settle() has just checked the cache against the database: no statement here.
-            key = (await ctx.merchant_settings.get(session, ctx.merchant_settings.version)).get(
-                outbox.HMAC_KEY_SETTING, ""
-            )
+        try:
+            async with ctx.db.write_alone() as session:
+                settled, parent, key = await _settle_fresh(session, ctx, gateway, intent, result)
+        except repository.SettleConflict:
+            settled = None
+        if settled is None:  # touched since the intent, or an answer the lean path leaves
+            async with ctx.db.write() as session:
+                settled, parent = await settle(
+                    session, intent.id, result, ctx=ctx, parent_id=intent.parent_id
+                )
+                # settle() has just checked the cache against the database: no statement here.
+                key = (await ctx.merchant_settings.get(session, ctx.merchant_settings.version)).get(
+                    outbox.HMAC_KEY_SETTING, ""
+                )
     except (SQLAlchemyError, *DATABASE_UNAVAILABLE) as exc:
         # The gateway has answered but the answer could not be recorded (the database is down:
         # asyncpg raises OSErrors, not SQLAlchemy errors): the operation stays processing under
@@ -282,6 +364,102 @@ async def _call_and_settle(
         raise GatewayUnconfirmed(request.operation, request.reference_number) from None
     crashpoints.reach(crashpoints.AFTER_SETTLE)
     return settled, parent, key
+
+
+_TOTAL_OF = {"capture": "captured", "refund": "refunded", "void": "voided"}
+
+
+async def _settle_fresh(
+    session: AsyncSession | AsyncConnection,
+    ctx: AppContext,
+    gateway: CachedGateway,
+    intent: Intent,
+    result: GatewayResult,
+) -> tuple[SettledOperation | None, Any, str]:
+    """``settle`` for the operation this request has just written, on the condition that nobody
+    touched it since its intent and that the gateway configuration and merchant settings the
+    answer is built with (the intent's) are still current; else ``repository.SettleConflict``
+    (nothing written) and the caller settles the general way. PostgreSQL: one statement, which
+    also takes the parent's lock. SQLite: a statement per write (the transaction holds the
+    database's lock). The parent's columns it reads do not change once the parent is paid.
+    Returns no operation (and writes nothing) for an answer it leaves to ``settle``: an unknown
+    outcome."""
+    if result.outcome == Outcome.SUCCESS:
+        state = "succeeded"
+    elif result.outcome == Outcome.PENDING and intent.operation == "refund":
+        state = "queued"
+    elif result.outcome == Outcome.FAILED:
+        state = "failed"  # never queued nor resolved by an operator: not "rejected"
+    else:
+        return None, None, ""
+    parent, merchant, settings_version = intent.parent, intent.merchant, intent.settings_version
+    key = merchant.get(outbox.HMAC_KEY_SETTING, "")
+    now = datetime.now(UTC)
+    op = SettledOperation(
+        id=intent.id,
+        operation=intent.operation,
+        state=state,
+        amount=intent.amount,
+        currency_code=intent.currency_code,
+        reference_number=intent.reference_number,
+        child_session_id=intent.child_session_id,
+        initiator=intent.initiator,
+        pg_response=result.raw,
+        pg_params=result.pg_params,
+        message=result.message,
+        settled_at=now,
+        queued_at=now if state == "queued" else None,
+    )
+    values: dict[str, Any] = {
+        "state": state,
+        "pg_response": result.raw,
+        "pg_params": result.pg_params,
+        "gateway_refs": dict(result.gateway_refs),
+        "message": result.message,
+        "claimed_until": None,
+        "settled_at": now,
+        "queued_at": op.queued_at,
+        "updated_at": now,
+    }
+    events: list[dict[str, Any]] = []
+    if state != "failed":
+        op.response = values["response"] = operation_body(
+            cast(Any, op), parent, key, gateway.config
+        )
+        for target in {parent.webhook_url, merchant.get(outbox.OPERATIONS_URL_SETTING, "")} - {""}:
+            events.append(
+                {
+                    "event_id": new_event_id(),
+                    "kind": "operation",
+                    "target_url": target,
+                    "payload": op.response,
+                    "transaction_id": parent.id,
+                }
+            )
+    await repository.settle_fresh_operation(
+        session,
+        operation_id=intent.id,
+        stamp=intent.stamp,
+        values=values,
+        parent_id=parent.id,
+        total=_TOTAL_OF[intent.operation] if state == "succeeded" else None,
+        amount=intent.amount,
+        audit_entry=repository.audit_values(
+            "audit_",
+            actor_type=SETTLEMENT.kind,
+            actor=SETTLEMENT.audit_actor,
+            action=intent.operation,
+            result=state,
+            parent=parent,
+            at=now,
+            details={"reference_number": intent.reference_number, "amount": intent.amount},
+        ),
+        events=events,
+        gateway_id=intent.gateway_config_id,
+        gateway_version=gateway.version,
+        settings_version=settings_version,
+    )
+    return op, parent, key
 
 
 async def call_gateway(

@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from functools import cache
-from typing import Any
+from typing import Any, NamedTuple, cast
 
-from sqlalchemy import bindparam, func, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import Table, bindparam, func, insert, literal_column, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import raiseload
 
-from payops.db.models import GatewayConfig, Operation, PaymentAttempt, PaymentTransaction
+from payops.db.models import (
+    AuditEntry,
+    GatewayConfig,
+    MerchantSetting,
+    Operation,
+    OutboxEvent,
+    PaymentAttempt,
+    PaymentTransaction,
+)
 from payops.domain.states import ATTEMPT_BLOCKING, RESERVING, WITHOUT_EFFECT
 from payops.webhooks.outbox import settings_version
 
@@ -300,3 +309,527 @@ async def operation_parent_id(session: AsyncSession, operation_id: int) -> int:
     return (
         await session.scalars(select(Operation.transaction_id).where(Operation.id == operation_id))
     ).one()
+
+
+# -- the operation path in Core: explicit columns, no unit of work (issue 11) ------------------
+# Rows, not ORM objects: nothing is tracked, flushed or refreshed. A refund's intent is three
+# statements on PostgreSQL (lock the parent with the cache versions, the attempt with the
+# reservations, insert the operation with its audit entry) and its settlement two (lock the
+# parent, one statement that writes the operation, the parent's total, the audit entry and the
+# outbox events). SQLite has no data-modifying CTEs, so there each write is a statement.
+
+_parents = cast(Table, PaymentTransaction.__table__)
+_operations = cast(Table, Operation.__table__)
+_attempts = cast(Table, PaymentAttempt.__table__)
+_audit = cast(Table, AuditEntry.__table__)
+_outbox = cast(Table, OutboxEvent.__table__)
+
+# Rendered into the statement (constants): an expanding IN parameter is re-rendered on every
+# execution, which cost more than the rest of the statement's preparation.
+_RESERVING_LITERALS: tuple[Any, ...] = tuple(
+    literal_column(f"'{state}'") for state in RESERVING_STATES
+)
+
+# What the operation path reads of a parent (rules, presenter, audit, webhooks).
+PARENT_ROW_COLUMNS = (
+    "id",
+    "session_id",
+    "order_no",
+    "state",
+    "currency_code",
+    "operation_mode",
+    "amount",
+    "fee",
+    "captured",
+    "refunded",
+    "voided",
+    "gateway_config_id",
+    "webhook_url",
+    "extra",
+)
+
+
+def _is_postgresql(session: AsyncSession | AsyncConnection) -> bool:
+    bind = session if isinstance(session, AsyncConnection) else session.bind
+    return bind is not None and bind.dialect.name == "postgresql"
+
+
+@cache
+def _parent_row_statement(by: str) -> Any:
+    gateways = cast(Table, GatewayConfig.__table__)
+    gateway_version = (
+        select(gateways.c.version)
+        .where(gateways.c.id == _parents.c.gateway_config_id)
+        .correlate(_parents)
+        .scalar_subquery()
+    )
+    settings = cast(Table, MerchantSetting.__table__)
+    merchant_version = select(func.coalesce(func.sum(settings.c.version), 0)).scalar_subquery()
+    column = {
+        "parent_id": _parents.c.id,
+        "session_id": _parents.c.session_id,
+        "order_no": _parents.c.order_no,
+    }[by]
+    query = select(
+        *(_parents.c[name] for name in PARENT_ROW_COLUMNS),
+        gateway_version.label("gateway_version"),
+        merchant_version.label("settings_version"),
+    ).where(column == bindparam("key"))
+    if by != "parent_id":
+        query = query.where(_parents.c.deleted_at.is_(None))
+    return query.with_for_update(of=_parents)
+
+
+async def lock_parent_row(
+    session: AsyncSession,
+    *,
+    parent_id: int | None = None,
+    order_no: str | None = None,
+    session_id: str | None = None,
+) -> Any:
+    """``lock_parent_for_operation`` as a row (``PARENT_ROW_COLUMNS`` and ``gateway_version``,
+    ``settings_version``), or None."""
+    key: int | str
+    if parent_id is not None:
+        by, key = "parent_id", parent_id
+    elif session_id is not None:
+        by, key = "session_id", session_id
+    elif order_no is not None:
+        by, key = "order_no", order_no
+    else:
+        raise ValueError("order_no or session_id is required")
+    return (await session.execute(_parent_row_statement(by), {"key": key})).first()
+
+
+@cache
+def _attempt_row_and_reservations_statement() -> Any:
+    def held(operation: str, *, count: bool = False) -> Any:
+        measure = func.count() if count else func.coalesce(func.sum(_operations.c.amount), 0)
+        return (
+            select(measure)
+            .where(
+                _operations.c.transaction_id == _attempts.c.transaction_id,
+                _operations.c.state.in_(_RESERVING_LITERALS),
+                _operations.c.operation == operation,
+            )
+            .correlate(_attempts)
+            .scalar_subquery()
+        )
+
+    return (
+        select(
+            _attempts.c.reference_number,
+            _attempts.c.amount,
+            _attempts.c.currency_code,
+            _attempts.c.operation_mode,
+            _attempts.c.gateway_refs,
+            held("capture").label("held_capture"),
+            held("refund").label("held_refund"),
+            held("void").label("held_void"),
+            held("void", count=True).label("void_count"),
+        )
+        .where(
+            _attempts.c.transaction_id == bindparam("parent_id"),
+            _attempts.c.state == "success",
+            _attempts.c.gateway_config_id == bindparam("gateway_config_id"),
+        )
+        .order_by(_attempts.c.id.desc())
+        .limit(1)
+    )
+
+
+async def successful_attempt_row_and_reservations(
+    session: AsyncSession, parent_id: int, gateway_config_id: int | None
+) -> tuple[Any, dict[str, int]]:
+    """``successful_attempt_and_reservations`` as a row (what ``payment_ref`` reads). Run it
+    after the parent is locked (its snapshot must include the previous lock holder's writes)."""
+    if gateway_config_id is None:
+        return None, {"capture": 0, "refund": 0, "void": 0, "void_count": 0}
+    row = (
+        await session.execute(
+            _attempt_row_and_reservations_statement(),
+            {"parent_id": parent_id, "gateway_config_id": gateway_config_id},
+        )
+    ).first()
+    if row is None:
+        return None, {"capture": 0, "refund": 0, "void": 0, "void_count": 0}
+    return row, {
+        "capture": int(row.held_capture),
+        "refund": int(row.held_refund),
+        "void": int(row.held_void),
+        "void_count": int(row.void_count),
+    }
+
+
+class AttemptRow(NamedTuple):
+    """What ``payment_ref`` reads of the successful attempt."""
+
+    reference_number: str
+    amount: int
+    currency_code: str
+    operation_mode: str
+    gateway_refs: dict[str, Any] | None
+
+
+@cache
+def _parent_and_attempt_statement(by: str) -> Any:
+    latest = (
+        select(func.max(_attempts.c.id))
+        .where(
+            _attempts.c.transaction_id == _parents.c.id,
+            _attempts.c.state == "success",
+            _attempts.c.gateway_config_id == _parents.c.gateway_config_id,
+        )
+        .correlate(_parents)
+        .scalar_subquery()
+    )
+
+    def held(operation: str, *, count: bool = False) -> Any:
+        measure = func.count() if count else func.coalesce(func.sum(_operations.c.amount), 0)
+        return (
+            select(measure)
+            .where(
+                _operations.c.transaction_id == _parents.c.id,
+                _operations.c.state.in_(_RESERVING_LITERALS),
+                _operations.c.operation == operation,
+            )
+            .correlate(_parents)
+            .scalar_subquery()
+        )
+
+    parent = _parent_row_statement(by)
+    return parent.add_columns(
+        _attempts.c.id.label("attempt_id"),
+        *(_attempts.c[name].label(f"attempt_{name}") for name in AttemptRow._fields),
+        held("capture").label("held_capture"),
+        held("refund").label("held_refund"),
+        held("void").label("held_void"),
+        held("void", count=True).label("void_count"),
+    ).select_from(_parents.outerjoin(_attempts, _attempts.c.id == latest))
+
+
+async def lock_parent_row_with_attempt(
+    session: AsyncSession, *, order_no: str | None = None, session_id: str | None = None
+) -> tuple[Any, AttemptRow | None, dict[str, int]] | None:
+    """``lock_parent_row`` and ``successful_attempt_row_and_reservations`` in one statement,
+    for SQLite only: there the write transaction holds the database's lock from its BEGIN, so a
+    read sees every write committed before it. (On PostgreSQL the reservations must be read by a
+    statement that starts after the parent's lock is taken.)"""
+    if session_id is not None:
+        by, key = "session_id", session_id
+    elif order_no is not None:
+        by, key = "order_no", order_no
+    else:
+        raise ValueError("order_no or session_id is required")
+    row = (await session.execute(_parent_and_attempt_statement(by), {"key": key})).first()
+    if row is None:
+        return None
+    attempt = (
+        AttemptRow(*(getattr(row, f"attempt_{name}") for name in AttemptRow._fields))
+        if row.attempt_id is not None
+        else None
+    )
+    return (
+        row,
+        attempt,
+        {
+            "capture": int(row.held_capture),
+            "refund": int(row.held_refund),
+            "void": int(row.held_void),
+            "void_count": int(row.void_count),
+        },
+    )
+
+
+# Bound parameters of the operation path's writes, by table (prefixed, as PostgreSQL runs them
+# in one statement).
+_INTENT_OPERATION_FIELDS = (
+    "transaction_id",
+    "gateway_config_id",
+    "operation",
+    "state",
+    "amount",
+    "currency_code",
+    "reference_number",
+    "child_session_id",
+    "tracking_key",
+    "request_fingerprint",
+    "source",
+    "initiator",
+    "claimed_until",
+    "created_at",
+    "updated_at",
+    "pg_response",
+    "pg_params",
+    "gateway_refs",
+    "message",
+    "reconcile_attempts",
+)
+_AUDIT_FIELDS = (
+    "at",
+    "actor_type",
+    "actor",
+    "action",
+    "transaction_id",
+    "session_id",
+    "order_no",
+    "result",
+    "details",
+)
+_OUTBOX_FIELDS = (
+    "event_id",
+    "kind",
+    "target_url",
+    "payload",
+    "transaction_id",
+    "state",
+    "attempts",
+    "next_attempt_at",
+    "last_error",
+    "created_at",
+)
+
+
+def _audit_insert(prefix: str) -> Any:
+    return insert(_audit).values({name: bindparam(f"{prefix}{name}") for name in _AUDIT_FIELDS})
+
+
+def audit_values(
+    prefix: str,
+    *,
+    actor_type: str,
+    actor: str,
+    action: str,
+    result: str,
+    parent: Any,
+    at: datetime,
+    details: dict[str, Any],
+) -> dict[str, Any]:
+    """An audit entry's bound parameters (what ``audit.record`` writes) for the statements here."""
+    return {
+        f"{prefix}at": at,
+        f"{prefix}actor_type": actor_type,
+        f"{prefix}actor": actor,
+        f"{prefix}action": action,
+        f"{prefix}transaction_id": parent.id,
+        f"{prefix}session_id": parent.session_id,
+        f"{prefix}order_no": parent.order_no or "",
+        f"{prefix}result": result,
+        f"{prefix}details": details,
+    }
+
+
+@cache
+def _intent_statements(postgresql: bool) -> tuple[Any, ...]:
+    operation = (
+        insert(_operations)
+        .values({name: bindparam(f"op_{name}") for name in _INTENT_OPERATION_FIELDS})
+        .returning(_operations.c.id)
+    )
+    if postgresql:
+        return (operation.add_cte(_audit_insert("audit_").cte("intent_audit")),)
+    return operation, _audit_insert("audit_")
+
+
+async def insert_intent(
+    session: AsyncSession, operation: dict[str, Any], audit_entry: dict[str, Any]
+) -> int:
+    """Insert the operation (``_INTENT_OPERATION_FIELDS``; a new operation's empty columns are
+    filled here) and its audit entry (``audit_values`` with the prefix ``audit_``); returns the
+    operation's id. Every column is given: no Python-side default runs inside a CTE."""
+    operation = {
+        "pg_response": {},
+        "pg_params": {},
+        "gateway_refs": {},
+        "message": "",
+        "reconcile_attempts": 0,
+        **operation,
+    }
+    params = {f"op_{name}": operation[name] for name in _INTENT_OPERATION_FIELDS}
+    params.update(audit_entry)
+    statements = _intent_statements(_is_postgresql(session))
+    operation_id = (await session.execute(statements[0], params)).scalar_one()
+    for statement in statements[1:]:
+        await session.execute(statement, params)
+    return int(operation_id)
+
+
+_SETTLED_FIELDS = (
+    "state",
+    "pg_response",
+    "pg_params",
+    "gateway_refs",
+    "message",
+    "claimed_until",
+    "settled_at",
+    "queued_at",
+    "updated_at",
+)
+
+
+def _typed(table: Table, column: str, name: str) -> Any:
+    return bindparam(name, type_=table.c[column].type)
+
+
+@cache
+def _settle_statements(
+    postgresql: bool, total: str | None, with_response: bool, targets: int
+) -> tuple[Any, ...]:
+    fields = _SETTLED_FIELDS + (("response",) if with_response else ())
+    gateways = cast(Table, GatewayConfig.__table__)
+    settings = cast(Table, MerchantSetting.__table__)
+    gateway_version = (
+        select(gateways.c.version).where(gateways.c.id == bindparam("gateway_id")).scalar_subquery()
+    )
+    settings_version = select(func.coalesce(func.sum(settings.c.version), 0)).scalar_subquery()
+    # Untouched since its intent, and the caches' versions the answer was built with are still
+    # the database's.
+    conditions = (
+        _operations.c.id == bindparam("op_id"),
+        _operations.c.state == "processing",
+        _operations.c.updated_at == bindparam("op_stamp"),
+        gateway_version == bindparam("gateway_version"),
+        settings_version == bindparam("settings_version"),
+    )
+    values: dict[str, Any] = {name: bindparam(f"op_{name}") for name in fields}
+    if not postgresql:  # statements of one write transaction (SQLite: the database's lock)
+        writes: list[Any] = [update(_operations).where(*conditions).values(values)]
+        if total is not None:
+            writes.append(
+                update(_parents)
+                .where(_parents.c.id == bindparam("parent_id"))
+                .values(
+                    {
+                        total: _parents.c[total] + bindparam("parent_amount"),
+                        "updated_at": bindparam("parent_updated_at"),
+                    }
+                )
+            )
+        writes.append(_audit_insert("audit_"))
+        for index in range(targets):
+            writes.append(
+                insert(_outbox).values(
+                    {name: bindparam(f"outbox{index}_{name}") for name in _OUTBOX_FIELDS}
+                )
+            )
+        return tuple(writes)
+
+    # PostgreSQL: one statement, on its own (autocommit). It locks the parent first (lock order
+    # everywhere: parent, then operation): the operation's UPDATE reads the locked CTE in its
+    # condition, so the parent's lock is taken before the operation's row is; every other write
+    # reads the settled CTE, so they happen only when the operation was settled here.
+    locked = (
+        select(_parents.c.id)
+        .where(_parents.c.id == bindparam("parent_id"))
+        .with_for_update()
+        .cte("locked")
+    )
+    settled = (
+        update(_operations)
+        .where(*conditions, select(locked.c.id).exists())
+        .values(values)
+        .returning(_operations.c.id)
+        .cte("settled")
+    )
+    done = select(settled.c.id).exists()
+    statement = select(func.count()).select_from(settled)
+    if total is not None:
+        statement = statement.add_cte(
+            update(_parents)
+            .where(_parents.c.id == bindparam("parent_id"), done)
+            .values(
+                {
+                    total: _parents.c[total] + bindparam("parent_amount"),
+                    "updated_at": bindparam("parent_updated_at"),
+                }
+            )
+            .cte("settled_parent")
+        )
+    statement = statement.add_cte(
+        insert(_audit)
+        .from_select(
+            list(_AUDIT_FIELDS),
+            select(*(_typed(_audit, name, f"audit_{name}") for name in _AUDIT_FIELDS)).where(done),
+        )
+        .cte("settled_audit")
+    )
+    for index in range(targets):
+        statement = statement.add_cte(
+            insert(_outbox)
+            .from_select(
+                list(_OUTBOX_FIELDS),
+                select(
+                    *(_typed(_outbox, name, f"outbox{index}_{name}") for name in _OUTBOX_FIELDS)
+                ).where(done),
+            )
+            .cte(f"settled_event{index}")
+        )
+    return (statement,)
+
+
+class SettleConflict(Exception):
+    """The operation changed since its intent was written, or a cache version the answer was
+    built with did: settle it the general way."""
+
+
+async def settle_fresh_operation(
+    session: AsyncSession | AsyncConnection,
+    *,
+    operation_id: int,
+    stamp: datetime,
+    values: dict[str, Any],
+    parent_id: int,
+    total: str | None,
+    amount: int,
+    audit_entry: dict[str, Any],
+    events: list[dict[str, Any]],
+    gateway_id: int,
+    gateway_version: int | None,
+    settings_version: int,
+) -> None:
+    """Write the gateway's answer for an operation nobody has touched since its intent (its
+    ``updated_at`` is still ``stamp`` and it is processing): the operation's new columns
+    (``_SETTLED_FIELDS``, and ``response`` when given), ``amount`` added to the parent's
+    ``total`` column (captured / refunded / voided, or None), the audit entry (prefix
+    ``audit_``) and one outbox event per entry of ``events``.
+
+    Each checks that ``gateway_version`` and ``settings_version`` (what the answer was built
+    with) are current. PostgreSQL: one statement in a session of its own in autocommit
+    (``Database.write_alone``), which also takes the parent's lock. SQLite: a statement per
+    write, in a write transaction (which holds the database's lock). Raises ``SettleConflict``
+    when the operation was touched or a version moved (nothing is written: the operation's
+    UPDATE comes first)."""
+    with_response = "response" in values
+    params: dict[str, Any] = {
+        "op_id": operation_id,
+        "op_stamp": stamp,
+        "parent_id": parent_id,
+        "parent_amount": amount,
+        "parent_updated_at": values["updated_at"],
+        "gateway_id": gateway_id,
+        "gateway_version": gateway_version,
+        "settings_version": settings_version,
+    }
+    params.update({f"op_{name}": value for name, value in values.items()})
+    params.update(audit_entry)
+    for index, event in enumerate(events):
+        event = {
+            "state": "pending",
+            "attempts": 0,
+            "next_attempt_at": values["updated_at"],
+            "last_error": "",
+            "created_at": values["updated_at"],
+            **event,
+        }
+        params.update({f"outbox{index}_{name}": event[name] for name in _OUTBOX_FIELDS})
+    postgresql = _is_postgresql(session)
+    statements = _settle_statements(postgresql, total, with_response, len(events))
+    if postgresql:
+        if (await session.execute(statements[0], params)).scalar_one() != 1:
+            raise SettleConflict()
+        return
+    result = await session.execute(statements[0], params)
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        raise SettleConflict()
+    for statement in statements[1:]:
+        await session.execute(statement, params)

@@ -8,6 +8,7 @@ in every currency: 991 declined, 992 refund queued, 993 done but the reply is lo
 from __future__ import annotations
 
 import asyncio
+import functools
 import secrets
 import time
 from typing import Any, ClassVar
@@ -192,17 +193,20 @@ class SandboxConnector(Connector):
             )
             return GatewayResult(Outcome.UNKNOWN, reply, {}, "The sandbox gateway did not answer")
         queued = request.operation == "refund" and code == TRIGGER_QUEUE
+        call: dict[str, Any] = {
+            "reference": request.reference_number,
+            "payment_reference": request.payment.reference_number,
+            "operation": request.operation,
+            "amount": request.amount,
+            "currency": request.currency_code,
+            "status": "queued" if queued else "done",
+            "transaction_id": secrets.token_hex(8),
+        }
         try:
-            row = await asyncio.to_thread(
-                self.ledger.perform,
-                reference=request.reference_number,
-                payment_reference=request.payment.reference_number,
-                operation=request.operation,
-                amount=request.amount,
-                currency=request.currency_code,
-                status="queued" if queued else "done",
-                transaction_id=secrets.token_hex(8),
-            )
+            # At once when the ledger's file is free (no thread hand-off), else in a thread.
+            row = self.ledger.perform_now(**call)
+            if row is None:
+                row = await asyncio.to_thread(functools.partial(self.ledger.perform, **call))
         except LedgerRefusal as refusal:
             if code == TRIGGER_DONE_THEN_TIMEOUT:  # the refusal's reply is lost too
                 return GatewayResult(
