@@ -30,7 +30,7 @@ SQLITE_BUSY_TIMEOUT_MS = 60_000
 
 # What a database that is down, unreachable or refusing writes raises. asyncpg's connect failures
 # reach us unwrapped (ConnectionRefusedError and other OSErrors), not as SQLAlchemy errors.
-DATABASE_UNAVAILABLE: tuple[type[BaseException], ...] = (
+DATABASE_UNAVAILABLE: tuple[type[Exception], ...] = (
     OperationalError,
     InterfaceError,
     DisconnectionError,

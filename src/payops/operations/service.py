@@ -59,6 +59,8 @@ from payops.transactions.service import payment_ref
 from payops.webhooks import outbox
 
 log = logging.getLogger(__name__)
+# A settlement that could not be written: the database failed or is unreachable.
+SETTLE_FAILURES: tuple[type[Exception], ...] = (SQLAlchemyError, *DATABASE_UNAVAILABLE)
 
 
 async def totals_of(
@@ -146,7 +148,7 @@ async def _run_external(
             prior = await repository.operation_by_tracking_key(session, parent.id, tracking_key)
             if prior is not None:
                 _check_replay(prior, fingerprint, principal)
-                if prior.state == "needs_review":
+                if prior.state == "needs_review" and prior.response is not None:
                     return prior.response  # a queued refund awaiting an operator: still queued
                 # Rebuilt, not the stored copy: the replay shows the operation's latest state
                 # in exactly the ExternalOperation shape (rows stored by older versions carried
@@ -356,7 +358,7 @@ async def _call_and_settle(
                 key = (await ctx.merchant_settings.get(session, ctx.merchant_settings.version)).get(
                     outbox.HMAC_KEY_SETTING, ""
                 )
-    except (SQLAlchemyError, *DATABASE_UNAVAILABLE) as exc:
+    except SETTLE_FAILURES as exc:
         # The gateway has answered but the answer could not be recorded (the database is down:
         # asyncpg raises OSErrors, not SQLAlchemy errors): the operation stays processing under
         # its lease and the reconciler will learn the truth from the gateway.

@@ -212,6 +212,7 @@ async def lock_parent_for_operation(
     statement, the versions of its gateway configuration and of the merchant settings, so the
     process's caches can be checked without a statement of their own. The relationship to the
     configuration is not loaded: the caller takes it from the cache."""
+    key: int | str
     if parent_id is not None:
         by, key = "parent_id", parent_id
     elif session_id is not None:
