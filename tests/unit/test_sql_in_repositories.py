@@ -42,10 +42,6 @@ EXCEPTIONS = {
         "the outbox and merchant-settings store itself: its functions are called inside the "
         "caller's transaction and are nothing but queries"
     ),
-    "payops.transactions.expiry": (
-        "the due-parents query; to move into transactions/repository.py with issue 17's expiry "
-        "changes, which rewrite this module"
-    ),
     "payops.api.serving": (
         "reads PostgreSQL's connection limits (SHOW) to size the pools before any model is used"
     ),

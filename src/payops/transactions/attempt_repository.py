@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 
 from sqlalchemy import ColumnElement, Exists, and_, exists, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from payops.db.models import PaymentAttempt, PaymentTransaction
+from payops.domain.states import AttemptState
 
 # How many times PayOps asks a gateway on its own about an attempt still pending. After that the
 # attempt stays pending and is listed for an operator (issue 17).
@@ -173,5 +175,29 @@ async def has_attempt_awaiting_inquiry(
             select(PaymentAttempt.id)
             .where(PaymentAttempt.transaction_id == parent_id, _awaiting(now))
             .limit(1)
+        )
+    )
+
+
+async def parents_due_for_expiry(
+    session: AsyncSession, expirable: Sequence[str], now: datetime, limit: int
+) -> list[int]:
+    """Live sessions past their expiration_time that may expire now: none of their attempts is
+    in review, and none is still waiting for an automatic inquiry (transactions/expiry.py)."""
+    in_review = exists().where(
+        PaymentAttempt.transaction_id == PaymentTransaction.id,
+        PaymentAttempt.state == AttemptState.NEEDS_REVIEW,
+    )
+    return list(
+        await session.scalars(
+            select(PaymentTransaction.id)
+            .where(
+                PaymentTransaction.state.in_(list(expirable)),
+                PaymentTransaction.expires_at <= now,
+                PaymentTransaction.deleted_at.is_(None),
+                ~in_review,
+                ~awaiting_automatic_inquiry(now),
+            )
+            .limit(limit)
         )
     )

@@ -7,14 +7,10 @@ from __future__ import annotations
 import logging
 from datetime import UTC, datetime
 
-from sqlalchemy import exists, select
-
 from payops.context import AppContext
-from payops.db.models import PaymentAttempt, PaymentTransaction
 from payops.domain.rules import EXPIRABLE
 from payops.transactions import attempt_repository, repository
 from payops.transactions.presenters import payment_body
-from payops.transactions.service import ATTEMPT_IN_REVIEW
 from payops.webhooks import outbox
 
 log = logging.getLogger(__name__)
@@ -53,29 +49,10 @@ async def _expire(ctx: AppContext, parent_id: int) -> bool:
         return True
 
 
-def _attempt_in_review():
-    return exists().where(
-        PaymentAttempt.transaction_id == PaymentTransaction.id,
-        PaymentAttempt.state == ATTEMPT_IN_REVIEW,
-    )
-
-
 async def expire_due(ctx: AppContext, limit: int = 500) -> int:
     now = datetime.now(UTC)
     async with ctx.db.read() as session:
-        ids = list(
-            await session.scalars(
-                select(PaymentTransaction.id)
-                .where(
-                    PaymentTransaction.state.in_(EXPIRABLE),
-                    PaymentTransaction.expires_at <= now,
-                    PaymentTransaction.deleted_at.is_(None),
-                    ~_attempt_in_review(),
-                    ~attempt_repository.awaiting_automatic_inquiry(now),
-                )
-                .limit(limit)
-            )
-        )
+        ids = await attempt_repository.parents_due_for_expiry(session, EXPIRABLE, now, limit)
     return sum([await _expire(ctx, parent_id) for parent_id in ids])
 
 
