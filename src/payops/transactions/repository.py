@@ -23,6 +23,8 @@ from payops.domain.states import ATTEMPT_BLOCKING, RESERVING, WITHOUT_EFFECT
 from payops.webhooks.outbox import settings_version
 
 RESERVING_STATES = RESERVING
+# What a parent without open operations holds, by operation (and the number of voids).
+NO_RESERVATIONS = {"capture": 0, "refund": 0, "void": 0, "void_count": 0}
 # A Tracking-Key whose operation ended in one of these may be used again (decisions §6).
 TRACKING_KEY_FREE_STATES = WITHOUT_EFFECT
 
@@ -67,7 +69,7 @@ async def reservations(session: AsyncSession, parent_id: int) -> dict[str, int]:
         .where(Operation.transaction_id == parent_id, Operation.state.in_(RESERVING_STATES))
         .group_by(Operation.operation)
     )
-    held = {"capture": 0, "refund": 0, "void": 0, "void_count": 0}
+    held = dict(NO_RESERVATIONS)
     for operation, count, total in rows:
         held[operation] = int(total)
         if operation == "void":
@@ -228,66 +230,6 @@ async def lock_parent_for_operation(
     return parent, gateway_version, int(merchant_version)
 
 
-def _held(operation: str, *, count: bool = False) -> Any:
-    measure = func.count() if count else func.coalesce(func.sum(Operation.amount), 0)
-    return (
-        select(measure)
-        .where(
-            Operation.transaction_id == PaymentAttempt.transaction_id,
-            Operation.state.in_(RESERVING_STATES),
-            Operation.operation == operation,
-        )
-        .correlate(PaymentAttempt)
-        .scalar_subquery()
-    )
-
-
-@cache
-def _attempt_and_reservations_statement() -> Any:
-    return (
-        select(
-            PaymentAttempt,
-            _held("capture"),
-            _held("refund"),
-            _held("void"),
-            _held("void", count=True),
-        )
-        .options(raiseload(PaymentAttempt.gateway_config))
-        .where(
-            PaymentAttempt.transaction_id == bindparam("parent_id"),
-            PaymentAttempt.state == "success",
-            PaymentAttempt.gateway_config_id == bindparam("gateway_config_id"),
-        )
-        .order_by(PaymentAttempt.id.desc())
-        .limit(1)
-    )
-
-
-async def successful_attempt_and_reservations(
-    session: AsyncSession, parent_id: int, gateway_config_id: int | None
-) -> tuple[PaymentAttempt | None, dict[str, int]]:
-    """``successful_attempt`` and ``reservations`` in one statement. Run it after the parent is
-    locked: on PostgreSQL the statement's snapshot then includes every operation committed by
-    the previous holder of the lock."""
-    if gateway_config_id is None:
-        return None, {"capture": 0, "refund": 0, "void": 0, "void_count": 0}
-    row = (
-        await session.execute(
-            _attempt_and_reservations_statement(),
-            {"parent_id": parent_id, "gateway_config_id": gateway_config_id},
-        )
-    ).first()
-    if row is None:
-        return None, {"capture": 0, "refund": 0, "void": 0, "void_count": 0}
-    attempt, capture, refund, void, void_count = row
-    return attempt, {
-        "capture": int(capture),
-        "refund": int(refund),
-        "void": int(void),
-        "void_count": int(void_count),
-    }
-
-
 @cache
 def _lock_operation_statement() -> Any:
     return (
@@ -330,6 +272,41 @@ _outbox = cast(Table, OutboxEvent.__table__)
 _RESERVING_LITERALS: tuple[Any, ...] = tuple(
     literal_column(f"'{state}'") for state in RESERVING_STATES
 )
+
+
+def _held(operation: str, transaction_id: Any, correlate: Table, *, count: bool = False) -> Any:
+    """What the parent's open operations of one kind hold (their sum, or their number), as a
+    scalar subquery correlated with ``correlate`` through its ``transaction_id`` column."""
+    measure = func.count() if count else func.coalesce(func.sum(_operations.c.amount), 0)
+    return (
+        select(measure)
+        .where(
+            _operations.c.transaction_id == transaction_id,
+            _operations.c.state.in_(_RESERVING_LITERALS),
+            _operations.c.operation == operation,
+        )
+        .correlate(correlate)
+        .scalar_subquery()
+    )
+
+
+def _held_columns(transaction_id: Any, correlate: Table) -> tuple[Any, ...]:
+    return (
+        _held("capture", transaction_id, correlate).label("held_capture"),
+        _held("refund", transaction_id, correlate).label("held_refund"),
+        _held("void", transaction_id, correlate).label("held_void"),
+        _held("void", transaction_id, correlate, count=True).label("void_count"),
+    )
+
+
+def _reservations_of(row: Any) -> dict[str, int]:
+    return {
+        "capture": int(row.held_capture),
+        "refund": int(row.held_refund),
+        "void": int(row.held_void),
+        "void_count": int(row.void_count),
+    }
+
 
 # What the operation path reads of a parent (rules, presenter, audit, webhooks).
 PARENT_ROW_COLUMNS = (
@@ -404,19 +381,6 @@ async def lock_parent_row(
 
 @cache
 def _attempt_row_and_reservations_statement() -> Any:
-    def held(operation: str, *, count: bool = False) -> Any:
-        measure = func.count() if count else func.coalesce(func.sum(_operations.c.amount), 0)
-        return (
-            select(measure)
-            .where(
-                _operations.c.transaction_id == _attempts.c.transaction_id,
-                _operations.c.state.in_(_RESERVING_LITERALS),
-                _operations.c.operation == operation,
-            )
-            .correlate(_attempts)
-            .scalar_subquery()
-        )
-
     return (
         select(
             _attempts.c.reference_number,
@@ -424,10 +388,7 @@ def _attempt_row_and_reservations_statement() -> Any:
             _attempts.c.currency_code,
             _attempts.c.operation_mode,
             _attempts.c.gateway_refs,
-            held("capture").label("held_capture"),
-            held("refund").label("held_refund"),
-            held("void").label("held_void"),
-            held("void", count=True).label("void_count"),
+            *_held_columns(_attempts.c.transaction_id, _attempts),
         )
         .where(
             _attempts.c.transaction_id == bindparam("parent_id"),
@@ -445,7 +406,7 @@ async def successful_attempt_row_and_reservations(
     """``successful_attempt_and_reservations`` as a row (what ``payment_ref`` reads). Run it
     after the parent is locked (its snapshot must include the previous lock holder's writes)."""
     if gateway_config_id is None:
-        return None, {"capture": 0, "refund": 0, "void": 0, "void_count": 0}
+        return None, dict(NO_RESERVATIONS)
     row = (
         await session.execute(
             _attempt_row_and_reservations_statement(),
@@ -453,13 +414,8 @@ async def successful_attempt_row_and_reservations(
         )
     ).first()
     if row is None:
-        return None, {"capture": 0, "refund": 0, "void": 0, "void_count": 0}
-    return row, {
-        "capture": int(row.held_capture),
-        "refund": int(row.held_refund),
-        "void": int(row.held_void),
-        "void_count": int(row.void_count),
-    }
+        return None, dict(NO_RESERVATIONS)
+    return row, _reservations_of(row)
 
 
 class AttemptRow(NamedTuple):
@@ -485,27 +441,11 @@ def _parent_and_attempt_statement(by: str) -> Any:
         .scalar_subquery()
     )
 
-    def held(operation: str, *, count: bool = False) -> Any:
-        measure = func.count() if count else func.coalesce(func.sum(_operations.c.amount), 0)
-        return (
-            select(measure)
-            .where(
-                _operations.c.transaction_id == _parents.c.id,
-                _operations.c.state.in_(_RESERVING_LITERALS),
-                _operations.c.operation == operation,
-            )
-            .correlate(_parents)
-            .scalar_subquery()
-        )
-
     parent = _parent_row_statement(by)
     return parent.add_columns(
         _attempts.c.id.label("attempt_id"),
         *(_attempts.c[name].label(f"attempt_{name}") for name in AttemptRow._fields),
-        held("capture").label("held_capture"),
-        held("refund").label("held_refund"),
-        held("void").label("held_void"),
-        held("void", count=True).label("void_count"),
+        *_held_columns(_parents.c.id, _parents),
     ).select_from(_parents.outerjoin(_attempts, _attempts.c.id == latest))
 
 
@@ -530,16 +470,7 @@ async def lock_parent_row_with_attempt(
         if row.attempt_id is not None
         else None
     )
-    return (
-        row,
-        attempt,
-        {
-            "capture": int(row.held_capture),
-            "refund": int(row.held_refund),
-            "void": int(row.held_void),
-            "void_count": int(row.void_count),
-        },
-    )
+    return row, attempt, _reservations_of(row)
 
 
 # Bound parameters of the operation path's writes, by table (prefixed, as PostgreSQL runs them
