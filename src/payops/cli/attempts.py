@@ -71,7 +71,7 @@ def attempt_resolve(
     """Settle a payment attempt in review with an operator's decision (audited)."""
     from payops.money import AmountError, parse_amount
     from payops.transactions.attempt_review import OUTCOMES, _find, resolve_attempt
-    from payops.transactions.attempt_review_endpoints import TEXT_MAX
+    from payops.web.review import TEXT_MAX
 
     if outcome not in OUTCOMES:
         fail(f"--outcome must be one of {', '.join(OUTCOMES)}")

@@ -107,7 +107,7 @@ def ops_resolve(
 ) -> None:
     """Settle an operation in needs_review with an operator's decision (audited)."""
     from payops.operations.review import OUTCOMES, resolve_operation
-    from payops.operations.review_endpoints import TEXT_MAX
+    from payops.web.review import TEXT_MAX
 
     if outcome not in OUTCOMES:
         fail(f"--outcome must be one of {', '.join(OUTCOMES)}")

@@ -18,10 +18,9 @@ from payops.errors import field_error
 from payops.operations import review
 from payops.web.dependencies import authenticate, get_context, require_permission
 from payops.web.requests import choice, identifier, read_object
-from payops.web.responses import Detail
+from payops.web.review import RESPONSES, review_text
 
 router = APIRouter(tags=["operator review"])
-TEXT_MAX = 2000
 MAX_AGE_SECONDS = 10 * 365 * 86400
 
 
@@ -31,31 +30,6 @@ class ResolveRequest(BaseModel):
     evidence: str = Field(
         default="", description="e.g. the gateway's transaction id, a screenshot name"
     )
-
-
-class ReviewFailure(BaseModel):
-    detail: str
-    result: str
-
-
-RESPONSES: dict[int | str, dict[str, Any]] = {
-    400: {"model": ReviewFailure},
-    401: {"model": Detail},
-    403: {"model": Detail},
-    404: {"model": ReviewFailure},
-}
-
-
-def _text(name: str, value: Any, *, required: bool) -> str:
-    if value is None or (isinstance(value, str) and not value.strip()):
-        if required:
-            raise field_error(name, messages.FIELD_REQUIRED)
-        return ""
-    if not isinstance(value, str):
-        raise field_error(name, messages.NOT_A_STRING)
-    if len(value) > TEXT_MAX:
-        raise field_error(name, messages.MAX_LENGTH.format(n=TEXT_MAX))
-    return value
 
 
 @router.get(
@@ -116,8 +90,8 @@ async def resolve(
     require_permission(principal, RESOLVE_PERMISSION)
     body = await read_object(request, ctx.settings.max_body_bytes)
     outcome = choice("outcome", body.get("outcome"), review.OUTCOMES)
-    reason = _text("reason", body.get("reason"), required=True)
-    evidence = _text("evidence", body.get("evidence"), required=False)
+    reason = review_text("reason", body.get("reason"), required=True)
+    evidence = review_text("evidence", body.get("evidence"), required=False)
     return await review.resolve_operation(
         ctx, reference or "", outcome=outcome, reason=reason, evidence=evidence, actor=principal
     )

@@ -13,16 +13,14 @@ from pydantic import BaseModel, Field
 
 from payops.auth.permissions import RESOLVE_PERMISSION
 from payops.auth.service import Principal
-from payops.domain import messages
 from payops.errors import field_error
 from payops.money import AmountError, parse_amount
 from payops.transactions import attempt_review
 from payops.web.dependencies import authenticate, get_context, require_permission
 from payops.web.requests import choice, identifier, read_object
-from payops.web.responses import Detail
+from payops.web.review import RESPONSES, review_text
 
 router = APIRouter(tags=["operator review"])
-TEXT_MAX = 2000
 
 
 class AttemptResolveRequest(BaseModel):
@@ -34,31 +32,6 @@ class AttemptResolveRequest(BaseModel):
         description="For paid: what the gateway charged (fee included), in the "
         "attempt's currency; default the amount the attempt asked for",
     )
-
-
-class ReviewFailure(BaseModel):
-    detail: str
-    result: str
-
-
-RESPONSES: dict[int | str, dict[str, Any]] = {
-    400: {"model": ReviewFailure},
-    401: {"model": Detail},
-    403: {"model": Detail},
-    404: {"model": ReviewFailure},
-}
-
-
-def _text(name: str, value: Any, *, required: bool) -> str:
-    if value is None or (isinstance(value, str) and not value.strip()):
-        if required:
-            raise field_error(name, messages.FIELD_REQUIRED)
-        return ""
-    if not isinstance(value, str):
-        raise field_error(name, messages.NOT_A_STRING)
-    if len(value) > TEXT_MAX:
-        raise field_error(name, messages.MAX_LENGTH.format(n=TEXT_MAX))
-    return value
 
 
 @router.get(
@@ -105,8 +78,8 @@ async def resolve(
     require_permission(principal, RESOLVE_PERMISSION)
     body = await read_object(request, ctx.settings.max_body_bytes)
     outcome = choice("outcome", body.get("outcome"), attempt_review.OUTCOMES)
-    reason = _text("reason", body.get("reason"), required=True)
-    evidence = _text("evidence", body.get("evidence"), required=False)
+    reason = review_text("reason", body.get("reason"), required=True)
+    evidence = review_text("evidence", body.get("evidence"), required=False)
     amount = await _amount(ctx, reference or "", body)
     return await attempt_review.resolve_attempt(
         ctx,
