@@ -16,6 +16,7 @@ import httpx
 from sqlalchemy import event
 
 from payops.context import AppContext
+from payops.db import direct
 from tests.e2e import post_op
 from tests.helpers import Seed
 
@@ -40,14 +41,20 @@ def counting(ctx: AppContext) -> Iterator[list[str]]:
     def count(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
         seen.append(" ".join(statement.split())[:160])
 
+    def count_direct(statement: str) -> None:
+        count(None, None, statement)
+
     engines = [ctx.db.write_engine.sync_engine]
     if ctx.db.is_sqlite:  # PostgreSQL's read engine is the write engine's pool, autocommit
         engines.append(ctx.db.read_engine.sync_engine)
     for engine in engines:
         event.listen(engine, "before_cursor_execute", count)
+    # The operation path's statements run on the driver's own connection (db/direct.py).
+    direct.STATEMENT_LISTENERS.append(count_direct)
     try:
         yield seen
     finally:
+        direct.STATEMENT_LISTENERS.remove(count_direct)
         for engine in engines:
             event.remove(engine, "before_cursor_execute", count)
 

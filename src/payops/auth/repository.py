@@ -6,8 +6,9 @@ from typing import Any, cast
 
 from sqlalchemy import CursorResult, Result, Table, bindparam, case, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession
 
+from payops.db.direct import DirectConnection
 from payops.db.models import ApiKey, AuthFailureCounter, User
 
 
@@ -33,10 +34,10 @@ _KEY_CHECK = select(
 ).where(_api_keys.c.prefix == bindparam("prefix"))
 
 
-async def api_key_check(session: AsyncSession | AsyncConnection, prefix: str) -> Any:
+async def api_key_check(conn: DirectConnection, prefix: str) -> Any:
     """What authenticating with an API key reads (prefix, secret_hash, revoked_at, expires_at),
     as a row, or None: every request of an API client makes this lookup."""
-    return (await session.execute(_KEY_CHECK, {"prefix": prefix})).first()
+    return await conn.first(_KEY_CHECK, {"prefix": prefix})
 
 
 async def list_api_keys(session: AsyncSession) -> list[ApiKey]:

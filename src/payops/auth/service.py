@@ -257,7 +257,7 @@ class Authenticator:
         prefix, sep, secret = credential.partition(".")
         key = None
         if sep and secret and len(credential) <= MAX_API_KEY_CHARS:
-            async with self.db.read_statement() as conn:
+            async with self.db.direct_read() as conn:
                 key = await repository.api_key_check(conn, prefix)
         now = datetime.now(UTC)
         if (

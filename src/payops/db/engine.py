@@ -17,7 +17,6 @@ import asyncpg
 from sqlalchemy import event, text
 from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import (
-    AsyncConnection,
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
@@ -25,6 +24,7 @@ from sqlalchemy.ext.asyncio import (
 )
 
 from payops import exact_json
+from payops.db.direct import CONNECTION_LOST, DirectConnection, PostgresDirect, SqliteDirect
 
 SQLITE_BUSY_TIMEOUT_MS = 60_000
 
@@ -148,27 +148,60 @@ class Database:
             yield session
 
     @asynccontextmanager
-    async def write_alone(self) -> AsyncIterator[AsyncSession | AsyncConnection]:
-        """For writes that need no transaction around them: on PostgreSQL a connection in
-        autocommit, each statement committing on its own (no BEGIN and COMMIT round trips, no
-        session), so use it for one statement that is complete by itself; on SQLite a
-        ``write()`` session."""
-        if self.is_sqlite:
-            async with self.write() as session:
-                yield session
+    async def direct_write(self) -> AsyncIterator[DirectConnection]:
+        """A write transaction on the driver's own connection (db/direct.py), for the operation
+        path's statements: commits on success, rolls back on any exception. On SQLite it
+        queues on the same in-process writer lock as ``write()``."""
+        if self._sqlite_writer is not None:
+            async with self._sqlite_writer, self._direct(self.write_engine, True) as conn:
+                yield conn
             return
-        async with self.read_engine.connect() as conn:
+        async with self._direct(self.write_engine, True) as conn:
             yield conn
 
     @asynccontextmanager
-    async def read_statement(self) -> AsyncIterator[AsyncConnection]:
-        """A connection for one reading statement, without a session: PostgreSQL's reads run
-        in autocommit, and on SQLite one statement is its own transaction (no BEGIN). The hot
-        path's API-key lookup, on every request, costs less that way."""
-        async with self.read_engine.connect() as conn:
-            if self.is_sqlite:
-                conn = await conn.execution_options(**{SINGLE_STATEMENT: True})
+    async def direct_alone(self) -> AsyncIterator[DirectConnection]:
+        """For a write that needs no transaction around it: on PostgreSQL the driver's
+        connection without BEGIN, each statement committing on its own (so use it for one
+        statement that is complete by itself); on SQLite a ``direct_write()`` transaction."""
+        if self.is_sqlite:
+            async with self.direct_write() as conn:
+                yield conn
+            return
+        async with self._direct(self.write_engine, False) as conn:
             yield conn
+
+    @asynccontextmanager
+    async def direct_read(self) -> AsyncIterator[DirectConnection]:
+        """The driver's connection for one reading statement, without BEGIN: PostgreSQL's reads
+        run in autocommit, and on SQLite one statement is its own transaction. The API-key
+        lookup of every request costs less that way."""
+        async with self._direct(self.read_engine, False) as conn:
+            yield conn
+
+    @asynccontextmanager
+    async def _direct(self, engine: AsyncEngine, transaction: bool) -> AsyncIterator[Any]:
+        async with engine.connect() as pooled:
+            driver = (await pooled.get_raw_connection()).driver_connection
+            conn: DirectConnection = (
+                SqliteDirect(engine.dialect, driver)
+                if self.is_sqlite
+                else PostgresDirect(engine.dialect, driver)
+            )
+            try:
+                if transaction:
+                    await conn.begin()
+                yield conn
+                if transaction:
+                    await conn.commit()
+            except BaseException as error:
+                # A connection whose state is unknown (lost, or a statement cut short by a
+                # cancellation) or whose transaction cannot be rolled back is thrown away.
+                if isinstance(error, CONNECTION_LOST) or (
+                    transaction and not await _rolled_back(conn)
+                ):
+                    await pooled.invalidate()
+                raise
 
     @asynccontextmanager
     async def read(self, *, single_statement: bool = False) -> AsyncIterator[AsyncSession]:
@@ -196,3 +229,11 @@ class Database:
         await self.write_engine.dispose()
         if self.is_sqlite:
             await self.read_engine.dispose()
+
+
+async def _rolled_back(conn: DirectConnection) -> bool:
+    try:
+        await conn.rollback()
+    except BaseException:  # noqa: BLE001 - the caller throws the connection away instead
+        return False
+    return True

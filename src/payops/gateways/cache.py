@@ -41,6 +41,11 @@ class GatewayCache:
         # Replaced connectors may still serve calls in flight: closed once those calls' time is up.
         self._retired: list[tuple[float, Connector]] = []
 
+    def current(self, gateway_id: int, version: int | None) -> CachedGateway | None:
+        """The entry of ``gateway_id`` if it is at ``version``, without reading anything."""
+        entry = self._entries.get(gateway_id)
+        return entry if entry is not None and entry.version == version else None
+
     async def get(
         self, session: AsyncSession, gateway_id: int, version: int | None
     ) -> CachedGateway | None:

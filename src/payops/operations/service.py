@@ -15,13 +15,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from payops import audit, crashpoints
 from payops.auth.permissions import OPERATION_PERMISSIONS
 from payops.auth.service import SETTLEMENT, Principal
 from payops.connectors.base import Connector, GatewayResult, OperationRequest, Outcome
 from payops.context import AppContext
+from payops.db.direct import DirectConnection
 from payops.db.engine import DATABASE_UNAVAILABLE
 from payops.db.models import GatewayConfig, Operation, PaymentTransaction
 from payops.domain import messages
@@ -68,6 +69,12 @@ async def totals_of(
 ) -> Totals:
     if held is None:
         held = await repository.reservations(session, parent.id)
+    return totals_with(parent, held)
+
+
+def totals_with(parent: Any, held: dict[str, int]) -> Totals:
+    """The rules' view of a parent (an ORM object or the operation path's row) and what its
+    open operations hold."""
     return Totals(
         state=parent.state,
         currency_code=parent.currency_code,
@@ -130,12 +137,12 @@ async def _run_external(
     raw_amount: Any,
     tracking_key: str | None,
 ) -> dict[str, Any]:
-    async with ctx.db.intent_slots, ctx.db.write() as session:
-        # Rows, not ORM objects, on this path (transactions/repository.py, issue 11). SQLite
-        # reads the successful attempt and the reservations with the parent; PostgreSQL must
-        # read them after the parent's lock is taken, in a statement of their own (below).
+    async with ctx.db.intent_slots, ctx.db.direct_write() as conn:
+        # Rows, not ORM objects, on the driver's own connection (db/direct.py, issue 11).
+        # SQLite reads the successful attempt and the reservations with the parent; PostgreSQL
+        # must read them after the parent's lock is taken, in a statement of their own (below).
         parent, attempt, held = await _lock_for_operation(
-            session, lookup, operation, with_attempt=ctx.db.is_sqlite
+            conn, lookup, operation, with_attempt=not conn.postgresql
         )
         requested = None
         if raw_amount is not None and operation != "void":
@@ -144,25 +151,12 @@ async def _run_external(
             except AmountError as exc:
                 raise field_error("amount", str(exc)) from None
         fingerprint = request_fingerprint(operation, requested, parent.currency_code)
-        if tracking_key:
-            prior = await repository.operation_by_tracking_key(session, parent.id, tracking_key)
-            if prior is not None:
-                _check_replay(prior, fingerprint, principal)
-                if prior.state == "needs_review" and prior.response is not None:
-                    return prior.response  # a queued refund awaiting an operator: still queued
-                # Rebuilt, not the stored copy: the replay shows the operation's latest state
-                # in exactly the ExternalOperation shape (rows stored by older versions carried
-                # more fields).
-                key = await outbox.merchant_setting(session, outbox.HMAC_KEY_SETTING)
-                return operation_body(prior, parent, key)
-        cached = (
-            await ctx.gateways.get(session, parent.gateway_config_id, parent.gateway_version)
-            if parent.gateway_config_id is not None
-            else None
-        )
-        if not ctx.db.is_sqlite:
+        if tracking_key and await repository.tracking_key_in_use(conn, parent.id, tracking_key):
+            return await _replay(ctx, parent, tracking_key, fingerprint, principal)
+        cached = await _gateway_of(ctx, parent)
+        if conn.postgresql:
             attempt, held = await repository.successful_attempt_row_and_reservations(
-                session, parent.id, parent.gateway_config_id
+                conn, parent.id, parent.gateway_config_id
             )
         if cached is None or attempt is None:
             raise OperationFailed(messages.NOT_ALLOWED, operation)
@@ -170,13 +164,14 @@ async def _run_external(
         try:
             amount = check_external(
                 operation,
-                await totals_of(session, parent, held),
+                totals_with(parent, held),
                 gateway_facts(gateway),
                 requested,
             )
         except RuleViolation as violation:
             raise OperationFailed(violation.message, operation) from None
         now = datetime.now(UTC)
+        merchant, settings_version = await _merchant_settings(ctx, parent.settings_version)
         intent = Intent(
             parent_id=parent.id,
             gateway_config_id=gateway.id,
@@ -188,12 +183,11 @@ async def _run_external(
             initiator=principal.initiator,
             stamp=now,
             parent=parent,
-            # No statement while the version read with the lock is the cache's.
-            merchant=await ctx.merchant_settings.get(session, parent.settings_version),
-            settings_version=parent.settings_version,
+            merchant=merchant,
+            settings_version=settings_version,
         )
         intent.id = await repository.insert_intent(
-            session,
+            conn,
             {
                 "transaction_id": parent.id,
                 "gateway_config_id": gateway.id,
@@ -284,20 +278,20 @@ class SettledOperation:
 
 
 async def _lock_for_operation(
-    session: AsyncSession, lookup: Lookup, operation: str, *, with_attempt: bool = False
+    conn: DirectConnection, lookup: Lookup, operation: str, *, with_attempt: bool = False
 ) -> tuple[Any, Any, dict[str, int]]:
     """``find_or_fail`` for the operation path: the locked parent as a row, with the versions of
     its gateway configuration and of the merchant settings (for the process's caches), and with
     ``with_attempt`` (SQLite) its successful attempt and reservations, else None and {}."""
     if with_attempt:
         found = await repository.lock_parent_row_with_attempt(
-            session, order_no=lookup.order_no, session_id=lookup.session_id
+            conn, order_no=lookup.order_no, session_id=lookup.session_id
         )
         parent, attempt, held = found if found is not None else (None, None, {})
     else:
         parent, attempt, held = (
             await repository.lock_parent_row(
-                session, order_no=lookup.order_no, session_id=lookup.session_id
+                conn, order_no=lookup.order_no, session_id=lookup.session_id
             ),
             None,
             {},
@@ -307,6 +301,53 @@ async def _lock_for_operation(
     if lookup.names_other_than(parent):
         raise OperationFailed(messages.LOOKUP_MISMATCH, operation)
     return parent, attempt, held
+
+
+async def _gateway_of(ctx: AppContext, parent: Any) -> CachedGateway | None:
+    """The parent's gateway configuration and connector from the process's cache, read (beside
+    the operation's transaction) only when the version read with the parent's lock is not the
+    cache's."""
+    if parent.gateway_config_id is None:
+        return None
+    found = ctx.gateways.current(parent.gateway_config_id, parent.gateway_version)
+    if found is None:
+        async with ctx.db.read() as session:
+            found = await ctx.gateways.get(
+                session, parent.gateway_config_id, parent.gateway_version
+            )
+    return found
+
+
+async def _merchant_settings(ctx: AppContext, version: int) -> tuple[dict[str, str], int]:
+    """The merchant settings and their version, from the process's cache while the version read
+    with the parent's lock is the cache's; else read now, beside the operation's transaction
+    (the settlement checks that the version it was built with is still current)."""
+    values = ctx.merchant_settings.current(version)
+    if values is not None:
+        return values, version
+    async with ctx.db.read() as session:
+        values = await ctx.merchant_settings.get(session, version)
+        return values, cast(int, ctx.merchant_settings.version)
+
+
+async def _replay(
+    ctx: AppContext, parent: Any, tracking_key: str, fingerprint: str, principal: Principal
+) -> dict[str, Any]:
+    """The answer to a request whose Tracking-Key an operation of this parent holds. Read
+    beside the caller's transaction, which holds the parent's lock (on SQLite the database's):
+    nothing settles that operation meanwhile, as settling takes the same lock first."""
+    async with ctx.db.read() as session:
+        prior = await repository.operation_by_tracking_key(session, parent.id, tracking_key)
+        if prior is None:  # freed between the probe and this read: the client retries
+            raise TrackingKeyInProgress()
+        _check_replay(prior, fingerprint, principal)
+        if prior.state == "needs_review" and prior.response is not None:
+            return prior.response  # a queued refund awaiting an operator: still queued
+        # Rebuilt, not the stored copy: the replay shows the operation's latest state in
+        # exactly the ExternalOperation shape (rows stored by older versions carried more
+        # fields).
+        key = await outbox.merchant_setting(session, outbox.HMAC_KEY_SETTING)
+        return operation_body(prior, parent, key)
 
 
 def request_fingerprint(operation: str, requested: int | None, currency_code: str) -> str:
@@ -345,8 +386,8 @@ async def _call_and_settle(
     settled: Any
     try:
         try:
-            async with ctx.db.write_alone() as session:
-                settled, parent, key = await _settle_fresh(session, ctx, gateway, intent, result)
+            async with ctx.db.direct_alone() as conn:
+                settled, parent, key = await _settle_fresh(conn, ctx, gateway, intent, result)
         except repository.SettleConflict:
             settled = None
         if settled is None:  # touched since the intent, or an answer the lean path leaves
@@ -372,7 +413,7 @@ _TOTAL_OF = {"capture": "captured", "refund": "refunded", "void": "voided"}
 
 
 async def _settle_fresh(
-    session: AsyncSession | AsyncConnection,
+    conn: DirectConnection,
     ctx: AppContext,
     gateway: CachedGateway,
     intent: Intent,
@@ -439,7 +480,7 @@ async def _settle_fresh(
                 }
             )
     await repository.settle_fresh_operation(
-        session,
+        conn,
         operation_id=intent.id,
         stamp=intent.stamp,
         values=values,

@@ -7,9 +7,10 @@ from functools import cache
 from typing import Any, NamedTuple, cast
 
 from sqlalchemy import Table, bindparam, func, insert, literal_column, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import raiseload
 
+from payops.db.direct import DirectConnection
 from payops.db.models import (
     AuditEntry,
     GatewayConfig,
@@ -327,11 +328,6 @@ PARENT_ROW_COLUMNS = (
 )
 
 
-def _is_postgresql(session: AsyncSession | AsyncConnection) -> bool:
-    bind = session if isinstance(session, AsyncConnection) else session.bind
-    return bind is not None and bind.dialect.name == "postgresql"
-
-
 @cache
 def _parent_row_statement(by: str) -> Any:
     gateways = cast(Table, GatewayConfig.__table__)
@@ -359,7 +355,7 @@ def _parent_row_statement(by: str) -> Any:
 
 
 async def lock_parent_row(
-    session: AsyncSession,
+    conn: DirectConnection,
     *,
     parent_id: int | None = None,
     order_no: str | None = None,
@@ -376,7 +372,7 @@ async def lock_parent_row(
         by, key = "order_no", order_no
     else:
         raise ValueError("order_no or session_id is required")
-    return (await session.execute(_parent_row_statement(by), {"key": key})).first()
+    return await conn.first(_parent_row_statement(by), {"key": key})
 
 
 @cache
@@ -401,18 +397,16 @@ def _attempt_row_and_reservations_statement() -> Any:
 
 
 async def successful_attempt_row_and_reservations(
-    session: AsyncSession, parent_id: int, gateway_config_id: int | None
+    conn: DirectConnection, parent_id: int, gateway_config_id: int | None
 ) -> tuple[Any, dict[str, int]]:
     """``successful_attempt_and_reservations`` as a row (what ``payment_ref`` reads). Run it
     after the parent is locked (its snapshot must include the previous lock holder's writes)."""
     if gateway_config_id is None:
         return None, dict(NO_RESERVATIONS)
-    row = (
-        await session.execute(
-            _attempt_row_and_reservations_statement(),
-            {"parent_id": parent_id, "gateway_config_id": gateway_config_id},
-        )
-    ).first()
+    row = await conn.first(
+        _attempt_row_and_reservations_statement(),
+        {"parent_id": parent_id, "gateway_config_id": gateway_config_id},
+    )
     if row is None:
         return None, dict(NO_RESERVATIONS)
     return row, _reservations_of(row)
@@ -450,7 +444,7 @@ def _parent_and_attempt_statement(by: str) -> Any:
 
 
 async def lock_parent_row_with_attempt(
-    session: AsyncSession, *, order_no: str | None = None, session_id: str | None = None
+    conn: DirectConnection, *, order_no: str | None = None, session_id: str | None = None
 ) -> tuple[Any, AttemptRow | None, dict[str, int]] | None:
     """``lock_parent_row`` and ``successful_attempt_row_and_reservations`` in one statement,
     for SQLite only: there the write transaction holds the database's lock from its BEGIN, so a
@@ -462,7 +456,7 @@ async def lock_parent_row_with_attempt(
         by, key = "order_no", order_no
     else:
         raise ValueError("order_no or session_id is required")
-    row = (await session.execute(_parent_and_attempt_statement(by), {"key": key})).first()
+    row = await conn.first(_parent_and_attempt_statement(by), {"key": key})
     if row is None:
         return None
     attempt = (
@@ -564,7 +558,7 @@ def _intent_statements(postgresql: bool) -> tuple[Any, ...]:
 
 
 async def insert_intent(
-    session: AsyncSession, operation: dict[str, Any], audit_entry: dict[str, Any]
+    conn: DirectConnection, operation: dict[str, Any], audit_entry: dict[str, Any]
 ) -> int:
     """Insert the operation (``_INTENT_OPERATION_FIELDS``; a new operation's empty columns are
     filled here) and its audit entry (``audit_values`` with the prefix ``audit_``); returns the
@@ -579,10 +573,10 @@ async def insert_intent(
     }
     params = {f"op_{name}": operation[name] for name in _INTENT_OPERATION_FIELDS}
     params.update(audit_entry)
-    statements = _intent_statements(_is_postgresql(session))
-    operation_id = (await session.execute(statements[0], params)).scalar_one()
+    statements = _intent_statements(conn.postgresql)
+    operation_id = await conn.scalar(statements[0], params)
     for statement in statements[1:]:
-        await session.execute(statement, params)
+        await conn.rowcount(statement, params)
     return int(operation_id)
 
 
@@ -705,7 +699,7 @@ class SettleConflict(Exception):
 
 
 async def settle_fresh_operation(
-    session: AsyncSession | AsyncConnection,
+    conn: DirectConnection,
     *,
     operation_id: int,
     stamp: datetime,
@@ -754,14 +748,32 @@ async def settle_fresh_operation(
             **event,
         }
         params.update({f"outbox{index}_{name}": event[name] for name in _OUTBOX_FIELDS})
-    postgresql = _is_postgresql(session)
-    statements = _settle_statements(postgresql, total, with_response, len(events))
-    if postgresql:
-        if (await session.execute(statements[0], params)).scalar_one() != 1:
+    statements = _settle_statements(conn.postgresql, total, with_response, len(events))
+    if conn.postgresql:
+        if await conn.scalar(statements[0], params) != 1:
             raise SettleConflict()
         return
-    result = await session.execute(statements[0], params)
-    if result.rowcount != 1:  # type: ignore[attr-defined]
+    if await conn.rowcount(statements[0], params) != 1:
         raise SettleConflict()
     for statement in statements[1:]:
-        await session.execute(statement, params)
+        await conn.rowcount(statement, params)
+
+
+_LIVE_TRACKING_KEY = (
+    select(_operations.c.id)
+    .where(
+        _operations.c.transaction_id == bindparam("parent_id"),
+        _operations.c.tracking_key == bindparam("tracking_key"),
+        _operations.c.state.not_in([literal_column(f"'{s}'") for s in TRACKING_KEY_FREE_STATES]),
+    )
+    .limit(1)
+)
+
+
+async def tracking_key_in_use(conn: DirectConnection, parent_id: int, tracking_key: str) -> bool:
+    """Whether an operation of this parent holds ``tracking_key`` (the operation path's probe;
+    ``operation_by_tracking_key`` then reads that operation)."""
+    found = await conn.scalar(
+        _LIVE_TRACKING_KEY, {"parent_id": parent_id, "tracking_key": tracking_key}
+    )
+    return found is not None

@@ -63,6 +63,10 @@ class MerchantSettingsCache:
         self._values: dict[str, str] = {}
         self.version: int | None = None  # of the values held; None before the first read
 
+    def current(self, version: int | None) -> dict[str, str] | None:
+        """The values if they are at ``version``, without reading anything."""
+        return self._values if version is not None and version == self.version else None
+
     async def get(self, session: AsyncSession, version: int | None) -> dict[str, str]:
         if version is None or version != self.version:
             self._values, self.version = await all_merchant_settings(session)
