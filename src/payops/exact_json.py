@@ -123,9 +123,12 @@ def _fragment(value: Any) -> Any:
 def dumps(value: Any) -> str:
     """Compact JSON; a JsonNumber (or a Decimal) is written as its exact text."""
     try:
-        # orjson writes NaN as null where the standard library refuses it: never let it.
-        if not _holds_non_finite(value):
-            return orjson.dumps(value, default=_fragment).decode()
+        # orjson writes NaN and infinities as null where the standard library refuses them:
+        # never let it. Only a text with a null can hide one, so only then is the value
+        # searched (a search per value cost more than orjson's whole encoding).
+        text = orjson.dumps(value, default=_fragment)
+        if b"null" not in text or not _holds_non_finite(value):
+            return text.decode()
     except TypeError:
         pass  # integers beyond 64 bits, non-finite decimals: the exact encoder decides
     if not _holds_exact_number(value):
@@ -136,8 +139,7 @@ def dumps(value: Any) -> str:
 
 
 def _holds_non_finite(value: Any) -> bool:
-    # ``_holds`` with the test inlined: every JSON value written (each JSON column of a refund,
-    # each answer) passes here, and a call per item cost more than orjson's whole encoding.
+    # ``_holds`` with the test inlined (a call per item cost more than the encoding).
     pending = [value]
     while pending:
         item = pending.pop()

@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.util import greenlet_spawn
 
 from payops import exact_json
 from payops.db.direct import CONNECTION_LOST, DirectConnection, PostgresDirect, SqliteDirect
@@ -181,27 +182,29 @@ class Database:
 
     @asynccontextmanager
     async def _direct(self, engine: AsyncEngine, transaction: bool) -> AsyncIterator[Any]:
-        async with engine.connect() as pooled:
-            driver = (await pooled.get_raw_connection()).driver_connection
-            conn: DirectConnection = (
-                SqliteDirect(engine.dialect, driver)
-                if self.is_sqlite
-                else PostgresDirect(engine.dialect, driver)
-            )
-            try:
-                if transaction:
-                    await conn.begin()
-                yield conn
-                if transaction:
-                    await conn.commit()
-            except BaseException as error:
-                # A connection whose state is unknown (lost, or a statement cut short by a
-                # cancellation) or whose transaction cannot be rolled back is thrown away.
-                if isinstance(error, CONNECTION_LOST) or (
-                    transaction and not await _rolled_back(conn)
-                ):
-                    await pooled.invalidate()
-                raise
+        # Straight from the pool (its size, checkout event and invalidation stay SQLAlchemy's),
+        # without an engine Connection around it: that cost twice the checkout itself.
+        pooled = await greenlet_spawn(_checkout, engine)
+        driver = pooled.driver_connection
+        conn: DirectConnection = (
+            SqliteDirect(engine.dialect, driver)
+            if self.is_sqlite
+            else PostgresDirect(engine.dialect, driver)
+        )
+        try:
+            if transaction:
+                await conn.begin()
+            yield conn
+            if transaction:
+                await conn.commit()
+        except BaseException as error:
+            # A connection whose state is unknown (lost, or a statement cut short by a
+            # cancellation) or whose transaction cannot be rolled back is thrown away.
+            if isinstance(error, CONNECTION_LOST) or (transaction and not await _rolled_back(conn)):
+                await greenlet_spawn(pooled.invalidate)
+            raise
+        finally:
+            await greenlet_spawn(pooled.close)
 
     @asynccontextmanager
     async def read(self, *, single_statement: bool = False) -> AsyncIterator[AsyncSession]:
@@ -229,6 +232,13 @@ class Database:
         await self.write_engine.dispose()
         if self.is_sqlite:
             await self.read_engine.dispose()
+
+
+def _checkout(engine: AsyncEngine) -> Any:
+    try:
+        return engine.sync_engine.pool.connect()
+    except asyncpg.PostgresError as error:  # too many connections, starting up, …
+        raise OperationalError("connect", None, error) from error
 
 
 async def _rolled_back(conn: DirectConnection) -> bool:

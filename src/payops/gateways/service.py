@@ -163,9 +163,10 @@ async def _call_connector(
     try:
         if connector is None:
             connector = connector_for(config, settings)
-        return await asyncio.wait_for(
-            call(connector), timeout=connector.config.timeout_seconds + CALL_MARGIN_SECONDS
-        )
+        # A deadline on this task (no second task, as asyncio.wait_for makes); a timeout
+        # cancels the call and arrives here as TimeoutError.
+        async with asyncio.timeout(connector.config.timeout_seconds + CALL_MARGIN_SECONDS):
+            return await call(connector)
     except Exception as exc:
         log.warning("gateway call for %s ended without an answer: %s", label, type(exc).__name__)
         return fallback(exc)
