@@ -20,7 +20,7 @@ import asyncio
 import sqlite3
 import weakref
 from collections import namedtuple
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import asyncpg
@@ -103,6 +103,23 @@ class DirectConnection:
     async def rowcount(self, statement: Any, params: Mapping[str, Any]) -> int:
         prepared = self.prepared(statement)
         return await self._execute(prepared.sql, prepared.arguments(params))
+
+    async def chain(
+        self, first: Any, then: Sequence[Any], params: Mapping[str, Any], *, returning: bool
+    ) -> Any:
+        """Run ``first``, then the statements of ``then`` only if ``first`` returned a row
+        (``returning``) or changed exactly one row. Returns that row (or None), or the count
+        of rows ``first`` changed. All take ``params``."""
+        if returning:
+            outcome = await self.first(first, params)
+            go_on = outcome is not None
+        else:
+            outcome = await self.rowcount(first, params)
+            go_on = outcome == 1
+        if go_on:
+            for statement in then:
+                await self.rowcount(statement, params)
+        return outcome
 
     async def _fetch_first(self, sql: str, args: list[Any]) -> Any:
         raise NotImplementedError
@@ -201,11 +218,19 @@ class SqliteDirect(DirectConnection):
         self._aio = connection  # aiosqlite.Connection
         self._pending_begin: str | None = None
 
-    async def _run(self, sql: str, args: list[Any], fetch: bool) -> Any:
+    async def _run(
+        self,
+        sql: str,
+        args: list[Any],
+        fetch: bool,
+        then: Sequence[tuple[str, list[Any]]] = (),
+    ) -> Any:
         begin, self._pending_begin = self._pending_begin, None
         if begin is not None:
             _announce(begin)
         _announce(sql)
+        for step_sql, _ in then:
+            _announce(step_sql)
         raw: sqlite3.Connection = self._aio._conn
 
         def run() -> Any:
@@ -213,14 +238,27 @@ class SqliteDirect(DirectConnection):
                 raw.execute(begin)
             cursor = raw.execute(sql, args)
             try:
-                return cursor.fetchone() if fetch else cursor.rowcount
+                outcome = cursor.fetchone() if fetch else cursor.rowcount
             finally:
                 cursor.close()
+            if (outcome is not None) if fetch else (outcome == 1):
+                for step_sql, step_args in then:
+                    raw.execute(step_sql, step_args).close()
+            return outcome
 
         try:
             return await self._aio._execute(run)
         except sqlite3.Error as error:
             raise _translated_sqlite_error(error, sql) from error
+
+    async def chain(
+        self, first: Any, then: Sequence[Any], params: Mapping[str, Any], *, returning: bool
+    ) -> Any:
+        # One hand-off for the whole chain (the writes of an intent or of a settlement).
+        head = self.prepared(first)
+        steps = [(p.sql, p.arguments(params)) for p in map(self.prepared, then)]
+        found = await self._run(head.sql, head.arguments(params), returning, steps)
+        return None if returning and found is None else head.row(found) if returning else found
 
     async def _fetch_first(self, sql: str, args: list[Any]) -> Any:
         return await self._run(sql, args, True)

@@ -191,20 +191,29 @@ class Database:
             if self.is_sqlite
             else PostgresDirect(engine.dialect, driver)
         )
+        clean = False
         try:
             if transaction:
                 await conn.begin()
             yield conn
             if transaction:
                 await conn.commit()
+            clean = True
         except BaseException as error:
             # A connection whose state is unknown (lost, or a statement cut short by a
             # cancellation) or whose transaction cannot be rolled back is thrown away.
             if isinstance(error, CONNECTION_LOST) or (transaction and not await _rolled_back(conn)):
                 await greenlet_spawn(pooled.invalidate)
+            else:
+                clean = True
             raise
         finally:
-            await greenlet_spawn(pooled.close)
+            if clean:
+                # No transaction is open: the pool's rollback on return (a thread hand-off
+                # on SQLite) is skipped, as SQLAlchemy's own Connection does after a commit.
+                await greenlet_spawn(pooled._close_special, True)
+            else:
+                await greenlet_spawn(pooled.close)
 
     @asynccontextmanager
     async def read(self, *, single_statement: bool = False) -> AsyncIterator[AsyncSession]:

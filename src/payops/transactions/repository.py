@@ -574,10 +574,8 @@ async def insert_intent(
     params = {f"op_{name}": operation[name] for name in _INTENT_OPERATION_FIELDS}
     params.update(audit_entry)
     statements = _intent_statements(conn.postgresql)
-    operation_id = await conn.scalar(statements[0], params)
-    for statement in statements[1:]:
-        await conn.rowcount(statement, params)
-    return int(operation_id)
+    inserted = await conn.chain(statements[0], statements[1:], params, returning=True)
+    return int(inserted[0])
 
 
 _SETTLED_FIELDS = (
@@ -753,10 +751,9 @@ async def settle_fresh_operation(
         if await conn.scalar(statements[0], params) != 1:
             raise SettleConflict()
         return
-    if await conn.rowcount(statements[0], params) != 1:
+    # The other writes run only when the operation's UPDATE changed its row.
+    if await conn.chain(statements[0], statements[1:], params, returning=False) != 1:
         raise SettleConflict()
-    for statement in statements[1:]:
-        await conn.rowcount(statement, params)
 
 
 _LIVE_TRACKING_KEY = (
