@@ -105,11 +105,18 @@ class DirectConnection:
         return await self._execute(prepared.sql, prepared.arguments(params))
 
     async def chain(
-        self, first: Any, then: Sequence[Any], params: Mapping[str, Any], *, returning: bool
+        self,
+        first: Any,
+        then: Sequence[Any],
+        params: Mapping[str, Any],
+        *,
+        returning: bool,
+        last: bool = False,
     ) -> Any:
         """Run ``first``, then the statements of ``then`` only if ``first`` returned a row
         (``returning``) or changed exactly one row. Returns that row (or None), or the count
-        of rows ``first`` changed. All take ``params``."""
+        of rows ``first`` changed. All take ``params``. ``last``: nothing more runs in this
+        transaction, so it may be committed with the chain (SQLite: in the same hand-off)."""
         if returning:
             outcome = await self.first(first, params)
             go_on = outcome is not None
@@ -150,7 +157,7 @@ def _translated_postgres_error(error: Exception, sql: str) -> Exception:
     errors of the connection itself (InterfaceError, OSError) pass as they are."""
     if isinstance(error, asyncpg.IntegrityConstraintViolationError):
         return sa_exc.IntegrityError(sql, None, error)
-    if isinstance(error, asyncpg.exceptions.SyntaxOrAccessRuleViolationError):
+    if isinstance(error, asyncpg.exceptions.SyntaxOrAccessError):
         return sa_exc.ProgrammingError(sql, None, error)
     if isinstance(error, asyncpg.exceptions.InternalServerError):
         return sa_exc.InternalError(sql, None, error)
@@ -217,6 +224,7 @@ class SqliteDirect(DirectConnection):
         super().__init__(dialect)
         self._aio = connection  # aiosqlite.Connection
         self._pending_begin: str | None = None
+        self._open = False  # a transaction begun and not yet ended
 
     async def _run(
         self,
@@ -224,6 +232,7 @@ class SqliteDirect(DirectConnection):
         args: list[Any],
         fetch: bool,
         then: Sequence[tuple[str, list[Any]]] = (),
+        commit: bool = False,
     ) -> Any:
         begin, self._pending_begin = self._pending_begin, None
         if begin is not None:
@@ -232,6 +241,7 @@ class SqliteDirect(DirectConnection):
         for step_sql, _ in then:
             _announce(step_sql)
         raw: sqlite3.Connection = self._aio._conn
+        running = [sql]  # the statement an error belongs to
 
         def run() -> Any:
             if begin is not None:
@@ -243,21 +253,33 @@ class SqliteDirect(DirectConnection):
                 cursor.close()
             if (outcome is not None) if fetch else (outcome == 1):
                 for step_sql, step_args in then:
+                    running[0] = step_sql
                     raw.execute(step_sql, step_args).close()
+            if commit:
+                raw.execute("COMMIT")
+                self._open = False
             return outcome
 
         try:
             return await self._aio._execute(run)
         except sqlite3.Error as error:
-            raise _translated_sqlite_error(error, sql) from error
+            raise _translated_sqlite_error(error, running[0]) from error
 
     async def chain(
-        self, first: Any, then: Sequence[Any], params: Mapping[str, Any], *, returning: bool
+        self,
+        first: Any,
+        then: Sequence[Any],
+        params: Mapping[str, Any],
+        *,
+        returning: bool,
+        last: bool = False,
     ) -> Any:
-        # One hand-off for the whole chain (the writes of an intent or of a settlement).
+        # One hand-off for the whole chain (the writes of an intent or of a settlement), and
+        # for the COMMIT after it when it is the transaction's last.
         head = self.prepared(first)
         steps = [(p.sql, p.arguments(params)) for p in map(self.prepared, then)]
-        found = await self._run(head.sql, head.arguments(params), returning, steps)
+        commit = last and self._open
+        found = await self._run(head.sql, head.arguments(params), returning, steps, commit)
         return None if returning and found is None else head.row(found) if returning else found
 
     async def _fetch_first(self, sql: str, args: list[Any]) -> Any:
@@ -269,10 +291,14 @@ class SqliteDirect(DirectConnection):
     async def begin(self) -> None:
         # Sent with the transaction's first statement: one hand-off fewer.
         self._pending_begin = "BEGIN IMMEDIATE"
+        self._open = True
 
     async def _end(self, sql: str) -> None:
         if self._pending_begin is not None:  # nothing ran: nothing to end
             self._pending_begin = None
+            self._open = False
+            return
+        if not self._open:  # committed with the transaction's last chain
             return
         # Not announced: like SQLAlchemy's cursor events, listeners see statements, and the
         # transaction's end is not one (PostgreSQL's BEGIN and COMMIT are not either).
@@ -281,6 +307,7 @@ class SqliteDirect(DirectConnection):
             await self._aio._execute(raw.execute, sql)
         except sqlite3.Error as error:
             raise _translated_sqlite_error(error, sql) from error
+        self._open = False
 
     async def commit(self) -> None:
         await self._end("COMMIT")

@@ -218,6 +218,7 @@ async def _run_external(
                 at=now,
                 details={"reference_number": intent.reference_number, "amount": amount},
             ),
+            last=True,
         )
         request = OperationRequest(
             operation=operation,

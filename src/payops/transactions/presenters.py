@@ -80,7 +80,11 @@ def timestamp(moment: datetime | None = None) -> str:
 
 
 def normalised_pg_params(params: dict[str, Any]) -> dict[str, Any]:
-    return {key: params.get(key) for key in PG_PARAM_KEYS if params.get(key) not in (None, "")}
+    return {
+        key: params[key]
+        for key in PG_PARAM_KEYS
+        if key in params and params[key] is not None and params[key] != ""
+    }
 
 
 def child_state(operation: Operation) -> str | None:

@@ -558,11 +558,16 @@ def _intent_statements(postgresql: bool) -> tuple[Any, ...]:
 
 
 async def insert_intent(
-    conn: DirectConnection, operation: dict[str, Any], audit_entry: dict[str, Any]
+    conn: DirectConnection,
+    operation: dict[str, Any],
+    audit_entry: dict[str, Any],
+    *,
+    last: bool = False,
 ) -> int:
     """Insert the operation (``_INTENT_OPERATION_FIELDS``; a new operation's empty columns are
     filled here) and its audit entry (``audit_values`` with the prefix ``audit_``); returns the
-    operation's id. Every column is given: no Python-side default runs inside a CTE."""
+    operation's id. Every column is given: no Python-side default runs inside a CTE. ``last``: the
+    transaction writes nothing after it (DirectConnection.chain)."""
     operation = {
         "pg_response": {},
         "pg_params": {},
@@ -574,7 +579,7 @@ async def insert_intent(
     params = {f"op_{name}": operation[name] for name in _INTENT_OPERATION_FIELDS}
     params.update(audit_entry)
     statements = _intent_statements(conn.postgresql)
-    inserted = await conn.chain(statements[0], statements[1:], params, returning=True)
+    inserted = await conn.chain(statements[0], statements[1:], params, returning=True, last=last)
     return int(inserted[0])
 
 
@@ -752,7 +757,7 @@ async def settle_fresh_operation(
             raise SettleConflict()
         return
     # The other writes run only when the operation's UPDATE changed its row.
-    if await conn.chain(statements[0], statements[1:], params, returning=False) != 1:
+    if await conn.chain(statements[0], statements[1:], params, returning=False, last=True) != 1:
         raise SettleConflict()
 
 
