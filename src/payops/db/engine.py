@@ -9,19 +9,21 @@ lets run beside a writer.
 from __future__ import annotations
 
 import asyncio
+import warnings
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 import asyncpg
 from sqlalchemy import event, text
-from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
+from sqlalchemy.exc import DisconnectionError, InterfaceError, MissingGreenlet, OperationalError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.pool import QueuePool
 from sqlalchemy.util import greenlet_spawn
 
 from payops import exact_json
@@ -183,8 +185,17 @@ class Database:
     @asynccontextmanager
     async def _direct(self, engine: AsyncEngine, transaction: bool) -> AsyncIterator[Any]:
         # Straight from the pool (its size, checkout event and invalidation stay SQLAlchemy's),
-        # without an engine Connection around it: that cost twice the checkout itself.
-        pooled = await greenlet_spawn(_checkout, engine)
+        # without an engine Connection around it: that cost more than the checkout itself.
+        pool = engine.sync_engine.pool
+        pooled: Any = None
+        if isinstance(pool, QueuePool) and pool.checkedin():
+            # A connection waiting in the pool is handed out without any I/O: no greenlet.
+            try:
+                pooled = _checkout(engine)
+            except MissingGreenlet:  # it must be reopened after all (see the filter above)
+                pass
+        if pooled is None:  # the pool must open a connection or wait for one
+            pooled = await greenlet_spawn(_checkout, engine)
         driver = pooled.driver_connection
         conn: DirectConnection = (
             SqliteDirect(engine.dialect, driver)
@@ -211,7 +222,7 @@ class Database:
             if clean:
                 # No transaction is open: the pool's rollback on return (a thread hand-off
                 # on SQLite) is skipped, as SQLAlchemy's own Connection does after a commit.
-                await greenlet_spawn(pooled._close_special, True)
+                pooled._close_special(True)  # no I/O either: no greenlet
             else:
                 await greenlet_spawn(pooled.close)
 
@@ -241,6 +252,16 @@ class Database:
         await self.write_engine.dispose()
         if self.is_sqlite:
             await self.read_engine.dispose()
+
+
+# When a pooled connection must be reopened outside a greenlet, SQLAlchemy closes the connect()
+# coroutine it had created, unawaited, and raises MissingGreenlet; _direct then reopens it on the
+# greenlet path. Python warns of the closed coroutine: that one warning is expected.
+warnings.filterwarnings(
+    "ignore",
+    message="coroutine 'connect' was never awaited",
+    category=RuntimeWarning,
+)
 
 
 def _checkout(engine: AsyncEngine) -> Any:
