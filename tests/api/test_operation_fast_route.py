@@ -258,3 +258,47 @@ def test_an_operation_route_declaring_what_the_fast_route_does_not_pass_is_refus
         OperationFastRoute(app=None, routes=[route], exception_handlers={})  # type: ignore[arg-type]
     # The real operation routes are accepted as they are.
     OperationFastRoute(app=None, routes=operation_endpoints.router.routes, exception_handlers={})  # type: ignore[arg-type]
+
+
+async def test_a_client_gone_before_its_body_arrives_is_answered_as_through_the_router(
+    app: Any, seed: Seed, through_the_router: Callable[[bool], None]
+) -> None:
+    auth = await seed.api_key()
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": V1,
+        "raw_path": V1.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": [
+            (b"host", b"testserver"),
+            (b"authorization", auth["Authorization"].encode()),
+            (b"content-type", b"application/json"),
+            (b"content-length", b"40"),
+        ],
+        "client": ("127.0.0.1", 40000),
+        "server": ("testserver", 80),
+    }
+
+    async def gone() -> dict[str, Any]:
+        return {"type": "http.disconnect"}
+
+    async def served() -> list[tuple[Any, ...]]:
+        sent: list[dict[str, Any]] = []
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message)
+
+        await app(dict(scope), gone, send)
+        return [(m["type"], m.get("status"), m.get("body")) for m in sent]
+
+    answers: dict[bool, list[Any]] = {}
+    for router_only in (False, True):
+        through_the_router(router_only)
+        answers[router_only] = await served()
+    assert answers[False] == answers[True]
+    assert answers[False][0][:2] == ("http.response.start", 500)
