@@ -1,6 +1,6 @@
 """How an exception becomes an answer: DRF-shaped error bodies, 503 for a database outage, 500.
 
-Registered on the app by ``install``; the operation endpoints' direct route
+Registered on the app by ``install``; the operation endpoints' fast route
 (``operations/fast_route.py``) looks its exceptions up in the same registry with
 ``handler_for``, so there is one mapping for both ways in."""
 
