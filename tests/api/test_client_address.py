@@ -30,14 +30,18 @@ from tests.live import free_port, run_with_context
 CHEAP = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
 
 URL = "/b/pbl/v1/inquiry/ORD-1"
+# The operation endpoints authenticate in operations/fast_route.py, before the router.
+OPERATION_URL = "/b/pbl/v1/operation/ORD-1"
 
 
-async def guess(app: Any, peer: str, username: str, forwarded_for: str | None = None) -> int:
+async def guess(
+    app: Any, peer: str, username: str, forwarded_for: str | None = None, url: str = URL
+) -> int:
     headers = basic(username, "wrong password")
     if forwarded_for is not None:
         headers["X-Forwarded-For"] = forwarded_for
     async with client_from(app, peer) as http:
-        response = await http.post(URL, headers=headers)
+        response = await http.post(url, headers=headers)
     if response.status_code == 429:
         assert_throttled(response)
     return response.status_code
@@ -52,20 +56,24 @@ async def guess(app: Any, peer: str, username: str, forwarded_for: str | None = 
         }
     ],
 )
-async def test_forwarded_for_counts_only_through_a_trusted_proxy(app: Any, seed: Seed) -> None:
+@pytest.mark.parametrize("url", [URL, OPERATION_URL])
+async def test_forwarded_for_counts_only_through_a_trusted_proxy(
+    app: Any, seed: Seed, url: str
+) -> None:
     await seed.transaction(order_no="ORD-1")
     # Through the proxy, each client is counted at its own address.
     for n in range(3):
-        assert await guess(app, "10.0.0.1", f"a{n}", "203.0.113.5") == 401
-    assert await guess(app, "10.0.0.1", "a9", "203.0.113.5") == 429
-    assert await guess(app, "10.9.4.2", "a9", "203.0.113.5") == 429  # a proxy in the listed range
-    assert await guess(app, "10.0.0.1", "b0", "203.0.113.6") == 401
+        assert await guess(app, "10.0.0.1", f"a{n}", "203.0.113.5", url) == 401
+    assert await guess(app, "10.0.0.1", "a9", "203.0.113.5", url) == 429
+    # A proxy in the listed range:
+    assert await guess(app, "10.9.4.2", "a9", "203.0.113.5", url) == 429
+    assert await guess(app, "10.0.0.1", "b0", "203.0.113.6", url) == 401
     # A chain: the first address from the right that is not a trusted proxy is the client.
-    assert await guess(app, "10.0.0.1", "b1", "203.0.113.5, 198.51.100.1, 10.9.0.7") == 401
+    assert await guess(app, "10.0.0.1", "b1", "203.0.113.5, 198.51.100.1, 10.9.0.7", url) == 401
     # An untrusted peer's X-Forwarded-For is ignored: it is counted at its own address.
     for n in range(3):
-        assert await guess(app, "198.51.100.9", f"c{n}", f"192.0.2.{n}") == 401
-    assert await guess(app, "198.51.100.9", "c9", "192.0.2.200") == 429
+        assert await guess(app, "198.51.100.9", f"c{n}", f"192.0.2.{n}", url) == 401
+    assert await guess(app, "198.51.100.9", "c9", "192.0.2.200", url) == 429
 
 
 @pytest.mark.parametrize("settings_overrides", [{"auth_address_failure_limit": 3}])

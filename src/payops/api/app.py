@@ -7,19 +7,16 @@ import hmac
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any, cast
+from typing import Any
 
 from fastapi import Depends, FastAPI, Request
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram
-from sqlalchemy.exc import DBAPIError
-from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from payops import background, dashboard, stored_secrets
-from payops.api import openapi
+from payops.api import exception_handlers, openapi
 from payops.api.metrics import exposition
 from payops.api.observe import ObserveRequests
 from payops.auth.metrics import AuthMetrics
@@ -29,14 +26,13 @@ from payops.checkout.payment_methods import router as payment_methods_router
 from payops.checkout.returns import router as returns_router
 from payops.config import Settings, get_settings
 from payops.context import AppContext
-from payops.db.engine import DATABASE_UNAVAILABLE
 from payops.domain import messages
-from payops.errors import ApiError, DatabaseUnavailable
 from payops.gateways.crypto import SecretKeyMismatch
 from payops.inquiry.endpoints import router as inquiry_router
 from payops.notifications.endpoints import router as notifications_router
 from payops.operations import alerts, reconciler
 from payops.operations.endpoints import router as operations_router
+from payops.operations.fast_route import OperationFastRoute
 from payops.operations.review_endpoints import router as review_router
 from payops.transactions import attempt_inquiry, expiry
 from payops.transactions.attempt_review_endpoints import router as attempt_review_router
@@ -142,6 +138,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.metrics = registry
     auth_metrics = AuthMetrics(registry)
 
+    # The operation endpoints' POSTs (refunds above all) skip the router, FastAPI's dependency
+    # solving and its middlewares; inside the cross-site guard and `observe`, like the router.
+    app.add_middleware(
+        OperationFastRoute,
+        routes=operations_router.routes,
+        exception_handlers=app.exception_handlers,
+    )
+
     # Inside `observe` (counted and logged with a request id), before routing and
     # authentication: a cross-site request is refused before any work (decisions §13).
     app.add_middleware(CrossSiteGuard, settings=settings)
@@ -155,64 +159,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # X-Forwarded-Proto only when the peer is a listed proxy; added last, so it runs first.
         app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.trusted_proxy_list)
 
-    @app.exception_handler(ApiError)
-    async def api_error(_: Request, exc: ApiError) -> JSONResponse:
-        return JSONResponse(exc.body, status_code=exc.status_code, headers=exc.headers)
-
-    @app.exception_handler(StarletteHTTPException)
-    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        if exc.status_code == 404:
-            detail = messages.NOT_FOUND
-        elif exc.status_code == 405:
-            detail = messages.METHOD_NOT_ALLOWED.format(method=request.method)
-        else:
-            detail = str(exc.detail)
-        return JSONResponse(
-            {"detail": detail}, status_code=exc.status_code, headers=getattr(exc, "headers", None)
-        )
-
-    @app.exception_handler(RequestValidationError)
-    async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
-        errors: dict[str, list[str]] = {}
-        for error in exc.errors():
-            field = str(error["loc"][-1]) if error.get("loc") else "non_field_errors"
-            errors.setdefault(field, []).append(str(error.get("msg", "Invalid value.")))
-        return JSONResponse(errors, status_code=400)
-
-    @app.exception_handler(SQLAlchemyTimeout)
-    async def database_busy(_: Request, exc: SQLAlchemyTimeout) -> JSONResponse:
-        # Every pooled connection is in use: an overload, not a fault. Nothing was changed.
-        log.warning("database pool exhausted")
-        return JSONResponse(
-            {"detail": messages.BUSY}, status_code=503, headers={"Retry-After": "1"}
-        )
-
-    async def database_unavailable(_: Request, exc: Exception) -> JSONResponse:
-        # The database is down or refuses writes. Nothing was done (a settle that fails after
-        # the gateway call answers 504 pending instead, in the operation service).
-        log.error("database unavailable: %s", type(exc).__name__)
-        error = DatabaseUnavailable()
-        return JSONResponse(error.body, status_code=error.status_code, headers=error.headers)
-
-    for error_type in DATABASE_UNAVAILABLE:
-        app.add_exception_handler(cast(type[Exception], error_type), database_unavailable)
-
-    @app.exception_handler(DBAPIError)
-    async def database_error(request: Request, exc: DBAPIError) -> JSONResponse:
-        # A connection lost mid-statement arrives as a plain DBAPIError (asyncpg's
-        # ConnectionDoesNotExistError); SQLAlchemy marks it invalidated. Anything else is a bug.
-        if (
-            exc.connection_invalidated
-            or isinstance(exc.orig, DATABASE_UNAVAILABLE)
-            or isinstance(getattr(exc.orig, "__cause__", None), DATABASE_UNAVAILABLE)
-        ):
-            return await database_unavailable(request, exc)
-        return await unexpected(request, exc)
-
-    @app.exception_handler(Exception)
-    async def unexpected(_: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error: %s", type(exc).__name__)
-        return JSONResponse({"detail": messages.SERVER_ERROR}, status_code=500)
+    exception_handlers.install(app)
 
     @app.get("/healthz", tags=["operability"])
     async def healthz() -> dict[str, str]:
