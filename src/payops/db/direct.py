@@ -21,6 +21,7 @@ import sqlite3
 import weakref
 from collections import namedtuple
 from collections.abc import Callable, Mapping, Sequence
+from operator import itemgetter
 from typing import Any
 
 import asyncpg
@@ -31,25 +32,32 @@ from sqlalchemy.sql import Select
 # Called with each statement's SQL before it runs (tests count the statements of a refund).
 STATEMENT_LISTENERS: list[Callable[[str], None]] = []
 
-_NO_DEFAULT = object()
-
 
 class Prepared:
     """One Core statement compiled for one dialect: SQL text, positional parameters with their
     bind processors (and literal defaults), and the row shape with result processors."""
 
-    __slots__ = ("statement", "sql", "_binds", "_row", "_results")
+    __slots__ = ("statement", "sql", "_defaults", "_take", "_processors", "_row", "_results")
 
     def __init__(self, statement: Any, dialect: Dialect) -> None:
         self.statement = statement  # held, so its id is never reused while this entry lives
         compiled = statement.compile(dialect=dialect)
         self.sql = str(compiled)
-        binds: list[tuple[str, Any, Any]] = []
-        for name in compiled.positiontup or ():
-            bind = compiled.binds[name]
-            default = _NO_DEFAULT if bind.required else bind.value
-            binds.append((name, bind.type.dialect_impl(dialect).bind_processor(dialect), default))
-        self._binds = tuple(binds)
+        names = tuple(compiled.positiontup or ())
+        # Literal values SQLAlchemy made parameters of (coalesce(…, 0), LIMIT 1): not given by
+        # callers, sent as compiled.
+        self._defaults = {
+            name: compiled.binds[name].value for name in names if not compiled.binds[name].required
+        }
+        take = itemgetter(*names) if names else (lambda _params: ())
+        self._take: Callable[[Mapping[str, Any]], Any] = (
+            take if len(names) != 1 else (lambda params: (take(params),))
+        )
+        processors = (
+            (index, compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect))
+            for index, name in enumerate(names)
+        )
+        self._processors = tuple((index, p) for index, p in processors if p is not None)
         columns = list(
             statement.selected_columns
             if isinstance(statement, Select)
@@ -61,10 +69,11 @@ class Prepared:
         )
 
     def arguments(self, params: Mapping[str, Any]) -> list[Any]:
-        values = []
-        for name, process, default in self._binds:
-            value = params[name] if default is _NO_DEFAULT else params.get(name, default)
-            values.append(process(value) if process is not None else value)
+        """The positional arguments: every named parameter (a missing one is a KeyError),
+        through its type's bind processor."""
+        values = list(self._take({**self._defaults, **params} if self._defaults else params))
+        for index, process in self._processors:
+            values[index] = process(values[index])
         return values
 
     def row(self, values: Any) -> Any:
