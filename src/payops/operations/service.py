@@ -621,10 +621,12 @@ async def _notify_operation(
 
 
 def _answer(
-    op: Operation, parent: PaymentTransaction, hmac_key: str, gateway: GatewayConfig | None = None
+    op: Operation | SettledOperation, parent: PaymentTransaction, hmac_key: str, gateway: GatewayConfig | None = None
 ) -> dict[str, Any]:
     if op.state in ("succeeded", "queued"):
-        return operation_body(op, parent, hmac_key, gateway)
+        if isinstance(op, SettledOperation) and op.response is not None:
+            return op.response  # built (and signed) by this request's settlement just now
+        return operation_body(cast(Any, op), parent, hmac_key, gateway)
     if op.state in ("failed", "rejected"):
         raise OperationFailed(
             op.message or messages.GATEWAY_DECLINED, op.operation, pg_response=op.pg_response or {}
