@@ -8,6 +8,7 @@ import re
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from payops.connectors.base import (
 )
 from payops.connectors.registry import build_connector, connector_class
 from payops.connectors.sandbox.connector import SandboxConnector, trigger
+from payops.connectors.sandbox.ledger import SandboxLedger
 from payops.ids import new_reference_number
 
 SUCCESS_CARD = "4111111111111111"
@@ -790,3 +792,94 @@ async def test_another_process_sees_the_records(
     done = await sandbox.inquire_operation(request("refund", pay, 1_000, ref=new_ref))
     assert done.outcome is Outcome.SUCCESS
     assert done.raw["amount"] == "1.000"
+
+
+# -- its file: shared with other processes, never holding the event loop ----------------------
+
+
+async def test_a_ledger_locked_by_another_process_never_holds_the_event_loop(
+    sandbox: SandboxConnector,
+) -> None:
+    pay = await paid(sandbox, "purchase", 25_000)
+    # Another process in the middle of its own operation holds the file's write lock for 1 s.
+    other = sqlite3.connect(sandbox.ledger.path, isolation_level=None, check_same_thread=False)
+    other.execute("BEGIN IMMEDIATE")
+    release = threading.Timer(1.0, lambda: other.execute("COMMIT"))
+    release.start()
+    try:
+        refund = asyncio.create_task(sandbox.refund(request("refund", pay, 1_000)))
+        gaps = []
+        for _ in range(10):
+            before = time.monotonic()
+            await asyncio.sleep(0.01)
+            gaps.append(time.monotonic() - before)
+        assert not refund.done()  # it waits for the lock, elsewhere than on the event loop
+        assert max(gaps) < 0.5
+        result = await refund
+    finally:
+        release.join()
+        other.close()
+    assert result.outcome is Outcome.SUCCESS
+    assert [r["amount"] for r in ledger_rows(sandbox, "operations")] == [1_000]
+
+
+async def test_back_to_back_operations_keep_the_ledger_files_small(
+    sandbox: SandboxConnector, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # 20 instead of 200 calls between the background checkpoints, to keep the test short.
+    monkeypatch.setattr(SandboxLedger, "CHECKPOINT_EVERY", 20)
+    pay = await paid(sandbox, "purchase", 10**9)
+    for _ in range(400):
+        assert (await sandbox.refund(request("refund", pay, 1_000))).outcome is Outcome.SUCCESS
+    # Each operation adds about 12 KiB to the WAL: 400 of them without a checkpoint that lets
+    # the WAL start over would make it about 5 MB.
+    wal = sandbox.ledger.path.with_name(sandbox.ledger.path.name + "-wal")
+    assert wal.stat().st_size < 1_000_000
+    assert len(ledger_rows(sandbox, "operations")) == 400
+    over = await sandbox.refund(request("refund", pay, 10**9 - 400_000 + 1))
+    assert over.message == "Refund exceeds the captured amount"
+
+
+def test_a_ledger_written_before_the_totals_keeps_its_limits(tmp_path: Path) -> None:
+    """A ledger file from before the running totals (and with its former index by payment)."""
+    path = tmp_path / "sandbox-gateway.sqlite3"
+    pay = payment(25_000)
+    with sqlite3.connect(path) as conn:
+        conn.executescript(
+            """
+            CREATE TABLE payments (
+                reference TEXT PRIMARY KEY, amount INTEGER NOT NULL, currency TEXT NOT NULL,
+                mode TEXT NOT NULL, status TEXT NOT NULL, card_last4 TEXT NOT NULL,
+                created REAL NOT NULL);
+            CREATE TABLE operations (
+                reference TEXT PRIMARY KEY, payment_reference TEXT NOT NULL,
+                operation TEXT NOT NULL, amount INTEGER NOT NULL, currency TEXT NOT NULL,
+                status TEXT NOT NULL, transaction_id TEXT NOT NULL, created REAL NOT NULL);
+            CREATE INDEX operations_by_payment ON operations (payment_reference);
+            """
+        )
+        conn.execute(
+            "INSERT INTO payments VALUES (?, 25000, 'KWD', 'purchase', 'success', '1111', 0)",
+            (pay.reference_number,),
+        )
+        conn.execute(
+            "INSERT INTO operations VALUES ('old', ?, 'refund', 20000, 'KWD', 'done', 'a', 0)",
+            (pay.reference_number,),
+        )
+    sandbox = make_connector(make_settings(tmp_path))
+
+    async def refunds() -> tuple[GatewayResult, GatewayResult]:
+        over = await sandbox.refund(request("refund", pay, 5_001))
+        rest = await sandbox.refund(request("refund", pay, 5_000))
+        return over, rest
+
+    over, rest = asyncio.run(refunds())
+    assert over.message == "Refund exceeds the captured amount"
+    assert rest.outcome is Outcome.SUCCESS
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'").fetchall() == [
+            ("sqlite_autoindex_payments_1",),
+            ("sqlite_autoindex_operations_1",),
+            ("payment_inquiries_by_payment",),
+            ("sqlite_autoindex_totals_1",),
+        ]

@@ -621,7 +621,10 @@ async def _notify_operation(
 
 
 def _answer(
-    op: Operation | SettledOperation, parent: PaymentTransaction, hmac_key: str, gateway: GatewayConfig | None = None
+    op: Operation | SettledOperation,
+    parent: PaymentTransaction,
+    hmac_key: str,
+    gateway: GatewayConfig | None = None,
 ) -> dict[str, Any]:
     if op.state in ("succeeded", "queued"):
         if isinstance(op, SettledOperation) and op.response is not None:

@@ -8,16 +8,20 @@ simulated timeout, across PayOps restarts and across several PayOps processes.
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, ClassVar
 
 from payops.config import private_file
+
+log = logging.getLogger(__name__)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS payments (
@@ -29,7 +33,9 @@ CREATE TABLE IF NOT EXISTS operations (
     amount INTEGER NOT NULL, currency TEXT NOT NULL, status TEXT NOT NULL,
     transaction_id TEXT NOT NULL, created REAL NOT NULL
 );
-CREATE INDEX IF NOT EXISTS operations_by_payment ON operations (payment_reference);
+-- No query reads operations by payment since the totals below exist, and the index cost a
+-- page write per operation: dropped from ledgers written before.
+DROP INDEX IF EXISTS operations_by_payment;
 -- Every inquiry about a payment, as a gateway's logs would show it.
 CREATE TABLE IF NOT EXISTS payment_inquiries (
     payment_reference TEXT NOT NULL, at REAL NOT NULL
@@ -46,6 +52,31 @@ _BACKFILL_TOTALS = """
 INSERT INTO totals (payment_reference, operation, amount)
 SELECT payment_reference, operation, SUM(amount) FROM operations GROUP BY 1, 2
 """
+# What _perform reads, writes and answers, in one place. The payment comes with its running
+# totals in one statement; the operation is written without reading it back, as its row is
+# exactly what was given (a reference already known is answered from its first row instead).
+_PAYMENT_AND_TOTALS = """
+SELECT p.reference, p.amount, p.currency, p.mode, p.status,
+    coalesce((SELECT t.amount FROM totals t
+              WHERE t.payment_reference = p.reference AND t.operation = 'capture'), 0) AS captured,
+    coalesce((SELECT t.amount FROM totals t
+              WHERE t.payment_reference = p.reference AND t.operation = 'refund'), 0) AS refunded,
+    coalesce((SELECT t.amount FROM totals t
+              WHERE t.payment_reference = p.reference AND t.operation = 'void'), 0) AS voided
+FROM payments p WHERE p.reference = ?
+"""
+_INSERT_OPERATION = """
+INSERT INTO operations (reference, payment_reference, operation, amount, currency, status,
+    transaction_id, created)
+VALUES (:reference, :payment_reference, :operation, :amount, :currency, :status,
+    :transaction_id, :created)
+ON CONFLICT (reference) DO NOTHING
+"""
+_ADD_TO_TOTAL = """
+INSERT INTO totals VALUES (?, ?, ?)
+ON CONFLICT (payment_reference, operation) DO UPDATE SET amount = amount + excluded.amount
+"""
+_OPERATION = "SELECT * FROM operations WHERE reference = ?"
 
 
 class LedgerRefusal(Exception):
@@ -86,6 +117,8 @@ class SandboxLedger:
         # loop's); closed by close().
         self._quick: sqlite3.Connection | None = None
         self._quick_calls = 0
+        # Set while a background checkpoint runs (see perform_now).
+        self._checkpointing = False
         with self._connection() as conn:
             # One transaction, as several processes may open the same file at once.
             conn.execute("BEGIN IMMEDIATE")
@@ -217,14 +250,17 @@ class SandboxLedger:
         transaction_id: str,
     ) -> dict[str, Any] | None:
         """``perform`` on the calling thread, only when that costs no waiting: None (nothing
-        done) when the file's write lock is taken, and every ``CHECKPOINT_EVERY``-th call, which
-        the caller then makes with ``perform`` in a thread. Handing each call to a thread cost
-        more CPU than the call itself (docs/performance.md); waiting for a lock, or a WAL
-        checkpoint (disk writes and an fsync), must not hold the caller's event loop, so those
-        stay on the thread's connection (the one that commits runs SQLite's automatic
-        checkpoint)."""
-        self._quick_calls += 1
-        if self._quick_calls % self.CHECKPOINT_EVERY == 0:
+        done) when the file's write lock is taken or this process is checkpointing the file;
+        the caller then makes the call with ``perform`` in a thread. Handing each call to a
+        thread cost more CPU than the call itself (docs/performance.md); waiting for a lock, or
+        a WAL checkpoint (disk writes and an fsync), must not hold the caller's event loop.
+
+        Every ``CHECKPOINT_EVERY``-th call done here starts a checkpoint in the background (this
+        connection never checkpoints). Until it ends, this process's calls go to the thread's
+        connection, which the checkpoint holds: with no writer of this process between, the
+        checkpoint copies the whole WAL and the next write starts the WAL file over, so it
+        stays small however busy the event loop is."""
+        if self._checkpointing:
             return None
         conn = self._quick_connection()
         try:
@@ -232,7 +268,7 @@ class SandboxLedger:
         except sqlite3.OperationalError:  # locked by another connection: no wait here
             return None
         try:
-            return self._perform(
+            row = self._perform(
                 conn,
                 reference,
                 payment_reference,
@@ -244,9 +280,40 @@ class SandboxLedger:
             )
         except sqlite3.OperationalError:  # busy after all (rolled back): nothing was done
             return None
+        self._quick_calls += 1
+        if self._quick_calls % self.CHECKPOINT_EVERY == 0:
+            self._checkpointing = True
+            try:
+                self._checkpoints().submit(self._checkpoint)
+            except RuntimeError:  # the interpreter is shutting down: no checkpoint this time
+                self._checkpointing = False
+        return row
 
-    # A quick call in this many is left to the thread's connection (see perform_now).
-    CHECKPOINT_EVERY: ClassVar[int] = 50
+    # Calls done on the caller's thread between two background checkpoints. Each operation adds
+    # three pages to the WAL: 600 pages, under SQLite's own automatic checkpoint interval (1000).
+    CHECKPOINT_EVERY: ClassVar[int] = 200
+    _checkpoint_thread: ClassVar[ThreadPoolExecutor | None] = None
+
+    @classmethod
+    def _checkpoints(cls) -> ThreadPoolExecutor:
+        # One thread for every ledger of the process, started on the first checkpoint.
+        with cls._open_lock:
+            if cls._checkpoint_thread is None:
+                cls._checkpoint_thread = ThreadPoolExecutor(
+                    max_workers=1, thread_name_prefix="sandbox-ledger-checkpoint"
+                )
+            return cls._checkpoint_thread
+
+    def _checkpoint(self) -> None:
+        try:
+            with self._connection() as conn:
+                # PASSIVE waits for no other process; a checkpoint that could not copy
+                # everything (another process writing meanwhile) is completed by a later one.
+                conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        except sqlite3.Error:  # nothing is lost: the WAL keeps every commit until the next one
+            log.warning("sandbox ledger checkpoint failed", exc_info=True)
+        finally:
+            self._checkpointing = False
 
     def _quick_connection(self) -> sqlite3.Connection:
         if self._quick is None:
@@ -271,72 +338,51 @@ class SandboxLedger:
         status: str,
         transaction_id: str,
     ) -> dict[str, Any]:
-        """The body of ``perform``, inside the transaction ``conn`` has begun."""
+        """The body of ``perform``, inside the transaction ``conn`` has begun: one read (the
+        payment with its totals) and two writes, or one more read for a reference already
+        known, which is answered as before whatever the limits say now."""
         try:
-            existing = conn.execute(
-                "SELECT * FROM operations WHERE reference=?", (reference,)
-            ).fetchone()
-            if existing is not None:  # the same reference again: answer as before
+            payment = conn.execute(_PAYMENT_AND_TOTALS, (payment_reference,)).fetchone()
+            try:
+                self._enforce(payment, operation, amount, currency)
+            except LedgerRefusal:
+                existing = conn.execute(_OPERATION, (reference,)).fetchone()
+                if existing is None:
+                    raise
                 conn.execute("COMMIT")
                 return dict(existing)
-            payment = conn.execute(
-                "SELECT * FROM payments WHERE reference=?", (payment_reference,)
-            ).fetchone()
-            self._enforce(conn, payment, operation, amount, currency)
-            conn.execute(
-                "INSERT INTO operations VALUES (?,?,?,?,?,?,?,?)",
-                (
-                    reference,
-                    payment_reference,
-                    operation,
-                    amount,
-                    currency,
-                    status,
-                    transaction_id,
-                    time.time(),
-                ),
-            )
-            conn.execute(
-                "INSERT INTO totals VALUES (?,?,?) ON CONFLICT (payment_reference, operation) "
-                "DO UPDATE SET amount = amount + excluded.amount",
-                (payment_reference, operation, amount),
-            )
-            row = conn.execute(
-                "SELECT * FROM operations WHERE reference=?", (reference,)
-            ).fetchone()
+            row = {
+                "reference": reference,
+                "payment_reference": payment_reference,
+                "operation": operation,
+                "amount": amount,
+                "currency": currency,
+                "status": status,
+                "transaction_id": transaction_id,
+                "created": time.time(),
+            }
+            if not conn.execute(_INSERT_OPERATION, row).rowcount:  # the reference is known
+                existing = conn.execute(_OPERATION, (reference,)).fetchone()
+                conn.execute("COMMIT")
+                return dict(existing)
+            conn.execute(_ADD_TO_TOTAL, (payment_reference, operation, amount))
             conn.execute("COMMIT")
-            return dict(row)
+            return row
         except BaseException:
             # The connection outlives this call: never leave it inside a transaction.
             conn.execute("ROLLBACK")
             raise
 
     @staticmethod
-    def _enforce(
-        conn: sqlite3.Connection,
-        payment: sqlite3.Row | None,
-        operation: str,
-        amount: int,
-        currency: str,
-    ) -> None:
+    def _enforce(payment: sqlite3.Row | None, operation: str, amount: int, currency: str) -> None:
+        """``payment``: a row of ``_PAYMENT_AND_TOTALS``."""
         # A "pending" card payment settles successfully: it only answers late.
         if payment is None or payment["status"] not in ("success", "pending"):
             raise LedgerRefusal("No successful payment with this reference")
         if currency != payment["currency"]:
             raise LedgerRefusal("Currency does not match the payment")
-        done = {
-            op: total or 0
-            for op, total in conn.execute(
-                "SELECT operation, amount FROM totals WHERE payment_reference=?",
-                (payment["reference"],),
-            )
-        }
-        captured, refunded, voided = (
-            done.get("capture", 0),
-            done.get("refund", 0),
-            done.get("void", 0),
-        )
-        if voided:
+        captured, refunded = payment["captured"], payment["refunded"]
+        if payment["voided"]:
             raise LedgerRefusal("The authorization was voided")
         if operation == "capture":
             if payment["mode"] != "authorize":
