@@ -30,7 +30,7 @@ from tests.live import free_port, run_with_context
 CHEAP = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
 
 URL = "/b/pbl/v1/inquiry/ORD-1"
-# The operation endpoints authenticate in operations/fast_route.py, before the router.
+# The operation endpoints authenticate in api/operation_fast_route.py, before the router.
 OPERATION_URL = "/b/pbl/v1/operation/ORD-1"
 
 

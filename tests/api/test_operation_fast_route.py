@@ -1,4 +1,4 @@
-"""The operation endpoints' POSTs are served before Starlette's router (operations/fast_route.py):
+"""The operation endpoints' POSTs are served before Starlette's router (api/operation_fast_route.py):
 the same answers as through the router, counted and logged under the same route."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from fastapi import Query
 from fastapi.routing import APIRoute
 
 import payops.operations.endpoints as operation_endpoints
-from payops.operations.fast_route import OperationFastRoute
+from payops.api.operation_fast_route import OperationFastRoute
 from tests.helpers import Seed
 
 METRICS_TOKEN = "metrics-token-fast-route"

@@ -19,6 +19,7 @@ from payops import background, dashboard, stored_secrets
 from payops.api import exception_handlers, openapi
 from payops.api.metrics import exposition
 from payops.api.observe import ObserveRequests
+from payops.api.operation_fast_route import OperationFastRoute
 from payops.auth.metrics import AuthMetrics
 from payops.checkout.endpoints import router as checkout_router
 from payops.checkout.hosted import router as hosted_router
@@ -32,7 +33,6 @@ from payops.inquiry.endpoints import router as inquiry_router
 from payops.notifications.endpoints import router as notifications_router
 from payops.operations import alerts, reconciler
 from payops.operations.endpoints import router as operations_router
-from payops.operations.fast_route import OperationFastRoute
 from payops.operations.review_endpoints import router as review_router
 from payops.transactions import attempt_inquiry, expiry
 from payops.transactions.attempt_review_endpoints import router as attempt_review_router

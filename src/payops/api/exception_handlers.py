@@ -1,7 +1,7 @@
 """How an exception becomes an answer: DRF-shaped error bodies, 503 for a database outage, 500.
 
 Registered on the app by ``install``; the operation endpoints' fast route
-(``operations/fast_route.py``) looks its exceptions up in the same registry with
+(``api/operation_fast_route.py``) looks its exceptions up in the same registry with
 ``handler_for``, so there is one mapping for both ways in."""
 
 from __future__ import annotations

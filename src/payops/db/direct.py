@@ -20,7 +20,7 @@ import asyncio
 import sqlite3
 import weakref
 from collections import namedtuple
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from operator import itemgetter
 from typing import Any
 
@@ -153,7 +153,7 @@ class DirectConnection:
         raise NotImplementedError
 
 
-def _announce(sql: str) -> None:
+def announce(sql: str) -> None:
     for listener in STATEMENT_LISTENERS:
         listener(sql)
 
@@ -180,14 +180,14 @@ class PostgresDirect(DirectConnection):
         self._transaction: Any = None
 
     async def _fetch_first(self, sql: str, args: list[Any]) -> Any:
-        _announce(sql)
+        announce(sql)
         try:
             return await self._connection.fetchrow(sql, *args)
         except asyncpg.PostgresError as error:
             raise _translated_postgres_error(error, sql) from error
 
     async def _execute(self, sql: str, args: list[Any]) -> int:
-        _announce(sql)
+        announce(sql)
         try:
             status = await self._connection.execute(sql, *args)
         except asyncpg.PostgresError as error:
@@ -224,16 +224,33 @@ def _translated_sqlite_error(error: sqlite3.Error, sql: str) -> Exception:
     return sa_exc.DBAPIError(sql, None, error)
 
 
-class SqliteDirect(DirectConnection):
-    """Each statement is one hand-off to aiosqlite's thread, which owns the sqlite3 connection
-    (its private ``_execute`` runs a function there, in its queue's order). Through
-    SQLAlchemy's cursor adapter a statement took four: cursor, execute, fetch, close."""
+Runner = Callable[[Callable[[], Any]], Awaitable[Any]]
 
-    def __init__(self, dialect: Dialect, connection: Any) -> None:
+
+async def run_here(work: Callable[[], Any]) -> Any:
+    """Run ``work`` on the caller's thread (the event loop's): for statements that cannot wait."""
+    return work()
+
+
+class SqliteDirect(DirectConnection):
+    """A sqlite3 connection and where its statements run: ``run_in`` takes a function of
+    statements and runs it, on aiosqlite's thread (its private ``_execute``, in its queue's
+    order: one hand-off per call, where SQLAlchemy's cursor adapter took four per statement) or
+    on the event loop's own thread (``run_here``, for a connection that never waits: see
+    db/sqlite_on_loop.py). ``begun``: a transaction was already begun on it."""
+
+    def __init__(
+        self, dialect: Dialect, raw: sqlite3.Connection, run_in: Runner, *, begun: bool = False
+    ) -> None:
         super().__init__(dialect)
-        self._aio = connection  # aiosqlite.Connection
+        self._raw = raw
+        self._run_in = run_in
         self._pending_begin: str | None = None
-        self._open = False  # a transaction begun and not yet ended
+        self._open = begun  # a transaction begun and not yet ended
+
+    @classmethod
+    def on_aiosqlite(cls, dialect: Dialect, connection: Any) -> SqliteDirect:
+        return cls(dialect, connection._conn, connection._execute)
 
     async def _run(
         self,
@@ -245,11 +262,11 @@ class SqliteDirect(DirectConnection):
     ) -> Any:
         begin, self._pending_begin = self._pending_begin, None
         if begin is not None:
-            _announce(begin)
-        _announce(sql)
+            announce(begin)
+        announce(sql)
         for step_sql, _ in then:
-            _announce(step_sql)
-        raw: sqlite3.Connection = self._aio._conn
+            announce(step_sql)
+        raw = self._raw
         running = [sql]  # the statement an error belongs to
 
         def run() -> Any:
@@ -270,7 +287,7 @@ class SqliteDirect(DirectConnection):
             return outcome
 
         try:
-            return await self._aio._execute(run)
+            return await self._run_in(run)
         except sqlite3.Error as error:
             raise _translated_sqlite_error(error, running[0]) from error
 
@@ -311,9 +328,9 @@ class SqliteDirect(DirectConnection):
             return
         # Not announced: like SQLAlchemy's cursor events, listeners see statements, and the
         # transaction's end is not one (PostgreSQL's BEGIN and COMMIT are not either).
-        raw: sqlite3.Connection = self._aio._conn
+        raw = self._raw
         try:
-            await self._aio._execute(raw.execute, sql)
+            await self._run_in(lambda: raw.execute(sql))
         except sqlite3.Error as error:
             raise _translated_sqlite_error(error, sql) from error
         self._open = False

@@ -27,7 +27,15 @@ from sqlalchemy.pool import QueuePool
 from sqlalchemy.util import greenlet_spawn
 
 from payops import exact_json
-from payops.db.direct import CONNECTION_LOST, DirectConnection, PostgresDirect, SqliteDirect
+from payops.db.direct import (
+    CONNECTION_LOST,
+    DirectConnection,
+    PostgresDirect,
+    SqliteDirect,
+    announce,
+    run_here,
+)
+from payops.db.sqlite_on_loop import SqliteOnLoop
 
 SQLITE_BUSY_TIMEOUT_MS = 60_000
 
@@ -132,6 +140,13 @@ class Database:
         # operations already sent to a gateway) always find a connection.
         self.intent_slots = asyncio.Semaphore(max(1, capacity * 2 // 3))
         self._sqlite_writer = asyncio.Lock() if self.is_sqlite else None
+        # The operation path's SQLite writes run on the event loop's thread (a file only: an
+        # in-memory database is not shared between connections).
+        self._on_loop: SqliteOnLoop | None = None
+        database = self.write_engine.url.database
+        if self._sqlite_writer is not None and database and database != ":memory:":
+            if not self.write_engine.url.query:
+                self._on_loop = SqliteOnLoop(database, self._sqlite_writer)
         # ``info`` reaches every session as ``session.info`` (the secret box for stored secrets).
         self._write = async_sessionmaker(self.write_engine, expire_on_commit=False, info=info)
         self._read = async_sessionmaker(self.read_engine, expire_on_commit=False, info=info)
@@ -156,11 +171,35 @@ class Database:
         path's statements: commits on success, rolls back on any exception. On SQLite it
         queues on the same in-process writer lock as ``write()``."""
         if self._sqlite_writer is not None:
-            async with self._sqlite_writer, self._direct(self.write_engine, True) as conn:
-                yield conn
+            async with self._sqlite_writer:
+                raw = self._on_loop.begin() if self._on_loop is not None else None
+                if raw is not None:
+                    async with self._on_loop_transaction(raw) as conn:
+                        yield conn
+                    return
+                # The file's write lock is another process's: wait for it on aiosqlite's thread.
+                async with self._direct(self.write_engine, True) as conn:
+                    yield conn
             return
         async with self._direct(self.write_engine, True) as conn:
             yield conn
+
+    @asynccontextmanager
+    async def _on_loop_transaction(self, raw: Any) -> AsyncIterator[DirectConnection]:
+        assert self._on_loop is not None
+        announce("BEGIN IMMEDIATE")
+        conn = SqliteDirect(self.write_engine.dialect, raw, run_here, begun=True)
+        try:
+            yield conn
+            await conn.commit()
+        except BaseException:
+            try:
+                await conn.rollback()
+            except Exception:  # noqa: BLE001 - its state is unknown: a new one next time
+                self._on_loop.discard()
+            raise
+        finally:
+            self._on_loop.committed()
 
     @asynccontextmanager
     async def direct_alone(self) -> AsyncIterator[DirectConnection]:
@@ -198,7 +237,7 @@ class Database:
             pooled = await greenlet_spawn(_checkout, engine)
         driver = pooled.driver_connection
         conn: DirectConnection = (
-            SqliteDirect(engine.dialect, driver)
+            SqliteDirect.on_aiosqlite(engine.dialect, driver)
             if self.is_sqlite
             else PostgresDirect(engine.dialect, driver)
         )
@@ -249,6 +288,8 @@ class Database:
         return True
 
     async def dispose(self) -> None:
+        if self._on_loop is not None:
+            await self._on_loop.aclose()
         await self.write_engine.dispose()
         if self.is_sqlite:
             await self.read_engine.dispose()
