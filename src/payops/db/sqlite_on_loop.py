@@ -45,8 +45,8 @@ class SqliteOnLoop:
         """The connection with a write transaction begun (``BEGIN IMMEDIATE``), or None when
         the file's write lock is taken by another process (the caller then goes the waiting
         way). Call it holding the in-process writer lock."""
-        conn = self._connect()
         try:
+            conn = self._connect()
             conn.execute("BEGIN IMMEDIATE")
         except sqlite3.OperationalError:  # locked (no waiting here), or it cannot write at all
             return None
@@ -70,8 +70,9 @@ class SqliteOnLoop:
     def _connect(self) -> sqlite3.Connection:
         if self._connection is None:
             conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            # Settings of this connection only (none takes a lock); the file is in WAL mode
+            # already (set by the engine's connections, and kept by the file).
             conn.execute("PRAGMA busy_timeout=0")
-            conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA foreign_keys=ON")
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA wal_autocheckpoint=0")
