@@ -267,8 +267,9 @@ class Operation(Base):
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    # Indexed by ix_operations_transaction_id_state (its leading column).
     transaction_id: Mapped[int] = mapped_column(
-        ForeignKey("payment_transactions.id", ondelete="CASCADE"), index=True
+        ForeignKey("payment_transactions.id", ondelete="CASCADE")
     )
     gateway_config_id: Mapped[int] = mapped_column(ForeignKey("gateway_configs.id"))
     operation: Mapped[str] = mapped_column(String(16))  # capture | refund | void
