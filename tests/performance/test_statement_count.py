@@ -1,5 +1,6 @@
-"""The SQL one refund costs, counted with SQLAlchemy's ``before_cursor_execute`` event, so the
-operation path cannot silently grow statements again (issue 11).
+"""The SQL one refund costs, counted with SQLAlchemy's ``before_cursor_execute`` event and, for
+the statements the operation path runs on the driver's own connection (db/direct.py), with
+``direct.STATEMENT_LISTENERS``, so the path cannot silently grow statements again (issue 11).
 
 The ceilings are what the lean path needs (5 on PostgreSQL, 9 on SQLite). The path before
 issue 11 took 21 and 24 (relationship loads of the gateway configuration, a settings lookup per
