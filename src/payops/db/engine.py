@@ -67,13 +67,7 @@ def _sqlite_pragmas(engine: AsyncEngine, *, immediate: bool) -> None:
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(conn: Any) -> None:
-        if conn.get_execution_options().get(SINGLE_STATEMENT):
-            return  # one SELECT: SQLite runs it in a transaction of its own
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
-
-
-# Execution option of a read that is a single statement (Database.read(single_statement=True)).
-SINGLE_STATEMENT = "payops_single_statement"
 
 
 # PostgreSQL connections one process may hold when nothing says otherwise (`payops serve`
@@ -199,7 +193,7 @@ class Database:
                 self._on_loop.discard()
             raise
         finally:
-            self._on_loop.committed()
+            self._on_loop.transaction_ended()
 
     @asynccontextmanager
     async def direct_alone(self) -> AsyncIterator[DirectConnection]:
@@ -266,12 +260,10 @@ class Database:
                 await greenlet_spawn(pooled.close)
 
     @asynccontextmanager
-    async def read(self, *, single_statement: bool = False) -> AsyncIterator[AsyncSession]:
-        """A read. ``single_statement``: the caller runs one statement, which on SQLite then
-        needs no BEGIN of its own (PostgreSQL's reads run in autocommit anyway)."""
+    async def read(self) -> AsyncIterator[AsyncSession]:
+        """A read (PostgreSQL's run in autocommit; a single statement that needs no session
+        goes through ``direct_read``)."""
         async with self._read() as session, session.begin():
-            if single_statement and self.is_sqlite:
-                await session.connection(execution_options={SINGLE_STATEMENT: True})
             yield session
 
     async def can_write(self) -> bool:

@@ -52,7 +52,7 @@ class SqliteOnLoop:
             return None
         return conn
 
-    def committed(self) -> None:
+    def transaction_ended(self) -> None:
         """Count a transaction ended on the loop; start a checkpoint when one is due."""
         self._commits += 1
         if self._commits % CHECKPOINT_EVERY == 0:

@@ -723,9 +723,10 @@ async def settle_fresh_operation(
     ``audit_``) and one outbox event per entry of ``events``.
 
     Each checks that ``gateway_version`` and ``settings_version`` (what the answer was built
-    with) are current. PostgreSQL: one statement in a session of its own in autocommit
-    (``Database.write_alone``), which also takes the parent's lock. SQLite: a statement per
-    write, in a write transaction (which holds the database's lock). Raises ``SettleConflict``
+    with) are current. PostgreSQL: one statement on a connection in autocommit
+    (``Database.direct_alone``), which also takes the parent's lock. SQLite: a statement per
+    write, chained (``DirectConnection.chain``: the others only when the operation's UPDATE
+    took) in a write transaction (which holds the database's lock). Raises ``SettleConflict``
     when the operation was touched or a version moved (nothing is written: the operation's
     UPDATE comes first)."""
     with_response = "response" in values
