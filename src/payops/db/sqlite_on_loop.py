@@ -38,7 +38,7 @@ class SqliteOnLoop:
         self.path = path
         self._writer_lock = writer_lock
         self._connection: sqlite3.Connection | None = None
-        self._commits = 0
+        self._ended = 0
         self._checkpoints: set[asyncio.Task[None]] = set()
 
     def begin(self) -> sqlite3.Connection | None:
@@ -54,8 +54,8 @@ class SqliteOnLoop:
 
     def transaction_ended(self) -> None:
         """Count a transaction ended on the loop; start a checkpoint when one is due."""
-        self._commits += 1
-        if self._commits % CHECKPOINT_EVERY == 0:
+        self._ended += 1
+        if self._ended % CHECKPOINT_EVERY == 0:
             task = asyncio.get_running_loop().create_task(self._checkpoint())
             self._checkpoints.add(task)
             task.add_done_callback(self._checkpoints.discard)
