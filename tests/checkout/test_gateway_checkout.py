@@ -82,7 +82,10 @@ def gateway_link(page: httpx.Response) -> str:
 async def test_lost_start_reply_then_try_again_starts_the_same_attempt(
     client: httpx.AsyncClient, seed: Seed, fake: FakeMpgs
 ) -> None:
-    created = await session(client, seed, fake, timeout=0.5)
+    # The configuration's timeout is how long the lost reply is waited for, and also the time
+    # every later call (the retry's order read and session) has: 0.5 s was exceeded once in a
+    # full parallel run on a loaded 2-core machine, so the retry too looked lost.
+    created = await session(client, seed, fake, timeout=1.5)
     page = f"/checkout/{created['session_id']}"
     fake.fail_next("timeout", method="POST", suffix="/session", apply=True)
     lost = await client.post(page, data={"pg_code": "mpgs-kwd"}, timeout=30)
