@@ -151,6 +151,8 @@ def test_find_a_transaction_refund_part_and_see_the_timeline(
 
     seeded(settings, seed)
     with live_server(settings) as base:
+        from playwright.sync_api import expect
+
         page = new_page(browser)
         page.goto(f"{base}/dashboard/login")
         shots(page, "01-sign-in")
@@ -159,7 +161,8 @@ def test_find_a_transaction_refund_part_and_see_the_timeline(
         page.get_by_label("Search").fill("ORDER-0002")
         page.get_by_role("button", name="Search").click()
         page.get_by_role("link", name="ORDER-0002").click()
-        assert page.get_by_role("heading", name="Transaction ORDER-0002").is_visible()
+        # is_visible() answers at once; expect() waits for the page the click opened.
+        expect(page.get_by_role("heading", name="Transaction ORDER-0002")).to_be_visible()
         page.get_by_role("link", name="Refund (up to 180.500 KWD)").click()
         amount = page.get_by_label("Amount (KWD)")
         assert amount.input_value() == "180.500"  # prefilled with what remains
