@@ -823,6 +823,28 @@ async def test_a_ledger_locked_by_another_process_never_holds_the_event_loop(
     assert [r["amount"] for r in ledger_rows(sandbox, "operations")] == [1_000]
 
 
+async def test_a_lock_held_for_a_moment_is_waited_for_on_the_event_loop(
+    sandbox: SandboxConnector, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another PayOps process writes the file for a fraction of a millisecond at a time: the
+    call is tried again on the event loop rather than handed to a thread, whose connection
+    would sleep in SQLite's busy handler (1, 2, 5, 10 ms...) and make the latency's tail."""
+    pay = await paid(sandbox, "purchase", 25_000)
+    thread_calls: list[dict[str, Any]] = []
+    monkeypatch.setattr(sandbox.ledger, "perform", lambda **call: thread_calls.append(call))
+    other = sqlite3.connect(sandbox.ledger.path, isolation_level=None, check_same_thread=False)
+    other.execute("BEGIN IMMEDIATE")
+    # Released by the event loop itself, before the connector's pauses (16.5 ms) run out.
+    asyncio.get_running_loop().call_later(0.003, other.execute, "COMMIT")
+    try:
+        result = await sandbox.refund(request("refund", pay, 1_000))
+    finally:
+        other.close()
+    assert result.outcome is Outcome.SUCCESS
+    assert thread_calls == []
+    assert [r["amount"] for r in ledger_rows(sandbox, "operations")] == [1_000]
+
+
 async def test_back_to_back_operations_keep_the_ledger_files_small(
     sandbox: SandboxConnector, monkeypatch: pytest.MonkeyPatch
 ) -> None:
