@@ -67,8 +67,8 @@ class Cli:
         assert result.exit_code == 0, (result.output, result.exception)
         return result
 
-    def fails(self, *args: str, match: str) -> Result:
-        result = self(*args)
+    def fails(self, *args: str, match: str, input: str | None = None) -> Result:
+        result = self(*args, input=input)
         assert result.exit_code == 2, (result.output, result.exception)
         assert re.search(match, result.stderr), result.stderr
         return result
@@ -207,9 +207,13 @@ def test_db_upgrade_hides_the_database_password(tmp_path: Path) -> None:
 
 
 def test_user_create_list_grant_revoke(cli: Cli) -> None:
-    result = cli.ok("user", "create", "alice", "--password", PASSWORD, "-p", "payment.refund")
+    result = cli.ok(
+        "user", "create", "alice", "--password-stdin", "-p", "payment.refund", input=PASSWORD
+    )
     assert "created user alice" in result.stdout
     assert PASSWORD not in result.output
+    # Never taken as an argument (it would show in `ps` and the shell's history).
+    cli.fails("user", "create", "dave", "--password", PASSWORD, match="No such option")
     # The prompt path: hidden input, asked twice.
     cli.ok("user", "create", "bob", "--superuser", input=f"{PASSWORD}\n{PASSWORD}\n")
 
@@ -245,21 +249,27 @@ def test_user_refusals(cli: Cli) -> None:
         "user",
         "create",
         "alice",
-        "--password",
-        PASSWORD,
+        "--password-stdin",
         "-p",
         "payment.teleport",
         match="unknown permission.*payment.teleport",
     )
-    cli.fails("user", "create", "carol", "--password", "short", match="at least 8 characters")
+    cli.fails(
+        "user", "create", "carol", "--password-stdin", input="short", match="at least 8 characters"
+    )
     assert cli.sql("SELECT count(*) FROM users") == [(0,)]
 
-    cli.ok("user", "create", "alice", "--password", PASSWORD)
+    cli.ok("user", "create", "alice", "--password-stdin", input=PASSWORD)
     cli.fails("user", "grant", "alice", "payment.teleport", match="unknown permission")
     cli.fails("user", "grant", "alice", "payment.capture", "nope", match="unknown permission")
     cli.fails("user", "grant", "nobody", "payment.capture", match="no user 'nobody'")
     cli.fails(
-        "user", "create", "alice", "--password", "another password", match="user 'alice' exists"
+        "user",
+        "create",
+        "alice",
+        "--password-stdin",
+        input="another password",
+        match="user 'alice' exists",
     )
     assert row_for(cli.ok("user", "list").stdout, "alice")[3] == "-"
     assert cli.sql("SELECT count(*) FROM users") == [(1,)]

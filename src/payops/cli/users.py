@@ -72,10 +72,18 @@ async def add_user(
     return user
 
 
+def _new_password(from_stdin: bool, prompt: str) -> str:
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    return str(typer.prompt(prompt, hide_input=True, confirmation_prompt=True))
+
+
 @app.command("create")
 def user_create(
     username: str,
-    password: str = typer.Option(..., prompt=True, hide_input=True, confirmation_prompt=True),
+    password_stdin: bool = typer.Option(
+        False, "--password-stdin", help="Read the password from the first line of stdin (scripts)"
+    ),
     superuser: bool = typer.Option(False, help="Holds every permission"),
     permission: list[str] = typer.Option([], "--permission", "-p", help="Permission code; repeat"),
     first_name: str = "",
@@ -83,11 +91,13 @@ def user_create(
     email: str = "",
     phone: str = "",
 ) -> None:
-    """Create a user with an argon2id-hashed password."""
+    """Create a user with an argon2id-hashed password, asked at a hidden prompt (or read from
+    stdin), never taken as an argument: arguments show in `ps` and in the shell's history."""
     from payops.auth import repository as auth_repo
     from payops.auth.accounts import AccountError, check_new_password, check_new_username
 
     check_permissions(permission, listing=True)
+    password = _new_password(password_stdin, "Password")
     try:
         check_new_username(username)  # one that Basic auth and the dashboard can sign in with
         check_new_password(password)  # at least 8 characters, at most what logins accept
@@ -216,10 +226,7 @@ def user_set_password(
     argument, so it stays out of shell history and process lists. Cached logins end at once."""
     from payops.auth.accounts import set_password
 
-    if password_stdin:
-        password = sys.stdin.readline().rstrip("\r\n")
-    else:
-        password = typer.prompt("New password", hide_input=True, confirmation_prompt=True)
+    password = _new_password(password_stdin, "New password")
     actor = cli_actor()
     _account_change(lambda ctx: set_password(ctx, username, password, actor=actor))
     console.print(f"changed the password of user [bold]{username}[/bold]")
