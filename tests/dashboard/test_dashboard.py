@@ -610,6 +610,14 @@ async def test_csv_export_matches_the_filter_and_escapes_formulas(
             select(PaymentTransaction).where(PaymentTransaction.order_no == "KWD-001")
         )
         row.customer = {"customer_email": "@evil"}
+        row = await session.scalar(
+            select(PaymentTransaction).where(PaymentTransaction.order_no == "KWD-002")
+        )
+        row.customer = {"customer_email": "  =1+1"}  # some spreadsheets trim the blanks
+        row = await session.scalar(
+            select(PaymentTransaction).where(PaymentTransaction.order_no == "KWD-003")
+        )
+        row.customer = {"customer_email": "\uff1dcmd"}  # a full-width equals sign
     op = await operator_for(["payment.inquiry"])
     response = await op.get(
         "/dashboard/transactions.csv", params={"currency": "KWD", "state": "created"}
@@ -625,7 +633,7 @@ async def test_csv_export_matches_the_filter_and_escapes_formulas(
         ).text,
     )
     assert [r["order_no"] for r in rows] == listed
-    assert {r["customer_email"] for r in rows} == {"", "'@evil"}
+    assert {r["customer_email"] for r in rows} == {"", "'@evil", "'  =1+1", "'\uff1dcmd"}
     everything = list(
         csv.DictReader(io.StringIO((await op.get("/dashboard/transactions.csv")).text))
     )

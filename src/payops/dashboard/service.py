@@ -59,8 +59,10 @@ from payops.webhooks import delivery
 DASHBOARD_OPERATIONS = ("capture", "refund", "void", "cancel")
 TRACKING_KEY = re.compile(r"^dash-[0-9a-f]{32}$")
 REASON_MAX = 500
-# A spreadsheet runs a cell starting with one of these as a formula.
-FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+# A spreadsheet runs a cell starting with one of these as a formula, also after leading blanks
+# (which some trim) and in their full-width forms (which some read as the ASCII ones).
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r", "\n", "\uff1d", "\uff0b", "\uff0d", "\uff20")
+LEADING_BLANKS = " \u00a0\u3000"
 
 
 class DashboardError(Exception):
@@ -351,9 +353,10 @@ CSV_COLUMNS = (
 
 
 def escape_cell(value: Any) -> str:
-    """A cell a spreadsheet shows as text: a leading formula character gets a quote before it."""
+    """A cell a spreadsheet shows as text: a leading formula character (after any blanks) gets a
+    quote before the whole cell."""
     text = "" if value is None else str(value)
-    return "'" + text if text.startswith(FORMULA_PREFIXES) else text
+    return "'" + text if text.lstrip(LEADING_BLANKS).startswith(FORMULA_PREFIXES) else text
 
 
 def csv_row(parent: PaymentTransaction, gateway_codes: dict[int, str]) -> list[str]:
