@@ -7,6 +7,7 @@ Every refused request must leave every stored row unchanged (``Expect`` checks t
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import httpx
@@ -15,6 +16,7 @@ from asgi_lifespan import LifespanManager
 
 from payops.api.app import create_app
 from payops.config import Settings
+from tests.api.test_auth_limits import metric
 from tests.api.test_bad_input import Expect, multipart
 from tests.helpers import Seed
 
@@ -236,3 +238,65 @@ async def test_without_public_url_the_requests_own_origin_is_same_origin(
                 headers={**user, "Sec-Fetch-Site": "cross-site", "Origin": LISTED},
             )
             assert listed_nowhere.status_code == 403
+
+
+# -- a client that goes away mid-body ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/b/pbl/v1/operation/ORD-1", "/b/pbl/v2/operation/", "/b/checkout/v1/pymt-txn/"],
+)
+async def test_a_client_gone_before_its_body_arrived_is_no_server_error(
+    app: Any, seed: Seed, caplog: pytest.LogCaptureFixture, path: str
+) -> None:
+    """It declared 100 bytes, sent 18 and hung up: nothing is done, nothing is sent (there is
+    nobody to answer), and the log says 499 at INFO, as nginx does, never an error with a
+    traceback and a 500 that would page somebody."""
+    caplog.set_level(logging.INFO, logger="payops.http")
+    auth = await seed.api_key()
+    await seed.transaction("100.000", "KWD", order_no="ORD-1")
+    before = await seed.snapshot()
+    incoming = [
+        {"type": "http.request", "body": b'{"operation": "ref', "more_body": True},
+        {"type": "http.disconnect"},
+    ]
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return incoming.pop(0) if incoming else {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    headers = [(b"host", b"testserver"), (b"content-type", b"application/json")]
+    headers += [(b"content-length", b"100")]
+    headers += [(k.lower().encode(), v.encode()) for k, v in auth.items()]
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": headers,
+        "client": ("127.0.0.1", 40000),
+        "server": ("testserver", 80),
+    }
+    await app(scope, receive, send)
+    assert sent == []
+    assert [r for r in caplog.records if r.levelno >= logging.WARNING] == []
+    lines = [r for r in caplog.records if r.getMessage() == "request"]
+    assert [line.status for line in lines] == [499]  # type: ignore[attr-defined]
+    assert await seed.snapshot() == before
+    await metric(app, "payops_http_requests_total")  # sets the metrics token
+    token = app.state.ctx.settings.metrics_token
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://testserver"
+    ) as http:
+        exposed = (await http.get("/metrics", headers={"Authorization": f"Bearer {token}"})).text
+    assert '",status="499"} 1.0' in exposed
+    assert "payops_http_server_errors_total{" not in exposed

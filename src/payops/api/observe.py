@@ -13,11 +13,15 @@ from typing import Any
 
 import orjson
 from prometheus_client import Counter, Histogram
+from starlette.requests import ClientDisconnect
 
 from payops import logging as payops_logging
 from payops.domain import messages
 
 log = logging.getLogger("payops.http")
+# Logged and counted, as nginx does, for a request whose client went away before it was read
+# whole (nothing was done and there is nobody to answer): not a server error.
+CLIENT_CLOSED_REQUEST = 499
 
 
 class ObserveRequests:
@@ -52,6 +56,10 @@ class ObserveRequests:
         try:
             try:
                 await self.app(scope, receive, send_with_id)
+            except ClientDisconnect:
+                if status:
+                    raise
+                status.append(CLIENT_CLOSED_REQUEST)
             except Exception as exc:
                 if status:  # the answer had begun: nothing more can be sent
                     raise
