@@ -18,7 +18,7 @@ from payops.api.app import create_app
 from payops.config import Settings
 from tests.api.test_auth_limits import metric
 from tests.api.test_bad_input import Expect, multipart
-from tests.helpers import Seed
+from tests.helpers import Seed, asgi_post_scope
 
 PUBLIC_URL = "https://pay.example.com"
 LISTED = "https://backoffice.example.com"
@@ -269,23 +269,9 @@ async def test_a_client_gone_before_its_body_arrived_is_no_server_error(
     async def send(message: dict[str, Any]) -> None:
         sent.append(message)
 
-    headers = [(b"host", b"testserver"), (b"content-type", b"application/json")]
-    headers += [(b"content-length", b"100")]
-    headers += [(k.lower().encode(), v.encode()) for k, v in auth.items()]
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "query_string": b"",
-        "root_path": "",
-        "headers": headers,
-        "client": ("127.0.0.1", 40000),
-        "server": ("testserver", 80),
-    }
+    scope = asgi_post_scope(
+        path, {**auth, "Content-Type": "application/json", "Content-Length": "100"}
+    )
     await app(scope, receive, send)
     assert sent == []
     assert [r for r in caplog.records if r.levelno >= logging.WARNING] == []

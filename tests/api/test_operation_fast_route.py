@@ -15,7 +15,7 @@ from fastapi.routing import APIRoute
 
 import payops.operations.endpoints as operation_endpoints
 from payops.api.operation_fast_route import OperationFastRoute
-from tests.helpers import Seed
+from tests.helpers import Seed, asgi_post_scope
 
 METRICS_TOKEN = "metrics-token-fast-route"
 MAX_BODY = 2048
@@ -264,25 +264,9 @@ async def test_a_client_gone_before_its_body_arrives_is_answered_as_through_the_
     app: Any, seed: Seed, through_the_router: Callable[[bool], None]
 ) -> None:
     auth = await seed.api_key()
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": V1,
-        "raw_path": V1.encode(),
-        "query_string": b"",
-        "root_path": "",
-        "headers": [
-            (b"host", b"testserver"),
-            (b"authorization", auth["Authorization"].encode()),
-            (b"content-type", b"application/json"),
-            (b"content-length", b"40"),
-        ],
-        "client": ("127.0.0.1", 40000),
-        "server": ("testserver", 80),
-    }
+    scope = asgi_post_scope(
+        V1, {**auth, "Content-Type": "application/json", "Content-Length": "40"}
+    )
 
     async def gone() -> dict[str, Any]:
         return {"type": "http.disconnect"}
@@ -301,4 +285,4 @@ async def test_a_client_gone_before_its_body_arrives_is_answered_as_through_the_
         through_the_router(router_only)
         answers[router_only] = await served()
     assert answers[False] == answers[True]
-    assert answers[False][0][:2] == ("http.response.start", 500)
+    assert answers[False] == []  # nobody to answer (logged as 499: test_hostile_operations)
