@@ -29,7 +29,7 @@ from payops.money import format_minor
 # millisecond) the call is tried again after these pauses on the event loop before it goes to a
 # thread. The thread's connection waits in SQLite's busy handler, which sleeps 1, 2, 5, 10, 15,
 # 20, 25 ms... between tries: it made a sixth of the calls of two workers wait 10 ms (p50) to
-# 200 ms, the whole of the refund benchmark's latency tail (docs/performance.md).
+# 200 ms, most of the refund benchmark's latency tail (docs/performance.md).
 LEDGER_RETRY_PAUSES = (0.0, 0.0, 0.0005, 0.001, 0.001, 0.002, 0.004, 0.008)
 TRIGGER_DECLINE = 991
 TRIGGER_QUEUE = 992
