@@ -31,7 +31,7 @@ def free_port() -> int:
 def live_server(settings: Settings) -> Iterator[str]:
     port = free_port()
     settings = settings.model_copy(update={"public_url": f"http://127.0.0.1:{port}"})
-    # The configuration `payops serve` runs with (h11, header limit).
+    # The configuration `payops serve` runs with (httptools, header limit).
     server = uvicorn.Server(
         server_config(
             create_app(settings), host="127.0.0.1", port=port, log_level="warning", lifespan="on"

@@ -393,3 +393,77 @@ def test_oversized_request_headers_are_refused_before_any_work(served: int) -> N
         assert answer.startswith(b"HTTP/1.1 431") or (streamed and answer == b""), answer[:100]
     # The server still serves afterwards.
     assert httpx.get(f"http://127.0.0.1:{served}/healthz").status_code == 200
+
+
+def open_connection(port: int) -> socket.socket:
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return sock
+
+
+def read_until_closed(sock: socket.socket) -> bytes:
+    answer = b""
+    try:
+        while chunk := sock.recv(65_536):
+            answer += chunk
+    except (ConnectionResetError, TimeoutError):
+        pass
+    return answer
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+def test_a_head_trickling_past_the_limit_is_refused_before_it_ends(served: int) -> None:
+    """A header sent 1 KiB at a time, never finished: the server answers 431 once the open head
+    passes 16 KiB, without waiting for (or holding) the rest."""
+    with open_connection(served) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: t\r\nX-Pad: ")
+        sent = 0
+        try:
+            while sent < 4 * MAX_HEADER_BYTES:
+                sock.sendall(b"p" * 1024)
+                sent += 1024
+                time.sleep(0.002)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # closed after its answer
+        answer = read_until_closed(sock)
+    assert answer.startswith(b"HTTP/1.1 431"), answer[:100]
+    assert answer.endswith(b"Request header fields too large."), answer[-100:]
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+def test_a_body_that_arrives_with_its_head_is_not_counted_as_head(served: int) -> None:
+    """A 4 KiB head and a 60 KiB body in one write: the limit is on the head only (the app
+    then refuses the body as too large for an operation, or the credentials, never with 431)."""
+    body = b'{"operation": "refund", "amount": "1.000", "pad": "' + b"x" * 60_000 + b'"}'
+    head = (
+        b"POST /b/pbl/v1/operation/ORD-1 HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+        b"X-Pad: " + b"h" * 4000 + b"\r\n"
+        b"Content-Length: " + str(len(body)).encode() + b"\r\nConnection: close\r\n\r\n"
+    )
+    with open_connection(served) as sock:
+        sock.sendall(head + body)
+        answer = read_until_closed(sock)
+    assert answer.startswith((b"HTTP/1.1 401", b"HTTP/1.1 413")), answer[:100]
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+def test_a_pipelined_head_over_the_limit_is_refused_after_the_first_answer(served: int) -> None:
+    """Two requests in one write: the first (small) is answered; the second, whose 20 KiB head
+    arrived with the end of the first and so was not counted as it came, is measured once parsed
+    and refused with 431. A second request just under the limit is served."""
+    first = b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n"
+    over = b"GET /healthz HTTP/1.1\r\nHost: t\r\nX-Pad: " + b"o" * 20_000 + b"\r\n\r\n"
+    under = (
+        b"GET /healthz HTTP/1.1\r\nHost: t\r\nX-Pad: "
+        + b"u" * (MAX_HEADER_BYTES - 200)
+        + b"\r\nConnection: close\r\n\r\n"
+    )
+    with open_connection(served) as sock:
+        sock.sendall(first + over)
+        refused = read_until_closed(sock)
+    assert refused.startswith(b"HTTP/1.1 200"), refused[:100]
+    assert refused.count(b"HTTP/1.1 ") == 2 and b"HTTP/1.1 431" in refused, refused[-300:]
+    with open_connection(served) as sock:
+        sock.sendall(first + under)
+        served_both = read_until_closed(sock)
+    assert served_both.count(b"HTTP/1.1 200") == 2, served_both[-300:]

@@ -1,85 +1,112 @@
-"""How `payops serve` runs the app under uvicorn: the h11 HTTP implementation, with a limit on
-the request line and headers.
+"""How `payops serve` runs the app under uvicorn: its httptools (llhttp) HTTP implementation, with a
+limit on the request line and headers.
 
-uvicorn's default parser (httptools) buffers request headers without any limit: a client sending
-a few requests with megabyte headers grows the process for good. h11 refuses a request whose
-request line and headers exceed ``h11_max_incomplete_event_size`` before the app sees it. uvicorn
-answers that refusal with a generic 400; this protocol answers 431 (Request Header Fields Too
-Large) as h11 suggests, and closes the connection.
+Neither llhttp nor uvicorn limits a request's head: httptools gathers a header's name and value,
+and uvicorn the URL and the header list, in memory until each ends, so a client sending a few
+requests with megabyte headers grew the process for good. This protocol holds a head to
+``MAX_HEADER_BYTES`` in two ways:
+
+- while a head is open (from the end of the previous message to the end of this head), bytes go
+  to the parser in pieces no larger than what is left of the limit, and a head still open past
+  the limit is refused: nothing much larger than the limit is ever held for it;
+- a complete head is measured once parsed (a head that arrived with the end of the previous
+  message in one read was not counted whole above).
+
+Over the limit → 431 (Request Header Fields Too Large) and the connection closed, before the app
+runs. (Until the fourth round of issue 11, `serve` ran uvicorn's pure-Python h11 implementation
+for this limit; httptools costs less per request, docs/performance.md.)
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-import h11
 import uvicorn
-from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 # Request line plus every header, in bytes (decisions §13).
 MAX_HEADER_BYTES = 16 * 1024
+TOO_LARGE_BODY = b"Request header fields too large."
 
 
-class _Connection(h11.Connection):
-    """h11's connection that also refuses a complete request head over the limit, and remembers
-    the status h11 suggests for the last protocol error.
-
-    h11 limits only what it buffers while a head is incomplete: a head that arrives whole in one
-    read (up to 256 KiB) would pass. Its size is checked once parsed, before the app runs."""
-
-    refusal_status = 400
-
-    def __init__(self, role: Any, max_head_bytes: int) -> None:
-        super().__init__(role, max_head_bytes)
-        self.max_head_bytes = max_head_bytes
-
-    def next_event(self) -> Any:
-        try:
-            event = super().next_event()
-        except h11.RemoteProtocolError as error:
-            self.refusal_status = error.error_status_hint
-            raise
-        if isinstance(event, h11.Request) and _head_size(event) > self.max_head_bytes:
-            self.refusal_status = 431
-            raise h11.RemoteProtocolError("Request header fields too large", error_status_hint=431)
-        return event
+class HeadTooLarge(Exception):
+    """Raised inside a parser callback; httptools hands it back as an HttpParserError."""
 
 
-def _head_size(request: h11.Request) -> int:
-    line = len(request.method) + len(request.target) + len(b"  HTTP/1.1\r\n")
-    return line + sum(len(name) + len(value) + 4 for name, value in request.headers) + 2
+def head_size(url: bytes, headers: list[tuple[bytes, bytes]]) -> int:
+    """A parsed head's size as sent (the method and version counted generously)."""
+    line = len(url) + len(b"OPTIONS  HTTP/1.1\r\n")
+    return line + sum(len(name) + len(value) + 4 for name, value in headers) + 2
 
 
-class HeaderLimitedH11Protocol(H11Protocol):
+class HeaderLimitedHttpToolsProtocol(HttpToolsProtocol):
     def __init__(self, config: uvicorn.Config, *args: Any, **kwargs: Any) -> None:
         super().__init__(config, *args, **kwargs)
-        self.conn = _Connection(
-            h11.SERVER, config.h11_max_incomplete_event_size or MAX_HEADER_BYTES
-        )
+        self.max_head_bytes = MAX_HEADER_BYTES
+        self._head_open = True  # a new connection starts with a head
+        self._head_bytes = 0
+        self._parsed_head_too_large = False
+        self._refused = False
+
+    def data_received(self, data: bytes) -> None:
+        while data and not self._refused:
+            if not self._head_open:  # in a body: the app's own limits apply
+                super().data_received(data)
+                return
+            allowance = self.max_head_bytes - self._head_bytes + 1
+            piece, data = data[:allowance], data[allowance:]
+            self._head_bytes += len(piece)
+            super().data_received(piece)
+            if self._head_open and self._head_bytes > self.max_head_bytes:
+                self._refuse_head()
+
+    def on_headers_complete(self) -> None:
+        self._head_open = False
+        if head_size(self.url, self.headers) > self.max_head_bytes:
+            self._parsed_head_too_large = True
+            raise HeadTooLarge
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        super().on_message_complete()
+        self._head_open = True
+        self._head_bytes = 0
 
     def send_400_response(self, msg: str) -> None:
-        if getattr(self.conn, "refusal_status", 400) != 431:
+        if self._parsed_head_too_large:  # raised by on_headers_complete
+            self._refuse_head()
+        else:
             super().send_400_response(msg)
+
+    def on_response_complete(self) -> None:
+        if self._refused and not self.pipeline:
+            self._send_431()
+        else:
+            super().on_response_complete()
+
+    def _refuse_head(self) -> None:
+        """Refuse the head being read: at once, or, when requests before it are still being
+        answered (pipelined), after their answers, reading nothing more meanwhile."""
+        if self._refused:
             return
-        headers = [(b"content-type", b"text/plain; charset=utf-8"), (b"connection", b"close")]
-        for event in (
-            h11.Response(
-                status_code=431, headers=headers, reason=b"Request Header Fields Too Large"
-            ),
-            h11.Data(data=b"Request header fields too large."),
-            h11.EndOfMessage(),
-        ):
-            self.transport.write(self.conn.send(event))
+        self._refused = True
+        if self.transport.is_closing():
+            return
+        if (self.cycle is not None and not self.cycle.response_complete) or self.pipeline:
+            self.flow.pause_reading()
+        else:
+            self._send_431()
+
+    def _send_431(self) -> None:
+        self.transport.write(
+            b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
+            b"content-type: text/plain; charset=utf-8\r\n"
+            b"content-length: " + str(len(TOO_LARGE_BODY)).encode("ascii") + b"\r\n"
+            b"connection: close\r\n\r\n" + TOO_LARGE_BODY
+        )
         self.transport.close()
 
 
 def server_config(app: Any, *, host: str, port: int, **options: Any) -> uvicorn.Config:
     """The uvicorn configuration `payops serve` runs with (tests' live servers use it too)."""
-    return uvicorn.Config(
-        app,
-        host=host,
-        port=port,
-        http=HeaderLimitedH11Protocol,
-        h11_max_incomplete_event_size=MAX_HEADER_BYTES,
-        **options,
-    )
+    return uvicorn.Config(app, host=host, port=port, http=HeaderLimitedHttpToolsProtocol, **options)

@@ -117,7 +117,7 @@ def serve(
 
     from payops import logging as payops_logging
     from payops.api import serving
-    from payops.api.server import MAX_HEADER_BYTES, HeaderLimitedH11Protocol
+    from payops.api.server import HeaderLimitedHttpToolsProtocol
     from payops.config import get_settings
 
     settings = load_settings()
@@ -168,9 +168,8 @@ def serve(
             # The application writes the access line itself (payops.http "request",
             # with the request id and the route, never the raw path).
             access_log=False,
-            # h11 with a 16 KiB limit on the request line and headers (decisions.md).
-            http=HeaderLimitedH11Protocol,
-            h11_max_incomplete_event_size=MAX_HEADER_BYTES,
+            # httptools with a 16 KiB limit on the request line and headers (decisions.md).
+            http=HeaderLimitedHttpToolsProtocol,
             proxy_headers=bool(trusted),
             forwarded_allow_ips=trusted or None,
             # uvicorn replaces a worker that misses this deadline on a health check or
