@@ -351,19 +351,13 @@ def served(settings: Settings) -> Iterator[int]:
 def raw_request(port: int, head: bytes) -> bytes:
     """Send a request head in pieces, as a client streaming a huge header would; return what the
     server answered before closing (b"" if it closed without answering)."""
-    answer = b""
     with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
         try:
             for start in range(0, len(head), 65_536):
                 sock.sendall(head[start : start + 65_536])
         except (BrokenPipeError, ConnectionResetError):
             pass  # refused mid-way: the server closed the connection
-        try:
-            while chunk := sock.recv(65_536):
-                answer += chunk
-        except (ConnectionResetError, TimeoutError):
-            pass
-    return answer
+        return read_until_closed(sock)
 
 
 @pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
