@@ -42,7 +42,6 @@ def head_size(url: bytes, headers: list[tuple[bytes, bytes]]) -> int:
 class HeaderLimitedHttpToolsProtocol(HttpToolsProtocol):
     def __init__(self, config: uvicorn.Config, *args: Any, **kwargs: Any) -> None:
         super().__init__(config, *args, **kwargs)
-        self.max_head_bytes = MAX_HEADER_BYTES
         self._head_open = True  # a new connection starts with a head
         self._head_bytes = 0
         self._parsed_head_too_large = False
@@ -53,16 +52,16 @@ class HeaderLimitedHttpToolsProtocol(HttpToolsProtocol):
             if not self._head_open:  # in a body: the app's own limits apply
                 super().data_received(data)
                 return
-            allowance = self.max_head_bytes - self._head_bytes + 1
+            allowance = MAX_HEADER_BYTES - self._head_bytes + 1
             piece, data = data[:allowance], data[allowance:]
             self._head_bytes += len(piece)
             super().data_received(piece)
-            if self._head_open and self._head_bytes > self.max_head_bytes:
+            if self._head_open and self._head_bytes > MAX_HEADER_BYTES:
                 self._refuse_head()
 
     def on_headers_complete(self) -> None:
         self._head_open = False
-        if head_size(self.url, self.headers) > self.max_head_bytes:
+        if head_size(self.url, self.headers) > MAX_HEADER_BYTES:
             self._parsed_head_too_large = True
             raise HeadTooLarge
         super().on_headers_complete()
